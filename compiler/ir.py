@@ -1,0 +1,110 @@
+"""Reading, verifying and printing ncc's IR (MLIR text).
+
+Parsed ops keep their `file:line:col` as their location, so that a verifier
+error is reported where the op was written.
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import re
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import FileLineColLoc, IntAttr, ModuleOp, StringAttr, UnknownLoc
+from xdsl.ir import Operation
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
+
+from ncc.diagnostics import NccError
+
+
+def make_context() -> Context:
+    """A context with every dialect ncc reads: builtin, func, arith, neuron, nn."""
+    from xdsl.dialects.arith import Arith
+    from xdsl.dialects.builtin import Builtin
+    from xdsl.dialects.func import Func
+
+    from ncc.dialects.neuron import Neuron
+    from ncc.dialects.nn import NN
+
+    ctx = Context()
+    for dialect in (Builtin, Func, Arith, Neuron, NN):
+        ctx.load_dialect(dialect)
+    return ctx
+
+
+class LocatingParser(Parser):
+    """A parser that records each op's `file:line:col` as its location."""
+
+    def __init__(self, ctx: Context, text: str, name: str, line_offset: int = 0):
+        super().__init__(ctx, text, name)
+        self._file = StringAttr(name)
+        self._line_offset = line_offset
+        # Offsets of line starts, for an O(log n) offset -> line lookup.
+        self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+
+    def parse_operation(self) -> Operation:
+        start = self._current_token.span.start
+        op = super().parse_operation()
+        if isinstance(op.location, UnknownLoc):
+            line = bisect.bisect_right(self._line_starts, start)
+            col = start - self._line_starts[line - 1] + 1
+            op.location = FileLineColLoc(self._file, IntAttr(line + self._line_offset), IntAttr(col))
+        return op
+
+
+def parse_error(e: ParseError, filename: str, line_offset: int = 0) -> NccError:
+    loc = e.span.get_location()
+    return NccError(_first_line(e.msg), filename, loc.line + line_offset, loc.col)
+
+
+def _first_line(msg: str) -> str:
+    lines = [ln for ln in str(msg).splitlines() if ln.strip()]
+    return lines[0].strip() if lines else "invalid input"
+
+
+def parse_module(text: str, filename: str = "<stdin>", ctx: Context | None = None,
+                 line_offset: int = 0, verify: bool = True) -> ModuleOp:
+    """Parse MLIR text into a module; errors are NccError with file:line:col."""
+    ctx = ctx or make_context()
+    try:
+        module = LocatingParser(ctx, text, filename, line_offset).parse_module()
+    except ParseError as e:
+        raise parse_error(e, filename, line_offset) from None
+    if verify:
+        verify_module(module)
+    return module
+
+
+def verify_module(module: Operation) -> None:
+    """Verify, reporting the first failing op at its location (innermost first)."""
+    for op in module.walk(reverse=False):
+        try:
+            op.verify(verify_nested_ops=False)
+        except DiagnosticException as e:
+            where = getattr(e, "op", op)
+            raise NccError.at_op(where, _first_line(str(e))) from None
+
+
+def verify_all(module: Operation) -> list[NccError]:
+    """Every op's verifier error (for --verify-diagnostics)."""
+    errors = []
+    for op in module.walk():
+        try:
+            op.verify(verify_nested_ops=False)
+        except DiagnosticException as e:
+            errors.append(NccError.at_op(getattr(e, "op", op), _first_line(str(e))))
+    return errors
+
+
+def print_module(module: Operation) -> str:
+    out = io.StringIO()
+    Printer(stream=out).print_op(module)
+    out.write("\n")
+    return out.getvalue()
+
+
+__all__ = ["make_context", "parse_module", "print_module", "verify_module", "verify_all",
+           "VerifyException"]

@@ -1,0 +1,1 @@
+"""ncc's dialects: `neuron` (one op per neuron) and `nn` (tensor level)."""

@@ -1,0 +1,3 @@
+from xdsl.ir import Dialect
+
+NN = Dialect("nn", [])

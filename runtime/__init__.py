@@ -1,0 +1,1 @@
+"""ncc.runtime: the native-code engine (llvmlite JIT) and CompiledModel."""

@@ -1,0 +1,1 @@
+"""ncc.tools: the command-line tools ncc-opt and ncc-translate."""
