@@ -7,6 +7,7 @@ error is reported where the op was written.
 from __future__ import annotations
 
 import bisect
+import contextvars
 import io
 import re
 
@@ -15,9 +16,14 @@ from xdsl.dialects.builtin import FileLineColLoc, IntAttr, ModuleOp, StringAttr,
 from xdsl.ir import Operation
 from xdsl.parser import Parser
 from xdsl.printer import Printer
-from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
+from xdsl.utils.exceptions import DiagnosticException, ParseError
 
 from ncc.diagnostics import NccError
+
+
+# Read by the printers of ops holding weight data (nn.weight): None prints everything.
+WEIGHT_ELISION_LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "weight_elision_limit", default=None)
 
 
 def make_context() -> Context:
@@ -79,8 +85,9 @@ def parse_module(text: str, filename: str = "<stdin>", ctx: Context | None = Non
 
 
 def verify_module(module: Operation) -> None:
-    """Verify, reporting the first failing op at its location (innermost first)."""
-    for op in module.walk(reverse=False):
+    """Verify, reporting the first failing op at its location. Nested ops are
+    verified before their parents, so a neuron's own error wins over the net's."""
+    for op in module.walk(region_first=True):
         try:
             op.verify(verify_nested_ops=False)
         except DiagnosticException as e:
@@ -88,23 +95,17 @@ def verify_module(module: Operation) -> None:
             raise NccError.at_op(where, _first_line(str(e))) from None
 
 
-def verify_all(module: Operation) -> list[NccError]:
-    """Every op's verifier error (for --verify-diagnostics)."""
-    errors = []
-    for op in module.walk():
-        try:
-            op.verify(verify_nested_ops=False)
-        except DiagnosticException as e:
-            errors.append(NccError.at_op(getattr(e, "op", op), _first_line(str(e))))
-    return errors
-
-
-def print_module(module: Operation) -> str:
+def print_module(module: Operation, elide_weights_if_larger: int | None = None) -> str:
+    """MLIR text of `module`; weights with more elements than the limit are
+    printed as `dense_resource<__elided__>` (MLIR's convention)."""
     out = io.StringIO()
-    Printer(stream=out).print_op(module)
+    token = WEIGHT_ELISION_LIMIT.set(elide_weights_if_larger)
+    try:
+        Printer(stream=out).print_op(module)
+    finally:
+        WEIGHT_ELISION_LIMIT.reset(token)
     out.write("\n")
     return out.getvalue()
 
 
-__all__ = ["make_context", "parse_module", "print_module", "verify_module", "verify_all",
-           "VerifyException"]
+__all__ = ["make_context", "parse_module", "print_module", "verify_module"]

@@ -228,9 +228,11 @@ class NeuronOp(IRDLOperation):
             if parser.parse_optional_punctuation("=") is not None:
                 values.append(_parse_signed_float(parser))
 
+        terms_pos = parser.pos
         parser.parse_comma_separated_list(parser.Delimiter.PAREN, parse_term)
         if values and len(values) != len(inputs):
-            parser.raise_error("either every weight of a neuron has a value or none has")
+            parser.raise_error("either every weight of a neuron has a value or none has",
+                               terms_pos, parser.pos)
         bias = bias_value = None
         if parser.parse_optional_punctuation("+") is not None:
             bias = parser.parse_symbol_name().data
@@ -321,7 +323,7 @@ class NetOp(IRDLOperation):
                             for i, op in by_index.items()})
         if cycle is not None:
             path = " -> ".join(neuron_name(i, w) for i in cycle)
-            raise NeuronVerifyException(f"the net has a cycle: {path}", by_index[cycle[-1]])
+            raise NeuronVerifyException(f"the net has a cycle: {path}", by_index[cycle[0]])
 
     def print(self, printer: Printer):
         width = name_width(len(self.body.block.ops))
@@ -346,6 +348,8 @@ class NetOp(IRDLOperation):
                                                     lambda: _parse_neuron_ref(parser))
         attrs = parser.parse_optional_attr_dict_with_keyword()
         region = parser.parse_region()
+        if not region.blocks:  # `{}` parses as a region without a block
+            region.add_block(Block())
         return cls(name, outputs, region, attributes=dict(attrs.data) if attrs else None)
 
 
@@ -367,9 +371,12 @@ def find_cycle(preds: dict[int, Sequence[int]]) -> list[int] | None:
                 nxt = ins[k]
                 if color.get(nxt, BLACK) == GREY:
                     path = [s for s, _ in stack]
-                    cyc = path[path.index(nxt):]
-                    # Edges go src -> dst; we walked dst -> src, so reverse.
-                    return list(reversed(cyc)) + [cyc[-1]] if len(cyc) > 1 else [nxt, nxt]
+                    # We walked edges backwards (dst -> src): reverse, then start the
+                    # cycle at its smallest index so that the report is deterministic.
+                    cyc = list(reversed(path[path.index(nxt):]))
+                    k = cyc.index(min(cyc))
+                    cyc = cyc[k:] + cyc[:k]
+                    return cyc + [cyc[0]]
                 if color.get(nxt, BLACK) == WHITE:
                     color[nxt] = GREY
                     stack.append((nxt, 0))

@@ -1,0 +1,75 @@
+"""What ncc's command-line tools share: reading input, writing output, and
+turning every user-caused failure into one diagnostic line and exit code 1."""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from ncc.diagnostics import NccError
+
+SPLIT_MARKER = re.compile(r"^// -----", re.MULTILINE)
+
+
+def read_input(path: str | None) -> tuple[str, str]:
+    """(text, display name) of a file, or of stdin for None or '-'."""
+    if path in (None, "-"):
+        return sys.stdin.read(), "<stdin>"
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(), path
+    except OSError as e:
+        raise NccError(f"cannot read input file: {e.strerror}", path) from None
+    except UnicodeDecodeError as e:
+        raise NccError(f"input is not UTF-8 text (byte {e.start})", path) from None
+
+
+def write_output(text: str, path: str | None) -> None:
+    """Write all of `text` or nothing: output is only produced after success."""
+    if path in (None, "-"):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise NccError(f"cannot write output file: {e.strerror}", path) from None
+
+
+@dataclass
+class Chunk:
+    text: str
+    line_offset: int  # lines before this chunk in the file
+
+
+def split_input(text: str, split: bool) -> Iterator[Chunk]:
+    """The `// -----` separated chunks of `text` (mlir-opt's --split-input-file)."""
+    if not split:
+        yield Chunk(text, 0)
+        return
+    pos = line = 0
+    for m in SPLIT_MARKER.finditer(text):
+        yield Chunk(text[pos:m.start()], line)
+        line += text.count("\n", pos, m.start())
+        pos = m.start()
+    yield Chunk(text[pos:], line)
+
+
+def report(err: NccError) -> None:
+    print(str(err), file=sys.stderr)
+
+
+def run_tool(body: Callable[[], int]) -> int:
+    """Run a tool's body: NccError -> one line on stderr and exit code 1."""
+    try:
+        return body()
+    except NccError as e:
+        report(e)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1

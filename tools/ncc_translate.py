@@ -1,0 +1,98 @@
+"""ncc-translate: between ncc IR (MLIR text) and the outside world.
+
+    ncc-translate --import-adjacency net.txt                  adjacency file -> neuron dialect
+    ncc-translate --import-adjacency net.txt --emit-equations the forward equations
+    ncc-translate net.mlir --emit-equations=backward          the backward (gradient) equations
+
+One `--import-*` flag picks how the input is read (default: MLIR text) and one
+`--emit-*` flag what is written (default: MLIR text).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from xdsl.dialects.builtin import ModuleOp
+
+from ncc.diagnostics import NccError
+from ncc.ir import parse_module, print_module
+from ncc.tools.common import read_input, run_tool, write_output
+
+EQUATION_DIRECTIONS = ("forward", "backward")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from ncc.dialects import activations
+
+    p = argparse.ArgumentParser(
+        prog="ncc-translate",
+        description="Translate between ncc IR (MLIR text) and other formats.",
+        epilog="activations (codes and names): "
+        + ", ".join(f"{a.code:02x}={a.name}" for a in activations.ACTIVATIONS),
+    )
+    p.add_argument("input", nargs="?", default="-", help="input file ('-' or none: stdin)")
+    p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    src = p.add_argument_group("input translations (default: MLIR text)")
+    src.add_argument("--import-adjacency", action="store_true",
+                     help="read a neuron-level adjacency list, matrix or edge list")
+    src.add_argument("--format", choices=("list", "matrix", "edges"), default=None,
+                     help="adjacency spelling (default: detected from the text)")
+    src.add_argument("--activation", default=None, metavar="NAME",
+                     help=f"activation for the matrix and edge-list spellings, which carry none "
+                     f"(code or name; default {activations.DEFAULT_ACTIVATION})")
+    src.add_argument("--name", default="net", help="symbol name of the imported net (default: net)")
+    dst = p.add_argument_group("output translations (default: MLIR text)")
+    dst.add_argument("--emit-equations", choices=EQUATION_DIRECTIONS, default=None,
+                     metavar="{forward,backward}",
+                     help="print a neuron net's equations: --emit-equations (forward) or "
+                     "--emit-equations=backward (the gradient of every weight and input)")
+    dst.add_argument("--elide-weights-if-larger", type=int, metavar="N", default=None,
+                     help="print weights with more than N elements as dense_resource<__elided__>")
+    return p
+
+
+def normalize_argv(argv: list[str]) -> list[str]:
+    # `--emit-equations` alone means forward; its value is only ever given with '='
+    # so that `--emit-equations net.txt` keeps net.txt as the input file.
+    return ["--emit-equations=forward" if a == "--emit-equations" else a for a in argv]
+
+
+def import_input(args: argparse.Namespace) -> ModuleOp:
+    text, filename = read_input(args.input)
+    if args.import_adjacency:
+        from ncc.adjacency import parse_adjacency
+        from ncc.dialects import activations
+
+        if args.activation is not None and activations.lookup(args.activation) is None:
+            raise NccError(f"--activation: unknown activation '{args.activation}' "
+                           f"(known: {', '.join(activations.BY_NAME)})")
+        graph = parse_adjacency(text, filename, format=args.format, activation=args.activation)
+        return ModuleOp([graph.to_net(args.name)])
+    for flag in ("format", "activation"):
+        if getattr(args, flag) is not None:
+            raise NccError(f"--{flag} applies only with --import-adjacency")
+    return parse_module(text, filename)
+
+
+def emit_output(module: ModuleOp, args: argparse.Namespace) -> str:
+    if args.emit_equations:
+        from ncc.equations import emit_equations
+
+        return emit_equations(module, args.emit_equations)
+    return print_module(module, elide_weights_if_larger=args.elide_weights_if_larger)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = normalize_argv(list(sys.argv[1:] if argv is None else argv))
+
+    def body() -> int:
+        args = make_parser().parse_args(argv)
+        write_output(emit_output(import_input(args), args), args.output)
+        return 0
+
+    return run_tool(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
