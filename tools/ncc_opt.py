@@ -15,11 +15,10 @@ import time
 from dataclasses import dataclass
 
 from xdsl.passes import ModulePass, get_pass_option_infos
-from xdsl.utils.arg_spec import parse_pipeline
-from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException
 
 from ncc.diagnostics import NccError
-from ncc.ir import make_context, parse_module, print_module, verify_module
+from ncc.ir import make_context, parse_module, print_module
+from ncc.pipeline import apply_pass, build_pipeline
 from ncc.passes import ALL_PASSES
 from ncc.tools.common import read_input, report, run_tool, split_input, write_output
 
@@ -47,24 +46,6 @@ def split_pipeline_args(argv: list[str]) -> tuple[list[str], list[str]]:
         else:
             rest.append(arg)
     return [p for p in pieces if p.strip()], rest
-
-
-def build_pipeline(pieces: list[str]) -> list[ModulePass]:
-    passes: list[ModulePass] = []
-    for text in pieces:
-        try:
-            specs = list(parse_pipeline(text))
-        except ArgSpecParseError as e:
-            raise NccError(f"invalid pass pipeline '{text}': {e}") from None
-        for spec in specs:
-            if spec.name not in ALL_PASSES:
-                raise NccError(f"unknown pass '{spec.name}' (available: {', '.join(ALL_PASSES)})")
-            cls = ALL_PASSES[spec.name]()
-            try:
-                passes.append(cls.from_pass_spec(spec))
-            except Exception as e:  # xDSL reports bad options with several exception types
-                raise NccError(f"invalid options for pass '{spec.name}': {e}") from None
-    return passes
 
 
 def pass_help() -> str:
@@ -159,15 +140,9 @@ def process_chunk(text: str, filename: str, line_offset: int, passes: list[Modul
         module = parse_module(text, filename, ctx, line_offset)
         for p in passes:
             start = time.perf_counter()
-            try:
-                p.apply(ctx, module)
-            except DiagnosticException as e:
-                op = getattr(e, "op", None)
-                msg = f"pass '{p.name}' failed: {str(e).strip().splitlines()[0]}"
-                raise (NccError.at_op(op, msg) if op is not None else NccError(msg, filename)) from None
+            apply_pass(p, module, ctx)
             if args.time_passes:
                 print(f"{p.name}: {time.perf_counter() - start:.4f} s", file=sys.stderr)
-            verify_module(module)
             if args.print_ir_after_all:
                 print(f"// -----// IR Dump After {p.name} //----- //", file=sys.stderr)
                 print(print_module(module), file=sys.stderr)
@@ -185,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         pieces, rest = split_pipeline_args(argv)
         args = make_parser().parse_args(rest)
-        passes = build_pipeline(pieces)
+        passes = build_pipeline(*pieces)
         text, filename = read_input(args.input)
         outputs: list[str] = []
         failed = False
