@@ -80,19 +80,21 @@ def parse_module(text: str, filename: str = "<stdin>", ctx: Context | None = Non
     except ParseError as e:
         raise parse_error(e, filename, line_offset) from None
     if verify:
-        verify_module(module)
+        verify_module(module, filename)
     return module
 
 
-def verify_module(module: Operation) -> None:
+def verify_module(module: Operation, filename: str | None = None) -> None:
     """Verify, reporting the first failing op at its location. Nested ops are
     verified before their parents, so a neuron's own error wins over the net's."""
     for op in module.walk(region_first=True):
         try:
             op.verify(verify_nested_ops=False)
         except DiagnosticException as e:
-            where = getattr(e, "op", op)
-            raise NccError.at_op(where, _first_line(str(e))) from None
+            err = NccError.at_op(getattr(e, "op", op), _first_line(str(e)))
+            if err.file is None:  # an op without a source line, e.g. the implicit module
+                err.file = filename
+            raise err from None
 
 
 def print_module(module: Operation, elide_weights_if_larger: int | None = None) -> str:
