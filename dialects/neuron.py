@@ -189,6 +189,9 @@ class NeuronOp(IRDLOperation):
         if len(set(ins)) != len(ins):
             dup = next(i for i in ins if ins.count(i) > 1)
             raise VerifyException(f"in-index {neuron_name(dup, 2)} appears twice")
+        vals = (self.weight_values or ()) + ((self.bias_value.value.data,) if self.bias_value else ())
+        if not all(np.isfinite(vals)):
+            raise VerifyException("weight and bias values must be finite numbers")
         if self.bias_value is not None and self.bias is None:
             raise VerifyException("has a bias value but no bias symbol")
 
@@ -242,7 +245,11 @@ class NeuronOp(IRDLOperation):
 
 
 def _fmt(v: float) -> str:
-    return repr(float(v))
+    # Shortest round-trip repr, in MLIR's float syntax (which needs a '.' before an exponent).
+    text = repr(float(v))
+    if "e" in text and "." not in text:
+        text = text.replace("e", ".0e")
+    return text
 
 
 def _parse_signed_float(parser: Parser) -> float:
