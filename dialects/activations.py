@@ -58,7 +58,7 @@ ACTIVATIONS: tuple[Activation, ...] = (
     Activation(0x08, "sin", "sin(z)", np.sin, np.cos),
     Activation(0x09, "gaussian", "exp(-z^2)", lambda z: np.exp(-z * z),
                lambda z: -2 * z * np.exp(-z * z)),
-    Activation(0x0A, "abs", "|z|", np.abs, np.sign),
+    Activation(0x0A, "abs", "abs(z)", np.abs, np.sign),
     Activation(0x0B, "step", "1 if z > 0 else 0 (derivative 0)",
                lambda z: (z > 0).astype(z.dtype), np.zeros_like),
 )
