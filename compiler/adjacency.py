@@ -68,8 +68,9 @@ Auto-detection (`format=None`) looks at the first line. `N <count>` starts a
 list, unless every line after it has two or three fields (then an edge list:
 a list always has one-field lines, its input neurons). Otherwise the input is
 a matrix if that line is one field of 0s and 1s, a header, a rule or a
-labelled row; an edge list if it is `i j` or `i j <number>`; else a list
-(which then reports its missing `N` line). `format=` forces a spelling.
+labelled row; an edge list if it has two or three fields and no comma; else
+a list (which then reports its missing `N` line). `format=` forces a
+spelling.
 
 Every malformed input is an `NccError` located at the file, line and column
 of the offending token, saying what was expected.
@@ -305,10 +306,12 @@ def _parse_matrix(src: _Source, act: str | None) -> tuple[_Net, list[str | None]
         m = None if head else _label(text)
         start = text.index(line[2][0]) + 2 if head else m.end() if m else 0
         fields = text[start:].split()
-        if len(fields) != 1:
-            what = "column header digits" if head else "a matrix row of 0s and 1s"
-            src.fail(line, f"expected {what}" + (f", got '{fields[1]}' after it" if fields else ""),
-                     col=text.index(fields[1], start + len(fields[0])) + 1 if fields else len(text.rstrip()) + 1)
+        what = "column header digits" if head else "a matrix row of 0s and 1s"
+        if not fields:
+            src.fail(line, f"expected {what}", col=len(text.rstrip()) + 1)
+        if len(fields) > 1:
+            src.fail(line, f"unexpected '{fields[1]}': expected {what} as one field",
+                     col=text.index(fields[1], text.index(fields[0], start) + len(fields[0])) + 1)
         cells, col = fields[0], text.index(fields[0], start) + 1
         if head:
             headers.append((line, cells, col))
@@ -366,7 +369,7 @@ def _detect(src: _Source) -> str:
     if (f[0][:2] in ("i:", "j:") or _rule(first[1]) or _label(first[1])
             or (len(f) == 1 and not f[0].strip("01"))):
         return "matrix"
-    return "edges" if len(f) == 2 or (len(f) == 3 and _num(f[2])) else "list"
+    return "edges" if len(f) in (2, 3) and "," not in first[1] else "list"
 
 
 # ---------------------------------------------------------------------------
