@@ -27,11 +27,12 @@ Value extension (ncc's) -- a trained net's weights and biases on list lines:
 
     02 03 00,01 w=0.5,-1.25 b=0.1
 
-  After the in-indices, `w=` gives one decimal value per in-index, in the
-  order the in-indices are written, and `b=` gives the neuron a bias (symbol
-  `b<j>`): nj = fj(sum_i ni*wij + bj). Either field may be left out, and they
-  may come in either order. A neuron without `w=` gets the seeded initial
-  values of `neuron.initial_value`; one without `b=` has no bias.
+  After the in-indices, `w=` gives one value per in-index (comma-separated,
+  in the order the in-indices are written), and `b=` gives the neuron a bias
+  (symbol `b<j>`): nj = fj(sum_i ni*wij + bj). Either field may be left out,
+  and they may come in either order. Values are finite decimal numbers
+  (`-1`, `0.5`, `.5`, `2.5e-3`). A neuron without `w=` gets the seeded
+  initial values of `neuron.initial_value`; one without `b=` has no bias.
 
 Matrix (`format="matrix"`) -- entry (i, j) is 1 when neuron i feeds neuron j:
 
@@ -44,10 +45,12 @@ Matrix (`format="matrix"`) -- entry (i, j) is 1 when neuron i feeds neuron j:
     n03| 00001
     n04| 00000
 
-  One row per neuron, one 0/1 per column (spaces inside a row are ignored),
-  rows and columns in index order; the matrix is square. Lines made of `-`,
-  `+` and `|` are rules and are skipped. Headers and labels are checked
-  against the indices they name.
+  One row per neuron, written as one field with one 0/1 per column, rows
+  and columns in index order; the matrix is square. A header line starts
+  with `j:` (or `i:`) and gives one hex digit per column; k header lines
+  spell each column's index mod 16^k, top line first. Lines made of `-`, `+`
+  and `|` (with at least one `-`) are rules. Headers and row labels are
+  checked against the indices they name.
 
 Edge list (`format="edges"`) -- one edge per line:
 
@@ -56,6 +59,7 @@ Edge list (`format="edges"`) -- one edge per line:
     00 03 -0.5                 i j w: with a weight value
 
   Either every edge line has a value or none does; an edge is listed once.
+  Neurons no edge mentions (below the count) are inputs that feed nothing.
 
 The matrix and the edge list carry no activations: every neuron with
 in-edges gets `activation` (default `activations.DEFAULT_ACTIVATION`, tanh).
@@ -73,12 +77,19 @@ a list (which then reports its missing `N` line). `format=` forces a
 spelling.
 
 Every malformed input is an `NccError` located at the file, line and column
-of the offending token, saying what was expected.
+of the offending token, saying what was expected: a malformed line (bad hex,
+missing field, junk), an unknown activation, an index out of range or
+defined twice, a count that disagrees with the lines, a ragged or non-square
+matrix or an entry other than 0/1, a wrong row label or column header, a
+self-loop, a cycle (its neurons named, located where one of its edges is
+written), value counts that disagree with the in-indices, an empty net. No
+graph is returned unless the whole input is valid.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import re
 from typing import Callable
@@ -148,8 +159,8 @@ class _Source:
         return i
 
     def number(self, tok: str, line: Line, k: int, offset: int = 0) -> float:
-        if not _num(tok):
-            self.fail(line, "expected a decimal number, got " + (f"'{tok}'" if tok else "nothing"),
+        if not _num(tok) or not math.isfinite(float(tok)):
+            self.fail(line, "expected a finite decimal number, got " + (f"'{tok}'" if tok else "nothing"),
                       k, offset)
         return float(tok)
 

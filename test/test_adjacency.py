@@ -272,9 +272,11 @@ BAD = {
     # value extension
     "value count": ("N 03\n00\n01\n02 03 00,01 w=1,2,3\n", None,
                     "4:13: error: neuron n02 has 2 in-indices but 3 weight values"),
-    "bad value": ("N 03\n00\n01\n02 03 00,01 w=1,x\n", None, "4:17: error: expected a decimal number, got 'x'"),
+    "bad value": ("N 03\n00\n01\n02 03 00,01 w=1,x\n", None, "4:17: error: expected a finite decimal number, got 'x'"),
+    "infinite value": ("N 03\n00\n01\n02 03 00,01 w=1,1e999\n", None,
+                       "4:17: error: expected a finite decimal number, got '1e999'"),
     "missing bias value": ("N 03\n00\n01\n02 03 00,01 b=\n", None,
-                           "4:15: error: expected a decimal number, got nothing"),
+                           "4:15: error: expected a finite decimal number, got nothing"),
     "field twice": ("N 03\n00\n01\n02 03 00,01 w=1,2 w=1,2\n", None, "4:19: error: `w=` is given twice"),
     # matrix
     "ragged matrix": ("000\n01\n000\n", None, "2:1: error: ragged matrix: row n01 has 2 columns but row n00 has 3"),
@@ -306,7 +308,7 @@ BAD = {
     "edge extra weight": ("0 1\n0 2 0.5\n", None,
                           "2:5: error: unexpected weight value: every edge has a value or none does "
                           "(line 1 has none)"),
-    "edge bad weight": ("0 1 1.5.2\n", None, "1:5: error: expected a decimal number, got '1.5.2'"),
+    "edge bad weight": ("0 1 1.5.2\n", None, "1:5: error: expected a finite decimal number, got '1.5.2'"),
     "edge cycle": ("0 1\n1 2\n2 1\n", None, "3:1: error: the net has a cycle: n01 -> n02 -> n01"),
 }
 
