@@ -21,20 +21,18 @@ from the tables `UNARY` and `BINARY` (each is still a registered class:
 
 Weights are module-level symbols whose data is a read-only numpy array held in
 memory (`WeightOp.data`); text prints it as a `dense<...>` literal that
-round-trips bit-exactly, or as `dense_resource<__elided__>` inside
-`eliding_weights(n)`.
+round-trips bit-exactly, or as `dense_resource<__elided__>` when
+`ncc.ir.print_module(..., elide_weights_if_larger=n)` asks for it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
 import math
 import re
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Callable, ClassVar, Iterator, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 from xdsl.dialects.builtin import (
@@ -77,6 +75,7 @@ from xdsl.traits import Pure, SymbolOpInterface, SymbolTable
 from xdsl.utils.exceptions import VerifyException
 
 from ncc.dialects import activations
+from ncc.ir import WEIGHT_ELISION_LIMIT
 
 DYN = DYNAMIC_INDEX  # a `?` dimension in TensorType.get_shape()
 Shape = tuple[int, ...]
@@ -175,7 +174,7 @@ def normalize_axis(axis: int, rank: int, what: str = "axis") -> int:
 
 
 def normalize_axes(axes: Sequence[int], rank: int, what: str = "axes") -> tuple[int, ...]:
-    out = tuple(normalize_axis(a, rank, what[:-1] if what.endswith("s") else what) for a in axes)
+    out = tuple(normalize_axis(a, rank) for a in axes)
     if len(set(out)) != len(out):
         raise VerifyException(f"{what} {list(axes)} name an axis twice")
     return out
@@ -1298,21 +1297,6 @@ class ConstantOp(IRDLOperation):
         return op
 
 
-_elide_larger_than: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "nn_elide_weights_larger_than", default=None)
-
-
-@contextlib.contextmanager
-def eliding_weights(larger_than: int | None) -> Iterator[None]:
-    """While active, weights with more than `larger_than` elements print as
-    `dense_resource<__elided__>` (MLIR's convention); None prints them all."""
-    token = _elide_larger_than.set(larger_than)
-    try:
-        yield
-    finally:
-        _elide_larger_than.reset(token)
-
-
 @irdl_op_definition
 class WeightOp(IRDLOperation):
     """A module-level weight: `nn.weight @name : tensor<4x3xf32> = dense<...>`.
@@ -1367,7 +1351,7 @@ class WeightOp(IRDLOperation):
         printer.print_string(" : ")
         printer.print_attribute(self.type)
         data = self.data
-        limit = _elide_larger_than.get()
+        limit = WEIGHT_ELISION_LIMIT.get()  # set by ncc.ir.print_module
         if self.elided is not None or (data is not None and limit is not None and data.size > limit):
             printer.print_string(" = dense_resource<__elided__>")
         elif data is not None:
