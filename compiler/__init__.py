@@ -1,12 +1,21 @@
 """ncc: a neural-net compiler toolchain in Python.
 
     import ncc
-    module = ncc.import_adjacency("net.txt")     # neuron dialect
-    ncc.run_passes(module, "layerize,fuse")      # nn dialect
-    ncc.reference.run(module, {"x": x})          # numpy reference semantics
+    module = ncc.import_adjacency("net.txt")      # neuron dialect (a file path)
+    print(ncc.emit_equations(module))             # n04 = f04( +n00*w0004 +n01*w0104) ...
+    ncc.run_passes(module, "layerize,fuse")       # neuron -> nn, then fusion
+    y, = ncc.reference.run(module, [x])           # numpy reference semantics
+    print(ncc.print_module(module))               # MLIR text
 """
 
+from ncc import reference
+from ncc.adjacency import import_adjacency, import_adjacency_text, parse_adjacency
 from ncc.diagnostics import NccError
+from ncc.equations import emit_equations
 from ncc.ir import make_context, parse_module, print_module, verify_module
+from ncc.pipeline import run_passes
 
-__all__ = ["NccError", "make_context", "parse_module", "print_module", "verify_module"]
+__all__ = [
+    "NccError", "emit_equations", "import_adjacency", "import_adjacency_text", "make_context",
+    "parse_adjacency", "parse_module", "print_module", "reference", "run_passes", "verify_module",
+]

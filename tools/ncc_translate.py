@@ -39,8 +39,9 @@ def make_parser() -> argparse.ArgumentParser:
     src.add_argument("--format", choices=("list", "matrix", "edges"), default=None,
                      help="adjacency spelling (default: detected from the text)")
     src.add_argument("--activation", default=None, metavar="NAME",
-                     help=f"activation for the matrix and edge-list spellings, which carry none "
-                     f"(code or name; default {activations.DEFAULT_ACTIVATION})")
+                     help="activation (code or name) of every non-input neuron: the matrix and "
+                     f"edge list carry none (default {activations.DEFAULT_ACTIVATION}); for a list "
+                     "it replaces the written codes")
     src.add_argument("--name", default="net", help="symbol name of the imported net (default: net)")
     dst = p.add_argument_group("output translations (default: MLIR text)")
     dst.add_argument("--emit-equations", choices=EQUATION_DIRECTIONS, default=None,
@@ -61,14 +62,10 @@ def normalize_argv(argv: list[str]) -> list[str]:
 def import_input(args: argparse.Namespace) -> ModuleOp:
     text, filename = read_input(args.input)
     if args.import_adjacency:
-        from ncc.adjacency import parse_adjacency
-        from ncc.dialects import activations
+        from ncc.adjacency import import_adjacency_text
 
-        if args.activation is not None and activations.lookup(args.activation) is None:
-            raise NccError(f"--activation: unknown activation '{args.activation}' "
-                           f"(known: {', '.join(activations.BY_NAME)})")
-        graph = parse_adjacency(text, filename, format=args.format, activation=args.activation)
-        return ModuleOp([graph.to_net(args.name)])
+        return import_adjacency_text(text, filename, name=args.name, format=args.format,
+                                     activation=args.activation)
     for flag in ("format", "activation"):
         if getattr(args, flag) is not None:
             raise NccError(f"--{flag} applies only with --import-adjacency")
