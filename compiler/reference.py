@@ -273,7 +273,7 @@ def layer_norm(x, scale, bias, axis, eps) -> np.ndarray:
 def slice_(x, starts, ends, axes, steps) -> np.ndarray:
     index = [slice(None)] * x.ndim
     for a, s, e, st in zip(axes, starts, ends, steps):
-        index[a] = slice(s, e, st)
+        index[a] = nn.onnx_slice(x.shape[a], s, e, st)
     return x[tuple(index)]
 
 

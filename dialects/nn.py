@@ -1135,9 +1135,23 @@ def _slice_steps(ts, v):
     return (1,) * len(v.starts)
 
 
+def onnx_slice(dim: int, start: int, end: int, step: int) -> slice:
+    """ONNX Slice bounds as a Python slice: negative indices count from the end,
+    then clamp to [0, dim] (step > 0) or [0, dim-1] / [-1, dim-1] (step < 0).
+    Unlike Python's own clamping, a far-negative start with a negative step
+    still starts at 0."""
+    if dim == 0:
+        return slice(0, 0, step)
+    start += dim if start < 0 else 0
+    end += dim if end < 0 else 0
+    if step > 0:
+        return slice(min(max(start, 0), dim), min(max(end, 0), dim), step)
+    end = min(max(end, -1), dim - 1)
+    return slice(min(max(start, 0), dim - 1), None if end < 0 else end, step)
+
+
 def slice_length(dim: int, start: int, end: int, step: int) -> int:
-    """ONNX Slice: negative indices count from the end, then clamp (as Python slices)."""
-    return DYN if dim == DYN else len(range(*slice(start, end, step).indices(dim)))
+    return DYN if dim == DYN else len(range(dim)[onnx_slice(dim, start, end, step)])
 
 
 @nn_op
