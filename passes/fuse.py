@@ -1,0 +1,121 @@
+"""fuse: matmul/conv + bias add + activation -> one fused op.
+
+    %0 = nn.matmul %x, %w                      %2 = nn.fused_matmul %x, %w, %b
+    %1 = nn.add %0, %b              ==>             activation "relu"
+    %2 = nn.relu %1
+
+Two small patterns, applied greedily to a fixed point:
+  * FuseBias:       add(matmul|conv, bias)          -> fused(identity)
+  * FuseActivation: act(matmul|conv|fused(identity)) -> fused(act)
+A producer is only absorbed when the fused op is its only user, so no work is
+done twice. A bias must add along the output features only (matmul: shape [N]
+or [1, ..., N]; conv: [C], [C, 1, 1] or [1, C, 1, 1]); it is reshaped to [C].
+"""
+
+from __future__ import annotations
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+)
+
+from ncc.dialects import activations, nn
+
+# The nn ops that apply an activation of the table, and its name.
+ACTIVATION_OF: dict[type, str] = {cls: name for name, cls in nn.UNARY_OPS.items()
+                                  if name in activations.BY_NAME}
+FUSED = (nn.FusedMatmulOp, nn.FusedConvOp)
+
+
+def _only_use(value: SSAValue) -> bool:
+    return value.has_one_use()
+
+
+def _shape(value: SSAValue) -> tuple[int, ...]:
+    assert isinstance(value.type, TensorType)
+    return tuple(value.type.get_shape())
+
+
+def _bias_features(producer: Operation, bias: SSAValue) -> int | None:
+    """The feature count if `bias` adds along the producer's output features only."""
+    out = _shape(producer.results[0])
+    b = _shape(bias)
+    if isinstance(producer, (nn.MatmulOp, nn.FusedMatmulOp)):
+        n = out[-1] if out else -1
+        ok = len(b) >= 1 and b[-1] == n and all(d == 1 for d in b[:-1]) and len(b) <= len(out)
+    else:  # conv: channels are axis 1 of [N, C, spatial...]
+        n = out[1]
+        trailing = len(out) - 2
+        ok = (b == (n,) or b == (n,) + (1,) * trailing or b == (1, n) + (1,) * trailing)
+    return n if ok and n >= 0 else None
+
+
+def _absorbable(producer: Operation, *, with_bias: bool) -> bool:
+    """A matmul/conv, or a fused op that has not yet applied (a bias and) an activation."""
+    if isinstance(producer, (nn.MatmulOp, nn.ConvOp)):
+        return True
+    return (isinstance(producer, FUSED) and producer.params.activation == "identity"
+            and not (with_bias and producer.bias is not None))
+
+
+def _fused(producer: Operation, bias: SSAValue | None, activation: str) -> Operation:
+    """The fused op computing activation(producer + bias)."""
+    if isinstance(producer, FUSED) and bias is None:
+        bias = producer.bias
+    x, w = producer.operands[0], producer.operands[1]
+    if isinstance(producer, (nn.MatmulOp, nn.FusedMatmulOp)):
+        return nn.FusedMatmulOp(x, w, bias, activation)
+    p = producer.params
+    return nn.FusedConvOp(x, w, bias, activation, strides=p.strides, pads=p.pads,
+                          dilations=p.dilations, group=p.group)
+
+
+class FuseBias(RewritePattern):
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, nn.AddOp):
+            return
+        for prod_val, bias in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+            producer = prod_val.owner
+            if (not isinstance(producer, Operation) or not _absorbable(producer, with_bias=True)
+                    or not _only_use(prod_val) or bias.type.element_type != prod_val.type.element_type):
+                continue
+            n = _bias_features(producer, bias)
+            if n is None or _shape(op.result) != _shape(prod_val):
+                continue
+            new_ops: list[Operation] = []
+            if _shape(bias) != (n,):
+                reshape = nn.ReshapeOp(bias, [n])
+                new_ops.append(reshape)
+                bias = reshape.results[0]
+            fused = _fused(producer, bias, "identity")
+            rewriter.replace(op, [*new_ops, fused])
+            rewriter.erase(producer)
+            return
+
+
+class FuseActivation(RewritePattern):
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        activation = ACTIVATION_OF.get(type(op))
+        if activation is None:
+            return
+        producer = op.operands[0].owner
+        if (not isinstance(producer, Operation) or not _absorbable(producer, with_bias=False)
+                or not _only_use(op.operands[0])):
+            return
+        rewriter.replace(op, _fused(producer, None, activation))
+        rewriter.erase(producer)
+
+
+class FusePass(ModulePass):
+    """Fuse matmul/conv with a following bias add and activation into one op."""
+
+    name = "fuse"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        PatternRewriteWalker(GreedyRewritePatternApplier([FuseBias(), FuseActivation()])).rewrite_module(op)
