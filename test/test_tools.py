@@ -71,3 +71,15 @@ def test_translate_rejects_adjacency_options_without_import(tmp_path):
     proc = run("ncc-translate", f, "--format=matrix")
     assert proc.returncode == 1
     assert proc.stderr.strip() == "error: --format applies only with --import-adjacency"
+
+
+def test_quick_start_example_runs():
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "xor.py")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "ok: both levels compute XOR" in proc.stdout
+
+
+def test_readme_activation_table_matches_the_code():
+    from ncc.dialects.activations import table_markdown
+
+    assert table_markdown() in (ROOT / "README.md").read_text()
