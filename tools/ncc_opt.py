@@ -114,12 +114,15 @@ def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ncc-opt",
         description="Parse, verify, transform and print ncc IR (mlir-opt conventions).",
-        epilog=pass_help() + "\n\n-p/--passes PIPELINE   comma-separated passes, e.g. "
-        "-p 'layerize,fuse' or 'prune{sparsity=0.9}'",
+        epilog=pass_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("input", nargs="?", default="-", help="input .mlir file ('-' or none: stdin)")
     p.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    # Taken out of argv (with the --PASS flags) before parsing, to keep their order.
+    p.add_argument("-p", "--passes", metavar="PIPELINE", action="append",
+                   help="comma-separated passes with MLIR-style options, e.g. -p 'layerize,fuse'; "
+                   "-p and --PASS flags run in command-line order")
     p.add_argument("--split-input-file", action="store_true",
                    help="process each '// -----' separated chunk on its own")
     p.add_argument("--verify-diagnostics", action="store_true",
