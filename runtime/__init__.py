@@ -1,1 +1,3 @@
-"""ncc.runtime: the native-code engine (llvmlite JIT) and CompiledModel."""
+"""ncc.runtime: native code through llvmlite and CompiledModel.
+
+Empty for now: native code generation is the next milestone (see README)."""
