@@ -464,11 +464,7 @@ class NNOp(IRDLOperation):
         super().__init__(operands=defs, result_types=[result_type], properties=props)
 
     def verify_(self) -> None:
-        types = []
-        for i, o in enumerate(self.operands):
-            if not isinstance(o.type, TensorType):
-                raise VerifyException(f"operand #{i} must be a ranked tensor, got {o.type}")
-            types.append(o.type)
+        types = [o.type for o in self.operands]  # ranked tensors: IRDL checked them
         expected = self.infer(types, self._values(self.properties, types))
         res = self.result.type
         if expected is not None and not types_compatible(expected, res):  # type: ignore[arg-type]
