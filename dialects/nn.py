@@ -154,8 +154,9 @@ def matmul_shape(a: Sequence[int], b: Sequence[int]) -> Shape:
     if not dims_compatible(a2[-1], b2[-2]):
         raise ValueError(f"contraction dimensions differ: {fmt_shape(a)} @ {fmt_shape(b)} "
                          f"({a2[-1]} vs {b2[-2]})")
-    batch = broadcast_shapes(a2[:-2], b2[:-2])
-    return (*batch, *a2[-2:-1][:len(a) - 1], *b2[-1:][:len(b) - 1])
+    rows = a2[-2:-1] if len(a) > 1 else ()  # a promoted dimension is dropped again
+    cols = b2[-1:] if len(b) > 1 else ()
+    return (*broadcast_shapes(a2[:-2], b2[:-2]), *rows, *cols)
 
 
 def window_out(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int,
@@ -247,21 +248,18 @@ def decode_literal(body: str, ttype: TensorType) -> np.ndarray:
         raise ValueError(f"invalid dense literal: {str(e).splitlines()[0]}") from None
     if not is_float and raw.dtype.kind not in "iub":
         raise ValueError(f"an integer literal may only hold integers, got {raw.dtype} values")
-    if raw.ndim == 0 and shape != ():  # a splat: one value, broadcast without copying
-        placeholder = np.isnan(raw).reshape(-1) if is_float else None
-        out = raw.astype(dtype).reshape(1)
-    else:
-        if raw.shape != shape:
-            raise ValueError(f"literal has shape {fmt_shape(raw.shape)} but the type is {ttype}")
-        placeholder = np.isnan(raw).reshape(-1) if is_float else None
-        out = np.ascontiguousarray(raw.astype(dtype)).reshape(-1)
-    if hexes and is_float:
+    splat = raw.ndim == 0 and shape != ()
+    if not splat and raw.shape != shape:
+        raise ValueError(f"literal has shape {fmt_shape(raw.shape)} but the type is {ttype}")
+    out = np.ascontiguousarray(raw.astype(dtype)).reshape(-1)
+    if is_float and hexes:  # the NaN placeholders, in text order, take the hex bit patterns
+        placeholder = np.isnan(raw).reshape(-1)
         if len(hexes) != int(placeholder.sum()):
             raise ValueError("invalid dense literal: NaN is written as a hex bit pattern")
         ubits = f"u{dtype.itemsize}"
         out.view(ubits)[placeholder] = np.array([int(h, 16) for h in hexes], dtype=np.uint64).astype(ubits)
-    out = np.broadcast_to(out, shape) if raw.ndim == 0 and shape != () else out.reshape(shape)
-    return _readonly(out)
+    # A splat stays one value, broadcast without copying.
+    return _readonly(np.broadcast_to(out, shape) if splat else out.reshape(shape))
 
 
 def _readonly(a: np.ndarray) -> np.ndarray:

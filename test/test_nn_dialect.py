@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from xdsl.dialects import func
-from xdsl.dialects.builtin import FunctionType, ModuleOp, TensorType, f32, f64, i32, i64
+from xdsl.dialects.builtin import FunctionType, ModuleOp, f32, f64, i32, i64
 from xdsl.ir import Block, Region
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
@@ -29,11 +29,6 @@ def values(*types):
 def shape(v) -> tuple:
     s = (v.results[0] if hasattr(v, "results") else v).type.get_shape()
     return tuple(None if d == DYN else d for d in s)
-
-
-def module(*ops, types=(), results=()):
-    """A module of top-level `ops` around nothing else (weights), or a @main."""
-    return ModuleOp(list(ops))
 
 
 # ---------------------------------------------------------------------------

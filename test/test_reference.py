@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from xdsl.dialects import func
-from xdsl.dialects.builtin import FunctionType, ModuleOp, f64, i64
+from xdsl.dialects.builtin import FunctionType, ModuleOp
 from xdsl.ir import Block, Region
 
 from ncc import reference
@@ -615,3 +615,17 @@ def test_neuron_net_errors():
         reference.run(m, [np.zeros((1, 2))], params={"w9999": 1.0})
     with pytest.raises(NccError, match=r"params\['b02'\] must be a scalar"):
         reference.run(m, [np.zeros((1, 2))], params={"b02": [1.0, 2.0]})
+
+
+def test_mlp_with_dynamic_batch_and_a_parameter_weight():
+    m = parse_module(open(__file__.replace("test_reference.py", "lit/nn/mlp-dynamic-batch.mlir")).read())
+    w1 = np.array([[0.25, -0.5, 1.0], [0.125, 0.0, -1.0], [2.0, 0.5, 0.75], [-0.25, 1.5, 0.0]], np.float32)
+    b1 = np.array([0.1, 0.2, 0.3], np.float32)
+    w2 = randn(3, 2, dtype=np.float32)
+    for batch in (1, 7):
+        x = randn(batch, 2, 2, dtype=np.float32)
+        (p,) = reference.run(m, {"input": x}, function="main", params={"fc2_w": w2})
+        o = np.tanh(np.maximum(x.reshape(batch, 4) @ w1 + b1, 0) @ w2)
+        ref = np.exp(o) / np.exp(o).sum(-1, keepdims=True)
+        np.testing.assert_allclose(p, ref, rtol=1e-5)
+        assert p.shape == (batch, 2) and p.dtype == np.float32
