@@ -1258,7 +1258,10 @@ def _data_for(data: Any, ttype: TensorType | None) -> tuple[np.ndarray, TensorTy
 def _check_data(data: TensorData | None, ttype: Attribute) -> None:
     if not isinstance(ttype, TensorType) or DYN in shape_of(ttype):
         raise VerifyException(f"type must be a tensor type with a static shape, got {ttype}")
-    numpy_dtype(ttype.element_type)
+    try:
+        numpy_dtype(ttype.element_type)
+    except ValueError as e:
+        raise VerifyException(str(e)) from None
     if data is not None and data.type != ttype:
         raise VerifyException(f"data of type {data.type} does not match the declared type {ttype}")
 

@@ -430,6 +430,9 @@ def test_weight_verifier():
                                        "value": nn.TensorData(np.zeros(2, np.float32))})
     with pytest.raises(VerifyException, match="data of type tensor<2xf32> does not match the declared type tensor<3xf32>"):
         w.verify()
+    w = nn.WeightOp("w", None, nn.TensorType(nn.IntegerType(16), [2]))
+    with pytest.raises(VerifyException, match="no numpy dtype for element type i16"):
+        w.verify()
 
 
 # ---------------------------------------------------------------------------
