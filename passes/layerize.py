@@ -33,6 +33,7 @@ from xdsl.dialects.builtin import DYNAMIC_INDEX, ModuleOp, TensorType, f32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.utils.exceptions import PassFailedException
 
 from ncc.dialects import nn
 from ncc.dialects.neuron import NetOp, NeuronGraph
@@ -57,7 +58,10 @@ class Layer:
     bias: np.ndarray | None = None
 
 
-def plan_layers(g: NeuronGraph, seed: int = 0) -> list[Layer]:
+def plan_layers(g: NeuronGraph, seed: int = 0, dense_density: float = 1.0) -> list[Layer]:
+    """The layers of `g` in evaluation order. A layer is dense when its edges fill
+    at least `dense_density` of its [sources x neurons] matrix (default: only
+    fully connected layers; absent edges are zeros in a dense weight)."""
     depth = g.depths()
     groups: dict[tuple[int, str], list[int]] = {}
     for j in sorted(range(g.size), key=lambda j: (depth[j], j)):
@@ -67,7 +71,8 @@ def plan_layers(g: NeuronGraph, seed: int = 0) -> list[Layer]:
     for (_, act), neurons in sorted(groups.items()):
         sources = sorted({i for j in neurons for i in g.inputs[j]})
         col_of = {i: c for c, i in enumerate(sources)}
-        dense = all(len(g.inputs[j]) == len(sources) for j in neurons)
+        edges = sum(len(g.inputs[j]) for j in neurons)
+        dense = edges >= dense_density * len(sources) * len(neurons)
         layer = Layer(neurons, act, sources, dense)
         if dense:
             layer.weight = np.zeros((len(sources), len(neurons)), np.float32)
@@ -151,7 +156,8 @@ class _Emitter:
         self.tensors.append((y, layer.neurons))
 
 
-def layerize_net(net: NetOp, seed: int = 0) -> tuple[list[Operation], func.FuncOp]:
+def layerize_net(net: NetOp, seed: int = 0, dense_density: float = 1.0,
+                 ) -> tuple[list[Operation], func.FuncOp]:
     """The weights and the function computing `net` with nn ops."""
     g = net.graph()
     inputs = g.input_indices
@@ -162,7 +168,7 @@ def layerize_net(net: NetOp, seed: int = 0) -> tuple[list[Operation], func.FuncO
     x = fn.body.block.args[0]
     x.name_hint = "x"
     em = _Emitter(name, x, inputs)
-    for k, layer in enumerate(plan_layers(g, seed), start=1):
+    for k, layer in enumerate(plan_layers(g, seed, dense_density), start=1):
         em.layer(k, layer)
     out = em.columns(list(g.outputs))
     em.ops.append(func.ReturnOp(out))
@@ -170,13 +176,18 @@ def layerize_net(net: NetOp, seed: int = 0) -> tuple[list[Operation], func.FuncO
     return em.weights, fn
 
 
+@dataclass(frozen=True)
 class LayerizePass(ModulePass):
     """Lower every neuron.net to nn ops: one dense or sparse layer per depth."""
 
     name = "layerize"
+    dense_density: float | int = 1.0  # a layer at least this full becomes a dense matmul
+    seed: int = 0  # seed of the initial-value rule for weights without values
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if not 0.0 < self.dense_density <= 1.0:
+            raise PassFailedException(f"dense-density must be in (0, 1], got {self.dense_density}")
         for net in [o for o in op.walk() if isinstance(o, NetOp)]:
-            weights, fn = layerize_net(net)
+            weights, fn = layerize_net(net, self.seed, self.dense_density)
             Rewriter.insert_op([*weights, fn], InsertPoint.before(net))
             Rewriter.erase_op(net)

@@ -175,3 +175,17 @@ def test_every_activation_fuses():
         ncc.run_passes(module, "fuse")
         fused = [op.params.activation for op in module.walk() if isinstance(op, nn.FusedMatmulOp)]
         assert fused == [name, "identity"], name
+
+
+@pytest.mark.parametrize("density", [0.01, 0.3, 1])
+def test_layerize_dense_density_option_keeps_the_numbers(density):
+    rng = np.random.default_rng(7)
+    g = random_graph(rng, n=80, n_inputs=5, fan_in=6, values=True, biases=True)
+    module = ModuleOp([g.to_net("net")])
+    x = rng.normal(size=(3, 5)).astype(np.float32)
+    before = ncc.reference.run(module, [x])[0]
+    ncc.run_passes(module, f"layerize{{dense-density={density}}}")
+    names = [op.name for op in module.walk()]
+    if density == 0.01:
+        assert "nn.sparse_matmul" not in names
+    np.testing.assert_allclose(ncc.reference.run(module, [x])[0], before, rtol=2e-4, atol=2e-5)

@@ -60,7 +60,8 @@ def pass_help() -> str:
         lines.append(f"  --{name:<20} {doc[0] if doc else ''}")
         for opt in get_pass_option_infos(cls):
             default = f" (default {opt.default_value})" if opt.default_value is not None else ""
-            lines.append(f"  {'':22}   {opt.name}: {opt.expected_type}{default}")
+            kind = opt.expected_type.strip("'").replace("float | int", "float")
+            lines.append(f"  {'':22}   {opt.name.replace('_', '-')}=<{kind}>{default}")
     return "\n".join(lines)
 
 
