@@ -33,10 +33,6 @@ ACTIVATION_OF: dict[type, str] = {cls: name for name, cls in nn.UNARY_OPS.items(
 FUSED = (nn.FusedMatmulOp, nn.FusedConvOp)
 
 
-def _only_use(value: SSAValue) -> bool:
-    return value.has_one_use()
-
-
 def _shape(value: SSAValue) -> tuple[int, ...]:
     assert isinstance(value.type, TensorType)
     return tuple(value.type.get_shape())
@@ -83,7 +79,7 @@ class FuseBias(RewritePattern):
         for prod_val, bias in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
             producer = prod_val.owner
             if (not isinstance(producer, Operation) or not _absorbable(producer, with_bias=True)
-                    or not _only_use(prod_val) or bias.type.element_type != prod_val.type.element_type):
+                    or not prod_val.has_one_use() or bias.type.element_type != prod_val.type.element_type):
                 continue
             n = _bias_features(producer, bias)
             if n is None or _shape(op.result) != _shape(prod_val):
@@ -106,7 +102,7 @@ class FuseActivation(RewritePattern):
             return
         producer = op.operands[0].owner
         if (not isinstance(producer, Operation) or not _absorbable(producer, with_bias=False)
-                or not _only_use(op.operands[0])):
+                or not op.operands[0].has_one_use()):
             return
         rewriter.replace(op, _fused(producer, None, activation))
         rewriter.erase(producer)

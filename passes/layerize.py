@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DYNAMIC_INDEX, ModuleOp, TensorType, f32
+from xdsl.dialects.builtin import ModuleOp, TensorType, f32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -37,9 +37,6 @@ from xdsl.utils.exceptions import PassFailedException
 
 from ncc.dialects import nn
 from ncc.dialects.neuron import NetOp, NeuronGraph
-
-DYN = DYNAMIC_INDEX
-
 
 # ---------------------------------------------------------------------------
 # The plan: which layers, which columns, which weights (pure Python).
@@ -162,8 +159,8 @@ def layerize_net(net: NetOp, seed: int = 0, dense_density: float = 1.0,
     g = net.graph()
     inputs = g.input_indices
     name = net.sym_name.data
-    in_type = TensorType(f32, [DYN, len(inputs)])
-    out_type = TensorType(f32, [DYN, len(g.outputs)])
+    in_type = TensorType(f32, [nn.DYN, len(inputs)])
+    out_type = TensorType(f32, [nn.DYN, len(g.outputs)])
     fn = func.FuncOp(name, ((in_type,), (out_type,)))
     x = fn.body.block.args[0]
     x.name_hint = "x"
