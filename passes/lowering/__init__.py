@@ -1,0 +1,1 @@
+"""Lowering passes, level by level: nn/neuron -> loops -> llvm."""
