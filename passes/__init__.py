@@ -1,27 +1,24 @@
-"""ncc's passes. `ALL_PASSES` maps each pass name (as used by ncc-opt) to its class."""
+"""ncc's passes. `ALL_PASSES` maps each pass name (as used by ncc-opt) to a loader of its class."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable
 
 from xdsl.passes import ModulePass
 
-
-def _layerize() -> type[ModulePass]:
-    from ncc.passes.layerize import LayerizePass
-
-    return LayerizePass
-
-
-def _fuse() -> type[ModulePass]:
-    from ncc.passes.fuse import FusePass
-
-    return FusePass
-
-
-# Loaded lazily so that `ncc-opt --help` stays fast and a broken pass cannot
-# break the others.
-ALL_PASSES: dict[str, Callable[[], type[ModulePass]]] = {
-    "layerize": _layerize,
-    "fuse": _fuse,
+# name -> "module:Class". Loaded lazily so that `ncc-opt --help` stays fast and a
+# broken pass cannot break the others.
+PASS_TABLE: dict[str, str] = {
+    "layerize": "ncc.passes.layerize:LayerizePass",
+    "fuse": "ncc.passes.fuse:FusePass",
 }
+
+
+def _loader(target: str) -> Callable[[], type[ModulePass]]:
+    module, _, cls = target.partition(":")
+    return lambda: getattr(importlib.import_module(module), cls)
+
+
+ALL_PASSES: dict[str, Callable[[], type[ModulePass]]] = {
+    name: _loader(target) for name, target in PASS_TABLE.items()}
