@@ -16,6 +16,7 @@ from xdsl.dialects.builtin import FileLineColLoc, IntAttr, ModuleOp, StringAttr,
 from xdsl.ir import Operation
 from xdsl.parser import Parser
 from xdsl.printer import Printer
+from xdsl.traits import SymbolTable
 from xdsl.utils.exceptions import DiagnosticException, ParseError
 
 from ncc.diagnostics import NccError
@@ -84,9 +85,30 @@ def parse_module(text: str, filename: str = "<stdin>", ctx: Context | None = Non
     return module
 
 
+def _check_symbols_unique(module: Operation) -> None:
+    # xDSL's module verifier names a redefined symbol but not where: report it
+    # at the second definition, as MLIR does.
+    for table in module.walk():
+        if not table.has_trait(SymbolTable):
+            continue
+        seen: dict[str, Operation] = {}
+        for region in table.regions:
+            for op in region.ops:
+                name = op.properties.get("sym_name") or op.attributes.get("sym_name")
+                if isinstance(name, StringAttr):
+                    if name.data in seen:
+                        raise NccError.at_op(op, f'redefinition of symbol "{name.data}"')
+                    seen[name.data] = op
+
+
 def verify_module(module: Operation, filename: str | None = None) -> None:
     """Verify, reporting the first failing op at its location. Nested ops are
     verified before their parents, so a neuron's own error wins over the net's."""
+    try:
+        _check_symbols_unique(module)
+    except NccError as err:
+        err.file = err.file or filename
+        raise
     for op in module.walk(region_first=True):
         try:
             op.verify(verify_nested_ops=False)

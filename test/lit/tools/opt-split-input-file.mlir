@@ -7,7 +7,7 @@
 // CHECK-NEXT: builtin.module {
 // CHECK-NEXT:   neuron.net @first
 // Without the flag both nets are in one module, where @first is defined twice.
-// WHOLE: opt-split-input-file.mlir: error: 'builtin.module' op Redefinition of symbol "first"
+// WHOLE: opt-split-input-file.mlir:[[# @LINE + 8]]:1: error: redefinition of symbol "first"
 neuron.net @first -> (n01) {
   neuron.input n00
   neuron.neuron n01 relu(n00 * @w0001)
