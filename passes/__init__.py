@@ -12,6 +12,7 @@ from xdsl.passes import ModulePass
 PASS_TABLE: dict[str, str] = {
     "layerize": "ncc.passes.layerize:LayerizePass",
     "fuse": "ncc.passes.fuse:FusePass",
+    "neuron-to-loops": "ncc.passes.lowering.neuron_to_loops:NeuronToLoopsPass",
 }
 
 

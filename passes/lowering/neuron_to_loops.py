@@ -1,0 +1,307 @@
+"""neuron-to-loops: a neuron net lowered directly to one straight-line, batch-vectorized kernel.
+
+    neuron.net @net -> (n03) {            nn.weight @net.params : tensor<5xf32> = dense<[...]>
+      neuron.input n00                    func.func @net(%x: memref<?x2xf32>, %y: memref<?x1xf32>,
+      neuron.input n01                                   %params: memref<5xf32>) {
+      neuron.neuron n02 tanh(         ==>   scf.for %b = %c0 to %batch step %c1 {
+          n00 * @w0002, n01 * @w0102)         %x0 = memref.load %x[%b, %c0]        (inputs of row b)
+          + @b02                              %w = memref.load %params[%c0]        (one weight)
+      neuron.neuron n03 ...                   %m = arith.mulf %x0, %w              (one multiply-add
+    }                                         %z = arith.addf %bias, %m             per weight)
+                                              %n2 = math.tanh %z                   (inlined activation)
+                                              ...
+                                              memref.store %n3, %y[%b, %c0]
+                                            }
+                                          }
+
+The kernel follows runtime/abi.py: arguments `input:x` (`memref<?xN_INxf32>`,
+the input neurons in index order), `output:y` (`memref<?xN_OUTxf32>`, the
+net's outputs in listed order) and `weight:<net>.params`, one flat
+`memref<Pxf32>` whose element k is the parameter `ncc.param_names[k]`; no arena.
+Parameter order: every distinct weight symbol in order of first use (neurons by
+index, each neuron's terms in order), then every bias symbol not already listed
+(neurons by index). A shared symbol is one parameter. The module keeps the
+initial values as `nn.weight @<net>.params` (the values written in the IR, else
+the seeded rule `neuron.initial_value`, biases 0 -- exactly what
+`ncc.reference` computes); the runtime passes that buffer, so weights stay
+writable and are never baked into code.
+
+Every batch row is independent and the body is straight-line: LLVM's loop
+vectorizer runs one row per vector lane (16 rows per AVX-512 vector). Weight
+loads do not depend on the row (LLVM hoists them; the buffers are `noalias`).
+Multiply-adds carry the `contract` fast-math flag so that they may become FMAs.
+Only neurons an output depends on are computed. Activations are inlined with
+arith/math ops, with the semantics of dialects/activations.py; `expand-math`
+turns exp/tanh into arith so that they vectorize.
+
+Which lowering a net gets -- this kernel, or layerize (-> fuse -> lower-to-loops)
+-- is `choose_neuron_lowering` below: option `mode=neuron|auto|layers`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import arith, func, math, memref, scf
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, ModuleOp, f32
+from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.utils.exceptions import PassFailedException
+
+from ncc.dialects import nn
+from ncc.dialects.neuron import NetOp, NeuronGraph, name_width, neuron_name
+from ncc.passes.layerize import layerize_net, plan_layers
+from ncc.runtime.abi import ArgRole, KernelABI
+
+DYN = nn.DYN
+
+
+# ---------------------------------------------------------------------------
+# Parameters: one flat buffer, named as in the equations.
+
+
+def params_symbol(net_name: str) -> str:
+    """The module-level weight holding a neuron kernel's parameters."""
+    return f"{net_name}.params"
+
+
+class SharedValueConflict(ValueError):
+    def __init__(self, neuron: int, message: str):
+        super().__init__(message)
+        self.neuron = neuron
+
+
+def neuron_params(g: NeuronGraph, seed: int = 0) -> tuple[list[str], np.ndarray, dict[str, int]]:
+    """(names, initial values, slot of each name) of a net's flat parameter buffer.
+
+    A symbol shared by several edges is one parameter, so its values must agree:
+    a conflict raises SharedValueConflict naming the symbol and both neurons."""
+    slot: dict[str, int] = {}
+    values: list[float] = []
+    first_use: list[int] = []
+
+    def add(sym: str, value: float, j: int) -> None:
+        if sym not in slot:
+            slot[sym] = len(values)
+            values.append(value)
+            first_use.append(j)
+        elif np.float32(values[slot[sym]]) != np.float32(value):
+            w = name_width(g.size)
+            raise SharedValueConflict(j, 
+                f"symbol @{sym} is shared but has two values: {values[slot[sym]]} at "
+                f"{neuron_name(first_use[slot[sym]], w)} and {value} at {neuron_name(j, w)} "
+                f"(a shared symbol is one parameter)")
+
+    for j in range(g.size):
+        for sym, v in zip(g.weights[j], g.weight_values(j, seed)):
+            add(sym, float(v), j)
+    for j in range(g.size):
+        if g.bias[j] is not None:
+            add(g.bias[j], g.bias_of(j, seed), j)
+    return list(slot), np.array(values, np.float32), slot
+
+
+# ---------------------------------------------------------------------------
+# Activations as arith/math, one small emitter each (dialects/activations.py
+# semantics). Each takes `emit` (appends an op, returns its result), a float
+# constant maker `c` and z.
+
+Emit = Callable[[Operation], SSAValue]
+Const = Callable[[float], SSAValue]
+
+
+def _sigmoid(emit: Emit, c: Const, z: SSAValue) -> SSAValue:
+    # 1 / (1 + exp(-z)): exp(-z) overflowing to inf gives exactly 0.
+    e = emit(math.ExpOp(emit(arith.NegfOp(z))))
+    return emit(arith.DivfOp(c(1.0), emit(arith.AddfOp(c(1.0), e))))
+
+
+def _softplus(emit: Emit, c: Const, z: SSAValue) -> SSAValue:
+    # max(z, 0) + log(1 + exp(-|z|)): never overflows.
+    e = emit(math.ExpOp(emit(arith.NegfOp(emit(math.AbsFOp(z))))))
+    return emit(arith.AddfOp(emit(arith.MaximumfOp(z, c(0.0))),
+                             emit(math.LogOp(emit(arith.AddfOp(c(1.0), e))))))
+
+
+def _positive_or(emit: Emit, c: Const, z: SSAValue, other: SSAValue) -> SSAValue:
+    return emit(arith.SelectOp(emit(arith.CmpfOp(z, c(0.0), "ogt")), z, other))
+
+
+ACTIVATIONS: dict[str, Callable[[Emit, Const, SSAValue], SSAValue]] = {
+    "identity": lambda emit, c, z: z,
+    "relu": lambda emit, c, z: emit(arith.MaximumfOp(z, c(0.0))),
+    "sigmoid": _sigmoid,
+    "tanh": lambda emit, c, z: emit(math.TanhOp(z)),
+    "leaky_relu": lambda emit, c, z: _positive_or(emit, c, z, emit(arith.MulfOp(z, c(0.01)))),
+    "elu": lambda emit, c, z: _positive_or(emit, c, z, emit(arith.SubfOp(
+        emit(math.ExpOp(emit(arith.MinimumfOp(z, c(0.0))))), c(1.0)))),
+    "softplus": _softplus,
+    "silu": lambda emit, c, z: emit(arith.MulfOp(z, _sigmoid(emit, c, z))),
+    "sin": lambda emit, c, z: emit(math.SinOp(z)),
+    "gaussian": lambda emit, c, z: emit(math.ExpOp(emit(arith.NegfOp(emit(arith.MulfOp(z, z)))))),
+    "abs": lambda emit, c, z: emit(math.AbsFOp(z)),
+    "step": lambda emit, c, z: emit(arith.SelectOp(emit(arith.CmpfOp(z, c(0.0), "ogt")),
+                                                   c(1.0), c(0.0))),
+}
+
+
+# ---------------------------------------------------------------------------
+# The kernel
+
+
+def needed_neurons(g: NeuronGraph) -> list[int]:
+    """The neurons the outputs depend on, in topological order."""
+    live = set(g.outputs or [])
+    depth = g.depths()
+    order = sorted(range(g.size), key=lambda j: (depth[j], j))  # readable: layer by layer
+    for j in reversed(order):
+        if j in live:
+            live.update(g.inputs[j])
+    return [j for j in order if j in live]
+
+
+def neuron_kernel(net: NetOp, seed: int = 0) -> tuple[nn.WeightOp, func.FuncOp]:
+    """The parameter weight and the kernel computing `net` (see the module docstring)."""
+    g = net.graph()
+    name = net.sym_name.data
+    try:
+        names, values, slot = neuron_params(g, seed)
+    except SharedValueConflict as e:
+        err = PassFailedException(str(e))
+        err.op = next(n for n in net.neurons if n.index.data == e.neuron)  # reported at its line
+        raise err from None
+    inputs, outputs = g.input_indices, list(g.outputs or [])
+    x_t = MemRefType(f32, [DYN, len(inputs)])
+    y_t = MemRefType(f32, [DYN, len(outputs)])
+    p_t = MemRefType(f32, [len(names)])
+    fn = func.FuncOp(name, ((x_t, y_t, p_t), ()))
+    x, y, p = fn.body.block.args
+    for arg, hint in zip(fn.body.block.args, ("x", "y", "params")):
+        arg.name_hint = hint
+
+    pre: list[Operation] = []  # before the loop: constants, the batch size
+    body: list[Operation] = []  # the loop body, straight-line
+    index_consts: dict[int, SSAValue] = {}
+    float_consts: dict[float, SSAValue] = {}
+
+    def index(k: int) -> SSAValue:
+        if k not in index_consts:
+            op = arith.ConstantOp(IntegerAttr(k, IndexType()))
+            pre.append(op)
+            index_consts[k] = op.result
+        return index_consts[k]
+
+    def const(v: float) -> SSAValue:
+        if v not in float_consts:
+            op = arith.ConstantOp(FloatAttr(v, f32))
+            pre.append(op)
+            float_consts[v] = op.result
+        return float_consts[v]
+
+    def emit(op: Operation) -> SSAValue:
+        body.append(op)
+        return op.results[0]
+
+    contract = arith.FastMathFlagsAttr(["contract"])
+    batch = memref.DimOp(x, index(0))
+    pre.append(batch)
+    block = Block(arg_types=[IndexType()])
+    row = block.args[0]
+    row.name_hint = "b"
+
+    loaded: dict[str, SSAValue] = {}
+
+    def param(sym: str) -> SSAValue:  # loaded once per row, at its first use
+        if sym not in loaded:
+            loaded[sym] = emit(memref.LoadOp.get(p, [index(slot[sym])]))
+        return loaded[sym]
+
+    value: dict[int, SSAValue] = {}
+    for col, i in enumerate(inputs):
+        value[i] = emit(memref.LoadOp.get(x, [row, index(col)]))
+    for j in needed_neurons(g):
+        if g.activation[j] is None:
+            continue
+        z = param(g.bias[j]) if g.bias[j] is not None else None
+        for i, sym in zip(g.inputs[j], g.weights[j]):
+            m = emit(arith.MulfOp(value[i], param(sym), contract))
+            z = m if z is None else emit(arith.AddfOp(z, m, contract))
+        value[j] = ACTIVATIONS[g.activation[j]](emit, const, const(0.0) if z is None else z)
+    for col, j in enumerate(outputs):
+        body.append(memref.StoreOp.get(value[j], y, [row, index(col)]))
+    body.append(scf.YieldOp())
+    block.add_ops(body)
+    loop = scf.ForOp(index(0), batch, index(1), [], Region(block))
+    fn.body.block.add_ops([*pre, loop, func.ReturnOp()])
+    KernelABI(name, (ArgRole("input", "x"), ArgRole("output", "y"),
+                     ArgRole("weight", params_symbol(name))),
+              param_names=tuple(names)).attach(fn)
+    return nn.WeightOp(params_symbol(name), values), fn
+
+
+# ---------------------------------------------------------------------------
+# The automatic choice.
+#
+# Straight-line code does exactly one multiply-add per edge and row, with no
+# index tables, no copies between layers and no zeros: nothing beats it while it
+# fits the instruction cache and compiles quickly. Its code (and compile time)
+# grows with the edge count, while a dense layer's loop nest is the same size
+# for any width and reuses the matrix from cache. So: small nets always go
+# straight-line; large nets whose layers are mostly full go to layers; huge nets
+# always go to layers (compile time).
+
+SMALL_EDGES = 2_000  # at most this many edges: always straight-line
+MAX_NEURON_EDGES = 50_000  # more: always layers (straight-line code would compile slowly)
+DENSE_LAYERS = 0.5  # in between: layers when the layers' matrices are at least this full
+MODES = ("neuron", "auto", "layers")
+
+
+def layer_density(g: NeuronGraph) -> float:
+    """Edges / total size of the [sources x neurons] matrices of layerize's layers."""
+    edges = sum(len(ins) for ins in g.inputs)
+    cells = sum(len(layer.sources) * len(layer.neurons) for layer in plan_layers(g))
+    return edges / cells if cells else 1.0
+
+
+def choose_neuron_lowering(net: NetOp | NeuronGraph, mode: str = "auto") -> str:
+    """'neuron' (this pass's straight-line kernel) or 'layers' (layerize, then
+    lower-to-loops) for a net; `mode` other than 'auto' forces the choice."""
+    if mode not in MODES:
+        raise ValueError(f"neuron lowering mode must be one of {', '.join(MODES)}, got '{mode}'")
+    if mode != "auto":
+        return mode
+    g = net.graph() if isinstance(net, NetOp) else net
+    edges = sum(len(ins) for ins in g.inputs)
+    if edges <= SMALL_EDGES:
+        return "neuron"
+    if edges > MAX_NEURON_EDGES:
+        return "layers"
+    return "layers" if layer_density(g) >= DENSE_LAYERS else "neuron"
+
+
+@dataclass(frozen=True)
+class NeuronToLoopsPass(ModulePass):
+    """Lower every neuron.net to a straight-line batch kernel (mode=neuron, the
+    default), or choose per net by size and density (mode=auto), or layerize it
+    (mode=layers: the nn function that fuse and lower-to-loops then lower)."""
+
+    name = "neuron-to-loops"
+    mode: str = "neuron"  # neuron | auto | layers
+    seed: int = 0  # seed of the initial-value rule for weights without values
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.mode not in MODES:
+            raise PassFailedException(
+                f"mode must be one of {', '.join(MODES)}, got '{self.mode}'")
+        for net in [o for o in op.walk() if isinstance(o, NetOp)]:
+            if choose_neuron_lowering(net, self.mode) == "neuron":
+                new = list(neuron_kernel(net, self.seed))
+            else:
+                weights, fn = layerize_net(net, self.seed)
+                new = [*weights, fn]
+            Rewriter.insert_op(new, InsertPoint.before(net))
+            Rewriter.erase_op(net)
