@@ -6,6 +6,7 @@
     ncc.run_passes(module, "layerize,fuse")       # neuron -> nn, then fusion
     y, = ncc.reference.run(module, [x])           # numpy reference semantics
     print(ncc.print_module(module))               # MLIR text
+    model = ncc.compile("net.txt"); y = model(x)  # native code (ncc.runtime)
 """
 
 from ncc import reference
@@ -14,8 +15,9 @@ from ncc.diagnostics import NccError
 from ncc.equations import emit_equations
 from ncc.ir import make_context, parse_module, print_module, verify_module
 from ncc.pipeline import run_passes
+from ncc.runtime.compiled_model import CompiledModel, compile
 
 __all__ = [
-    "NccError", "emit_equations", "import_adjacency", "import_adjacency_text", "make_context",
-    "parse_adjacency", "parse_module", "print_module", "reference", "run_passes", "verify_module",
+    "CompiledModel", "NccError", "compile", "emit_equations", "import_adjacency",
+    "import_adjacency_text", "make_context", "parse_adjacency", "parse_module", "print_module", "reference", "run_passes", "verify_module",
 ]

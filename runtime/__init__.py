@@ -1,3 +1,7 @@
 """ncc.runtime: native code through llvmlite and CompiledModel.
 
-Empty for now: native code generation is the next milestone (see README)."""
+    compiled_model   ncc.compile -> CompiledModel (input checks, params, calling)
+    cache            the on-disk compile cache
+    abi              the kernel ABI shared with the lowering passes
+    engine           llvm dialect -> native code (llvmlite)
+"""

@@ -1,0 +1,551 @@
+"""`ncc.compile` and `CompiledModel`: a model as a native function of numpy arrays.
+
+    import ncc
+    model = ncc.compile("examples/xor_values.txt")      # a path, adjacency text or a module
+    y = model(x)                                         # one output: one array
+    y, = model.run({"x": x})                             # by name: a list, like onnxruntime
+    model.params["w0002"] = 0.5                          # weights are buffers: writable
+
+Sources: a path (`.mlir`: MLIR text; `.onnx`: the ONNX importer when it exists;
+any other file: an adjacency list, matrix or edge list), adjacency or MLIR text
+(a string with a newline), or an xDSL `ModuleOp` at the neuron, nn or loop
+level (it is copied, never modified). Pipeline:
+
+    neuron.net --neuron-to-loops{mode}--> kernel            (mode neuron)
+               \\-> layerize --> nn --(fuse)--> lower-to-loops --> kernel   (mode layers)
+    nn funcs   --(fuse)--> lower-to-loops --> kernel
+    kernel --lower-to-llvm--> llvm dialect --engine--> native code (or the on-disk cache)
+
+`neuron_mode="auto"` lets `choose_neuron_lowering` pick by size and density.
+Compile errors are `NccError`s.
+
+Inputs (checked before native code runs; every failure is an `NccError`
+naming the input): `model(*arrays)` takes one array per input in
+`input_names` order, `model.run(feeds)` a mapping with exactly those names.
+Each must be a numpy array (not a list, scalar or None) of the kernel's rank
+and static dimensions; dimension 0, where it is `?`, is the batch, free per
+call but the same for every input of one call. Element types: an array of the
+kernel's dtype is used as is (copied only if not C-contiguous or not aligned);
+another real dtype (bool, integer, float) is cast to the kernel's dtype by
+numpy's rounding rules, except that a cast that would overflow (a finite
+float64 beyond float32's range), turn a float into an integer, or change an
+integer's value is an error. Complex, object and string arrays are errors.
+
+Outputs are fresh arrays on every call (never reused: keeping a result is
+safe). A neuron net takes one `[batch, n_inputs]` array (input neurons in
+index order) and returns `[batch, n_outputs]` (outputs in the net's order).
+
+`params` maps each weight to its buffer, the very memory the kernel reads:
+writing into it (`params[k][...] = v`, or `params[k] = v`, which copies into
+the buffer and checks the shape) changes the next call's result. For an nn
+model the keys are the weight symbols (`fc1_w`); for a neuron net lowered as
+neurons they are the symbols of the equations, each a 0-d float32 view into
+the net's flat parameter buffer (`w0004`, `b04`); for a neuron net lowered as
+layers they are the layer tensors layerize made (`net_l1_w`, `net_l1_b`).
+
+Intermediate values live in one arena per call size, kept per thread and batch
+size (the last few sizes), so concurrent calls from several threads are safe
+(the GIL is released while native code runs).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import MemRefType, ModuleOp
+
+from ncc.diagnostics import NccError
+from ncc.runtime.abi import ARG_ROLES, KernelABI
+
+NEURON_MODES = ("auto", "neuron", "layers")
+_MLIR_MARKERS = ("builtin.module", "module", "func.func", "neuron.net", "nn.weight", "\"")
+_ARENAS_KEPT = 4  # batch sizes whose arena a thread keeps
+_ALIGN = 64
+
+
+# ---------------------------------------------------------------------------
+# Compiling
+
+
+def compile(source: Any, *, fuse: bool = True, neuron_mode: str = "auto",
+            cache: bool | str | os.PathLike = True, function: str | None = None,
+            name: str = "net") -> "CompiledModel":
+    """Compile `source` to native code. `fuse` runs the fuse pass on nn code;
+    `neuron_mode` is auto|neuron|layers for neuron nets; `cache` is True (the
+    default directory, see ncc.runtime.cache), False, or a cache directory;
+    `function` picks the kernel when a module has several; `name` names a net
+    read from adjacency text."""
+    if neuron_mode not in NEURON_MODES:
+        raise NccError(f"neuron_mode must be one of {', '.join(NEURON_MODES)}, got '{neuron_mode}'")
+    info: dict[str, Any] = {"seconds": {}}
+    clock = _Clock(info["seconds"])
+    with clock("import"):
+        module = load_source(source, name)
+    with clock("lower-to-loops"):
+        info["neuron_mode"] = lower_to_loops(module, fuse=fuse, neuron_mode=neuron_mode)
+    kernel = select_kernel(module, function)
+    abi = KernelABI.of(kernel)
+    specs = [_ArgSpec.of(t) for t in kernel.function_type.inputs.data]
+    weights = {op.sym: op for op in module.ops if op.name == "nn.weight"}
+    with clock("native"):
+        lib = native_library(module, abi, cache, info, clock)
+    info["seconds"]["total"] = sum(info["seconds"].values())
+    return CompiledModel(abi, specs, weights, lib, info)
+
+
+class _Clock:
+    def __init__(self, into: dict[str, float]):
+        self.into = into
+
+    def __call__(self, stage: str):
+        clock = self
+
+        class _Stage:
+            def __enter__(self):
+                self.t = time.perf_counter()
+
+            def __exit__(self, *exc):
+                clock.into[stage] = clock.into.get(stage, 0.0) + time.perf_counter() - self.t
+        return _Stage()
+
+
+def load_source(source: Any, name: str = "net") -> ModuleOp:
+    """A fresh module for `source` (a path, text, ModuleOp or onnx.ModelProto)."""
+    import ncc
+
+    if isinstance(source, ModuleOp):
+        return source.clone()
+    if type(source).__name__ == "ModelProto" or (isinstance(source, (str, os.PathLike))
+                                                 and str(source).endswith(".onnx")):
+        importer = getattr(ncc, "import_onnx", None)
+        if importer is None:
+            raise NccError("ONNX import is not available yet: compile a .mlir, an adjacency "
+                           "file or text, or an xDSL module",
+                           None if type(source).__name__ == "ModelProto" else os.fspath(source))
+        return importer(source)
+    if isinstance(source, str) and "\n" in source:
+        if source.lstrip().startswith(_MLIR_MARKERS):
+            return ncc.parse_module(source, "<text>")
+        return ncc.import_adjacency_text(source, "<text>", name=name)
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.isfile(path):
+            raise NccError("no such file (compile takes a path, adjacency or MLIR text with "
+                           "newlines, or a module)", path)
+        if path.endswith(".mlir"):
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise NccError(f"cannot read the file: {e}", path) from None
+            return ncc.parse_module(text, path)
+        return ncc.import_adjacency(path, name=name)
+    raise NccError(f"cannot compile a {type(source).__name__}: expected a path, adjacency or MLIR "
+                   "text, or an xDSL ModuleOp")
+
+
+def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "auto") -> str | None:
+    """Lower `module` in place to loop-level kernels; returns the lowering
+    chosen for its neuron net ('neuron' or 'layers'), None for an nn module."""
+    from ncc.dialects.neuron import NetOp
+    from ncc.pipeline import run_passes
+
+    chosen = None
+    nets = [op for op in module.ops if isinstance(op, NetOp)]
+    if nets:
+        from ncc.passes.lowering.neuron_to_loops import choose_neuron_lowering
+
+        chosen = ",".join(sorted({choose_neuron_lowering(n, neuron_mode) for n in nets}))
+        run_passes(module, f"neuron-to-loops{{mode={neuron_mode}}}")
+    if any(isinstance(op, func.FuncOp) and op.body.blocks and ARG_ROLES not in op.attributes
+           for op in module.ops):
+        run_passes(module, ("fuse," if fuse else "") + "lower-to-loops")
+    return chosen
+
+
+def select_kernel(module: ModuleOp, function: str | None) -> func.FuncOp:
+    kernels = {op.sym_name.data: op for op in module.ops
+               if isinstance(op, func.FuncOp) and ARG_ROLES in op.attributes}
+    if function is not None:
+        if function not in kernels:
+            raise NccError(f"no function '{function}' to run (has: {', '.join(kernels) or 'none'})")
+        return kernels[function]
+    if len(kernels) == 1:
+        return next(iter(kernels.values()))
+    if "main" in kernels:
+        return kernels["main"]
+    raise NccError(f"the module has {len(kernels)} functions ({', '.join(kernels) or 'none'}): "
+                   "pass function=NAME")
+
+
+def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clock: _Clock):
+    """The module's native code: from the cache, else lowered and compiled (and stored)."""
+    from ncc.ir import print_module
+    from ncc.runtime import engine
+    from ncc.runtime.cache import CompileCache
+
+    store = None
+    if cache is not False:
+        store = CompileCache(None if cache is True else cache)
+        with clock("cache-key"):
+            key = store.key(print_module(module, elide_weights_if_larger=0),
+                            {"kernel": abi.name, "pipeline": "lower-to-llvm"})
+        entry = store.load(key)
+        info.update(cache="hit" if entry else "miss", cache_key=key, cache_stats=store.stats)
+        if entry is not None:
+            try:
+                with clock("load-object"):
+                    return engine.NativeLibrary.from_object(entry[0])
+            except Exception:  # unloadable despite its checksum: rebuild it below
+                store.stats["corrupt"] += 1
+                info["cache"] = "miss"
+    else:
+        info["cache"] = "off"
+    from ncc.pipeline import run_passes
+
+    for op in list(module.ops):  # the weight data is held by the model, not the code
+        if op.name == "nn.weight":
+            op.detach()
+    with clock("lower-to-llvm"):
+        run_passes(module, "lower-to-llvm")
+    with clock("llvm"):
+        lib = engine.compile_module(module)
+    if store is not None:
+        with clock("cache-store"):
+            store.store(key, lib.object_code(), {"kernel": abi.name})
+    return lib
+
+
+# ---------------------------------------------------------------------------
+# Calling native code: numpy arrays straight to kernel pointers.
+#
+# ctypes' own pointer extraction (`a.ctypes.data`) costs ~2 us per array, more
+# than a tiny net's whole kernel. Instead, a per-arity trampoline takes the
+# arrays as PyObject pointers and reads each data pointer from numpy's
+# PyArrayObject (`data` follows the object header). A self-test checks that
+# layout once per process and falls back to ctypes' pointers if it differs.
+
+_TRAMPOLINES: dict[int, Any] = {}
+_ENGINES: list[Any] = []  # keeps the trampolines' code alive
+_LOCK = threading.Lock()
+_DATA_OFFSET = 16  # offsetof(PyArrayObject_fields, data) on 64-bit CPython
+
+
+def _jit(ir: str):
+    import llvmlite.binding as llvm
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    mod = llvm.parse_assembly(ir)
+    mod.verify()
+    tm = llvm.Target.from_default_triple().create_target_machine(opt=2)
+    ee = llvm.create_mcjit_compiler(mod, tm)
+    ee.finalize_object()
+    _ENGINES.append((mod, ee))
+    return ee
+
+
+def _layout_ok() -> bool:
+    if ctypes.sizeof(ctypes.c_void_p) != 8:
+        return False
+    ee = _jit(f"define ptr @data_of(ptr %o) {{\n  %p = getelementptr i8, ptr %o, i64 {_DATA_OFFSET}\n"
+              "  %d = load ptr, ptr %p\n  ret ptr %d\n}\n")
+    data_of = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.py_object)(ee.get_function_address("data_of"))
+    probes = [np.zeros(3, np.float32), np.arange(12.0).reshape(3, 4)[1:], np.empty((0, 2))]
+    return all(data_of(a) == (a.ctypes.data or None) for a in probes)
+
+
+def _trampoline(nargs: int):
+    """call(kernel_address, *arrays, batch) for kernels of `nargs` pointers."""
+    with _LOCK:
+        if nargs not in _TRAMPOLINES:
+            if _TRAMPOLINES.get(-1) is None:
+                _TRAMPOLINES[-1] = _layout_ok()
+            if _TRAMPOLINES[-1]:
+                _TRAMPOLINES[nargs] = _pyobject_trampoline(nargs)
+            else:
+                raw = ctypes.CFUNCTYPE(None, ctypes.c_void_p, *[ctypes.c_void_p] * nargs,
+                                       ctypes.c_int64)
+
+                def call(addr, *args, raw=raw):
+                    raw(addr, *[a.ctypes.data for a in args[:-1]], args[-1])
+                _TRAMPOLINES[nargs] = call
+        return _TRAMPOLINES[nargs]
+
+
+def _pyobject_trampoline(nargs: int):
+    params = ", ".join(f"ptr %a{i}" for i in range(nargs))
+    body = "".join(f"  %p{i} = getelementptr i8, ptr %a{i}, i64 {_DATA_OFFSET}\n"
+                   f"  %d{i} = load ptr, ptr %p{i}\n" for i in range(nargs))
+    call_args = ", ".join([f"ptr %d{i}" for i in range(nargs)] + ["i64 %batch"])
+    ir = (f"define void @tramp(ptr %fn, {params}, i64 %batch) {{\n{body}"
+          f"  call void %fn({call_args})\n  ret void\n}}\n")
+    ee = _jit(ir)
+    return ctypes.CFUNCTYPE(None, ctypes.c_void_p, *[ctypes.py_object] * nargs,
+                            ctypes.c_int64)(ee.get_function_address("tramp"))
+
+
+# ---------------------------------------------------------------------------
+# The model
+
+
+@dataclass(frozen=True)
+class _ArgSpec:
+    dtype: np.dtype
+    shape: tuple[int, ...]  # -1: the batch
+
+    @classmethod
+    def of(cls, t: Any) -> "_ArgSpec":
+        from ncc.dialects.nn import numpy_dtype
+
+        if not isinstance(t, MemRefType):
+            raise NccError(f"kernel argument of type {t}: the runtime passes memrefs only")
+        return cls(numpy_dtype(t.element_type), tuple(d if d >= 0 else -1 for d in t.get_shape()))
+
+    def shape_for(self, batch: int) -> tuple[int, ...]:
+        return tuple(batch if d < 0 else d for d in self.shape)
+
+    def describe(self) -> str:
+        return "[" + ", ".join("batch" if d < 0 else str(d) for d in self.shape) + f"] {self.dtype}"
+
+
+class Params(MutableMapping):
+    """Weight name -> the buffer the kernel reads. Assigning copies into the
+    buffer (shape checked, numpy casting), so the kernel sees the new values."""
+
+    def __init__(self, buffers: dict[str, np.ndarray], unset: set[str]):
+        self._buffers, self._unset = buffers, unset
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._buffers[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key not in self._buffers:
+            raise NccError(f"no parameter '{key}' (has: {_names(self._buffers)})")
+        buf = self._buffers[key]
+        try:
+            v = np.asarray(value)
+            if v.dtype.kind not in "biuf":
+                raise ValueError(f"dtype {v.dtype} is not a real number type")
+            with np.errstate(over="raise"):
+                np.copyto(buf, np.broadcast_to(v, buf.shape), casting="unsafe")
+        except (ValueError, TypeError, FloatingPointError) as e:
+            raise NccError(f"cannot set parameter '{key}' (shape {list(buf.shape)}, "
+                           f"{buf.dtype}): {e}") from None
+        self._unset.discard(key)
+
+    def __delitem__(self, key: str) -> None:
+        raise NccError("parameters cannot be removed from a compiled model")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._buffers)
+
+    def __len__(self) -> int:
+        return len(self._buffers)
+
+    def __repr__(self) -> str:
+        return f"Params({_names(self._buffers)})"
+
+
+def _names(d: Mapping[str, Any]) -> str:
+    names = list(d)
+    return ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "") \
+        if names else "none"
+
+
+def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(n + _ALIGN, np.uint8)
+    off = (-raw.ctypes.data) % _ALIGN
+    return raw[off:off + n].view(dtype).reshape(shape)
+
+
+class CompiledModel:
+    """A compiled kernel with its weights: see the module docstring."""
+
+    def __init__(self, abi: KernelABI, specs: Sequence[_ArgSpec], weights: Mapping[str, Any],
+                 lib: Any, info: dict[str, Any]):
+        self.abi, self.compile_info, self._lib = abi, info, lib
+        self._address = _address(lib, abi.name)
+        self._invoke = _trampoline(len(specs))
+        self._template: list[Any] = [None] * len(specs)
+        self._in_pos, self._in_specs, self._out_pos, self._out_specs = [], [], [], []
+        self._arena_pos: int | None = None
+        names_in, names_out = [], []
+        buffers: dict[str, np.ndarray] = {}
+        unset: set[str] = set()
+        for pos, (role, spec) in enumerate(zip(abi.roles, specs)):
+            if role.kind == "input":
+                self._in_pos.append(pos), self._in_specs.append(spec), names_in.append(role.name)
+            elif role.kind == "output":
+                self._out_pos.append(pos), self._out_specs.append(spec), names_out.append(role.name)
+            elif role.kind == "arena":
+                self._arena_pos = pos
+            else:
+                buf = self._weight_buffer(role.name, spec, weights, unset)
+                self._template[pos] = buf
+                if abi.param_names:  # a neuron kernel's flat buffer: one 0-d view per name
+                    buffers.update((n, buf[k:k + 1].reshape(())) for k, n in enumerate(abi.param_names))
+                    if role.name in unset:
+                        unset.discard(role.name)
+                        unset.update(abi.param_names)
+                else:
+                    buffers[role.name] = buf
+        self.input_names: tuple[str, ...] = tuple(names_in)
+        self.output_names: tuple[str, ...] = tuple(names_out)
+        self.params = Params(buffers, unset)
+        self._dynamic = [k for k, s in enumerate(self._in_specs) if s.shape and s.shape[0] < 0]
+        self._arenas = threading.local()
+
+    @staticmethod
+    def _weight_buffer(sym: str, spec: _ArgSpec, weights: Mapping[str, Any], unset: set[str]):
+        if any(d < 0 for d in spec.shape):
+            raise NccError(f"weight @{sym} has a dynamic shape: weights must be static")
+        buf = _aligned_empty(spec.shape, spec.dtype)
+        op = weights.get(sym)
+        data = None if op is None else op.data
+        if data is None:  # a parameter without data: the user sets it before calling
+            buf[...] = 0
+            unset.add(sym)
+        else:
+            buf[...] = np.asarray(data).reshape(spec.shape)
+        return buf
+
+    # -- calling ------------------------------------------------------------
+
+    def __call__(self, *arrays: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+        if len(arrays) != len(self._in_specs):
+            raise NccError(f"the model takes {len(self._in_specs)} input(s) "
+                           f"({', '.join(self.input_names)}), got {len(arrays)}")
+        outs = self._run(arrays)
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def run(self, feeds: Mapping[str, Any], output_names: Sequence[str] | None = None
+            ) -> list[np.ndarray]:
+        """Outputs (all, or those named, in that order) for inputs given by name."""
+        if not isinstance(feeds, Mapping):
+            raise NccError(f"run takes a mapping of input name -> array, got {type(feeds).__name__}")
+        missing = [n for n in self.input_names if n not in feeds]
+        unknown = [str(k) for k in feeds if k not in self.input_names]
+        if missing or unknown:
+            raise NccError(f"the model takes inputs {', '.join(self.input_names)}"
+                           + (f"; missing: {', '.join(missing)}" if missing else "")
+                           + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+        outs = self._run([feeds[n] for n in self.input_names])
+        if output_names is None:
+            return outs
+        index = {n: k for k, n in enumerate(self.output_names)}
+        bad = [str(n) for n in output_names if n not in index]
+        if bad:
+            raise NccError(f"no output named {', '.join(bad)} (outputs: {', '.join(self.output_names)})")
+        return [outs[index[n]] for n in output_names]
+
+    def _run(self, arrays: Sequence[Any]) -> list[np.ndarray]:
+        if self.params._unset:
+            raise NccError("parameters without values must be set before a call: "
+                           + ", ".join(sorted(self.params._unset)))
+        args = self._template.copy()
+        batch = -1
+        for k, (pos, spec, a) in enumerate(zip(self._in_pos, self._in_specs, arrays)):
+            a = _check_input(self.input_names[k], a, spec)
+            if spec.shape and spec.shape[0] < 0:
+                if batch < 0:
+                    batch, first = a.shape[0], k
+                elif a.shape[0] != batch:
+                    raise NccError(f"inputs '{self.input_names[first]}' and '{self.input_names[k]}' "
+                                   f"disagree on the batch size: {batch} vs {a.shape[0]}")
+            args[pos] = a
+        batch = max(batch, 0)
+        outs = []
+        for pos, spec in zip(self._out_pos, self._out_specs):
+            out = args[pos] = np.empty(spec.shape_for(batch), spec.dtype)
+            outs.append(out)
+        if self._arena_pos is not None:
+            args[self._arena_pos] = self._arena(batch)
+        self._invoke(self._address, *args, batch)
+        return outs
+
+    def _arena(self, batch: int) -> np.ndarray:
+        kept = getattr(self._arenas, "by_batch", None)
+        if kept is None:
+            kept = self._arenas.by_batch = {}
+        arena = kept.get(batch)
+        if arena is None:
+            if len(kept) >= _ARENAS_KEPT:
+                kept.pop(next(iter(kept)))
+            arena = kept[batch] = _aligned_empty((self.abi.arena_bytes(batch),), np.dtype(np.uint8))
+        return arena
+
+    # -- introspection ------------------------------------------------------
+
+    @property
+    def input_shapes(self) -> list[list[int | str]]:
+        return [["batch" if d < 0 else d for d in s.shape] for s in self._in_specs]
+
+    @property
+    def input_dtypes(self) -> list[np.dtype]:
+        return [s.dtype for s in self._in_specs]
+
+    @property
+    def llvm_ir(self) -> str:
+        """The optimised LLVM IR (empty when the code came from the cache)."""
+        return getattr(self._lib, "llvm_ir", "") or ""
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{n}: {s.describe()}" for n, s in zip(self.input_names, self._in_specs))
+        outs = ", ".join(f"{n}: {s.describe()}" for n, s in zip(self.output_names, self._out_specs))
+        return f"<CompiledModel @{self.abi.name} ({ins}) -> ({outs})>"
+
+
+def _address(lib: Any, name: str) -> int:
+    for attr in ("address", "get_function_address", "function_address"):
+        if hasattr(lib, attr):
+            addr = getattr(lib, attr)(name)
+            break
+    else:
+        raise NccError("the native library exposes no function addresses")
+    if not addr:
+        raise NccError(f"native code has no function '{name}'")
+    return int(addr)
+
+
+def _check_input(name: str, a: Any, spec: _ArgSpec) -> np.ndarray:
+    """`a` as an array the kernel may read, or an NccError saying what is wrong."""
+    if not isinstance(a, np.ndarray):
+        raise NccError(f"input '{name}' must be a numpy array of shape {spec.describe()}, "
+                       f"got {type(a).__name__}")
+    if a.ndim != len(spec.shape) or any(d >= 0 and d != s for d, s in zip(spec.shape, a.shape)):
+        raise NccError(f"input '{name}' has shape {list(a.shape)}, expected {spec.describe()}")
+    if a.dtype != spec.dtype:
+        a = _cast(name, a, spec.dtype)
+    if not (a.flags.c_contiguous and a.flags.aligned):
+        a = np.ascontiguousarray(a) if a.flags.aligned else a.copy(order="C")
+    return a
+
+
+def _cast(name: str, a: np.ndarray, dt: np.dtype) -> np.ndarray:
+    src = a.dtype
+    if src.kind not in "biuf":
+        raise NccError(f"input '{name}' has dtype {src}, expected {dt} (or a real dtype to cast)")
+    if dt.kind == "f":
+        try:
+            with np.errstate(over="raise", invalid="ignore"):
+                return a.astype(dt)
+        except FloatingPointError:
+            raise NccError(f"input '{name}': {src} values overflow {dt} (finite values beyond "
+                           f"±{np.finfo(dt).max:.3g})") from None
+    if src.kind == "f":
+        raise NccError(f"input '{name}' has dtype {src}, expected {dt}: floats are not "
+                       "truncated to integers")
+    b = a.astype(dt)
+    if not np.array_equal(b, a):
+        raise NccError(f"input '{name}': {src} values out of range of {dt}")
+    return b
