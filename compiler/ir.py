@@ -28,16 +28,22 @@ WEIGHT_ELISION_LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVa
 
 
 def make_context() -> Context:
-    """A context with every dialect ncc reads: builtin, func, arith, neuron, nn."""
+    """A context with every dialect ncc reads: builtin, func, arith, neuron, nn, and the
+    loop and llvm levels' memref, scf, cf, math, llvm."""
     from xdsl.dialects.arith import Arith
     from xdsl.dialects.builtin import Builtin
+    from xdsl.dialects.cf import Cf
     from xdsl.dialects.func import Func
+    from xdsl.dialects.llvm import LLVM
+    from xdsl.dialects.math import Math
+    from xdsl.dialects.memref import MemRef
+    from xdsl.dialects.scf import Scf
 
     from ncc.dialects.neuron import Neuron
     from ncc.dialects.nn import NN
 
     ctx = Context()
-    for dialect in (Builtin, Func, Arith, Neuron, NN):
+    for dialect in (Builtin, Func, Arith, Neuron, NN, MemRef, Scf, Cf, Math, LLVM):
         ctx.load_dialect(dialect)
     return ctx
 
