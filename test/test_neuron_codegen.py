@@ -240,9 +240,11 @@ def test_kernel_is_straight_line_in_one_batch_loop():
     loops = [op for op in fn.walk() if op.name == "scf.for"]
     assert len(loops) == 1 and len(loops[0].body.blocks) == 1
     edges = sum(len(ins) for ins in g.inputs)
-    muls = [op for op in loops[0].walk() if isinstance(op, arith.MulfOp)
-            and op.fastmath == arith.FastMathFlagsAttr(["contract"])]
-    assert len(muls) <= edges  # one multiply per edge at most (dead neurons are skipped)
+    params = fn.body.block.args[2]
+    weight_muls = [op for op in loops[0].walk() if isinstance(op, arith.MulfOp)
+                   and isinstance(op.rhs.owner, memref.LoadOp) and op.rhs.owner.memref is params]
+    live = n2l.needed_neurons(g)
+    assert len(weight_muls) == sum(len(g.inputs[j]) for j in live) <= edges  # one per live edge
 
 
 # ---------------------------------------------------------------------------

@@ -29,7 +29,7 @@ writable and are never baked into code.
 Every batch row is independent and the body is straight-line: LLVM's loop
 vectorizer runs one row per vector lane (16 rows per AVX-512 vector). Weight
 loads do not depend on the row (LLVM hoists them; the buffers are `noalias`).
-Multiply-adds carry the `contract` fast-math flag so that they may become FMAs.
+(lower-to-llvm's `contract` option lets LLVM fuse each multiply-add into an FMA.)
 Only neurons an output depends on are computed. Activations are inlined with
 arith/math ops, with the semantics of dialects/activations.py; `expand-math`
 turns exp/tanh into arith so that they vectorize.
@@ -206,7 +206,6 @@ def neuron_kernel(net: NetOp, seed: int = 0) -> tuple[nn.WeightOp, func.FuncOp]:
         body.append(op)
         return op.results[0]
 
-    contract = arith.FastMathFlagsAttr(["contract"])
     batch = memref.DimOp(x, index(0))
     pre.append(batch)
     block = Block(arg_types=[IndexType()])
@@ -228,8 +227,8 @@ def neuron_kernel(net: NetOp, seed: int = 0) -> tuple[nn.WeightOp, func.FuncOp]:
             continue
         z = param(g.bias[j]) if g.bias[j] is not None else None
         for i, sym in zip(g.inputs[j], g.weights[j]):
-            m = emit(arith.MulfOp(value[i], param(sym), contract))
-            z = m if z is None else emit(arith.AddfOp(z, m, contract))
+            m = emit(arith.MulfOp(value[i], param(sym)))
+            z = m if z is None else emit(arith.AddfOp(z, m))
         value[j] = ACTIVATIONS[g.activation[j]](emit, const, const(0.0) if z is None else z)
     for col, j in enumerate(outputs):
         body.append(memref.StoreOp.get(value[j], y, [row, index(col)]))
