@@ -1,0 +1,185 @@
+"""The JIT engine: llvm dialect -> llvmlite IR -> O3 for the host CPU -> native code.
+
+    lib = compile_module(llvm_module)          # after `lower-to-llvm`
+    addr = lib.address("kernel")               # an int; call through ctypes
+    lib.llvm_ir                                # the optimised LLVM IR text
+    blob = lib.object_code()                   # the native object (for the on-disk cache)
+    lib2 = NativeLibrary.from_object(blob)     # loads it again, skipping LLVM's optimiser
+
+`compile_module` converts with `xdsl.backend.llvm.convert`, verifies, optimises
+with LLVM's new pass manager at O3 (loop and SLP vectorizers on) for a target
+machine created with the host's CPU name and real features (AVX-512 where
+present), emits an object file and loads it into an MCJIT engine. Compiled and
+cached code thus go through the same loader: an object loaded from the cache is
+the very code that was compiled.
+
+Thread safety: LLVM's global state is not safe to use from several threads at
+once, so every compile and load holds one process-wide lock. The native
+functions themselves touch only the buffers they are given: several threads may
+call them at once with distinct output and arena buffers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+from types import SimpleNamespace
+
+import llvmlite
+import llvmlite.binding as llvm
+from xdsl.dialects import llvm as llvm_dialect
+from xdsl.dialects.builtin import ModuleOp
+
+_LOCK = threading.RLock()
+
+
+@functools.cache
+def _initialize() -> None:
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    llvm.initialize_native_asmparser()
+
+
+def new_target_machine() -> llvm.TargetMachine:
+    """The host's target machine: its CPU and features (e.g. znver4 + AVX-512), O3."""
+    _initialize()
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                        features=llvm.get_host_cpu_features().flatten(),
+                                        opt=3, codemodel="jitdefault")
+
+
+@functools.cache
+def target_machine() -> llvm.TargetMachine:
+    """The shared host target machine for optimising and emitting code. Never given to an
+    execution engine: an MCJIT engine takes ownership of (and frees) its target machine."""
+    return new_target_machine()
+
+
+def host_description() -> str:
+    """What native code depends on besides the IR: part of the compile cache's key."""
+    tm = target_machine()
+    return (f"llvmlite {llvmlite.__version__}; llvm {'.'.join(map(str, llvm.llvm_version_info))}; "
+            f"{tm.triple}; {llvm.get_host_cpu_name()}; {llvm.get_host_cpu_features().flatten()}")
+
+
+def to_llvmlite(module: ModuleOp):
+    """The llvmlite IR module of an llvm-dialect module. Non-LLVM module-level ops (such
+    as nn.weight, whose data the runtime passes as buffers) are ignored."""
+    from xdsl.backend.llvm.convert import convert_module
+
+    tm = target_machine()
+    llvm_ops = [op for op in module.ops if isinstance(op, (llvm_dialect.FuncOp,
+                                                          llvm_dialect.GlobalOp))]
+    stray = [op for op in module.ops if op.dialect_name() in ("func", "memref", "scf", "arith")]
+    if stray:
+        raise ValueError(f"'{stray[0].name}' is not lowered to the llvm dialect: run lower-to-llvm "
+                         "first")
+    view = SimpleNamespace(attributes=module.attributes, ops=llvm_ops)
+    return convert_module(view, fallback_target_triple=tm.triple,
+                          data_layout=str(tm.target_data))
+
+
+def optimize(mod: llvm.ModuleRef) -> None:
+    """LLVM's O3 pipeline for the host, vectorizers on, in place."""
+    pto = llvm.create_pipeline_tuning_options(speed_level=3)
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
+    pto.loop_unrolling = True
+    pb = llvm.create_pass_builder(target_machine(), pto)
+    pb.getModulePassManager().run(mod, pb)
+
+
+def compile_llvm_ir(text: str) -> "NativeLibrary":
+    """Native code for LLVM IR text (parsed, verified, optimised, loaded)."""
+    with _LOCK:
+        _initialize()
+        mod = llvm.parse_assembly(text)
+        mod.verify()
+        optimize(mod)
+        tm = target_machine()
+        return NativeLibrary.from_object(tm.emit_object(mod), llvm_ir=str(mod))
+
+
+def compile_module(module: ModuleOp) -> "NativeLibrary":
+    """Native code for an llvm-dialect module (the output of `lower-to-llvm`)."""
+    with _LOCK:
+        return compile_llvm_ir(str(to_llvmlite(module)))
+
+
+def optimized_llvm_ir(module: ModuleOp) -> str:
+    """The O3-optimised LLVM IR of an llvm-dialect module, without loading it."""
+    with _LOCK:
+        _initialize()
+        mod = llvm.parse_assembly(str(to_llvmlite(module)))
+        mod.verify()
+        optimize(mod)
+        return str(mod)
+
+
+class NativeLibrary:
+    """Loaded native code: function addresses by name. Keep it alive while calling them."""
+
+    def __init__(self, engine: llvm.ExecutionEngine, obj: bytes, llvm_ir: str | None):
+        self._engine = engine
+        self._object = obj
+        self.llvm_ir = llvm_ir  # the optimised IR; None when loaded from an object file
+
+    @classmethod
+    def from_object(cls, obj: bytes, llvm_ir: str | None = None) -> "NativeLibrary":
+        """Load native object code (from `object_code()`), skipping compilation."""
+        with _LOCK:
+            _initialize()
+            engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
+            engine.add_object_file(llvm.ObjectFileRef.from_data(bytes(obj)))
+            engine.finalize_object()
+            return cls(engine, bytes(obj), llvm_ir)
+
+    def object_code(self) -> bytes:
+        return self._object
+
+    def address(self, name: str) -> int:
+        """The address of function `name`; KeyError if there is none."""
+        with _LOCK:
+            addr = self._engine.get_function_address(name)
+        if not addr:
+            raise KeyError(f"native code has no function '{name}'")
+        return addr
+
+    get_function_address = address
+
+    def kernel(self, name: str, n_buffers: int):
+        """A ctypes callable for a kernel of the ABI: `f(ptr_0, ..., ptr_{n-1}, batch)`
+        with integer addresses (e.g. `array.ctypes.data`)."""
+        proto = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * n_buffers, ctypes.c_int64)
+        f = proto(self.address(name))
+        f._library = self  # the code must outlive the callable
+        return f
+
+
+def llvm_ir_text(module: ModuleOp, optimized: bool = True) -> str:
+    """LLVM IR of a module at any level ncc lowers (neuron, nn, loops, llvm): the module
+    is lowered in place to the llvm dialect, then converted (and optimised at O3 for the
+    host unless `optimized=False`). For `ncc-translate --emit-llvm`."""
+    from xdsl.dialects import func
+
+    from ncc.dialects.neuron import NetOp
+    from ncc.pipeline import run_passes
+    from ncc.runtime.abi import ARG_ROLES
+
+    if any(isinstance(op, NetOp) for op in module.ops):
+        run_passes(module, "neuron-to-loops")
+    if any(isinstance(op, func.FuncOp) and op.body.blocks and ARG_ROLES not in op.attributes
+           and _has_tensors(op) for op in module.ops):
+        run_passes(module, "lower-to-loops")
+    if any(isinstance(op, func.FuncOp) for op in module.ops):
+        run_passes(module, "lower-to-llvm")
+    return optimized_llvm_ir(module) if optimized else str(to_llvmlite(module))
+
+
+def _has_tensors(fn) -> bool:
+    from xdsl.dialects.builtin import TensorType
+
+    return any(isinstance(t, TensorType) for t in (*fn.function_type.inputs.data,
+                                                   *fn.function_type.outputs.data))
