@@ -31,6 +31,8 @@ import llvmlite.binding as llvm
 from xdsl.dialects import llvm as llvm_dialect
 from xdsl.dialects.builtin import ModuleOp
 
+from ncc.diagnostics import NccError
+
 _LOCK = threading.RLock()
 
 
@@ -74,7 +76,7 @@ def to_llvmlite(module: ModuleOp):
                                                           llvm_dialect.GlobalOp))]
     stray = [op for op in module.ops if op.dialect_name() in ("func", "memref", "scf", "arith")]
     if stray:
-        raise ValueError(f"'{stray[0].name}' is not lowered to the llvm dialect: run lower-to-llvm "
+        raise NccError(f"'{stray[0].name}' is not lowered to the llvm dialect: run lower-to-llvm "
                          "first")
     view = SimpleNamespace(attributes=module.attributes, ops=llvm_ops)
     return convert_module(view, fallback_target_triple=tm.triple,

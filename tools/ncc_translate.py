@@ -3,6 +3,7 @@
     ncc-translate --import-adjacency net.txt                  adjacency file -> neuron dialect
     ncc-translate --import-adjacency net.txt --emit-equations the forward equations
     ncc-translate net.mlir --emit-equations=backward          the backward (gradient) equations
+    ncc-translate net.mlir --emit-llvm                        LLVM IR (O3, for this host)
 
 One `--import-*` flag picks how the input is read (default: MLIR text) and one
 `--emit-*` flag what is written (default: MLIR text).
@@ -48,6 +49,9 @@ def make_parser() -> argparse.ArgumentParser:
                      metavar="{forward,backward}",
                      help="print a neuron net's equations: --emit-equations (forward) or "
                      "--emit-equations=backward (the gradient of every weight and input)")
+    dst.add_argument("--emit-llvm", action="store_true",
+                     help="print the LLVM IR, optimised at O3 for this host, of a neuron, nn, "
+                     "loop-level or llvm-dialect module (lowered with the default pipeline)")
     dst.add_argument("--elide-weights-if-larger", type=int, metavar="N", default=None,
                      help="print weights with more than N elements as dense_resource<__elided__>")
     return p
@@ -73,6 +77,10 @@ def import_input(args: argparse.Namespace) -> ModuleOp:
 
 
 def emit_output(module: ModuleOp, args: argparse.Namespace) -> str:
+    if args.emit_llvm:
+        from ncc.runtime.engine import llvm_ir_text
+
+        return llvm_ir_text(module)
     if args.emit_equations:
         from ncc.equations import emit_equations
 
