@@ -1,0 +1,965 @@
+"""lower-to-loops: nn functions on tensors -> loop-level kernels on memrefs.
+
+    func.func @f(%x: tensor<?x4xf32>) -> tensor<?x4xf32> {
+      %0 = nn.relu %x : tensor<?x4xf32>
+      %1 = nn.tanh %0 : tensor<?x4xf32>
+      func.return %1 : tensor<?x4xf32>
+    }
+        ==>
+    func.func @f(%x: memref<?x4xf32>, %out: memref<?x4xf32>, %arena: memref<?xi8>)
+        attributes {ncc.arg_roles = ["input:arg0", "output:0", "arena"],
+                    ncc.arena_bytes = array<i64: 64, 0>} {
+      %batch = memref.dim %x, %c0 : memref<?x4xf32>
+      %v0 = memref.view %arena[%c0][%batch] : memref<?xi8> to memref<?x4xf32>
+      scf.for %i = %c0 to %batch step %c1 {
+        scf.for %j = %c0 to %c4 step %c1 {
+          %a = memref.load %x[%i, %j] ...  %r = arith.maximumf %a, %zero ... memref.store %r, %v0[%i, %j]
+      ...  (the tanh loop nest writes %out directly)
+
+The kernel follows runtime/abi.py. Bufferization:
+  * each tensor argument -> a memref argument `input:<name>` (its `ncc.name`
+    argument attribute, else `arg<i>`, as in ncc.reference);
+  * each returned tensor -> an output memref argument `output:<i>` (or the
+    result's `ncc.name`); the op defining it writes there directly, and a
+    returned input, weight or repeated value is copied;
+  * each `nn.weight_ref` -> one `weight:<symbol>` argument per weight; each
+    `nn.constant` becomes a module-level `nn.weight` (marked `ncc.constant`)
+    with a fresh symbol and is passed the same way;
+  * every other value -> a `memref.view` of the `arena` argument at the
+    offset chosen by the static memory plan (memory_plan.py): buffers reuse
+    arena bytes once their last user has run. A reshape of an arena value is a
+    view of the same bytes (no copy). Offsets are `a * batch + b` with batch =
+    `memref.dim` 0 of the first input whose dimension 0 is dynamic: the only
+    dynamic dimension a kernel may have is dimension 0, the batch.
+
+Every op becomes scf.for loop nests of memref.load/store, arith and math, from
+a few mechanisms: `map_nest` (elementwise, broadcasting, data movement: an
+index map per operand), `window` (conv and pools: input positions with bounds
+checks for padding) and loop nests carrying accumulators (`nest(..., inits)`).
+Activations come from one table (UNARY_EMIT), shared by nn.relu etc. and the
+fused ops. Matmul loops run i, k, j so that the inner loop is unit-stride.
+
+sparse_matmul: up to `sparse-unroll-limit` nonzeros (default 256) the edges
+are straight-line code (row and column indices are constants); above it the
+indices become two i64 weights (`<fn>_sparse<k>_rows/_cols`, `ncc.constant`)
+read by a loop over the edges. gather clamps an out-of-range index into range
+(native code cannot raise; a negative index counts from the end, as in ONNX).
+"""
+
+from __future__ import annotations
+
+import math as pymath
+import re
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects import arith, func, math, memref, scf
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DictionaryAttr,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    IntegerType,
+    MemRefType,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+    UnitAttr,
+    f32,
+    f64,
+    i8,
+    i32,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.utils.exceptions import PassFailedException
+
+from ncc.dialects import nn
+from ncc.dialects.nn import DYN
+from ncc.passes.lowering import memory_plan
+from ncc.reference import arg_names
+from ncc.runtime.abi import ArgRole, KernelABI
+
+SUPPORTED_ELEMENTS = (f32, f64, i32, i64)
+CONSTANT_MARK = "ncc.constant"  # on nn.weights made from constants: not trainable
+index = IndexType()
+Index = Callable[[Sequence[SSAValue]], list[SSAValue]]  # loop ivs -> memref indices
+
+
+def fail(op: Operation, message: str) -> PassFailedException:
+    e = PassFailedException(f"{op.name}: {message}")
+    e.op = op  # ncc-opt reports the op's location
+    return e
+
+
+@dataclass
+class Buf:
+    """A tensor's buffer: the memref value, its shape (DYN = the batch) and element type."""
+
+    ref: SSAValue
+    shape: tuple[int, ...]
+    elt: Attribute
+
+    @property
+    def is_float(self) -> bool:
+        return isinstance(self.elt, nn.FLOAT_TYPES)
+
+
+# ---------------------------------------------------------------------------
+# The builder: appends ops to the current block, builds loop nests.
+
+
+class Builder:
+    def __init__(self, entry: Block):
+        self.entry = entry
+        self.block = entry
+        self.batch: SSAValue | None = None
+        self._consts: dict[tuple, SSAValue] = {}
+
+    def __call__(self, cls: type, *operands) -> SSAValue:
+        return self.emit(cls(*operands))
+
+    def emit(self, op: Operation) -> SSAValue:
+        self.block.add_op(op)
+        return op.results[0] if op.results else None  # type: ignore[return-value]
+
+    def const(self, value: float | int, t: Attribute) -> SSAValue:
+        """A constant, created once per kernel at the top of the entry block."""
+        key = (repr(value), t)
+        if key not in self._consts:
+            attr = FloatAttr(float(value), t) if isinstance(t, nn.FLOAT_TYPES) else IntegerAttr(int(value), t)
+            op = arith.ConstantOp(attr)
+            if self.entry.first_op is None:
+                self.entry.add_op(op)
+            else:
+                self.entry.insert_op_before(op, self.entry.first_op)
+            self._consts[key] = op.result
+        return self._consts[key]
+
+    def idx(self, n: int) -> SSAValue:
+        return self.const(int(n), index)
+
+    def like(self, value: float, x: SSAValue) -> SSAValue:
+        return self.const(value, x.type)
+
+    def size(self, d: int | SSAValue) -> SSAValue:
+        """A dimension as an index value: DYN is the batch."""
+        if isinstance(d, SSAValue):
+            return d
+        return self.batch if d == DYN else self.idx(d)  # type: ignore[return-value]
+
+    def load(self, buf: Buf, indices: Sequence[SSAValue]) -> SSAValue:
+        return self.emit(memref.LoadOp.get(buf.ref, list(indices)))
+
+    def store(self, value: SSAValue, buf: Buf, indices: Sequence[SSAValue]) -> None:
+        self.emit(memref.StoreOp.get(value, buf.ref, list(indices)))
+
+    def select(self, cond: SSAValue, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self(arith.SelectOp, cond, a, b)
+
+    def cmpf(self, pred: str, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self(arith.CmpfOp, a, b, pred)
+
+    def cmpi(self, pred: str, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self(arith.CmpiOp, a, b, pred)
+
+    def binary(self, name: str, a: SSAValue, b: SSAValue) -> SSAValue:
+        """An nn binary op on scalars (float or integer by the operand type)."""
+        fcls, icls = BINARY_EMIT[name]
+        return self(fcls if isinstance(a.type, nn.FLOAT_TYPES) else icls, a, b)
+
+    # index arithmetic, folding the trivial cases so the IR stays readable
+    def add_i(self, a: SSAValue, n: int | SSAValue) -> SSAValue:
+        return a if isinstance(n, int) and n == 0 else self(arith.AddiOp, a, self.size(n))
+
+    def mul_i(self, a: SSAValue, n: int) -> SSAValue:
+        return a if n == 1 else self(arith.MuliOp, a, self.idx(n))
+
+    def nest(self, bounds: Sequence[int | SSAValue], body: Callable[[list[SSAValue], list[SSAValue]],
+             Sequence[SSAValue] | None], inits: Sequence[SSAValue] = ()) -> list[SSAValue]:
+        """Loops 0..bound (step 1) nested in order, carrying `inits` through
+        every level; body(ivs, carried) returns the next carried values. A
+        static bound of 1 is no loop (its iv is 0)."""
+
+        def build(k: int, ivs: list[SSAValue], carried: list[SSAValue]) -> list[SSAValue]:
+            if k == len(bounds):
+                return list(body(ivs, carried) or [])
+            if isinstance(bounds[k], int) and bounds[k] == 1:
+                return build(k + 1, [*ivs, self.idx(0)], carried)
+            ub = self.size(bounds[k])
+            block = Block(arg_types=[index, *(c.type for c in carried)])
+            outer, self.block = self.block, block
+            results = build(k + 1, [*ivs, block.args[0]], list(block.args[1:]))
+            block.add_op(scf.YieldOp(*results))
+            self.block = outer
+            loop = scf.ForOp(self.idx(0), ub, self.idx(1), carried, block)
+            self.block.add_op(loop)
+            return list(loop.results)
+
+        return build(0, [], list(inits))
+
+
+def identity_map(ivs: Sequence[SSAValue]) -> list[SSAValue]:
+    return list(ivs)
+
+
+def broadcast_map(b: Builder, out_shape: Sequence[int], shape: Sequence[int]) -> Index:
+    """numpy broadcasting: operand dims align right; a dim of 1 reads index 0."""
+    off = len(out_shape) - len(shape)
+
+    def index_of(ivs: Sequence[SSAValue]) -> list[SSAValue]:
+        return [b.idx(0) if d == 1 else ivs[off + i] for i, d in enumerate(shape)]
+
+    return index_of
+
+
+def map_nest(b: Builder, space: Sequence[int | SSAValue], out: Buf, out_map: Index,
+             reads: Sequence[tuple[Buf, Index]], fn: Callable[..., SSAValue]) -> None:
+    """for ivs in space: out[out_map(ivs)] = fn(*(buf[map(ivs)] for buf, map in reads))."""
+
+    def body(ivs, _):
+        b.store(fn(*(b.load(buf, m(ivs)) for buf, m in reads)), out, out_map(ivs))
+
+    b.nest(space, body)
+
+
+# ---------------------------------------------------------------------------
+# Scalar tables: activations and unary ops, binary ops, reductions.
+
+
+def _m(cls: type) -> Callable[[Builder, SSAValue], SSAValue]:
+    return lambda b, x: b(cls, x)
+
+
+def _sigmoid(b: Builder, x: SSAValue) -> SSAValue:
+    one = b.like(1.0, x)
+    return b(arith.DivfOp, one, b(arith.AddfOp, one, b(math.ExpOp, b(arith.NegfOp, x))))
+
+
+def _positive(b: Builder, x: SSAValue) -> SSAValue:
+    return b.cmpf("ogt", x, b.like(0.0, x))
+
+
+UNARY_EMIT: dict[str, Callable[[Builder, SSAValue], SSAValue]] = {
+    "identity": lambda b, x: x,
+    "relu": lambda b, x: b(arith.MaximumfOp, x, b.like(0.0, x)),
+    "sigmoid": _sigmoid,
+    "tanh": _m(math.TanhOp),
+    "leaky_relu": lambda b, x: b.select(_positive(b, x), x, b(arith.MulfOp, b.like(0.01, x), x)),
+    "elu": lambda b, x: b.select(_positive(b, x), x,
+                                 b(math.ExpM1Op, b(arith.MinimumfOp, x, b.like(0.0, x)))),
+    # max(x, 0) + log1p(exp(-|x|)): never overflows
+    "softplus": lambda b, x: b(arith.AddfOp, b(arith.MaximumfOp, x, b.like(0.0, x)),
+                               b(math.Log1pOp, b(math.ExpOp, b(arith.NegfOp, b(math.AbsFOp, x))))),
+    "silu": lambda b, x: b(arith.MulfOp, x, _sigmoid(b, x)),
+    "sin": _m(math.SinOp),
+    "gaussian": lambda b, x: b(math.ExpOp, b(arith.NegfOp, b(arith.MulfOp, x, x))),
+    "abs": _m(math.AbsFOp),
+    "step": lambda b, x: b.select(_positive(b, x), b.like(1.0, x), b.like(0.0, x)),
+    "exp": _m(math.ExpOp), "log": _m(math.LogOp), "neg": _m(arith.NegfOp),
+    "sqrt": _m(math.SqrtOp), "reciprocal": lambda b, x: b(arith.DivfOp, b.like(1.0, x), x),
+    "erf": _m(math.ErfOp), "floor": _m(math.FloorOp), "ceil": _m(math.CeilOp),
+    "cos": _m(math.CosOp),
+}
+# name -> (float op, integer op)
+BINARY_EMIT: dict[str, tuple[type, type | None]] = {
+    "add": (arith.AddfOp, arith.AddiOp), "sub": (arith.SubfOp, arith.SubiOp),
+    "mul": (arith.MulfOp, arith.MuliOp), "div": (arith.DivfOp, None),
+    "max": (arith.MaximumfOp, arith.MaxSIOp), "min": (arith.MinimumfOp, arith.MinSIOp),
+    "pow": (math.PowFOp, None),
+}
+# name -> (combining binary op, initial value given the element type)
+REDUCE_EMIT: dict[str, tuple[str, Callable[[Attribute], float | int]]] = {
+    "reduce_sum": ("add", lambda t: 0), "reduce_mean": ("add", lambda t: 0),
+    "reduce_prod": ("mul", lambda t: 1),
+    "reduce_max": ("max", lambda t: -pymath.inf if isinstance(t, nn.FLOAT_TYPES)
+                   else -(1 << (t.width.data - 1))),
+    "reduce_min": ("min", lambda t: pymath.inf if isinstance(t, nn.FLOAT_TYPES)
+                   else (1 << (t.width.data - 1)) - 1),
+}
+assert set(UNARY_EMIT) == set(nn.UNARY) and set(BINARY_EMIT) == set(nn.BINARY)
+assert set(REDUCE_EMIT) == set(nn.REDUCE)
+
+
+def _to_float(b: Builder, n: SSAValue, t: Attribute) -> SSAValue:
+    """An index value as a float of type t."""
+    return b(arith.SIToFPOp, b(arith.IndexCastOp, n, i64), t)
+
+
+def _count(b: Builder, dims: Sequence[int]) -> SSAValue | int:
+    """The product of dims as an index value (or an int if static)."""
+    static = pymath.prod(d for d in dims if d != DYN)
+    return b.mul_i(b.batch, static) if DYN in dims else static  # only one dim can be the batch
+
+
+# ---------------------------------------------------------------------------
+# Op lowerings: lower(b, op, out, ins) writes op's result into `out`.
+
+
+def lower_unary(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    emit = UNARY_EMIT[op.name[3:]]
+    map_nest(b, out.shape, out, identity_map, [(ins[0], identity_map)], lambda x: emit(b, x))
+
+
+def lower_binary(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    name = op.name[3:]
+    reads = [(x, broadcast_map(b, out.shape, x.shape)) for x in ins]
+    map_nest(b, out.shape, out, identity_map, reads, lambda x, y: b.binary(name, x, y))
+
+
+def _epilogue(b: Builder, op, bias: Buf | None, bias_index: list[SSAValue],
+              value: SSAValue) -> SSAValue:
+    """act(value + bias) of a fused op."""
+    if bias is not None:
+        value = b(arith.AddfOp, value, b.load(bias, bias_index))
+    return UNARY_EMIT[op.params.activation](b, value)
+
+
+def lower_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """numpy.matmul, loops (batch..., i, k, j): the inner loop is unit-stride
+    in the right operand and the output. Fused: bias + activation per row."""
+    x, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    rows, cols = len(x.shape) > 1, len(w.shape) > 1
+    x2 = (1, *x.shape) if not rows else x.shape
+    w2 = (*w.shape, 1) if not cols else w.shape
+    m, k, n = x2[-2], x2[-1], w2[-1]
+    nb = len(out.shape) - rows - cols
+    zero = b.const(0, out.elt)
+
+    def row(ivs, _):
+        bt, i = ivs[:nb], ivs[nb]
+
+        def oidx(j):
+            return [*bt, *([i] if rows else []), *([j] if cols else [])]
+
+        b.nest([n], lambda js, _: b.store(zero, out, oidx(js[0])))
+        xb = broadcast_map(b, out.shape[:nb], x2[:-2])(bt)
+        wb = broadcast_map(b, out.shape[:nb], w2[:-2])(bt)
+
+        def kloop(ks, _):
+            xv = b.load(x, [*xb, *([i] if rows else []), ks[0]])
+
+            def jloop(js, _):
+                wv = b.load(w, [*wb, ks[0], *([js[0]] if cols else [])])
+                o = oidx(js[0])
+                b.store(b.binary("add", b.load(out, o), b.binary("mul", xv, wv)), out, o)
+
+            b.nest([n], jloop)
+
+        b.nest([k], kloop)
+        if isinstance(op, nn.FusedMatmulOp) and (bias is not None or op.params.activation != "identity"):
+            def fin(js, _):
+                o = oidx(js[0])
+                bi = bias and broadcast_map(b, out.shape, bias.shape)(o)
+                b.store(_epilogue(b, op, bias, bi, b.load(out, o)), out, o)
+            b.nest([n], fin)
+
+    b.nest([*out.shape[:nb], m], row)
+
+
+def window(b: Builder, sizes: Sequence[int], outs: Sequence[SSAValue], offs: Sequence[SSAValue],
+           strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int],
+           ) -> tuple[list[SSAValue], SSAValue | None]:
+    """Input positions out*stride + off*dilation - pad_begin of a sliding
+    window, clamped into range where padding can reach outside, and the
+    validity flag (None when every position is inside)."""
+    k = len(sizes)
+    positions, valid = [], None
+    for d in range(k):
+        pos = b.add_i(b.mul_i(outs[d], strides[d]), b.mul_i(offs[d], dilations[d]))
+        if pads[d] == 0 and pads[d + k] == 0:
+            positions.append(pos)
+            continue
+        if pads[d]:
+            pos = b(arith.SubiOp, pos, b.idx(pads[d]))
+        ok = b(arith.AndIOp, b.cmpi("sge", pos, b.idx(0)), b.cmpi("slt", pos, b.size(sizes[d])))
+        valid = ok if valid is None else b(arith.AndIOp, valid, ok)
+        positions.append(b.select(ok, pos, b.idx(0)))
+    return positions, valid
+
+
+def lower_conv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Direct convolution: per output point, a reduction over (c, kernel...)."""
+    x, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    p = op.params
+    m, cg, kernel = w.shape[0], w.shape[1], w.shape[2:]
+    per_group = m // p.group
+    zero = b.const(0, out.elt)
+
+    def point(ivs, _):
+        ni, mi, *o = ivs
+        cbase = b.mul_i(b(arith.DivUIOp, mi, b.idx(per_group)), cg) if p.group > 1 else None
+
+        def acc(ks, carried):
+            ci, *kk = ks
+            pos, valid = window(b, x.shape[2:], o, kk, p.strides, p.pads, p.dilations)
+            xv = b.load(x, [ni, ci if cbase is None else b.add_i(cbase, ci), *pos])
+            if valid is not None:
+                xv = b.select(valid, xv, zero)
+            return [b(arith.AddfOp, carried[0], b(arith.MulfOp, xv, b.load(w, [mi, ci, *kk])))]
+
+        total, = b.nest([cg, *kernel], acc, [zero])
+        if isinstance(op, nn.FusedConvOp):
+            total = _epilogue(b, op, bias, [mi], total)
+        b.store(total, out, ivs)
+
+    b.nest(out.shape, point)
+
+
+def lower_pool(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Max (padding is -inf) or average (padding counts only with count_include_pad)."""
+    x = ins[0]
+    p = op.params
+    is_max = isinstance(op, nn.MaxPoolOp)
+    fill = b.const(-pymath.inf if is_max else 0.0, out.elt)
+    counted = not is_max and not p.count_include_pad and any(p.pads)
+    ones = [b.const(1.0, out.elt), b.const(0.0, out.elt)]
+
+    def point(ivs, _):
+        o = ivs[2:]
+
+        def acc(ks, carried):
+            pos, valid = window(b, x.shape[2:], o, ks, p.strides, p.pads, (1,) * len(ks))
+            v = b.load(x, [ivs[0], ivs[1], *pos])
+            if valid is not None:
+                v = b.select(valid, v, fill)
+            new = [b.binary("max" if is_max else "add", carried[0], v)]
+            if counted:
+                new.append(b(arith.AddfOp, carried[1], b.select(valid, *ones)))
+            return new
+
+        res = b.nest(p.kernel, acc, [fill, *([ones[1]] if counted else [])])
+        if not is_max:
+            count = res[1] if counted else b.const(float(pymath.prod(p.kernel)), out.elt)
+            res[0] = b(arith.DivfOp, res[0], count)
+        b.store(res[0], out, ivs)
+
+    b.nest(out.shape, point)
+
+
+def lower_reduce(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """out = init; for every input element (row-major, unit-stride reads):
+    out[projection] = combine(out[projection], x); mean then divides."""
+    x = ins[0]
+    p = op.params
+    axes = nn.normalize_axes(p.axes, len(x.shape))
+    combine, init = REDUCE_EMIT[op.name[3:]]
+
+    def project(ivs):
+        return [b.idx(0) if i in axes else ivs[i] for i in range(len(x.shape))
+                if p.keepdims or i not in axes]
+
+    start = b.const(init(out.elt), out.elt)
+    b.nest(out.shape, lambda ivs, _: b.store(start, out, ivs))
+
+    def body(ivs, _):
+        o = project(ivs)
+        b.store(b.binary(combine, b.load(out, o), b.load(x, ivs)), out, o)
+
+    b.nest(x.shape, body)
+    if isinstance(op, nn.ReduceMeanOp):
+        count = _count(b, [x.shape[a] for a in axes])
+        n = b.const(float(count), out.elt) if isinstance(count, int) else _to_float(b, count, out.elt)
+        map_nest(b, out.shape, out, identity_map, [(out, identity_map)],
+                 lambda v: b(arith.DivfOp, v, n))
+
+
+def _axis_split(shape: Sequence[int], axis: int):
+    """Loops over all dims but `axis`; index(outer ivs, inner iv) rebuilds the full index."""
+    outer = [d for i, d in enumerate(shape) if i != axis]
+
+    def index_of(ivs, j):
+        return [*ivs[:axis], j, *ivs[axis:]]
+
+    return outer, index_of
+
+
+def lower_softmax(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Per row along `axis`: the max, then exp(x - max) and its sum, then
+    divide (softmax) or x - max - log(sum) (log_softmax)."""
+    x = ins[0]
+    axis = nn.normalize_axis(op.params.axis, len(x.shape))
+    outer, at = _axis_split(x.shape, axis)
+    n = x.shape[axis]
+    log = isinstance(op, nn.LogSoftmaxOp)
+
+    def row(ivs, _):
+        mx, = b.nest([n], lambda j, c: [b(arith.MaximumfOp, c[0], b.load(x, at(ivs, j[0])))],
+                     [b.const(-pymath.inf, x.elt)])
+
+        def expsum(j, c):
+            e = b(math.ExpOp, b(arith.SubfOp, b.load(x, at(ivs, j[0])), mx))
+            if not log:
+                b.store(e, out, at(ivs, j[0]))
+            return [b(arith.AddfOp, c[0], e)]
+
+        total, = b.nest([n], expsum, [b.const(0.0, x.elt)])
+        if log:
+            lt = b(math.LogOp, total)
+            fn, src = (lambda v: b(arith.SubfOp, b(arith.SubfOp, v, mx), lt)), x
+        else:
+            fn, src = (lambda v: b(arith.DivfOp, v, total)), out
+        b.nest([n], lambda j, _: b.store(fn(b.load(src, at(ivs, j[0]))), out, at(ivs, j[0])))
+
+    b.nest(outer, row)
+
+
+def lower_batch_norm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    x, scale, bias, mean, var = ins
+    eps = b.const(op.params.epsilon, x.elt)
+
+    def channel(ivs):
+        return [ivs[1]]
+
+    def fn(v, s, bb, mu, var_):
+        norm = b(arith.DivfOp, b(arith.SubfOp, v, mu), b(math.SqrtOp, b(arith.AddfOp, var_, eps)))
+        return b(arith.AddfOp, b(arith.MulfOp, norm, s), bb)
+
+    map_nest(b, out.shape, out, identity_map,
+             [(x, identity_map), *((t, channel) for t in (scale, bias, mean, var))], fn)
+
+
+def lower_layer_norm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Per leading index: the mean and variance over dims [axis:], then normalize."""
+    x, scale, bias = ins
+    axis = nn.normalize_axis(op.params.axis, len(x.shape))
+    lead, inner = x.shape[:axis], x.shape[axis:]
+    eps = b.const(op.params.epsilon, x.elt)
+    zero = b.const(0.0, x.elt)
+
+    def row(ivs, _):
+        count = _count(b, inner)
+        n = b.const(float(count), x.elt) if isinstance(count, int) else _to_float(b, count, x.elt)
+
+        def total(term):
+            s, = b.nest(inner, lambda js, c: [b(arith.AddfOp, c[0], term(b.load(x, [*ivs, *js])))],
+                        [zero])
+            return b(arith.DivfOp, s, n)
+
+        mu = total(lambda v: v)
+        var = total(lambda v: (lambda d: b(arith.MulfOp, d, d))(b(arith.SubfOp, v, mu)))
+        denom = b(math.SqrtOp, b(arith.AddfOp, var, eps))
+        map_nest(b, inner, out, lambda js: [*ivs, *js],
+                 [(x, lambda js: [*ivs, *js]), (scale, identity_map), (bias, identity_map)],
+                 lambda v, s, bb: b(arith.AddfOp, b(arith.MulfOp, b(arith.DivfOp, b(
+                     arith.SubfOp, v, mu), denom), s), bb))
+
+    b.nest(lead, row)
+
+
+def _strides(shape: Sequence[int]) -> list[int]:
+    """Row-major element strides (dimension 0's is static: only it may be dynamic)."""
+    return [pymath.prod(shape[i + 1:]) for i in range(len(shape))]
+
+
+def lower_reshape(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """A copy through the linear index (a reshape of an arena value is a view instead)."""
+    x = ins[0]
+
+    def src(ivs):
+        lin = None
+        for iv, st in zip(ivs, _strides(out.shape)):
+            term = b.mul_i(iv, st)
+            lin = term if lin is None else b(arith.AddiOp, lin, term)
+        lin = lin if lin is not None else b.idx(0)
+        idx = []
+        for i, (d, st) in enumerate(zip(x.shape, _strides(x.shape))):
+            q = lin if st == 1 else b(arith.DivUIOp, lin, b.idx(st))
+            idx.append(b.idx(0) if d == 1 else q if i == 0 else b(arith.RemUIOp, q, b.idx(d)))
+        return idx
+
+    map_nest(b, out.shape, out, identity_map, [(x, src)], lambda v: v)
+
+
+def lower_transpose(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    perm = op.params.perm
+
+    def src(ivs):
+        idx = [None] * len(perm)
+        for i, d in enumerate(perm):
+            idx[d] = ivs[i]
+        return idx
+
+    map_nest(b, out.shape, out, identity_map, [(ins[0], src)], lambda v: v)
+
+
+def lower_concat(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    axis = nn.normalize_axis(op.params.axis, len(out.shape))
+    offset = 0
+    for x in ins:
+        def dst(ivs, off=offset):
+            return [b.add_i(iv, off) if i == axis else iv for i, iv in enumerate(ivs)]
+        map_nest(b, x.shape, out, dst, [(x, identity_map)], lambda v: v)
+        offset += x.shape[axis]
+
+
+def lower_slice(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    x = ins[0]
+    p = op.params
+    first = [0] * len(x.shape)
+    step = [1] * len(x.shape)
+    for a, s, e, st in zip(nn.normalize_axes(p.axes, len(x.shape)), p.starts, p.ends, p.steps):
+        r = range(x.shape[a])[nn.onnx_slice(x.shape[a], s, e, st)] if x.shape[a] != DYN else range(0)
+        first[a], step[a] = (r.start if len(r) else 0), st
+
+    def src(ivs):
+        out_idx = []
+        for iv, f, st in zip(ivs, first, step):
+            if st >= 0:
+                out_idx.append(b.add_i(b.mul_i(iv, st), f))
+            else:  # first - iv * |step|
+                out_idx.append(b(arith.SubiOp, b.idx(f), b.mul_i(iv, -st)))
+        return out_idx
+
+    map_nest(b, out.shape, out, identity_map, [(x, src)], lambda v: v)
+
+
+def lower_gather(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """out[pre, j..., post] = x[pre, indices[j...], post]; a negative index
+    counts from the end, an out-of-range one is clamped (kernels cannot raise)."""
+    x, ind = ins
+    a = nn.normalize_axis(op.params.axis, len(x.shape))
+    ri = len(ind.shape)
+    dim = b.size(x.shape[a])
+
+    def src(ivs):
+        i = b(arith.IndexCastOp, b.load(ind, ivs[a:a + ri]), index)
+        i = b.select(b.cmpi("slt", i, b.idx(0)), b(arith.AddiOp, i, dim), i)
+        i = b(arith.MaxSIOp, b(arith.MinSIOp, i, b(arith.SubiOp, dim, b.idx(1))), b.idx(0))
+        return [*ivs[:a], i, *ivs[a + ri:]]
+
+    map_nest(b, out.shape, out, identity_map, [(x, src)], lambda v: v)
+
+
+def lower_pad(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    x = ins[0]
+    p = op.params
+    r = len(x.shape)
+    value = b.const(p.value, out.elt)
+
+    def body(ivs, _):
+        idx, valid = [], None
+        for d in range(r):
+            lo, hi, size = p.pads[d], p.pads[d + r], x.shape[d]
+            if lo == 0 and hi == 0:
+                idx.append(ivs[d])
+                continue
+            s = b(arith.SubiOp, ivs[d], b.idx(lo)) if lo else ivs[d]
+            last = b.idx(size - 1)
+            if p.mode == "edge":
+                s = b(arith.MaxSIOp, b(arith.MinSIOp, s, last), b.idx(0))
+            elif p.mode == "reflect":  # pads < size: one reflection at each end suffices
+                s = b(arith.MaxSIOp, s, b(arith.SubiOp, b.idx(0), s)) if lo else s
+                s = b(arith.MinSIOp, s, b(arith.SubiOp, b.idx(2 * (size - 1)), s)) if hi else s
+            else:
+                ok = b(arith.AndIOp, b.cmpi("sge", s, b.idx(0)), b.cmpi("sle", s, last))
+                valid = ok if valid is None else b(arith.AndIOp, valid, ok)
+                s = b.select(ok, s, b.idx(0))
+            idx.append(s)
+        v = b.load(x, idx)
+        b.store(v if valid is None else b.select(valid, v, value), out, ivs)
+
+    b.nest(out.shape, body)
+
+
+def lower_sparse_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Per leading index: zero the output row, then y[c] += x[r] * v[e] per edge:
+    straight-line with constant indices, or a loop over i64 index tables."""
+    x, vals, *tables = ins
+    p = op.params
+    lead = out.shape[:-1]
+    zero = b.const(0.0, out.elt)
+
+    def row(ivs, _):
+        b.nest([p.out_features], lambda js, _: b.store(zero, out, [*ivs, js[0]]))
+
+        def edge(e, r, c):
+            o = [*ivs, c]
+            prod = b(arith.MulfOp, b.load(x, [*ivs, r]), b.load(vals, [e]))
+            b.store(b(arith.AddfOp, b.load(out, o), prod), out, o)
+
+        if tables:
+            rows, cols = tables
+
+            def loop(es, _):
+                e = es[0]
+                edge(e, *(b(arith.IndexCastOp, b.load(t, [e]), index) for t in (rows, cols)))
+
+            b.nest([len(p.rows)], loop)
+        else:
+            for e, (r, c) in enumerate(zip(p.rows, p.cols)):
+                edge(b.idx(e), b.idx(r), b.idx(c))
+
+    b.nest(lead, row)
+
+
+LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
+    **{cls: lower_unary for cls in nn.UNARY_OPS.values()},
+    **{cls: lower_binary for cls in nn.BINARY_OPS.values()},
+    **{cls: lower_reduce for cls in nn.REDUCE_OPS.values()},
+    nn.MatmulOp: lower_matmul, nn.FusedMatmulOp: lower_matmul,
+    nn.ConvOp: lower_conv, nn.FusedConvOp: lower_conv,
+    nn.MaxPoolOp: lower_pool, nn.AvgPoolOp: lower_pool,
+    nn.SoftmaxOp: lower_softmax, nn.LogSoftmaxOp: lower_softmax,
+    nn.BatchNormOp: lower_batch_norm, nn.LayerNormOp: lower_layer_norm,
+    nn.ReshapeOp: lower_reshape, nn.TransposeOp: lower_transpose, nn.ConcatOp: lower_concat,
+    nn.SliceOp: lower_slice, nn.GatherOp: lower_gather, nn.PadOp: lower_pad,
+    nn.SparseMatmulOp: lower_sparse_matmul,
+}
+
+
+# ---------------------------------------------------------------------------
+# Checks that every dynamic dimension is the batch.
+
+BIG_END = 1 << 31  # a slice end at least this large means "to the end"
+
+
+def _check_batch(op: Operation) -> None:
+    """Ops that could turn the batch into another dynamic size are refused."""
+    ins = [nn.shape_of(o.type) for o in op.operands]
+    dyn0 = bool(ins) and bool(ins[0]) and ins[0][0] == DYN
+    if isinstance(op, nn.ReshapeOp):
+        src, dst = ins[0], nn.shape_of(op.result.type)
+        same_rows = (src[:1] == (DYN,)) == (dst[:1] == (DYN,)) and (
+            src[:1] != (DYN,) or pymath.prod(src[1:]) == pymath.prod(dst[1:]))
+        if not same_rows:
+            raise fail(op, f"reshape {nn.fmt_shape(src)} -> {nn.fmt_shape(dst)} does not keep "
+                           "dimension 0 as the batch (only the batch may be dynamic)")
+    elif isinstance(op, nn.ConcatOp) and nn.normalize_axis(op.params.axis, len(ins[0])) == 0 and any(
+            s[0] == DYN for s in ins):
+        raise fail(op, "concatenating along the dynamic batch dimension is not supported")
+    elif isinstance(op, nn.SliceOp) and dyn0:
+        p = op.params
+        for a, s, e, st in zip(nn.normalize_axes(p.axes, len(ins[0])), p.starts, p.ends, p.steps):
+            if a == 0 and not (s == 0 and e >= BIG_END and st == 1):
+                raise fail(op, "slicing the dynamic batch dimension is not supported")
+    elif isinstance(op, nn.PadOp) and dyn0 and (op.params.pads[0] or op.params.pads[len(ins[0])]):
+        raise fail(op, "padding the dynamic batch dimension is not supported")
+
+
+def _check_type(op: Operation, t: Attribute, what: str) -> None:
+    if not isinstance(t, TensorType):
+        raise fail(op, f"{what} has type {t}: lower-to-loops takes ranked tensors")
+    if t.element_type not in SUPPORTED_ELEMENTS:
+        raise fail(op, f"{what} has element type {t.element_type}; lower-to-loops supports "
+                       + ", ".join(map(str, SUPPORTED_ELEMENTS)))
+    if DYN in nn.shape_of(t)[1:]:
+        raise fail(op, f"{what} has type {t}: only dimension 0 (the batch) may be dynamic")
+
+
+# ---------------------------------------------------------------------------
+# The function lowering: storage decisions, the memory plan, emission.
+
+
+def _memref(t: TensorType) -> MemRefType:
+    return MemRefType(t.element_type, t.get_shape())
+
+
+def _nbytes(t: TensorType) -> tuple[int, int]:
+    """(per-batch, constant) byte size."""
+    shape = nn.shape_of(t)
+    width = nn.numpy_dtype(t.element_type).itemsize
+    if shape and shape[0] == DYN:
+        return pymath.prod(shape[1:]) * width, 0
+    return 0, pymath.prod(shape) * width
+
+
+class FunctionLowering:
+    def __init__(self, module: ModuleOp, fn: func.FuncOp, symbols: set[str], unroll_limit: int):
+        self.module, self.fn, self.symbols = module, fn, symbols
+        self.unroll_limit = unroll_limit
+        self.new_weights: list[nn.WeightOp] = []
+        self.weight_types: dict[str, TensorType] = {}
+        self.storage: dict[SSAValue, tuple] = {}  # value -> ("input"|"output"|"weight"|"arena", key)
+        self.tables: dict[Operation, list[str]] = {}  # sparse_matmul -> its index-table weights
+
+    def fresh(self, base: str) -> str:
+        name, k = base, 0
+        while name in self.symbols:
+            k += 1
+            name = f"{base}_{k}"
+        self.symbols.add(name)
+        return name
+
+    def add_weight(self, name: str, data: np.ndarray) -> str:
+        sym = self.fresh(name)
+        w = nn.WeightOp(sym, np.ascontiguousarray(data))
+        w.attributes[CONSTANT_MARK] = UnitAttr()
+        self.new_weights.append(w)
+        self.weight_types[sym] = w.type
+        return sym
+
+    def analyse(self) -> tuple[list, memory_plan.Plan]:
+        fn = self.fn
+        ops = list(fn.body.block.ops)
+        ret = ops[-1]
+        if not isinstance(ret, func.ReturnOp):
+            raise fail(fn, "the function does not end with func.return")
+        for i, (a, t) in enumerate(zip(fn.body.block.args, fn.function_type.inputs.data)):
+            _check_type(fn, t, f"argument {i}")
+            self.storage[a] = ("input", i)
+        returned: dict[SSAValue, int] = {}
+        for i, v in enumerate(ret.arguments):
+            returned.setdefault(v, i)
+        last_use: dict[SSAValue, int] = {}
+        root: dict[SSAValue, SSAValue] = {}  # arena value -> the value whose bytes it shares
+        position = {op: k for k, op in enumerate(ops)}
+        for k, op in enumerate(ops[:-1]):
+            for v in op.operands:
+                last_use[root.get(v, v)] = k
+            if isinstance(op, nn.WeightRefOp):
+                w = op.resolve()
+                self.weight_types[op.sym] = w.type
+                _check_type(op, w.type, f"weight @{op.sym}")
+                self.storage[op.result] = ("weight", op.sym)
+                continue
+            if isinstance(op, nn.ConstantOp):
+                _check_type(op, op.result.type, "the constant")
+                self.storage[op.result] = ("weight", self.add_weight(f"{fn.sym_name.data}_const",
+                                                                     op.data))
+                continue
+            if type(op) not in LOWER:
+                raise fail(op, "lower-to-loops lowers nn ops only (inline calls first)"
+                           if isinstance(op, func.CallOp) else "no lowering for this op")
+            for v in op.operands:
+                _check_type(op, v.type, "an operand")
+            _check_type(op, op.results[0].type, "the result")
+            _check_batch(op)
+            if isinstance(op, nn.SparseMatmulOp) and len(op.params.rows) > self.unroll_limit:
+                base = f"{fn.sym_name.data}_sparse"
+                self.tables[op] = [self.add_weight(f"{base}_{what}", np.array(idx, np.int64))
+                                   for what, idx in (("rows", op.params.rows), ("cols", op.params.cols))]
+            res = op.results[0]
+            src = op.operands[0] if isinstance(op, nn.ReshapeOp) else None
+            if res in returned:
+                self.storage[res] = ("output", returned[res])
+            elif src is not None and self.storage[src][0] == "arena":
+                root[res] = root.get(src, src)
+                self.storage[res] = self.storage[root[res]]
+            else:
+                self.storage[res] = ("arena", res)
+                root[res] = res
+            last_use.setdefault(root.get(res, res), k)
+        n = len(ops) - 1
+        for i, v in enumerate(ret.arguments):
+            _check_type(fn, v.type, f"result {i}")
+            last_use[root.get(v, v)] = n
+        buffers = []
+        for v, (kind, key) in self.storage.items():
+            if kind == "arena" and key is v:
+                per_batch, constant = _nbytes(v.type)
+                start = position[v.owner]
+                buffers.append(memory_plan.Buffer(v, per_batch, constant, start, last_use[v]))
+        return ops, memory_plan.plan(buffers)
+
+    def run(self) -> func.FuncOp:
+        fn = self.fn
+        ops, plan = self.analyse()
+        ret = ops[-1]
+        in_types = list(fn.function_type.inputs.data)
+        out_types = [v.type for v in ret.arguments]
+        weights: list[str] = []
+        for op in ops:
+            syms = ([op.sym] if isinstance(op, nn.WeightRefOp) else
+                    [self.storage[op.result][1]] if isinstance(op, nn.ConstantOp) else
+                    self.tables.get(op, []))
+            weights += [s for s in syms if s not in weights]
+        use_arena = bool(plan.offsets)
+        roles = ([ArgRole("input", n) for n in arg_names(fn)]
+                 + [ArgRole("output", n) for n in self._output_names(len(out_types))]
+                 + [ArgRole("weight", s) for s in weights] + ([ArgRole("arena", "")] if use_arena else []))
+        arg_types = ([_memref(t) for t in in_types] + [_memref(t) for t in out_types]
+                     + [_memref(self.weight_types[s]) for s in weights]
+                     + ([MemRefType(i8, [DYN])] if use_arena else []))
+        kernel = func.FuncOp(fn.sym_name.data, (arg_types, []))
+        args = kernel.body.block.args
+        ins, outs = args[:len(in_types)], args[len(in_types):len(in_types) + len(out_types)]
+        wargs = dict(zip(weights, args[len(in_types) + len(out_types):]))
+        arena = args[-1] if use_arena else None
+        for a, role in zip(args, roles):
+            hint = {"input": role.name, "output": "out", "weight": "w", "arena": "arena"}[role.kind]
+            if re.fullmatch(r"[A-Za-z_][\w]*", hint):
+                a.name_hint = hint
+        b = Builder(kernel.body.block)
+        batch_arg = next((a for a, t in zip(ins, in_types) if nn.shape_of(t)[:1] == (DYN,)), None)
+        needs_batch = any(DYN in nn.shape_of(t) for t in [*in_types, *out_types]) or any(
+            DYN in nn.shape_of(r.type) for op in ops for r in op.results)
+        if needs_batch:
+            if batch_arg is None:
+                raise fail(fn, "a dynamic dimension that no input carries (the batch must "
+                               "come from an input's dimension 0)")
+            b.batch = b.emit(memref.DimOp(batch_arg, b.idx(0)))
+            b.batch.name_hint = "batch"
+
+        bufs: dict[SSAValue, Buf] = {}
+
+        def buf(v: SSAValue, ref: SSAValue) -> Buf:
+            return Buf(ref, nn.shape_of(v.type), v.type.element_type)
+
+        for a, t in zip(fn.body.block.args, ins):
+            bufs[a] = buf(a, t)
+        for op in ops[:-1]:
+            v = op.results[0]
+            kind, key = self.storage[v]
+            if kind == "weight":
+                bufs[v] = buf(v, wargs[key])
+                continue
+            if kind == "output":
+                bufs[v] = buf(v, outs[key])
+            else:
+                a, c = plan.offsets[key]
+                off = b.add_i(b.mul_i(b.batch, a), c) if a else b.idx(c)
+                sizes = [b.batch] if nn.shape_of(v.type)[:1] == (DYN,) else []
+                bufs[v] = buf(v, b.emit(memref.ViewOp(arena, off, sizes, _memref(v.type))))
+            if isinstance(op, nn.ReshapeOp) and kind == "arena" and key is not v:
+                continue  # a view of its input's bytes: nothing to compute
+            tables = [Buf(wargs[s], (len(op.params.rows),), i64) for s in self.tables.get(op, [])]
+            LOWER[type(op)](b, op, bufs[v], [bufs[o] for o in op.operands] + tables)
+        for i, v in enumerate(ret.arguments):
+            if self.storage.get(v) != ("output", i):
+                dst = buf(v, outs[i])
+                map_nest(b, dst.shape, dst, identity_map, [(bufs[v], identity_map)], lambda x: x)
+        b.emit(func.ReturnOp())
+        KernelABI(fn.sym_name.data, tuple(roles), plan.per_batch, plan.constant).attach(kernel)
+        return kernel
+
+    def _output_names(self, n: int) -> list[str]:
+        names = [str(i) for i in range(n)]
+        for i, attrs in enumerate(self.fn.res_attrs.data if self.fn.res_attrs else ()):
+            if isinstance(attrs, DictionaryAttr) and isinstance(s := attrs.data.get("ncc.name"), StringAttr):
+                names[i] = s.data
+        return names
+
+
+def _is_nn_function(op: Operation) -> bool:
+    if not isinstance(op, func.FuncOp) or not op.body.blocks:
+        return False
+    types = [*op.function_type.inputs.data, *op.function_type.outputs.data]
+    return any(isinstance(t, TensorType) for t in types) or any(
+        o.dialect_name() == "nn" for o in op.body.block.ops)
+
+
+@dataclass(frozen=True)
+class LowerToLoopsPass(ModulePass):
+    """Lower nn functions to loop-level kernels (memref, scf, arith, math) with an arena plan."""
+
+    name = "lower-to-loops"
+    sparse_unroll_limit: int = 256  # sparse_matmul with more nonzeros loops over index tables
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        from ncc.ir import verify_module
+
+        symbols = {o.sym_name.data for o in op.ops if hasattr(o, "sym_name")}
+        for fn in [f for f in op.ops if _is_nn_function(f)]:
+            lowering = FunctionLowering(op, fn, symbols, self.sparse_unroll_limit)
+            kernel = lowering.run()
+            Rewriter.insert_op([*lowering.new_weights, kernel], InsertPoint.before(fn))
+            Rewriter.erase_op(fn)
+        verify_module(op)

@@ -1,0 +1,564 @@
+"""lower-to-loops: every nn op family, run by the loop-level interpreter, equals
+ncc.reference; the kernel ABI; the static memory plan; clear errors."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from xdsl.dialects import func
+from xdsl.dialects.builtin import MemRefType, ModuleOp, TensorType, f16, f32, f64, i8, i32, i64
+from xdsl.ir import Block, Region
+
+import ncc
+from ncc.dialects import nn
+from ncc.dialects.nn import DYN
+from ncc.passes.lowering import memory_plan
+from ncc.passes.lowering.loop_interpreter import KernelError, run_kernel
+from ncc.runtime.abi import KernelABI
+
+from test_passes import random_graph  # noqa: E402  (pytest puts test/ on sys.path)
+
+
+def T(*shape, elt=f32) -> TensorType:
+    return nn.tensor_type(shape, elt)
+
+
+def build(arg_types, make, weights=(), name="main") -> ModuleOp:
+    """A module with `weights` and one function: make(emit, *args) returns the
+    value(s) to return; emit(op) adds an op and returns its result."""
+    block = Block(arg_types=arg_types)
+    ops = []
+
+    def emit(op):
+        ops.append(op)
+        return op.results[0]
+
+    outs = make(emit, *block.args)
+    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+    ops.append(func.ReturnOp(*outs))
+    block.add_ops(ops)
+    fn = func.FuncOp(name, (arg_types, [o.type for o in outs]), Region(block))
+    return ModuleOp([*weights, fn])
+
+
+def lower(module: ModuleOp, pipeline: str = "lower-to-loops") -> ModuleOp:
+    lowered = module.clone()
+    ncc.run_passes(lowered, pipeline)
+    return lowered
+
+
+def kernel_of(module: ModuleOp) -> func.FuncOp:
+    (fn,) = [op for op in module.ops if isinstance(op, func.FuncOp)]
+    return fn
+
+
+def check(module: ModuleOp, inputs, *, rtol=None, atol=None, pipeline="lower-to-loops",
+          params=None) -> ModuleOp:
+    """Lower, interpret, compare every output with the reference."""
+    ref = ncc.reference.run(module, inputs, params=params)
+    lowered = lower(module, pipeline)
+    got = run_kernel(lowered, inputs, params=params)
+    assert len(got) == len(ref)
+    for r, g in zip(ref, got):
+        assert g.shape == r.shape and g.dtype == r.dtype
+        tol = 1e-12 if r.dtype == np.float64 else 2e-5
+        np.testing.assert_allclose(g, r, rtol=rtol or tol, atol=atol if atol is not None else tol)
+    return lowered
+
+
+rng = np.random.default_rng(0)
+
+
+def randn(*shape, dtype=np.float32, scale=1.0):
+    return (rng.normal(size=shape) * scale).astype(dtype)
+
+
+# ---------------------------------------------------------------------------
+# Elementwise
+
+
+POSITIVE = {"log", "sqrt", "reciprocal"}
+
+
+@pytest.mark.parametrize("name", sorted(nn.UNARY))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unary(name, dtype):
+    elt = nn.element_type_of(dtype)
+    m = build([T(DYN, 5, elt=elt)], lambda e, x: e(nn.UNARY_OPS[name](x)))
+    x = randn(3, 5, dtype=dtype, scale=3.0)
+    if name in POSITIVE:
+        x = np.abs(x) + dtype(0.1)
+    x[0, :4] = [0.0, -40.0, 40.0, 1e-3] if name not in POSITIVE else [1e-3, 40.0, 1.0, 7.0]
+    check(m, [x])
+
+
+def test_unary_special_values():
+    """NaN and infinities go through like numpy (relu/max propagate NaN)."""
+    vals = np.array([[np.nan, np.inf, -np.inf, 0.0, -0.0, 88.0, -88.0]], np.float32)
+    for name in ("relu", "sigmoid", "tanh", "softplus", "step", "abs", "silu", "gaussian", "elu",
+                 "leaky_relu", "exp"):
+        m = build([T(1, 7)], lambda e, x: e(nn.UNARY_OPS[name](x)))
+        check(m, [vals], atol=1e-30)
+
+
+BROADCASTS = [((3, 1, 5), (4, 1)), ((2, 3), (3,)), ((1,), (7,)), ((), (2, 3)), ((5, 1), (1, 1)),
+              ((DYN, 3), (3,)), ((DYN, 1), (1, 4)), ((2, 7), (2, 7)), ((1, 1, 1), (1,))]
+
+
+@pytest.mark.parametrize("name", sorted(nn.BINARY))
+@pytest.mark.parametrize("shapes", BROADCASTS, ids=str)
+def test_binary_broadcasting(name, shapes):
+    a_shape, b_shape = shapes
+    m = build([T(*a_shape), T(*b_shape)], lambda e, a, b: e(nn.BINARY_OPS[name](a, b)))
+    concrete = [tuple(4 if d == DYN else d for d in s) for s in shapes]
+    a, b = (randn(*s) for s in concrete)
+    if name == "pow":
+        a = np.abs(a) + np.float32(0.5)
+    if name == "div":
+        b = np.where(np.abs(b) < 0.1, np.float32(0.5), b)
+    check(m, [a, b])
+
+
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "max", "min"])
+def test_binary_integers(name):
+    m = build([T(2, 3, elt=i64), T(3, elt=i64)], lambda e, a, b: e(nn.BINARY_OPS[name](a, b)))
+    check(m, [rng.integers(-50, 50, (2, 3)), rng.integers(-50, 50, (3,))])
+
+
+# ---------------------------------------------------------------------------
+# Contractions
+
+MATMULS = [((3, 4), (4, 5)), ((DYN, 7), (7, 2)), ((5,), (5, 3)), ((2, 5), (5,)), ((5,), (5,)),
+           ((2, 1, 3, 4), (5, 4, 2)), ((1, 1), (1, 1)), ((3, 2, 3), (3, 2)), ((DYN, 2, 3), (3, 13))]
+
+
+@pytest.mark.parametrize("shapes", MATMULS, ids=str)
+def test_matmul(shapes):
+    m = build([T(*s) for s in shapes], lambda e, a, b: e(nn.MatmulOp(a, b)))
+    check(m, [randn(*(3 if d == DYN else d for d in s)) for s in shapes])
+
+
+@settings(max_examples=15, deadline=None)
+@given(m=st.sampled_from([1, 2, 3, 5, 7]), k=st.sampled_from([1, 2, 3, 11]),
+       n=st.sampled_from([1, 2, 5, 13]), batch=st.sampled_from([(), (1,), (2,), (3, 1)]),
+       seed=st.integers(0, 100))
+def test_matmul_property(m, k, n, batch, seed):
+    r = np.random.default_rng(seed)
+    a, b = r.normal(size=(*batch, m, k)).astype(np.float32), r.normal(size=(k, n)).astype(np.float32)
+    mod = build([T(*a.shape), T(*b.shape)], lambda e, x, y: e(nn.MatmulOp(x, y)))
+    check(mod, [a, b])
+
+
+@pytest.mark.parametrize("act", ["identity", "relu", "tanh", "sigmoid", "softplus"])
+@pytest.mark.parametrize("bias_shape", [None, (5,), (1, 5), (3, 5)])
+def test_fused_matmul(act, bias_shape):
+    w = nn.WeightOp("w", randn(4, 5))
+    types = [T(3, 4)] + ([T(*bias_shape)] if bias_shape else [])
+
+    def make(e, x, *bias):
+        return e(nn.FusedMatmulOp(x, e(nn.WeightRefOp(w)), bias[0] if bias else None, act))
+
+    m = build(types, make, [w])
+    check(m, [randn(3, 4)] + ([randn(*bias_shape)] if bias_shape else []))
+
+
+CONVS = [  # x shape, w shape, params
+    ((1, 1, 5, 5), (1, 1, 3, 3), {}),
+    ((2, 3, 7, 6), (4, 3, 3, 2), {"strides": [2, 1], "pads": [1, 0, 1, 1]}),
+    ((1, 4, 6, 6), (6, 2, 3, 3), {"group": 2, "pads": [1, 1, 1, 1], "dilations": [2, 1]}),
+    ((3, 2, 11), (3, 2, 3), {"strides": [2], "pads": [2, 1]}),
+    ((DYN, 2, 5, 5), (3, 2, 2, 2), {"pads": [0, 1, 1, 0]}),
+    ((1, 4, 5, 5), (4, 1, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}),
+]
+
+
+@pytest.mark.parametrize("case", CONVS, ids=str)
+@pytest.mark.parametrize("fused", [False, True])
+def test_conv(case, fused):
+    xs, ws, params = case
+    w = nn.WeightOp("w", randn(*ws))
+    bias = nn.WeightOp("b", randn(ws[0]))
+
+    def make(e, x):
+        wv = e(nn.WeightRefOp(w))
+        if fused:
+            return e(nn.FusedConvOp(x, wv, e(nn.WeightRefOp(bias)), "relu", **params))
+        return e(nn.ConvOp(x, wv, **params))
+
+    m = build([T(*xs)], make, [w, bias])
+    check(m, [randn(*(2 if d == DYN else d for d in xs))], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("limit", [256, 2])
+def test_sparse_matmul_unrolled_and_index_tables(limit):
+    rows, cols = [0, 2, 4, 1, 3, 0], [1, 0, 2, 2, 0, 0]
+    m = build([T(DYN, 5), T(6)], lambda e, x, v: e(nn.SparseMatmulOp(x, v, rows, cols, 5, 3)))
+    lowered = check(m, [randn(4, 5), randn(6)], pipeline=f"lower-to-loops{{sparse-unroll-limit={limit}}}")
+    roles = [str(r) for r in KernelABI.of(kernel_of(lowered)).roles]
+    assert any(r.endswith("_rows") for r in roles) == (limit < len(rows))
+
+
+# ---------------------------------------------------------------------------
+# Pools, reductions, softmax, norms
+
+
+POOLS = [((1, 1, 5, 5), [2, 2], {}), ((2, 3, 7, 6), [3, 2], {"strides": [2, 1], "pads": [1, 0, 1, 1]}),
+         ((1, 2, 9), [3], {"strides": [2], "pads": [1, 2]}), ((DYN, 2, 4, 4), [2, 2], {"strides": [2, 2]})]
+
+
+@pytest.mark.parametrize("case", POOLS, ids=str)
+@pytest.mark.parametrize("kind", ["max", "avg", "avg_include_pad"])
+def test_pools(case, kind):
+    xs, kernel, params = case
+    if kind == "max":
+        make = lambda e, x: e(nn.MaxPoolOp(x, kernel, **params))  # noqa: E731
+    else:
+        make = lambda e, x: e(nn.AvgPoolOp(x, kernel, count_include_pad=kind != "avg", **params))  # noqa: E731
+    check(build([T(*xs)], make), [randn(*(3 if d == DYN else d for d in xs))])
+
+
+@pytest.mark.parametrize("name", sorted(nn.REDUCE))
+@pytest.mark.parametrize("axes", [None, [0], [1], [-1], [0, 2]])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_reductions(name, axes, keepdims):
+    m = build([T(DYN, 3, 5)], lambda e, x: e(nn.REDUCE_OPS[name](x, axes, keepdims)))
+    check(m, [randn(4, 3, 5)], rtol=1e-4)
+
+
+def test_reduction_integers():
+    for name in ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod"):
+        m = build([T(3, 4, elt=i64)], lambda e, x: e(nn.REDUCE_OPS[name](x, [1])))
+        check(m, [rng.integers(-5, 6, (3, 4))])
+
+
+@pytest.mark.parametrize("op", [nn.SoftmaxOp, nn.LogSoftmaxOp])
+@pytest.mark.parametrize("axis", [-1, 0, 1])
+def test_softmax(op, axis):
+    m = build([T(DYN, 3, 7)], lambda e, x: e(op(x, axis)))
+    x = randn(2, 3, 7, scale=10)
+    x[0, 0, 0] = 80.0  # max-subtracted: no overflow
+    check(m, [x])
+
+
+def test_batch_norm():
+    m = build([T(DYN, 3, 4, 2), *[T(3)] * 4], lambda e, x, s, b, mu, v: e(nn.BatchNormOp(x, s, b, mu, v, 1e-3)))
+    check(m, [randn(2, 3, 4, 2), randn(3), randn(3), randn(3), np.abs(randn(3)) + 0.5])
+
+
+@pytest.mark.parametrize("axis", [-1, 1, 2])
+def test_layer_norm(axis):
+    shape = (2, 3, 5)
+    norm = shape[axis % 3:]
+    m = build([T(DYN, 3, 5), T(*norm), T(*norm)], lambda e, x, s, b: e(nn.LayerNormOp(x, s, b, axis)))
+    check(m, [randn(*shape), randn(*norm), randn(*norm)], rtol=1e-4, atol=1e-5)
+
+
+def test_layer_norm_over_the_batch():
+    m = build([T(DYN, 3), T(DYN, 3), T(DYN, 3)], lambda e, x, s, b: e(nn.LayerNormOp(x, s, b, 0)))
+    check(m, [randn(4, 3), randn(4, 3), randn(4, 3)], rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# Data movement
+
+
+@pytest.mark.parametrize("src,dst", [((DYN, 2, 6), (DYN, 12)), ((DYN, 12), (DYN, 3, 4)),
+                                     ((2, 3, 5), (5, 6)), ((6,), (1, 2, 3)), ((4, 1), (4,))])
+def test_reshape_of_an_input_copies(src, dst):
+    m = build([T(*src)], lambda e, x: e(nn.ReshapeOp(x, dst)))
+    check(m, [randn(*(3 if d == DYN else d for d in src))])
+
+
+def test_reshape_of_an_intermediate_is_a_view():
+    def make(e, x):
+        r = e(nn.ReshapeOp(e(nn.TanhOp(x)), [DYN, 3, 4]))
+        return e(nn.ReluOp(r))
+
+    lowered = check(build([T(DYN, 12)], make), [randn(5, 12)])
+    text = ncc.print_module(lowered)
+    assert text.count("memref.view") == 2  # the tanh buffer, and the reshape's view of its bytes
+    assert text.count("scf.for") == 2 + 3  # tanh and relu loops only: no copy loop
+
+
+@pytest.mark.parametrize("perm", list(itertools.permutations(range(3))))
+def test_transpose(perm):
+    check(build([T(2, 3, 5)], lambda e, x: e(nn.TransposeOp(x, perm))), [randn(2, 3, 5)])
+
+
+def test_transpose_keeping_the_batch():
+    check(build([T(DYN, 3, 5)], lambda e, x: e(nn.TransposeOp(x, [0, 2, 1]))), [randn(4, 3, 5)])
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_concat(axis):
+    shapes = [[2, 3, 4], [2, 3, 4], [2, 3, 4]]
+    for s, extra in zip(shapes, (1, 2, 3)):
+        s[axis] = extra
+    m = build([T(*s) for s in shapes], lambda e, *xs: e(nn.ConcatOp(xs, axis)))
+    check(m, [randn(*s) for s in shapes])
+
+
+def test_concat_dynamic_batch():
+    m = build([T(DYN, 2), T(DYN, 3)], lambda e, a, b: e(nn.ConcatOp([a, b], 1)))
+    check(m, [randn(5, 2), randn(5, 3)])
+
+
+SLICES = [([1], [4], [0], [1]), ([-1], [-8], [0], [-1]), ([0, 5], [3, 0], [0, 1], [2, -2]),
+          ([-100], [100], [1], [3]), ([5], [-100], [1], [-1]), ([2], [2], [0], [1]),
+          ([0, 1, 0], [7, 6, 2], [0, 1, 2], [3, 2, 1])]
+
+
+@pytest.mark.parametrize("case", SLICES, ids=str)
+def test_slice(case):
+    starts, ends, axes, steps = case
+    m = build([T(7, 6, 2)], lambda e, x: e(nn.SliceOp(x, starts, ends, axes, steps)))
+    check(m, [randn(7, 6, 2)])
+
+
+def test_slice_keeping_the_batch():
+    m = build([T(DYN, 6)], lambda e, x: e(nn.SliceOp(x, [1], [5], [1], [2])))
+    check(m, [randn(3, 6)])
+
+
+@pytest.mark.parametrize("axis,ishape", [(0, (4,)), (1, (2, 3)), (-1, ()), (2, (5,))])
+@pytest.mark.parametrize("elt", [i64, i32])
+def test_gather(axis, ishape, elt):
+    idx = rng.integers(-3, 3, ishape).astype(nn.numpy_dtype(elt))
+    m = build([T(3, 4, 3), T(*ishape, elt=elt)], lambda e, x, i: e(nn.GatherOp(x, i, axis)))
+    check(m, [randn(3, 4, 3), idx])
+
+
+def test_gather_from_a_constant_on_the_batch():
+    m = build([T(DYN, 5)], lambda e, x: e(nn.GatherOp(x, e(nn.ConstantOp(np.array([4, 0, -1]))), 1)))
+    lowered = check(m, [randn(3, 5)])
+    weights = [op for op in lowered.ops if isinstance(op, nn.WeightOp)]
+    assert len(weights) == 1 and "ncc.constant" in weights[0].attributes
+
+
+def test_gather_clamps_out_of_range_indices():
+    m = build([T(4), T(3, elt=i64)], lambda e, x, i: e(nn.GatherOp(x, i)))
+    x = randn(4)
+    (got,) = run_kernel(lower(m), [x, np.array([7, -9, 2])])
+    np.testing.assert_array_equal(got, x[[3, 0, 2]])
+
+
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
+@pytest.mark.parametrize("pads", [[1, 2, 0, 2], [0, 0, 1, 1], [2, 0, 0, 3]])
+def test_pad(mode, pads):
+    value = 1.5 if mode == "constant" else 0.0
+    m = build([T(4, 5)], lambda e, x: e(nn.PadOp(x, pads, mode, value)))
+    check(m, [randn(4, 5)])
+
+
+def test_pad_keeping_the_batch():
+    m = build([T(DYN, 3)], lambda e, x: e(nn.PadOp(x, [0, 1, 0, 2], "reflect")))
+    check(m, [randn(2, 3)])
+
+
+# ---------------------------------------------------------------------------
+# Bufferization and the kernel ABI
+
+
+def test_abi_roles_and_signature():
+    w = nn.WeightOp("fc_w", randn(4, 3))
+
+    def make(e, x):
+        y = e(nn.TanhOp(e(nn.MatmulOp(x, e(nn.WeightRefOp(w))))))
+        return y, e(nn.MatmulOp(y, e(nn.ConstantOp(randn(3, 2)))))
+
+    lowered = check(build([T(DYN, 4)], make, [w]), [randn(3, 4)])
+    fn = kernel_of(lowered)
+    abi = KernelABI.of(fn)
+    assert [str(r) for r in abi.roles] == ["input:arg0", "output:0", "output:1", "weight:fc_w",
+                                           "weight:main_const", "arena"]
+    types = fn.function_type.inputs.data
+    assert types[0] == MemRefType(f32, [DYN, 4]) and types[-1] == MemRefType(i8, [DYN])
+    assert types[3] == MemRefType(f32, [4, 3]) and types[4] == MemRefType(f32, [3, 2])
+    assert fn.function_type.outputs.data == ()
+    assert abi.arena_per_batch == 64 and abi.arena_constant == 0  # the matmul before tanh
+
+
+def test_named_inputs_and_outputs():
+    m = ncc.parse_module("""
+    func.func @f(%x: tensor<2xf32> {ncc.name = "image"}) -> (tensor<2xf32> {ncc.name = "probs"}) {
+      %0 = nn.exp %x : tensor<2xf32>
+      func.return %0 : tensor<2xf32>
+    }""")
+    lowered = check(m, {"image": randn(2)})
+    assert [str(r) for r in KernelABI.of(kernel_of(lowered)).roles] == ["input:image", "output:probs"]
+
+
+def test_returned_inputs_weights_and_repeats_are_copied():
+    w = nn.WeightOp("w", randn(3))
+
+    def make(e, x):
+        y = e(nn.NegOp(x))
+        return x, y, y, e(nn.WeightRefOp(w))
+
+    check(build([T(DYN, 3)], make, [w]), [randn(2, 3)])
+
+
+def test_weights_are_buffers_not_constants():
+    """params change the result without recompiling: the data is an argument."""
+    w = nn.WeightOp("w", randn(3, 2))
+    m = build([T(1, 3)], lambda e, x: e(nn.MatmulOp(x, e(nn.WeightRefOp(w)))), [w])
+    lowered = lower(m)
+    x, w2 = randn(1, 3), randn(3, 2)
+    (got,) = run_kernel(lowered, [x], params={"w": w2})
+    np.testing.assert_allclose(got, x @ w2, rtol=1e-6)
+    assert "dense<" not in ncc.print_module(kernel_of(lowered))
+
+
+def test_batch_varies():
+    m = build([T(DYN, 3)], lambda e, x: e(nn.SigmoidOp(e(nn.ReluOp(x)))))
+    lowered = lower(m)
+    for batch in (1, 2, 7):
+        x = randn(batch, 3)
+        (got,) = run_kernel(lowered, [x])
+        np.testing.assert_allclose(got, ncc.reference.run(m, [x])[0], rtol=1e-6)
+
+
+def test_float64_mlp_and_fused_pipeline():
+    r = np.random.default_rng(3)
+    ws = [nn.WeightOp(f"w{i}", r.normal(size=s)) for i, s in enumerate([(6, 5), (5, 4)])]
+    ws = [nn.WeightOp(w.sym, w.data.astype(np.float64)) for w in ws]
+    bs = [nn.WeightOp(f"b{i}", r.normal(size=s[1]).astype(np.float64)) for i, s in enumerate([(6, 5), (5, 4)])]
+
+    def make(e, x):
+        for w, b in zip(ws, bs):
+            x = e(nn.ReluOp(e(nn.AddOp(e(nn.MatmulOp(x, e(nn.WeightRefOp(w)))), e(nn.WeightRefOp(b))))))
+        return e(nn.SoftmaxOp(x))
+
+    m = build([T(DYN, 6, elt=f64)], make, [*ws, *bs])
+    lowered = check(m, [r.normal(size=(3, 6))], pipeline="fuse,lower-to-loops")
+    assert "nn." not in ncc.print_module(kernel_of(lowered))
+
+
+# ---------------------------------------------------------------------------
+# Layerized neuron nets
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("pipeline", ["layerize", "layerize,fuse", "layerize{dense-density=0.3},fuse"])
+def test_layerized_random_dags(seed, pipeline):
+    r = np.random.default_rng(seed)
+    g = random_graph(r, n=40 + 10 * seed, n_inputs=4, fan_in=5, values=seed % 2 == 0, biases=seed < 2,
+                     share=seed == 3)
+    net = ModuleOp([g.to_net("net")])
+    x = r.normal(size=(3, len(g.input_indices))).astype(np.float32)
+    ref = ncc.reference.run(net, [x])[0]
+    lowered = lower(net, pipeline + ",lower-to-loops{sparse-unroll-limit=16}")
+    (got,) = run_kernel(lowered, [x])
+    np.testing.assert_allclose(got, ref, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", ["seed_list.txt", "xor_values.txt"])
+def test_examples(name):
+    module = ncc.import_adjacency(f"{__file__.rsplit('/', 2)[0]}/examples/{name}")
+    n_in = len(next(op for op in module.ops).graph().input_indices)
+    x = np.random.default_rng(1).normal(size=(5, n_in)).astype(np.float32)
+    ref = ncc.reference.run(module, [x])[0]
+    (got,) = run_kernel(lower(module, "layerize,fuse,lower-to-loops"), [x])
+    np.testing.assert_allclose(got, ref, rtol=2e-4, atol=2e-5)
+
+
+# ---------------------------------------------------------------------------
+# The memory plan
+
+
+def test_plan_reuses_the_arena_on_a_chain():
+    """Ten elementwise ops in a chain need two buffers, not nine."""
+    def make(e, x):
+        for k in range(10):
+            x = e((nn.TanhOp, nn.ReluOp)[k % 2](x))
+        return x
+
+    lowered = check(build([T(DYN, 16)], make), [randn(3, 16)])
+    abi = KernelABI.of(kernel_of(lowered))
+    assert abi.arena_per_batch == 2 * 64  # 9 intermediates of 64 bytes per row share 2 slots
+    assert abi.arena_constant == 0
+
+
+def test_plan_keeps_live_buffers_apart():
+    """A value read again much later keeps its bytes: a diamond with a long branch."""
+    def make(e, x):
+        a = e(nn.ExpOp(x))
+        b = a
+        for _ in range(4):
+            b = e(nn.TanhOp(b))
+        return e(nn.AddOp(a, b))
+
+    check(build([T(DYN, 5)], make), [randn(4, 5)])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 300), st.integers(0, 8), st.integers(0, 8)),
+                min_size=1, max_size=25))
+def test_plan_property(specs):
+    """No two buffers live at the same time share a byte, for any batch; offsets
+    are 64-byte aligned; the arena is no larger than the sum of the sizes."""
+    bufs = [memory_plan.Buffer(k, size if batched else 0, 0 if batched else size, s, s + n)
+            for k, (batched, size, s, n) in enumerate(specs)]
+    plan = memory_plan.plan(bufs)
+    for batch in (1, 3, 64):
+        total = plan.per_batch * batch + plan.constant
+        spans = {b.key: (plan.offset(b.key, batch), plan.offset(b.key, batch) + b.per_batch * batch + b.constant)
+                 for b in bufs}
+        for b in bufs:
+            lo, hi = spans[b.key]
+            assert lo % 64 == 0 and hi <= total
+        for b1, b2 in itertools.combinations(bufs, 2):
+            (lo1, hi1), (lo2, hi2) = spans[b1.key], spans[b2.key]
+            if b1.overlaps_in_time(b2) and hi1 > lo1 and hi2 > lo2:
+                assert hi1 <= lo2 or hi2 <= lo1, (b1, b2, plan)
+    assert plan.per_batch <= sum(memory_plan.align(b.per_batch) for b in bufs)
+    assert plan.constant <= sum(memory_plan.align(b.constant) for b in bufs)
+
+
+# ---------------------------------------------------------------------------
+# Errors
+
+
+def error_of(module: ModuleOp, pipeline="lower-to-loops") -> str:
+    with pytest.raises(ncc.NccError) as e:
+        ncc.run_passes(module, pipeline)
+    return str(e.value)
+
+
+def test_error_concat_on_the_batch():
+    msg = error_of(build([T(DYN, 2), T(DYN, 2)], lambda e, a, b: e(nn.ConcatOp([a, b], 0))))
+    assert "nn.concat" in msg and "batch" in msg
+
+
+def test_error_transpose_moving_the_batch():
+    msg = error_of(build([T(DYN, 2)], lambda e, x: e(nn.TransposeOp(x, [1, 0]))))
+    assert "only dimension 0" in msg and "nn.transpose" in msg
+
+
+def test_error_reshape_mixing_the_batch():
+    msg = error_of(build([T(DYN, 4)], lambda e, x: e(nn.ReshapeOp(x, [DYN]))))
+    assert "nn.reshape" in msg and "batch" in msg
+
+
+def test_error_unsupported_element_type():
+    msg = error_of(build([T(3, elt=f16)], lambda e, x: e(nn.ReluOp(x))))
+    assert "f16" in msg
+
+
+def test_error_is_located_in_text():
+    text = """func.func @f(%x: tensor<?x2xf32>) -> tensor<?x2xf32> {
+  %0 = nn.pad %x pads [1, 0, 0, 0] : tensor<?x2xf32> -> tensor<?x2xf32>
+  func.return %0 : tensor<?x2xf32>
+}"""
+    msg = error_of(ncc.parse_module(text, "pad.mlir"))
+    assert msg.startswith("pad.mlir:2:3: error:") and "padding the dynamic batch" in msg
+
+
+def test_interpreter_bounds_checks():
+    lowered = lower(build([T(3)], lambda e, x: e(nn.ExpOp(x))))
+    with pytest.raises(KernelError):
+        run_kernel(lowered, [randn(4)])
