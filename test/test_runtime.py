@@ -1,0 +1,436 @@
+"""ncc.compile and CompiledModel: native results against ncc.reference, params,
+varying batch, every class of wrong input (and a fuzz run of them in a
+subprocess, so that a crash fails the test instead of killing pytest), and the
+on-disk compile cache."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ncc
+from ncc import NccError
+from ncc.runtime.cache import CompileCache
+
+ROOT = Path(__file__).parent.parent
+EXAMPLES = ROOT / "examples"
+SEEDS = ["seed_list.txt", "seed_matrix.txt", "seed_edges.txt", "seed_matrix_decorated.txt"]
+XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+
+# Two named inputs with a batch, one static input, one index input, two outputs.
+MULTI = """\
+func.func @main(%a: tensor<?x3xf32> {ncc.name = "a"}, %b: tensor<3xf32> {ncc.name = "b"},
+                %i: tensor<2xi64> {ncc.name = "idx"}) -> (tensor<?x3xf32>, tensor<?x2xf32>) {
+  %0 = nn.add %a, %b : tensor<?x3xf32>, tensor<3xf32> -> tensor<?x3xf32>
+  %1 = nn.tanh %0 : tensor<?x3xf32>
+  %2 = nn.gather %1, %i axis 1 : tensor<?x3xf32>, tensor<2xi64> -> tensor<?x2xf32>
+  func.return %1, %2 : tensor<?x3xf32>, tensor<?x2xf32>
+}
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache_dir(tmp_path_factory):
+    """Every compile of this module uses one fresh cache (the default directory
+    comes from $NCC_CACHE_DIR)."""
+    d = tmp_path_factory.mktemp("ncc-cache")
+    old = os.environ.get("NCC_CACHE_DIR")
+    os.environ["NCC_CACHE_DIR"] = str(d)
+    yield d
+    if old is None:
+        del os.environ["NCC_CACHE_DIR"]
+    else:
+        os.environ["NCC_CACHE_DIR"] = old
+
+
+@pytest.fixture(scope="module")
+def xor():
+    return ncc.compile(EXAMPLES / "xor_values.txt", neuron_mode="neuron")
+
+
+@pytest.fixture(scope="module")
+def multi():
+    return ncc.compile(MULTI)
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    """The lit MLP: reshape, matmul + add + relu, a fused matmul whose weight
+    @fc2_w has no data (a parameter), softmax."""
+    return ncc.compile(ROOT / "test/lit/nn/mlp-dynamic-batch.mlir")
+
+
+def multi_reference(a, b, i):
+    return ncc.reference.run(ncc.parse_module(MULTI), [a, b, i])
+
+
+# ---------------------------------------------------------------------------
+# Results
+
+
+@pytest.mark.parametrize("mode", ["neuron", "layers"])
+def test_xor_is_exact(mode):
+    model = ncc.compile(EXAMPLES / "xor_values.txt", neuron_mode=mode)
+    assert model.compile_info["neuron_mode"] == mode
+    y = model(XOR_X)
+    assert y.dtype == np.float32 and y.shape == (4, 1)
+    assert np.array_equal(y[:, 0], [0, 1, 1, 0])
+
+
+@pytest.mark.parametrize("mode", ["auto", "neuron", "layers"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_seed_nets_match_the_reference(seed, mode):
+    module = ncc.import_adjacency(EXAMPLES / seed)
+    model = ncc.compile(EXAMPLES / seed, neuron_mode=mode)
+    x = np.random.default_rng(1).standard_normal((37, len(model.input_shapes) and
+                                                   model.input_shapes[0][1])).astype(np.float32)
+    np.testing.assert_allclose(model(x), ncc.reference.run(module, [x])[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_nn_module_with_a_parameter_matches_the_reference(fuse):
+    module = ncc.parse_module((ROOT / "test/lit/nn/mlp-dynamic-batch.mlir").read_text())
+    model = ncc.compile(module, fuse=fuse)
+    x = np.random.default_rng(2).standard_normal((5, 2, 2)).astype(np.float32)
+    with pytest.raises(NccError, match="fc2_w"):  # a weight without data must be set first
+        model(x)
+    w2 = np.random.default_rng(3).standard_normal((3, 2)).astype(np.float32)
+    model.params["fc2_w"] = w2
+    ref = ncc.reference.run(module, [x], params={"fc2_w": w2})[0]
+    np.testing.assert_allclose(model(x), ref, rtol=1e-5, atol=1e-6)
+    assert model.input_names == ("input",)
+
+
+def test_two_outputs_and_named_inputs(multi):
+    rng = np.random.default_rng(4)
+    a, b, i = rng.standard_normal((6, 3)).astype(np.float32), rng.standard_normal(3).astype(np.float32), \
+        np.array([2, 0])
+    ref = multi_reference(a, b, i)
+    outs = multi(a, b, i)
+    assert isinstance(outs, tuple) and len(outs) == 2
+    for got, want in zip(outs, ref):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    by_name = multi.run({"idx": i, "b": b, "a": a})
+    assert isinstance(by_name, list) and all(np.array_equal(p, q) for p, q in zip(by_name, outs))
+    second, first = multi.run({"a": a, "b": b, "idx": i}, output_names=["1", "0"])
+    assert np.array_equal(first, outs[0]) and np.array_equal(second, outs[1])
+    assert multi.input_names == ("a", "b", "idx") and multi.output_names == ("0", "1")
+
+
+@pytest.mark.parametrize("batch", [0, 1, 7, 1000, 1])
+def test_batch_varies_between_calls(xor, batch):
+    x = np.random.default_rng(batch).integers(0, 2, (batch, 2)).astype(np.float32)
+    y = xor(x)
+    assert y.shape == (batch, 1)
+    assert np.array_equal(y[:, 0], np.logical_xor(x[:, 0], x[:, 1]))
+
+
+def test_outputs_are_fresh_arrays(xor):
+    y1, y2 = xor(XOR_X), xor(XOR_X)
+    assert not np.shares_memory(y1, y2)
+
+
+def test_concurrent_calls_from_threads(multi):
+    rng = np.random.default_rng(5)
+    b, i = rng.standard_normal(3).astype(np.float32), np.array([1, 2])
+    batches = [rng.standard_normal((n, 3)).astype(np.float32) for n in (3, 300, 3000, 30)]
+    errors = []
+
+    def work(a):
+        want = multi_reference(a, b, i)
+        for _ in range(50):
+            got = multi(a, b, i)
+            if not all(np.allclose(g, w, atol=1e-6) for g, w in zip(got, want)):
+                errors.append(a.shape)
+    threads = [threading.Thread(target=work, args=(a,)) for a in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+# ---------------------------------------------------------------------------
+# params
+
+
+def test_neuron_params_are_named_as_in_the_equations_and_writable(xor):
+    module = ncc.import_adjacency(EXAMPLES / "xor_values.txt")
+    model = ncc.compile(EXAMPLES / "xor_values.txt", neuron_mode="neuron", cache=False)
+    assert set(model.params) == {"w0002", "w0102", "w0003", "w0103", "w0204", "w0304", "b03"}
+    assert model.params["w0304"].shape == () and float(model.params["w0304"]) == -2.0
+    model.params["w0204"] = 3.0                     # assignment copies into the buffer
+    model.params["b03"][...] = -0.5                 # so does writing through the view
+    ref = ncc.reference.run(module, [XOR_X], params={"w0204": 3.0, "b03": -0.5})[0]
+    np.testing.assert_allclose(model(XOR_X), ref, rtol=1e-6)
+    assert not np.array_equal(model(XOR_X), xor(XOR_X))
+    with pytest.raises(NccError, match="no parameter 'w9999'"):
+        model.params["w9999"] = 1.0
+    with pytest.raises(NccError, match="cannot set parameter 'w0204'"):
+        model.params["w0204"] = [1.0, 2.0]
+
+
+def test_layer_params_are_the_layer_tensors():
+    model = ncc.compile(EXAMPLES / "xor_values.txt", neuron_mode="layers")
+    module = ncc.run_passes(ncc.import_adjacency(EXAMPLES / "xor_values.txt"), "layerize")
+    weights = {op.sym: op.data for op in module.ops if op.name == "nn.weight"}
+    assert set(model.params) == set(weights)
+    name = next(k for k, v in weights.items() if v.ndim == 2)
+    model.params[name] *= 2
+    ref = ncc.reference.run(module, [XOR_X], params={name: weights[name] * 2})[0]
+    np.testing.assert_allclose(model(XOR_X), ref, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Wrong inputs: each is an NccError naming the problem
+
+GOOD = {"a": np.zeros((4, 3), np.float32), "b": np.zeros(3, np.float32), "idx": np.array([0, 1])}
+WRONG = [
+    ("a list", {"a": [[0.0] * 3] * 4}, "must be a numpy array.*got list"),
+    ("None", {"b": None}, "input 'b' must be a numpy array.*NoneType"),
+    ("a scalar", {"b": 1.0}, "got float"),
+    ("a 0-d array", {"b": np.array(1.0, np.float32)}, r"input 'b' has shape \[\], expected \[3\]"),
+    ("a wrong rank", {"a": np.zeros((4, 3, 1), np.float32)}, r"shape \[4, 3, 1\], expected \[batch, 3\]"),
+    ("a wrong static dim", {"a": np.zeros((4, 5), np.float32)}, r"input 'a' has shape \[4, 5\]"),
+    ("a complex dtype", {"b": np.zeros(3, np.complex64)}, "dtype complex64, expected float32"),
+    ("an object dtype", {"b": np.array([1, "x", None], object)}, "dtype object"),
+    ("a string dtype", {"b": np.array(["a", "b", "c"])}, "dtype <U1"),
+    ("float indices", {"idx": np.array([0.0, 1.0])}, "floats are not truncated"),
+    ("an overflowing float64", {"b": np.array([1e300, 0, 0])}, "overflow float32"),
+    ("an out-of-range index type", {"idx": np.array([2**63, 0], np.uint64)}, "out of range"),
+]
+
+
+@pytest.mark.parametrize("case, change, message", WRONG, ids=[w[0] for w in WRONG])
+def test_wrong_input_is_a_clear_error(multi, case, change, message):
+    feeds = {**GOOD, **change}
+    with pytest.raises(NccError, match=message):
+        multi.run(feeds)
+    with pytest.raises(NccError, match=message):
+        multi(*[feeds[n] for n in multi.input_names])
+
+
+def test_wrong_count_names_and_batches(multi):
+    a, b, i = GOOD["a"], GOOD["b"], GOOD["idx"]
+    with pytest.raises(NccError, match=r"takes 3 input\(s\) \(a, b, idx\), got 2"):
+        multi(a, b)
+    with pytest.raises(NccError, match="missing: idx; unknown: index"):
+        multi.run({"a": a, "b": b, "index": i})
+    with pytest.raises(NccError, match="run takes a mapping"):
+        multi.run([a, b, i])
+    with pytest.raises(NccError, match="no output named 2"):
+        multi.run(GOOD, output_names=["2"])
+    xor = ncc.compile(EXAMPLES / "xor_values.txt")
+    with pytest.raises(NccError, match="takes 1 input"):
+        xor()
+
+
+def test_documented_casts_and_copies(multi):
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((5, 6))
+    b = rng.standard_normal(3)
+    i = np.array([1, 0], np.int32)
+    want = multi_reference(a[:, ::2].astype(np.float32), b.astype(np.float32), i)
+    # float64 -> float32, int32 -> int64, a strided view -> copied, big-endian -> cast
+    for args in ((a[:, ::2], b, i), (np.asfortranarray(a[:, ::2]), b.astype(">f4"), i.astype(">i8"))):
+        for got, w in zip(multi(*args), want):
+            np.testing.assert_allclose(got, w, rtol=1e-6, atol=1e-6)
+    ro = a[:, ::2].astype(np.float32)
+    ro.flags.writeable = False  # read-only inputs are fine: kernels never write inputs
+    np.testing.assert_allclose(multi(ro, b, i)[0], want[0], rtol=1e-6, atol=1e-6)
+    ints = np.arange(15).reshape(5, 3)  # integer data for a float input: converted
+    np.testing.assert_allclose(multi(ints, b, i)[0], multi_reference(ints.astype(np.float32),
+                                                                      b.astype(np.float32), i)[0])
+
+
+def test_batch_disagreement_names_both_inputs():
+    text = MULTI.replace("tensor<3xf32> {ncc.name = \"b\"}", "tensor<?x3xf32> {ncc.name = \"b\"}") \
+        .replace("tensor<?x3xf32>, tensor<3xf32> -> tensor<?x3xf32>",
+                 "tensor<?x3xf32>, tensor<?x3xf32> -> tensor<?x3xf32>")
+    model = ncc.compile(text)
+    ok = model(np.ones((4, 3), np.float32), np.ones((4, 3), np.float32), np.array([0, 1]))
+    assert ok[0].shape == (4, 3)
+    with pytest.raises(NccError, match="inputs 'a' and 'b' disagree on the batch size: 4 vs 5"):
+        model(np.ones((4, 3), np.float32), np.ones((5, 3), np.float32), np.array([0, 1]))
+
+
+FUZZ = r"""
+import sys
+import numpy as np
+import ncc
+from ncc import NccError
+
+models = {"multi": ncc.compile(sys.argv[1]), "net": ncc.compile(sys.argv[2])}
+net = ncc.import_adjacency(sys.argv[2])
+rng = np.random.default_rng(int(sys.argv[3]))
+DTYPES = [np.float32, np.float64, np.float16, np.int8, np.int32, np.int64, np.uint64, bool,
+          np.complex64, object, "U3", "V4", ">f4", "<f8"]
+
+def value(hint):
+    k = rng.integers(0, 10)
+    if k == 0:
+        odd = [None, 1.5, "x", [1.0, 2.0], [[1.0] * 3] * 2, (), {}, b"\x00" * 16, np.float32(1)]
+        return odd[rng.integers(0, len(odd))]
+    ndim = int(rng.integers(0, 5))
+    shape = tuple(int(s) for s in rng.integers(0, 6, ndim))
+    if k >= 5:  # the expected shape, any batch: mostly dtype and layout vary
+        shape = tuple(int(rng.integers(0, 40)) if d == "batch" else d for d in hint)
+    dt = DTYPES[rng.integers(0, len(DTYPES))]
+    with np.errstate(all="ignore"):
+        a = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 300)).astype(dt) \
+            if np.dtype(dt).kind not in "OUV" else np.zeros(shape, dt)
+    if k == 1 and a.ndim:
+        a = a[..., ::2]  # strided
+    if k == 2 and a.ndim > 1:
+        a = a.T
+    return a
+
+ok = errors = 0
+for trial in range(int(sys.argv[4])):
+    name = ["multi", "net"][trial % 2]
+    model = models[name]
+    names = list(model.input_names)
+    n = len(names) + int(rng.integers(-1, 2))
+    hints = model.input_shapes + [[3]]
+    args = [value(hints[k]) for k in range(max(n, 0))]
+    try:
+        if rng.integers(0, 2):
+            out = model(*args)
+        else:
+            keys = names[:len(args)] if rng.integers(0, 3) else [f"n{k}" for k in range(len(args))]
+            out = model.run(dict(zip(keys, args)))[0]
+        ok += 1
+        if name == "net":  # what ran must be right, too
+            want = ncc.reference.run(net, [args[0].astype(np.float32)])[0]
+            np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-5)
+    except NccError:
+        errors += 1
+print(f"fuzz: {ok} ran, {errors} rejected")
+"""
+
+
+def test_fuzz_random_wrong_inputs_never_crash(tmp_path):
+    multi_path = tmp_path / "multi.mlir"
+    multi_path.write_text(MULTI)
+    proc = subprocess.run([sys.executable, "-c", FUZZ, str(multi_path), str(EXAMPLES / "seed_list.txt"),
+                           "12345", "3000"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"exit {proc.returncode} (a negative code is a signal): {proc.stderr[-2000:]}"
+    ran, rejected = int(proc.stdout.split()[1]), int(proc.stdout.split()[3])
+    assert rejected > 1000 and ran > 50, proc.stdout  # both kinds were exercised
+
+
+# ---------------------------------------------------------------------------
+# Sources
+
+
+def test_sources_path_text_module(tmp_path):
+    text = (EXAMPLES / "xor_values.txt").read_text()
+    module = ncc.import_adjacency(EXAMPLES / "xor_values.txt")
+    before = ncc.print_module(module)
+    for src in (EXAMPLES / "xor_values.txt", str(EXAMPLES / "xor_values.txt"), text, module):
+        assert np.array_equal(ncc.compile(src)(XOR_X)[:, 0], [0, 1, 1, 0])
+    assert ncc.print_module(module) == before  # the caller's module is not modified
+    mlir = tmp_path / "xor.mlir"
+    mlir.write_text(before)
+    assert np.array_equal(ncc.compile(mlir)(XOR_X)[:, 0], [0, 1, 1, 0])
+    assert np.array_equal(ncc.compile(before)(XOR_X)[:, 0], [0, 1, 1, 0])
+
+
+@pytest.mark.parametrize("source, kw, message", [
+    ("model.onnx", {}, "ONNX import is not available yet"),
+    ("no/such/file.txt", {}, "no/such/file.txt: error: no such file"),
+    (42, {}, "cannot compile a int"),
+    (EXAMPLES / "xor_values.txt", {"neuron_mode": "fast"}, "neuron_mode must be one of"),
+    ("N 02\n00\n01 tanh 00,05\n", {}, "<text>:3:"),
+    ("func.func @f(%x: tensor<2xf32>) -> tensor<3xf32> {\n  func.return %x : tensor<2xf32>\n}\n", {},
+     "<text>:"),
+    (MULTI, {"function": "other"}, "no function 'other'"),
+])
+def test_compile_errors_are_ncc_errors(tmp_path, source, kw, message):
+    if source == "model.onnx":
+        source = tmp_path / "model.onnx"
+        source.write_bytes(b"")
+    with pytest.raises(NccError, match=message):
+        ncc.compile(source, **kw)
+
+
+# ---------------------------------------------------------------------------
+# The compile cache
+
+
+def test_second_compile_hits_the_cache(tmp_path):
+    first = ncc.compile(EXAMPLES / "seed_list.txt", cache=tmp_path)
+    second = ncc.compile(EXAMPLES / "seed_list.txt", cache=tmp_path)
+    assert first.compile_info["cache"] == "miss" and second.compile_info["cache"] == "hit"
+    assert second.compile_info["cache_stats"] == {"hits": 1, "misses": 0, "stores": 0, "corrupt": 0}
+    assert "lower-to-llvm" not in second.compile_info["seconds"]  # no LLVM work at all
+    x = np.random.default_rng(7).standard_normal((9, 4)).astype(np.float32)
+    assert np.array_equal(first(x), second(x))
+    assert len(list(tmp_path.glob("*.ncc"))) == 1
+    # other options or other IR: other entries
+    assert ncc.compile(EXAMPLES / "seed_list.txt", cache=tmp_path,
+                       neuron_mode="layers").compile_info["cache"] == "miss"
+    assert ncc.compile(EXAMPLES / "xor_values.txt", cache=tmp_path).compile_info["cache"] == "miss"
+    assert ncc.compile(EXAMPLES / "seed_list.txt", cache=False).compile_info["cache"] == "off"
+
+
+def test_weights_are_not_part_of_the_key(tmp_path):
+    """Kernels take weights as buffers: a retrained net reuses the code."""
+    text = (EXAMPLES / "xor_values.txt").read_text()
+    ncc.compile(text, cache=tmp_path)
+    changed = ncc.compile(text.replace("w=1,-2", "w=1,-3"), cache=tmp_path)
+    assert changed.compile_info["cache"] == "hit"
+    assert np.array_equal(changed(XOR_X)[:, 0], [0, 1, 1, -1])
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncate", "flip"])
+def test_corrupt_entry_is_rebuilt(tmp_path, damage):
+    ncc.compile(EXAMPLES / "xor_values.txt", cache=tmp_path)
+    entry, = tmp_path.glob("*.ncc")
+    blob = entry.read_bytes()
+    entry.write_bytes({"garbage": b"\x00not an entry", "truncate": blob[:len(blob) // 2],
+                       "flip": blob[:-1] + bytes([blob[-1] ^ 1])}[damage])
+    model = ncc.compile(EXAMPLES / "xor_values.txt", cache=tmp_path)
+    assert model.compile_info["cache"] == "miss"
+    assert model.compile_info["cache_stats"]["corrupt"] == 1
+    assert np.array_equal(model(XOR_X)[:, 0], [0, 1, 1, 0])
+    assert ncc.compile(EXAMPLES / "xor_values.txt", cache=tmp_path).compile_info["cache"] == "hit"
+
+
+def test_concurrent_compiles_from_processes_leave_a_valid_entry(tmp_path):
+    script = textwrap.dedent("""
+        import sys, numpy as np, ncc
+        m = ncc.compile(sys.argv[1], cache=sys.argv[2])
+        x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+        print(m.compile_info["cache"], m(x)[:, 0].tolist())
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(EXAMPLES / "xor_values.txt"),
+                               str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    results = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
+    for out, err, code in results:
+        assert code == 0, err
+        assert out.split(" ", 1)[1].strip() == "[0.0, 1.0, 1.0, 0.0]"
+    entries = list(tmp_path.glob("*.ncc"))
+    assert len(entries) == 1 and not list(tmp_path.glob("*.tmp"))
+    cache = CompileCache(tmp_path)
+    assert cache.load(entries[0].stem) is not None
+    assert ncc.compile(EXAMPLES / "xor_values.txt", cache=tmp_path).compile_info["cache"] == "hit"
+
+
+def test_unwritable_cache_only_costs_time(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    model = ncc.compile(EXAMPLES / "xor_values.txt", cache=blocker / "sub")  # cannot mkdir
+    assert model.compile_info["cache"] == "miss"
+    assert np.array_equal(model(XOR_X)[:, 0], [0, 1, 1, 0])
+
+
+def test_default_cache_directory_is_the_environment_variable(cache_dir):
+    ncc.compile(EXAMPLES / "seed_edges.txt")
+    assert list(cache_dir.glob("*.ncc"))
