@@ -55,6 +55,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, MutableMapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -63,7 +64,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import MemRefType, ModuleOp
 
 from ncc.diagnostics import NccError
-from ncc.runtime.abi import ARG_ROLES, KernelABI
+from ncc.runtime.abi import ARG_ROLES, ArgRole, KernelABI
 
 NEURON_MODES = ("auto", "neuron", "layers")
 _MLIR_MARKERS = ("builtin.module", "module", "func.func", "neuron.net", "nn.weight", "\"")
@@ -165,9 +166,18 @@ def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "a
 
         chosen = ",".join(sorted({choose_neuron_lowering(n, neuron_mode) for n in nets}))
         run_passes(module, f"neuron-to-loops{{mode={neuron_mode}}}")
-    if any(isinstance(op, func.FuncOp) and op.body.blocks and ARG_ROLES not in op.attributes
-           for op in module.ops):
+    layerized = {op.sym_name.data for op in module.ops if isinstance(op, func.FuncOp)
+                 and op.body.blocks and ARG_ROLES not in op.attributes}
+    if layerized:
         run_passes(module, ("fuse," if fuse else "") + "lower-to-loops")
+    for net in nets:  # a net's I/O is `x` and `y` however it was lowered
+        kernel = next((op for op in module.ops if isinstance(op, func.FuncOp)
+                       and op.sym_name.data == net.sym_name.data), None)
+        if kernel is not None and kernel.sym_name.data in layerized:
+            abi = KernelABI.of(kernel)
+            io = {"input": "x", "output": "y"}
+            roles = tuple(ArgRole(r.kind, io.get(r.kind, r.name)) for r in abi.roles)
+            replace(abi, roles=roles).attach(kernel)
     return chosen
 
 

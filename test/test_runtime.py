@@ -77,6 +77,7 @@ def multi_reference(a, b, i):
 def test_xor_is_exact(mode):
     model = ncc.compile(EXAMPLES / "xor_values.txt", neuron_mode=mode)
     assert model.compile_info["neuron_mode"] == mode
+    assert model.input_names == ("x",) and model.output_names == ("y",)  # in either mode
     y = model(XOR_X)
     assert y.dtype == np.float32 and y.shape == (4, 1)
     assert np.array_equal(y[:, 0], [0, 1, 1, 0])

@@ -1,0 +1,100 @@
+"""ncc-run as a user runs it: inputs from files or seeded, the summary, -o .npz,
+--bench, options, and one-line errors with exit code 1."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ncc
+
+ROOT = Path(__file__).parent.parent
+EXAMPLES = ROOT / "examples"
+XOR = EXAMPLES / "xor_values.txt"
+
+
+@pytest.fixture(autouse=True)
+def cache_dir(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("NCC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "ncc-run-cache"))
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "ncc.tools.ncc_run", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_readme_example_computes_xor(tmp_path):
+    out = tmp_path / "out.npz"
+    proc = run(XOR, "--input", f"x={EXAMPLES / 'xor_x.npy'}", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "output 'y': [4, 1] float32" in proc.stdout
+    assert "first: [0., 1., 1., 0.]" in proc.stdout
+    with np.load(out) as z:
+        assert list(z.files) == ["y"] and np.array_equal(z["y"][:, 0], [0, 1, 1, 0])
+
+
+def test_seeded_random_inputs_are_reproducible_and_match_the_reference(tmp_path):
+    outs = []
+    for k in range(2):
+        proc = run(EXAMPLES / "seed_list.txt", "--batch", 17, "--seed", 3, "-o", tmp_path / f"{k}.npz")
+        assert proc.returncode == 0, proc.stderr
+        assert "input 'x': generated [17, 4] float32 (seed 3)" in proc.stdout
+        outs.append(np.load(tmp_path / f"{k}.npz")["y"])
+    assert np.array_equal(outs[0], outs[1])
+    x = np.random.default_rng(3).standard_normal((17, 4)).astype(np.float32)
+    want = ncc.reference.run(ncc.import_adjacency(EXAMPLES / "seed_list.txt"), [x])[0]
+    np.testing.assert_allclose(outs[0], want, rtol=1e-5, atol=1e-6)
+
+
+def test_npz_inputs_by_name_and_by_position(tmp_path):
+    x = np.array([[1, 0], [1, 1]], np.float32)
+    np.savez(tmp_path / "named.npz", x=x)
+    np.savez(tmp_path / "positional.npz", x)
+    for f in ("named.npz", "positional.npz"):
+        proc = run(XOR, "--inputs", tmp_path / f, "-o", tmp_path / "o.npz")
+        assert proc.returncode == 0, proc.stderr
+        assert np.array_equal(np.load(tmp_path / "o.npz")["y"][:, 0], [1, 0])
+
+
+def test_mlir_model_with_options(tmp_path):
+    text = ncc.print_module(ncc.run_passes(ncc.import_adjacency(XOR), "layerize"))
+    (tmp_path / "xor.mlir").write_text(text)
+    proc = run(tmp_path / "xor.mlir", "--input", f"arg0={EXAMPLES / 'xor_x.npy'}", "--no-fuse",
+               "--no-cache")
+    assert proc.returncode == 0, proc.stderr
+    assert "cache: off" in proc.stdout and "first: [0., 1., 1., 0.]" in proc.stdout
+    proc = run(XOR, "--neuron-mode", "layers", "--input", f"x={EXAMPLES / 'xor_x.npy'}")
+    assert "neuron lowering: layers" in proc.stdout and "first: [0., 1., 1., 0.]" in proc.stdout
+
+
+def test_bench_prints_statistics():
+    proc = run(XOR, "--batch", 64, "--bench", 50)
+    assert proc.returncode == 0, proc.stderr
+    m = re.search(r"bench: 50 calls, batch 64: per call min ([\d.]+) us  median ([\d.]+) us  "
+                  r"mean ([\d.]+) us  p90 ([\d.]+) us\n  throughput ([\d.e+]+) rows/s", proc.stdout)
+    assert m, proc.stdout
+    lo, median, _, p90, _ = map(float, m.groups())
+    assert 0 < lo <= median <= p90
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nosuch.txt"], r"nosuch.txt: error: no such file"),
+    ([XOR, "--input", "y=EX"], r"error: the model has no input y \(inputs: x\)"),
+    ([XOR, "--input", "x"], r"error: --input takes NAME=FILE.npy, got 'x'"),
+    ([XOR, "--input", "x=missing.npy"], r"missing.npy: error: cannot load array file"),
+    ([XOR, "--input", f"x={XOR}"], r"error: cannot load array file"),
+    ([XOR, "--input", "x=WRONG"], r"error: input 'x' has shape \[3\], expected \[batch, 2\] float32"),
+    ([XOR, "--batch", "-2"], r"error: --batch must be >= 0"),
+    ([EXAMPLES / "xor.py"], r"xor.py:\d+:\d+: error: "),
+])
+def test_errors_are_one_line_and_exit_1(tmp_path, args, message):
+    np.save(tmp_path / "wrong.npy", np.zeros(3, np.float32))
+    args = [str(a).replace("EX", str(EXAMPLES / "xor_x.npy")).replace("WRONG", str(tmp_path / "wrong.npy"))
+            for a in args]
+    proc = run(*args)
+    assert proc.returncode == 1
+    assert len(proc.stderr.splitlines()) == 1 and re.search(message, proc.stderr), proc.stderr
+    assert "Traceback" not in proc.stderr
