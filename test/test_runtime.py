@@ -19,7 +19,8 @@ from ncc.runtime.cache import CompileCache
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = ROOT / "examples"
-SEEDS = ["seed_list.txt", "seed_matrix.txt", "seed_edges.txt", "seed_matrix_decorated.txt", "ncp19.txt"]
+SEEDS = ["seed_list.txt", "seed_matrix.txt", "seed_edges.txt", "seed_matrix_decorated.txt",
+         "ncp19.txt"]
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 
 # Two named inputs with a batch, one static input, one index input, two outputs.
