@@ -130,14 +130,18 @@ class Builder:
 
     def const(self, value: float | int, t: Attribute) -> SSAValue:
         """A constant, created once per kernel at the top of the entry block."""
-        key = (repr(value), t)
+        value = float(value) if isinstance(t, nn.FLOAT_TYPES) else int(value)
+        key = (repr(value), t)  # repr: -0.0 and 0.0 are different constants
         if key not in self._consts:
-            attr = FloatAttr(float(value), t) if isinstance(t, nn.FLOAT_TYPES) else IntegerAttr(int(value), t)
+            attr = FloatAttr(value, t) if isinstance(t, nn.FLOAT_TYPES) else IntegerAttr(value, t)
             op = arith.ConstantOp(attr)
-            if self.entry.first_op is None:
-                self.entry.add_op(op)
-            else:
+            last = next(reversed(self._consts.values()), None)
+            if last is not None:
+                self.entry.insert_op_after(op, last.owner)
+            elif self.entry.first_op is not None:
                 self.entry.insert_op_before(op, self.entry.first_op)
+            else:
+                self.entry.add_op(op)
             self._consts[key] = op.result
         return self._consts[key]
 
@@ -884,7 +888,7 @@ class FunctionLowering:
         wargs = dict(zip(weights, args[len(in_types) + len(out_types):]))
         arena = args[-1] if use_arena else None
         for a, role in zip(args, roles):
-            hint = {"input": role.name, "output": "out", "weight": "w", "arena": "arena"}[role.kind]
+            hint = {"output": "out", "arena": "arena"}.get(role.kind, role.name)
             if re.fullmatch(r"[A-Za-z_][\w]*", hint):
                 a.name_hint = hint
         b = Builder(kernel.body.block)
