@@ -17,7 +17,8 @@
 The kernel follows runtime/abi.py: arguments `input:x` (`memref<?xN_INxf32>`,
 the input neurons in index order), `output:y` (`memref<?xN_OUTxf32>`, the
 net's outputs in listed order) and `weight:<net>.params`, one flat
-`memref<Pxf32>` whose element k is the parameter `ncc.param_names[k]`; no arena.
+`memref<Pxf32>` whose element k is the parameter `ncc.param_names[k]`; an
+arena only for a net split into chunks (below).
 Parameter order: every distinct weight symbol in order of first use (neurons by
 index, each neuron's terms in order), then every bias symbol not already listed
 (neurons by index). A shared symbol is one parameter. The module keeps the
@@ -27,7 +28,11 @@ the seeded rule `neuron.initial_value`, biases 0 -- exactly what
 writable and are never baked into code.
 
 Every batch row is independent and the body is straight-line: LLVM's loop
-vectorizer runs one row per vector lane (16 rows per AVX-512 vector). Weight
+vectorizer runs one row per vector lane (16 rows per AVX-512 vector; the
+row-major input and output become interleaved vector loads and stores).
+A large net is cut into chunks of about `chunk-edges` edges (default 256), each
+its own straight-line loop over a tile of 64 rows, values crossing chunks kept
+in a `[slots x 64]` tile in the arena (see CHUNK_EDGES for why). Weight
 loads do not depend on the row (LLVM hoists them; the buffers are `noalias`).
 (lower-to-llvm's `contract` option lets LLVM fuse each multiply-add into an FMA.)
 Only neurons an output depends on are computed. Activations are inlined with
@@ -46,7 +51,7 @@ from typing import Callable
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import arith, func, math, memref, scf
-from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, ModuleOp, f32
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, ModuleOp, f32, i8
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -164,7 +169,71 @@ def needed_neurons(g: NeuronGraph) -> list[int]:
     return [j for j in order if j in live]
 
 
-def neuron_kernel(net: NetOp, seed: int = 0) -> tuple[nn.WeightOp, func.FuncOp]:
+# A basic block of thousands of values makes LLVM slow (superlinear: register
+# allocation and scheduling; 5,500 edges in one block took 20 s at O3) and
+# spills most values anyway. So a large net is split into chunks of about
+# CHUNK_EDGES edges in topological order, each its own small loop over a tile of
+# TILE_ROWS rows; a value a later chunk reads goes through a tile buffer in the
+# arena (`tile[slot][row]`: unit stride along the batch, in L1/L2). A net of one
+# chunk -- every small net -- is a single loop over the batch, no arena.
+CHUNK_EDGES = 256
+TILE_ROWS = 64
+
+
+def chunk_neurons(g: NeuronGraph, neurons: list[int], max_edges: int = CHUNK_EDGES) -> list[list[int]]:
+    """Consecutive groups of `neurons` (topological order) of at most `max_edges` edges."""
+    chunks: list[list[int]] = [[]]
+    edges = 0
+    for j in neurons:
+        k = max(len(g.inputs[j]), 1)
+        if chunks[-1] and edges + k > max_edges:
+            chunks.append([])
+            edges = 0
+        chunks[-1].append(j)
+        edges += k
+    return chunks
+
+
+class _Builder:
+    """Ops of one kernel: shared constants go before the loops, each chunk's
+    straight-line body into its own block."""
+
+    def __init__(self):
+        self.pre: list[Operation] = []
+        self.ops: list[Operation] = []
+        self._index: dict[int, SSAValue] = {}
+        self._float: dict[float, SSAValue] = {}
+
+    def emit(self, op: Operation) -> SSAValue:
+        self.ops.append(op)
+        return op.results[0] if op.results else None
+
+    def index(self, k: int) -> SSAValue:
+        if k not in self._index:
+            self.pre.append(op := arith.ConstantOp(IntegerAttr(k, IndexType())))
+            self._index[k] = op.result
+        return self._index[k]
+
+    def const(self, v: float) -> SSAValue:
+        if v not in self._float:
+            self.pre.append(op := arith.ConstantOp(FloatAttr(v, f32)))
+            self._float[v] = op.result
+        return self._float[v]
+
+    def loop(self, lb: SSAValue, ub: SSAValue, step: SSAValue, hint: str,
+             body: Callable[[SSAValue], None]) -> None:
+        """scf.for lb..ub with the ops `body(iv)` emits."""
+        outer, self.ops = self.ops, []
+        block = Block(arg_types=[IndexType()])
+        block.args[0].name_hint = hint
+        body(block.args[0])
+        block.add_ops([*self.ops, scf.YieldOp()])
+        self.ops = outer
+        self.emit(scf.ForOp(lb, ub, step, [], Region(block)))
+
+
+def neuron_kernel(net: NetOp, seed: int = 0, chunk_edges: int = CHUNK_EDGES,
+                  ) -> tuple[nn.WeightOp, func.FuncOp]:
     """The parameter weight and the kernel computing `net` (see the module docstring)."""
     g = net.graph()
     name = net.sym_name.data
@@ -175,70 +244,82 @@ def neuron_kernel(net: NetOp, seed: int = 0) -> tuple[nn.WeightOp, func.FuncOp]:
         err.op = next(n for n in net.neurons if n.index.data == e.neuron)  # reported at its line
         raise err from None
     inputs, outputs = g.input_indices, list(g.outputs or [])
-    x_t = MemRefType(f32, [DYN, len(inputs)])
-    y_t = MemRefType(f32, [DYN, len(outputs)])
-    p_t = MemRefType(f32, [len(names)])
-    fn = func.FuncOp(name, ((x_t, y_t, p_t), ()))
-    x, y, p = fn.body.block.args
-    for arg, hint in zip(fn.body.block.args, ("x", "y", "params")):
+    in_col = {i: c for c, i in enumerate(inputs)}
+    out_cols: dict[int, int] = {j: c for c, j in enumerate(outputs)}
+    computed = [j for j in needed_neurons(g) if g.activation[j] is not None]
+    chunks = chunk_neurons(g, computed, chunk_edges)
+    # Inputs that are outputs are copied by the first chunk.
+    chunks[0] = [j for j in outputs if g.activation[j] is None] + chunks[0]
+    chunk_of = {j: c for c, chunk in enumerate(chunks) for j in chunk}
+    crossing = sorted({i for j in computed for i in g.inputs[j]
+                       if i in chunk_of and chunk_of[i] < chunk_of[j]}, key=chunk_of.get)
+    tile_slot = {j: k for k, j in enumerate(crossing)}
+
+    types = [MemRefType(f32, [DYN, len(inputs)]), MemRefType(f32, [DYN, len(outputs)]),
+             MemRefType(f32, [len(names)])]
+    roles = [ArgRole("input", "x"), ArgRole("output", "y"), ArgRole("weight", params_symbol(name))]
+    if tile_slot:
+        types.append(MemRefType(i8, [DYN]))
+        roles.append(ArgRole("arena", ""))
+    fn = func.FuncOp(name, (types, ()))
+    x, y, p = fn.body.block.args[:3]
+    for arg, hint in zip(fn.body.block.args, ("x", "y", "params", "arena")):
         arg.name_hint = hint
 
-    pre: list[Operation] = []  # before the loop: constants, the batch size
-    body: list[Operation] = []  # the loop body, straight-line
-    index_consts: dict[int, SSAValue] = {}
-    float_consts: dict[float, SSAValue] = {}
+    B = _Builder()
+    batch = memref.DimOp(x, B.index(0))
+    B.pre.append(batch)
+    tile = None
+    if tile_slot:
+        B.pre.append(view := memref.ViewOp(fn.body.block.args[3], B.index(0), [],
+                                           MemRefType(f32, [len(tile_slot), TILE_ROWS])))
+        tile = view.results[0]
+        tile.name_hint = "tile"
 
-    def index(k: int) -> SSAValue:
-        if k not in index_consts:
-            op = arith.ConstantOp(IntegerAttr(k, IndexType()))
-            pre.append(op)
-            index_consts[k] = op.result
-        return index_consts[k]
+    def chunk_body(chunk: list[int], row: SSAValue, t: SSAValue | None) -> None:
+        value: dict[int, SSAValue] = {}
+        loaded: dict[str, SSAValue] = {}
 
-    def const(v: float) -> SSAValue:
-        if v not in float_consts:
-            op = arith.ConstantOp(FloatAttr(v, f32))
-            pre.append(op)
-            float_consts[v] = op.result
-        return float_consts[v]
+        def get(i: int) -> SSAValue:  # a neuron from outside the chunk: its input column or tile slot
+            if i not in value:
+                value[i] = B.emit(memref.LoadOp.get(x, [row, B.index(in_col[i])]) if i in in_col
+                                  else memref.LoadOp.get(tile, [B.index(tile_slot[i]), t]))
+            return value[i]
 
-    def emit(op: Operation) -> SSAValue:
-        body.append(op)
-        return op.results[0]
+        def param(sym: str) -> SSAValue:  # loaded once per chunk, at its first use
+            if sym not in loaded:
+                loaded[sym] = B.emit(memref.LoadOp.get(p, [B.index(slot[sym])]))
+            return loaded[sym]
 
-    batch = memref.DimOp(x, index(0))
-    pre.append(batch)
-    block = Block(arg_types=[IndexType()])
-    row = block.args[0]
-    row.name_hint = "b"
+        for j in chunk:
+            if g.activation[j] is None:
+                value[j] = get(j)
+            else:
+                z = param(g.bias[j]) if g.bias[j] is not None else None
+                for i, sym in zip(g.inputs[j], g.weights[j]):
+                    m = B.emit(arith.MulfOp(get(i), param(sym)))
+                    z = m if z is None else B.emit(arith.AddfOp(z, m))
+                value[j] = ACTIVATIONS[g.activation[j]](B.emit, B.const,
+                                                        B.const(0.0) if z is None else z)
+            if j in tile_slot:
+                B.emit(memref.StoreOp.get(value[j], tile, [B.index(tile_slot[j]), t]))
+            if j in out_cols:
+                B.emit(memref.StoreOp.get(value[j], y, [row, B.index(out_cols[j])]))
 
-    loaded: dict[str, SSAValue] = {}
-
-    def param(sym: str) -> SSAValue:  # loaded once per row, at its first use
-        if sym not in loaded:
-            loaded[sym] = emit(memref.LoadOp.get(p, [index(slot[sym])]))
-        return loaded[sym]
-
-    value: dict[int, SSAValue] = {}
-    for col, i in enumerate(inputs):
-        value[i] = emit(memref.LoadOp.get(x, [row, index(col)]))
-    for j in needed_neurons(g):
-        if g.activation[j] is None:
-            continue
-        z = param(g.bias[j]) if g.bias[j] is not None else None
-        for i, sym in zip(g.inputs[j], g.weights[j]):
-            m = emit(arith.MulfOp(value[i], param(sym)))
-            z = m if z is None else emit(arith.AddfOp(z, m))
-        value[j] = ACTIVATIONS[g.activation[j]](emit, const, const(0.0) if z is None else z)
-    for col, j in enumerate(outputs):
-        body.append(memref.StoreOp.get(value[j], y, [row, index(col)]))
-    body.append(scf.YieldOp())
-    block.add_ops(body)
-    loop = scf.ForOp(index(0), batch, index(1), [], Region(block))
-    fn.body.block.add_ops([*pre, loop, func.ReturnOp()])
-    KernelABI(name, (ArgRole("input", "x"), ArgRole("output", "y"),
-                     ArgRole("weight", params_symbol(name))),
-              param_names=tuple(names)).attach(fn)
+    if not tile_slot:  # one chunk: one loop over the whole batch
+        B.loop(B.index(0), batch.result, B.index(1), "b",
+               lambda b: chunk_body(chunks[0], b, None))
+    else:
+        def tile_body(t0: SSAValue) -> None:
+            rows = B.emit(arith.MinSIOp(B.emit(arith.SubiOp(batch.result, t0)),
+                                        B.index(TILE_ROWS)))
+            for chunk in chunks:
+                B.loop(B.index(0), rows, B.index(1), "t",
+                       lambda t, chunk=chunk: chunk_body(chunk, B.emit(arith.AddiOp(t0, t)), t))
+        B.loop(B.index(0), batch.result, B.index(TILE_ROWS), "t0", tile_body)
+    fn.body.block.add_ops([*B.pre, *B.ops, func.ReturnOp()])
+    tile_bytes = 4 * len(tile_slot) * TILE_ROWS
+    KernelABI(name, tuple(roles), 0, tile_bytes, param_names=tuple(names)).attach(fn)
     return nn.WeightOp(params_symbol(name), values), fn
 
 
@@ -291,14 +372,17 @@ class NeuronToLoopsPass(ModulePass):
     name = "neuron-to-loops"
     mode: str = "neuron"  # neuron | auto | layers
     seed: int = 0  # seed of the initial-value rule for weights without values
+    chunk_edges: int = CHUNK_EDGES  # edges per straight-line chunk (see CHUNK_EDGES)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.mode not in MODES:
             raise PassFailedException(
                 f"mode must be one of {', '.join(MODES)}, got '{self.mode}'")
+        if self.chunk_edges < 1:
+            raise PassFailedException(f"chunk-edges must be at least 1, got {self.chunk_edges}")
         for net in [o for o in op.walk() if isinstance(o, NetOp)]:
             if choose_neuron_lowering(net, self.mode) == "neuron":
-                new = list(neuron_kernel(net, self.seed))
+                new = list(neuron_kernel(net, self.seed, self.chunk_edges))
             else:
                 weights, fn = layerize_net(net, self.seed)
                 new = [*weights, fn]

@@ -2,6 +2,7 @@
 // A tiny net lowered to one straight-line kernel: the batch loop's body loads the
 // row's inputs, does one multiply-add per weight (weights loaded from the flat
 // params buffer, never baked in), inlines each activation and stores the outputs.
+// (`lower-to-llvm` later contracts each multiply-add into an FMA.)
 
 // The initial parameter values: weights in order of first use, then biases.
 // CHECK:       nn.weight @tiny.params : tensor<6xf32> = dense<[0.5, -1.0, 2.0, 0.25, -0.5, 0.125]>
@@ -13,17 +14,19 @@
 // CHECK:         %[[C0:.*]] = arith.constant 0 : index
 // CHECK-NEXT:    %[[BATCH:.*]] = memref.dim %x, %[[C0]] : memref<?x2xf32>
 // CHECK:         scf.for %b = %[[C0]] to %[[BATCH]] step %{{.*}} {
-// CHECK-NEXT:      %[[X0:.*]] = memref.load %x[%b, %[[C0]]] : memref<?x2xf32>
-// CHECK-NEXT:      %[[X1:.*]] = memref.load %x[%b, %{{.*}}] : memref<?x2xf32>
-// n02 = tanh(b02 + n00*w0002 + n01*w0102)
+// n02 = tanh(b02 + n00*w0002 + n01*w0102); the row's inputs are loaded at first use
 // CHECK-NEXT:      %[[B02:.*]] = memref.load %params[%{{.*}}] : memref<6xf32>
+// CHECK-NEXT:      %[[X0:.*]] = memref.load %x[%b, %[[C0]]] : memref<?x2xf32>
 // CHECK-NEXT:      %[[W0:.*]] = memref.load %params[%[[C0]]] : memref<6xf32>
 // CHECK-NEXT:      %[[M0:.*]] = arith.mulf %[[X0]], %[[W0]] : f32
 // CHECK-NEXT:      %[[S0:.*]] = arith.addf %[[B02]], %[[M0]] : f32
+// CHECK-NEXT:      %[[X1:.*]] = memref.load %x[%b, %{{.*}}] : memref<?x2xf32>
 // CHECK-NEXT:      %[[W1:.*]] = memref.load %params[%{{.*}}] : memref<6xf32>
 // CHECK-NEXT:      %[[M1:.*]] = arith.mulf %[[X1]], %[[W1]] : f32
 // CHECK-NEXT:      %[[S1:.*]] = arith.addf %[[S0]], %[[M1]] : f32
 // CHECK-NEXT:      %[[N02:.*]] = math.tanh %[[S1]] : f32
+// Each output is stored to its column (the listed order: n03, n02) once computed.
+// CHECK-NEXT:      memref.store %[[N02]], %y[%b, %{{.*}}] : memref<?x2xf32>
 // n03 = sigmoid(b03 + n02*w0203 + n00*w0003): 1 / (1 + exp(-z)), inlined
 // CHECK-NEXT:      %[[B03:.*]] = memref.load %params[%{{.*}}] : memref<6xf32>
 // CHECK-NEXT:      %[[W2:.*]] = memref.load %params[%{{.*}}] : memref<6xf32>
@@ -36,9 +39,7 @@
 // CHECK-NEXT:      %[[E:.*]] = math.exp %[[NEG]] : f32
 // CHECK-NEXT:      %[[D:.*]] = arith.addf %[[ONE:.*]], %[[E]] : f32
 // CHECK-NEXT:      %[[N03:.*]] = arith.divf %[[ONE]], %[[D]] : f32
-// The outputs in listed order: n03 then n02.
 // CHECK-NEXT:      memref.store %[[N03]], %y[%b, %[[C0]]] : memref<?x2xf32>
-// CHECK-NEXT:      memref.store %[[N02]], %y[%b, %{{.*}}] : memref<?x2xf32>
 // CHECK-NEXT:    }
 // CHECK-NEXT:    func.return
 // CHECK-NOT:   neuron.
