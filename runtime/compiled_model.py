@@ -594,6 +594,7 @@ def _check_input(name: str, a: Any, spec: _ArgSpec) -> np.ndarray:
     if not isinstance(a, np.ndarray):
         raise NccError(f"input '{name}' must be a numpy array of shape {spec.describe()}, "
                        f"got {type(a).__name__}")
+    a = np.asarray(a)  # a subclass (matrix, memmap) as a plain array
     if a.ndim != len(spec.shape) or any(d >= 0 and d != s for d, s in zip(spec.shape, a.shape)):
         raise NccError(f"input '{name}' has shape {list(a.shape)}, expected {spec.describe()}")
     if a.dtype != spec.dtype:
