@@ -147,7 +147,8 @@ def test_binary_integers(name):
 # Contractions
 
 MATMULS = [((3, 4), (4, 5)), ((DYN, 7), (7, 2)), ((5,), (5, 3)), ((2, 5), (5,)), ((5,), (5,)),
-           ((2, 1, 3, 4), (5, 4, 2)), ((1, 1), (1, 1)), ((3, 2, 3), (3, 2)), ((DYN, 2, 3), (3, 13))]
+           ((2, 1, 3, 4), (5, 4, 2)), ((1, 1), (1, 1)), ((3, 2, 3), (3, 2)), ((DYN, 2, 3), (3, 13)),
+           ((3, 16), (16, 5)), ((DYN, 17), (17, 4)), ((2, 9), (9,)), ((8,), (8, 3))]  # k unrolled by 8
 
 
 @pytest.mark.parametrize("shapes", MATMULS, ids=str)
@@ -577,3 +578,17 @@ def test_interpreter_bounds_checks():
     lowered = lower(build([T(3)], lambda e, x: e(nn.ExpOp(x))))
     with pytest.raises(KernelError):
         run_kernel(lowered, [randn(4)])
+
+
+def test_layerized_dag_native():
+    """layerize -> fuse -> lower-to-loops -> native code equals the reference
+    on a random DAG with skip connections, for several batch sizes of one
+    compiled model. (Small: LLVM's O3 takes seconds on the many loops of a
+    layerized net; the interpreted tests above cover bigger ones.)"""
+    r = np.random.default_rng(7)
+    g = random_graph(r, n=24, n_inputs=4, fan_in=4, values=True, biases=True)
+    net = ModuleOp([g.to_net("net")])
+    model = ncc.compile(net.clone(), neuron_mode="layers", cache=False)
+    for batch in (1, 7, 1000):
+        x = r.normal(size=(batch, len(g.input_indices))).astype(np.float32)
+        np.testing.assert_allclose(model(x), ncc.reference.run(net, [x])[0], rtol=2e-4, atol=2e-5)

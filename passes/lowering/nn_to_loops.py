@@ -179,10 +179,12 @@ class Builder:
 
     # index arithmetic, folding the trivial cases so the IR stays readable
     def add_i(self, a: SSAValue, n: int | SSAValue) -> SSAValue:
-        return a if isinstance(n, int) and n == 0 else self(arith.AddiOp, a, self.size(n))
+        if isinstance(n, int) and n == 0:
+            return a
+        return self.size(n) if a is self.idx(0) else self(arith.AddiOp, a, self.size(n))
 
     def mul_i(self, a: SSAValue, n: int) -> SSAValue:
-        return a if n == 1 else self(arith.MuliOp, a, self.idx(n))
+        return a if n == 1 or a is self.idx(0) else self(arith.MuliOp, a, self.idx(n))
 
     def nest(self, bounds: Sequence[int | SSAValue], body: Callable[[list[SSAValue], list[SSAValue]],
              Sequence[SSAValue] | None], inits: Sequence[SSAValue] = ()) -> list[SSAValue]:
@@ -324,9 +326,14 @@ def _epilogue(b: Builder, op, bias: Buf | None, bias_index: list[SSAValue],
     return UNARY_EMIT[op.params.activation](b, value)
 
 
+K_UNROLL = 8  # matmul: products per load/store of the output in the inner loop
+
+
 def lower_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     """numpy.matmul, loops (batch..., i, k, j): the inner loop is unit-stride
-    in the right operand and the output. Fused: bias + activation per row."""
+    in the right operand and the output (it vectorizes); k is unrolled by
+    K_UNROLL so that each output element is loaded and stored once per
+    K_UNROLL multiply-adds. Fused: bias + activation per row."""
     x, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
     rows, cols = len(x.shape) > 1, len(w.shape) > 1
@@ -346,17 +353,27 @@ def lower_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         xb = broadcast_map(b, out.shape[:nb], x2[:-2])(bt)
         wb = broadcast_map(b, out.shape[:nb], w2[:-2])(bt)
 
-        def kloop(ks, _):
-            xv = b.load(x, [*xb, *([i] if rows else []), ks[0]])
+        def kstep(kk: list[SSAValue]) -> None:
+            """out[i, :] += x[i, kk] @ w[kk, :]: one load and store of out per len(kk) products."""
+            xv = [b.load(x, [*xb, *([i] if rows else []), kq]) for kq in kk]
 
             def jloop(js, _):
-                wv = b.load(w, [*wb, ks[0], *([js[0]] if cols else [])])
                 o = oidx(js[0])
-                b.store(b.binary("add", b.load(out, o), b.binary("mul", xv, wv)), out, o)
+                acc = b.load(out, o)
+                for xq, kq in zip(xv, kk):  # same order of additions as one k at a time
+                    acc = b.binary("add", acc, b.binary("mul", xq, b.load(w, [*wb, kq, *([js[0]] if cols else [])])))
+                b.store(acc, out, o)
 
             b.nest([n], jloop)
 
-        b.nest([k], kloop)
+        unroll = K_UNROLL if k != DYN and k >= K_UNROLL else 1
+        def kblock(ks, _):
+            k0 = b.mul_i(ks[0], unroll)
+            kstep([b.add_i(k0, u) for u in range(unroll)])
+
+        b.nest([k if unroll == 1 else k // unroll], kblock)
+        if unroll > 1 and k % unroll:
+            b.nest([k % unroll], lambda ks, _: kstep([b.add_i(ks[0], k - k % unroll)]))
         if isinstance(op, nn.FusedMatmulOp) and (bias is not None or op.params.activation != "identity"):
             def fin(js, _):
                 o = oidx(js[0])

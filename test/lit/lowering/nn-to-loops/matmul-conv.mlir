@@ -1,7 +1,8 @@
 // RUN: ncc-opt %s --lower-to-loops | FileCheck %s
 // Contractions. A matmul runs its loops (rows, k, columns) so that the inner
-// loop walks the weight and the output with unit stride; a fused matmul then
-// adds the bias and applies the activation to each output row. Weights are
+// loop walks the weight and the output with unit stride (k is unrolled by 8
+// when there are at least 8: see @wide); a fused matmul then adds the bias and
+// applies the activation to each output row. Weights are
 // buffers passed in (role weight:<symbol>), never baked into the code.
 
 nn.weight @w : tensor<4x3xf32> = dense<1.0>
@@ -19,8 +20,8 @@ nn.weight @b : tensor<3xf32> = dense<0.5>
 // CHECK-NEXT:      scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step
 // CHECK-NEXT:        %[[XV:.*]] = memref.load %x[%[[I]], %[[K]]] : memref<?x4xf32>
 // CHECK-NEXT:        scf.for %[[J:.*]] = %{{.*}} to %{{.*}} step
-// CHECK-NEXT:          %[[WV:.*]] = memref.load %w[%[[K]], %[[J]]] : memref<4x3xf32>
 // CHECK-NEXT:          %[[ACC:.*]] = memref.load %out[%[[I]], %[[J]]] : memref<?x3xf32>
+// CHECK-NEXT:          %[[WV:.*]] = memref.load %w[%[[K]], %[[J]]] : memref<4x3xf32>
 // CHECK-NEXT:          %[[P:.*]] = arith.mulf %[[XV]], %[[WV]] : f32
 // CHECK-NEXT:          %[[S:.*]] = arith.addf %[[ACC]], %[[P]] : f32
 // CHECK-NEXT:          memref.store %[[S]], %out[%[[I]], %[[J]]] : memref<?x3xf32>
@@ -70,4 +71,25 @@ func.func @mlp(%x: tensor<?x4xf32> {ncc.name = "x"}) -> tensor<?x3xf32> {
 func.func @conv(%x: tensor<1x2x5x5xf32>, %w: tensor<3x2x3x3xf32>) -> tensor<1x3x5x5xf32> {
   %0 = nn.conv %x, %w pads [1, 1, 1, 1] : tensor<1x2x5x5xf32>, tensor<3x2x3x3xf32> -> tensor<1x3x5x5xf32>
   func.return %0 : tensor<1x3x5x5xf32>
+}
+
+// With k = 10: one unrolled step of 8 products per output load/store, then a
+// remainder loop over the last 2.
+
+// CHECK-LABEL: func.func @wide(
+// CHECK-DAG:     %[[C8:.*]] = arith.constant 8 : index
+// CHECK-COUNT-8:   memref.load %arg0
+// CHECK-NEXT:      scf.for %[[J:.*]] =
+// CHECK-NEXT:      %[[A0:.*]] = memref.load %out[%{{.*}}, %[[J]]]
+// CHECK-NEXT:      %[[W0:.*]] = memref.load %arg1[%{{.*}}, %[[J]]]
+// CHECK-NEXT:      %[[P0:.*]] = arith.mulf %{{.*}}, %[[W0]]
+// CHECK-NEXT:      %[[S0:.*]] = arith.addf %[[A0]], %[[P0]]
+// CHECK-COUNT-7:   arith.addf
+// CHECK-NEXT:      memref.store
+// CHECK:         scf.for %[[R:.*]] = %{{.*}} to %{{.*}} step
+// CHECK-NEXT:      %[[KR:.*]] = arith.addi %[[R]], %[[C8]] : index
+// CHECK-NEXT:      memref.load %arg0[%{{.*}}, %[[KR]]]
+func.func @wide(%x: tensor<2x10xf32>, %w: tensor<10x3xf32>) -> tensor<2x3xf32> {
+  %0 = nn.matmul %x, %w : tensor<2x10xf32>, tensor<10x3xf32> -> tensor<2x3xf32>
+  func.return %0 : tensor<2x3xf32>
 }
