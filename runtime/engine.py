@@ -14,9 +14,11 @@ cached code thus go through the same loader: an object loaded from the cache is
 the very code that was compiled.
 
 Thread safety: LLVM's global state is not safe to use from several threads at
-once, so every compile and load holds one process-wide lock. The native
-functions themselves touch only the buffers they are given: several threads may
-call them at once with distinct output and arena buffers.
+once, so every compile and load holds one process-wide lock. Building xDSL IR
+(parsing, passes) is not thread-safe either (xDSL's implicit builders): callers
+lowering in several threads must serialize that themselves. The native functions
+touch only the buffers they are given: several threads may call them at once
+with distinct output and arena buffers.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from xdsl.context import Context
-from xdsl.dialects import arith, math
+from xdsl.dialects import arith, func, math
 from xdsl.dialects.builtin import FloatAttr, IntegerAttr, ModuleOp, f32, i1, i32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
@@ -76,8 +76,8 @@ class V:
 
 
 class Emitter:
-    def __init__(self, rewriter: PatternRewriter, anchor: Operation):
-        self.rewriter, self.anchor = rewriter, anchor
+    def __init__(self, rewriter: PatternRewriter, anchor: Operation, constants: dict):
+        self.rewriter, self.anchor, self.constants = rewriter, anchor, constants
 
     def emit(self, op: Operation) -> V:
         self.rewriter.insert(op, InsertPoint.before(self.anchor))
@@ -86,8 +86,23 @@ class Emitter:
     def lift(self, x, t) -> V:
         if isinstance(x, V):
             return x
-        attr = FloatAttr(float(x), t) if t == f32 else IntegerAttr(int(x), t)
-        return self.emit(arith.ConstantOp(attr))
+        # Constants are shared by all expansions in a function and placed at its entry:
+        # a net with hundreds of tanh would otherwise build thousands of copies.
+        fn = self.anchor.parent_op()
+        while fn is not None and not isinstance(fn, func.FuncOp):
+            fn = fn.parent_op()
+        key = (fn, repr(float(x)) if t == f32 else int(x), t)
+        if key not in self.constants:
+            op = arith.ConstantOp(FloatAttr(float(x), t) if t == f32 else IntegerAttr(int(x), t))
+            last = self.constants.get(fn)  # keep them in order of first use
+            where = (InsertPoint.after(last) if last is not None else
+                     InsertPoint.at_start(fn.body.blocks.first) if fn is not None
+                     else InsertPoint.before(self.anchor))
+            self.rewriter.insert(op, where)
+            self.constants[key] = op.result
+            if fn is not None:
+                self.constants[fn] = op
+        return V(self, self.constants[key])
 
     def select(self, c: V, a, b) -> V:
         a = self.lift(a, f32 if not isinstance(b, V) else b.value.type)
@@ -201,11 +216,14 @@ EXPANSIONS: dict[type[Operation], Callable[[Emitter, V], V]] = {
 
 
 class ExpandMath(RewritePattern):
+    def __init__(self):
+        self.constants: dict = {}
+
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /):
         expand = EXPANSIONS.get(type(op))
         if expand is None or op.results[0].type != f32:
             return
-        em = Emitter(rewriter, op)
+        em = Emitter(rewriter, op, self.constants)
         rewriter.replace(op, [], [expand(em, V(em, op.operands[0])).value])
 
 

@@ -133,6 +133,8 @@ class _FuncLowering:
         self.blocks: dict[Block, Block] = {}
         self.block: Block | None = None
         self.libm: set[tuple[str, Attribute]] = set()
+        self.consts: dict[tuple, llvm.ConstantOp] = {}
+        self.addresses: dict[tuple, SSAValue] = {}  # per block: (memref, *indices) -> GEP
 
     # -- emission helpers --------------------------------------------------------------
     def emit(self, op: Operation) -> SSAValue | None:
@@ -140,8 +142,13 @@ class _FuncLowering:
         return op.results[0] if op.results else None
 
     def const(self, value: int | float, t: Attribute) -> SSAValue:
-        attr = FloatAttr(value, t) if isinstance(t, AnyFloat) else IntegerAttr(value, t)
-        return self.emit(llvm.ConstantOp(attr, t))
+        # One op per distinct constant, placed at the function's entry (see run): fewer
+        # ops to build and verify in Python, which dominates lowering time.
+        key = (value, t, str(value))  # str: keeps -0.0 and 0.0 (and NaNs) apart
+        if key not in self.consts:
+            attr = FloatAttr(value, t) if isinstance(t, AnyFloat) else IntegerAttr(value, t)
+            self.consts[key] = llvm.ConstantOp(attr, t)
+        return self.consts[key].result
 
     def intrinsic(self, name: str, args: list[SSAValue], t: Attribute, *types: Attribute) -> SSAValue:
         mangled = ".".join([name, _suffix(t), *map(_suffix, types)])
@@ -172,12 +179,17 @@ class _FuncLowering:
             raise ValueError("only dimension 0 may be dynamic")
         if not indices:
             return self.v(m)
+        key = (m, *indices)
+        if key in self.addresses:  # the same element again in this block
+            return self.addresses[key]
         linear = self.v(indices[0])
         for extent, idx in zip(shape[1:], indices[1:]):
             linear = self.emit(llvm.AddOp(self.emit(llvm.MulOp(linear, self.const(extent, i64))),
                                           self.v(idx)))
-        return self.emit(llvm.GEPOp(self.v(m), [llvm.GEP_USE_SSA_VAL], t.element_type,
-                                    ssa_indices=[linear], inbounds=True))
+        self.addresses[key] = self.emit(llvm.GEPOp(self.v(m), [llvm.GEP_USE_SSA_VAL],
+                                                   t.element_type, ssa_indices=[linear],
+                                                   inbounds=True))
+        return self.addresses[key]
 
     # -- the translation ---------------------------------------------------------------
     def run(self) -> llvm.FuncOp:
@@ -215,6 +227,7 @@ class _FuncLowering:
         self.batch = entry.insert_arg(i64, len(entry.args))
         for block in order:
             self.block = self.blocks[block]
+            self.addresses = {}
             self.vals.update(zip(block.args, self.block.args))
             for op in block.ops:
                 handler = _HANDLERS.get(type(op))
@@ -228,6 +241,8 @@ class _FuncLowering:
                 if results is not None:
                     self.vals.update(zip(op.results, results if isinstance(results, (list, tuple))
                                          else [results]))
+        if self.consts:
+            entry.insert_ops_before(list(self.consts.values()), entry.first_op)
         return new
 
     def reverse_postorder(self) -> list[Block]:
@@ -289,7 +304,8 @@ def _index_cast(L: _FuncLowering, op):
         return x
     if _width(src) > _width(dst):
         return L.emit(llvm.TruncOp(x, t))
-    return L.emit((llvm.ZExtOp if isinstance(op, arith.IndexCastUIOp) else llvm.SExtOp)(x, t))
+    unsigned = type(op).__name__ == "IndexCastUIOp"
+    return L.emit((llvm.ZExtOp if unsigned else llvm.SExtOp)(x, t))
 
 
 def _cast(L: _FuncLowering, op):
