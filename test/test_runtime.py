@@ -436,3 +436,22 @@ def test_unwritable_cache_only_costs_time(tmp_path):
 def test_default_cache_directory_is_the_environment_variable(cache_dir):
     ncc.compile(EXAMPLES / "seed_edges.txt")
     assert list(cache_dir.glob("*.ncc"))
+
+
+@pytest.mark.parametrize("mode", ["auto", "neuron", pytest.param("layers", marks=pytest.mark.xfail(
+    raises=RecursionError, reason="lower-to-llvm orders the ~2,600 blocks of this kernel "
+    "recursively (reverse_postorder), deeper than Python's recursion limit"))])
+def test_random_net_of_hundreds_of_neurons(mode):
+    """A random DAG (skip connections, biases, shared weights) end to end through
+    ncc.compile, against the reference, at several batch sizes."""
+    from test_passes import random_graph
+    from xdsl.dialects.builtin import ModuleOp
+
+    rng = np.random.default_rng(8)
+    g = random_graph(rng, 300, 12, 6, values=False, biases=True, share=True)
+    module = ModuleOp([g.to_net("big")])
+    model = ncc.compile(module, neuron_mode=mode)
+    assert model.compile_info["neuron_mode"] in ("neuron", "layers")
+    for batch in (1, 7, 1000):
+        x = rng.standard_normal((batch, 12)).astype(np.float32)
+        np.testing.assert_allclose(model(x), ncc.reference.run(module, [x])[0], rtol=2e-4, atol=2e-5)
