@@ -103,11 +103,13 @@ def test_every_activation_over_a_wide_range(act):
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
-def test_outputs_in_listed_order_and_an_input_as_output():
+@pytest.mark.parametrize("chunk_edges", [256, 1])
+def test_outputs_in_listed_order_and_an_input_as_output(chunk_edges):
     g = NeuronGraph([None, None, "identity", "identity"], [[], [], [0], [1]],
                     values=[None, None, [2.0], [3.0]], outputs=[3, 0, 2])
     x = np.array([[1, 10], [2, 20]], np.float32)
-    np.testing.assert_array_equal(interpret(lower(g), x), [[30, 1, 2], [60, 2, 4]])
+    module = lower(g, f"neuron-to-loops{{chunk-edges={chunk_edges}}}")
+    np.testing.assert_array_equal(interpret(module, x), [[30, 1, 2], [60, 2, 4]])
 
 
 def test_empty_batch():

@@ -31,8 +31,9 @@ Every batch row is independent and the body is straight-line: LLVM's loop
 vectorizer runs one row per vector lane (16 rows per AVX-512 vector; the
 row-major input and output become interleaved vector loads and stores).
 A large net is cut into chunks of about `chunk-edges` edges (default 256), each
-its own straight-line loop over a tile of 64 rows, values crossing chunks kept
-in a `[slots x 64]` tile in the arena (see CHUNK_EDGES for why). Weight
+its own straight-line loop over a tile of 64 rows; the tile, `[slots x 64]` in
+the arena, holds the rows' inputs (copied in by a loop of their own), the values
+crossing chunks and the outputs (copied out at the end); see CHUNK_EDGES. Weight
 loads do not depend on the row (LLVM hoists them; the buffers are `noalias`).
 (lower-to-llvm's `contract` option lets LLVM fuse each multiply-add into an FMA.)
 Only neurons an output depends on are computed. Activations are inlined with
@@ -248,17 +249,19 @@ def neuron_kernel(net: NetOp, seed: int = 0, chunk_edges: int = CHUNK_EDGES,
     out_cols: dict[int, int] = {j: c for c, j in enumerate(outputs)}
     computed = [j for j in needed_neurons(g) if g.activation[j] is not None]
     chunks = chunk_neurons(g, computed, chunk_edges)
-    # Inputs that are outputs are copied by the first chunk.
-    chunks[0] = [j for j in outputs if g.activation[j] is None] + chunks[0]
-    chunk_of = {j: c for c, chunk in enumerate(chunks) for j in chunk}
-    crossing = sorted({i for j in computed for i in g.inputs[j]
-                       if i in chunk_of and chunk_of[i] < chunk_of[j]}, key=chunk_of.get)
-    tile_slot = {j: k for k, j in enumerate(crossing)}
+    tiled = len(chunks) > 1
+    tile_slot: dict[int, int] = {}
+    if tiled:  # slots: the inputs, the values crossing chunks, the outputs
+        chunk_of = {j: c for c, chunk in enumerate(chunks) for j in chunk}
+        crossing = sorted({i for j in computed for i in g.inputs[j]
+                           if i in chunk_of and chunk_of[i] < chunk_of[j]}, key=chunk_of.get)
+        for j in [*inputs, *crossing, *outputs]:
+            tile_slot.setdefault(j, len(tile_slot))
 
     types = [MemRefType(f32, [DYN, len(inputs)]), MemRefType(f32, [DYN, len(outputs)]),
              MemRefType(f32, [len(names)])]
     roles = [ArgRole("input", "x"), ArgRole("output", "y"), ArgRole("weight", params_symbol(name))]
-    if tile_slot:
+    if tiled:
         types.append(MemRefType(i8, [DYN]))
         roles.append(ArgRole("arena", ""))
     fn = func.FuncOp(name, (types, ()))
@@ -269,21 +272,22 @@ def neuron_kernel(net: NetOp, seed: int = 0, chunk_edges: int = CHUNK_EDGES,
     B = _Builder()
     batch = memref.DimOp(x, B.index(0))
     B.pre.append(batch)
-    tile = None
-    if tile_slot:
+    if tiled:
         B.pre.append(view := memref.ViewOp(fn.body.block.args[3], B.index(0), [],
                                            MemRefType(f32, [len(tile_slot), TILE_ROWS])))
         tile = view.results[0]
         tile.name_hint = "tile"
 
-    def chunk_body(chunk: list[int], row: SSAValue, t: SSAValue | None) -> None:
+    def chunk_body(chunk: list[int], read: Callable[[int], Operation],
+                   write: Callable[[int, SSAValue], Operation | None]) -> None:
+        """The straight-line code of `chunk`: `read(i)` loads a neuron computed
+        elsewhere, `write(j, v)` keeps a value another loop needs (or None)."""
         value: dict[int, SSAValue] = {}
         loaded: dict[str, SSAValue] = {}
 
-        def get(i: int) -> SSAValue:  # a neuron from outside the chunk: its input column or tile slot
+        def get(i: int) -> SSAValue:
             if i not in value:
-                value[i] = B.emit(memref.LoadOp.get(x, [row, B.index(in_col[i])]) if i in in_col
-                                  else memref.LoadOp.get(tile, [B.index(tile_slot[i]), t]))
+                value[i] = B.emit(read(i))
             return value[i]
 
         def param(sym: str) -> SSAValue:  # loaded once per chunk, at its first use
@@ -292,31 +296,56 @@ def neuron_kernel(net: NetOp, seed: int = 0, chunk_edges: int = CHUNK_EDGES,
             return loaded[sym]
 
         for j in chunk:
-            if g.activation[j] is None:
-                value[j] = get(j)
-            else:
-                z = param(g.bias[j]) if g.bias[j] is not None else None
-                for i, sym in zip(g.inputs[j], g.weights[j]):
-                    m = B.emit(arith.MulfOp(get(i), param(sym)))
-                    z = m if z is None else B.emit(arith.AddfOp(z, m))
-                value[j] = ACTIVATIONS[g.activation[j]](B.emit, B.const,
-                                                        B.const(0.0) if z is None else z)
-            if j in tile_slot:
-                B.emit(memref.StoreOp.get(value[j], tile, [B.index(tile_slot[j]), t]))
-            if j in out_cols:
-                B.emit(memref.StoreOp.get(value[j], y, [row, B.index(out_cols[j])]))
+            z = param(g.bias[j]) if g.bias[j] is not None else None
+            for i, sym in zip(g.inputs[j], g.weights[j]):
+                m = B.emit(arith.MulfOp(get(i), param(sym)))
+                z = m if z is None else B.emit(arith.AddfOp(z, m))
+            value[j] = ACTIVATIONS[g.activation[j]](B.emit, B.const,
+                                                    B.const(0.0) if z is None else z)
+            if (store := write(j, value[j])) is not None:
+                B.emit(store)
 
-    if not tile_slot:  # one chunk: one loop over the whole batch
-        B.loop(B.index(0), batch.result, B.index(1), "b",
-               lambda b: chunk_body(chunks[0], b, None))
-    else:
-        def tile_body(t0: SSAValue) -> None:
-            rows = B.emit(arith.MinSIOp(B.emit(arith.SubiOp(batch.result, t0)),
-                                        B.index(TILE_ROWS)))
-            for chunk in chunks:
-                B.loop(B.index(0), rows, B.index(1), "t",
-                       lambda t, chunk=chunk: chunk_body(chunk, B.emit(arith.AddiOp(t0, t)), t))
+    def x_at(row: SSAValue, i: int) -> Operation:
+        return memref.LoadOp.get(x, [row, B.index(in_col[i])])
+
+    def direct(b: SSAValue) -> None:  # one chunk: row b of x in, row b of y out
+        chunk_body(chunks[0], lambda i: x_at(b, i),
+                   lambda j, v: memref.StoreOp.get(v, y, [b, B.index(out_cols[j])])
+                   if j in out_cols else None)
+        for j in outputs:  # an input listed as an output
+            if g.activation[j] is None:
+                B.emit(memref.StoreOp.get(B.emit(x_at(b, j)), y, [b, B.index(out_cols[j])]))
+
+    def tile_body(t0: SSAValue) -> None:
+        # Rows in and out of the tile in loops of their own: whole rows of x and y
+        # (interleaved vector loads and stores), unit-stride tile rows in the chunks.
+        rows = B.emit(arith.MinSIOp(B.emit(arith.SubiOp(batch.result, t0)), B.index(TILE_ROWS)))
+
+        def at(j: int, t: SSAValue) -> list[SSAValue]:
+            return [B.index(tile_slot[j]), t]
+
+        def copy_in(t: SSAValue) -> None:
+            row = B.emit(arith.AddiOp(t0, t))
+            for i in inputs:
+                B.emit(memref.StoreOp.get(B.emit(x_at(row, i)), tile, at(i, t)))
+
+        def copy_out(t: SSAValue) -> None:
+            row = B.emit(arith.AddiOp(t0, t))
+            for j in outputs:
+                B.emit(memref.StoreOp.get(B.emit(memref.LoadOp.get(tile, at(j, t))), y,
+                                          [row, B.index(out_cols[j])]))
+
+        B.loop(B.index(0), rows, B.index(1), "t", copy_in)
+        for chunk in chunks:
+            B.loop(B.index(0), rows, B.index(1), "t", lambda t, chunk=chunk: chunk_body(
+                chunk, lambda i: memref.LoadOp.get(tile, at(i, t)),
+                lambda j, v: memref.StoreOp.get(v, tile, at(j, t)) if j in tile_slot else None))
+        B.loop(B.index(0), rows, B.index(1), "t", copy_out)
+
+    if tiled:
         B.loop(B.index(0), batch.result, B.index(TILE_ROWS), "t0", tile_body)
+    else:
+        B.loop(B.index(0), batch.result, B.index(1), "b", direct)
     fn.body.block.add_ops([*B.pre, *B.ops, func.ReturnOp()])
     tile_bytes = 4 * len(tile_slot) * TILE_ROWS
     KernelABI(name, tuple(roles), 0, tile_bytes, param_names=tuple(names)).attach(fn)

@@ -1,28 +1,42 @@
 // RUN: ncc-opt %s --neuron-to-loops="chunk-edges=2" | FileCheck %s
-// A net larger than one chunk (here forced: 2 edges per chunk) becomes one
-// straight-line loop per chunk over a tile of 64 rows; a value a later chunk
-// reads goes through the tile, `tile[slot][row]`, a view of the arena.
+// A net larger than one chunk (here forced: 2 edges per chunk) becomes, per tile
+// of 64 rows, a loop copying the rows' inputs into the tile, one straight-line
+// loop per chunk reading and writing tile rows `tile[slot][t]` (unit stride
+// along the batch), and a loop copying the outputs out. The tile is a view of
+// the arena.
 
 // CHECK-LABEL: func.func @net(%x: memref<?x1xf32>, %y: memref<?x1xf32>, %params: memref<4xf32>, %arena: memref<?xi8>)
 // CHECK-SAME:    ncc.arg_roles = ["input:x", "output:y", "weight:net.params", "arena"]
-// One slot (n02, read by the second chunk) x 64 rows x 4 bytes:
-// CHECK-SAME:    ncc.arena_bytes = array<i64: 0, 256>
-// CHECK:         %[[TILE:.*]] = memref.view %arena[%{{.*}}][] : memref<?xi8> to memref<1x64xf32>
+// Three slots (n00 the input, n02 crossing chunks, n03 the output) x 64 rows x 4 bytes:
+// CHECK-SAME:    ncc.arena_bytes = array<i64: 0, 768>
+// CHECK:         %[[TILE:.*]] = memref.view %arena[%{{.*}}][] : memref<?xi8> to memref<3x64xf32>
 // CHECK:         scf.for %t0 = %{{.*}} to %[[BATCH:.*]] step %[[C64:.*]] {
 // CHECK-NEXT:      %[[LEFT:.*]] = arith.subi %[[BATCH]], %t0 : index
 // CHECK-NEXT:      %[[ROWS:.*]] = arith.minsi %[[LEFT]], %[[C64]] : index
-// First chunk: n01, n02 (2 edges); n02 is stored to its tile slot.
-// CHECK-NEXT:      scf.for %t = %{{.*}} to %[[ROWS]] step %{{.*}} {
-// CHECK-NEXT:        %[[ROW:.*]] = arith.addi %t0, %t : index
+// Rows in:
+// CHECK-NEXT:      scf.for %[[T0:.*]] = %{{.*}} to %[[ROWS]] step %{{.*}} {
+// CHECK-NEXT:        %[[ROW:.*]] = arith.addi %t0, %[[T0]] : index
+// CHECK-NEXT:        %[[X:.*]] = memref.load %x[%[[ROW]], %{{.*}}] : memref<?x1xf32>
+// CHECK-NEXT:        memref.store %[[X]], %[[TILE]][%{{.*}}, %[[T0]]] : memref<3x64xf32>
+// CHECK-NEXT:      }
+// First chunk: n01, n02 (2 edges); n02 goes to its slot.
+// CHECK-NEXT:      scf.for %[[T1:.*]] = %{{.*}} to %[[ROWS]] step %{{.*}} {
+// CHECK-NEXT:        memref.load %[[TILE]][%{{.*}}, %[[T1]]] : memref<3x64xf32>
 // CHECK:             arith.maximumf
 // CHECK:             %[[N02:.*]] = arith.maximumf
-// CHECK-NEXT:        memref.store %[[N02]], %[[TILE]][%{{.*}}, %t] : memref<1x64xf32>
+// CHECK-NEXT:        memref.store %[[N02]], %[[TILE]][%[[S2:.*]], %[[T1]]] : memref<3x64xf32>
 // CHECK-NEXT:      }
-// Second chunk: n03 reads n02 back from the tile and writes the output row.
-// CHECK-NEXT:      scf.for %[[T:.*]] = %{{.*}} to %[[ROWS]] step %{{.*}} {
-// CHECK-NEXT:        %[[ROW2:.*]] = arith.addi %t0, %[[T]] : index
-// CHECK:             %[[BACK:.*]] = memref.load %[[TILE]][%{{.*}}, %[[T]]] : memref<1x64xf32>
-// CHECK:             memref.store %{{.*}}, %y[%[[ROW2]], %{{.*}}] : memref<?x1xf32>
+// Second chunk: n03 reads n02 back; the output goes to its slot.
+// CHECK-NEXT:      scf.for %[[T2:.*]] = %{{.*}} to %[[ROWS]] step %{{.*}} {
+// CHECK:             memref.load %[[TILE]][%[[S2]], %[[T2]]] : memref<3x64xf32>
+// CHECK:             %[[N03:.*]] = math.tanh
+// CHECK-NEXT:        memref.store %[[N03]], %[[TILE]][%[[S3:.*]], %[[T2]]] : memref<3x64xf32>
+// CHECK-NEXT:      }
+// Rows out:
+// CHECK-NEXT:      scf.for %[[T3:.*]] = %{{.*}} to %[[ROWS]] step %{{.*}} {
+// CHECK-NEXT:        %[[ROW3:.*]] = arith.addi %t0, %[[T3]] : index
+// CHECK-NEXT:        %[[OUT:.*]] = memref.load %[[TILE]][%[[S3]], %[[T3]]] : memref<3x64xf32>
+// CHECK-NEXT:        memref.store %[[OUT]], %y[%[[ROW3]], %{{.*}}] : memref<?x1xf32>
 // CHECK-NEXT:      }
 // CHECK-NEXT:    }
 neuron.net @net -> (n03) {
