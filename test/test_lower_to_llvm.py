@@ -215,3 +215,28 @@ def test_expanded_math_vectorizes():
     text = UNARY.format(OP="tanh", T="f32")
     ir = engine.optimized_llvm_ir(lowered(text))
     assert "x float>" in ir and "@tanhf" not in ir and "llvm.tanh" not in ir
+
+
+def test_thousands_of_blocks():
+    # Block ordering is iterative: 1,100 scf.if in sequence make 2,200 blocks, a chain
+    # deeper than Python's recursion limit.
+    ifs = "\n".join(f"""  %p{k} = arith.cmpf ogt, %v, %t{k % 7} : f32
+  scf.if %p{k} {{
+    memref.store %t{k % 7}, %x[%i0] : memref<?xf32>
+  }}""" for k in range(1100))
+    consts = "\n".join(f"  %t{j} = arith.constant {j}.0 : f32" for j in range(7))
+    text = f"""func.func @many(%x: memref<?xf32>, %y: memref<?xf32>) {{
+  %i0 = arith.constant 0 : index
+{consts}
+  %v = memref.load %y[%i0] : memref<?xf32>
+{ifs}
+  func.return
+}}"""
+    module = lowered(text)
+    assert len(next(iter(module.ops)).body.blocks) > 2000
+    lib = engine.compile_module(module)
+    for v in (-1.0, 3.5, 9.0):
+        x, y = np.full(1, 42.0, np.float32), np.full(1, v, np.float32)
+        lib.kernel("many", 2)(x.ctypes.data, y.ctypes.data, 1)
+        stored = [float(k % 7) for k in range(1100) if v > k % 7]
+        assert x[0] == (stored[-1] if stored else 42.0)

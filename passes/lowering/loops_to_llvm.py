@@ -247,17 +247,20 @@ class _FuncLowering:
 
     def reverse_postorder(self) -> list[Block]:
         # Every block comes after its dominators, so each operand is mapped before use.
-        seen, post = set(), []
-
-        def visit(b: Block):
-            seen.add(b)
-            term = b.last_op
-            for s in (term.successors if term is not None else ()):
+        # Iterative: kernels may have thousands of blocks.
+        entry = self.fn.body.blocks.first
+        seen, post = {entry}, []
+        stack = [(entry, iter(entry.last_op.successors if entry.last_op else ()))]
+        while stack:
+            block, successors = stack[-1]
+            for s in successors:
                 if s not in seen:
-                    visit(s)
-            post.append(b)
-
-        visit(self.fn.body.blocks.first)
+                    seen.add(s)
+                    stack.append((s, iter(s.last_op.successors if s.last_op else ())))
+                    break
+            else:
+                stack.pop()
+                post.append(block)
         return post[::-1]
 
 
@@ -510,7 +513,9 @@ _EXTERNAL_SIGNATURES = {
 
 @dataclass(frozen=True)
 class LowerToLLVMPass(ModulePass):
-    """Loop level -> llvm dialect (see the module docstring)."""
+    """Loop-level kernels -> llvm.func(ptr noalias..., i64 batch) with GEP addressing;
+    runs expand-math first (option expand-math) and marks float add/sub/mul
+    contractable into FMAs (option contract)."""
 
     name = "lower-to-llvm"
 
