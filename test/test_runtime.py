@@ -438,17 +438,17 @@ def test_default_cache_directory_is_the_environment_variable(cache_dir):
     assert list(cache_dir.glob("*.ncc"))
 
 
-@pytest.mark.parametrize("mode", ["auto", "neuron", pytest.param("layers", marks=pytest.mark.xfail(
-    raises=RecursionError, reason="lower-to-llvm orders the ~2,600 blocks of this kernel "
-    "recursively (reverse_postorder), deeper than Python's recursion limit"))])
-def test_random_net_of_hundreds_of_neurons(mode):
+# Layers mode on a random sparse DAG makes a kernel of ~1,000 small loops that
+# LLVM takes a minute to optimise at 300 neurons: 60 keeps the test short.
+@pytest.mark.parametrize("mode, neurons", [("auto", 300), ("neuron", 300), ("layers", 60)])
+def test_random_net_of_hundreds_of_neurons(mode, neurons):
     """A random DAG (skip connections, biases, shared weights) end to end through
     ncc.compile, against the reference, at several batch sizes."""
     from test_passes import random_graph
     from xdsl.dialects.builtin import ModuleOp
 
     rng = np.random.default_rng(8)
-    g = random_graph(rng, 300, 12, 6, values=False, biases=True, share=True)
+    g = random_graph(rng, neurons, 12, 6, values=False, biases=True, share=True)
     module = ModuleOp([g.to_net("big")])
     model = ncc.compile(module, neuron_mode=mode)
     assert model.compile_info["neuron_mode"] in ("neuron", "layers")
