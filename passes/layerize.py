@@ -53,6 +53,10 @@ class Layer:
     cols: list[int] = field(default_factory=list)  # output column,
     values: list[float] = field(default_factory=list)  # value
     bias: np.ndarray | None = None
+    # The neuron-level symbol of each weight entry (flat, row-major; "" for the
+    # zeros of a dense layer) and of each bias entry: where params live.
+    weight_symbols: list[str] = field(default_factory=list)
+    bias_symbols: list[str] = field(default_factory=list)
 
 
 def plan_layers(g: NeuronGraph, seed: int = 0, dense_density: float = 1.0) -> list[Layer]:
@@ -73,17 +77,21 @@ def plan_layers(g: NeuronGraph, seed: int = 0, dense_density: float = 1.0) -> li
         layer = Layer(neurons, act, sources, dense)
         if dense:
             layer.weight = np.zeros((len(sources), len(neurons)), np.float32)
+            layer.weight_symbols = [""] * layer.weight.size
         for k, j in enumerate(neurons):
             vals = g.weight_values(j, seed)
-            for i, v in zip(g.inputs[j], vals):
+            for i, v, sym in zip(g.inputs[j], vals, g.weights[j]):
                 if dense:
                     layer.weight[col_of[i], k] = v
+                    layer.weight_symbols[col_of[i] * len(neurons) + k] = sym
                 else:
                     layer.rows.append(col_of[i])
                     layer.cols.append(k)
                     layer.values.append(float(v))
+                    layer.weight_symbols.append(sym)
         if any(g.bias[j] is not None for j in neurons):
             layer.bias = np.array([g.bias_of(j, seed) for j in neurons], np.float32)
+            layer.bias_symbols = [g.bias[j] or "" for j in neurons]
         layers.append(layer)
     return layers
 
@@ -108,7 +116,7 @@ class _Emitter:
         return op.results[0]
 
     def weight(self, suffix: str, data: np.ndarray) -> SSAValue:
-        name = f"{self.prefix}_{suffix}"
+        name = weight_symbol(self.prefix, suffix)
         self.weights.append(nn.WeightOp(name, data))
         return self.emit(nn.WeightRefOp(name, TensorType(f32, data.shape)))
 
@@ -151,6 +159,25 @@ class _Emitter:
         if layer.activation != "identity":
             y = self.emit(nn.UNARY_OPS[layer.activation](y))
         self.tensors.append((y, layer.neurons))
+
+
+def weight_symbol(net: str, suffix: str) -> str:
+    """The nn.weight that holds a layer's weights (`l3_w`) or biases (`l3_b`)."""
+    return f"{net}_{suffix}"
+
+
+def param_places(net: NetOp, seed: int = 0, dense_density: float = 1.0,
+                 ) -> dict[str, list[tuple[str, int]]]:
+    """Where each weight and bias symbol of `net` lands in layerize's weights:
+    symbol -> [(nn.weight symbol, flat index), ...] (several for a shared symbol)."""
+    places: dict[str, list[tuple[str, int]]] = {}
+    name = net.sym_name.data
+    for k, layer in enumerate(plan_layers(net.graph(), seed, dense_density), start=1):
+        for suffix, symbols in ((f"l{k}_w", layer.weight_symbols), (f"l{k}_b", layer.bias_symbols)):
+            for index, sym in enumerate(symbols):
+                if sym:
+                    places.setdefault(sym, []).append((weight_symbol(name, suffix), index))
+    return places
 
 
 def layerize_net(net: NetOp, seed: int = 0, dense_density: float = 1.0,

@@ -38,10 +38,12 @@ index order) and returns `[batch, n_outputs]` (outputs in the net's order).
 `params` maps each weight to its buffer, the very memory the kernel reads:
 writing into it (`params[k][...] = v`, or `params[k] = v`, which copies into
 the buffer and checks the shape) changes the next call's result. For an nn
-model the keys are the weight symbols (`fc1_w`); for a neuron net lowered as
-neurons they are the symbols of the equations, each a 0-d float32 view into
-the net's flat parameter buffer (`w0004`, `b04`); for a neuron net lowered as
-layers they are the layer tensors layerize made (`net_l1_w`, `net_l1_b`).
+model the keys are the weight symbols (`fc1_w`); for a neuron net they are the
+symbols of the equations (`w0004`, `b04`) in either lowering, each a 0-d
+float32 view of the one place the kernel reads it (the flat parameter buffer,
+or its entry in a layer's weights). A symbol shared by several edges and
+lowered as layers has several copies: it reads as a read-only view and is set
+with `params[name] = v`, which writes them all.
 
 Intermediate values live in one arena per call size, kept per thread and batch
 size (the last few sizes), so concurrent calls from several threads are safe
@@ -91,6 +93,7 @@ def compile(source: Any, *, fuse: bool = True, neuron_mode: str = "auto",
     start = time.perf_counter()
     with clock("import"):
         module = load_source(source, name)
+        places = layered_param_places(module, neuron_mode)
     with clock("lower-to-loops"):
         info["neuron_mode"] = lower_to_loops(module, fuse=fuse, neuron_mode=neuron_mode)
     kernel = select_kernel(module, function)
@@ -100,7 +103,19 @@ def compile(source: Any, *, fuse: bool = True, neuron_mode: str = "auto",
     with clock("native"):
         lib = native_library(module, abi, cache, info, clock)
     info["seconds"]["total"] = time.perf_counter() - start
-    return CompiledModel(abi, specs, weights, lib, info)
+    return CompiledModel(abi, specs, weights, lib, info, places.get(abi.name))
+
+
+def layered_param_places(module: ModuleOp, neuron_mode: str) -> dict[str, dict]:
+    """For each neuron net that will be layerized: where its equation-named
+    parameters (`w0004`, `b04`) land in the layer weights, so that `params` has
+    the same names in either lowering."""
+    from ncc.dialects.neuron import NetOp
+    from ncc.passes.layerize import param_places
+    from ncc.passes.lowering.neuron_to_loops import choose_neuron_lowering
+
+    return {net.sym_name.data: param_places(net) for net in module.ops
+            if isinstance(net, NetOp) and choose_neuron_lowering(net, neuron_mode) == "layers"}
 
 
 class _Clock:
@@ -364,10 +379,14 @@ class _ArgSpec:
 
 class Params(MutableMapping):
     """Weight name -> the buffer the kernel reads. Assigning copies into the
-    buffer (shape checked, numpy casting), so the kernel sees the new values."""
+    buffer (shape checked, numpy casting), so the kernel sees the new values.
+    A name held in several places (a shared neuron-level symbol lowered as
+    layers) reads as a read-only view and is set with `params[name] = value`,
+    which writes every copy."""
 
-    def __init__(self, buffers: dict[str, np.ndarray], unset: set[str]):
-        self._buffers, self._unset = buffers, unset
+    def __init__(self, buffers: dict[str, np.ndarray], unset: set[str],
+                 ties: dict[str, list[np.ndarray]] | None = None):
+        self._buffers, self._unset, self._ties = buffers, unset, ties or {}
 
     def __getitem__(self, key: str) -> np.ndarray:
         return self._buffers[key]
@@ -381,7 +400,8 @@ class Params(MutableMapping):
             if v.dtype.kind not in "biuf":
                 raise ValueError(f"dtype {v.dtype} is not a real number type")
             with np.errstate(over="raise"):
-                np.copyto(buf, np.broadcast_to(v, buf.shape), casting="unsafe")
+                for place in self._ties.get(key, [buf]):
+                    np.copyto(place, np.broadcast_to(v, buf.shape), casting="unsafe")
         except (ValueError, TypeError, FloatingPointError) as e:
             raise NccError(f"cannot set parameter '{key}' (shape {list(buf.shape)}, "
                            f"{buf.dtype}): {e}") from None
@@ -417,7 +437,8 @@ class CompiledModel:
     """A compiled kernel with its weights: see the module docstring."""
 
     def __init__(self, abi: KernelABI, specs: Sequence[_ArgSpec], weights: Mapping[str, Any],
-                 lib: Any, info: dict[str, Any]):
+                 lib: Any, info: dict[str, Any],
+                 param_places: Mapping[str, list[tuple[str, int]]] | None = None):
         self.abi, self.compile_info, self._lib = abi, info, lib
         self._address = _address(lib, abi.name)
         self._invoke = _invoker(len(specs))
@@ -446,7 +467,18 @@ class CompiledModel:
                     buffers[role.name] = buf
         self.input_names: tuple[str, ...] = tuple(names_in)
         self.output_names: tuple[str, ...] = tuple(names_out)
-        self.params = Params(buffers, unset)
+        ties: dict[str, list[np.ndarray]] = {}
+        if param_places:  # a neuron net lowered as layers: params by their equation names
+            flat = {sym: buf.reshape(-1) for sym, buf in buffers.items()}
+            buffers = {}
+            for name, where in param_places.items():
+                views = [flat[sym][i:i + 1].reshape(()) for sym, i in where]
+                buffers[name] = views[0]
+                if len(views) > 1:
+                    ties[name] = views
+                    buffers[name] = views[0].view()
+                    buffers[name].flags.writeable = False
+        self.params = Params(buffers, unset, ties)
         self._arenas = threading.local()
         self._input_set = frozenset(self.input_names)
         self._call = self._build_call()

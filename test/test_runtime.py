@@ -455,3 +455,29 @@ def test_random_net_of_hundreds_of_neurons(mode, neurons):
     for batch in (1, 7, 1000):
         x = rng.standard_normal((batch, 12)).astype(np.float32)
         np.testing.assert_allclose(model(x), ncc.reference.run(module, [x])[0], rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("mode", ["neuron", "layers"])
+def test_neuron_params_have_equation_names_in_either_lowering(mode):
+    """params are named as in the equations (w0004, b04) whichever lowering runs;
+    setting them (shared symbols included: every copy) changes the next call as
+    the reference says."""
+    from test_passes import random_graph
+    from xdsl.dialects.builtin import ModuleOp
+
+    rng = np.random.default_rng(21)
+    g = random_graph(rng, 40, 4, 5, values=False, biases=True, share=True)
+    module = ModuleOp([g.to_net("net")])
+    model = ncc.compile(module, neuron_mode=mode, cache=False)
+    symbols = {w for ws in g.weights for w in ws} | {b for b in g.bias if b}
+    assert set(model.params) == symbols
+    new = {name: float(rng.normal()) for name in symbols}
+    for name, value in new.items():
+        model.params[name] = value
+    x = rng.standard_normal((9, 4)).astype(np.float32)
+    want = ncc.reference.run(module, [x], params=new)[0]
+    np.testing.assert_allclose(model(x), want, rtol=2e-4, atol=2e-5)
+    shared = next(name for name in symbols if name.startswith("s"))
+    if mode == "layers":  # a shared symbol has several copies: set through the mapping
+        with pytest.raises(ValueError):
+            model.params[shared][...] = 1.0
