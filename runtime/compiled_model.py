@@ -88,6 +88,15 @@ def compile(source: Any, *, fuse: bool = True, neuron_mode: str = "auto",
     read from adjacency text."""
     if neuron_mode not in NEURON_MODES:
         raise NccError(f"neuron_mode must be one of {', '.join(NEURON_MODES)}, got '{neuron_mode}'")
+    with _COMPILE_LOCK:  # building xDSL IR is not thread-safe: one compile at a time
+        return _compile(source, fuse, neuron_mode, cache, function, name)
+
+
+_COMPILE_LOCK = threading.RLock()
+
+
+def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: str | None,
+             name: str) -> "CompiledModel":
     info: dict[str, Any] = {"seconds": {}}
     clock = _Clock(info["seconds"])
     start = time.perf_counter()

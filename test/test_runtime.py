@@ -481,3 +481,20 @@ def test_neuron_params_have_equation_names_in_either_lowering(mode):
     if mode == "layers":  # a shared symbol has several copies: set through the mapping
         with pytest.raises(ValueError):
             model.params[shared][...] = 1.0
+
+
+def test_compiles_from_several_threads():
+    """ncc.compile may be called from several threads at once (its IR stages take turns)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+    sources = [EXAMPLES / "xor_values.txt", EXAMPLES / "seed_list.txt"] * 3
+
+    def build(path):
+        return ncc.compile(path, cache=False)
+
+    with ThreadPoolExecutor(4) as pool:
+        models = list(pool.map(build, sources))
+    np.testing.assert_array_equal(models[0](x).ravel(), [0, 1, 1, 0])
+    y = ncc.reference.run(ncc.import_adjacency(EXAMPLES / "seed_list.txt"), [np.ones((2, 4), np.float32)])[0]
+    np.testing.assert_allclose(models[5](np.ones((2, 4), np.float32)), y, rtol=1e-5, atol=1e-6)
