@@ -4,7 +4,9 @@
 
 Imports examples/xor_values.txt into the neuron dialect, prints its forward and
 backward equations, lowers it to the nn dialect (layerize), fuses the layers
-(fuse), and evaluates it with the reference interpreter at each level.
+(fuse), evaluates it with the reference interpreter at each level, and
+compiles it to native code (both lowerings: straight-line neuron code, and
+layers) and runs that.
 """
 
 from pathlib import Path
@@ -33,12 +35,19 @@ def main() -> None:
     print(ncc.print_module(module))
     y_nn = ncc.reference.run(module, [x])[0]
 
-    print("== x0 x1 -> xor (neuron level, nn level) ==")
-    for row, a, b in zip(x, y_neuron[:, 0], y_nn[:, 0]):
-        print(f"   {int(row[0])}  {int(row[1])}  ->  {a:g}  {b:g}")
+    native = {mode: ncc.compile(HERE / "xor_values.txt", neuron_mode=mode) for mode in ("neuron", "layers")}
+    y_native = {mode: model(x) for mode, model in native.items()}
+    print("== native code of the neuron kernel (LLVM IR, first lines) ==")
+    print("\n".join(native["neuron"].llvm_ir.splitlines()[:12]))
+
+    print("== x0 x1 -> xor (reference: neuron, nn; native: neuron, layers) ==")
+    for k, row in enumerate(x):
+        ys = (y_neuron[k, 0], y_nn[k, 0], y_native["neuron"][k, 0], y_native["layers"][k, 0])
+        print(f"   {int(row[0])}  {int(row[1])}  ->  " + "  ".join(f"{v:g}" for v in ys))
     expected = np.logical_xor(x[:, 0], x[:, 1]).astype(np.float32)
-    assert np.array_equal(y_neuron[:, 0], expected) and np.array_equal(y_nn[:, 0], expected)
-    print("ok: both levels compute XOR")
+    for y in (y_neuron, y_nn, *y_native.values()):
+        assert np.array_equal(y[:, 0], expected)
+    print("ok: every level computes XOR")
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ def test_translate_rejects_adjacency_options_without_import(tmp_path):
 def test_quick_start_example_runs():
     proc = subprocess.run([sys.executable, str(EXAMPLES / "xor.py")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "ok: both levels compute XOR" in proc.stdout
+    assert "ok: every level computes XOR" in proc.stdout
 
 
 def test_readme_activation_table_matches_the_code():
