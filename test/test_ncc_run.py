@@ -85,7 +85,7 @@ def test_bench_prints_statistics():
     ([XOR, "--input", "y=EX"], r"error: the model has no input y \(inputs: x\)"),
     ([XOR, "--input", "x"], r"error: --input takes NAME=FILE.npy, got 'x'"),
     ([XOR, "--input", "x=missing.npy"], r"missing.npy: error: cannot load array file"),
-    ([XOR, "--input", f"x={XOR}"], r"error: cannot load array file"),
+    ([XOR, "--input", f"x={XOR}"], r"xor_values.txt: error: not a .npy or .npz file"),
     ([XOR, "--input", "x=WRONG"], r"error: input 'x' has shape \[3\], expected \[batch, 2\] float32"),
     ([XOR, "--batch", "-2"], r"error: --batch must be >= 0"),
     ([EXAMPLES / "xor.py"], r"xor.py:\d+:\d+: error: "),

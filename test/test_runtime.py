@@ -177,14 +177,16 @@ def test_neuron_params_are_named_as_in_the_equations_and_writable(xor):
         model.params["w0204"] = [1.0, 2.0]
 
 
-def test_layer_params_are_the_layer_tensors():
+def test_layer_params_are_views_into_the_layer_tensors():
+    """Lowered as layers, a neuron net's params are still its equation symbols,
+    each a view of its entry in a layer's weights: writing it changes the kernel."""
     model = ncc.compile(EXAMPLES / "xor_values.txt", neuron_mode="layers")
     module = ncc.run_passes(ncc.import_adjacency(EXAMPLES / "xor_values.txt"), "layerize")
-    weights = {op.sym: op.data for op in module.ops if op.name == "nn.weight"}
-    assert set(model.params) == set(weights)
-    name = next(k for k, v in weights.items() if v.ndim == 2)
-    model.params[name] *= 2
-    ref = ncc.reference.run(module, [XOR_X], params={name: weights[name] * 2})[0]
+    weights = {op.sym: np.array(op.data) for op in module.ops if op.name == "nn.weight"}
+    assert set(model.params) == {"w0002", "w0102", "w0003", "w0103", "b03", "w0204", "w0304"}
+    model.params["w0304"][...] = 5.0  # in place, through the view
+    weights["net_l2_w"][1, 0] = 5.0  # where layerize put w0304
+    ref = ncc.reference.run(module, [XOR_X], params=weights)[0]
     np.testing.assert_allclose(model(XOR_X), ref, rtol=1e-6)
 
 

@@ -51,6 +51,14 @@ def make_parser() -> argparse.ArgumentParser:
 
 def _load(path: str) -> Any:
     try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise NccError(f"cannot load array file: {e.strerror}", path) from None
+    # numpy would try anything else as a pickle (refused): name the real problem.
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+        raise NccError("not a .npy or .npz file", path)
+    try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise NccError(f"cannot load array file: {e}", path) from None
