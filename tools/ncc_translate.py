@@ -1,9 +1,11 @@
 """ncc-translate: between ncc IR (MLIR text) and the outside world.
 
     ncc-translate --import-adjacency net.txt                  adjacency file -> neuron dialect
+    ncc-translate --import-onnx model.onnx                    ONNX model -> nn dialect
     ncc-translate --import-adjacency net.txt --emit-equations the forward equations
     ncc-translate net.mlir --emit-equations=backward          the backward (gradient) equations
     ncc-translate net.mlir --emit-llvm                        LLVM IR (O3, for this host)
+    ncc-translate net.mlir --export-onnx -o net.onnx          an ONNX model (binary: -o is required)
 
 One `--import-*` flag picks how the input is read (default: MLIR text) and one
 `--emit-*` flag what is written (default: MLIR text).
@@ -37,6 +39,8 @@ def make_parser() -> argparse.ArgumentParser:
     src = p.add_argument_group("input translations (default: MLIR text)")
     src.add_argument("--import-adjacency", action="store_true",
                      help="read a neuron-level adjacency list, matrix or edge list")
+    src.add_argument("--import-onnx", action="store_true",
+                     help="read a binary ONNX model (opsets 7 and newer) into the nn dialect")
     src.add_argument("--format", choices=("list", "matrix", "edges"), default=None,
                      help="adjacency spelling (default: detected from the text)")
     src.add_argument("--activation", default=None, metavar="NAME",
@@ -52,6 +56,8 @@ def make_parser() -> argparse.ArgumentParser:
     dst.add_argument("--emit-llvm", action="store_true",
                      help="print the LLVM IR, optimised at O3 for this host, of a neuron, nn, "
                      "loop-level or llvm-dialect module (lowered with the default pipeline)")
+    dst.add_argument("--export-onnx", action="store_true",
+                     help="write an nn (or neuron) module as a binary ONNX model to -o FILE")
     dst.add_argument("--elide-weights-if-larger", type=int, metavar="N", default=None,
                      help="print weights with more than N elements as dense_resource<__elided__>")
     return p
@@ -64,6 +70,10 @@ def normalize_argv(argv: list[str]) -> list[str]:
 
 
 def import_input(args: argparse.Namespace) -> ModuleOp:
+    if args.import_onnx:  # binary: read as bytes, not text
+        from ncc.onnx_import import import_onnx
+
+        return import_onnx(sys.stdin.buffer.read() if args.input == "-" else args.input)
     text, filename = read_input(args.input)
     if args.import_adjacency:
         from ncc.adjacency import import_adjacency_text
@@ -93,6 +103,13 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         args = make_parser().parse_args(argv)
+        if args.export_onnx:
+            if args.output == "-":
+                raise NccError("--export-onnx writes a binary model: give the file with -o FILE")
+            from ncc.onnx_export import export_onnx
+
+            export_onnx(import_input(args), args.output)
+            return 0
         write_output(emit_output(import_input(args), args), args.output)
         return 0
 

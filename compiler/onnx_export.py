@@ -1,0 +1,332 @@
+"""ONNX export: an `nn` function (after any passes) as an ONNX model.
+
+    model = ncc.export_onnx(module, "net.onnx")          # returns the onnx.ModelProto too
+    ncc-translate net.mlir --export-onnx -o net.onnx
+
+The model uses the default ONNX domain at opset `DEFAULT_OPSET` (18; any of
+17 .. the installed onnx's newest may be asked for: 17 is the first with
+LayerNormalization). Weights become initializers named by their symbols,
+`nn.constant`s initializers of their own; graph inputs and outputs take their
+`ncc.name` argument/result attributes, else `arg<i>` / `out<i>`. A `?` in
+dimension 0 is the symbolic dimension "batch"; other `?`s are left unnamed.
+A module at the neuron level is layerized first (on a copy), and `func.call`s
+are inlined.
+
+Every nn op maps to ONNX by one rule in `RULES`; fused ops expand back into
+their parts (fused_matmul -> MatMul, Add, activation; fused_conv -> Conv with
+its bias, activation), a sparse_matmul with constant values becomes a MatMul
+with the dense weight (with computed values: ScatterND into zeros, then
+MatMul), and activations ONNX has no op for are decomposed (silu = x *
+sigmoid(x), gaussian = exp(-x*x), step = cast(x > 0)).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
+from xdsl.ir import Operation, SSAValue
+
+from ncc.diagnostics import NccError
+from ncc.dialects import nn
+from ncc.dialects.nn import DYN, numpy_dtype, shape_of
+
+DEFAULT_OPSET = 18
+MIN_OPSET = 17
+BATCH_DIM = "batch"
+
+
+def export_onnx(module: Operation, path: str | os.PathLike | None = None, *,
+                function: str | None = None, opset: int | None = None) -> Any:
+    """The ONNX model (onnx.ModelProto) of `function` of `module` (by default its
+    only function, else `main`); written to `path` if given. NccError on what
+    cannot be exported (a weight without data, an op with no ONNX form)."""
+    import onnx
+    from onnx import helper
+
+    opset = DEFAULT_OPSET if opset is None else int(opset)
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        raise NccError(f"ONNX export supports opsets {MIN_OPSET}..{newest}, got {opset}")
+    module = _at_nn_level(module)
+    from ncc.reference import _select, arg_names
+
+    f = _select(module, function)
+    if not isinstance(f, func.FuncOp):
+        raise NccError(f"cannot export '{f.name}': expected an nn function")
+    g = _Graph(module, opset)
+    in_names, out_names = arg_names(f), result_names(f)
+    g.names.update(in_names + out_names)
+    # A result computed by an op is named by its output name directly; any
+    # other (an input, a weight, a value returned twice) goes through Identity.
+    ret = f.body.block.last_op
+    direct: dict[SSAValue, str] = {}
+    if isinstance(ret, func.ReturnOp):
+        for v, name in zip(ret.arguments, out_names):
+            if v not in direct and isinstance(v.owner, Operation) \
+                    and not isinstance(v.owner, (nn.WeightRefOp, nn.ConstantOp)):
+                direct[v] = name
+    outs = g.emit_function(f, in_names, direct)
+    for v, name in zip(outs, out_names):
+        if v != name:
+            g.node("Identity", [v], [name])
+    graph = helper.make_graph(
+        g.nodes, f.sym_name.data,
+        [_value_info(n, t) for n, t in zip(in_names, f.function_type.inputs.data)],
+        [_value_info(n, t) for n, t in zip(out_names, f.function_type.outputs.data)],
+        initializer=g.initializers)
+    opsets = [helper.make_opsetid("", opset)]
+    model = helper.make_model(graph, opset_imports=opsets, producer_name="ncc",
+                              ir_version=helper.find_min_ir_version_for(opsets))
+    if path is not None:
+        try:
+            onnx.save_model(model, os.fspath(path))
+        except OSError as e:
+            raise NccError(f"cannot write the model: {e}", os.fspath(path)) from None
+    return model
+
+
+def result_names(f: func.FuncOp) -> list[str]:
+    """Each result's `ncc.name` attribute, else `out<i>`."""
+    names = [f"out{i}" for i in range(len(f.function_type.outputs))]
+    for i, attrs in enumerate(f.res_attrs.data if f.res_attrs else ()):
+        if isinstance(name := attrs.data.get("ncc.name"), StringAttr):
+            names[i] = name.data
+    return names
+
+
+def _at_nn_level(module: Operation) -> Operation:
+    from ncc.dialects.neuron import NetOp
+
+    if isinstance(module, ModuleOp) and any(isinstance(op, NetOp) for op in module.ops):
+        from ncc.pipeline import run_passes
+
+        module = module.clone()
+        run_passes(module, "layerize")
+    return module
+
+
+def _elem(t: TensorType) -> int:
+    from onnx import helper
+
+    return helper.np_dtype_to_tensor_dtype(numpy_dtype(t.element_type))
+
+
+def _value_info(name: str, t: Any) -> Any:
+    from onnx import helper
+
+    if not isinstance(t, TensorType):
+        raise NccError(f"'{name}' has type {t}: only tensors can be exported")
+    dims = [(BATCH_DIM if i == 0 else None) if d == DYN else d for i, d in enumerate(shape_of(t))]
+    return helper.make_tensor_value_info(name, _elem(t), dims)
+
+
+class _Graph:
+    """ONNX nodes and initializers being built, with unique value names."""
+
+    def __init__(self, module: Operation, opset: int):
+        self.opset = opset
+        self.nodes: list[Any] = []
+        self.initializers: list[Any] = []
+        self.names: set[str] = set()
+        self.counts: dict[str, int] = {}
+        root = module if isinstance(module, ModuleOp) else module.parent_op()
+        ops = list(root.ops) if isinstance(root, ModuleOp) else []
+        self.weights = {op.sym: op for op in ops if isinstance(op, nn.WeightOp)}
+        self.funcs = {op.sym_name.data: op for op in ops
+                      if isinstance(op, func.FuncOp) and op.body.blocks}
+        self.weight_names: dict[str, str] = {}
+
+    def fresh(self, hint: str) -> str:
+        k = self.counts.get(hint, 0)
+        while (name := f"{hint}{k}") in self.names:
+            k += 1
+        self.counts[hint] = k + 1
+        self.names.add(name)
+        return name
+
+    def node(self, op_type: str, inputs: Sequence[str], outputs: Sequence[str] | None = None,
+             **attrs: Any) -> str:
+        """Add a node; returns its (first) output's name."""
+        from onnx import helper
+
+        outputs = list(outputs) if outputs else [self.fresh("v")]
+        self.nodes.append(helper.make_node(op_type, list(inputs), outputs,
+                                           name=self.fresh(op_type + "_"), **attrs))
+        return outputs[0]
+
+    def const(self, value: Any, dtype: Any = np.int64, name: str | None = None) -> str:
+        from onnx import numpy_helper
+
+        name = name or self.fresh("c")
+        self.names.add(name)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def weight(self, sym: str, op: Operation) -> str:
+        if sym not in self.weight_names:
+            w = self.weights.get(sym)
+            if w is None or w.data is None:
+                raise NccError.at_op(op, f"weight @{sym} has no data to export"
+                                     + ("" if w is None else " (a run-time parameter or elided)"))
+            name = sym if sym not in self.names else self.fresh(sym + "_")
+            self.weight_names[sym] = self.const(w.data, w.data.dtype, name)
+        return self.weight_names[sym]
+
+    def emit_function(self, f: func.FuncOp, args: Sequence[str],
+                      direct: dict[SSAValue, str] | None = None) -> list[str]:
+        """Emit f's body with its arguments named `args`; the names of its results."""
+        env: dict[SSAValue, str] = dict(zip(f.body.block.args, args))
+        direct = direct or {}
+        for op in f.body.block.ops:
+            if isinstance(op, func.ReturnOp):
+                return [env[v] for v in op.arguments]
+            ins = [env[v] for v in op.operands]
+            if isinstance(op, func.CallOp):
+                callee = self.funcs.get(op.callee.root_reference.data)
+                if callee is None:
+                    raise NccError.at_op(op, f"func.call: no function body for {op.callee}")
+                outs = self.emit_function(callee, ins)
+            elif isinstance(op, nn.WeightRefOp):
+                outs = [self.weight(op.sym, op)]
+            elif isinstance(op, nn.ConstantOp):
+                outs = [self.const(op.data, op.data.dtype)]
+            else:
+                rule = RULES.get(type(op))
+                if rule is None:
+                    raise NccError.at_op(op, f"'{op.name}' has no ONNX form")
+                out = rule(self, op, ins)
+                if op.results[0] in direct:  # rename the last node's output
+                    outs = [direct[op.results[0]]]
+                    last = self.nodes[-1] if self.nodes else None
+                    if last is not None and out in last.output and out not in ins:
+                        last.output[list(last.output).index(out)] = outs[0]
+                    else:
+                        self.node("Identity", [out], outs)
+                else:
+                    outs = [out]
+            env.update(zip(op.results, outs))
+        raise NccError.at_op(f, f"@{f.sym_name.data} has no func.return")
+
+    # -- helpers shared by rules ----------------------------------------------
+
+    def scalar(self, value: float, like: SSAValue) -> str:
+        return self.const(value, numpy_dtype(like.type.element_type))
+
+    def activation(self, name: str, x: str, like: SSAValue) -> str:
+        return ACTIVATIONS[name](self, x, like)
+
+    def reduce(self, op_type: str, x: str, axes: Sequence[int], keepdims: bool) -> str:
+        if not axes:  # numpy: reducing over no axes changes nothing
+            return self.node("Identity", [x])
+        keep = int(bool(keepdims))
+        if op_type == "ReduceSum" or self.opset >= 18:
+            return self.node(op_type, [x, self.const(list(axes))], keepdims=keep)
+        return self.node(op_type, [x], axes=list(axes), keepdims=keep)
+
+
+def _simple(op_type: str, **attrs: Any) -> Callable[[_Graph, str, SSAValue], str]:
+    return lambda g, x, like: g.node(op_type, [x], **attrs)
+
+
+# Activation name -> rule (graph, input name, a value of the element type) -> output name.
+ACTIVATIONS: dict[str, Callable[[_Graph, str, SSAValue], str]] = {
+    "identity": lambda g, x, like: x,
+    "relu": _simple("Relu"), "sigmoid": _simple("Sigmoid"), "tanh": _simple("Tanh"),
+    "leaky_relu": _simple("LeakyRelu", alpha=0.01), "elu": _simple("Elu", alpha=1.0),
+    "softplus": _simple("Softplus"), "sin": _simple("Sin"), "abs": _simple("Abs"),
+    "silu": lambda g, x, like: g.node("Mul", [x, g.node("Sigmoid", [x])]),
+    "gaussian": lambda g, x, like: g.node("Exp", [g.node("Neg", [g.node("Mul", [x, x])])]),
+    "step": lambda g, x, like: g.node("Cast", [g.node("Greater", [x, g.scalar(0, like)])],
+                                      to=_elem(like.type)),
+    "exp": _simple("Exp"), "log": _simple("Log"), "neg": _simple("Neg"), "sqrt": _simple("Sqrt"),
+    "reciprocal": _simple("Reciprocal"), "erf": _simple("Erf"), "floor": _simple("Floor"),
+    "ceil": _simple("Ceil"), "cos": _simple("Cos"),
+}
+BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min",
+          "pow": "Pow"}
+REDUCE = {"reduce_sum": "ReduceSum", "reduce_mean": "ReduceMean", "reduce_max": "ReduceMax",
+          "reduce_min": "ReduceMin", "reduce_prod": "ReduceProd"}
+
+
+def _conv(g: _Graph, op: Operation, ins: list[str]) -> str:
+    p = op.params
+    y = g.node("Conv", ins, kernel_shape=list(shape_of(op.weight.type)[2:]), strides=list(p.strides),
+               pads=list(p.pads), dilations=list(p.dilations), group=p.group)
+    return g.activation(getattr(p, "activation", "identity"), y, op.result)
+
+
+def _fused_matmul(g: _Graph, op: Operation, ins: list[str]) -> str:
+    y = g.node("MatMul", ins[:2])
+    if len(ins) > 2:
+        y = g.node("Add", [y, ins[2]])
+    return g.activation(op.params.activation, y, op.result)
+
+
+def _sparse_matmul(g: _Graph, op: Operation, ins: list[str]) -> str:
+    p = op.params
+    src = op.values.owner
+    data = (g.weights[src.sym].data if isinstance(src, nn.WeightRefOp) and src.sym in g.weights
+            else src.data if isinstance(src, nn.ConstantOp) else None)
+    if data is not None:  # constant values: the dense weight itself
+        w = g.const(op.dense_weight(data), data.dtype)
+    else:  # computed values: scattered into zeros at run time
+        zeros = g.const(np.zeros((p.in_features, p.out_features)), numpy_dtype(op.result.type.element_type))
+        w = g.node("ScatterND", [zeros, g.const(np.stack([p.rows, p.cols], 1).reshape(-1, 2)), ins[1]])
+    return g.node("MatMul", [ins[0], w])
+
+
+def _pool(op_type: str) -> Callable[[_Graph, Operation, list[str]], str]:
+    def rule(g: _Graph, op: Operation, ins: list[str]) -> str:
+        p = op.params
+        extra = {"count_include_pad": int(p.count_include_pad)} if op_type == "AveragePool" else {}
+        return g.node(op_type, ins, kernel_shape=list(p.kernel), strides=list(p.strides),
+                      pads=list(p.pads), **extra)
+    return rule
+
+
+def _reshape(g: _Graph, op: Operation, ins: list[str]) -> str:
+    dims = [-1 if d == DYN else d for d in shape_of(op.result.type)]
+    # allowzero: a 0 in the target is a zero-size dimension, not "copy the input's"
+    return g.node("Reshape", [ins[0], g.const(dims)], allowzero=int(0 in dims))
+
+
+def _slice(g: _Graph, op: Operation, ins: list[str]) -> str:
+    p = op.params
+    return g.node("Slice", [ins[0], *(g.const(list(v)) for v in (p.starts, p.ends, p.axes, p.steps))])
+
+
+def _pad(g: _Graph, op: Operation, ins: list[str]) -> str:
+    p = op.params
+    extra = [g.scalar(p.value, op.result)] if p.mode == "constant" else []
+    return g.node("Pad", [ins[0], g.const(list(p.pads)), *extra], mode=p.mode)
+
+
+RULES: dict[type, Callable[[_Graph, Operation, list[str]], str]] = {
+    **{cls: (lambda g, op, ins, n=n: g.activation(n, ins[0], op.result))
+       for n, cls in nn.UNARY_OPS.items()},
+    **{cls: (lambda g, op, ins, t=BINARY[n]: g.node(t, ins)) for n, cls in nn.BINARY_OPS.items()},
+    **{cls: (lambda g, op, ins, t=REDUCE[n]: g.reduce(t, ins[0], op.params.axes, op.params.keepdims))
+       for n, cls in nn.REDUCE_OPS.items()},
+    nn.MatmulOp: lambda g, op, ins: g.node("MatMul", ins),
+    nn.FusedMatmulOp: _fused_matmul,
+    nn.ConvOp: _conv,
+    nn.FusedConvOp: _conv,
+    nn.SparseMatmulOp: _sparse_matmul,
+    nn.MaxPoolOp: _pool("MaxPool"),
+    nn.AvgPoolOp: _pool("AveragePool"),
+    nn.SoftmaxOp: lambda g, op, ins: g.node("Softmax", ins, axis=op.params.axis),
+    nn.LogSoftmaxOp: lambda g, op, ins: g.node("LogSoftmax", ins, axis=op.params.axis),
+    nn.BatchNormOp: lambda g, op, ins: g.node("BatchNormalization", ins, epsilon=op.params.epsilon),
+    nn.LayerNormOp: lambda g, op, ins: g.node("LayerNormalization", ins, axis=op.params.axis,
+                                              epsilon=op.params.epsilon),
+    nn.ReshapeOp: _reshape,
+    nn.TransposeOp: lambda g, op, ins: g.node("Transpose", ins, perm=list(op.params.perm)),
+    nn.ConcatOp: lambda g, op, ins: g.node("Concat", ins, axis=op.params.axis),
+    nn.SliceOp: _slice,
+    nn.GatherOp: lambda g, op, ins: g.node("Gather", ins, axis=op.params.axis),
+    nn.PadOp: _pad,
+}
