@@ -14,7 +14,6 @@ from ncc import reference
 from ncc.adjacency import import_adjacency, import_adjacency_text, parse_adjacency
 from ncc.diagnostics import NccError
 from ncc.equations import emit_equations
-from ncc.onnx_import import import_onnx
 from ncc.ir import make_context, parse_module, print_module, verify_module
 from ncc.onnx_export import export_onnx
 from ncc.pipeline import run_passes
@@ -22,5 +21,5 @@ from ncc.runtime.compiled_model import CompiledModel, compile
 
 __all__ = [
     "CompiledModel", "NccError", "compile", "emit_equations", "export_onnx", "import_adjacency",
-    "import_adjacency_text", "import_onnx", "make_context", "parse_adjacency", "parse_module", "print_module", "reference", "run_passes", "verify_module",
+    "import_adjacency_text", "make_context", "parse_adjacency", "parse_module", "print_module", "reference", "run_passes", "verify_module",
 ]
