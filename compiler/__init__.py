@@ -4,6 +4,7 @@
     module = ncc.import_adjacency("net.txt")      # neuron dialect (a file path)
     print(ncc.emit_equations(module))             # n04 = f04( +n00*w0004 +n01*w0104) ...
     ncc.run_passes(module, "layerize,fuse")       # neuron -> nn, then fusion
+    module = ncc.import_onnx("model.onnx")         # nn dialect (a path, bytes or ModelProto)
     ncc.export_onnx(module, "net.onnx")            # an ONNX model (any nn module)
     y, = ncc.reference.run(module, [x])           # numpy reference semantics
     print(ncc.print_module(module))               # MLIR text
@@ -16,10 +17,11 @@ from ncc.diagnostics import NccError
 from ncc.equations import emit_equations
 from ncc.ir import make_context, parse_module, print_module, verify_module
 from ncc.onnx_export import export_onnx
+from ncc.onnx_import import import_onnx
 from ncc.pipeline import run_passes
 from ncc.runtime.compiled_model import CompiledModel, compile
 
 __all__ = [
     "CompiledModel", "NccError", "compile", "emit_equations", "export_onnx", "import_adjacency",
-    "import_adjacency_text", "make_context", "parse_adjacency", "parse_module", "print_module", "reference", "run_passes", "verify_module",
+    "import_adjacency_text", "import_onnx", "make_context", "parse_adjacency", "parse_module", "print_module", "reference", "run_passes", "verify_module",
 ]

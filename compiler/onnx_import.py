@@ -1,0 +1,696 @@
+"""ONNX import: an ONNX model (opsets 7..newest) decomposed into `nn` ops.
+
+    module = ncc.import_onnx("model.onnx")      # or a ModelProto, or the bytes
+    ncc-translate --import-onnx model.onnx
+
+The graph becomes one `func.func @main`: graph inputs are arguments and graph
+outputs results, each named by its ONNX name (`ncc.name`). Initializers and
+Constant nodes become `nn.weight` symbols holding the numpy arrays, created
+only where a value is used as a tensor (a Reshape's shape is read statically).
+Each ONNX op is decomposed by one small function of the table `OPS`
+(Gemm -> transpose/matmul/mul/add, Sum -> adds, ...); result types come from
+the nn builders' shape rules, after onnx's own shape inference has typed the
+graph. Only the first dimension of an input may be symbolic: it becomes `?`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, TensorType
+from xdsl.ir import Operation, SSAValue
+from xdsl.utils.exceptions import VerifyException
+
+from ncc.diagnostics import NccError
+from ncc.dialects import nn
+from ncc.dialects.nn import DYN, shape_of
+
+MIN_OPSET = 7
+
+# ONNX TensorProto element types ncc represents (others: a clear error).
+_ELEMENT = {1: np.float32, 11: np.float64, 10: np.float16, 7: np.int64, 6: np.int32,
+            3: np.int8, 9: np.bool_}
+
+
+def _load(source: Any) -> tuple[Any, str]:
+    """(ModelProto, display name) from a ModelProto, a path or bytes."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if isinstance(source, onnx.ModelProto):
+        return source, source.graph.name or "<model>"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, where, base = bytes(source), "<bytes>", None
+    elif isinstance(source, (str, os.PathLike)):
+        where = os.fspath(source)
+        try:
+            with open(where, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise NccError(f"cannot read the ONNX file: {e.strerror}", where) from None
+        base = os.path.dirname(os.path.abspath(where))
+    else:
+        raise NccError(f"import_onnx takes a ModelProto, a path or bytes, not {type(source).__name__}")
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, ValueError, RuntimeError) as e:
+        raise NccError(f"not a valid ONNX model (malformed or truncated protobuf: {e})", where) from None
+    if not model.HasField("graph"):
+        raise NccError("not a valid ONNX model (no graph)", where)
+    if base is not None and any(t.data_location == onnx.TensorProto.EXTERNAL
+                                for t in model.graph.initializer):
+        from onnx.external_data_helper import load_external_data_for_model
+        try:
+            load_external_data_for_model(model, base)
+        except (OSError, ValueError) as e:
+            raise NccError(f"cannot load external tensor data: {e}", where) from None
+    return model, where
+
+
+def _opset(model: Any, where: str) -> int:
+    import onnx
+
+    versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not versions:
+        raise NccError("the model imports no version of the default ONNX domain", where)
+    v, newest = versions[0], onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= v <= newest:
+        raise NccError(f"ONNX opset {v} is not supported (supported: {MIN_OPSET} to {newest})", where)
+    return v
+
+
+def _np_dtype(elem: int, what: str, where: str) -> np.dtype:
+    import onnx
+
+    if elem not in _ELEMENT:
+        name = onnx.TensorProto.DataType.Name(elem) if elem in onnx.TensorProto.DataType.values() else elem
+        raise NccError(f"{what} has element type {name}, which ncc does not support "
+                       "(supported: FLOAT, DOUBLE, FLOAT16, INT64, INT32, INT8, BOOL)", where)
+    return np.dtype(_ELEMENT[elem])
+
+
+class Importer:
+    """Walks the graph once, keeping each ONNX value as an SSA value or, for
+    initializers and Constant outputs, as a numpy array (made an nn.weight on use)."""
+
+    def __init__(self, model: Any, where: str):
+        import onnx
+
+        self.where = where
+        self.opset = _opset(model, where)
+        try:  # fills value_info; the importer's own shape rules decide the types
+            model = onnx.shape_inference.infer_shapes(model)
+        except Exception:  # noqa: BLE001 -- inference is optional here
+            pass
+        self.graph = model.graph
+        self.values: dict[str, SSAValue] = {}
+        self.consts: dict[str, np.ndarray] = {}
+        self.weights: dict[str, nn.WeightOp] = {}
+        self.ops: list[Operation] = []
+        self.node: Any = None
+        self.used_names: set[str] = set()
+
+    # -- errors -----------------------------------------------------------
+
+    def error(self, message: str) -> NccError:
+        if self.node is not None:
+            n = self.node
+            message = f"node '{n.name or n.output[0]}' ({n.op_type}): {message}"
+        return NccError(message, self.where)
+
+    # -- values -----------------------------------------------------------
+
+    def emit(self, op: Operation) -> SSAValue:
+        self.ops.append(op)
+        return op.results[0]
+
+    def build(self, cls: Callable[..., Operation], *args: Any, **kw: Any) -> SSAValue:
+        """Build an nn op; a shape-rule failure is a diagnostic at the node."""
+        try:
+            return self.emit(cls(*args, **kw))
+        except (VerifyException, ValueError) as e:
+            raise self.error(str(e)) from None
+
+    def weight(self, name: str) -> SSAValue:
+        if name not in self.weights:
+            sym = re.sub(r"[^\w.$-]", "_", name) or "w"
+            base, k = sym, 1
+            while sym in self.used_names:
+                sym, k = f"{base}_{k}", k + 1
+            self.used_names.add(sym)
+            self.weights[name] = nn.WeightOp(sym, self.consts[name])
+            self.values[name] = self.emit(nn.WeightRefOp(self.weights[name]))
+        return self.values[name]
+
+    def has(self, i: int) -> bool:
+        return i < len(self.node.input) and self.node.input[i] != ""
+
+    def v(self, i: int) -> SSAValue:
+        """Input i of the current node as an SSA value."""
+        if not self.has(i):
+            raise self.error(f"input {i} is required")
+        name = self.node.input[i]
+        if name in self.values:
+            return self.values[name]
+        if name in self.consts:
+            return self.weight(name)
+        raise self.error(f"input '{name}' is not defined by any node, graph input or initializer")
+
+    def static(self, i: int) -> np.ndarray:
+        """Input i as a constant array: an initializer or a Constant output."""
+        if not self.has(i):
+            raise self.error(f"input {i} is required")
+        name = self.node.input[i]
+        if name not in self.consts:
+            if name in self.values:
+                raise self.error(f"input {i} ('{name}') must be a constant (an initializer or "
+                                 "a Constant node): ncc needs it at import time")
+            raise self.error(f"input '{name}' is not defined by any node, graph input or initializer")
+        return self.consts[name]
+
+    def ints(self, i: int) -> list[int]:
+        return [int(x) for x in np.asarray(self.static(i)).reshape(-1)]
+
+    def scalar(self, value: float, like: SSAValue) -> SSAValue:
+        dtype = nn.numpy_dtype(like.type.element_type)
+        return self.emit(nn.ConstantOp(np.asarray(value, dtype=dtype)))
+
+    # -- the graph --------------------------------------------------------
+
+    def run(self) -> ModuleOp:
+        import onnx
+        from onnx import numpy_helper
+
+        g = self.graph
+        unsupported: dict[str, list[str]] = {}
+        for n in g.node:
+            if n.op_type not in OPS or n.domain not in ("", "ai.onnx"):
+                key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+                unsupported.setdefault(key, []).append(n.name or n.output[0])
+        if unsupported:
+            parts = [f"{k} ({'nodes' if len(v) > 1 else 'node'} {', '.join(v)})"
+                     for k, v in unsupported.items()]
+            raise NccError(f"unsupported ONNX ops: {', '.join(parts)}", self.where)
+
+        for t in g.initializer:
+            _np_dtype(t.data_type, f"initializer '{t.name}'", self.where)
+            try:
+                self.consts[t.name] = numpy_helper.to_array(t)
+            except Exception as e:  # noqa: BLE001 -- onnx raises several kinds here
+                raise NccError(f"initializer '{t.name}' is malformed: {e}", self.where) from None
+        arg_types, arg_names = [], []
+        for inp in g.input:
+            if inp.name in self.consts:
+                continue  # an initializer listed as an input too: a weight with a default
+            tt = inp.type.tensor_type
+            if not inp.type.HasField("tensor_type") or not tt.HasField("shape"):
+                raise NccError(f"graph input '{inp.name}' needs a tensor type with a shape", self.where)
+            dtype = _np_dtype(tt.elem_type, f"graph input '{inp.name}'", self.where)
+            dims = []
+            for k, d in enumerate(tt.shape.dim):
+                if d.HasField("dim_value"):
+                    dims.append(d.dim_value)
+                elif k == 0:
+                    dims.append(DYN)
+                else:
+                    sym = d.dim_param or "unknown"
+                    raise NccError(f"graph input '{inp.name}': dimension {k} is symbolic ('{sym}'); "
+                                   "only the first (batch) dimension may be", self.where)
+            arg_types.append(TensorType(nn.element_type_of(dtype), dims))
+            arg_names.append(inp.name)
+
+        block_types = arg_types
+        fn = func.FuncOp("main", (block_types, []))
+        for name, arg in zip(arg_names, fn.body.block.args):
+            self.values[name] = arg
+            if re.fullmatch(r"[A-Za-z_]\w*", name):
+                arg.name_hint = name
+
+        for n in g.node:
+            self.node = n
+            outs = OPS[n.op_type](self, {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute})
+            if outs is None:  # a constant: its value is in self.consts
+                continue
+            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            for name, val in zip(n.output, outs):
+                if name:
+                    self.values[name] = val
+        self.node = None
+
+        results = []
+        for o in g.output:
+            if o.name in self.values:
+                results.append(self.values[o.name])
+            elif o.name in self.consts:
+                results.append(self.weight(o.name))
+            else:
+                raise NccError(f"graph output '{o.name}' is not computed by any node", self.where)
+        self.ops.append(func.ReturnOp(*results))
+        fn.body.block.add_ops(self.ops)
+        res_types = [r.type for r in results]
+        fn.function_type = func.FunctionType.from_lists(arg_types, res_types)
+        named = lambda names: ArrayAttr([DictionaryAttr({"ncc.name": StringAttr(x)}) for x in names])  # noqa: E731
+        fn.arg_attrs = named(arg_names)
+        fn.res_attrs = named([o.name for o in g.output])
+        return ModuleOp([*self.weights.values(), fn])
+
+
+def import_onnx(source: Any) -> ModuleOp:
+    """Import an ONNX model (a ModelProto, a path or the serialized bytes)
+    into a module of nn ops. Raises NccError on anything it cannot import."""
+    model, where = _load(source)
+    module = Importer(model, where).run()
+    try:
+        module.verify()
+    except VerifyException as e:
+        raise NccError(f"the imported module does not verify: {e}", where) from None
+    return module
+
+
+# ---------------------------------------------------------------------------
+# The op table: ONNX op type -> f(importer, attributes) -> SSA value(s)
+
+Conv = Callable[[Importer, dict], Any]
+OPS: dict[str, Conv] = {}
+
+
+def op(*names: str) -> Callable[[Conv], Conv]:
+    def reg(f: Conv) -> Conv:
+        for n in names:
+            OPS[n] = f
+        return f
+    return reg
+
+
+def _unary(name: str) -> Conv:
+    return lambda b, a: b.build(nn.UNARY_OPS[name], b.v(0))
+
+
+for _onnx, _nn in {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softplus": "softplus",
+                   "Exp": "exp", "Log": "log", "Neg": "neg", "Sqrt": "sqrt", "Abs": "abs",
+                   "Reciprocal": "reciprocal", "Erf": "erf", "Floor": "floor", "Ceil": "ceil",
+                   "Sin": "sin", "Cos": "cos"}.items():
+    OPS[_onnx] = _unary(_nn)
+
+
+def _binary(b: Importer, name: str, x: SSAValue, y: SSAValue) -> SSAValue:
+    return b.build(nn.BINARY_OPS[name], x, y)
+
+
+for _onnx, _nn in {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}.items():
+    OPS[_onnx] = (lambda name: lambda b, a: _binary(b, name, b.v(0), b.v(1)))(_nn)
+
+
+@op("Pow")
+def _pow(b, a):
+    x = b.v(0)
+    if b.node.input[1] in b.consts:  # an exponent of another element type (opset 12+)
+        e = b.static(1).astype(nn.numpy_dtype(x.type.element_type))
+        y = b.emit(nn.ConstantOp(e)) if e.size == 1 else b.v(1)
+        return _binary(b, "pow", x, y)
+    return _binary(b, "pow", x, b.v(1))
+
+
+def _variadic(name: str, mean: bool = False) -> Conv:
+    def f(b, a):
+        acc = b.v(0)
+        for i in range(1, len(b.node.input)):
+            acc = _binary(b, name, acc, b.v(i))
+        if mean and len(b.node.input) > 1:
+            acc = _binary(b, "div", acc, b.scalar(len(b.node.input), acc))
+        return acc
+    return f
+
+
+OPS.update({"Max": _variadic("max"), "Min": _variadic("min"), "Sum": _variadic("add"),
+            "Mean": _variadic("add", mean=True)})
+
+
+@op("Identity", "Dropout")
+def _identity(b, a):
+    x = b.v(0)
+    shape = shape_of(x.type)
+    if b.node.op_type == "Dropout" and len(b.node.output) > 1 and b.node.output[1] and DYN not in shape:
+        b.consts[b.node.output[1]] = np.ones(shape, np.bool_)  # inference: nothing is dropped
+    return x
+
+
+@op("LeakyRelu")
+def _leaky_relu(b, a):
+    x, alpha = b.v(0), a.get("alpha", 0.01)
+    if np.float32(alpha) == np.float32(0.01):
+        return b.build(nn.UNARY_OPS["leaky_relu"], x)
+    neg = _binary(b, "min", x, b.scalar(0, x))  # relu(x) + alpha * min(x, 0)
+    return _binary(b, "add", b.build(nn.UNARY_OPS["relu"], x), _binary(b, "mul", neg, b.scalar(alpha, x)))
+
+
+@op("PRelu")
+def _prelu(b, a):
+    x = b.v(0)
+    neg = _binary(b, "min", x, b.scalar(0, x))
+    return _binary(b, "add", b.build(nn.UNARY_OPS["relu"], x), _binary(b, "mul", neg, b.v(1)))
+
+
+@op("Elu")
+def _elu(b, a):
+    x, alpha = b.v(0), a.get("alpha", 1.0)
+    if alpha == 1.0:
+        return b.build(nn.UNARY_OPS["elu"], x)
+    em1 = _binary(b, "sub", b.build(nn.UNARY_OPS["exp"], _binary(b, "min", x, b.scalar(0, x))),
+                  b.scalar(1, x))
+    return _binary(b, "add", b.build(nn.UNARY_OPS["relu"], x), _binary(b, "mul", em1, b.scalar(alpha, x)))
+
+
+@op("Clip")
+def _clip(b, a):
+    x = b.v(0)
+    if b.opset < 11:
+        lo, hi = a.get("min"), a.get("max")
+        lo = None if lo is None else b.scalar(lo, x)
+        hi = None if hi is None else b.scalar(hi, x)
+    else:
+        lo = b.v(1) if b.has(1) else None
+        hi = b.v(2) if b.has(2) else None
+    if lo is not None:
+        x = _binary(b, "max", x, lo)
+    if hi is not None:
+        x = _binary(b, "min", x, hi)
+    return x
+
+
+@op("MatMul")
+def _matmul(b, a):
+    return b.build(nn.MatmulOp, b.v(0), b.v(1))
+
+
+@op("Gemm")
+def _gemm(b, a):
+    x, w = b.v(0), b.v(1)
+    if a.get("transA", 0):
+        x = b.build(nn.TransposeOp, x, [1, 0])
+    if a.get("transB", 0):
+        w = b.build(nn.TransposeOp, w, [1, 0])
+    y = b.build(nn.MatmulOp, x, w)
+    if (alpha := a.get("alpha", 1.0)) != 1.0:
+        y = _binary(b, "mul", y, b.scalar(alpha, y))
+    if b.has(2):
+        c = b.v(2)
+        if (beta := a.get("beta", 1.0)) != 1.0:
+            c = _binary(b, "mul", c, b.scalar(beta, c))
+        y = _binary(b, "add", y, c)
+    return y
+
+
+def _window(b: Importer, a: dict, x: SSAValue, kernel: Sequence[int], dilations: Sequence[int]
+            ) -> tuple[list[int], list[int]]:
+    """(strides, pads) of a conv or pool, with auto_pad resolved on static sizes."""
+    k = len(kernel)
+    strides = list(a.get("strides", [1] * k))
+    pads = list(a.get("pads", [0] * 2 * k))
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else auto
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        spatial = shape_of(x.type)[2:]
+        if DYN in spatial:
+            raise b.error(f"auto_pad {auto} needs static spatial sizes, got {x.type}")
+        for i, (n, kk, s, d) in enumerate(zip(spatial, kernel, strides, dilations)):
+            total = max((-(-n // s) - 1) * s + (kk - 1) * d + 1 - n, 0)
+            small = total // 2
+            pads[i], pads[i + k] = (small, total - small) if auto == "SAME_UPPER" else (total - small, small)
+    elif auto == "VALID":
+        pads = [0] * 2 * k
+    elif auto != "NOTSET":
+        raise b.error(f"unknown auto_pad '{auto}'")
+    return strides, pads
+
+
+@op("Conv")
+def _conv(b, a):
+    x, w = b.v(0), b.v(1)
+    wshape = shape_of(w.type)
+    kernel = list(a.get("kernel_shape", wshape[2:]))
+    dil = list(a.get("dilations", [1] * len(kernel)))
+    strides, pads = _window(b, a, x, kernel, dil)
+    y = b.build(nn.ConvOp, x, w, strides=strides, pads=pads, dilations=dil, group=a.get("group", 1))
+    if b.has(2):  # bias[c] broadcast over the spatial dimensions
+        bias = b.build(nn.ReshapeOp, b.v(2), [-1] + [1] * len(kernel))
+        y = _binary(b, "add", y, bias)
+    return y
+
+
+def _pool(b: Importer, a: dict, cls: type, **extra: Any) -> SSAValue:
+    if len(b.node.output) > 1 and b.node.output[1]:
+        raise b.error("the indices output is not supported")
+    x = b.v(0)
+    kernel = list(a["kernel_shape"]) if "kernel_shape" in a else None
+    if kernel is None:
+        raise b.error("attribute kernel_shape is required")
+    if any(d != 1 for d in a.get("dilations", [])):
+        raise b.error(f"dilations {list(a['dilations'])} are not supported (only 1)")
+    strides, pads = _window(b, a, x, kernel, [1] * len(kernel))
+    if a.get("ceil_mode", 0):  # extra end padding turns floor into ceil division
+        k, spatial = len(kernel), shape_of(x.type)[2:]
+        for i, (n, kk, s) in enumerate(zip(spatial, kernel, strides)):
+            if n == DYN:
+                raise b.error("ceil_mode needs static spatial sizes")
+            span = n + pads[i] + pads[i + k] - kk
+            out = -(-span // s) + 1
+            if (out - 1) * s >= n + pads[i]:  # the last window must start inside
+                out -= 1
+            pads[i + k] += max((out - 1) * s + kk - (n + pads[i] + pads[i + k]), 0)
+        if cls is nn.AvgPoolOp and extra.get("count_include_pad") and pads != list(_window(b, a, x, kernel, [1] * k)[1]):
+            raise b.error("ceil_mode with count_include_pad is not supported")
+    return b.build(cls, x, kernel, strides=strides, pads=pads, **extra)
+
+
+OPS["MaxPool"] = lambda b, a: _pool(b, a, nn.MaxPoolOp)
+OPS["AveragePool"] = lambda b, a: _pool(b, a, nn.AvgPoolOp,
+                                        count_include_pad=bool(a.get("count_include_pad", 0)))
+
+
+def _global(name: str) -> Conv:
+    def f(b, a):
+        x = b.v(0)
+        return b.build(nn.REDUCE_OPS[name], x, list(range(2, len(shape_of(x.type)))), keepdims=True)
+    return f
+
+
+OPS.update({"GlobalAveragePool": _global("reduce_mean"), "GlobalMaxPool": _global("reduce_max")})
+
+
+@op("BatchNormalization")
+def _batch_norm(b, a):
+    if a.get("training_mode", 0) or sum(1 for o in b.node.output if o) > 1:
+        raise b.error("only inference mode (one output) is supported")
+    return b.build(nn.BatchNormOp, b.v(0), b.v(1), b.v(2), b.v(3), b.v(4),
+                   epsilon=a.get("epsilon", 1e-5))
+
+
+def _softmax(cls: type) -> Conv:
+    def f(b, a):
+        x = b.v(0)
+        shape = shape_of(x.type)
+        if b.opset >= 13:
+            return b.build(cls, x, a.get("axis", -1))
+        # Before opset 13: over the flattened dimensions [axis, rank).
+        axis = a.get("axis", 1) % max(len(shape), 1)
+        if axis == len(shape) - 1:
+            return b.build(cls, x, -1)
+        flat = _flatten(b, x, axis)
+        return b.build(nn.ReshapeOp, b.build(cls, flat, -1), x.type)
+    return f
+
+
+OPS.update({"Softmax": _softmax(nn.SoftmaxOp), "LogSoftmax": _softmax(nn.LogSoftmaxOp)})
+
+
+def _flatten(b: Importer, x: SSAValue, axis: int) -> SSAValue:
+    shape = shape_of(x.type)
+    inner = shape[axis:]
+    if DYN in inner:
+        raise b.error(f"cannot flatten {x.type} at axis {axis}: a trailing dimension is dynamic")
+    outer = -1 if DYN in shape[:axis] else math.prod(shape[:axis])
+    return b.build(nn.ReshapeOp, x, [outer, math.prod(inner)])
+
+
+@op("Flatten")
+def _flatten_op(b, a):
+    x = b.v(0)
+    return _flatten(b, x, a.get("axis", 1) % (len(shape_of(x.type)) + 1))
+
+
+def _reshape_to(b: Importer, x: SSAValue, dims: Sequence[int]) -> SSAValue:
+    if sum(1 for d in dims if d in (-1, DYN)) > 1:
+        raise b.error(f"cannot reshape {x.type} to {nn.fmt_shape(dims)}: more than one unknown dimension")
+    return b.build(nn.ReshapeOp, x, dims)
+
+
+@op("Reshape")
+def _reshape(b, a):
+    x = b.v(0)
+    if b.opset < 5 or "shape" in a:
+        target = list(a["shape"])
+    else:
+        target = b.ints(1)
+    shape = shape_of(x.type)
+    if not a.get("allowzero", 0):
+        target = [shape[i] if d == 0 else d for i, d in enumerate(target)]
+    return _reshape_to(b, x, target)
+
+
+@op("Transpose")
+def _transpose(b, a):
+    x = b.v(0)
+    return b.build(nn.TransposeOp, x, a.get("perm", list(range(len(shape_of(x.type))))[::-1]))
+
+
+@op("Concat")
+def _concat(b, a):
+    return b.build(nn.ConcatOp, [b.v(i) for i in range(len(b.node.input)) if b.has(i)], a["axis"])
+
+
+def _axes_input(b: Importer, a: dict, i: int, since: int) -> list[int] | None:
+    """`axes`: an attribute before opset `since`, an optional input from it."""
+    if b.opset < since:
+        return list(a["axes"]) if "axes" in a else None
+    return b.ints(i) if b.has(i) else None
+
+
+@op("Slice")
+def _slice(b, a):
+    x = b.v(0)
+    if b.opset < 10:
+        starts, ends, axes, steps = list(a["starts"]), list(a["ends"]), a.get("axes"), None
+    else:
+        starts, ends = b.ints(1), b.ints(2)
+        axes = b.ints(3) if b.has(3) else None
+        steps = b.ints(4) if b.has(4) else None
+    return b.build(nn.SliceOp, x, starts, ends, None if axes is None else list(axes), steps)
+
+
+@op("Gather")
+def _gather(b, a):
+    x, axis = b.v(0), a.get("axis", 0)
+    name = b.node.input[1]
+    if name in b.consts and (b.consts[name] < 0).any():  # negative indices count from the end
+        dim = shape_of(x.type)[axis]
+        idx = b.consts[name]
+        fixed = np.where(idx < 0, idx + dim, idx).astype(idx.dtype)
+        return b.build(nn.GatherOp, x, b.emit(nn.ConstantOp(fixed)), axis)
+    return b.build(nn.GatherOp, x, b.v(1), axis)
+
+
+@op("Pad")
+def _pad(b, a):
+    x = b.v(0)
+    mode = a.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    rank = len(shape_of(x.type))
+    if b.opset < 11:
+        pads, value = list(a.get("pads", a.get("paddings", []))), a.get("value", 0.0)
+    else:
+        pads = b.ints(1)
+        value = float(b.static(2).reshape(-1)[0]) if b.has(2) else 0.0
+        if b.has(3):  # opset 18: pads for the listed axes only
+            axes = [ax % rank for ax in b.ints(3)]
+            full = [0] * 2 * rank
+            for j, ax in enumerate(axes):
+                full[ax], full[ax + rank] = pads[j], pads[j + len(axes)]
+            pads = full
+    if min(pads, default=0) < 0:
+        raise b.error(f"negative pads {pads} are not supported")
+    return b.build(nn.PadOp, x, pads, mode, value)
+
+
+def _reduce(name: str, since: int) -> Conv:
+    def f(b, a):
+        x = b.v(0)
+        axes = _axes_input(b, a, 1, since)
+        if not axes:  # none or empty: all axes, or nothing with noop_with_empty_axes
+            if a.get("noop_with_empty_axes", 0):
+                return x
+            axes = None
+        return b.build(nn.REDUCE_OPS[name], x, axes, keepdims=bool(a.get("keepdims", 1)))
+    return f
+
+
+OPS.update({"ReduceSum": _reduce("reduce_sum", 13), "ReduceMean": _reduce("reduce_mean", 18),
+            "ReduceMax": _reduce("reduce_max", 18), "ReduceMin": _reduce("reduce_min", 18),
+            "ReduceProd": _reduce("reduce_prod", 18)})
+
+
+@op("Squeeze")
+def _squeeze(b, a):
+    x = b.v(0)
+    shape = shape_of(x.type)
+    axes = _axes_input(b, a, 1, 13)
+    axes = [i for i, d in enumerate(shape) if d == 1] if axes is None else [ax % len(shape) for ax in axes]
+    for ax in axes:
+        if shape[ax] != 1:
+            raise b.error(f"cannot squeeze axis {ax} of {x.type}: its size is not 1")
+    return _reshape_to(b, x, [d for i, d in enumerate(shape) if i not in axes])
+
+
+@op("Unsqueeze")
+def _unsqueeze(b, a):
+    x = b.v(0)
+    shape = list(shape_of(x.type))
+    axes = _axes_input(b, a, 1, 13) or []
+    rank = len(shape) + len(axes)
+    for ax in sorted(ax % rank for ax in axes):
+        shape.insert(ax, 1)
+    return _reshape_to(b, x, shape)
+
+
+@op("LRN")
+def _lrn(b, a):
+    # y = x / (bias + alpha/size * sum of x^2 over `size` neighbouring channels)^beta;
+    # the channel window sum is an average pool over a (N, 1, C, H*W) view.
+    x = b.v(0)
+    size = a["size"]
+    n, c, *spatial = shape_of(x.type)
+    if c == DYN or DYN in spatial:
+        raise b.error(f"needs static channel and spatial sizes, got {x.type}")
+    sq = _binary(b, "mul", x, x)
+    view = b.build(nn.ReshapeOp, sq, [-1 if n == DYN else n, 1, c, math.prod(spatial)])
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
+    avg = b.build(nn.AvgPoolOp, view, [size, 1], pads=[lo, 0, hi, 0], count_include_pad=True)
+    avg = b.build(nn.ReshapeOp, avg, x.type)
+    scaled = _binary(b, "mul", avg, b.scalar(a.get("alpha", 1e-4), x))
+    den = _binary(b, "pow", _binary(b, "add", scaled, b.scalar(a.get("bias", 1.0), x)),
+                  b.scalar(a.get("beta", 0.75), x))
+    return _binary(b, "div", x, den)
+
+
+@op("Constant")
+def _constant(b, a):
+    from onnx import numpy_helper
+
+    if "value" in a:
+        t = a["value"]
+        _np_dtype(t.data_type, f"Constant '{b.node.output[0]}'", b.where)
+        arr = numpy_helper.to_array(t)
+    elif "value_float" in a or "value_floats" in a:
+        arr = np.asarray(a.get("value_float", a.get("value_floats")), dtype=np.float32)
+    elif "value_int" in a or "value_ints" in a:
+        arr = np.asarray(a.get("value_int", a.get("value_ints")), dtype=np.int64)
+    else:
+        raise b.error(f"unsupported value attribute ({', '.join(a) or 'none'})")
+    b.consts[b.node.output[0]] = arr
+
+
+@op("ConstantOfShape")
+def _constant_of_shape(b, a):
+    from onnx import numpy_helper
+
+    value = numpy_helper.to_array(a["value"]).reshape(-1) if "value" in a else np.zeros(1, np.float32)
+    shape = b.ints(0)
+    if min(shape, default=0) < 0:
+        raise b.error(f"shape {shape} has a negative dimension")
+    b.consts[b.node.output[0]] = np.full(shape, value[0], dtype=value.dtype)

@@ -1,0 +1,393 @@
+"""ONNX import: each supported op against onnxruntime on the same model, the
+diagnostics of unsupported ops and bad files, native runs, and the light
+models shipped with onnx against their stored outputs."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import ncc
+from ncc.diagnostics import NccError
+from ncc.onnx_import import import_onnx
+
+F = TensorProto.FLOAT
+RNG = np.random.default_rng(0)
+
+
+def model(nodes, inputs, outputs=("y",), inits=(), opset=None, name="g"):
+    """A model of `nodes`; inputs: {name: shape} (float), inits: {name: array}."""
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info(n, F, s) for n, s in inputs.items()],
+        [helper.make_tensor_value_info(n, F, None) for n in outputs],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in dict(inits).items()])
+    kw = {"opset_imports": [helper.make_opsetid("", opset)]} if opset else {}
+    m = helper.make_model(graph, **kw)
+    m.ir_version = min(m.ir_version, 10)  # what the installed onnxruntime reads
+    return m
+
+
+def check(m, feeds, rtol=1e-5, atol=1e-6):
+    """ncc's reference run of the imported model equals onnxruntime's."""
+    module = import_onnx(m)
+    got = ncc.reference.run(module, feeds)
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
+    return module
+
+
+def x_of(*shape, positive=False):
+    x = RNG.standard_normal(shape).astype(np.float32)
+    return np.abs(x) + 0.1 if positive else x
+
+
+UNARY = ["Relu", "Sigmoid", "Tanh", "Softplus", "Exp", "Neg", "Abs", "Erf", "Floor", "Ceil",
+         "Sin", "Cos", "Identity"]
+
+
+@pytest.mark.parametrize("op", UNARY + ["Log", "Sqrt", "Reciprocal"])
+def test_unary(op):
+    x = x_of(3, 4, positive=op in ("Log", "Sqrt", "Reciprocal"))
+    check(model([helper.make_node(op, ["x"], ["y"])], {"x": [3, 4]}), {"x": x})
+
+
+@pytest.mark.parametrize("op", ["Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "Mean"])
+def test_binary_broadcast(op):
+    check(model([helper.make_node(op, ["a", "b"], ["y"])], {"a": [2, 3, 4], "b": [3, 1]}),
+          {"a": x_of(2, 3, 4), "b": x_of(3, 1)})
+
+
+@pytest.mark.parametrize("op", ["Max", "Min", "Sum", "Mean"])
+def test_variadic(op):
+    check(model([helper.make_node(op, ["a", "b", "c"], ["y"])], {"a": [4], "b": [4], "c": [4]}),
+          {"a": x_of(4), "b": x_of(4), "c": x_of(4)})
+
+
+def test_pow_with_a_constant_exponent():
+    m = model([helper.make_node("Pow", ["x", "e"], ["y"])], {"x": [5]},
+              inits={"e": np.array(3.0, np.float32)})
+    check(m, {"x": x_of(5, positive=True)})
+
+
+@pytest.mark.parametrize("op,attrs", [("LeakyRelu", {}), ("LeakyRelu", {"alpha": 0.2}),
+                                      ("Elu", {}), ("Elu", {"alpha": 0.5})])
+def test_parametric_activations(op, attrs):
+    check(model([helper.make_node(op, ["x"], ["y"], **attrs)], {"x": [2, 5]}), {"x": x_of(2, 5)})
+
+
+def test_prelu():
+    check(model([helper.make_node("PRelu", ["x", "s"], ["y"])], {"x": [2, 3, 4]},
+                inits={"s": x_of(3, 1)}), {"x": x_of(2, 3, 4)})
+
+
+@pytest.mark.parametrize("opset", [7, 11, 13])
+def test_clip(opset):
+    if opset < 11:
+        node = helper.make_node("Clip", ["x"], ["y"], min=-0.5, max=0.5)
+        m = model([node], {"x": [3, 4]}, opset=opset)
+    else:
+        node = helper.make_node("Clip", ["x", "lo", "hi"], ["y"])
+        m = model([node], {"x": [3, 4]}, opset=opset,
+                  inits={"lo": np.array(-0.5, np.float32), "hi": np.array(0.5, np.float32)})
+    check(m, {"x": x_of(3, 4)})
+
+
+@pytest.mark.parametrize("transA,transB,alpha,beta", [(0, 0, 1.0, 1.0), (1, 1, 0.5, 2.0), (0, 1, 1.0, 0.0)])
+def test_gemm(transA, transB, alpha, beta):
+    a_shape = [4, 3] if transA else [3, 4]
+    b = x_of(5, 4) if transB else x_of(4, 5)
+    node = helper.make_node("Gemm", ["a", "b", "c"], ["y"], transA=transA, transB=transB,
+                            alpha=alpha, beta=beta)
+    check(model([node], {"a": a_shape}, inits={"b": b, "c": x_of(5)}), {"a": x_of(*a_shape)})
+
+
+def test_matmul_batched():
+    check(model([helper.make_node("MatMul", ["a", "b"], ["y"])], {"a": [2, 3, 4], "b": [4, 5]}),
+          {"a": x_of(2, 3, 4), "b": x_of(4, 5)})
+
+
+@pytest.mark.parametrize("attrs", [
+    {}, {"pads": [1, 1, 1, 1]}, {"strides": [2, 2], "pads": [1, 0, 1, 0]},
+    {"dilations": [2, 2]}, {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
+    {"auto_pad": "SAME_LOWER"}, {"auto_pad": "VALID"}, {"group": 2},
+])
+def test_conv(attrs):
+    cin = 4
+    w = x_of(6, cin // attrs.get("group", 1), 3, 3)
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], **attrs)
+    check(model([node], {"x": [1, cin, 7, 8]}, inits={"w": w, "b": x_of(6)}),
+          {"x": x_of(1, cin, 7, 8)}, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("op,attrs", [
+    ("MaxPool", {"kernel_shape": [2, 2], "strides": [2, 2]}),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
+    ("MaxPool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+    ("MaxPool", {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER"}),
+    ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+    ("AveragePool", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "count_include_pad": 1}),
+    ("AveragePool", {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}),
+    ("GlobalAveragePool", {}), ("GlobalMaxPool", {}),
+])
+def test_pools(op, attrs):
+    check(model([helper.make_node(op, ["x"], ["y"], **attrs)], {"x": [2, 3, 7, 8]}),
+          {"x": x_of(2, 3, 7, 8)})
+
+
+def test_batch_norm():
+    inits = {"s": x_of(3), "b": x_of(3), "m": x_of(3), "v": x_of(3, positive=True)}
+    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], epsilon=1e-3)
+    check(model([node], {"x": [2, 3, 4, 4]}, inits=inits), {"x": x_of(2, 3, 4, 4)})
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("opset,axis", [(11, 1), (11, 2), (11, -1), (13, 1), (13, -1)])
+def test_softmax_axis_semantics_by_opset(op, opset, axis):
+    check(model([helper.make_node(op, ["x"], ["y"], axis=axis)], {"x": [2, 3, 4]}, opset=opset),
+          {"x": x_of(2, 3, 4)})
+
+
+def test_reshape_flatten_transpose_concat():
+    nodes = [helper.make_node("Reshape", ["x", "s"], ["r"]),
+             helper.make_node("Transpose", ["r"], ["t"], perm=[1, 0, 2]),
+             helper.make_node("Flatten", ["t"], ["f"], axis=1),
+             helper.make_node("Concat", ["f", "f"], ["y"], axis=1)]
+    check(model(nodes, {"x": [2, 3, 4]}, inits={"s": np.array([0, 4, -1], np.int64)}),
+          {"x": x_of(2, 3, 4)})
+
+
+@pytest.mark.parametrize("opset", [9, 13])
+def test_slice(opset):
+    if opset < 10:
+        node = helper.make_node("Slice", ["x"], ["y"], starts=[1, 0], ends=[3, 100], axes=[0, 2])
+        inits = {}
+    else:
+        node = helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"])
+        inits = {"st": np.array([-1, 0], np.int64), "en": np.array([-100, 100], np.int64),
+                 "ax": np.array([0, 2], np.int64), "sp": np.array([-1, 2], np.int64)}
+    check(model([node], {"x": [4, 3, 5]}, inits=inits, opset=opset), {"x": x_of(4, 3, 5)})
+
+
+def test_gather_with_negative_indices():
+    node = helper.make_node("Gather", ["x", "i"], ["y"], axis=1)
+    check(model([node], {"x": [2, 5]}, inits={"i": np.array([[0, -1], [3, 2]], np.int64)}),
+          {"x": x_of(2, 5)})
+
+
+@pytest.mark.parametrize("opset,mode", [(7, "constant"), (7, "reflect"), (13, "edge"), (13, "constant")])
+def test_pad(opset, mode):
+    pads = [0, 1, 2, 0, 2, 1]
+    if opset < 11:
+        node = helper.make_node("Pad", ["x"], ["y"], pads=pads, mode=mode, value=1.5)
+        inits = {}
+    else:
+        node = helper.make_node("Pad", ["x", "p", "v"], ["y"], mode=mode)
+        inits = {"p": np.array(pads, np.int64), "v": np.array(1.5 if mode == "constant" else 0, np.float32)}
+    if mode != "constant" and opset < 11:
+        node = helper.make_node("Pad", ["x"], ["y"], pads=pads, mode=mode)
+    check(model([node], {"x": [2, 4, 5]}, inits=inits, opset=opset), {"x": x_of(2, 4, 5)})
+
+
+@pytest.mark.parametrize("op", ["ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd"])
+@pytest.mark.parametrize("opset", [11, 18])
+@pytest.mark.parametrize("keepdims", [0, 1])
+def test_reduce(op, opset, keepdims):
+    axes_as_input = opset >= 18 or (op == "ReduceSum" and opset >= 13)
+    if axes_as_input:
+        node = helper.make_node(op, ["x", "a"], ["y"], keepdims=keepdims)
+        inits = {"a": np.array([0, -1], np.int64)}
+    else:
+        node = helper.make_node(op, ["x"], ["y"], axes=[0, -1], keepdims=keepdims)
+        inits = {}
+    check(model([node], {"x": [2, 3, 4]}, inits=inits, opset=opset), {"x": x_of(2, 3, 4)})
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_squeeze_unsqueeze(opset):
+    if opset < 13:
+        nodes = [helper.make_node("Unsqueeze", ["x"], ["u"], axes=[0, 3]),
+                 helper.make_node("Squeeze", ["u"], ["y"], axes=[0])]
+        inits = {}
+    else:
+        nodes = [helper.make_node("Unsqueeze", ["x", "a"], ["u"]),
+                 helper.make_node("Squeeze", ["u", "b"], ["y"])]
+        inits = {"a": np.array([0, 3], np.int64), "b": np.array([0], np.int64)}
+    check(model(nodes, {"x": [2, 3]}, inits=inits, opset=opset), {"x": x_of(2, 3)})
+
+
+def test_lrn():
+    node = helper.make_node("LRN", ["x"], ["y"], size=3, alpha=1e-3, beta=0.75, bias=2.0)
+    check(model([node], {"x": [1, 5, 3, 3]}), {"x": x_of(1, 5, 3, 3)})
+
+
+def test_constant_nodes_and_dropout():
+    nodes = [helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(x_of(3))),
+             helper.make_node("ConstantOfShape", ["s"], ["z"],
+                              value=numpy_helper.from_array(np.array([0.5], np.float32))),
+             helper.make_node("Add", ["x", "c"], ["t"]),
+             helper.make_node("Mul", ["t", "z"], ["d"]),
+             helper.make_node("Dropout", ["d"], ["y"])]
+    module = check(model(nodes, {"x": [2, 3]}, inits={"s": np.array([2, 3], np.int64)}),
+                   {"x": x_of(2, 3)})
+    assert len([o for o in module.ops if isinstance(o, ncc.dialects.nn.WeightOp)]) == 2
+
+
+def test_mlp_with_symbolic_batch_names_and_weights():
+    w1, b1, w2, b2 = x_of(8, 16), x_of(16), x_of(16, 4), x_of(4)
+    nodes = [helper.make_node("Gemm", ["input", "w1", "b1"], ["h"]),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "w2", "b2"], ["logits"]),
+             helper.make_node("Softmax", ["logits"], ["probs"], axis=-1)]
+    m = model(nodes, {"input": ["N", 8]}, outputs=("probs",),
+              inits={"w1": w1, "b1": b1, "w2": w2, "b2": b2})
+    module = check(m, {"input": x_of(5, 8)})
+    text = ncc.print_module(module)
+    assert "func.func @main(%input: tensor<?x8xf32> {ncc.name = \"input\"})" in text
+    assert '{ncc.name = "probs"}' in text
+    weights = {o.sym: o for o in module.ops if isinstance(o, ncc.dialects.nn.WeightOp)}
+    assert sorted(weights) == ["b1", "b2", "w1", "w2"]
+    np.testing.assert_array_equal(weights["w1"].data, w1)
+    # natively, with a batch size of its own
+    compiled = ncc.compile(m)
+    x = x_of(3, 8)
+    want = ort.InferenceSession(m.SerializeToString()).run(None, {"input": x})[0]
+    np.testing.assert_allclose(compiled(x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_small_cnn_natively():
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "s", "bb", "m", "v"], ["n"]),
+             helper.make_node("Relu", ["n"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], transB=1)]
+    inits = {"w": x_of(4, 2, 3, 3), "b": x_of(4), "s": x_of(4), "bb": x_of(4), "m": x_of(4),
+             "v": x_of(4, positive=True), "fw": x_of(10, 4 * 3 * 3), "fb": x_of(10)}
+    m = model(nodes, {"x": ["batch", 2, 6, 6]}, inits=inits)
+    x = x_of(2, 2, 6, 6)
+    check(m, {"x": x}, rtol=1e-4, atol=1e-5)
+    want = ort.InferenceSession(m.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(ncc.compile(m)(x), want, rtol=1e-4, atol=1e-5)
+
+
+def test_path_and_bytes_sources(tmp_path):
+    m = model([helper.make_node("Relu", ["x"], ["y"])], {"x": [3]})
+    path = tmp_path / "relu.onnx"
+    onnx.save(m, str(path))
+    x = x_of(3)
+    for src in (str(path), path, m.SerializeToString()):
+        np.testing.assert_array_equal(ncc.reference.run(import_onnx(src), [x])[0], np.maximum(x, 0))
+    np.testing.assert_array_equal(ncc.compile(str(path))(x), np.maximum(x, 0))
+
+
+# ---------------------------------------------------------------------------
+# Diagnostics
+
+
+def diag(source) -> str:
+    with pytest.raises(NccError) as e:
+        import_onnx(source)
+    return str(e.value)
+
+
+def test_every_unsupported_op_listed_at_once():
+    nodes = [helper.make_node("Foo", ["x"], ["a"], name="n1"),
+             helper.make_node("Relu", ["a"], ["b"], name="ok"),
+             helper.make_node("Foo", ["b"], ["c"], name="n2"),
+             helper.make_node("Bar", ["c"], ["y"], name="n3")]
+    m = model(nodes, {"x": [3]})
+    assert diag(m) == "g: error: unsupported ONNX ops: Foo (nodes n1, n2), Bar (node n3)"
+
+
+def test_bad_files(tmp_path):
+    good = model([helper.make_node("Relu", ["x"], ["y"])], {"x": [3]}).SerializeToString()
+    trunc = tmp_path / "trunc.onnx"
+    trunc.write_bytes(good[:len(good) // 2])
+    assert diag(str(trunc)).startswith(f"{trunc}: error: not a valid ONNX model (malformed or truncated protobuf")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\xff\xff\xff\xff not a model")
+    assert diag(str(garbage)).startswith(f"{garbage}: error: not a valid ONNX model")
+    missing = tmp_path / "missing.onnx"
+    assert diag(str(missing)) == f"{missing}: error: cannot read the ONNX file: No such file or directory"
+    empty = tmp_path / "empty.onnx"
+    empty.write_bytes(b"")
+    assert diag(str(empty)) == f"{empty}: error: not a valid ONNX model (no graph)"
+    assert diag(42) == "error: import_onnx takes a ModelProto, a path or bytes, not int"
+
+
+def test_missing_initializer_names_the_node():
+    m = model([helper.make_node("Add", ["x", "w"], ["y"], name="add1")], {"x": [3]})
+    assert diag(m) == ("g: error: node 'add1' (Add): input 'w' is not defined by any node, "
+                       "graph input or initializer")
+
+
+def test_non_constant_shape_input():
+    m = model([helper.make_node("Reshape", ["x", "s"], ["y"], name="r")], {"x": [6], "s": [1]})
+    assert diag(m) == ("g: error: node 'r' (Reshape): input 1 ('s') must be a constant "
+                       "(an initializer or a Constant node): ncc needs it at import time")
+
+
+def test_wrong_types_and_shapes():
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.UINT8, [3])],
+                          [helper.make_tensor_value_info("y", TensorProto.UINT8, None)])
+    assert diag(helper.make_model(g)) == (
+        "g: error: graph input 'x' has element type UINT8, which ncc does not support "
+        "(supported: FLOAT, DOUBLE, FLOAT16, INT64, INT32, INT8, BOOL)")
+    m = model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", "C"]})
+    assert diag(m) == ("g: error: graph input 'x': dimension 1 is symbolic ('C'); "
+                       "only the first (batch) dimension may be")
+    m = model([helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")], {"a": [2, 3], "b": [4, 5]})
+    assert diag(m) == ("g: error: node 'mm' (MatMul): contraction dimensions differ: "
+                       "[2, 3] @ [4, 5] (3 vs 4)")
+
+
+def test_opset_range():
+    m = model([helper.make_node("Relu", ["x"], ["y"])], {"x": [3]}, opset=6)
+    newest = onnx.defs.onnx_opset_version()
+    assert diag(m) == f"g: error: ONNX opset 6 is not supported (supported: 7 to {newest})"
+
+
+def test_ncc_translate_import_onnx(tmp_path, capsys):
+    from ncc.tools.ncc_translate import main
+
+    path = tmp_path / "m.onnx"
+    onnx.save(model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", 3]}), str(path))
+    assert main(["--import-onnx", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "nn.relu %x : tensor<?x3xf32>" in out
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08")
+    assert main(["--import-onnx", str(bad)]) == 1
+    assert capsys.readouterr().err.startswith(f"{bad}: error: not a valid ONNX model")
+
+
+# ---------------------------------------------------------------------------
+# The light models shipped with onnx: import, and the reference semantics
+# reproduce their stored outputs (for the reference input: zeros of the
+# weights' ConstantOfShape make any input give the stored output).
+
+LIGHT = sorted(glob.glob(os.path.join(os.path.dirname(onnx.__file__),
+                                      "backend/test/data/light/light_*.onnx")))
+
+
+@pytest.mark.parametrize("path", LIGHT, ids=[os.path.basename(p)[6:-5] for p in LIGHT])
+def test_light_models_import_and_match(path):
+    m = onnx.load(path)
+    module = import_onnx(path)
+    inits = {t.name for t in m.graph.initializer}
+    inp = next(i for i in m.graph.input if i.name not in inits)
+    shape = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+    want = numpy_helper.to_array(onnx.load_tensor(path.replace(".onnx", "_output_0.pb")))
+    got, = ncc.reference.run(module, {inp.name: x_of(*shape)})
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-6)
