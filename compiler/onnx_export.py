@@ -139,6 +139,7 @@ class _Graph:
         self.funcs = {op.sym_name.data: op for op in ops
                       if isinstance(op, func.FuncOp) and op.body.blocks}
         self.weight_names: dict[str, str] = {}
+        self.schema_defaults: dict[str, dict[str, Any]] = {}
 
     def fresh(self, hint: str) -> str:
         k = self.counts.get(hint, 0)
@@ -154,9 +155,25 @@ class _Graph:
         from onnx import helper
 
         outputs = list(outputs) if outputs else [self.fresh("v")]
+        defaults = self._defaults(op_type)
+        # Attributes at the schema's default are left out: ONNX attributes are
+        # float32, and an unwritten epsilon re-imports as nn's exact default.
+        attrs = {k: v for k, v in attrs.items()
+                 if k not in defaults or np.asarray(v, np.float32).tolist() != defaults[k]}
         self.nodes.append(helper.make_node(op_type, list(inputs), outputs,
                                            name=self.fresh(op_type + "_"), **attrs))
         return outputs[0]
+
+    def _defaults(self, op_type: str) -> dict[str, Any]:
+        if op_type not in self.schema_defaults:
+            import onnx
+            from onnx import helper
+
+            schema = onnx.defs.get_schema(op_type, self.opset)
+            self.schema_defaults[op_type] = {
+                k: np.asarray(helper.get_attribute_value(a.default_value), np.float32).tolist()
+                for k, a in schema.attributes.items() if a.default_value.type in (1, 2)}  # FLOAT, INT
+        return self.schema_defaults[op_type]
 
     def const(self, value: Any, dtype: Any = np.int64, name: str | None = None) -> str:
         from onnx import numpy_helper

@@ -1,0 +1,145 @@
+"""`ncc.backend`: ncc as a standard ONNX backend (`onnx.backend.base`), like
+`onnxruntime.backend`, so that ONNX's own tooling (its backend test runner)
+can drive ncc.
+
+    import ncc.backend as backend
+    rep = backend.prepare(model)                  # a ModelProto, its bytes, a .onnx path
+    y, = rep.run([x])                              # outputs in graph-output order
+    outs = backend.run_model(model, [x])
+    outs = backend.run_node(node, [a, b])          # one NodeProto on these inputs
+    backend.supports_device("CPU")                 # True (the only device)
+
+Models are imported with `ncc.import_onnx` (an unsupported model raises its
+NccError, listing every unsupported op) and compiled to native code with
+`ncc.compile`. `prepare(model, mode="reference")` runs the numpy reference
+interpreter instead (for triage: it tells a lowering bug from an import bug).
+Other keyword options are `ncc.compile`'s: `fuse`, `cache`. An xDSL module may
+be given in place of an ONNX model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Sequence
+
+import numpy as np
+from onnx.backend.base import Backend, BackendRep, Device, DeviceType, namedtupledict
+
+from ncc.diagnostics import NccError
+
+MODES = ("native", "reference")
+COMPILE_OPTIONS = ("fuse", "cache")
+
+
+class NccRep(BackendRep):
+    """A prepared model: `run(inputs)` takes arrays in graph-input order (or a
+    mapping by name, or one array) and returns the outputs in graph-output
+    order, as a tuple that can also be indexed by output name."""
+
+    def __init__(self, module: Any, mode: str = "native", **options: Any):
+        import ncc
+        from ncc.onnx_export import result_names
+        from ncc.reference import _select, arg_names
+
+        if mode not in MODES:
+            raise NccError(f"unknown mode '{mode}' (known: {', '.join(MODES)})")
+        unknown = sorted(set(options) - set(COMPILE_OPTIONS))
+        if unknown:
+            raise NccError(f"unknown option(s) {', '.join(unknown)} "
+                           f"(known: mode, {', '.join(COMPILE_OPTIONS)})")
+        f = _select(module, None)
+        self.mode = mode
+        self.input_names, self.output_names = arg_names(f), result_names(f)
+        self.module = module
+        if mode == "native":
+            self.model = ncc.compile(module, **options)
+            self._run = self.model.run
+        else:
+            self._run = lambda feeds: ncc.reference.run(module, feeds)
+
+    def run(self, inputs: Any, **kwargs: Any) -> tuple[Any, ...]:
+        if isinstance(inputs, np.ndarray):
+            inputs = [inputs]
+        if isinstance(inputs, Mapping):
+            feeds = dict(inputs)
+        else:
+            inputs = list(inputs)
+            if len(inputs) != len(self.input_names):
+                raise NccError(f"the model takes {len(self.input_names)} input(s) "
+                               f"({', '.join(self.input_names)}), got {len(inputs)}")
+            feeds = dict(zip(self.input_names, inputs))
+        outs = self._run(feeds)
+        return namedtupledict("Outputs", self.output_names)(*outs)
+
+
+class NccBackend(Backend):
+    @classmethod
+    def is_compatible(cls, model: Any, device: str = "CPU", **kwargs: Any) -> bool:
+        return cls.supports_device(device)
+
+    @classmethod
+    def prepare(cls, model: Any, device: str = "CPU", **kwargs: Any) -> NccRep:
+        from xdsl.dialects.builtin import ModuleOp
+
+        if not cls.supports_device(device):
+            raise NccError(f"ncc runs on the CPU only, not on '{device}'")
+        if not isinstance(model, ModuleOp):
+            import ncc
+
+            importer = getattr(ncc, "import_onnx", None)
+            if importer is None:
+                raise NccError("ONNX import is not available: prepare takes an xDSL module")
+            model = importer(model)
+        return NccRep(model, **kwargs)
+
+    @classmethod
+    def run_model(cls, model: Any, inputs: Any, device: str = "CPU", **kwargs: Any) -> tuple[Any, ...]:
+        return cls.prepare(model, device, **kwargs).run(inputs)
+
+    @classmethod
+    def run_node(cls, node: Any, inputs: Any, device: str = "CPU",
+                 outputs_info: Sequence[tuple[Any, tuple[int, ...]]] | None = None,
+                 **kwargs: Any) -> tuple[Any, ...]:
+        """Run one node: it is wrapped in a model whose inputs have the given
+        arrays' types (the outputs' types are `outputs_info` or inferred)."""
+        from onnx import helper
+
+        super().run_node(node, inputs, device=device, outputs_info=outputs_info, **kwargs)
+        opset = kwargs.pop("opset_version", None)
+        if opset is None:
+            import onnx
+
+            opset = onnx.defs.onnx_opset_version()
+        names = [n for n in node.input if n]  # "" marks an omitted optional input
+        if isinstance(inputs, Mapping):
+            inputs = [inputs[n] for n in names]
+        arrays = [np.asarray(a) for a in ([inputs] if isinstance(inputs, np.ndarray) else inputs)]
+        if len(arrays) != len(names):
+            raise NccError(f"node '{node.name or node.op_type}' has {len(names)} input(s) "
+                           f"({', '.join(names)}), got {len(arrays)} array(s)")
+
+        def info(name: str, dtype: Any, shape: Sequence[int]) -> Any:
+            return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(dtype)),
+                                                 list(shape))
+        outs = [info(n, *oi) if outputs_info else helper.make_empty_tensor_value_info(n)
+                for n, oi in zip(node.output, outputs_info or [None] * len(node.output))]
+        opsets = [helper.make_opsetid(node.domain, opset)]
+        graph = helper.make_graph([node], f"run_node_{node.op_type}",
+                                  [info(n, a.dtype, a.shape) for n, a in zip(names, arrays)], outs)
+        model = helper.make_model(graph, opset_imports=opsets,
+                                  ir_version=helper.find_min_ir_version_for(opsets))
+        return cls.prepare(model, device, **kwargs).run(arrays)
+
+    @classmethod
+    def supports_device(cls, device: str) -> bool:
+        try:
+            return Device(device).type == DeviceType.CPU
+        except Exception:  # an unparsable device string is not a device ncc has
+            return False
+
+
+is_compatible = NccBackend.is_compatible
+prepare = NccBackend.prepare
+run_model = NccBackend.run_model
+run_node = NccBackend.run_node
+supports_device = NccBackend.supports_device
