@@ -85,6 +85,18 @@ def _opset(model: Any, where: str) -> int:
     return v
 
 
+def _check_supported(graph: Any, where: str) -> None:
+    """One diagnostic naming every unsupported op type and its nodes."""
+    unsupported: dict[str, list[str]] = {}
+    for n in graph.node:
+        if n.op_type not in OPS or n.domain not in ("", "ai.onnx"):
+            key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+            unsupported.setdefault(key, []).append(n.name or n.output[0])
+    if unsupported:
+        parts = [f"{k} ({'nodes' if len(v) > 1 else 'node'} {', '.join(v)})" for k, v in unsupported.items()]
+        raise NccError(f"unsupported ONNX ops: {', '.join(parts)}", where)
+
+
 def _np_dtype(elem: int, what: str, where: str) -> np.dtype:
     import onnx
 
@@ -103,6 +115,7 @@ class Importer:
         import onnx
 
         self.where = where
+        _check_supported(model.graph, where)
         self.opset = _opset(model, where)
         try:  # fills value_info; the importer's own shape rules decide the types
             model = onnx.shape_inference.infer_shapes(model)
@@ -188,16 +201,6 @@ class Importer:
         from onnx import numpy_helper
 
         g = self.graph
-        unsupported: dict[str, list[str]] = {}
-        for n in g.node:
-            if n.op_type not in OPS or n.domain not in ("", "ai.onnx"):
-                key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
-                unsupported.setdefault(key, []).append(n.name or n.output[0])
-        if unsupported:
-            parts = [f"{k} ({'nodes' if len(v) > 1 else 'node'} {', '.join(v)})"
-                     for k, v in unsupported.items()]
-            raise NccError(f"unsupported ONNX ops: {', '.join(parts)}", self.where)
-
         for t in g.initializer:
             _np_dtype(t.data_type, f"initializer '{t.name}'", self.where)
             try:
@@ -522,7 +525,8 @@ def _flatten(b: Importer, x: SSAValue, axis: int) -> SSAValue:
 @op("Flatten")
 def _flatten_op(b, a):
     x = b.v(0)
-    return _flatten(b, x, a.get("axis", 1) % (len(shape_of(x.type)) + 1))
+    axis = a.get("axis", 1)
+    return _flatten(b, x, axis + len(shape_of(x.type)) if axis < 0 else axis)
 
 
 def _reshape_to(b: Importer, x: SSAValue, dims: Sequence[int]) -> SSAValue:
@@ -694,3 +698,66 @@ def _constant_of_shape(b, a):
     if min(shape, default=0) < 0:
         raise b.error(f"shape {shape} has a negative dimension")
     b.consts[b.node.output[0]] = np.full(shape, value[0], dtype=value.dtype)
+
+
+# Activations and reductions that are compositions of nn ops: f(b, x, attrs).
+
+def _u(b: Importer, name: str, x: SSAValue) -> SSAValue:
+    return b.build(nn.UNARY_OPS[name], x)
+
+
+def _k(b: Importer, x: SSAValue, v: float) -> SSAValue:
+    return b.scalar(v, x)
+
+
+def _hard_sigmoid(b, x, alpha, beta):
+    lin = _binary(b, "add", _binary(b, "mul", x, _k(b, x, alpha)), _k(b, x, beta))
+    return _binary(b, "min", _binary(b, "max", lin, _k(b, x, 0)), _k(b, x, 1))
+
+
+def _elu_of(b, x, alpha):  # relu(x) + alpha * (exp(min(x, 0)) - 1)
+    em1 = _binary(b, "sub", _u(b, "exp", _binary(b, "min", x, _k(b, x, 0))), _k(b, x, 1))
+    return _binary(b, "add", _u(b, "relu", x), _binary(b, "mul", em1, _k(b, x, alpha)))
+
+
+def _gelu(b, x, a):
+    approx = a.get("approximate", b"none")
+    if (approx.decode() if isinstance(approx, bytes) else approx) == "tanh":
+        cube = _binary(b, "mul", _binary(b, "mul", x, x), x)
+        inner = _binary(b, "add", x, _binary(b, "mul", cube, _k(b, x, 0.044715)))
+        t = _u(b, "tanh", _binary(b, "mul", inner, _k(b, x, math.sqrt(2 / math.pi))))
+    else:
+        t = _u(b, "erf", _binary(b, "mul", x, _k(b, x, 1 / math.sqrt(2))))
+    return _binary(b, "mul", _binary(b, "mul", x, _k(b, x, 0.5)), _binary(b, "add", t, _k(b, x, 1)))
+
+
+COMPOSITE: dict[str, Callable[[Importer, SSAValue, dict], SSAValue]] = {
+    "HardSigmoid": lambda b, x, a: _hard_sigmoid(b, x, a.get("alpha", 0.2), a.get("beta", 0.5)),
+    "HardSwish": lambda b, x, a: _binary(b, "mul", x, _hard_sigmoid(b, x, 1 / 6, 0.5)),
+    "Selu": lambda b, x, a: _binary(b, "mul", _elu_of(b, x, a.get("alpha", 1.67326319217681884765625)),
+                                    _k(b, x, a.get("gamma", 1.05070102214813232421875))),
+    "Celu": lambda b, x, a: _celu(b, x, a.get("alpha", 1.0)),
+    "Softsign": lambda b, x, a: _binary(b, "div", x, _binary(b, "add", _u(b, "abs", x), _k(b, x, 1))),
+    "Mish": lambda b, x, a: _binary(b, "mul", x, _u(b, "tanh", _u(b, "softplus", x))),
+    "Gelu": _gelu,
+    "Tan": lambda b, x, a: _binary(b, "div", _u(b, "sin", x), _u(b, "cos", x)),
+    "ReduceSumSquare": lambda b, x, a: _reduce_of(b, _binary(b, "mul", x, x), "reduce_sum", a, 18),
+    "ReduceL1": lambda b, x, a: _reduce_of(b, _u(b, "abs", x), "reduce_sum", a, 18),
+    "ReduceL2": lambda b, x, a: _u(b, "sqrt", _reduce_of(b, _binary(b, "mul", x, x), "reduce_sum", a, 18)),
+    "ReduceLogSum": lambda b, x, a: _u(b, "log", _reduce_of(b, x, "reduce_sum", a, 18)),
+}
+
+
+def _celu(b, x, alpha):  # max(0, x) + min(0, alpha * (exp(x / alpha) - 1))
+    e = _binary(b, "sub", _u(b, "exp", _binary(b, "div", x, _k(b, x, alpha))), _k(b, x, 1))
+    neg = _binary(b, "min", _binary(b, "mul", e, _k(b, x, alpha)), _k(b, x, 0))
+    return _binary(b, "add", _u(b, "relu", x), neg)
+
+
+def _reduce_of(b: Importer, x: SSAValue, name: str, a: dict, since: int) -> SSAValue:
+    axes = _axes_input(b, a, 1, since) or None
+    return b.build(nn.REDUCE_OPS[name], x, axes, keepdims=bool(a.get("keepdims", 1)))
+
+
+for _name, _f in COMPOSITE.items():
+    OPS[_name] = (lambda f: lambda b, a: f(b, b.v(0), a))(_f)

@@ -85,6 +85,29 @@ def test_parametric_activations(op, attrs):
     check(model([helper.make_node(op, ["x"], ["y"], **attrs)], {"x": [2, 5]}), {"x": x_of(2, 5)})
 
 
+@pytest.mark.parametrize("op,attrs", [
+    ("HardSigmoid", {"alpha": 0.3}), ("HardSwish", {}), ("Selu", {}), ("Celu", {"alpha": 2.0}),
+    ("Softsign", {}), ("Mish", {}), ("Gelu", {}), ("Gelu", {"approximate": "tanh"}), ("Tan", {}),
+])
+def test_composite_activations(op, attrs):
+    opset = 20 if op == "Gelu" else 18
+    check(model([helper.make_node(op, ["x"], ["y"], **attrs)], {"x": [3, 4]}, opset=opset),
+          {"x": x_of(3, 4)}, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("op", ["ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSum"])
+def test_composite_reductions(op):
+    node = helper.make_node(op, ["x", "a"], ["y"], keepdims=0)
+    check(model([node], {"x": [2, 3, 4]}, inits={"a": np.array([1], np.int64)}, opset=18),
+          {"x": x_of(2, 3, 4, positive=True)}, rtol=1e-5)
+
+
+@pytest.mark.parametrize("axis", [-3, -1, 0, 3])
+def test_flatten_axes(axis):
+    check(model([helper.make_node("Flatten", ["x"], ["y"], axis=axis)], {"x": [2, 3, 4]}),
+          {"x": x_of(2, 3, 4)})
+
+
 def test_prelu():
     check(model([helper.make_node("PRelu", ["x", "s"], ["y"])], {"x": [2, 3, 4]},
                 inits={"s": x_of(3, 1)}), {"x": x_of(2, 3, 4)})
@@ -307,6 +330,14 @@ def test_every_unsupported_op_listed_at_once():
              helper.make_node("Bar", ["c"], ["y"], name="n3")]
     m = model(nodes, {"x": [3]})
     assert diag(m) == "g: error: unsupported ONNX ops: Foo (nodes n1, n2), Bar (node n3)"
+
+
+def test_other_domains_are_listed_as_unsupported():
+    node = helper.make_node("Binarizer", ["x"], ["y"], name="bin", domain="ai.onnx.ml")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", F, [3])],
+                              [helper.make_tensor_value_info("y", F, [3])])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("ai.onnx.ml", 3)])
+    assert diag(m) == "g: error: unsupported ONNX ops: ai.onnx.ml.Binarizer (node bin)"
 
 
 def test_bad_files(tmp_path):
