@@ -6,7 +6,7 @@
 The model uses the default ONNX domain at opset `DEFAULT_OPSET` (18; any of
 17 .. the installed onnx's newest may be asked for: 17 is the first with
 LayerNormalization). Weights become initializers named by their symbols,
-`nn.constant`s initializers of their own; graph inputs and outputs take their
+`nn.constant`s Constant nodes; graph inputs and outputs take their
 `ncc.name` argument/result attributes, else `arg<i>` / `out<i>`. A `?` in
 dimension 0 is the symbolic dimension "batch"; other `?`s are left unnamed.
 A module at the neuron level is layerized first (on a copy), and `func.call`s
@@ -156,10 +156,8 @@ class _Graph:
 
         outputs = list(outputs) if outputs else [self.fresh("v")]
         defaults = self._defaults(op_type)
-        # Attributes at the schema's default are left out: ONNX attributes are
-        # float32, and an unwritten epsilon re-imports as nn's exact default.
-        attrs = {k: v for k, v in attrs.items()
-                 if k not in defaults or np.asarray(v, np.float32).tolist() != defaults[k]}
+        # Integer attributes at the schema's default are left out (a plainer model).
+        attrs = {k: v for k, v in attrs.items() if k not in defaults or v != defaults[k]}
         self.nodes.append(helper.make_node(op_type, list(inputs), outputs,
                                            name=self.fresh(op_type + "_"), **attrs))
         return outputs[0]
@@ -171,8 +169,8 @@ class _Graph:
 
             schema = onnx.defs.get_schema(op_type, self.opset)
             self.schema_defaults[op_type] = {
-                k: np.asarray(helper.get_attribute_value(a.default_value), np.float32).tolist()
-                for k, a in schema.attributes.items() if a.default_value.type in (1, 2)}  # FLOAT, INT
+                k: helper.get_attribute_value(a.default_value)
+                for k, a in schema.attributes.items() if a.default_value.type == 2}  # INT
         return self.schema_defaults[op_type]
 
     def const(self, value: Any, dtype: Any = np.int64, name: str | None = None) -> str:
@@ -209,8 +207,10 @@ class _Graph:
                 outs = self.emit_function(callee, ins)
             elif isinstance(op, nn.WeightRefOp):
                 outs = [self.weight(op.sym, op)]
-            elif isinstance(op, nn.ConstantOp):
-                outs = [self.const(op.data, op.data.dtype)]
+            elif isinstance(op, nn.ConstantOp):  # inline literal -> Constant node
+                from onnx import numpy_helper
+
+                outs = [self.node("Constant", [], value=numpy_helper.from_array(np.asarray(op.data)))]
             else:
                 rule = RULES.get(type(op))
                 if rule is None:
@@ -322,6 +322,12 @@ def _pad(g: _Graph, op: Operation, ins: list[str]) -> str:
     return g.node("Pad", [ins[0], g.const(list(p.pads)), *extra], mode=p.mode)
 
 
+def _epsilon(op: Operation) -> dict[str, float]:
+    # nn's default epsilon is ONNX's (1e-5): written only when the op sets its
+    # own, since an ONNX float attribute holds float32(1e-5), not 1e-5.
+    return {"epsilon": op.params.epsilon} if "epsilon" in op.properties else {}
+
+
 RULES: dict[type, Callable[[_Graph, Operation, list[str]], str]] = {
     **{cls: (lambda g, op, ins, n=n: g.activation(n, ins[0], op.result))
        for n, cls in nn.UNARY_OPS.items()},
@@ -337,9 +343,9 @@ RULES: dict[type, Callable[[_Graph, Operation, list[str]], str]] = {
     nn.AvgPoolOp: _pool("AveragePool"),
     nn.SoftmaxOp: lambda g, op, ins: g.node("Softmax", ins, axis=op.params.axis),
     nn.LogSoftmaxOp: lambda g, op, ins: g.node("LogSoftmax", ins, axis=op.params.axis),
-    nn.BatchNormOp: lambda g, op, ins: g.node("BatchNormalization", ins, epsilon=op.params.epsilon),
+    nn.BatchNormOp: lambda g, op, ins: g.node("BatchNormalization", ins, **_epsilon(op)),
     nn.LayerNormOp: lambda g, op, ins: g.node("LayerNormalization", ins, axis=op.params.axis,
-                                              epsilon=op.params.epsilon),
+                                              **_epsilon(op)),
     nn.ReshapeOp: _reshape,
     nn.TransposeOp: lambda g, op, ins: g.node("Transpose", ins, perm=list(op.params.perm)),
     nn.ConcatOp: lambda g, op, ins: g.node("Concat", ins, axis=op.params.axis),

@@ -181,3 +181,38 @@ def test_mlp_round_trip_through_onnxruntime():
     sess = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
     (y,) = sess.run(None, {"x": x})
     np.testing.assert_allclose(y, backend.prepare(model).run([x])[0], rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# The light models shipped with onnx: exported, the export re-imported computes
+# what the first import computes, and onnxruntime runs the exported model as
+# it runs the original. (squeezenet's logits are ~7e9 for random inputs, so
+# its softmax in onnxruntime only shows float32 rounding noise.)
+
+
+LIGHT = ["squeezenet", "inception_v1", "resnet50", "shufflenet", "densenet121", "inception_v2",
+         "bvlc_alexnet", "vgg19", "zfnet512"]
+ILL_CONDITIONED = {"squeezenet"}
+
+
+@needs_import
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if i >= 3 else n
+                                  for i, n in enumerate(LIGHT)])
+def test_light_models_export(name):
+    import os
+
+    path = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light",
+                        f"light_{name}.onnx")
+    first = ncc.import_onnx(path)
+    exported = ncc.export_onnx(first)
+    onnx.checker.check_model(exported, full_check=True)
+    original = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    inp = original.get_inputs()[0]
+    x = rng.normal(size=[d if isinstance(d, int) else 1 for d in inp.shape]).astype(np.float32)
+    (want,) = ncc.reference.run(first, [x])
+    np.testing.assert_allclose(ncc.reference.run(ncc.import_onnx(exported), [x])[0], want,
+                               rtol=1e-5, atol=1e-6)
+    if name not in ILL_CONDITIONED:
+        again = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(again.run(None, {again.get_inputs()[0].name: x})[0],
+                                   original.run(None, {inp.name: x})[0], rtol=1e-4, atol=1e-5)
