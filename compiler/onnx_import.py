@@ -85,10 +85,23 @@ def _opset(model: Any, where: str) -> int:
     return v
 
 
+FOLD_LIMIT = 1 << 16  # constant inputs up to this many elements: fold even supported ops
+
+
+def _constant_inputs(n: Any, consts: Any) -> bool:
+    inputs = [i for i in n.input if i]
+    return bool(inputs) and all(i in consts for i in inputs)
+
+
 def _check_supported(graph: Any, where: str) -> None:
-    """One diagnostic naming every unsupported op type and its nodes."""
+    """One diagnostic naming every unsupported op type and its nodes. A node of
+    constants only (shape arithmetic, say) is folded instead: any op will do."""
+    consts = {t.name for t in graph.initializer}
     unsupported: dict[str, list[str]] = {}
     for n in graph.node:
+        if n.op_type in ("Constant", "Shape") or _constant_inputs(n, consts):
+            consts.update(n.output)
+            continue
         if n.op_type not in OPS or n.domain not in ("", "ai.onnx"):
             key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
             unsupported.setdefault(key, []).append(n.name or n.output[0])
@@ -157,7 +170,10 @@ class Importer:
             while sym in self.used_names:
                 sym, k = f"{base}_{k}", k + 1
             self.used_names.add(sym)
-            self.weights[name] = nn.WeightOp(sym, self.consts[name])
+            try:
+                self.weights[name] = nn.WeightOp(sym, self.consts[name])
+            except ValueError as e:
+                raise self.error(f"constant '{name}': {e}") from None
             self.values[name] = self.emit(nn.WeightRefOp(self.weights[name]))
         return self.values[name]
 
@@ -193,6 +209,24 @@ class Importer:
     def scalar(self, value: float, like: SSAValue) -> SSAValue:
         dtype = nn.numpy_dtype(like.type.element_type)
         return self.emit(nn.ConstantOp(np.asarray(value, dtype=dtype)))
+
+    def fold(self, n: Any, required: bool) -> bool:
+        """Evaluate a node of constants with onnx's reference implementation;
+        if that fails, a supported op is imported as usual instead."""
+        from onnx.reference import ReferenceEvaluator
+
+        domain = n.domain or ""
+        try:
+            ev = ReferenceEvaluator(n, opsets={domain: self.opset if domain in ("", "ai.onnx") else 1})
+            outs = ev.run(None, {i: self.consts[i] for i in n.input if i})
+        except Exception as e:  # noqa: BLE001 -- any failure of the evaluation is the node's
+            if not required:
+                return False
+            raise self.error(f"cannot evaluate on its constant inputs: {str(e).splitlines()[0]}") from None
+        for name, val in zip(n.output, outs):
+            if name:
+                self.consts[name] = np.asarray(val)
+        return True
 
     # -- the graph --------------------------------------------------------
 
@@ -237,6 +271,10 @@ class Importer:
 
         for n in g.node:
             self.node = n
+            if n.op_type not in ("Constant", "ConstantOfShape") and _constant_inputs(n, self.consts) and (
+                    n.op_type not in OPS or sum(self.consts[i].size for i in n.input if i) <= FOLD_LIMIT):
+                if self.fold(n, required=n.op_type not in OPS):
+                    continue
             outs = OPS[n.op_type](self, {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute})
             if outs is None:  # a constant: its value is in self.consts
                 continue
@@ -761,3 +799,71 @@ def _reduce_of(b: Importer, x: SSAValue, name: str, a: dict, since: int) -> SSAV
 
 for _name, _f in COMPOSITE.items():
     OPS[_name] = (lambda f: lambda b, a: f(b, b.v(0), a))(_f)
+
+
+@op("Shape")
+def _shape(b, a):
+    shape = list(shape_of(b.v(0).type))
+    start, end = a.get("start", 0), a.get("end", len(shape))
+    part = shape[start:end]
+    if DYN in part:
+        raise b.error(f"the shape of '{b.node.input[0]}' is dynamic ({b.v(0).type}): "
+                      "ncc needs it at import time")
+    b.consts[b.node.output[0]] = np.array(part, np.int64)
+
+
+@op("Cast", "CastLike")
+def _cast(b, a):
+    x = b.v(0)
+    if b.node.op_type == "Cast":
+        to = np.dtype(_np_dtype(a["to"], "the target type", b.where))
+    else:
+        to = nn.numpy_dtype(b.v(1).type.element_type)
+    if nn.numpy_dtype(x.type.element_type) != to:
+        raise b.error(f"casting {x.type.element_type} to {nn.element_type_of(to)} is not "
+                      "supported (only on constants)")
+    return x
+
+
+@op("LayerNormalization")
+def _layer_norm(b, a):
+    if sum(1 for o in b.node.output if o) > 1:
+        raise b.error("only the first output (the normalized tensor) is supported")
+    x, scale = b.v(0), b.v(1)
+    bias = b.v(2) if b.has(2) else b.emit(nn.ConstantOp(
+        np.zeros(shape_of(scale.type), nn.numpy_dtype(scale.type.element_type))))
+    return b.build(nn.LayerNormOp, x, scale, bias, a.get("axis", -1), a.get("epsilon", 1e-5))
+
+
+@op("Expand")
+def _expand(b, a):
+    # x broadcast to the shape: x + zeros of the broadcast shape
+    x = b.v(0)
+    try:
+        out = nn.broadcast_shapes(shape_of(x.type), b.ints(1))
+    except ValueError as e:
+        raise b.error(str(e)) from None
+    if DYN in out:
+        raise b.error(f"cannot expand the dynamic {x.type}")
+    zeros = b.emit(nn.ConstantOp(np.zeros(out, nn.numpy_dtype(x.type.element_type))))
+    return _binary(b, "add", x, zeros)
+
+
+@op("Split")
+def _split(b, a):
+    x = b.v(0)
+    shape = shape_of(x.type)
+    axis = a.get("axis", 0) % len(shape)
+    n_out = len(b.node.output)
+    sizes = list(a["split"]) if "split" in a else (b.ints(1) if b.opset >= 13 and b.has(1) else None)
+    if sizes is None:
+        if shape[axis] == DYN:
+            raise b.error(f"cannot split the dynamic axis {axis} of {x.type}")
+        n = a.get("num_outputs", n_out)
+        step = -(-shape[axis] // n)
+        sizes = [min(step, shape[axis] - k * step) for k in range(n)]
+    outs, start = [], 0
+    for size in sizes:
+        outs.append(b.build(nn.SliceOp, x, [start], [start + size], [axis]))
+        start += size
+    return outs

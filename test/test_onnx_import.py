@@ -265,6 +265,41 @@ def test_constant_nodes_and_dropout():
     assert len([o for o in module.ops if isinstance(o, ncc.dialects.nn.WeightOp)]) == 2
 
 
+def test_shape_arithmetic_is_folded():
+    # Reshape(x, Concat(Shape(x)[0:1], [-1])) as exporters write it; Range and
+    # Cast on constants are folded though nn has no such ops.
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+             helper.make_node("Unsqueeze", ["n", "ax"], ["n1"]),
+             helper.make_node("Concat", ["n1", "minus1"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["r"]),
+             helper.make_node("Range", ["r0", "r1", "r2"], ["rng"]),
+             helper.make_node("Cast", ["rng"], ["rngf"], to=F),
+             helper.make_node("Add", ["r", "rngf"], ["y"])]
+    inits = {"zero": np.array(0, np.int64), "ax": np.array([0], np.int64),
+             "minus1": np.array([-1], np.int64), "r0": np.array(0, np.int64),
+             "r1": np.array(12, np.int64), "r2": np.array(1, np.int64)}
+    module = check(model(nodes, {"x": [2, 3, 4]}, inits=inits, opset=13), {"x": x_of(2, 3, 4)})
+    assert [o.name for o in list(module.ops)[-1].body.block.ops] == [
+        "nn.reshape", "nn.weight_ref", "nn.add", "func.return"]
+
+
+def test_cast_of_a_value_to_its_own_type_and_its_diagnostic():
+    check(model([helper.make_node("Cast", ["x"], ["y"], to=F)], {"x": [3]}), {"x": x_of(3)})
+    m = model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.INT64, name="c")], {"x": [3]})
+    assert diag(m) == "g: error: node 'c' (Cast): casting f32 to i64 is not supported (only on constants)"
+
+
+def test_layer_norm_expand_split():
+    nodes = [helper.make_node("LayerNormalization", ["x", "s", "b"], ["l"], axis=-1, epsilon=1e-3),
+             helper.make_node("Expand", ["l", "shape"], ["e"]),
+             helper.make_node("Split", ["e", "sizes"], ["y1", "y2"], axis=3)]
+    inits = {"s": x_of(4), "b": x_of(4), "shape": np.array([2, 1, 3, 4], np.int64),
+             "sizes": np.array([1, 3], np.int64)}
+    check(model(nodes, {"x": [3, 4]}, inits=inits, outputs=("y1", "y2"), opset=17),
+          {"x": x_of(3, 4)}, rtol=1e-4, atol=1e-5)
+
+
 def test_mlp_with_symbolic_batch_names_and_weights():
     w1, b1, w2, b2 = x_of(8, 16), x_of(16), x_of(16, 4), x_of(4)
     nodes = [helper.make_node("Gemm", ["input", "w1", "b1"], ["h"]),

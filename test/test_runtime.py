@@ -346,7 +346,7 @@ def test_sources_path_text_module(tmp_path):
 
 
 @pytest.mark.parametrize("source, kw, message", [
-    ("model.onnx", {}, "ONNX import is not available yet"),
+    ("model.onnx", {}, r"model.onnx: error: not a valid ONNX model \(no graph\)"),
     ("no/such/file.txt", {}, "no/such/file.txt: error: no such file"),
     (42, {}, "cannot compile a int"),
     (EXAMPLES / "xor_values.txt", {"neuron_mode": "fast"}, "neuron_mode must be one of"),
