@@ -216,3 +216,22 @@ def test_light_models_export(name):
         again = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])
         np.testing.assert_allclose(again.run(None, {again.get_inputs()[0].name: x})[0],
                                    original.run(None, {inp.name: x})[0], rtol=1e-4, atol=1e-5)
+
+
+@needs_import
+@pytest.mark.slow  # BackendTest collects all ~4000 of onnx's test directories first (~20 s)
+def test_onnx_backend_test_runner_drives_ncc():
+    """ONNX's own runner (onnx.backend.test.BackendTest) on a few of its node tests."""
+    import unittest
+
+    import onnx.backend.test
+
+    runner = onnx.backend.test.BackendTest(backend, "ncc_backend_check")
+    runner.include(r"^test_(relu|sigmoid|matmul_2d|add_bcast|conv_with_strides_padding)_cpu$")
+    suite = unittest.TestSuite(unittest.defaultTestLoader.loadTestsFromTestCase(case)
+                               for case in runner.test_cases.values())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = unittest.TextTestRunner(stream=__import__("io").StringIO()).run(suite)
+    assert not result.failures and not result.errors, result.failures + result.errors
+    assert result.testsRun - len(result.skipped) == 5
