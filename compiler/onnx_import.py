@@ -262,8 +262,7 @@ class Importer:
             arg_types.append(TensorType(nn.element_type_of(dtype), dims))
             arg_names.append(inp.name)
 
-        block_types = arg_types
-        fn = func.FuncOp("main", (block_types, []))
+        fn = func.FuncOp("main", (arg_types, []))
         for name, arg in zip(arg_names, fn.body.block.args):
             self.values[name] = arg
             if re.fullmatch(r"[A-Za-z_]\w*", name):
