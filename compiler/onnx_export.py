@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
+from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.ir import Operation, SSAValue
 
 from ncc.diagnostics import NccError
@@ -91,11 +91,9 @@ def export_onnx(module: Operation, path: str | os.PathLike | None = None, *,
 
 def result_names(f: func.FuncOp) -> list[str]:
     """Each result's `ncc.name` attribute, else `out<i>`."""
-    names = [f"out{i}" for i in range(len(f.function_type.outputs))]
-    for i, attrs in enumerate(f.res_attrs.data if f.res_attrs else ()):
-        if isinstance(name := attrs.data.get("ncc.name"), StringAttr):
-            names[i] = name.data
-    return names
+    from ncc.reference import ncc_names
+
+    return ncc_names(len(f.function_type.outputs), f.res_attrs, "out")
 
 
 def _at_nn_level(module: Operation) -> Operation:

@@ -74,13 +74,18 @@ def _select(root: Operation, name: str | None) -> func.FuncOp | NetOp:
                    "pass function=NAME")
 
 
-def arg_names(f: func.FuncOp) -> list[str]:
-    """Each argument's `ncc.name` attribute, else `arg<i>`."""
-    names = [f"arg{i}" for i in range(len(f.function_type.inputs))]
-    for i, attrs in enumerate(f.arg_attrs.data if f.arg_attrs else ()):
-        if isinstance(name := attrs.data.get("ncc.name"), StringAttr):
+def ncc_names(count: int, attrs: Any, prefix: str) -> list[str]:
+    """Each entry's `ncc.name` attribute (of arg_attrs/res_attrs), else `<prefix><i>`."""
+    names = [f"{prefix}{i}" for i in range(count)]
+    for i, entry in enumerate(attrs.data if attrs else ()):
+        if isinstance(name := entry.data.get("ncc.name"), StringAttr):
             names[i] = name.data
     return names
+
+
+def arg_names(f: func.FuncOp) -> list[str]:
+    """Each argument's `ncc.name` attribute, else `arg<i>`."""
+    return ncc_names(len(f.function_type.inputs), f.arg_attrs, "arg")
 
 
 def bind_inputs(f: func.FuncOp, inputs: Inputs) -> list[np.ndarray]:

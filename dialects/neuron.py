@@ -30,7 +30,6 @@ import numpy as np
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
-    Float64Type,
     FloatAttr,
     IntAttr,
     StringAttr,

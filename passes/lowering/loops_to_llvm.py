@@ -38,8 +38,19 @@ from typing import Callable
 from xdsl.context import Context
 from xdsl.dialects import arith, cf, func, llvm, math, memref
 from xdsl.dialects.builtin import (
-    AnyFloat, ArrayAttr, DictionaryAttr, FloatAttr, IndexType, IntegerAttr, IntegerType,
-    MemRefType, ModuleOp, UnitAttr, f64, i1, i8, i32, i64,
+    AnyFloat,
+    ArrayAttr,
+    DictionaryAttr,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    IntegerType,
+    MemRefType,
+    ModuleOp,
+    UnitAttr,
+    i1,
+    i8,
+    i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
