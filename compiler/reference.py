@@ -62,9 +62,14 @@ def _select(root: Operation, name: str | None) -> func.FuncOp | NetOp:
         raise NccError(f"cannot run a '{root.name}': expected a module, func.func or neuron.net")
     found = {op.sym_name.data: op for op in root.ops
              if isinstance(op, NetOp) or (isinstance(op, func.FuncOp) and op.body.blocks)}
+    return pick_function(found, name, "in the module")
+
+
+def pick_function(found: Mapping[str, Operation], name: str | None, where: str) -> Any:
+    """The function called `name`, else the only one, else `main` (as mlir-cpu-runner)."""
     if name is not None:
         if name not in found:
-            raise NccError(f"no function '{name}' in the module (has: {', '.join(found) or 'none'})")
+            raise NccError(f"no function '{name}' {where} (has: {', '.join(found) or 'none'})")
         return found[name]
     if len(found) == 1:
         return next(iter(found.values()))

@@ -206,18 +206,11 @@ def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "a
 
 
 def select_kernel(module: ModuleOp, function: str | None) -> func.FuncOp:
+    from ncc.reference import pick_function
+
     kernels = {op.sym_name.data: op for op in module.ops
                if isinstance(op, func.FuncOp) and ARG_ROLES in op.attributes}
-    if function is not None:
-        if function not in kernels:
-            raise NccError(f"no function '{function}' to run (has: {', '.join(kernels) or 'none'})")
-        return kernels[function]
-    if len(kernels) == 1:
-        return next(iter(kernels.values()))
-    if "main" in kernels:
-        return kernels["main"]
-    raise NccError(f"the module has {len(kernels)} functions ({', '.join(kernels) or 'none'}): "
-                   "pass function=NAME")
+    return pick_function(kernels, function, "to run")
 
 
 def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clock: _Clock):
