@@ -1,4 +1,4 @@
-"""ONNX import: an ONNX model (opsets 7..newest) decomposed into `nn` ops.
+"""ONNX import: an ONNX model (opsets 6..newest) decomposed into `nn` ops.
 
     module = ncc.import_onnx("model.onnx")      # or a ModelProto, or the bytes
     ncc-translate --import-onnx model.onnx
@@ -30,7 +30,7 @@ from ncc.diagnostics import NccError
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN, shape_of
 
-MIN_OPSET = 7
+MIN_OPSET = 6  # opset 6's legacy forms (explicit broadcast, is_test) are read too
 
 # ONNX TensorProto element types ncc represents (others: a clear error).
 _ELEMENT = {1: np.float32, 11: np.float64, 10: np.float16, 7: np.int64, 6: np.int32,
@@ -343,8 +343,28 @@ def _binary(b: Importer, name: str, x: SSAValue, y: SSAValue) -> SSAValue:
     return b.build(nn.BINARY_OPS[name], x, y)
 
 
+def legacy_broadcast(b: Importer, a: dict, x: SSAValue, y: SSAValue) -> SSAValue:
+    """Before opset 7, binary ops broadcast only when asked (`broadcast=1`), and
+    then B lines up with A from `axis` (default: B's dims are A's last ones)."""
+    if b.opset >= 7:
+        return y
+    xs, ys = shape_of(x.type), shape_of(y.type)
+    if not a.get("broadcast", 0):
+        if xs != ys:
+            raise b.error(f"shapes {list(xs)} and {list(ys)} differ and broadcast is not set (opset {b.opset})")
+        return y
+    axis = a.get("axis", len(xs) - len(ys))
+    if axis < 0:
+        axis += len(xs)
+    if not 0 <= axis <= len(xs) - len(ys):
+        raise b.error(f"broadcast axis {a.get('axis')} does not fit B {list(ys)} into A {list(xs)}")
+    trailing = len(xs) - axis - len(ys)
+    return b.build(nn.ReshapeOp, y, list(ys) + [1] * trailing) if trailing else y
+
+
 for _onnx, _nn in {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}.items():
-    OPS[_onnx] = (lambda name: lambda b, a: _binary(b, name, b.v(0), b.v(1)))(_nn)
+    OPS[_onnx] = (lambda name: lambda b, a: _binary(b, name, b.v(0),
+                                                    legacy_broadcast(b, a, b.v(0), b.v(1))))(_nn)
 
 
 @op("Pow")
@@ -394,7 +414,10 @@ def _leaky_relu(b, a):
 def _prelu(b, a):
     x = b.v(0)
     neg = _binary(b, "min", x, b.scalar(0, x))
-    return _binary(b, "add", b.build(nn.UNARY_OPS["relu"], x), _binary(b, "mul", neg, b.v(1)))
+    slope, xs = b.v(1), shape_of(x.type)
+    if b.opset < 7 and len(xs) > 2 and shape_of(slope.type) == (xs[1],):  # opset 6: per channel
+        slope = b.build(nn.ReshapeOp, slope, [xs[1]] + [1] * (len(xs) - 2))
+    return _binary(b, "add", b.build(nn.UNARY_OPS["relu"], x), _binary(b, "mul", neg, slope))
 
 
 @op("Elu")
@@ -526,8 +549,10 @@ OPS.update({"GlobalAveragePool": _global("reduce_mean"), "GlobalMaxPool": _globa
 
 @op("BatchNormalization")
 def _batch_norm(b, a):
-    if a.get("training_mode", 0) or sum(1 for o in b.node.output if o) > 1:
+    if a.get("training_mode", 0) or sum(1 for o in b.node.output if o) > 1 or not a.get("is_test", 1):
         raise b.error("only inference mode (one output) is supported")
+    if not a.get("spatial", 1):  # opsets 7-8: per-activation statistics
+        raise b.error("spatial=0 (per-activation statistics) is not supported")
     return b.build(nn.BatchNormOp, b.v(0), b.v(1), b.v(2), b.v(3), b.v(4),
                    epsilon=a.get("epsilon", 1e-5))
 

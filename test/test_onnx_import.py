@@ -419,9 +419,49 @@ def test_wrong_types_and_shapes():
 
 
 def test_opset_range():
-    m = model([helper.make_node("Relu", ["x"], ["y"])], {"x": [3]}, opset=6)
+    m = model([helper.make_node("Relu", ["x"], ["y"])], {"x": [3]}, opset=5)
     newest = onnx.defs.onnx_opset_version()
-    assert diag(m) == f"g: error: ONNX opset 6 is not supported (supported: 7 to {newest})"
+    assert diag(m) == f"g: error: ONNX opset 5 is not supported (supported: 6 to {newest})"
+
+
+# Opset 6 (onnxruntime runs opset 7 and later only: numpy is the reference here).
+
+
+@pytest.mark.parametrize("attrs, b_shape, aligned", [
+    ({"broadcast": 1, "axis": 1}, [3], [1, 3, 1]),        # B lines up with A from `axis`
+    ({"broadcast": 1}, [4], [4]),                          # default: A's trailing dims
+    ({"broadcast": 1, "axis": 0}, [2, 3], [2, 3, 1]),
+    ({}, [2, 3, 4], [2, 3, 4]),                            # no broadcast: equal shapes
+])
+def test_opset6_explicit_broadcast(attrs, b_shape, aligned):
+    a, b = x_of(2, 3, 4), x_of(*b_shape)
+    m = model([helper.make_node("Sub", ["a", "b"], ["y"], **attrs)], {"a": [2, 3, 4], "b": b_shape}, opset=6)
+    (y,) = ncc.reference.run(import_onnx(m), [a, b])
+    np.testing.assert_allclose(y, a - b.reshape(aligned), rtol=1e-6)
+
+
+def test_opset6_broadcast_diagnostics():
+    m = model([helper.make_node("Add", ["a", "b"], ["y"], name="add")], {"a": [2, 3], "b": [3]}, opset=6)
+    assert diag(m) == "g: error: node 'add' (Add): shapes [2, 3] and [3] differ and broadcast is not set (opset 6)"
+    m = model([helper.make_node("Add", ["a", "b"], ["y"], name="add", broadcast=1, axis=1)],
+              {"a": [2, 3], "b": [2, 3]}, opset=6)
+    assert diag(m) == "g: error: node 'add' (Add): broadcast axis 1 does not fit B [2, 3] into A [2, 3]"
+
+
+def test_opset6_prelu_slope_per_channel_and_batch_norm_is_test():
+    x, slope = x_of(2, 3, 4, 5), np.array([0.1, 0.2, 0.3], np.float32)
+    m = model([helper.make_node("PRelu", ["x", "s"], ["y"])], {"x": [2, 3, 4, 5]}, inits={"s": slope}, opset=6)
+    (y,) = ncc.reference.run(import_onnx(m), [x])
+    np.testing.assert_allclose(y, np.where(x < 0, x * slope.reshape(3, 1, 1), x), rtol=1e-6)
+    stats = {k: np.abs(x_of(3)) + 0.5 for k in ("s", "b", "m", "v")}
+    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn",
+                            is_test=1, epsilon=1e-5)
+    (y,) = ncc.reference.run(import_onnx(model([node], {"x": [2, 3, 4, 5]}, inits=stats, opset=6)), [x])
+    c = lambda k: stats[k].reshape(3, 1, 1)  # noqa: E731
+    np.testing.assert_allclose(y, (x - c("m")) / np.sqrt(c("v") + 1e-5) * c("s") + c("b"), rtol=1e-5, atol=1e-6)
+    node = helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn", is_test=0)
+    assert diag(model([node], {"x": [2, 3, 4, 5]}, inits=stats, opset=6)) == (
+        "g: error: node 'bn' (BatchNormalization): only inference mode (one output) is supported")
 
 
 def test_ncc_translate_import_onnx(tmp_path, capsys):
