@@ -4,9 +4,14 @@
     ncc-translate --import-onnx model.onnx
 
 The graph becomes one `func.func @main`: graph inputs are arguments and graph
-outputs results, each named by its ONNX name (`ncc.name`). Initializers and
-Constant nodes become `nn.weight` symbols holding the numpy arrays, created
-only where a value is used as a tensor (a Reshape's shape is read statically).
+outputs results, each named by its ONNX name (`ncc.name`). Initializers become
+`nn.weight` symbols holding the numpy arrays (parameters), values of Constant
+nodes `nn.constant` literals, each created only where a value is used as a
+tensor (a Reshape's shape is read statically). Nodes and nn ops whose inputs
+are all constant are evaluated at import (a Conv bias reshaped to [C, 1, 1]
+becomes the weight itself, under the initializer's name). The exporter maps
+weights back to initializers and literals to Constant nodes, so import ->
+export -> import gives the same module.
 Each ONNX op is decomposed by one small function of the table `OPS`
 (Gemm -> transpose/matmul/mul/add, Sum -> adds, ...); result types come from
 the nn builders' shape rules, after onnx's own shape inference has typed the
@@ -141,6 +146,12 @@ class Importer:
         self.ops: list[Operation] = []
         self.node: Any = None
         self.used_names: set[str] = set()
+        # Constants computed from initializers are weights (parameters); those of
+        # Constant nodes only are nn.constant literals. The exporter maps them
+        # back (weight -> initializer, nn.constant -> Constant node), so that
+        # import -> export -> import gives the same module.
+        self.from_initializers: set[str] = set()
+        self.weight_source: dict[str, str] = {}  # weight symbol -> its constant's name
 
     # -- errors -----------------------------------------------------------
 
@@ -157,15 +168,70 @@ class Importer:
         return op.results[0]
 
     def build(self, cls: Callable[..., Operation], *args: Any, **kw: Any) -> SSAValue:
-        """Build an nn op; a shape-rule failure is a diagnostic at the node."""
+        """Build an nn op; a shape-rule failure is a diagnostic at the node. An
+        op of constants only is folded (as MLIR's folders do)."""
         try:
-            return self.emit(cls(*args, **kw))
+            op = cls(*args, **kw)
         except (VerifyException, ValueError) as e:
             raise self.error(str(e)) from None
+        folded = self.fold_op(op)
+        return folded if folded is not None else self.emit(op)
 
-    def weight(self, name: str) -> SSAValue:
+    def fold_op(self, op: Operation) -> SSAValue | None:
+        """The value of `op` when its operands are all weights or literals (of at
+        most FOLD_LIMIT elements, the rule for ONNX nodes too): a weight named
+        after its first weight operand, else a literal. Operands left unused
+        are removed, so the folded weight takes the operand's name."""
+        from ncc.reference import EVAL
+
+        owners = [o.owner for o in op.operands]
+        if (len(op.results) != 1 or not owners or type(op) not in EVAL
+                or not all(isinstance(w, (nn.WeightRefOp, nn.ConstantOp)) for w in owners)):
+            return None
+        names = [self.weight_source[w.sym] if isinstance(w, nn.WeightRefOp) else None for w in owners]
+        arrays = [self.consts[n] if n is not None else w.data for n, w in zip(names, owners)]
+        if sum(a.size for a in arrays) > FOLD_LIMIT:
+            return None
+        try:
+            with np.errstate(all="ignore"):
+                value = np.asarray(EVAL[type(op)](op, *arrays))
+            value = value.astype(nn.numpy_dtype(op.results[0].type.element_type), copy=False)
+        except Exception:  # noqa: BLE001 -- not foldable here: the op stays
+            return None
+        op.drop_all_references()
+        for w, name in zip(owners, names):
+            if not w.results[0].uses and w in self.ops:
+                self.ops.remove(w)
+                cached = self.values.get(name) if name is not None else None
+                if cached is w.results[0]:
+                    del self.values[name]
+                if isinstance(w, nn.WeightRefOp) and not self._has_refs(w.sym):
+                    self.used_names.discard(w.sym)
+                    del self.weights[name], self.weight_source[w.sym]
+        source = next((n for n in names if n is not None), None)
+        if source is None:
+            return self.emit(nn.ConstantOp(value))
+        key = f"{source}#{len(self.consts)}"
+        self.consts[key] = value
+        self.from_initializers.add(key)
+        return self.weight(key, symbol=source)
+
+    def _has_refs(self, sym: str) -> bool:
+        return any(isinstance(o, nn.WeightRefOp) and o.sym == sym for o in self.ops)
+
+    def weight(self, name: str, symbol: str | None = None) -> SSAValue:
+        """Constant `name` as a value: an nn.weight (named after `symbol` or the
+        constant) when it comes from initializers, else an nn.constant literal."""
+        if name in self.values:
+            return self.values[name]
+        if name not in self.from_initializers:
+            try:
+                self.values[name] = self.emit(nn.ConstantOp(self.consts[name]))
+            except ValueError as e:
+                raise self.error(f"constant '{name}': {e}") from None
+            return self.values[name]
         if name not in self.weights:
-            sym = re.sub(r"[^\w.$-]", "_", name) or "w"
+            sym = re.sub(r"[^\w.$-]", "_", symbol or name) or "w"
             base, k = sym, 1
             while sym in self.used_names:
                 sym, k = f"{base}_{k}", k + 1
@@ -174,7 +240,8 @@ class Importer:
                 self.weights[name] = nn.WeightOp(sym, self.consts[name])
             except ValueError as e:
                 raise self.error(f"constant '{name}': {e}") from None
-            self.values[name] = self.emit(nn.WeightRefOp(self.weights[name]))
+            self.weight_source[sym] = name
+        self.values[name] = self.emit(nn.WeightRefOp(self.weights[name]))
         return self.values[name]
 
     def has(self, i: int) -> bool:
@@ -226,6 +293,8 @@ class Importer:
         for name, val in zip(n.output, outs):
             if name:
                 self.consts[name] = np.asarray(val)
+                if any(i in self.from_initializers for i in n.input):
+                    self.from_initializers.add(name)
         return True
 
     # -- the graph --------------------------------------------------------
@@ -237,6 +306,7 @@ class Importer:
         g = self.graph
         for t in g.initializer:
             _np_dtype(t.data_type, f"initializer '{t.name}'", self.where)
+            self.from_initializers.add(t.name)
             try:
                 self.consts[t.name] = numpy_helper.to_array(t)
             except Exception as e:  # noqa: BLE001 -- onnx raises several kinds here

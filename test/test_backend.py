@@ -206,11 +206,15 @@ def test_light_models_export(name):
     first = ncc.import_onnx(path)
     exported = ncc.export_onnx(first)
     onnx.checker.check_model(exported, full_check=True)
+    second = ncc.import_onnx(exported)  # import -> export -> import is stable
+    assert ncc.print_module(second, elide_weights_if_larger=16) == ncc.print_module(first, elide_weights_if_larger=16)
+    data = lambda m: {o.sym: o.data for o in m.ops if isinstance(o, ncc.dialects.nn.WeightOp)}  # noqa: E731
+    assert all(np.array_equal(a, data(second)[k]) for k, a in data(first).items())
     original = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     inp = original.get_inputs()[0]
     x = rng.normal(size=[d if isinstance(d, int) else 1 for d in inp.shape]).astype(np.float32)
     (want,) = ncc.reference.run(first, [x])
-    np.testing.assert_allclose(ncc.reference.run(ncc.import_onnx(exported), [x])[0], want,
+    np.testing.assert_allclose(ncc.reference.run(second, [x])[0], want,
                                rtol=1e-5, atol=1e-6)
     if name not in ILL_CONDITIONED:
         again = ort.InferenceSession(exported.SerializeToString(), providers=["CPUExecutionProvider"])

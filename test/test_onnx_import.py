@@ -262,7 +262,21 @@ def test_constant_nodes_and_dropout():
              helper.make_node("Dropout", ["d"], ["y"])]
     module = check(model(nodes, {"x": [2, 3]}, inits={"s": np.array([2, 3], np.int64)}),
                    {"x": x_of(2, 3)})
-    assert len([o for o in module.ops if isinstance(o, ncc.dialects.nn.WeightOp)]) == 2
+    # Constant and ConstantOfShape values are literals (nn.constant), not weights
+    assert not [o for o in module.ops if isinstance(o, ncc.dialects.nn.WeightOp)]
+    assert len([o for o in module.walk() if isinstance(o, ncc.dialects.nn.ConstantOp)]) == 2
+
+
+def test_ops_of_constants_are_folded_and_keep_the_weight_name():
+    # Conv's bias is reshaped to [C, 1, 1] at import: the reshape is folded into the
+    # weight, which keeps the initializer's name; export -> import gives the same module
+    w, bias = x_of(4, 3, 3, 3), x_of(4)
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])
+    module = check(model([node], {"x": [1, 3, 5, 5]}, inits={"w": w, "b": bias}), {"x": x_of(1, 3, 5, 5)})
+    weights = {o.sym: o.data.shape for o in module.ops if isinstance(o, ncc.dialects.nn.WeightOp)}
+    assert weights == {"w": (4, 3, 3, 3), "b": (4, 1, 1)}
+    assert not [o for o in module.walk() if isinstance(o, ncc.dialects.nn.ReshapeOp)]
+    assert ncc.print_module(import_onnx(ncc.export_onnx(module))) == ncc.print_module(module)
 
 
 def test_shape_arithmetic_is_folded():
