@@ -190,6 +190,12 @@ CONVS = [  # x shape, w shape, params
     ((3, 2, 11), (3, 2, 3), {"strides": [2], "pads": [2, 1]}),
     ((DYN, 2, 5, 5), (3, 2, 2, 2), {"pads": [0, 1, 1, 0]}),
     ((1, 4, 5, 5), (4, 1, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}),
+    ((2, 9, 6, 5), (3, 9, 3, 3), {"pads": [2, 1, 0, 3], "strides": [3, 2]}),  # channel remainder
+    ((1, 10, 4, 4), (4, 5, 1, 1), {"group": 2}),                               # 1x1, 2 groups of 5
+    ((1, 2, 4, 5, 6), (2, 2, 2, 3, 2), {"pads": [1, 0, 1, 0, 2, 1], "dilations": [1, 2, 1]}),
+    ((1, 3, 5, 5), (2, 3, 2, 2), {"pads": [4, 4, 4, 4]}),                      # padding wider than the kernel
+    ((2, 6, 5, 4), (12, 3, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}),         # blocks of 4 output channels
+    ((1, 4, 5, 5), (6, 4, 3, 1), {"strides": [1, 2]}),                        # blocks of 2
 ]
 
 

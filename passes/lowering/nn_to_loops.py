@@ -403,33 +403,96 @@ def window(b: Builder, sizes: Sequence[int], outs: Sequence[SSAValue], offs: Seq
     return positions, valid
 
 
+C_UNROLL = 4  # conv: input channels per load/store of the output in the inner loop
+M_BLOCK = 4  # conv: output channels computed together (each input load feeds M_BLOCK of them)
+
+
 def lower_conv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
-    """Direct convolution: per output point, a reduction over (c, kernel...)."""
+    """Direct convolution, vectorized along the last output dimension. Per
+    image and block of M_BLOCK output channels, the output planes start at the
+    bias (fused) or 0; then for each kernel offset and block of C_UNROLL input
+    channels c:
+        out[m, o] += sum_c w[m, c, k] * x[n, c, o*stride + k*dilation - pad]
+    over just the output positions whose input is inside the image (the loop
+    bounds are computed per offset, so the inner loop has no padding tests and
+    its loads are unit-stride at stride 1). Each input value loaded feeds
+    M_BLOCK accumulations, each output is loaded and stored once per C_UNROLL
+    channels. Fused: activation last."""
     x, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
     p = op.params
     m, cg, kernel = w.shape[0], w.shape[1], w.shape[2:]
     per_group = m // p.group
-    zero = b.const(0, out.elt)
+    nd = len(kernel)
+    fused = isinstance(op, nn.FusedConvOp)
+    unroll = C_UNROLL if cg >= C_UNROLL else 1
+    mb = next(k for k in (M_BLOCK, 2, 1) if per_group % k == 0)
 
-    def point(ivs, _):
-        ni, mi, *o = ivs
-        cbase = b.mul_i(b(arith.DivUIOp, mi, b.idx(per_group)), cg) if p.group > 1 else None
+    def planes(ivs, _):
+        ni = ivs[0]
+        ms = [b.add_i(b.mul_i(ivs[1], mb), j) for j in range(mb)]
+        for mi in ms:
+            start = b.load(bias, [mi]) if fused and bias is not None else b.const(0, out.elt)
+            b.nest(out.shape[2:], lambda o, _: b.store(start, out, [ni, mi, *o]))
+        cbase = b.mul_i(b(arith.DivUIOp, ms[0], b.idx(per_group)), cg) if p.group > 1 else None
 
-        def acc(ks, carried):
-            ci, *kk = ks
-            pos, valid = window(b, x.shape[2:], o, kk, p.strides, p.pads, p.dilations)
-            xv = b.load(x, [ni, ci if cbase is None else b.add_i(cbase, ci), *pos])
-            if valid is not None:
-                xv = b.select(valid, xv, zero)
-            return [b(arith.AddfOp, carried[0], b(arith.MulfOp, xv, b.load(w, [mi, ci, *kk])))]
+        def offset(ks, _):
+            # input position o*s + t, t = k*dilation - pad: inside for o in [lo, hi)
+            shift, lo, hi = [], [], []
+            for d in range(nd):
+                t = b(arith.SubiOp, b.mul_i(ks[d], p.dilations[d]), b.idx(p.pads[d]))
+                s_ = b.idx(p.strides[d])
+                neg = lambda v: b(arith.SubiOp, b.idx(0), v)  # noqa: E731
+                shift.append(t)
+                lo.append(b(arith.MaxSIOp, b.idx(0), neg(b(arith.FloorDivSIOp, t, s_))))
+                over = b(arith.SubiOp, t, b.idx(x.shape[2 + d]))
+                hi.append(b(arith.MinSIOp, b.idx(out.shape[2 + d]), neg(b(arith.FloorDivSIOp, over, s_))))
 
-        total, = b.nest([cg, *kernel], acc, [zero])
-        if isinstance(op, nn.FusedConvOp):
-            total = _epilogue(b, op, bias, [mi], total)
-        b.store(total, out, ivs)
+            def channels(chans: list[SSAValue]) -> None:
+                xcs = [c if cbase is None else b.add_i(cbase, c) for c in chans]
+                wv = [[b.load(w, [mi, c, *ks]) for c in chans] for mi in ms]
 
-    b.nest(out.shape, point)
+                def point(o: list[SSAValue]) -> None:
+                    pos = [b.add_i(b.mul_i(o[d], p.strides[d]), shift[d]) for d in range(nd)]
+                    xv = [b.load(x, [ni, xc, *pos]) for xc in xcs]
+                    for mi, wm in zip(ms, wv):
+                        acc = b.load(out, [ni, mi, *o])
+                        for wq, xq in zip(wm, xv):  # same order of additions as one channel at a time
+                            acc = b(arith.AddfOp, acc, b(arith.MulfOp, wq, xq))
+                        b.store(acc, out, [ni, mi, *o])
+
+                ranges(b, lo, hi, point)
+
+            b.nest([cg // unroll], lambda cs, _: channels([b.add_i(b.mul_i(cs[0], unroll), u)
+                                                            for u in range(unroll)]))
+            for r in range(cg - cg % unroll, cg):
+                channels([b.idx(r)])
+
+        b.nest(kernel, offset)
+        if fused and op.params.activation != "identity":
+            for mi in ms:
+                b.nest(out.shape[2:], lambda o, _: b.store(
+                    _epilogue(b, op, None, [], b.load(out, [ni, mi, *o])), out, [ni, mi, *o]))
+
+    b.nest([out.shape[0], m // mb], planes)
+
+
+def ranges(b: Builder, lo: Sequence[SSAValue], hi: Sequence[SSAValue],
+           body: Callable[[list[SSAValue]], None]) -> None:
+    """Loops lo[d] <= iv[d] < hi[d] nested in order (none run if hi <= lo)."""
+
+    def build(d: int, ivs: list[SSAValue]) -> None:
+        if d == len(lo):
+            body(ivs)
+            return
+        block = Block(arg_types=[index])
+        outer, b.block = b.block, block
+        build(d + 1, [*ivs, block.args[0]])
+        block.add_op(scf.YieldOp())
+        b.block = outer
+        b.emit(scf.ForOp(lo[d], hi[d], b.idx(1), [], block))
+
+    build(0, [])
 
 
 def lower_pool(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
