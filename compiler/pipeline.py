@@ -33,20 +33,25 @@ def build_pipeline(*pieces: str) -> list[ModulePass]:
     return passes
 
 
-def apply_pass(p: ModulePass, module: ModuleOp, ctx=None) -> None:
-    """Run one pass and verify its result; a pass failure is an NccError."""
+def apply_pass(p: ModulePass, module: ModuleOp, ctx=None, verify: bool = True) -> None:
+    """Run one pass and verify its result (unless `verify=False`); a pass
+    failure is an NccError."""
     try:
         p.apply(ctx or make_context(), module)
     except DiagnosticException as e:
         op = getattr(e, "op", None)
         msg = f"pass '{p.name}' failed: {str(e).strip().splitlines()[0]}"
         raise (NccError.at_op(op, msg) if op is not None else NccError(msg)) from None
-    verify_module(module)
+    if verify:
+        verify_module(module)
 
 
-def run_passes(module: ModuleOp, pipeline: str) -> ModuleOp:
-    """Run a pipeline in place on `module` (and return it)."""
+def run_passes(module: ModuleOp, pipeline: str, verify: bool = True) -> ModuleOp:
+    """Run a pipeline in place on `module` (and return it), verifying after
+    each pass. `verify=False` is for ncc.compile's last step: xDSL's verifier
+    is quadratic in the blocks of a function (a CNN's kernel has thousands
+    after scf-to-cf), and LLVM's own verifier checks the result anyway."""
     ctx = make_context()
     for p in build_pipeline(pipeline):
-        apply_pass(p, module, ctx)
+        apply_pass(p, module, ctx, verify)
     return module
