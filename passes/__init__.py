@@ -16,6 +16,7 @@ PASS_TABLE: dict[str, str] = {
     "neuron-to-loops": "ncc.passes.lowering.neuron_to_loops:NeuronToLoopsPass",
     "lower-to-llvm": "ncc.passes.lowering.loops_to_llvm:LowerToLLVMPass",
     "expand-math": "ncc.passes.lowering.expand_math:ExpandMathPass",
+    "outline-loops": "ncc.passes.lowering.outline_loops:OutlineLoopsPass",
 }
 
 

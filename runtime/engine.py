@@ -81,8 +81,14 @@ def to_llvmlite(module: ModuleOp):
         raise NccError(f"'{stray[0].name}' is not lowered to the llvm dialect: run lower-to-llvm "
                          "first")
     view = SimpleNamespace(attributes=module.attributes, ops=llvm_ops)
-    return convert_module(view, fallback_target_triple=tm.triple,
-                          data_layout=str(tm.target_data))
+    ir_module = convert_module(view, fallback_target_triple=tm.triple,
+                               data_layout=str(tm.target_data))
+    for op in llvm_ops:  # outlined loop nests stay functions (see outline-loops)
+        if "ncc.outlined" in op.attributes:
+            fn = ir_module.get_global(op.sym_name.data)
+            fn.attributes.add("noinline")
+            fn.linkage = "internal"
+    return ir_module
 
 
 def optimize(mod: llvm.ModuleRef) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -240,3 +241,22 @@ def test_thousands_of_blocks():
         lib.kernel("many", 2)(x.ctypes.data, y.ctypes.data, 1)
         stored = [float(k % 7) for k in range(1100) if v > k % 7]
         assert x[0] == (stored[-1] if stored else 42.0)
+
+
+def test_big_kernels_are_outlined_into_one_function_per_loop_nest():
+    """A chain of 24 elementwise ops: 24 loop nests, each its own noinline function."""
+    import ncc
+
+    ops = ["relu", "tanh", "sigmoid", "exp", "neg"]
+    lines = ["func.func @main(%v0: tensor<?x8xf32> {ncc.name = \"x\"}) -> (tensor<?x8xf32> {ncc.name = \"y\"}) {"]
+    for k in range(24):
+        lines.append(f"  %v{k + 1} = nn.{ops[k % len(ops)]} %v{k} : tensor<?x8xf32>")
+    lines += ["  func.return %v24 : tensor<?x8xf32>", "}"]
+    text = "\n".join(lines) + "\n"
+    model = ncc.compile(text, cache=False, fuse=False)
+    ir = model._lib.llvm_ir
+    assert len(re.findall(r"define internal .*void @main_nest\d+\(", ir)) == 24
+    assert "noinline" in ir
+    x = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    (want,) = ncc.reference.run(ncc.parse_module(text), [x])
+    np.testing.assert_allclose(model(x), want, rtol=1e-5, atol=1e-6)

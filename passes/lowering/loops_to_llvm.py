@@ -5,8 +5,9 @@ llvm, so this pass is ncc's own. It runs, in order:
 
 1. `expand-math` (option `expand-math=true`, the default): f32 exp/log/tanh/erf/
    log1p/expm1 become arith-only polynomials, so loops containing them vectorize;
-2. xDSL's `convert-scf-to-cf` (scf.for/if/index_switch -> blocks and branches);
-3. a direct translation of each `func.func` into an `llvm.func`, op by op through
+2. `outline-loops`: the top-level loop nests of a big kernel become functions;
+3. xDSL's `convert-scf-to-cf` (scf.for/if/index_switch -> blocks and branches);
+4. a direct translation of each `func.func` into an `llvm.func`, op by op through
    the table `_HANDLERS` (one entry per op kind; anything else is an error
    naming the op).
 
@@ -534,10 +535,13 @@ class LowerToLLVMPass(ModulePass):
     contract: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        from ncc.passes.lowering.outline_loops import OutlineLoopsPass
+
         if self.expand_math:
             from ncc.passes.lowering.expand_math import ExpandMathPass
 
             ExpandMathPass().apply(ctx, op)
+        OutlineLoopsPass().apply(ctx, op)  # keeps every function small for scf-to-cf and LLVM
         ConvertScfToCf().apply(ctx, op)
         funcs = {f.sym_name.data: f for f in op.ops if isinstance(f, func.FuncOp)}
         externals: set[tuple[str, Attribute]] = set()

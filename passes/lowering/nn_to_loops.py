@@ -440,13 +440,15 @@ def lower_conv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             # input position o*s + t, t = k*dilation - pad: inside for o in [lo, hi)
             shift, lo, hi = [], [], []
             for d in range(nd):
-                t = b(arith.SubiOp, b.mul_i(ks[d], p.dilations[d]), b.idx(p.pads[d]))
-                s_ = b.idx(p.strides[d])
-                neg = lambda v: b(arith.SubiOp, b.idx(0), v)  # noqa: E731
+                t = b.mul_i(ks[d], p.dilations[d])
+                t = b(arith.SubiOp, t, b.idx(p.pads[d])) if p.pads[d] else t
+                # lo = max(0, ceil(-t / s)), hi = min(out, ceil((in - t) / s)); ceil(a/s) = -floor(-a/s)
+                ceil = (lambda a, s_: b(arith.SubiOp, b.idx(0), b(arith.FloorDivSIOp, b(arith.SubiOp, b.idx(0), a),
+                                                                    b.idx(s_))) if s_ > 1 else a)
                 shift.append(t)
-                lo.append(b(arith.MaxSIOp, b.idx(0), neg(b(arith.FloorDivSIOp, t, s_))))
-                over = b(arith.SubiOp, t, b.idx(x.shape[2 + d]))
-                hi.append(b(arith.MinSIOp, b.idx(out.shape[2 + d]), neg(b(arith.FloorDivSIOp, over, s_))))
+                lo.append(b(arith.MaxSIOp, b.idx(0), ceil(b(arith.SubiOp, b.idx(0), t), p.strides[d])))
+                hi.append(b(arith.MinSIOp, b.idx(out.shape[2 + d]),
+                            ceil(b(arith.SubiOp, b.idx(x.shape[2 + d]), t), p.strides[d])))
 
             def channels(chans: list[SSAValue]) -> None:
                 xcs = [c if cbase is None else b.add_i(cbase, c) for c in chans]
