@@ -405,6 +405,23 @@ def test_abi_roles_and_signature():
     assert abi.arena_per_batch == 64 and abi.arena_constant == 0  # the matmul before tanh
 
 
+def test_rank0_constants_weights_and_intermediates():
+    """Scalars everywhere: a rank-0 nn.constant (what the ONNX importer makes of
+    an attribute such as Elu's alpha), a rank-0 weight, a rank-0 intermediate in
+    the arena and a rank-0 result."""
+    w = nn.WeightOp("s", np.array(0.5, np.float32))
+
+    def make(e, x):
+        k = e(nn.ConstantOp(np.array(2.0, np.float32)))
+        y = e(nn.MulOp(e(nn.MaxOp(x, k)), e(nn.WeightRefOp(w))))
+        total = e(nn.REDUCE_OPS["reduce_sum"](y, None, keepdims=False))  # rank 0, in the arena
+        return e(nn.SubOp(y, total)), e(nn.ExpOp(total))
+
+    lowered = check(build([T(DYN, 3)], make, [w]), [randn(4, 3, scale=3.0)])
+    types = kernel_of(lowered).function_type.inputs.data
+    assert MemRefType(f32, []) in types  # the constant stays a rank-0 buffer
+
+
 def test_named_inputs_and_outputs():
     m = ncc.parse_module("""
     func.func @f(%x: tensor<2xf32> {ncc.name = "image"}) -> (tensor<2xf32> {ncc.name = "probs"}) {

@@ -874,7 +874,7 @@ class FunctionLowering:
 
     def add_weight(self, name: str, data: np.ndarray) -> str:
         sym = self.fresh(name)
-        w = nn.WeightOp(sym, np.ascontiguousarray(data))
+        w = nn.WeightOp(sym, np.require(data, requirements="C"))  # keeps rank 0 (ascontiguousarray does not)
         w.attributes[CONSTANT_MARK] = UnitAttr()
         self.new_weights.append(w)
         self.weight_types[sym] = w.type
