@@ -22,8 +22,9 @@ Compile errors are `NccError`s.
 Inputs (checked before native code runs; every failure is an `NccError`
 naming the input): `model(*arrays)` takes one array per input in
 `input_names` order, `model.run(feeds)` a mapping with exactly those names.
-Each must be a numpy array (not a list, scalar or None) of the kernel's rank
-and static dimensions; dimension 0, where it is `?`, is the batch, free per
+Each must be a numpy array (not a list, scalar or None; a rank-0 input also
+takes a numpy scalar such as `np.float32(1)`) of the kernel's rank and static
+dimensions; dimension 0, where it is `?`, is the batch, free per
 call but the same for every input of one call. Element types: an array of the
 kernel's dtype is used as is (copied only if not C-contiguous or not aligned);
 another real dtype (bool, integer, float) is cast to the kernel's dtype by
@@ -626,6 +627,8 @@ def _address(lib: Any, name: str) -> int:
 def _check_input(name: str, a: Any, spec: _ArgSpec) -> np.ndarray:
     """`a` as an array the kernel may read, or an NccError saying what is wrong."""
     if not isinstance(a, np.ndarray):
+        if isinstance(a, np.generic) and not spec.shape:  # a numpy scalar for a rank-0 input
+            return _check_input(name, np.asarray(a), spec)
         raise NccError(f"input '{name}' must be a numpy array of shape {spec.describe()}, "
                        f"got {type(a).__name__}")
     a = np.asarray(a)  # a subclass (matrix, memmap) as a plain array

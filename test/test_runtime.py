@@ -198,6 +198,7 @@ WRONG = [
     ("a list", {"a": [[0.0] * 3] * 4}, "must be a numpy array.*got list"),
     ("None", {"b": None}, "input 'b' must be a numpy array.*NoneType"),
     ("a scalar", {"b": 1.0}, "got float"),
+    ("a numpy scalar", {"b": np.float32(1.0)}, r"input 'b' must be a numpy array of shape \[3\] float32, got float32"),
     ("a 0-d array", {"b": np.array(1.0, np.float32)}, r"input 'b' has shape \[\], expected \[3\]"),
     ("a wrong rank", {"a": np.zeros((4, 3, 1), np.float32)}, r"shape \[4, 3, 1\], expected \[batch, 3\]"),
     ("a wrong static dim", {"a": np.zeros((4, 5), np.float32)}, r"input 'a' has shape \[4, 5\]"),
@@ -217,6 +218,43 @@ def test_wrong_input_is_a_clear_error(multi, case, change, message):
         multi.run(feeds)
     with pytest.raises(NccError, match=message):
         multi(*[feeds[n] for n in multi.input_names])
+
+
+CLIP = """\
+func.func @main(%x: tensor<?x3xf32> {ncc.name = "x"}, %lo: tensor<f32> {ncc.name = "lo"},
+                %hi: tensor<f64> {ncc.name = "hi"}) -> (tensor<?x3xf32>, tensor<f64>) {
+  %0 = nn.max %x, %lo : tensor<?x3xf32>, tensor<f32> -> tensor<?x3xf32>
+  %1 = nn.neg %hi : tensor<f64>
+  func.return %0, %1 : tensor<?x3xf32>, tensor<f64>
+}
+"""
+
+
+def test_rank0_inputs_take_numpy_scalars_and_0d_arrays():
+    """A rank-0 input (ONNX's Clip min/max, Dropout's ratio) takes a 0-d array or
+    a numpy scalar (numpy's casting rules as for arrays); a Python float is still
+    not an array, and a rank-0 output is a 0-d array."""
+    model = ncc.compile(CLIP, cache=False)
+    module = ncc.parse_module(CLIP)
+    x = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
+    for lo, hi in ((np.float32(-0.25), np.float64(2.0)), (np.array(-0.25, np.float32), np.array(2.0)),
+                   (np.float64(-0.25), np.float32(2.0)), (np.int64(0), np.int32(-3))):
+        got = model(x, lo, hi)
+        want = ncc.reference.run(module, [x, np.asarray(lo, np.float32), np.asarray(hi, np.float64)])
+        for g, w in zip(got, want):
+            assert g.shape == w.shape and g.dtype == w.dtype
+            np.testing.assert_array_equal(g, w)
+        assert got[1].shape == () and isinstance(got[1], np.ndarray)
+    np.testing.assert_array_equal(model.run({"x": x, "lo": np.float32(0.5), "hi": np.float64(1)})[0],
+                                  np.maximum(x, np.float32(0.5)))
+    with pytest.raises(NccError, match=r"input 'lo' must be a numpy array of shape \[\] float32, got float"):
+        model(x, 0.5, np.float64(1))
+    with pytest.raises(NccError, match=r"input 'lo' has shape \[1\], expected \[\] float32"):
+        model(x, np.zeros(1, np.float32), np.float64(1))
+    with pytest.raises(NccError, match="input 'lo': float64 values overflow float32"):
+        model(x, np.float64(1e300), np.float64(1))
+    with pytest.raises(NccError, match="input 'lo' has dtype complex64"):
+        model(x, np.complex64(1), np.float64(1))
 
 
 def test_wrong_count_names_and_batches(multi):
