@@ -11,7 +11,11 @@ class NccError(Exception):
 
     `str(err)` is the one-line diagnostic the tools print:
     `file:line:col: error: message` (parts that are unknown are left out).
+    `needs_constant`, when not empty, lists the graph inputs an ONNX model
+    needs as constants for this error to go away (see ncc.backend).
     """
+
+    needs_constant: list[str] = []  # set per instance; never mutated
 
     def __init__(self, message: str, file: str | None = None,
                  line: int | None = None, col: int | None = None):

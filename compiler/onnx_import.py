@@ -16,6 +16,15 @@ Each ONNX op is decomposed by one small function of the table `OPS`
 (Gemm -> transpose/matmul/mul/add, Sum -> adds, ...); result types come from
 the nn builders' shape rules, after onnx's own shape inference has typed the
 graph. Only the first dimension of an input may be symbolic: it becomes `?`.
+
+`import_onnx(model, constants={"axes": array})` imports the named graph inputs
+as constants: the function's signature omits them, and ops that need a value
+at import time (a Reshape's shape, the axes of a reduction, a Slice's starts,
+...) may read it. Each value must match its input's declared type: its rank
+and static dimensions, and its element type (another numeric dtype is
+converted only if every value is kept). When an op needs such a value and it
+comes from graph inputs, the NccError's `needs_constant` lists those inputs
+(what `ncc.backend` specializes on).
 """
 
 from __future__ import annotations
@@ -98,10 +107,10 @@ def _constant_inputs(n: Any, consts: Any) -> bool:
     return bool(inputs) and all(i in consts for i in inputs)
 
 
-def _check_supported(graph: Any, where: str) -> None:
+def _check_supported(graph: Any, where: str, given: Sequence[str] = ()) -> None:
     """One diagnostic naming every unsupported op type and its nodes. A node of
     constants only (shape arithmetic, say) is folded instead: any op will do."""
-    consts = {t.name for t in graph.initializer}
+    consts = {t.name for t in graph.initializer} | set(given)
     unsupported: dict[str, list[str]] = {}
     for n in graph.node:
         if n.op_type in ("Constant", "Shape") or _constant_inputs(n, consts):
@@ -129,11 +138,12 @@ class Importer:
     """Walks the graph once, keeping each ONNX value as an SSA value or, for
     initializers and Constant outputs, as a numpy array (made an nn.weight on use)."""
 
-    def __init__(self, model: Any, where: str):
+    def __init__(self, model: Any, where: str, constants: Any = None):
         import onnx
 
         self.where = where
-        _check_supported(model.graph, where)
+        self.given = _given_constants(model.graph, constants, where)
+        _check_supported(model.graph, where, list(self.given))
         self.opset = _opset(model, where)
         try:  # fills value_info; the importer's own shape rules decide the types
             model = onnx.shape_inference.infer_shapes(model)
@@ -152,6 +162,7 @@ class Importer:
         # import -> export -> import gives the same module.
         self.from_initializers: set[str] = set()
         self.weight_source: dict[str, str] = {}  # weight symbol -> its constant's name
+        self.arg_names: list[str] = []
 
     # -- errors -----------------------------------------------------------
 
@@ -265,10 +276,33 @@ class Importer:
         name = self.node.input[i]
         if name not in self.consts:
             if name in self.values:
-                raise self.error(f"input {i} ('{name}') must be a constant (an initializer or "
-                                 "a Constant node): ncc needs it at import time")
+                needs = self.inputs_behind(name)
+                hint = "" if not needs else (
+                    f"; it comes from graph input '{needs[0]}': give its value in constants="
+                    if len(needs) == 1 else f"; it comes from graph inputs "
+                    f"{', '.join(repr(n) for n in needs)}: give their values in constants=")
+                e = self.error(f"input {i} ('{name}') must be a constant (an initializer or "
+                               f"a Constant node): ncc needs it at import time{hint}")
+                e.needs_constant = needs
+                raise e
             raise self.error(f"input '{name}' is not defined by any node, graph input or initializer")
         return self.consts[name]
+
+    def inputs_behind(self, name: str) -> list[str]:
+        """The graph inputs (function arguments) that value `name` is computed
+        from, in graph-input order: given as constants, they make it constant."""
+        producer = {o: n for n in self.graph.node for o in n.output if o}
+        args, found, seen, todo = set(self.arg_names), set(), set(), [name]
+        while todo:
+            v = todo.pop()
+            if v in seen:
+                continue
+            seen.add(v)
+            if v in args:
+                found.add(v)
+            elif v in producer:
+                todo.extend(x for x in producer[v].input if x)
+        return [a for a in self.arg_names if a in found]
 
     def ints(self, i: int) -> list[int]:
         return [int(x) for x in np.asarray(self.static(i)).reshape(-1)]
@@ -311,10 +345,11 @@ class Importer:
                 self.consts[t.name] = numpy_helper.to_array(t)
             except Exception as e:  # noqa: BLE001 -- onnx raises several kinds here
                 raise NccError(f"initializer '{t.name}' is malformed: {e}", self.where) from None
+        self.consts.update(self.given)  # graph inputs imported as constants
         arg_types, arg_names = [], []
         for inp in g.input:
             if inp.name in self.consts:
-                continue  # an initializer listed as an input too: a weight with a default
+                continue  # an initializer listed as an input too (a weight with a default), or given
             tt = inp.type.tensor_type
             if not inp.type.HasField("tensor_type") or not tt.HasField("shape"):
                 raise NccError(f"graph input '{inp.name}' needs a tensor type with a shape", self.where)
@@ -332,6 +367,7 @@ class Importer:
             arg_types.append(TensorType(nn.element_type_of(dtype), dims))
             arg_names.append(inp.name)
 
+        self.arg_names = arg_names
         fn = func.FuncOp("main", (arg_types, []))
         for name, arg in zip(arg_names, fn.body.block.args):
             self.values[name] = arg
@@ -371,16 +407,83 @@ class Importer:
         return ModuleOp([*self.weights.values(), fn])
 
 
-def import_onnx(source: Any) -> ModuleOp:
+def import_onnx(source: Any, constants: Any = None) -> ModuleOp:
     """Import an ONNX model (a ModelProto, a path or the serialized bytes)
-    into a module of nn ops. Raises NccError on anything it cannot import."""
-    model, where = _load(source)
-    module = Importer(model, where).run()
+    into a module of nn ops. `constants` maps graph input names to values
+    imported as constants (see the module docstring). Raises NccError on
+    anything it cannot import."""
+    model, where = load_model(source)
+    return import_model(model, where, constants)
+
+
+def load_model(source: Any) -> tuple[Any, str]:
+    """(ModelProto, name used in diagnostics) from a ModelProto, a path or bytes,
+    for importing one model several times (`import_model`)."""
+    return _load(source)
+
+
+def import_model(model: Any, where: str, constants: Any = None) -> ModuleOp:
+    """import_onnx of a loaded ModelProto; `where` names it in diagnostics."""
+    module = Importer(model, where, constants).run()
     try:
         module.verify()
     except VerifyException as e:
         raise NccError(f"the imported module does not verify: {e}", where) from None
     return module
+
+
+def _given_constants(graph: Any, constants: Any, where: str) -> dict[str, np.ndarray]:
+    """`constants` checked against the graph inputs' declared types: name -> array."""
+    import onnx
+    from collections.abc import Mapping
+
+    if constants is None:
+        return {}
+    if not isinstance(constants, Mapping):
+        raise NccError(f"constants must map graph input names to arrays, not "
+                       f"{type(constants).__name__}", where)
+    inputs = {i.name: i for i in graph.input}
+    out: dict[str, np.ndarray] = {}
+    for name, value in constants.items():
+        if name not in inputs:
+            raise NccError(f"constants: '{name}' is not a graph input (inputs: "
+                           f"{', '.join(inputs) or 'none'})", where)
+        what = f"constant '{name}'"
+        try:
+            arr = np.array(value)  # a copy: the module keeps it, the caller may reuse theirs
+        except Exception as e:  # noqa: BLE001 -- numpy raises several kinds here
+            raise NccError(f"{what} is not an array: {e}", where) from None
+        if arr.dtype.kind not in "biuf":
+            raise NccError(f"{what} has dtype {arr.dtype}, not a number type", where)
+        t = inputs[name].type
+        if not t.HasField("tensor_type"):
+            raise NccError(f"{what}: graph input '{name}' is not a tensor", where)
+        tt = t.tensor_type
+        elem = onnx.TensorProto.DataType.Name(tt.elem_type) \
+            if tt.elem_type in onnx.TensorProto.DataType.values() else str(tt.elem_type)
+        try:
+            want = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
+        except Exception:  # noqa: BLE001 -- an element type numpy has no dtype for
+            raise NccError(f"{what}: graph input '{name}' has element type {elem}, which "
+                           "ncc cannot take as a constant", where) from None
+        if arr.dtype != want:
+            if not np.can_cast(arr.dtype, want, "same_kind"):
+                raise NccError(f"{what} has dtype {arr.dtype}, expected {want} (graph input "
+                               f"'{name}' is {elem})", where)
+            with np.errstate(all="ignore"):
+                cast = arr.astype(want)
+            if not np.array_equal(cast, arr, equal_nan=arr.dtype.kind == "f"):
+                raise NccError(f"{what}: its {arr.dtype} values change when converted to {want} "
+                               f"(graph input '{name}' is {elem})", where)
+            arr = cast
+        if tt.HasField("shape"):
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+            if arr.ndim != len(dims) or any(d is not None and d != s for d, s in zip(dims, arr.shape)):
+                declared = "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+                raise NccError(f"{what} has shape {list(arr.shape)}, the graph input's is "
+                               f"{declared}", where)
+        out[name] = arr
+    return out
 
 
 # ---------------------------------------------------------------------------

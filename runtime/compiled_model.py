@@ -6,10 +6,12 @@
     y, = model.run({"x": x})                             # by name: a list, like onnxruntime
     model.params["w0002"] = 0.5                          # weights are buffers: writable
 
-Sources: a path (`.mlir`: MLIR text; `.onnx`: the ONNX importer when it exists;
-any other file: an adjacency list, matrix or edge list), adjacency or MLIR text
-(a string with a newline), or an xDSL `ModuleOp` at the neuron, nn or loop
-level (it is copied, never modified). Pipeline:
+Sources: a path (`.mlir`: MLIR text; `.onnx`: the ONNX importer; any other
+file: an adjacency list, matrix or edge list), an `onnx.ModelProto`, adjacency
+or MLIR text (a string with a newline), or an xDSL `ModuleOp` at the neuron, nn
+or loop level (it is copied, never modified). For an ONNX model,
+`constants={"axes": array}` imports those graph inputs as constants (see
+`ncc.import_onnx`): the compiled model's inputs are the others. Pipeline:
 
     neuron.net --neuron-to-loops{mode}--> kernel            (mode neuron)
                \\-> layerize --> nn --(fuse)--> lower-to-loops --> kernel   (mode layers)
@@ -81,28 +83,30 @@ _ALIGN = 64
 
 def compile(source: Any, *, fuse: bool = True, neuron_mode: str = "auto",
             cache: bool | str | os.PathLike = True, function: str | None = None,
-            name: str = "net") -> "CompiledModel":
+            name: str = "net", constants: Mapping[str, Any] | None = None) -> "CompiledModel":
     """Compile `source` to native code. `fuse` runs the fuse pass on nn code;
     `neuron_mode` is auto|neuron|layers for neuron nets; `cache` is True (the
     default directory, see ncc.runtime.cache), False, or a cache directory;
     `function` picks the kernel when a module has several; `name` names a net
-    read from adjacency text."""
+    read from adjacency text; `constants` (ONNX models only) maps graph inputs
+    to values imported as constants (`ncc.import_onnx`): the model's inputs
+    are then the others."""
     if neuron_mode not in NEURON_MODES:
         raise NccError(f"neuron_mode must be one of {', '.join(NEURON_MODES)}, got '{neuron_mode}'")
     with _COMPILE_LOCK:  # building xDSL IR is not thread-safe: one compile at a time
-        return _compile(source, fuse, neuron_mode, cache, function, name)
+        return _compile(source, fuse, neuron_mode, cache, function, name, constants)
 
 
 _COMPILE_LOCK = threading.RLock()
 
 
 def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: str | None,
-             name: str) -> "CompiledModel":
+             name: str, constants: Mapping[str, Any] | None = None) -> "CompiledModel":
     info: dict[str, Any] = {"seconds": {}}
     clock = _Clock(info["seconds"])
     start = time.perf_counter()
     with clock("import"):
-        module = load_source(source, name)
+        module = load_source(source, name, constants)
         places = layered_param_places(module, neuron_mode)
     with clock("lower-to-loops"):
         info["neuron_mode"] = lower_to_loops(module, fuse=fuse, neuron_mode=neuron_mode)
@@ -144,20 +148,25 @@ class _Clock:
         return _Stage()
 
 
-def load_source(source: Any, name: str = "net") -> ModuleOp:
-    """A fresh module for `source` (a path, text, ModuleOp or onnx.ModelProto)."""
+def load_source(source: Any, name: str = "net", constants: Mapping[str, Any] | None = None
+                ) -> ModuleOp:
+    """A fresh module for `source` (a path, text, ModuleOp or onnx.ModelProto);
+    `constants` are given to the ONNX importer."""
     import ncc
 
+    onnx_source = type(source).__name__ == "ModelProto" or (
+        isinstance(source, (str, os.PathLike)) and str(source).endswith(".onnx"))
+    if constants is not None and not onnx_source:
+        raise NccError("constants= applies to ONNX models only (a ModelProto or a .onnx path)")
     if isinstance(source, ModuleOp):
         return source.clone()
-    if type(source).__name__ == "ModelProto" or (isinstance(source, (str, os.PathLike))
-                                                 and str(source).endswith(".onnx")):
+    if onnx_source:
         importer = getattr(ncc, "import_onnx", None)
         if importer is None:
             raise NccError("ONNX import is not available yet: compile a .mlir, an adjacency "
                            "file or text, or an xDSL module",
                            None if type(source).__name__ == "ModelProto" else os.fspath(source))
-        return importer(source)
+        return importer(source, constants=constants)
     if isinstance(source, str) and "\n" in source:
         if source.lstrip().startswith(_MLIR_MARKERS):
             return ncc.parse_module(source, "<text>")

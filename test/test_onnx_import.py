@@ -414,7 +414,111 @@ def test_missing_initializer_names_the_node():
 def test_non_constant_shape_input():
     m = model([helper.make_node("Reshape", ["x", "s"], ["y"], name="r")], {"x": [6], "s": [1]})
     assert diag(m) == ("g: error: node 'r' (Reshape): input 1 ('s') must be a constant "
-                       "(an initializer or a Constant node): ncc needs it at import time")
+                       "(an initializer or a Constant node): ncc needs it at import time; "
+                       "it comes from graph input 's': give its value in constants=")
+
+
+# ---------------------------------------------------------------------------
+# Graph inputs imported as constants: import_onnx(model, constants=...)
+
+I64 = TensorProto.INT64
+
+
+def typed_model(nodes, inputs, outputs=("y",), opset=18):
+    """A model of `nodes`; inputs: {name: (element type, shape)}."""
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, t, s) for n, (t, s) in inputs.items()],
+                              [helper.make_tensor_value_info(n, F, None) for n in outputs])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = min(m.ir_version, 10)
+    return m
+
+
+CONSTANT_CASES = {  # name: (nodes, inputs, feeds: the first is the data, the others constants, opset)
+    "reshape": ([helper.make_node("Reshape", ["x", "s"], ["y"])], {"x": (F, [2, 3, 4]), "s": (I64, [3])},
+                {"x": x_of(2, 3, 4), "s": np.array([0, 4, -1], np.int64)}, 14),
+    "reduce_sum": ([helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=0)],
+                   {"x": (F, [2, 3, 4]), "axes": (I64, [2])},
+                   {"x": x_of(2, 3, 4), "axes": np.array([0, -1], np.int64)}, 13),
+    "slice": ([helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"])],
+              {"x": (F, [4, 3, 5]), "st": (I64, [2]), "en": (I64, [2]), "ax": (I64, [2]), "sp": (I64, [2])},
+              {"x": x_of(4, 3, 5), "st": np.array([-1, 0], np.int64), "en": np.array([-100, 100], np.int64),
+               "ax": np.array([0, 2], np.int64), "sp": np.array([-1, 2], np.int64)}, 13),
+    "pad": ([helper.make_node("Pad", ["x", "p", "v"], ["y"], mode="constant")],
+            {"x": (F, [2, 4, 5]), "p": (I64, [6]), "v": (F, [])},
+            {"x": x_of(2, 4, 5), "p": np.array([0, 1, 2, 0, 2, 1], np.int64), "v": np.array(1.5, np.float32)}, 13),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONSTANT_CASES))
+def test_graph_inputs_as_constants_against_onnxruntime(case):
+    nodes, inputs, feeds, opset = CONSTANT_CASES[case]
+    m = typed_model(nodes, inputs, opset=opset)
+    with pytest.raises(NccError) as e:
+        import_onnx(m)
+    assert e.value.needs_constant == [list(feeds)[1]]  # the first one the importer needed
+    x, consts = feeds["x"], {k: v for k, v in feeds.items() if k != "x"}
+    want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    module = import_onnx(m, constants=consts)
+    fn = list(module.ops)[-1]
+    assert [str(t) for t in fn.function_type.inputs.data] == ["tensor<" + "x".join(map(str, x.shape)) + "xf32>"]
+    (got,) = ncc.reference.run(module, [x])
+    assert got.shape == want[0].shape
+    np.testing.assert_allclose(got, want[0], rtol=1e-6, atol=1e-6)
+    compiled = ncc.compile(m, constants=consts, cache=False)
+    assert compiled.input_names == ("x",)
+    np.testing.assert_allclose(compiled(x), want[0], rtol=1e-6, atol=1e-6)
+
+
+def test_constants_feed_folding_and_lossless_conversions():
+    """A constant input makes what is computed from it constant (folded at
+    import); a list or another integer type is taken if every value is kept;
+    the needs_constant of a value lists the graph inputs it comes from."""
+    nodes = [helper.make_node("Concat", ["a", "b"], ["s"], axis=0),
+             helper.make_node("Reshape", ["x", "s"], ["y"], name="r")]
+    m = typed_model(nodes, {"x": (F, [2, 6]), "a": (I64, [1]), "b": (I64, [1])})
+    with pytest.raises(NccError) as e:
+        import_onnx(m)
+    assert e.value.needs_constant == ["a", "b"]
+    assert str(e.value).endswith("it comes from graph inputs 'a', 'b': give their values in constants=")
+    with pytest.raises(NccError) as e:
+        import_onnx(m, constants={"b": [-1]})
+    assert e.value.needs_constant == ["a"]
+    x = x_of(2, 6)
+    for a in ([3], np.array([3], np.int32), np.array([3.0]).astype(np.int8)):
+        module = import_onnx(m, constants={"a": a, "b": [-1]})
+        np.testing.assert_array_equal(ncc.reference.run(module, [x])[0], x.reshape(3, 4))
+    assert [o.name for o in list(module.ops)[-1].body.block.ops] == ["nn.reshape", "func.return"]
+    assert ncc.NccError("x").needs_constant == []  # any other error
+
+
+def test_constants_diagnostics():
+    m = typed_model([helper.make_node("ReduceSum", ["x", "axes"], ["y"])],
+                    {"x": (F, ["N", 3]), "axes": (I64, [2]), "lo": (F, [])}, opset=13)
+
+    def d(constants):
+        with pytest.raises(NccError) as e:
+            import_onnx(m, constants=constants)
+        return str(e.value)
+
+    assert d([("axes", [0, 1])]) == "g: error: constants must map graph input names to arrays, not list"
+    assert d({"ax": [0, 1]}) == "g: error: constants: 'ax' is not a graph input (inputs: x, axes, lo)"
+    assert d({"axes": [0.0, 1.0]}) == ("g: error: constant 'axes' has dtype float64, expected int64 "
+                                       "(graph input 'axes' is INT64)")
+    assert d({"axes": np.array([0, 2**63], np.uint64)}) == (
+        "g: error: constant 'axes': its uint64 values change when converted to int64 (graph input 'axes' is INT64)")
+    assert d({"axes": [0], "lo": 1.0}) == "g: error: constant 'axes' has shape [1], the graph input's is [2]"
+    assert d({"axes": [[0, 1]]}) == "g: error: constant 'axes' has shape [1, 2], the graph input's is [2]"
+    assert d({"axes": ["a", "b"]}) == "g: error: constant 'axes' has dtype <U1, not a number type"
+    assert d({"axes": [0, 1], "lo": 0.1}) == ("g: error: constant 'lo': its float64 values change when "
+                                              "converted to float32 (graph input 'lo' is FLOAT)")
+    assert d({"x": np.zeros((4, 2), np.float32), "axes": [0, 1]}) == (
+        "g: error: constant 'x' has shape [4, 2], the graph input's is [?, 3]")
+    module = import_onnx(m, constants={"x": np.ones((4, 3), np.float32), "axes": [0, 1], "lo": 0.5})
+    fn = list(module.ops)[-1]
+    assert list(fn.function_type.inputs.data) == []  # every input given: a function of no arguments
+    assert ncc.reference.run(module, [])[0] == 12.0
+    with pytest.raises(NccError, match=r"^error: constants= applies to ONNX models only"):
+        ncc.compile("func.func @f() {\n  func.return\n}\n", constants={"a": 1})
 
 
 def test_wrong_types_and_shapes():
