@@ -15,10 +15,29 @@ NccError, listing every unsupported op) and compiled to native code with
 interpreter instead (for triage: it tells a lowering bug from an import bug).
 Other keyword options are `ncc.compile`'s: `fuse`, `cache`. An xDSL module may
 be given in place of an ONNX model.
+
+Specialization on constant inputs. ncc needs some operands at import time: the
+axes of Reduce*/Squeeze/Unsqueeze, the shape of Reshape/Expand, Slice's
+starts/ends/axes/steps, Split's sizes, Pad's pads, ... Models (ONNX's node
+tests among them) often feed them as graph inputs. When the import fails only
+because of that (the NccError's `needs_constant` names the graph inputs), the
+rep `prepare` returns is *specializing*, as a JIT specializes on static
+arguments: its `input_names` are still all the graph inputs, in order, and
+`run` imports and compiles the model with the needed inputs' values as
+constants (`ncc.import_onnx(model, constants=...)`), keeping one compiled
+model per distinct value (dtype, shape and bytes; the last
+`SPECIALIZATIONS_KEPT` are kept) and reusing it when the same values come
+again. `rep.constant_names` lists the inputs it specializes on (it grows if a
+specialized import needs more) and `rep.specializations` maps each key to its
+prepared rep. An import that fails for any other reason raises at `prepare`;
+an error that depends on the values (an axis out of range, say) is raised by
+`run`.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Sequence
 
@@ -29,6 +48,16 @@ from ncc.diagnostics import NccError
 
 MODES = ("native", "reference")
 COMPILE_OPTIONS = ("fuse", "cache")
+SPECIALIZATIONS_KEPT = 64  # compiled specializations a rep keeps (least recently used dropped)
+
+
+def _check_options(mode: str, options: Mapping[str, Any]) -> None:
+    if mode not in MODES:
+        raise NccError(f"unknown mode '{mode}' (known: {', '.join(MODES)})")
+    unknown = sorted(set(options) - set(COMPILE_OPTIONS))
+    if unknown:
+        raise NccError(f"unknown option(s) {', '.join(unknown)} "
+                       f"(known: mode, {', '.join(COMPILE_OPTIONS)})")
 
 
 class NccRep(BackendRep):
@@ -41,12 +70,7 @@ class NccRep(BackendRep):
         from ncc.onnx_export import result_names
         from ncc.reference import _select, arg_names
 
-        if mode not in MODES:
-            raise NccError(f"unknown mode '{mode}' (known: {', '.join(MODES)})")
-        unknown = sorted(set(options) - set(COMPILE_OPTIONS))
-        if unknown:
-            raise NccError(f"unknown option(s) {', '.join(unknown)} "
-                           f"(known: mode, {', '.join(COMPILE_OPTIONS)})")
+        _check_options(mode, options)
         f = _select(module, None)
         self.mode = mode
         self.input_names, self.output_names = arg_names(f), result_names(f)
@@ -58,7 +82,7 @@ class NccRep(BackendRep):
             self._run = lambda feeds: ncc.reference.run(module, feeds)
 
     def run(self, inputs: Any, **kwargs: Any) -> tuple[Any, ...]:
-        if isinstance(inputs, np.ndarray):
+        if isinstance(inputs, (np.ndarray, np.generic)):
             inputs = [inputs]
         if isinstance(inputs, Mapping):
             feeds = dict(inputs)
@@ -70,6 +94,69 @@ class NccRep(BackendRep):
             feeds = dict(zip(self.input_names, inputs))
         outs = self._run(feeds)
         return namedtupledict("Outputs", self.output_names)(*outs)
+
+
+def _array(name: str, value: Any) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except Exception as e:  # noqa: BLE001 -- numpy raises several kinds here
+        raise NccError(f"input '{name}' is not an array: {e}") from None
+
+
+class SpecializingRep(NccRep):
+    """A model ncc imports only once some graph inputs are known: each `run`
+    compiles (or reuses) the model specialized on those inputs' values."""
+
+    def __init__(self, model: Any, where: str, needs: Sequence[str], mode: str = "native",
+                 **options: Any):
+        _check_options(mode, options)
+        graph = model.graph
+        inits = {t.name for t in graph.initializer}
+        self.mode, self.options = mode, options
+        self._model, self._where = model, where
+        self.input_names = [i.name for i in graph.input if i.name not in inits]
+        self.output_names = [o.name for o in graph.output]
+        self.constant_names = [n for n in self.input_names if n in needs]
+        self.specializations: OrderedDict[tuple, NccRep] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _run(self, feeds: Mapping[str, Any]) -> list[Any]:
+        if feeds.keys() != set(self.input_names):
+            missing = [n for n in self.input_names if n not in feeds]
+            unknown = [str(k) for k in feeds if k not in self.input_names]
+            raise NccError(f"the model takes inputs {', '.join(self.input_names)}"
+                           + (f"; missing: {', '.join(missing)}" if missing else "")
+                           + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+        rep = self.specialize(feeds)
+        return rep._run({n: feeds[n] for n in rep.input_names})
+
+    def specialize(self, feeds: Mapping[str, Any]) -> NccRep:
+        """The rep for these values of the constant inputs: cached, or imported
+        and compiled now (with more constant inputs if the import asks)."""
+        from ncc.onnx_import import import_model
+
+        with self._lock:
+            while True:
+                values = {n: _array(n, feeds[n]) for n in self.constant_names}
+                key = tuple((n, v.dtype.str, v.shape, v.tobytes()) for n, v in values.items())
+                rep = self.specializations.get(key)
+                if rep is not None:
+                    self.specializations.move_to_end(key)
+                    return rep
+                try:
+                    module = import_model(self._model, self._where, values)
+                except NccError as e:
+                    more = [n for n in e.needs_constant if n not in self.constant_names]
+                    if not more:
+                        raise
+                    self.constant_names = [n for n in self.input_names
+                                           if n in more or n in self.constant_names]
+                    continue
+                rep = NccRep(module, self.mode, **self.options)
+                self.specializations[key] = rep
+                if len(self.specializations) > SPECIALIZATIONS_KEPT:
+                    self.specializations.popitem(last=False)
+                return rep
 
 
 class NccBackend(Backend):
@@ -84,12 +171,15 @@ class NccBackend(Backend):
         if not cls.supports_device(device):
             raise NccError(f"ncc runs on the CPU only, not on '{device}'")
         if not isinstance(model, ModuleOp):
-            import ncc
+            from ncc.onnx_import import import_model, load_model
 
-            importer = getattr(ncc, "import_onnx", None)
-            if importer is None:
-                raise NccError("ONNX import is not available: prepare takes an xDSL module")
-            model = importer(model)
+            proto, where = load_model(model)
+            try:
+                model = import_model(proto, where)
+            except NccError as e:
+                if not e.needs_constant:
+                    raise
+                return SpecializingRep(proto, where, e.needs_constant, **kwargs)
         return NccRep(model, **kwargs)
 
     @classmethod

@@ -122,12 +122,113 @@ def test_unsupported_model_raises_the_importers_error():
         backend.run_node(node, [randn(4)])
 
 
+# ---------------------------------------------------------------------------
+# Specialization on graph inputs the importer needs as constants
+
+
+def reduce_model(op="ReduceSum"):
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x", "axes"], ["y"], keepdims=1, name="r")], "reduce",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4]),
+         helper.make_tensor_value_info("axes", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=8)
+
+
+@needs_import
+@pytest.mark.parametrize("mode", MODES)
+def test_backend_specializes_on_constant_inputs(mode):
+    rep = backend.prepare(reduce_model(), mode=mode)
+    assert isinstance(rep, backend.SpecializingRep)
+    assert rep.input_names == ["x", "axes"] and rep.output_names == ["y"]
+    assert rep.constant_names == ["axes"] and not rep.specializations
+    x = randn(2, 3, 4)
+    for axis in (0, 2, 0, -1):
+        (y,) = rep.run([x, np.array([axis], np.int64)])
+        np.testing.assert_allclose(y, x.sum(axis=axis, keepdims=True), rtol=1e-5, atol=1e-6)
+        if len(rep.specializations) == 1:
+            (rep0,) = rep.specializations.values()
+    assert len(rep.specializations) == 3  # 0, 2, -1: the second run of 0 reused the first
+    (y,) = rep.run({"axes": np.array([0]), "x": x})  # a fresh array of the same value: the same rep
+    assert len(rep.specializations) == 3 and list(rep.specializations.values())[-1] is rep0  # most recent last
+    np.testing.assert_allclose(y, x.sum(axis=0, keepdims=True), rtol=1e-5, atol=1e-6)
+    if mode == "native":
+        assert isinstance(rep0.model, ncc.CompiledModel) and rep0.model.input_names == ("x",)
+    (y,) = backend.run_node(helper.make_node("ReduceMax", ["x", "axes"], ["y"], keepdims=0),
+                            [x, np.array([1, 2])], mode=mode)
+    np.testing.assert_array_equal(y, x.max(axis=(1, 2)))
+
+
+@needs_import
+def test_specializing_rep_learns_every_input_it_needs():
+    """Slice needs four inputs; the first import only reports the first one, the
+    first run the others: all four become the key."""
+    graph = helper.make_graph(
+        [helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"])], "slice",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 6])]
+        + [helper.make_tensor_value_info(n, TensorProto.INT64, [1]) for n in ("st", "en", "ax", "sp")],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    rep = backend.prepare(m, cache=False)
+    assert rep.constant_names == ["st"]
+    x = randn(4, 6)
+    for st, en, sp in ((0, 6, 2), (5, 0, -2), (0, 6, 2)):
+        (y,) = rep.run([x] + [np.array([v]) for v in (st, en, 1, sp)])
+        np.testing.assert_array_equal(y, x[:, st:en:sp])
+    assert rep.constant_names == ["st", "en", "ax", "sp"] and len(rep.specializations) == 2
+
+
+@needs_import
+def test_specializations_kept_are_bounded(monkeypatch):
+    monkeypatch.setattr(backend, "SPECIALIZATIONS_KEPT", 2)
+    rep = backend.prepare(reduce_model(), mode="reference")
+    x = randn(2, 3, 4)
+    for axis in (0, 1, 2, 1):  # 0 is dropped when 2 comes; 1 is used again: most recent
+        rep.run([x, np.array([axis])])
+    assert [key[0][3] for key in rep.specializations] == [np.int64(2).tobytes(), np.int64(1).tobytes()]
+
+
+@needs_import
+def test_specializing_errors():
+    # An import failing for another reason raises at prepare (here: an unsupported op).
+    bad = reduce_model()
+    bad.graph.node.append(helper.make_node("Unique", ["y"], ["u"], name="uq"))
+    with pytest.raises(ncc.NccError, match=r"unsupported ONNX ops: Unique \(node uq\)"):
+        backend.prepare(bad)
+    with pytest.raises(ncc.NccError, match="unknown mode 'fast'"):
+        backend.prepare(reduce_model(), mode="fast")
+    rep = backend.prepare(reduce_model(), mode="reference")
+    x = randn(2, 3, 4)
+    # Errors that depend on the values come from run.
+    with pytest.raises(ncc.NccError) as e:
+        rep.run([x, np.array([3])])
+    assert str(e.value) == "reduce: error: node 'r' (ReduceSum): axis 3 is out of range for rank 3 (expected -3..2)"
+    with pytest.raises(ncc.NccError) as e:
+        rep.run([x, np.array([0, 1])])
+    assert str(e.value) == "reduce: error: constant 'axes' has shape [2], the graph input's is [1]"
+    with pytest.raises(ncc.NccError) as e:
+        rep.run([x, np.array([0.5])])
+    assert str(e.value) == ("reduce: error: constant 'axes' has dtype float64, expected int64 "
+                            "(graph input 'axes' is INT64)")
+    with pytest.raises(ncc.NccError) as e:
+        rep.run({"x": x})
+    assert str(e.value) == "error: the model takes inputs x, axes; missing: axes"
+    with pytest.raises(ncc.NccError) as e:
+        rep.run([x])
+    assert str(e.value) == "error: the model takes 2 input(s) (x, axes), got 1"
+    assert not rep.specializations
+
+
 # ONNX's own node test cases, generated in memory by the installed onnx.
 NODE_CASES = ["test_relu", "test_add_bcast", "test_matmul_2d", "test_matmul_4d", "test_softmax_axis_0",
               "test_conv_with_strides_padding", "test_maxpool_2d_pads", "test_averagepool_2d_pads",
               "test_gemm_default_single_elem_vector_bias", "test_transpose_default",
               "test_concat_2d_axis_1", "test_sigmoid", "test_batchnorm_example", "test_gather_0",
-              "test_exp", "test_tanh"]
+              "test_exp", "test_tanh",
+              # rank-0 constants and inputs; inputs the importer needs as constants (specialized)
+              "test_elu", "test_gemm_alpha", "test_clip", "test_dropout_default_ratio",
+              "test_reduce_sum_keepdims_example", "test_reshape_reordered_all_dims", "test_slice",
+              "test_unsqueeze_axis_1", "test_expand_dim_changed", "test_constant_pad"]
 
 
 @pytest.fixture(scope="module")
