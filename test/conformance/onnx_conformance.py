@@ -123,6 +123,16 @@ def _light_loader(path: str):
     return load
 
 
+def _array(value: Any) -> Any:
+    """A node case's data as its test_data_set file would give it: some cases
+    hold TensorProtos (the exact bits of float16, float8, ...), read as arrays."""
+    if type(value).__name__ == "TensorProto":
+        from onnx import numpy_helper
+
+        return numpy_helper.to_array(value)
+    return value
+
+
 def _op_names() -> dict[str, str]:
     import onnx
 
@@ -151,7 +161,7 @@ def collect(kinds: tuple[str, ...] = KINDS) -> dict[str, Case]:
             warnings.simplefilter("ignore")
             node_cases = collect_testcases(None)
         for t in node_cases:
-            sets = [(list(i), list(o)) for i, o in t.data_sets]
+            sets = [([_array(x) for x in i], [_array(x) for x in o]) for i, o in t.data_sets]
             cases[t.name] = Case(t.name, "node", t.rtol, t.atol,
                                  (lambda m=t.model, s=sets: (m, s)), _op_of(t.name, t.model, ops))
     for kind in ("pytorch-converted", "pytorch-operator", "simple"):
