@@ -350,4 +350,5 @@ RULES: dict[type, Callable[[_Graph, Operation, list[str]], str]] = {
     nn.SliceOp: _slice,
     nn.GatherOp: lambda g, op, ins: g.node("Gather", ins, axis=op.params.axis),
     nn.PadOp: _pad,
+    nn.CastOp: lambda g, op, ins: g.node("Cast", ins, to=_elem(op.result.type)),
 }

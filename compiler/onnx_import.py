@@ -1016,10 +1016,13 @@ def _cast(b, a):
         to = np.dtype(_np_dtype(a["to"], "the target type", b.where))
     else:
         to = nn.numpy_dtype(b.v(1).type.element_type)
-    if nn.numpy_dtype(x.type.element_type) != to:
-        raise b.error(f"casting {x.type.element_type} to {nn.element_type_of(to)} is not "
-                      "supported (only on constants)")
-    return x
+    src = nn.numpy_dtype(x.type.element_type)
+    if src == to:
+        return x
+    if src.kind == "f" and to.kind == "f":  # between float types: nn.cast
+        return b.build(nn.CastOp, x, to)
+    raise b.error(f"casting {x.type.element_type} to {nn.element_type_of(to)} is not "
+                  "supported (only on constants, and between float types)")
 
 
 @op("LayerNormalization")

@@ -337,6 +337,7 @@ EVAL: dict[type, Callable[..., np.ndarray]] = {
                                      op.params.steps),
     nn.GatherOp: lambda op, x, i: np.take(x, i, axis=op.params.axis),
     nn.PadOp: lambda op, x: pad(x, op.params.pads, op.params.mode, op.params.value),
+    nn.CastOp: lambda op, x: x.astype(numpy_dtype(op.result.type.element_type)),
     nn.ConstantOp: lambda op: op.data,
 }
 

@@ -1238,6 +1238,35 @@ class PadOp(NNOp):
         return TensorType(types[0].element_type, out)
 
 
+@nn_op
+class CastOp(NNOp):
+    """Convert each element to the result's float element type (f16, f32, f64),
+    rounding to nearest even as numpy and ONNX's Cast do; the shape is kept.
+    `nn.cast %x : tensor<?x3xf32> -> tensor<?x3xf64>`."""
+
+    name = "nn.cast"
+    input = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, element_type: Attribute | np.dtype | type):
+        x = SSAValue.get(x)
+        elt = element_type if isinstance(element_type, Attribute) else element_type_of(element_type)
+        self._build([x], TensorType(elt, shape_of(x.type)))
+        self.verify_()  # the result type is given, not inferred: check it now, as other builders do
+
+    @classmethod
+    def infer(cls, types, p):
+        _need_float(types[0], "operand")
+        return None  # the target element type is the result type's; checked in verify_
+
+    def verify_(self) -> None:
+        super().verify_()
+        src, dst = self.input.type, self.result.type
+        _need_float(dst, "the result")
+        s, d = shape_of(src), shape_of(dst)
+        if len(s) != len(d) or not all(dims_compatible(a, b) for a, b in zip(s, d)):
+            raise VerifyException(f"the result must have the operand's shape {fmt_shape(s)}, got {dst}")
+
+
 # ---------------------------------------------------------------------------
 # Constants and weights
 
@@ -1441,4 +1470,5 @@ NN = Dialect("nn", [
     MatmulOp, FusedMatmulOp, ConvOp, FusedConvOp, SparseMatmulOp, MaxPoolOp, AvgPoolOp,
     SoftmaxOp, LogSoftmaxOp, BatchNormOp, LayerNormOp, ReshapeOp, TransposeOp, ConcatOp,
     SliceOp, GatherOp, PadOp, ConstantOp, WeightOp, WeightRefOp,
+    CastOp,
 ], [TensorData])

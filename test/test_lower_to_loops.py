@@ -382,6 +382,33 @@ def test_pad_keeping_the_batch():
     check(m, [randn(2, 3)])
 
 
+@pytest.mark.parametrize("src,dst", [(np.float32, np.float64), (np.float64, np.float32),
+                                     (np.float32, np.float32)])
+def test_cast_between_float_types(src, dst):
+    """Bit for bit numpy's astype: round to nearest even, overflow to inf,
+    subnormals, signed zeros, NaN and infinities."""
+    x = randn(3, 8, dtype=np.float64, scale=10.0)
+    x[0] = [np.nan, np.inf, -np.inf, -0.0, 1e300, -1e-320, 1 + 2.0 ** -24, 1 + 3 * 2.0 ** -24]
+    x[1] = [3.4028235e38, 3.4028236e38, 1e-40, 2.0 ** -149, 2.0 ** -150, -(2.0 ** -150) * 1.5, 0.1, 1 / 3]
+    with np.errstate(over="ignore"):  # 1e300 and 3.4028236e38 overflow float32: inf
+        x = x.astype(src)
+        want = x.astype(dst)
+    m = build([T(DYN, 8, elt=nn.element_type_of(src))], lambda e, a: e(nn.CastOp(a, dst)))
+    with np.errstate(over="ignore"):
+        check(m, [x])
+    (got,) = native(m, [x], "lower-to-loops")
+    assert got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_cast_to_f16_is_refused_natively():
+    m = build([T(3)], lambda e, a: e(nn.CastOp(a, np.float16)))
+    with pytest.raises(ncc.NccError, match="nn.cast: the result has element type f16; lower-to-loops "
+                                           "supports f32, f64, i32, i64"):
+        ncc.compile(m, cache=False)
+
+
 # ---------------------------------------------------------------------------
 # Bufferization and the kernel ABI
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from xdsl.dialects import func
-from xdsl.dialects.builtin import FunctionType, ModuleOp, f32, f64, i32, i64
+from xdsl.dialects.builtin import FunctionType, ModuleOp, f16, f32, f64, i32, i64
 from xdsl.ir import Block, Region
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
@@ -320,6 +320,19 @@ def test_pad():
         nn.PadOp(x, [1, 0, 0, 0], mode="edge", value=2.0)
 
 
+def test_cast():
+    x, i = values(T((None, 3)), T((2,), i64))
+    assert nn.CastOp(x, f64).result.type == T((None, 3), f64)
+    assert nn.CastOp(x, np.float16).result.type == T((None, 3), f16)
+    with pytest.raises(VerifyException, match=r"the result must have a float element type, got tensor<\?x3xi64>"):
+        nn.CastOp(x, i64)
+    with pytest.raises(VerifyException, match="operand must have a float element type, got tensor<2xi64>"):
+        nn.CastOp(i, f32)
+    op = nn.CastOp.create(operands=[x], result_types=[T((None, 4), f64)])
+    with pytest.raises(VerifyException, match=r"the result must have the operand's shape \[\?, 3\], got tensor<\?x4xf64>"):
+        op.verify()
+
+
 def test_sparse_matmul():
     x, v = values(T((None, 3)), T((4,)))
     op = nn.SparseMatmulOp(x, v, rows=[0, 1, 2, 2], cols=[1, 0, 1, 0], in_features=3, out_features=2)
@@ -477,6 +490,7 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %pc = nn.pad %tr pads [0, 0, 0, 2] value 0xFFF0000000000000 : tensor<16x4xf32> -> tensor<16x6xf32>
   %ct = nn.constant dense<[[1.0, 2.0], [3.0, 4.0]]> : tensor<2x2xf32>
   %ci = nn.constant dense<7> : tensor<3xi64>
+  %cs = nn.cast %x : tensor<?x3xf32> -> tensor<?x3xf64>
   %u0 = nn.identity %y : tensor<?x2xf32>
   %u1 = nn.relu %u0 : tensor<?x2xf32>
   %u2 = nn.sigmoid %u1 : tensor<?x2xf32>

@@ -76,6 +76,14 @@ def test_binary_integers(name):
     check(build([T(2, 3, elt=i64), T(3, elt=i64)], lambda e, x, y: e(nn.BINARY_OPS[name](x, y))), [a, b])
 
 
+@pytest.mark.parametrize("src,dst", [(np.float32, np.float64), (np.float64, np.float32),
+                                     (np.float32, np.float16), (np.float16, np.float64)])
+def test_cast(src, dst):
+    model = check(build([T(None, 3, elt=nn.element_type_of(src))], lambda e, x: e(nn.CastOp(x, dst))),
+                  [randn(4, 3, dtype=src)], tol=0)
+    assert op_types(model) == ["Cast"]
+
+
 @pytest.mark.parametrize("name", sorted(nn.REDUCE))
 @pytest.mark.parametrize("axes,keepdims", [(None, False), ((1,), True), ((0, 2), False), ((), False)])
 @pytest.mark.parametrize("opset", [17, DEFAULT_OPSET])

@@ -301,7 +301,41 @@ def test_shape_arithmetic_is_folded():
 def test_cast_of_a_value_to_its_own_type_and_its_diagnostic():
     check(model([helper.make_node("Cast", ["x"], ["y"], to=F)], {"x": [3]}), {"x": x_of(3)})
     m = model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.INT64, name="c")], {"x": [3]})
-    assert diag(m) == "g: error: node 'c' (Cast): casting f32 to i64 is not supported (only on constants)"
+    assert diag(m) == ("g: error: node 'c' (Cast): casting f32 to i64 is not supported "
+                       "(only on constants, and between float types)")
+
+
+D, F16 = TensorProto.DOUBLE, TensorProto.FLOAT16
+
+
+@pytest.mark.parametrize("src,dst,op", [(F, D, "Cast"), (D, F, "Cast"), (F, F16, "Cast"), (F16, F, "Cast"),
+                                        (F16, D, "Cast"), (D, F16, "Cast"), (F, D, "CastLike")])
+def test_cast_between_float_types(src, dst, op):
+    """nn.cast against onnxruntime, bit for bit; natively where lower-to-loops
+    has both types (f32, f64), else a clear refusal."""
+    like = ["like"] if op == "CastLike" else []
+    node = helper.make_node(op, ["x", *like], ["y"], **({"to": dst} if op == "Cast" else {}))
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", src, [None, 4])]
+                              + [helper.make_tensor_value_info(n, dst, [1]) for n in like],
+                              [helper.make_tensor_value_info("y", dst, [None, 4])])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+    m.ir_version = min(m.ir_version, 10)
+    sdt, ddt = (helper.tensor_dtype_to_np_dtype(t) for t in (src, dst))
+    x = (RNG.standard_normal((3, 4)) * 100).astype(sdt)
+    x[0] = [np.nan, -np.inf, -0.0, 1e-5]
+    feeds = {"x": x, **{n: np.zeros(1, ddt) for n in like}}
+    (want,) = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    module = import_onnx(m)
+    assert "nn.cast" in ncc.print_module(module)
+    runs = [ncc.reference.run(module, feeds)[0]]
+    if F16 in (src, dst):
+        with pytest.raises(NccError, match="element type f16; lower-to-loops supports f32, f64"):
+            ncc.compile(m, cache=False)
+    else:
+        runs.append(ncc.compile(m, cache=False).run(feeds)[0])
+    for got in runs:
+        assert got.dtype == want.dtype == ddt
+        np.testing.assert_array_equal(got, want)
 
 
 def test_layer_norm_expand_split():

@@ -784,6 +784,15 @@ def lower_sparse_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     b.nest(lead, row)
 
 
+def lower_cast(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Float to float: fpext to a wider type, fptrunc (round to nearest even) to a narrower."""
+    src, dst = ins[0].elt, out.elt
+    wider, narrower = dst.bitwidth > src.bitwidth, dst.bitwidth < src.bitwidth
+    convert = ((lambda x: b(arith.ExtFOp, x, dst)) if wider else
+               (lambda x: b(arith.TruncFOp, x, dst)) if narrower else (lambda x: x))
+    map_nest(b, out.shape, out, identity_map, [(ins[0], identity_map)], convert)
+
+
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     **{cls: lower_unary for cls in nn.UNARY_OPS.values()},
     **{cls: lower_binary for cls in nn.BINARY_OPS.values()},
@@ -796,6 +805,7 @@ LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     nn.ReshapeOp: lower_reshape, nn.TransposeOp: lower_transpose, nn.ConcatOp: lower_concat,
     nn.SliceOp: lower_slice, nn.GatherOp: lower_gather, nn.PadOp: lower_pad,
     nn.SparseMatmulOp: lower_sparse_matmul,
+    nn.CastOp: lower_cast,
 }
 
 
