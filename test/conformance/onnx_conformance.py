@@ -186,11 +186,16 @@ def collect(kinds: tuple[str, ...] = KINDS) -> dict[str, Case]:
     return cases
 
 
-def is_float(model: Any) -> bool:
-    """A float case: every graph input and output is a float32/float64 tensor."""
-    vals = list(model.graph.input) + list(model.graph.output)
-    return all(v.type.HasField("tensor_type") and v.type.tensor_type.elem_type in FLOAT_TYPES
-               for v in vals)
+def float_kind(model: Any) -> str:
+    """'float' when every graph input and output is a float32/float64 tensor,
+    'float-output' when only the outputs are (e.g. int64 axes or labels in),
+    else ''."""
+    def floats(vals):
+        return all(v.type.HasField("tensor_type") and v.type.tensor_type.elem_type in FLOAT_TYPES
+                   for v in vals)
+    if not floats(model.graph.output):
+        return ""
+    return "float" if floats(model.graph.input) else "float-output"
 
 
 # ---------------------------------------------------------------------------
@@ -222,10 +227,10 @@ def run_case(case: Case, mode: str) -> dict[str, Any]:
     from ncc.diagnostics import NccError
 
     start = time.perf_counter()
-    result: dict[str, Any] = {"name": case.name, "float": False}
+    result: dict[str, Any] = {"name": case.name, "float": ""}
     try:
         model, sets = case.load()
-        result["float"] = is_float(model)
+        result["float"] = float_kind(model)
         try:
             rep = backend.prepare(model, mode=mode, cache=False) if mode == "native" \
                 else backend.prepare(model, mode=mode)
@@ -290,7 +295,7 @@ class _Worker:
         self.proc.kill()
         code = self.proc.wait()
         why = f"timed out after {timeout:.0f} s" if code == -9 else f"worker died (exit code {code})"
-        return {"name": name, "status": "fail", "detail": f"crash: {why}", "float": None, "seconds": timeout}
+        return {"name": name, "status": "fail", "detail": f"crash: {why}", "float": "", "seconds": timeout}
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -366,8 +371,10 @@ def report(results: list[dict[str, Any]], cases: dict[str, Case], out=sys.stdout
         c = cases[r["name"]]
         by_op[(c.kind, c.op)][r["status"]] += 1
         totals[c.kind][r["status"]] += 1
-        if c.kind == "node" and r.get("float"):
-            totals["node (float)"][r["status"]] += 1
+        if c.kind == "node" and r.get("float"):  # float outputs (and maybe inputs)
+            totals["node, float out"][r["status"]] += 1
+            if r["float"] == "float":
+                totals["node, float in+out"][r["status"]] += 1
     print(f"{'kind':18} {'op':28} {'pass':>5} {'fail':>5} {'unsup':>5}", file=out)
     for (kind, op), n in sorted(by_op.items()):
         print(f"{kind:18} {op:28} {n['pass']:5} {n['fail']:5} {n['unsupported']:5}", file=out)
