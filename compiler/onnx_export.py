@@ -298,6 +298,11 @@ def _pool(op_type: str) -> Callable[[_Graph, Operation, list[str]], str]:
     def rule(g: _Graph, op: Operation, ins: list[str]) -> str:
         p = op.params
         extra = {"count_include_pad": int(p.count_include_pad)} if op_type == "AveragePool" else {}
+        if max(p.dilations) > 1:  # AveragePool has dilations from opset 19
+            if op_type == "AveragePool" and g.opset < 19:
+                raise NccError.at_op(op, f"a dilated average pool needs ONNX opset 19 or newer "
+                                         f"(exporting opset {g.opset})")
+            extra["dilations"] = list(p.dilations)
         return g.node(op_type, ins, kernel_shape=list(p.kernel), strides=list(p.strides),
                       pads=list(p.pads), **extra)
     return rule

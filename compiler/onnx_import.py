@@ -680,6 +680,23 @@ def _conv(b, a):
     return y
 
 
+def _ceil_mode_pads(b: Importer, x: SSAValue, kernel: Sequence[int], strides: Sequence[int],
+                    pads: Sequence[int], dil: Sequence[int]) -> list[int]:
+    """Pads with extra end padding that turns the floor division of the output
+    size into a ceil division (ceil_mode), the last window starting inside."""
+    k, spatial, pads = len(kernel), shape_of(x.type)[2:], list(pads)
+    for i, (n, kk, s, d) in enumerate(zip(spatial, kernel, strides, dil)):
+        if n == DYN:
+            raise b.error("ceil_mode needs static spatial sizes")
+        kk = (kk - 1) * d + 1  # the dilated window
+        span = n + pads[i] + pads[i + k] - kk
+        out = -(-span // s) + 1
+        if (out - 1) * s >= n + pads[i]:  # the last window must start inside
+            out -= 1
+        pads[i + k] += max((out - 1) * s + kk - (n + pads[i] + pads[i + k]), 0)
+    return pads
+
+
 def _pool(b: Importer, a: dict, cls: type, **extra: Any) -> SSAValue:
     if len(b.node.output) > 1 and b.node.output[1]:
         raise b.error("the indices output is not supported")
@@ -687,22 +704,18 @@ def _pool(b: Importer, a: dict, cls: type, **extra: Any) -> SSAValue:
     kernel = list(a["kernel_shape"]) if "kernel_shape" in a else None
     if kernel is None:
         raise b.error("attribute kernel_shape is required")
-    if any(d != 1 for d in a.get("dilations", [])):
-        raise b.error(f"dilations {list(a['dilations'])} are not supported (only 1)")
-    strides, pads = _window(b, a, x, kernel, [1] * len(kernel))
-    if a.get("ceil_mode", 0):  # extra end padding turns floor into ceil division
-        k, spatial = len(kernel), shape_of(x.type)[2:]
-        for i, (n, kk, s) in enumerate(zip(spatial, kernel, strides)):
-            if n == DYN:
-                raise b.error("ceil_mode needs static spatial sizes")
-            span = n + pads[i] + pads[i + k] - kk
-            out = -(-span // s) + 1
-            if (out - 1) * s >= n + pads[i]:  # the last window must start inside
-                out -= 1
-            pads[i + k] += max((out - 1) * s + kk - (n + pads[i] + pads[i + k]), 0)
-        if cls is nn.AvgPoolOp and extra.get("count_include_pad") and pads != list(_window(b, a, x, kernel, [1] * k)[1]):
-            raise b.error("ceil_mode with count_include_pad is not supported")
-    return b.build(cls, x, kernel, strides=strides, pads=pads, **extra)
+    dil = list(a.get("dilations", [1] * len(kernel)))
+    strides, pads = _window(b, a, x, kernel, dil)
+    if a.get("ceil_mode", 0):
+        k, given = len(kernel), list(pads)
+        pads = _ceil_mode_pads(b, x, kernel, strides, pads, dil)
+        if cls is nn.AvgPoolOp and extra.get("count_include_pad") and pads != given:
+            # The given pads count, the ceil mode's extra end cells do not: pad
+            # with zeros explicitly, then average over the cells that exist.
+            x = b.build(nn.PadOp, x, [0, 0, *given[:k], 0, 0, *given[k:]])
+            pads = [0] * k + [p - g for p, g in zip(pads[k:], given[k:])]
+            extra["count_include_pad"] = False
+    return b.build(cls, x, kernel, strides=strides, pads=pads, dilations=dil, **extra)
 
 
 OPS["MaxPool"] = lambda b, a: _pool(b, a, nn.MaxPoolOp)

@@ -245,15 +245,15 @@ def conv(x: np.ndarray, w: np.ndarray, strides, pads, dilations, group: int) -> 
     return out.reshape(n, m, *out.shape[3:])
 
 
-def max_pool(x, kernel, strides, pads) -> np.ndarray:
+def max_pool(x, kernel, strides, pads, dilations=None) -> np.ndarray:
     xp = np.pad(x, _spatial_pads(x, pads), constant_values=-np.inf)
-    return reduce(np.maximum, (v for _, v in _windows(xp, kernel, strides, (1,) * len(kernel))))
+    return reduce(np.maximum, (v for _, v in _windows(xp, kernel, strides, dilations or (1,) * len(kernel))))
 
 
-def avg_pool(x, kernel, strides, pads, count_include_pad: bool) -> np.ndarray:
+def avg_pool(x, kernel, strides, pads, count_include_pad: bool, dilations=None) -> np.ndarray:
     def window_sum(a):
         ap = np.pad(a, _spatial_pads(a, pads))
-        return sum(v for _, v in _windows(ap, kernel, strides, (1,) * len(kernel)))
+        return sum(v for _, v in _windows(ap, kernel, strides, dilations or (1,) * len(kernel)))
     count = np.prod(kernel) if count_include_pad else window_sum(np.ones_like(x))
     return window_sum(x) / count
 
@@ -323,9 +323,10 @@ EVAL: dict[type, Callable[..., np.ndarray]] = {
                                      op.params.dilations, op.params.group),
     nn.FusedConvOp: _fused_conv,
     nn.SparseMatmulOp: lambda op, x, v: np.matmul(x, op.dense_weight(v)),
-    nn.MaxPoolOp: lambda op, x: max_pool(x, op.params.kernel, op.params.strides, op.params.pads),
+    nn.MaxPoolOp: lambda op, x: max_pool(x, op.params.kernel, op.params.strides, op.params.pads,
+                                         op.params.dilations),
     nn.AvgPoolOp: lambda op, x: avg_pool(x, op.params.kernel, op.params.strides, op.params.pads,
-                                         op.params.count_include_pad),
+                                         op.params.count_include_pad, op.params.dilations),
     nn.SoftmaxOp: lambda op, x: softmax(x, op.params.axis),
     nn.LogSoftmaxOp: lambda op, x: log_softmax(x, op.params.axis),
     nn.BatchNormOp: lambda op, x, s, b, m, v: batch_norm(x, s, b, m, v, op.params.epsilon),

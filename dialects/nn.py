@@ -834,6 +834,9 @@ class SparseMatmulOp(NNOp):
 # Pools
 
 
+_POOL_WINDOW = (*_WINDOW, Param("dilations", "ints", _ones))
+
+
 def _pool_infer(x: TensorType, p: SimpleNamespace) -> TensorType:
     _need_float(x, "input")
     _need_rank(x, 3, "input (N, C, spatial...)", at_least=True)
@@ -841,13 +844,16 @@ def _pool_infer(x: TensorType, p: SimpleNamespace) -> TensorType:
     _need_len(p.kernel, k, "kernel")
     _need_len(p.strides, k, "strides")
     _need_len(p.pads, 2 * k, "pads (begin..., end...)")
-    if min(p.kernel) < 1 or min(p.strides) < 1 or min(p.pads) < 0:
-        raise VerifyException("kernel and strides must be >= 1 and pads >= 0")
-    if any(pd >= kk for pd, kk in zip(p.pads, p.kernel * 2)):
-        raise VerifyException(f"pads {list(p.pads)} must be smaller than the kernel {list(p.kernel)}")
+    _need_len(p.dilations, k, "dilations")
+    if min(p.kernel) < 1 or min(p.strides) < 1 or min(p.dilations) < 1 or min(p.pads) < 0:
+        raise VerifyException("kernel, strides and dilations must be >= 1 and pads >= 0")
+    span = [(kk - 1) * d + 1 for kk, d in zip(p.kernel, p.dilations)]  # the dilated window
+    if any(pd >= kk for pd, kk in zip(p.pads, span * 2)):
+        raise VerifyException(f"pads {list(p.pads)} must be smaller than the kernel {list(p.kernel)}"
+                              + (f" dilated by {list(p.dilations)}" if max(p.dilations) > 1 else ""))
     n, c, *spatial = shape_of(x)
-    out = [window_out(s, kk, st, p.pads[i], p.pads[i + k])
-           for i, (s, kk, st) in enumerate(zip(spatial, p.kernel, p.strides))]
+    out = [window_out(s, kk, st, p.pads[i], p.pads[i + k], d)
+           for i, (s, kk, st, d) in enumerate(zip(spatial, p.kernel, p.strides, p.dilations))]
     if any(o != DYN and o < 1 for o in out):
         raise VerifyException(f"the output would be empty: spatial size {fmt_shape(out)}")
     return TensorType(x.element_type, [n, c, *out])
@@ -855,15 +861,16 @@ def _pool_infer(x: TensorType, p: SimpleNamespace) -> TensorType:
 
 @nn_op
 class MaxPoolOp(NNOp):
-    """Max over windows (NCHW); padding never wins (it is -inf)."""
+    """Max over (dilated) windows (NCHW); padding never wins (it is -inf)."""
 
     name = "nn.max_pool"
-    PARAMS: ClassVar[tuple[Param, ...]] = (Param("kernel", "ints"), *_WINDOW)
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("kernel", "ints"), *_POOL_WINDOW)
     input = operand_def(TensorType)
 
     def __init__(self, x: SSAValue | Operation, kernel: Sequence[int], *,
-                 strides: Sequence[int] | None = None, pads: Sequence[int] | None = None):
-        self._build([x], kernel=kernel, strides=strides, pads=pads)
+                 strides: Sequence[int] | None = None, pads: Sequence[int] | None = None,
+                 dilations: Sequence[int] | None = None):
+        self._build([x], kernel=kernel, strides=strides, pads=pads, dilations=dilations)
 
     @classmethod
     def infer(cls, types, p):
@@ -872,17 +879,17 @@ class MaxPoolOp(NNOp):
 
 @nn_op
 class AvgPoolOp(NNOp):
-    """Mean over windows (NCHW); padded cells count only with count_include_pad."""
+    """Mean over (dilated) windows (NCHW); padded cells count only with count_include_pad."""
 
     name = "nn.avg_pool"
-    PARAMS: ClassVar[tuple[Param, ...]] = (Param("kernel", "ints"), *_WINDOW,
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("kernel", "ints"), *_POOL_WINDOW,
                                            Param("count_include_pad", "flag", False))
     input = operand_def(TensorType)
 
     def __init__(self, x: SSAValue | Operation, kernel: Sequence[int], *,
                  strides: Sequence[int] | None = None, pads: Sequence[int] | None = None,
-                 count_include_pad: bool = False):
-        self._build([x], kernel=kernel, strides=strides, pads=pads,
+                 count_include_pad: bool = False, dilations: Sequence[int] | None = None):
+        self._build([x], kernel=kernel, strides=strides, pads=pads, dilations=dilations,
                     count_include_pad=count_include_pad)
 
     @classmethod

@@ -171,7 +171,7 @@ def test_pool_shapes_and_errors(cls):
         cls(x, [2])
     with pytest.raises(VerifyException, match=r"pads \[2, 0, 0, 0\] must be smaller than the kernel \[2, 2\]"):
         cls(x, [2, 2], pads=[2, 0, 0, 0])
-    with pytest.raises(VerifyException, match="kernel and strides must be >= 1 and pads >= 0"):
+    with pytest.raises(VerifyException, match="kernel, strides and dilations must be >= 1 and pads >= 0"):
         cls(x, [2, 2], strides=[0, 1])
     with pytest.raises(VerifyException, match=r"the output would be empty"):
         cls(x, [10, 2])

@@ -510,7 +510,7 @@ def lower_pool(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         o = ivs[2:]
 
         def acc(ks, carried):
-            pos, valid = window(b, x.shape[2:], o, ks, p.strides, p.pads, (1,) * len(ks))
+            pos, valid = window(b, x.shape[2:], o, ks, p.strides, p.pads, p.dilations)
             v = b.load(x, [ivs[0], ivs[1], *pos])
             if valid is not None:
                 v = b.select(valid, v, fill)

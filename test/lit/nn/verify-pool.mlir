@@ -18,7 +18,7 @@ func.func @pad_vs_kernel(%x: tensor<1x3x8x8xf32>) {
 // -----
 
 func.func @zero_kernel(%x: tensor<1x3x8x8xf32>) {
-  // expected-error @+1 {{kernel and strides must be >= 1 and pads >= 0}}
+  // expected-error @+1 {{kernel, strides and dilations must be >= 1 and pads >= 0}}
   %0 = nn.max_pool %x kernel [0, 2] : tensor<1x3x8x8xf32> -> tensor<1x3x8x7xf32>
   func.return
 }
