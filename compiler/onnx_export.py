@@ -357,3 +357,75 @@ RULES: dict[type, Callable[[_Graph, Operation, list[str]], str]] = {
     nn.PadOp: _pad,
     nn.CastOp: lambda g, op, ins: g.node("Cast", ins, to=_elem(op.result.type)),
 }
+
+
+# ---------------------------------------------------------------------------
+# Index reductions, scans, element gathers and scatters, triangles,
+# transposed convolution, resize
+
+
+def _needs_opset(g: _Graph, op: Operation, since: int, what: str) -> None:
+    if g.opset < since:
+        raise NccError.at_op(op, f"{what} needs ONNX opset {since} or newer (exporting opset {g.opset})")
+
+
+def _scatter(op_type: str) -> Callable[[_Graph, Operation, list[str]], str]:
+    def rule(g: _Graph, op: Operation, ins: list[str]) -> str:
+        p = op.params
+        if p.reduction in ("max", "min"):
+            _needs_opset(g, op, 18, f"reduction {p.reduction}")
+        axis = {"axis": p.axis} if op_type == "ScatterElements" else {}
+        return g.node(op_type, ins, reduction=p.reduction, **axis)
+    return rule
+
+
+def _conv_transpose(g: _Graph, op: Operation, ins: list[str]) -> str:
+    p = op.params
+    return g.node("ConvTranspose", ins, kernel_shape=list(shape_of(op.weight.type)[2:]),
+                  strides=list(p.strides), pads=list(p.pads), dilations=list(p.dilations),
+                  group=p.group, output_padding=list(p.output_padding))
+
+
+def _resize(g: _Graph, op: Operation, ins: list[str]) -> str:
+    """Resize with the scales when ONNX's floor(size * scale) gives the result's
+    sizes, else with the sizes when the scales are their ratios."""
+    p = op.params
+    si, so = shape_of(op.input.type), shape_of(op.result.type)
+    sizes = [i if o == DYN else o for i, o in zip(si, so)]
+    ins_ = [ins[0], g.const(list(p.roi), np.float32) if p.coordinate_transformation_mode ==
+            "tf_crop_and_resize" else ""]
+    scales32 = np.asarray(p.scales, np.float32)
+    if all(i == DYN or int(np.floor(i * np.float64(s))) == o for i, o, s in zip(si, so, scales32)):
+        ins_.append(g.const(scales32, np.float32))
+    elif all(i == DYN or np.isclose(o / i, s, rtol=1e-6) for i, o, s in zip(si, so, p.scales)):
+        ins_ += ["", g.const(sizes, np.int64)]
+    else:
+        raise NccError.at_op(op, f"scales {list(p.scales)} are neither the ratios of the sizes "
+                                 f"nor give them: ONNX Resize cannot express this op")
+    if p.antialias:
+        _needs_opset(g, op, 18, "antialias")
+    extra = {"antialias": 1} if p.antialias else {}
+    return g.node("Resize", ins_, mode=p.mode,
+                  coordinate_transformation_mode=p.coordinate_transformation_mode,
+                  nearest_mode=p.nearest_mode, cubic_coeff_a=p.cubic_coeff_a,
+                  exclude_outside=int(p.exclude_outside),
+                  extrapolation_value=p.extrapolation_value, **extra)
+
+
+RULES.update({
+    **{cls: (lambda g, op, ins, t={"argmax": "ArgMax", "argmin": "ArgMin"}[n]: g.node(
+        t, ins, axis=op.params.axis, keepdims=int(op.params.keepdims),
+        select_last_index=int(op.params.select_last_index)))
+       for n, cls in nn.ARG_REDUCE_OPS.items()},
+    **{cls: (lambda g, op, ins, upper=int(n == "triu"): g.node(
+        "Trilu", [ins[0], g.const(op.params.k)], upper=upper))
+       for n, cls in nn.TRIANGLE_OPS.items()},
+    nn.CumSumOp: lambda g, op, ins: g.node("CumSum", [ins[0], g.const(op.params.axis)],
+                                           exclusive=int(op.params.exclusive),
+                                           reverse=int(op.params.reverse)),
+    nn.GatherElementsOp: lambda g, op, ins: g.node("GatherElements", ins, axis=op.params.axis),
+    nn.ScatterElementsOp: _scatter("ScatterElements"),
+    nn.ScatterNDOp: _scatter("ScatterND"),
+    nn.ConvTransposeOp: _conv_transpose,
+    nn.ResizeOp: _resize,
+})

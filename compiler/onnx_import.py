@@ -1080,3 +1080,374 @@ def _split(b, a):
         outs.append(b.build(nn.SliceOp, x, [start], [start + size], [axis]))
         start += size
     return outs
+
+
+# ---------------------------------------------------------------------------
+# Structural ops: index reductions, scans, element gathers and scatters,
+# triangles, transposed convolution, resize, and rearrangements of other ops.
+
+
+def _full_like(b: Importer, value: float, x: SSAValue) -> SSAValue:
+    """A constant of x's element type and rank, all sizes 1 (broadcasts to x)."""
+    shape = (1,) * len(shape_of(x.type))
+    return b.emit(nn.ConstantOp(np.full(shape, value, nn.numpy_dtype(x.type.element_type))))
+
+
+def _str_attr(a: dict, key: str, default: str) -> str:
+    v = a.get(key, default)
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _arg_reduce(name: str) -> Conv:
+    def f(b, a):
+        return b.build(nn.ARG_REDUCE_OPS[name], b.v(0), a.get("axis", 0),
+                       keepdims=bool(a.get("keepdims", 1)),
+                       select_last_index=bool(a.get("select_last_index", 0)))
+    return f
+
+
+OPS.update({"ArgMax": _arg_reduce("argmax"), "ArgMin": _arg_reduce("argmin")})
+
+
+def _one_value(b: Importer, i: int, what: str) -> int:
+    vals = b.ints(i)
+    if len(vals) != 1:
+        raise b.error(f"{what} must hold one value, got {len(vals)}")
+    return vals[0]
+
+
+@op("CumSum")
+def _cumsum(b, a):
+    return b.build(nn.CumSumOp, b.v(0), _one_value(b, 1, "axis"),
+                   exclusive=bool(a.get("exclusive", 0)), reverse=bool(a.get("reverse", 0)))
+
+
+@op("GatherElements")
+def _gather_elements(b, a):
+    return b.build(nn.GatherElementsOp, b.v(0), b.v(1), a.get("axis", 0))
+
+
+@op("ScatterElements", "Scatter")
+def _scatter_elements(b, a):
+    return b.build(nn.ScatterElementsOp, b.v(0), b.v(1), b.v(2), a.get("axis", 0),
+                   _str_attr(a, "reduction", "none"))
+
+
+@op("ScatterND")
+def _scatter_nd(b, a):
+    return b.build(nn.ScatterNDOp, b.v(0), b.v(1), b.v(2), _str_attr(a, "reduction", "none"))
+
+
+@op("Trilu")
+def _trilu(b, a):
+    k = _one_value(b, 1, "k") if b.has(1) else 0
+    return b.build(nn.TRIANGLE_OPS["triu" if a.get("upper", 1) else "tril"], b.v(0), k)
+
+
+@op("Tile")
+def _tile(b, a):
+    """Copies concatenated along each axis (exact, any element type)."""
+    x = b.v(0)
+    reps = b.ints(1)
+    rank = len(shape_of(x.type))
+    if len(reps) != rank or min(reps, default=0) < 0:
+        raise b.error(f"repeats {reps} must be {rank} values >= 0 (one per axis of {x.type})")
+    for axis, r in enumerate(reps):
+        if r == 0:
+            x = b.build(nn.SliceOp, x, [0], [0], [axis])
+        elif r > 1:
+            x = b.build(nn.ConcatOp, [x] * r, axis)
+    return x
+
+
+def _space_depth(b: Importer, a: dict, to_space: bool) -> SSAValue:
+    """DepthToSpace / SpaceToDepth: a reshape, a transpose, a reshape."""
+    x = b.v(0)
+    bs = a["blocksize"]
+    mode = _str_attr(a, "mode", "DCR")
+    if mode not in ("DCR", "CRD"):
+        raise b.error(f"unknown mode '{mode}' (known: DCR, CRD)")
+    shape = shape_of(x.type)
+    if len(shape) != 4 or DYN in shape[1:]:
+        raise b.error(f"needs an input (N, C, H, W) with static C, H, W, got {x.type}")
+    n, c, h, w = shape
+    n = -1 if n == DYN else n
+    if to_space:
+        if c % (bs * bs):
+            raise b.error(f"{c} channels are not divisible by blocksize^2 = {bs * bs}")
+        cb = c // (bs * bs)
+        if mode == "DCR":
+            parts, perm = [n, bs, bs, cb, h, w], [0, 3, 4, 1, 5, 2]
+        else:
+            parts, perm = [n, cb, bs, bs, h, w], [0, 1, 4, 2, 5, 3]
+        out = [n, cb, h * bs, w * bs]
+    else:
+        if h % bs or w % bs:
+            raise b.error(f"spatial size {h}x{w} is not divisible by the blocksize {bs}")
+        parts = [n, c, h // bs, bs, w // bs, bs]
+        perm = [0, 3, 5, 1, 2, 4] if mode == "DCR" else [0, 1, 3, 5, 2, 4]
+        out = [n, c * bs * bs, h // bs, w // bs]
+    y = b.build(nn.TransposeOp, _reshape_to(b, x, parts), perm)
+    return _reshape_to(b, y, out)
+
+
+OPS.update({"DepthToSpace": lambda b, a: _space_depth(b, a, True),
+            "SpaceToDepth": lambda b, a: _space_depth(b, a, False)})
+
+
+@op("EyeLike")
+def _eye_like(b, a):
+    x = b.v(0)
+    shape = shape_of(x.type)
+    if len(shape) != 2 or DYN in shape:
+        raise b.error(f"needs a static 2-D input, got {x.type}")
+    dtype = (_np_dtype(a["dtype"], "the dtype attribute", b.where) if "dtype" in a
+             else nn.numpy_dtype(x.type.element_type))
+    b.consts[b.node.output[0]] = np.eye(*shape, k=a.get("k", 0), dtype=dtype)
+
+
+@op("Range")
+def _range(b, a):
+    # Its inputs' values give its length: constant inputs were folded already.
+    start, limit, delta = (b.static(i).reshape(()) for i in range(3))
+    b.consts[b.node.output[0]] = np.arange(start, limit, delta, dtype=start.dtype)
+
+
+def _eye_rows(b: Importer, depth: int, dtype: np.dtype, off: float = 0.0, on: float = 1.0) -> SSAValue:
+    """A (depth + 2, depth) table: row i + 1 is one-hot at i (`on`, else `off`);
+    rows 0 and depth + 1 are all `off` (the rows of indices out of range)."""
+    table = np.full((depth + 2, depth), off, dtype=dtype)
+    table[np.arange(1, depth + 1), np.arange(depth)] = on
+    return b.emit(nn.ConstantOp(table))
+
+
+def _one_hot_rows(b: Importer, idx: SSAValue, depth: int) -> SSAValue:
+    """The row of `_eye_rows` for each integer index: negative indices count
+    from the end, out-of-range ones pick a row of `off` (comparison-free:
+    integer min/max arithmetic)."""
+    k = lambda v: _full_like(b, v, idx)  # noqa: E731
+    neg = _binary(b, "min", _binary(b, "max", _binary(b, "sub", k(0), idx), k(0)), k(1))  # idx < 0
+    idx = _binary(b, "add", idx, _binary(b, "mul", neg, k(depth)))
+    return _binary(b, "add", _binary(b, "min", _binary(b, "max", idx, k(-1)), k(depth)), k(1))
+
+
+def _move_last_axis(b: Importer, y: SSAValue, axis: int) -> SSAValue:
+    rank = len(shape_of(y.type))
+    axis %= rank
+    if axis == rank - 1:
+        return y
+    perm = [*range(axis), rank - 1, *range(axis, rank - 1)]
+    return b.build(nn.TransposeOp, y, perm)
+
+
+@op("OneHot")
+def _one_hot(b, a):
+    idx = b.v(0)
+    depth = int(np.asarray(b.static(1)).reshape(-1)[0])
+    if depth < 1:
+        raise b.error(f"depth must be >= 1, got {depth}")
+    axis = a.get("axis", -1)
+    rank = len(shape_of(idx.type)) + 1
+    if not -rank <= axis < rank:
+        raise b.error(f"axis {axis} is out of range for the output's rank {rank}")
+    values = b.v(2)
+    if idx.type.element_type not in (nn.i64, nn.i32):  # float indices, truncated
+        if values.type.element_type != idx.type.element_type:
+            raise b.error(f"float indices ({idx.type.element_type}) need values of their type, "
+                          f"got {values.type} (ncc has no cast from float to integer)")
+        return _move_last_axis(b, _one_hot_float(b, idx, depth, values), axis)
+    rows = _one_hot_rows(b, idx, depth)
+    if b.node.input[2] in b.consts:  # off/on known: the table holds them
+        off, on = np.asarray(b.consts[b.node.input[2]]).reshape(-1)[:2]
+        y = b.build(nn.GatherOp, _eye_rows(b, depth, np.asarray(off).dtype, off, on), rows, 0)
+    else:
+        hot = b.build(nn.GatherOp, _eye_rows(b, depth, nn.numpy_dtype(values.type.element_type)), rows, 0)
+        y = _off_on(b, hot, values)
+    return _move_last_axis(b, y, axis)
+
+
+def _off_on(b: Importer, hot: SSAValue, values: SSAValue) -> SSAValue:
+    """off + (on - off) * hot, for values = [off, on]."""
+    if shape_of(values.type) != (2,):
+        raise b.error(f"values must be [off, on], got {values.type}")
+    ones = [1] * len(shape_of(hot.type))
+    off = _reshape_to(b, b.build(nn.SliceOp, values, [0], [1]), ones)
+    on = _reshape_to(b, b.build(nn.SliceOp, values, [1], [2]), ones)
+    return _binary(b, "add", _binary(b, "mul", hot, _binary(b, "sub", on, off)), off)
+
+
+def _one_hot_float(b: Importer, idx: SSAValue, depth: int, values: SSAValue) -> SSAValue:
+    """One-hot of float indices (truncated toward zero, as ONNX casts them):
+    hot[..., j] = max(1 - |t - j|, 0), exact for integral t."""
+    k = lambda v: _full_like(b, v, idx)  # noqa: E731
+    t = _binary(b, "add", _u(b, "ceil", _binary(b, "min", idx, k(0))),
+                _u(b, "floor", _binary(b, "max", idx, k(0))))
+    neg = _binary(b, "min", _binary(b, "max", _u(b, "neg", t), k(0)), k(1))  # t <= -1
+    t = _binary(b, "add", t, _binary(b, "mul", neg, k(depth)))
+    t = _reshape_to(b, t, [*shape_of(idx.type), 1])
+    j = b.emit(nn.ConstantOp(np.arange(depth, dtype=nn.numpy_dtype(idx.type.element_type))))
+    one = _full_like(b, 1, t)
+    hot = _binary(b, "max", _binary(b, "sub", one, _u(b, "abs", _binary(b, "sub", t, j))),
+                  _full_like(b, 0, t))
+    return _off_on(b, hot, values)
+
+
+@op("Hardmax")
+def _hardmax(b, a):
+    """1 at the first maximum along the axis, else 0: argmax, then the rows of
+    an identity table."""
+    x = b.v(0)
+    shape = shape_of(x.type)
+    if b.opset < 13:  # over the flattened dimensions [axis, rank)
+        axis = a.get("axis", 1) % max(len(shape), 1)
+        flat = _flatten(b, x, axis)
+        return b.build(nn.ReshapeOp, _hardmax_last(b, flat), x.type)
+    axis = a.get("axis", -1)
+    rank = len(shape)
+    if not -rank <= axis < rank:
+        raise b.error(f"axis {axis} is out of range for rank {rank}")
+    axis %= rank
+    if shape[axis] == DYN:
+        raise b.error(f"the axis {axis} of {x.type} is dynamic")
+    moved = x if axis == rank - 1 else b.build(
+        nn.TransposeOp, x, [*range(axis), *range(axis + 1, rank), axis])
+    return _move_last_axis(b, _hardmax_last(b, moved), axis)
+
+
+def _hardmax_last(b: Importer, x: SSAValue) -> SSAValue:
+    n = shape_of(x.type)[-1]
+    idx = b.build(nn.ARG_REDUCE_OPS["argmax"], x, -1)
+    eye = b.emit(nn.ConstantOp(np.eye(n, dtype=nn.numpy_dtype(x.type.element_type))))
+    return b.build(nn.GatherOp, eye, idx, 0)
+
+
+@op("LpPool")
+def _lp_pool(b, a):
+    """(sum over the window of |x|^p)^(1/p): the window sums are a depthwise
+    convolution with a kernel of ones (padding adds nothing)."""
+    x = b.v(0)
+    kernel = list(a["kernel_shape"]) if "kernel_shape" in a else None
+    if kernel is None:
+        raise b.error("attribute kernel_shape is required")
+    p = a.get("p", 2)
+    c = shape_of(x.type)[1] if len(shape_of(x.type)) > 2 else DYN
+    if c == DYN:
+        raise b.error(f"needs an input (N, C, spatial...) with a static C, got {x.type}")
+    dil = list(a.get("dilations", [1] * len(kernel)))
+    strides, pads = _window(b, a, x, kernel, dil)
+    if a.get("ceil_mode", 0):
+        pads = _ceil_mode_pads(b, x, kernel, strides, pads, dil)
+    powered = _binary(b, "mul", x, x) if p == 2 else \
+        _binary(b, "pow", _u(b, "abs", x), _full_like(b, p, x))
+    ones = b.emit(nn.ConstantOp(np.ones((c, 1, *kernel), nn.numpy_dtype(x.type.element_type))))
+    total = b.build(nn.ConvOp, powered, ones, strides=strides, pads=pads, dilations=dil, group=c)
+    return _u(b, "sqrt", total) if p == 2 else _binary(b, "pow", total, _full_like(b, 1 / p, x))
+
+
+@op("ConvTranspose")
+def _conv_transpose(b, a):
+    x, w = b.v(0), b.v(1)
+    kernel = list(a.get("kernel_shape", shape_of(w.type)[2:]))
+    k = len(kernel)
+    strides = list(a.get("strides", [1] * k))
+    dil = list(a.get("dilations", [1] * k))
+    opad = list(a.get("output_padding", [0] * k))
+    pads = list(a.get("pads", [0] * 2 * k))
+    auto = _str_attr(a, "auto_pad", "NOTSET")
+    if auto not in ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"):
+        raise b.error(f"unknown auto_pad '{auto}'")
+    spatial = shape_of(x.type)[2:]
+    base = [(s - 1) * st + (kk - 1) * d + 1 for s, st, kk, d in zip(spatial, strides, kernel, dil)]
+    if "output_shape" in a or auto.startswith("SAME"):
+        if DYN in spatial:
+            raise b.error(f"output_shape and auto_pad need static spatial sizes, got {x.type}")
+        out = list(a["output_shape"])[-k:] if "output_shape" in a else \
+            [s * st for s, st in zip(spatial, strides)]
+        total = [bs + op - o for bs, op, o in zip(base, opad, out)]
+        begin = [t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in total]
+    else:
+        if auto == "VALID":
+            pads = [0] * 2 * k
+        begin = pads[:k]
+        out = [bs + op - p0 - p1 for bs, op, p0, p1 in zip(base, opad, pads[:k], pads[k:])]
+    if min(begin) < 0:
+        raise b.error(f"the output shape {out} needs negative begin pads {begin}, which are not supported")
+    # The end: cropped by pads, or extended by output_padding.
+    end = [bs - p0 - o for bs, p0, o in zip(base, begin, out)]
+    y = b.build(nn.ConvTransposeOp, x, w, strides=strides, dilations=dil, group=a.get("group", 1),
+                pads=[*begin, *(max(e, 0) for e in end)], output_padding=[max(-e, 0) for e in end])
+    if b.has(2):  # bias[c] broadcast over the spatial dimensions
+        y = _binary(b, "add", y, b.build(nn.ReshapeOp, b.v(2), [-1] + [1] * k))
+    return y
+
+
+def _floats_input(b: Importer, i: int) -> list[float] | None:
+    """An optional float list input (roi, scales); absent or empty: None."""
+    if not b.has(i):
+        return None
+    vals = np.asarray(b.static(i), dtype=np.float64).reshape(-1)
+    return [float(v) for v in vals] if vals.size else None
+
+
+@op("Resize", "Upsample")
+def _resize(b, a):
+    x = b.v(0)
+    shape = list(shape_of(x.type))
+    r = len(shape)
+    mode = _str_attr(a, "mode", "nearest")
+    mode = {"bilinear": "linear", "trilinear": "linear", "bicubic": "cubic"}.get(mode, mode)
+    params: dict[str, Any] = {}
+    old = b.node.op_type == "Upsample" or b.opset < 11  # scales only; asymmetric coordinates
+    if old:
+        scales = list(a["scales"]) if "scales" in a else _floats_input(b, 1)
+        sizes, roi = None, None
+        params["coordinate_transformation_mode"] = "asymmetric"
+    else:
+        ctm = _str_attr(a, "coordinate_transformation_mode", "half_pixel")
+        params.update(coordinate_transformation_mode=ctm,
+                      nearest_mode=_str_attr(a, "nearest_mode", "round_prefer_floor"),
+                      cubic_coeff_a=a.get("cubic_coeff_a", -0.75),
+                      exclude_outside=bool(a.get("exclude_outside", 0)),
+                      antialias=bool(a.get("antialias", 0)),
+                      extrapolation_value=a.get("extrapolation_value", 0.0))
+        roi = _floats_input(b, 1) if ctm == "tf_crop_and_resize" else None
+        scales = _floats_input(b, 2)
+        sizes = b.ints(3) if b.has(3) and np.asarray(b.static(3)).size else None
+    if (scales is None) == (sizes is None):
+        raise b.error("exactly one of scales and sizes must be given")
+    axes = [ax % r for ax in a.get("axes", range(r))]
+    given = scales if scales is not None else sizes
+    if len(given) != len(axes) or (roi is not None and len(roi) != 2 * len(axes)):
+        raise b.error(f"{'scales' if scales is not None else 'sizes'} and roi need one value "
+                      f"(roi: two) per resized axis ({len(axes)})")
+    full_scales, out = [1.0] * r, list(shape)
+    if roi is not None:
+        full_roi = [0.0] * r + [1.0] * r
+        for j, ax in enumerate(axes):
+            full_roi[ax], full_roi[ax + r] = roi[j], roi[j + len(axes)]
+        params["roi"] = full_roi
+    for ax, s in zip(axes, given):
+        if shape[ax] == DYN and (sizes is not None or s != 1):
+            raise b.error(f"cannot resize the dynamic axis {ax} of {x.type}")
+    if scales is not None:
+        for ax, s in zip(axes, scales):
+            full_scales[ax] = s
+            out[ax] = shape[ax] if shape[ax] == DYN else int(np.floor(shape[ax] * s))
+    else:
+        policy = _str_attr(a, "keep_aspect_ratio_policy", "stretch")
+        ratios = [o / shape[ax] for ax, o in zip(axes, sizes)]
+        if policy == "stretch":
+            for ax, o, s in zip(axes, sizes, ratios):
+                full_scales[ax], out[ax] = s, o
+        elif policy in ("not_larger", "not_smaller"):
+            s = min(ratios) if policy == "not_larger" else max(ratios)
+            for ax in axes:
+                full_scales[ax], out[ax] = s, int(s * shape[ax] + 0.5)
+        else:
+            raise b.error(f"unknown keep_aspect_ratio_policy '{policy}'")
+    if old and mode == "nearest":  # onnxruntime's rule before opset 11
+        down, up = min(full_scales) < 1, max(full_scales) > 1
+        if down and up:
+            raise b.error(f"scales {full_scales} both up- and downsample (opset {b.opset})")
+        params["nearest_mode"] = "ceil" if down else "floor"
+    return b.build(nn.ResizeOp, x, out, full_scales, mode, **params)

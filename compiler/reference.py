@@ -295,6 +295,94 @@ def pad(x, pads, mode, value) -> np.ndarray:
     return np.pad(x, widths, mode=mode)
 
 
+def arg_reduce(fn, x, axis: int, keepdims: bool, last: bool) -> np.ndarray:
+    """numpy's argmax/argmin (first index on ties), or the last index on ties."""
+    idx = x.shape[axis] - 1 - fn(np.flip(x, axis), axis=axis) if last else fn(x, axis=axis)
+    return np.expand_dims(idx, axis) if keepdims else idx
+
+
+def cumsum(x, axis: int, exclusive: bool, reverse: bool) -> np.ndarray:
+    y = np.flip(x, axis) if reverse else x
+    c = np.cumsum(y, axis=axis, dtype=x.dtype)
+    if exclusive:  # shifted by one: the sum of the elements before
+        c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)),
+                            np.take(c, range(c.shape[axis] - 1), axis=axis)], axis=axis)
+    return np.flip(c, axis) if reverse else c
+
+
+def _from_end(idx: np.ndarray, dim: int) -> np.ndarray:
+    return np.where(idx < 0, idx + dim, idx)
+
+
+def gather_elements(x, idx, axis: int) -> np.ndarray:
+    # indices may be smaller than x in the other dimensions: their leading part
+    part = x[tuple(slice(None) if i == axis else slice(n) for i, n in enumerate(idx.shape))]
+    return np.take_along_axis(part, _from_end(idx, x.shape[axis]).astype(np.intp), axis=axis)
+
+
+_SCATTER = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+
+
+def _scatter(x, where: tuple, upd, reduction: str) -> np.ndarray:
+    """x with x[where] set to (or combined with) upd; repeated positions combine
+    in order (reduction none: the last one wins)."""
+    out = x.copy()
+    if reduction == "none":
+        out[where] = upd
+    else:
+        _SCATTER[reduction].at(out, where, upd)
+    return out
+
+
+def scatter_elements(x, idx, upd, axis: int, reduction: str) -> np.ndarray:
+    where = list(np.indices(idx.shape, sparse=True))
+    where[axis] = _from_end(idx, x.shape[axis])
+    return _scatter(x, tuple(np.broadcast_arrays(*where)), upd, reduction)
+
+
+def scatter_nd(x, idx, upd, reduction: str) -> np.ndarray:
+    k = idx.shape[-1]
+    where = tuple(_from_end(idx[..., t], x.shape[t]) for t in range(k))
+    return _scatter(x, where, upd, reduction)
+
+
+def conv_transpose(x, w, strides, pads, dilations, group: int, output_padding) -> np.ndarray:
+    """Each input point adds x * kernel into the output at stride steps (one
+    einsum per kernel offset into the uncropped output), then the pads are cropped."""
+    n, c, *spatial = x.shape
+    _, mg, *kernel = w.shape
+    k = len(kernel)
+    full = [(s - 1) * st + (kk - 1) * d + 1 + op
+            for s, st, kk, d, op in zip(spatial, strides, kernel, dilations, output_padding)]
+    out = np.zeros((n, group, mg, *full), dtype=np.result_type(x, w))
+    xg = x.reshape(n, group, c // group, *spatial)
+    wg = w.reshape(group, c // group, mg, *kernel)
+    for off in np.ndindex(*kernel):
+        at = tuple(slice(o * d, o * d + st * (s - 1) + 1, st)
+                   for o, d, st, s in zip(off, dilations, strides, spatial))
+        out[(slice(None), slice(None), slice(None), *at)] += np.einsum(
+            "ngc...,gcm->ngm...", xg, wg[(..., *off)])
+    crop = tuple(slice(pads[i], full[i] - pads[i + k]) for i in range(k))
+    return out.reshape(n, group * mg, *full)[(slice(None), slice(None), *crop)]
+
+
+def resize(op, x) -> np.ndarray:
+    """Separable: one resized axis at a time, each output position the weighted
+    sum of its taps (in float64), then the extrapolation value where outside."""
+    y = x.astype(np.float64) if x.dtype.kind == "f" else x
+    for t in op.taps():
+        g = np.take(y, t.index, axis=t.axis)  # ..., out, taps, ...
+        if t.weights.shape[1] == 1 and (t.weights == 1).all():
+            y = g.squeeze(t.axis + 1)
+        else:
+            w = t.weights.reshape((1,) * t.axis + t.weights.shape + (1,) * (y.ndim - t.axis - 1))
+            y = (g * w).sum(axis=t.axis + 1)
+        if t.outside is not None:
+            mask = t.outside.reshape((1,) * t.axis + (-1,) + (1,) * (y.ndim - t.axis - 1))
+            y = np.where(mask, op.params.extrapolation_value, y)
+    return y
+
+
 def _act(name: str) -> Callable[[np.ndarray], np.ndarray]:
     return activations.BY_NAME[name].fn
 
@@ -340,6 +428,20 @@ EVAL: dict[type, Callable[..., np.ndarray]] = {
     nn.PadOp: lambda op, x: pad(x, op.params.pads, op.params.mode, op.params.value),
     nn.CastOp: lambda op, x: x.astype(numpy_dtype(op.result.type.element_type)),
     nn.ConstantOp: lambda op: op.data,
+    **{cls: (lambda op, x: arg_reduce(type(op).fn, x, op.params.axis % x.ndim, op.params.keepdims,
+                                      op.params.select_last_index))
+       for cls in nn.ARG_REDUCE_OPS.values()},
+    **{cls: (lambda op, x: type(op).fn(x, op.params.k)) for cls in nn.TRIANGLE_OPS.values()},
+    nn.CumSumOp: lambda op, x: cumsum(x, op.params.axis % x.ndim, op.params.exclusive,
+                                      op.params.reverse),
+    nn.GatherElementsOp: lambda op, x, i: gather_elements(x, i, op.params.axis % x.ndim),
+    nn.ScatterElementsOp: lambda op, x, i, u: scatter_elements(x, i, u, op.params.axis % x.ndim,
+                                                               op.params.reduction),
+    nn.ScatterNDOp: lambda op, x, i, u: scatter_nd(x, i, u, op.params.reduction),
+    nn.ConvTransposeOp: lambda op, x, w: conv_transpose(x, w, op.params.strides, op.params.pads,
+                                                        op.params.dilations, op.params.group,
+                                                        op.params.output_padding),
+    nn.ResizeOp: resize,
 }
 
 

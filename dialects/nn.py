@@ -335,12 +335,12 @@ class TensorData(Data[np.ndarray]):
 
 REQUIRED: Any = object()
 _PROP_TYPES = {"ints": DenseArrayBase, "int": IntegerAttr, "float": FloatAttr,
-               "flag": UnitAttr, "str": StringAttr}
+               "flag": UnitAttr, "str": StringAttr, "floats": DenseArrayBase}
 
 
 @dataclass(frozen=True)
 class Param:
-    """One op parameter. kind: ints | int | float | flag | str. `default` is a
+    """One op parameter. kind: ints | int | float | floats | flag | str. `default` is a
     value, or a function (operand types, values so far) -> value; REQUIRED
     parameters are always stored."""
 
@@ -354,6 +354,8 @@ class Param:
     def to_attr(self, v: Any) -> Attribute:
         if self.kind == "ints":
             return DenseArrayBase.from_list(i64, [int(x) for x in v])
+        if self.kind == "floats":
+            return DenseArrayBase.from_list(f64, [float(x) for x in v])
         if self.kind == "int":
             return IntegerAttr(int(v), i64)
         if self.kind == "float":
@@ -365,7 +367,7 @@ class Param:
     def from_attr(self, a: Attribute | None) -> Any:
         if self.kind == "flag":
             return a is not None
-        if self.kind == "ints":
+        if self.kind in ("ints", "floats"):
             return tuple(a.get_values())  # type: ignore[union-attr]
         if self.kind in ("int", "float"):
             return a.value.data  # type: ignore[union-attr]
@@ -375,6 +377,8 @@ class Param:
         v = self.from_attr(a)
         if self.kind == "ints":
             text = "[" + ", ".join(map(str, v)) + "]"
+        elif self.kind == "floats":
+            text = "[" + ", ".join(_float_text(np.float64(x)) for x in v) + "]"
         elif self.kind == "float":
             text = (_float_text(np.float64(v)) if math.isfinite(v)
                     else f"0x{np.array(v).view(np.uint64):016X}")
@@ -390,6 +394,9 @@ class Param:
         if self.kind == "ints":
             return self.to_attr(parser.parse_comma_separated_list(
                 parser.Delimiter.SQUARE, lambda: parser.parse_integer(allow_boolean=False)))
+        if self.kind == "floats":
+            return self.to_attr(parser.parse_comma_separated_list(
+                parser.Delimiter.SQUARE, parser.parse_number))
         if self.kind == "int":
             return self.to_attr(parser.parse_integer(allow_boolean=False))
         if self.kind == "float":
@@ -1275,6 +1282,429 @@ class CastOp(NNOp):
 
 
 # ---------------------------------------------------------------------------
+# Index-valued reductions, scans, element gathers and scatters, triangles
+
+
+def _need_indices(t: TensorType, what: str = "indices") -> None:
+    if t.element_type not in (i64, i32):
+        raise VerifyException(f"{what} must be i64 or i32, got {t}")
+
+
+class ArgReduceOp(NNOp):
+    """The index (i64) of the extreme element along `axis`: the first one on
+    ties, the last with `select_last_index`; the axis stays as size 1 with
+    `keepdims`."""
+
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("axis", "int", 0), Param("keepdims", "flag", False),
+                                           Param("select_last_index", "flag", False))
+    input = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, axis: int = 0, keepdims: bool = False,
+                 select_last_index: bool = False):
+        self._build([x], axis=axis, keepdims=keepdims, select_last_index=select_last_index)
+
+    @classmethod
+    def infer(cls, types, p):
+        shape = shape_of(types[0])
+        a = normalize_axis(p.axis, len(shape))
+        if shape[a] == 0:
+            raise VerifyException(f"axis {a} is empty: {cls.name} has no index to give")
+        return TensorType(i64, [1 if i == a else d for i, d in enumerate(shape) if p.keepdims or i != a])
+
+
+_add_param_props(ArgReduceOp)
+# name -> numpy rule (the first index of the extreme on ties)
+ARG_REDUCE: dict[str, Callable[..., np.ndarray]] = {"argmax": np.argmax, "argmin": np.argmin}
+ARG_REDUCE_OPS: dict[str, type[ArgReduceOp]] = {
+    n: _generate(ArgReduceOp, n, {"fn": staticmethod(f), "__doc__": f"nn.{n}: {ArgReduceOp.__doc__}"})
+    for n, f in ARG_REDUCE.items()}
+
+
+@nn_op
+class CumSumOp(NNOp):
+    """Running sum along `axis`: y[j] = x[0] + ... + x[j]; `exclusive` leaves
+    x[j] itself out, `reverse` sums from the end (ONNX CumSum)."""
+
+    name = "nn.cumsum"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("axis", "int"), Param("exclusive", "flag", False),
+                                           Param("reverse", "flag", False))
+    input = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, axis: int, exclusive: bool = False,
+                 reverse: bool = False):
+        self._build([x], axis=axis, exclusive=exclusive, reverse=reverse)
+
+    @classmethod
+    def infer(cls, types, p):
+        normalize_axis(p.axis, len(shape_of(types[0])))
+        return types[0]
+
+
+def _same_rank_indices(x: TensorType, idx: TensorType, axis: int, what: str = "indices") -> None:
+    """indices of an element gather/scatter: the input's rank, and no larger
+    than the input in any other dimension (the batch only against the batch)."""
+    _need_indices(idx, what)
+    sx, si = shape_of(x), shape_of(idx)
+    if len(si) != len(sx):
+        raise VerifyException(f"{what} must have the input's rank {len(sx)}, got {idx}")
+    for i, (dx, di) in enumerate(zip(sx, si)):
+        if i != axis and (di > dx if DYN not in (dx, di) else dx != di):
+            raise VerifyException(f"{what} dimension {i} ({'?' if di == DYN else di}) exceeds "
+                                  f"the input's ({'?' if dx == DYN else dx})")
+
+
+@nn_op
+class GatherElementsOp(NNOp):
+    """ONNX GatherElements: out[i] = x[i with i[axis] = indices[i]]; the
+    result has the indices' shape. A negative index counts from the end."""
+
+    name = "nn.gather_elements"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("axis", "int", 0),)
+    input = operand_def(TensorType)
+    indices = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, indices: SSAValue | Operation, axis: int = 0):
+        self._build([x, indices], axis=axis)
+
+    @classmethod
+    def infer(cls, types, p):
+        x, idx = types
+        _need_rank(x, 1, "input", at_least=True)
+        a = normalize_axis(p.axis, len(shape_of(x)))
+        _same_rank_indices(x, idx, a)
+        return TensorType(x.element_type, shape_of(idx))
+
+
+SCATTER_REDUCTIONS = ("none", "add", "mul", "max", "min")
+
+
+def _check_reduction(r: str) -> None:
+    if r not in SCATTER_REDUCTIONS:
+        raise VerifyException(f"unknown reduction '{r}' (known: {', '.join(SCATTER_REDUCTIONS)})")
+
+
+@nn_op
+class ScatterElementsOp(NNOp):
+    """ONNX ScatterElements: a copy of x in which, for every position i of
+    `indices`, out[i with i[axis] = indices[i]] = updates[i] (reduction none)
+    or is combined with it (add, mul, max, min), in row-major order of i."""
+
+    name = "nn.scatter_elements"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("axis", "int", 0), Param("reduction", "str", "none"))
+    input = operand_def(TensorType)
+    indices = operand_def(TensorType)
+    updates = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, indices: SSAValue | Operation,
+                 updates: SSAValue | Operation, axis: int = 0, reduction: str = "none"):
+        self._build([x, indices, updates], axis=axis, reduction=reduction)
+
+    @classmethod
+    def infer(cls, types, p):
+        x, idx, upd = types
+        _check_reduction(p.reduction)
+        _need_rank(x, 1, "input", at_least=True)
+        a = normalize_axis(p.axis, len(shape_of(x)))
+        _same_rank_indices(x, idx, a)
+        _need_shape(upd, shape_of(idx), "updates (the indices' shape)")
+        _same_element([x, upd], "input and updates")
+        return x
+
+
+@nn_op
+class ScatterNDOp(NNOp):
+    """ONNX ScatterND: a copy of x in which, for every index tuple
+    t = indices[j, :] (k = indices' last dimension), the slice out[t] is set
+    to updates[j] (reduction none) or combined with it (add, mul, max, min)."""
+
+    name = "nn.scatter_nd"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("reduction", "str", "none"),)
+    input = operand_def(TensorType)
+    indices = operand_def(TensorType)
+    updates = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, indices: SSAValue | Operation,
+                 updates: SSAValue | Operation, reduction: str = "none"):
+        self._build([x, indices, updates], reduction=reduction)
+
+    @classmethod
+    def infer(cls, types, p):
+        x, idx, upd = types
+        _check_reduction(p.reduction)
+        _need_indices(idx)
+        _need_rank(idx, 1, "indices", at_least=True)
+        sx, si = shape_of(x), shape_of(idx)
+        k = si[-1]
+        if k == DYN or not 1 <= k <= len(sx):
+            raise VerifyException(f"the indices' last dimension must be 1..{len(sx)} (the input's "
+                                  f"rank), got {idx}")
+        _need_shape(upd, (*si[:-1], *sx[k:]), "updates (indices' shape[:-1] + input's shape[k:])")
+        _same_element([x, upd], "input and updates")
+        return x
+
+
+class TriangleOp(NNOp):
+    """The upper (triu) or lower (tril) triangle of the last two dimensions,
+    from diagonal `k` (0: the main one, > 0 above, < 0 below); zeros elsewhere."""
+
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("k", "int", 0),)
+    input = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, k: int = 0):
+        self._build([x], k=k)
+
+    @classmethod
+    def infer(cls, types, p):
+        _need_rank(types[0], 2, "input", at_least=True)
+        return types[0]
+
+
+_add_param_props(TriangleOp)
+TRIANGLE: dict[str, Callable[..., np.ndarray]] = {"triu": np.triu, "tril": np.tril}
+TRIANGLE_OPS: dict[str, type[TriangleOp]] = {
+    n: _generate(TriangleOp, n, {"fn": staticmethod(f), "__doc__": f"nn.{n}: {TriangleOp.__doc__}"})
+    for n, f in TRIANGLE.items()}
+
+
+# ---------------------------------------------------------------------------
+# Transposed convolution and resize
+
+
+def conv_transpose_infer(x: TensorType, w: TensorType, p: SimpleNamespace) -> TensorType:
+    _need_float(x, "input")
+    elt = _same_element([x, w], "input and weight")
+    _need_rank(x, 3, "input (N, C, spatial...)", at_least=True)
+    r = len(shape_of(x))
+    _need_rank(w, r, "weight (C, M/group, kernel...)")
+    k = r - 2
+    _need_len(p.strides, k, "strides")
+    _need_len(p.dilations, k, "dilations")
+    _need_len(p.pads, 2 * k, "pads (begin..., end...)")
+    _need_len(p.output_padding, k, "output_padding")
+    if min(p.strides) < 1 or min(p.dilations) < 1 or min(p.pads, default=0) < 0 \
+            or min(p.output_padding) < 0:
+        raise VerifyException("strides and dilations must be >= 1, pads and output_padding >= 0")
+    if p.group < 1:
+        raise VerifyException(f"group must be >= 1, got {p.group}")
+    (n, c, *spatial), (cw, mg, *kernel) = shape_of(x), shape_of(w)
+    if c != DYN and cw != DYN and c != cw:
+        raise VerifyException(f"input has {c} channels but the weight has {cw}")
+    if cw != DYN and cw % p.group:
+        raise VerifyException(f"{cw} input channels are not divisible by group {p.group}")
+    out = [DYN if s == DYN or kk == DYN else
+           (s - 1) * st + (kk - 1) * d + 1 - p.pads[i] - p.pads[i + k] + op
+           for i, (s, kk, st, d, op) in enumerate(zip(spatial, kernel, p.strides, p.dilations,
+                                                      p.output_padding))]
+    if any(o != DYN and o < 1 for o in out):
+        raise VerifyException(f"the output would be empty: spatial size {fmt_shape(out)}")
+    return TensorType(elt, [n, DYN if mg == DYN else mg * p.group, *out])
+
+
+def _zeros_k(ts, v):
+    return (0,) * max(len(shape_of(ts[0])) - 2, 0)
+
+
+@nn_op
+class ConvTransposeOp(NNOp):
+    """Transposed convolution (ONNX ConvTranspose, the gradient of nn.conv with
+    respect to its input), NCHW, weight (C, M/group, kernel...): each input
+    point adds its weighted kernel into the output at stride steps. Output
+    size (in - 1) * stride + (kernel - 1) * dilation + 1 - pads + output_padding."""
+
+    name = "nn.conv_transpose"
+    PARAMS: ClassVar[tuple[Param, ...]] = (*_CONV, Param("output_padding", "ints", _zeros_k))
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, w: SSAValue | Operation, *,
+                 strides: Sequence[int] | None = None, pads: Sequence[int] | None = None,
+                 dilations: Sequence[int] | None = None, group: int | None = None,
+                 output_padding: Sequence[int] | None = None):
+        self._build([x, w], strides=strides, pads=pads, dilations=dilations, group=group,
+                    output_padding=output_padding)
+
+    @classmethod
+    def infer(cls, types, p):
+        return conv_transpose_infer(types[0], types[1], p)
+
+
+RESIZE_MODES = ("nearest", "linear", "cubic")
+RESIZE_COORDINATES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
+                      "asymmetric", "tf_crop_and_resize")
+NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+def _default_roi(ts, v):
+    r = len(shape_of(ts[0]))
+    return (0.0,) * r + (1.0,) * r
+
+
+@dataclass(frozen=True)
+class ResizeTaps:
+    """How one resized axis reads its input: output position o is
+    sum_t weights[o, t] * x[index[o, t]] (index clamped into range), or the
+    extrapolation value where `outside[o]` (tf_crop_and_resize only)."""
+
+    axis: int
+    index: np.ndarray  # (out, taps) int64
+    weights: np.ndarray  # (out, taps) float64
+    outside: np.ndarray | None  # (out,) bool, or None when no position is outside
+
+
+def _resize_source(p: SimpleNamespace, y: np.ndarray, scale: float, n_in: int, n_out: int,
+                   roi: tuple[float, float]) -> np.ndarray:
+    """The input coordinate of each output coordinate y (ONNX Resize's
+    coordinate_transformation_mode)."""
+    width = scale * n_in  # the output length the scale implies (not rounded)
+    mode = p.coordinate_transformation_mode
+    if mode == "align_corners":
+        return np.zeros_like(y) if width == 1 else y * (n_in - 1) / (width - 1)
+    if mode == "asymmetric":
+        return y / scale
+    if mode == "tf_crop_and_resize":
+        lo, hi = roi
+        x = (np.full_like(y, (hi - lo) * (n_in - 1) / 2) if width == 1
+             else y * (hi - lo) * (n_in - 1) / (width - 1))
+        return x + lo * (n_in - 1)
+    if mode == "pytorch_half_pixel":
+        return np.full_like(y, -0.5) if width == 1 else (y + 0.5) / scale - 0.5
+    x = (y + 0.5) / scale - 0.5
+    if mode == "half_pixel_symmetric":  # the center of the input maps to the center of the output
+        x = x + n_in / 2 * (1 - n_out / width)
+    return x
+
+
+def _resize_coefficients(p: SimpleNamespace, ratio: np.ndarray, scale: float) -> np.ndarray:
+    """Interpolation weights (out, taps) of the taps at floor-relative offsets,
+    for `ratio` in (0, 1] (1 at an integer coordinate), as ONNX defines them."""
+    r = ratio[:, None]
+    if p.mode == "linear" and not p.antialias:
+        return np.concatenate([1 - r, r], axis=1)
+    a = p.cubic_coeff_a
+    if p.mode == "cubic" and not p.antialias:
+        s, t = r + 1, 1 - r
+        return np.concatenate([((a * s - 5 * a) * s + 8 * a) * s - 4 * a,
+                               ((a + 2) * r - (a + 3)) * r * r + 1,
+                               ((a + 2) * t - (a + 3)) * t * t + 1,
+                               ((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a], axis=1)
+    # Antialias: the filter stretched by 1/scale when downsampling, normalized.
+    sc = min(scale, 1.0)
+    if p.mode == "linear":
+        start = int(np.floor(-1 / sc) + 1)
+        args = np.abs((np.arange(start, 2 - start)[None, :] - r) * sc)
+        c = np.clip(1 - args, 0, 1)
+    else:
+        start = int(np.floor(-2 / sc) + 1)
+        x = np.abs((np.arange(start, 2 - start)[None, :] - r) * sc)
+        c = np.where(x <= 1, (a + 2) * x ** 3 - (a + 3) * x ** 2 + 1,
+                     np.where(x < 2, a * x ** 3 - 5 * a * x ** 2 + 8 * a * x - 4 * a, 0.0))
+    return c / c.sum(axis=1, keepdims=True)
+
+
+def resize_axis_taps(p: SimpleNamespace, axis: int, n_in: int, n_out: int, scale: float,
+                     roi: tuple[float, float]) -> ResizeTaps:
+    y = np.arange(n_out, dtype=np.float64)
+    x = _resize_source(p, y, scale, n_in, n_out, roi)
+    outside = None
+    if p.coordinate_transformation_mode == "tf_crop_and_resize":
+        out = (x < 0) | (x > n_in - 1)
+        outside = out if out.any() else None
+    if p.mode == "nearest":
+        rounded = {"round_prefer_floor": lambda v: np.ceil(v - 0.5),
+                   "round_prefer_ceil": lambda v: np.floor(v + 0.5),
+                   "floor": np.floor, "ceil": np.ceil}[p.nearest_mode](x)
+        index = np.clip(rounded, 0, n_in - 1).astype(np.int64)[:, None]
+        return ResizeTaps(axis, index, np.ones((n_out, 1)), outside)
+    base = np.floor(x)
+    ratio = np.where(x == base, 1.0, x - base)  # in (0, 1]: prefer the taps left of x
+    coeffs = _resize_coefficients(p, ratio, scale)
+    n = coeffs.shape[1]
+    # The n taps nearest to x, ties to the left (as ONNX picks its neighbours).
+    frac = x - base
+    if n % 2 == 0:
+        first = np.where(frac == 0, base - n // 2, base - n // 2 + 1)
+    else:
+        first = np.where(frac <= 0.5, base - (n - 1) // 2, base - (n - 1) // 2 + 1)
+    index = first[:, None].astype(np.int64) + np.arange(n)[None, :]
+    if p.exclude_outside:
+        coeffs = np.where((index < 0) | (index >= n_in), 0.0, coeffs)
+        total = coeffs.sum(axis=1, keepdims=True)
+        coeffs = coeffs / np.where(total == 0, 1.0, total)
+    return ResizeTaps(axis, np.clip(index, 0, n_in - 1), coeffs, outside)
+
+
+@nn_op
+class ResizeOp(NNOp):
+    """ONNX Resize to the result type's shape: per axis, an output coordinate
+    maps to an input coordinate (`coordinate_transformation_mode`, using
+    `scales` and, for tf_crop_and_resize, `roi` = [starts..., ends...]) that
+    is read by `mode`: nearest (rounded by `nearest_mode`), linear or cubic
+    (`cubic_coeff_a`, `exclude_outside`), optionally `antialias`ed when
+    downsampling. Axes of scale 1 and unchanged size are left as they are."""
+
+    name = "nn.resize"
+    PARAMS: ClassVar[tuple[Param, ...]] = (
+        Param("mode", "str", "nearest"), Param("scales", "floats"),
+        Param("coordinate_transformation_mode", "str", "half_pixel"),
+        Param("nearest_mode", "str", "round_prefer_floor"), Param("cubic_coeff_a", "float", -0.75),
+        Param("exclude_outside", "flag", False), Param("antialias", "flag", False),
+        Param("roi", "floats", _default_roi), Param("extrapolation_value", "float", 0.0))
+    input = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, sizes: Sequence[int], scales: Sequence[float],
+                 mode: str = "nearest", **params: Any):
+        x = SSAValue.get(x)
+        rt = TensorType(x.type.element_type, [DYN if d is None or d < 0 else int(d) for d in sizes])
+        self._build([x], rt, mode=mode, scales=scales, **params)
+        self.verify_()
+
+    @classmethod
+    def infer(cls, types, p):
+        return None  # the output sizes are the result type's; checked in verify_
+
+    def verify_(self) -> None:
+        x, res = self.input.type, self.result.type
+        p = self.params
+        for name, value, known in (("mode", p.mode, RESIZE_MODES),
+                                   ("coordinate_transformation_mode",
+                                    p.coordinate_transformation_mode, RESIZE_COORDINATES),
+                                   ("nearest_mode", p.nearest_mode, NEAREST_MODES)):
+            if value not in known:
+                raise VerifyException(f"unknown {name} '{value}' (known: {', '.join(known)})")
+        if p.mode != "nearest":
+            _need_float(x, f"the input of a {p.mode} resize")
+        elif p.antialias:
+            raise VerifyException("antialias applies to the linear and cubic modes only")
+        if res.element_type != x.element_type:
+            raise VerifyException(f"element type changes from {x.element_type} to {res.element_type}")
+        si, so = shape_of(x), shape_of(res)
+        _need_rank(res, len(si), "the result (the input's rank)")
+        _need_len(p.scales, len(si), "scales (one per axis)")
+        _need_len(p.roi, 2 * len(si), "roi (starts..., ends...)")
+        if not all(math.isfinite(v) for v in (*p.scales, *p.roi)) or min(p.scales, default=1) <= 0:
+            raise VerifyException(f"scales must be finite and > 0 and roi finite, got scales "
+                                  f"{list(p.scales)}")
+        for i, (a, b) in enumerate(zip(si, so)):
+            if (a == DYN) != (b == DYN) or (a == DYN and not self._identity(i)):
+                raise VerifyException(f"dimension {i} is dynamic: it must keep its size (scale 1)")
+
+    def _identity(self, axis: int) -> bool:
+        """Axis left unchanged: scale 1 (up to rounding), same size, the whole roi."""
+        p, r = self.params, len(self.params.scales)
+        si, so = shape_of(self.input.type), shape_of(self.result.type)
+        whole = p.coordinate_transformation_mode != "tf_crop_and_resize" or (
+            math.isclose(p.roi[axis], 0.0, abs_tol=1e-9) and math.isclose(p.roi[axis + r], 1.0))
+        return math.isclose(p.scales[axis], 1.0) and si[axis] == so[axis] and whole
+
+    def taps(self) -> list[ResizeTaps]:
+        """The resized axes (in order) and how each reads its input."""
+        p, r = self.params, len(self.params.scales)
+        si, so = shape_of(self.input.type), shape_of(self.result.type)
+        return [resize_axis_taps(p, a, si[a], so[a], p.scales[a], (p.roi[a], p.roi[a + r]))
+                for a in range(r) if not self._identity(a)]
+
+
+# ---------------------------------------------------------------------------
 # Constants and weights
 
 
@@ -1478,4 +1908,6 @@ NN = Dialect("nn", [
     SoftmaxOp, LogSoftmaxOp, BatchNormOp, LayerNormOp, ReshapeOp, TransposeOp, ConcatOp,
     SliceOp, GatherOp, PadOp, ConstantOp, WeightOp, WeightRefOp,
     CastOp,
+    *ARG_REDUCE_OPS.values(), *TRIANGLE_OPS.values(), CumSumOp, GatherElementsOp, ScatterElementsOp,
+    ScatterNDOp, ConvTransposeOp, ResizeOp,
 ], [TensorData])

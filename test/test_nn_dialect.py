@@ -488,6 +488,16 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %ga = nn.gather %tr, %i axis 1 : tensor<16x4xf32>, tensor<2xi64> -> tensor<16x2xf32>
   %pd = nn.pad %tr pads [1, 0, 1, 0] mode reflect : tensor<16x4xf32> -> tensor<18x4xf32>
   %pc = nn.pad %tr pads [0, 0, 0, 2] value 0xFFF0000000000000 : tensor<16x4xf32> -> tensor<16x6xf32>
+  %am = nn.argmax %tr axis 1 keepdims : tensor<16x4xf32> -> tensor<16x1xi64>
+  %an = nn.argmin %tr select_last_index : tensor<16x4xf32> -> tensor<4xi64>
+  %csum = nn.cumsum %tr axis 0 reverse : tensor<16x4xf32>
+  %tu = nn.triu %tr k 1 : tensor<16x4xf32>
+  %tl = nn.tril %tr : tensor<16x4xf32>
+  %ge = nn.gather_elements %tr, %am axis 1 : tensor<16x4xf32>, tensor<16x1xi64> -> tensor<16x1xf32>
+  %se = nn.scatter_elements %tr, %am, %ge axis 1 reduction max : tensor<16x4xf32>, tensor<16x1xi64>, tensor<16x1xf32> -> tensor<16x4xf32>
+  %sn = nn.scatter_nd %tr, %am, %tr : tensor<16x4xf32>, tensor<16x1xi64>, tensor<16x4xf32> -> tensor<16x4xf32>
+  %ctp = nn.conv_transpose %c, %k strides [2, 2] pads [1, 1, 0, 0] output_padding [1, 0] : tensor<1x4x4x4xf32>, tensor<4x3x3x3xf32> -> tensor<1x3x9x8xf32>
+  %rz = nn.resize %c mode linear scales [1.0, 1.0, 1.5, 0.5] coordinate_transformation_mode tf_crop_and_resize roi [0.0, 0.0, 0.1, 0.2, 1.0, 1.0, 0.9, 1.1] extrapolation_value -1.0 : tensor<1x4x4x4xf32> -> tensor<1x4x6x2xf32>
   %ct = nn.constant dense<[[1.0, 2.0], [3.0, 4.0]]> : tensor<2x2xf32>
   %ci = nn.constant dense<7> : tensor<3xi64>
   %cs = nn.cast %x : tensor<?x3xf32> -> tensor<?x3xf64>

@@ -42,8 +42,11 @@ fused ops. Matmul loops run i, k, j so that the inner loop is unit-stride.
 sparse_matmul: up to `sparse-unroll-limit` nonzeros (default 256) the edges
 are straight-line code (row and column indices are constants); above it the
 indices become two i64 weights (`<fn>_sparse<k>_rows/_cols`, `ncc.constant`)
-read by a loop over the edges. gather clamps an out-of-range index into range
-(native code cannot raise; a negative index counts from the end, as in ONNX).
+read by a loop over the edges. gather, gather_elements and the scatters clamp
+an out-of-range index into range (native code cannot raise; a negative index
+counts from the end, as in ONNX). resize reads its taps (input indices and
+weights per resized axis) from tables computed at compile time: weights
+`<fn>_resize_<table><axis>` marked `ncc.constant` (`TABLES`).
 """
 
 from __future__ import annotations
@@ -705,6 +708,14 @@ def lower_slice(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     map_nest(b, out.shape, out, identity_map, [(x, src)], lambda v: v)
 
 
+def _clamped_index(b: Builder, raw: SSAValue, dim: SSAValue) -> SSAValue:
+    """An integer index loaded from a tensor as an index value: a negative one
+    counts from the end, an out-of-range one is clamped (kernels cannot raise)."""
+    i = b(arith.IndexCastOp, raw, index)
+    i = b.select(b.cmpi("slt", i, b.idx(0)), b(arith.AddiOp, i, dim), i)
+    return b(arith.MaxSIOp, b(arith.MinSIOp, i, b(arith.SubiOp, dim, b.idx(1))), b.idx(0))
+
+
 def lower_gather(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     """out[pre, j..., post] = x[pre, indices[j...], post]; a negative index
     counts from the end, an out-of-range one is clamped (kernels cannot raise)."""
@@ -714,10 +725,7 @@ def lower_gather(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     dim = b.size(x.shape[a])
 
     def src(ivs):
-        i = b(arith.IndexCastOp, b.load(ind, ivs[a:a + ri]), index)
-        i = b.select(b.cmpi("slt", i, b.idx(0)), b(arith.AddiOp, i, dim), i)
-        i = b(arith.MaxSIOp, b(arith.MinSIOp, i, b(arith.SubiOp, dim, b.idx(1))), b.idx(0))
-        return [*ivs[:a], i, *ivs[a + ri:]]
+        return [*ivs[:a], _clamped_index(b, b.load(ind, ivs[a:a + ri]), dim), *ivs[a + ri:]]
 
     map_nest(b, out.shape, out, identity_map, [(x, src)], lambda v: v)
 
@@ -793,6 +801,236 @@ def lower_cast(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     map_nest(b, out.shape, out, identity_map, [(ins[0], identity_map)], convert)
 
 
+# ---------------------------------------------------------------------------
+# Index reductions, scans, element gathers and scatters, triangles,
+# transposed convolution, resize
+
+
+def lower_arg_reduce(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Per row along `axis`: carry (best value, its index); a strictly better
+    value (or, with select_last_index, an equal one) takes over. NaN counts as
+    the extreme, as in numpy: the first NaN (the last with select_last_index)."""
+    x = ins[0]
+    p = op.params
+    axis = nn.normalize_axis(p.axis, len(x.shape))
+    outer, at = _axis_split(x.shape, axis)
+    rel = ("g" if isinstance(op, nn.ArgmaxOp) else "l") + ("e" if p.select_last_index else "t")
+
+    def better(v: SSAValue, best: SSAValue) -> SSAValue:
+        if not x.is_float:
+            return b.cmpi("s" + rel, v, best)
+        nan = b.cmpf("uno", v, v)
+        if not p.select_last_index:  # a NaN only replaces a number
+            nan = b(arith.AndIOp, nan, b.cmpf("ord", best, best))
+        return b(arith.OrIOp, b.cmpf("o" + rel, v, best), nan)
+
+    def row(ivs, _):
+        def step(js, c):
+            v = b.load(x, at(ivs, js[0]))
+            take = better(v, c[0])
+            return [b.select(take, v, c[0]), b.select(take, js[0], c[1])]
+
+        _, best = b.nest([x.shape[axis]], step, [b.load(x, at(ivs, b.idx(0))), b.idx(0)])
+        o = at(ivs, b.idx(0)) if p.keepdims else ivs
+        b.store(b(arith.IndexCastOp, best, i64), out, o)
+
+    b.nest(outer, row)
+
+
+def lower_cumsum(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Per row along `axis` (backwards with `reverse`): carry the running sum;
+    store it after (inclusive) or before (exclusive) adding the element."""
+    x = ins[0]
+    p = op.params
+    axis = nn.normalize_axis(p.axis, len(x.shape))
+    outer, at = _axis_split(x.shape, axis)
+    n = x.shape[axis]
+
+    def row(ivs, _):
+        last = b(arith.SubiOp, b.size(n), b.idx(1)) if p.reverse else None
+
+        def step(js, c):
+            j = b(arith.SubiOp, last, js[0]) if p.reverse else js[0]
+            total = b.binary("add", c[0], b.load(x, at(ivs, j)))
+            b.store(c[0] if p.exclusive else total, out, at(ivs, j))
+            return [total]
+
+        b.nest([n], step, [b.const(0, out.elt)])
+
+    b.nest(outer, row)
+
+
+def lower_gather_elements(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """out[i] = x[i with i[axis] = indices[i]] (negative from the end, clamped)."""
+    x, ind = ins
+    a = nn.normalize_axis(op.params.axis, len(x.shape))
+    dim = b.size(x.shape[a])
+
+    def src(ivs):
+        return [*ivs[:a], _clamped_index(b, b.load(ind, ivs), dim), *ivs[a + 1:]]
+
+    map_nest(b, out.shape, out, identity_map, [(x, src)], lambda v: v)
+
+
+def _scatter_store(b: Builder, op, out: Buf, pos: list[SSAValue], value: SSAValue) -> None:
+    r = op.params.reduction
+    if r != "none":
+        value = b.binary(r, b.load(out, pos), value)
+    b.store(value, out, pos)
+
+
+def lower_scatter_elements(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Copy x, then for each index position in row-major order: out[i with
+    i[axis] = indices[i]] = updates[i] (or combined by the reduction)."""
+    x, ind, upd = ins
+    map_nest(b, out.shape, out, identity_map, [(x, identity_map)], lambda v: v)
+    a = nn.normalize_axis(op.params.axis, len(x.shape))
+    dim = b.size(x.shape[a])
+
+    def body(ivs, _):
+        pos = [*ivs[:a], _clamped_index(b, b.load(ind, ivs), dim), *ivs[a + 1:]]
+        _scatter_store(b, op, out, pos, b.load(upd, ivs))
+
+    b.nest(ind.shape, body)
+
+
+def lower_scatter_nd(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Copy x, then for each index tuple t = indices[j, :] (in order): the
+    slice out[t, ...] = updates[j, ...] (or combined by the reduction)."""
+    x, ind, upd = ins
+    map_nest(b, out.shape, out, identity_map, [(x, identity_map)], lambda v: v)
+    k = ind.shape[-1]
+
+    def tuple_(js, _):
+        t = [_clamped_index(b, b.load(ind, [*js, b.idx(d)]), b.size(x.shape[d])) for d in range(k)]
+        b.nest(x.shape[k:], lambda rs, _: _scatter_store(b, op, out, [*t, *rs],
+                                                          b.load(upd, [*js, *rs])))
+
+    b.nest(ind.shape[:-1], tuple_)
+
+
+def lower_triangle(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Keep x[..., i, j] where j - i >= k (triu) or <= k (tril), else 0."""
+    x = ins[0]
+    zero = b.const(0, out.elt)
+    pred = "sge" if isinstance(op, nn.TriuOp) else "sle"
+
+    def body(ivs, _):
+        keep = b.cmpi(pred, b(arith.SubiOp, ivs[-1], ivs[-2]), b.idx(op.params.k))
+        b.store(b.select(keep, b.load(x, ivs), zero), out, ivs)
+
+    b.nest(out.shape, body)
+
+
+def lower_conv_transpose(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Per output point, the sum over (input channel of its group, kernel
+    offset) of the input point that lands there: position o + pad - off *
+    dilation must be a non-negative multiple of the stride, inside the input
+    (checked branch-free; invalid terms read index 0 and add zero)."""
+    x, w = ins
+    p = op.params
+    cw, mg, kernel = w.shape[0], w.shape[1], w.shape[2:]
+    cg = cw // p.group
+    k = len(kernel)
+    zero = b.const(0, out.elt)
+
+    def point(ivs, _):
+        ni, mi, *o = ivs
+        j, cbase = mi, None
+        if p.group > 1:
+            cbase = b.mul_i(b(arith.DivUIOp, mi, b.idx(mg)), cg)
+            j = b(arith.RemUIOp, mi, b.idx(mg))
+
+        def acc(ks, carried):
+            ci, *kk = ks
+            c = ci if cbase is None else b.add_i(cbase, ci)
+            positions, valid = [], None
+            for d in range(k):
+                t = b(arith.SubiOp, b.add_i(o[d], p.pads[d]), b.mul_i(kk[d], p.dilations[d]))
+                ok = b.cmpi("sge", t, b.idx(0))
+                if p.strides[d] > 1:
+                    tc = b(arith.MaxSIOp, t, b.idx(0))
+                    q = b(arith.DivUIOp, tc, b.idx(p.strides[d]))
+                    rem = b(arith.RemUIOp, tc, b.idx(p.strides[d]))
+                    ok = b(arith.AndIOp, ok, b.cmpi("eq", rem, b.idx(0)))
+                else:
+                    q = t
+                ok = b(arith.AndIOp, ok, b.cmpi("slt", q, b.size(x.shape[2 + d])))
+                valid = ok if valid is None else b(arith.AndIOp, valid, ok)
+                positions.append(q)
+            positions = [b.select(valid, q, b.idx(0)) for q in positions]
+            xv = b.select(valid, b.load(x, [ni, c, *positions]), zero)
+            return [b(arith.AddfOp, carried[0], b(arith.MulfOp, xv, b.load(w, [c, j, *kk])))]
+
+        total, = b.nest([cg, *kernel], acc, [zero])
+        b.store(total, out, ivs)
+
+    b.nest(out.shape, point)
+
+
+def resize_tables(op) -> list[tuple[str, np.ndarray]]:
+    """Per resized axis (nn.ResizeOp.taps): its tap indices (out, taps) i64,
+    their weights (out, taps) in the element type unless nearest, and where
+    some position is outside the input (tf_crop_and_resize) a 0/1 i64 flag
+    per output position."""
+    dtype = nn.numpy_dtype(op.result.type.element_type)
+    tables = []
+    for t in op.taps():
+        tables.append((f"index{t.axis}", t.index))
+        if op.params.mode != "nearest":
+            tables.append((f"weights{t.axis}", t.weights.astype(dtype)))
+        if t.outside is not None:
+            tables.append((f"outside{t.axis}", t.outside.astype(np.int64)))
+    return tables
+
+
+def lower_resize(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Per output point: the sum over the taps of every resized axis (their
+    indices and weights are tables computed at compile time) of the product of
+    the weights times the input there; nearest reads its one tap; the
+    extrapolation value where some axis is outside the input."""
+    x, *tables = ins
+    nearest = op.params.mode == "nearest"
+    it = iter(tables)
+    axes = [(t.axis, t.index.shape[1], next(it), None if nearest else next(it),
+             None if t.outside is None else next(it)) for t in op.taps()]
+
+    def point(ivs, _):
+        def read(taps):
+            pos, weight = list(ivs), None
+            for (axis, _, index_t, weight_t, _), tv in zip(axes, taps):
+                pos[axis] = b(arith.IndexCastOp, b.load(index_t, [ivs[axis], tv]), index)
+                if weight_t is not None:
+                    w = b.load(weight_t, [ivs[axis], tv])
+                    weight = w if weight is None else b(arith.MulfOp, weight, w)
+            return b.load(x, pos), weight
+
+        if nearest:
+            v, _ = read([b.idx(0)] * len(axes))
+        else:
+            def acc(taps, c):
+                v, w = read(taps)
+                return [b(arith.AddfOp, c[0], b(arith.MulfOp, w, v))]
+
+            v, = b.nest([n for _, n, *_ in axes], acc, [b.const(0.0, out.elt)])
+        outside = None
+        for axis, _, _, _, flag_t in axes:
+            if flag_t is not None:
+                o = b.cmpi("ne", b.load(flag_t, [ivs[axis]]), b.const(0, i64))
+                outside = o if outside is None else b(arith.OrIOp, outside, o)
+        if outside is not None:
+            v = b.select(outside, b.const(op.params.extrapolation_value, out.elt), v)
+        b.store(v, out, ivs)
+
+    b.nest(out.shape, point)
+
+
+# Ops that read tables computed at compile time (extra weights after their operands).
+TABLES: dict[type, Callable[[Operation], list[tuple[str, np.ndarray]]]] = {
+    nn.ResizeOp: resize_tables,
+}
+
+
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     **{cls: lower_unary for cls in nn.UNARY_OPS.values()},
     **{cls: lower_binary for cls in nn.BINARY_OPS.values()},
@@ -806,6 +1044,11 @@ LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     nn.SliceOp: lower_slice, nn.GatherOp: lower_gather, nn.PadOp: lower_pad,
     nn.SparseMatmulOp: lower_sparse_matmul,
     nn.CastOp: lower_cast,
+    **{cls: lower_arg_reduce for cls in nn.ARG_REDUCE_OPS.values()},
+    **{cls: lower_triangle for cls in nn.TRIANGLE_OPS.values()},
+    nn.CumSumOp: lower_cumsum, nn.GatherElementsOp: lower_gather_elements,
+    nn.ScatterElementsOp: lower_scatter_elements, nn.ScatterNDOp: lower_scatter_nd,
+    nn.ConvTransposeOp: lower_conv_transpose, nn.ResizeOp: lower_resize,
 }
 
 
@@ -930,6 +1173,10 @@ class FunctionLowering:
                 base = f"{fn.sym_name.data}_sparse"
                 self.tables[op] = [self.add_weight(f"{base}_{what}", np.array(idx, np.int64))
                                    for what, idx in (("rows", op.params.rows), ("cols", op.params.cols))]
+            elif type(op) in TABLES:
+                base = f"{fn.sym_name.data}_{op.name[3:]}"
+                self.tables[op] = [self.add_weight(f"{base}_{what}", data)
+                                   for what, data in TABLES[type(op)](op)]
             res = op.results[0]
             src = op.operands[0] if isinstance(op, nn.ReshapeOp) else None
             if res in returned:
@@ -1014,7 +1261,8 @@ class FunctionLowering:
                 bufs[v] = buf(v, b.emit(memref.ViewOp(arena, off, sizes, _memref(v.type))))
             if isinstance(op, nn.ReshapeOp) and kind == "arena" and key is not v:
                 continue  # a view of its input's bytes: nothing to compute
-            tables = [Buf(wargs[s], (len(op.params.rows),), i64) for s in self.tables.get(op, [])]
+            tables = [Buf(wargs[s], nn.shape_of(self.weight_types[s]), self.weight_types[s].element_type)
+                      for s in self.tables.get(op, [])]
             LOWER[type(op)](b, op, bufs[v], [bufs[o] for o in op.operands] + tables)
         for i, v in enumerate(ret.arguments):
             if self.storage.get(v) != ("output", i):
