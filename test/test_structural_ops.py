@@ -187,6 +187,7 @@ CONV_TRANSPOSES = [  # x shape, w shape, params
                                   "strides": [2, 2]}),
     ((2, 3, 5), (3, 2, 4), {"strides": [2], "pads": [1, 2], "output_padding": [1]}),
     ((1, 2, 2, 3, 2), (2, 1, 2, 2, 2), {"strides": [1, 2, 1], "group": 2}),
+    ((1, 2, 3, 3), (2, 2, 2, 3), {"strides": [3, 2], "pads": [0, 1, 1, 0]}),  # stride > kernel
 ]
 
 

@@ -926,13 +926,18 @@ def lower_conv_transpose(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     """Per output point, the sum over (input channel of its group, kernel
     offset) of the input point that lands there: position o + pad - off *
     dilation must be a non-negative multiple of the stride, inside the input
-    (checked branch-free; invalid terms read index 0 and add zero)."""
+    (checked branch-free; invalid terms read index 0 and add zero). Along an
+    undilated axis of stride s only every s-th offset can land on o: the loop
+    visits just those, off = (o + pad) % s + t * s for t < ceil(kernel / s),
+    reading input position (o + pad) / s - t."""
     x, w = ins
     p = op.params
     cw, mg, kernel = w.shape[0], w.shape[1], w.shape[2:]
     cg = cw // p.group
     k = len(kernel)
     zero = b.const(0, out.elt)
+    phased = [p.strides[d] > 1 and p.dilations[d] == 1 for d in range(k)]
+    bounds = [-(-kk // s) if ph else kk for kk, s, ph in zip(kernel, p.strides, phased)]
 
     def point(ivs, _):
         ni, mi, *o = ivs
@@ -940,29 +945,50 @@ def lower_conv_transpose(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         if p.group > 1:
             cbase = b.mul_i(b(arith.DivUIOp, mi, b.idx(mg)), cg)
             j = b(arith.RemUIOp, mi, b.idx(mg))
+        base = [b.add_i(o[d], p.pads[d]) for d in range(k)]
+        phase = [(b(arith.RemUIOp, base[d], b.idx(p.strides[d])),
+                  b(arith.DivUIOp, base[d], b.idx(p.strides[d]))) if phased[d] else None
+                 for d in range(k)]
 
         def acc(ks, carried):
-            ci, *kk = ks
+            ci, *ts = ks
             c = ci if cbase is None else b.add_i(cbase, ci)
-            positions, valid = [], None
+            offsets, positions, valid = [], [], None
             for d in range(k):
-                t = b(arith.SubiOp, b.add_i(o[d], p.pads[d]), b.mul_i(kk[d], p.dilations[d]))
-                ok = b.cmpi("sge", t, b.idx(0))
-                if p.strides[d] > 1:
-                    tc = b(arith.MaxSIOp, t, b.idx(0))
-                    q = b(arith.DivUIOp, tc, b.idx(p.strides[d]))
-                    rem = b(arith.RemUIOp, tc, b.idx(p.strides[d]))
-                    ok = b(arith.AndIOp, ok, b.cmpi("eq", rem, b.idx(0)))
+                if phased[d]:  # off = r + t * s, position q0 - t
+                    r, q0 = phase[d]
+                    if bounds[d] == 1:  # t = 0: q0 >= 0
+                        kk, q, ok = r, q0, None
+                    else:
+                        kk = b(arith.AddiOp, r, b.mul_i(ts[d], p.strides[d]))
+                        q = b(arith.SubiOp, q0, ts[d])
+                        ok = b.cmpi("sge", q, b.idx(0))
+                    if kernel[d] % p.strides[d]:
+                        small = b.cmpi("slt", kk, b.idx(kernel[d]))
+                        ok = small if ok is None else b(arith.AndIOp, ok, small)
                 else:
-                    q = t
-                ok = b(arith.AndIOp, ok, b.cmpi("slt", q, b.size(x.shape[2 + d])))
+                    kk = ts[d]
+                    t = b(arith.SubiOp, base[d], b.mul_i(kk, p.dilations[d]))
+                    ok = b.cmpi("sge", t, b.idx(0))
+                    if p.strides[d] > 1:
+                        tc = b(arith.MaxSIOp, t, b.idx(0))
+                        q = b(arith.DivUIOp, tc, b.idx(p.strides[d]))
+                        rem = b(arith.RemUIOp, tc, b.idx(p.strides[d]))
+                        ok = b(arith.AndIOp, ok, b.cmpi("eq", rem, b.idx(0)))
+                    else:
+                        q = t
+                inside = b.cmpi("slt", q, b.size(x.shape[2 + d]))
+                ok = inside if ok is None else b(arith.AndIOp, ok, inside)
                 valid = ok if valid is None else b(arith.AndIOp, valid, ok)
+                offsets.append(kk)
                 positions.append(q)
             positions = [b.select(valid, q, b.idx(0)) for q in positions]
+            offsets = [b.select(valid, kk, b.idx(0)) if ph and kernel[d] % p.strides[d] else kk
+                       for d, (kk, ph) in enumerate(zip(offsets, phased))]  # an offset past the kernel
             xv = b.select(valid, b.load(x, [ni, c, *positions]), zero)
-            return [b(arith.AddfOp, carried[0], b(arith.MulfOp, xv, b.load(w, [c, j, *kk])))]
+            return [b(arith.AddfOp, carried[0], b(arith.MulfOp, xv, b.load(w, [c, j, *offsets])))]
 
-        total, = b.nest([cg, *kernel], acc, [zero])
+        total, = b.nest([cg, *bounds], acc, [zero])
         b.store(total, out, ivs)
 
     b.nest(out.shape, point)

@@ -1,9 +1,11 @@
 // RUN: ncc-opt %s --lower-to-loops | FileCheck %s
 // conv_transpose runs gather-style: a loop nest over the output, each point
-// the sum over (input channel, kernel offset) of the input point that lands
-// there. For stride 2 that input point is (o - k) / 2 when o - k is a
-// non-negative multiple of 2 inside the input: checked branch-free, an
-// invalid term reads index 0 and adds zero.
+// the sum over (input channel, kernel offset) of the input points that land
+// there. Along an undilated axis of stride s only every s-th kernel offset
+// lands on a given output position o: the offsets (o % s) + t * s, reading
+// input position o / s - t. For a 2x2 kernel of stride 2 that is one offset
+// per axis, so one multiply-add per input channel (checked branch-free: an
+// input position past the end reads index 0 and adds zero).
 
 // CHECK-LABEL: func.func @conv_transpose(
 // CHECK-SAME:    %x: memref<1x2x3x3xf32>, %w: memref<2x1x2x2xf32>, %out: memref<1x1x6x6xf32>)
@@ -13,31 +15,47 @@
 // CHECK-DAG:     %[[C3:.*]] = arith.constant 3 : index
 // CHECK:         scf.for %[[H:.*]] =
 // CHECK-NEXT:      scf.for %[[W:.*]] =
-// CHECK-NEXT:        %[[SUM:.*]] = scf.for %[[C:.*]] = {{.*}} iter_args(%{{.*}} = %[[ZERO]]) -> (f32) {
-// CHECK-NEXT:          scf.for %[[KH:.*]] = {{.*}} iter_args
-// CHECK-NEXT:            scf.for %[[KW:.*]] = {{.*}} iter_args(%[[A:.*]] = %{{.*}}) -> (f32) {
-// CHECK-NEXT:              %[[T:.*]] = arith.subi %[[H]], %[[KH]] : index
-// CHECK-NEXT:              %[[NN:.*]] = arith.cmpi sge, %[[T]], %[[C0]] : index
-// CHECK-NEXT:              %[[TC:.*]] = arith.maxsi %[[T]], %[[C0]] : index
-// CHECK-NEXT:              %[[Q:.*]] = arith.divui %[[TC]], %[[C2]] : index
-// CHECK-NEXT:              %[[R:.*]] = arith.remui %[[TC]], %[[C2]] : index
-// CHECK-NEXT:              %[[EX:.*]] = arith.cmpi eq, %[[R]], %[[C0]] : index
-// CHECK-NEXT:              %[[OK1:.*]] = arith.andi %[[NN]], %[[EX]] : i1
-// CHECK-NEXT:              %[[IN:.*]] = arith.cmpi slt, %[[Q]], %[[C3]] : index
-// CHECK-NEXT:              %[[OKH:.*]] = arith.andi %[[OK1]], %[[IN]] : i1
-// CHECK:                   %[[OK:.*]] = arith.andi %[[OKH]], %{{.*}} : i1
-// CHECK-NEXT:              %[[QH:.*]] = arith.select %[[OK]], %[[Q]], %[[C0]] : index
-// CHECK-NEXT:              %[[QW:.*]] = arith.select %[[OK]], %{{.*}}, %[[C0]] : index
-// CHECK-NEXT:              %[[XV:.*]] = memref.load %x[%[[C0]], %[[C]], %[[QH]], %[[QW]]] : memref<1x2x3x3xf32>
-// CHECK-NEXT:              %[[XS:.*]] = arith.select %[[OK]], %[[XV]], %[[ZERO]] : f32
-// CHECK-NEXT:              %[[WV:.*]] = memref.load %w[%[[C]], %[[C0]], %[[KH]], %[[KW]]] : memref<2x1x2x2xf32>
-// CHECK-NEXT:              %[[P:.*]] = arith.mulf %[[XS]], %[[WV]] : f32
-// CHECK-NEXT:              %[[S:.*]] = arith.addf %[[A]], %[[P]] : f32
-// CHECK-NEXT:              scf.yield %[[S]] : f32
-// CHECK:               memref.store %[[SUM]], %out[%[[C0]], %[[C0]], %[[H]], %[[W]]]
+// CHECK-NEXT:        %[[KH:.*]] = arith.remui %[[H]], %[[C2]] : index
+// CHECK-NEXT:        %[[IH:.*]] = arith.divui %[[H]], %[[C2]] : index
+// CHECK-NEXT:        %[[KW:.*]] = arith.remui %[[W]], %[[C2]] : index
+// CHECK-NEXT:        %[[IW:.*]] = arith.divui %[[W]], %[[C2]] : index
+// CHECK-NEXT:        %[[SUM:.*]] = scf.for %[[C:.*]] = {{.*}} iter_args(%[[A:.*]] = %[[ZERO]]) -> (f32) {
+// CHECK-NEXT:          %[[INH:.*]] = arith.cmpi slt, %[[IH]], %[[C3]] : index
+// CHECK-NEXT:          %[[INW:.*]] = arith.cmpi slt, %[[IW]], %[[C3]] : index
+// CHECK-NEXT:          %[[OK:.*]] = arith.andi %[[INH]], %[[INW]] : i1
+// CHECK-NEXT:          %[[QH:.*]] = arith.select %[[OK]], %[[IH]], %[[C0]] : index
+// CHECK-NEXT:          %[[QW:.*]] = arith.select %[[OK]], %[[IW]], %[[C0]] : index
+// CHECK-NEXT:          %[[XV:.*]] = memref.load %x[%[[C0]], %[[C]], %[[QH]], %[[QW]]] : memref<1x2x3x3xf32>
+// CHECK-NEXT:          %[[XS:.*]] = arith.select %[[OK]], %[[XV]], %[[ZERO]] : f32
+// CHECK-NEXT:          %[[WV:.*]] = memref.load %w[%[[C]], %[[C0]], %[[KH]], %[[KW]]] : memref<2x1x2x2xf32>
+// CHECK-NEXT:          %[[P:.*]] = arith.mulf %[[XS]], %[[WV]] : f32
+// CHECK-NEXT:          %[[S:.*]] = arith.addf %[[A]], %[[P]] : f32
+// CHECK-NEXT:          scf.yield %[[S]] : f32
+// CHECK-NEXT:        }
+// CHECK-NEXT:        memref.store %[[SUM]], %out[%[[C0]], %[[C0]], %[[H]], %[[W]]]
 func.func @conv_transpose(%x: tensor<1x2x3x3xf32> {ncc.name = "x"}, %w: tensor<2x1x2x2xf32> {ncc.name = "w"}) -> tensor<1x1x6x6xf32> {
   %0 = nn.conv_transpose %x, %w strides [2, 2] : tensor<1x2x3x3xf32>, tensor<2x1x2x2xf32> -> tensor<1x1x6x6xf32>
   func.return %0 : tensor<1x1x6x6xf32>
+}
+
+// A dilated axis visits every kernel offset k: o - k * dilation must be a
+// non-negative multiple of the stride, the input position its quotient.
+
+// CHECK-LABEL: func.func @dilated(
+// CHECK:         scf.for %[[O:.*]] =
+// CHECK-NEXT:      scf.for %[[K:.*]] = {{.*}} iter_args
+// CHECK-NEXT:        %[[KD:.*]] = arith.muli %[[K]], %[[C2:.*]] : index
+// CHECK-NEXT:        %[[T:.*]] = arith.subi %[[O]], %[[KD]] : index
+// CHECK-NEXT:        %[[NN:.*]] = arith.cmpi sge, %[[T]], %[[C0:.*]] : index
+// CHECK-NEXT:        %[[TC:.*]] = arith.maxsi %[[T]], %[[C0]] : index
+// CHECK-NEXT:        %[[Q:.*]] = arith.divui %[[TC]], %[[C2]] : index
+// CHECK-NEXT:        %[[R:.*]] = arith.remui %[[TC]], %[[C2]] : index
+// CHECK-NEXT:        %[[EX:.*]] = arith.cmpi eq, %[[R]], %[[C0]] : index
+// CHECK-NEXT:        arith.andi %[[NN]], %[[EX]] : i1
+// CHECK:             memref.load %w[%[[C0]], %[[C0]], %[[K]]] : memref<1x1x2xf32>
+func.func @dilated(%x: tensor<1x1x3xf32> {ncc.name = "x"}, %w: tensor<1x1x2xf32> {ncc.name = "w"}) -> tensor<1x1x7xf32> {
+  %0 = nn.conv_transpose %x, %w strides [2] dilations [2] : tensor<1x1x3xf32>, tensor<1x1x2xf32> -> tensor<1x1x7xf32>
+  func.return %0 : tensor<1x1x7xf32>
 }
 
 // resize: the taps of each resized axis are tables computed at compile time
