@@ -412,6 +412,16 @@ def _resize(g: _Graph, op: Operation, ins: list[str]) -> str:
                   extrapolation_value=p.extrapolation_value, **extra)
 
 
+def _max_pool_indices(g: _Graph, op: Operation, ins: list[str]) -> str:
+    """MaxPool's second output (its first, the values, unused)."""
+    p = op.params
+    indices = g.fresh("v")
+    g.node("MaxPool", ins, [g.fresh("v"), indices], kernel_shape=list(p.kernel),
+           strides=list(p.strides), pads=list(p.pads), dilations=list(p.dilations),
+           storage_order=int(p.column_major))
+    return indices
+
+
 RULES.update({
     **{cls: (lambda g, op, ins, t={"argmax": "ArgMax", "argmin": "ArgMin"}[n]: g.node(
         t, ins, axis=op.params.axis, keepdims=int(op.params.keepdims),
@@ -428,4 +438,5 @@ RULES.update({
     nn.ScatterNDOp: _scatter("ScatterND"),
     nn.ConvTransposeOp: _conv_transpose,
     nn.ResizeOp: _resize,
+    nn.MaxPoolIndicesOp: _max_pool_indices,
 })

@@ -697,9 +697,7 @@ def _ceil_mode_pads(b: Importer, x: SSAValue, kernel: Sequence[int], strides: Se
     return pads
 
 
-def _pool(b: Importer, a: dict, cls: type, **extra: Any) -> SSAValue:
-    if len(b.node.output) > 1 and b.node.output[1]:
-        raise b.error("the indices output is not supported")
+def _pool(b: Importer, a: dict, cls: type, **extra: Any) -> SSAValue | list[SSAValue]:
     x = b.v(0)
     kernel = list(a["kernel_shape"]) if "kernel_shape" in a else None
     if kernel is None:
@@ -715,7 +713,11 @@ def _pool(b: Importer, a: dict, cls: type, **extra: Any) -> SSAValue:
             x = b.build(nn.PadOp, x, [0, 0, *given[:k], 0, 0, *given[k:]])
             pads = [0] * k + [p - g for p, g in zip(pads[k:], given[k:])]
             extra["count_include_pad"] = False
-    return b.build(cls, x, kernel, strides=strides, pads=pads, dilations=dil, **extra)
+    y = b.build(cls, x, kernel, strides=strides, pads=pads, dilations=dil, **extra)
+    if cls is nn.MaxPoolOp and len(b.node.output) > 1 and b.node.output[1]:  # the Indices output
+        return [y, b.build(nn.MaxPoolIndicesOp, x, kernel, strides=strides, pads=pads, dilations=dil,
+                           column_major=bool(a.get("storage_order", 0)))]
+    return y
 
 
 OPS["MaxPool"] = lambda b, a: _pool(b, a, nn.MaxPoolOp)

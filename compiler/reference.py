@@ -250,6 +250,32 @@ def max_pool(x, kernel, strides, pads, dilations=None) -> np.ndarray:
     return reduce(np.maximum, (v for _, v in _windows(xp, kernel, strides, dilations or (1,) * len(kernel))))
 
 
+def max_pool_indices(x, kernel, strides, pads, dilations, column_major: bool) -> np.ndarray:
+    """The flat index into x of each window's first maximum (padding never wins)."""
+    n, c, *spatial = x.shape
+    k = len(kernel)
+    xp = np.pad(x, _spatial_pads(x, pads), constant_values=-np.inf)
+    order = range(k) if column_major else reversed(range(k))
+    step, steps = 1, [0] * k
+    for i in order:
+        steps[i], step = step, step * spatial[i]
+    base = (np.arange(n * c) * step).reshape(n, c, *(1,) * k)
+    best = found = index = None
+    for off, v in _windows(xp, kernel, strides, dilations):
+        lin, ok = base, True
+        for i in range(k):  # the input coordinate along axis i of each output point
+            pos = np.arange(v.shape[2 + i]) * strides[i] + off[i] * dilations[i] - pads[i]
+            shape = (1, 1, *(-1 if j == i else 1 for j in range(k)))
+            lin = lin + (pos * steps[i]).reshape(shape)
+            ok = ok & ((pos >= 0) & (pos < spatial[i])).reshape(shape)
+        if best is None:
+            best, found, index = v, np.broadcast_to(ok, v.shape), np.broadcast_to(lin, v.shape)
+            continue
+        take = ok & (~found | (v > best))
+        best, found, index = np.where(take, v, best), found | ok, np.where(take, lin, index)
+    return index
+
+
 def avg_pool(x, kernel, strides, pads, count_include_pad: bool, dilations=None) -> np.ndarray:
     def window_sum(a):
         ap = np.pad(a, _spatial_pads(a, pads))
@@ -442,6 +468,9 @@ EVAL: dict[type, Callable[..., np.ndarray]] = {
                                                         op.params.dilations, op.params.group,
                                                         op.params.output_padding),
     nn.ResizeOp: resize,
+    nn.MaxPoolIndicesOp: lambda op, x: max_pool_indices(x, op.params.kernel, op.params.strides,
+                                                        op.params.pads, op.params.dilations,
+                                                        op.params.column_major),
 }
 
 

@@ -904,6 +904,29 @@ class AvgPoolOp(NNOp):
         return _pool_infer(types[0], p)
 
 
+@nn_op
+class MaxPoolIndicesOp(NNOp):
+    """Where nn.max_pool finds each maximum (ONNX MaxPool's Indices output):
+    the flat i64 index into the input of the window's first maximum, the
+    spatial position row-major, or column-major with `column_major` (ONNX
+    storage_order 1); padding never wins."""
+
+    name = "nn.max_pool_indices"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("kernel", "ints"), *_POOL_WINDOW,
+                                           Param("column_major", "flag", False))
+    input = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, kernel: Sequence[int], *,
+                 strides: Sequence[int] | None = None, pads: Sequence[int] | None = None,
+                 dilations: Sequence[int] | None = None, column_major: bool = False):
+        self._build([x], kernel=kernel, strides=strides, pads=pads, dilations=dilations,
+                    column_major=column_major)
+
+    @classmethod
+    def infer(cls, types, p):
+        return TensorType(i64, shape_of(_pool_infer(types[0], p)))
+
+
 # ---------------------------------------------------------------------------
 # Reductions, softmax, norms
 
@@ -1909,5 +1932,5 @@ NN = Dialect("nn", [
     SliceOp, GatherOp, PadOp, ConstantOp, WeightOp, WeightRefOp,
     CastOp,
     *ARG_REDUCE_OPS.values(), *TRIANGLE_OPS.values(), CumSumOp, GatherElementsOp, ScatterElementsOp,
-    ScatterNDOp, ConvTransposeOp, ResizeOp,
+    ScatterNDOp, ConvTransposeOp, ResizeOp, MaxPoolIndicesOp,
 ], [TensorData])

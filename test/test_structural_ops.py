@@ -1,6 +1,6 @@
 """Structural ops: nn.argmax/argmin, nn.cumsum, nn.gather_elements,
-nn.scatter_elements, nn.scatter_nd, nn.triu/tril, nn.conv_transpose, nn.resize
-and dilated pools, at every level: shape rules and diagnostics, the reference
+nn.scatter_elements, nn.scatter_nd, nn.triu/tril, nn.conv_transpose, nn.resize,
+nn.max_pool_indices and dilated pools, at every level: shape rules and diagnostics, the reference
 against independent formulations (naive loops, onnx's reference evaluator),
 lowered code (loop interpreter and native) against the reference, ONNX import
 against onnxruntime (including the ops that decompose: Tile, DepthToSpace,
@@ -404,6 +404,45 @@ def test_dilated_pools_lowered():
         check_lowered(build([T(DYN, 2, 7, 8)], lambda e, x: e(op(x))), [randn(2, 2, 7, 8)])
 
 
+MAX_POOL_INDICES = [  # x shape, kernel, params
+    ((2, 3, 5, 6), [2, 2], {}),
+    ((1, 2, 5, 5), [3, 2], {"strides": [2, 2], "pads": [1, 1, 1, 0], "column_major": True}),
+    ((1, 1, 7, 6), [2, 2], {"dilations": [2, 2], "pads": [1, 0, 1, 1]}),
+    ((1, 2, 4, 3, 5), [2, 2, 2], {"strides": [1, 2, 2], "column_major": True}),
+]
+
+
+@pytest.mark.parametrize("case", MAX_POOL_INDICES, ids=str)
+def test_max_pool_indices(case):
+    """The reference equals onnxruntime (onnx's reference evaluator gets these
+    indices wrong), the values at the indices are max_pool's, and the lowered
+    code equals the reference."""
+    xs, kernel, kw = case
+    x = np.round(randn(*xs), 1)  # ties: the first maximum
+    x[0, 0, 0, 0] = -np.inf  # a real -inf beats padding
+    kw = dict(kw)
+    column_major = kw.pop("column_major", False)
+    node = helper.make_node("MaxPool", ["x"], ["v", "i"], kernel_shape=kernel,
+                            storage_order=int(column_major), **kw)
+    m = onnx_model([node], {"x": (F, xs)}, {"v": F, "i": I64}, opset=12)
+    values, indices = check_import(m, {"x": x}, return_outputs=True)
+    spatial = range(2, len(xs))
+    layout = x.transpose(0, 1, *(reversed(spatial) if column_major else spatial))
+    np.testing.assert_array_equal(layout.reshape(-1)[indices], values)
+    mod = build([T(DYN, *xs[1:])], lambda e, v: e(nn.MaxPoolIndicesOp(v, kernel, column_major=column_major,
+                                                                      **kw)))
+    check_lowered(mod, [x])
+
+
+def test_max_pool_indices_import_and_export():
+    node = helper.make_node("MaxPool", ["x"], ["v", "i"], kernel_shape=[3, 3], strides=[2, 2],
+                            pads=[1, 1, 1, 1])
+    m = onnx_model([node], {"x": (F, [2, 3, 6, 7])}, {"v": F, "i": I64})
+    module = check_import(m, {"x": randn(2, 3, 6, 7)}, native=True)
+    model = check_export(module, [randn(2, 3, 6, 7)])
+    assert [n.op_type for n in model.graph.node] == ["MaxPool", "MaxPool"]
+
+
 # ---------------------------------------------------------------------------
 # ONNX import against onnxruntime
 
@@ -420,9 +459,9 @@ def onnx_model(nodes, inputs, outputs, inits=(), opset=18):
     return m
 
 
-def check_import(m, feeds, rtol=1e-5, atol=1e-6, native=False):
+def check_import(m, feeds, rtol=1e-5, atol=1e-6, native=False, return_outputs=False):
     """The imported model's reference run (and, with native, its compiled run)
-    equals onnxruntime's."""
+    equals onnxruntime's; returns the module (or, with return_outputs, its outputs)."""
     module = import_onnx(m)
     want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
     runs = [ncc.reference.run(module, feeds)]
@@ -434,7 +473,7 @@ def check_import(m, feeds, rtol=1e-5, atol=1e-6, native=False):
         for g, w in zip(got, want):
             assert g.shape == w.shape and g.dtype == w.dtype
             np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
-    return module
+    return runs[0] if return_outputs else module
 
 
 @pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])

@@ -531,6 +531,37 @@ def lower_pool(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     b.nest(out.shape, point)
 
 
+def lower_max_pool_indices(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """As max_pool, carrying the flat index of the maximum with it: a valid
+    cell takes over when it is greater, or when no cell was valid yet (-1)."""
+    x = ins[0]
+    p = op.params
+    c, spatial = x.shape[1], x.shape[2:]
+    order = range(len(spatial)) if p.column_major else reversed(range(len(spatial)))
+    step, steps = 1, [0] * len(spatial)
+    for i in order:
+        steps[i], step = step, step * spatial[i]
+
+    def point(ivs, _):
+        base = b.mul_i(b.add_i(b.mul_i(ivs[0], c), ivs[1]), step)  # (n * C + c) * plane
+
+        def acc(ks, carried):
+            pos, valid = window(b, spatial, ivs[2:], ks, p.strides, p.pads, p.dilations)
+            v = b.load(x, [ivs[0], ivs[1], *pos])
+            lin = base
+            for q, st in zip(pos, steps):
+                lin = b.add_i(lin, b.mul_i(q, st))
+            take = b(arith.OrIOp, b.cmpf("ogt", v, carried[0]), b.cmpi("eq", carried[1], b.idx(-1)))
+            if valid is not None:
+                take = b(arith.AndIOp, valid, take)
+            return [b.select(take, v, carried[0]), b.select(take, lin, carried[1])]
+
+        _, best = b.nest(p.kernel, acc, [b.const(-pymath.inf, x.elt), b.idx(-1)])
+        b.store(b(arith.IndexCastOp, best, i64), out, ivs)
+
+    b.nest(out.shape, point)
+
+
 def lower_reduce(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     """out = init; for every input element (row-major, unit-stride reads):
     out[projection] = combine(out[projection], x); mean then divides."""
@@ -1075,6 +1106,7 @@ LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     nn.CumSumOp: lower_cumsum, nn.GatherElementsOp: lower_gather_elements,
     nn.ScatterElementsOp: lower_scatter_elements, nn.ScatterNDOp: lower_scatter_nd,
     nn.ConvTransposeOp: lower_conv_transpose, nn.ResizeOp: lower_resize,
+    nn.MaxPoolIndicesOp: lower_max_pool_indices,
 }
 
 

@@ -33,12 +33,14 @@ func.func @scatter_nd(%x: tensor<4x3xf32>, %i: tensor<2x1xi32>, %u: tensor<2x3xf
 // CHECK-LABEL: func.func @windows(%x: tensor<?x4x8x8xf32>, %w: tensor<4x3x3x3xf32>) -> tensor<?x6x16x16xf32> {
 // CHECK-NEXT: %0 = nn.conv_transpose %x, %w strides [2, 2] pads [1, 1, 0, 0] group 2 output_padding [0, 1] : tensor<?x4x8x8xf32>, tensor<4x3x3x3xf32> -> tensor<?x6x16x17xf32>
 // CHECK-NEXT: %1 = nn.max_pool %0 kernel [2, 2] dilations [1, 2] : tensor<?x6x16x17xf32> -> tensor<?x6x15x15xf32>
+// CHECK-NEXT: %{{.*}} = nn.max_pool_indices %0 kernel [2, 2] dilations [1, 2] column_major : tensor<?x6x16x17xf32> -> tensor<?x6x15x15xi64>
 // CHECK-NEXT: %2 = nn.avg_pool %1 kernel [3, 3] pads [2, 2, 2, 2] dilations [2, 2] count_include_pad : tensor<?x6x15x15xf32>
 // CHECK-NEXT: %3 = nn.resize %2 mode linear scales [1.0, 1.0, 1.0666666666666667, 1.0666666666666667] coordinate_transformation_mode align_corners : tensor<?x6x15x15xf32> -> tensor<?x6x16x16xf32>
 // CHECK-NEXT: func.return %3 : tensor<?x6x16x16xf32>
 func.func @windows(%x: tensor<?x4x8x8xf32>, %w: tensor<4x3x3x3xf32>) -> tensor<?x6x16x16xf32> {
   %0 = nn.conv_transpose %x, %w strides [2, 2] pads [1, 1, 0, 0] group 2 output_padding [0, 1] : tensor<?x4x8x8xf32>, tensor<4x3x3x3xf32> -> tensor<?x6x16x17xf32>
   %1 = nn.max_pool %0 kernel [2, 2] dilations [1, 2] : tensor<?x6x16x17xf32> -> tensor<?x6x15x15xf32>
+  %i = nn.max_pool_indices %0 kernel [2, 2] dilations [1, 2] column_major : tensor<?x6x16x17xf32> -> tensor<?x6x15x15xi64>
   %2 = nn.avg_pool %1 kernel [3, 3] pads [2, 2, 2, 2] dilations [2, 2] count_include_pad : tensor<?x6x15x15xf32>
   %3 = nn.resize %2 mode linear scales [1.0, 1.0, 1.0666666666666667, 1.0666666666666667] coordinate_transformation_mode align_corners : tensor<?x6x15x15xf32> -> tensor<?x6x16x16xf32>
   func.return %3 : tensor<?x6x16x16xf32>
