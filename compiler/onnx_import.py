@@ -1339,11 +1339,13 @@ def _lp_pool(b, a):
     strides, pads = _window(b, a, x, kernel, dil)
     if a.get("ceil_mode", 0):
         pads = _ceil_mode_pads(b, x, kernel, strides, pads, dil)
-    powered = _binary(b, "mul", x, x) if p == 2 else \
+    powered = _binary(b, "mul", x, x) if p == 2 else _u(b, "abs", x) if p == 1 else \
         _binary(b, "pow", _u(b, "abs", x), _full_like(b, p, x))
     ones = b.emit(nn.ConstantOp(np.ones((c, 1, *kernel), nn.numpy_dtype(x.type.element_type))))
     total = b.build(nn.ConvOp, powered, ones, strides=strides, pads=pads, dilations=dil, group=c)
-    return _u(b, "sqrt", total) if p == 2 else _binary(b, "pow", total, _full_like(b, 1 / p, x))
+    if p in (1, 2):
+        return total if p == 1 else _u(b, "sqrt", total)
+    return _binary(b, "pow", total, _full_like(b, 1 / p, x))
 
 
 @op("ConvTranspose")
