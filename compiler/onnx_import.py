@@ -1140,6 +1140,38 @@ def _scatter_nd(b, a):
     return b.build(nn.ScatterNDOp, b.v(0), b.v(1), b.v(2), _str_attr(a, "reduction", "none"))
 
 
+@op("TensorScatter")
+def _tensor_scatter(b, a):
+    """The update written into the cache along `axis` from each batch row's
+    write index: a scatter_elements whose indices are write index + position
+    (wrapped once past the end in circular mode)."""
+    past, upd = b.v(0), b.v(1)
+    ps, us = shape_of(past.type), shape_of(upd.type)
+    r = len(ps)
+    axis = a.get("axis", -2)
+    if not -r <= axis < r or axis % r == 0:
+        raise b.error(f"axis {axis} must name a non-batch axis of {past.type}")
+    axis %= r
+    mode = _str_attr(a, "mode", "linear")
+    if mode not in ("linear", "circular"):
+        raise b.error(f"unknown mode '{mode}' (known: linear, circular)")
+    if DYN in us:
+        raise b.error(f"needs an update of static shape, got {upd.type}")
+    positions = np.arange(us[axis]).reshape([-1 if i == axis else 1 for i in range(r)])
+    idx = b.emit(nn.ConstantOp(np.ascontiguousarray(np.broadcast_to(positions, us), np.int64)))
+    if b.has(2):
+        w = b.v(2)
+        if w.type.element_type != nn.i64:
+            raise b.error(f"write_indices must be int64, got {w.type}")
+        idx = _binary(b, "add", idx, _reshape_to(b, w, [us[0]] + [1] * (r - 1)))
+    if mode == "circular":  # past the end: one wrap around
+        size = ps[axis]
+        over = _binary(b, "min", _binary(b, "max", _binary(b, "sub", idx, _full_like(b, size - 1, idx)),
+                                          _full_like(b, 0, idx)), _full_like(b, 1, idx))
+        idx = _binary(b, "sub", idx, _binary(b, "mul", over, _full_like(b, size, idx)))
+    return b.build(nn.ScatterElementsOp, past, idx, upd, axis)
+
+
 @op("Trilu")
 def _trilu(b, a):
     k = _one_value(b, 1, "k") if b.has(1) else 0

@@ -4,7 +4,8 @@ nn.max_pool_indices and dilated pools, at every level: shape rules and diagnosti
 against independent formulations (naive loops, onnx's reference evaluator),
 lowered code (loop interpreter and native) against the reference, ONNX import
 against onnxruntime (including the ops that decompose: Tile, DepthToSpace,
-SpaceToDepth, EyeLike, Range, OneHot, Hardmax, LpPool), and export."""
+SpaceToDepth, EyeLike, Range, OneHot, Hardmax, LpPool, TensorScatter), and
+export."""
 
 from __future__ import annotations
 
@@ -504,6 +505,25 @@ def test_import_scatter_of_opset_10():
     m = onnx_model([helper.make_node("Scatter", ["x", "i", "u"], ["y"], axis=0)],
                    {"x": (F, [3, 3]), "i": (I64, [1, 3]), "u": (F, [1, 3])}, {"y": F}, opset=10)
     check_import(m, {"x": randn(3, 3), "i": np.array([[2, 0, 1]]), "u": randn(1, 3)})
+
+
+@pytest.mark.parametrize("mode,write", [("linear", None), ("linear", [0, 3]), ("circular", [2, 4])])
+def test_import_tensor_scatter(mode, write):
+    """A KV cache update (opset 24): against onnx's reference evaluator, natively."""
+    from onnx.reference import ReferenceEvaluator
+
+    inputs = {"past": (F, [2, 3, 5, 4]), "update": (F, [2, 3, 2, 4])}
+    if write is not None:
+        inputs["w"] = (I64, [2])
+    node = helper.make_node("TensorScatter", list(inputs), ["y"], mode=mode)
+    m = onnx_model([node], inputs, {"y": F}, opset=24)
+    feeds = {"past": randn(2, 3, 5, 4), "update": randn(2, 3, 2, 4)}
+    if write is not None:
+        feeds["w"] = np.array(write)
+    want, = ReferenceEvaluator(m).run(None, feeds)
+    module = import_onnx(m)
+    np.testing.assert_array_equal(ncc.reference.run(module, feeds)[0], want)
+    np.testing.assert_array_equal(ncc.compile(module, cache=False).run(feeds)[0], want)
 
 
 @pytest.mark.parametrize("upper", [0, 1])
