@@ -1,11 +1,11 @@
 """Structural ops: nn.argmax/argmin, nn.cumsum, nn.gather_elements,
-nn.scatter_elements, nn.scatter_nd, nn.triu/tril, nn.conv_transpose, nn.resize,
-nn.max_pool_indices and dilated pools, at every level: shape rules and diagnostics, the reference
-against independent formulations (naive loops, onnx's reference evaluator),
-lowered code (loop interpreter and native) against the reference, ONNX import
-against onnxruntime (including the ops that decompose: Tile, DepthToSpace,
-SpaceToDepth, EyeLike, Range, OneHot, Hardmax, LpPool, TensorScatter), and
-export."""
+nn.scatter_elements, nn.scatter_nd, nn.triu/tril, nn.conv_transpose,
+nn.resize, nn.max_pool_indices and dilated pools, at every level: shape rules
+and diagnostics, the reference against independent formulations (naive loops,
+onnx's reference evaluator), lowered code (loop interpreter and native)
+against the reference, ONNX import against onnxruntime (including the ops
+that decompose: Tile, DepthToSpace, SpaceToDepth, EyeLike, Range, OneHot,
+Hardmax, LpPool, TensorScatter), and export."""
 
 from __future__ import annotations
 
