@@ -17,7 +17,9 @@ their parts (fused_matmul -> MatMul, Add, activation; fused_conv -> Conv with
 its bias, activation), a sparse_matmul with constant values becomes a MatMul
 with the dense weight (with computed values: ScatterND into zeros, then
 MatMul), and activations ONNX has no op for are decomposed (silu = x *
-sigmoid(x), gaussian = exp(-x*x), step = cast(x > 0)).
+sigmoid(x), gaussian = exp(-x*x), step = cast(x > 0); mod on floats, which
+ONNX Mod only takes with fmod=1: the C remainder, plus the divisor where the
+signs differ).
 """
 
 from __future__ import annotations
@@ -260,9 +262,39 @@ ACTIVATIONS: dict[str, Callable[[_Graph, str, SSAValue], str]] = {
     "exp": _simple("Exp"), "log": _simple("Log"), "neg": _simple("Neg"), "sqrt": _simple("Sqrt"),
     "reciprocal": _simple("Reciprocal"), "erf": _simple("Erf"), "floor": _simple("Floor"),
     "ceil": _simple("Ceil"), "cos": _simple("Cos"),
+    "acos": _simple("Acos"), "asin": _simple("Asin"), "atan": _simple("Atan"),
+    "sinh": _simple("Sinh"), "cosh": _simple("Cosh"), "asinh": _simple("Asinh"),
+    "acosh": _simple("Acosh"), "atanh": _simple("Atanh"), "round": _simple("Round"),
+    "sign": _simple("Sign"),
 }
+
+
+def _mod(g: "_Graph", op: Operation, ins: list[str]) -> str:
+    """nn.mod: ONNX Mod on integers; on floats (where ONNX requires fmod=1)
+    the C remainder plus the divisor where the signs differ."""
+    if not isinstance(op.result.type.element_type, nn.FLOAT_TYPES):
+        return g.node("Mod", ins)
+    r = g.node("Mod", ins, fmod=1)
+    zero = g.scalar(0, op.result)
+    signs = g.node("Xor", [g.node("Less", [r, zero]), g.node("Less", [ins[1], zero])])
+    adjust = g.node("And", [g.node("Not", [g.node("Equal", [r, zero])]), signs])
+    return g.node("Where", [adjust, g.node("Add", [r, ins[1]]), r])
+
+
+def _select(g: "_Graph", op: Operation, ins: list[str]) -> str:
+    """Where; between bools (which onnxruntime's Where does not take) c & x | !c & y."""
+    c, x, y = ins
+    if op.result.type.element_type != nn.i1:
+        return g.node("Where", ins)
+    return g.node("Or", [g.node("And", [c, x]), g.node("And", [g.node("Not", [c]), y])])
+
+
+# nn binary op -> ONNX op type, or a rule (graph, op, input names) -> output name
 BINARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min",
-          "pow": "Pow"}
+          "pow": "Pow", "mod": _mod, "fmod": lambda g, op, ins: g.node("Mod", ins, fmod=1)}
+COMPARE = {"equal": "Equal", "less": "Less", "less_equal": "LessOrEqual", "greater": "Greater",
+           "greater_equal": "GreaterOrEqual"}
+LOGICAL = {"and": "And", "or": "Or", "xor": "Xor"}
 REDUCE = {"reduce_sum": "ReduceSum", "reduce_mean": "ReduceMean", "reduce_max": "ReduceMax",
           "reduce_min": "ReduceMin", "reduce_prod": "ReduceProd"}
 
@@ -334,7 +366,15 @@ def _epsilon(op: Operation) -> dict[str, float]:
 RULES: dict[type, Callable[[_Graph, Operation, list[str]], str]] = {
     **{cls: (lambda g, op, ins, n=n: g.activation(n, ins[0], op.result))
        for n, cls in nn.UNARY_OPS.items()},
-    **{cls: (lambda g, op, ins, t=BINARY[n]: g.node(t, ins)) for n, cls in nn.BINARY_OPS.items()},
+    **{cls: BINARY[n] if callable(BINARY[n]) else (lambda g, op, ins, t=BINARY[n]: g.node(t, ins))
+       for n, cls in nn.BINARY_OPS.items()},
+    **{cls: (lambda g, op, ins, t=COMPARE[n]: g.node(t, ins)) for n, cls in nn.COMPARE_OPS.items()},
+    **{cls: (lambda g, op, ins, t=LOGICAL[n]: g.node(t, ins)) for n, cls in nn.LOGICAL_OPS.items()},
+    nn.NotOp: lambda g, op, ins: g.node("Not", ins),
+    nn.SelectOp: _select,
+    nn.IsNanOp: lambda g, op, ins: g.node("IsNaN", ins),
+    nn.IsInfOp: lambda g, op, ins: g.node("IsInf", ins, detect_positive=op.params.detect_positive,
+                                          detect_negative=op.params.detect_negative),
     **{cls: (lambda g, op, ins, t=REDUCE[n]: g.reduce(t, ins[0], op.params.axes, op.params.keepdims))
        for n, cls in nn.REDUCE_OPS.items()},
     nn.MatmulOp: lambda g, op, ins: g.node("MatMul", ins),

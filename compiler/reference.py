@@ -431,6 +431,13 @@ EVAL: dict[type, Callable[..., np.ndarray]] = {
     **{cls: (lambda op, a, b: type(op).fn(a, b)) for cls in nn.BINARY_OPS.values()},
     **{cls: (lambda op, x: type(op).fn(x, axis=op.params.axes, keepdims=op.params.keepdims))
        for cls in nn.REDUCE_OPS.values()},
+    **{cls: (lambda op, a, b: type(op).fn(a, b))
+       for cls in (*nn.COMPARE_OPS.values(), *nn.LOGICAL_OPS.values())},
+    nn.NotOp: lambda op, x: np.logical_not(x),
+    nn.SelectOp: lambda op, c, x, y: np.where(c, x, y),
+    nn.IsNanOp: lambda op, x: np.isnan(x),
+    nn.IsInfOp: lambda op, x: ((x == np.inf) & bool(op.params.detect_positive))
+    | ((x == -np.inf) & bool(op.params.detect_negative)),
     nn.MatmulOp: lambda op, a, b: np.matmul(a, b),
     nn.FusedMatmulOp: _fused_matmul,
     nn.ConvOp: lambda op, x, w: conv(x, w, op.params.strides, op.params.pads,

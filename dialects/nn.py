@@ -16,8 +16,11 @@ flag such as `keepdims`), parameters at their default left out, then
 the result have that one type. One mechanism (`NNOp` and its `PARAMS` table)
 gives every op its properties, syntax, defaults and verifier; each op adds
 only its shape rule (`infer`). Unary and binary elementwise ops are generated
-from the tables `UNARY` and `BINARY` (each is still a registered class:
-`nn.ReluOp`, `nn.AddOp`, ...). Dynamic dimensions (`?`) are `DYN` in shapes.
+from the tables `UNARY` and `BINARY`, comparisons (an i1 result) from
+`COMPARE`, logical ops on i1 from `LOGICAL` (each is still a registered class:
+`nn.ReluOp`, `nn.AddOp`, `nn.LessOp`, `nn.AndOp`, ...). Booleans are i1 tensors
+(numpy bool arrays); `nn.select` picks between two tensors by one. Dynamic
+dimensions (`?`) are `DYN` in shapes.
 
 Weights are module-level symbols whose data is a read-only numpy array held in
 memory (`WeightOp.data`); text prints it as a `dense<...>` literal that
@@ -532,6 +535,24 @@ def _need_float(t: TensorType, what: str) -> None:
         raise VerifyException(f"{what} must have a float element type, got {t}")
 
 
+def _need_numeric(t: TensorType, what: str) -> None:
+    if t.element_type == i1:
+        raise VerifyException(f"{what} must have a numeric element type, got {t} "
+                              "(i1 tensors take the logical ops and nn.select)")
+
+
+def _need_bool(t: TensorType, what: str) -> None:
+    if t.element_type != i1:
+        raise VerifyException(f"{what} must have element type i1 (bool), got {t}")
+
+
+def _broadcast(types: Sequence[TensorType]) -> Shape:
+    try:
+        return broadcast_shapes(*(shape_of(t) for t in types))
+    except ValueError as e:
+        raise VerifyException(str(e)) from None
+
+
 def _same_element(types: Sequence[TensorType], what: str = "operands") -> Attribute:
     elts = {t.element_type for t in types}
     if len(elts) > 1:
@@ -569,12 +590,27 @@ UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     **{a.name: a.fn for a in activations.ACTIVATIONS},
     "exp": np.exp, "log": np.log, "neg": np.negative, "sqrt": np.sqrt,
     "reciprocal": np.reciprocal, "erf": _erf, "floor": np.floor, "ceil": np.ceil, "cos": np.cos,
+    "acos": np.arccos, "asin": np.arcsin, "atan": np.arctan, "sinh": np.sinh, "cosh": np.cosh,
+    "asinh": np.arcsinh, "acosh": np.arccosh, "atanh": np.arctanh,
+    "round": np.round,  # half to even, as ONNX Round
+    "sign": np.sign,
 }
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a / b; on integers truncated toward zero (C, ONNX), and x / 0 = 0."""
+    if a.dtype.kind == "f":
+        return np.divide(a, b)
+    q, r = np.floor_divide(a, b), np.remainder(a, b)  # both 0 where b == 0
+    return q + ((r != 0) & ((a < 0) != (b < 0)))
 # name -> (numpy function, float element types only)
 BINARY: dict[str, tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], bool]] = {
     "add": (np.add, False), "sub": (np.subtract, False), "mul": (np.multiply, False),
-    "div": (np.divide, True), "max": (np.maximum, False), "min": (np.minimum, False),
+    "div": (_div, False), "max": (np.maximum, False), "min": (np.minimum, False),
     "pow": (np.power, True),
+    # remainders: mod takes the divisor's sign (Python's %, ONNX Mod), fmod the
+    # dividend's (C's fmod, ONNX Mod fmod=1); an integer x mod 0 is 0
+    "mod": (np.mod, False), "fmod": (np.fmod, False),
 }
 
 
@@ -607,6 +643,7 @@ class BinaryOp(NNOp):
         elt = _same_element(types)
         if cls.FLOAT_ONLY:
             _need_float(types[0], "operands")
+        _need_numeric(types[0], "operands")
         try:
             return TensorType(elt, broadcast_shapes(shape_of(types[0]), shape_of(types[1])))
         except ValueError as e:
@@ -635,6 +672,136 @@ BINARY_OPS: dict[str, type[BinaryOp]] = {
     for n, (f, flt) in BINARY.items()}
 
 
+# Comparisons: numeric operands of one element type (also i1 for equal), numpy
+# broadcasting, an i1 (bool) result. Floats compare as IEEE: NaN is unequal to
+# everything and neither less nor greater.
+COMPARE: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "equal": np.equal, "less": np.less, "less_equal": np.less_equal,
+    "greater": np.greater, "greater_equal": np.greater_equal,
+}
+# Logical ops on i1 (bool) tensors, with broadcasting.
+LOGICAL: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "and": np.logical_and, "or": np.logical_or, "xor": np.logical_xor,
+}
+
+
+class CompareOp(NNOp):
+    """z = x <op> y elementwise with broadcasting, z of element type i1."""
+
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+
+    def __init__(self, lhs: SSAValue | Operation, rhs: SSAValue | Operation):
+        self._build([lhs, rhs])
+
+    @classmethod
+    def infer(cls, types, p):
+        _same_element(types)
+        if cls.name != "nn.equal":
+            _need_numeric(types[0], "operands")
+        return TensorType(i1, _broadcast(types))
+
+
+class LogicalOp(NNOp):
+    """z = x <op> y on i1 (bool) tensors, with broadcasting."""
+
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+
+    def __init__(self, lhs: SSAValue | Operation, rhs: SSAValue | Operation):
+        self._build([lhs, rhs])
+
+    @classmethod
+    def infer(cls, types, p):
+        for t in types:
+            _need_bool(t, "operands")
+        return TensorType(i1, _broadcast(types))
+
+
+COMPARE_OPS: dict[str, type[CompareOp]] = {
+    n: _generate(CompareOp, n, {"fn": staticmethod(f),
+                                "__doc__": f"nn.{n}: elementwise {n} with broadcasting, an i1 result."})
+    for n, f in COMPARE.items()}
+LOGICAL_OPS: dict[str, type[LogicalOp]] = {
+    n: _generate(LogicalOp, n, {"fn": staticmethod(f),
+                                "__doc__": f"nn.{n}: elementwise logical {n} of i1 tensors."})
+    for n, f in LOGICAL.items()}
+
+
+@nn_op
+class NotOp(NNOp):
+    """Logical not of an i1 (bool) tensor."""
+
+    name = "nn.not"
+    input = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation):
+        self._build([x])
+
+    @classmethod
+    def infer(cls, types, p):
+        _need_bool(types[0], "operand")
+        return types[0]
+
+
+@nn_op
+class SelectOp(NNOp):
+    """cond ? x : y elementwise (ONNX Where): cond i1, x and y of one element
+    type, the three broadcast together."""
+
+    name = "nn.select"
+    cond = operand_def(TensorType)
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+
+    def __init__(self, cond: SSAValue | Operation, x: SSAValue | Operation, y: SSAValue | Operation):
+        self._build([cond, x, y])
+
+    @classmethod
+    def infer(cls, types, p):
+        _need_bool(types[0], "the condition")
+        elt = _same_element(types[1:], "the two values")
+        return TensorType(elt, _broadcast(types))
+
+
+@nn_op
+class IsNanOp(NNOp):
+    """True where a float element is NaN."""
+
+    name = "nn.is_nan"
+    input = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation):
+        self._build([x])
+
+    @classmethod
+    def infer(cls, types, p):
+        _need_float(types[0], "operand")
+        return TensorType(i1, shape_of(types[0]))
+
+
+@nn_op
+class IsInfOp(NNOp):
+    """True where a float element is +inf (if detect_positive) or -inf (if
+    detect_negative); both default to 1, as in ONNX IsInf."""
+
+    name = "nn.is_inf"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("detect_positive", "int", 1),
+                                           Param("detect_negative", "int", 1))
+    input = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, detect_positive: int = 1, detect_negative: int = 1):
+        self._build([x], detect_positive=detect_positive, detect_negative=detect_negative)
+
+    @classmethod
+    def infer(cls, types, p):
+        _need_float(types[0], "operand")
+        for name in ("detect_positive", "detect_negative"):
+            if getattr(p, name) not in (0, 1):
+                raise VerifyException(f"{name} must be 0 or 1, got {getattr(p, name)}")
+        return TensorType(i1, shape_of(types[0]))
+
+
 # ---------------------------------------------------------------------------
 # Contractions: matmul, conv, sparse matmul and their fused forms.
 
@@ -653,6 +820,7 @@ class MatmulOp(NNOp):
     @classmethod
     def infer(cls, types, p):
         elt = _same_element(types)
+        _need_numeric(types[0], "operands")
         try:
             return TensorType(elt, matmul_shape(shape_of(types[0]), shape_of(types[1])))
         except ValueError as e:
@@ -952,6 +1120,7 @@ class ReduceOp(NNOp):
         x = types[0]
         if cls.FLOAT_ONLY:
             _need_float(x, "operand")
+        _need_numeric(x, "operand")
         shape = shape_of(x)
         axes = normalize_axes(p.axes, len(shape))
         out = [1 if i in axes else d for i, d in enumerate(shape) if p.keepdims or i not in axes]
@@ -1927,6 +2096,7 @@ class WeightRefOp(IRDLOperation):
 
 NN = Dialect("nn", [
     *UNARY_OPS.values(), *BINARY_OPS.values(), *REDUCE_OPS.values(),
+    *COMPARE_OPS.values(), *LOGICAL_OPS.values(), NotOp, SelectOp, IsNanOp, IsInfOp,
     MatmulOp, FusedMatmulOp, ConvOp, FusedConvOp, SparseMatmulOp, MaxPoolOp, AvgPoolOp,
     SoftmaxOp, LogSoftmaxOp, BatchNormOp, LayerNormOp, ReshapeOp, TransposeOp, ConcatOp,
     SliceOp, GatherOp, PadOp, ConstantOp, WeightOp, WeightRefOp,

@@ -31,8 +31,10 @@ call but the same for every input of one call. Element types: an array of the
 kernel's dtype is used as is (copied only if not C-contiguous or not aligned);
 another real dtype (bool, integer, float) is cast to the kernel's dtype by
 numpy's rounding rules, except that a cast that would overflow (a finite
-float64 beyond float32's range), turn a float into an integer, or change an
-integer's value is an error. Complex, object and string arrays are errors.
+float64 beyond float32's range), turn a float into an integer or a bool, or
+change an integer's value (an integer other than 0 and 1 for a bool input) is
+an error. Complex, object and string arrays are errors. Bool tensors (i1) are
+numpy bool arrays, one byte per element.
 
 Outputs are fresh arrays on every call (never reused: keeping a result is
 safe). A neuron net takes one `[batch, n_inputs]` array (input neurons in
@@ -663,7 +665,7 @@ def _cast(name: str, a: np.ndarray, dt: np.dtype) -> np.ndarray:
                            f"±{np.finfo(dt).max:.3g})") from None
     if src.kind == "f":
         raise NccError(f"input '{name}' has dtype {src}, expected {dt}: floats are not "
-                       "truncated to integers")
+                       + ("cast to bool" if dt.kind == "b" else "truncated to integers"))
     b = a.astype(dt)
     if not np.array_equal(b, a):
         raise NccError(f"input '{name}': {src} values out of range of {dt}")

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from xdsl.dialects import func
-from xdsl.dialects.builtin import MemRefType, ModuleOp, TensorType, f16, f32, f64, i8, i32, i64
+from xdsl.dialects.builtin import MemRefType, ModuleOp, TensorType, f16, f32, f64, i1, i8, i32, i64
 from xdsl.ir import Block, Region
 
 import ncc
@@ -98,6 +98,8 @@ def randn(*shape, dtype=np.float32, scale=1.0):
 
 
 POSITIVE = {"log", "sqrt", "reciprocal"}
+DOMAIN = {"acos": lambda x: np.tanh(x), "asin": lambda x: np.tanh(x), "atanh": lambda x: np.tanh(x),
+          "acosh": lambda x: np.abs(x) + 1}
 
 
 @pytest.mark.parametrize("name", sorted(nn.UNARY))
@@ -109,6 +111,8 @@ def test_unary(name, dtype):
     if name in POSITIVE:
         x = np.abs(x) + dtype(0.1)
     x[0, :4] = [0.0, -40.0, 40.0, 1e-3] if name not in POSITIVE else [1e-3, 40.0, 1.0, 7.0]
+    x[1, :4] = [0.5, 1.5, -2.5, -0.0]  # ties (round: to even) and a negative zero
+    x = DOMAIN.get(name, lambda v: v)(x)
     check(m, [x])
 
 
@@ -143,6 +147,116 @@ def test_binary_broadcasting(name, shapes):
 def test_binary_integers(name):
     m = build([T(2, 3, elt=i64), T(3, elt=i64)], lambda e, a, b: e(nn.BINARY_OPS[name](a, b)))
     check(m, [rng.integers(-50, 50, (2, 3)), rng.integers(-50, 50, (3,))])
+
+
+@pytest.mark.parametrize("name", ["div", "mod", "fmod"])
+@pytest.mark.parametrize("elt", [i32, i64])
+def test_integer_division_edge_cases(name, elt):
+    """Truncating div, floor mod, C fmod; a zero divisor gives 0 and INT_MIN / -1
+    wraps, where the plain CPU instructions would trap."""
+    dt = nn.numpy_dtype(elt)
+    low = np.iinfo(dt).min
+    a = np.array([[7, -7, 7, -7, 9, low, low, 5], [0, 3, -3, 100, -100, 1, -1, low]], dt)
+    b = np.array([2, 2, -2, -2, 0, -1, 1, 3], dt)
+    m = build([T(DYN, 8, elt=elt), T(8, elt=elt)], lambda e, x, y: e(nn.BINARY_OPS[name](x, y)))
+    check(m, [a, b])
+
+
+@pytest.mark.parametrize("name", ["mod", "fmod"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_float_remainders(name, dtype):
+    a = np.array([[5.5, -5.5, 5.5, -5.5, 4.0, -4.0, 1e30, 3.0, np.inf, np.nan]], dtype)
+    b = np.array([2.0, 2.0, -2.0, -2.0, 2.0, 2.0, 7.0, 0.0, 2.0, 2.0], dtype)
+    m = build([T(1, 10, elt=nn.element_type_of(dtype)), T(10, elt=nn.element_type_of(dtype))],
+              lambda e, x, y: e(nn.BINARY_OPS[name](x, y)))
+    check(m, [a, b], atol=0, rtol=0)
+
+
+# ---------------------------------------------------------------------------
+# Booleans: comparisons, logical ops, select (i1 tensors are one byte per element)
+
+
+@pytest.mark.parametrize("name", sorted(nn.COMPARE))
+@pytest.mark.parametrize("elt", [f32, f64, i32, i64])
+@pytest.mark.parametrize("shapes", [((DYN, 3), (3,)), ((2, 1), (1, 4)), ((), (5,))], ids=str)
+def test_comparisons(name, elt, shapes):
+    m = build([T(*s, elt=elt) for s in shapes], lambda e, a, b: e(nn.COMPARE_OPS[name](a, b)))
+    a, b = (rng.integers(-2, 3, tuple(4 if d == DYN else d for d in s)).astype(nn.numpy_dtype(elt))
+            for s in shapes)  # small integers: many ties
+    if elt in (f32, f64):
+        a.reshape(-1)[:1] = np.nan
+    check(m, [a, b])
+
+
+def test_comparisons_with_nan_and_infinities():
+    vals = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0], np.float32)
+    a, b = np.repeat(vals, 6)[None], np.tile(vals, 6)[None]
+    for name in nn.COMPARE:
+        check(build([T(1, 36), T(1, 36)], lambda e, x, y: e(nn.COMPARE_OPS[name](x, y))), [a, b])
+
+
+@pytest.mark.parametrize("name", sorted(nn.LOGICAL))
+def test_logical(name):
+    m = build([T(DYN, 1, 4, elt=i1), T(3, 1, elt=i1)], lambda e, a, b: e(nn.LOGICAL_OPS[name](a, b)))
+    check(m, [rng.integers(0, 2, (2, 1, 4)).astype(bool), rng.integers(0, 2, (3, 1)).astype(bool)])
+
+
+def test_not_and_bool_equality():
+    def make(e, a, b):
+        return e(nn.NotOp(a)), e(nn.EqualOp(a, b))
+
+    m = build([T(DYN, 5, elt=i1), T(5, elt=i1)], make)
+    check(m, [rng.integers(0, 2, (3, 5)).astype(bool), rng.integers(0, 2, 5).astype(bool)])
+
+
+def test_bool_bytes_other_than_0_and_1_read_as_true():
+    """numpy bools are bytes; native code reads any nonzero byte as true."""
+    m = build([T(6, elt=i1)], lambda e, a: e(nn.NotOp(a)))
+    x = np.array([0, 1, 2, 255, 0, 128], np.uint8).view(np.bool_)
+    assert native(m, [x], "lower-to-loops")[0].tolist() == [True, False, False, False, True, False]
+
+
+@pytest.mark.parametrize("elt", [f32, f64, i32, i64, i1])
+def test_select(elt):
+    dt = nn.numpy_dtype(elt)
+    m = build([T(DYN, 1, elt=i1), T(4, elt=elt), T(DYN, 4, elt=elt)],
+              lambda e, c, x, y: e(nn.SelectOp(c, x, y)))
+    c = rng.integers(0, 2, (3, 1)).astype(bool)
+    x, y = (rng.integers(-9, 9, s).astype(dt) for s in ((4,), (3, 4)))
+    check(m, [c, x, y])
+
+
+@pytest.mark.parametrize("pos,neg", [(1, 1), (1, 0), (0, 1), (0, 0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_is_inf_and_is_nan(pos, neg, dtype):
+    def make(e, x):
+        return e(nn.IsInfOp(x, pos, neg)), e(nn.IsNanOp(x))
+
+    m = build([T(DYN, 4, elt=nn.element_type_of(dtype))], make)
+    x = np.array([[np.inf, -np.inf, np.nan, -np.nan], [0.0, 1e30, -3.0, np.finfo(dtype).max]], dtype)
+    check(m, [x])
+
+
+def test_bools_through_the_arena_weights_and_data_movement():
+    """i1 intermediates in the arena (one byte each), a bool weight and constant,
+    and the data-movement ops on bools, ending in a select and a bool output."""
+    w = nn.WeightOp("mask", np.array([True, False, True, True, False, False]))
+
+    def make(e, x, y):
+        lt = e(nn.LessOp(x, y))                                   # [?, 6] i1 in the arena
+        m = e(nn.AndOp(lt, e(nn.WeightRefOp(w))))
+        r = e(nn.ReshapeOp(m, [DYN, 2, 3]))
+        t = e(nn.TransposeOp(r, [0, 2, 1]))
+        c = e(nn.ConcatOp([t, e(nn.NotOp(t))], 2))                # [?, 3, 4]
+        s = e(nn.SliceOp(c, [0, 1], [3, 4], [1, 2]))              # [?, 3, 3]
+        p = e(nn.PadOp(s, [0, 0, 1, 0, 0, 0], value=1.0))         # [?, 3, 4], padded with true
+        g = e(nn.GatherOp(p, e(nn.ConstantOp(np.array([3, 0]))), 2))  # [?, 3, 2]
+        flat = e(nn.ReshapeOp(g, [DYN, 6]))
+        return flat, e(nn.SelectOp(flat, x, e(nn.NegOp(y))))
+
+    m = build([T(DYN, 6), T(6)], make, [w])
+    lowered = check(m, [randn(5, 6), randn(6)])
+    assert MemRefType(i1, [6]) in kernel_of(lowered).function_type.inputs.data
 
 
 # ---------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from xdsl.dialects import func
-from xdsl.dialects.builtin import FunctionType, ModuleOp, f16, f32, f64, i32, i64
+from xdsl.dialects.builtin import FunctionType, ModuleOp, f16, f32, f64, i1, i32, i64
 from xdsl.ir import Block, Region
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
@@ -76,8 +76,62 @@ def test_binary_errors():
         nn.MulOp(a, b)
     i, j = values(T((2,), i64), T((2,), i64))
     assert nn.AddOp(i, j).result.type == T((2,), i64)  # integer arithmetic is fine
+    assert nn.DivOp(i, j).result.type == T((2,), i64)  # truncating, as ONNX Div
     with pytest.raises(VerifyException, match="operands must have a float element type"):
-        nn.DivOp(i, j)
+        nn.PowOp(i, j)
+    p, q = values(T((2,), i1), T((2,), i1))
+    with pytest.raises(VerifyException, match="operands must have a numeric element type, got tensor<2xi1>"):
+        nn.AddOp(p, q)
+
+
+def test_comparisons_and_logical_ops():
+    x, y, i, j, p, q = values(T((None, 3)), T((3,)), T((2, 1), i64), T((4,), i64), T((3,), i1), T((2, 1), i1))
+    for cls in nn.COMPARE_OPS.values():
+        assert cls(x, y).result.type == T((None, 3), i1)
+        assert cls(i, j).result.type == T((2, 4), i1)
+    assert nn.EqualOp(p, q).result.type == T((2, 3), i1)  # equality of bools
+    with pytest.raises(VerifyException, match="operands must have a numeric element type"):
+        nn.LessOp(p, q)
+    with pytest.raises(VerifyException, match="operands must have one element type"):
+        nn.GreaterOp(x, j)
+    with pytest.raises(VerifyException, match="not broadcastable"):
+        nn.LessEqualOp(x, values(T((4,)))[0])
+    for cls in nn.LOGICAL_OPS.values():
+        assert cls(p, q).result.type == T((2, 3), i1)
+    assert nn.NotOp(p).result.type == T((3,), i1)
+    with pytest.raises(VerifyException, match=r"operands must have element type i1 \(bool\), got tensor<3xf32>"):
+        nn.AndOp(y, p)
+    with pytest.raises(VerifyException, match="operand must have element type i1"):
+        nn.NotOp(y)
+    names = {cls.name for cls in (*nn.COMPARE_OPS.values(), *nn.LOGICAL_OPS.values())}
+    assert names == {"nn.equal", "nn.less", "nn.less_equal", "nn.greater", "nn.greater_equal",
+                     "nn.and", "nn.or", "nn.xor"}
+    assert nn.LessEqualOp.name == "nn.less_equal" and nn.XorOp.name == "nn.xor"
+
+
+def test_select_and_float_predicates():
+    c, x, y, i = values(T((2, 1), i1), T((None, 1, 3)), T((3,)), T((3,), i64))
+    assert nn.SelectOp(c, x, y).result.type == T((None, 2, 3))
+    with pytest.raises(VerifyException, match="the condition must have element type i1"):
+        nn.SelectOp(x, x, y)
+    with pytest.raises(VerifyException, match="the two values must have one element type"):
+        nn.SelectOp(c, x, i)
+    assert nn.IsNanOp(x).result.type == T((None, 1, 3), i1)
+    inf = nn.IsInfOp(y, detect_negative=0)
+    assert inf.result.type == T((3,), i1) and inf.params.detect_positive == 1
+    assert "detect_positive" not in inf.properties and inf.params.detect_negative == 0
+    with pytest.raises(VerifyException, match="detect_positive must be 0 or 1, got 2"):
+        nn.IsInfOp(y, detect_positive=2)
+    with pytest.raises(VerifyException, match="operand must have a float element type"):
+        nn.IsNanOp(i)
+
+
+def test_reduce_and_matmul_refuse_bools():
+    p, q = values(T((2, 2), i1), T((2, 2), i1))
+    with pytest.raises(VerifyException, match="numeric element type"):
+        nn.ReduceSumOp(p)
+    with pytest.raises(VerifyException, match="numeric element type"):
+        nn.MatmulOp(p, q)
 
 
 @given(st.lists(st.integers(1, 4), min_size=1, max_size=4), st.lists(st.integers(1, 4), min_size=1, max_size=4),
@@ -362,7 +416,8 @@ def test_unary_table_covers_activations():
         assert cls.name == f"nn.{a.name}" and getattr(nn, cls.__name__) is cls
         assert cls(x).result.type == T((2, 3))
     assert nn.LeakyReluOp.name == "nn.leaky_relu" and nn.IdentityOp.name == "nn.identity"
-    for name in ("exp", "log", "neg", "sqrt", "reciprocal", "erf", "floor", "ceil", "cos"):
+    for name in ("exp", "log", "neg", "sqrt", "reciprocal", "erf", "floor", "ceil", "cos", "acos",
+                 "asin", "atan", "sinh", "cosh", "asinh", "acosh", "atanh", "round", "sign"):
         assert nn.UNARY_OPS[name].name == f"nn.{name}"
     i, = values(T((2,), i64))
     with pytest.raises(VerifyException, match="operand must have a float element type, got tensor<2xi64>"):
@@ -530,7 +585,35 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %b4 = nn.max %b3, %b3 : tensor<?x2xf32>
   %b5 = nn.min %b4, %b3 : tensor<?x2xf32>
   %b6 = nn.pow %b5, %b : tensor<?x2xf32>, tensor<2xf32> -> tensor<?x2xf32>
-  func.return %b6 : tensor<?x2xf32>
+  %b7 = nn.mod %b6, %b : tensor<?x2xf32>, tensor<2xf32> -> tensor<?x2xf32>
+  %b8 = nn.fmod %ci, %ci : tensor<3xi64>
+  %u21 = nn.acos %b7 : tensor<?x2xf32>
+  %u22 = nn.asin %u21 : tensor<?x2xf32>
+  %u23 = nn.atan %u22 : tensor<?x2xf32>
+  %u24 = nn.sinh %u23 : tensor<?x2xf32>
+  %u25 = nn.cosh %u24 : tensor<?x2xf32>
+  %u26 = nn.asinh %u25 : tensor<?x2xf32>
+  %u27 = nn.acosh %u26 : tensor<?x2xf32>
+  %u28 = nn.atanh %u27 : tensor<?x2xf32>
+  %u29 = nn.round %u28 : tensor<?x2xf32>
+  %u30 = nn.sign %u29 : tensor<?x2xf32>
+  %q0 = nn.equal %u30, %b : tensor<?x2xf32>, tensor<2xf32> -> tensor<?x2xi1>
+  %q1 = nn.less %u30, %u29 : tensor<?x2xf32>, tensor<?x2xf32> -> tensor<?x2xi1>
+  %q2 = nn.less_equal %ci, %ci : tensor<3xi64>, tensor<3xi64> -> tensor<3xi1>
+  %q3 = nn.greater %u30, %u29 : tensor<?x2xf32>, tensor<?x2xf32> -> tensor<?x2xi1>
+  %q4 = nn.greater_equal %u30, %u29 : tensor<?x2xf32>, tensor<?x2xf32> -> tensor<?x2xi1>
+  %q5 = nn.is_nan %u30 : tensor<?x2xf32> -> tensor<?x2xi1>
+  %q6 = nn.is_inf %u30 detect_negative 0 : tensor<?x2xf32> -> tensor<?x2xi1>
+  %l0 = nn.and %q0, %q1 : tensor<?x2xi1>
+  %l1 = nn.or %l0, %q3 : tensor<?x2xi1>
+  %l2 = nn.xor %l1, %q4 : tensor<?x2xi1>
+  %l3 = nn.not %l2 : tensor<?x2xi1>
+  %l4 = nn.and %l3, %q5 : tensor<?x2xi1>
+  %l5 = nn.or %l4, %q6 : tensor<?x2xi1>
+  %bc = nn.constant dense<[true, false]> : tensor<2xi1>
+  %l6 = nn.xor %l5, %bc : tensor<?x2xi1>, tensor<2xi1> -> tensor<?x2xi1>
+  %sel = nn.select %l6, %u30, %b : tensor<?x2xi1>, tensor<?x2xf32>, tensor<2xf32> -> tensor<?x2xf32>
+  func.return %sel : tensor<?x2xf32>
 }
 """
 

@@ -58,6 +58,12 @@ def test_unary(name):
     x = randn(3, 4)
     if name in ("log", "sqrt", "reciprocal"):
         x = np.abs(x) + 0.1
+    if name in ("acos", "asin", "atanh"):
+        x = np.tanh(x)
+    if name == "acosh":
+        x = np.abs(x) + 1
+    if name == "round":
+        x[0] = [0.5, 1.5, 2.5, -2.5]  # ties to even
     check(build([T(None, 4)], lambda e, a: e(nn.UNARY_OPS[name](a))), [x])
 
 
@@ -70,9 +76,9 @@ def test_binary_broadcasting(name, shapes):
     check(build([T(*shapes[0]), T(*shapes[1])], lambda e, x, y: e(nn.BINARY_OPS[name](x, y))), [a, b])
 
 
-@pytest.mark.parametrize("name", ["add", "sub", "mul", "max", "min"])
+@pytest.mark.parametrize("name", ["add", "sub", "mul", "max", "min", "div", "mod", "fmod"])
 def test_binary_integers(name):
-    a, b = rng.integers(-9, 9, (2, 3)), rng.integers(-9, 9, (3,))
+    a, b = rng.integers(-9, 9, (2, 3)), np.array([3, -2, 4])  # mixed signs, no zero divisor
     check(build([T(2, 3, elt=i64), T(3, elt=i64)], lambda e, x, y: e(nn.BINARY_OPS[name](x, y))), [a, b])
 
 
@@ -82,6 +88,35 @@ def test_cast(src, dst):
     model = check(build([T(None, 3, elt=nn.element_type_of(src))], lambda e, x: e(nn.CastOp(x, dst))),
                   [randn(4, 3, dtype=src)], tol=0)
     assert op_types(model) == ["Cast"]
+
+
+@pytest.mark.parametrize("name", ["mod", "fmod"])
+def test_float_remainders_signs(name):
+    """nn.mod on floats (ONNX Mod takes floats only with fmod=1) keeps the divisor's sign."""
+    a = np.array([5.5, -5.5, 5.5, -5.5, 4.0, -4.0], np.float32)
+    b = np.array([2.0, 2.0, -2.0, -2.0, 2.0, -3.0], np.float32)
+    check(build([T(6), T(6)], lambda e, x, y: e(nn.BINARY_OPS[name](x, y))), [a, b], tol=0)
+
+
+@pytest.mark.parametrize("name", sorted(nn.COMPARE))
+@pytest.mark.parametrize("elt", [nn.f32, i64])
+def test_comparisons(name, elt):
+    dt = nn.numpy_dtype(elt)
+    a, b = rng.integers(-2, 3, (2, 3)).astype(dt), rng.integers(-2, 3, (3,)).astype(dt)
+    check(build([T(2, 3, elt=elt), T(3, elt=elt)], lambda e, x, y: e(nn.COMPARE_OPS[name](x, y))), [a, b])
+
+
+def test_logical_select_and_float_tests():
+    def make(e, p, q, x):
+        m = e(nn.XorOp(e(nn.AndOp(p, q)), e(nn.OrOp(p, e(nn.NotOp(q))))))
+        bad = e(nn.OrOp(e(nn.IsNanOp(x)), e(nn.IsInfOp(x, detect_negative=0))))
+        neg_inf = e(nn.IsInfOp(x, detect_positive=0))
+        return (e(nn.SelectOp(m, x, e(nn.NegOp(x)))), e(nn.EqualOp(m, bad)), neg_inf,
+                e(nn.SelectOp(bad, p, q)))
+    x = np.array([[np.nan, np.inf, -np.inf, 1.0], [-2.0, 3.0, 0.0, -0.5]], np.float32)
+    p, q = rng.integers(0, 2, (2, 4)).astype(bool), rng.integers(0, 2, (4,)).astype(bool)
+    model = check(build([T(None, 4, elt=nn.i1), T(4, elt=nn.i1), T(None, 4)], make), [p, q, x])
+    assert {"Xor", "And", "Or", "Not", "IsNaN", "IsInf", "Where", "Equal"} <= set(op_types(model))
 
 
 @pytest.mark.parametrize("name", sorted(nn.REDUCE))

@@ -76,7 +76,17 @@ INDEPENDENT_UNARY = {
     "floor": _per_element(math.floor),
     "ceil": _per_element(math.ceil),
     "cos": _per_element(math.cos),
+    "acos": _per_element(math.acos), "asin": _per_element(math.asin),
+    "atan": _per_element(math.atan), "sinh": _per_element(math.sinh),
+    "cosh": _per_element(math.cosh), "asinh": _per_element(math.asinh),
+    "acosh": _per_element(math.acosh), "atanh": _per_element(math.atanh),
+    "round": _per_element(round),  # Python rounds half to even, as ONNX Round
+    "sign": _per_element(lambda v: 0.0 if v == 0 else math.copysign(1.0, v)),
 }
+# inputs inside each function's domain
+DOMAIN = {"log": lambda x: np.abs(x) + 0.1, "sqrt": lambda x: np.abs(x) + 0.1,
+          "acos": lambda x: np.tanh(x), "asin": lambda x: np.tanh(x), "atanh": lambda x: np.tanh(x),
+          "acosh": lambda x: np.abs(x) + 1}
 
 
 def test_every_unary_op_has_an_independent_check():
@@ -86,9 +96,9 @@ def test_every_unary_op_has_an_independent_check():
 @pytest.mark.parametrize("name", sorted(nn.UNARY_OPS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_unary(name, dtype):
-    x = randn(3, 5, dtype=dtype) * 2
-    if name in ("log", "sqrt"):
-        x = np.abs(x) + 0.1
+    x = DOMAIN.get(name, lambda v: v)(randn(3, 5, dtype=dtype) * 2)
+    if name == "round":
+        x[0] = [0.5, 1.5, 2.5, -0.5, -2.5]  # ties go to the even neighbour
     y = run1([x], lambda emit, a: emit(nn.UNARY_OPS[name](a)))
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(y, INDEPENDENT_UNARY[name](x.astype(np.float64)), rtol=tol, atol=tol)
@@ -104,7 +114,8 @@ def broadcast_pair(draw):
 
 
 BINARY_FORMULAS = {"add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-                   "div": lambda a, b: a / b, "max": max, "min": min, "pow": lambda a, b: a ** b}
+                   "div": lambda a, b: a / b, "max": max, "min": min, "pow": lambda a, b: a ** b,
+                   "mod": lambda a, b: a % b, "fmod": math.fmod}
 
 
 @given(broadcast_pair(), st.sampled_from(sorted(nn.BINARY_OPS)))
@@ -126,6 +137,89 @@ def test_binary_broadcasting(shapes, name):
 def test_integer_binary_keeps_dtype():
     a, b = np.array([1, 2, 3], np.int64), np.array([10], np.int64)
     assert run1([a, b], lambda emit, x, z: emit(nn.AddOp(x, z))).tolist() == [11, 12, 13]
+
+
+def _c_div(a: int, b: int) -> int:  # C's truncating division
+    q = abs(a) // abs(b)
+    return q if (a < 0) == (b < 0) else -q
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_integer_division_and_remainders(dtype):
+    """div truncates toward zero (C, ONNX), mod takes the divisor's sign, fmod the
+    dividend's; a zero divisor gives 0."""
+    a = np.array([7, -7, 7, -7, 6, 0, 5, -5], dtype)
+    b = np.array([2, 2, -2, -2, 3, 4, 0, 0], dtype)
+    formulas = {"div": lambda x, y: _c_div(x, y) if y else 0,
+                "mod": lambda x, y: x % y if y else 0,
+                "fmod": lambda x, y: x - y * _c_div(x, y) if y else 0}
+    for name, f in formulas.items():
+        y = run1([a, b], lambda emit, x, z: emit(nn.BINARY_OPS[name](x, z)))
+        assert y.dtype == dtype and y.tolist() == [f(int(x), int(z)) for x, z in zip(a, b)], name
+
+
+def test_float_remainders_keep_signs():
+    a = np.array([5.5, -5.5, 5.5, -5.5, 4.0, -4.0], np.float64)
+    b = np.array([2.0, 2.0, -2.0, -2.0, 2.0, 2.0], np.float64)
+    mod = run1([a, b], lambda emit, x, z: emit(nn.ModOp(x, z)))
+    fmod = run1([a, b], lambda emit, x, z: emit(nn.FmodOp(x, z)))
+    assert mod.tolist() == [x % z for x, z in zip(a, b)]  # Python's % takes the divisor's sign
+    assert fmod.tolist() == [math.fmod(x, z) for x, z in zip(a, b)]
+
+
+COMPARE_FORMULAS = {"equal": lambda a, b: a == b, "less": lambda a, b: a < b,
+                    "less_equal": lambda a, b: a <= b, "greater": lambda a, b: a > b,
+                    "greater_equal": lambda a, b: a >= b}
+LOGICAL_FORMULAS = {"and": lambda a, b: a and b, "or": lambda a, b: a or b, "xor": lambda a, b: a != b}
+
+
+def _pairwise(y, a, b, f):
+    """y against f applied element by element to a and b broadcast by index arithmetic."""
+    out = np.broadcast_shapes(a.shape, b.shape)
+    assert y.shape == out and y.dtype == np.bool_
+    for idx in np.ndindex(*out):
+        ia = tuple(i if d > 1 else 0 for i, d in zip(idx[len(out) - a.ndim:], a.shape))
+        ib = tuple(i if d > 1 else 0 for i, d in zip(idx[len(out) - b.ndim:], b.shape))
+        assert y[idx] == f(a[ia].item(), b[ib].item())
+
+
+@given(broadcast_pair(), st.sampled_from(sorted(nn.COMPARE)), st.sampled_from([np.float32, np.int64]))
+@settings(max_examples=60, deadline=None)
+def test_comparisons(shapes, name, dtype):
+    a = rng.integers(-2, 3, shapes[0]).astype(dtype)  # small integers: many ties
+    b = rng.integers(-2, 3, shapes[1]).astype(dtype)
+    if dtype == np.float32 and a.size:
+        a.reshape(-1)[0] = np.nan  # NaN compares false, even to itself
+    y = run1([a, b], lambda emit, x, z: emit(nn.COMPARE_OPS[name](x, z)))
+    _pairwise(y, a, b, COMPARE_FORMULAS[name])
+
+
+@given(broadcast_pair(), st.sampled_from(sorted(nn.LOGICAL)))
+@settings(max_examples=40, deadline=None)
+def test_logical(shapes, name):
+    a, b = rng.integers(0, 2, shapes[0]).astype(bool), rng.integers(0, 2, shapes[1]).astype(bool)
+    y = run1([a, b], lambda emit, x, z: emit(nn.LOGICAL_OPS[name](x, z)))
+    _pairwise(y, a, b, LOGICAL_FORMULAS[name])
+    assert (run1([a], lambda emit, x: emit(nn.NotOp(x))).reshape(-1).tolist()
+            == [not v for v in a.reshape(-1).tolist()])
+    assert run1([b, b], lambda emit, x, z: emit(nn.EqualOp(x, z))).all()
+
+
+def test_select_broadcasts_all_three():
+    c = np.array([[True], [False]])
+    x, y = randn(3), randn(2, 1, 3)
+    got = run1([c, x, y], lambda emit, p, q, r: emit(nn.SelectOp(p, q, r)))
+    assert got.shape == (2, 2, 3)
+    for i, j, k in np.ndindex(2, 2, 3):
+        assert got[i, j, k] == (x[k] if c[j, 0] else y[i, 0, k])
+
+
+@pytest.mark.parametrize("pos,neg", [(1, 1), (1, 0), (0, 1), (0, 0)])
+def test_is_inf_and_is_nan(pos, neg):
+    x = np.array([np.inf, -np.inf, np.nan, 0.0, 1e308, -3.0])
+    y = run1([x], lambda emit, a: emit(nn.IsInfOp(a, pos, neg)))
+    assert y.tolist() == [bool(pos), bool(neg), False, False, False, False]
+    assert run1([x], lambda emit, a: emit(nn.IsNanOp(a))).tolist() == [math.isnan(v) for v in x]
 
 
 # ---------------------------------------------------------------------------

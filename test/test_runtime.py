@@ -290,6 +290,30 @@ def test_documented_casts_and_copies(multi):
                                                                       b.astype(np.float32), i)[0])
 
 
+def test_bool_inputs_and_outputs():
+    """i1 tensors are numpy bool arrays in and out; 0/1 integers are cast, other
+    integers and floats are errors."""
+    text = """func.func @main(%c: tensor<?x3xi1> {ncc.name = "c"}, %x: tensor<?x3xf32> {ncc.name = "x"})
+    -> (tensor<?x3xf32> {ncc.name = "y"}, tensor<?x3xi1> {ncc.name = "neg"}) {
+  %z = nn.constant dense<0.0> : tensor<f32>
+  %y = nn.select %c, %x, %z : tensor<?x3xi1>, tensor<?x3xf32>, tensor<f32> -> tensor<?x3xf32>
+  %n = nn.less %x, %z : tensor<?x3xf32>, tensor<f32> -> tensor<?x3xi1>
+  func.return %y, %n : tensor<?x3xf32>, tensor<?x3xi1>
+}"""
+    model = ncc.compile(text, cache=False)
+    assert model.input_dtypes == [np.dtype(bool), np.dtype(np.float32)]
+    c = np.array([[True, False, True], [False, False, True]])
+    x = np.array([[1, -2, 3], [-4, 5, -6]], np.float32)
+    y, neg = model(c, x)
+    assert neg.dtype == np.bool_ and neg.tolist() == (x < 0).tolist()
+    assert y.tolist() == np.where(c, x, 0).tolist()
+    assert model(c.astype(np.int64), x)[0].tolist() == y.tolist()  # 0/1 integers: cast
+    with pytest.raises(NccError, match="input 'c': int64 values out of range of bool"):
+        model(c * 2, x)
+    with pytest.raises(NccError, match="input 'c' has dtype float64, expected bool: floats are not cast to bool"):
+        model(c.astype(np.float64), x)
+
+
 def test_batch_disagreement_names_both_inputs():
     text = MULTI.replace("tensor<3xf32> {ncc.name = \"b\"}", "tensor<?x3xf32> {ncc.name = \"b\"}") \
         .replace("tensor<?x3xf32>, tensor<3xf32> -> tensor<?x3xf32>",

@@ -82,6 +82,7 @@ def _minimum(a, b):
 
 
 def _trunc_div(a: int, b: int) -> int:
+    a, b = int(a), int(b)  # loads give numpy scalars, whose abs(INT_MIN) overflows
     q = abs(a) // abs(b)
     return q if (a >= 0) == (b >= 0) else -q
 
@@ -109,11 +110,21 @@ SCALAR: dict[type, Callable[..., Any]] = {
     math.PowFOp: _float(np.power), math.RsqrtOp: _float(lambda x: 1 / np.sqrt(x)),
     math.ErfOp: _float(lambda x: pymath.erf(x) if np.isfinite(x) else np.sign(x)),
     math.FmaOp: _float(lambda a, b, c: a * b + c),
+    math.AcosOp: _float(np.arccos), math.AsinOp: _float(np.arcsin), math.AtanOp: _float(np.arctan),
+    math.SinhOp: _float(np.sinh), math.CoshOp: _float(np.cosh), math.AsinhOp: _float(np.arcsinh),
+    math.AcoshOp: _float(np.arccosh), math.AtanhOp: _float(np.arctanh),
+    math.RoundEvenOp: _float(np.rint),
 }
+
+
+# C math library functions kernels call (declared `func.func private`).
+LIBM: dict[str, Callable[..., Any]] = {"fmod": np.fmod, "fmodf": np.fmod}
 
 
 def _typed(t, v):
     """A Python value as the scalar of MLIR type t."""
+    if isinstance(t, IntegerType) and t.width.data == 1:
+        return bool(v)  # i1: true is -1 in an IntegerAttr
     if isinstance(t, (IndexType, IntegerType)):
         return int(v)
     return _dtype(t).type(v)
@@ -175,6 +186,8 @@ class _Interpreter:
             return (vals[0].shape[vals[1]],)
         if isinstance(op, memref.ViewOp):
             return (self._view(op, *vals),)
+        if isinstance(op, func.CallOp) and op.callee.string_value() in LIBM:
+            return (_float(LIBM[op.callee.string_value()])(*vals),)
         raise KernelError(f"the loop interpreter cannot run '{op.name}'")
 
     @staticmethod
@@ -245,5 +258,6 @@ def run_kernel(module: ModuleOp, inputs: Sequence[Any] | Mapping[str, Any], *,
         else:
             a = np.full(abi.arena_bytes(batch), fill, np.uint8)
         args.append(a)
-    _Interpreter().run_block(fn.body.block, args)
+    with np.errstate(over="ignore"):  # integer arithmetic wraps, as in native code
+        _Interpreter().run_block(fn.body.block, args)
     return outputs

@@ -15,7 +15,9 @@ The calling convention is runtime/abi.py's: every memref argument becomes an
 `!llvm.ptr` marked `llvm.noalias`, index becomes i64, and every function with
 a body takes one trailing `i64` batch. A memref's dynamic dimension (only dim 0
 may be dynamic) is the batch for arguments, and the size operand for memrefs
-made by `memref.view`/`alloc`/`alloca`. Loads and stores are one
+made by `memref.view`/`alloc`/`alloca`. An i1 element is stored as one byte
+(numpy's bool layout): loaded as `icmp ne 0` of the byte, stored
+zero-extended. Loads and stores are one
 `getelementptr inbounds` with the row-major linearized index (static strides) --
 never ptrtoint/inttoptr, so that LLVM's loop vectorizer can see the accesses.
 `memref.view` is a GEP on i8 by the byte offset.
@@ -199,7 +201,7 @@ class _FuncLowering:
             linear = self.emit(llvm.AddOp(self.emit(llvm.MulOp(linear, self.const(extent, i64))),
                                           self.v(idx)))
         self.addresses[key] = self.emit(llvm.GEPOp(self.v(m), [llvm.GEP_USE_SSA_VAL],
-                                                   t.element_type, ssa_indices=[linear],
+                                                   _stored(t.element_type), ssa_indices=[linear],
                                                    inbounds=True))
         return self.addresses[key]
 
@@ -379,12 +381,23 @@ def _fpowi(L: _FuncLowering, op):
     return L.intrinsic("llvm.powi", [L.v(op.lhs), L.v(op.rhs)], t, op.rhs.type)
 
 
+def _stored(t: Attribute) -> Attribute:
+    """The type an element is stored as: i1 takes one byte (numpy's bool layout)."""
+    return i8 if t == i1 else t
+
+
 def _load(L: _FuncLowering, op: memref.LoadOp):
-    return L.emit(llvm.LoadOp(L.address(op.memref, op.indices), op.res.type))
+    value = L.emit(llvm.LoadOp(L.address(op.memref, op.indices), _stored(op.res.type)))
+    if op.res.type == i1:  # any nonzero byte is true
+        return L.emit(llvm.ICmpOp(value, L.const(0, i8), IntegerAttr(_ICMP.index("ne"), i64)))
+    return value
 
 
 def _store(L: _FuncLowering, op: memref.StoreOp):
-    L.emit(llvm.StoreOp(L.v(op.value), L.address(op.memref, op.indices)))
+    value = L.v(op.value)
+    if op.value.type == i1:
+        value = L.emit(llvm.ZExtOp(value, i8))
+    L.emit(llvm.StoreOp(value, L.address(op.memref, op.indices)))
 
 
 def _dim(L: _FuncLowering, op: memref.DimOp):

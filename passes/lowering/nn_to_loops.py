@@ -71,6 +71,7 @@ from xdsl.dialects.builtin import (
     UnitAttr,
     f32,
     f64,
+    i1,
     i8,
     i32,
     i64,
@@ -86,7 +87,7 @@ from ncc.passes.lowering import memory_plan
 from ncc.reference import arg_names
 from ncc.runtime.abi import ArgRole, KernelABI
 
-SUPPORTED_ELEMENTS = (f32, f64, i32, i64)
+SUPPORTED_ELEMENTS = (f32, f64, i32, i64, i1)  # i1: one byte per element (numpy bool)
 CONSTANT_MARK = "ncc.constant"  # on nn.weights made from constants: not trainable
 index = IndexType()
 Index = Callable[[Sequence[SSAValue]], list[SSAValue]]  # loop ivs -> memref indices
@@ -121,6 +122,7 @@ class Builder:
         self.block = entry
         self.batch: SSAValue | None = None
         self._consts: dict[tuple, SSAValue] = {}
+        self.externals: dict[str, tuple[list[Attribute], list[Attribute]]] = {}
 
     def __call__(self, cls: type, *operands) -> SSAValue:
         return self.emit(cls(*operands))
@@ -167,6 +169,14 @@ class Builder:
     def select(self, cond: SSAValue, a: SSAValue, b: SSAValue) -> SSAValue:
         return self(arith.SelectOp, cond, a, b)
 
+    def libm(self, name: str, *args: SSAValue) -> SSAValue:
+        """A call to the C math library for what no arith/math op computes
+        (`fmod`; `fmodf` on f32), declared in the module by the pass."""
+        t = args[0].type
+        name += "f" if t == f32 else ""
+        self.externals[name] = ([a.type for a in args], [t])
+        return self.emit(func.CallOp(name, list(args), [t]))
+
     def cmpf(self, pred: str, a: SSAValue, b: SSAValue) -> SSAValue:
         return self(arith.CmpfOp, a, b, pred)
 
@@ -175,8 +185,9 @@ class Builder:
 
     def binary(self, name: str, a: SSAValue, b: SSAValue) -> SSAValue:
         """An nn binary op on scalars (float or integer by the operand type)."""
-        fcls, icls = BINARY_EMIT[name]
-        return self(fcls if isinstance(a.type, nn.FLOAT_TYPES) else icls, a, b)
+        fop, iop = BINARY_EMIT[name]
+        emit = fop if isinstance(a.type, nn.FLOAT_TYPES) else iop
+        return self(emit, a, b) if isinstance(emit, type) else emit(self, a, b)
 
     # index arithmetic, folding the trivial cases so the IR stays readable
     def add_i(self, a: SSAValue, n: int | SSAValue) -> SSAValue:
@@ -272,14 +283,63 @@ UNARY_EMIT: dict[str, Callable[[Builder, SSAValue], SSAValue]] = {
     "sqrt": _m(math.SqrtOp), "reciprocal": lambda b, x: b(arith.DivfOp, b.like(1.0, x), x),
     "erf": _m(math.ErfOp), "floor": _m(math.FloorOp), "ceil": _m(math.CeilOp),
     "cos": _m(math.CosOp),
+    "acos": _m(math.AcosOp), "asin": _m(math.AsinOp), "atan": _m(math.AtanOp),
+    "sinh": _m(math.SinhOp), "cosh": _m(math.CoshOp), "asinh": _m(math.AsinhOp),
+    "acosh": _m(math.AcoshOp), "atanh": _m(math.AtanhOp), "round": _m(math.RoundEvenOp),
+    # 1, -1, or x itself for zeros and NaN (as numpy)
+    "sign": lambda b, x: b.select(_positive(b, x), b.like(1.0, x),
+                                  b.select(b.cmpf("olt", x, b.like(0.0, x)), b.like(-1.0, x), x)),
 }
+
+
+def _safe_divisor(b: Builder, y: SSAValue) -> tuple[SSAValue, SSAValue, SSAValue]:
+    """(y, or 1 where y is 0 or -1; y == 0; y == -1): integer division by 0
+    and INT_MIN / -1 trap on the CPU, so kernels never divide by them."""
+    zero, minus1 = b.like(0, y), b.like(-1, y)
+    is0, ism1 = b.cmpi("eq", y, zero), b.cmpi("eq", y, minus1)
+    return b.select(b(arith.OrIOp, is0, ism1), b.like(1, y), y), is0, ism1
+
+
+def _idiv(b: Builder, x: SSAValue, y: SSAValue) -> SSAValue:
+    """Integer division truncated toward zero; x / 0 = 0, x / -1 = -x (wrapping)."""
+    safe, is0, ism1 = _safe_divisor(b, y)
+    q = b.select(ism1, b(arith.SubiOp, b.like(0, x), x), b(arith.DivSIOp, x, safe))
+    return b.select(is0, b.like(0, x), q)
+
+
+def _irem(b: Builder, x: SSAValue, y: SSAValue) -> SSAValue:
+    """The remainder with the dividend's sign (C's %); 0 when y is 0 or -1."""
+    return b(arith.RemSIOp, x, _safe_divisor(b, y)[0])
+
+
+def _floor_mod(b: Builder, r: SSAValue, y: SSAValue, float_: bool) -> SSAValue:
+    """A remainder r with the dividend's sign -> the one with the divisor's: r + y
+    where r is nonzero and the signs of r and y differ."""
+    if float_:
+        zero = b.like(0.0, r)
+        nonzero, rneg, yneg = b.cmpf("une", r, zero), b.cmpf("olt", r, zero), b.cmpf("olt", y, zero)
+        plus = b(arith.AddfOp, r, y)
+    else:
+        zero = b.like(0, r)
+        nonzero, rneg, yneg = b.cmpi("ne", r, zero), b.cmpi("slt", r, zero), b.cmpi("slt", y, zero)
+        plus = b(arith.AddiOp, r, y)
+    return b.select(b(arith.AndIOp, nonzero, b(arith.XOrIOp, rneg, yneg)), plus, r)
 # name -> (float op, integer op)
 BINARY_EMIT: dict[str, tuple[type, type | None]] = {
     "add": (arith.AddfOp, arith.AddiOp), "sub": (arith.SubfOp, arith.SubiOp),
-    "mul": (arith.MulfOp, arith.MuliOp), "div": (arith.DivfOp, None),
+    "mul": (arith.MulfOp, arith.MuliOp), "div": (arith.DivfOp, _idiv),
     "max": (arith.MaximumfOp, arith.MaxSIOp), "min": (arith.MinimumfOp, arith.MinSIOp),
     "pow": (math.PowFOp, None),
+    "mod": (lambda b, x, y: _floor_mod(b, b.libm("fmod", x, y), y, True),
+            lambda b, x, y: _floor_mod(b, _irem(b, x, y), y, False)),
+    "fmod": (lambda b, x, y: b.libm("fmod", x, y), _irem),
 }
+# name -> (float predicate, integer predicate): ordered, so NaN compares false
+COMPARE_EMIT: dict[str, tuple[str, str]] = {
+    "equal": ("oeq", "eq"), "less": ("olt", "slt"), "less_equal": ("ole", "sle"),
+    "greater": ("ogt", "sgt"), "greater_equal": ("oge", "sge"),
+}
+LOGICAL_EMIT: dict[str, type] = {"and": arith.AndIOp, "or": arith.OrIOp, "xor": arith.XOrIOp}
 # name -> (combining binary op, initial value given the element type)
 REDUCE_EMIT: dict[str, tuple[str, Callable[[Attribute], float | int]]] = {
     "reduce_sum": ("add", lambda t: 0), "reduce_mean": ("add", lambda t: 0),
@@ -291,6 +351,7 @@ REDUCE_EMIT: dict[str, tuple[str, Callable[[Attribute], float | int]]] = {
 }
 assert set(UNARY_EMIT) == set(nn.UNARY) and set(BINARY_EMIT) == set(nn.BINARY)
 assert set(REDUCE_EMIT) == set(nn.REDUCE)
+assert set(COMPARE_EMIT) == set(nn.COMPARE) and set(LOGICAL_EMIT) == set(nn.LOGICAL)
 
 
 def _to_float(b: Builder, n: SSAValue, t: Attribute) -> SSAValue:
@@ -317,6 +378,48 @@ def lower_binary(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     name = op.name[3:]
     reads = [(x, broadcast_map(b, out.shape, x.shape)) for x in ins]
     map_nest(b, out.shape, out, identity_map, reads, lambda x, y: b.binary(name, x, y))
+
+
+def _elementwise(b: Builder, out: Buf, ins: list[Buf], fn: Callable[..., SSAValue]) -> None:
+    """out = fn(*ins) elementwise, the inputs broadcast to the output's shape."""
+    reads = [(x, broadcast_map(b, out.shape, x.shape)) for x in ins]
+    map_nest(b, out.shape, out, identity_map, reads, fn)
+
+
+def lower_compare(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    fpred, ipred = COMPARE_EMIT[op.name[3:]]
+    cmp = (lambda x, y: b.cmpf(fpred, x, y)) if ins[0].is_float else (lambda x, y: b.cmpi(ipred, x, y))
+    _elementwise(b, out, ins, cmp)
+
+
+def lower_logical(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    cls = LOGICAL_EMIT[op.name[3:]]
+    _elementwise(b, out, ins, lambda x, y: b(cls, x, y))
+
+
+def lower_not(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    _elementwise(b, out, ins, lambda x: b(arith.XOrIOp, x, b.const(1, i1)))
+
+
+def lower_select(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    _elementwise(b, out, ins, b.select)
+
+
+def lower_is_nan(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    _elementwise(b, out, ins, lambda x: b.cmpf("uno", x, x))
+
+
+def lower_is_inf(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    pos, neg = op.params.detect_positive, op.params.detect_negative
+
+    def fn(x: SSAValue) -> SSAValue:
+        if pos and neg:
+            return b.cmpf("oeq", b(math.AbsFOp, x), b.like(pymath.inf, x))
+        if pos or neg:
+            return b.cmpf("oeq", x, b.like(pymath.inf if pos else -pymath.inf, x))
+        return b.const(0, i1)
+
+    _elementwise(b, out, ins, fn)
 
 
 def _epilogue(b: Builder, op, bias: Buf | None, bias_index: list[SSAValue],
@@ -1092,6 +1195,9 @@ LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     **{cls: lower_unary for cls in nn.UNARY_OPS.values()},
     **{cls: lower_binary for cls in nn.BINARY_OPS.values()},
     **{cls: lower_reduce for cls in nn.REDUCE_OPS.values()},
+    **{cls: lower_compare for cls in nn.COMPARE_OPS.values()},
+    **{cls: lower_logical for cls in nn.LOGICAL_OPS.values()},
+    nn.NotOp: lower_not, nn.SelectOp: lower_select, nn.IsNanOp: lower_is_nan, nn.IsInfOp: lower_is_inf,
     nn.MatmulOp: lower_matmul, nn.FusedMatmulOp: lower_matmul,
     nn.ConvOp: lower_conv, nn.FusedConvOp: lower_conv,
     nn.MaxPoolOp: lower_pool, nn.AvgPoolOp: lower_pool,
@@ -1328,6 +1434,7 @@ class FunctionLowering:
                 map_nest(b, dst.shape, dst, identity_map, [(bufs[v], identity_map)], lambda x: x)
         b.emit(func.ReturnOp())
         KernelABI(fn.sym_name.data, tuple(roles), plan.per_batch, plan.constant).attach(kernel)
+        self.externals = b.externals
         return kernel
 
     def _output_names(self, n: int) -> list[str]:
@@ -1357,9 +1464,20 @@ class LowerToLoopsPass(ModulePass):
         from ncc.ir import verify_module
 
         symbols = {o.sym_name.data for o in op.ops if hasattr(o, "sym_name")}
+        functions = {o.sym_name.data: o for o in op.ops if isinstance(o, func.FuncOp)}
         for fn in [f for f in op.ops if _is_nn_function(f)]:
             lowering = FunctionLowering(op, fn, symbols, self.sparse_unroll_limit)
             kernel = lowering.run()
-            Rewriter.insert_op([*lowering.new_weights, kernel], InsertPoint.before(fn))
+            declarations = []
+            for name, (ins, outs) in lowering.externals.items():
+                decl = func.FuncOp.external(name, ins, outs)
+                if name not in functions:
+                    functions[name] = decl
+                    symbols.add(name)
+                    declarations.append(decl)
+                elif functions[name].body.blocks or functions[name].function_type != decl.function_type:
+                    raise fail(functions[name], f"@{name} is a C math library function the "
+                               "kernels call: the module may not define it otherwise")
+            Rewriter.insert_op([*declarations, *lowering.new_weights, kernel], InsertPoint.before(fn))
             Rewriter.erase_op(fn)
         verify_module(op)

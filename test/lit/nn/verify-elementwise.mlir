@@ -25,9 +25,41 @@ func.func @mixed_elements(%a: tensor<2xf32>, %b: tensor<2xf64>) {
 
 // -----
 
-func.func @int_div(%a: tensor<2xi64>) {
+func.func @int_pow(%a: tensor<2xi64>) {
   // expected-error @+1 {{operands must have a float element type, got tensor<2xi64>}}
-  %0 = nn.div %a, %a : tensor<2xi64>
+  %0 = nn.pow %a, %a : tensor<2xi64>
+  func.return
+}
+
+// -----
+
+func.func @bool_add(%a: tensor<2xi1>) {
+  // expected-error @+1 {{operands must have a numeric element type, got tensor<2xi1> (i1 tensors take the logical ops and nn.select)}}
+  %0 = nn.add %a, %a : tensor<2xi1>
+  func.return
+}
+
+// -----
+
+func.func @compare_result_is_bool(%a: tensor<2xf32>) {
+  // expected-error @+1 {{result type tensor<2xf32> does not match the inferred type tensor<2xi1>}}
+  %0 = nn.less %a, %a : tensor<2xf32>
+  func.return
+}
+
+// -----
+
+func.func @select_needs_a_bool_condition(%a: tensor<2xf32>) {
+  // expected-error @+1 {{the condition must have element type i1 (bool), got tensor<2xf32>}}
+  %0 = nn.select %a, %a, %a : tensor<2xf32>
+  func.return
+}
+
+// -----
+
+func.func @logical_on_floats(%a: tensor<2xf32>, %b: tensor<2xi1>) {
+  // expected-error @+1 {{operands must have element type i1 (bool), got tensor<2xf32>}}
+  %0 = nn.or %a, %b : tensor<2xf32>, tensor<2xi1> -> tensor<2xi1>
   func.return
 }
 
