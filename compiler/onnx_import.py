@@ -508,7 +508,9 @@ def _unary(name: str) -> Conv:
 for _onnx, _nn in {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Softplus": "softplus",
                    "Exp": "exp", "Log": "log", "Neg": "neg", "Sqrt": "sqrt", "Abs": "abs",
                    "Reciprocal": "reciprocal", "Erf": "erf", "Floor": "floor", "Ceil": "ceil",
-                   "Sin": "sin", "Cos": "cos"}.items():
+                   "Sin": "sin", "Cos": "cos", "Acos": "acos", "Asin": "asin", "Atan": "atan",
+                   "Sinh": "sinh", "Cosh": "cosh", "Asinh": "asinh", "Acosh": "acosh",
+                   "Atanh": "atanh", "Round": "round", "Sign": "sign"}.items():
     OPS[_onnx] = _unary(_nn)
 
 
@@ -538,6 +540,23 @@ def legacy_broadcast(b: Importer, a: dict, x: SSAValue, y: SSAValue) -> SSAValue
 for _onnx, _nn in {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div"}.items():
     OPS[_onnx] = (lambda name: lambda b, a: _binary(b, name, b.v(0),
                                                     legacy_broadcast(b, a, b.v(0), b.v(1))))(_nn)
+
+
+for _onnx, _nn in {"Equal": "equal", "Less": "less", "LessOrEqual": "less_equal",
+                   "Greater": "greater", "GreaterOrEqual": "greater_equal"}.items():
+    OPS[_onnx] = (lambda name: lambda b, a: b.build(nn.COMPARE_OPS[name], b.v(0), b.v(1)))(_nn)
+for _onnx, _nn in {"And": "and", "Or": "or", "Xor": "xor"}.items():
+    OPS[_onnx] = (lambda name: lambda b, a: b.build(nn.LOGICAL_OPS[name], b.v(0), b.v(1)))(_nn)
+OPS.update({
+    "Not": lambda b, a: b.build(nn.NotOp, b.v(0)),
+    "Where": lambda b, a: b.build(nn.SelectOp, b.v(0), b.v(1), b.v(2)),
+    "IsNaN": lambda b, a: b.build(nn.IsNanOp, b.v(0)),
+    "IsInf": lambda b, a: b.build(nn.IsInfOp, b.v(0), a.get("detect_positive", 1),
+                                  a.get("detect_negative", 1)),
+    # fmod=0: the divisor's sign (ONNX requires fmod=1 on floats; its reference
+    # implementation, like nn.mod, takes numpy's floor modulo there too)
+    "Mod": lambda b, a: _binary(b, "fmod" if a.get("fmod", 0) else "mod", b.v(0), b.v(1)),
+})
 
 
 @op("Pow")
@@ -981,7 +1000,33 @@ def _gelu(b, x, a):
     return _binary(b, "mul", _binary(b, "mul", x, _k(b, x, 0.5)), _binary(b, "add", t, _k(b, x, 1)))
 
 
+def _select(b: Importer, cond: SSAValue, x: SSAValue, y: SSAValue) -> SSAValue:
+    return b.build(nn.SelectOp, cond, x, y)
+
+
+def _cmp(b: Importer, name: str, x: SSAValue, y: SSAValue) -> SSAValue:
+    return b.build(nn.COMPARE_OPS[name], x, y)
+
+
+def _shrink(b, x, a):  # x + bias where x < -lambd, x - bias where x > lambd, else 0
+    lambd, bias = a.get("lambd", 0.5), a.get("bias", 0.0)
+    upper = _select(b, _cmp(b, "greater", x, _k(b, x, lambd)), _binary(b, "sub", x, _k(b, x, bias)),
+                    _k(b, x, 0))
+    return _select(b, _cmp(b, "less", x, _k(b, x, -lambd)), _binary(b, "add", x, _k(b, x, bias)), upper)
+
+
+def _swish(b, x, a):  # x * sigmoid(alpha * x); alpha = 1 is silu
+    alpha = a.get("alpha", 1.0)
+    if np.float32(alpha) == 1:
+        return _u(b, "silu", x)
+    return _binary(b, "mul", x, _u(b, "sigmoid", _binary(b, "mul", x, _k(b, x, alpha))))
+
+
 COMPOSITE: dict[str, Callable[[Importer, SSAValue, dict], SSAValue]] = {
+    "ThresholdedRelu": lambda b, x, a: _select(b, _cmp(b, "greater", x, _k(b, x, a.get("alpha", 1.0))),
+                                               x, _k(b, x, 0)),
+    "Shrink": _shrink,
+    "Swish": _swish,
     "HardSigmoid": lambda b, x, a: _hard_sigmoid(b, x, a.get("alpha", 0.2), a.get("beta", 0.5)),
     "HardSwish": lambda b, x, a: _binary(b, "mul", x, _hard_sigmoid(b, x, 1 / 6, 0.5)),
     "Selu": lambda b, x, a: _binary(b, "mul", _elu_of(b, x, a.get("alpha", 1.67326319217681884765625)),
@@ -1036,8 +1081,13 @@ def _cast(b, a):
         return x
     if src.kind == "f" and to.kind == "f":  # between float types: nn.cast
         return b.build(nn.CastOp, x, to)
+    if to == np.bool_:  # nonzero (NaN included) is true
+        return b.build(nn.NotOp, _cmp(b, "equal", x, b.scalar(0, x)))
+    if src == np.bool_:
+        one, zero = (b.emit(nn.ConstantOp(np.asarray(v, to))) for v in (1, 0))
+        return _select(b, x, one, zero)
     raise b.error(f"casting {x.type.element_type} to {nn.element_type_of(to)} is not "
-                  "supported (only on constants, and between float types)")
+                  "supported (only on constants, between float types, and to or from bool)")
 
 
 @op("LayerNormalization")

@@ -302,7 +302,7 @@ def test_cast_of_a_value_to_its_own_type_and_its_diagnostic():
     check(model([helper.make_node("Cast", ["x"], ["y"], to=F)], {"x": [3]}), {"x": x_of(3)})
     m = model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.INT64, name="c")], {"x": [3]})
     assert diag(m) == ("g: error: node 'c' (Cast): casting f32 to i64 is not supported "
-                       "(only on constants, and between float types)")
+                       "(only on constants, between float types, and to or from bool)")
 
 
 D, F16 = TensorProto.DOUBLE, TensorProto.FLOAT16
@@ -336,6 +336,122 @@ def test_cast_between_float_types(src, dst, op):
     for got in runs:
         assert got.dtype == want.dtype == ddt
         np.testing.assert_array_equal(got, want)
+
+
+# ---------------------------------------------------------------------------
+# Booleans, comparisons, select and the elementwise math: imported, run by the
+# reference interpreter and natively, against onnxruntime (or, for what it does
+# not run, onnx's reference implementation)
+
+B, I64 = TensorProto.BOOL, TensorProto.INT64
+
+
+def inferred_model(nodes, inputs, outputs=("y",), opset=18):
+    """inputs: {name: (element type, shape)}; outputs typed by inference."""
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info(n, e, s) for n, (e, s) in inputs.items()],
+        [helper.make_empty_tensor_value_info(n) for n in outputs])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = min(m.ir_version, 10)
+    return m
+
+
+def check_both(m, feeds, rtol=1e-5, atol=1e-6, oracle="ort"):
+    """The reference run and the native run of the imported model equal the oracle's."""
+    if oracle == "ort":
+        want = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    else:
+        from onnx.reference import ReferenceEvaluator
+        want = ReferenceEvaluator(m).run(None, feeds)
+    module = import_onnx(m)
+    native = ncc.compile(module, cache=False).run(feeds)
+    for how, got in (("reference", ncc.reference.run(module, feeds)), ("native", native)):
+        for g, w in zip(got, want, strict=True):
+            assert g.shape == w.shape and g.dtype == w.dtype, how
+            np.testing.assert_allclose(g, w, rtol=rtol, atol=atol, err_msg=how)
+    return module
+
+
+@pytest.mark.parametrize("op", ["Acos", "Asin", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh",
+                                "Round", "Sign"])
+def test_elementwise_math(op):
+    x = x_of(3, 4) * 2
+    x = {"Acos": np.tanh, "Asin": np.tanh, "Atanh": np.tanh, "Acosh": lambda v: np.abs(v) + 1}.get(
+        op, lambda v: v)(x).astype(np.float32)
+    if op in ("Round", "Sign"):
+        x[0] = [0.5, -1.5, 2.5, 0.0]  # ties to even; sign of zero
+    check_both(inferred_model([helper.make_node(op, ["x"], ["y"])], {"x": (F, [3, 4])}), {"x": x})
+
+
+@pytest.mark.parametrize("op", ["Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual"])
+@pytest.mark.parametrize("elem", [F, I64])
+def test_comparisons(op, elem):
+    dt = helper.tensor_dtype_to_np_dtype(elem)
+    a, b = RNG.integers(-2, 3, (2, 3, 4)).astype(dt), RNG.integers(-2, 3, (3, 1)).astype(dt)
+    m = inferred_model([helper.make_node(op, ["a", "b"], ["y"])], {"a": (elem, [2, 3, 4]), "b": (elem, [3, 1])})
+    check_both(m, {"a": a, "b": b})
+
+
+@pytest.mark.parametrize("op", ["And", "Or", "Xor", "Equal"])
+def test_logical(op):
+    a, b = RNG.integers(0, 2, (2, 3)).astype(bool), RNG.integers(0, 2, (3,)).astype(bool)
+    nodes = [helper.make_node(op, ["a", "b"], ["t"]), helper.make_node("Not", ["t"], ["y"])]
+    check_both(inferred_model(nodes, {"a": (B, [2, 3]), "b": (B, [3])}), {"a": a, "b": b})
+
+
+@pytest.mark.parametrize("elem", [F, I64])
+def test_where(elem):
+    dt = helper.tensor_dtype_to_np_dtype(elem)
+    c = RNG.integers(0, 2, (3, 1)).astype(bool)
+    x, y = RNG.integers(-9, 9, (4,)).astype(dt), RNG.integers(-9, 9, (2, 1, 4)).astype(dt)
+    m = inferred_model([helper.make_node("Where", ["c", "x", "y"], ["z"])],
+                    {"c": (B, [3, 1]), "x": (elem, [4]), "y": (elem, [2, 1, 4])}, outputs=("z",))
+    check_both(m, {"c": c, "x": x, "y": y})
+
+
+@pytest.mark.parametrize("attrs", [{}, {"detect_negative": 0}, {"detect_positive": 0}])
+def test_isnan_isinf(attrs):
+    x = np.array([[np.nan, np.inf, -np.inf, 0.0], [1.0, -1e30, 3.0, np.nan]], np.float32)
+    nodes = [helper.make_node("IsInf", ["x"], ["i"], **attrs), helper.make_node("IsNaN", ["x"], ["n"])]
+    check_both(inferred_model(nodes, {"x": (F, [2, 4])}, outputs=("i", "n")), {"x": x})
+
+
+@pytest.mark.parametrize("fmod", [0, 1])
+def test_mod_and_integer_div(fmod):
+    a = np.array([[5, -5, 5, -5, 7, 0]], np.int64)
+    b = np.array([3, 3, -3, -3, 7, 2], np.int64)
+    nodes = [helper.make_node("Mod", ["a", "b"], ["m"], fmod=fmod), helper.make_node("Div", ["a", "b"], ["d"])]
+    check_both(inferred_model(nodes, {"a": (I64, [1, 6]), "b": (I64, [6])}, outputs=("m", "d")), {"a": a, "b": b})
+
+
+@pytest.mark.parametrize("fmod", [0, 1])
+def test_float_mod(fmod):
+    """fmod=1 is C's fmod; ONNX requires it on floats (onnxruntime refuses fmod=0
+    there), onnx's reference takes numpy's floor modulo for fmod=0, as nn.mod does."""
+    a = np.array([5.5, -5.5, 5.5, -5.5, 4.0], np.float32)
+    b = np.array([2.0, 2.0, -2.0, -2.0, 2.0], np.float32)
+    m = inferred_model([helper.make_node("Mod", ["a", "b"], ["y"], fmod=fmod)], {"a": (F, [5]), "b": (F, [5])})
+    check_both(m, {"a": a, "b": b}, oracle="ort" if fmod else "onnx")
+
+
+@pytest.mark.parametrize("op,attrs", [("ThresholdedRelu", {}), ("ThresholdedRelu", {"alpha": 0.5}),
+                                      ("Shrink", {}), ("Shrink", {"lambd": 1.0, "bias": 0.5}),
+                                      ("Swish", {}), ("Swish", {"alpha": 0.5})])
+def test_select_based_activations(op, attrs):
+    x = np.array([[-2.0, -1.0, -0.5, 0.0], [0.5, 1.0, 1.5, 3.0]], np.float32)
+    opset = 24 if op == "Swish" else 18
+    m = inferred_model([helper.make_node(op, ["x"], ["y"], **attrs)], {"x": (F, [2, 4])}, opset=opset)
+    check_both(m, {"x": x}, oracle="onnx" if op == "Swish" else "ort")  # Swish: opset 24
+
+
+def test_cast_to_and_from_bool():
+    x = np.array([[0.0, -0.0, 1.5, np.nan], [np.inf, -2.0, 0.0, 1e-30]], np.float32)
+    nodes = [helper.make_node("Cast", ["x"], ["b"], to=B),
+             helper.make_node("Cast", ["b"], ["f"], to=F),
+             helper.make_node("Cast", ["b"], ["i"], to=I64),
+             helper.make_node("Cast", ["i"], ["b2"], to=B),
+             helper.make_node("CastLike", ["b2", "x"], ["y"])]
+    check_both(inferred_model(nodes, {"x": (F, [2, 4])}, outputs=("b", "f", "i", "y")), {"x": x})
 
 
 def test_layer_norm_expand_split():
