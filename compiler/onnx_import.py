@@ -588,6 +588,10 @@ OPS.update({"Max": _variadic("max"), "Min": _variadic("min"), "Sum": _variadic("
 def _identity(b, a):
     x = b.v(0)
     shape = shape_of(x.type)
+    if b.node.op_type == "Dropout" and b.opset >= 12 and b.has(2) and (
+            b.node.input[2] not in b.consts or b.static(2).any()):
+        raise b.error("training mode (random dropout) is not supported: training_mode must be "
+                      "a constant false")
     if b.node.op_type == "Dropout" and len(b.node.output) > 1 and b.node.output[1] and DYN not in shape:
         b.consts[b.node.output[1]] = np.ones(shape, np.bool_)  # inference: nothing is dropped
     return x

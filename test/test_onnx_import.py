@@ -279,6 +279,24 @@ def test_ops_of_constants_are_folded_and_keep_the_weight_name():
     assert ncc.print_module(import_onnx(ncc.export_onnx(module))) == ncc.print_module(module)
 
 
+def test_dropout_training_mode():
+    """A constant false training_mode is inference; true, or a run-time input, is refused."""
+    def dropout(training):
+        nodes = [helper.make_node("Dropout", ["x", "r", "t"], ["y"], name="d")]
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", F, [2, 3])]
+                                  + ([helper.make_tensor_value_info("t", TensorProto.BOOL, [])]
+                                     if training is None else []),
+                                  [helper.make_tensor_value_info("y", F, None)],
+                                  [numpy_helper.from_array(np.array(0.5, np.float32), "r")]
+                                  + ([] if training is None else
+                                     [numpy_helper.from_array(np.array(training), "t")]))
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    x = x_of(2, 3)
+    np.testing.assert_array_equal(ncc.reference.run(import_onnx(dropout(False)), [x])[0], x)
+    for training in (True, None):
+        assert "training mode (random dropout) is not supported" in diag(dropout(training))
+
+
 def test_shape_arithmetic_is_folded():
     # Reshape(x, Concat(Shape(x)[0:1], [-1])) as exporters write it; Range and
     # Cast on constants are folded though nn has no such ops.
