@@ -144,13 +144,23 @@ def test_binary_broadcasting(name, shapes):
 
 
 @pytest.mark.parametrize("name", ["add", "sub", "mul", "max", "min"])
-def test_binary_integers(name):
-    m = build([T(2, 3, elt=i64), T(3, elt=i64)], lambda e, a, b: e(nn.BINARY_OPS[name](a, b)))
-    check(m, [rng.integers(-50, 50, (2, 3)), rng.integers(-50, 50, (3,))])
+@pytest.mark.parametrize("elt", [i8, i32, i64])
+def test_binary_integers(name, elt):
+    m = build([T(2, 3, elt=elt), T(3, elt=elt)], lambda e, a, b: e(nn.BINARY_OPS[name](a, b)))
+    dt = nn.numpy_dtype(elt)
+    check(m, [rng.integers(-50, 50, (2, 3)).astype(dt), rng.integers(-50, 50, (3,)).astype(dt)])
+
+
+def test_i8_reductions_and_data_movement():
+    def make(e, x):
+        t = e(nn.TransposeOp(x, [1, 0]))
+        return e(nn.ReduceMaxOp(t, [1])), e(nn.ReduceSumOp(x, [0], keepdims=True)), e(nn.PadOp(t, [1, 0, 0, 1], value=-3.0))
+
+    check(build([T(4, 3, elt=i8)], make), [rng.integers(-128, 128, (4, 3)).astype(np.int8)])
 
 
 @pytest.mark.parametrize("name", ["div", "mod", "fmod"])
-@pytest.mark.parametrize("elt", [i32, i64])
+@pytest.mark.parametrize("elt", [i8, i32, i64])
 def test_integer_division_edge_cases(name, elt):
     """Truncating div, floor mod, C fmod; a zero divisor gives 0 and INT_MIN / -1
     wraps, where the plain CPU instructions would trap."""
@@ -177,7 +187,7 @@ def test_float_remainders(name, dtype):
 
 
 @pytest.mark.parametrize("name", sorted(nn.COMPARE))
-@pytest.mark.parametrize("elt", [f32, f64, i32, i64])
+@pytest.mark.parametrize("elt", [f32, f64, i8, i32, i64])
 @pytest.mark.parametrize("shapes", [((DYN, 3), (3,)), ((2, 1), (1, 4)), ((), (5,))], ids=str)
 def test_comparisons(name, elt, shapes):
     m = build([T(*s, elt=elt) for s in shapes], lambda e, a, b: e(nn.COMPARE_OPS[name](a, b)))
@@ -216,7 +226,7 @@ def test_bool_bytes_other_than_0_and_1_read_as_true():
     assert native(m, [x], "lower-to-loops")[0].tolist() == [True, False, False, False, True, False]
 
 
-@pytest.mark.parametrize("elt", [f32, f64, i32, i64, i1])
+@pytest.mark.parametrize("elt", [f32, f64, i8, i32, i64, i1])
 def test_select(elt):
     dt = nn.numpy_dtype(elt)
     m = build([T(DYN, 1, elt=i1), T(4, elt=elt), T(DYN, 4, elt=elt)],
@@ -519,7 +529,7 @@ def test_cast_between_float_types(src, dst):
 def test_cast_to_f16_is_refused_natively():
     m = build([T(3)], lambda e, a: e(nn.CastOp(a, np.float16)))
     with pytest.raises(ncc.NccError, match="nn.cast: the result has element type f16; lower-to-loops "
-                                           "supports f32, f64, i32, i64"):
+                                           "supports f32, f64, i8, i32, i64, i1"):
         ncc.compile(m, cache=False)
 
 

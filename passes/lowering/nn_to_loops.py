@@ -87,7 +87,7 @@ from ncc.passes.lowering import memory_plan
 from ncc.reference import arg_names
 from ncc.runtime.abi import ArgRole, KernelABI
 
-SUPPORTED_ELEMENTS = (f32, f64, i32, i64, i1)  # i1: one byte per element (numpy bool)
+SUPPORTED_ELEMENTS = (f32, f64, i8, i32, i64, i1)  # i1: one byte per element (numpy bool)
 CONSTANT_MARK = "ncc.constant"  # on nn.weights made from constants: not trainable
 index = IndexType()
 Index = Callable[[Sequence[SSAValue]], list[SSAValue]]  # loop ivs -> memref indices
