@@ -211,11 +211,16 @@ class Importer:
             return None
         op.drop_all_references()
         for w, name in zip(owners, names):
-            if not w.results[0].uses and w in self.ops:
+            if w.results[0].uses or w not in self.ops:
+                continue
+            # The ONNX names bound to it: a constant's is made again on its next
+            # use, but an identity's output (a CastLike to the same type) is only
+            # this value, which then stays.
+            keys = [k for k, v in self.values.items() if v is w.results[0]]
+            if all(k in self.consts for k in keys):
                 self.ops.remove(w)
-                cached = self.values.get(name) if name is not None else None
-                if cached is w.results[0]:
-                    del self.values[name]
+                for key in keys:
+                    del self.values[key]
                 if isinstance(w, nn.WeightRefOp) and not self._has_refs(w.sym):
                     self.used_names.discard(w.sym)
                     del self.weights[name], self.weight_source[w.sym]

@@ -279,6 +279,18 @@ def test_ops_of_constants_are_folded_and_keep_the_weight_name():
     assert ncc.print_module(import_onnx(ncc.export_onnx(module))) == ncc.print_module(module)
 
 
+def test_folding_forgets_every_name_of_a_removed_literal():
+    """CastLike to the same type binds a second name to a Constant's literal; when
+    an op folds that literal away, a later use of either name makes it again."""
+    nodes = [helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(np.array(1.5, np.float32))),
+             helper.make_node("CastLike", ["c", "x"], ["cc"]),
+             helper.make_node("Neg", ["cc"], ["n"]),
+             helper.make_node("Add", ["x", "n"], ["a"]),
+             helper.make_node("Sub", ["a", "cc"], ["s"]),
+             helper.make_node("Mul", ["s", "c"], ["y"])]
+    check(model(nodes, {"x": [3]}), {"x": x_of(3)})
+
+
 def test_dropout_training_mode():
     """A constant false training_mode is inference; true, or a run-time input, is refused."""
     def dropout(training):
