@@ -1497,6 +1497,7 @@ class ArgReduceOp(NNOp):
 
     @classmethod
     def infer(cls, types, p):
+        _need_numeric(types[0], "operand")
         shape = shape_of(types[0])
         a = normalize_axis(p.axis, len(shape))
         if shape[a] == 0:
@@ -1528,6 +1529,7 @@ class CumSumOp(NNOp):
 
     @classmethod
     def infer(cls, types, p):
+        _need_numeric(types[0], "operand")
         normalize_axis(p.axis, len(shape_of(types[0])))
         return types[0]
 
@@ -1570,9 +1572,11 @@ class GatherElementsOp(NNOp):
 SCATTER_REDUCTIONS = ("none", "add", "mul", "max", "min")
 
 
-def _check_reduction(r: str) -> None:
+def _check_reduction(r: str, x: TensorType) -> None:
     if r not in SCATTER_REDUCTIONS:
         raise VerifyException(f"unknown reduction '{r}' (known: {', '.join(SCATTER_REDUCTIONS)})")
+    if r != "none":
+        _need_numeric(x, f"the input of a reduction {r}")
 
 
 @nn_op
@@ -1594,7 +1598,7 @@ class ScatterElementsOp(NNOp):
     @classmethod
     def infer(cls, types, p):
         x, idx, upd = types
-        _check_reduction(p.reduction)
+        _check_reduction(p.reduction, x)
         _need_rank(x, 1, "input", at_least=True)
         a = normalize_axis(p.axis, len(shape_of(x)))
         _same_rank_indices(x, idx, a)
@@ -1622,7 +1626,7 @@ class ScatterNDOp(NNOp):
     @classmethod
     def infer(cls, types, p):
         x, idx, upd = types
-        _check_reduction(p.reduction)
+        _check_reduction(p.reduction, x)
         _need_indices(idx)
         _need_rank(idx, 1, "indices", at_least=True)
         sx, si = shape_of(x), shape_of(idx)

@@ -127,11 +127,18 @@ def test_select_and_float_predicates():
 
 
 def test_reduce_and_matmul_refuse_bools():
-    p, q = values(T((2, 2), i1), T((2, 2), i1))
+    p, q, i = values(T((2, 2), i1), T((2, 2), i1), T((2, 2), i64))
     with pytest.raises(VerifyException, match="numeric element type"):
         nn.ReduceSumOp(p)
     with pytest.raises(VerifyException, match="numeric element type"):
         nn.MatmulOp(p, q)
+    for make in (lambda: nn.ArgmaxOp(p, 1), lambda: nn.ArgminOp(p), lambda: nn.CumSumOp(p, 0),
+                 lambda: nn.ScatterElementsOp(p, i, q, reduction="add")):
+        with pytest.raises(VerifyException, match="numeric element type"):
+            make()
+    # moving bools around is fine
+    assert nn.ScatterElementsOp(p, i, q).result.type == T((2, 2), i1)
+    assert nn.GatherElementsOp(p, i, 1).result.type == T((2, 2), i1)
 
 
 @given(st.lists(st.integers(1, 4), min_size=1, max_size=4), st.lists(st.integers(1, 4), min_size=1, max_size=4),
