@@ -1101,12 +1101,13 @@ def _cast(b, a):
 
 @op("LayerNormalization")
 def _layer_norm(b, a):
-    if sum(1 for o in b.node.output if o) > 1:
-        raise b.error("only the first output (the normalized tensor) is supported")
     x, scale = b.v(0), b.v(1)
     bias = b.v(2) if b.has(2) else b.emit(nn.ConstantOp(
         np.zeros(shape_of(scale.type), nn.numpy_dtype(scale.type.element_type))))
-    return b.build(nn.LayerNormOp, x, scale, bias, a.get("axis", -1), a.get("epsilon", 1e-5))
+    y = b.build(nn.LayerNormOp, x, scale, bias, a.get("axis", -1), a.get("epsilon", 1e-5))
+    if not any(b.node.output[1:]):
+        return y
+    return [y, *_layer_norm_stats(b, x, a)]  # Mean, InvStdDev: see "Normalizations and losses"
 
 
 @op("Expand")
@@ -1546,3 +1547,261 @@ def _resize(b, a):
             raise b.error(f"scales {full_scales} both up- and downsample (opset {b.opset})")
         params["nearest_mode"] = "ceil" if down else "floor"
     return b.build(nn.ResizeOp, x, out, full_scales, mode, **params)
+
+
+# ---------------------------------------------------------------------------
+# Normalizations and losses: decompositions into reductions, elementwise ops,
+# nn.layer_norm and gathers.
+
+
+def _array(b: Importer, value: Any, like: SSAValue) -> SSAValue:
+    """An nn.constant holding `value` in the element type of `like`."""
+    return b.emit(nn.ConstantOp(np.asarray(value, dtype=nn.numpy_dtype(like.type.element_type))))
+
+
+def _tail_axes(b: Importer, x: SSAValue, axis: int) -> list[int]:
+    """The axes [axis, rank) of x (axis may be negative)."""
+    rank = len(shape_of(x.type))
+    if not -rank <= axis < rank:
+        raise b.error(f"axis {axis} is out of range for {x.type}")
+    return list(range(axis % rank, rank))
+
+
+def _mean_over(b: Importer, x: SSAValue, axes: Sequence[int]) -> SSAValue:
+    return b.build(nn.REDUCE_OPS["reduce_mean"], x, list(axes), keepdims=True)
+
+
+def _centered(b: Importer, x: SSAValue, axes: Sequence[int]) -> tuple[SSAValue, SSAValue, SSAValue]:
+    """(mean, x - mean, variance) over `axes`, kept as size-1 dimensions."""
+    mean = _mean_over(b, x, axes)
+    d = _binary(b, "sub", x, mean)
+    return mean, d, _mean_over(b, _binary(b, "mul", d, d), axes)
+
+
+def _layer_norm_stats(b: Importer, x: SSAValue, a: dict) -> list[SSAValue | None]:
+    """LayerNormalization's optional outputs Mean and InvStdDev = 1 / sqrt(var + eps)
+    over the normalized axes, kept as size-1 dimensions (the main output stays
+    one nn.layer_norm)."""
+    stash = _np_dtype(a.get("stash_type", 1), "stash_type", b.where)
+    if stash != nn.numpy_dtype(x.type.element_type):
+        raise b.error(f"Mean and InvStdDev of stash_type {nn.element_type_of(stash)} for a "
+                      f"{x.type.element_type} input need a cast, which ncc does not support")
+    mean, _, var = _centered(b, x, _tail_axes(b, x, a.get("axis", -1)))
+    if len(b.node.output) < 3 or not b.node.output[2]:
+        return [mean]
+    std = _u(b, "sqrt", _binary(b, "add", var, b.scalar(a.get("epsilon", 1e-5), x)))
+    return [mean, _u(b, "reciprocal", std)]
+
+
+@op("RMSNormalization")
+def _rms_norm(b, a):
+    # x / sqrt(mean(x^2 over [axis, rank)) + eps) * scale
+    x, scale = b.v(0), b.v(1)
+    ms = _mean_over(b, _binary(b, "mul", x, x), _tail_axes(b, x, a.get("axis", -1)))
+    rms = _u(b, "sqrt", _binary(b, "add", ms, b.scalar(a.get("epsilon", 1e-5), x)))
+    return _binary(b, "mul", _binary(b, "div", x, rms), scale)
+
+
+def _standardize(b: Importer, x: SSAValue, axis: int, eps: float) -> SSAValue:
+    """(x - mean) / sqrt(var + eps) over the dimensions [axis, rank): one
+    nn.layer_norm with a unit scale and a zero bias."""
+    inner = shape_of(x.type)[axis:]
+    if DYN in inner:
+        raise b.error(f"needs static sizes after dimension {axis - 1}, got {x.type}")
+    dtype = nn.numpy_dtype(x.type.element_type)
+    ones = b.emit(nn.ConstantOp(np.ones(inner, dtype)))
+    zeros = b.emit(nn.ConstantOp(np.zeros(inner, dtype)))
+    return b.build(nn.LayerNormOp, x, ones, zeros, axis, eps)
+
+
+def _per_channel(b: Importer, v: SSAValue, rank: int) -> SSAValue:
+    """A [C] vector as [C, 1, ...]: broadcast along dimension 1 of a rank-`rank` tensor."""
+    return b.build(nn.ReshapeOp, v, [-1] + [1] * (rank - 2))
+
+
+def _channels_input(b: Importer, x: SSAValue) -> tuple[int, int, list[int]]:
+    shape = shape_of(x.type)
+    if len(shape) < 3:
+        raise b.error(f"the input must be (N, C, spatial...), got {x.type}")
+    n, c, *spatial = shape
+    if c == DYN or DYN in spatial:
+        raise b.error(f"needs static channel and spatial sizes, got {x.type}")
+    return n, c, spatial
+
+
+@op("InstanceNormalization")
+def _instance_norm(b, a):
+    # per instance and channel over the spatial dimensions, then scale[c], bias[c]
+    x, scale, bias = b.v(0), b.v(1), b.v(2)
+    _channels_input(b, x)
+    rank = len(shape_of(x.type))
+    y = _standardize(b, x, 2, a.get("epsilon", 1e-5))
+    y = _binary(b, "mul", y, _per_channel(b, scale, rank))
+    return _binary(b, "add", y, _per_channel(b, bias, rank))
+
+
+@op("GroupNormalization")
+def _group_norm(b, a):
+    # standardized per instance over each group of C/G channels: (N, G, C/G * spatial);
+    # scale and bias per channel (opset 21) or per group (opset 18)
+    x, scale, bias = b.v(0), b.v(1), b.v(2)
+    n, c, spatial = _channels_input(b, x)
+    g = a.get("num_groups")
+    if not g or c % g:
+        raise b.error(f"num_groups {g} must divide the {c} channels")
+    grouped = b.build(nn.ReshapeOp, x, [-1 if n == DYN else n, g, c // g * math.prod(spatial)])
+    y = _standardize(b, grouped, 2, a.get("epsilon", 1e-5))
+    if b.opset < 21:
+        y = _binary(b, "mul", y, _per_channel(b, scale, 3))
+        return b.build(nn.ReshapeOp, _binary(b, "add", y, _per_channel(b, bias, 3)), x.type)
+    rank = len(shape_of(x.type))
+    y = _binary(b, "mul", b.build(nn.ReshapeOp, y, x.type), _per_channel(b, scale, rank))
+    return _binary(b, "add", y, _per_channel(b, bias, rank))
+
+
+@op("MeanVarianceNormalization")
+def _mvn(b, a):
+    # (x - mean) / (sqrt(var) + 1e-9) over `axes`, as the function body of the
+    # spec (with the variance of the centered values, which cannot go negative)
+    x = b.v(0)
+    _, d, var = _centered(b, x, list(a.get("axes", [0, 2, 3])))
+    return _binary(b, "div", d, _binary(b, "add", _u(b, "sqrt", var), b.scalar(1e-9, x)))
+
+
+@op("LpNormalization")
+def _lp_norm(b, a):
+    # x / ||x||_p along `axis`; an all-zero row (norm 0) gives 0: the norm is
+    # at least the smallest normal float, and 0 / that is 0
+    x, p, axis = b.v(0), a.get("p", 2), a.get("axis", -1)
+    if p not in (1, 2):
+        raise b.error(f"p must be 1 or 2, got {p}")
+    if not isinstance(x.type.element_type, nn.FLOAT_TYPES):
+        raise b.error(f"the input must be a float tensor, got {x.type}")
+    terms = _u(b, "abs", x) if p == 1 else _binary(b, "mul", x, x)
+    norm = b.build(nn.REDUCE_OPS["reduce_sum"], terms, [axis], keepdims=True)
+    if p == 2:
+        norm = _u(b, "sqrt", norm)
+    tiny = np.finfo(nn.numpy_dtype(x.type.element_type)).tiny
+    return _binary(b, "div", x, _binary(b, "max", norm, b.scalar(tiny, x)))
+
+
+@op("ReduceLogSumExp")
+def _reduce_log_sum_exp(b, a):
+    # max + log(sum(exp(x - max))): never overflows
+    x = b.v(0)
+    shape = shape_of(x.type)
+    axes = _axes_input(b, a, 1, 18)
+    if not axes:
+        if axes is not None and a.get("noop_with_empty_axes", 0):
+            return x
+        axes = list(range(len(shape)))
+    axes = [ax % len(shape) if -len(shape) <= ax < len(shape) else ax for ax in axes]
+    mx = b.build(nn.REDUCE_OPS["reduce_max"], x, axes, keepdims=True)
+    s = b.build(nn.REDUCE_OPS["reduce_sum"], _u(b, "exp", _binary(b, "sub", x, mx)), axes,
+                keepdims=True)
+    y = _binary(b, "add", _u(b, "log", s), mx)
+    if a.get("keepdims", 1):
+        return y
+    return _reshape_to(b, y, [d for i, d in enumerate(shape) if i not in axes])
+
+
+LOSS_ONEHOT_LIMIT = 1 << 20  # entries of the one-hot table a loss with a dynamic batch gathers
+
+
+def _reduction(b: Importer, a: dict) -> str:
+    r = a.get("reduction", b"mean")
+    r = r.decode() if isinstance(r, bytes) else r
+    if r not in ("none", "sum", "mean"):
+        raise b.error(f"unknown reduction '{r}' (known: none, sum, mean)")
+    return r
+
+
+def _pick(b: Importer, x: SSAValue, idx: SSAValue) -> SSAValue:
+    """x[n, idx[n, d...], d...] for x (N, C, d...) and integer idx (N, d...) in [0, C).
+    Static shapes: one gather from the flattened x at idx * D + (n * C * D + d).
+    A dynamic batch: the rows of a constant identity matrix at idx (a one-hot
+    over C) times x, summed over C."""
+    n, c, *rest = shape_of(x.type)
+    itype = nn.numpy_dtype(idx.type.element_type)
+    inner = math.prod(rest)
+    if n != DYN:
+        offsets = (np.arange(n)[:, None] * c * inner + np.arange(inner)[None, :]).reshape(n, *rest)
+        flat = _binary(b, "add", _binary(b, "mul", idx, b.scalar(inner, idx)),
+                       b.emit(nn.ConstantOp(offsets.astype(itype))))
+        return b.build(nn.GatherOp, b.build(nn.ReshapeOp, x, [n * c * inner]), flat, 0)
+    if c * c > LOSS_ONEHOT_LIMIT:
+        raise b.error(f"{c} classes with a dynamic batch: the one-hot table would have {c * c} "
+                      f"entries (at most {LOSS_ONEHOT_LIMIT}); give the batch a static size")
+    onehot = b.build(nn.GatherOp, _array(b, np.eye(c), x), idx, 0)  # (N, d..., C)
+    if rest:
+        x = b.build(nn.TransposeOp, x, [0, *range(2, 2 + len(rest)), 1])
+    return b.build(nn.REDUCE_OPS["reduce_sum"], _binary(b, "mul", x, onehot), [-1])
+
+
+def _nll(b: Importer, logp: SSAValue, target: SSAValue, weight: SSAValue | None,
+         ignore_index: int | None, reduction: str) -> SSAValue:
+    """NegativeLogLikelihoodLoss of log-probabilities logp (N, C, d...) at the
+    integer labels target (N, d...): loss = -logp[n, target, d...] * weight[target],
+    0 where target == ignore_index; reduced by sum, or by the mean weighted by
+    the gathered weights. The ignored label is recognised without comparisons:
+    a per-class weight table holds 0 at its slot (ignore_index itself when it
+    is a class, else one extra slot that a clamp of the labels leads to)."""
+    ls, ts = shape_of(logp.type), shape_of(target.type)
+    if len(ls) < 2 or len(ts) != len(ls) - 1 or not all(
+            nn.dims_compatible(p, q) for p, q in zip(ts, ls[:1] + ls[2:])):
+        raise b.error(f"the input (N, C, d...) and the target (N, d...) do not match: "
+                      f"{logp.type} and {target.type}")
+    if nn.numpy_dtype(target.type.element_type).kind != "i":
+        raise b.error(f"the target must hold integer labels, got {target.type}")
+    c = ls[1]
+    if c == DYN or DYN in ls[2:]:
+        raise b.error(f"needs a static number of classes and sizes, got {logp.type}")
+    ii = ignore_index
+    cls = slot = target
+    table = weight
+    if ii is not None:
+        size = c if 0 <= ii < c else c + 1
+        keep = np.ones(size)
+        if 0 <= ii < c:
+            keep[ii] = 0
+        elif ii < 0:  # labels are in [0, C) or ii: max(t, -1) + 1 takes ii to slot 0
+            keep[0] = 0
+            slot = _binary(b, "add", _binary(b, "max", target, b.scalar(-1, target)), b.scalar(1, target))
+            cls = _binary(b, "max", target, b.scalar(0, target))
+            if table is not None:
+                table = b.build(nn.ConcatOp, [_array(b, [0], table), table], 0)
+        else:  # ii >= C: min(t, C) takes ii to slot C
+            keep[c] = 0
+            slot = _binary(b, "min", target, b.scalar(c, target))
+            cls = _binary(b, "min", target, b.scalar(c - 1, target))
+            if table is not None:
+                table = b.build(nn.ConcatOp, [table, _array(b, [0], table)], 0)
+        table = _array(b, keep, logp) if table is None else _binary(b, "mul", table, _array(b, keep, table))
+    picked = _pick(b, logp, cls)
+    w = None if table is None else b.build(nn.GatherOp, table, slot, 0)
+    loss = _u(b, "neg", picked if w is None else _binary(b, "mul", picked, w))
+    if reduction == "none":
+        return loss
+    if reduction == "sum" or w is None:
+        return b.build(nn.REDUCE_OPS["reduce_" + reduction], loss, None)
+    total = b.build(nn.REDUCE_OPS["reduce_sum"], loss, None)
+    return _binary(b, "div", total, b.build(nn.REDUCE_OPS["reduce_sum"], w, None))
+
+
+@op("NegativeLogLikelihoodLoss")
+def _nll_loss(b, a):
+    return _nll(b, b.v(0), b.v(1), b.v(2) if b.has(2) else None, a.get("ignore_index"),
+                _reduction(b, a))
+
+
+@op("SoftmaxCrossEntropyLoss")
+def _softmax_cross_entropy(b, a):
+    # the negative log-likelihood of log_softmax over the classes (axis 1); the
+    # optional second output is that log_softmax
+    x = b.v(0)
+    if len(shape_of(x.type)) < 2:
+        raise b.error(f"the scores must be (N, C, d...), got {x.type}")
+    logp = b.build(nn.LogSoftmaxOp, x, 1)
+    loss = _nll(b, logp, b.v(1), b.v(2) if b.has(2) else None, a.get("ignore_index"),
+                _reduction(b, a))
+    return [loss, logp]

@@ -1,0 +1,228 @@
+"""ONNX ops the importer decomposes into nn ops (normalizations, losses,
+attention, rotary embeddings, einsum, ...): each checked against onnxruntime
+in the reference interpreter and as native code, and the exported import
+passes onnx.checker (full_check) and gives onnxruntime's results again."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import ncc
+from ncc.diagnostics import NccError
+from ncc.onnx_import import import_onnx
+
+F, D, I64, B = TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.INT64, TensorProto.BOOL
+RNG = np.random.default_rng(3)
+
+
+def model(nodes, inputs, outputs=("y",), inits=(), opset=18):
+    """inputs: {name: (element type, shape)}; outputs: names (float) or {name: type};
+    inits: {name: array}."""
+    outputs = outputs if isinstance(outputs, dict) else dict.fromkeys(outputs, F)
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info(n, t, s) for n, (t, s) in inputs.items()],
+        [helper.make_tensor_value_info(n, t, None) for n, t in outputs.items()],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in dict(inits).items()])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = min(m.ir_version, 10)  # what the installed onnxruntime reads
+    return m
+
+
+def ort_run(m, feeds):
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    return sess.run(None, {n: feeds[n] for n in names})
+
+
+def same(got, want, rtol, atol):
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        g = np.asarray(g)
+        assert g.shape == w.shape and g.dtype == w.dtype, (g.shape, g.dtype, w.shape, w.dtype)
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
+
+
+def check(m, feeds, rtol=1e-4, atol=1e-5, native=True):
+    """onnxruntime's results = the reference run of the import = native code
+    (ncc.compile) = onnxruntime on the exported import (after onnx.checker)."""
+    want = ort_run(m, feeds)
+    module = import_onnx(m)
+    same(ncc.reference.run(module, feeds), want, rtol, atol)
+    exported = ncc.export_onnx(module)
+    onnx.checker.check_model(exported, full_check=True)
+    same(ort_run(exported, feeds), want, rtol, atol)
+    if native:
+        same(ncc.compile(m).run(feeds), want, rtol, atol)
+    return module
+
+
+def randn(*shape, dtype=np.float32):
+    return RNG.standard_normal(shape).astype(dtype)
+
+
+def diag(m) -> str:
+    with pytest.raises(NccError) as e:
+        import_onnx(m)
+    return str(e.value)
+
+
+# ---------------------------------------------------------------------------
+# Normalizations
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_layer_norm_mean_and_inv_std_dev(axis):
+    shape = [2, 3, 4]
+    node = helper.make_node("LayerNormalization", ["x", "s", "b"], ["y", "mean", "inv"],
+                            axis=axis, epsilon=1e-3)
+    inits = {"s": randn(*shape[axis:]), "b": randn(*shape[axis:])}
+    check(model([node], {"x": (F, shape)}, ("y", "mean", "inv"), inits, opset=17), {"x": randn(*shape)})
+
+
+def test_layer_norm_mean_only_with_a_dynamic_batch():
+    node = helper.make_node("LayerNormalization", ["x", "s"], ["y", "mean"], axis=1)
+    check(model([node], {"x": (F, ["N", 3, 4])}, ("y", "mean"), {"s": randn(3, 4)}, opset=17),
+          {"x": randn(5, 3, 4)})
+
+
+def test_layer_norm_stats_of_another_stash_type():
+    node = helper.make_node("LayerNormalization", ["x", "s"], ["y", "mean"], name="ln")
+    m = model([node], {"x": (D, [2, 3])}, ("y", "mean"), {"s": randn(3, dtype=np.float64)}, opset=17)
+    assert diag(m) == ("g: error: node 'ln' (LayerNormalization): Mean and InvStdDev of stash_type "
+                       "f32 for a f64 input need a cast, which ncc does not support")
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_rms_normalization(axis):
+    shape = [2, 3, 4]
+    node = helper.make_node("RMSNormalization", ["x", "s"], ["y"], axis=axis, epsilon=1e-3)
+    check(model([node], {"x": (F, shape)}, inits={"s": randn(*shape[axis:])}, opset=23),
+          {"x": randn(*shape)})
+
+
+def test_instance_normalization():
+    node = helper.make_node("InstanceNormalization", ["x", "s", "b"], ["y"], epsilon=1e-3)
+    check(model([node], {"x": (F, ["N", 3, 4, 5])}, inits={"s": randn(3), "b": randn(3)}),
+          {"x": randn(2, 3, 4, 5)})
+
+
+@pytest.mark.parametrize("opset", [18, 21])  # scale and bias per group, then per channel
+def test_group_normalization(opset):
+    c = 2 if opset == 18 else 6
+    node = helper.make_node("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=2, epsilon=1e-3)
+    check(model([node], {"x": (F, ["N", 6, 2, 3])}, inits={"s": randn(c), "b": randn(c)}, opset=opset),
+          {"x": randn(3, 6, 2, 3)})
+
+
+def test_group_normalization_groups_must_divide_the_channels():
+    node = helper.make_node("GroupNormalization", ["x", "s", "b"], ["y"], num_groups=4, name="gn")
+    m = model([node], {"x": (F, [1, 6, 2])}, inits={"s": randn(6), "b": randn(6)}, opset=21)
+    assert diag(m) == "g: error: node 'gn' (GroupNormalization): num_groups 4 must divide the 6 channels"
+
+
+@pytest.mark.parametrize("axes", [None, [1, 2]])
+def test_mean_variance_normalization(axes):
+    attrs = {} if axes is None else {"axes": axes}
+    node = helper.make_node("MeanVarianceNormalization", ["x"], ["y"], **attrs)
+    check(model([node], {"x": (F, [2, 3, 4, 5])}, opset=13), {"x": randn(2, 3, 4, 5)})
+
+
+@pytest.mark.parametrize("p,axis", [(1, -1), (2, 0), (2, 1)])
+def test_lp_normalization_with_a_zero_row(p, axis):
+    x = randn(3, 4)
+    x[1] = 0
+    x[:, 2] = 0
+    node = helper.make_node("LpNormalization", ["x"], ["y"], p=p, axis=axis)
+    check(model([node], {"x": (F, [3, 4])}, opset=22), {"x": x})
+
+
+def test_lp_normalization_needs_p_1_or_2():
+    m = model([helper.make_node("LpNormalization", ["x"], ["y"], p=3, name="lp")], {"x": (F, [3])})
+    assert diag(m) == "g: error: node 'lp' (LpNormalization): p must be 1 or 2, got 3"
+
+
+@pytest.mark.parametrize("opset,keepdims", [(13, 0), (18, 1), (18, 0)])
+def test_reduce_log_sum_exp_of_large_values(opset, keepdims):
+    if opset < 18:
+        node = helper.make_node("ReduceLogSumExp", ["x"], ["y"], axes=[0, -1], keepdims=keepdims)
+        inits = {}
+    else:
+        node = helper.make_node("ReduceLogSumExp", ["x", "a"], ["y"], keepdims=keepdims)
+        inits = {"a": np.array([1, -1], np.int64)}
+    x = randn(2, 3, 4) * 100  # exp alone would overflow float32
+    check(model([node], {"x": (F, [2, 3, 4])}, inits=inits, opset=opset), {"x": x})
+
+
+def test_reduce_log_sum_exp_of_every_axis_with_a_dynamic_batch():
+    node = helper.make_node("ReduceLogSumExp", ["x"], ["y"], keepdims=0)
+    check(model([node], {"x": (F, ["N", 3])}, opset=18), {"x": randn(4, 3) * 50})
+
+
+# ---------------------------------------------------------------------------
+# Losses
+
+
+def loss_case(op, shape, *, weight=False, ii=None, reduction="mean", batch="static",
+              log_prob=False, opset=13):
+    n, c, *rest = shape
+    x = randn(*shape)
+    if op == "NegativeLogLikelihoodLoss":
+        x = np.log(np.abs(x) + 0.1)
+    t = RNG.integers(0, c, size=[n, *rest]).astype(np.int64)
+    if ii is not None:
+        t.reshape(-1)[::3] = ii
+    attrs = {"reduction": reduction, **({} if ii is None else {"ignore_index": ii})}
+    outs = ("loss", "log_prob") if log_prob else ("loss",)
+    lead = "N" if batch == "dynamic" else n
+    inputs = {"x": (F, [lead, c, *rest]), "t": (I64, [lead, *rest])}
+    feeds = {"x": x, "t": t}
+    if weight:
+        inputs["w"] = (F, [c])
+        feeds["w"] = RNG.random(c).astype(np.float32)
+    node = helper.make_node(op, list(inputs), list(outs), **attrs)
+    return model([node], inputs, outs, opset=opset), feeds
+
+
+LOSS_CASES = [  # shape, weight, ignore_index, reduction, batch
+    ((4, 5), False, None, "mean", "static"),
+    ((4, 5), True, None, "sum", "dynamic"),
+    ((3, 5, 2, 3), False, None, "none", "static"),
+    ((3, 5, 2, 3), True, None, "mean", "dynamic"),
+    ((3, 5, 4), False, 2, "mean", "static"),     # ignore_index is a class
+    ((3, 5, 4), True, -1, "mean", "dynamic"),    # below the classes
+    ((6, 5), True, 9, "sum", "static"),          # above the classes
+    ((3, 5, 2, 2), False, -3, "none", "dynamic"),
+    ((3, 5, 2, 2), True, 4, "none", "static"),
+]
+
+
+@pytest.mark.parametrize("op", ["NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss"])
+@pytest.mark.parametrize("shape,weight,ii,reduction,batch", LOSS_CASES)
+def test_losses(op, shape, weight, ii, reduction, batch):
+    m, feeds = loss_case(op, shape, weight=weight, ii=ii, reduction=reduction, batch=batch,
+                         log_prob=op == "SoftmaxCrossEntropyLoss" and batch == "static")
+    check(m, feeds)
+
+
+def test_nll_loss_opset_12_and_22():
+    for opset in (12, 22):
+        m, feeds = loss_case("NegativeLogLikelihoodLoss", (3, 4, 2), weight=True, ii=1, opset=opset)
+        check(m, feeds, native=False)
+
+
+def test_loss_diagnostics():
+    m, _ = loss_case("NegativeLogLikelihoodLoss", (2, 5000), batch="dynamic")
+    assert diag(m).endswith("(NegativeLogLikelihoodLoss): 5000 classes with a dynamic batch: the "
+                            "one-hot table would have 25000000 entries (at most 1048576); give the "
+                            "batch a static size")
+    m, _ = loss_case("SoftmaxCrossEntropyLoss", (2, 3), reduction="max")
+    assert diag(m).endswith("(SoftmaxCrossEntropyLoss): unknown reduction 'max' (known: none, sum, mean)")
+    node = helper.make_node("NegativeLogLikelihoodLoss", ["x", "t"], ["y"], name="nll")
+    m = model([node], {"x": (F, [2, 3, 4]), "t": (I64, [2, 5])})
+    assert diag(m) == ("g: error: node 'nll' (NegativeLogLikelihoodLoss): the input (N, C, d...) and "
+                       "the target (N, d...) do not match: tensor<2x3x4xf32> and tensor<2x5xi64>")
