@@ -226,3 +226,141 @@ def test_loss_diagnostics():
     m = model([node], {"x": (F, [2, 3, 4]), "t": (I64, [2, 5])})
     assert diag(m) == ("g: error: node 'nll' (NegativeLogLikelihoodLoss): the input (N, C, d...) and "
                        "the target (N, d...) do not match: tensor<2x3x4xf32> and tensor<2x5xi64>")
+
+
+# ---------------------------------------------------------------------------
+# Attention and rotary embeddings
+
+
+def attention_case(*, rank=4, n=2, hq=4, hkv=4, q_len=3, kv_len=5, head=8, v_head=8, mask=None,
+                   past=0, nonpad=None, batch="static", outputs=("y",), opset=23, **attrs):
+    """An Attention node, its inputs and random feeds (mask: an array, fed as a float input)."""
+    if rank == 3:
+        attrs.update(q_num_heads=hq, kv_num_heads=hkv)
+    lead = "N" if batch == "dynamic" else n
+
+    def shape(h, s, d):
+        return [h, s, d] if rank == 4 else [s, h * d]
+
+    inputs = {"q": (F, [lead, *shape(hq, q_len, head)]), "k": (F, [lead, *shape(hkv, kv_len, head)]),
+              "v": (F, [lead, *shape(hkv, kv_len, v_head)])}
+    names = ["q", "k", "v", "", "", "", ""]
+    if mask is not None:
+        inputs["m"], names[3] = (F, list(mask.shape)), "m"
+    if past:
+        inputs["pk"], inputs["pv"] = (F, [lead, hkv, past, head]), (F, [lead, hkv, past, v_head])
+        names[4:6] = ["pk", "pv"]
+    if nonpad is not None:
+        inputs["len"], names[6] = (I64, [n]), "len"
+    feeds = {k: randn(n, *s[1:]) for k, (t, s) in inputs.items() if t == F}
+    if mask is not None:
+        feeds["m"] = mask
+    if nonpad is not None:
+        feeds["len"] = np.asarray(nonpad, np.int64)
+    while not names[-1]:
+        names.pop()
+    outs = {o: F for o in outputs if o}
+    node = helper.make_node("Attention", names, list(outputs), **attrs)
+    return model([node], inputs, outs, opset=opset), feeds
+
+
+def neg_inf_rows(shape, rows):
+    """A float mask: 0 everywhere, -inf on the given query rows (no key left)."""
+    m = np.zeros(shape, np.float32)
+    m[..., rows, :] = -np.inf
+    return m
+
+
+ATTENTION_CASES = {
+    "mha": {},
+    "3d_gqa_other_value_size": dict(rank=3, hq=6, hkv=2, v_head=5),
+    "scale_softcap": dict(scale=0.3, softcap=2.0),
+    "causal_more_queries_than_keys": dict(is_causal=1, q_len=6, kv_len=4),
+    "float_mask_4d": dict(mask=randn(2, 1, 3, 5)),
+    "rows_with_no_key": dict(mask=neg_inf_rows((3, 5), [1]), outputs=("y", "", "", "qk"),
+                             qk_matmul_output_mode=3),
+    "past_and_present_causal_mask": dict(past=2, is_causal=1, mask=randn(4, 3, 7), hkv=2,
+                                         outputs=("y", "present_k", "present_v")),
+    "dynamic_batch_3d": dict(rank=3, hq=4, hkv=2, batch="dynamic", is_causal=1),
+    "nonpad_causal_decode": dict(opset=24, q_len=1, kv_len=8, hkv=2, nonpad=[3, 8], is_causal=1),
+    "nonpad_mask_negative_offset": dict(opset=24, q_len=4, kv_len=4, nonpad=[2, 0], is_causal=1,
+                                        mask=randn(4, 4)),
+    "local_window": dict(opset=25, is_causal=1, left_window_size=1, q_len=4, kv_len=6),
+    **{f"qk_output_mode_{mode}": dict(softcap=1.5, mask=randn(3, 5), qk_matmul_output_mode=mode,
+                                      outputs=("y", "", "", "qk")) for mode in range(4)},
+}
+
+
+@pytest.mark.parametrize("case", ATTENTION_CASES)
+def test_attention(case):
+    kw = ATTENTION_CASES[case]
+    m, feeds = attention_case(**kw)
+    module = check(m, feeds)
+    ops = [o.name for o in list(module.ops)[-1].body.block.ops]
+    masked = "mask" in kw or "nonpad" in kw
+    assert ("nn.softmax" in ops) != masked  # a row may lose every key: the zeroing softmax
+
+
+def test_attention_mask_shorter_than_the_keys_against_onnx_reference():
+    # the mask covers the first 4 of 6 keys; the rest are masked (onnxruntime refuses this)
+    from onnx.reference import ReferenceEvaluator
+
+    m, feeds = attention_case(opset=24, kv_len=6, mask=randn(2, 4, 3, 4), nonpad=[4, 3])
+    want = ReferenceEvaluator(m).run(None, feeds)
+    same(ncc.reference.run(import_onnx(m), feeds), want, 1e-4, 1e-5)
+    same(ncc.compile(m).run(feeds), want, 1e-4, 1e-5)
+
+
+def test_attention_constant_boolean_mask():
+    mask = RNG.random((3, 5)) < 0.7
+    mask[:, 0] = True
+    m, feeds = attention_case()
+    m.graph.initializer.append(numpy_helper.from_array(mask, "bm"))
+    m.graph.node[0].input.append("bm")
+    check(m, feeds)
+
+
+def test_attention_diagnostics():
+    m, _ = attention_case()
+    m.graph.input.append(helper.make_tensor_value_info("bm", B, [3, 5]))
+    m.graph.node[0].input.append("bm")
+    m.graph.node[0].name = "att"
+    assert diag(m) == ("g: error: node 'att' (Attention): a boolean attn_mask must be a constant: ncc "
+                       "has no select to turn a computed one into a bias (give a float mask: 0 or -inf)")
+    m, _ = attention_case(rank=3)
+    del m.graph.node[0].attribute[:]
+    m.graph.node[0].name = "att"
+    assert diag(m) == "g: error: node 'att' (Attention): 3-D inputs need the attributes q_num_heads and kv_num_heads"
+
+
+@pytest.mark.parametrize("rank,interleaved,rot,positions", [
+    (4, 0, 0, True), (4, 1, 0, False), (3, 0, 4, True), (3, 1, 4, True), (4, 1, 6, False)])
+def test_rotary_embedding(rank, interleaved, rot, positions):
+    n, heads, seq, head = 2, 3, 5, 8
+    half = (rot or head) // 2
+    x_shape = [n, heads, seq, head] if rank == 4 else [n, seq, heads * head]
+    attrs = {"interleaved": interleaved, "rotary_embedding_dim": rot}
+    if rank == 3:
+        attrs["num_heads"] = heads
+    inputs = {"x": (F, x_shape)}
+    angles = RNG.random((11, half)).astype(np.float32) * 6
+    if positions:
+        inputs["pos"] = (I64, [n, seq])
+        feeds = {"x": randn(*x_shape), "pos": RNG.integers(0, 11, (n, seq))}
+        cos, sin = np.cos(angles), np.sin(angles)
+        names = ["x", "cos", "sin", "pos"]
+    else:
+        feeds = {"x": randn(*x_shape)}
+        idx = RNG.integers(0, 11, (n, seq))
+        cos, sin = np.cos(angles)[idx], np.sin(angles)[idx]
+        names = ["x", "cos", "sin"]
+    node = helper.make_node("RotaryEmbedding", names, ["y"], **attrs)
+    check(model([node], inputs, inits={"cos": cos, "sin": sin}, opset=23), feeds)
+
+
+def test_rotary_embedding_with_a_dynamic_batch():
+    node = helper.make_node("RotaryEmbedding", ["x", "cos", "sin", "pos"], ["y"])
+    angles = RNG.random((6, 4)).astype(np.float32)
+    m = model([node], {"x": (F, ["N", 2, 3, 8]), "pos": (I64, ["N", 3])},
+              inits={"cos": np.cos(angles), "sin": np.sin(angles)}, opset=23)
+    check(m, {"x": randn(4, 2, 3, 8), "pos": RNG.integers(0, 6, (4, 3))})
