@@ -2011,3 +2011,167 @@ def _rotary_embedding(b, a):
     if rot < head:
         y = b.build(nn.ConcatOp, [y, b.build(nn.SliceOp, x, [rot], [head], [3])], 3)
     return y if len(shape) == 4 else b.build(nn.ReshapeOp, y, given)
+
+
+# ---------------------------------------------------------------------------
+# Einsum, SwiGLU, CenterCropPad: more decompositions.
+
+
+def _einsum_labels(b: Importer, equation: str, ranks: list[int]) -> tuple[list[list[str]], list[str]]:
+    """Each operand's labels and the output's; '...' stands for labels of its
+    own (right-aligned across operands: '...0', '...1', ...)."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ranks):
+        raise b.error(f"equation '{equation}' has {len(terms)} operands, the node {len(ranks)}")
+    for t in [*terms, rhs]:
+        if not re.fullmatch(r"[A-Za-z]*(\.\.\.)?[A-Za-z]*", t):
+            raise b.error(f"cannot read the einsum term '{t}' of '{equation}'")
+    ell = max((r - len(t) + 3 for t, r in zip(terms, ranks) if "..." in t), default=0)
+
+    def expand(term: str, rank: int) -> list[str]:
+        head, dots, tail = term.partition("...")
+        k = rank - len(head) - len(tail) if dots else 0
+        if k < 0 or (not dots and len(term) != rank):
+            raise b.error(f"einsum term '{term}' does not fit an operand of rank {rank}")
+        return [*head, *(f"...{i}" for i in range(ell - k, ell)), *tail]
+
+    labels = [expand(t, r) for t, r in zip(terms, ranks)]
+    if arrow:
+        out = expand(rhs, len(rhs) - 3 + ell if "..." in rhs else len(rhs))
+    else:  # implicit: the broadcast labels, then the labels used once, sorted
+        counts: dict[str, int] = {}
+        for ls in labels:
+            for lab in ls:
+                counts[lab] = counts.get(lab, 0) + 1
+        out = [f"...{i}" for i in range(ell)] + sorted(x for x, c in counts.items() if c == 1 and len(x) == 1)
+    if len(set(out)) != len(out) or not set(out) <= {x for ls in labels for x in ls}:
+        raise b.error(f"the output of einsum '{equation}' repeats a label or has one no operand has")
+    return labels, out
+
+
+def _einsum_diagonals(b: Importer, x: SSAValue, labels: list[str]) -> tuple[SSAValue, list[str]]:
+    """A label repeated within one operand takes the diagonal: both axes moved
+    last, merged, and sliced with a step of n + 1."""
+    while len(set(labels)) != len(labels):
+        lab = next(x for x in labels if labels.count(x) > 1)
+        i = labels.index(lab)
+        j = labels.index(lab, i + 1)
+        shape = shape_of(x.type)
+        n = shape[i]
+        if n == DYN or shape[j] != n:
+            raise b.error(f"the diagonal of label '{lab}' needs equal static sizes, got {x.type}")
+        others = [k for k in range(len(labels)) if k not in (i, j)]
+        x = b.build(nn.TransposeOp, x, [*others, i, j])
+        x = _reshape_to(b, x, [-1 if shape[k] == DYN else shape[k] for k in others] + [n * n])
+        x = b.build(nn.SliceOp, x, [0], [n * n], [-1], [n + 1])
+        labels = [labels[k] for k in others] + [lab]
+    return x, labels
+
+
+def _einsum_sum(b: Importer, x: SSAValue, labels: list[str], keep: set[str]) -> tuple[SSAValue, list[str]]:
+    axes = [i for i, lab in enumerate(labels) if lab not in keep]
+    if axes:
+        x = b.build(nn.REDUCE_OPS["reduce_sum"], x, axes)
+        labels = [lab for lab in labels if lab in keep]
+    return x, labels
+
+
+def _permuted(b: Importer, x: SSAValue, labels: list[str], order: list[str]) -> SSAValue:
+    perm = [labels.index(lab) for lab in order]
+    return x if perm == list(range(len(perm))) else b.build(nn.TransposeOp, x, perm)
+
+
+def _einsum_pair(b: Importer, x: SSAValue, xl: list[str], y: SSAValue, yl: list[str],
+                 keep: set[str]) -> tuple[SSAValue, list[str]]:
+    """x and y contracted over their shared labels not in `keep`, as one
+    batched matmul (batch..., left..., shared) @ (batch..., 1..., shared, right):
+    x's own labels stay dimensions (the last is the matmul's rows, the others
+    broadcast), so a dynamic batch among them stays dimension 0; the shared
+    labels merge, and so do y's own (the operands swap if y holds the batch)."""
+    if any(d == DYN for lab, d in zip(yl, shape_of(y.type)) if lab not in xl):
+        x, xl, y, yl = y, yl, x, xl
+    batch = [lab for lab in xl if lab in yl and lab in keep]
+    shared = [lab for lab in xl if lab in yl and lab not in keep]
+    left = [lab for lab in xl if lab not in yl]
+    right = [lab for lab in yl if lab not in xl]
+    xs, ys = dict(zip(xl, shape_of(x.type))), dict(zip(yl, shape_of(y.type)))
+    if any(xs[lab] != ys[lab] for lab in shared):
+        raise b.error(f"einsum: the summed labels {shared} have sizes "
+                      f"{[xs[lab] for lab in shared]} and {[ys[lab] for lab in shared]}")
+
+    def dims(sizes: dict[str, int], labels: list[str]) -> list[int]:
+        return [-1 if sizes[lab] == DYN else sizes[lab] for lab in labels]
+
+    k = math.prod(xs[lab] for lab in shared)
+    rows = dims(xs, left) or [1]
+    x = _reshape_to(b, _permuted(b, x, xl, batch + left + shared), dims(xs, batch) + rows + [k])
+    y = _reshape_to(b, _permuted(b, y, yl, batch + shared + right),
+                    dims(ys, batch) + [1] * (len(rows) - 1) + [k, math.prod(ys[lab] for lab in right)])
+    z = b.build(nn.MatmulOp, x, y)
+    out = [-1 if d == DYN else d for d in shape_of(z.type)[:len(batch) + len(left)]]
+    return _reshape_to(b, z, out + dims(ys, right)), batch + left + right
+
+
+@op("Einsum")
+def _einsum(b, a):
+    # diagonals and labels of one operand only are summed first; then the
+    # operands are contracted pairwise, left to right, by batched matmuls;
+    # last, the labels not in the output are summed and the rest permuted
+    eq = a["equation"].decode() if isinstance(a["equation"], bytes) else a["equation"]
+    xs = [b.v(i) for i in range(len(b.node.input))]
+    labels, out = _einsum_labels(b, eq, [len(shape_of(x.type)) for x in xs])
+    ops = [_einsum_diagonals(b, x, ls) for x, ls in zip(xs, labels)]
+    acc, acc_l = ops[0]
+    for i in range(1, len(ops) + 1):
+        later = {lab for _, ls in ops[i + 1:] for lab in ls} | set(out)
+        if i == len(ops):
+            acc, acc_l = _einsum_sum(b, acc, acc_l, set(out))
+            break
+        y, yl = ops[i]
+        acc, acc_l = _einsum_sum(b, acc, acc_l, later | set(yl))
+        y, yl = _einsum_sum(b, y, yl, later | set(acc_l))
+        acc, acc_l = _einsum_pair(b, acc, acc_l, y, yl, later)
+    return _permuted(b, acc, acc_l, out)
+
+
+def _swish(b: Importer, x: SSAValue, alpha: float) -> SSAValue:
+    """x * sigmoid(alpha * x): nn.silu when alpha is 1."""
+    if np.float32(alpha) == np.float32(1.0):
+        return _u(b, "silu", x)
+    return _binary(b, "mul", x, _u(b, "sigmoid", _binary(b, "mul", x, b.scalar(alpha, x))))
+
+
+OPS.setdefault("Swish", lambda b, a: _swish(b, b.v(0), a.get("alpha", 1.0)))
+
+
+@op("SwiGLU")
+def _swiglu(b, a):
+    # swish(A) * B, A and B of one shape
+    x, y = b.v(0), b.v(1)
+    if shape_of(x.type) != shape_of(y.type):
+        raise b.error(f"A and B must have one shape, got {x.type} and {y.type}")
+    return _binary(b, "mul", _swish(b, x, a.get("alpha", 1.0)), y)
+
+
+@op("CenterCropPad")
+def _center_crop_pad(b, a):
+    # per axis: a centered slice when the input is longer, zero padding (the
+    # extra one at the end) when it is shorter
+    x = b.v(0)
+    shape = shape_of(x.type)
+    target = b.ints(1)
+    axes = [ax % len(shape) for ax in a.get("axes", range(len(shape)))]
+    if len(target) != len(axes):
+        raise b.error(f"shape {target} must have one size per axis {axes}")
+    pads = [0] * (2 * len(shape))
+    for ax, t in zip(axes, target):
+        n = shape[ax]
+        if n == DYN:
+            raise b.error(f"cannot crop or pad the dynamic axis {ax} of {x.type}")
+        if n > t:
+            x = b.build(nn.SliceOp, x, [(n - t) // 2], [(n - t) // 2 + t], [ax])
+        elif n < t:
+            pads[ax], pads[ax + len(shape)] = (t - n) // 2, t - n - (t - n) // 2
+    return b.build(nn.PadOp, x, pads) if any(pads) else x

@@ -364,3 +364,74 @@ def test_rotary_embedding_with_a_dynamic_batch():
     m = model([node], {"x": (F, ["N", 2, 3, 8]), "pos": (I64, ["N", 3])},
               inits={"cos": np.cos(angles), "sin": np.sin(angles)}, opset=23)
     check(m, {"x": randn(4, 2, 3, 8), "pos": RNG.integers(0, 6, (4, 3))})
+
+
+# ---------------------------------------------------------------------------
+# Einsum, SwiGLU, Swish, CenterCropPad
+
+EINSUM_CASES = [  # equation, operand shapes
+    ("ij->ji", [(3, 4)]), ("ij->i", [(3, 4)]), ("...ii->...i", [(3, 5, 5)]), ("ii", [(4, 4)]),
+    ("->", [()]), ("bij->", [(2, 3, 4)]), ("i,i", [(5,), (5,)]), ("i,j->ij", [(3,), (4,)]),
+    ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]), ("bhqd,bhkd->bhqk", [(2, 3, 4, 5), (2, 3, 6, 5)]),
+    ("ij,ij->ij", [(3, 4), (3, 4)]), ("abcd,dce->bea", [(2, 3, 4, 5), (5, 4, 6)]),
+    ("iij,jk->ik", [(3, 3, 4), (4, 2)]), ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 5)]),
+]
+
+
+@pytest.mark.parametrize("equation,shapes", EINSUM_CASES, ids=[e for e, _ in EINSUM_CASES])
+def test_einsum(equation, shapes):
+    names = [f"x{i}" for i in range(len(shapes))]
+    node = helper.make_node("Einsum", names, ["y"], equation=equation)
+    check(model([node], {n: (D, list(s)) for n, s in zip(names, shapes)}, {"y": D}, opset=12),
+          {n: randn(*s, dtype=np.float64) for n, s in zip(names, shapes)}, rtol=1e-10, atol=1e-12)
+
+
+def test_einsum_with_a_dynamic_batch():
+    node = helper.make_node("Einsum", ["x", "w"], ["y"], equation="bij,jk->bik")
+    check(model([node], {"x": (F, ["N", 3, 4]), "w": (F, [4, 5])}, opset=12),
+          {"x": randn(6, 3, 4), "w": randn(4, 5)})
+
+
+def test_einsum_broadcasting_ellipsis_against_numpy():
+    # ...ij,...jk with ellipses of ranks 2 and 1 (onnxruntime refuses them)
+    node = helper.make_node("Einsum", ["a", "b"], ["y"], equation="...ij,...jk")
+    m = model([node], {"a": (F, [2, 1, 3, 4]), "b": (F, [5, 4, 6])}, opset=12)
+    feeds = {"a": randn(2, 1, 3, 4), "b": randn(5, 4, 6)}
+    want = [np.einsum("...ij,...jk", feeds["a"], feeds["b"])]
+    same(ncc.reference.run(import_onnx(m), feeds), want, 1e-5, 1e-5)
+    same(ncc.compile(m).run(feeds), want, 1e-5, 1e-5)
+
+
+def test_einsum_diagnostics():
+    m = model([helper.make_node("Einsum", ["x"], ["y"], equation="ijk->i", name="e")], {"x": (F, [3, 4])})
+    assert diag(m) == "g: error: node 'e' (Einsum): einsum term 'ijk' does not fit an operand of rank 2"
+    m = model([helper.make_node("Einsum", ["x"], ["y"], equation="ij->k", name="e")], {"x": (F, [3, 4])})
+    assert diag(m) == ("g: error: node 'e' (Einsum): the output of einsum 'ij->k' repeats a label "
+                       "or has one no operand has")
+
+
+def test_swiglu_against_onnx_reference():
+    # onnxruntime has no Swish-24 kernel for SwiGLU's function body
+    from onnx.reference import ReferenceEvaluator
+
+    for alpha in (1.0, 1.702):
+        node = helper.make_node("SwiGLU", ["a", "b"], ["y"], alpha=alpha)
+        m = model([node], {"a": (F, ["N", 6]), "b": (F, ["N", 6])}, opset=28)
+        feeds = {"a": randn(3, 6), "b": randn(3, 6)}
+        want = ReferenceEvaluator(m).run(None, feeds)
+        same(ncc.reference.run(import_onnx(m), feeds), want, 1e-5, 1e-6)
+        same(ncc.compile(m).run(feeds), want, 1e-5, 1e-6)
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_swish(alpha):
+    node = helper.make_node("Swish", ["x"], ["y"], alpha=alpha)
+    check(model([node], {"x": (F, [3, 4])}, opset=24), {"x": randn(3, 4)})
+
+
+@pytest.mark.parametrize("shape,axes", [([10, 7, 3], None), ([25, 8], [0, 1]), ([5, 13], [-3, -2])])
+def test_center_crop_pad(shape, axes):
+    attrs = {} if axes is None else {"axes": axes}
+    node = helper.make_node("CenterCropPad", ["x", "s"], ["y"], **attrs)
+    check(model([node], {"x": (F, [20, 10, 3])}, inits={"s": np.array(shape, np.int64)}, opset=18),
+          {"x": randn(20, 10, 3)})
