@@ -2175,3 +2175,87 @@ def _center_crop_pad(b, a):
         elif n < t:
             pads[ax], pads[ax + len(shape)] = (t - n) // 2, t - n - (t - n) // 2
     return b.build(nn.PadOp, x, pads) if any(pads) else x
+
+
+@op("CausalConvWithState")
+def _causal_conv_with_state(b, a):
+    # a depthwise conv over the input with the past state (or zeros) before it;
+    # the present state is the last k - 1 positions of that padded input
+    x, w = b.v(0), b.v(1)
+    shape, wshape = shape_of(x.type), shape_of(w.type)
+    if len(shape) != 3 or len(wshape) != 3 or DYN in shape[1:] or DYN in wshape:
+        raise b.error(f"the input must be (batch, channels, length) and the weight (channels, 1, k), "
+                      f"with static sizes but the batch: got {x.type} and {w.type}")
+    c, k = shape[1], wshape[2]
+    act = a.get("activation", b"none")
+    act = act.decode() if isinstance(act, bytes) else act
+    if act not in ("none", "silu", "swish"):
+        raise b.error(f"unknown activation '{act}' (known: none, silu, swish)")
+    if b.has(3):
+        padded = b.build(nn.ConcatOp, [b.v(3), x], 2)
+    else:
+        padded = b.build(nn.PadOp, x, [0, 0, k - 1, 0, 0, 0])
+    y = b.build(nn.ConvOp, padded, w, group=c)
+    if b.has(2):
+        y = _binary(b, "add", y, _per_channel(b, b.v(2), 3))
+    if act != "none":
+        y = _u(b, "silu", y)
+    total = shape_of(padded.type)[2]
+    return [y, b.build(nn.SliceOp, padded, [total - (k - 1)], [total], [2])]
+
+
+LINEAR_ATTENTION_STEPS = 256  # LinearAttention's recurrence is unrolled: at most this many tokens
+
+
+@op("LinearAttention")
+def _linear_attention(b, a):
+    # The recurrence over the T tokens, unrolled (T is static): per token, with
+    # S (B, Hkv, dk, dv), k_t and v_t as rows of their heads:
+    #   gated: S *= exp(g_t)            delta: v_t = beta_t * (v_t - k_t S)
+    #   S += k_t^T v_t                  o_t = scale * q_t S (GQA: each group of
+    # q heads as the rows of one matmul with its kv head's state)
+    q, k, v = b.v(0), b.v(1), b.v(2)
+    rule = a.get("update_rule", b"gated_delta")
+    rule = rule.decode() if isinstance(rule, bytes) else rule
+    if rule not in ("linear", "gated", "delta", "gated_delta"):
+        raise b.error(f"unknown update_rule '{rule}' (known: linear, gated, delta, gated_delta)")
+    gated, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")
+    if gated != b.has(4) or delta != b.has(5):
+        raise b.error(f"update_rule '{rule}' {'needs' if gated else 'takes no'} decay and "
+                      f"{'needs' if delta else 'takes no'} beta")
+    hq, hkv = a.get("q_num_heads", 0), a.get("kv_num_heads", 0)
+    shapes = [shape_of(t.type) for t in (q, k, v)]
+    if hq <= 0 or hkv <= 0 or hq % hkv or any(len(s) != 3 or DYN in s[1:] for s in shapes):
+        raise b.error(f"needs q_num_heads a multiple of kv_num_heads and (B, T, heads * d) inputs "
+                      f"with static sizes but the batch, got {q.type}, {k.type}, {v.type}")
+    n, steps = shapes[0][:2]
+    if steps > LINEAR_ATTENTION_STEPS:
+        raise b.error(f"{steps} tokens: the recurrence is unrolled, at most {LINEAR_ATTENTION_STEPS}")
+    dk, dv, g = shapes[0][2] // hq, shapes[2][2] // hkv, hq // hkv
+    lead = -1 if n == DYN else n
+
+    def token(x: SSAValue, i: int, dims: list[int]) -> SSAValue:
+        return b.build(nn.ReshapeOp, b.build(nn.SliceOp, x, [i], [i + 1], [1]), [lead, *dims])
+
+    state = b.v(3) if b.has(3) else None  # None: zeros, so far
+    if gated:
+        decay = _u(b, "exp", b.v(4))
+        dg = shape_of(decay.type)[2] // hkv
+    if delta:
+        beta, hb = b.v(5), shape_of(b.v(5).type)[2]
+    scale = a.get("scale", 0.0) or 1 / math.sqrt(dk)
+    outs = []
+    for i in range(steps):
+        v_t = token(v, i, [hkv, 1, dv])
+        if gated and state is not None:
+            state = _binary(b, "mul", state, token(decay, i, [hkv, dg, 1]))
+        if delta:
+            err = v_t if state is None else _binary(
+                b, "sub", v_t, b.build(nn.MatmulOp, token(k, i, [hkv, 1, dk]), state))
+            v_t = _binary(b, "mul", token(beta, i, [hb, 1, 1]), err)
+        outer = b.build(nn.MatmulOp, token(k, i, [hkv, dk, 1]), v_t)
+        state = outer if state is None else _binary(b, "add", state, outer)
+        o = b.build(nn.MatmulOp, token(q, i, [hkv, g, dk]), state)
+        outs.append(b.build(nn.ReshapeOp, o, [lead, 1, hq * dv]))
+    y = outs[0] if steps == 1 else b.build(nn.ConcatOp, outs, 1)
+    return [_binary(b, "mul", y, b.scalar(scale, y)), state]

@@ -435,3 +435,62 @@ def test_center_crop_pad(shape, axes):
     node = helper.make_node("CenterCropPad", ["x", "s"], ["y"], **attrs)
     check(model([node], {"x": (F, [20, 10, 3])}, inits={"s": np.array(shape, np.int64)}, opset=18),
           {"x": randn(20, 10, 3)})
+
+
+# ---------------------------------------------------------------------------
+# Opset 27's CausalConvWithState and LinearAttention (onnxruntime has neither:
+# checked against onnx's reference implementation)
+
+
+def check_against_onnx_reference(m, feeds, rtol=1e-4, atol=1e-5):
+    from onnx.reference import ReferenceEvaluator
+
+    want = [np.asarray(w) for w in ReferenceEvaluator(m).run(None, feeds)]
+    module = import_onnx(m)
+    same(ncc.reference.run(module, feeds), want, rtol, atol)
+    onnx.checker.check_model(ncc.export_onnx(module), full_check=True)
+    same(ncc.compile(m).run(feeds), want, rtol, atol)
+
+
+@pytest.mark.parametrize("k,bias,past,activation", [(4, True, False, "none"), (3, False, True, "silu"),
+                                                     (1, True, True, "swish")])
+def test_causal_conv_with_state(k, bias, past, activation):
+    n, c, length = 2, 3, 5
+    names = ["x", "w", "b" if bias else "", "s" if past else ""]
+    inputs = {"x": (F, ["N", c, length])}
+    feeds = {"x": randn(n, c, length)}
+    if past:
+        inputs["s"] = (F, ["N", c, k - 1])
+        feeds["s"] = randn(n, c, k - 1)
+    while not names[-1]:
+        names.pop()
+    node = helper.make_node("CausalConvWithState", names, ["y", "state"], activation=activation)
+    m = model([node], inputs, ("y", "state"), inits={"w": randn(c, 1, k), "b": randn(c)}, opset=27)
+    check_against_onnx_reference(m, feeds)
+
+
+@pytest.mark.parametrize("rule,steps,hq,hkv,past,decay_per_key", [
+    ("linear", 3, 2, 2, False, False), ("gated", 4, 4, 2, True, True),
+    ("delta", 1, 2, 1, True, False), ("gated_delta", 3, 2, 2, False, False)])
+def test_linear_attention(rule, steps, hq, hkv, past, decay_per_key):
+    n, dk, dv = 2, 4, 3
+    inputs = {"q": (F, ["N", steps, hq * dk]), "k": (F, ["N", steps, hkv * dk]),
+              "v": (F, ["N", steps, hkv * dv])}
+    feeds = {"q": randn(n, steps, hq * dk), "k": randn(n, steps, hkv * dk) / 2,
+             "v": randn(n, steps, hkv * dv)}
+    names = ["q", "k", "v", "", "", ""]
+    if past:
+        inputs["s"], names[3] = (F, ["N", hkv, dk, dv]), "s"
+        feeds["s"] = randn(n, hkv, dk, dv)
+    if rule in ("gated", "gated_delta"):
+        width = hkv * dk if decay_per_key else hkv
+        inputs["g"], names[4] = (F, ["N", steps, width]), "g"
+        feeds["g"] = -RNG.random((n, steps, width)).astype(np.float32)
+    if rule in ("delta", "gated_delta"):
+        inputs["beta"], names[5] = (F, ["N", steps, hkv]), "beta"
+        feeds["beta"] = RNG.random((n, steps, hkv)).astype(np.float32)
+    while not names[-1]:
+        names.pop()
+    node = helper.make_node("LinearAttention", names, ["y", "state"], update_rule=rule,
+                            q_num_heads=hq, kv_num_heads=hkv)
+    check_against_onnx_reference(model([node], inputs, ("y", "state"), opset=27), feeds)
