@@ -2136,14 +2136,15 @@ def _einsum(b, a):
     return _permuted(b, acc, acc_l, out)
 
 
-def _swish(b: Importer, x: SSAValue, alpha: float) -> SSAValue:
+def _swish_gate(b: Importer, x: SSAValue, alpha: float) -> SSAValue:
     """x * sigmoid(alpha * x): nn.silu when alpha is 1."""
     if np.float32(alpha) == np.float32(1.0):
         return _u(b, "silu", x)
     return _binary(b, "mul", x, _u(b, "sigmoid", _binary(b, "mul", x, b.scalar(alpha, x))))
 
 
-OPS.setdefault("Swish", lambda b, a: _swish(b, b.v(0), a.get("alpha", 1.0)))
+# Swish, unless an earlier entry of the table already imports it
+OPS.setdefault("Swish", lambda b, a: _swish_gate(b, b.v(0), a.get("alpha", 1.0)))
 
 
 @op("SwiGLU")
@@ -2152,7 +2153,7 @@ def _swiglu(b, a):
     x, y = b.v(0), b.v(1)
     if shape_of(x.type) != shape_of(y.type):
         raise b.error(f"A and B must have one shape, got {x.type} and {y.type}")
-    return _binary(b, "mul", _swish(b, x, a.get("alpha", 1.0)), y)
+    return _binary(b, "mul", _swish_gate(b, x, a.get("alpha", 1.0)), y)
 
 
 @op("CenterCropPad")
