@@ -163,6 +163,9 @@ class Importer:
         self.from_initializers: set[str] = set()
         self.weight_source: dict[str, str] = {}  # weight symbol -> its constant's name
         self.arg_names: list[str] = []
+        # operands removed by a fold -> their constant's name (None: a literal):
+        # a converter may still hold such a value and use it again
+        self.folded_away: dict[SSAValue, str | None] = {}
 
     # -- errors -----------------------------------------------------------
 
@@ -185,6 +188,8 @@ class Importer:
             op = cls(*args, **kw)
         except (VerifyException, ValueError) as e:
             raise self.error(str(e)) from None
+        if any(v in self.folded_away for v in op.operands):
+            op.operands = [self._revive(v) if v in self.folded_away else v for v in op.operands]
         folded = self.fold_op(op)
         return folded if folded is not None else self.emit(op)
 
@@ -219,6 +224,7 @@ class Importer:
             keys = [k for k, v in self.values.items() if v is w.results[0]]
             if all(k in self.consts for k in keys):
                 self.ops.remove(w)
+                self.folded_away[w.results[0]] = name
                 for key in keys:
                     del self.values[key]
                 if isinstance(w, nn.WeightRefOp) and not self._has_refs(w.sym):
@@ -231,6 +237,13 @@ class Importer:
         self.consts[key] = value
         self.from_initializers.add(key)
         return self.weight(key, symbol=source)
+
+    def _revive(self, v: SSAValue) -> SSAValue:
+        """A value removed by an earlier fold, used again: its constant anew."""
+        name = self.folded_away[v]
+        if name is None:
+            return self.emit(nn.ConstantOp(v.owner.data))
+        return self.weight(name)
 
     def _has_refs(self, sym: str) -> bool:
         return any(isinstance(o, nn.WeightRefOp) and o.sym == sym for o in self.ops)
