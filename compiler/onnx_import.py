@@ -107,6 +107,11 @@ def _constant_inputs(n: Any, consts: Any) -> bool:
     return bool(inputs) and all(i in consts for i in inputs)
 
 
+def op_key(n: Any) -> str:
+    """A node's entry in OPS: its op type, prefixed by its domain unless that is ONNX's own."""
+    return n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
+
+
 def _check_supported(graph: Any, where: str, given: Sequence[str] = ()) -> None:
     """One diagnostic naming every unsupported op type and its nodes. A node of
     constants only (shape arithmetic, say) is folded instead: any op will do."""
@@ -116,9 +121,8 @@ def _check_supported(graph: Any, where: str, given: Sequence[str] = ()) -> None:
         if n.op_type in ("Constant", "Shape") or _constant_inputs(n, consts):
             consts.update(n.output)
             continue
-        if n.op_type not in OPS or n.domain not in ("", "ai.onnx"):
-            key = n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
-            unsupported.setdefault(key, []).append(n.name or n.output[0])
+        if op_key(n) not in OPS:
+            unsupported.setdefault(op_key(n), []).append(n.name or n.output[0])
     if unsupported:
         parts = [f"{k} ({'nodes' if len(v) > 1 else 'node'} {', '.join(v)})" for k, v in unsupported.items()]
         raise NccError(f"unsupported ONNX ops: {', '.join(parts)}", where)
@@ -395,10 +399,10 @@ class Importer:
         for n in g.node:
             self.node = n
             if n.op_type not in ("Constant", "ConstantOfShape") and _constant_inputs(n, self.consts) and (
-                    n.op_type not in OPS or sum(self.consts[i].size for i in n.input if i) <= FOLD_LIMIT):
-                if self.fold(n, required=n.op_type not in OPS):
+                    op_key(n) not in OPS or sum(self.consts[i].size for i in n.input if i) <= FOLD_LIMIT):
+                if self.fold(n, required=op_key(n) not in OPS):
                     continue
-            outs = OPS[n.op_type](self, {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute})
+            outs = OPS[op_key(n)](self, {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute})
             if outs is None:  # a constant: its value is in self.consts
                 continue
             outs = outs if isinstance(outs, (list, tuple)) else [outs]
@@ -1912,6 +1916,15 @@ def _attention_bias(b: Importer, a: dict, q_len: int, kv_len: int, past: int,
     return bias, may_empty
 
 
+def _kv_for_q_heads(b: Importer, t: SSAValue, hq: int) -> SSAValue:
+    """K or V (B, Hkv, S, D) for hq query heads: GQA's head h reads head h // (hq / Hkv)."""
+    hkv = shape_of(t.type)[1]
+    if hkv == hq:
+        return t
+    idx = b.emit(nn.ConstantOp(np.arange(hq, dtype=np.int64) // (hq // hkv)))
+    return b.build(nn.GatherOp, t, idx, 1)
+
+
 def _softmax_or_zero(b: Importer, s: SSAValue) -> SSAValue:
     """Softmax over the last axis, with a row of -inf only giving zeros (not
     NaN): its max is raised to the lowest float, so exp gives 0 and a sum of
@@ -1950,10 +1963,7 @@ def _attention(b, a):
     if DYN in (hq, q_len, head, hkv, kv_len, past) or hq % hkv:
         raise b.error(f"needs static sizes but the batch and q heads a multiple of kv heads, "
                       f"got Q {q.type} and K {k.type}")
-    kx, vx = k, v
-    if hq != hkv:  # head h of Q reads K/V head h // (hq / hkv)
-        idx = b.emit(nn.ConstantOp(np.arange(hq, dtype=np.int64) // (hq // hkv)))
-        kx, vx = b.build(nn.GatherOp, k, idx, 1), b.build(nn.GatherOp, v, idx, 1)
+    kx, vx = _kv_for_q_heads(b, k, hq), _kv_for_q_heads(b, v, hq)
     scale = a.get("scale", 1 / math.sqrt(head))
     scores = b.build(nn.MatmulOp, _binary(b, "mul", q, b.scalar(scale, q)),
                      b.build(nn.TransposeOp, kx, [0, 1, 3, 2]))
@@ -2445,3 +2455,76 @@ def _recurrent(kind: str) -> Conv:
 
 
 OPS.update({"RNN": _recurrent("RNN"), "GRU": _recurrent("GRU"), "LSTM": _recurrent("LSTM")})
+
+
+def _subgraph(b: Importer, g: Any, inputs: Sequence[SSAValue], what: str) -> list[SSAValue]:
+    """The outputs of a graph attribute on `inputs`: its nodes imported in
+    place, as the main graph's are (constants folded); names it does not
+    define come from the enclosing graph."""
+    import onnx
+    from onnx import numpy_helper
+
+    if len(g.input) != len(inputs):
+        raise b.error(f"the {what} subgraph must take {len(inputs)} inputs, it takes {len(g.input)}")
+    local = [i.name for i in g.input] + [t.name for t in g.initializer] + [o for n in g.node for o in n.output]
+    saved = {k: (b.values.pop(k, None), b.consts.pop(k, None)) for k in local}
+    node = b.node
+    try:
+        for i, v in zip(g.input, inputs):
+            b.values[i.name] = v
+        for t in g.initializer:
+            b.consts[t.name] = numpy_helper.to_array(t)
+            b.from_initializers.add(t.name)
+        for n in g.node:
+            b.node = n
+            key = op_key(n)
+            if n.op_type not in ("Constant", "ConstantOfShape") and _constant_inputs(n, b.consts) and (
+                    key not in OPS or sum(b.consts[i].size for i in n.input if i) <= FOLD_LIMIT):
+                if b.fold(n, required=key not in OPS):
+                    continue
+            if key not in OPS:
+                raise b.error(f"ncc does not import {key} (in the {what} subgraph)")
+            outs = OPS[key](b, {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute})
+            if outs is None:
+                continue
+            for name, val in zip(n.output, outs if isinstance(outs, (list, tuple)) else [outs]):
+                if name:
+                    b.values[name] = val
+        b.node = node
+        results = []
+        for o in g.output:
+            if o.name not in b.values and o.name not in b.consts:
+                raise b.error(f"the {what} subgraph does not compute its output '{o.name}'")
+            results.append(b.values[o.name] if o.name in b.values else b.weight(o.name))
+    finally:
+        b.node = node
+        for k, (val, const) in saved.items():
+            b.values.pop(k, None)
+            b.consts.pop(k, None)
+            if val is not None:
+                b.values[k] = val
+            if const is not None:
+                b.consts[k] = const
+    return results
+
+
+@op("ai.onnx.preview.FlexAttention")
+def _flex_attention(b, a):
+    # softmax(score_mod(Q K^T * scale)), prob_mod applied, times V; the
+    # modifiers are subgraphs imported in place (the softmax runs in the
+    # inputs' precision)
+    q, k, v = b.v(0), b.v(1), b.v(2)
+    if any(len(shape_of(t.type)) != 4 for t in (q, k, v)):
+        raise b.error(f"Q, K and V must be 4-D, got {q.type}, {k.type}, {v.type}")
+    hq, head, hkv = shape_of(q.type)[1], shape_of(q.type)[3], shape_of(k.type)[1]
+    if DYN in (hq, head, hkv) or hq % hkv:
+        raise b.error(f"the q heads must be a multiple of the kv heads, got {q.type} and {k.type}")
+    scale = a.get("scale", 1 / math.sqrt(head))
+    scores = b.build(nn.MatmulOp, _binary(b, "mul", q, b.scalar(scale, q)),
+                     b.build(nn.TransposeOp, _kv_for_q_heads(b, k, hq), [0, 1, 3, 2]))
+    if "score_mod" in a:
+        scores, = _subgraph(b, a["score_mod"], [scores], "score_mod")
+    probs = b.build(nn.SoftmaxOp, scores, -1)
+    if "prob_mod" in a:
+        probs, = _subgraph(b, a["prob_mod"], [probs], "prob_mod")
+    return b.build(nn.MatmulOp, probs, _kv_for_q_heads(b, v, hq))

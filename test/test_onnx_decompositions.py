@@ -611,3 +611,62 @@ def test_a_constant_folded_away_can_be_used_again():
         defined.update(op.results)
     assert twice in defined
     np.testing.assert_array_equal(imp.consts[imp.weight_source[twice.owner.sym]], 2 * w)
+
+
+# ---------------------------------------------------------------------------
+# FlexAttention (domain ai.onnx.preview; onnxruntime has none): its modifier
+# subgraphs are imported in place
+
+
+def flex_case(hq=4, hkv=2, score_mod=None, prob_mod=None, batch="dynamic", **attrs):
+    n, q_len, kv_len, head, v_head = 2, 3, 5, 8, 6
+    lead = "N" if batch == "dynamic" else n
+    if score_mod is not None:
+        attrs["score_mod"] = score_mod
+    if prob_mod is not None:
+        attrs["prob_mod"] = prob_mod
+    node = helper.make_node("FlexAttention", ["q", "k", "v"], ["y"], domain="ai.onnx.preview", **attrs)
+    inputs = {"q": (F, [lead, hq, q_len, head]), "k": (F, [lead, hkv, kv_len, head]),
+              "v": (F, [lead, hkv, kv_len, v_head])}
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(k, t, s) for k, (t, s) in inputs.items()],
+                              [helper.make_tensor_value_info("y", F, None)])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 26),
+                                                helper.make_opsetid("ai.onnx.preview", 1)])
+    feeds = {k: randn(n, *s[1:]) for k, (t, s) in inputs.items()}
+    return m, feeds
+
+
+def modifier(nodes, inits, name):
+    x, y = f"{name}_in", f"{name}_out"
+    return helper.make_graph(nodes(x, y), name, [helper.make_tensor_value_info(x, F, None)],
+                             [helper.make_tensor_value_info(y, F, None)],
+                             [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+
+
+SOFTCAP = modifier(lambda x, y: [helper.make_node("Div", [x, "cap"], ["t0"]),
+                                 helper.make_node("Tanh", ["t0"], ["t1"]),
+                                 helper.make_node("Mul", ["t1", "cap"], [y])],
+                   {"cap": np.array(2.0, np.float32)}, "softcap")
+RELATIVE = modifier(lambda x, y: [  # scores + (q index - k index), from the scores' shape
+    helper.make_node("Shape", [x], ["shape"]),
+    helper.make_node("Gather", ["shape", "two"], ["rows"]), helper.make_node("Gather", ["shape", "three"], ["cols"]),
+    helper.make_node("Range", ["zero", "rows", "one"], ["qi"]), helper.make_node("Range", ["zero", "cols", "one"], ["ki"]),
+    helper.make_node("Unsqueeze", ["qi", "last"], ["qc"]), helper.make_node("Sub", ["qc", "ki"], ["rel"]),
+    helper.make_node("Cast", ["rel"], ["relf"], to=F), helper.make_node("Add", [x, "relf"], [y])],
+    {"zero": np.array(0, np.int64), "one": np.array(1, np.int64), "two": np.array(2, np.int64),
+     "three": np.array(3, np.int64), "last": np.array([1], np.int64)}, "relative")
+SHARPEN = modifier(lambda x, y: [helper.make_node("Mul", [x, "k"], [y])], {"k": np.array(0.5, np.float32)}, "sharpen")
+
+
+@pytest.mark.parametrize("kw", [dict(hq=2, hkv=2), dict(scale=0.1), dict(score_mod=SOFTCAP),
+                                dict(score_mod=RELATIVE, prob_mod=SHARPEN, batch="static")],
+                         ids=["mha", "gqa_scale", "score_mod", "score_and_prob_mod"])
+def test_flex_attention(kw):
+    m, feeds = flex_case(**kw)
+    check_against_onnx_reference(m, feeds)
+
+
+def test_flex_attention_subgraph_diagnostic():
+    bad = modifier(lambda x, y: [helper.make_node("Foo", [x], [y], name="foo")], {}, "bad")
+    m, _ = flex_case(score_mod=bad)
+    assert diag(m) == "g: error: node 'foo' (Foo): ncc does not import Foo (in the score_mod subgraph)"
