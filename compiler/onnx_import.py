@@ -2457,10 +2457,10 @@ def _recurrent(kind: str) -> Conv:
 OPS.update({"RNN": _recurrent("RNN"), "GRU": _recurrent("GRU"), "LSTM": _recurrent("LSTM")})
 
 
-def _subgraph(b: Importer, g: Any, inputs: Sequence[SSAValue], what: str) -> list[SSAValue]:
-    """The outputs of a graph attribute on `inputs`: its nodes imported in
-    place, as the main graph's are (constants folded); names it does not
-    define come from the enclosing graph."""
+def _subgraph(b: Importer, g: Any, inputs: Sequence[SSAValue | np.ndarray], what: str) -> list[SSAValue]:
+    """The outputs of a graph attribute on `inputs` (values, or arrays known at
+    import time): its nodes imported in place, as the main graph's are
+    (constants folded); names it does not define come from the enclosing graph."""
     import onnx
     from onnx import numpy_helper
 
@@ -2471,7 +2471,10 @@ def _subgraph(b: Importer, g: Any, inputs: Sequence[SSAValue], what: str) -> lis
     node = b.node
     try:
         for i, v in zip(g.input, inputs):
-            b.values[i.name] = v
+            if isinstance(v, np.ndarray):
+                b.consts[i.name] = v
+            else:
+                b.values[i.name] = v
         for t in g.initializer:
             b.consts[t.name] = numpy_helper.to_array(t)
             b.from_initializers.add(t.name)
@@ -2528,3 +2531,57 @@ def _flex_attention(b, a):
     if "prob_mod" in a:
         probs, = _subgraph(b, a["prob_mod"], [probs], "prob_mod")
     return b.build(nn.MatmulOp, probs, _kv_for_q_heads(b, v, hq))
+
+
+# Control flow with static trip counts: Scan unrolled, If on a constant
+# condition; their bodies are imported in place.
+
+
+@op("Scan")
+def _scan(b, a):
+    # per step t: the body maps (states, the t-th slices of the scan inputs)
+    # to (new states, per-step outputs), which are stacked along their axes
+    if b.opset < 9:
+        raise b.error("Scan of opset 8 (with a batch axis and sequence_lens) is not supported")
+    body, m = a["body"], a["num_scan_inputs"]
+    ins = [b.v(i) for i in range(len(b.node.input))]
+    n_state = len(ins) - m
+    states, scans = ins[:n_state], ins[n_state:]
+    k = len(body.output) - n_state
+    in_axes = [ax % len(shape_of(x.type)) for ax, x in zip(a.get("scan_input_axes", [0] * m), scans)]
+    in_rev = a.get("scan_input_directions", [0] * m)
+    out_axes, out_rev = a.get("scan_output_axes", [0] * k), a.get("scan_output_directions", [0] * k)
+    lengths = {shape_of(x.type)[ax] for x, ax in zip(scans, in_axes)}
+    if len(lengths) != 1 or DYN in lengths:
+        raise b.error(f"the scan inputs must have one static length, got {sorted(lengths)}")
+    steps = lengths.pop()
+    if steps > UNROLLED_STEPS:
+        raise b.error(f"{steps} steps: Scan is unrolled, at most {UNROLLED_STEPS}")
+    per_step: list[list[SSAValue]] = [[] for _ in range(k)]
+    for t in range(steps):
+        slices = []
+        for x, ax, rev in zip(scans, in_axes, in_rev):
+            i = steps - 1 - t if rev else t
+            shape = [d for j, d in enumerate(shape_of(x.type)) if j != ax]
+            slices.append(_reshape_to(b, b.build(nn.SliceOp, x, [i], [i + 1], [ax]), shape))
+        outs = _subgraph(b, body, states + slices, "Scan body")
+        states = outs[:n_state]
+        for j, y in enumerate(outs[n_state:]):
+            per_step[j].append(y)
+    stacked = []
+    for ys, ax, rev in zip(per_step, out_axes, out_rev):
+        shape = list(shape_of(ys[0].type))
+        ax %= len(shape) + 1
+        parts = [_reshape_to(b, y, shape[:ax] + [1] + shape[ax:]) for y in (ys[::-1] if rev else ys)]
+        stacked.append(parts[0] if len(parts) == 1 else b.build(nn.ConcatOp, parts, ax))
+    return states + stacked
+
+
+@op("If")
+def _if(b, a):
+    # the branch the (import-time) condition selects
+    cond = np.asarray(b.static(0)).reshape(-1)
+    if cond.size != 1:
+        raise b.error(f"the condition must hold one value, got {cond.size}")
+    branch = "then_branch" if cond[0] else "else_branch"
+    return _subgraph(b, a[branch], [], branch)

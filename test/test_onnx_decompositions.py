@@ -670,3 +670,37 @@ def test_flex_attention_subgraph_diagnostic():
     bad = modifier(lambda x, y: [helper.make_node("Foo", [x], [y], name="foo")], {}, "bad")
     m, _ = flex_case(score_mod=bad)
     assert diag(m) == "g: error: node 'foo' (Foo): ncc does not import Foo (in the score_mod subgraph)"
+
+
+# ---------------------------------------------------------------------------
+# Control flow: Scan (unrolled) and If (on a constant condition)
+
+
+def test_scan_with_directions_axes_and_an_outer_value():
+    # body(state, x_t, r_t) = (state + x_t * w, [state * r_t, x_t]); w from outside the body
+    vi = lambda n, s: helper.make_tensor_value_info(n, F, s)  # noqa: E731
+    body = helper.make_graph(
+        [helper.make_node("Mul", ["x_t", "w"], ["xw"]), helper.make_node("Add", ["s", "xw"], ["s_out"]),
+         helper.make_node("Mul", ["s", "r_t"], ["p"]), helper.make_node("Identity", ["x_t"], ["x_out"])],
+        "body", [vi("s", [2]), vi("x_t", [2]), vi("r_t", [2])], [vi("s_out", [2]), vi("p", [2]), vi("x_out", [2])])
+    node = helper.make_node("Scan", ["s0", "x", "r"], ["s_final", "ps", "xs"], body=body, num_scan_inputs=2,
+                            scan_input_axes=[0, 1], scan_input_directions=[0, 1],
+                            scan_output_axes=[0, -1], scan_output_directions=[1, 0])
+    m = model([node], {"s0": (F, [2]), "x": (F, [4, 2]), "r": (F, [2, 4])}, ("s_final", "ps", "xs"),
+              inits={"w": randn(2)}, opset=16)
+    check(m, {"s0": randn(2), "x": randn(4, 2), "r": randn(2, 4)})
+
+
+@pytest.mark.parametrize("cond", [True, False])
+def test_if_on_a_constant_condition(cond):
+    vi = lambda n: helper.make_tensor_value_info(n, F, [3])  # noqa: E731
+    then = helper.make_graph([helper.make_node("Add", ["x", "one"], ["t"])], "then", [], [vi("t")],
+                             [numpy_helper.from_array(np.ones(3, np.float32), "one")])
+    other = helper.make_graph([helper.make_node("Neg", ["x"], ["e"])], "else", [], [vi("e")])
+    node = helper.make_node("If", ["c"], ["y"], then_branch=then, else_branch=other)
+    m = model([helper.make_node("Relu", ["x0"], ["x"]), node], {"x0": (F, [3])},
+              inits={"c": np.array(cond)}, opset=16)
+    module = check(m, {"x0": randn(3)})
+    names = [o.name for o in list(module.ops)[-1].body.block.ops]
+    assert names == (["nn.relu", "nn.weight_ref", "nn.add", "func.return"] if cond
+                     else ["nn.relu", "nn.neg", "func.return"])  # the selected branch only
