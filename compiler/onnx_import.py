@@ -2673,3 +2673,82 @@ def _stft(b, a):
     y = b.build(nn.ConvOp, b.build(nn.TransposeOp, x, [0, 2, 1]), filters, strides=[step])
     y = b.build(nn.TransposeOp, y, [0, 2, 1])  # (batch, frames, 2 * bins)
     return _reshape_to(b, y, [-1 if n == DYN else n, shape_of(y.type)[1], bins, 2])
+
+
+# Indexing and grids
+
+@op("Size")
+def _size(b, a):
+    shape = shape_of(b.v(0).type)
+    if DYN in shape:
+        raise b.error(f"the size of '{b.node.input[0]}' is dynamic ({b.v(0).type}): ncc needs it at "
+                      "import time")
+    b.consts[b.node.output[0]] = np.array(math.prod(shape), np.int64)
+
+
+@op("Compress")
+def _compress(b, a):
+    # a gather of the positions where the (import-time) condition holds
+    x = b.v(0)
+    keep = np.flatnonzero(np.asarray(b.static(1)).reshape(-1))
+    if "axis" not in a:
+        x, axis = _reshape_to(b, x, [-1]), 0
+    else:
+        axis = a["axis"] % len(shape_of(x.type))
+    n = shape_of(x.type)[axis]
+    if keep.size and (n == DYN or keep[-1] >= n):
+        raise b.error(f"the condition selects position {keep[-1]} of an axis of size {n}")
+    return b.build(nn.GatherOp, x, b.emit(nn.ConstantOp(keep.astype(np.int64))), axis)
+
+
+@op("GatherND")
+def _gather_nd(b, a):
+    # the index tuples as linear positions into data with the indexed axes
+    # merged (batch entries offset), then one gather; an index -s..-1 is taken
+    # to s-1..0 by a lookup (nn has no comparisons)
+    data, idx = b.v(0), b.v(1)
+    ds, ish = shape_of(data.type), shape_of(idx.type)
+    bd = a.get("batch_dims", 0)
+    k = ish[-1] if ish else 0
+    if DYN in ds or DYN in ish or not 1 <= k <= len(ds) - bd or list(ds[:bd]) != list(ish[:bd]):
+        raise b.error(f"data {data.type} and indices {idx.type} (batch_dims {bd}) do not fit, "
+                      "or have dynamic sizes")
+    itype = nn.numpy_dtype(idx.type.element_type)
+    dims = ds[bd:bd + k]
+    strides = [math.prod(dims[j + 1:]) for j in range(k)]
+    lin = None
+    for j, (d, st) in enumerate(zip(dims, strides)):
+        comp = _reshape_to(b, b.build(nn.SliceOp, idx, [j], [j + 1], [-1]), list(ish[:-1]))
+        wrap = b.emit(nn.ConstantOp(np.concatenate([np.arange(d), np.arange(d)]).astype(itype)))
+        comp = b.build(nn.GatherOp, wrap, _binary(b, "add", comp, b.scalar(d, comp)), 0)
+        term = comp if st == 1 else _binary(b, "mul", comp, b.scalar(st, comp))
+        lin = term if lin is None else _binary(b, "add", lin, term)
+    inner, batch = math.prod(dims), math.prod(ds[:bd])
+    if bd:
+        offsets = (np.arange(batch) * inner).reshape(list(ds[:bd]) + [1] * (len(ish) - 1 - bd))
+        lin = _binary(b, "add", lin, b.emit(nn.ConstantOp(offsets.astype(itype))))
+    flat = _reshape_to(b, data, [batch * inner, *ds[bd + k:]])
+    return b.build(nn.GatherOp, flat, lin, 0)
+
+
+@op("AffineGrid")
+def _affine_grid(b, a):
+    # theta (N, 2, 3) or (N, 3, 4) applied to the constant grid of (x, y[, z], 1)
+    # positions: one matmul
+    theta = b.v(0)
+    size = b.ints(1)
+    spatial = size[2:]
+    r = len(spatial)
+    if r not in (2, 3) or list(shape_of(theta.type)[1:]) != [r, r + 1]:
+        raise b.error(f"theta must be (N, {r}, {r + 1}) for size {size}, got {theta.type}")
+
+    def positions(n: int) -> np.ndarray:
+        if a.get("align_corners", 0):
+            return np.linspace(-1, 1, n) if n > 1 else np.zeros(1)
+        return (2 * np.arange(n) + 1) / n - 1
+
+    axes = np.meshgrid(*(positions(n) for n in spatial), indexing="ij")  # (D,) H, W
+    base = np.stack([*(ax.reshape(-1) for ax in axes[::-1]), np.ones(math.prod(spatial))], -1)
+    grid = b.build(nn.MatmulOp, _array(b, base, theta), b.build(nn.TransposeOp, theta, [0, 2, 1]))
+    n = shape_of(theta.type)[0]
+    return _reshape_to(b, grid, [-1 if n == DYN else n, *spatial, r])

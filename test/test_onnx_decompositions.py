@@ -757,3 +757,41 @@ def test_stft(c, window, onesided):
     if window:
         feeds["w"] = np.hanning(8).astype(np.float32)
     check(m, feeds, rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------
+# Indexing and grids
+
+
+def test_size_is_a_constant():
+    nodes = [helper.make_node("Size", ["x"], ["n"]), helper.make_node("Cast", ["n"], ["nf"], to=F),
+             helper.make_node("Mul", ["x", "nf"], ["y"])]
+    module = check(model(nodes, {"x": (F, [2, 3])}, opset=21), {"x": randn(2, 3)})
+    assert [o.name for o in list(module.ops)[-1].body.block.ops] == ["nn.constant", "nn.mul", "func.return"]
+
+
+@pytest.mark.parametrize("axis,cond", [(0, [0, 1, 1]), (1, [1, 0]), (-1, [1]), (None, [0, 1, 0, 0, 1])])
+def test_compress_on_a_constant_condition(axis, cond):
+    attrs = {} if axis is None else {"axis": axis}
+    node = helper.make_node("Compress", ["x", "c"], ["y"], **attrs)
+    check(model([node], {"x": (F, [3, 2])}, inits={"c": np.array(cond, np.bool_)}, opset=11),
+          {"x": randn(3, 2)})
+
+
+@pytest.mark.parametrize("data_shape,idx,batch_dims", [
+    ([2, 2], [[0, 0], [1, 1]], 0), ([2, 3, 4], [[1], [-2]], 0), ([2, 3, 4], [[[0, 2]], [[1, -1]]], 0),
+    ([2, 3, 4], [[1], [0]], 1), ([2, 3, 4, 2], [[[2, 1], [0, -4]], [[-1, 3], [1, 0]]], 1)])
+def test_gather_nd(data_shape, idx, batch_dims):
+    idx = np.array(idx, np.int64)
+    node = helper.make_node("GatherND", ["x", "i"], ["y"], batch_dims=batch_dims)
+    m = model([node], {"x": (F, data_shape), "i": (I64, list(idx.shape))}, opset=13)
+    check(m, {"x": randn(*data_shape), "i": idx})
+
+
+@pytest.mark.parametrize("size,align", [([2, 3, 4, 5], 0), ([2, 3, 5, 4], 1), ([2, 1, 3, 4, 2], 0),
+                                        ([2, 1, 2, 3, 4], 1)])
+def test_affine_grid(size, align):
+    r = len(size) - 2
+    node = helper.make_node("AffineGrid", ["theta", "s"], ["y"], align_corners=align)
+    m = model([node], {"theta": (F, ["N", r, r + 1])}, inits={"s": np.array(size, np.int64)}, opset=20)
+    check(m, {"theta": randn(2, r, r + 1)})
