@@ -1899,8 +1899,8 @@ def _attention_bias(b: Importer, a: dict, q_len: int, kv_len: int, past: int,
         short = kv_len - mshape[-1]  # a shorter mask is padded with -inf (or False)
         if mask.type.element_type == nn.i1:
             if name not in b.consts:
-                raise b.error("a boolean attn_mask must be a constant: ncc has no select to "
-                              "turn a computed one into a bias (give a float mask: 0 or -inf)")
+                raise b.error("a boolean attn_mask must be a constant (ncc turns it into a bias of 0 "
+                              "and -inf at import time); give a computed mask as floats: 0 or -inf")
             m = _bias_of(np.pad(b.consts[name], [(0, 0)] * (len(mshape) - 1) + [(0, short)]), dtype)
             static = m if static is None else static + m
         else:
@@ -2343,8 +2343,9 @@ def _recurrent(kind: str) -> Conv:
         dirs, gates, hid = 2 if direction == "bidirectional" else 1, RNN_GATES[kind], a.get("hidden_size")
         xs = shape_of(x.type)
         if len(xs) != 3 or DYN in xs[layout:] or not hid:
-            raise b.error(f"needs hidden_size and an input {'(batch, seq, input)' if layout else '(seq, batch, input)'}"
-                          f" with static sizes{' but the batch' if layout else ''}, got {x.type}")
+            order = "(batch, seq, input)" if layout else "(seq, batch, input)"
+            raise b.error(f"needs hidden_size and an input {order} with static sizes"
+                          f"{' but the batch' if layout else ''}, got {x.type}")
         steps, n, isize = (xs[1], xs[0], xs[2]) if layout else xs
         if steps > UNROLLED_STEPS:
             raise b.error(f"{steps} steps: the recurrence is unrolled, at most {UNROLLED_STEPS}")
@@ -2393,7 +2394,8 @@ def _recurrent(kind: str) -> Conv:
                     rb = _binary(b, "mul", rb, _array(b, np.repeat([1, 1, 0], hid), rb))
                 xw = _binary(b, "add", xw, _binary(b, "add", rows(bias, d, 0, gates * hid), rb))
             if kind == "GRU":
-                rt_zr, rt_h = (b.build(nn.SliceOp, rt, [s], [e], [1]) for s, e in ((0, 2 * hid), (2 * hid, 3 * hid)))
+                rt_zr, rt_h = (b.build(nn.SliceOp, rt, [s], [e], [1])
+                               for s, e in ((0, 2 * hid), (2 * hid, 3 * hid)))
             h = b.build(nn.SliceOp, h0, [d], [d + 1], [taxis]) if h0 is not None else None  # None: zeros
             c = b.build(nn.SliceOp, c0, [d], [d + 1], [taxis]) if c0 is not None else None
             outs: list[SSAValue | None] = [None] * steps
@@ -2409,7 +2411,8 @@ def _recurrent(kind: str) -> Conv:
                         rec = None if h is None else b.build(nn.MatmulOp, h, rt_h)
                         if rec_h_bias is not None:
                             rec = rec_h_bias if rec is None else _binary(b, "add", rec, rec_h_bias)
-                        cand = gate(xt, 2) if rec is None else _binary(b, "add", gate(xt, 2), _binary(b, "mul", rr, rec))
+                        cand = gate(xt, 2) if rec is None else _binary(
+                            b, "add", gate(xt, 2), _binary(b, "mul", rr, rec))
                     else:  # (r * h) R_h
                         cand = plus_matmul(gate(xt, 2), None if h is None else _binary(b, "mul", rr, h), rt_h)
                     cand = ga(cl(cand))
@@ -2435,7 +2438,8 @@ def _recurrent(kind: str) -> Conv:
                     m = b.build(nn.ReshapeOp, b.build(nn.GatherOp, steps_table, at, 0),
                                 [lead, 1, 1] if layout else [1, lead, 1])
                     outs[t] = _binary(b, "mul", m, h_new)
-                    h = outs[t] if h is None else _binary(b, "add", h, _binary(b, "mul", m, _binary(b, "sub", h_new, h)))
+                    h = outs[t] if h is None else _binary(
+                        b, "add", h, _binary(b, "mul", m, _binary(b, "sub", h_new, h)))
                     if c_new is not None:
                         c = _binary(b, "mul", m, c_new) if c is None else _binary(
                             b, "add", c, _binary(b, "mul", m, _binary(b, "sub", c_new, c)))
@@ -2443,7 +2447,8 @@ def _recurrent(kind: str) -> Conv:
                     outs[t], h, c = h_new, h_new, c_new
             if b.node.output and b.node.output[0]:  # Y: (T, dirs, N, H) or (N, T, dirs, H)
                 y = outs[0] if steps == 1 else b.build(nn.ConcatOp, outs, taxis)
-                ys.append(b.build(nn.ReshapeOp, y, [lead, steps, 1, hid] if layout else [steps, 1, lead, hid]))
+                ys.append(b.build(nn.ReshapeOp, y,
+                                  [lead, steps, 1, hid] if layout else [steps, 1, lead, hid]))
             hs.append(h)
             cs += [c] if c is not None else []
 
@@ -2466,7 +2471,8 @@ def _subgraph(b: Importer, g: Any, inputs: Sequence[SSAValue | np.ndarray], what
 
     if len(g.input) != len(inputs):
         raise b.error(f"the {what} subgraph must take {len(inputs)} inputs, it takes {len(g.input)}")
-    local = [i.name for i in g.input] + [t.name for t in g.initializer] + [o for n in g.node for o in n.output]
+    local = ([i.name for i in g.input] + [t.name for t in g.initializer]
+             + [o for n in g.node for o in n.output])
     saved = {k: (b.values.pop(k, None), b.consts.pop(k, None)) for k in local}
     node = b.node
     try:

@@ -325,8 +325,9 @@ def test_attention_diagnostics():
     m.graph.input.append(helper.make_tensor_value_info("bm", B, [3, 5]))
     m.graph.node[0].input.append("bm")
     m.graph.node[0].name = "att"
-    assert diag(m) == ("g: error: node 'att' (Attention): a boolean attn_mask must be a constant: ncc "
-                       "has no select to turn a computed one into a bias (give a float mask: 0 or -inf)")
+    assert diag(m) == ("g: error: node 'att' (Attention): a boolean attn_mask must be a constant (ncc "
+                       "turns it into a bias of 0 and -inf at import time); give a computed mask as "
+                       "floats: 0 or -inf")
     m, _ = attention_case(rank=3)
     del m.graph.node[0].attribute[:]
     m.graph.node[0].name = "att"
@@ -650,7 +651,8 @@ SOFTCAP = modifier(lambda x, y: [helper.make_node("Div", [x, "cap"], ["t0"]),
 RELATIVE = modifier(lambda x, y: [  # scores + (q index - k index), from the scores' shape
     helper.make_node("Shape", [x], ["shape"]),
     helper.make_node("Gather", ["shape", "two"], ["rows"]), helper.make_node("Gather", ["shape", "three"], ["cols"]),
-    helper.make_node("Range", ["zero", "rows", "one"], ["qi"]), helper.make_node("Range", ["zero", "cols", "one"], ["ki"]),
+    helper.make_node("Range", ["zero", "rows", "one"], ["qi"]),
+    helper.make_node("Range", ["zero", "cols", "one"], ["ki"]),
     helper.make_node("Unsqueeze", ["qi", "last"], ["qc"]), helper.make_node("Sub", ["qc", "ki"], ["rel"]),
     helper.make_node("Cast", ["rel"], ["relf"], to=F), helper.make_node("Add", [x, "relf"], [y])],
     {"zero": np.array(0, np.int64), "one": np.array(1, np.int64), "two": np.array(2, np.int64),
