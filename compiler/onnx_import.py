@@ -17,6 +17,15 @@ Each ONNX op is decomposed by one small function of the table `OPS`
 the nn builders' shape rules, after onnx's own shape inference has typed the
 graph. Only the first dimension of an input may be symbolic: it becomes `?`.
 
+Composite ops are decompositions too: normalizations and losses into
+reductions, nn.layer_norm and gathers (a label's class weight, a position's
+mask: lookups in constant tables where a comparison would be needed);
+Attention into matmuls and softmax with every mask an additive bias;
+recurrences (RNN, GRU, LSTM, LinearAttention, Scan) unrolled over their static
+length; DFT and STFT as one matmul or conv with constant cosines and sines.
+Graph attributes (Scan and If bodies, FlexAttention's modifiers) are imported
+in place. OPS entries of other domains are keyed "domain.Op".
+
 `import_onnx(model, constants={"axes": array})` imports the named graph inputs
 as constants: the function's signature omits them, and ops that need a value
 at import time (a Reshape's shape, the axes of a reduction, a Slice's starts,
