@@ -1606,12 +1606,11 @@ def _centered(b: Importer, x: SSAValue, axes: Sequence[int]) -> tuple[SSAValue, 
 
 def _layer_norm_stats(b: Importer, x: SSAValue, a: dict) -> list[SSAValue | None]:
     """LayerNormalization's optional outputs Mean and InvStdDev = 1 / sqrt(var + eps)
-    over the normalized axes, kept as size-1 dimensions (the main output stays
-    one nn.layer_norm)."""
+    over the normalized axes, kept as size-1 dimensions, computed in (and of)
+    the stash type (the main output stays one nn.layer_norm)."""
     stash = _np_dtype(a.get("stash_type", 1), "stash_type", b.where)
     if stash != nn.numpy_dtype(x.type.element_type):
-        raise b.error(f"Mean and InvStdDev of stash_type {nn.element_type_of(stash)} for a "
-                      f"{x.type.element_type} input need a cast, which ncc does not support")
+        x = b.build(nn.CastOp, x, stash)
     mean, _, var = _centered(b, x, _tail_axes(b, x, a.get("axis", -1)))
     if len(b.node.output) < 3 or not b.node.output[2]:
         return [mean]
