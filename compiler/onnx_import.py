@@ -355,6 +355,10 @@ class Importer:
             if not required:
                 return False
             raise self.error(f"cannot evaluate on its constant inputs: {str(e).splitlines()[0]}") from None
+        if not all(isinstance(v, (np.ndarray, np.generic)) for name, v in zip(n.output, outs) if name):
+            if not required:  # a sequence or an optional: not a tensor, not a constant of ncc's
+                return False
+            raise self.error("evaluates to a sequence or an optional; ncc imports tensors only")
         for name, val in zip(n.output, outs):
             if name:
                 self.consts[name] = np.asarray(val)
@@ -2479,6 +2483,11 @@ def _subgraph(b: Importer, g: Any, inputs: Sequence[SSAValue | np.ndarray], what
 
     if len(g.input) != len(inputs):
         raise b.error(f"the {what} subgraph must take {len(inputs)} inputs, it takes {len(g.input)}")
+    for o in g.output:
+        kind = o.type.WhichOneof("value")
+        if kind not in (None, "tensor_type"):
+            raise b.error(f"the {what} subgraph returns a {kind.replace('_type', '')} ('{o.name}'); "
+                          "ncc imports tensors only")
     local = ([i.name for i in g.input] + [t.name for t in g.initializer]
              + [o for n in g.node for o in n.output])
     saved = {k: (b.values.pop(k, None), b.consts.pop(k, None)) for k in local}

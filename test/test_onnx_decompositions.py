@@ -798,3 +798,31 @@ def test_affine_grid(size, align):
     node = helper.make_node("AffineGrid", ["theta", "s"], ["y"], align_corners=align)
     m = model([node], {"theta": (F, ["N", r, r + 1])}, inits={"s": np.array(size, np.int64)}, opset=20)
     check(m, {"theta": randn(2, r, r + 1)})
+
+
+def test_if_with_a_sequence_branch_is_refused():
+    seq = helper.make_tensor_sequence_value_info("s", F, [3])
+    branch = helper.make_graph([helper.make_node("SequenceConstruct", ["x"], ["s"])], "b", [], [seq])
+    node = helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch, name="if")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", F, [3])],
+                              [helper.make_tensor_sequence_value_info("y", F, [3])],
+                              [numpy_helper.from_array(np.array(True), "c")])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+    assert diag(m) == ("g: error: node 'if' (If): the then_branch subgraph returns a sequence ('s'); "
+                       "ncc imports tensors only")
+
+
+def test_a_node_of_constants_giving_a_sequence_is_not_folded_into_a_tensor():
+    seq = helper.make_tensor_sequence_value_info("s", F, [3])
+    branch = helper.make_graph([helper.make_node("SequenceConstruct", ["k"], ["s"])], "b", [], [seq])
+    node = helper.make_node("If", ["c"], ["y"], then_branch=branch, else_branch=branch, name="if")
+    make = helper.make_node("SequenceConstruct", ["k"], ["y2"], name="make")
+    for nodes, out in (([node], "y"), ([make], "y2")):
+        graph = helper.make_graph(nodes, "g", [], [helper.make_tensor_sequence_value_info(out, F, [3])],
+                                  [numpy_helper.from_array(np.array(True), "c"),
+                                   numpy_helper.from_array(np.ones(3, np.float32), "k")])
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 16)])
+        assert diag(m) == ("g: error: node 'if' (If): the then_branch subgraph returns a sequence ('s'); "
+                           "ncc imports tensors only" if out == "y" else
+                           "g: error: node 'make' (SequenceConstruct): evaluates to a sequence or an "
+                           "optional; ncc imports tensors only")
