@@ -1734,9 +1734,6 @@ def _reduce_log_sum_exp(b, a):
     return _reshape_to(b, y, [d for i, d in enumerate(shape) if i not in axes])
 
 
-LOSS_ONEHOT_LIMIT = 1 << 20  # entries of the one-hot table a loss with a dynamic batch gathers
-
-
 def _reduction(b: Importer, a: dict) -> str:
     r = a.get("reduction", b"mean")
     r = r.decode() if isinstance(r, bytes) else r
@@ -1746,25 +1743,12 @@ def _reduction(b: Importer, a: dict) -> str:
 
 
 def _pick(b: Importer, x: SSAValue, idx: SSAValue) -> SSAValue:
-    """x[n, idx[n, d...], d...] for x (N, C, d...) and integer idx (N, d...) in [0, C).
-    Static shapes: one gather from the flattened x at idx * D + (n * C * D + d).
-    A dynamic batch: the rows of a constant identity matrix at idx (a one-hot
-    over C) times x, summed over C."""
-    n, c, *rest = shape_of(x.type)
-    itype = nn.numpy_dtype(idx.type.element_type)
-    inner = math.prod(rest)
-    if n != DYN:
-        offsets = (np.arange(n)[:, None] * c * inner + np.arange(inner)[None, :]).reshape(n, *rest)
-        flat = _binary(b, "add", _binary(b, "mul", idx, b.scalar(inner, idx)),
-                       b.emit(nn.ConstantOp(offsets.astype(itype))))
-        return b.build(nn.GatherOp, b.build(nn.ReshapeOp, x, [n * c * inner]), flat, 0)
-    if c * c > LOSS_ONEHOT_LIMIT:
-        raise b.error(f"{c} classes with a dynamic batch: the one-hot table would have {c * c} "
-                      f"entries (at most {LOSS_ONEHOT_LIMIT}); give the batch a static size")
-    onehot = b.build(nn.GatherOp, _array(b, np.eye(c), x), idx, 0)  # (N, d..., C)
-    if rest:
-        x = b.build(nn.TransposeOp, x, [0, *range(2, 2 + len(rest)), 1])
-    return b.build(nn.REDUCE_OPS["reduce_sum"], _binary(b, "mul", x, onehot), [-1])
+    """x[n, idx[n, d...], d...] for x (N, C, d...) and integer idx (N, d...) in [0, C):
+    one gather_elements along the classes."""
+    shape = list(shape_of(idx.type))
+    lead = [-1 if shape[0] == DYN else shape[0]]
+    at = _reshape_to(b, idx, lead + [1] + shape[1:])
+    return _reshape_to(b, b.build(nn.GatherElementsOp, x, at, 1), lead + shape[1:])
 
 
 def _nll(b: Importer, logp: SSAValue, target: SSAValue, weight: SSAValue | None,
