@@ -1893,13 +1893,12 @@ def _attention_bias(b: Importer, a: dict, q_len: int, kv_len: int, past: int,
         if not mshape or mshape[-1] == DYN or mshape[-1] > kv_len:
             raise b.error(f"attn_mask {mask.type} does not fit {kv_len} keys")
         short = kv_len - mshape[-1]  # a shorter mask is padded with -inf (or False)
-        if mask.type.element_type == nn.i1:
-            if name not in b.consts:
-                raise b.error("a boolean attn_mask must be a constant (ncc turns it into a bias of 0 "
-                              "and -inf at import time); give a computed mask as floats: 0 or -inf")
+        if mask.type.element_type == nn.i1 and name in b.consts:
             m = _bias_of(np.pad(b.consts[name], [(0, 0)] * (len(mshape) - 1) + [(0, short)]), dtype)
             static = m if static is None else static + m
         else:
+            if mask.type.element_type == nn.i1:  # True attends: 0, False: -inf
+                mask = b.build(nn.SelectOp, mask, b.scalar(0, like), b.scalar(-np.inf, like))
             if short:
                 pads = [0] * (2 * len(mshape))
                 pads[-1] = short

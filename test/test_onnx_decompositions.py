@@ -322,14 +322,17 @@ def test_attention_constant_boolean_mask():
     check(m, feeds)
 
 
-def test_attention_diagnostics():
-    m, _ = attention_case()
-    m.graph.input.append(helper.make_tensor_value_info("bm", B, [3, 5]))
+def test_attention_boolean_mask_input():
+    mask = RNG.random((2, 1, 3, 5)) < 0.6
+    mask[..., 0, :] = False  # a query row with no key: zeros
+    m, feeds = attention_case()
+    m.graph.input.append(helper.make_tensor_value_info("bm", B, [2, 1, 3, 5]))
     m.graph.node[0].input.append("bm")
-    m.graph.node[0].name = "att"
-    assert diag(m) == ("g: error: node 'att' (Attention): a boolean attn_mask must be a constant (ncc "
-                       "turns it into a bias of 0 and -inf at import time); give a computed mask as "
-                       "floats: 0 or -inf")
+    feeds["bm"] = mask
+    check(m, feeds)
+
+
+def test_attention_diagnostics():
     m, _ = attention_case(rank=3)
     del m.graph.node[0].attribute[:]
     m.graph.node[0].name = "att"
