@@ -1,8 +1,8 @@
-// RUN: ncc-opt %s --outline-loops=min_nests=2 | FileCheck %s
+// RUN: ncc-opt %s --outline-loops=min-nests=2 | FileCheck %s
 // Each top-level loop nest of a kernel moves into a function of its own, called
 // in its place: the buffers and sizes it uses from outside become arguments
 // (in order of first use), constants are cloned in. Small kernels (fewer than
-// min_nests nests; 16 by default, as lower-to-llvm runs it) are left alone.
+// min-nests nests; 16 by default, as lower-to-llvm runs it) are left alone.
 
 // CHECK-LABEL: func.func @kernel(%x: memref<?x4xf32>, %y: memref<?x4xf32>)
 // CHECK-NEXT:    %c0 = arith.constant 0 : index
