@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx_models import onnx_model
 from onnx import TensorProto, helper, numpy_helper
 
 import ncc
@@ -19,18 +20,7 @@ F, D, I64, B = TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.INT64, TensorP
 RNG = np.random.default_rng(3)
 
 
-def model(nodes, inputs, outputs=("y",), inits=(), opset=18):
-    """inputs: {name: (element type, shape)}; outputs: names (float) or {name: type};
-    inits: {name: array}."""
-    outputs = outputs if isinstance(outputs, dict) else dict.fromkeys(outputs, F)
-    graph = helper.make_graph(
-        nodes, "g",
-        [helper.make_tensor_value_info(n, t, s) for n, (t, s) in inputs.items()],
-        [helper.make_tensor_value_info(n, t, None) for n, t in outputs.items()],
-        [numpy_helper.from_array(np.asarray(v), k) for k, v in dict(inits).items()])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = min(m.ir_version, 10)  # what the installed onnxruntime reads
-    return m
+model = onnx_model
 
 
 def ort_run(m, feeds):

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx_models import onnx_model
 from onnx import TensorProto, helper, numpy_helper
 from xdsl.dialects.builtin import f64, i32, i64
 from xdsl.utils.exceptions import VerifyException
@@ -446,18 +447,6 @@ def test_max_pool_indices_import_and_export():
 
 # ---------------------------------------------------------------------------
 # ONNX import against onnxruntime
-
-
-def onnx_model(nodes, inputs, outputs, inits=(), opset=18):
-    """inputs: {name: (elem_type, shape)}, outputs: {name: elem_type}, inits: {name: array}."""
-    graph = helper.make_graph(
-        nodes, "g",
-        [helper.make_tensor_value_info(n, t, s) for n, (t, s) in inputs.items()],
-        [helper.make_tensor_value_info(n, t, None) for n, t in outputs.items()],
-        [numpy_helper.from_array(np.asarray(v), k) for k, v in dict(inits).items()])
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = min(m.ir_version, 10)  # what the installed onnxruntime reads
-    return m
 
 
 def check_import(m, feeds, rtol=1e-5, atol=1e-6, native=False, return_outputs=False):
