@@ -340,6 +340,14 @@ def _pool(op_type: str) -> Callable[[_Graph, Operation, list[str]], str]:
     return rule
 
 
+def _broadcast(g: _Graph, op: Operation, ins: list[str]) -> str:
+    src, dst = shape_of(op.operands[0].type), shape_of(op.result.type)
+    src = (1,) * (len(dst) - len(src)) + tuple(src)
+    if any(d == DYN and s == 1 for s, d in zip(src, dst)):
+        raise NccError.at_op(op, "nn.broadcast to the run-time batch has no ONNX form yet")
+    return g.node("Expand", [ins[0], g.const([1 if d == DYN else d for d in dst])])
+
+
 def _reshape(g: _Graph, op: Operation, ins: list[str]) -> str:
     dims = [-1 if d == DYN else d for d in shape_of(op.result.type)]
     # allowzero: a 0 in the target is a zero-size dimension, not "copy the input's"
@@ -378,6 +386,8 @@ RULES: dict[type, Callable[[_Graph, Operation, list[str]], str]] = {
     **{cls: (lambda g, op, ins, t=REDUCE[n]: g.reduce(t, ins[0], op.params.axes, op.params.keepdims))
        for n, cls in nn.REDUCE_OPS.items()},
     nn.MatmulOp: lambda g, op, ins: g.node("MatMul", ins),
+    nn.MatmulTransposeAOp: lambda g, op, ins: g.node(
+        "MatMul", [g.node("Transpose", ins[:1], perm=[1, 0]), ins[1]]),
     nn.FusedMatmulOp: _fused_matmul,
     nn.ConvOp: _conv,
     nn.FusedConvOp: _conv,
@@ -390,6 +400,7 @@ RULES: dict[type, Callable[[_Graph, Operation, list[str]], str]] = {
     nn.LayerNormOp: lambda g, op, ins: g.node("LayerNormalization", ins, axis=op.params.axis,
                                               **_epsilon(op)),
     nn.ReshapeOp: _reshape,
+    nn.BroadcastOp: _broadcast,
     nn.TransposeOp: lambda g, op, ins: g.node("Transpose", ins, perm=list(op.params.perm)),
     nn.ConcatOp: lambda g, op, ins: g.node("Concat", ins, axis=op.params.axis),
     nn.SliceOp: _slice,

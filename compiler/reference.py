@@ -165,8 +165,13 @@ class _Interpreter:
     def __init__(self, weights: dict[str, nn.WeightOp], params: Mapping[str, Any]):
         self.weights, self.params = weights, params
 
+    batch: int | None = None  # the run-time batch: dimension 0 of the first input where it is `?`
+
     def call(self, f: func.FuncOp, args: list[np.ndarray]) -> list[np.ndarray]:
         env: dict[SSAValue, np.ndarray] = dict(zip(f.body.block.args, args))
+        if self.batch is None:
+            self.batch = next((np.shape(a)[0] for a, t in zip(args, f.function_type.inputs.data)
+                               if isinstance(t, TensorType) and shape_of(t)[:1] == (DYN,)), None)
         for op in f.body.block.ops:
             if isinstance(op, func.ReturnOp):
                 return [env[v] for v in op.arguments]
@@ -192,6 +197,14 @@ class _Interpreter:
             if op.sym not in self.weights:
                 raise NccError.at_op(op, f"nn.weight_ref: unknown weight @{op.sym}")
             return weight_value(self.weights[op.sym], self.params)
+        if isinstance(op, nn.BroadcastOp):  # a `?` the operand does not carry is the batch
+            shape = [d if d != DYN else (self.batch if s == 1 else s) for d, s in
+                     zip(shape_of(op.result.type), (1,) * (len(shape_of(op.result.type)) - args[0].ndim)
+                         + args[0].shape)]
+            if None in shape:
+                raise NccError.at_op(op, "nn.broadcast to a `?` dimension, but no input carries "
+                                         "the batch size")
+            return np.broadcast_to(args[0], shape)
         rule = EVAL.get(type(op))
         if rule is None:
             raise NccError.at_op(op, f"the reference interpreter has no rule for '{op.name}'")
@@ -439,6 +452,7 @@ EVAL: dict[type, Callable[..., np.ndarray]] = {
     nn.IsInfOp: lambda op, x: ((x == np.inf) & bool(op.params.detect_positive))
     | ((x == -np.inf) & bool(op.params.detect_negative)),
     nn.MatmulOp: lambda op, a, b: np.matmul(a, b),
+    nn.MatmulTransposeAOp: lambda op, a, b: np.matmul(a.T, b),
     nn.FusedMatmulOp: _fused_matmul,
     nn.ConvOp: lambda op, x, w: conv(x, w, op.params.strides, op.params.pads,
                                      op.params.dilations, op.params.group),

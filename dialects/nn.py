@@ -827,6 +827,31 @@ class MatmulOp(NNOp):
             raise VerifyException(str(e)) from None
 
 
+@nn_op
+class MatmulTransposeAOp(NNOp):
+    """lhs^T @ rhs for 2-D operands (MLIR's linalg.matmul_transpose_a): lhs [K, M],
+    rhs [K, N] -> [M, N]. The weight gradient x^T @ dy of a dense layer, summed
+    over the batch rows without moving the batch out of dimension 0."""
+
+    name = "nn.matmul_transpose_a"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+
+    def __init__(self, lhs: SSAValue | Operation, rhs: SSAValue | Operation):
+        self._build([lhs, rhs])
+
+    @classmethod
+    def infer(cls, types, p):
+        elt = _same_element(types)
+        _need_numeric(types[0], "operands")
+        _need_rank(types[0], 2, "lhs [K, M]")
+        _need_rank(types[1], 2, "rhs [K, N]")
+        (k, m), (k2, n) = shape_of(types[0]), shape_of(types[1])
+        if not dims_compatible(k, k2):
+            raise VerifyException(f"lhs {types[0]} and rhs {types[1]} differ in dimension 0 (K)")
+        return TensorType(elt, [m, n])
+
+
 def _check_activation(name: str) -> None:
     if name not in activations.BY_NAME:
         raise VerifyException(f"unknown activation '{name}' (known: {', '.join(activations.BY_NAME)})")
@@ -1272,6 +1297,36 @@ class ReshapeOp(NNOp):
             raise VerifyException(f"cannot reshape {total} elements ({src}) into {known} ({dst})")
         if DYN in d and (known == 0 or total % known):
             raise VerifyException(f"cannot reshape {total} elements ({src}) into {dst}")
+
+
+@nn_op
+class BroadcastOp(NNOp):
+    """Broadcast to the result type's shape by numpy's rules (ONNX Expand, MLIR's
+    linalg.broadcast): `nn.broadcast %g : tensor<1x3xf32> -> tensor<?x3xf32>`.
+    A `?` in the result that the operand does not carry is the run-time batch
+    size (as everywhere in native code); autodiff uses it to spread a reduced
+    cotangent back over its input."""
+
+    name = "nn.broadcast"
+    input = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, result_type: TensorType):
+        self._build([x], result_type)
+
+    @classmethod
+    def infer(cls, types, p):
+        return None  # the target shape is the result type; checked in verify_
+
+    def verify_(self) -> None:
+        src, dst = self.input.type, self.result.type
+        if src.element_type != dst.element_type:
+            raise VerifyException(f"element type changes from {src.element_type} to {dst.element_type}")
+        s, d = shape_of(src), shape_of(dst)
+        if len(s) > len(d):
+            raise VerifyException(f"cannot broadcast {src} to the lower rank of {dst}")
+        for a, b in zip(s, d[len(d) - len(s):]):
+            if a != 1 and not dims_compatible(a, b):
+                raise VerifyException(f"cannot broadcast {src} to {dst}")
 
 
 @nn_op
@@ -2101,8 +2156,9 @@ class WeightRefOp(IRDLOperation):
 NN = Dialect("nn", [
     *UNARY_OPS.values(), *BINARY_OPS.values(), *REDUCE_OPS.values(),
     *COMPARE_OPS.values(), *LOGICAL_OPS.values(), NotOp, SelectOp, IsNanOp, IsInfOp,
-    MatmulOp, FusedMatmulOp, ConvOp, FusedConvOp, SparseMatmulOp, MaxPoolOp, AvgPoolOp,
-    SoftmaxOp, LogSoftmaxOp, BatchNormOp, LayerNormOp, ReshapeOp, TransposeOp, ConcatOp,
+    MatmulOp, MatmulTransposeAOp, FusedMatmulOp, ConvOp, FusedConvOp, SparseMatmulOp, MaxPoolOp, AvgPoolOp,
+    SoftmaxOp, LogSoftmaxOp, BatchNormOp, LayerNormOp, ReshapeOp, BroadcastOp, TransposeOp,
+    ConcatOp,
     SliceOp, GatherOp, PadOp, ConstantOp, WeightOp, WeightRefOp,
     CastOp,
     *ARG_REDUCE_OPS.values(), *TRIANGLE_OPS.values(), CumSumOp, GatherElementsOp, ScatterElementsOp,

@@ -564,6 +564,8 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %ct = nn.constant dense<[[1.0, 2.0], [3.0, 4.0]]> : tensor<2x2xf32>
   %ci = nn.constant dense<7> : tensor<3xi64>
   %cs = nn.cast %x : tensor<?x3xf32> -> tensor<?x3xf64>
+  %bx = nn.broadcast %ct : tensor<2x2xf32> -> tensor<?x2x2xf32>
+  %mta = nn.matmul_transpose_a %x, %x : tensor<?x3xf32>, tensor<?x3xf32> -> tensor<3x3xf32>
   %u0 = nn.identity %y : tensor<?x2xf32>
   %u1 = nn.relu %u0 : tensor<?x2xf32>
   %u2 = nn.sigmoid %u1 : tensor<?x2xf32>

@@ -444,6 +444,9 @@ def lower_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     x2 = (1, *x.shape) if not rows else x.shape
     w2 = (*w.shape, 1) if not cols else w.shape
     m, k, n = x2[-2], x2[-1], w2[-1]
+    lhs_t = isinstance(op, nn.MatmulTransposeAOp)  # x is [k, m]: read x[kq, i]
+    if lhs_t:
+        m, k = k, m
     nb = len(out.shape) - rows - cols
     zero = b.const(0, out.elt)
 
@@ -459,7 +462,7 @@ def lower_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
         def kstep(kk: list[SSAValue]) -> None:
             """out[i, :] += x[i, kk] @ w[kk, :]: one load and store of out per len(kk) products."""
-            xv = [b.load(x, [*xb, *([i] if rows else []), kq]) for kq in kk]
+            xv = [b.load(x, [kq, i] if lhs_t else [*xb, *([i] if rows else []), kq]) for kq in kk]
 
             def jloop(js, _):
                 o = oidx(js[0])
@@ -470,14 +473,20 @@ def lower_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
             b.nest([n], jloop)
 
-        unroll = K_UNROLL if k != DYN and k >= K_UNROLL else 1
+        unroll = K_UNROLL if k == DYN or k >= K_UNROLL else 1
         def kblock(ks, _):
             k0 = b.mul_i(ks[0], unroll)
             kstep([b.add_i(k0, u) for u in range(unroll)])
 
-        b.nest([k if unroll == 1 else k // unroll], kblock)
-        if unroll > 1 and k % unroll:
-            b.nest([k % unroll], lambda ks, _: kstep([b.add_i(ks[0], k - k % unroll)]))
+        if k == DYN:  # the batch (a transposed lhs): whole blocks, then the rest
+            blocks = b(arith.DivUIOp, b.batch, b.idx(unroll))
+            done = b.mul_i(blocks, unroll)
+            b.nest([blocks], kblock)
+            b.nest([b(arith.SubiOp, b.batch, done)], lambda ks, _: kstep([b.add_i(ks[0], done)]))
+        else:
+            b.nest([k if unroll == 1 else k // unroll], kblock)
+            if unroll > 1 and k % unroll:
+                b.nest([k % unroll], lambda ks, _: kstep([b.add_i(ks[0], k - k % unroll)]))
         if isinstance(op, nn.FusedMatmulOp) and (bias is not None or op.params.activation != "identity"):
             def fin(js, _):
                 o = oidx(js[0])
@@ -797,6 +806,11 @@ def lower_reshape(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         return idx
 
     map_nest(b, out.shape, out, identity_map, [(x, src)], lambda v: v)
+
+
+def lower_broadcast(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    map_nest(b, out.shape, out, identity_map, [(ins[0], broadcast_map(b, out.shape, ins[0].shape))],
+             lambda v: v)
 
 
 def lower_transpose(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
@@ -1198,12 +1212,12 @@ LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     **{cls: lower_compare for cls in nn.COMPARE_OPS.values()},
     **{cls: lower_logical for cls in nn.LOGICAL_OPS.values()},
     nn.NotOp: lower_not, nn.SelectOp: lower_select, nn.IsNanOp: lower_is_nan, nn.IsInfOp: lower_is_inf,
-    nn.MatmulOp: lower_matmul, nn.FusedMatmulOp: lower_matmul,
+    nn.MatmulOp: lower_matmul, nn.MatmulTransposeAOp: lower_matmul, nn.FusedMatmulOp: lower_matmul,
     nn.ConvOp: lower_conv, nn.FusedConvOp: lower_conv,
     nn.MaxPoolOp: lower_pool, nn.AvgPoolOp: lower_pool,
     nn.SoftmaxOp: lower_softmax, nn.LogSoftmaxOp: lower_softmax,
     nn.BatchNormOp: lower_batch_norm, nn.LayerNormOp: lower_layer_norm,
-    nn.ReshapeOp: lower_reshape, nn.TransposeOp: lower_transpose, nn.ConcatOp: lower_concat,
+    nn.ReshapeOp: lower_reshape, nn.BroadcastOp: lower_broadcast, nn.TransposeOp: lower_transpose, nn.ConcatOp: lower_concat,
     nn.SliceOp: lower_slice, nn.GatherOp: lower_gather, nn.PadOp: lower_pad,
     nn.SparseMatmulOp: lower_sparse_matmul,
     nn.CastOp: lower_cast,
