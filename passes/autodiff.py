@@ -640,12 +640,12 @@ def _function(name: str, block: Block, arg_names: list[str], res_names: list[str
 class AutodiffPass(ModulePass):
     """For each nn function @f (or only `function`): @f_forward, which also
     returns the values its backward needs, and @f_backward, which takes them and
-    the results' cotangents and returns the gradients (`frozen` weights, a
-    comma-separated list, get none; `inputs=false`: no input gradients)."""
+    the results' cotangents and returns the gradients (`frozen=w1,w2`: weights
+    that get none; `inputs=false`: no input gradients)."""
 
     name = "autodiff"
     function: str = ""
-    frozen: str = ""
+    frozen: tuple[str, ...] = ()
     inputs: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
@@ -654,6 +654,5 @@ class AutodiffPass(ModulePass):
         fns = [f for f in op.ops if _is_nn_function(f)]
         if self.function:
             fns = [_find(op, self.function)]
-        frozen = [s.strip() for s in self.frozen.split(",") if s.strip()]
         for f in fns:
-            differentiate(op, f, frozen=frozen, inputs=self.inputs, mode="split")
+            differentiate(op, f, frozen=self.frozen, inputs=self.inputs, mode="split")
