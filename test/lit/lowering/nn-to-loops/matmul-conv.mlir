@@ -1,9 +1,11 @@
 // RUN: ncc-opt %s --lower-to-loops | FileCheck %s
-// Contractions. A matmul runs its loops (rows, k, columns) so that the inner
-// loop walks the weight and the output with unit stride (k is unrolled by 8
-// when there are at least 8: see @wide); a fused matmul then adds the bias and
-// applies the activation to each output row. Weights are
-// buffers passed in (role weight:<symbol>), never baked into the code.
+// Contractions. A matmul computes ROW_BLOCK = 4 output rows at a time (the
+// batch in blocks of 4, then the remaining rows one by one), k unrolled by 8
+// when there are at least 8 (see @wide), and an inner loop over the columns
+// that walks the weight and the output with unit stride: each weight element
+// loaded feeds the 4 rows. A fused matmul then adds the bias and applies the
+// activation to each output row. Weights are buffers passed in (role
+// weight:<symbol>), never baked into the code.
 
 nn.weight @w : tensor<4x3xf32> = dense<1.0>
 nn.weight @b : tensor<3xf32> = dense<0.5>
@@ -13,24 +15,35 @@ nn.weight @b : tensor<3xf32> = dense<0.5>
 // CHECK-SAME:    ncc.arg_roles = ["input:x", "output:0", "weight:w", "weight:b"]
 // CHECK-SAME:    ncc.arena_bytes = array<i64: 0, 0>
 // CHECK:         %[[B:.*]] = memref.dim %x, %{{.*}} : memref<?x4xf32>
-// CHECK-NEXT:    scf.for %[[I:.*]] = %{{.*}} to %[[B]] step
-// CHECK-NEXT:      scf.for %[[J0:.*]] = %{{.*}} to %{{.*}} step
-// CHECK-NEXT:        memref.store %{{.*}}, %out[%[[I]], %[[J0]]]
-// CHECK-NEXT:      }
-// CHECK-NEXT:      scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step
-// CHECK-NEXT:        %[[XV:.*]] = memref.load %x[%[[I]], %[[K]]] : memref<?x4xf32>
-// CHECK-NEXT:        scf.for %[[J:.*]] = %{{.*}} to %{{.*}} step
-// CHECK-NEXT:          %[[ACC:.*]] = memref.load %out[%[[I]], %[[J]]] : memref<?x3xf32>
+// CHECK-NEXT:    %[[NB:.*]] = arith.divui %[[B]], %[[C4:.*]] : index
+// CHECK-NEXT:    %[[DONE:.*]] = arith.muli %[[NB]], %[[C4]] : index
+// CHECK-NEXT:    scf.for %[[IB:.*]] = %{{.*}} to %[[NB]] step
+// CHECK-NEXT:      %[[I0:.*]] = arith.muli %[[IB]], %[[C4]] : index
+// CHECK-NEXT:      %[[I1:.*]] = arith.addi %[[I0]], %{{.*}} : index
+// CHECK:           scf.for %[[J0:.*]] = %{{.*}} to %{{.*}} step
+// CHECK-NEXT:        memref.store %{{.*}}, %out[%[[I0]], %[[J0]]]
+// CHECK-NEXT:        memref.store %{{.*}}, %out[%[[I1]], %[[J0]]]
+// CHECK:           scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step
+// CHECK-NEXT:        %[[X0:.*]] = memref.load %x[%[[I0]], %[[K]]] : memref<?x4xf32>
+// CHECK-NEXT:        %[[X1:.*]] = memref.load %x[%[[I1]], %[[K]]] : memref<?x4xf32>
+// CHECK:             scf.for %[[J:.*]] = %{{.*}} to %{{.*}} step
 // CHECK-NEXT:          %[[WV:.*]] = memref.load %w[%[[K]], %[[J]]] : memref<4x3xf32>
-// CHECK-NEXT:          %[[P:.*]] = arith.mulf %[[XV]], %[[WV]] : f32
+// CHECK-NEXT:          %[[ACC:.*]] = memref.load %out[%[[I0]], %[[J]]] : memref<?x3xf32>
+// CHECK-NEXT:          %[[P:.*]] = arith.mulf %[[X0]], %[[WV]] : f32
 // CHECK-NEXT:          %[[S:.*]] = arith.addf %[[ACC]], %[[P]] : f32
-// CHECK-NEXT:          memref.store %[[S]], %out[%[[I]], %[[J]]] : memref<?x3xf32>
+// CHECK-NEXT:          memref.store %[[S]], %out[%[[I0]], %[[J]]] : memref<?x3xf32>
+// CHECK-NEXT:          %[[ACC1:.*]] = memref.load %out[%[[I1]], %[[J]]] : memref<?x3xf32>
+// CHECK-NEXT:          %[[P1:.*]] = arith.mulf %[[X1]], %[[WV]] : f32
 // CHECK:           scf.for %[[J2:.*]] = %{{.*}} to %{{.*}} step
-// CHECK-NEXT:        %[[V:.*]] = memref.load %out[%[[I]], %[[J2]]]
+// CHECK-NEXT:        %[[V:.*]] = memref.load %out[%[[I0]], %[[J2]]]
 // CHECK-NEXT:        %[[BV:.*]] = memref.load %b[%[[J2]]] : memref<3xf32>
 // CHECK-NEXT:        %[[VB:.*]] = arith.addf %[[V]], %[[BV]] : f32
 // CHECK-NEXT:        %[[R:.*]] = arith.maximumf %[[VB]], %{{.*}} : f32
-// CHECK-NEXT:        memref.store %[[R]], %out[%[[I]], %[[J2]]]
+// CHECK-NEXT:        memref.store %[[R]], %out[%[[I0]], %[[J2]]]
+// The remaining rows, one at a time:
+// CHECK:         %[[REST:.*]] = arith.subi %[[B]], %[[DONE]] : index
+// CHECK-NEXT:    scf.for %[[IR:.*]] = %{{.*}} to %[[REST]] step
+// CHECK-NEXT:      %[[I:.*]] = arith.addi %[[IR]], %[[DONE]] : index
 func.func @mlp(%x: tensor<?x4xf32> {ncc.name = "x"}) -> tensor<?x3xf32> {
   %w = nn.weight_ref @w : tensor<4x3xf32>
   %b = nn.weight_ref @b : tensor<3xf32>
@@ -84,12 +97,12 @@ func.func @conv(%x: tensor<1x2x5x5xf32>, %w: tensor<3x2x3x3xf32>) -> tensor<1x3x
 // CHECK-DAG:     %[[C8:.*]] = arith.constant 8 : index
 // CHECK-COUNT-8:   memref.load %arg0
 // CHECK-NEXT:      scf.for %[[J:.*]] =
-// CHECK-NEXT:      %[[A0:.*]] = memref.load %out[%{{.*}}, %[[J]]]
-// CHECK-NEXT:      %[[W0:.*]] = memref.load %arg1[%{{.*}}, %[[J]]]
-// CHECK-NEXT:      %[[P0:.*]] = arith.mulf %{{.*}}, %[[W0]]
-// CHECK-NEXT:      %[[S0:.*]] = arith.addf %[[A0]], %[[P0]]
-// CHECK-COUNT-7:   arith.addf
-// CHECK-NEXT:      memref.store
+// CHECK-COUNT-8:     memref.load %arg1[%{{.*}}, %[[J]]]
+// CHECK-NEXT:        %[[A0:.*]] = memref.load %out[%{{.*}}, %[[J]]]
+// CHECK-NEXT:        %[[P0:.*]] = arith.mulf
+// CHECK-NEXT:        %[[S0:.*]] = arith.addf %[[A0]], %[[P0]]
+// CHECK-COUNT-7:     arith.addf
+// CHECK-NEXT:        memref.store
 // CHECK:         scf.for %[[R:.*]] = %{{.*}} to %{{.*}} step
 // CHECK-NEXT:      %[[KR:.*]] = arith.addi %[[R]], %[[C8]] : index
 // CHECK-NEXT:      memref.load %arg0[%{{.*}}, %[[KR]]]
