@@ -283,6 +283,27 @@ def test_matmul(shapes):
     check(m, [randn(*(3 if d == DYN else d for d in s)) for s in shapes])
 
 
+@pytest.mark.parametrize("batch", [1, 4, 7, 9, 16])
+def test_matmul_row_blocks_and_the_remaining_rows(batch):
+    """Rows go in blocks of 4, then one by one; the batch varies per call."""
+    m = build([T(DYN, 11), T(11, 6)], lambda e, a, b: e(nn.MatmulOp(a, b)))
+    check(m, [randn(batch, 11), randn(11, 6)])
+
+
+@pytest.mark.parametrize("batch", [1, 8, 13])
+def test_matmul_transpose_a_sums_over_the_batch(batch):
+    """lhs^T @ rhs with the batch as the contracted dimension (a weight gradient)."""
+    m = build([T(DYN, 5), T(DYN, 9)], lambda e, a, b: e(nn.MatmulTransposeAOp(a, b)))
+    check(m, [randn(batch, 5), randn(batch, 9)])
+
+
+@pytest.mark.parametrize("src,dst", [((3,), (DYN, 3)), ((1, 3), (4, 2, 3)), ((DYN, 1), (DYN, 5)), ((), (2, 2))],
+                         ids=str)
+def test_broadcast(src, dst):
+    m = build([T(*src), T(DYN, 1)], lambda e, a, _: e(nn.BroadcastOp(a, TensorType(f32, dst))))
+    check(m, [randn(*(3 if d == DYN else d for d in src)), randn(3, 1)])
+
+
 @settings(max_examples=15, deadline=None)
 @given(m=st.sampled_from([1, 2, 3, 5, 7]), k=st.sampled_from([1, 2, 3, 11]),
        n=st.sampled_from([1, 2, 5, 13]), batch=st.sampled_from([(), (1,), (2,), (3, 1)]),
