@@ -140,6 +140,7 @@ class _Graph:
                       if isinstance(op, func.FuncOp) and op.body.blocks}
         self.weight_names: dict[str, str] = {}
         self.schema_defaults: dict[str, dict[str, Any]] = {}
+        self.batch_of: str | None = None
 
     def fresh(self, hint: str) -> str:
         k = self.counts.get(hint, 0)
@@ -196,6 +197,9 @@ class _Graph:
         """Emit f's body with its arguments named `args`; the names of its results."""
         env: dict[SSAValue, str] = dict(zip(f.body.block.args, args))
         direct = direct or {}
+        if self.batch_of is None:  # the graph input whose dimension 0 is the batch
+            self.batch_of = next((n for a, n in zip(f.body.block.args, args) if isinstance(a.type, TensorType)
+                                  and shape_of(a.type)[:1] == (DYN,)), None)
         for op in f.body.block.ops:
             if isinstance(op, func.ReturnOp):
                 return [env[v] for v in op.arguments]
@@ -343,9 +347,12 @@ def _pool(op_type: str) -> Callable[[_Graph, Operation, list[str]], str]:
 def _broadcast(g: _Graph, op: Operation, ins: list[str]) -> str:
     src, dst = shape_of(op.operands[0].type), shape_of(op.result.type)
     src = (1,) * (len(dst) - len(src)) + tuple(src)
-    if any(d == DYN and s == 1 for s, d in zip(src, dst)):
-        raise NccError.at_op(op, "nn.broadcast to the run-time batch has no ONNX form yet")
-    return g.node("Expand", [ins[0], g.const([1 if d == DYN else d for d in dst])])
+    if not any(d == DYN and s == 1 for s, d in zip(src, dst)):  # Expand keeps a dim where 1 is given
+        return g.node("Expand", [ins[0], g.const([1 if d == DYN else d for d in dst])])
+    if g.batch_of is None or DYN in dst[1:]:  # verified IR has the batch in dimension 0 only
+        raise NccError.at_op(op, "nn.broadcast to a `?` dimension that no input's dimension 0 carries")
+    batch = g.node("Shape", [g.batch_of], start=0, end=1)
+    return g.node("Expand", [ins[0], g.node("Concat", [batch, g.const(list(dst[1:]))], axis=0)])
 
 
 def _reshape(g: _Graph, op: Operation, ins: list[str]) -> str:

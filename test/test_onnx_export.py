@@ -336,3 +336,20 @@ def test_ncc_translate_needs_an_output_file():
                        capture_output=True, text=True)
     assert r.returncode == 1
     assert r.stderr.strip() == "error: --export-onnx writes a binary model: give the file with -o FILE"
+
+
+def test_broadcast_to_the_batch_exports_as_expand_of_the_input_shape():
+    m = ncc.parse_module("""func.func @main(%x: tensor<?x3xf32>) -> (tensor<?x3xf32>, tensor<2x3xf32>) {
+  %c = nn.constant dense<[1.0, 2.0, 3.0]> : tensor<3xf32>
+  %b = nn.broadcast %c : tensor<3xf32> -> tensor<?x3xf32>
+  %y = nn.mul %b, %x : tensor<?x3xf32>
+  %s = nn.broadcast %c : tensor<3xf32> -> tensor<2x3xf32>
+  func.return %y, %s : tensor<?x3xf32>, tensor<2x3xf32>
+}""")
+    model = ncc.export_onnx(m)
+    onnx.checker.check_model(model, full_check=True)
+    x = np.arange(15, dtype=np.float32).reshape(5, 3)
+    sess = ort.InferenceSession(model.SerializeToString())
+    got = sess.run(None, {sess.get_inputs()[0].name: x})
+    for g, r in zip(got, ncc.reference.run(m, [x])):
+        np.testing.assert_array_equal(g, r)
