@@ -547,8 +547,8 @@ def _backward(bw: Backward, plan: _Plan, fwd: func.FuncOp, seeds: list[SSAValue 
                     raise NccError.at_op(origin[op], f"internal error: the rule of {op.name} gave a cotangent "
                                              f"of type {d.type} for operand {i} of type {operand.type}")
             cts.setdefault(operand, []).append(d)
-    weights = {op.sym: op for op in fwd.parent_op().ops if isinstance(op, nn.WeightOp)} \
-        if fwd.parent_op() else {}
+    module = plan.fn.parent_op()  # fwd, a clone, is not in the module yet
+    weights = {op.sym: op for op in module.ops if isinstance(op, nn.WeightOp)} if module else {}
     grads = []
     for sym in plan.weights:
         parts = [p for v in refs.get(sym, []) for p in cts.pop(v, [])]

@@ -228,6 +228,26 @@ func.func @f(%x: tensor<3xf32>, %u: tensor<2xf32>) -> tensor<3xf32> {
     np.testing.assert_array_equal(gu, 0.0)
 
 
+def test_weight_the_function_does_not_use_gets_zero_gradient():
+    m = ncc.parse_module("""
+nn.weight @a : tensor<3xf32> = dense<[1.0, 2.0, 3.0]>
+nn.weight @b : tensor<2xf32> = dense<[0.5, -0.5]>
+func.func @f(%x: tensor<3xf32>) -> tensor<3xf32> {
+  %w = nn.weight_ref @a : tensor<3xf32>
+  %y = nn.mul %x, %w : tensor<3xf32>
+  func.return %y : tensor<3xf32>
+}""")
+    fwd, bwd = differentiate(m, "f", mode="split")
+    names = [a.data["ncc.name"].data for a in bwd.res_attrs.data]
+    assert names == ["grad:a", "grad:b", "grad:arg0"]
+    x, cot = np.array([1.0, -2.0, 4.0], np.float32), np.array([0.5, 1.0, -1.0], np.float32)
+    _, *saved = ncc.reference.run(m, [x], function="f_forward")
+    ga, gb, gx = ncc.reference.run(m, [*saved, cot], function="f_backward")
+    np.testing.assert_allclose(ga, cot * x)
+    np.testing.assert_array_equal(gb, 0.0)
+    np.testing.assert_allclose(gx, cot * np.array([1.0, 2.0, 3.0]))
+
+
 def test_op_without_rule_is_an_error_naming_it(tmp_path):
     text = """func.func @f(%x: tensor<4xf32>) -> tensor<4xf32> {
   %y = nn.cumsum %x axis 0 : tensor<4xf32>
