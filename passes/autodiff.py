@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, TensorType
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, TensorType, i64
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -440,6 +440,342 @@ def _select_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | Non
                                     op.operands[i].type) if bw.wants(op, i) else None for i in (1, 2)]
 
 
+# ---------------------------------------------------------------------------
+# Norms, gathers and scatters, slices and pads, scans, triangles, sparse
+# matmul, resize. Index operands get no cotangent; scatters and gathers are
+# each other's transposes.
+
+
+def _no_rule(op: Operation, what: str) -> NccError:
+    return NccError.at_op(op, f"cannot differentiate '{op.name}' {what}: it has no derivative rule "
+                              "(freeze the weights and inputs whose gradient flows through it)")
+
+
+def _int_constant(bw: Backward, values: np.ndarray) -> SSAValue:
+    return bw.emit(nn.ConstantOp(np.asarray(values, np.int64)))
+
+
+def _batch_norm_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """y = (x - mean) inv scale + bias per channel (axis 1), inv = 1/sqrt(var + eps):
+    dx = g scale inv; dbias = S(g); dscale = S(g (x - mean)) inv;
+    dmean = -dbias scale inv; dvar = -dscale scale inv^2 / 2 (S: the sum over all axes but 1)."""
+    x, scale, bias, mean, var = op.operands
+    sx = shape_of(x.type)
+    ct = TensorType(x.type.element_type, [sx[1], *[1] * (len(sx) - 2)])  # broadcasts against x
+
+    def per_channel(v: SSAValue) -> SSAValue:  # (C,) -> (C, 1, ...)
+        return bw.reshape(v, ct)
+
+    def channel_sum(v: SSAValue) -> SSAValue:  # x-shaped -> (C,)
+        return bw.reduce("reduce_sum", v, [i for i in range(len(sx)) if i != 1], keepdims=False)
+
+    out: list[SSAValue | None] = [None] * 5
+    if bw.wants(op, 2) or bw.wants(op, 3):
+        out[2] = channel_sum(g)
+    if not any(bw.wants(op, i) for i in (0, 1, 3, 4)):
+        return out
+    eps = bw.constant(op.params.epsilon, x)
+    inv = bw.un("reciprocal", bw.un("sqrt", bw.bin("add", bw.primal(var), eps)))
+    s_inv = bw.bin("mul", bw.primal(scale), inv)
+    if bw.wants(op, 0):
+        out[0] = bw.bin("mul", g, per_channel(s_inv))
+    if bw.wants(op, 3):
+        out[3] = bw.un("neg", bw.bin("mul", out[2], s_inv))
+    if bw.wants(op, 1) or bw.wants(op, 4):
+        s = channel_sum(bw.bin("mul", g, bw.bin("sub", bw.primal(x), per_channel(bw.primal(mean)))))
+        out[1] = bw.bin("mul", s, inv)
+        if bw.wants(op, 4):
+            out[4] = _scale(bw, out[1], bw.bin("mul", s_inv, inv), -0.5)
+    return out
+
+
+def _layer_norm_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """y = xhat scale + bias, xhat = (x - mean) rstd over the axes [axis, rank):
+    dbias, dscale: g, g xhat summed over the leading axes; with h = g scale,
+    dx = rstd (h - mean(h) - xhat mean(h xhat)). mean and rstd are recomputed
+    from x (only x is saved)."""
+    x, scale, bias = op.operands
+    r = len(shape_of(x.type))
+    axes = list(range(nn.normalize_axis(op.params.axis, r), r))
+    out: list[SSAValue | None] = [None, None, bw.unbroadcast(g, bias.type) if bw.wants(op, 2) else None]
+    if not (bw.wants(op, 0) or bw.wants(op, 1)):
+        return out
+
+    def mean(v: SSAValue) -> SSAValue:
+        return bw.reduce("reduce_mean", v, axes, keepdims=True)
+
+    xv = bw.primal(x)
+    xc = bw.bin("sub", xv, mean(xv))
+    rstd = bw.un("reciprocal", bw.un("sqrt", bw.bin("add", mean(bw.bin("mul", xc, xc)),
+                                                    bw.constant(op.params.epsilon, x))))
+    xhat = bw.bin("mul", xc, rstd)
+    if bw.wants(op, 1):
+        out[1] = bw.unbroadcast(bw.bin("mul", g, xhat), scale.type)
+    if bw.wants(op, 0):
+        h = bw.bin("mul", g, bw.primal(scale))
+        centered = bw.bin("sub", h, mean(h))
+        along = bw.bin("mul", xhat, mean(bw.bin("mul", h, xhat)))  # the part along xhat
+        out[0] = bw.bin("mul", rstd, bw.bin("sub", centered, along))
+    return out
+
+
+def _gather_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """take(x, indices, axis): the cotangent is added into zeros at the taken
+    positions (repeated indices add up; negative ones count from the end). On
+    axis 0 each index names a slice of x: one scatter_nd, whatever the indices'
+    shape (an embedding's batch of token ids stays the batch). On another axis:
+    the indices flattened and broadcast over the cotangent, one scatter_elements."""
+    if not bw.wants(op, 0):
+        return [None, None]
+    x, idx = op.operands
+    sx, si = shape_of(x.type), shape_of(idx.type)
+    a = nn.normalize_axis(op.params.axis, len(sx))
+    ielt = idx.type.element_type
+    zeros = bw.zeros(x.type)
+    if a == 0:
+        ind = bw.reshape(bw.primal(idx), TensorType(ielt, [*si, 1]))
+        return [bw.emit(nn.ScatterNDOp(zeros, ind, g, reduction="add")), None]
+    if DYN in si:  # its dimensions would follow x's first ones: not the batch
+        raise _no_rule(op, f"on axis {a} with indices of a dynamic shape")
+    k = math.prod(si)
+    gk = bw.reshape(g, TensorType(g.type.element_type, [*sx[:a], k, *sx[a + 1:]]))
+    flat = bw.reshape(bw.primal(idx), TensorType(ielt, [*[1] * a, k, *[1] * (len(sx) - a - 1)]))
+    ind = bw.broadcast(flat, TensorType(ielt, shape_of(gk.type)))
+    return [bw.emit(nn.ScatterElementsOp(zeros, ind, gk, axis=a, reduction="add")), None]
+
+
+def _gather_elements_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    if not bw.wants(op, 0):
+        return [None, None]
+    x, idx = op.operands
+    return [bw.emit(nn.ScatterElementsOp(bw.zeros(x.type), bw.primal(idx), g, axis=op.params.axis,
+                                         reduction="add")), None]
+
+
+def _gather_nd(bw: Backward, t: SSAValue, idx: SSAValue) -> SSAValue:
+    """t[idx[j, 0], ..., idx[j, k-1], ...] for every j (ONNX GatherND): a gather
+    along axis 0 by the first component, then one gather_elements per further
+    component (t is never flattened, so its dimension 0 may be the batch)."""
+    sj = list(shape_of(idx.type)[:-1])
+    k, st, ielt = shape_of(idx.type)[-1], shape_of(t.type), idx.type.element_type
+    nj = len(sj)
+
+    def component(c: int) -> SSAValue:
+        return bw.reshape(bw.emit(nn.SliceOp(idx, [c], [c + 1], [nj])), TensorType(ielt, sj))
+
+    cur = bw.emit(nn.GatherOp(t, component(0), axis=0))  # sj + st[1:]
+    for c in range(1, k):
+        rest = list(st[c + 1:])
+        ind = bw.reshape(component(c), TensorType(ielt, [*sj, *[1] * (1 + len(rest))]))
+        ind = bw.broadcast(ind, TensorType(ielt, [*sj, 1, *rest]))
+        cur = bw.reshape(bw.emit(nn.GatherElementsOp(cur, ind, axis=nj)),
+                         TensorType(t.type.element_type, [*sj, *rest]))
+    return cur
+
+
+def _write_ids(bw: Backward, shape: Sequence[int]) -> SSAValue:
+    """i64 row-major positions 0, 1, ... of a tensor of `shape` (whose
+    dimension 0 may be the run-time batch)."""
+    if DYN not in shape:
+        return _int_constant(bw, np.arange(math.prod(shape)).reshape(shape))
+    rest = list(shape[1:])
+    ones = bw.broadcast(_int_constant(bw, np.array(1)), TensorType(i64, [DYN, *[1] * len(rest)]))
+    rows = bw.bin("sub", bw.emit(nn.CumSumOp(ones, axis=0)), _int_constant(bw, np.array(1)))
+    per_row = math.prod(rest)
+    return bw.bin("add", bw.bin("mul", rows, _int_constant(bw, np.array(per_row))),
+                  _int_constant(bw, np.arange(per_row).reshape([1, *rest])))
+
+
+def _unique_constant(v: SSAValue, positions: Callable[[np.ndarray], np.ndarray]) -> bool:
+    """`v` is a constant whose scatter positions (rows of `positions(data)`,
+    negative indices not yet counted from the end) are all distinct."""
+    if not isinstance(v.owner, nn.ConstantOp):
+        return False
+    pos = positions(np.asarray(v.owner.data))
+    return len(np.unique(pos, axis=0)) == len(pos)
+
+
+def _scatter_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """scatter_elements / scatter_nd. reduction add: dx = g, dupdates = g at the
+    positions (a gather). reduction none: the positions written get no
+    cotangent in dx, and an update only the cotangent of the position it
+    wrote last (of repeated positions, the last in row-major order wins, as in
+    the forward): which one is found by scattering the writers' ids and
+    reading them back (skipped for constant indices without repeats)."""
+    x, idx, upd = op.operands
+    p = op.params
+    if p.reduction not in ("none", "add"):
+        raise _no_rule(op, f"with reduction {p.reduction}")
+    elements = isinstance(op, nn.ScatterElementsOp)
+    sx = shape_of(x.type)
+    iv = bw.primal(idx)
+    axis = nn.normalize_axis(p.axis, len(sx)) if elements else 0
+    k = 0 if elements else shape_of(idx.type)[-1]
+
+    def scatter(into: SSAValue, values: SSAValue) -> SSAValue:
+        return bw.emit(nn.ScatterElementsOp(into, iv, values, axis=axis) if elements
+                       else nn.ScatterNDOp(into, iv, values))
+
+    def gather(t: SSAValue) -> SSAValue:
+        return bw.emit(nn.GatherElementsOp(t, iv, axis=axis)) if elements else _gather_nd(bw, t, iv)
+
+    out: list[SSAValue | None] = [None, None, None]
+    if p.reduction == "add":
+        out[0] = g if bw.wants(op, 0) else None
+        out[2] = gather(g) if bw.wants(op, 2) else None
+        return out
+    if bw.wants(op, 0):
+        out[0] = scatter(g, bw.zeros(upd.type))
+    if not bw.wants(op, 2):
+        return out
+    du = gather(g)
+
+    def positions(ind: np.ndarray) -> np.ndarray:
+        if not elements:
+            return np.mod(ind.reshape(-1, k), sx[:k])
+        where = np.indices(ind.shape).reshape(ind.ndim, -1)
+        where[axis] = np.mod(ind.reshape(-1), sx[axis])
+        return where.T
+
+    if DYN in sx or not _unique_constant(idx, positions):
+        writers = shape_of(idx.type) if elements else shape_of(idx.type)[:-1]
+        ids = _write_ids(bw, writers)
+        minus1 = bw.broadcast(_int_constant(bw, np.array(-1)), TensorType(i64, sx if elements else sx[:k]))
+        won = bw.cmp("equal", gather(scatter(minus1, ids)), ids)
+        if not elements:  # one writer per slice
+            won = bw.reshape(won, TensorType(won.type.element_type, [*writers, *[1] * (len(sx) - k)]))
+        du = bw.select(won, du, bw.constant(0, g))
+    out[2] = du
+    return out
+
+
+def _slice_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """The cotangent goes back to its place in zeros: the axes of step 1 by one
+    pad, the others (larger or negative steps) by a scatter to the constant
+    positions they read."""
+    from ncc.passes.lowering.nn_to_loops import BIG_END
+
+    x = op.operands[0]
+    sx = shape_of(x.type)
+    r, p = len(sx), op.params
+    pads, scattered = [0] * (2 * r), []
+    for a, s, e, st in zip(nn.normalize_axes(p.axes, r), p.starts, p.ends, p.steps):
+        if sx[a] == DYN:  # only the whole batch has a known place
+            if not (s == 0 and e >= BIG_END and st == 1):
+                raise _no_rule(op, "of a part of the dynamic batch dimension")
+            continue
+        read = range(sx[a])[nn.onnx_slice(sx[a], s, e, st)]
+        if len(read) == 0:
+            return [bw.zeros(x.type)]
+        if st == 1:
+            pads[a], pads[a + r] = read.start, sx[a] - read.stop
+        else:
+            scattered.append((a, read))
+    cur = g
+    for a, read in scattered:
+        shape = list(shape_of(cur.type))
+        at = _int_constant(bw, np.array(read).reshape([len(read) if i == a else 1 for i in range(r)]))
+        ind = bw.broadcast(at, TensorType(i64, shape))
+        shape[a] = sx[a]
+        zeros = bw.zeros(TensorType(g.type.element_type, shape))
+        cur = bw.emit(nn.ScatterElementsOp(zeros, ind, cur, axis=a))
+    return [bw.emit(nn.PadOp(cur, pads)) if any(pads) else cur]
+
+
+def _pad_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """Axis by axis (padding composes as a product of per-axis maps): the inner
+    part; for edge, plus the sum of each pad onto the element it repeats; for
+    reflect, plus each pad reversed onto the elements it mirrors."""
+    x = op.operands[0]
+    sx = shape_of(x.type)
+    r, p = len(sx), op.params
+    cur = g
+    for d in range(r):
+        lo, hi = p.pads[d], p.pads[d + r]
+        if not lo and not hi:
+            continue
+        n = sx[d]
+        if n == DYN:
+            raise _no_rule(op, "that pads the dynamic batch dimension")
+        full = lo + n + hi
+
+        def part(start: int, end: int, step: int = 1, src=cur, d=d) -> SSAValue:
+            return bw.emit(nn.SliceOp(src, [start], [end], [d], [step]))
+
+        def place(v: SSAValue, before: int, after: int, d=d) -> SSAValue:  # zeros around v along d
+            widths = [0] * (2 * r)
+            widths[d], widths[d + r] = before, after
+            return bw.emit(nn.PadOp(v, widths)) if before or after else v
+
+        acc = part(lo, lo + n)
+        if p.mode == "edge":
+            def total(start: int, end: int, d=d) -> SSAValue:
+                return bw.reduce("reduce_sum", part(start, end), [d], keepdims=True)
+
+            if lo:
+                acc = bw.bin("add", acc, place(total(0, lo), 0, n - 1))
+            if hi:
+                acc = bw.bin("add", acc, place(total(lo + n, full), n - 1, 0))
+        elif p.mode == "reflect":  # pad position lo - j mirrors element j; lo + n - 1 + j mirrors n - 1 - j
+            if lo:
+                acc = bw.bin("add", acc, place(part(lo - 1, -(full + 1), -1), 1, n - 1 - lo))
+            if hi:
+                acc = bw.bin("add", acc, place(part(full - 1, lo + n - 1, -1), n - 1 - hi, 1))
+        cur = acc
+    return [cur]
+
+
+def _cumsum_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """y_j sums x_i over i <= j (i < j exclusive): x_i's cotangent sums g_j over
+    j >= i (j > i): the same scan in the other direction."""
+    p = op.params
+    return [bw.emit(nn.CumSumOp(g, axis=p.axis, exclusive=p.exclusive, reverse=not p.reverse))]
+
+
+def _triangle_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    return [bw.emit(type(op)(g, k=op.params.k))]  # the same mask
+
+
+def _sparse_matmul_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """y[..., c] += x[..., r] v: dx is the sparse product of g with the
+    transposed entries; dv[e] sums x[..., r_e] g[..., c_e] over the leading axes."""
+    x, v = op.operands
+    p = op.params
+    out: list[SSAValue | None] = [None, None]
+    if bw.wants(op, 0):
+        out[0] = bw.emit(nn.SparseMatmulOp(g, bw.primal(v), rows=p.cols, cols=p.rows,
+                                           in_features=p.out_features, out_features=p.in_features))
+    if bw.wants(op, 1):
+        last = len(shape_of(x.type)) - 1
+        xr = bw.emit(nn.GatherOp(bw.primal(x), _int_constant(bw, np.array(p.rows)), axis=last))
+        gc = bw.emit(nn.GatherOp(g, _int_constant(bw, np.array(p.cols)), axis=last))
+        out[1] = bw.unbroadcast(bw.bin("mul", xr, gc), v.type)
+    return out
+
+
+def _resize_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """Resize is linear in x: along each resized axis y = M x, M[o, i] the sum
+    of the weights of o's taps at i (zero rows where extrapolated). dx applies
+    each M^T: a matmul by the constant M with that axis moved last (the other
+    axes keep their order, so a batch stays in dimension 0)."""
+    x = op.operands[0]
+    r = len(shape_of(x.type))
+    dtype = nn.numpy_dtype(g.type.element_type)
+    cur = g
+    for t in op.taps():
+        n_out, n_in = t.index.shape[0], shape_of(x.type)[t.axis]
+        m = np.zeros((n_out, n_in))
+        np.add.at(m, (np.arange(n_out)[:, None], t.index), t.weights)
+        if t.outside is not None:
+            m[t.outside] = 0
+        perm = [i for i in range(r) if i != t.axis] + [t.axis]
+        moved = cur if t.axis == r - 1 else bw.emit(nn.TransposeOp(cur, perm))
+        cur = bw.emit(nn.MatmulOp(moved, bw.emit(nn.ConstantOp(m.astype(dtype)))))
+        if t.axis != r - 1:
+            cur = bw.emit(nn.TransposeOp(cur, [perm.index(i) for i in range(r)]))
+    return [cur]
+
+
 VJP: dict[type, Rule] = {
     **{cls: _unary(UNARY_VJP[name]) for name, cls in nn.UNARY_OPS.items()},
     **{cls: _binary(BINARY_VJP[name]) for name, cls in nn.BINARY_OPS.items()},
@@ -449,6 +785,13 @@ VJP: dict[type, Rule] = {
     nn.SoftmaxOp: _softmax_vjp, nn.LogSoftmaxOp: _softmax_vjp,
     nn.ReshapeOp: _reshape_vjp, nn.BroadcastOp: _broadcast_vjp, nn.TransposeOp: _transpose_vjp,
     nn.ConcatOp: _concat_vjp, nn.CastOp: _cast_vjp, nn.SelectOp: _select_vjp,
+    # norms, gathers and scatters, slices and pads, scans, triangles, sparse matmul, resize
+    nn.BatchNormOp: _batch_norm_vjp, nn.LayerNormOp: _layer_norm_vjp,
+    nn.GatherOp: _gather_vjp, nn.GatherElementsOp: _gather_elements_vjp,
+    nn.ScatterElementsOp: _scatter_vjp, nn.ScatterNDOp: _scatter_vjp,
+    nn.SliceOp: _slice_vjp, nn.PadOp: _pad_vjp, nn.CumSumOp: _cumsum_vjp,
+    **{cls: _triangle_vjp for cls in nn.TRIANGLE_OPS.values()},
+    nn.SparseMatmulOp: _sparse_matmul_vjp, nn.ResizeOp: _resize_vjp,
 }
 
 

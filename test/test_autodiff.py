@@ -248,18 +248,27 @@ func.func @f(%x: tensor<3xf32>) -> tensor<3xf32> {
     np.testing.assert_allclose(gx, cot * np.array([1.0, 2.0, 3.0]))
 
 
-def test_op_without_rule_is_an_error_naming_it(tmp_path):
-    text = """func.func @f(%x: tensor<4xf32>) -> tensor<4xf32> {
-  %y = nn.cumsum %x axis 0 : tensor<4xf32>
-  %z = nn.resize %y scales [2.0] : tensor<4xf32> -> tensor<8xf32>
-  func.return %y : tensor<4xf32>
-}"""
-    del text  # built below without resize, which needs more parameters
-    m = ncc.parse_module("""func.func @f(%x: tensor<1x1x4xf32>) -> tensor<1x1x8xf32> {
-  %z = nn.resize %x scales [1.0, 1.0, 2.0] : tensor<1x1x4xf32> -> tensor<1x1x8xf32>
-  func.return %z : tensor<1x1x8xf32>
+def test_op_without_rule_is_an_error_naming_it():
+    # a scatter that keeps the maximum has no derivative rule (see test_autodiff_rules.py)
+    m = ncc.parse_module("""func.func @f(%x: tensor<4xf32>, %i: tensor<2xi64>, %u: tensor<2xf32>) -> tensor<4xf32> {
+  %y = nn.exp %x : tensor<4xf32>
+  %z = nn.scatter_elements %y, %i, %u reduction max : tensor<4xf32>, tensor<2xi64>, tensor<2xf32> -> tensor<4xf32>
+  func.return %z : tensor<4xf32>
 }""", "model.mlir")
-    with pytest.raises(ncc.NccError, match=r"model.mlir:2:\d+: error: cannot differentiate 'nn.resize'"):
+    with pytest.raises(ncc.NccError, match=r"model.mlir:3:\d+: error: cannot differentiate 'nn.scatter_elements'"):
+        differentiate(m, "f")
+
+
+def test_op_type_missing_from_the_rule_table_is_an_error_naming_it(monkeypatch):
+    from ncc.passes import autodiff
+
+    monkeypatch.delitem(autodiff.VJP, nn.UNARY_OPS["exp"])
+    m = ncc.parse_module("""func.func @f(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %y = nn.exp %x : tensor<4xf32>
+  func.return %y : tensor<4xf32>
+}""", "model.mlir")
+    with pytest.raises(ncc.NccError, match=r"model.mlir:2:3: error: cannot differentiate 'nn.exp': it has no "
+                                           r"derivative rule"):
         differentiate(m, "f")
 
 
