@@ -9,6 +9,8 @@
     y, = ncc.reference.run(module, [x])           # numpy reference semantics
     print(ncc.print_module(module))               # MLIR text
     model = ncc.compile("net.txt"); y = model(x)  # native code (ncc.runtime)
+    loss, grads = model.value_and_grad(x, t)      # native backward kernels (ncc.runtime.training)
+    ncc.optim.Adam(model).step(grads)             # native update kernels; ncc.train(...)
 """
 
 from ncc import reference
@@ -19,9 +21,11 @@ from ncc.ir import make_context, parse_module, print_module, verify_module
 from ncc.onnx_export import export_onnx
 from ncc.onnx_import import import_onnx
 from ncc.pipeline import run_passes
+from ncc import optim
 from ncc.runtime.compiled_model import CompiledModel, compile
+from ncc.runtime.training import train
 
 __all__ = [
     "CompiledModel", "NccError", "compile", "emit_equations", "export_onnx", "import_adjacency",
-    "import_adjacency_text", "import_onnx", "make_context", "parse_adjacency", "parse_module", "print_module", "reference", "run_passes", "verify_module",
+    "import_adjacency_text", "import_onnx", "make_context", "optim", "parse_adjacency", "parse_module", "print_module", "reference", "run_passes", "train", "verify_module",
 ]

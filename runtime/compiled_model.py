@@ -110,6 +110,8 @@ def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: st
     with clock("import"):
         module = load_source(source, name, constants)
         places = layered_param_places(module, neuron_mode)
+        unlowered = _unlowered_functions(module)
+        kept = module.clone() if unlowered else None  # what training differentiates
     with clock("lower-to-loops"):
         info["neuron_mode"] = lower_to_loops(module, fuse=fuse, neuron_mode=neuron_mode)
     kernel = select_kernel(module, function)
@@ -119,7 +121,28 @@ def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: st
     with clock("native"):
         lib = native_library(module, abi, cache, info, clock)
     info["seconds"]["total"] = time.perf_counter() - start
-    return CompiledModel(abi, specs, weights, lib, info, places.get(abi.name))
+    model = CompiledModel(abi, specs, weights, lib, info, places.get(abi.name))
+    kind = unlowered.get(abi.name)
+    if kept is not None and kind is not None:
+        from ncc.runtime.training import Training
+
+        if kind == "net":
+            kind = "layers" if abi.name in places else "neuron"
+        model._training = Training(model, kept, kind, abi.name, places.get(abi.name), cache)
+    return model
+
+
+def _unlowered_functions(module: ModuleOp) -> dict[str, str]:
+    """Functions of `module` that training can differentiate: name -> 'nn' or 'net'."""
+    from ncc.dialects.neuron import NetOp
+
+    found = {}
+    for op in module.ops:
+        if isinstance(op, NetOp):
+            found[op.sym_name.data] = "net"
+        elif isinstance(op, func.FuncOp) and op.body.blocks and ARG_ROLES not in op.attributes:
+            found[op.sym_name.data] = "nn"
+    return found
 
 
 def layered_param_places(module: ModuleOp, neuron_mode: str) -> dict[str, dict]:
@@ -462,6 +485,8 @@ class CompiledModel:
         names_in, names_out = [], []
         buffers: dict[str, np.ndarray] = {}
         unset: set[str] = set()
+        self._weights: dict[str, np.ndarray] = {}  # weight symbol -> the buffer the kernel reads
+        self._training: Any = None  # set by compile for models it can differentiate
         for pos, (role, spec) in enumerate(zip(abi.roles, specs)):
             if role.kind == "input":
                 self._in_pos.append(pos), self._in_specs.append(spec), names_in.append(role.name)
@@ -472,6 +497,7 @@ class CompiledModel:
             else:
                 buf = self._weight_buffer(role.name, spec, weights, unset)
                 self._template[pos] = buf
+                self._weights[role.name] = buf
                 if abi.param_names:  # a neuron kernel's flat buffer: one 0-d view per name
                     buffers.update((n, buf[k:k + 1].reshape(())) for k, n in enumerate(abi.param_names))
                     if role.name in unset:
@@ -540,6 +566,58 @@ class CompiledModel:
         if bad:
             raise NccError(f"no output named {', '.join(bad)} (outputs: {', '.join(self.output_names)})")
         return [outs[index[n]] for n in output_names]
+
+    # -- training (runtime/training.py) ---------------------------------------
+
+    def vjp(self, inputs: Any, cotangents: Any, *, frozen: Sequence[str] = ()) -> dict[str, np.ndarray]:
+        """Gradients of sum(cotangent * output) by parameter name and float input
+        name, from a native backward kernel (see runtime/training.py)."""
+        from ncc.runtime import training
+
+        return training.vjp(self, inputs, cotangents, frozen)
+
+    def grad(self, inputs: Any, targets: Any = None, *, loss: str = "mse", cotangents: Any = None,
+             output: str | None = None, frozen: Sequence[str] = (), wrt: str = "all"
+             ) -> dict[str, np.ndarray]:
+        """Gradients of a loss ("mse", "cross_entropy") of an output against
+        `targets`, or a vjp with `cotangents`; `wrt="params"` skips the inputs'."""
+        from ncc.runtime import training
+
+        return training.value_and_grad(self, inputs, targets, loss=loss, cotangents=cotangents,
+                                       output=output, frozen=frozen, wrt=wrt)[1]
+
+    def value_and_grad(self, inputs: Any, targets: Any = None, *, loss: str = "mse",
+                       cotangents: Any = None, output: str | None = None,
+                       frozen: Sequence[str] = (), wrt: str = "all") -> tuple[Any, dict[str, np.ndarray]]:
+        """(loss, gradients) from one native kernel; with `cotangents`: (outputs by name, vjp)."""
+        from ncc.runtime import training
+
+        return training.value_and_grad(self, inputs, targets, loss=loss, cotangents=cotangents,
+                                       output=output, frozen=frozen, wrt=wrt)
+
+    @property
+    def trainable(self) -> list[str]:
+        """The parameters gradients are computed for by default: float weights
+        except ncc.constant ones and batch-norm running statistics."""
+        from ncc.runtime.training import training_of
+
+        return training_of(self).trainable
+
+    def memory(self, batch: int | None = None) -> Any:
+        """The memory plan (runtime/training.py `MemoryPlan`), or its bytes at `batch`."""
+        from ncc.runtime.training import training_of
+
+        plan = training_of(self).memory()
+        return plan if batch is None else plan.at(int(batch))
+
+    def export_onnx(self, path: str | os.PathLike | None = None, *, opset: int | None = None) -> Any:
+        """The model as ONNX (an onnx.ModelProto, written to `path` if given),
+        its initializers holding the current `params` values."""
+        from ncc.onnx_export import export_onnx
+        from ncc.runtime.training import training_of
+
+        t = training_of(self)
+        return export_onnx(t.export_module(), path, function=t.function, opset=opset)
 
     def _build_call(self):
         """The per-call path as straight-line Python made for this kernel: a

@@ -1,0 +1,1024 @@
+"""Training a compiled model with native backward kernels.
+
+    model = ncc.compile("mlp.onnx")
+    grads = model.vjp({"x": x}, {"y": dy})                   # the primitive: a dict by name
+    grads = model.grad(x, labels, loss="cross_entropy")      # a loss: its gradients
+    loss, grads = model.value_and_grad(x, t, loss="mse")
+    opt = ncc.optim.Adam(model, lr=1e-3); opt.step(grads)    # native update, params in place
+    history = ncc.train(model, (x, labels), loss="cross_entropy", epochs=10, batch_size=32)
+    model.memory()                                           # bytes: weights, arenas, saved values
+    model.export_onnx("trained.onnx")                        # the current params as initializers
+
+**vjp** (`model.vjp(inputs, cotangents, frozen=())`): for the model's outputs y
+and the given output cotangents dy (one per output, by output name, each of the
+output's shape), the gradient of sum(dy * y) -- summed over the batch rows --
+with respect to every trainable parameter (keys as in `model.params`) and every
+float input (keys as in `model.input_names`). For an nn model the nn function
+the model was compiled from (kept, unlowered) is differentiated by
+`ncc.passes.autodiff.differentiate(mode="combined")`: one function computing
+the forward and the backward, fused and lowered with one memory plan for both,
+compiled to native code on the first call and cached per frozen set. The
+kernel reads the model's own weight buffers (the arrays of `model.params`), so
+an update is seen by both `model(x)` and the next gradient. A neuron net
+lowered straight (neuron-to-loops) uses the neuron-level backward kernel (the
+parameter gradients of its flat buffer); one lowered as layers differentiates
+the layerized function, and a parameter shared by several edges gets the sum
+of its copies' gradients.
+
+**Losses** (`model.grad(inputs, targets, loss=...)`, `value_and_grad`): the
+loss is built as nn ops appended to a copy of the forward function, which is
+then differentiated with the loss seeded with 1, so the loss and every
+gradient come from one native kernel:
+
+* `"mse"`: mean over all elements of (y - target)^2 (torch's MSELoss), float
+  targets of the output's shape;
+* `"cross_entropy"`: softmax cross-entropy with integer class labels
+  (`[batch]`, values in [0, classes)), averaged over the batch (torch's
+  CrossEntropyLoss), for a `[batch, classes]` output of logits: log_softmax,
+  then the log-probability at each label picked by a one-hot mask
+  (`nn.equal` of the label against the class index, `nn.select`).
+
+`output=NAME` picks the output of a model with several (default: the first).
+A user-given output cotangent (`cotangents={...}`) is a vjp. For a neuron net
+lowered straight, the loss and its derivative with respect to the outputs are
+computed with numpy between the forward kernel and the backward kernel.
+
+**Trainable parameters** (`model.trainable`): every float weight, except
+`ncc.constant` weights (folded constants, which lower-to-loops makes from
+`nn.constant`s) and the running mean and variance operands of
+`nn.batch_norm` (statistics, not parameters: the gradient is that of the
+inference-mode normalization, as in a PyTorch model in `eval()` mode).
+`frozen=[names]` (on vjp, grad, value_and_grad and the optimizers) excludes
+more: the engine does not compute their gradients (for a neuron-level kernel,
+whose parameters are one buffer, they are computed and dropped).
+
+**Memory** (`model.memory(batch=None)`): see `MemoryPlan`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, TensorType
+
+from ncc.diagnostics import NccError
+
+LOSSES = ("mse", "cross_entropy")
+_KERNELS_KEPT = 8
+
+
+# ---------------------------------------------------------------------------
+# Gradients: a dict by name, plus the flat buffers they were read from
+
+
+class Gradients(dict):
+    """Gradients by parameter or input name. For a neuron-level model the
+    parameter gradients are also kept as one flat array (`flat`, by buffer
+    symbol), which the optimizers read directly."""
+
+    flat: dict[str, np.ndarray]
+
+    def __init__(self, *args: Any, **kw: Any):
+        super().__init__(*args, **kw)
+        self.flat = {}
+
+
+# ---------------------------------------------------------------------------
+# A compiled gradient kernel bound to the model's weight buffers
+
+
+class BoundKernel:
+    """A native kernel called by role name: inputs checked as `model.run`
+    checks them, outputs fresh arrays, weights the model's own buffers (or the
+    kernel's constants), one arena per thread and batch size."""
+
+    def __init__(self, module: ModuleOp, kernel: func.FuncOp, lib: Any,
+                 buffer_of: Callable[[str], np.ndarray | None], info: dict[str, Any]):
+        from ncc.runtime.abi import KernelABI
+        from ncc.runtime.compiled_model import _address, _aligned_empty, _ArgSpec, _invoker
+
+        self.abi = abi = KernelABI.of(kernel)
+        self.info = info
+        self._lib = lib
+        self._address = _address(lib, abi.name)
+        specs = [_ArgSpec.of(t) for t in kernel.function_type.inputs.data]
+        self._invoke = _invoker(len(specs))
+        own = {op.sym: op for op in module.ops if op.name == "nn.weight"}
+        self.template: list[Any] = [None] * len(specs)
+        self.inputs: dict[str, tuple[int, Any]] = {}
+        self.outputs: dict[str, tuple[int, Any]] = {}
+        self.weight_syms: list[str] = []
+        self._arena_pos: int | None = None
+        for pos, (role, spec) in enumerate(zip(abi.roles, specs)):
+            if role.kind == "input":
+                self.inputs[role.name] = (pos, spec)
+            elif role.kind == "output":
+                self.outputs[role.name] = (pos, spec)
+            elif role.kind == "arena":
+                self._arena_pos = pos
+            else:
+                buf = buffer_of(role.name)
+                if buf is None:  # a constant the lowering made for this kernel
+                    data = own[role.name].data
+                    buf = _aligned_empty(spec.shape, spec.dtype)
+                    buf[...] = np.asarray(data).reshape(spec.shape)
+                elif buf.shape != spec.shape or buf.dtype != spec.dtype:
+                    raise NccError(f"internal: weight @{role.name} is {buf.shape} {buf.dtype} in "
+                                   f"the model, {spec.describe()} in the gradient kernel")
+                self.weight_syms.append(role.name)
+                self.template[pos] = buf
+        self._arenas = threading.local()
+
+    def arena(self, batch: int) -> np.ndarray:
+        from ncc.runtime.compiled_model import _ARENAS_KEPT, _aligned_empty
+
+        kept = getattr(self._arenas, "by_batch", None)
+        if kept is None:
+            kept = self._arenas.by_batch = {}
+        a = kept.get(batch)
+        if a is None:
+            if len(kept) >= _ARENAS_KEPT:
+                kept.pop(next(iter(kept)))
+            a = kept[batch] = _aligned_empty((self.abi.arena_bytes(batch),), np.dtype(np.uint8))
+        return a
+
+    def __call__(self, feeds: Mapping[str, Any], what: Mapping[str, str] | None = None
+                 ) -> dict[str, np.ndarray]:
+        """Run with `feeds` by input role name; `what` names each input for
+        messages (default: the role name)."""
+        from ncc.runtime.compiled_model import _check_input
+
+        what = what or {}
+        args = list(self.template)
+        batch, batch_from = None, None
+        for name, (pos, spec) in self.inputs.items():
+            label = what.get(name, f"'{name}'")
+            a = _check_input_labelled(label, feeds[name], spec, _check_input)
+            if spec.dyn:
+                if batch is None:
+                    batch, batch_from = a.shape[0], label
+                elif a.shape[0] != batch:
+                    raise NccError(f"{batch_from} and {label} disagree on the batch size: "
+                                   f"{batch} vs {a.shape[0]}")
+            args[pos] = a
+        batch = 0 if batch is None else batch
+        outs = {}
+        for name, (pos, spec) in self.outputs.items():
+            shape = (batch, *spec.tail) if spec.dyn else spec.tail
+            outs[name] = args[pos] = np.empty(shape, spec.dtype)
+        if self._arena_pos is not None:
+            args[self._arena_pos] = self.arena(batch)
+        self._invoke(self._address, *args, batch)
+        return outs
+
+
+def _check_input_labelled(label: str, a: Any, spec: Any, check: Callable) -> np.ndarray:
+    if (type(a) is np.ndarray and a.dtype == spec.dtype and a.ndim == spec.ndim
+            and a.shape[spec.dyn:] == spec.tail and a.flags.c_contiguous and a.flags.aligned):
+        return a
+    try:
+        return check("\0", a, spec)
+    except NccError as e:
+        raise NccError(str(e).replace("input '\0'", label)) from None
+
+
+def compile_kernel(module: ModuleOp, name: str, cache: Any, buffer_of: Callable[[str], Any],
+                   fuse: bool = True) -> BoundKernel:
+    """Lower the nn function `name` of `module` (in place; other functions are
+    dropped) to a native kernel bound to the model's buffers."""
+    from ncc.pipeline import run_passes
+    from ncc.runtime.compiled_model import _Clock, native_library
+
+    info: dict[str, Any] = {"seconds": {}}
+    clock = _Clock(info["seconds"])
+    for op in list(module.ops):
+        if isinstance(op, func.FuncOp) and op.sym_name.data != name:
+            op.detach()
+            op.erase()
+    with clock("lower-to-loops"):
+        run_passes(module, ("fuse," if fuse else "") + "lower-to-loops")
+    kernel = next(op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == name)
+    bound_module = module.clone()  # native_library drops the weight data from `module`
+    with clock("native"):
+        lib = native_library(module, _abi(kernel), cache, info, clock)
+    kernel = next(op for op in bound_module.ops if isinstance(op, func.FuncOp)
+                  and op.sym_name.data == name)
+    return BoundKernel(bound_module, kernel, lib, buffer_of, info)
+
+
+def _abi(kernel: func.FuncOp):
+    from ncc.runtime.abi import KernelABI
+
+    return KernelABI.of(kernel)
+
+
+# ---------------------------------------------------------------------------
+# Memory
+
+
+@dataclass(frozen=True)
+class Bytes:
+    """A size of `per_row * batch + constant` bytes."""
+
+    per_row: int = 0
+    constant: int = 0
+
+    def at(self, batch: int) -> int:
+        return self.per_row * batch + self.constant
+
+    def __add__(self, other: "Bytes") -> "Bytes":
+        return Bytes(self.per_row + other.per_row, self.constant + other.constant)
+
+    def __str__(self) -> str:
+        if not self.per_row:
+            return _fmt(self.constant)
+        return f"{_fmt(self.per_row)}/row + {_fmt(self.constant)}"
+
+
+def _fmt(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """What a model needs, in bytes (`Bytes`: per batch row + constant).
+
+    * `weights`: every weight buffer the forward kernel reads (`trainable` of
+      them are parameters; the rest are constants and batch-norm statistics);
+    * `gradients`: the parameter gradients one vjp/grad call returns (the
+      trainable weights' size);
+    * `forward_arena`: the forward kernel's arena (intermediates, reused by
+      liveness: lower-to-loops' static plan);
+    * `vjp_arena`: the gradient kernel's arena, forward and backward planned
+      together in one function, so a forward value's bytes are reused once
+      the backward has read it for the last time;
+    * `saved`: the saved activations -- values computed by the forward part
+      that the backward part reads (the `saved:<k>` results of
+      `differentiate(mode="split")`; inputs and weights the backward re-reads
+      are the caller's and the model's buffers, not counted). They live in
+      the vjp arena: `saved <= vjp_arena`.
+
+    For a neuron net lowered straight, the backward kernel recomputes each
+    row's values in registers (no saved buffers): `saved` is zero.
+    `at(batch)` gives every figure for one batch size; `str()` a table."""
+
+    weights: Bytes
+    trainable: Bytes
+    gradients: Bytes
+    forward_arena: Bytes
+    vjp_arena: Bytes
+    saved: Bytes
+
+    FIELDS = ("weights", "trainable", "gradients", "forward_arena", "vjp_arena", "saved")
+
+    def at(self, batch: int) -> dict[str, int]:
+        return {k: getattr(self, k).at(batch) for k in self.FIELDS}
+
+    def training_bytes(self, batch: int) -> int:
+        """Weights + gradients + the vjp arena at `batch` (optimizer state not included)."""
+        return self.weights.at(batch) + self.gradients.at(batch) + self.vjp_arena.at(batch)
+
+    def __str__(self) -> str:
+        width = max(map(len, self.FIELDS))
+        return "\n".join(f"{k.ljust(width)}  {getattr(self, k)}" for k in self.FIELDS)
+
+
+def _value_bytes(t: Any) -> Bytes:
+    from ncc.dialects.nn import DYN, numpy_dtype, shape_of
+
+    shape = shape_of(t)
+    width = numpy_dtype(t.element_type).itemsize
+    if shape and shape[0] == DYN:
+        return Bytes(int(np.prod(shape[1:], dtype=np.int64)) * width, 0)
+    return Bytes(0, int(np.prod(shape, dtype=np.int64)) * width)
+
+
+# ---------------------------------------------------------------------------
+# Parameter groups: what an optimizer updates
+
+
+@dataclass
+class ParamGroup:
+    """One flat buffer an optimizer updates in place: `values()` is a
+    contiguous 1-d view of the model's memory (or a gathered copy that
+    `commit()` writes back), `gradient(grads)` the matching flat gradient."""
+
+    names: list[str]
+    size: int
+    dtype: np.dtype
+    values: Callable[[], np.ndarray]
+    gradient: Callable[[Mapping[str, Any]], np.ndarray]
+    commit: Callable[[], None] = lambda: None
+
+
+def _as_flat(name: str, g: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    try:
+        a = np.asarray(g)
+    except Exception:  # noqa: BLE001
+        raise NccError(f"the gradient of '{name}' is not an array") from None
+    if a.shape != shape:
+        raise NccError(f"the gradient of '{name}' has shape {list(a.shape)}, expected {list(shape)}")
+    if a.dtype.kind not in "biuf":
+        raise NccError(f"the gradient of '{name}' has dtype {a.dtype}, expected {dtype}")
+    return np.ascontiguousarray(a, dtype=dtype).reshape(-1)
+
+
+# ---------------------------------------------------------------------------
+# The model's training state
+
+
+class Training:
+    """What a CompiledModel keeps to differentiate itself: the unlowered
+    source (an nn module, or a neuron net), its kind and which weights train."""
+
+    def __init__(self, model: Any, source: ModuleOp, kind: str, function: str,
+                 places: Mapping[str, list[tuple[str, int]]] | None, cache: Any):
+        self.model, self.source, self.kind, self.function = model, source, kind, function
+        self.places = dict(places or {})
+        self.cache = cache
+        self._kernels: dict[tuple, Any] = {}
+        self._lock = threading.RLock()
+        self.non_trainable: dict[str, str] = {}  # name -> why
+        if kind == "nn":
+            self._nn_trainability()
+
+    # -- which params train
+
+    def _nn_trainability(self) -> None:
+        from ncc.dialects import nn
+        from ncc.passes.lowering.nn_to_loops import CONSTANT_MARK
+
+        source_weights = {op.sym: op for op in self.source.ops if isinstance(op, nn.WeightOp)}
+        fn = self.source_function()
+        for op in fn.walk():
+            if isinstance(op, nn.BatchNormOp):
+                for v in (op.mean, op.var):
+                    if isinstance(v.owner, nn.WeightRefOp):
+                        self.non_trainable[v.owner.sym] = "batch-norm statistics"
+        for name, buf in self.model._weights.items():
+            w = source_weights.get(name)
+            if w is None or CONSTANT_MARK in w.attributes:
+                self.non_trainable[name] = "constant"
+            elif buf.dtype.kind != "f":
+                self.non_trainable[name] = f"{buf.dtype} (not a float)"
+
+    @property
+    def trainable(self) -> list[str]:
+        return [n for n in self.model.params if n not in self.non_trainable]
+
+    def check_frozen(self, frozen: Iterable[str]) -> frozenset[str]:
+        if isinstance(frozen, str):
+            frozen = [frozen]
+        frozen = list(frozen)
+        params = self.model.params
+        bad = [str(n) for n in frozen if n not in params]
+        if bad:
+            raise NccError(f"frozen: no parameter {', '.join(repr(b) for b in bad)} "
+                           f"(parameters: {_names(self.trainable)})")
+        return frozenset(frozen)
+
+    def source_function(self) -> func.FuncOp:
+        return next(op for op in self.source.ops
+                    if isinstance(op, func.FuncOp) and op.sym_name.data == self.function)
+
+    # -- an nn copy of the source to differentiate
+
+    def nn_copy(self) -> tuple[ModuleOp, func.FuncOp]:
+        """A fresh nn module holding the model's function; for a neuron net
+        (lowered as layers, or not) its layerized function with I/O named x, y."""
+        from ncc.pipeline import run_passes
+
+        m = self.source.clone()
+        if self.kind != "nn":
+            run_passes(m, "layerize")
+        fn = next(op for op in m.ops if isinstance(op, func.FuncOp) and op.sym_name.data == self.function)
+        if self.kind != "nn":
+            fn.arg_attrs = ArrayAttr([DictionaryAttr({"ncc.name": StringAttr("x")})])
+            fn.res_attrs = ArrayAttr([DictionaryAttr({"ncc.name": StringAttr("y")})])
+        return m, fn
+
+    def engine_frozen(self, frozen: frozenset[str]) -> list[str]:
+        """The nn weight symbols the engine may skip for the frozen param names."""
+        if self.kind == "nn":
+            return sorted(frozen | set(self.non_trainable))
+        by_sym: dict[str, set[str]] = {}
+        for name, where in self.places.items():
+            for sym, _ in where:
+                by_sym.setdefault(sym, set()).add(name)
+        return sorted(sym for sym, names in by_sym.items() if names <= frozen)
+
+    def buffer_of(self, sym: str) -> np.ndarray | None:
+        return self.model._weights.get(sym)
+
+    # -- kernels, cached per (purpose, frozen set, ...)
+
+    def kernel(self, key: tuple, build: Callable[[], Any]) -> Any:
+        with self._lock:
+            k = self._kernels.get(key)
+            if k is None:
+                from ncc.runtime.compiled_model import _COMPILE_LOCK
+
+                with _COMPILE_LOCK:
+                    k = build()
+                if len(self._kernels) >= _KERNELS_KEPT:
+                    self._kernels.pop(next(iter(self._kernels)))
+                self._kernels[key] = k
+            return k
+
+    def vjp_kernel(self, frozen: frozenset[str], inputs: bool = True) -> BoundKernel:
+        if self.kind == "neuron":
+            return self.kernel(("neuron-vjp",), self._build_neuron_vjp)
+
+        def build() -> BoundKernel:
+            from ncc.passes.autodiff import differentiate
+
+            m, fn = self.nn_copy()
+            (vjp,) = _differentiate(differentiate, m, fn, mode="combined", cotangents="args",
+                                    frozen=self.engine_frozen(frozen), inputs=inputs)
+            return compile_kernel(m, vjp.sym_name.data, self.cache, self.buffer_of)
+
+        return self.kernel(("vjp", frozen, inputs), build)
+
+    def loss_kernel(self, loss: str, output: str, frozen: frozenset[str], inputs: bool) -> BoundKernel:
+        def build() -> BoundKernel:
+            from ncc.passes.autodiff import differentiate
+
+            m, fn = self.nn_copy()
+            loss_fn = build_loss_function(m, fn, loss, output)
+            names = _input_names(fn) if inputs else False
+            (vjp,) = _differentiate(differentiate, m, loss_fn, mode="combined", cotangents="ones",
+                                    frozen=self.engine_frozen(frozen), inputs=names)
+            return compile_kernel(m, vjp.sym_name.data, self.cache, self.buffer_of)
+
+        return self.kernel(("loss", loss, output, frozen, inputs), build)
+
+    def _build_neuron_vjp(self) -> BoundKernel:
+        from ncc.pipeline import run_passes
+
+        m = self.source.clone()
+        try:
+            run_passes(m, "neuron-to-loops{mode=neuron vjp=true}")
+        except NccError as e:
+            if "vjp" in str(e):
+                raise NccError("this ncc has no neuron-level backward kernel: compile the net with "
+                               "neuron_mode='layers' to train it") from None
+            raise
+        name = f"{self.function}_vjp"
+        from ncc.runtime.compiled_model import _Clock, native_library
+
+        for op in list(m.ops):
+            if isinstance(op, func.FuncOp) and op.sym_name.data != name:
+                op.detach()
+                op.erase()
+        kernel = next(op for op in m.ops if isinstance(op, func.FuncOp) and op.sym_name.data == name)
+        bound_module = m.clone()
+        info: dict[str, Any] = {"seconds": {}}
+        lib = native_library(m, _abi(kernel), self.cache, info, _Clock(info["seconds"]))
+        kernel = next(op for op in bound_module.ops if isinstance(op, func.FuncOp)
+                      and op.sym_name.data == name)
+        return BoundKernel(bound_module, kernel, lib, self.buffer_of, info)
+
+    # -- parameter gradients by name
+
+    def param_grads(self, outs: Mapping[str, np.ndarray], frozen: frozenset[str]) -> Gradients:
+        """The kernel's `grad:<...>` outputs as gradients by parameter name."""
+        grads = Gradients()
+        if self.kind == "nn":
+            for name in self.trainable:
+                if name not in frozen:
+                    grads[name] = outs[f"grad:{name}"]
+            return grads
+        if self.kind == "neuron":
+            sym = self.model.abi.param_names and _neuron_params_symbol(self.function)
+            flat = outs[f"grad:{sym}"].reshape(-1)
+            for k, name in enumerate(self.model.abi.param_names):
+                if name not in frozen:
+                    grads[name] = flat[k:k + 1].reshape(())
+            grads.flat[sym] = flat
+            return grads
+        gather = self.layer_gather()
+        flat = np.zeros(len(gather.names), np.float32)
+        for sym, (dst, src) in gather.by_sym.items():
+            g = outs.get(f"grad:{sym}")
+            if g is not None:
+                np.add.at(flat, src, g.reshape(-1)[dst])
+        for k, name in enumerate(gather.names):
+            if name not in frozen:
+                grads[name] = flat[k:k + 1].reshape(())
+        grads.flat["layers"] = flat
+        return grads
+
+    def layer_gather(self) -> "_LayerGather":
+        g = getattr(self, "_gather", None)
+        if g is None:
+            g = self._gather = _LayerGather(self.places)
+        return g
+
+    # -- what optimizers update
+
+    def param_groups(self, frozen: Iterable[str]) -> list[ParamGroup]:
+        frozen = self.check_frozen(frozen)
+        model = self.model
+        if self.kind == "nn":
+            groups = []
+            for name in self.trainable:
+                if name in frozen:
+                    continue
+                buf = model._weights[name]
+                groups.append(ParamGroup(
+                    [name], buf.size, buf.dtype, (lambda buf=buf: buf.reshape(-1)),
+                    (lambda grads, name=name, buf=buf: _as_flat(name, _need(grads, name), buf.shape,
+                                                                buf.dtype))))
+            return groups
+        names = list(model.abi.param_names) if self.kind == "neuron" else self.layer_gather().names
+        keep = np.array([n not in frozen for n in names], bool)
+        frozen_idx = np.flatnonzero(~keep)
+        if self.kind == "neuron":
+            sym = _neuron_params_symbol(self.function)
+            buf = model._weights[sym].reshape(-1)
+            get_values = lambda: buf  # noqa: E731
+        else:
+            gather = self.layer_gather()
+            master = np.zeros(len(names), np.float32)
+
+            def get_values() -> np.ndarray:
+                gather.read(model._weights, master)
+                return master
+        saved: list[np.ndarray] = []
+
+        def values() -> np.ndarray:
+            v = get_values()
+            if frozen_idx.size:  # restored after the update: frozen entries never move
+                saved[:] = [v[frozen_idx].copy()]
+            return v
+
+        key = _neuron_params_symbol(self.function) if self.kind == "neuron" else "layers"
+
+        def gradient(grads: Mapping[str, Any]) -> np.ndarray:
+            flat = getattr(grads, "flat", {}).get(key)
+            if flat is not None and flat.shape == (len(names),):
+                g = np.array(flat, np.float32)
+            else:
+                g = np.array([np.asarray(_need(grads, n), np.float32) if k else 0.0
+                              for n, k in zip(names, keep)], np.float32)
+            g[frozen_idx] = 0.0
+            return g
+
+        def commit() -> None:
+            v = get_values() if self.kind == "neuron" else master
+            if frozen_idx.size:
+                v[frozen_idx] = saved[0]
+            if self.kind == "layers":
+                self.layer_gather().write(model._weights, master)
+
+        return [ParamGroup([n for n, k in zip(names, keep) if k], len(names), np.dtype(np.float32),
+                           values, gradient, commit)]
+
+    # -- memory
+
+    def memory(self) -> MemoryPlan:
+        model = self.model
+        weights = Bytes(0, sum(b.nbytes for b in model._weights.values()))
+        if self.kind == "nn":
+            train = Bytes(0, sum(model._weights[n].nbytes for n in self.trainable))
+        else:
+            train = Bytes(0, 4 * len(model.params))
+        forward = Bytes(model.abi.arena_per_batch, model.abi.arena_constant)
+        k = self.vjp_kernel(frozenset())
+        vjp = Bytes(k.abi.arena_per_batch, k.abi.arena_constant)
+        saved = Bytes()
+        if self.kind != "neuron":
+            saved = self.saved_bytes()
+        return MemoryPlan(weights, train, train, forward, vjp, saved)
+
+    def saved_bytes(self) -> Bytes:
+        from ncc.passes.autodiff import differentiate
+
+        m, fn = self.nn_copy()
+        fwd, _ = _differentiate(differentiate, m, fn, mode="split", cotangents="args",
+                                frozen=self.engine_frozen(frozenset()), inputs=True)
+        names = _result_names(fwd)
+        ret = fwd.body.block.last_op
+        total = Bytes()
+        for v, name in zip(ret.arguments, names):
+            if name.startswith("saved:") and not isinstance(v.owner, func.FuncOp) \
+                    and not _is_block_arg(v):
+                total = total + _value_bytes(v.type)
+        return total
+
+    # -- export
+
+    def export_module(self) -> ModuleOp:
+        """The source as an nn module holding the current parameter values."""
+        from ncc.dialects import nn
+
+        m, fn = self.nn_copy()
+        if self.kind == "nn" or self.kind == "layers":
+            for op in m.ops:
+                if isinstance(op, nn.WeightOp) and op.sym in self.model._weights:
+                    op.data = np.array(self.model._weights[op.sym]).reshape(nn.shape_of(op.type))
+            return m
+        # a neuron net lowered straight: its params written into the layerized weights
+        from ncc.dialects.neuron import NetOp
+        from ncc.passes.layerize import param_places
+
+        net = next(op for op in self.source.ops if isinstance(op, NetOp)
+                   and op.sym_name.data == self.function)
+        gather = _LayerGather(param_places(net))
+        values = np.array([self.model.params[n] for n in gather.names], np.float32)
+        buffers = {op.sym: np.array(op.data, np.float32) for op in m.ops
+                   if isinstance(op, nn.WeightOp) and op.data is not None}
+        gather.write(buffers, values)
+        for op in m.ops:
+            if isinstance(op, nn.WeightOp) and op.sym in buffers:
+                op.data = buffers[op.sym]
+        return m
+
+
+class _LayerGather:
+    """Equation-named parameters <-> their places in layer weights (vectorized)."""
+
+    def __init__(self, places: Mapping[str, list[tuple[str, int]]]):
+        self.names = list(places)
+        by_sym: dict[str, tuple[list[int], list[int]]] = {}
+        for k, (name, where) in enumerate(places.items()):
+            for sym, i in where:
+                d, s = by_sym.setdefault(sym, ([], []))
+                d.append(i)
+                s.append(k)
+        self.by_sym = {sym: (np.array(d, np.int64), np.array(s, np.int64)) for sym, (d, s) in by_sym.items()}
+        self.first = {}
+        for sym, (d, s) in self.by_sym.items():
+            _, first = np.unique(s, return_index=True)
+            self.first[sym] = (d[first], s[first])
+
+    def read(self, buffers: Mapping[str, np.ndarray], out: np.ndarray) -> None:
+        for sym, (d, s) in self.first.items():
+            out[s] = buffers[sym].reshape(-1)[d]
+
+    def write(self, buffers: Mapping[str, np.ndarray], values: np.ndarray) -> None:
+        for sym, (d, s) in self.by_sym.items():
+            buffers[sym].reshape(-1)[d] = values[s]
+
+
+def _neuron_params_symbol(net: str) -> str:
+    from ncc.passes.lowering.neuron_to_loops import params_symbol
+
+    return params_symbol(net)
+
+
+def _need(grads: Mapping[str, Any], name: str) -> Any:
+    try:
+        return grads[name]
+    except KeyError:
+        raise NccError(f"no gradient for parameter '{name}' (give the optimizer the same frozen "
+                       "list as model.grad)") from None
+
+
+def _is_block_arg(v: Any) -> bool:
+    from xdsl.ir import BlockArgument
+
+    return isinstance(v, BlockArgument)
+
+
+def _names(names: Sequence[str]) -> str:
+    names = list(names)
+    return ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "") \
+        if names else "none"
+
+
+def _input_names(fn: func.FuncOp) -> list[str]:
+    from ncc.reference import arg_names
+
+    return arg_names(fn)
+
+
+def _result_names(fn: func.FuncOp) -> list[str]:
+    from ncc.reference import ncc_names
+
+    return ncc_names(len(fn.function_type.outputs.data), fn.res_attrs, "")
+
+
+def _differentiate(differentiate: Callable, m: ModuleOp, fn: func.FuncOp, **kw: Any) -> list:
+    try:
+        return differentiate(m, fn, **kw)
+    except NccError as e:
+        raise NccError(f"cannot differentiate the model: {e}") from None
+
+
+# ---------------------------------------------------------------------------
+# Losses as nn ops
+
+
+def build_loss_function(module: ModuleOp, fn: func.FuncOp, loss: str, output: str) -> func.FuncOp:
+    """A copy of `fn` taking one more argument (`target:<output>`: float
+    targets for "mse", int64 labels `[batch, 1]` for "cross_entropy") and
+    returning the scalar loss of that output (named "loss"); inserted after `fn`."""
+    from xdsl.dialects.builtin import i64
+    from xdsl.rewriter import InsertPoint, Rewriter
+
+    from ncc.dialects import nn
+
+    out_names = _result_names(fn)
+    out_names = [n if n else str(i) for i, n in enumerate(out_names)]
+    k = out_names.index(output)
+    y_type = fn.function_type.outputs.data[k]
+    shape = nn.shape_of(y_type)
+    if loss == "mse":
+        target_type = y_type
+    else:
+        if len(shape) != 2:
+            raise NccError(f"cross_entropy takes an output of logits [batch, classes]; output "
+                           f"'{output}' has shape {nn.fmt_shape(shape)}")
+        target_type = TensorType(i64, [shape[0], 1])
+    in_types = list(fn.function_type.inputs.data)
+    new = func.FuncOp(f"{fn.sym_name.data}_{loss}", (in_types + [target_type], [TensorType(y_type.element_type, [])]))
+    block = new.body.block
+    mapping = dict(zip(fn.body.block.args, block.args))
+    y = None
+    for op in fn.body.block.ops:
+        if isinstance(op, func.ReturnOp):
+            y = mapping.get(op.arguments[k], op.arguments[k])
+            break
+        block.add_op(op.clone(value_mapper=mapping))
+    target = block.args[-1]
+
+    def emit(op):
+        block.add_op(op)
+        return op.results[0]
+
+    dt = nn.numpy_dtype(y_type.element_type)
+    if loss == "mse":
+        d = emit(nn.BINARY_OPS["sub"](y, target))
+        value = emit(nn.REDUCE_OPS["reduce_mean"](emit(nn.BINARY_OPS["mul"](d, d))))
+    else:
+        logp = emit(nn.LogSoftmaxOp(y, axis=1))
+        classes = emit(nn.ConstantOp(np.arange(shape[1], dtype=np.int64).reshape(1, -1)))
+        onehot = emit(nn.COMPARE_OPS["equal"](target, classes))
+        picked = emit(nn.SelectOp(onehot, logp, emit(nn.ConstantOp(np.array(0, dt)))))
+        per_row = emit(nn.REDUCE_OPS["reduce_sum"](picked, axes=[1]))
+        value = emit(nn.UNARY_OPS["neg"](emit(nn.REDUCE_OPS["reduce_mean"](per_row))))
+    block.add_op(func.ReturnOp(value))
+    arg_attrs = list(fn.arg_attrs.data) if fn.arg_attrs else [DictionaryAttr({})] * len(in_types)
+    names = _input_names(fn)
+    arg_attrs = [DictionaryAttr({**(a.data if isinstance(a, DictionaryAttr) else {}),
+                                 "ncc.name": StringAttr(n)}) for a, n in zip(arg_attrs, names)]
+    new.arg_attrs = ArrayAttr([*arg_attrs, DictionaryAttr({"ncc.name": StringAttr(f"target:{output}")})])
+    new.res_attrs = ArrayAttr([DictionaryAttr({"ncc.name": StringAttr("loss")})])
+    Rewriter.insert_op(new, InsertPoint.after(fn))
+    return new
+
+
+def training_of(model: Any) -> Training:
+    t = getattr(model, "_training", None)
+    if t is None:
+        raise NccError("this model cannot be trained: it was compiled from loop-level code "
+                       "(compile the nn module, ONNX model or neuron net instead)")
+    return t
+
+
+# ---------------------------------------------------------------------------
+# The API behind CompiledModel.vjp / grad / value_and_grad and ncc.train
+
+
+def _feeds(model: Any, inputs: Any, what: str = "inputs") -> dict[str, Any]:
+    """The model's inputs by name from a mapping, one array (a one-input
+    model) or a sequence in input order."""
+    names = model.input_names
+    if isinstance(inputs, Mapping):
+        missing = [n for n in names if n not in inputs]
+        unknown = [str(k) for k in inputs if k not in names]
+        if missing or unknown:
+            raise NccError(f"the model takes inputs {', '.join(names)}"
+                           + (f"; missing: {', '.join(missing)}" if missing else "")
+                           + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+        return {n: inputs[n] for n in names}
+    if isinstance(inputs, (list, tuple)):
+        if len(inputs) != len(names):
+            raise NccError(f"the model takes {len(names)} input(s) ({', '.join(names)}), "
+                           f"got {len(inputs)}")
+        return dict(zip(names, inputs))
+    if len(names) == 1:
+        return {names[0]: inputs}
+    raise NccError(f"{what}: the model takes inputs {', '.join(names)}: give a dict by name")
+
+
+def _by_output(model: Any, values: Any, what: str) -> dict[str, Any]:
+    names = model.output_names
+    if isinstance(values, Mapping):
+        unknown = [str(k) for k in values if k not in names]
+        if unknown:
+            raise NccError(f"unknown {what} {', '.join(repr(u) for u in unknown)} "
+                           f"(the model's outputs: {', '.join(names)})")
+        missing = [n for n in names if n not in values]
+        if missing:
+            raise NccError(f"missing {what} for output(s) {', '.join(missing)} (one per output)")
+        return dict(values)
+    if len(names) == 1:
+        return {names[0]: values}
+    raise NccError(f"{what}: the model has outputs {', '.join(names)}: give a dict by output name")
+
+
+def _check_unset(model: Any) -> None:
+    unset = model.params._unset
+    if unset:
+        raise NccError("parameters without values must be set before a call: " + ", ".join(sorted(unset)))
+
+
+def vjp(model: Any, inputs: Any, cotangents: Any, frozen: Iterable[str] = ()) -> Gradients:
+    return _vjp(model, inputs, cotangents, frozen)[1]
+
+
+def _vjp(model: Any, inputs: Any, cotangents: Any, frozen: Iterable[str] = ()
+         ) -> tuple[dict[str, np.ndarray], Gradients]:
+    """(the outputs by name, the gradients)."""
+    t = training_of(model)
+    frozen = t.check_frozen(frozen)
+    feeds = _feeds(model, inputs)
+    cots = _by_output(model, cotangents, "cotangent")
+    _check_unset(model)
+    k = t.vjp_kernel(frozen)
+    run = {**feeds, **{f"cotangent:{n}": v for n, v in cots.items()}}
+    what = {n: f"input '{n}'" for n in feeds} | {f"cotangent:{n}": f"cotangent '{n}'" for n in cots}
+    outs = k(run, what)
+    grads = t.param_grads(outs, frozen)
+    for n in model.input_names:
+        if f"grad:{n}" in outs:
+            grads[n] = outs[f"grad:{n}"]
+    return {n: outs[n] for n in model.output_names if n in outs}, grads
+
+
+def _labels(y_shape: tuple[int, ...], labels: Any, output: str) -> np.ndarray:
+    """Integer class labels as the loss kernel's `[batch, 1]` int64 input."""
+    if not isinstance(labels, np.ndarray):
+        raise NccError(f"cross_entropy: the labels of output '{output}' must be a numpy array "
+                       f"of integer class indices, got {type(labels).__name__}")
+    if labels.dtype.kind not in "iu":
+        raise NccError(f"cross_entropy: the labels of output '{output}' must be integers "
+                       f"(class indices), got dtype {labels.dtype}")
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise NccError(f"cross_entropy: the labels of output '{output}' must have shape [batch], "
+                       f"got {list(labels.shape)}")
+    classes = y_shape[1]
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        bad = labels[(labels < 0) | (labels >= classes)][0]
+        raise NccError(f"cross_entropy: label {bad} of output '{output}' is out of range "
+                       f"(classes 0..{classes - 1})")
+    return np.ascontiguousarray(labels, np.int64).reshape(-1, 1)
+
+
+def _output_type(t: Training, output: str):
+    fn = t.nn_copy()[1] if t.kind != "nn" else t.source_function()
+    names = [n if n else str(i) for i, n in enumerate(_result_names(fn))]
+    return fn.function_type.outputs.data[names.index(output)]
+
+
+def value_and_grad(model: Any, inputs: Any, targets: Any = None, *, loss: str = "mse",
+                   cotangents: Any = None, output: str | None = None, frozen: Iterable[str] = (),
+                   wrt: str = "all") -> tuple[Any, Gradients]:
+    """(loss value, gradients); with `cotangents`: (the model's outputs by name, vjp)."""
+    t = training_of(model)
+    if wrt not in ("all", "params"):
+        raise NccError(f"wrt must be 'all' (parameters and inputs) or 'params', got {wrt!r}")
+    if cotangents is not None:
+        if targets is not None:
+            raise NccError("give targets (with a loss) or cotangents, not both")
+        outs, grads = _vjp(model, inputs, cotangents, frozen)
+        if wrt != "all":
+            for n in model.input_names:
+                grads.pop(n, None)
+        return outs, grads
+    if loss not in LOSSES:
+        raise NccError(f"unknown loss {loss!r} (losses: {', '.join(LOSSES)}; or give cotangents=)")
+    if targets is None:
+        raise NccError(f"the {loss} loss needs targets")
+    if output is None:
+        output = model.output_names[0]
+    elif output not in model.output_names:
+        raise NccError(f"no output named {output!r} (outputs: {', '.join(model.output_names)})")
+    if isinstance(targets, Mapping):
+        targets = _by_output(model, targets, "targets") if len(model.output_names) == 1 \
+            else targets
+        if output not in targets:
+            raise NccError(f"targets: no entry for output '{output}'")
+        targets = targets[output]
+    frozen = t.check_frozen(frozen)
+    feeds = _feeds(model, inputs)
+    _check_unset(model)
+    y_type = _output_type(t, output)
+    from ncc.dialects.nn import shape_of
+
+    if loss == "cross_entropy":
+        if len(shape_of(y_type)) != 2:
+            raise NccError(f"cross_entropy takes an output of logits [batch, classes]; output "
+                           f"'{output}' has shape {list(shape_of(y_type))}")
+        targets = _labels(shape_of(y_type), targets, output)
+    if t.kind == "neuron":
+        return _neuron_loss(model, t, feeds, targets, loss, frozen, wrt)
+    k = t.loss_kernel(loss, output, frozen, wrt == "all")
+    what = {n: f"input '{n}'" for n in feeds} | {f"target:{output}": f"the targets of '{output}'"}
+    outs = k({**feeds, f"target:{output}": targets}, what)
+    grads = t.param_grads(outs, frozen)
+    if wrt == "all":
+        for n in model.input_names:
+            if f"grad:{n}" in outs:
+                grads[n] = outs[f"grad:{n}"]
+    return float(outs["loss"]), grads
+
+
+def _neuron_loss(model: Any, t: Training, feeds: dict, targets: np.ndarray, loss: str,
+                 frozen: frozenset[str], wrt: str) -> tuple[float, Gradients]:
+    """A neuron-level kernel has no nn function to append a loss to: the
+    forward kernel's outputs, the loss and dL/dy in numpy, then the backward."""
+    y = model.run(feeds)[0].astype(np.float64)
+    if loss == "mse":
+        tgt = np.asarray(targets, np.float64)
+        if tgt.shape != y.shape:
+            raise NccError(f"the targets of 'y' have shape {list(tgt.shape)}, expected {list(y.shape)}")
+        value = float(np.mean((y - tgt) ** 2))
+        dy = 2.0 * (y - tgt) / max(y.size, 1)
+    else:
+        z = y - y.max(axis=1, keepdims=True)
+        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        rows = np.arange(y.shape[0])
+        lab = targets[:, 0]
+        value = float(-np.mean(np.log(p[rows, lab])))
+        p[rows, lab] -= 1.0
+        dy = p / max(y.shape[0], 1)
+    grads = vjp(model, feeds, {"y": dy.astype(np.float32)}, frozen)
+    if wrt != "all":
+        for n in model.input_names:
+            grads.pop(n, None)
+    return value, grads
+
+
+def grad(model: Any, inputs: Any, targets: Any = None, **kw: Any) -> Gradients:
+    return value_and_grad(model, inputs, targets, **kw)[1]
+
+
+class History(list):
+    """The loss of every step (a list of floats); `epochs` holds each epoch's mean."""
+
+    epochs: list[float]
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+
+def train(model: Any, data: Any, *, loss: str = "mse", optimizer: Any = None, epochs: int = 1,
+          batch_size: int = 32, shuffle: bool = True, seed: int = 0, frozen: Iterable[str] = (),
+          output: str | None = None, callback: Callable[[int, float], Any] | None = None) -> History:
+    """Train `model` on `data` = (inputs, targets) -- inputs an array (a
+    one-input model) or a dict by input name, targets an array -- for `epochs`
+    passes in mini-batches (shuffled with `seed`; the last batch may be
+    smaller). Every step is one native loss-and-gradient kernel and one native
+    update kernel. `optimizer` defaults to `ncc.optim.Adam(model, lr=1e-3)`.
+    `callback(epoch, mean_loss)` runs after each epoch. Returns the History."""
+    from ncc.runtime.optim import Adam, Optimizer
+
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise NccError("train takes data=(inputs, targets)")
+    inputs, targets = data
+    feeds = _feeds(model, inputs)
+    arrays = {n: np.asarray(a) for n, a in feeds.items()}
+    targets = np.asarray(targets)
+    n = len(targets)
+    for name, a in arrays.items():
+        if a.ndim == 0 or len(a) != n:
+            raise NccError(f"train: input '{name}' has {0 if a.ndim == 0 else len(a)} rows, the "
+                           f"targets {n}")
+    if int(batch_size) < 1 or int(epochs) < 0:
+        raise NccError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size} and {epochs}")
+    if optimizer is None:
+        optimizer = Adam(model, lr=1e-3, frozen=frozen)
+    elif not isinstance(optimizer, Optimizer):
+        raise NccError(f"optimizer must be an ncc.optim optimizer, got {type(optimizer).__name__}")
+    frozen = tuple(frozen) or optimizer.frozen
+    rng = np.random.default_rng(seed)
+    history = History()
+    for epoch in range(int(epochs)):
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        losses = []
+        for start in range(0, n, int(batch_size)):
+            idx = order[start:start + int(batch_size)]
+            batch = {k: np.ascontiguousarray(a[idx]) for k, a in arrays.items()}
+            value, grads = value_and_grad(model, batch, targets[idx], loss=loss, output=output,
+                                          frozen=frozen, wrt="params")
+            optimizer.step(grads)
+            losses.append(value)
+        history.extend(losses)
+        history.epochs.append(float(np.mean(losses)) if losses else float("nan"))
+        if callback is not None:
+            callback(epoch, history.epochs[-1])
+    return history
