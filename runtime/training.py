@@ -408,7 +408,8 @@ class Training:
     def engine_frozen(self, frozen: frozenset[str]) -> list[str]:
         """The nn weight symbols the engine may skip for the frozen param names."""
         if self.kind == "nn":
-            return sorted(frozen | set(self.non_trainable))
+            weights = {op.sym for op in self.source.ops if op.name == "nn.weight"}
+            return sorted((frozen | set(self.non_trainable)) & weights)
         by_sym: dict[str, set[str]] = {}
         for name, where in self.places.items():
             for sym, _ in where:
@@ -711,7 +712,7 @@ def _differentiate(differentiate: Callable, m: ModuleOp, fn: func.FuncOp, **kw: 
     try:
         return differentiate(m, fn, **kw)
     except NccError as e:
-        raise NccError(f"cannot differentiate the model: {e}") from None
+        raise NccError(f"cannot differentiate the model: {e.message}", e.file, e.line, e.col) from None
 
 
 # ---------------------------------------------------------------------------
