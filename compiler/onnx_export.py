@@ -45,10 +45,14 @@ def export_onnx(module: Operation, path: str | os.PathLike | None = None, *,
                 function: str | None = None, opset: int | None = None) -> Any:
     """The ONNX model (onnx.ModelProto) of `function` of `module` (by default its
     only function, else `main`); written to `path` if given. NccError on what
-    cannot be exported (a weight without data, an op with no ONNX form)."""
+    cannot be exported (a weight without data, an op with no ONNX form). A
+    compiled model (`ncc.compile`) is exported with its current `params`
+    (`model.export_onnx`)."""
     import onnx
     from onnx import helper
 
+    if hasattr(module, "export_onnx") and hasattr(module, "params"):  # a CompiledModel: its
+        return module.export_onnx(path, opset=opset)                  # current params
     opset = DEFAULT_OPSET if opset is None else int(opset)
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:

@@ -53,6 +53,12 @@ with `params[name] = v`, which writes them all.
 Intermediate values live in one arena per call size, kept per thread and batch
 size (the last few sizes), so concurrent calls from several threads are safe
 (the GIL is released while native code runs).
+
+Training (runtime/training.py): a model compiled from an nn module, an ONNX
+model or a neuron net keeps its unlowered source and differentiates it on
+demand: `vjp`, `grad`, `value_and_grad` (native backward kernels reading the
+same weight buffers as `params`), `trainable`, `memory()` and `export_onnx`;
+`ncc.optim` updates `params` in place with native kernels.
 """
 
 from __future__ import annotations

@@ -498,7 +498,7 @@ class Training:
                     grads[name] = outs[f"grad:{name}"]
             return grads
         if self.kind == "neuron":
-            sym = self.model.abi.param_names and _neuron_params_symbol(self.function)
+            sym = _neuron_params_symbol(self.function)
             flat = outs[f"grad:{sym}"].reshape(-1)
             for k, name in enumerate(self.model.abi.param_names):
                 if name not in frozen:

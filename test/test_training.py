@@ -445,6 +445,9 @@ def test_trained_params_export_to_onnx(tmp_path):
     got = sess.run(None, {"x": x})[0]
     np.testing.assert_allclose(got, model(x), rtol=1e-5, atol=1e-6)
     assert not np.allclose(got, ncc.compile(mlp_text("f32"))(x))  # training changed it
+    again = ort.InferenceSession(ncc.export_onnx(model).SerializeToString(),
+                                 providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(again.run(None, {"x": x})[0], got)
 
 
 def test_layered_neuron_net_gradients():
