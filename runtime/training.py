@@ -454,7 +454,8 @@ class Training:
 
             m, fn = self.nn_copy()
             loss_fn = build_loss_function(m, fn, loss, output)
-            names = _input_names(fn) if inputs else False
+            names = [n for n, ty in zip(_input_names(fn), fn.function_type.inputs.data)
+                     if _is_float(ty)] if inputs else False
             (vjp,) = _differentiate(differentiate, m, loss_fn, mode="combined", cotangents="ones",
                                     frozen=self.engine_frozen(frozen), inputs=names)
             return compile_kernel(m, vjp.sym_name.data, self.cache, self.buffer_of)
@@ -879,9 +880,18 @@ def _labels(y_shape: tuple[int, ...], labels: Any, output: str) -> np.ndarray:
 
 
 def _output_type(t: Training, output: str):
-    fn = t.nn_copy()[1] if t.kind != "nn" else t.source_function()
-    names = [n if n else str(i) for i, n in enumerate(_result_names(fn))]
-    return fn.function_type.outputs.data[names.index(output)]
+    types = getattr(t, "_output_types", None)
+    if types is None:
+        fn = t.nn_copy()[1] if t.kind != "nn" else t.source_function()
+        names = [n if n else str(i) for i, n in enumerate(_result_names(fn))]
+        types = t._output_types = dict(zip(names, fn.function_type.outputs.data))
+    return types[output]
+
+
+def _is_float(ty: Any) -> bool:
+    from ncc.dialects.nn import FLOAT_TYPES
+
+    return isinstance(ty, TensorType) and isinstance(ty.element_type, FLOAT_TYPES)
 
 
 def value_and_grad(model: Any, inputs: Any, targets: Any = None, *, loss: str = "mse",

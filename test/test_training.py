@@ -503,3 +503,68 @@ def test_digits_mlp_reaches_95_percent():
     accuracy, history = example.train_digits(datasets.load_digits(), epochs=30, seed=0)
     assert history.epochs[-1] < history.epochs[0]
     assert accuracy >= 0.95
+
+
+def _has_neuron_backward():
+    from ncc.passes.lowering.neuron_to_loops import NeuronToLoopsPass
+
+    return "vjp" in getattr(NeuronToLoopsPass, "__dataclass_fields__", {})
+
+
+@pytest.mark.skipif(not _has_neuron_backward(), reason="no neuron-level backward kernel yet")
+def test_straight_neuron_net_trains_with_its_backward_kernel():
+    """A net lowered straight (neuron-to-loops): the neuron-level backward
+    kernel, gradients by equation symbol (finite differences), a loss through
+    numpy's dL/dy, freezing in the flat buffer, and export."""
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "ncp19.txt"
+    model = ncc.compile(path, neuron_mode="neuron")
+    assert model._training.kind == "neuron"
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 5)).astype(np.float32)
+    dy = rng.standard_normal((7, 4)).astype(np.float32)
+    grads = model.vjp(x, dy)
+    assert set(grads) == {*model.params, "x"} and grads["x"].shape == x.shape
+    for name in list(model.params)[::17]:
+        p = model.params[name]
+        old = float(p)
+        p[...] = old + 1e-2
+        hi = float(np.sum(dy * model(x).astype(np.float64)))
+        p[...] = old - 1e-2
+        lo = float(np.sum(dy * model(x).astype(np.float64)))
+        p[...] = old
+        assert float(grads[name]) == pytest.approx((hi - lo) / 2e-2, rel=2e-3, abs=2e-3), name
+    labels = rng.integers(0, 4, 7)
+    frozen = list(model.params)[:5]
+    kept = {k: float(model.params[k]) for k in frozen}
+    history = ncc.train(model, (x, labels), loss="cross_entropy", epochs=30, batch_size=7,
+                        optimizer=ncc.optim.Adam(model, lr=0.05, frozen=frozen))
+    assert history[-1] < 0.5 * history[0]
+    assert {k: float(model.params[k]) for k in frozen} == kept
+    sess = ort.InferenceSession(model.export_onnx().SerializeToString(),
+                                providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"x": x})[0], model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_integer_inputs_get_no_gradient():
+    text = """
+    nn.weight @w : tensor<3x2xf32> = dense<[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]>
+    func.func @f(%x: tensor<?x3xf32> {ncc.name = "x"}, %k: tensor<?x1xi64> {ncc.name = "k"})
+        -> (tensor<?x2xf32> {ncc.name = "y"}) {
+      %w = nn.weight_ref @w : tensor<3x2xf32>
+      %z = nn.constant dense<0> : tensor<i64>
+      %zero = nn.constant dense<0.0> : tensor<f32>
+      %0 = nn.matmul %x, %w : tensor<?x3xf32>, tensor<3x2xf32> -> tensor<?x2xf32>
+      %m = nn.equal %k, %z : tensor<?x1xi64>, tensor<i64> -> tensor<?x1xi1>
+      %1 = nn.select %m, %0, %zero : tensor<?x1xi1>, tensor<?x2xf32>, tensor<f32> -> tensor<?x2xf32>
+      func.return %1 : tensor<?x2xf32>
+    }
+    """
+    model = ncc.compile(text)
+    x = np.ones((2, 3), np.float32)
+    k = np.array([[0], [1]])
+    g = model.grad({"x": x, "k": k}, np.zeros((2, 2), np.float32))
+    assert set(g) == {"w", "x"}
+    np.testing.assert_allclose(g["x"][1], 0)  # the masked row
+    assert set(model.vjp({"x": x, "k": k}, np.ones((2, 2), np.float32))) == {"w", "x"}
