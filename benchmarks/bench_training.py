@@ -129,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     loss1, grads = model.value_and_grad(x, labels, loss="cross_entropy", wrt="params")
     tloss1 = torch_step(net, topt)
     print(f"losses (ncc vs torch): step 1 {loss0:.6f} vs {tloss0:.6f}, step 2 {loss1:.6f} vs {tloss1:.6f}")
-    if abs(loss0 - tloss0) > 1e-4 * max(1.0, abs(tloss0)) or abs(loss1 - tloss1) > 1e-3 * max(1.0, abs(tloss1)):
+    if abs(loss0 - tloss0) > 1e-4 * max(1.0, abs(tloss0)) \
+            or abs(loss1 - tloss1) > 1e-3 * max(1.0, abs(tloss1)):
         print("error: ncc and PyTorch disagree", file=sys.stderr)
         return 1
 

@@ -293,7 +293,9 @@ class _UpdateKernel:
                 raise NccError(f"optimizers update float32 and float64 parameters, got {dtype}")
         module, abi = update_kernel_module(opt, buffers)
         self.info: dict[str, Any] = {"seconds": {}}
-        lib = native_library(module, abi, getattr(opt.model, "_cache", True), self.info,
+        from ncc.runtime.training import training_of
+
+        lib = native_library(module, abi, training_of(opt.model).cache, self.info,
                              _Clock(self.info["seconds"]))
         self._lib = lib
         self._address = _address(lib, abi.name)

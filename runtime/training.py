@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
@@ -742,7 +742,8 @@ def build_loss_function(module: ModuleOp, fn: func.FuncOp, loss: str, output: st
                            f"'{output}' has shape {nn.fmt_shape(shape)}")
         target_type = TensorType(i64, [shape[0], 1])
     in_types = list(fn.function_type.inputs.data)
-    new = func.FuncOp(f"{fn.sym_name.data}_{loss}", (in_types + [target_type], [TensorType(y_type.element_type, [])]))
+    loss_type = TensorType(y_type.element_type, [])
+    new = func.FuncOp(f"{fn.sym_name.data}_{loss}", (in_types + [target_type], [loss_type]))
     block = new.body.block
     mapping = dict(zip(fn.body.block.args, block.args))
     y = None
