@@ -16,7 +16,9 @@ softmax cross-entropy loss + backward + optimizer update (SGD with momentum
 Threads: ncc's kernels run on one thread, so PyTorch runs with
 `torch.set_num_threads(1)` (the same thread count); its default thread count
 is reported too. Before timing, both run the same steps from the same weights
-and the losses are compared. Times are the median of blocks of steps.
+and the losses are compared. Times are medians over blocks of steps, ncc's
+and PyTorch's (one thread) blocks alternating, so that the load of a shared
+machine weighs on both alike.
 Skipped cleanly (exit 0, a message) when PyTorch is not installed.
 """
 
@@ -60,19 +62,25 @@ def mlp_onnx(weights: list[tuple[np.ndarray, np.ndarray]]):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 
-def median_step(step, repeat: int, block_s: float = 0.2) -> float:
+def block_size(step, block_s: float = 0.2) -> int:
     step()
     t0 = time.perf_counter()
     step()
-    one = max(time.perf_counter() - t0, 1e-6)
-    n = max(1, int(block_s / one))
-    times = []
+    return max(1, int(block_s / max(time.perf_counter() - t0, 1e-6)))
+
+
+def interleaved_medians(steps: dict, repeat: int) -> dict:
+    """Median time per step of each callable, timed in alternating blocks so
+    that a change of load on a shared machine hits them alike."""
+    sizes = {k: block_size(f) for k, f in steps.items()}
+    times: dict = {k: [] for k in steps}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            step()
-        times.append((time.perf_counter() - t0) / n)
-    return statistics.median(times)
+        for k, f in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(sizes[k]):
+                f()
+            times[k].append((time.perf_counter() - t0) / sizes[k])
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,13 +146,16 @@ def main(argv: list[str] | None = None) -> int:
         _, g = model.value_and_grad(x, labels, loss="cross_entropy", wrt="params")
         opt.step(g)
 
-    ncc_s = median_step(ncc_step, args.repeat)
     default_threads = torch.get_num_threads()
-    results = {}
-    for threads in sorted({1, default_threads}):
-        torch.set_num_threads(threads)
+    torch.set_num_threads(1)
+    net, topt = torch_model()
+    medians = interleaved_medians({"ncc": ncc_step, 1: lambda: torch_step(net, topt)}, args.repeat)
+    ncc_s, results = medians.pop("ncc"), medians
+    if default_threads > 1:
+        torch.set_num_threads(default_threads)
         net, topt = torch_model()
-        results[threads] = median_step(lambda: torch_step(net, topt), args.repeat)
+        results[default_threads] = interleaved_medians({0: lambda: torch_step(net, topt)},
+                                                       args.repeat)[0]
     torch.set_num_threads(default_threads)
     plan = model.memory()
     print(f"MLP {'-'.join(map(str, SIZES))}, batch {args.batch}, {args.optimizer}: one training step "
