@@ -568,3 +568,26 @@ def test_integer_inputs_get_no_gradient():
     assert set(g) == {"w", "x"}
     np.testing.assert_allclose(g["x"][1], 0)  # the masked row
     assert set(model.vjp({"x": x, "k": k}, np.ones((2, 2), np.float32))) == {"w", "x"}
+
+
+def test_layered_sparse_net_with_skip_synapses():
+    """examples/ncp19.txt as layers: sparse matmuls and the gathers of skip
+    synapses, gradients by equation symbol against finite differences."""
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "ncp19.txt"
+    model = ncc.compile(path, neuron_mode="layers", fuse=False)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 5)).astype(np.float32)
+    dy = rng.standard_normal((7, 4)).astype(np.float32)
+    grads = model.vjp(x, dy)
+    assert set(grads) == {*model.params, "x"}
+    for name in list(model.params)[::9]:
+        p = model.params
+        old = float(p[name])
+        p[name] = old + 1e-2
+        hi = float(np.sum(dy * model(x).astype(np.float64)))
+        p[name] = old - 1e-2
+        lo = float(np.sum(dy * model(x).astype(np.float64)))
+        p[name] = old
+        assert float(grads[name]) == pytest.approx((hi - lo) / 2e-2, rel=2e-3, abs=2e-3), name
