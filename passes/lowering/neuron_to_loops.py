@@ -41,7 +41,11 @@ arith/math ops, with the semantics of dialects/activations.py; `expand-math`
 turns exp/tanh into arith so that they vectorize.
 
 Which lowering a net gets -- this kernel, or layerize (-> fuse -> lower-to-loops)
--- is `choose_neuron_lowering` below: option `mode=neuron|auto|layers`.
+-- is `choose_neuron_lowering` below: option `mode=neuron|auto|layers`. Option
+`vjp=true` adds, next to a straight-line kernel, its backward `@<net>_vjp`
+(neuron_backward.py, which reuses `_Builder`, `_Row`, the parameter order and
+the activation emitters of this file); a net lowered as layers is
+differentiated at the nn level instead.
 """
 
 from __future__ import annotations
@@ -432,6 +436,7 @@ class NeuronToLoopsPass(ModulePass):
     mode: str = "neuron"  # neuron | auto | layers
     seed: int = 0  # seed of the initial-value rule for weights without values
     chunk_edges: int = CHUNK_EDGES  # edges per straight-line chunk (see CHUNK_EDGES)
+    vjp: bool = False  # also the backward kernel @<net>_vjp of a straight-line net (neuron_backward.py)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.mode not in MODES:
@@ -442,6 +447,9 @@ class NeuronToLoopsPass(ModulePass):
         for net in [o for o in op.walk() if isinstance(o, NetOp)]:
             if choose_neuron_lowering(net, self.mode) == "neuron":
                 new = list(neuron_kernel(net, self.seed, self.chunk_edges))
+                if self.vjp:
+                    from ncc.passes.lowering.neuron_backward import neuron_vjp_kernel
+                    new.append(neuron_vjp_kernel(net, self.seed, self.chunk_edges))
             else:
                 weights, fn = layerize_net(net, self.seed)
                 new = [*weights, fn]
