@@ -41,7 +41,11 @@ arith/math ops, with the semantics of dialects/activations.py; `expand-math`
 turns exp/tanh into arith so that they vectorize.
 
 Which lowering a net gets -- this kernel, or layerize (-> fuse -> lower-to-loops)
--- is `choose_neuron_lowering` below: option `mode=neuron|auto|layers`.
+-- is `choose_neuron_lowering` below: option `mode=neuron|auto|layers`. Option
+`vjp=true` adds, next to a straight-line kernel, its backward `@<net>_vjp`
+(neuron_backward.py, which reuses `_Builder`, `_Row`, the parameter order and
+the activation emitters of this file); a net lowered as layers is
+differentiated at the nn level instead.
 """
 
 from __future__ import annotations
@@ -109,6 +113,17 @@ def neuron_params(g: NeuronGraph, seed: int = 0) -> tuple[list[str], np.ndarray,
         if g.bias[j] is not None:
             add(g.bias[j], g.bias_of(j, seed), j)
     return list(slot), np.array(values, np.float32), slot
+
+
+def net_params(net: NetOp, g: NeuronGraph, seed: int = 0
+               ) -> tuple[list[str], np.ndarray, dict[str, int]]:
+    """neuron_params of a net op; a conflict is a pass error at the neuron's line."""
+    try:
+        return neuron_params(g, seed)
+    except SharedValueConflict as e:
+        err = PassFailedException(str(e))
+        err.op = next(n for n in net.neurons if n.index.data == e.neuron)  # reported at its line
+        raise err from None
 
 
 # ---------------------------------------------------------------------------
@@ -237,17 +252,53 @@ class _Builder:
         self.emit(scf.ForOp(lb, ub, step, [], Region(block)))
 
 
+class _Row:
+    """The straight-line code of chunks of neurons for one batch row: `read(i)`
+    gives the op loading neuron i when it is computed elsewhere (an input, a
+    value crossing chunks), each parameter is loaded once, at its first use.
+    `value[j]` and `z[j]` (the sum inside the activation) of the neurons
+    emitted stay available to the code that follows (the backward)."""
+
+    def __init__(self, B: _Builder, g: NeuronGraph, params: SSAValue, slot: dict[str, int],
+                 read: Callable[[int], Operation]):
+        self.B, self.g, self.params, self.slot, self.read = B, g, params, slot, read
+        self.value: dict[int, SSAValue] = {}
+        self.z: dict[int, SSAValue] = {}
+        self.loaded: dict[str, SSAValue] = {}
+
+    def get(self, i: int) -> SSAValue:
+        if i not in self.value:
+            self.value[i] = self.B.emit(self.read(i))
+        return self.value[i]
+
+    def param(self, sym: str) -> SSAValue:
+        if sym not in self.loaded:
+            self.loaded[sym] = self.B.emit(memref.LoadOp.get(self.params,
+                                                             [self.B.index(self.slot[sym])]))
+        return self.loaded[sym]
+
+    def forward(self, chunk: list[int],
+                write: Callable[[int, SSAValue], Operation | None] = lambda j, v: None) -> None:
+        """One multiply-add per edge, the activation inlined; `write(j, v)` gives
+        the op keeping a value another loop needs (or None), emitted right after it."""
+        B, g = self.B, self.g
+        for j in chunk:
+            z = self.param(g.bias[j]) if g.bias[j] is not None else None
+            for i, sym in zip(g.inputs[j], g.weights[j]):
+                m = B.emit(arith.MulfOp(self.get(i), self.param(sym)))
+                z = m if z is None else B.emit(arith.AddfOp(z, m))
+            self.z[j] = B.const(0.0) if z is None else z
+            self.value[j] = ACTIVATIONS[g.activation[j]](B.emit, B.const, self.z[j])
+            if (store := write(j, self.value[j])) is not None:
+                B.emit(store)
+
+
 def neuron_kernel(net: NetOp, seed: int = 0, chunk_edges: int = CHUNK_EDGES,
                   ) -> tuple[nn.WeightOp, func.FuncOp]:
     """The parameter weight and the kernel computing `net` (see the module docstring)."""
     g = net.graph()
     name = net.sym_name.data
-    try:
-        names, values, slot = neuron_params(g, seed)
-    except SharedValueConflict as e:
-        err = PassFailedException(str(e))
-        err.op = next(n for n in net.neurons if n.index.data == e.neuron)  # reported at its line
-        raise err from None
+    names, values, slot = net_params(net, g, seed)
     inputs, outputs = g.input_indices, list(g.outputs or [])
     in_col = {i: c for c, i in enumerate(inputs)}
     out_cols: dict[int, int] = {j: c for c, j in enumerate(outputs)}
@@ -284,30 +335,7 @@ def neuron_kernel(net: NetOp, seed: int = 0, chunk_edges: int = CHUNK_EDGES,
 
     def chunk_body(chunk: list[int], read: Callable[[int], Operation],
                    write: Callable[[int, SSAValue], Operation | None]) -> None:
-        """The straight-line code of `chunk`: `read(i)` loads a neuron computed
-        elsewhere, `write(j, v)` keeps a value another loop needs (or None)."""
-        value: dict[int, SSAValue] = {}
-        loaded: dict[str, SSAValue] = {}
-
-        def get(i: int) -> SSAValue:
-            if i not in value:
-                value[i] = B.emit(read(i))
-            return value[i]
-
-        def param(sym: str) -> SSAValue:  # loaded once per chunk, at its first use
-            if sym not in loaded:
-                loaded[sym] = B.emit(memref.LoadOp.get(p, [B.index(slot[sym])]))
-            return loaded[sym]
-
-        for j in chunk:
-            z = param(g.bias[j]) if g.bias[j] is not None else None
-            for i, sym in zip(g.inputs[j], g.weights[j]):
-                m = B.emit(arith.MulfOp(get(i), param(sym)))
-                z = m if z is None else B.emit(arith.AddfOp(z, m))
-            value[j] = ACTIVATIONS[g.activation[j]](B.emit, B.const,
-                                                    B.const(0.0) if z is None else z)
-            if (store := write(j, value[j])) is not None:
-                B.emit(store)
+        _Row(B, g, p, slot, read).forward(chunk, write)
 
     def x_at(row: SSAValue, i: int) -> Operation:
         return memref.LoadOp.get(x, [row, B.index(in_col[i])])
@@ -408,6 +436,7 @@ class NeuronToLoopsPass(ModulePass):
     mode: str = "neuron"  # neuron | auto | layers
     seed: int = 0  # seed of the initial-value rule for weights without values
     chunk_edges: int = CHUNK_EDGES  # edges per straight-line chunk (see CHUNK_EDGES)
+    vjp: bool = False  # also the backward kernel @<net>_vjp of a straight-line net (neuron_backward.py)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.mode not in MODES:
@@ -418,6 +447,9 @@ class NeuronToLoopsPass(ModulePass):
         for net in [o for o in op.walk() if isinstance(o, NetOp)]:
             if choose_neuron_lowering(net, self.mode) == "neuron":
                 new = list(neuron_kernel(net, self.seed, self.chunk_edges))
+                if self.vjp:
+                    from ncc.passes.lowering.neuron_backward import neuron_vjp_kernel
+                    new.append(neuron_vjp_kernel(net, self.seed, self.chunk_edges))
             else:
                 weights, fn = layerize_net(net, self.seed)
                 new = [*weights, fn]
