@@ -505,13 +505,6 @@ def test_digits_mlp_reaches_95_percent():
     assert accuracy >= 0.95
 
 
-def _has_neuron_backward():
-    from ncc.passes.lowering.neuron_to_loops import NeuronToLoopsPass
-
-    return "vjp" in getattr(NeuronToLoopsPass, "__dataclass_fields__", {})
-
-
-@pytest.mark.skipif(not _has_neuron_backward(), reason="no neuron-level backward kernel yet")
 def test_straight_neuron_net_trains_with_its_backward_kernel():
     """A net lowered straight (neuron-to-loops): the neuron-level backward
     kernel, gradients by equation symbol (finite differences), a loss through
