@@ -16,7 +16,8 @@ Every nn op maps to ONNX by one rule in `RULES`; fused ops expand back into
 their parts (fused_matmul -> MatMul, Add, activation; fused_conv -> Conv with
 its bias, activation), a sparse_matmul with constant values becomes a MatMul
 with the dense weight (with computed values: ScatterND into zeros, then
-MatMul), and activations ONNX has no op for are decomposed (silu = x *
+MatMul), a conv_weight_grad becomes one Conv over the batch (as channels),
+and activations ONNX has no op for are decomposed (silu = x *
 sigmoid(x), gaussian = exp(-x*x), step = cast(x > 0); mod on floats, which
 ONNX Mod only takes with fmod=1: the C remainder, plus the divisor where the
 signs differ).
@@ -484,6 +485,31 @@ def _max_pool_indices(g: _Graph, op: Operation, ins: list[str]) -> str:
     return indices
 
 
+def _conv_weight_grad(g: _Graph, op: Operation, ins: list[str]) -> str:
+    """One Conv with the batch as the channels it sums over: x as (C/group,
+    group * N, spatial) images, dy as (M, N, out) filters, the conv's strides
+    and dilations swapped; the result (C/group, M, kernel'...) transposed, and
+    cut to the kernel where the sizes leave room for more offsets."""
+    p = op.params
+    (_, c, *spatial), (_, m, *out) = shape_of(op.input.type), shape_of(op.output_grad.type)
+    k, grp = len(spatial), p.group
+    rest = list(range(3, 3 + k))
+    xt = g.node("Reshape", [ins[0], g.const([0, grp, c // grp, *spatial])])
+    xt = g.node("Transpose", [xt], perm=[2, 1, 0, *rest])
+    xt = g.node("Reshape", [xt, g.const([c // grp, -1, *spatial])])
+    dt = g.node("Reshape", [ins[1], g.const([0, grp, m // grp, *out])])
+    dt = g.node("Transpose", [dt], perm=[1, 2, 0, *rest])
+    dt = g.node("Reshape", [dt, g.const([m, -1, *out])])
+    y = g.node("Conv", [xt, dt], kernel_shape=list(out), strides=list(p.dilations),
+               dilations=list(p.strides), pads=list(p.pads), group=grp)
+    y = g.node("Transpose", [y], perm=[1, 0, *range(2, 2 + k)])
+    full = [(s + p.pads[i] + p.pads[i + k] - p.strides[i] * (o - 1) - 1) // p.dilations[i] + 1
+            for i, (s, o) in enumerate(zip(spatial, out))]
+    if full != list(p.kernel):
+        y = g.node("Slice", [y, g.const([0] * k), g.const(list(p.kernel)), g.const(list(range(2, 2 + k)))])
+    return y
+
+
 RULES.update({
     **{cls: (lambda g, op, ins, t={"argmax": "ArgMax", "argmin": "ArgMin"}[n]: g.node(
         t, ins, axis=op.params.axis, keepdims=int(op.params.keepdims),
@@ -501,4 +527,5 @@ RULES.update({
     nn.ConvTransposeOp: _conv_transpose,
     nn.ResizeOp: _resize,
     nn.MaxPoolIndicesOp: _max_pool_indices,
+    nn.ConvWeightGradOp: _conv_weight_grad,
 })

@@ -405,6 +405,19 @@ def conv_transpose(x, w, strides, pads, dilations, group: int, output_padding) -
     return out.reshape(n, group * mg, *full)[(slice(None), slice(None), *crop)]
 
 
+def conv_weight_grad(x, dy, kernel, strides, pads, dilations, group: int) -> np.ndarray:
+    """dw[m, c, k] = sum over n, o of dy[n, m, o] * x_padded[n, c of m's group, o * s + k * d]:
+    one einsum per kernel offset, over the strided view of x it meets."""
+    xp = np.pad(x, _spatial_pads(x, pads))
+    n, c, m = x.shape[0], x.shape[1], dy.shape[1]
+    xg = xp.reshape(n, group, c // group, *xp.shape[2:])
+    dyg = dy.reshape(n, group, m // group, -1)  # the output positions flattened
+    out = np.zeros((group, m // group, c // group, *kernel), dtype=np.result_type(x, dy))
+    for off, xs in _windows(xg, kernel, strides, dilations):
+        out[(..., *off)] = np.einsum("ngcp,ngmp->gmc", xs.reshape(*xs.shape[:3], -1), dyg)
+    return out.reshape(m, c // group, *kernel)
+
+
 def resize(op, x) -> np.ndarray:
     """Separable: one resized axis at a time, each output position the weighted
     sum of its taps (in float64), then the extrapolation value where outside."""
@@ -489,6 +502,9 @@ EVAL: dict[type, Callable[..., np.ndarray]] = {
                                                         op.params.dilations, op.params.group,
                                                         op.params.output_padding),
     nn.ResizeOp: resize,
+    nn.ConvWeightGradOp: lambda op, x, dy: conv_weight_grad(x, dy, op.params.kernel, op.params.strides,
+                                                            op.params.pads, op.params.dilations,
+                                                            op.params.group),
     nn.MaxPoolIndicesOp: lambda op, x: max_pool_indices(x, op.params.kernel, op.params.strides,
                                                         op.params.pads, op.params.dilations,
                                                         op.params.column_major),

@@ -1779,6 +1779,65 @@ class ConvTransposeOp(NNOp):
         return conv_transpose_infer(types[0], types[1], p)
 
 
+def conv_weight_grad_infer(x: TensorType, dy: TensorType, p: SimpleNamespace) -> TensorType:
+    _need_float(x, "input")
+    elt = _same_element([x, dy], "input and output gradient")
+    _need_rank(x, 3, "input (N, C, spatial...)", at_least=True)
+    r = len(shape_of(x))
+    _need_rank(dy, r, "output gradient (N, M, spatial...)")
+    k = r - 2
+    _need_len(p.kernel, k, "kernel")
+    _need_len(p.strides, k, "strides")
+    _need_len(p.dilations, k, "dilations")
+    _need_len(p.pads, 2 * k, "pads (begin..., end...)")
+    if min(p.kernel) < 1 or min(p.strides) < 1 or min(p.dilations) < 1 or min(p.pads) < 0:
+        raise VerifyException("kernel, strides and dilations must be >= 1 and pads >= 0")
+    if p.group < 1:
+        raise VerifyException(f"group must be >= 1, got {p.group}")
+    (n, c, *spatial), (n2, m, *out) = shape_of(x), shape_of(dy)
+    if not dims_compatible(n, n2):
+        raise VerifyException(f"input {x} and output gradient {dy} differ in the batch dimension")
+    if c == DYN or m == DYN:
+        raise VerifyException("the channel counts (dimension 1) must be static")
+    for what, v in (("input channels", c), ("output channels", m)):
+        if v % p.group:
+            raise VerifyException(f"{v} {what} are not divisible by group {p.group}")
+    conv = [window_out(s, kk, st, p.pads[i], p.pads[i + k], d)
+            for i, (s, kk, st, d) in enumerate(zip(spatial, p.kernel, p.strides, p.dilations))]
+    if list(out) != conv:
+        raise VerifyException(f"output gradient has spatial size {fmt_shape(out)}, but the conv's "
+                              f"output is {fmt_shape(conv)}")
+    return TensorType(elt, [m, c // p.group, *p.kernel])
+
+
+@nn_op
+class ConvWeightGradOp(NNOp):
+    """The gradient of nn.conv with respect to its weight: x (N, C, spatial...)
+    and the output's cotangent dy (N, M, out...) -> (M, C/group, kernel...),
+        dw[m, c, k] = sum over n, o of dy[n, m, o] * x[n, g(m) * C/group + c,
+                                                    o * stride + k * dilation - pad_begin]
+    (g(m) the group of output channel m; padding reads 0). The conv's params,
+    and its kernel size (which the shapes do not determine). The sum runs over
+    the batch in dimension 0, which may be the run-time `?`: a transposed conv
+    would have to move the batch into the channels. Also the weight gradient of
+    nn.conv_transpose (x and dy swapped)."""
+
+    name = "nn.conv_weight_grad"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("kernel", "ints"), *_CONV)
+    input = operand_def(TensorType)
+    output_grad = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, dy: SSAValue | Operation, kernel: Sequence[int], *,
+                 strides: Sequence[int] | None = None, pads: Sequence[int] | None = None,
+                 dilations: Sequence[int] | None = None, group: int | None = None):
+        self._build([x, dy], kernel=kernel, strides=strides, pads=pads, dilations=dilations,
+                    group=group)
+
+    @classmethod
+    def infer(cls, types, p):
+        return conv_weight_grad_infer(types[0], types[1], p)
+
+
 RESIZE_MODES = ("nearest", "linear", "cubic")
 RESIZE_COORDINATES = ("half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners",
                       "asymmetric", "tf_crop_and_resize")
@@ -2163,4 +2222,5 @@ NN = Dialect("nn", [
     CastOp,
     *ARG_REDUCE_OPS.values(), *TRIANGLE_OPS.values(), CumSumOp, GatherElementsOp, ScatterElementsOp,
     ScatterNDOp, ConvTransposeOp, ResizeOp, MaxPoolIndicesOp,
+    ConvWeightGradOp,
 ], [TensorData])

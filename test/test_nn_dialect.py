@@ -560,6 +560,7 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %sn = nn.scatter_nd %tr, %am, %tr : tensor<16x4xf32>, tensor<16x1xi64>, tensor<16x4xf32> -> tensor<16x4xf32>
   %ctp = nn.conv_transpose %c, %k strides [2, 2] pads [1, 1, 0, 0] output_padding [1, 0] : tensor<1x4x4x4xf32>, tensor<4x3x3x3xf32> -> tensor<1x3x9x8xf32>
   %mpi = nn.max_pool_indices %c kernel [2, 2] strides [2, 2] column_major : tensor<1x4x4x4xf32> -> tensor<1x4x2x2xi64>
+  %cwg = nn.conv_weight_grad %img, %c kernel [3, 3] strides [2, 2] pads [1, 1, 1, 1] : tensor<1x3x8x8xf32>, tensor<1x4x4x4xf32> -> tensor<4x3x3x3xf32>
   %rz = nn.resize %c mode linear scales [1.0, 1.0, 1.5, 0.5] coordinate_transformation_mode tf_crop_and_resize roi [0.0, 0.0, 0.1, 0.2, 1.0, 1.0, 0.9, 1.1] extrapolation_value -1.0 : tensor<1x4x4x4xf32> -> tensor<1x4x6x2xf32>
   %ct = nn.constant dense<[[1.0, 2.0], [3.0, 4.0]]> : tensor<2x2xf32>
   %ci = nn.constant dense<7> : tensor<3xi64>

@@ -7,8 +7,9 @@ It follows runtime/abi.py exactly, like the native runtime does: inputs,
 outputs, weights (from the module's `nn.weight` data or `params`) and the arena
 are numpy buffers; `memref.view` is a numpy view of the arena bytes, so two
 buffers the memory plan wrongly overlaps really do overwrite each other.
-Outputs and the arena start filled with 0xFF bytes (NaN for floats), so
-reading memory no op wrote shows up in the results. Every load and store is
+Outputs, the arena and a kernel's own stack buffers (`memref.alloca`) start
+filled with 0xFF bytes (NaN for floats), so reading memory no op wrote shows
+up in the results. Every load and store is
 bounds-checked and every view must lie inside the arena.
 
 Scalars are numpy scalars of the element type (f32 arithmetic rounds like
@@ -186,6 +187,11 @@ class _Interpreter:
             return (vals[0].shape[vals[1]],)
         if isinstance(op, memref.ViewOp):
             return (self._view(op, *vals),)
+        if isinstance(op, memref.AllocaOp) and not vals:  # a kernel's scratch buffer, 0xFF bytes
+            t = op.memref.type
+            dt = _dtype(t.element_type)
+            return (np.full(int(np.prod(t.get_shape())) * dt.itemsize, 0xFF, np.uint8).view(dt)
+                    .reshape(t.get_shape()),)
         if isinstance(op, func.CallOp) and op.callee.string_value() in LIBM:
             return (_float(LIBM[op.callee.string_value()])(*vals),)
         raise KernelError(f"the loop interpreter cannot run '{op.name}'")

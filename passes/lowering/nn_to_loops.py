@@ -47,6 +47,9 @@ an out-of-range index into range (native code cannot raise; a negative index
 counts from the end, as in ONNX). resize reads its taps (input indices and
 weights per resized axis) from tables computed at compile time: weights
 `<fn>_resize_<table><axis>` marked `ncc.constant` (`TABLES`).
+conv_weight_grad sums its products in rows of a buffer of its own, on the
+stack (`memref.alloca`, at most WG_SCRATCH elements), so that its inner loop
+stores instead of carrying a scalar sum.
 """
 
 from __future__ import annotations
@@ -1163,6 +1166,133 @@ def lower_conv_transpose(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     b.nest(out.shape, point)
 
 
+WG_SCRATCH = 16384  # conv_weight_grad: elements of its accumulator rows (a buffer on the stack)
+
+
+def _scratch(b: Builder, shape: Sequence[int], elt: Attribute) -> Buf:
+    """A buffer of the kernel's own, of static size: a memref.alloca at the top
+    of the kernel (a fixed stack slot, never inside a loop)."""
+    op = memref.AllocaOp.get(elt, shape=list(shape))
+    if b.entry.first_op is not None:
+        b.entry.insert_op_before(op, b.entry.first_op)
+    else:
+        b.entry.add_op(op)
+    return Buf(op.memref, tuple(shape), elt)
+
+
+def _inside(b: Builder, k: SSAValue, size_in: int, size_out: int, stride: int, dilation: int,
+            pad: int) -> tuple[SSAValue, SSAValue, SSAValue]:
+    """For kernel offset k along one axis: t = k * dilation - pad and the output
+    positions o in [lo, hi) whose input position o * stride + t is inside the
+    image: lo = max(0, ceil(-t / s)), hi = min(size_out, ceil((size_in - t) / s))."""
+    t = b.mul_i(k, dilation)
+    t = b(arith.SubiOp, t, b.idx(pad)) if pad else t
+
+    def neg_floor(a: SSAValue) -> SSAValue:  # -floor(a / s) = ceil(-a / s)
+        return b(arith.SubiOp, b.idx(0), a if stride == 1 else b(arith.FloorDivSIOp, a, b.idx(stride)))
+
+    lo = b(arith.MaxSIOp, b.idx(0), neg_floor(t))
+    hi = b(arith.MinSIOp, b.idx(size_out), neg_floor(b(arith.SubiOp, t, b.idx(size_in))))
+    return t, lo, hi
+
+
+def lower_conv_weight_grad(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """dw[m, c, k] = sum over n, o of dy[n, m, o] * x[n, c', o * stride + k * dilation - pad].
+    A sum along o would be a loop-carried scalar (float additions are not
+    reassociated, so it does not vectorize); instead, per block of M_BLOCK
+    output channels m_j and input channel c, accumulator rows along the last
+    output dimension (a stack buffer acc[kernel offset, j, o_last]) gather
+    the whole batch:
+        for n, for k, for o in range:  acc[k, j, o_last] += dy[n, m_j, o] * x[n, c', pos(o, k)]
+    The inner loop (o_last) is unit-stride in dy and acc (and in x at stride
+    1), with no dependence between iterations: it vectorizes. Each x load feeds
+    the block's M_BLOCK rows; per image, the block's dy planes and x's channel
+    are read for every kernel offset in turn while they are in cache; the
+    output positions whose input is inside the image are loop bounds (no
+    padding tests), as in lower_conv. Last, each row is summed into dw. When
+    the rows of every offset would exceed WG_SCRATCH elements, the last output
+    dimension is taken in chunks of the rows' length."""
+    x, dy = ins
+    p = op.params
+    m, cg, kernel = out.shape[0], out.shape[1], tuple(p.kernel)
+    nd = len(kernel)
+    per_group = m // p.group
+    kn = pymath.prod(kernel)
+    last = dy.shape[-1]
+    mb = next(k for k in (M_BLOCK, 2, 1) if per_group % k == 0)
+    if kn * mb * min(last, 64) > WG_SCRATCH:  # big kernels: rows of one channel, longer
+        mb = 1
+    t = max(1, min(last, WG_SCRATCH // (kn * mb)))
+    chunks = -(-last // t)
+    acc = _scratch(b, (kn, mb, t), out.elt)
+    zero = b.const(0, out.elt)
+    kstrides = _strides(kernel)
+    batch = x.shape[0] if x.shape[0] != DYN else dy.shape[0]
+
+    def flat(ks: Sequence[SSAValue]) -> SSAValue:
+        f = b.idx(0)
+        for k, st in zip(ks, kstrides):
+            f = b.add_i(f, b.mul_i(k, st))
+        return f
+
+    def block(ivs, _):
+        ms = [b.add_i(b.mul_i(ivs[0], mb), j) for j in range(mb)]
+        ci = ivs[1]
+        xc = ci if p.group == 1 else b.add_i(b.mul_i(b(arith.DivUIOp, ms[0], b.idx(per_group)), cg), ci)
+        b.nest([kn, mb, t], lambda z, _: b.store(zero, acc, z))
+
+        def image(ns, _):
+            ni = ns[0]
+
+            def offset(ks, _):
+                kf = flat(ks)
+                win = [_inside(b, ks[d], x.shape[2 + d], dy.shape[2 + d], p.strides[d], p.dilations[d],
+                               p.pads[d]) for d in range(nd)]
+                shift = [w[0] for w in win]
+
+                def rows(outer: list[SSAValue]) -> None:
+                    def run(lo: SSAValue, hi: SSAValue, start: SSAValue | None) -> None:
+                        def point(o: list[SSAValue]) -> None:
+                            oo = [*outer, o[0]]
+                            pos = [b.add_i(b.mul_i(oo[d], p.strides[d]), shift[d]) for d in range(nd)]
+                            xv = b.load(x, [ni, xc, *pos])
+                            a_i = o[0] if start is None else b(arith.SubiOp, o[0], start)
+                            for j, mj in enumerate(ms):
+                                at = [kf, b.idx(j), a_i]
+                                prod = b(arith.MulfOp, b.load(dy, [ni, mj, *oo]), xv)
+                                b.store(b(arith.AddfOp, b.load(acc, at), prod), acc, at)
+
+                        ranges(b, [lo], [hi], point)
+
+                    lo, hi = win[-1][1], win[-1][2]
+                    if chunks == 1:
+                        run(lo, hi, None)
+                        return
+
+                    def chunk(cs, _):
+                        start = b.mul_i(cs[0], t)
+                        run(b(arith.MaxSIOp, lo, start), b(arith.MinSIOp, hi, b.add_i(start, t)), start)
+
+                    b.nest([chunks], chunk)
+
+                ranges(b, [w[1] for w in win[:-1]], [w[2] for w in win[:-1]], rows)
+
+            b.nest(kernel, offset)
+
+        b.nest([batch], image)
+
+        def total(ks, _):
+            kf = flat(ks)
+            for j, mj in enumerate(ms):
+                s, = b.nest([t], lambda i, c: [b(arith.AddfOp, c[0], b.load(acc, [kf, b.idx(j), i[0]]))],
+                            [zero])
+                b.store(s, out, [mj, ci, *ks])
+
+        b.nest(kernel, total)
+
+    b.nest([m // mb, cg], block)
+
+
 def resize_tables(op) -> list[tuple[str, np.ndarray]]:
     """Per resized axis (nn.ResizeOp.taps): its tap indices (out, taps) i64,
     their weights (out, taps) in the element type unless nearest, and where
@@ -1248,6 +1378,7 @@ LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     nn.ScatterElementsOp: lower_scatter_elements, nn.ScatterNDOp: lower_scatter_nd,
     nn.ConvTransposeOp: lower_conv_transpose, nn.ResizeOp: lower_resize,
     nn.MaxPoolIndicesOp: lower_max_pool_indices,
+    nn.ConvWeightGradOp: lower_conv_weight_grad,
 }
 
 
