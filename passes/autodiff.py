@@ -776,6 +776,136 @@ def _resize_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | Non
     return [cur]
 
 
+# ---------------------------------------------------------------------------
+# Convolutions and pools. The input gradient of a sliding window is a
+# transposed conv of the cotangent (output_padding restores the input
+# positions past the last window); the weight gradient sums over the batch in
+# dimension 0, so it is its own op, nn.conv_weight_grad.
+
+
+def _window(p) -> dict:
+    return {"strides": p.strides, "pads": p.pads, "dilations": p.dilations}
+
+
+def _static_windows(op: Operation) -> None:
+    """The rules compute paddings and counts from the sizes: only the batch may be `?`."""
+    if any(DYN in shape_of(v.type)[1:] for v in (*op.operands, op.results[0])):
+        raise NccError.at_op(op, f"cannot differentiate '{op.name}' with a dynamic size other than "
+                                 "the batch (dimension 0)")
+
+
+def _output_padding(x: TensorType, g: TensorType, kernel: Sequence[int], p) -> list[int]:
+    """What conv_transpose adds so that `g`'s windows cover `x` again."""
+    xs, gs, k = shape_of(x)[2:], shape_of(g)[2:], len(kernel)
+    return [s - ((o - 1) * st + (kk - 1) * d + 1 - p.pads[i] - p.pads[i + k])
+            for i, (s, o, kk, st, d) in enumerate(zip(xs, gs, kernel, p.strides, p.dilations))]
+
+
+def _conv_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """y = conv(x, w): dx = conv_transpose(g, w), dw = conv_weight_grad(x, g)."""
+    _static_windows(op)
+    x, w = op.operands[:2]
+    p = op.params
+    kernel = shape_of(w.type)[2:]
+    dx = dw = None
+    if bw.wants(op, 0):
+        dx = bw.emit(nn.ConvTransposeOp(g, bw.primal(w), **_window(p), group=p.group,
+                                        output_padding=_output_padding(x.type, g.type, kernel, p)))
+    if bw.wants(op, 1):
+        dw = bw.emit(nn.ConvWeightGradOp(bw.primal(x), g, kernel, **_window(p), group=p.group))
+    return [dx, dw]
+
+
+def _fused_conv_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    x, w = op.operands[:2]
+    bias = op.operands[2] if len(op.operands) > 2 else None
+    p = op.params
+
+    def pre() -> SSAValue:
+        return bw.emit(nn.FusedConvOp(bw.primal(x), bw.primal(w),
+                                      bw.primal(bias) if bias is not None else None,
+                                      **_window(p), group=p.group))
+
+    dz = activation_vjp(bw, op, g, pre)
+    axes = [0, *range(2, len(shape_of(g.type)))]  # every axis but the channels
+    return _conv_vjp(bw, op, dz) + ([bw.reduce("reduce_sum", dz, axes, keepdims=False)
+                                     if bw.wants(op, 2) else None] if bias is not None else [])
+
+
+def _conv_transpose_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """y = conv_transpose(x, w), the input gradient of a conv: dx = conv(g, w),
+    dw = conv_weight_grad(g, x) (the conv's input and output swapped). An
+    output_padding of a stride or more (which ONNX forbids) leaves room for
+    windows past x: dx drops them, and x is padded to meet them for dw."""
+    _static_windows(op)
+    x, w = op.operands
+    p = op.params
+    kernel = shape_of(w.type)[2:]
+    xs, k = shape_of(x.type), len(kernel)
+    extra = [o // s for o, s in zip(p.output_padding, p.strides)]
+    dx = dw = None
+    if bw.wants(op, 0):
+        dx = bw.emit(nn.ConvOp(g, bw.primal(w), **_window(p), group=p.group))
+        if any(extra):
+            dx = bw.emit(nn.SliceOp(dx, [0] * k, list(xs[2:]), list(range(2, 2 + k))))
+    if bw.wants(op, 1):
+        xv = bw.primal(x)
+        if any(extra):
+            xv = bw.emit(nn.PadOp(xv, [0] * len(xs) + [0, 0, *extra]))
+        dw = bw.emit(nn.ConvWeightGradOp(g, xv, kernel, **_window(p), group=p.group))
+    return [dx, dw]
+
+
+def _max_pool_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """The cotangent goes to each window's first maximum (as PyTorch; overlapping
+    windows add up): nn.max_pool_indices finds it, as a flat index into x whose
+    remainder by the plane size is its position in its (n, c) plane, and one
+    scatter-add per plane puts g there."""
+    _static_windows(op)
+    x = op.operands[0]
+    p = op.params
+    (n, c, *spatial), elt = shape_of(x.type), g.type.element_type
+    plane, outs = math.prod(spatial), math.prod(shape_of(g.type)[2:])
+    idx = bw.emit(nn.MaxPoolIndicesOp(bw.primal(x), p.kernel, **_window(p)))
+    idx = bw.reshape(idx, TensorType(idx.type.element_type, [n, c, outs]))
+    local = bw.bin("mod", idx, bw.constant(plane, idx))
+    dx = bw.emit(nn.ScatterElementsOp(bw.zeros(TensorType(elt, [n, c, plane])), local,
+                                      bw.reshape(g, TensorType(elt, [n, c, outs])), 2, "add"))
+    return [bw.reshape(dx, x.type)]
+
+
+def _avg_pool_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """Each window's cotangent divided by its count, spread evenly over the
+    window: a transposed conv with a kernel of ones, one group per channel.
+    The counts (static: the spatial sizes are) are the window's cells inside
+    the image, a product over the axes, unless count_include_pad."""
+    _static_windows(op)
+    x = op.operands[0]
+    p = op.params
+    (_, c, *spatial), out = shape_of(x.type), shape_of(g.type)[2:]
+    k, dtype = len(spatial), nn.numpy_dtype(g.type.element_type)
+    count = np.ones([1, 1, *out])
+    if not p.count_include_pad:
+        for i, (s, o, kk, st, d) in enumerate(zip(spatial, out, p.kernel, p.strides, p.dilations)):
+            pos = np.arange(o)[:, None] * st + np.arange(kk)[None, :] * d - p.pads[i]
+            count = count * ((pos >= 0) & (pos < s)).sum(1).reshape([-1 if j == i else 1 for j in range(k)])
+    else:
+        count = count * math.prod(p.kernel)
+    if (count == count.flat[0]).all():
+        g = bw.bin("div", g, bw.constant(float(count.flat[0]), g))
+    else:
+        g = bw.bin("div", g, bw.emit(nn.ConstantOp(count.astype(dtype))))
+    ones = bw.emit(nn.ConstantOp(np.ones([c, 1, *p.kernel], dtype)))
+    return [bw.emit(nn.ConvTransposeOp(g, ones, **_window(p), group=c,
+                                       output_padding=_output_padding(x.type, g.type, p.kernel, p)))]
+
+
+CONV_VJP: dict[type, Rule] = {
+    nn.ConvOp: _conv_vjp, nn.FusedConvOp: _fused_conv_vjp, nn.ConvTransposeOp: _conv_transpose_vjp,
+    nn.MaxPoolOp: _max_pool_vjp, nn.AvgPoolOp: _avg_pool_vjp,
+}
+
+
 VJP: dict[type, Rule] = {
     **{cls: _unary(UNARY_VJP[name]) for name, cls in nn.UNARY_OPS.items()},
     **{cls: _binary(BINARY_VJP[name]) for name, cls in nn.BINARY_OPS.items()},
@@ -792,6 +922,7 @@ VJP: dict[type, Rule] = {
     nn.SliceOp: _slice_vjp, nn.PadOp: _pad_vjp, nn.CumSumOp: _cumsum_vjp,
     **{cls: _triangle_vjp for cls in nn.TRIANGLE_OPS.values()},
     nn.SparseMatmulOp: _sparse_matmul_vjp, nn.ResizeOp: _resize_vjp,
+    **CONV_VJP,
 }
 
 
