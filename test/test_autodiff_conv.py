@@ -388,14 +388,23 @@ def test_conv_weight_grad_rows_in_chunks(case, monkeypatch):
     assert len(allocas) == 1 and np.prod(allocas[0].memref.type.get_shape()) <= 20
 
 
-def test_conv_weight_grad_inner_loop_is_unit_stride_and_vectorizes():
-    text = """func.func @main(%x: tensor<?x8x16x16xf32>, %dy: tensor<?x8x16x16xf32>) -> tensor<8x8x3x3xf32> {
-  %w = nn.conv_weight_grad %x, %dy kernel [3, 3] pads [1, 1, 1, 1] : tensor<?x8x16x16xf32>, tensor<?x8x16x16xf32> -> tensor<8x8x3x3xf32>
+VECTORIZED = {  # the gradient kernels of a conv: their inner loops vectorize
+    "conv_weight_grad": """func.func @main(%x: tensor<?x8x16x16xf32>, %g: tensor<?x8x16x16xf32>) -> tensor<8x8x3x3xf32> {
+  %w = nn.conv_weight_grad %x, %g kernel [3, 3] pads [1, 1, 1, 1] : tensor<?x8x16x16xf32>, tensor<?x8x16x16xf32> -> tensor<8x8x3x3xf32>
   func.return %w : tensor<8x8x3x3xf32>
-}"""
+}""",
+    "conv_transpose": """func.func @main(%g: tensor<?x8x16x16xf32>, %w: tensor<8x8x3x3xf32>) -> tensor<?x8x16x16xf32> {
+  %x = nn.conv_transpose %g, %w pads [1, 1, 1, 1] : tensor<?x8x16x16xf32>, tensor<8x8x3x3xf32> -> tensor<?x8x16x16xf32>
+  func.return %x : tensor<?x8x16x16xf32>
+}""",
+}
+
+
+@pytest.mark.parametrize("name", sorted(VECTORIZED))
+def test_gradient_kernels_vectorize(name):
     from ncc.runtime.engine import llvm_ir_text
 
-    ir = llvm_ir_text(ncc.parse_module(text))  # at O3 for this host
+    ir = llvm_ir_text(ncc.parse_module(VECTORIZED[name]))  # at O3 for this host
     assert re.search(r"fmul[a-z ]* <\d+ x float>", ir)  # the products, a vector at a time
 
 

@@ -1095,75 +1095,63 @@ def lower_triangle(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
 
 def lower_conv_transpose(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
-    """Per output point, the sum over (input channel of its group, kernel
-    offset) of the input point that lands there: position o + pad - off *
-    dilation must be a non-negative multiple of the stride, inside the input
-    (checked branch-free; invalid terms read index 0 and add zero). Along an
-    undilated axis of stride s only every s-th offset can land on o: the loop
-    visits just those, off = (o + pad) % s + t * s for t < ceil(kernel / s),
-    reading input position (o + pad) / s - t."""
+    """Scatter form, vectorized along the last input dimension (lower_conv with
+    the roles of input and output swapped). Per image and block of M_BLOCK
+    output channels of one group, the output planes start at 0; then for each
+    kernel offset and block of C_UNROLL input channels c of the group:
+        out[m, i*stride + k*dilation - pad] += sum_c w[c, m, k] * x[n, c, i]
+    over just the input points i that land inside the output (loop bounds per
+    offset: no tests in the inner loop, whose loads are unit-stride in x, and in
+    the output at stride 1). Each input value loaded feeds M_BLOCK outputs;
+    each output is loaded and stored once per C_UNROLL channels."""
     x, w = ins
     p = op.params
     cw, mg, kernel = w.shape[0], w.shape[1], w.shape[2:]
     cg = cw // p.group
-    k = len(kernel)
+    nd = len(kernel)
+    unroll = C_UNROLL if cg >= C_UNROLL else 1
+    mb = next(k for k in (M_BLOCK, 2, 1) if mg % k == 0)
     zero = b.const(0, out.elt)
-    phased = [p.strides[d] > 1 and p.dilations[d] == 1 for d in range(k)]
-    bounds = [-(-kk // s) if ph else kk for kk, s, ph in zip(kernel, p.strides, phased)]
 
-    def point(ivs, _):
-        ni, mi, *o = ivs
-        j, cbase = mi, None
-        if p.group > 1:
-            cbase = b.mul_i(b(arith.DivUIOp, mi, b.idx(mg)), cg)
-            j = b(arith.RemUIOp, mi, b.idx(mg))
-        base = [b.add_i(o[d], p.pads[d]) for d in range(k)]
-        phase = [(b(arith.RemUIOp, base[d], b.idx(p.strides[d])),
-                  b(arith.DivUIOp, base[d], b.idx(p.strides[d]))) if phased[d] else None
-                 for d in range(k)]
+    def planes(ivs, _):
+        ni = ivs[0]
+        ms = [b.add_i(b.mul_i(ivs[1], mb), j) for j in range(mb)]
+        for mi in ms:
+            b.nest(out.shape[2:], lambda o, _: b.store(zero, out, [ni, mi, *o]))
+        if p.group > 1:  # the group's input channels; each m's column of the weight
+            cbase = b.mul_i(b(arith.DivUIOp, ms[0], b.idx(mg)), cg)
+            js = [b(arith.RemUIOp, mi, b.idx(mg)) for mi in ms]
+        else:
+            cbase, js = None, ms
 
-        def acc(ks, carried):
-            ci, *ts = ks
-            c = ci if cbase is None else b.add_i(cbase, ci)
-            offsets, positions, valid = [], [], None
-            for d in range(k):
-                if phased[d]:  # off = r + t * s, position q0 - t
-                    r, q0 = phase[d]
-                    if bounds[d] == 1:  # t = 0: q0 >= 0
-                        kk, q, ok = r, q0, None
-                    else:
-                        kk = b(arith.AddiOp, r, b.mul_i(ts[d], p.strides[d]))
-                        q = b(arith.SubiOp, q0, ts[d])
-                        ok = b.cmpi("sge", q, b.idx(0))
-                    if kernel[d] % p.strides[d]:
-                        small = b.cmpi("slt", kk, b.idx(kernel[d]))
-                        ok = small if ok is None else b(arith.AndIOp, ok, small)
-                else:
-                    kk = ts[d]
-                    t = b(arith.SubiOp, base[d], b.mul_i(kk, p.dilations[d]))
-                    ok = b.cmpi("sge", t, b.idx(0))
-                    if p.strides[d] > 1:
-                        tc = b(arith.MaxSIOp, t, b.idx(0))
-                        q = b(arith.DivUIOp, tc, b.idx(p.strides[d]))
-                        rem = b(arith.RemUIOp, tc, b.idx(p.strides[d]))
-                        ok = b(arith.AndIOp, ok, b.cmpi("eq", rem, b.idx(0)))
-                    else:
-                        q = t
-                inside = b.cmpi("slt", q, b.size(x.shape[2 + d]))
-                ok = inside if ok is None else b(arith.AndIOp, ok, inside)
-                valid = ok if valid is None else b(arith.AndIOp, valid, ok)
-                offsets.append(kk)
-                positions.append(q)
-            positions = [b.select(valid, q, b.idx(0)) for q in positions]
-            offsets = [b.select(valid, kk, b.idx(0)) if ph and kernel[d] % p.strides[d] else kk
-                       for d, (kk, ph) in enumerate(zip(offsets, phased))]  # an offset past the kernel
-            xv = b.select(valid, b.load(x, [ni, c, *positions]), zero)
-            return [b(arith.AddfOp, carried[0], b(arith.MulfOp, xv, b.load(w, [c, j, *offsets])))]
+        def offset(ks, _):
+            # input point i lands at i*s + t, t = k*dilation - pad: inside for i in [lo, hi)
+            win = [_inside(b, ks[d], out.shape[2 + d], x.shape[2 + d], p.strides[d], p.dilations[d],
+                           p.pads[d]) for d in range(nd)]
 
-        total, = b.nest([cg, *bounds], acc, [zero])
-        b.store(total, out, ivs)
+            def channels(chans: list[SSAValue]) -> None:
+                xcs = [c if cbase is None else b.add_i(cbase, c) for c in chans]
+                wv = [[b.load(w, [xc, j, *ks]) for xc in xcs] for j in js]
 
-    b.nest(out.shape, point)
+                def point(i: list[SSAValue]) -> None:
+                    pos = [b.add_i(b.mul_i(i[d], p.strides[d]), win[d][0]) for d in range(nd)]
+                    xv = [b.load(x, [ni, xc, *i]) for xc in xcs]
+                    for mi, wm in zip(ms, wv):
+                        acc = b.load(out, [ni, mi, *pos])
+                        for wq, xq in zip(wm, xv):  # same order of additions as one channel at a time
+                            acc = b(arith.AddfOp, acc, b(arith.MulfOp, wq, xq))
+                        b.store(acc, out, [ni, mi, *pos])
+
+                ranges(b, [v[1] for v in win], [v[2] for v in win], point)
+
+            b.nest([cg // unroll], lambda cs, _: channels([b.add_i(b.mul_i(cs[0], unroll), u)
+                                                            for u in range(unroll)]))
+            for r in range(cg - cg % unroll, cg):
+                channels([b.idx(r)])
+
+        b.nest(kernel, offset)
+
+    b.nest([out.shape[0], out.shape[1] // mb], planes)
 
 
 WG_SCRATCH = 16384  # conv_weight_grad: elements of its accumulator rows (a buffer on the stack)
@@ -1182,9 +1170,10 @@ def _scratch(b: Builder, shape: Sequence[int], elt: Attribute) -> Buf:
 
 def _inside(b: Builder, k: SSAValue, size_in: int, size_out: int, stride: int, dilation: int,
             pad: int) -> tuple[SSAValue, SSAValue, SSAValue]:
-    """For kernel offset k along one axis: t = k * dilation - pad and the output
-    positions o in [lo, hi) whose input position o * stride + t is inside the
-    image: lo = max(0, ceil(-t / s)), hi = min(size_out, ceil((size_in - t) / s))."""
+    """For kernel offset k along one axis of a window (conv: o * stride + t
+    reads input o; conv_transpose: input i lands at i * stride + t): t = k *
+    dilation - pad and the positions o in [lo, hi) whose o * stride + t is in
+    [0, size_in): lo = max(0, ceil(-t / s)), hi = min(size_out, ceil((size_in - t) / s))."""
     t = b.mul_i(k, dilation)
     t = b(arith.SubiOp, t, b.idx(pad)) if pad else t
 

@@ -1,11 +1,11 @@
 // RUN: ncc-opt %s --lower-to-loops | FileCheck %s
-// conv_transpose runs gather-style: a loop nest over the output, each point
-// the sum over (input channel, kernel offset) of the input points that land
-// there. Along an undilated axis of stride s only every s-th kernel offset
-// lands on a given output position o: the offsets (o % s) + t * s, reading
-// input position o / s - t. For a 2x2 kernel of stride 2 that is one offset
-// per axis, so one multiply-add per input channel (checked branch-free: an
-// input position past the end reads index 0 and adds zero).
+// conv_transpose runs scatter-style, lower_conv's loops with input and output
+// swapped: the output plane is zeroed, then for each kernel offset (kh, kw)
+// and input channel c the weight is loaded once and the loop over the input
+// points that land inside the output -- bounds computed per offset, here i in
+// [max(0, -floor(k / 2)), min(3, -floor((k - 6) / 2))) -- multiplies and adds
+// into out[2i + k]: no tests in the inner loop, which vectorizes along the
+// input row.
 
 // CHECK-LABEL: func.func @conv_transpose(
 // CHECK-SAME:    %x: memref<1x2x3x3xf32>, %w: memref<2x1x2x2xf32>, %out: memref<1x1x6x6xf32>)
@@ -13,49 +13,51 @@
 // CHECK-DAG:     %[[C0:.*]] = arith.constant 0 : index
 // CHECK-DAG:     %[[C2:.*]] = arith.constant 2 : index
 // CHECK-DAG:     %[[C3:.*]] = arith.constant 3 : index
-// CHECK:         scf.for %[[H:.*]] =
-// CHECK-NEXT:      scf.for %[[W:.*]] =
-// CHECK-NEXT:        %[[KH:.*]] = arith.remui %[[H]], %[[C2]] : index
-// CHECK-NEXT:        %[[IH:.*]] = arith.divui %[[H]], %[[C2]] : index
-// CHECK-NEXT:        %[[KW:.*]] = arith.remui %[[W]], %[[C2]] : index
-// CHECK-NEXT:        %[[IW:.*]] = arith.divui %[[W]], %[[C2]] : index
-// CHECK-NEXT:        %[[SUM:.*]] = scf.for %[[C:.*]] = {{.*}} iter_args(%[[A:.*]] = %[[ZERO]]) -> (f32) {
-// CHECK-NEXT:          %[[INH:.*]] = arith.cmpi slt, %[[IH]], %[[C3]] : index
-// CHECK-NEXT:          %[[INW:.*]] = arith.cmpi slt, %[[IW]], %[[C3]] : index
-// CHECK-NEXT:          %[[OK:.*]] = arith.andi %[[INH]], %[[INW]] : i1
-// CHECK-NEXT:          %[[QH:.*]] = arith.select %[[OK]], %[[IH]], %[[C0]] : index
-// CHECK-NEXT:          %[[QW:.*]] = arith.select %[[OK]], %[[IW]], %[[C0]] : index
-// CHECK-NEXT:          %[[XV:.*]] = memref.load %x[%[[C0]], %[[C]], %[[QH]], %[[QW]]] : memref<1x2x3x3xf32>
-// CHECK-NEXT:          %[[XS:.*]] = arith.select %[[OK]], %[[XV]], %[[ZERO]] : f32
+// CHECK-DAG:     %[[C6:.*]] = arith.constant 6 : index
+// CHECK:             memref.store %[[ZERO]], %out[%[[C0]], %[[C0]], %{{.*}}, %{{.*}}]
+// CHECK:         scf.for %[[KH:.*]] =
+// CHECK-NEXT:      scf.for %[[KW:.*]] =
+// CHECK-NEXT:        %[[FH:.*]] = arith.floordivsi %[[KH]], %[[C2]] : index
+// CHECK-NEXT:        %[[NFH:.*]] = arith.subi %[[C0]], %[[FH]] : index
+// CHECK-NEXT:        %[[LOH:.*]] = arith.maxsi %[[C0]], %[[NFH]] : index
+// CHECK-NEXT:        %[[EH:.*]] = arith.subi %[[KH]], %[[C6]] : index
+// CHECK-NEXT:        %[[FEH:.*]] = arith.floordivsi %[[EH]], %[[C2]] : index
+// CHECK-NEXT:        %[[NFEH:.*]] = arith.subi %[[C0]], %[[FEH]] : index
+// CHECK-NEXT:        %[[HIH:.*]] = arith.minsi %[[C3]], %[[NFEH]] : index
+// CHECK:             scf.for %[[C:.*]] =
 // CHECK-NEXT:          %[[WV:.*]] = memref.load %w[%[[C]], %[[C0]], %[[KH]], %[[KW]]] : memref<2x1x2x2xf32>
-// CHECK-NEXT:          %[[P:.*]] = arith.mulf %[[XS]], %[[WV]] : f32
-// CHECK-NEXT:          %[[S:.*]] = arith.addf %[[A]], %[[P]] : f32
-// CHECK-NEXT:          scf.yield %[[S]] : f32
-// CHECK-NEXT:        }
-// CHECK-NEXT:        memref.store %[[SUM]], %out[%[[C0]], %[[C0]], %[[H]], %[[W]]]
+// CHECK-NEXT:          scf.for %[[IH:.*]] = %[[LOH]] to %[[HIH]] step
+// CHECK-NEXT:            scf.for %[[IW:.*]] =
+// CHECK-NEXT:              %[[SH:.*]] = arith.muli %[[IH]], %[[C2]] : index
+// CHECK-NEXT:              %[[OH:.*]] = arith.addi %[[SH]], %[[KH]] : index
+// CHECK-NEXT:              %[[SW:.*]] = arith.muli %[[IW]], %[[C2]] : index
+// CHECK-NEXT:              %[[OW:.*]] = arith.addi %[[SW]], %[[KW]] : index
+// CHECK-NEXT:              %[[XV:.*]] = memref.load %x[%[[C0]], %[[C]], %[[IH]], %[[IW]]] : memref<1x2x3x3xf32>
+// CHECK-NEXT:              %[[OV:.*]] = memref.load %out[%[[C0]], %[[C0]], %[[OH]], %[[OW]]] : memref<1x1x6x6xf32>
+// CHECK-NEXT:              %[[P:.*]] = arith.mulf %[[WV]], %[[XV]] : f32
+// CHECK-NEXT:              %[[S:.*]] = arith.addf %[[OV]], %[[P]] : f32
+// CHECK-NEXT:              memref.store %[[S]], %out[%[[C0]], %[[C0]], %[[OH]], %[[OW]]] : memref<1x1x6x6xf32>
 func.func @conv_transpose(%x: tensor<1x2x3x3xf32> {ncc.name = "x"}, %w: tensor<2x1x2x2xf32> {ncc.name = "w"}) -> tensor<1x1x6x6xf32> {
   %0 = nn.conv_transpose %x, %w strides [2, 2] : tensor<1x2x3x3xf32>, tensor<2x1x2x2xf32> -> tensor<1x1x6x6xf32>
   func.return %0 : tensor<1x1x6x6xf32>
 }
 
-// A dilated axis visits every kernel offset k: o - k * dilation must be a
-// non-negative multiple of the stride, the input position its quotient.
+// Dilated and padded: input point i lands at i * 2 + (k * 2 - 1).
 
 // CHECK-LABEL: func.func @dilated(
-// CHECK:         scf.for %[[O:.*]] =
-// CHECK-NEXT:      scf.for %[[K:.*]] = {{.*}} iter_args
-// CHECK-NEXT:        %[[KD:.*]] = arith.muli %[[K]], %[[C2:.*]] : index
-// CHECK-NEXT:        %[[T:.*]] = arith.subi %[[O]], %[[KD]] : index
-// CHECK-NEXT:        %[[NN:.*]] = arith.cmpi sge, %[[T]], %[[C0:.*]] : index
-// CHECK-NEXT:        %[[TC:.*]] = arith.maxsi %[[T]], %[[C0]] : index
-// CHECK-NEXT:        %[[Q:.*]] = arith.divui %[[TC]], %[[C2]] : index
-// CHECK-NEXT:        %[[R:.*]] = arith.remui %[[TC]], %[[C2]] : index
-// CHECK-NEXT:        %[[EX:.*]] = arith.cmpi eq, %[[R]], %[[C0]] : index
-// CHECK-NEXT:        arith.andi %[[NN]], %[[EX]] : i1
-// CHECK:             memref.load %w[%[[C0]], %[[C0]], %[[K]]] : memref<1x1x2xf32>
-func.func @dilated(%x: tensor<1x1x3xf32> {ncc.name = "x"}, %w: tensor<1x1x2xf32> {ncc.name = "w"}) -> tensor<1x1x7xf32> {
-  %0 = nn.conv_transpose %x, %w strides [2] dilations [2] : tensor<1x1x3xf32>, tensor<1x1x2xf32> -> tensor<1x1x7xf32>
-  func.return %0 : tensor<1x1x7xf32>
+// CHECK:           memref.store %{{.*}}, %out
+// CHECK:         scf.for %[[K:.*]] =
+// CHECK-NEXT:      %[[KD:.*]] = arith.muli %[[K]], %[[C2:.*]] : index
+// CHECK-NEXT:      %[[T:.*]] = arith.subi %[[KD]], %[[C1:.*]] : index
+// CHECK:           memref.load %w[%[[C0:.*]], %[[C0]], %[[K]]] : memref<1x1x2xf32>
+// CHECK-NEXT:      scf.for %[[I:.*]] =
+// CHECK-NEXT:        %[[S:.*]] = arith.muli %[[I]], %[[C2]] : index
+// CHECK-NEXT:        %[[O:.*]] = arith.addi %[[S]], %[[T]] : index
+// CHECK-NEXT:        memref.load %x[%[[C0]], %[[C0]], %[[I]]] : memref<1x1x3xf32>
+// CHECK-NEXT:        memref.load %out[%[[C0]], %[[C0]], %[[O]]] : memref<1x1x6xf32>
+func.func @dilated(%x: tensor<1x1x3xf32> {ncc.name = "x"}, %w: tensor<1x1x2xf32> {ncc.name = "w"}) -> tensor<1x1x6xf32> {
+  %0 = nn.conv_transpose %x, %w strides [2] pads [1, 0] dilations [2] : tensor<1x1x3xf32>, tensor<1x1x2xf32> -> tensor<1x1x6xf32>
+  func.return %0 : tensor<1x1x6xf32>
 }
 
 // resize: the taps of each resized axis are tables computed at compile time
