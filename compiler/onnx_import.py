@@ -783,6 +783,36 @@ OPS["AveragePool"] = lambda b, a: _pool(b, a, nn.AvgPoolOp,
                                         count_include_pad=bool(a.get("count_include_pad", 0)))
 
 
+@op("MaxUnpool")
+def _max_unpool(b, a):
+    # each value to its place in zeros of the pool's input shape: the indices
+    # are MaxPool's, flat into that whole tensor (row-major); within the
+    # value's (n, c) plane that is the index modulo the plane size, so one
+    # scatter_elements per plane (the batch stays in dimension 0). A larger
+    # output_shape pads zeros at the end (as onnx's reference).
+    x, idx = b.v(0), b.v(1)
+    n, c, *spatial = shape_of(x.type)
+    kernel = list(a.get("kernel_shape", []))
+    k = len(kernel)
+    if k != len(spatial) or DYN in spatial or c == DYN:
+        raise b.error(f"kernel_shape {kernel} does not fit the input {x.type} (static sizes but the batch)")
+    strides, pads = list(a.get("strides", [1] * k)), list(a.get("pads", [0] * 2 * k))
+    shape = [(s - 1) * st + kk - pads[i] - pads[i + k]
+             for i, (s, st, kk) in enumerate(zip(spatial, strides, kernel))]
+    out = b.ints(2)[2:] if b.has(2) else shape  # output_shape: (N, C, spatial...)
+    if len(out) != k or any(o < s for o, s in zip(out, shape)):
+        raise b.error(f"output_shape spatial sizes {out} are smaller than the unpooled {shape}")
+    batch = -1 if n == DYN else n
+    plane, m = math.prod(shape), math.prod(spatial)
+    local = _binary(b, "mod", _reshape_to(b, idx, [batch, c, m]), b.scalar(plane, idx))
+    zeros = b.build(nn.BroadcastOp, b.scalar(0, x), nn.tensor_type([n, c, plane], x.type.element_type))
+    y = b.build(nn.ScatterElementsOp, zeros, local, _reshape_to(b, x, [batch, c, m]), 2)
+    y = _reshape_to(b, y, [batch, c, *shape])
+    if out != shape:
+        y = b.build(nn.PadOp, y, [0] * (k + 2) + [0, 0, *(o - s for o, s in zip(out, shape))])
+    return y
+
+
 def _global(name: str) -> Conv:
     def f(b, a):
         x = b.v(0)

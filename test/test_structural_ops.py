@@ -445,6 +445,32 @@ def test_max_pool_indices_import_and_export():
     assert [n.op_type for n in model.graph.node] == ["MaxPool", "MaxPool"]
 
 
+@pytest.mark.parametrize("xs,attrs", [
+    ((2, 3, 5, 7), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((3, 2, 9), {"kernel_shape": [3], "strides": [2]}),  # overlapping windows
+    ((1, 2, 4, 5, 4), {"kernel_shape": [2, 2, 2], "strides": [2, 2, 2], "pads": [0, 1, 0, 0, 0, 0]})])
+def test_import_max_unpool_after_max_pool(xs, attrs):
+    """MaxUnpool puts each value where MaxPool's indices say (one scatter per
+    (n, c) plane): against onnxruntime, natively with a run-time batch (shapes
+    the unpooling restores: onnxruntime and onnx's reference differ on an
+    output_shape)."""
+    nodes = [helper.make_node("MaxPool", ["x"], ["v", "i"], **attrs),
+             helper.make_node("MaxUnpool", ["v", "i"], ["y"], **attrs)]
+    m = onnx_model(nodes, {"x": (F, ["n", *xs[1:]])})
+    module = check_import(m, {"x": randn(*xs)}, native=True)
+    assert "nn.scatter_elements" in {op.name for op in module.walk()}
+
+
+def test_import_max_unpool_to_a_larger_output_shape():
+    node = helper.make_node("MaxUnpool", ["x", "i", "s"], ["y"], kernel_shape=[2, 2], strides=[2, 2])
+    m = onnx_model([node], {"x": (F, [1, 1, 2, 2]), "i": (I64, [1, 1, 2, 2])}, inits={"s": [1, 1, 5, 6]})
+    x, i = randn(1, 1, 2, 2), np.array([[[[5, 7], [13, 15]]]])
+    got = ncc.reference.run(import_onnx(m), {"x": x, "i": i})[0]
+    want = np.zeros((1, 1, 5, 6), np.float32)  # onnx's reference: the 4x4 unpooled, padded at the end
+    want[0, 0, [1, 1, 3, 3], [1, 3, 1, 3]] = x.reshape(-1)
+    np.testing.assert_array_equal(got, want)
+
+
 # ---------------------------------------------------------------------------
 # ONNX import against onnxruntime
 
