@@ -16,7 +16,6 @@ from onnx import TensorProto, helper
 
 import ncc
 from ncc.dialects import nn
-from ncc.passes.autodiff import VJP
 
 try:
     import torch
@@ -24,13 +23,6 @@ except ImportError:  # the torch checks skip; finite differences always run
     torch = None
 
 needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
-# The conv, pool and batch-norm rules are written in parallel with this file:
-# until they land, the CNN tests fail for that reason alone (strict xfail).
-conv_rules = pytest.mark.xfail(
-    not all(c in VJP for c in (nn.ConvOp, nn.BatchNormOp, nn.MaxPoolOp)),
-    reason="conv / batch_norm / max_pool VJP rules not available yet", raises=ncc.NccError,
-    strict=True)
-
 MLP = """
 nn.weight @w1 : tensor<4x5x{t}> = dense<{w1}>
 nn.weight @b1 : tensor<5x{t}> = dense<{b1}>
@@ -315,7 +307,6 @@ def _randomize_bn(net, seed=0):
 
 
 @needs_torch
-@conv_rules
 def test_cnn_from_torch_matches_autograd():
     torch.manual_seed(1)
     net = _cnn()
@@ -343,7 +334,6 @@ class _Residual(torch.nn.Module if torch is not None else object):
 
 
 @needs_torch
-@conv_rules
 def test_residual_block_from_torch_matches_autograd():
     torch.manual_seed(2)
     net = _Residual()
@@ -380,7 +370,6 @@ def _cnn_onnx(seed=0):
     return m
 
 
-@conv_rules
 def test_onnx_cnn_trains_and_its_loss_falls():
     model = ncc.compile(_cnn_onnx())
     rng = np.random.default_rng(0)
