@@ -56,30 +56,22 @@ def mlp_text(t="f64", seed=0):
 def fd_vjp(model, x, dy, eps=1e-6):
     """Central finite differences of sum(dy * model(x)), in float64, through
     the forward kernel: the parameters perturbed in place, the input too."""
-    out = {}
     f = lambda: float(np.sum(dy * model(x)))  # noqa: E731
-    for name in model.trainable:
-        p = model.params[name]
-        g = np.zeros(p.shape)
-        for i in np.ndindex(p.shape):
-            old = p[i]
-            p[i] = old + eps
+
+    def central(a):
+        g = np.zeros(a.shape)
+        for i in np.ndindex(a.shape):
+            old = a[i]
+            a[i] = old + eps
             hi = f()
-            p[i] = old - eps
+            a[i] = old - eps
             lo = f()
-            p[i] = old
+            a[i] = old
             g[i] = (hi - lo) / (2 * eps)
-        out[name] = g
-    g = np.zeros(x.shape)
-    for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + eps
-        hi = f()
-        x[i] = old - eps
-        lo = f()
-        x[i] = old
-        g[i] = (hi - lo) / (2 * eps)
-    out["x"] = g
+        return g
+
+    out = {name: central(model.params[name]) for name in model.trainable}
+    out["x"] = central(x)
     return out
 
 
