@@ -1112,10 +1112,12 @@ def _function(name: str, block: Block, arg_names: list[str], res_names: list[str
 
 @dataclass(frozen=True)
 class AutodiffPass(ModulePass):
-    """For each nn function @f (or only `function`): @f_forward, which also
-    returns the values its backward needs, and @f_backward, which takes them and
-    the results' cotangents and returns the gradients (`frozen=w1,w2`: weights
-    that get none; `inputs=false`: no input gradients)."""
+    """Reverse-mode autodiff: @f_forward (results + saved values) and @f_backward (gradients) per nn function.
+
+    @f_forward also returns the values its backward reads; @f_backward takes
+    them and the results' cotangents and returns the gradients. `function`:
+    only that function; `frozen=w1,w2`: weights that get no gradient;
+    `inputs=false`: no input gradients."""
 
     name = "autodiff"
     function: str = ""
