@@ -16,8 +16,6 @@ from ncc.dialects import nn
 from ncc.passes.autodiff import differentiate
 from vjp_check import RNG, check_rule, rand, torch, vjp_reference
 
-needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
-
 
 # name -> (torch function, input domain)
 UNARY_CASES = {

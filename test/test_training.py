@@ -15,7 +15,6 @@ import pytest
 from onnx import TensorProto, helper
 
 import ncc
-from ncc.dialects import nn
 
 try:
     import torch
