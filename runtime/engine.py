@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import os
 import threading
 from types import SimpleNamespace
 
@@ -45,20 +46,25 @@ def _initialize() -> None:
     llvm.initialize_native_asmparser()
 
 
-def new_target_machine() -> llvm.TargetMachine:
-    """The host's target machine: its CPU and features (e.g. znver4 + AVX-512), O3."""
+def new_target_machine(cpu: str | None = None) -> llvm.TargetMachine:
+    """The host's target machine: its CPU and features (e.g. znver4 + AVX-512), O3;
+    or, for a named `cpu` (LLVM's names: haswell, skylake-avx512, znver3, ...),
+    that CPU with its own features, as llc -mcpu does."""
     _initialize()
     target = llvm.Target.from_triple(llvm.get_process_triple())
-    return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
-                                        features=llvm.get_host_cpu_features().flatten(),
-                                        opt=3, codemodel="jitdefault")
+    if cpu is None or cpu == "host":
+        return target.create_target_machine(cpu=llvm.get_host_cpu_name(),
+                                            features=llvm.get_host_cpu_features().flatten(),
+                                            opt=3, codemodel="jitdefault")
+    return target.create_target_machine(cpu=cpu, features="", opt=3, codemodel="jitdefault")
 
 
 @functools.cache
-def target_machine() -> llvm.TargetMachine:
-    """The shared host target machine for optimising and emitting code. Never given to an
-    execution engine: an MCJIT engine takes ownership of (and frees) its target machine."""
-    return new_target_machine()
+def target_machine(cpu: str | None = None) -> llvm.TargetMachine:
+    """The shared target machine (the host's, or a named CPU's) for optimising and
+    emitting code. Never given to an execution engine: an MCJIT engine takes
+    ownership of (and frees) its target machine."""
+    return new_target_machine(cpu)
 
 
 def host_description() -> str:
@@ -91,7 +97,7 @@ def to_llvmlite(module: ModuleOp):
     return ir_module
 
 
-def optimize(mod: llvm.ModuleRef) -> None:
+def optimize(mod: llvm.ModuleRef, cpu: str | None = None) -> None:
     """LLVM's O3 pipeline for the host, vectorizers on, in place. LLVM's loop
     unroller is off: ncc's loops unroll what pays (matmul's k, conv's channels)
     and the vectorizer still interleaves its loops; the unroller multiplied the
@@ -101,7 +107,7 @@ def optimize(mod: llvm.ModuleRef) -> None:
     pto.slp_vectorization = True
     pto.loop_interleaving = True
     pto.loop_unrolling = False
-    pb = llvm.create_pass_builder(target_machine(), pto)
+    pb = llvm.create_pass_builder(target_machine(cpu), pto)
     pb.getModulePassManager().run(mod, pb)
 
 
@@ -122,13 +128,14 @@ def compile_module(module: ModuleOp) -> "NativeLibrary":
         return compile_llvm_ir(str(to_llvmlite(module)))
 
 
-def optimized_llvm_ir(module: ModuleOp) -> str:
-    """The O3-optimised LLVM IR of an llvm-dialect module, without loading it."""
+def optimized_llvm_ir(module: ModuleOp, cpu: str | None = None) -> str:
+    """The O3-optimised LLVM IR of an llvm-dialect module (for the host, or for a
+    named CPU), without loading it."""
     with _LOCK:
         _initialize()
         mod = llvm.parse_assembly(str(to_llvmlite(module)))
         mod.verify()
-        optimize(mod)
+        optimize(mod, cpu)
         return str(mod)
 
 
@@ -172,10 +179,13 @@ class NativeLibrary:
         return f
 
 
-def llvm_ir_text(module: ModuleOp, optimized: bool = True) -> str:
+def llvm_ir_text(module: ModuleOp, optimized: bool = True, cpu: str | None = None) -> str:
     """LLVM IR of a module at any level ncc lowers (neuron, nn, loops, llvm): the module
     is lowered in place to the llvm dialect, then converted (and optimised at O3 for the
-    host unless `optimized=False`). For `ncc-translate --emit-llvm`."""
+    host, or for the named `cpu`, unless `optimized=False`). For `ncc-translate --emit-llvm`."""
+    if cpu not in (None, "host") and not is_known_cpu(cpu):
+        raise NccError(f"unknown target CPU '{cpu}' (LLVM's names: haswell, skylake-avx512, "
+                       "znver3, znver4, x86-64-v3, ...; 'host' for this machine)")
     from xdsl.dialects import func
 
     from ncc.dialects.neuron import NetOp
@@ -189,7 +199,27 @@ def llvm_ir_text(module: ModuleOp, optimized: bool = True) -> str:
         run_passes(module, "lower-to-loops")
     if any(isinstance(op, func.FuncOp) for op in module.ops):
         run_passes(module, "lower-to-llvm")
-    return optimized_llvm_ir(module) if optimized else str(to_llvmlite(module))
+    return optimized_llvm_ir(module, cpu) if optimized else str(to_llvmlite(module))
+
+
+def is_known_cpu(cpu: str) -> bool:
+    """LLVM knows `cpu` for this target (an unknown name only warns on stderr)."""
+    import contextlib
+    import tempfile
+
+    _initialize()
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    with tempfile.TemporaryFile() as err:  # LLVM prints its warning to fd 2
+        saved = os.dup(2)
+        try:
+            os.dup2(err.fileno(), 2)
+            with contextlib.suppress(Exception):
+                target.create_target_machine(cpu=cpu, features="", opt=0)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        err.seek(0)
+        return b"not a recognized processor" not in err.read()
 
 
 def _has_tensors(fn) -> bool:

@@ -54,8 +54,13 @@ def make_parser() -> argparse.ArgumentParser:
                      help="print a neuron net's equations: --emit-equations (forward) or "
                      "--emit-equations=backward (the gradient of every weight and input)")
     dst.add_argument("--emit-llvm", action="store_true",
-                     help="print the LLVM IR, optimised at O3 for this host, of a neuron, nn, "
-                     "loop-level or llvm-dialect module (lowered with the default pipeline)")
+                     help="print the LLVM IR, optimised at O3 for this host (or --target-cpu), of "
+                     "a neuron, nn, loop-level or llvm-dialect module (lowered with the default "
+                     "pipeline)")
+    dst.add_argument("--target-cpu", default=None, metavar="CPU",
+                     help="with --emit-llvm: optimise for this CPU, by LLVM's name (haswell, "
+                     "skylake-avx512, znver3, x86-64-v3, ...) with its own features, as llc's "
+                     "-mcpu; default: host (this machine's CPU and features)")
     dst.add_argument("--export-onnx", action="store_true",
                      help="write an nn (or neuron) module as a binary ONNX model to -o FILE")
     dst.add_argument("--elide-weights-if-larger", type=int, metavar="N", default=None,
@@ -90,7 +95,9 @@ def emit_output(module: ModuleOp, args: argparse.Namespace) -> str:
     if args.emit_llvm:
         from ncc.runtime.engine import llvm_ir_text
 
-        return llvm_ir_text(module)
+        return llvm_ir_text(module, cpu=args.target_cpu)
+    if args.target_cpu is not None:
+        raise NccError("--target-cpu applies only with --emit-llvm")
     if args.emit_equations:
         from ncc.equations import emit_equations
 
