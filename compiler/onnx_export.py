@@ -179,12 +179,19 @@ class _Graph:
                 for k, a in schema.attributes.items() if a.default_value.type == 2}  # INT
         return self.schema_defaults[op_type]
 
-    def const(self, value: Any, dtype: Any = np.int64, name: str | None = None) -> str:
+    def const(self, value: Any, dtype: Any = np.int64) -> str:
+        """A constant the export needs (a Reshape's shape, axes): a Constant node,
+        so that the initializers are the model's parameters only."""
         from onnx import numpy_helper
 
-        name = name or self.fresh("c")
+        return self.node("Constant", [], [self.fresh("c")],
+                         value=numpy_helper.from_array(np.asarray(value, dtype=dtype)))
+
+    def initializer(self, value: np.ndarray, name: str) -> str:
+        from onnx import numpy_helper
+
         self.names.add(name)
-        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
         return name
 
     def weight(self, sym: str, op: Operation) -> str:
@@ -194,7 +201,7 @@ class _Graph:
                 raise NccError.at_op(op, f"weight @{sym} has no data to export"
                                      + ("" if w is None else " (a run-time parameter or elided)"))
             name = sym if sym not in self.names else self.fresh(sym + "_")
-            self.weight_names[sym] = self.const(w.data, w.data.dtype, name)
+            self.weight_names[sym] = self.initializer(w.data, name)
         return self.weight_names[sym]
 
     def emit_function(self, f: func.FuncOp, args: Sequence[str],

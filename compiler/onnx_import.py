@@ -110,6 +110,12 @@ def _opset(model: Any, where: str) -> int:
 
 FOLD_LIMIT = 1 << 16  # constant inputs up to this many elements: fold even supported ops
 
+# A model's parameters are its float initializers, as the file declares them:
+# an op on one stays an op (so that training differentiates through it and
+# `params` keeps the file's names, shapes and layouts); ncc.compile folds it
+# for inference (passes/fold_weights.py). Integer and bool initializers (shape
+# arithmetic, indices) are data, folded at import.
+
 
 def _constant_inputs(n: Any, consts: Any) -> bool:
     inputs = [i for i in n.input if i]
@@ -215,7 +221,9 @@ class Importer:
 
         owners = [o.owner for o in op.operands]
         if (len(op.results) != 1 or not owners or type(op) not in EVAL
-                or not all(isinstance(w, (nn.WeightRefOp, nn.ConstantOp)) for w in owners)):
+                or not all(isinstance(w, (nn.WeightRefOp, nn.ConstantOp)) for w in owners)
+                or any(isinstance(w, nn.WeightRefOp) and self.is_parameter(self.weight_source[w.sym])
+                       for w in owners)):
             return None
         names = [self.weight_source[w.sym] if isinstance(w, nn.WeightRefOp) else None for w in owners]
         arrays = [self.consts[n] if n is not None else w.data for n, w in zip(names, owners)]
@@ -250,6 +258,10 @@ class Importer:
         self.consts[key] = value
         self.from_initializers.add(key)
         return self.weight(key, symbol=source)
+
+    def is_parameter(self, name: str) -> bool:
+        """Constant `name` is a parameter: a float initializer (never folded)."""
+        return name in self.from_initializers and self.consts[name].dtype.kind in "fc"
 
     def _revive(self, v: SSAValue) -> SSAValue:
         """A value removed by an earlier fold, used again: its constant anew."""
@@ -342,6 +354,17 @@ class Importer:
         dtype = nn.numpy_dtype(like.type.element_type)
         return self.emit(nn.ConstantOp(np.asarray(value, dtype=dtype)))
 
+    def foldable(self, n: Any) -> bool:
+        """Node `n` is evaluated at import: its inputs are constants, and it is
+        an op ncc does not import or a small one on data, not on parameters."""
+        if n.op_type in ("Constant", "ConstantOfShape") or not _constant_inputs(n, self.consts):
+            return False
+        if op_key(n) not in OPS:
+            return True
+        inputs = [i for i in n.input if i]
+        return (not any(self.is_parameter(i) for i in inputs)
+                and sum(self.consts[i].size for i in inputs) <= FOLD_LIMIT)
+
     def fold(self, n: Any, required: bool) -> bool:
         """Evaluate a node of constants with onnx's reference implementation;
         if that fails, a supported op is imported as usual instead."""
@@ -411,8 +434,7 @@ class Importer:
 
         for n in g.node:
             self.node = n
-            if n.op_type not in ("Constant", "ConstantOfShape") and _constant_inputs(n, self.consts) and (
-                    op_key(n) not in OPS or sum(self.consts[i].size for i in n.input if i) <= FOLD_LIMIT):
+            if self.foldable(n):
                 if self.fold(n, required=op_key(n) not in OPS):
                     continue
             outs = OPS[op_key(n)](self, {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute})
@@ -2517,8 +2539,7 @@ def _subgraph(b: Importer, g: Any, inputs: Sequence[SSAValue | np.ndarray], what
         for n in g.node:
             b.node = n
             key = op_key(n)
-            if n.op_type not in ("Constant", "ConstantOfShape") and _constant_inputs(n, b.consts) and (
-                    key not in OPS or sum(b.consts[i].size for i in n.input if i) <= FOLD_LIMIT):
+            if b.foldable(n):
                 if b.fold(n, required=key not in OPS):
                     continue
             if key not in OPS:

@@ -119,7 +119,7 @@ def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: st
         unlowered = _unlowered_functions(module)
         kept = module.clone() if unlowered else None  # what training differentiates
     with clock("lower-to-loops"):
-        info["neuron_mode"] = lower_to_loops(module, fuse=fuse, neuron_mode=neuron_mode)
+        info["neuron_mode"], recipes = lower_to_loops(module, fuse=fuse, neuron_mode=neuron_mode)
     kernel = select_kernel(module, function)
     abi = KernelABI.of(kernel)
     specs = [_ArgSpec.of(t) for t in kernel.function_type.inputs.data]
@@ -127,7 +127,7 @@ def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: st
     with clock("native"):
         lib = native_library(module, abi, cache, info, clock)
     info["seconds"]["total"] = time.perf_counter() - start
-    model = CompiledModel(abi, specs, weights, lib, info, places.get(abi.name))
+    model = CompiledModel(abi, specs, weights, lib, info, places.get(abi.name), recipes)
     kind = unlowered.get(abi.name)
     if kept is not None and kind is not None:
         from ncc.runtime.training import Training
@@ -218,10 +218,13 @@ def load_source(source: Any, name: str = "net", constants: Mapping[str, Any] | N
                    "text, or an xDSL ModuleOp")
 
 
-def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "auto") -> str | None:
+def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "auto"
+                   ) -> tuple[str | None, ModuleOp]:
     """Lower `module` in place to loop-level kernels; returns the lowering
-    chosen for its neuron net ('neuron' or 'layers'), None for an nn module."""
+    chosen for its neuron net ('neuron' or 'layers', None for an nn module)
+    and the recipes of the weights folded on the way (passes/fold_weights.py)."""
     from ncc.dialects.neuron import NetOp
+    from ncc.passes.fold_weights import fold_weights
     from ncc.pipeline import run_passes
 
     chosen = None
@@ -233,8 +236,12 @@ def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "a
         run_passes(module, f"neuron-to-loops{{mode={neuron_mode}}}")
     layerized = {op.sym_name.data for op in module.ops if isinstance(op, func.FuncOp)
                  and op.body.blocks and ARG_ROLES not in op.attributes}
+    recipes = ModuleOp([])
     if layerized:
-        run_passes(module, ("fuse," if fuse else "") + "lower-to-loops")
+        if fuse:
+            run_passes(module, "fuse")
+        recipes = fold_weights(module, compute=False)  # the model computes their data
+        run_passes(module, "lower-to-loops")
     for net in nets:  # a net's I/O is `x` and `y` however it was lowered
         kernel = next((op for op in module.ops if isinstance(op, func.FuncOp)
                        and op.sym_name.data == net.sym_name.data), None)
@@ -243,7 +250,7 @@ def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "a
             io = {"input": "x", "output": "y"}
             roles = tuple(ArgRole(r.kind, io.get(r.kind, r.name)) for r in abi.roles)
             replace(abi, roles=roles).attach(kernel)
-    return chosen
+    return chosen, recipes
 
 
 def select_kernel(module: ModuleOp, function: str | None) -> func.FuncOp:
@@ -424,12 +431,17 @@ class Params(MutableMapping):
     """Weight name -> the buffer the kernel reads. Assigning copies into the
     buffer (shape checked, numpy casting), so the kernel sees the new values.
     A name held in several places (a shared neuron-level symbol lowered as
-    layers) reads as a read-only view and is set with `params[name] = value`,
-    which writes every copy."""
+    layers), or one the kernels read through a copy of their own (a derived
+    weight: a transposed Gemm weight, a weight computed from several
+    parameters), reads as a read-only view and is set with
+    `params[name] = value`, which writes every copy and recomputes the
+    derived ones."""
 
     def __init__(self, buffers: dict[str, np.ndarray], unset: set[str],
-                 ties: dict[str, list[np.ndarray]] | None = None):
+                 ties: dict[str, list[np.ndarray]] | None = None,
+                 dependents: dict[str, list[Any]] | None = None):
         self._buffers, self._unset, self._ties = buffers, unset, ties or {}
+        self._dependents = dependents or {}  # name -> derived weights computed from it
 
     def __getitem__(self, key: str) -> np.ndarray:
         return self._buffers[key]
@@ -442,6 +454,8 @@ class Params(MutableMapping):
             v = np.asarray(value)
             if v.dtype.kind not in "biuf":
                 raise ValueError(f"dtype {v.dtype} is not a real number type")
+            if v.shape != buf.shape and v.size != 1:
+                raise ValueError(f"got shape {list(v.shape)}")
             with np.errstate(over="raise"):
                 for place in self._ties.get(key, [buf]):
                     np.copyto(place, np.broadcast_to(v, buf.shape), casting="unsafe")
@@ -449,6 +463,13 @@ class Params(MutableMapping):
             raise NccError(f"cannot set parameter '{key}' (shape {list(buf.shape)}, "
                            f"{buf.dtype}): {e}") from None
         self._unset.discard(key)
+        self.sync([key])
+
+    def sync(self, names: Sequence[str]) -> None:
+        """Recompute the derived weights of `names` after their buffers were
+        written in place (optimizers call this after each step)."""
+        for derived in dict.fromkeys(d for n in names for d in self._dependents.get(n, ())):
+            derived.compute(self._unset)
 
     def __delitem__(self, key: str) -> None:
         raise NccError("parameters cannot be removed from a compiled model")
@@ -463,10 +484,50 @@ class Params(MutableMapping):
         return f"Params({_names(self._buffers)})"
 
 
+class _Derived:
+    """A derived weight's buffer and how to compute it from its sources'
+    buffers: a view of the source for a reshape, else a recipe run by the
+    reference interpreter whenever a source is set."""
+
+    def __init__(self, sym: str, recipes: ModuleOp, spec: "_ArgSpec", sources: Mapping[str, np.ndarray]):
+        from ncc.dialects import nn
+
+        recipe = next(f for f in recipes.ops if isinstance(f, func.FuncOp) and f.sym_name.data == sym)
+        self.sym, self.recipes = sym, recipes
+        self.sources = {s: sources[s] for s in dict.fromkeys(
+            op.sym for op in recipe.body.block.ops if isinstance(op, nn.WeightRefOp))}
+        body = [op for op in recipe.body.block.ops if not isinstance(op, (nn.WeightRefOp, func.ReturnOp))]
+        (src,) = self.sources.values() if len(self.sources) == 1 else (None,)
+        self.is_view = (src is not None and src.dtype == spec.dtype
+                        and all(isinstance(op, nn.ReshapeOp) for op in body))
+        self.buffer = src.reshape(spec.shape) if self.is_view else _aligned_empty(spec.shape, spec.dtype)
+
+    def compute(self, unset: set[str]) -> None:
+        if self.is_view or any(s in unset for s in self.sources):
+            return
+        from ncc.reference import run
+
+        value = run(self.recipes, {}, function=self.sym, params=self.sources)[0]
+        np.copyto(self.buffer, value, casting="unsafe")
+
+
 def _names(d: Mapping[str, Any]) -> str:
     names = list(d)
     return ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "") \
         if names else "none"
+
+
+def _is_internal(w: Any) -> bool:
+    """A weight lowering made of a literal (not one of the model's parameters)."""
+    from ncc.passes.lowering.nn_to_loops import CONSTANT_MARK
+
+    return w is not None and CONSTANT_MARK in w.attributes
+
+
+def _dtype_of(w: Any) -> np.dtype:
+    from ncc.dialects.nn import numpy_dtype
+
+    return np.dtype(numpy_dtype(w.type.element_type))
 
 
 def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -481,7 +542,8 @@ class CompiledModel:
 
     def __init__(self, abi: KernelABI, specs: Sequence[_ArgSpec], weights: Mapping[str, Any],
                  lib: Any, info: dict[str, Any],
-                 param_places: Mapping[str, list[tuple[str, int]]] | None = None):
+                 param_places: Mapping[str, list[tuple[str, int]]] | None = None,
+                 recipes: ModuleOp | None = None):
         self.abi, self.compile_info, self._lib = abi, info, lib
         self._address = _address(lib, abi.name)
         self._invoke = _invoker(len(specs))
@@ -493,6 +555,13 @@ class CompiledModel:
         unset: set[str] = set()
         self._weights: dict[str, np.ndarray] = {}  # weight symbol -> the buffer the kernel reads
         self._training: Any = None  # set by compile for models it can differentiate
+        recipes = recipes if recipes is not None else ModuleOp([])
+        for w in recipes.ops:  # the sources of derived weights, which the kernel need not read
+            if w.name == "nn.weight":
+                spec = _ArgSpec(_dtype_of(w), tuple(w.type.get_shape()))
+                self._weights[w.sym] = buffers[w.sym] = self._weight_buffer(w.sym, spec, weights, unset)
+        derived_syms = {f.sym_name.data for f in recipes.ops if isinstance(f, func.FuncOp)}
+        derived: dict[str, _Derived] = {}
         for pos, (role, spec) in enumerate(zip(abi.roles, specs)):
             if role.kind == "input":
                 self._in_pos.append(pos), self._in_specs.append(spec), names_in.append(role.name)
@@ -500,8 +569,14 @@ class CompiledModel:
                 self._out_pos.append(pos), self._out_specs.append(spec), names_out.append(role.name)
             elif role.kind == "arena":
                 self._arena_pos = pos
+            elif role.name in derived_syms:
+                d = derived[role.name] = _Derived(role.name, recipes, spec, self._weights)
+                d.compute(unset)
+                self._template[pos] = d.buffer
             else:
-                buf = self._weight_buffer(role.name, spec, weights, unset)
+                buf = self._weights.get(role.name)
+                if buf is None:
+                    buf = self._weight_buffer(role.name, spec, weights, unset)
                 self._template[pos] = buf
                 self._weights[role.name] = buf
                 if abi.param_names:  # a neuron kernel's flat buffer: one 0-d view per name
@@ -509,7 +584,7 @@ class CompiledModel:
                     if role.name in unset:
                         unset.discard(role.name)
                         unset.update(abi.param_names)
-                else:
+                elif not _is_internal(weights.get(role.name)):
                     buffers[role.name] = buf
         self.input_names: tuple[str, ...] = tuple(names_in)
         self.output_names: tuple[str, ...] = tuple(names_out)
@@ -524,7 +599,18 @@ class CompiledModel:
                     ties[name] = views
                     buffers[name] = views[0].view()
                     buffers[name].flags.writeable = False
-        self.params = Params(buffers, unset, ties)
+        dependents: dict[str, list[_Derived]] = {}
+        for d in derived.values():
+            if not d.is_view:
+                for src in d.sources:
+                    dependents.setdefault(src, []).append(d)
+        for src in dependents:  # written through params[name] = value only, which recomputes
+            ties[src] = [buffers[src]]
+            buffers[src] = buffers[src].view()
+            buffers[src].flags.writeable = False
+        order = [sym for sym in weights if sym in buffers]  # the module's (the file's) order
+        buffers = {k: buffers[k] for k in [*order, *buffers]}
+        self.params = Params(buffers, unset, ties, dependents)
         self._arenas = threading.local()
         self._input_set = frozenset(self.input_names)
         self._call = self._build_call()

@@ -538,7 +538,8 @@ class Training:
                 groups.append(ParamGroup(
                     [name], buf.size, buf.dtype, (lambda buf=buf: buf.reshape(-1)),
                     (lambda grads, name=name, buf=buf: _as_flat(name, _need(grads, name), buf.shape,
-                                                                buf.dtype))))
+                                                                buf.dtype)),
+                    (lambda name=name: model.params.sync([name]))))  # its derived copies
             return groups
         names = list(model.abi.param_names) if self.kind == "neuron" else self.layer_gather().names
         keep = np.array([n not in frozen for n in names], bool)

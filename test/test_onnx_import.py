@@ -267,16 +267,25 @@ def test_constant_nodes_and_dropout():
     assert len([o for o in module.walk() if isinstance(o, ncc.dialects.nn.ConstantOp)]) == 2
 
 
-def test_ops_of_constants_are_folded_and_keep_the_weight_name():
-    # Conv's bias is reshaped to [C, 1, 1] at import: the reshape is folded into the
-    # weight, which keeps the initializer's name; export -> import gives the same module
+def test_parameters_keep_the_file_shape_and_ops_on_them_stay():
+    # Conv's bias is reshaped to [C, 1, 1] for the add: the reshape stays an op, so
+    # the weight is the initializer (name, shape); export -> import gives the same module
     w, bias = x_of(4, 3, 3, 3), x_of(4)
     node = helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1])
     module = check(model([node], {"x": [1, 3, 5, 5]}, inits={"w": w, "b": bias}), {"x": x_of(1, 3, 5, 5)})
     weights = {o.sym: o.data.shape for o in module.ops if isinstance(o, ncc.dialects.nn.WeightOp)}
-    assert weights == {"w": (4, 3, 3, 3), "b": (4, 1, 1)}
-    assert not [o for o in module.walk() if isinstance(o, ncc.dialects.nn.ReshapeOp)]
+    assert weights == {"w": (4, 3, 3, 3), "b": (4,)}
+    assert len([o for o in module.walk() if isinstance(o, ncc.dialects.nn.ReshapeOp)]) == 1
     assert ncc.print_module(import_onnx(ncc.export_onnx(module))) == ncc.print_module(module)
+
+
+def test_integer_initializers_still_fold():
+    """Shape arithmetic on integer initializers is data, evaluated at import."""
+    nodes = [helper.make_node("Add", ["s", "one"], ["s1"]),
+             helper.make_node("Reshape", ["x", "s1"], ["y"])]
+    inits = {"s": np.array([1, 5], np.int64), "one": np.array([0, 1], np.int64)}
+    module = check(model(nodes, {"x": [2, 3]}, inits=inits), {"x": x_of(2, 3)})
+    assert not [o for o in module.ops if isinstance(o, ncc.dialects.nn.WeightOp)]
 
 
 def test_folding_forgets_every_name_of_a_removed_literal():
