@@ -96,6 +96,33 @@ def _load(source: Any) -> tuple[Any, str]:
     return model, where
 
 
+def _check_model(model: Any, where: str) -> None:
+    """Every node against its schema with onnx's checker, as onnxruntime
+    validates a graph on load: a node it rejects (an attribute its opset does
+    not define, a wrong attribute type, a missing required input) is an error
+    naming the node, never a model that runs. (onnx's whole-model check also
+    demands a shape on every graph output, which onnxruntime does not.)"""
+    import onnx
+
+    ctx = onnx.checker.C.CheckerContext()
+    ctx.ir_version = model.ir_version or onnx.IR_VERSION
+    ctx.opset_imports = {o.domain: o.version for o in model.opset_import}
+    scope = onnx.checker.C.LexicalScopeContext()
+    for n in model.graph.node:
+        if n.domain not in ("", "ai.onnx") or any(
+                a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in n.attribute):
+            continue  # another domain's schemas are not onnx's; a subgraph reads the outer scope,
+            # which a lone node's check cannot see
+        try:
+            onnx.checker.C.check_node(n.SerializeToString(), ctx, scope)
+        except onnx.checker.ValidationError as e:
+            first = next((line for line in str(e).splitlines() if line.strip()), str(e))
+            if "is deprecated" in first:  # onnxruntime still runs a deprecated op's last version
+                continue
+            raise NccError(f"node '{n.name or (n.output[0] if n.output else n.op_type)}' ({n.op_type}) "
+                           f"fails onnx's checker: {first}", where) from None
+
+
 def _opset(model: Any, where: str) -> int:
     import onnx
 
@@ -164,6 +191,7 @@ class Importer:
         self.given = _given_constants(model.graph, constants, where)
         _check_supported(model.graph, where, list(self.given))
         self.opset = _opset(model, where)
+        _check_model(model, where)
         try:  # fills value_info; the importer's own shape rules decide the types
             model = onnx.shape_inference.infer_shapes(model)
         except Exception:  # noqa: BLE001 -- inference is optional here
@@ -1170,15 +1198,12 @@ def _cast(b, a):
     src = nn.numpy_dtype(x.type.element_type)
     if src == to:
         return x
-    if src.kind == "f" and to.kind == "f":  # between float types: nn.cast
-        return b.build(nn.CastOp, x, to)
     if to == np.bool_:  # nonzero (NaN included) is true
         return b.build(nn.NotOp, _cmp(b, "equal", x, b.scalar(0, x)))
     if src == np.bool_:
         one, zero = (b.emit(nn.ConstantOp(np.asarray(v, to))) for v in (1, 0))
         return _select(b, x, one, zero)
-    raise b.error(f"casting {x.type.element_type} to {nn.element_type_of(to)} is not "
-                  "supported (only on constants, between float types, and to or from bool)")
+    return b.build(nn.CastOp, x, to)  # between numeric types
 
 
 @op("LayerNormalization")
@@ -1194,16 +1219,15 @@ def _layer_norm(b, a):
 
 @op("Expand")
 def _expand(b, a):
-    # x broadcast to the shape: x + zeros of the broadcast shape
+    """x broadcast to the shape (numpy's rules: the shape may also be smaller), any element type."""
     x = b.v(0)
     try:
         out = nn.broadcast_shapes(shape_of(x.type), b.ints(1))
     except ValueError as e:
         raise b.error(str(e)) from None
-    if DYN in out:
-        raise b.error(f"cannot expand the dynamic {x.type}")
-    zeros = b.emit(nn.ConstantOp(np.zeros(out, nn.numpy_dtype(x.type.element_type))))
-    return _binary(b, "add", x, zeros)
+    if list(out) == list(shape_of(x.type)):
+        return x
+    return b.build(nn.BroadcastOp, x, TensorType(x.type.element_type, out))
 
 
 @op("Split")

@@ -1501,8 +1501,12 @@ class PadOp(NNOp):
 
 @nn_op
 class CastOp(NNOp):
-    """Convert each element to the result's float element type (f16, f32, f64),
-    rounding to nearest even as numpy and ONNX's Cast do; the shape is kept.
+    """Convert each element to the result's numeric element type (f16, f32, f64,
+    i8, i32, i64), as numpy's astype and ONNX's Cast: floats round to nearest
+    even, integers wrap when narrowed, floats truncate toward zero when made
+    integers (ONNX leaves a value out of the integer's range undefined: native
+    code saturates, the reference wraps as numpy does);
+    the shape is kept. Casts to and from bool are comparisons and selects.
     `nn.cast %x : tensor<?x3xf32> -> tensor<?x3xf64>`."""
 
     name = "nn.cast"
@@ -1516,13 +1520,13 @@ class CastOp(NNOp):
 
     @classmethod
     def infer(cls, types, p):
-        _need_float(types[0], "operand")
+        _need_numeric(types[0], "operand")
         return None  # the target element type is the result type's; checked in verify_
 
     def verify_(self) -> None:
         super().verify_()
         src, dst = self.input.type, self.result.type
-        _need_float(dst, "the result")
+        _need_numeric(dst, "the result")
         s, d = shape_of(src), shape_of(dst)
         if len(s) != len(d) or not all(dims_compatible(a, b) for a, b in zip(s, d)):
             raise VerifyException(f"the result must have the operand's shape {fmt_shape(s)}, got {dst}")

@@ -965,11 +965,21 @@ def lower_sparse_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
 
 def lower_cast(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
-    """Float to float: fpext to a wider type, fptrunc (round to nearest even) to a narrower."""
+    """Float to float: fpext to a wider type, fptrunc (round to nearest even) to a
+    narrower; integer to integer: sign-extend or truncate (wrap); integer to
+    float: sitofp; float to integer: fptosi (toward zero; saturating, see loops_to_llvm)."""
     src, dst = ins[0].elt, out.elt
     wider, narrower = dst.bitwidth > src.bitwidth, dst.bitwidth < src.bitwidth
-    convert = ((lambda x: b(arith.ExtFOp, x, dst)) if wider else
-               (lambda x: b(arith.TruncFOp, x, dst)) if narrower else (lambda x: x))
+    if ins[0].is_float and out.is_float:
+        convert = ((lambda x: b(arith.ExtFOp, x, dst)) if wider else
+                   (lambda x: b(arith.TruncFOp, x, dst)) if narrower else (lambda x: x))
+    elif ins[0].is_float:
+        convert = lambda x: b(arith.FPToSIOp, x, dst)  # noqa: E731
+    elif out.is_float:
+        convert = lambda x: b(arith.SIToFPOp, x, dst)  # noqa: E731
+    else:
+        convert = ((lambda x: b(arith.ExtSIOp, x, dst)) if wider else
+                   (lambda x: b(arith.TruncIOp, x, dst)) if narrower else (lambda x: x))
     map_nest(b, out.shape, out, identity_map, [(ins[0], identity_map)], convert)
 
 
