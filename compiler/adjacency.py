@@ -5,9 +5,9 @@
     parse_adjacency(text, filename)   -> NeuronGraph
 
 The module holds one `neuron.net`, built through the Python API. Indices are
-hexadecimal (any case, any number of digits). Everything from a `%` to the end
-of its line is a comment (a whole-line comment or a trailing one); blank lines
-are ignored. Fields are separated by spaces or tabs.
+hexadecimal (any case, any number of digits). Everything from a `%` or a `#`
+to the end of its line is a comment (a whole-line comment or a trailing one);
+blank lines are ignored. Fields are separated by spaces or tabs.
 
 List (`format="list"`) -- the in-indices of every neuron:
 
@@ -37,20 +37,36 @@ Value extension (ncc's) -- a trained net's weights and biases on list lines:
 Matrix (`format="matrix"`) -- entry (i, j) is 1 when neuron i feeds neuron j:
 
        j: 00000
-       j: 01234                column headers: hex digits of each column's
-          -----                index, most significant line first (optional)
-    n00| 00110                 row label `n<i>|` or `<i>|` (optional)
+       j: 01234                column headers: one digit of each column's
+          -----                label per line, top line first (optional)
+    n00| 00110                 row label `n<digits>|`, `<hex>|` or `<name>|`
     n01| 00110
     n02| 00001
     n03| 00001
     n04| 00000
 
   One row per neuron, written as one field with one 0/1 per column, rows
-  and columns in index order; the matrix is square. A header line starts
-  with `j:` (or `i:`) and gives one hex digit per column; k header lines
-  spell each column's index mod 16^k, top line first. Lines made of `-`, `+`
-  and `|` (with at least one `-`) are rules. Headers and row labels are
-  checked against the indices they name.
+  and columns in index order; the matrix is square. The decorations of the
+  original ncc's examples are optional, alone or mixed:
+
+    nnnnnnnnnnnnnnnnnnnnnnnnnn     a header row: one name letter per column
+    i:00000000111111112222222233   the high digit of each column's label
+    j:01234567012345670123456701   the low digit (`i:` and `j:` alike)
+    ------------------------------ a rule: `-`, `+` and `|` (at least one `-`)
+    n00|00000000111111110000000000 a row label and `|`
+
+    abcdefghijklmn                 columns named by single letters
+    a00001111000000                a row label of letters glued to its row
+
+  Labels name the neurons; the row order gives the index, so labels need not
+  be contiguous (`n00..n07, n10..n17`). A column's name is its letter (`n`
+  when there is no letter row) followed by its digits; without digit lines,
+  distinct letters are the names and a repeated letter (`nnnn`) is followed
+  by the index. Row labels and column names, when both are given, must agree;
+  names are unique; every row is labelled or none is. Names that are the
+  indices themselves (`n00`, `n01`, ...) are no names at all. Named neurons
+  keep their names in the equations (see ncc.equations): `n10 = f10( +n04*w0410
+  ...)`, `e = fe( +a*ae +b*be)`, and their weight symbols (`w0410`, `ae`).
 
 Edge list (`format="edges"`) -- one edge per line:
 
@@ -71,8 +87,8 @@ have at least one edge.
 Auto-detection (`format=None`) looks at the first line. `N <count>` starts a
 list, unless every line after it has two or three fields (then an edge list:
 a list always has one-field lines, its input neurons). Otherwise the input is
-a matrix if that line is one field of 0s and 1s, a header, a rule or a
-labelled row; an edge list if it has two or three fields and no comma; else
+a matrix if that line is one field of 0s and 1s, a header (digits or name
+letters), a rule or a labelled row; an edge list if it has two or three fields and no comma; else
 a list (which then reports its missing `N` line). `format=` forces a
 spelling.
 
@@ -80,7 +96,8 @@ Every malformed input is an `NccError` located at the file, line and column
 of the offending token, saying what was expected: a malformed line (bad hex,
 missing field, junk), an unknown activation, an index out of range or
 defined twice, a count that disagrees with the lines, a ragged or non-square
-matrix or an entry other than 0/1, a wrong row label or column header, a
+matrix or an entry other than 0/1, a row label that disagrees with its
+column's header, a name given twice, a
 self-loop, a cycle (its neurons named, located where one of its edges is
 written), value counts that disagree with the in-indices, an empty net. No
 graph is returned unless the whole input is valid.
@@ -104,7 +121,9 @@ FORMATS = ("list", "matrix", "edges")
 
 _hex = re.compile(r"[0-9a-fA-F]+").fullmatch
 _num = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?").fullmatch
-_label = re.compile(r"\s*(n?)([0-9a-fA-F]+)\s*\|").match
+_label = re.compile(r"\s*(\w+)\s*\|").match  # a row label before `|`: n00, 00, a
+_letters = re.compile(r"[A-Za-z]+").fullmatch  # a header row of name letters
+_glued = re.compile(r"([A-Za-z]+)([01]+)").fullmatch  # a row label of letters glued to its row
 _rule = re.compile(r"[-+|\s]*-[-+|\s]*").fullmatch
 _CODES = f"{min(activations.BY_CODE):02x}..{max(activations.BY_CODE):02x}"
 _KNOWN = f"expected a hex code {_CODES} or a name: {', '.join(activations.BY_NAME)}"
@@ -125,8 +144,9 @@ class _Source:
         self.file = filename
         self.lines: list[Line] = []
         for num, text_ in enumerate(text.split("\n"), 1):
-            if "%" in text_:
-                text_ = text_[:text_.index("%")]
+            cut = min((text_.index(c) for c in "%#" if c in text_), default=None)
+            if cut is not None:  # `%` and `#` start comments
+                text_ = text_[:cut]
             fields = text_.split()
             if fields:
                 self.lines.append((num, text_, fields))
@@ -197,6 +217,7 @@ class _Net:
         self.ins: list[list[int]] = [[] for _ in range(n)]
         self.values: list[list[float] | None] = [None] * n
         self.bias: list[float | None] = [None] * n
+        self.names: list[str] | None = None
 
 
 def _parse_list(src: _Source, act: str | None) -> tuple[_Net, list[str | None], Callable]:
@@ -306,66 +327,122 @@ def _parse_edges(src: _Source, act: str | None) -> tuple[_Net, list[str | None],
     return net, acts, locate
 
 
+def _matrix_line(text: str) -> tuple[str, str, int, tuple[str, int] | None]:
+    """What a matrix line is: ("head", digits, col, None) for an `i:`/`j:` header,
+    ("letters", letters, col, None) for a header row of name letters, or
+    ("row", cells, col, label) for a row; its label is None or (name, column):
+    `n00` or `00` before `|` (named `n00`), or letters glued to the row (`a`)."""
+    fields = text.split()
+    if fields[0][:2] in ("i:", "j:"):
+        start = text.index(fields[0]) + 2
+        rest = text[start:].split()
+        return "head", (rest[0] if rest else ""), (text.index(rest[0], start) + 1 if rest else 0), None
+    m = _label(text)
+    if m:
+        rest = text[m.end():].split()
+        name = "n" + m.group(1) if _hex(m.group(1)) else m.group(1)
+        return ("row", (rest[0] if rest else ""), (text.index(rest[0], m.end()) + 1 if rest else 0),
+                (name, m.start(1) + 1))
+    if len(fields) == 1 and _letters(fields[0]):
+        return "letters", fields[0], text.index(fields[0]) + 1, None
+    g = _glued(fields[0]) if len(fields) == 1 else None
+    if g:
+        at = text.index(fields[0])
+        return "row", g.group(2), at + len(g.group(1)) + 1, (g.group(1), at + 1)
+    return "row", fields[0], text.index(fields[0]) + 1, None
+
+
 def _parse_matrix(src: _Source, act: str | None) -> tuple[_Net, list[str | None], Callable]:
-    rows: list[tuple[Line, str, int]] = []  # line, its 0/1 cells, column of the first cell
-    headers: list[tuple[Line, str, int]] = []  # line, its digits, column of the first digit
+    rows: list[tuple[Line, str, int, tuple[str, int] | None]] = []  # line, 0/1 cells, their column, label
+    headers: list[tuple[Line, str, int]] = []  # `i:`/`j:` lines: line, its digits, column of the first
+    letters: tuple[Line, str, int] | None = None  # the header row of name letters
     for line in src.lines:
         text = line[1]
         if _rule(text):
             continue
-        head = line[2][0][:2] in ("i:", "j:")
-        m = None if head else _label(text)
-        start = text.index(line[2][0]) + 2 if head else m.end() if m else 0
-        fields = text[start:].split()
-        what = "column header digits" if head else "a matrix row of 0s and 1s"
-        if not fields:
+        kind, cells, col, label = _matrix_line(text)
+        what = "column header digits" if kind == "head" else "a matrix row of 0s and 1s"
+        if not cells:
             src.fail(line, f"expected {what}", col=len(text.rstrip()) + 1)
-        if len(fields) > 1:
-            src.fail(line, f"unexpected '{fields[1]}': expected {what} as one field",
-                     col=text.index(fields[1], text.index(fields[0], start) + len(fields[0])) + 1)
-        cells, col = fields[0], text.index(fields[0], start) + 1
-        if head:
+        extra = text[col - 1 + len(cells):].split()
+        if extra:
+            src.fail(line, f"unexpected '{extra[0]}': expected {what} as one field",
+                     col=text.index(extra[0], col - 1 + len(cells)) + 1)
+        if kind == "head":
             headers.append((line, cells, col))
             continue
-        if m and int(m.group(2), 16) != len(rows):
-            src.fail(line, f"row label '{m.group(1)}{m.group(2)}' does not match the row's index, "
-                           f"{src.name(len(rows))}", col=text.index(m.group(1) + m.group(2)) + 1)
+        if kind == "letters":
+            if letters is not None:
+                src.fail(line, f"a second header row of name letters (the first is on line {letters[0][0]})")
+            letters = (line, cells, col)
+            continue
         if cells.strip("01"):
             bad = next(c for c, ch in enumerate(cells) if ch not in "01")
             src.fail(line, f"expected a matrix entry 0 or 1, got '{cells[bad]}'", col=col + bad)
         if rows and len(cells) != len(rows[0][1]):
             src.fail(line, f"ragged matrix: row {src.name(len(rows))} has {len(cells)} columns but row "
                            f"{src.name(0)} has {len(rows[0][1])}", col=col)
-        rows.append((line, cells, col))
+        if rows and (label is None) != (rows[0][3] is None):
+            src.fail(line, f"row {src.name(len(rows))} " + ("has no label, but the first row has one"
+                                                             if label is None else
+                                                             "has a label, but the first row has none"))
+        rows.append((line, cells, col, label))
     if not rows:
         src.fail(src.lines[-1], "expected the matrix rows (0s and 1s) after the header")
     n = len(rows[0][1])
     src.width = name_width(n)
     if len(rows) != n:
         src.fail(rows[min(n, len(rows) - 1)][0], f"the matrix is not square: {len(rows)} rows of {n} columns")
-    for t, (line, digits, col) in enumerate(headers):
-        want = "".join(f"{c % 16 ** len(headers):0{len(headers)}x}"[t] for c in range(n))
-        if digits.lower() != want:
-            c = next((c for c in range(min(n, len(digits))) if digits[c].lower() != want[c]), None)
-            if c is None:
-                src.fail(line, f"column header has {len(digits)} digits but the matrix has {n} columns",
-                         col=col)
-            src.fail(line, f"column header: column {src.name(c)} is labelled '{digits[c]}', "
-                           f"expected '{want[c]}'", col=col + c)
+    names = _matrix_names(src, rows, headers, letters, n)
     net = _Net(n)
-    for i, (line, cells, col) in enumerate(rows):
+    for i, (line, cells, col, _) in enumerate(rows):
         if cells[i] == "1":
-            src.fail(line, f"neuron {src.name(i)} feeds itself (a self-loop)", col=col + i)
+            src.fail(line, f"neuron {names[i] if names else src.name(i)} feeds itself (a self-loop)",
+                     col=col + i)
         j = cells.find("1")
         while j >= 0:
             net.ins[j].append(i)
             j = cells.find("1", j + 1)
+    net.names = names
     acts = [act if ins else None for ins in net.ins]
 
     def locate(i: int, j: int) -> tuple[Line, int]:
         return rows[i][0], rows[i][2] + j
 
     return net, acts, locate
+
+
+def _matrix_names(src: _Source, rows: list, headers: list, letters: tuple | None, n: int) -> list[str] | None:
+    """The neurons' names from the column headers and row labels (None: neither
+    is given). The letter row and the `i:`/`j:` digit lines, top first, spell
+    column t's name (`n` when there is no letter row; without digit lines,
+    distinct letters are the names and a repeated letter is followed by the
+    index); a row's label names it. Both given, column t and row t must
+    agree; names are unique."""
+    for (line, cells, col), what in [*((h, "digits") for h in headers), *([(letters, "letters")] if letters else [])]:
+        if len(cells) != n:
+            src.fail(line, f"column header has {len(cells)} {what} but the matrix has {n} columns", col=col)
+    columns = None
+    if headers:
+        columns = [(letters[1][t] if letters else "n") + "".join(h[1][t] for h in headers) for t in range(n)]
+    elif letters:  # distinct letters are the names; a repeated one (nnnn) prefixes the index
+        distinct = len(set(letters[1])) == n
+        columns = [c if distinct else f"{c}{t:0{src.width}x}" for t, c in enumerate(letters[1])]
+    labels = [r[3][0] for r in rows] if rows[0][3] is not None else None
+    if columns and labels:
+        for t, (column, label) in enumerate(zip(columns, labels)):
+            if column != label:
+                src.fail(rows[t][0], f"row label '{label}' does not match the name the column headers "
+                                     f"give column {t}, '{column}'", col=rows[t][3][1])
+    names = labels or columns
+    if names is not None:
+        seen: dict[str, int] = {}
+        for t, name in enumerate(names):
+            if name in seen:
+                src.fail(rows[t][0], f"neuron name '{name}' is given to rows {seen[name]} and {t}",
+                         col=rows[t][3][1] if labels else None)
+            seen[name] = t
+    return names
 
 
 _PARSERS = {"list": _parse_list, "matrix": _parse_matrix, "edges": _parse_edges}
@@ -378,7 +455,7 @@ def _detect(src: _Source) -> str:
         return "edges" if rest and all(2 <= len(f) <= 3 for _, _, f in rest) else "list"
     f = first[2]
     if (f[0][:2] in ("i:", "j:") or _rule(first[1]) or _label(first[1])
-            or (len(f) == 1 and not f[0].strip("01"))):
+            or (len(f) == 1 and (not f[0].strip("01") or _letters(f[0]) or _glued(f[0])))):
         return "matrix"
     return "edges" if len(f) in (2, 3) and "," not in first[1] else "list"
 
@@ -412,7 +489,7 @@ def parse_adjacency(text: str, filename: str = "<input>", *, format: str | None 
     w = name_width(len(acts))
     return NeuronGraph(activation=acts, inputs=net.ins, values=net.values,
                        bias=[None if b is None else bias_name(j, w) for j, b in enumerate(net.bias)],
-                       bias_value=net.bias, spelling=spelling)
+                       bias_value=net.bias, spelling=spelling, names=net.names)
 
 
 def import_adjacency_text(text: str, filename: str = "<input>", *, name: str = "net",

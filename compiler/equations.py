@@ -1,11 +1,15 @@
 """The equations emitter: a `neuron.net` as plain-text equations.
 
-    emit_equations(net, direction="forward" | "backward") -> str
+    emit_equations(net, direction="forward" | "backward" | "table") -> str
 
 `net` is a `neuron.net` op, a module holding exactly one, or a `NeuronGraph`.
 Names are hex indices padded to the net's width (`n04`, 3 digits past 256
-neurons); weight and bias symbols are the ones stored in the IR, so shared
-or renamed weights print as such. Every line ends with a newline.
+neurons), or the labels that name the neurons of a labelled matrix (`n10`,
+`a`; see `neuron.label_key`): neuron `e` has activation `fe` and sum `ze`,
+its weight from `a` is `ae` (the seed's style for letter names), while `n10`
+has `f10`, `z10` and `w0010` from `n00`. Weight and bias symbols are the ones
+stored in the IR, so shared or renamed weights print as such. Every line ends
+with a newline.
 
 Forward -- one line per non-input neuron, in index order, its in-edges in
 in-index order, and a neuron's bias (if it has one) as the last term:
@@ -19,6 +23,20 @@ evaluated top to bottom: when a neuron is fed by a higher index (the formats
 allow any DAG), the order is the topological order that takes the smallest
 ready index first -- which is index order whenever index order is a valid
 evaluation order, as in every net whose in-edges come from lower indices.
+
+Table -- the seed's term matrix ("another output"): a header of four
+numbers, the neuron names, then one row per source neuron i (every neuron,
+in index order): its name and one cell per destination j, `+ni*wij` where i
+feeds j, else underscores, all cells as wide as the widest term (10
+characters for the seed net):
+
+    14 1 196 56
+    n00 n01 n02 n03 n04 n05 n06 n07 n08 n09 n0a n0b n0c n0d
+    n00 __________ __________ __________ __________ +n00*w0004 +n00*w0005 __________ ...
+
+The four numbers are the neurons N, the weight blocks (1: the net's weights
+are one N x N block), the cells N * N, and the flops of a forward pass at two
+per synapse (a multiply and an add): for the seed net 14, 1, 196 and 56.
 
 Backward -- the reverse-mode chain rule for a scalar loss L, where `dX`
 stands for dL/dX, `zj` for the sum inside `fj( ... )` and `fj'` for the
@@ -45,9 +63,9 @@ import heapq
 from xdsl.dialects.builtin import ModuleOp
 
 from ncc.diagnostics import NccError
-from ncc.dialects.neuron import NetOp, NeuronGraph, name_width
+from ncc.dialects.neuron import NetOp, NeuronGraph, label_key, name_width, neuron_name
 
-DIRECTIONS = ("forward", "backward")
+DIRECTIONS = ("forward", "backward", "table")
 
 
 def _graph(net: NetOp | ModuleOp | NeuronGraph) -> NeuronGraph:
@@ -82,23 +100,35 @@ def _order(g: NeuronGraph) -> list[int]:
     return order
 
 
-def _forward(g: NeuronGraph, x: list[str]) -> list[str]:
+def _forward(g: NeuronGraph, nm: list[str], x: list[str]) -> list[str]:
     lines = []
     for j in _order(g):
         if g.activation[j] is None and g.spelling != "matrix":
             continue
-        terms = "".join(f" +n{x[i]}*{w}" for i, w in sorted(zip(g.inputs[j], g.weights[j])))
+        terms = "".join(f" +{nm[i]}*{w}" for i, w in sorted(zip(g.inputs[j], g.weights[j])))
         if g.bias[j] is not None:
             terms += f" +{g.bias[j]}"
-        lines.append(f"n{x[j]} = f{x[j]}({terms})")
+        lines.append(f"{nm[j]} = f{x[j]}({terms})")
     return lines
 
 
-def _backward(g: NeuronGraph, x: list[str]) -> list[str]:
+def _table(g: NeuronGraph, nm: list[str], x: list[str]) -> list[str]:
+    """The seed's term matrix: a row per source neuron, a cell per destination."""
+    term = {(i, j): f"+{nm[i]}*{w}" for j in range(g.size) for i, w in zip(g.inputs[j], g.weights[j])}
+    width = max((len(t) for t in term.values()), default=10)
+    synapses = len(term)
+    lines = [f"{g.size} 1 {g.size * g.size} {2 * synapses}", " ".join(nm)]
+    for i in range(g.size):
+        cells = [term[i, j].ljust(width) if (i, j) in term else "_" * width for j in range(g.size)]
+        lines.append(f"{nm[i]} " + " ".join(cells))
+    return lines
+
+
+def _backward(g: NeuronGraph, nm: list[str], x: list[str]) -> list[str]:
     outs = g.outputs or []
     lines = ["% backward: reverse-mode chain rule for a loss L; dX = dL/dX, zj = the sum in fj( ... )",
              "% given: " + " ".join(f"dy{x[o]}" for o in outs) + " = dL/dn of the outputs "
-             + " ".join(f"n{x[o]}" for o in outs)]
+             + " ".join(nm[o] for o in outs)]
     consumers: list[list[tuple[int, str]]] = [[] for _ in range(g.size)]
     uses: dict[str, int] = {}
     for j in range(g.size):
@@ -118,18 +148,18 @@ def _backward(g: NeuronGraph, x: list[str]) -> list[str]:
     for j in reversed(_order(g)):
         terms = [f" +dy{x[j]}"] if j in out_set else []
         terms += [f" +dz{x[k]}*{w}" for k, w in sorted(consumers[j])]
-        lines.append(f"dn{x[j]} =" + ("".join(terms) or " 0"))
+        lines.append(f"d{nm[j]} =" + ("".join(terms) or " 0"))
         if g.activation[j] is None:
             continue
-        lines.append(f"dz{x[j]} = dn{x[j]}*f{x[j]}'(z{x[j]})")
+        lines.append(f"dz{x[j]} = d{nm[j]}*f{x[j]}'(z{x[j]})")
         for i, w in sorted(zip(g.inputs[j], g.weights[j])):
-            grad(w, f" +dz{x[j]}*n{x[i]}")
+            grad(w, f" +dz{x[j]}*{nm[i]}")
         if g.bias[j] is not None:
             grad(g.bias[j], f" +dz{x[j]}")
     return lines
 
 
-_EMITTERS = {"forward": _forward, "backward": _backward}
+_EMITTERS = {"forward": _forward, "backward": _backward, "table": _table}
 
 
 def emit_equations(net: NetOp | ModuleOp | NeuronGraph, direction: str = "forward") -> str:
@@ -138,7 +168,8 @@ def emit_equations(net: NetOp | ModuleOp | NeuronGraph, direction: str = "forwar
         raise NccError(f"unknown direction '{direction}' (expected one of: {', '.join(DIRECTIONS)})")
     g = _graph(net)
     w = name_width(g.size)
-    return "".join(line + "\n" for line in _EMITTERS[direction](g, [f"{j:0{w}x}" for j in range(g.size)]))
+    names = g.names or [neuron_name(j, w) for j in range(g.size)]
+    return "".join(line + "\n" for line in _EMITTERS[direction](g, names, [label_key(n) for n in names]))
 
 
 __all__ = ["DIRECTIONS", "emit_equations"]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -77,6 +78,26 @@ def neuron_name(index: int, width: int) -> str:
 
 def weight_name(src: int, dst: int, width: int) -> str:
     return f"w{src:0{width}x}{dst:0{width}x}"
+
+
+# Neurons named by labels (an adjacency matrix's row labels or column headers,
+# as the seed's examples write them): `n10` (n and hex digits, perhaps sparse) or `a`
+# (letters). The label is the neuron's name in the equations; its key is what
+# follows `n` in an `n<digits>` label, else the label itself: activation
+# `f<key>`, pre-activation `z<key>`. A weight is `w<key i><key j>` between two
+# `n<digits>` neurons, else the two labels glued (`ae`: a feeds e).
+
+_N_LABEL = re.compile(r"n[0-9a-fA-F]+")
+
+
+def label_key(label: str) -> str:
+    return label[1:] if _N_LABEL.fullmatch(label) else label
+
+
+def labelled_weight_name(src: str, dst: str) -> str:
+    if _N_LABEL.fullmatch(src) and _N_LABEL.fullmatch(dst):
+        return f"w{label_key(src)}{label_key(dst)}"
+    return src + dst
 
 
 def bias_name(index: int, width: int) -> str:
@@ -291,6 +312,12 @@ class NetOp(IRDLOperation):
         attr = self.attributes.get("spelling")
         return attr.data if isinstance(attr, StringAttr) else "list"
 
+    @property
+    def labels(self) -> list[str] | None:
+        """The neurons' names in index order when labels name them (`names`), else None."""
+        attr = self.attributes.get("names")
+        return [x.data for x in attr.data] if isinstance(attr, ArrayAttr) else None
+
     def graph(self) -> "NeuronGraph":
         return NeuronGraph.from_net(self)
 
@@ -325,6 +352,14 @@ class NetOp(IRDLOperation):
                 raise VerifyException(f"output {neuron_name(o, w)} is not a neuron of this net")
         if len(set(outs)) != len(outs):
             raise VerifyException("an output neuron is listed twice")
+        names = self.attributes.get("names")
+        if names is not None:
+            labels = self.labels
+            if labels is None or len(labels) != n:
+                raise VerifyException(f"`names` must be an array of {n} strings, one per neuron")
+            if len(set(labels)) != n:
+                dup = next(x for x in labels if labels.count(x) > 1)
+                raise VerifyException(f"`names`: '{dup}' names two neurons")
         cycle = find_cycle({i: (op.in_indices if isinstance(op, NeuronOp) else ())
                             for i, op in by_index.items()})
         if cycle is not None:
@@ -410,12 +445,17 @@ class NeuronGraph:
     bias_value: list[float | None] = field(default_factory=list)
     outputs: list[int] | None = None
     spelling: str = "list"
+    names: list[str] | None = None  # labels naming the neurons (None: n<hex index>)
 
     def __post_init__(self):
         n = len(self.activation)
         width = name_width(n)
+        if self.names is not None and self.names == [neuron_name(j, width) for j in range(n)]:
+            self.names = None
         if not self.weights:
-            self.weights = [[weight_name(i, j, width) for i in ins] for j, ins in enumerate(self.inputs)]
+            self.weights = [[weight_name(i, j, width) if self.names is None else
+                             labelled_weight_name(self.names[i], self.names[j]) for i in ins]
+                            for j, ins in enumerate(self.inputs)]
         if not self.values:
             self.values = [None] * n
         if not self.bias:
@@ -491,6 +531,7 @@ class NeuronGraph:
                         else None for op in ops],
             outputs=list(net.output_indices),
             spelling=net.spelling,
+            names=net.labels,
         )
         return g
 
@@ -505,6 +546,8 @@ class NeuronGraph:
                 ops.append(NeuronOp(j, act, self.inputs[j], self.weights[j], self.values[j],
                                     self.bias[j], self.bias_value[j]))
         attrs = {} if self.spelling == "list" else {"spelling": StringAttr(self.spelling)}
+        if self.names is not None:
+            attrs["names"] = ArrayAttr([StringAttr(x) for x in self.names])
         return NetOp(name, self.outputs or [], ops, attributes=attrs)
 
 

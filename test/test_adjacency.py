@@ -61,17 +61,55 @@ def test_examples_are_the_spec_text():
     assert (EXAMPLES / "seed_matrix.txt").read_text() == SPEC_MATRIX
 
 
-@pytest.mark.parametrize("file, spelling", [
-    ("seed_list.txt", "list"), ("seed_matrix.txt", "matrix"),
-    ("seed_matrix_decorated.txt", "matrix"), ("seed_edges.txt", "edges")])
-def test_every_spelling_of_the_seed_is_the_same_graph(file, spelling):
+@pytest.mark.parametrize("file, spelling, w4", [
+    ("seed_list.txt", "list", ["w0004", "w0104"]), ("seed_matrix.txt", "matrix", ["w0004", "w0104"]),
+    ("seed_matrix_decorated.txt", "matrix", ["w0004", "w0104"]), ("seed_edges.txt", "edges", ["w0004", "w0104"]),
+    ("seed_matrix_sparse.txt", "matrix", ["w0004", "w0104"]), ("seed_matrix_letters.txt", "matrix", ["ae", "be"])])
+def test_every_spelling_of_the_seed_is_the_same_graph(file, spelling, w4):
     g = parse_adjacency((EXAMPLES / file).read_text(), file)
     assert g.spelling == spelling
     assert g.inputs == SEED_INPUTS
     assert g.activation == [None] * 4 + ["tanh"] * 10
     assert g.input_indices == [0, 1, 2, 3] and g.outputs == [12, 13]
-    assert g.weights[4] == ["w0004", "w0104"]
+    assert g.weights[4] == w4
     assert parse_adjacency((EXAMPLES / file).read_text(), format=spelling).inputs == SEED_INPUTS
+
+
+def test_labels_name_the_neurons_and_the_row_order_gives_the_index():
+    g = parse_adjacency((EXAMPLES / "seed_matrix_sparse.txt").read_text())
+    assert g.names == [f"n{k}" for k in ("00", "01", "02", "03", "04", "05", "06", "07",
+                                         "10", "11", "12", "13", "14", "15")]
+    assert g.weights[8] == ["w0410", "w0510"] and g.weights[12] == ["w1014", "w1114", "w1214", "w1314"]
+    letters = parse_adjacency((EXAMPLES / "seed_matrix_letters.txt").read_text())
+    assert letters.names == list("abcdefghijklmn") and letters.weights[12] == ["im", "jm", "km", "lm"]
+    # labels that are the indices themselves are no names at all
+    assert parse_adjacency((EXAMPLES / "seed_matrix_decorated.txt").read_text()).names is None
+
+
+# Each decoration alone and mixed, with `%` and `#` comments and blank lines anywhere.
+DECORATED = {
+    "letter row": "nnn\n001\n001\n000\n",
+    "digit rows": "i:000\nj:012\n001\n001\n000\n",
+    "rule and labels": "-----\nn00|001\nn01|001\n\nn02|000\n",
+    "everything": "% a net\nnnn\ni:000\nj:012\n------  # a rule\nn00|001\n# between rows\nn01|001\nn02|000\n",
+    "hex labels": "00|001\n01|001\n02|000\n",
+    "letters glued": "abc\na001\nb001\nc000\n",
+    "letters glued, no header": "a001\nb001\nc000\n",
+    "sparse labels": "n00|001\nn10|001\nn20|000\n",
+}
+
+
+@pytest.mark.parametrize("kind", list(DECORATED))
+def test_decorations_alone_and_mixed(kind):
+    g = parse_adjacency(DECORATED[kind], kind)  # detected as a matrix
+    assert g.spelling == "matrix" and g.inputs == [[], [], [0, 1]]
+    names = {"letters glued": "abc", "letters glued, no header": "abc"}.get(kind)
+    if names:
+        assert g.names == list(names) and g.weights[2] == ["ac", "bc"]
+    elif kind == "sparse labels":
+        assert g.names == ["n00", "n10", "n20"] and g.weights[2] == ["w0020", "w1020"]
+    else:
+        assert g.names is None and g.weights[2] == ["w0002", "w0102"]
 
 
 def test_import_builds_a_verified_module():
@@ -286,12 +324,18 @@ BAD = {
     "split row": ("01\n0 0\n", None, "2:3: error: unexpected '0': expected a matrix row of 0s and 1s as one field"),
     "matrix self-loop": ("01\n01\n", None, "2:2: error: neuron n01 feeds itself (a self-loop)"),
     "matrix cycle": ("011\n001\n010\n", None, "3:2: error: the net has a cycle: n01 -> n02 -> n01"),
-    "wrong row label": ("n00| 01\nn02| 00\n", None,
-                        "2:1: error: row label 'n02' does not match the row's index, n01"),
-    "wrong column header": ("   j: 00\n   j: 02\nn00|01\nn01|00\n", None,
-                            "2:8: error: column header: column n01 is labelled '2', expected '1'"),
+    "row label against column header": ("   j: 00\n   j: 02\nn00|01\nn01|00\n", None,
+                                        "4:1: error: row label 'n01' does not match the name the column "
+                                        "headers give column 1, 'n02'"),
     "short column header": ("j: 012\n01\n00\n", None,
                             "1:4: error: column header has 3 digits but the matrix has 2 columns"),
+    "short letter row": ("abc\n01\n00\n", None,
+                         "1:1: error: column header has 3 letters but the matrix has 2 columns"),
+    "two letter rows": ("ab\nab\n01\n00\n", None,
+                        "2:1: error: a second header row of name letters (the first is on line 1)"),
+    "name given twice": ("a01\na00\n", None, "2:1: error: neuron name 'a' is given to rows 0 and 1"),
+    "unlabelled row among labelled": ("a01\n00\n", None,
+                                      "2:1: error: row n01 has no label, but the first row has one"),
     "header without rows": ("j: 01\n", None, "1:1: error: expected the matrix rows (0s and 1s) after the header"),
     # edge list
     "edge missing target": ("0 1\n0\n", None,

@@ -293,3 +293,44 @@ def test_random_dag_through_the_adjacency_list():
     check_gradients(parsed, seed=11)
     module = import_adjacency_text("\n".join(lines))
     assert emit_equations(module) == emit_equations(parsed)
+
+
+# ---------------------------------------------------------------------------
+# Labelled matrices and the term table
+
+
+def test_letter_named_neurons_keep_their_letters():
+    text = emit_equations(import_adjacency(EXAMPLES / "seed_matrix_letters.txt"))
+    lines = text.splitlines()
+    assert lines[:5] == ["a = fa()", "b = fb()", "c = fc()", "d = fd()", "e = fe( +a*ae +b*be)"]
+    assert lines[-1] == "n = fn( +i*in +j*jn +k*kn +l*ln)"
+    back = emit_equations(import_adjacency(EXAMPLES / "seed_matrix_letters.txt"), "backward").splitlines()
+    assert "dze = de*fe'(ze)" in back and "dae = +dze*a" in back and "da = +dze*ae +dzf*af" in back
+
+
+def test_sparse_labels_name_the_neurons():
+    lines = emit_equations(import_adjacency(EXAMPLES / "seed_matrix_sparse.txt")).splitlines()
+    assert lines[8] == "n10 = f10( +n04*w0410 +n05*w0510)"
+    assert lines[-1] == "n15 = f15( +n10*w1015 +n11*w1115 +n12*w1215 +n13*w1315)"
+
+
+def test_term_table_of_the_seed_net():
+    """The seed's "another output", built here from the spec's words: a header of
+    N, weight blocks, N*N cells and 2 flops per synapse, the names, then per
+    source neuron one 10-character cell per destination."""
+    seed = import_adjacency(EXAMPLES / "seed_list.txt")
+    names = [f"n{j:02x}" for j in range(14)]
+    seed_inputs = [[], [], [], [], [0, 1], [0, 1, 2], [1, 2, 3], [2, 3], [4, 5], [4, 5, 6], [5, 6, 7],
+                   [6, 7], [8, 9, 10, 11], [8, 9, 10, 11]]
+    feeds = {(i, j) for j, ins in enumerate(seed_inputs) for i in ins}
+    rows = [" ".join([names[i]] + [f"+{names[i]}*w{i:02x}{j:02x}" if (i, j) in feeds else "_" * 10
+                                    for j in range(14)]) for i in range(14)]
+    want = "\n".join(["14 1 196 56", " ".join(names), *rows]) + "\n"
+    assert emit_equations(seed, "table") == want
+    assert want.splitlines()[2].startswith(
+        "n00 __________ __________ __________ __________ +n00*w0004 +n00*w0005 __________")
+    for spelling in ("seed_matrix.txt", "seed_edges.txt", "seed_matrix_decorated.txt"):
+        assert emit_equations(import_adjacency(EXAMPLES / spelling), "table") == want
+    letters = emit_equations(import_adjacency(EXAMPLES / "seed_matrix_letters.txt"), "table").splitlines()
+    assert letters[1] == "a b c d e f g h i j k l m n"
+    assert letters[2] == "a _____ _____ _____ _____ +a*ae +a*af " + " ".join(["_____"] * 8)

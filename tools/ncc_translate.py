@@ -4,7 +4,9 @@
     ncc-translate --import-onnx model.onnx                    ONNX model -> nn dialect
     ncc-translate --import-adjacency net.txt --emit-equations the forward equations
     ncc-translate net.mlir --emit-equations=backward          the backward (gradient) equations
+    ncc-translate net.mlir --emit-equations=table             the seed's term matrix
     ncc-translate net.mlir --emit-llvm                        LLVM IR (O3, for this host)
+    ncc-translate net.mlir --emit-llvm --target-cpu=haswell   LLVM IR for a named CPU
     ncc-translate net.mlir --export-onnx -o net.onnx          an ONNX model (binary: -o is required)
 
 One `--import-*` flag picks how the input is read (default: MLIR text) and one
@@ -22,7 +24,7 @@ from ncc.diagnostics import NccError
 from ncc.ir import parse_module, print_module
 from ncc.tools.common import read_input, run_tool, write_output
 
-EQUATION_DIRECTIONS = ("forward", "backward")
+EQUATION_DIRECTIONS = ("forward", "backward", "table")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -50,9 +52,11 @@ def make_parser() -> argparse.ArgumentParser:
     src.add_argument("--name", default="net", help="symbol name of the imported net (default: net)")
     dst = p.add_argument_group("output translations (default: MLIR text)")
     dst.add_argument("--emit-equations", choices=EQUATION_DIRECTIONS, default=None,
-                     metavar="{forward,backward}",
-                     help="print a neuron net's equations: --emit-equations (forward) or "
-                     "--emit-equations=backward (the gradient of every weight and input)")
+                     metavar="{forward,backward,table}",
+                     help="print a neuron net's equations: --emit-equations (forward), "
+                     "--emit-equations=backward (the gradient of every weight and input) or "
+                     "--emit-equations=table (the seed's term matrix: a row per source neuron, "
+                     "a cell per destination)")
     dst.add_argument("--emit-llvm", action="store_true",
                      help="print the LLVM IR, optimised at O3 for this host (or --target-cpu), of "
                      "a neuron, nn, loop-level or llvm-dialect module (lowered with the default "
