@@ -67,8 +67,7 @@ class NccRep(BackendRep):
 
     def __init__(self, module: Any, mode: str = "native", **options: Any):
         import ncc
-        from ncc.onnx_export import result_names
-        from ncc.reference import _select, arg_names
+        from ncc.reference import _select, arg_names, result_names
 
         _check_options(mode, options)
         f = _select(module, None)

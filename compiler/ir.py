@@ -80,8 +80,12 @@ def _first_line(msg: str) -> str:
 
 def parse_module(text: str, filename: str = "<stdin>", ctx: Context | None = None,
                  line_offset: int = 0, verify: bool = True) -> ModuleOp:
-    """Parse MLIR text into a module; errors are NccError with file:line:col."""
+    """Parse MLIR text into a module; errors are NccError with file:line:col.
+    Text with nothing but white space and comments is an empty module, as in
+    mlir-opt."""
     ctx = ctx or make_context()
+    if not any(line.strip() and not line.lstrip().startswith("//") for line in text.splitlines()):
+        return ModuleOp([])
     try:
         module = LocatingParser(ctx, text, filename, line_offset).parse_module()
     except ParseError as e:

@@ -59,7 +59,7 @@ def export_onnx(module: Operation, path: str | os.PathLike | None = None, *,
     if not MIN_OPSET <= opset <= newest:
         raise NccError(f"ONNX export supports opsets {MIN_OPSET}..{newest}, got {opset}")
     module = _at_nn_level(module)
-    from ncc.reference import _select, arg_names
+    from ncc.reference import _select, arg_names, result_names
 
     f = _select(module, function)
     if not isinstance(f, func.FuncOp):
@@ -94,13 +94,6 @@ def export_onnx(module: Operation, path: str | os.PathLike | None = None, *,
         except OSError as e:
             raise NccError(f"cannot write the model: {e}", os.fspath(path)) from None
     return model
-
-
-def result_names(f: func.FuncOp) -> list[str]:
-    """Each result's `ncc.name` attribute, else `out<i>`."""
-    from ncc.reference import ncc_names
-
-    return ncc_names(len(f.function_type.outputs), f.res_attrs, "out")
 
 
 def _at_nn_level(module: Operation) -> Operation:

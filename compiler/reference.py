@@ -89,8 +89,42 @@ def ncc_names(count: int, attrs: Any, prefix: str) -> list[str]:
 
 
 def arg_names(f: func.FuncOp) -> list[str]:
-    """Each argument's `ncc.name` attribute, else `arg<i>`."""
-    return ncc_names(len(f.function_type.inputs), f.arg_attrs, "arg")
+    """Each argument's `ncc.name` attribute, else its name in the IR (`%x`),
+    else `arg<i>`: the model's input names."""
+    names = ncc_names(len(f.function_type.inputs), f.arg_attrs, "arg")
+    named = _named(f.arg_attrs)
+    args = f.body.block.args if f.body.blocks else ()
+    return _with_hints(names, named, [a.name_hint for a in args], set())
+
+
+def result_names(f: func.FuncOp, prefix: str = "out") -> list[str]:
+    """Each result's `ncc.name` attribute, else the name in the IR of the value
+    returned (`func.return %y`), else `<prefix><i>`: the model's output names.
+    A returned argument or weight keeps the positional name (inputs, weights
+    and outputs have distinct names)."""
+    names = ncc_names(len(f.function_type.outputs), f.res_attrs, prefix)
+    ret = f.body.block.last_op if f.body.blocks else None
+    values = list(ret.operands) if isinstance(ret, func.ReturnOp) else []
+    args = set(f.body.block.args) if f.body.blocks else set()
+    hints = [None if v in args or isinstance(v.owner, nn.WeightRefOp) else v.name_hint for v in values]
+    return _with_hints(names, _named(f.res_attrs), hints, set(arg_names(f)))
+
+
+def _named(attrs: Any) -> set[int]:
+    return {i for i, entry in enumerate(attrs.data if attrs else ())
+            if isinstance(entry.data.get("ncc.name"), StringAttr)}
+
+
+def _with_hints(names: list[str], named: set[int], hints: Sequence[str | None], taken: set[str]) -> list[str]:
+    """`names` with each entry not named by an attribute replaced by its hint,
+    where it has one that no other entry (or `taken`) uses."""
+    out = list(names)
+    used = {names[i] for i in named} | taken
+    for i, hint in enumerate(hints):
+        if i not in named and hint and hint not in used and hint not in names:
+            out[i] = hint
+        used.add(out[i])
+    return out
 
 
 def bind_inputs(f: func.FuncOp, inputs: Inputs) -> list[np.ndarray]:

@@ -204,6 +204,8 @@ def load_source(source: Any, name: str = "net", constants: Mapping[str, Any] | N
         return ncc.import_adjacency_text(source, "<text>", name=name)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
+        if os.path.isdir(path):
+            raise NccError("is a directory: expected a model file (.mlir, .onnx or an adjacency file)", path)
         if not os.path.isfile(path):
             raise NccError("no such file (compile takes a path, adjacency or MLIR text with "
                            "newlines, or a module)", path)

@@ -74,6 +74,25 @@ def host_description() -> str:
             f"{tm.triple}; {llvm.get_host_cpu_name()}; {llvm.get_host_cpu_features().flatten()}")
 
 
+def host_summary() -> str:
+    """The host as a benchmark names it: LLVM's CPU name, the processor's model
+    name, cores, and the vector ISA (widest registers) native code uses."""
+    features = {k for k, v in llvm.get_host_cpu_features().items() if v}
+    isa = ("AVX-512 (512-bit vectors)" if "avx512f" in features else
+           "AVX2 (256-bit vectors)" if "avx2" in features else
+           "AVX (256-bit vectors)" if "avx" in features else "SSE (128-bit vectors)")
+    extras = [name for flag, name in (("fma", "FMA"), ("avx512vnni", "VNNI"), ("avxvnni", "AVX-VNNI"),
+                                      ("amx-tile", "AMX")) if flag in features]
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return (f"{llvm.get_host_cpu_name()}{f' ({model})' if model else ''}, {os.cpu_count()} cores, "
+            f"{isa}{', ' + ', '.join(extras) if extras else ''}")
+
+
 def to_llvmlite(module: ModuleOp):
     """The llvmlite IR module of an llvm-dialect module. Non-LLVM module-level ops (such
     as nn.weight, whose data the runtime passes as buffers) are ignored."""

@@ -705,9 +705,9 @@ def _input_names(fn: func.FuncOp) -> list[str]:
 
 
 def _result_names(fn: func.FuncOp) -> list[str]:
-    from ncc.reference import ncc_names
+    from ncc.reference import result_names
 
-    return ncc_names(len(fn.function_type.outputs.data), fn.res_attrs, "")
+    return result_names(fn, "")
 
 
 def _differentiate(differentiate: Callable, m: ModuleOp, fn: func.FuncOp, **kw: Any) -> list:

@@ -62,7 +62,7 @@ def test_npz_inputs_by_name_and_by_position(tmp_path):
 def test_mlir_model_with_options(tmp_path):
     text = ncc.print_module(ncc.run_passes(ncc.import_adjacency(XOR), "layerize"))
     (tmp_path / "xor.mlir").write_text(text)
-    proc = run(tmp_path / "xor.mlir", "--input", f"arg0={EXAMPLES / 'xor_x.npy'}", "--no-fuse",
+    proc = run(tmp_path / "xor.mlir", "--input", f"x={EXAMPLES / 'xor_x.npy'}", "--no-fuse",
                "--no-cache")
     assert proc.returncode == 0, proc.stderr
     assert "cache: off" in proc.stdout and "first: [0., 1., 1., 0.]" in proc.stdout
@@ -98,3 +98,23 @@ def test_errors_are_one_line_and_exit_1(tmp_path, args, message):
     assert proc.returncode == 1
     assert len(proc.stderr.splitlines()) == 1 and re.search(message, proc.stderr), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_names_in_the_ir_are_the_model_inputs_and_outputs(tmp_path):
+    """`%x` in ncc-opt's output is the input ncc-run takes; the returned `%y` the output."""
+    src = tmp_path / "named.mlir"
+    src.write_text("func.func @main(%x: tensor<?x3xf32>, %bias: tensor<3xf32>) -> tensor<?x3xf32> {\n"
+                   "  %y = nn.add %x, %bias : tensor<?x3xf32>, tensor<3xf32> -> tensor<?x3xf32>\n"
+                   "  func.return %y : tensor<?x3xf32>\n}\n")
+    np.save(tmp_path / "x.npy", np.ones((2, 3), np.float32))
+    np.save(tmp_path / "b.npy", np.arange(3, dtype=np.float32))
+    proc = run(src, "--input", f"x={tmp_path / 'x.npy'}", "--input", f"bias={tmp_path / 'b.npy'}")
+    assert proc.returncode == 0, proc.stderr
+    assert "(x: [batch, 3] float32, bias: [3] float32) -> (y: [batch, 3] float32)" in proc.stdout
+    assert "output 'y': [2, 3] float32  min 1  max 3" in proc.stdout
+
+
+def test_a_directory_is_not_a_model(tmp_path):
+    proc = run(tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"{tmp_path}: error: is a directory: expected a model file (.mlir, .onnx or an adjacency file)"

@@ -385,10 +385,13 @@ def test_cast():
     x, i = values(T((None, 3)), T((2,), i64))
     assert nn.CastOp(x, f64).result.type == T((None, 3), f64)
     assert nn.CastOp(x, np.float16).result.type == T((None, 3), f16)
-    with pytest.raises(VerifyException, match=r"the result must have a float element type, got tensor<\?x3xi64>"):
-        nn.CastOp(x, i64)
-    with pytest.raises(VerifyException, match="operand must have a float element type, got tensor<2xi64>"):
-        nn.CastOp(i, f32)
+    assert nn.CastOp(x, i64).result.type == T((None, 3), i64)  # between all numeric types
+    assert nn.CastOp(i, f32).result.type == T((2,), f32)
+    b, = values(T((2,), i1))
+    with pytest.raises(VerifyException, match=r"the result must have a numeric element type, got tensor<\?x3xi1>"):
+        nn.CastOp(x, i1)  # to and from bool: comparisons and selects
+    with pytest.raises(VerifyException, match="operand must have a numeric element type, got tensor<2xi1>"):
+        nn.CastOp(b, f32)
     op = nn.CastOp.create(operands=[x], result_types=[T((None, 4), f64)])
     with pytest.raises(VerifyException, match=r"the result must have the operand's shape \[\?, 3\], got tensor<\?x4xf64>"):
         op.verify()

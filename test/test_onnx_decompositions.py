@@ -592,20 +592,19 @@ def test_a_constant_folded_away_can_be_used_again():
     from ncc.dialects import nn
     from ncc.onnx_import import Importer
 
-    p = np.arange(1, 4, dtype=np.float32)
-    m = model([helper.make_node("Relu", ["x"], ["y"])], {"x": (F, [3])}, inits={"p": p})
-    imp = Importer(m, "g")
-    imp.node = m.graph.node[0]
-    imp.consts["p"] = p
-    imp.from_initializers.add("p")
+    def importer_holding(name, value):
+        m = model([helper.make_node("Relu", ["x"], ["y"])], {"x": (F, [3])}, inits={name: value})
+        imp = Importer(m, "g")
+        imp.node = m.graph.node[0]
+        imp.consts[name] = value
+        imp.from_initializers.add(name)
+        return imp
+
+    imp = importer_holding("p", np.arange(1, 4, dtype=np.float32))
     assert isinstance(imp.build(nn.NegOp, imp.weight("p")).owner, nn.NegOp)
 
     w = np.arange(1, 4, dtype=np.int64)
-    m = model([helper.make_node("Relu", ["x"], ["y"])], {"x": (F, [3])}, inits={"w": w})
-    imp = Importer(m, "g")
-    imp.node = m.graph.node[0]
-    imp.consts["w"] = w
-    imp.from_initializers.add("w")
+    imp = importer_holding("w", w)
     ref = imp.weight("w")
     double = imp.build(nn.AddOp, ref, ref)  # folded: the weight_ref of w is removed
     assert ref.owner not in imp.ops

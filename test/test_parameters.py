@@ -19,6 +19,13 @@ from ncc.diagnostics import NccError
 RNG = np.random.default_rng(0)
 
 
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test draws the same numbers however the tests are selected."""
+    global RNG
+    RNG = np.random.default_rng(0)
+
+
 def initializer_shapes(m: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     return {t.name: tuple(t.dims) for t in m.graph.initializer}
 
@@ -62,16 +69,21 @@ def test_gemm_parameters_keep_their_layout_and_get_their_gradients(trans_a, tran
         next(t for t in exported.graph.initializer if t.name == "b")), b2)
 
 
-def test_a_derived_parameter_is_set_by_assignment_only():
-    """A parameter the kernel reads through a derived copy reads as a read-only
-    view: an in-place write, which the copy would not see, is refused; a wrong
-    shape is an error naming the parameter."""
+def linear_trans_b():
+    """(w, the compiled model of y = x w^T): a Gemm with transB, as torch exports a Linear."""
     w = RNG.standard_normal((4, 3)).astype(np.float32)
     node = helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
                               [numpy_helper.from_array(w, "w")])
-    model = ncc.compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), cache=False)
+    return w, ncc.compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), cache=False)
+
+
+def test_a_derived_parameter_is_set_by_assignment_only():
+    """A parameter the kernel reads through a derived copy reads as a read-only
+    view: an in-place write, which the copy would not see, is refused; a wrong
+    shape is an error naming the parameter."""
+    w, model = linear_trans_b()
     assert model.params["w"].shape == (4, 3)
     np.testing.assert_array_equal(model.params["w"], w)
     with pytest.raises(ValueError, match="read-only"):
@@ -105,12 +117,7 @@ def test_fold_weights_leaves_unset_parameters_unset():
 
 
 def test_an_optimizer_step_recomputes_derived_weights():
-    w = RNG.standard_normal((4, 3)).astype(np.float32)
-    node = helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
-                              [numpy_helper.from_array(w, "w")])
-    model = ncc.compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), cache=False)
+    w, model = linear_trans_b()
     x = RNG.standard_normal((8, 3)).astype(np.float32)
     grads = model.grad(x, np.zeros((8, 4), np.float32), loss="mse")
     ncc.optim.SGD(model, lr=0.1).step(grads)
@@ -137,17 +144,19 @@ def export(module, *args, dynamic=True):
 
 
 class Quaternion(torch.nn.Module):
-    """A quaternion linear layer: one 4n x 4n weight built from four n x n blocks."""
+    """A quaternion linear layer: one 4n x 4n weight built from four n x n blocks
+    (Concat and Neg of parameters), then a gain stored flat and reshaped."""
 
     def __init__(self, n: int = 4):
         super().__init__()
         self.qr, self.qi, self.qj, self.qk = (torch.nn.Parameter(torch.randn(n, n) * 0.3) for _ in range(4))
+        self.gain = torch.nn.Parameter(torch.randn(4 * n))
 
     def forward(self, x):
         r, i, j, k = self.qr, self.qi, self.qj, self.qk
         w = torch.cat([torch.cat([r, -i, -j, -k], 1), torch.cat([i, r, -k, j], 1),
                        torch.cat([j, k, r, -i], 1), torch.cat([k, -j, i, r], 1)], 0)
-        return x @ w
+        return (x @ w) * self.gain.reshape(1, -1)
 
 
 class LowRank(torch.nn.Module):

@@ -638,12 +638,12 @@ def test_dtype_and_function_choice():
       }""")
     with pytest.raises(NccError, match=r"the module has 2 functions \(f, g\): pass function=NAME"):
         reference.run(m, [np.zeros(2)])
-    with pytest.raises(NccError, match=r"input 'arg0' has dtype float64, expected i64"):
+    with pytest.raises(NccError, match=r"input 'i' has dtype float64, expected i64"):
         reference.run(m, [np.zeros(2)], function="f")
     (y,) = reference.run(m, np.array([1, 2], np.int32), function="g")  # ints widen to floats
     assert y.dtype == np.float64 and y.tolist() == [-1.0, -2.0]
     f = next(iter(m.ops))
-    assert reference.run(f, {"arg0": [3, 4]})[0].tolist() == [3, 4]  # a func.func runs directly
+    assert reference.run(f, {"i": [3, 4]})[0].tolist() == [3, 4]  # a func.func runs directly
 
 
 def test_result_shape_is_checked_against_the_type():

@@ -63,6 +63,19 @@ def test_opt_help_lists_every_pass():
     for name in ALL_PASSES:
         assert f"--{name}" in proc.stdout
     assert "unavailable" not in proc.stdout
+    # each summary is whole: the first paragraph of the pass's docstring, ending a sentence
+    text = " ".join(proc.stdout.split("passes (run in command-line order")[1].split())
+    for name, load in ALL_PASSES.items():
+        summary = " ".join(load().__doc__.strip().split("\n\n")[0].split())
+        assert summary.endswith(".") and summary in text, name
+
+
+def test_an_empty_file_is_an_empty_module(tmp_path):
+    for text in ("", "\n  \n", "// only a comment\n"):
+        (tmp_path / "empty.mlir").write_text(text)
+        for tool in ("ncc-opt", "ncc-translate"):
+            proc = run(tool, tmp_path / "empty.mlir")
+            assert proc.returncode == 0 and proc.stdout == "builtin.module {\n}\n", (tool, proc.stderr)
 
 
 def test_translate_rejects_adjacency_options_without_import(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import textwrap
 import sys
 import time
 from dataclasses import dataclass
@@ -48,6 +49,12 @@ def split_pipeline_args(argv: list[str]) -> tuple[list[str], list[str]]:
     return [p for p in pieces if p.strip()], rest
 
 
+def pass_summary(cls: type) -> str:
+    """A pass's summary: the first paragraph of its docstring, whole."""
+    paragraph = (cls.__doc__ or "").strip().split("\n\n")[0]
+    return " ".join(line.strip() for line in paragraph.splitlines())
+
+
 def pass_help() -> str:
     lines = ["passes (run in command-line order; options in MLIR syntax):"]
     for name, load in ALL_PASSES.items():
@@ -56,8 +63,8 @@ def pass_help() -> str:
         except ImportError as e:  # pragma: no cover - a broken install
             lines.append(f"  --{name:<20} (unavailable: {e})")
             continue
-        doc = (cls.__doc__ or "").strip().splitlines()
-        lines.append(f"  --{name:<20} {doc[0] if doc else ''}")
+        lines.append(textwrap.fill(pass_summary(cls), width=100, initial_indent=f"  --{name:<20} ",
+                                   subsequent_indent=" " * 25))
         for opt in get_pass_option_infos(cls):
             default = f" (default {opt.default_value})" if opt.default_value is not None else ""
             kind = opt.expected_type.strip("'").replace("float | int", "float")

@@ -229,7 +229,8 @@ class ExpandMath(RewritePattern):
 
 @dataclass(frozen=True)
 class ExpandMathPass(ModulePass):
-    """f32 exp/log/tanh/erf/log1p/expm1 -> arith-only polynomial code (see module docstring)."""
+    """f32 exp/log/tanh/erf/log1p/expm1 -> arith-only polynomial code (range reduction and
+    Cephes polynomials), so that loops calling them vectorize; f64 ops are left alone."""
 
     name = "expand-math"
 

@@ -87,7 +87,7 @@ from xdsl.utils.exceptions import PassFailedException
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
 from ncc.passes.lowering import memory_plan
-from ncc.reference import arg_names
+from ncc.reference import arg_names, result_names
 from ncc.runtime.abi import ArgRole, KernelABI
 
 SUPPORTED_ELEMENTS = (f32, f64, i8, i32, i64, i1)  # i1: one byte per element (numpy bool)
@@ -1614,11 +1614,7 @@ class FunctionLowering:
         return kernel
 
     def _output_names(self, n: int) -> list[str]:
-        names = [str(i) for i in range(n)]
-        for i, attrs in enumerate(self.fn.res_attrs.data if self.fn.res_attrs else ()):
-            if isinstance(attrs, DictionaryAttr) and isinstance(s := attrs.data.get("ncc.name"), StringAttr):
-                names[i] = s.data
-        return names
+        return result_names(self.fn, "")
 
 
 def _is_nn_function(op: Operation) -> bool:

@@ -10,7 +10,7 @@
 // CHECK-SAME:    ncc.arena_bytes = array<i64: 128, 0>
 // CHECK-DAG:     %[[C0:.*]] = arith.constant 0 : index
 // CHECK-DAG:     %[[C64:.*]] = arith.constant 64 : index
-// CHECK:         %[[B:.*]] = memref.dim %arg0, %[[C0]]
+// CHECK:         %[[B:.*]] = memref.dim %x, %[[C0]]
 // CHECK-NEXT:    %[[T:.*]] = memref.view %arena[%[[C0]]][%[[B]]] : memref<?xi8> to memref<?x16xf32>
 // CHECK:         math.tanh
 // CHECK:         %[[OFF:.*]] = arith.muli %[[B]], %[[C64]] : index
@@ -42,12 +42,12 @@ func.func @chain(%x: tensor<?x16xf32>) -> tensor<?x4x4xf32> {
 
 // CHECK:       nn.weight @mixed_const attributes {ncc.constant} : tensor<3xi64> = dense<[0, 2, 4]>
 // CHECK-LABEL: func.func @mixed(
-// CHECK-SAME:    %arg0: memref<?x8xf32>, %arg1: memref<8xf32>, %out: memref<?x8xf32>, %mixed_const: memref<3xi64>, %arena: memref<?xi8>)
-// CHECK-SAME:    ncc.arg_roles = ["input:arg0", "input:arg1", "output:0", "weight:mixed_const", "arena"]
+// CHECK-SAME:    %x: memref<?x8xf32>, %s: memref<8xf32>, %out: memref<?x8xf32>, %mixed_const: memref<3xi64>, %arena: memref<?xi8>)
+// CHECK-SAME:    ncc.arg_roles = ["input:x", "input:s", "output:0", "weight:mixed_const", "arena"]
 // CHECK-SAME:    ncc.arena_bytes = array<i64: 128, 64>
 // CHECK-DAG:     %[[C0:.*]] = arith.constant 0 : index
 // CHECK-DAG:     %[[C64:.*]] = arith.constant 64 : index
-// CHECK:         %[[B:.*]] = memref.dim %arg0, %[[C0]]
+// CHECK:         %[[B:.*]] = memref.dim %x, %[[C0]]
 // CHECK-NEXT:    memref.view %arena[%[[C0]]][] : memref<?xi8> to memref<8xf32>
 // CHECK:         memref.view %arena[%[[C64]]][%[[B]]] : memref<?xi8> to memref<?x8xf32>
 // CHECK:         %[[M:.*]] = arith.muli %[[B]], %[[C64]] : index

@@ -5,8 +5,8 @@
 // The intermediate lives in the arena, the last op writes the output directly.
 
 // CHECK-LABEL: func.func @chain(
-// CHECK-SAME:    %x: memref<?x4xf32>, %arg1: memref<4xf32>, %out: memref<?x4xf32>, %arena: memref<?xi8>)
-// CHECK-SAME:    ncc.arg_roles = ["input:x", "input:arg1", "output:0", "arena"]
+// CHECK-SAME:    %x: memref<?x4xf32>, %y: memref<4xf32>, %out: memref<?x4xf32>, %arena: memref<?xi8>)
+// CHECK-SAME:    ncc.arg_roles = ["input:x", "input:y", "output:0", "arena"]
 // CHECK-SAME:    ncc.arena_bytes = array<i64: 64, 0>
 // CHECK-DAG:     %[[C0:.*]] = arith.constant 0 : index
 // CHECK-DAG:     %[[C1:.*]] = arith.constant 1 : index
@@ -22,7 +22,7 @@
 // CHECK:         scf.for %[[I2:.*]] = %[[C0]] to %[[B]] step %[[C1]] {
 // CHECK-NEXT:      scf.for %[[J2:.*]] = %[[C0]] to %[[C4]] step %[[C1]] {
 // CHECK-NEXT:        %[[L:.*]] = memref.load %[[T]][%[[I2]], %[[J2]]] : memref<?x4xf32>
-// CHECK-NEXT:        %[[Y:.*]] = memref.load %arg1[%[[J2]]] : memref<4xf32>
+// CHECK-NEXT:        %[[Y:.*]] = memref.load %y[%[[J2]]] : memref<4xf32>
 // CHECK-NEXT:        %[[S:.*]] = arith.addf %[[L]], %[[Y]] : f32
 // CHECK-NEXT:        memref.store %[[S]], %out[%[[I2]], %[[J2]]] : memref<?x4xf32>
 // CHECK:         func.return
@@ -36,17 +36,17 @@ func.func @chain(%x: tensor<?x4xf32> {ncc.name = "x"}, %y: tensor<4xf32>) -> ten
 // the overflow-free max(x, 0) + log1p(exp(-|x|)).
 
 // CHECK-LABEL: func.func @acts(
-// CHECK-SAME:    %arg0: memref<3xf64>, %out: memref<3xf64>, %out_1: memref<3xf64>)
-// CHECK-SAME:    ncc.arg_roles = ["input:arg0", "output:0", "output:1"], ncc.arena_bytes = array<i64: 0, 0>
+// CHECK-SAME:    %x: memref<3xf64>, %out: memref<3xf64>, %out_1: memref<3xf64>)
+// CHECK-SAME:    ncc.arg_roles = ["input:x", "output:0", "output:1"], ncc.arena_bytes = array<i64: 0, 0>
 // CHECK-DAG:     %[[ONE:.*]] = arith.constant 1.000000e+00 : f64
 // CHECK-DAG:     %[[ZERO:.*]] = arith.constant 0.000000e+00 : f64
-// CHECK:         %[[X:.*]] = memref.load %arg0
+// CHECK:         %[[X:.*]] = memref.load %x
 // CHECK-NEXT:    %[[N:.*]] = arith.negf %[[X]] : f64
 // CHECK-NEXT:    %[[E:.*]] = math.exp %[[N]] : f64
 // CHECK-NEXT:    %[[D:.*]] = arith.addf %[[ONE]], %[[E]] : f64
 // CHECK-NEXT:    %[[S:.*]] = arith.divf %[[ONE]], %[[D]] : f64
 // CHECK-NEXT:    memref.store %[[S]], %out
-// CHECK:         %[[X2:.*]] = memref.load %arg0
+// CHECK:         %[[X2:.*]] = memref.load %x
 // CHECK-NEXT:    %[[M:.*]] = arith.maximumf %[[X2]], %[[ZERO]] : f64
 // CHECK-NEXT:    %[[A:.*]] = math.absf %[[X2]] : f64
 // CHECK-NEXT:    %[[NA:.*]] = arith.negf %[[A]] : f64

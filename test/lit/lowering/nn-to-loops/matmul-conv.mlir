@@ -60,7 +60,7 @@ func.func @mlp(%x: tensor<?x4xf32> {ncc.name = "x"}) -> tensor<?x3xf32> {
 // fewer than the unroll of 4.)
 
 // CHECK-LABEL: func.func @conv(
-// CHECK-SAME:    %arg0: memref<1x2x5x5xf32>, %arg1: memref<3x2x3x3xf32>, %out: memref<1x3x5x5xf32>)
+// CHECK-SAME:    %x: memref<1x2x5x5xf32>, %w: memref<3x2x3x3xf32>, %out: memref<1x3x5x5xf32>)
 // CHECK-DAG:     %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
 // CHECK-DAG:     %[[C0:.*]] = arith.constant 0 : index
 // CHECK-DAG:     %[[C1:.*]] = arith.constant 1 : index
@@ -75,12 +75,12 @@ func.func @mlp(%x: tensor<?x4xf32> {ncc.name = "x"}) -> tensor<?x3xf32> {
 // CHECK-NEXT:        %[[RH:.*]] = arith.subi %[[C5]], %[[TH]] : index
 // CHECK-NEXT:        %[[HIH:.*]] = arith.minsi %[[C5]], %[[RH]] : index
 // CHECK:             scf.for %[[C:.*]] =
-// CHECK-NEXT:          %[[WV:.*]] = memref.load %arg1[%[[M]], %[[C]], %[[KH]], %[[KW]]] : memref<3x2x3x3xf32>
+// CHECK-NEXT:          %[[WV:.*]] = memref.load %w[%[[M]], %[[C]], %[[KH]], %[[KW]]] : memref<3x2x3x3xf32>
 // CHECK-NEXT:          scf.for %[[H:.*]] = %[[LOH]] to %[[HIH]] step %[[C1]] {
 // CHECK-NEXT:            scf.for %[[W:.*]] = %{{.*}} to %{{.*}} step %[[C1]] {
 // CHECK-NEXT:              %[[IH:.*]] = arith.addi %[[H]], %[[TH]] : index
 // CHECK-NEXT:              %[[IW:.*]] = arith.addi %[[W]], %{{.*}} : index
-// CHECK-NEXT:              %[[XV:.*]] = memref.load %arg0[%[[C0]], %[[C]], %[[IH]], %[[IW]]] : memref<1x2x5x5xf32>
+// CHECK-NEXT:              %[[XV:.*]] = memref.load %x[%[[C0]], %[[C]], %[[IH]], %[[IW]]] : memref<1x2x5x5xf32>
 // CHECK-NEXT:              %[[OV:.*]] = memref.load %out[%[[C0]], %[[M]], %[[H]], %[[W]]] : memref<1x3x5x5xf32>
 // CHECK-NEXT:              %[[P:.*]] = arith.mulf %[[WV]], %[[XV]] : f32
 // CHECK-NEXT:              %[[S:.*]] = arith.addf %[[OV]], %[[P]] : f32
@@ -95,9 +95,9 @@ func.func @conv(%x: tensor<1x2x5x5xf32>, %w: tensor<3x2x3x3xf32>) -> tensor<1x3x
 
 // CHECK-LABEL: func.func @wide(
 // CHECK-DAG:     %[[C8:.*]] = arith.constant 8 : index
-// CHECK-COUNT-8:   memref.load %arg0
+// CHECK-COUNT-8:   memref.load %x
 // CHECK-NEXT:      scf.for %[[J:.*]] =
-// CHECK-COUNT-8:     memref.load %arg1[%{{.*}}, %[[J]]]
+// CHECK-COUNT-8:     memref.load %w[%{{.*}}, %[[J]]]
 // CHECK-NEXT:        %[[A0:.*]] = memref.load %out[%{{.*}}, %[[J]]]
 // CHECK-NEXT:        %[[P0:.*]] = arith.mulf
 // CHECK-NEXT:        %[[S0:.*]] = arith.addf %[[A0]], %[[P0]]
@@ -105,7 +105,7 @@ func.func @conv(%x: tensor<1x2x5x5xf32>, %w: tensor<3x2x3x3xf32>) -> tensor<1x3x
 // CHECK-NEXT:        memref.store
 // CHECK:         scf.for %[[R:.*]] = %{{.*}} to %{{.*}} step
 // CHECK-NEXT:      %[[KR:.*]] = arith.addi %[[R]], %[[C8]] : index
-// CHECK-NEXT:      memref.load %arg0[%{{.*}}, %[[KR]]]
+// CHECK-NEXT:      memref.load %x[%{{.*}}, %[[KR]]]
 func.func @wide(%x: tensor<2x10xf32>, %w: tensor<10x3xf32>) -> tensor<2x3xf32> {
   %0 = nn.matmul %x, %w : tensor<2x10xf32>, tensor<10x3xf32> -> tensor<2x3xf32>
   func.return %0 : tensor<2x3xf32>
