@@ -14,6 +14,8 @@ import time
 import numpy as np
 from xdsl.dialects.builtin import ModuleOp
 
+from ncc.runtime.engine import host_summary
+
 
 def random_dag_text(neurons: int, edges: int, inputs: int, seed: int) -> str:
     """An adjacency list: every non-input neuron reads ~edges/(neurons-inputs) earlier neurons."""
@@ -57,6 +59,7 @@ def main() -> None:
     verify_module(module)
     t5 = time.perf_counter()
     n_ops = sum(1 for _ in module.walk())
+    print(f"host: {host_summary()}")
     print(f"net: {args.neurons} neurons, {args.edges} edges, {len(text) / 1e6:.1f} MB of text")
     print(f"parse adjacency text   {t1 - t0:7.2f} s")
     print(f"build neuron IR        {t2 - t1:7.2f} s")

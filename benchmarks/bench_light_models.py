@@ -30,6 +30,7 @@ import onnx
 import onnxruntime as ort
 
 import ncc
+from ncc.runtime.engine import host_summary
 
 LIGHT = ["resnet50", "squeezenet", "inception_v1", "inception_v2", "densenet121", "shufflenet",
          "bvlc_alexnet", "vgg19", "zfnet512"]
@@ -107,7 +108,8 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown model(s) {', '.join(unknown)} (known: {', '.join(LIGHT)})")
 
-    print(f"ncc vs onnxruntime {ort.__version__} (1 intra-op thread), batch 1, {os.cpu_count()} cores")
+    print(f"host: {host_summary()}")
+    print(f"ncc vs onnxruntime {ort.__version__} (1 intra-op thread), batch 1")
     print(f"\n{'model':<14}{'compile':>9}{'import':>8}{'loops':>8}{'to-llvm':>9}{'llvm':>8}"
           f"{'cached':>8}{'ort sess':>10}{'ncc':>11}{'ort':>11}{'ncc vs ort':>12}")
     results = []

@@ -44,6 +44,7 @@ import onnxruntime as ort  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import ncc  # noqa: E402
+from ncc.runtime.engine import host_summary  # noqa: E402
 from ncc.dialects import activations, nn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -259,7 +260,8 @@ def main() -> int:
     args = ap.parse_args()
     block = 0.02 if args.quick else 0.05
     cores = os.cpu_count() or 1
-    print(f"host: {cores} cores; ncc 1 thread, numpy BLAS {os.environ['OPENBLAS_NUM_THREADS']} "
+    print(f"host: {host_summary()}")
+    print(f"ncc 1 thread, numpy BLAS {os.environ['OPENBLAS_NUM_THREADS']} "
           f"thread, onnxruntime {ort.__version__} with 1 intra-op thread ('ort-1') and its "
           f"default ('ort-{cores}', one per core)")
     rng = np.random.default_rng(0)

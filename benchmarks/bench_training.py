@@ -33,6 +33,7 @@ import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
 import ncc
+from ncc.runtime.engine import host_summary
 
 SIZES = (784, 512, 512, 10)
 
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                                                        args.repeat)[0]
     torch.set_num_threads(default_threads)
     plan = model.memory()
+    print(f"host: {host_summary()}")
     print(f"MLP {'-'.join(map(str, SIZES))}, batch {args.batch}, {args.optimizer}: one training step "
           f"(forward + loss + backward + update)")
     print(f"  ncc first step (compile + run): {compile_s:.2f} s")

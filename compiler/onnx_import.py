@@ -1,4 +1,4 @@
-"""ONNX import: an ONNX model (opsets 6..newest) decomposed into `nn` ops.
+"""ONNX import: an ONNX model (opsets 6 to the newest onnx defines: 28 with onnx 1.23) decomposed into `nn` ops.
 
     module = ncc.import_onnx("model.onnx")      # or a ModelProto, or the bytes
     ncc-translate --import-onnx model.onnx
