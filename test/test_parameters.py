@@ -221,8 +221,7 @@ def test_torch_parameters_by_name_with_autograd_gradients(case):
     with torch.no_grad():
         for p in module.parameters():
             p.mul_(-0.5)
-    for name, value in module.state_dict().items():
-        if name in model.params:
-            model.params[name] = value.numpy()
+    for name, value in module.state_dict().items():  # torch tensors, as a state dict holds them
+        model.params[name] = value
     np.testing.assert_allclose(model(x.detach().numpy()), module(x).detach().numpy(), rtol=1e-4, atol=1e-5)
     assert initializer_shapes(model.export_onnx()) == initializer_shapes(m)
