@@ -17,8 +17,7 @@ import pytest
 import ncc
 
 pytestmark = pytest.mark.slow
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = pytest.importorskip("torch")  # a test extra; transformers is not: checked per test
 
 
 class LastHidden(torch.nn.Module):
@@ -31,6 +30,7 @@ class LastHidden(torch.nn.Module):
 
 
 def tiny(kind: str):
+    transformers = pytest.importorskip("transformers")
     if kind == "bert":
         cfg = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
                                       num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
