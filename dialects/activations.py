@@ -1,16 +1,29 @@
-"""The activation table, shared by the neuron and nn dialects, the adjacency
-frontend, the equations emitter and the reference interpreter.
+"""The activation table: everything ncc knows about an activation, written once.
 
-Each activation has a code (the `fj` field of the adjacency list, hex), a name
-(accepted in place of the code), its numpy function and its derivative
-expressed through z (the pre-activation sum). The adjacency-list format never
-defined the codes; this table is ncc's definition, and the README prints it.
+Used by the neuron and nn dialects, the adjacency frontend, the equations
+emitter, the reference interpreter, both loop lowerings (nn-to-loops and
+neuron-to-loops), autodiff and the neuron backward kernel. Each activation has
+
+  code, name    the `fj` field of the adjacency list (hex) and the name accepted
+                in its place; the format never defined codes: this is ncc's table
+  fn            its numpy function of z, the pre-activation sum
+  derivative    f'(z) in numpy
+  emit          f(z) in IR, built through a `Scalar` (below)
+  vjp           g * f'(z) in IR, from z and/or n = f(z) as `reads` says (the
+                output where it suffices: cheaper, and the forward stays fusable);
+                None for a zero gradient
+  reads         which of z, n the vjp reads: "z", "n" or "zn"
+
+`emit` and `vjp` are written against a small protocol, `Scalar`, that each
+level implements over its own ops: arith/math on scalars in the loop
+lowerings (passes/lowering/scalar.py), nn tensor ops in autodiff. So an
+activation's meaning and its derivative have one spelling for every level.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -31,6 +44,31 @@ def _elu(z: Array) -> Array:
     return np.where(z > 0, z, np.expm1(np.minimum(z, 0))).astype(z.dtype, copy=False)
 
 
+class Scalar(Protocol):
+    """What `emit` and `vjp` build with: elementwise operations on values of one
+    float type (scalars in loop code, tensors in autodiff). `positive` and
+    `negative` compare with 0 (NaN: false, as numpy), `select` picks by them."""
+
+    def const(self, value: float) -> Any: ...
+    def add(self, a: Any, b: Any) -> Any: ...
+    def sub(self, a: Any, b: Any) -> Any: ...
+    def mul(self, a: Any, b: Any) -> Any: ...
+    def div(self, a: Any, b: Any) -> Any: ...
+    def max(self, a: Any, b: Any) -> Any: ...
+    def min(self, a: Any, b: Any) -> Any: ...
+    def neg(self, a: Any) -> Any: ...
+    def abs(self, a: Any) -> Any: ...
+    def exp(self, a: Any) -> Any: ...
+    def expm1(self, a: Any) -> Any: ...
+    def log1p(self, a: Any) -> Any: ...
+    def tanh(self, a: Any) -> Any: ...
+    def sin(self, a: Any) -> Any: ...
+    def cos(self, a: Any) -> Any: ...
+    def positive(self, a: Any) -> Any: ...
+    def negative(self, a: Any) -> Any: ...
+    def select(self, cond: Any, a: Any, b: Any) -> Any: ...
+
+
 @dataclass(frozen=True)
 class Activation:
     code: int
@@ -38,29 +76,67 @@ class Activation:
     formula: str
     fn: Callable[[Array], Array]
     derivative: Callable[[Array], Array]  # f'(z), as a function of z
+    emit: Callable[[Scalar, Any], Any]  # (s, z) -> f(z)
+    vjp: Callable[[Scalar, Any, Any, Any], Any]  # (s, z, n, g) -> g * f'(z), or None (zero)
+    reads: str  # what vjp reads: "z", "n" or "zn"
+
+
+# IR forms shared by several rows
+def _emit_sigmoid(s: Scalar, z: Any) -> Any:  # 1 / (1 + exp(-z)): exp overflowing to inf gives 0
+    one = s.const(1.0)
+    return s.div(one, s.add(one, s.exp(s.neg(z))))
+
+
+def emit_sign(s: Scalar, z: Any) -> Any:  # 1, -1, or z itself for zeros and NaN (numpy's sign)
+    return s.select(s.positive(z), s.const(1.0), s.select(s.negative(z), s.const(-1.0), z))
+
+
+def _where_positive(s: Scalar, x: Any, yes: Any, no: Any) -> Any:
+    return s.select(s.positive(x), yes, no)
 
 
 ACTIVATIONS: tuple[Activation, ...] = (
-    Activation(0x00, "identity", "z", lambda z: z, np.ones_like),
+    Activation(0x00, "identity", "z", lambda z: z, np.ones_like,
+               lambda s, z: z, lambda s, z, n, g: g, "n"),
     Activation(0x01, "relu", "max(z, 0)", lambda z: np.maximum(z, 0).astype(z.dtype, copy=False),
-               lambda z: (z > 0).astype(z.dtype)),
+               lambda z: (z > 0).astype(z.dtype),
+               lambda s, z: s.max(z, s.const(0.0)),
+               lambda s, z, n, g: _where_positive(s, n, g, s.const(0.0)), "n"),
     Activation(0x02, "sigmoid", "1 / (1 + exp(-z))", _sigmoid,
-               lambda z: _sigmoid(z) * (1 - _sigmoid(z))),
-    Activation(0x03, "tanh", "tanh(z)", np.tanh, lambda z: 1 - np.tanh(z) ** 2),
+               lambda z: _sigmoid(z) * (1 - _sigmoid(z)),
+               _emit_sigmoid, lambda s, z, n, g: s.mul(g, s.mul(n, s.sub(s.const(1.0), n))), "n"),
+    Activation(0x03, "tanh", "tanh(z)", np.tanh, lambda z: 1 - np.tanh(z) ** 2,
+               lambda s, z: s.tanh(z), lambda s, z, n, g: s.mul(g, s.sub(s.const(1.0), s.mul(n, n))), "n"),
     Activation(0x04, "leaky_relu", "z if z > 0 else 0.01 z",
                lambda z: np.where(z > 0, z, 0.01 * z).astype(z.dtype, copy=False),
-               lambda z: np.where(z > 0, 1.0, 0.01).astype(z.dtype)),
+               lambda z: np.where(z > 0, 1.0, 0.01).astype(z.dtype),
+               lambda s, z: _where_positive(s, z, z, s.mul(s.const(0.01), z)),
+               lambda s, z, n, g: _where_positive(s, n, g, s.mul(s.const(0.01), g)), "n"),
     Activation(0x05, "elu", "z if z > 0 else exp(z) - 1", _elu,
-               lambda z: np.where(z > 0, 1.0, np.exp(np.minimum(z, 0))).astype(z.dtype)),
-    Activation(0x06, "softplus", "log(1 + exp(z))", _softplus, _sigmoid),
+               lambda z: np.where(z > 0, 1.0, np.exp(np.minimum(z, 0))).astype(z.dtype),
+               lambda s, z: _where_positive(s, z, z, s.expm1(s.min(z, s.const(0.0)))),
+               lambda s, z, n, g: _where_positive(s, n, g, s.mul(g, s.add(n, s.const(1.0)))), "n"),
+    # max(z, 0) + log1p(exp(-|z|)): never overflows
+    Activation(0x06, "softplus", "log(1 + exp(z))", _softplus, _sigmoid,
+               lambda s, z: s.add(s.max(z, s.const(0.0)), s.log1p(s.exp(s.neg(s.abs(z))))),
+               lambda s, z, n, g: s.mul(g, _emit_sigmoid(s, z)), "z"),
     Activation(0x07, "silu", "z * sigmoid(z)", lambda z: z * _sigmoid(z),
-               lambda z: _sigmoid(z) * (1 + z * (1 - _sigmoid(z)))),
-    Activation(0x08, "sin", "sin(z)", np.sin, np.cos),
+               lambda z: _sigmoid(z) * (1 + z * (1 - _sigmoid(z))),
+               lambda s, z: s.mul(z, _emit_sigmoid(s, z)),
+               lambda s, z, n, g: (lambda sg: s.mul(g, s.mul(sg, s.add(s.const(1.0), s.mul(
+                   z, s.sub(s.const(1.0), sg))))))(_emit_sigmoid(s, z)), "z"),
+    Activation(0x08, "sin", "sin(z)", np.sin, np.cos,
+               lambda s, z: s.sin(z), lambda s, z, n, g: s.mul(g, s.cos(z)), "z"),
     Activation(0x09, "gaussian", "exp(-z^2)", lambda z: np.exp(-z * z),
-               lambda z: -2 * z * np.exp(-z * z)),
-    Activation(0x0A, "abs", "abs(z)", np.abs, np.sign),
+               lambda z: -2 * z * np.exp(-z * z),
+               lambda s, z: s.exp(s.neg(s.mul(z, z))),
+               lambda s, z, n, g: s.mul(g, s.mul(s.mul(z, s.const(-2.0)), n)), "zn"),
+    Activation(0x0A, "abs", "abs(z)", np.abs, np.sign,
+               lambda s, z: s.abs(z), lambda s, z, n, g: s.mul(g, emit_sign(s, z)), "z"),
     Activation(0x0B, "step", "1 if z > 0 else 0 (derivative 0)",
-               lambda z: (z > 0).astype(z.dtype), np.zeros_like),
+               lambda z: (z > 0).astype(z.dtype), np.zeros_like,
+               lambda s, z: _where_positive(s, z, s.const(1.0), s.const(0.0)),
+               lambda s, z, n, g: None, "n"),
 )
 
 BY_NAME: dict[str, Activation] = {a.name: a for a in ACTIVATIONS}

@@ -37,7 +37,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from ncc.diagnostics import NccError
-from ncc.dialects import nn
+from ncc.dialects import activations, nn
 from ncc.dialects.nn import DYN, shape_of
 
 CONSTANT_MARK = "ncc.constant"  # on nn.weights made from folded constants: not trainable
@@ -177,31 +177,12 @@ def _scale(bw, g, x, c):
 # dy/dx of each elementwise function, from the input x or (cheaper to save, and
 # fusable forward code) the output y.
 UNARY_VJP: dict[str, Callable] = {
-    "identity": lambda bw, x, y, g: g,
     "neg": lambda bw, x, y, g: bw.un("neg", g),
     "exp": lambda bw, x, y, g: bw.bin("mul", g, bw.primal(y)),
     "log": lambda bw, x, y, g: bw.bin("div", g, bw.primal(x)),
     "sqrt": lambda bw, x, y, g: bw.bin("div", g, _scale(bw, bw.constant(1, y), bw.primal(y), 2)),
     "reciprocal": lambda bw, x, y, g: bw.un("neg", bw.bin("mul", g, bw.bin("mul", *[bw.primal(y)] * 2))),
-    "relu": lambda bw, x, y, g: bw.select(bw.cmp("greater", bw.primal(y), bw.constant(0, y)), g,
-                                          bw.constant(0, y)),
-    "leaky_relu": lambda bw, x, y, g: bw.select(bw.cmp("greater", bw.primal(y), bw.constant(0, y)), g,
-                                                _scale(bw, g, bw.constant(1, y), 0.01)),
-    "elu": lambda bw, x, y, g: (lambda yv: bw.select(
-        bw.cmp("greater", yv, bw.constant(0, y)), g,
-        bw.bin("mul", g, bw.bin("add", yv, bw.constant(1, y)))))(bw.primal(y)),
-    "sigmoid": lambda bw, x, y, g: (lambda yv: bw.bin("mul", g, bw.bin(
-        "mul", yv, bw.bin("sub", bw.constant(1, y), yv))))(bw.primal(y)),
-    "tanh": lambda bw, x, y, g: (lambda yv: bw.bin("mul", g, bw.bin(
-        "sub", bw.constant(1, y), bw.bin("mul", yv, yv))))(bw.primal(y)),
-    "softplus": lambda bw, x, y, g: bw.bin("mul", g, bw.un("sigmoid", bw.primal(x))),
-    "silu": lambda bw, x, y, g: (lambda xv, s: bw.bin("mul", g, bw.bin("mul", s, bw.bin(
-        "add", bw.constant(1, x), bw.bin("mul", xv, bw.bin("sub", bw.constant(1, x), s))))))(
-        bw.primal(x), bw.un("sigmoid", bw.primal(x))),
-    "sin": lambda bw, x, y, g: bw.bin("mul", g, bw.un("cos", bw.primal(x))),
     "cos": lambda bw, x, y, g: bw.un("neg", bw.bin("mul", g, bw.un("sin", bw.primal(x)))),
-    "gaussian": lambda bw, x, y, g: bw.bin("mul", g, _scale(bw, bw.primal(x), bw.primal(y), -2)),
-    "abs": lambda bw, x, y, g: bw.bin("mul", g, bw.un("sign", bw.primal(x))),
     "erf": lambda bw, x, y, g: (lambda xv: bw.bin("mul", g, _scale(
         bw, bw.constant(1, x), bw.un("exp", bw.un("neg", bw.bin("mul", xv, xv))),
         2 / math.sqrt(math.pi))))(bw.primal(x)),
@@ -218,8 +199,38 @@ UNARY_VJP: dict[str, Callable] = {
         "atanh": lambda bw, xv: bw.bin("sub", bw.constant(1, xv), bw.bin("mul", xv, xv)),
     }.items()},
     # piecewise constant: zero almost everywhere (as PyTorch)
-    **{name: (lambda bw, x, y, g: None) for name in ("step", "floor", "ceil", "round", "sign")},
+    **{name: (lambda bw, x, y, g: None) for name in ("floor", "ceil", "round", "sign")},
+    # the activations: the table's vjp (dialects/activations.py), on nn ops
+    **{a.name: (lambda a: lambda bw, x, y, g: a.vjp(
+        _NNScalar(bw, g), bw.primal(x) if "z" in a.reads else None,
+        bw.primal(y) if "n" in a.reads else None, g))(a) for a in activations.ACTIVATIONS},
 }
+
+
+class _NNScalar:
+    """The activation table's Scalar on nn tensor ops (constants of `like`'s type)."""
+
+    def __init__(self, bw: Backward, like: SSAValue):
+        self.bw, self.like = bw, like
+
+    def const(self, v: float) -> SSAValue:
+        return self.bw.constant(v, self.like)
+
+    def __getattr__(self, name: str):
+        if name in ("add", "sub", "mul", "div", "max", "min"):
+            return lambda a, b: self.bw.bin(name, a, b)
+        if name in nn.UNARY_OPS:
+            return lambda a: self.bw.un(name, a)
+        raise AttributeError(name)
+
+    def positive(self, a: SSAValue) -> SSAValue:
+        return self.bw.cmp("greater", a, self.const(0.0))
+
+    def negative(self, a: SSAValue) -> SSAValue:
+        return self.bw.cmp("less", a, self.const(0.0))
+
+    def select(self, cond: SSAValue, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self.bw.select(cond, a, b)
 
 
 def _binary(d: Callable) -> Rule:
@@ -324,8 +335,7 @@ def activation_vjp(bw: Backward, op: Operation, g: SSAValue, pre: Callable[[], S
     act = op.params.activation
     if act == "identity":
         return g
-    reads_x = act in ("softplus", "silu", "sin", "cos", "gaussian", "abs", "erf", "sinh", "cosh")
-    z = pre() if reads_x else None
+    z = pre() if "z" in activations.BY_NAME[act].reads else None
     shim = _ActivationShim(bw, z)
     return UNARY_VJP[act](shim, z, op.result, g) or bw.zeros(g.type)
 

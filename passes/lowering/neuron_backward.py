@@ -17,7 +17,7 @@ one multiply-add per edge, the activation inlined, z kept), then the neurons
 in reverse order:
 
     dn_j = dy_j (j an output) + sum of dz_k * w_jk over the neurons k fed by j
-    dz_j = dn_j * f_j'(z_j)                       (DERIVATIVES below)
+    dz_j = dn_j * f_j'(z_j)                       (the activation table's vjp)
     dw_ij += dz_j * n_i,  db_j += dz_j            (a shared symbol: the sum of its uses)
 
 and dx is the dn of the input neurons.
@@ -58,62 +58,17 @@ from __future__ import annotations
 
 from typing import Callable
 
-from xdsl.dialects import arith, func, math, memref
+from xdsl.dialects import arith, func, memref
 from xdsl.dialects.builtin import MemRefType, UnitAttr, f32, i8
 from xdsl.ir import Operation, SSAValue
 
 from ncc.dialects import activations
 from ncc.dialects.neuron import NetOp
 from ncc.passes.lowering.neuron_to_loops import (
-    ACTIVATIONS, CHUNK_EDGES, DYN, TILE_ROWS, Const, Emit, _Builder, _Row, _sigmoid, chunk_neurons,
+    CHUNK_EDGES, DYN, TILE_ROWS, _Builder, _Row, chunk_neurons,
     needed_neurons, net_params, params_symbol)
 from ncc.passes.lowering.outline_loops import OUTLINE
 from ncc.runtime.abi import ArgRole, KernelABI
-
-# ---------------------------------------------------------------------------
-# Derivatives as arith/math, f'(z) as dialects/activations.py defines it (a
-# function of z; relu'(0) = 0, step' = 0, abs' = sign). Each takes `emit`, the
-# constant maker `c`, z and n = f(z) (already computed by the forward: tanh'
-# and sigmoid' are cheaper from it); None stands for 1 (dz = dn, no multiply).
-
-Derivative = Callable[[Emit, Const, SSAValue, SSAValue], SSAValue | None]
-
-
-def _positive(emit: Emit, c: Const, z: SSAValue, yes: SSAValue, no: SSAValue) -> SSAValue:
-    """yes if z > 0 else no (NaN: no, as numpy's z > 0)."""
-    return emit(arith.SelectOp(emit(arith.CmpfOp(z, c(0.0), "ogt")), yes, no))
-
-
-def _silu(emit: Emit, c: Const, z: SSAValue, n: SSAValue) -> SSAValue:
-    # s (1 + z (1 - s)), s = sigmoid(z) (the forward's, merged by LLVM's CSE)
-    s = _sigmoid(emit, c, z)
-    return emit(arith.MulfOp(s, emit(arith.AddfOp(c(1.0), emit(arith.MulfOp(
-        z, emit(arith.SubfOp(c(1.0), s))))))))
-
-
-def _sign(emit: Emit, c: Const, z: SSAValue, n: SSAValue) -> SSAValue:
-    # 1, -1, or z itself for +-0 and NaN (numpy's sign)
-    negative = emit(arith.SelectOp(emit(arith.CmpfOp(z, c(0.0), "olt")), c(-1.0), z))
-    return _positive(emit, c, z, c(1.0), negative)
-
-
-DERIVATIVES: dict[str, Derivative] = {
-    "identity": lambda emit, c, z, n: None,
-    "relu": lambda emit, c, z, n: _positive(emit, c, z, c(1.0), c(0.0)),
-    "sigmoid": lambda emit, c, z, n: emit(arith.MulfOp(n, emit(arith.SubfOp(c(1.0), n)))),
-    "tanh": lambda emit, c, z, n: emit(arith.SubfOp(c(1.0), emit(arith.MulfOp(n, n)))),
-    "leaky_relu": lambda emit, c, z, n: _positive(emit, c, z, c(1.0), c(0.01)),
-    "elu": lambda emit, c, z, n: _positive(emit, c, z, c(1.0), emit(math.ExpOp(
-        emit(arith.MinimumfOp(z, c(0.0)))))),
-    "softplus": lambda emit, c, z, n: _sigmoid(emit, c, z),
-    "silu": _silu,
-    "sin": lambda emit, c, z, n: emit(math.CosOp(z)),
-    "gaussian": lambda emit, c, z, n: emit(arith.MulfOp(emit(arith.MulfOp(z, c(-2.0))), n)),
-    "abs": _sign,
-    "step": lambda emit, c, z, n: c(0.0),
-}
-assert set(DERIVATIVES) == set(ACTIVATIONS) == set(activations.BY_NAME), \
-    "DERIVATIVES, neuron_to_loops.ACTIVATIONS and dialects/activations.py must list the same names"
 
 
 def vjp_name(net_name: str) -> str:
@@ -145,9 +100,8 @@ def _backward(row: _Row, chunk: list[int], consumers: list[list[tuple[int, str]]
             if k not in dz:
                 dz[k] = dz_of(k)
             terms.append(B.emit(arith.MulfOp(dz[k], row.param(w))))
-        d = DERIVATIVES[g.activation[j]](B.emit, B.const, row.z[j], row.value[j])
-        dn = _sum(B, terms)
-        dz[j] = dn if d is None else B.emit(arith.MulfOp(dn, d))
+        dn = _sum(B, terms)  # dz = dn * f'(z), by the activation table (None: a zero derivative)
+        dz[j] = activations.BY_NAME[g.activation[j]].vjp(B.scalar, row.z[j], row.value[j], dn) or B.const(0.0)
         keep_dz(j, dz[j])
 
 

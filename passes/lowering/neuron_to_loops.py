@@ -55,16 +55,17 @@ from typing import Callable
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects import arith, func, math, memref, scf
+from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, ModuleOp, f32, i8
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import PassFailedException
 
-from ncc.dialects import nn
+from ncc.dialects import activations, nn
 from ncc.dialects.neuron import NetOp, NeuronGraph, name_width, neuron_name
 from ncc.passes.layerize import layerize_net, plan_layers
+from ncc.passes.lowering.scalar import ArithScalar
 from ncc.runtime.abi import ArgRole, KernelABI
 
 DYN = nn.DYN
@@ -127,50 +128,6 @@ def net_params(net: NetOp, g: NeuronGraph, seed: int = 0
 
 
 # ---------------------------------------------------------------------------
-# Activations as arith/math, one small emitter each (dialects/activations.py
-# semantics). Each takes `emit` (appends an op, returns its result), a float
-# constant maker `c` and z.
-
-Emit = Callable[[Operation], SSAValue]
-Const = Callable[[float], SSAValue]
-
-
-def _sigmoid(emit: Emit, c: Const, z: SSAValue) -> SSAValue:
-    # 1 / (1 + exp(-z)): exp(-z) overflowing to inf gives exactly 0.
-    e = emit(math.ExpOp(emit(arith.NegfOp(z))))
-    return emit(arith.DivfOp(c(1.0), emit(arith.AddfOp(c(1.0), e))))
-
-
-def _softplus(emit: Emit, c: Const, z: SSAValue) -> SSAValue:
-    # max(z, 0) + log(1 + exp(-|z|)): never overflows.
-    e = emit(math.ExpOp(emit(arith.NegfOp(emit(math.AbsFOp(z))))))
-    return emit(arith.AddfOp(emit(arith.MaximumfOp(z, c(0.0))),
-                             emit(math.LogOp(emit(arith.AddfOp(c(1.0), e))))))
-
-
-def _positive_or(emit: Emit, c: Const, z: SSAValue, other: SSAValue) -> SSAValue:
-    return emit(arith.SelectOp(emit(arith.CmpfOp(z, c(0.0), "ogt")), z, other))
-
-
-ACTIVATIONS: dict[str, Callable[[Emit, Const, SSAValue], SSAValue]] = {
-    "identity": lambda emit, c, z: z,
-    "relu": lambda emit, c, z: emit(arith.MaximumfOp(z, c(0.0))),
-    "sigmoid": _sigmoid,
-    "tanh": lambda emit, c, z: emit(math.TanhOp(z)),
-    "leaky_relu": lambda emit, c, z: _positive_or(emit, c, z, emit(arith.MulfOp(z, c(0.01)))),
-    "elu": lambda emit, c, z: _positive_or(emit, c, z, emit(arith.SubfOp(
-        emit(math.ExpOp(emit(arith.MinimumfOp(z, c(0.0))))), c(1.0)))),
-    "softplus": _softplus,
-    "silu": lambda emit, c, z: emit(arith.MulfOp(z, _sigmoid(emit, c, z))),
-    "sin": lambda emit, c, z: emit(math.SinOp(z)),
-    "gaussian": lambda emit, c, z: emit(math.ExpOp(emit(arith.NegfOp(emit(arith.MulfOp(z, z)))))),
-    "abs": lambda emit, c, z: emit(math.AbsFOp(z)),
-    "step": lambda emit, c, z: emit(arith.SelectOp(emit(arith.CmpfOp(z, c(0.0), "ogt")),
-                                                   c(1.0), c(0.0))),
-}
-
-
-# ---------------------------------------------------------------------------
 # The kernel
 
 
@@ -223,6 +180,7 @@ class _Builder:
         self.ops: list[Operation] = []
         self._index: dict[int, SSAValue] = {}
         self._float: dict[float, SSAValue] = {}
+        self.scalar = ArithScalar(self.emit, self.const)  # the activation table's builder
 
     def emit(self, op: Operation) -> SSAValue:
         self.ops.append(op)
@@ -288,7 +246,7 @@ class _Row:
                 m = B.emit(arith.MulfOp(self.get(i), self.param(sym)))
                 z = m if z is None else B.emit(arith.AddfOp(z, m))
             self.z[j] = B.const(0.0) if z is None else z
-            self.value[j] = ACTIVATIONS[g.activation[j]](B.emit, B.const, self.z[j])
+            self.value[j] = activations.BY_NAME[g.activation[j]].emit(B.scalar, self.z[j])
             if (store := write(j, self.value[j])) is not None:
                 B.emit(store)
 

@@ -36,8 +36,9 @@ Every op becomes scf.for loop nests of memref.load/store, arith and math, from
 a few mechanisms: `map_nest` (elementwise, broadcasting, data movement: an
 index map per operand), `window` (conv and pools: input positions with bounds
 checks for padding) and loop nests carrying accumulators (`nest(..., inits)`).
-Activations come from one table (UNARY_EMIT), shared by nn.relu etc. and the
-fused ops. Matmul loops run i, k, j so that the inner loop is unit-stride.
+Activations are the activation table's own code (dialects/activations.py,
+through UNARY_EMIT), shared by nn.relu etc. and the fused ops. Matmul loops
+run i, k, j so that the inner loop is unit-stride.
 
 sparse_matmul: up to `sparse-unroll-limit` nonzeros (default 256) the edges
 are straight-line code (row and column indices are constants); above it the
@@ -63,13 +64,11 @@ import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import arith, func, math, memref, scf
 from xdsl.dialects.builtin import (
-    DictionaryAttr,
     FloatAttr,
     IndexType,
     IntegerAttr,
     MemRefType,
     ModuleOp,
-    StringAttr,
     TensorType,
     UnitAttr,
     f32,
@@ -84,9 +83,10 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.utils.exceptions import PassFailedException
 
-from ncc.dialects import nn
+from ncc.dialects import activations, nn
 from ncc.dialects.nn import DYN
 from ncc.passes.lowering import memory_plan
+from ncc.passes.lowering.scalar import ArithScalar
 from ncc.reference import arg_names, result_names
 from ncc.runtime.abi import ArgRole, KernelABI
 
@@ -257,31 +257,17 @@ def _m(cls: type) -> Callable[[Builder, SSAValue], SSAValue]:
     return lambda b, x: b(cls, x)
 
 
-def _sigmoid(b: Builder, x: SSAValue) -> SSAValue:
-    one = b.like(1.0, x)
-    return b(arith.DivfOp, one, b(arith.AddfOp, one, b(math.ExpOp, b(arith.NegfOp, x))))
+def scalar(b: Builder, like: SSAValue) -> ArithScalar:
+    """The activation table's Scalar for values of `like`'s float type."""
+    return ArithScalar(b.emit, lambda v: b.like(v, like))
 
 
-def _positive(b: Builder, x: SSAValue) -> SSAValue:
-    return b.cmpf("ogt", x, b.like(0.0, x))
+def _table(f: Callable[[ArithScalar, SSAValue], SSAValue]) -> Callable[[Builder, SSAValue], SSAValue]:
+    return lambda b, x: f(scalar(b, x), x)
 
 
 UNARY_EMIT: dict[str, Callable[[Builder, SSAValue], SSAValue]] = {
-    "identity": lambda b, x: x,
-    "relu": lambda b, x: b(arith.MaximumfOp, x, b.like(0.0, x)),
-    "sigmoid": _sigmoid,
-    "tanh": _m(math.TanhOp),
-    "leaky_relu": lambda b, x: b.select(_positive(b, x), x, b(arith.MulfOp, b.like(0.01, x), x)),
-    "elu": lambda b, x: b.select(_positive(b, x), x,
-                                 b(math.ExpM1Op, b(arith.MinimumfOp, x, b.like(0.0, x)))),
-    # max(x, 0) + log1p(exp(-|x|)): never overflows
-    "softplus": lambda b, x: b(arith.AddfOp, b(arith.MaximumfOp, x, b.like(0.0, x)),
-                               b(math.Log1pOp, b(math.ExpOp, b(arith.NegfOp, b(math.AbsFOp, x))))),
-    "silu": lambda b, x: b(arith.MulfOp, x, _sigmoid(b, x)),
-    "sin": _m(math.SinOp),
-    "gaussian": lambda b, x: b(math.ExpOp, b(arith.NegfOp, b(arith.MulfOp, x, x))),
-    "abs": _m(math.AbsFOp),
-    "step": lambda b, x: b.select(_positive(b, x), b.like(1.0, x), b.like(0.0, x)),
+    **{a.name: _table(a.emit) for a in activations.ACTIVATIONS},  # the activation table's own code
     "exp": _m(math.ExpOp), "log": _m(math.LogOp), "neg": _m(arith.NegfOp),
     "sqrt": _m(math.SqrtOp), "reciprocal": lambda b, x: b(arith.DivfOp, b.like(1.0, x), x),
     "erf": _m(math.ErfOp), "floor": _m(math.FloorOp), "ceil": _m(math.CeilOp),
@@ -289,9 +275,7 @@ UNARY_EMIT: dict[str, Callable[[Builder, SSAValue], SSAValue]] = {
     "acos": _m(math.AcosOp), "asin": _m(math.AsinOp), "atan": _m(math.AtanOp),
     "sinh": _m(math.SinhOp), "cosh": _m(math.CoshOp), "asinh": _m(math.AsinhOp),
     "acosh": _m(math.AcoshOp), "atanh": _m(math.AtanhOp), "round": _m(math.RoundEvenOp),
-    # 1, -1, or x itself for zeros and NaN (as numpy)
-    "sign": lambda b, x: b.select(_positive(b, x), b.like(1.0, x),
-                                  b.select(b.cmpf("olt", x, b.like(0.0, x)), b.like(-1.0, x), x)),
+    "sign": _table(activations.emit_sign),
 }
 
 

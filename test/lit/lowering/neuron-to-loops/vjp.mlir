@@ -43,16 +43,15 @@
 // CHECK:             %[[Z03:.*]] = arith.addf
 // CHECK-NEXT:        %[[N03:.*]] = arith.maximumf %[[Z03]], %[[ZERO:.*]] : f32
 // CHECK-NEXT:        memref.store %[[N03]], %[[TILE]][%{{.*}}, %[[T]]]
-// Backward: dz03 = dy * relu'(z03) (relu'(z) = z > 0 ? 1 : 0) ...
+// Backward: dz03 = dy * relu'(z03), from the activation table: n03 > 0 ? dy : 0 ...
 // CHECK-NEXT:        %[[DY03:.*]] = memref.load %[[TILE]][%[[DY]], %[[T]]]
-// CHECK-NEXT:        %[[POS:.*]] = arith.cmpf ogt, %[[Z03]], %[[ZERO]] : f32
-// CHECK-NEXT:        %[[D03:.*]] = arith.select %[[POS]], %[[ONE:.*]], %[[ZERO]] : f32
-// CHECK-NEXT:        %[[DZ03:.*]] = arith.mulf %[[DY03]], %[[D03]] : f32
+// CHECK-NEXT:        %[[POS:.*]] = arith.cmpf ogt, %[[N03]], %[[ZERO]] : f32
+// CHECK-NEXT:        %[[DZ03:.*]] = arith.select %[[POS]], %[[DY03]], %[[ZERO]] : f32
 // CHECK-NEXT:        memref.store %[[DZ03]], %[[TILE]][%[[SDZ03:.*]], %[[T]]]
 // ... dn02 = dz03*w0203, dz02 = dn02 * (1 - n02^2)
 // CHECK-NEXT:        %[[DN02:.*]] = arith.mulf %[[DZ03]], %[[W0203]] : f32
 // CHECK-NEXT:        %[[SQ:.*]] = arith.mulf %[[N02]], %[[N02]] : f32
-// CHECK-NEXT:        %[[D02:.*]] = arith.subf %[[ONE]], %[[SQ]] : f32
+// CHECK-NEXT:        %[[D02:.*]] = arith.subf %[[ONE:.*]], %[[SQ]] : f32
 // CHECK-NEXT:        %[[DZ02:.*]] = arith.mulf %[[DN02]], %[[D02]] : f32
 // CHECK-NEXT:        memref.store %[[DZ02]], %[[TILE]][%[[SDZ02:.*]], %[[T]]]
 // CHECK-NEXT:      }
