@@ -67,10 +67,10 @@ class NccRep(BackendRep):
 
     def __init__(self, module: Any, mode: str = "native", **options: Any):
         import ncc
-        from ncc.reference import _select, arg_names, result_names
+        from ncc.reference import arg_names, result_names, select_function
 
         _check_options(mode, options)
-        f = _select(module, None)
+        f = select_function(module, None)
         self.mode = mode
         self.input_names, self.output_names = arg_names(f), result_names(f)
         self.module = module

@@ -59,9 +59,9 @@ def export_onnx(module: Operation, path: str | os.PathLike | None = None, *,
     if not MIN_OPSET <= opset <= newest:
         raise NccError(f"ONNX export supports opsets {MIN_OPSET}..{newest}, got {opset}")
     module = _at_nn_level(module)
-    from ncc.reference import _select, arg_names, result_names
+    from ncc.reference import arg_names, result_names, select_function
 
-    f = _select(module, function)
+    f = select_function(module, function)
     if not isinstance(f, func.FuncOp):
         raise NccError(f"cannot export '{f.name}': expected an nn function")
     g = _Graph(module, opset)

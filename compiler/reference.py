@@ -38,7 +38,7 @@ def run(module_or_op: Operation, inputs: Inputs, *, function: str | None = None,
     one, else `main`. `params` overrides weights by symbol name (for a neuron
     net: any weight or bias symbol, as a scalar). `seed` is the seeded initial
     rule's seed for neuron weights without values."""
-    target = _select(module_or_op, function)
+    target = select_function(module_or_op, function)
     params = dict(params or {})
     with np.errstate(all="ignore"):  # numpy semantics: inf/nan, not warnings
         if isinstance(target, NetOp):
@@ -55,7 +55,7 @@ def run(module_or_op: Operation, inputs: Inputs, *, function: str | None = None,
 # Choosing what to run, binding inputs
 
 
-def _select(root: Operation, name: str | None) -> func.FuncOp | NetOp:
+def select_function(root: Operation, name: str | None) -> func.FuncOp | NetOp:
     if isinstance(root, (func.FuncOp, NetOp)):
         return root
     if not isinstance(root, ModuleOp):

@@ -1135,9 +1135,9 @@ class AutodiffPass(ModulePass):
     inputs: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from ncc.passes.lowering.nn_to_loops import _is_nn_function
+        from ncc.passes.lowering.nn_to_loops import is_nn_function
 
-        fns = [f for f in op.ops if _is_nn_function(f)]
+        fns = [f for f in op.ops if is_nn_function(f)]
         if self.function:
             fns = [_find(op, self.function)]
         for f in fns:

@@ -63,7 +63,6 @@ same weight buffers as `params`), `trainable`, `memory()` and `export_onnx`;
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 import time
@@ -74,15 +73,14 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import MemRefType, ModuleOp
+from xdsl.dialects.builtin import ModuleOp
 
 from ncc.diagnostics import NccError
 from ncc.runtime.abi import ARG_ROLES, ArgRole, KernelABI
+from ncc.runtime.calling import ArenaCache, ArgSpec, aligned_empty, check_input, function_address, invoker
 
 NEURON_MODES = ("auto", "neuron", "layers")
 _MLIR_MARKERS = ("builtin.module", "module", "func.func", "neuron.net", "nn.weight", "\"")
-_ARENAS_KEPT = 4  # batch sizes whose arena a thread keeps
-_ALIGN = 64
 
 
 # ---------------------------------------------------------------------------
@@ -101,17 +99,17 @@ def compile(source: Any, *, fuse: bool = True, neuron_mode: str = "auto",
     are then the others."""
     if neuron_mode not in NEURON_MODES:
         raise NccError(f"neuron_mode must be one of {', '.join(NEURON_MODES)}, got '{neuron_mode}'")
-    with _COMPILE_LOCK:  # building xDSL IR is not thread-safe: one compile at a time
+    with COMPILE_LOCK:  # building xDSL IR is not thread-safe: one compile at a time
         return _compile(source, fuse, neuron_mode, cache, function, name, constants)
 
 
-_COMPILE_LOCK = threading.RLock()
+COMPILE_LOCK = threading.RLock()
 
 
 def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: str | None,
              name: str, constants: Mapping[str, Any] | None = None) -> "CompiledModel":
     info: dict[str, Any] = {"seconds": {}}
-    clock = _Clock(info["seconds"])
+    clock = Clock(info["seconds"])
     start = time.perf_counter()
     with clock("import"):
         module = load_source(source, name, constants)
@@ -122,7 +120,7 @@ def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: st
         info["neuron_mode"], recipes = lower_to_loops(module, fuse=fuse, neuron_mode=neuron_mode)
     kernel = select_kernel(module, function)
     abi = KernelABI.of(kernel)
-    specs = [_ArgSpec.of(t) for t in kernel.function_type.inputs.data]
+    specs = [ArgSpec.of(t) for t in kernel.function_type.inputs.data]
     weights = {op.sym: op for op in module.ops if op.name == "nn.weight"}
     with clock("native"):
         lib = native_library(module, abi, cache, info, clock)
@@ -163,7 +161,7 @@ def layered_param_places(module: ModuleOp, neuron_mode: str) -> dict[str, dict]:
             if isinstance(net, NetOp) and choose_neuron_lowering(net, neuron_mode) == "layers"}
 
 
-class _Clock:
+class Clock:
     def __init__(self, into: dict[str, float]):
         self.into = into
 
@@ -263,7 +261,7 @@ def select_kernel(module: ModuleOp, function: str | None) -> func.FuncOp:
     return pick_function(kernels, function, "to run")
 
 
-def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clock: _Clock):
+def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clock: Clock):
     """The module's native code: from the cache, else lowered and compiled (and stored)."""
     from ncc.ir import print_module
     from ncc.runtime import engine
@@ -302,131 +300,8 @@ def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clo
 
 
 # ---------------------------------------------------------------------------
-# Calling native code: numpy arrays straight to kernel pointers.
-#
-# A tiny net's kernel runs in well under a microsecond, so the call itself must
-# be cheap: ctypes costs ~0.9 us per call plus ~2 us per `a.ctypes.data`. The
-# invoker is instead a builtin function (METH_FASTCALL) written in LLVM IR, one
-# per argument count: `call(kernel_address, *arrays, batch)` reads each array's
-# data pointer from numpy's PyArrayObject (`data` follows the object header),
-# releases the GIL, calls the kernel and returns None (~0.2 us in all). Only
-# arrays the model has checked are ever passed. A self-test checks the layout
-# once per process; if it differs, a plain ctypes invoker is used instead.
-
-_INVOKERS: dict[int, Any] = {}
-_KEEP: list[Any] = []  # code and method tables the invokers use: never freed
-_LOCK = threading.Lock()
-_DATA_OFFSET = 16  # offsetof(PyArrayObject_fields, data) on 64-bit CPython
-_METH_FASTCALL = 0x80
-
-
-class _PyMethodDef(ctypes.Structure):
-    _fields_ = [("ml_name", ctypes.c_char_p), ("ml_meth", ctypes.c_void_p),
-                ("ml_flags", ctypes.c_int), ("ml_doc", ctypes.c_char_p)]
-
-
-def _jit(ir: str, name: str) -> int:
-    from ncc.runtime import engine
-
-    lib = engine.compile_llvm_ir(ir)
-    _KEEP.append(lib)
-    return lib.address(name)
-
-
-def _capi(name: str) -> str:
-    """A C-API function of this process as an LLVM constant."""
-    return f"inttoptr (i64 {ctypes.cast(getattr(ctypes.pythonapi, name), ctypes.c_void_p).value} to ptr)"
-
-
-def _layout_ok() -> bool:
-    if ctypes.sizeof(ctypes.c_void_p) != 8:
-        return False
-    addr = _jit(f"define ptr @data_of(ptr %o) {{\n  %p = getelementptr i8, ptr %o, i64 {_DATA_OFFSET}\n"
-                "  %d = load ptr, ptr %p\n  ret ptr %d\n}\n", "data_of")
-    data_of = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.py_object)(addr)
-    probes = [np.zeros(3, np.float32), np.arange(12.0).reshape(3, 4)[1:], np.empty((0, 2))]
-    return all(data_of(a) == (a.ctypes.data or None) for a in probes)
-
-
-def _invoker(nargs: int):
-    """call(kernel_address, *arrays, batch) for kernels of `nargs` buffers."""
-    with _LOCK:
-        if -1 not in _INVOKERS:
-            _INVOKERS[-1] = _layout_ok()
-        if nargs not in _INVOKERS:
-            _INVOKERS[nargs] = (_fastcall_invoker if _INVOKERS[-1] else _ctypes_invoker)(nargs)
-        return _INVOKERS[nargs]
-
-
-def _fastcall_invoker(nargs: int):
-    none = f"inttoptr (i64 {id(None)} to ptr)"
-    loads = "".join(f"  %p{i} = getelementptr ptr, ptr %args, i64 {i + 1}\n"
-                    f"  %o{i} = load ptr, ptr %p{i}\n"
-                    f"  %q{i} = getelementptr i8, ptr %o{i}, i64 {_DATA_OFFSET}\n"
-                    f"  %d{i} = load ptr, ptr %q{i}\n" for i in range(nargs))
-    ptrs = "".join(f"ptr %d{i}, " for i in range(nargs))
-    ir = f"""define ptr @invoke(ptr %self, ptr %args, i64 %nargs) {{
-entry:
-  %ok = icmp eq i64 %nargs, {nargs + 2}
-  br i1 %ok, label %go, label %bad
-bad:                                    ; SystemError in Python; ncc never calls it so
-  ret ptr null
-go:
-  %a = load ptr, ptr %args
-  %fn = call ptr {_capi("PyLong_AsVoidPtr")}(ptr %a)
-{loads}  %pb = getelementptr ptr, ptr %args, i64 {nargs + 1}
-  %ob = load ptr, ptr %pb
-  %batch = call i64 {_capi("PyLong_AsLongLong")}(ptr %ob)
-  %ts = call ptr {_capi("PyEval_SaveThread")}()
-  call void %fn({ptrs}i64 %batch)
-  call void {_capi("PyEval_RestoreThread")}(ptr %ts)
-  call void {_capi("Py_IncRef")}(ptr {none})
-  ret ptr {none}
-}}
-"""
-    table = _PyMethodDef(b"ncc_invoke", _jit(ir, "invoke"), _METH_FASTCALL, None)
-    new = ctypes.pythonapi.PyCFunction_NewEx
-    new.restype, new.argtypes = ctypes.py_object, [ctypes.c_void_p] * 3
-    fn = new(ctypes.addressof(table), None, None)
-    _KEEP.append((table, fn))
-    return fn
-
-
-def _ctypes_invoker(nargs: int):
-    raw = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * nargs, ctypes.c_int64)
-
-    def call(address, *args):
-        raw(address)(*[a.ctypes.data for a in args[:-1]], args[-1])
-    return call
-
-
-# ---------------------------------------------------------------------------
 # The model
 
-
-class _ArgSpec:
-    """One kernel argument: dtype and shape (-1: the batch), with what the call
-    path compares against precomputed."""
-
-    __slots__ = ("dtype", "shape", "ndim", "dyn", "tail")
-
-    def __init__(self, dtype: np.dtype, shape: tuple[int, ...]):
-        self.dtype, self.shape, self.ndim = dtype, shape, len(shape)
-        self.dyn = int(bool(shape) and shape[0] < 0)  # 1 if dimension 0 is the batch
-        self.tail = shape[self.dyn:]  # the static dimensions
-        if any(d < 0 for d in self.tail):
-            raise NccError(f"kernel argument of shape {list(shape)}: only dimension 0 may be dynamic")
-
-    @classmethod
-    def of(cls, t: Any) -> "_ArgSpec":
-        from ncc.dialects.nn import numpy_dtype
-
-        if not isinstance(t, MemRefType):
-            raise NccError(f"kernel argument of type {t}: the runtime passes memrefs only")
-        return cls(numpy_dtype(t.element_type), tuple(d if d >= 0 else -1 for d in t.get_shape()))
-
-    def describe(self) -> str:
-        return "[" + ", ".join("batch" if d < 0 else str(d) for d in self.shape) + f"] {self.dtype}"
 
 
 class Params(MutableMapping):
@@ -491,7 +366,7 @@ class _Derived:
     buffers: a view of the source for a reshape, else a recipe run by the
     reference interpreter whenever a source is set."""
 
-    def __init__(self, sym: str, recipes: ModuleOp, spec: "_ArgSpec", sources: Mapping[str, np.ndarray]):
+    def __init__(self, sym: str, recipes: ModuleOp, spec: "ArgSpec", sources: Mapping[str, np.ndarray]):
         from ncc.dialects import nn
 
         recipe = next(f for f in recipes.ops if isinstance(f, func.FuncOp) and f.sym_name.data == sym)
@@ -502,7 +377,7 @@ class _Derived:
         (src,) = self.sources.values() if len(self.sources) == 1 else (None,)
         self.is_view = (src is not None and src.dtype == spec.dtype
                         and all(isinstance(op, nn.ReshapeOp) for op in body))
-        self.buffer = src.reshape(spec.shape) if self.is_view else _aligned_empty(spec.shape, spec.dtype)
+        self.buffer = src.reshape(spec.shape) if self.is_view else aligned_empty(spec.shape, spec.dtype)
 
     def compute(self, unset: set[str]) -> None:
         if self.is_view or any(s in unset for s in self.sources):
@@ -532,23 +407,16 @@ def _dtype_of(w: Any) -> np.dtype:
     return np.dtype(numpy_dtype(w.type.element_type))
 
 
-def _aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    raw = np.empty(n + _ALIGN, np.uint8)
-    off = (-raw.ctypes.data) % _ALIGN
-    return raw[off:off + n].view(dtype).reshape(shape)
-
-
 class CompiledModel:
     """A compiled kernel with its weights: see the module docstring."""
 
-    def __init__(self, abi: KernelABI, specs: Sequence[_ArgSpec], weights: Mapping[str, Any],
+    def __init__(self, abi: KernelABI, specs: Sequence[ArgSpec], weights: Mapping[str, Any],
                  lib: Any, info: dict[str, Any],
                  param_places: Mapping[str, list[tuple[str, int]]] | None = None,
                  recipes: ModuleOp | None = None):
         self.abi, self.compile_info, self._lib = abi, info, lib
-        self._address = _address(lib, abi.name)
-        self._invoke = _invoker(len(specs))
+        self._address = function_address(lib, abi.name)
+        self._invoke = invoker(len(specs))
         self._template: list[Any] = [None] * len(specs)
         self._in_pos, self._in_specs, self._out_pos, self._out_specs = [], [], [], []
         self._arena_pos: int | None = None
@@ -560,7 +428,7 @@ class CompiledModel:
         recipes = recipes if recipes is not None else ModuleOp([])
         for w in recipes.ops:  # the sources of derived weights, which the kernel need not read
             if w.name == "nn.weight":
-                spec = _ArgSpec(_dtype_of(w), tuple(w.type.get_shape()))
+                spec = ArgSpec(_dtype_of(w), tuple(w.type.get_shape()))
                 self._weights[w.sym] = buffers[w.sym] = self._weight_buffer(w.sym, spec, weights, unset)
         derived_syms = {f.sym_name.data for f in recipes.ops if isinstance(f, func.FuncOp)}
         derived: dict[str, _Derived] = {}
@@ -613,15 +481,15 @@ class CompiledModel:
         order = [sym for sym in weights if sym in buffers]  # the module's (the file's) order
         buffers = {k: buffers[k] for k in [*order, *buffers]}
         self.params = Params(buffers, unset, ties, dependents)
-        self._arenas = threading.local()
+        self._arenas = ArenaCache(abi.arena_bytes)
         self._input_set = frozenset(self.input_names)
         self._call = self._build_call()
 
     @staticmethod
-    def _weight_buffer(sym: str, spec: _ArgSpec, weights: Mapping[str, Any], unset: set[str]):
+    def _weight_buffer(sym: str, spec: ArgSpec, weights: Mapping[str, Any], unset: set[str]):
         if any(d < 0 for d in spec.shape):
             raise NccError(f"weight @{sym} has a dynamic shape: weights must be static")
-        buf = _aligned_empty(spec.shape, spec.dtype)
+        buf = aligned_empty(spec.shape, spec.dtype)
         op = weights.get(sym)
         data = None if op is None else op.data
         if data is None:  # a parameter without data: the user sets it before calling
@@ -717,11 +585,11 @@ class CompiledModel:
         """The per-call path as straight-line Python made for this kernel: a
         tiny net's kernel runs in well under a microsecond, so the checks are
         plain comparisons against precomputed shapes (anything unusual goes to
-        `_check_input`), and the arguments are put in ABI order once, here."""
+        `check_input`), and the arguments are put in ABI order once, here."""
         env: dict[str, Any] = {"ndarray": np.ndarray, "empty": np.empty, "invoke": self._invoke,
                                "address": self._address, "unset": self.params._unset,
-                               "NccError": NccError, "check": _check_input,
-                               "arena_of": self._arena, "in_names": self.input_names}
+                               "NccError": NccError, "check": check_input,
+                               "arena_of": self._arenas, "in_names": self.input_names}
         args = [f"w{pos}" for pos in range(len(self._template))]
         env.update((f"w{pos}", buf) for pos, buf in enumerate(self._template) if buf is not None)
         xs = [f"x{k}" for k in range(len(self._in_specs))]
@@ -763,17 +631,6 @@ class CompiledModel:
         exec("\n".join(lines), env)
         return env["call"]
 
-    def _arena(self, batch: int) -> np.ndarray:
-        kept = getattr(self._arenas, "by_batch", None)
-        if kept is None:
-            kept = self._arenas.by_batch = {}
-        arena = kept.get(batch)
-        if arena is None:
-            if len(kept) >= _ARENAS_KEPT:
-                kept.pop(next(iter(kept)))
-            arena = kept[batch] = _aligned_empty((self.abi.arena_bytes(batch),), np.dtype(np.uint8))
-        return arena
-
     # -- introspection ------------------------------------------------------
 
     @property
@@ -793,52 +650,3 @@ class CompiledModel:
         ins = ", ".join(f"{n}: {s.describe()}" for n, s in zip(self.input_names, self._in_specs))
         outs = ", ".join(f"{n}: {s.describe()}" for n, s in zip(self.output_names, self._out_specs))
         return f"<CompiledModel @{self.abi.name} ({ins}) -> ({outs})>"
-
-
-def _address(lib: Any, name: str) -> int:
-    for attr in ("address", "get_function_address", "function_address"):
-        if hasattr(lib, attr):
-            addr = getattr(lib, attr)(name)
-            break
-    else:
-        raise NccError("the native library exposes no function addresses")
-    if not addr:
-        raise NccError(f"native code has no function '{name}'")
-    return int(addr)
-
-
-def _check_input(name: str, a: Any, spec: _ArgSpec) -> np.ndarray:
-    """`a` as an array the kernel may read, or an NccError saying what is wrong."""
-    if not isinstance(a, np.ndarray):
-        if isinstance(a, np.generic) and not spec.shape:  # a numpy scalar for a rank-0 input
-            return _check_input(name, np.asarray(a), spec)
-        raise NccError(f"input '{name}' must be a numpy array of shape {spec.describe()}, "
-                       f"got {type(a).__name__}")
-    a = np.asarray(a)  # a subclass (matrix, memmap) as a plain array
-    if a.ndim != len(spec.shape) or any(d >= 0 and d != s for d, s in zip(spec.shape, a.shape)):
-        raise NccError(f"input '{name}' has shape {list(a.shape)}, expected {spec.describe()}")
-    if a.dtype != spec.dtype:
-        a = _cast(name, a, spec.dtype)
-    if not (a.flags.c_contiguous and a.flags.aligned):
-        a = np.ascontiguousarray(a) if a.flags.aligned else a.copy(order="C")
-    return a
-
-
-def _cast(name: str, a: np.ndarray, dt: np.dtype) -> np.ndarray:
-    src = a.dtype
-    if src.kind not in "biuf":
-        raise NccError(f"input '{name}' has dtype {src}, expected {dt} (or a real dtype to cast)")
-    if dt.kind == "f":
-        try:
-            with np.errstate(over="raise", invalid="ignore"):
-                return a.astype(dt)
-        except FloatingPointError:
-            raise NccError(f"input '{name}': {src} values overflow {dt} (finite values beyond "
-                           f"±{np.finfo(dt).max:.3g})") from None
-    if src.kind == "f":
-        raise NccError(f"input '{name}' has dtype {src}, expected {dt}: floats are not "
-                       + ("cast to bool" if dt.kind == "b" else "truncated to integers"))
-    b = a.astype(dt)
-    if not np.array_equal(b, a):
-        raise NccError(f"input '{name}': {src} values out of range of {dt}")
-    return b

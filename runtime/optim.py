@@ -286,7 +286,8 @@ def update_kernel_module(opt: Optimizer, buffers: Sequence[tuple[np.dtype, int]]
 
 class _UpdateKernel:
     def __init__(self, opt: Optimizer, buffers: list[tuple[np.dtype, int]]):
-        from ncc.runtime.compiled_model import _address, _Clock, _invoker, native_library
+        from ncc.runtime.calling import function_address, invoker
+        from ncc.runtime.compiled_model import Clock, native_library
 
         for dtype, _ in buffers:
             if dtype.kind != "f" or dtype.itemsize not in (4, 8):
@@ -296,10 +297,10 @@ class _UpdateKernel:
         from ncc.runtime.training import training_of
 
         lib = native_library(module, abi, training_of(opt.model).cache, self.info,
-                             _Clock(self.info["seconds"]))
+                             Clock(self.info["seconds"]))
         self._lib = lib
-        self._address = _address(lib, abi.name)
-        self._invoke = _invoker(len(abi.roles))
+        self._address = function_address(lib, abi.name)
+        self._invoke = invoker(len(abi.roles))
 
     def __call__(self, *arrays: np.ndarray) -> None:
         self._invoke(self._address, *arrays, 0)

@@ -100,14 +100,14 @@ class BoundKernel:
     def __init__(self, module: ModuleOp, kernel: func.FuncOp, lib: Any,
                  buffer_of: Callable[[str], np.ndarray | None], info: dict[str, Any]):
         from ncc.runtime.abi import KernelABI
-        from ncc.runtime.compiled_model import _address, _aligned_empty, _ArgSpec, _invoker
+        from ncc.runtime.calling import ArenaCache, ArgSpec, aligned_empty, function_address, invoker
 
         self.abi = abi = KernelABI.of(kernel)
         self.info = info
         self._lib = lib
-        self._address = _address(lib, abi.name)
-        specs = [_ArgSpec.of(t) for t in kernel.function_type.inputs.data]
-        self._invoke = _invoker(len(specs))
+        self._address = function_address(lib, abi.name)
+        specs = [ArgSpec.of(t) for t in kernel.function_type.inputs.data]
+        self._invoke = invoker(len(specs))
         own = {op.sym: op for op in module.ops if op.name == "nn.weight"}
         self.template: list[Any] = [None] * len(specs)
         self.inputs: dict[str, tuple[int, Any]] = {}
@@ -125,40 +125,27 @@ class BoundKernel:
                 buf = buffer_of(role.name)
                 if buf is None:  # a constant the lowering made for this kernel
                     data = own[role.name].data
-                    buf = _aligned_empty(spec.shape, spec.dtype)
+                    buf = aligned_empty(spec.shape, spec.dtype)
                     buf[...] = np.asarray(data).reshape(spec.shape)
                 elif buf.shape != spec.shape or buf.dtype != spec.dtype:
                     raise NccError(f"internal: weight @{role.name} is {buf.shape} {buf.dtype} in "
                                    f"the model, {spec.describe()} in the gradient kernel")
                 self.weight_syms.append(role.name)
                 self.template[pos] = buf
-        self._arenas = threading.local()
-
-    def arena(self, batch: int) -> np.ndarray:
-        from ncc.runtime.compiled_model import _ARENAS_KEPT, _aligned_empty
-
-        kept = getattr(self._arenas, "by_batch", None)
-        if kept is None:
-            kept = self._arenas.by_batch = {}
-        a = kept.get(batch)
-        if a is None:
-            if len(kept) >= _ARENAS_KEPT:
-                kept.pop(next(iter(kept)))
-            a = kept[batch] = _aligned_empty((self.abi.arena_bytes(batch),), np.dtype(np.uint8))
-        return a
+        self.arena = ArenaCache(abi.arena_bytes)
 
     def __call__(self, feeds: Mapping[str, Any], what: Mapping[str, str] | None = None
                  ) -> dict[str, np.ndarray]:
         """Run with `feeds` by input role name; `what` names each input for
         messages (default: the role name)."""
-        from ncc.runtime.compiled_model import _check_input
+        from ncc.runtime.calling import check_input
 
         what = what or {}
         args = list(self.template)
         batch, batch_from = None, None
         for name, (pos, spec) in self.inputs.items():
             label = what.get(name, f"'{name}'")
-            a = _check_input_labelled(label, feeds[name], spec, _check_input)
+            a = _check_input_labelled(label, feeds[name], spec, check_input)
             if spec.dyn:
                 if batch is None:
                     batch, batch_from = a.shape[0], label
@@ -192,10 +179,10 @@ def compile_kernel(module: ModuleOp, name: str, cache: Any, buffer_of: Callable[
     """Lower the nn function `name` of `module` (in place; other functions are
     dropped) to a native kernel bound to the model's buffers."""
     from ncc.pipeline import run_passes
-    from ncc.runtime.compiled_model import _Clock, native_library
+    from ncc.runtime.compiled_model import Clock, native_library
 
     info: dict[str, Any] = {"seconds": {}}
-    clock = _Clock(info["seconds"])
+    clock = Clock(info["seconds"])
     for op in list(module.ops):
         if isinstance(op, func.FuncOp) and op.sym_name.data != name:
             op.detach()
@@ -425,9 +412,9 @@ class Training:
         with self._lock:
             k = self._kernels.get(key)
             if k is None:
-                from ncc.runtime.compiled_model import _COMPILE_LOCK
+                from ncc.runtime.compiled_model import COMPILE_LOCK
 
-                with _COMPILE_LOCK:
+                with COMPILE_LOCK:
                     k = build()
                 if len(self._kernels) >= _KERNELS_KEPT:
                     self._kernels.pop(next(iter(self._kernels)))
@@ -474,7 +461,7 @@ class Training:
                                "neuron_mode='layers' to train it") from None
             raise
         name = f"{self.function}_vjp"
-        from ncc.runtime.compiled_model import _Clock, native_library
+        from ncc.runtime.compiled_model import Clock, native_library
 
         for op in list(m.ops):
             if isinstance(op, func.FuncOp) and op.sym_name.data != name:
@@ -483,7 +470,7 @@ class Training:
         kernel = next(op for op in m.ops if isinstance(op, func.FuncOp) and op.sym_name.data == name)
         bound_module = m.clone()
         info: dict[str, Any] = {"seconds": {}}
-        lib = native_library(m, _abi(kernel), self.cache, info, _Clock(info["seconds"]))
+        lib = native_library(m, _abi(kernel), self.cache, info, Clock(info["seconds"]))
         kernel = next(op for op in bound_module.ops if isinstance(op, func.FuncOp)
                       and op.sym_name.data == name)
         return BoundKernel(bound_module, kernel, lib, self.buffer_of, info)

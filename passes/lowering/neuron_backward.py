@@ -65,7 +65,7 @@ from xdsl.ir import Operation, SSAValue
 from ncc.dialects import activations
 from ncc.dialects.neuron import NetOp
 from ncc.passes.lowering.neuron_to_loops import (
-    CHUNK_EDGES, DYN, TILE_ROWS, _Builder, _Row, chunk_neurons,
+    CHUNK_EDGES, DYN, TILE_ROWS, KernelBuilder, RowCode, chunk_neurons,
     needed_neurons, net_params, params_symbol)
 from ncc.passes.lowering.outline_loops import OUTLINE
 from ncc.runtime.abi import ArgRole, KernelABI
@@ -76,7 +76,7 @@ def vjp_name(net_name: str) -> str:
     return f"{net_name}_vjp"
 
 
-def _sum(B: _Builder, terms: list[SSAValue]) -> SSAValue:
+def _sum(B: KernelBuilder, terms: list[SSAValue]) -> SSAValue:
     if not terms:
         return B.const(0.0)
     total = terms[0]
@@ -85,7 +85,7 @@ def _sum(B: _Builder, terms: list[SSAValue]) -> SSAValue:
     return total
 
 
-def _backward(row: _Row, chunk: list[int], consumers: list[list[tuple[int, str]]],
+def _backward(row: RowCode, chunk: list[int], consumers: list[list[tuple[int, str]]],
               dz_of: Callable[[int], SSAValue], dy_of: Callable[[int], SSAValue | None],
               keep_dz: Callable[[int, SSAValue], None]) -> None:
     """The backward of `chunk` (its forward already emitted in `row`), neurons in
@@ -154,7 +154,7 @@ def neuron_vjp_kernel(net: NetOp, seed: int = 0, chunk_edges: int = CHUNK_EDGES)
         arg.name_hint = hint
     x, dy, y, dparams, dx, p, arena = args
 
-    B = _Builder()
+    B = KernelBuilder()
     batch = memref.DimOp(x, B.index(0))
     B.pre.append(batch)
     B.pre.append(view := memref.ViewOp(arena, B.index(0), [], MemRefType(f32, [n_slots, TILE_ROWS])))
@@ -183,8 +183,8 @@ def neuron_vjp_kernel(net: NetOp, seed: int = 0, chunk_edges: int = CHUNK_EDGES)
     def tile_body(t0: SSAValue) -> None:
         rows = B.emit(arith.MinSIOp(B.emit(arith.SubiOp(batch.result, t0)), B.index(TILE_ROWS)))
 
-        def row_of(t: SSAValue) -> _Row:
-            return _Row(B, g, p, slot, lambda i: memref.LoadOp.get(tile, at(value_slot[i], t)))
+        def row_of(t: SSAValue) -> RowCode:
+            return RowCode(B, g, p, slot, lambda i: memref.LoadOp.get(tile, at(value_slot[i], t)))
 
         def keep(t: SSAValue) -> Callable[[int, SSAValue], Operation | None]:
             return lambda j, v: memref.StoreOp.get(v, tile, at(value_slot[j], t)) \

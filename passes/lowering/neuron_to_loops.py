@@ -43,7 +43,7 @@ turns exp/tanh into arith so that they vectorize.
 Which lowering a net gets -- this kernel, or layerize (-> fuse -> lower-to-loops)
 -- is `choose_neuron_lowering` below: option `mode=neuron|auto|layers`. Option
 `vjp=true` adds, next to a straight-line kernel, its backward `@<net>_vjp`
-(neuron_backward.py, which reuses `_Builder`, `_Row`, the parameter order and
+(neuron_backward.py, which reuses `KernelBuilder`, `RowCode`, the parameter order and
 the activation emitters of this file); a net lowered as layers is
 differentiated at the nn level instead.
 """
@@ -171,7 +171,7 @@ def chunk_neurons(g: NeuronGraph, neurons: list[int], max_edges: int = CHUNK_EDG
     return chunks
 
 
-class _Builder:
+class KernelBuilder:
     """Ops of one kernel: shared constants go before the loops, each chunk's
     straight-line body into its own block."""
 
@@ -210,14 +210,14 @@ class _Builder:
         self.emit(scf.ForOp(lb, ub, step, [], Region(block)))
 
 
-class _Row:
+class RowCode:
     """The straight-line code of chunks of neurons for one batch row: `read(i)`
     gives the op loading neuron i when it is computed elsewhere (an input, a
     value crossing chunks), each parameter is loaded once, at its first use.
     `value[j]` and `z[j]` (the sum inside the activation) of the neurons
     emitted stay available to the code that follows (the backward)."""
 
-    def __init__(self, B: _Builder, g: NeuronGraph, params: SSAValue, slot: dict[str, int],
+    def __init__(self, B: KernelBuilder, g: NeuronGraph, params: SSAValue, slot: dict[str, int],
                  read: Callable[[int], Operation]):
         self.B, self.g, self.params, self.slot, self.read = B, g, params, slot, read
         self.value: dict[int, SSAValue] = {}
@@ -282,7 +282,7 @@ def neuron_kernel(net: NetOp, seed: int = 0, chunk_edges: int = CHUNK_EDGES,
     for arg, hint in zip(fn.body.block.args, ("x", "y", "params", "arena")):
         arg.name_hint = hint
 
-    B = _Builder()
+    B = KernelBuilder()
     batch = memref.DimOp(x, B.index(0))
     B.pre.append(batch)
     if tiled:
@@ -293,7 +293,7 @@ def neuron_kernel(net: NetOp, seed: int = 0, chunk_edges: int = CHUNK_EDGES,
 
     def chunk_body(chunk: list[int], read: Callable[[int], Operation],
                    write: Callable[[int, SSAValue], Operation | None]) -> None:
-        _Row(B, g, p, slot, read).forward(chunk, write)
+        RowCode(B, g, p, slot, read).forward(chunk, write)
 
     def x_at(row: SSAValue, i: int) -> Operation:
         return memref.LoadOp.get(x, [row, B.index(in_col[i])])

@@ -1601,7 +1601,7 @@ class FunctionLowering:
         return result_names(self.fn, "")
 
 
-def _is_nn_function(op: Operation) -> bool:
+def is_nn_function(op: Operation) -> bool:
     if not isinstance(op, func.FuncOp) or not op.body.blocks:
         return False
     types = [*op.function_type.inputs.data, *op.function_type.outputs.data]
@@ -1621,7 +1621,7 @@ class LowerToLoopsPass(ModulePass):
 
         symbols = {o.sym_name.data for o in op.ops if hasattr(o, "sym_name")}
         functions = {o.sym_name.data: o for o in op.ops if isinstance(o, func.FuncOp)}
-        for fn in [f for f in op.ops if _is_nn_function(f)]:
+        for fn in [f for f in op.ops if is_nn_function(f)]:
             lowering = FunctionLowering(op, fn, symbols, self.sparse_unroll_limit)
             kernel = lowering.run()
             declarations = []
