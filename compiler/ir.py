@@ -7,11 +7,18 @@ error is reported where the op was written.
 from __future__ import annotations
 
 import bisect
-import contextvars
 import io
 import re
 
 from xdsl.context import Context
+from xdsl.dialects.arith import Arith
+from xdsl.dialects.builtin import Builtin
+from xdsl.dialects.cf import Cf
+from xdsl.dialects.func import Func
+from xdsl.dialects.llvm import LLVM
+from xdsl.dialects.math import Math
+from xdsl.dialects.memref import MemRef
+from xdsl.dialects.scf import Scf
 from xdsl.dialects.builtin import FileLineColLoc, IntAttr, ModuleOp, StringAttr, UnknownLoc
 from xdsl.ir import Operation
 from xdsl.parser import Parser
@@ -20,30 +27,15 @@ from xdsl.traits import SymbolTable
 from xdsl.utils.exceptions import DiagnosticException, ParseError
 
 from ncc.diagnostics import NccError
-
-
-# Read by the printers of ops holding weight data (nn.weight): None prints everything.
-WEIGHT_ELISION_LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "weight_elision_limit", default=None)
+from ncc.dialects import nn
+from ncc.dialects.neuron import Neuron
 
 
 def make_context() -> Context:
     """A context with every dialect ncc reads: builtin, func, arith, neuron, nn, and the
     loop and llvm levels' memref, scf, cf, math, llvm."""
-    from xdsl.dialects.arith import Arith
-    from xdsl.dialects.builtin import Builtin
-    from xdsl.dialects.cf import Cf
-    from xdsl.dialects.func import Func
-    from xdsl.dialects.llvm import LLVM
-    from xdsl.dialects.math import Math
-    from xdsl.dialects.memref import MemRef
-    from xdsl.dialects.scf import Scf
-
-    from ncc.dialects.neuron import Neuron
-    from ncc.dialects.nn import NN
-
     ctx = Context()
-    for dialect in (Builtin, Func, Arith, Neuron, NN, MemRef, Scf, Cf, Math, LLVM):
+    for dialect in (Builtin, Func, Arith, Neuron, nn.NN, MemRef, Scf, Cf, Math, LLVM):
         ctx.load_dialect(dialect)
     return ctx
 
@@ -133,11 +125,11 @@ def print_module(module: Operation, elide_weights_if_larger: int | None = None) 
     """MLIR text of `module`; weights with more elements than the limit are
     printed as `dense_resource<__elided__>` (MLIR's convention)."""
     out = io.StringIO()
-    token = WEIGHT_ELISION_LIMIT.set(elide_weights_if_larger)
+    token = nn.WEIGHT_ELISION_LIMIT.set(elide_weights_if_larger)
     try:
         Printer(stream=out).print_op(module)
     finally:
-        WEIGHT_ELISION_LIMIT.reset(token)
+        nn.WEIGHT_ELISION_LIMIT.reset(token)
     out.write("\n")
     return out.getvalue()
 

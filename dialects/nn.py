@@ -30,6 +30,8 @@ round-trips bit-exactly, or as `dense_resource<__elided__>` when
 
 from __future__ import annotations
 
+import contextvars
+
 import json
 import math
 import re
@@ -78,7 +80,6 @@ from xdsl.traits import Pure, SymbolOpInterface, SymbolTable
 from xdsl.utils.exceptions import VerifyException
 
 from ncc.dialects import activations
-from ncc.ir import WEIGHT_ELISION_LIMIT
 
 DYN = DYNAMIC_INDEX  # a `?` dimension in TensorType.get_shape()
 Shape = tuple[int, ...]
@@ -2086,6 +2087,13 @@ class ConstantOp(IRDLOperation):
         op = cls(_parse_dense(parser, ttype, start, body), ttype)
         op.attributes.update(attrs)
         return op
+
+
+# Read by WeightOp's printer, set by ncc.ir.print_module: None prints all weight data.
+WEIGHT_ELISION_LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "weight_elision_limit", default=None)
+# On an nn.weight made from constants (a literal lowered to a buffer): not trainable.
+CONSTANT_MARK = "ncc.constant"
 
 
 @irdl_op_definition

@@ -40,7 +40,6 @@ from ncc.diagnostics import NccError
 from ncc.dialects import activations, nn
 from ncc.dialects.nn import DYN, shape_of
 
-CONSTANT_MARK = "ncc.constant"  # on nn.weights made from folded constants: not trainable
 MODES = ("combined", "split")
 
 
@@ -70,7 +69,7 @@ def result_names(fn: func.FuncOp) -> list[str]:
 
 def trainable_weights(module: ModuleOp) -> list[nn.WeightOp]:
     """The weights autodiff differentiates by default: float, not folded constants."""
-    return [op for op in module.ops if isinstance(op, nn.WeightOp) and CONSTANT_MARK not in op.attributes
+    return [op for op in module.ops if isinstance(op, nn.WeightOp) and nn.CONSTANT_MARK not in op.attributes
             and isinstance(op.type.element_type, nn.FLOAT_TYPES)]
 
 

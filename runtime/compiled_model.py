@@ -76,7 +76,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 
 from ncc.diagnostics import NccError
-from ncc.runtime.abi import ARG_ROLES, ArgRole, KernelABI
+from ncc.passes.lowering.abi import ARG_ROLES, ArgRole, KernelABI
 from ncc.runtime.calling import ArenaCache, ArgSpec, aligned_empty, check_input, function_address, invoker
 
 NEURON_MODES = ("auto", "neuron", "layers")
@@ -181,25 +181,24 @@ def load_source(source: Any, name: str = "net", constants: Mapping[str, Any] | N
                 ) -> ModuleOp:
     """A fresh module for `source` (a path, text, ModuleOp or onnx.ModelProto);
     `constants` are given to the ONNX importer."""
-    import ncc
+    import onnx
 
-    onnx_source = type(source).__name__ == "ModelProto" or (
+    from ncc.adjacency import import_adjacency, import_adjacency_text
+    from ncc.ir import parse_module
+    from ncc.onnx_import import import_onnx
+
+    onnx_source = isinstance(source, onnx.ModelProto) or (
         isinstance(source, (str, os.PathLike)) and str(source).endswith(".onnx"))
     if constants is not None and not onnx_source:
         raise NccError("constants= applies to ONNX models only (a ModelProto or a .onnx path)")
     if isinstance(source, ModuleOp):
         return source.clone()
     if onnx_source:
-        importer = getattr(ncc, "import_onnx", None)
-        if importer is None:
-            raise NccError("ONNX import is not available yet: compile a .mlir, an adjacency "
-                           "file or text, or an xDSL module",
-                           None if type(source).__name__ == "ModelProto" else os.fspath(source))
-        return importer(source, constants=constants)
+        return import_onnx(source, constants=constants)
     if isinstance(source, str) and "\n" in source:
         if source.lstrip().startswith(_MLIR_MARKERS):
-            return ncc.parse_module(source, "<text>")
-        return ncc.import_adjacency_text(source, "<text>", name=name)
+            return parse_module(source, "<text>")
+        return import_adjacency_text(source, "<text>", name=name)
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if os.path.isdir(path):
@@ -212,8 +211,8 @@ def load_source(source: Any, name: str = "net", constants: Mapping[str, Any] | N
                 text = Path(path).read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as e:
                 raise NccError(f"cannot read the file: {e}", path) from None
-            return ncc.parse_module(text, path)
-        return ncc.import_adjacency(path, name=name)
+            return parse_module(text, path)
+        return import_adjacency(path, name=name)
     raise NccError(f"cannot compile a {type(source).__name__}: expected a path, adjacency or MLIR "
                    "text, or an xDSL ModuleOp")
 
@@ -396,7 +395,7 @@ def _names(d: Mapping[str, Any]) -> str:
 
 def _is_internal(w: Any) -> bool:
     """A weight lowering made of a literal (not one of the model's parameters)."""
-    from ncc.passes.lowering.nn_to_loops import CONSTANT_MARK
+    from ncc.dialects.nn import CONSTANT_MARK
 
     return w is not None and CONSTANT_MARK in w.attributes
 

@@ -209,7 +209,7 @@ def llvm_ir_text(module: ModuleOp, optimized: bool = True, cpu: str | None = Non
 
     from ncc.dialects.neuron import NetOp
     from ncc.pipeline import run_passes
-    from ncc.runtime.abi import ARG_ROLES
+    from ncc.passes.lowering.abi import ARG_ROLES
 
     if any(isinstance(op, NetOp) for op in module.ops):
         run_passes(module, "neuron-to-loops")

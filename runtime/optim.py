@@ -246,7 +246,7 @@ def update_kernel_module(opt: Optimizer, buffers: Sequence[tuple[np.dtype, int]]
 
     from ncc.dialects.nn import element_type_of
     from ncc.passes.lowering.nn_to_loops import Buf, Builder
-    from ncc.runtime.abi import ArgRole, KernelABI
+    from ncc.passes.lowering.abi import ArgRole, KernelABI
 
     name = f"{type(opt).__name__.lower()}_update"
     types, roles = [], []

@@ -99,7 +99,7 @@ class BoundKernel:
 
     def __init__(self, module: ModuleOp, kernel: func.FuncOp, lib: Any,
                  buffer_of: Callable[[str], np.ndarray | None], info: dict[str, Any]):
-        from ncc.runtime.abi import KernelABI
+        from ncc.passes.lowering.abi import KernelABI
         from ncc.runtime.calling import ArenaCache, ArgSpec, aligned_empty, function_address, invoker
 
         self.abi = abi = KernelABI.of(kernel)
@@ -199,7 +199,7 @@ def compile_kernel(module: ModuleOp, name: str, cache: Any, buffer_of: Callable[
 
 
 def _abi(kernel: func.FuncOp):
-    from ncc.runtime.abi import KernelABI
+    from ncc.passes.lowering.abi import KernelABI
 
     return KernelABI.of(kernel)
 
@@ -341,7 +341,6 @@ class Training:
 
     def _nn_trainability(self) -> None:
         from ncc.dialects import nn
-        from ncc.passes.lowering.nn_to_loops import CONSTANT_MARK
 
         source_weights = {op.sym: op for op in self.source.ops if isinstance(op, nn.WeightOp)}
         fn = self.source_function()
@@ -352,7 +351,7 @@ class Training:
                         self.non_trainable[v.owner.sym] = "batch-norm statistics"
         for name, buf in self.model._weights.items():
             w = source_weights.get(name)
-            if w is None or CONSTANT_MARK in w.attributes:
+            if w is None or nn.CONSTANT_MARK in w.attributes:
                 self.non_trainable[name] = "constant"
             elif buf.dtype.kind != "f":
                 self.non_trainable[name] = f"{buf.dtype} (not a float)"

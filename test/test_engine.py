@@ -14,7 +14,7 @@ from ncc.diagnostics import NccError
 from ncc.ir import parse_module
 from ncc.pipeline import run_passes
 from ncc.runtime import engine
-from ncc.runtime.abi import ArgRole
+from ncc.passes.lowering.abi import ArgRole
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

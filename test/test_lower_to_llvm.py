@@ -14,7 +14,7 @@ from ncc.ir import parse_module, print_module
 from ncc.passes.lowering.loops_to_llvm import kernel_abis
 from ncc.pipeline import run_passes
 from ncc.runtime import engine
-from ncc.runtime.abi import KernelABI
+from ncc.passes.lowering.abi import KernelABI
 
 KERNEL = """
 func.func @k(%x: memref<?x4xf32>, %w: memref<4xf32>, %y: memref<?x4xf32>, %arena: memref<?xi8>)

@@ -18,7 +18,7 @@ from ncc.dialects import nn
 from ncc.dialects.nn import DYN
 from ncc.passes.lowering import memory_plan
 from ncc.passes.lowering.loop_interpreter import KernelError, run_kernel
-from ncc.runtime.abi import KernelABI
+from ncc.passes.lowering.abi import KernelABI
 
 from test_passes import random_graph  # noqa: E402  (pytest puts test/ on sys.path)
 

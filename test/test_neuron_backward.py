@@ -21,7 +21,7 @@ from ncc.equations import emit_equations
 from ncc.passes.lowering import neuron_backward as nb
 from ncc.passes.lowering.loop_interpreter import run_kernel
 from ncc.runtime import engine
-from ncc.runtime.abi import KernelABI
+from ncc.passes.lowering.abi import KernelABI
 from test_equations import random_dag, run_equations
 from test_passes import random_graph
 

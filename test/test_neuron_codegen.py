@@ -2,7 +2,7 @@
 
 The kernels run in xDSL's interpreter (no LLVM needed), on random DAGs of
 hundreds of neurons and on the examples; the ABI (roles, parameter names and
-buffer) is checked against runtime/abi.py; the automatic choice is checked on
+buffer) is checked against passes/lowering/abi.py; the automatic choice is checked on
 nets on both sides of its thresholds."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ncc.dialects.neuron import NeuronGraph, initial_value
 from ncc.passes.lowering import neuron_to_loops as n2l
 from ncc.passes.lowering.loop_interpreter import run_kernel
 from ncc.runtime import engine
-from ncc.runtime.abi import ARG_ROLES, KernelABI
+from ncc.passes.lowering.abi import ARG_ROLES, KernelABI
 from test_passes import random_graph
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
@@ -294,7 +294,7 @@ def test_bad_chunk_edges_is_an_error():
 
 def native(module: ModuleOp):
     """JIT the module's kernel; returns run(x, params=None) -> y, calling it through
-    ctypes with numpy buffers (as runtime/abi.py says) and the batch size."""
+    ctypes with numpy buffers (as passes/lowering/abi.py says) and the batch size."""
     fn = next(op for op in module.ops if isinstance(op, func.FuncOp))
     abi = KernelABI.of(fn)
     weight = next(op for op in module.ops if isinstance(op, nn.WeightOp)).data

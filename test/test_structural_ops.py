@@ -393,7 +393,7 @@ def test_resize_nearest_integers_on_the_batch():
     m = build([T(*shape, elt=i64)],
               lambda e, x: e(nn.ResizeOp(x, [None, 5, 7], [1.0, 2.5, 2.4], nearest_mode="ceil")))
     lowered = check_lowered(m, [rng.integers(-9, 9, (3, 2, 3))])
-    roles = [str(r) for r in ncc.runtime.abi.KernelABI.of(
+    roles = [str(r) for r in ncc.passes.lowering.abi.KernelABI.of(
         next(op for op in lowered.ops if op.name == "func.func")).roles]
     assert roles == ["input:arg0", "output:0", "weight:main_resize_index1", "weight:main_resize_index2"]
 

@@ -162,7 +162,7 @@ def test_vjp_reads_the_model_weight_buffers():
     g1 = model.vjp(x, dy)["w1"]
     np.testing.assert_allclose(g1, 2 * g0, rtol=1e-12)
     k = model._training.vjp_kernel(frozenset())
-    assert k.template[k.abi.roles.index(ncc.runtime.abi.ArgRole("weight", "w1"))] is model.params["w1"]
+    assert k.template[k.abi.roles.index(ncc.passes.lowering.abi.ArgRole("weight", "w1"))] is model.params["w1"]
 
 
 def test_freezing_skips_the_gradients():

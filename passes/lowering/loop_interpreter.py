@@ -3,7 +3,7 @@
     outs = run_kernel(module, [x])                 # allocates outputs and the arena
     outs = run_kernel(module, {"x": x}, params={"fc1_w": w}, function="main")
 
-It follows runtime/abi.py exactly, like the native runtime does: inputs,
+It follows passes/lowering/abi.py exactly, like the native runtime does: inputs,
 outputs, weights (from the module's `nn.weight` data or `params`) and the arena
 are numpy buffers; `memref.view` is a numpy view of the arena bytes, so two
 buffers the memory plan wrongly overlaps really do overwrite each other.
@@ -35,7 +35,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Block, Operation, SSAValue
 
 from ncc.dialects import nn
-from ncc.runtime.abi import KernelABI
+from ncc.passes.lowering.abi import KernelABI
 
 
 class KernelError(Exception):

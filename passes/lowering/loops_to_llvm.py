@@ -11,7 +11,7 @@ llvm, so this pass is ncc's own. It runs, in order:
    the table `_HANDLERS` (one entry per op kind; anything else is an error
    naming the op).
 
-The calling convention is runtime/abi.py's: every memref argument becomes an
+The calling convention is passes/lowering/abi.py's: every memref argument becomes an
 `!llvm.ptr` marked `llvm.noalias`, index becomes i64, and every function with
 a body takes one trailing `i64` batch. A memref's dynamic dimension (only dim 0
 may be dynamic) is the batch for arguments, and the size operand for memrefs
@@ -60,7 +60,7 @@ from xdsl.passes import ModulePass
 from xdsl.transforms.convert_scf_to_cf import ConvertScfToCf
 from xdsl.utils.exceptions import PassFailedException
 
-from ncc.runtime.abi import ARG_ROLES, KernelABI
+from ncc.passes.lowering.abi import ARG_ROLES, KernelABI
 
 PTR = llvm.LLVMPointerType()
 
@@ -172,7 +172,7 @@ class _FuncLowering:
         return self.vals[value]
 
     def size0(self, m: SSAValue) -> SSAValue:
-        # Every dynamic dimension is the one batch (runtime/abi.py) unless the op that
+        # Every dynamic dimension is the one batch (passes/lowering/abi.py) unless the op that
         # made the memref gave its size.
         return self.dyn.get(m, self.batch)
 

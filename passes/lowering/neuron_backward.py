@@ -6,7 +6,7 @@ For inputs `x [batch, n_in]` and output cotangents `dy [batch, n_out]` the
 kernel writes the outputs `y` (the forward kernel's), the gradient of the flat
 parameter buffer summed over the rows (`ncc.param_names` order, the forward
 kernel's) and the gradient `dx` of every row's inputs. Its arguments, in order
-(runtime/abi.py roles):
+(passes/lowering/abi.py roles):
 
     input:x, input:cotangent:y, output:y, output:grad:<net>.params, output:grad:x,
     weight:<net>.params, arena
@@ -68,7 +68,7 @@ from ncc.passes.lowering.neuron_to_loops import (
     CHUNK_EDGES, DYN, TILE_ROWS, KernelBuilder, RowCode, chunk_neurons,
     needed_neurons, net_params, params_symbol)
 from ncc.passes.lowering.outline_loops import OUTLINE
-from ncc.runtime.abi import ArgRole, KernelABI
+from ncc.passes.lowering.abi import ArgRole, KernelABI
 
 
 def vjp_name(net_name: str) -> str:

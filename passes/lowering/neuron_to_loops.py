@@ -14,7 +14,7 @@
                                             }
                                           }
 
-The kernel follows runtime/abi.py: arguments `input:x` (`memref<?xN_INxf32>`,
+The kernel follows passes/lowering/abi.py: arguments `input:x` (`memref<?xN_INxf32>`,
 the input neurons in index order), `output:y` (`memref<?xN_OUTxf32>`, the
 net's outputs in listed order) and `weight:<net>.params`, one flat
 `memref<Pxf32>` whose element k is the parameter `ncc.param_names[k]`; an
@@ -66,7 +66,7 @@ from ncc.dialects import activations, nn
 from ncc.dialects.neuron import NetOp, NeuronGraph, name_width, neuron_name
 from ncc.passes.layerize import layerize_net, plan_layers
 from ncc.passes.lowering.scalar import ArithScalar
-from ncc.runtime.abi import ArgRole, KernelABI
+from ncc.passes.lowering.abi import ArgRole, KernelABI
 
 DYN = nn.DYN
 

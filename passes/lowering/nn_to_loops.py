@@ -16,7 +16,7 @@
           %a = memref.load %x[%i, %j] ...  %r = arith.maximumf %a, %zero ... memref.store %r, %v0[%i, %j]
       ...  (the tanh loop nest writes %out directly)
 
-The kernel follows runtime/abi.py. Bufferization:
+The kernel follows passes/lowering/abi.py. Bufferization:
   * each tensor argument -> a memref argument `input:<name>` (its `ncc.name`
     argument attribute, else `arg<i>`, as in ncc.reference);
   * each returned tensor -> an output memref argument `output:<i>` (or the
@@ -88,10 +88,9 @@ from ncc.dialects.nn import DYN
 from ncc.passes.lowering import memory_plan
 from ncc.passes.lowering.scalar import ArithScalar
 from ncc.reference import arg_names, result_names
-from ncc.runtime.abi import ArgRole, KernelABI
+from ncc.passes.lowering.abi import ArgRole, KernelABI
 
 SUPPORTED_ELEMENTS = (f32, f64, i8, i32, i64, i1)  # i1: one byte per element (numpy bool)
-CONSTANT_MARK = "ncc.constant"  # on nn.weights made from constants: not trainable
 index = IndexType()
 Index = Callable[[Sequence[SSAValue]], list[SSAValue]]  # loop ivs -> memref indices
 
@@ -1452,7 +1451,7 @@ class FunctionLowering:
     def add_weight(self, name: str, data: np.ndarray) -> str:
         sym = self.fresh(name)
         w = nn.WeightOp(sym, np.require(data, requirements="C"))  # keeps rank 0 (ascontiguousarray does not)
-        w.attributes[CONSTANT_MARK] = UnitAttr()
+        w.attributes[nn.CONSTANT_MARK] = UnitAttr()
         self.new_weights.append(w)
         self.weight_types[sym] = w.type
         return sym

@@ -6,7 +6,7 @@
 
 // The initial parameter values: weights in order of first use, then biases.
 // CHECK:       nn.weight @tiny.params : tensor<6xf32> = dense<[0.5, -1.0, 2.0, 0.25, -0.5, 0.125]>
-// The kernel ABI (runtime/abi.py): input, output, the params buffer; no arena.
+// The kernel ABI (passes/lowering/abi.py): input, output, the params buffer; no arena.
 // CHECK-LABEL: func.func @tiny(%x: memref<?x2xf32>, %y: memref<?x2xf32>, %params: memref<6xf32>)
 // CHECK-SAME:    ncc.arg_roles = ["input:x", "output:y", "weight:tiny.params"]
 // CHECK-SAME:    ncc.arena_bytes = array<i64: 0, 0>

@@ -1,5 +1,5 @@
 // RUN: ncc-opt %s --lower-to-llvm | FileCheck %s
-// A loop-level kernel becomes an llvm.func of the kernel ABI (runtime/abi.py): one
+// A loop-level kernel becomes an llvm.func of the kernel ABI (passes/lowering/abi.py): one
 // noalias !llvm.ptr per memref, then the i64 batch; the ncc.* attributes stay.
 
 // CHECK-LABEL: llvm.func @scale(%0: !llvm.ptr {llvm.noalias}, %1: !llvm.ptr {llvm.noalias}, %2: !llvm.ptr {llvm.noalias}, %3: i64)
