@@ -1,0 +1,224 @@
+"""The nn conv family: `nn.conv`, `nn.fused_conv`, `nn.conv_transpose`, `nn.conv_weight_grad`."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import ClassVar, Sequence
+
+from xdsl.dialects.builtin import TensorType
+from xdsl.ir import Operation, SSAValue
+from xdsl.irdl import operand_def, opt_operand_def
+from xdsl.utils.exceptions import VerifyException
+
+from ncc.dialects.nn.base import DYN, NNOp, Param, dims_compatible, fmt_shape, need_float, need_len, need_rank
+from ncc.dialects.nn.base import need_shape, nn_op, same_element, shape_of, window_out
+from ncc.dialects.nn.matmul import check_activation
+
+
+def ones(ts, v):
+    return (1,) * max(len(shape_of(ts[0])) - 2, 0)
+
+
+def _zeros(ts, v):
+    return (0,) * (2 * max(len(shape_of(ts[0])) - 2, 0))
+
+
+WINDOW = (Param("strides", "ints", ones), Param("pads", "ints", _zeros))
+
+
+def conv_infer(x: TensorType, w: TensorType, p: SimpleNamespace) -> TensorType:
+    """NCHW (N-d) convolution shape rule, shared by nn.conv and nn.fused_conv."""
+    need_float(x, "input")
+    elt = same_element([x, w], "input and weight")
+    need_rank(x, 3, "input (N, C, spatial...)", at_least=True)
+    r = len(shape_of(x))
+    need_rank(w, r, "weight (M, C/group, kernel...)")
+    k = r - 2
+    need_len(p.strides, k, "strides")
+    need_len(p.dilations, k, "dilations")
+    need_len(p.pads, 2 * k, "pads (begin..., end...)")
+    if min(p.strides) < 1 or min(p.dilations) < 1 or min(p.pads, default=0) < 0:
+        raise VerifyException("strides and dilations must be >= 1 and pads >= 0")
+    if p.group < 1:
+        raise VerifyException(f"group must be >= 1, got {p.group}")
+    (n, c, *spatial), (m, cg, *kernel) = shape_of(x), shape_of(w)
+    if m != DYN and m % p.group:
+        raise VerifyException(f"{m} output channels are not divisible by group {p.group}")
+    if c != DYN and cg != DYN and c != cg * p.group:
+        raise VerifyException(f"input has {c} channels but the weight expects {cg} x group "
+                              f"{p.group} = {cg * p.group}")
+    out = [window_out(s, kk, st, p.pads[i], p.pads[i + k], d)
+           for i, (s, kk, st, d) in enumerate(zip(spatial, kernel, p.strides, p.dilations))]
+    if any(o != DYN and o < 1 for o in out):
+        raise VerifyException(f"the output would be empty: spatial size {fmt_shape(out)}")
+    return TensorType(elt, [n, m, *out])
+
+
+_CONV = (*WINDOW, Param("dilations", "ints", ones), Param("group", "int", 1))
+
+
+@nn_op
+class ConvOp(NNOp):
+    """Convolution (cross-correlation, as ONNX Conv), NCHW; pads are [begin..., end...]."""
+
+    name = "nn.conv"
+    PARAMS: ClassVar[tuple[Param, ...]] = _CONV
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, w: SSAValue | Operation, *,
+                 strides: Sequence[int] | None = None, pads: Sequence[int] | None = None,
+                 dilations: Sequence[int] | None = None, group: int | None = None):
+        self._build([x, w], strides=strides, pads=pads, dilations=dilations, group=group)
+
+    @classmethod
+    def infer(cls, types, p):
+        return conv_infer(types[0], types[1], p)
+
+
+@nn_op
+class FusedConvOp(NNOp):
+    """act(conv(x, w) + bias[c]): the `fuse` pass's target for conv (+ add) (+ activation)."""
+
+    name = "nn.fused_conv"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("activation", "str", "identity"), *_CONV)
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, w: SSAValue | Operation,
+                 bias: SSAValue | Operation | None = None, activation: str = "identity", *,
+                 strides: Sequence[int] | None = None, pads: Sequence[int] | None = None,
+                 dilations: Sequence[int] | None = None, group: int | None = None):
+        self._build([x, w, [bias] if bias is not None else []], activation=activation,
+                    strides=strides, pads=pads, dilations=dilations, group=group)
+
+    @classmethod
+    def infer(cls, types, p):
+        check_activation(p.activation)
+        out = conv_infer(types[0], types[1], p)
+        if len(types) > 2:
+            need_shape(types[2], shape_of(out)[1:2], "bias (one per output channel)")
+            same_element([out, types[2]], "input and bias")
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Transposed convolution and resize
+
+
+def conv_transpose_infer(x: TensorType, w: TensorType, p: SimpleNamespace) -> TensorType:
+    need_float(x, "input")
+    elt = same_element([x, w], "input and weight")
+    need_rank(x, 3, "input (N, C, spatial...)", at_least=True)
+    r = len(shape_of(x))
+    need_rank(w, r, "weight (C, M/group, kernel...)")
+    k = r - 2
+    need_len(p.strides, k, "strides")
+    need_len(p.dilations, k, "dilations")
+    need_len(p.pads, 2 * k, "pads (begin..., end...)")
+    need_len(p.output_padding, k, "output_padding")
+    if min(p.strides) < 1 or min(p.dilations) < 1 or min(p.pads, default=0) < 0 \
+            or min(p.output_padding) < 0:
+        raise VerifyException("strides and dilations must be >= 1, pads and output_padding >= 0")
+    if p.group < 1:
+        raise VerifyException(f"group must be >= 1, got {p.group}")
+    (n, c, *spatial), (cw, mg, *kernel) = shape_of(x), shape_of(w)
+    if c != DYN and cw != DYN and c != cw:
+        raise VerifyException(f"input has {c} channels but the weight has {cw}")
+    if cw != DYN and cw % p.group:
+        raise VerifyException(f"{cw} input channels are not divisible by group {p.group}")
+    out = [DYN if s == DYN or kk == DYN else
+           (s - 1) * st + (kk - 1) * d + 1 - p.pads[i] - p.pads[i + k] + op
+           for i, (s, kk, st, d, op) in enumerate(zip(spatial, kernel, p.strides, p.dilations,
+                                                      p.output_padding))]
+    if any(o != DYN and o < 1 for o in out):
+        raise VerifyException(f"the output would be empty: spatial size {fmt_shape(out)}")
+    return TensorType(elt, [n, DYN if mg == DYN else mg * p.group, *out])
+
+
+def _zeros_k(ts, v):
+    return (0,) * max(len(shape_of(ts[0])) - 2, 0)
+
+
+@nn_op
+class ConvTransposeOp(NNOp):
+    """Transposed convolution (ONNX ConvTranspose, the gradient of nn.conv with
+    respect to its input), NCHW, weight (C, M/group, kernel...): each input
+    point adds its weighted kernel into the output at stride steps. Output
+    size (in - 1) * stride + (kernel - 1) * dilation + 1 - pads + output_padding."""
+
+    name = "nn.conv_transpose"
+    PARAMS: ClassVar[tuple[Param, ...]] = (*_CONV, Param("output_padding", "ints", _zeros_k))
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, w: SSAValue | Operation, *,
+                 strides: Sequence[int] | None = None, pads: Sequence[int] | None = None,
+                 dilations: Sequence[int] | None = None, group: int | None = None,
+                 output_padding: Sequence[int] | None = None):
+        self._build([x, w], strides=strides, pads=pads, dilations=dilations, group=group,
+                    output_padding=output_padding)
+
+    @classmethod
+    def infer(cls, types, p):
+        return conv_transpose_infer(types[0], types[1], p)
+
+
+def conv_weight_grad_infer(x: TensorType, dy: TensorType, p: SimpleNamespace) -> TensorType:
+    need_float(x, "input")
+    elt = same_element([x, dy], "input and output gradient")
+    need_rank(x, 3, "input (N, C, spatial...)", at_least=True)
+    r = len(shape_of(x))
+    need_rank(dy, r, "output gradient (N, M, spatial...)")
+    k = r - 2
+    need_len(p.kernel, k, "kernel")
+    need_len(p.strides, k, "strides")
+    need_len(p.dilations, k, "dilations")
+    need_len(p.pads, 2 * k, "pads (begin..., end...)")
+    if min(p.kernel) < 1 or min(p.strides) < 1 or min(p.dilations) < 1 or min(p.pads) < 0:
+        raise VerifyException("kernel, strides and dilations must be >= 1 and pads >= 0")
+    if p.group < 1:
+        raise VerifyException(f"group must be >= 1, got {p.group}")
+    (n, c, *spatial), (n2, m, *out) = shape_of(x), shape_of(dy)
+    if not dims_compatible(n, n2):
+        raise VerifyException(f"input {x} and output gradient {dy} differ in the batch dimension")
+    if c == DYN or m == DYN:
+        raise VerifyException("the channel counts (dimension 1) must be static")
+    for what, v in (("input channels", c), ("output channels", m)):
+        if v % p.group:
+            raise VerifyException(f"{v} {what} are not divisible by group {p.group}")
+    conv = [window_out(s, kk, st, p.pads[i], p.pads[i + k], d)
+            for i, (s, kk, st, d) in enumerate(zip(spatial, p.kernel, p.strides, p.dilations))]
+    if list(out) != conv:
+        raise VerifyException(f"output gradient has spatial size {fmt_shape(out)}, but the conv's "
+                              f"output is {fmt_shape(conv)}")
+    return TensorType(elt, [m, c // p.group, *p.kernel])
+
+
+@nn_op
+class ConvWeightGradOp(NNOp):
+    """The gradient of nn.conv with respect to its weight: x (N, C, spatial...)
+    and the output's cotangent dy (N, M, out...) -> (M, C/group, kernel...),
+        dw[m, c, k] = sum over n, o of dy[n, m, o] * x[n, g(m) * C/group + c,
+                                                    o * stride + k * dilation - pad_begin]
+    (g(m) the group of output channel m; padding reads 0). The conv's params,
+    and its kernel size (which the shapes do not determine). The sum runs over
+    the batch in dimension 0, which may be the run-time `?`: a transposed conv
+    would have to move the batch into the channels. Also the weight gradient of
+    nn.conv_transpose (x and dy swapped)."""
+
+    name = "nn.conv_weight_grad"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("kernel", "ints"), *_CONV)
+    input = operand_def(TensorType)
+    output_grad = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, dy: SSAValue | Operation, kernel: Sequence[int], *,
+                 strides: Sequence[int] | None = None, pads: Sequence[int] | None = None,
+                 dilations: Sequence[int] | None = None, group: int | None = None):
+        self._build([x, dy], kernel=kernel, strides=strides, pads=pads, dilations=dilations,
+                    group=group)
+
+    @classmethod
+    def infer(cls, types, p):
+        return conv_weight_grad_infer(types[0], types[1], p)

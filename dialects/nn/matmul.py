@@ -1,0 +1,106 @@
+"""The nn matmul family: `nn.matmul`, `nn.matmul_transpose_a`, `nn.fused_matmul`."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from xdsl.dialects.builtin import TensorType
+from xdsl.ir import Operation, SSAValue
+from xdsl.irdl import operand_def, opt_operand_def
+from xdsl.utils.exceptions import VerifyException
+
+from ncc.dialects import activations
+
+from ncc.dialects.nn.base import NNOp, Param, broadcast_shapes, dims_compatible, fmt_shape, matmul_shape
+from ncc.dialects.nn.base import need_float, need_numeric, need_rank, nn_op, same_element, shape_of
+
+
+# ---------------------------------------------------------------------------
+# Contractions: matmul, conv, sparse matmul and their fused forms.
+
+
+@nn_op
+class MatmulOp(NNOp):
+    """numpy.matmul: batched, 1-D promotion, broadcast batch dimensions."""
+
+    name = "nn.matmul"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+
+    def __init__(self, lhs: SSAValue | Operation, rhs: SSAValue | Operation):
+        self._build([lhs, rhs])
+
+    @classmethod
+    def infer(cls, types, p):
+        elt = same_element(types)
+        need_numeric(types[0], "operands")
+        try:
+            return TensorType(elt, matmul_shape(shape_of(types[0]), shape_of(types[1])))
+        except ValueError as e:
+            raise VerifyException(str(e)) from None
+
+
+@nn_op
+class MatmulTransposeAOp(NNOp):
+    """lhs^T @ rhs for 2-D operands (MLIR's linalg.matmul_transpose_a): lhs [K, M],
+    rhs [K, N] -> [M, N]. The weight gradient x^T @ dy of a dense layer, summed
+    over the batch rows without moving the batch out of dimension 0."""
+
+    name = "nn.matmul_transpose_a"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+
+    def __init__(self, lhs: SSAValue | Operation, rhs: SSAValue | Operation):
+        self._build([lhs, rhs])
+
+    @classmethod
+    def infer(cls, types, p):
+        elt = same_element(types)
+        need_numeric(types[0], "operands")
+        need_rank(types[0], 2, "lhs [K, M]")
+        need_rank(types[1], 2, "rhs [K, N]")
+        (k, m), (k2, n) = shape_of(types[0]), shape_of(types[1])
+        if not dims_compatible(k, k2):
+            raise VerifyException(f"lhs {types[0]} and rhs {types[1]} differ in dimension 0 (K)")
+        return TensorType(elt, [m, n])
+
+
+def check_activation(name: str) -> None:
+    if name not in activations.BY_NAME:
+        raise VerifyException(f"unknown activation '{name}' (known: {', '.join(activations.BY_NAME)})")
+
+
+def _check_bias(bias: TensorType | None, out: TensorType, what: str) -> None:
+    if bias is None:
+        return
+    if bias.element_type != out.element_type:
+        raise VerifyException(f"bias must have element type {out.element_type}, got {bias}")
+    try:
+        ok = broadcast_shapes(shape_of(out), shape_of(bias)) == shape_of(out)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise VerifyException(f"bias {bias} does not broadcast to the {what} shape {fmt_shape(shape_of(out))}")
+
+
+@nn_op
+class FusedMatmulOp(NNOp):
+    """act(x @ w + bias): the `fuse` pass's target for matmul (+ add) (+ activation)."""
+
+    name = "nn.fused_matmul"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("activation", "str", "identity"),)
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, w: SSAValue | Operation,
+                 bias: SSAValue | Operation | None = None, activation: str = "identity"):
+        self._build([x, w, [bias] if bias is not None else []], activation=activation)
+
+    @classmethod
+    def infer(cls, types, p):
+        check_activation(p.activation)
+        need_float(types[0], "input")
+        out = MatmulOp.infer(types[:2], p)
+        _check_bias(types[2] if len(types) > 2 else None, out, "matmul result")
+        return out

@@ -1,0 +1,68 @@
+"""The nn normalization family: `nn.batch_norm`, `nn.layer_norm`."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from xdsl.dialects.builtin import TensorType
+from xdsl.irdl import operand_def
+from xdsl.utils.exceptions import VerifyException
+
+from ncc.dialects.nn.base import NNOp, Param, need_float, need_rank, need_shape, nn_op, normalize_axis
+from ncc.dialects.nn.base import same_element, shape_of
+
+
+@nn_op
+class BatchNormOp(NNOp):
+    """Inference batch norm over channel axis 1: (x - mean) / sqrt(var + eps) * scale + bias."""
+
+    name = "nn.batch_norm"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("epsilon", "float", 1e-5),)
+    input = operand_def(TensorType)
+    scale = operand_def(TensorType)
+    bias = operand_def(TensorType)
+    mean = operand_def(TensorType)
+    var = operand_def(TensorType)
+
+    def __init__(self, x, scale, bias, mean, var, epsilon: float = 1e-5):
+        self._build([x, scale, bias, mean, var], epsilon=epsilon)
+
+    @classmethod
+    def infer(cls, types, p):
+        x = types[0]
+        need_float(x, "input")
+        need_rank(x, 2, "input (N, C, ...)", at_least=True)
+        same_element(types)
+        c = shape_of(x)[1]
+        for what, t in zip(("scale", "bias", "mean", "var"), types[1:]):
+            need_shape(t, (c,), f"{what} (one per channel)")
+        if p.epsilon < 0:
+            raise VerifyException(f"epsilon must be >= 0, got {p.epsilon}")
+        return x
+
+
+@nn_op
+class LayerNormOp(NNOp):
+    """Normalize over axes [axis, rank): (x - mean) / sqrt(var + eps) * scale + bias."""
+
+    name = "nn.layer_norm"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("axis", "int", -1), Param("epsilon", "float", 1e-5))
+    input = operand_def(TensorType)
+    scale = operand_def(TensorType)
+    bias = operand_def(TensorType)
+
+    def __init__(self, x, scale, bias, axis: int = -1, epsilon: float = 1e-5):
+        self._build([x, scale, bias], axis=axis, epsilon=epsilon)
+
+    @classmethod
+    def infer(cls, types, p):
+        x = types[0]
+        need_float(x, "input")
+        same_element(types)
+        shape = shape_of(x)
+        norm = shape[normalize_axis(p.axis, len(shape)):]
+        need_shape(types[1], norm, "scale (the normalized shape)")
+        need_shape(types[2], norm, "bias (the normalized shape)")
+        if p.epsilon < 0:
+            raise VerifyException(f"epsilon must be >= 0, got {p.epsilon}")
+        return x
