@@ -49,6 +49,13 @@ from ncc.dialects.nn.normalization import *  # noqa: F401,F403
 from ncc.dialects.nn.shape import *  # noqa: F401,F403
 from ncc.dialects.nn.gather_scatter import *  # noqa: F401,F403
 from ncc.dialects.nn.resize import *  # noqa: F401,F403
+from ncc.dialects.nn import (constants, conv, elementwise, gather_scatter, matmul,  # noqa: E402
+                             normalization, pool, reduce, resize, shape, softmax, sparse)
+
+FAMILIES = (constants, elementwise, matmul, conv, sparse, pool, reduce, softmax, normalization, shape,
+            gather_scatter, resize)
+# Each op's reference semantics (numpy), from its family's REFERENCE table.
+REFERENCE = {cls: rule for family in FAMILIES for cls, rule in family.REFERENCE.items()}
 
 
 NN = Dialect("nn", [

@@ -8,7 +8,7 @@ import math
 import re
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 from xdsl.dialects.builtin import DYNAMIC_INDEX, DenseArrayBase, Float16Type, Float32Type, Float64Type
@@ -21,6 +21,8 @@ from xdsl.parser import AttrParser, Parser
 from xdsl.printer import Printer
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
+
+from ncc.dialects import activations
 
 
 DYN = DYNAMIC_INDEX  # a `?` dimension in TensorType.get_shape()
@@ -520,3 +522,23 @@ def need_shape(t: TensorType, shape: Sequence[int], what: str) -> None:
 def need_len(values: Sequence[int], n: int, what: str) -> None:
     if len(values) != n:
         raise VerifyException(f"{what} must have {n} entries, got {len(values)}")
+
+
+def spatial_pads(x: np.ndarray, pads: Sequence[int]) -> list[tuple[int, int]]:
+    k = x.ndim - 2
+    return [(0, 0), (0, 0)] + [(pads[i], pads[i + k]) for i in range(k)]
+
+
+def windows(xp: np.ndarray, kernel: Sequence[int], strides: Sequence[int],
+             dilations: Sequence[int]):
+    """For each kernel offset: the strided view of the (padded) input it meets
+    (the spatial dimensions are the last len(kernel))."""
+    out = [(size - d * (kk - 1) - 1) // s + 1
+           for size, kk, s, d in zip(xp.shape[xp.ndim - len(kernel):], kernel, strides, dilations)]
+    for off in np.ndindex(*kernel):
+        yield off, xp[(..., *(slice(o * d, o * d + s * (n - 1) + 1, s)
+                              for o, d, s, n in zip(off, dilations, strides, out)))]
+
+
+def activation_fn(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    return activations.BY_NAME[name].fn

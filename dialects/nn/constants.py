@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextvars
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from xdsl.dialects.builtin import StringAttr, SymbolNameConstraint, SymbolRefAttr, TensorType
@@ -224,3 +224,10 @@ class WeightRefOp(IRDLOperation):
         if w.type != self.result.type:
             raise VerifyException(f"type {self.result.type} does not match weight @{self.sym} "
                                   f"of type {w.type}")
+
+
+
+# The reference semantics (numpy) of this family's ops: ncc.reference runs them.
+REFERENCE: dict[type, Callable[..., np.ndarray]] = {
+    ConstantOp: lambda op: op.data,
+}

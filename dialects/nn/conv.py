@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from types import SimpleNamespace
-from typing import ClassVar, Sequence
+from typing import Callable, ClassVar, Sequence
 
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Operation, SSAValue
 from xdsl.irdl import operand_def, opt_operand_def
 from xdsl.utils.exceptions import VerifyException
 
-from ncc.dialects.nn.base import DYN, NNOp, Param, dims_compatible, fmt_shape, need_float, need_len, need_rank
+from ncc.dialects.nn.base import DYN, NNOp, Param, activation_fn, dims_compatible, fmt_shape, need_float, need_len, need_rank, spatial_pads, windows
 from ncc.dialects.nn.base import need_shape, nn_op, same_element, shape_of, window_out
 from ncc.dialects.nn.matmul import check_activation
 
@@ -222,3 +224,72 @@ class ConvWeightGradOp(NNOp):
     @classmethod
     def infer(cls, types, p):
         return conv_weight_grad_infer(types[0], types[1], p)
+
+
+
+def conv_reference(x: np.ndarray, w: np.ndarray, strides, pads, dilations, group: int) -> np.ndarray:
+    """Grouped N-d cross-correlation: one einsum per kernel offset."""
+    xp = np.pad(x, spatial_pads(x, pads))
+    n, (m, cg, *kernel) = x.shape[0], w.shape
+    xg = xp.reshape(n, group, cg, *xp.shape[2:])
+    wg = w.reshape(group, m // group, cg, *kernel)
+    out = None
+    for off, xs in windows(xg, kernel, strides, dilations):
+        term = np.einsum("ngc...,gmc->ngm...", xs, wg[(..., *off)])
+        out = term if out is None else out + term
+    return out.reshape(n, m, *out.shape[3:])
+
+
+def _fused_conv(op, x, w, b=None):
+    p = op.params
+    y = conv_reference(x, w, p.strides, p.pads, p.dilations, p.group)
+    if b is not None:
+        y = y + b.reshape((1, -1) + (1,) * (y.ndim - 2))
+    return activation_fn(p.activation)(y)
+
+
+def conv_transpose_reference(x, w, strides, pads, dilations, group: int, output_padding) -> np.ndarray:
+    """Each input point adds x * kernel into the output at stride steps (one
+    einsum per kernel offset into the uncropped output), then the pads are cropped."""
+    n, c, *spatial = x.shape
+    _, mg, *kernel = w.shape
+    k = len(kernel)
+    full = [(s - 1) * st + (kk - 1) * d + 1 + op
+            for s, st, kk, d, op in zip(spatial, strides, kernel, dilations, output_padding)]
+    out = np.zeros((n, group, mg, *full), dtype=np.result_type(x, w))
+    xg = x.reshape(n, group, c // group, *spatial)
+    wg = w.reshape(group, c // group, mg, *kernel)
+    for off in np.ndindex(*kernel):
+        at = tuple(slice(o * d, o * d + st * (s - 1) + 1, st)
+                   for o, d, st, s in zip(off, dilations, strides, spatial))
+        out[(slice(None), slice(None), slice(None), *at)] += np.einsum(
+            "ngc...,gcm->ngm...", xg, wg[(..., *off)])
+    crop = tuple(slice(pads[i], full[i] - pads[i + k]) for i in range(k))
+    return out.reshape(n, group * mg, *full)[(slice(None), slice(None), *crop)]
+
+
+def conv_weight_grad_reference(x, dy, kernel, strides, pads, dilations, group: int) -> np.ndarray:
+    """dw[m, c, k] = sum over n, o of dy[n, m, o] * x_padded[n, c of m's group, o * s + k * d]:
+    one einsum per kernel offset, over the strided view of x it meets."""
+    xp = np.pad(x, spatial_pads(x, pads))
+    n, c, m = x.shape[0], x.shape[1], dy.shape[1]
+    xg = xp.reshape(n, group, c // group, *xp.shape[2:])
+    dyg = dy.reshape(n, group, m // group, -1)  # the output positions flattened
+    out = np.zeros((group, m // group, c // group, *kernel), dtype=np.result_type(x, dy))
+    for off, xs in windows(xg, kernel, strides, dilations):
+        out[(..., *off)] = np.einsum("ngcp,ngmp->gmc", xs.reshape(*xs.shape[:3], -1), dyg)
+    return out.reshape(m, c // group, *kernel)
+
+
+# The reference semantics (numpy) of this family's ops: ncc.reference runs them.
+REFERENCE: dict[type, Callable[..., np.ndarray]] = {
+    ConvOp: lambda op, x, w: conv_reference(x, w, op.params.strides, op.params.pads,
+                                     op.params.dilations, op.params.group),
+    FusedConvOp: _fused_conv,
+    ConvTransposeOp: lambda op, x, w: conv_transpose_reference(x, w, op.params.strides, op.params.pads,
+                                                        op.params.dilations, op.params.group,
+                                                        op.params.output_padding),
+    ConvWeightGradOp: lambda op, x, dy: conv_weight_grad_reference(x, dy, op.params.kernel, op.params.strides,
+                                                            op.params.pads, op.params.dilations,
+                                                            op.params.group),
+}

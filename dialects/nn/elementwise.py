@@ -14,7 +14,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from ncc.dialects import activations
 
-from ncc.dialects.nn.base import NNOp, Param, broadcast, broadcast_shapes, dims_compatible, element_type_of
+from ncc.dialects.nn.base import NNOp, Param, broadcast, broadcast_shapes, dims_compatible, element_type_of, numpy_dtype
 from ncc.dialects.nn.base import fmt_shape, need_bool, need_float, need_numeric, nn_op, same_element, shape_of
 
 
@@ -275,3 +275,19 @@ class CastOp(NNOp):
         s, d = shape_of(src), shape_of(dst)
         if len(s) != len(d) or not all(dims_compatible(a, b) for a, b in zip(s, d)):
             raise VerifyException(f"the result must have the operand's shape {fmt_shape(s)}, got {dst}")
+
+
+
+# The reference semantics (numpy) of this family's ops: ncc.reference runs them.
+REFERENCE: dict[type, Callable[..., np.ndarray]] = {
+    **{cls: (lambda op, x: type(op).fn(x)) for cls in UNARY_OPS.values()},
+    **{cls: (lambda op, a, b: type(op).fn(a, b)) for cls in BINARY_OPS.values()},
+    **{cls: (lambda op, a, b: type(op).fn(a, b))
+       for cls in (*COMPARE_OPS.values(), *LOGICAL_OPS.values())},
+    NotOp: lambda op, x: np.logical_not(x),
+    SelectOp: lambda op, c, x, y: np.where(c, x, y),
+    IsNanOp: lambda op, x: np.isnan(x),
+    IsInfOp: lambda op, x: ((x == np.inf) & bool(op.params.detect_positive))
+    | ((x == -np.inf) & bool(op.params.detect_negative)),
+    CastOp: lambda op, x: x.astype(numpy_dtype(op.result.type.element_type)),
+}

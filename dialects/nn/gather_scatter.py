@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import numpy as np
+
+from typing import Callable, ClassVar
 
 from xdsl.dialects.builtin import TensorType, i32, i64
 from xdsl.ir import Operation, SSAValue
@@ -141,3 +143,50 @@ class ScatterNDOp(NNOp):
         need_shape(upd, (*si[:-1], *sx[k:]), "updates (indices' shape[:-1] + input's shape[k:])")
         same_element([x, upd], "input and updates")
         return x
+
+
+
+def _from_end(idx: np.ndarray, dim: int) -> np.ndarray:
+    return np.where(idx < 0, idx + dim, idx)
+
+
+def gather_elements_reference(x, idx, axis: int) -> np.ndarray:
+    # indices may be smaller than x in the other dimensions: their leading part
+    part = x[tuple(slice(None) if i == axis else slice(n) for i, n in enumerate(idx.shape))]
+    return np.take_along_axis(part, _from_end(idx, x.shape[axis]).astype(np.intp), axis=axis)
+
+
+_SCATTER = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+
+
+def _scatter(x, where: tuple, upd, reduction: str) -> np.ndarray:
+    """x with x[where] set to (or combined with) upd; repeated positions combine
+    in order (reduction none: the last one wins)."""
+    out = x.copy()
+    if reduction == "none":
+        out[where] = upd
+    else:
+        _SCATTER[reduction].at(out, where, upd)
+    return out
+
+
+def scatter_elements_reference(x, idx, upd, axis: int, reduction: str) -> np.ndarray:
+    where = list(np.indices(idx.shape, sparse=True))
+    where[axis] = _from_end(idx, x.shape[axis])
+    return _scatter(x, tuple(np.broadcast_arrays(*where)), upd, reduction)
+
+
+def scatter_nd_reference(x, idx, upd, reduction: str) -> np.ndarray:
+    k = idx.shape[-1]
+    where = tuple(_from_end(idx[..., t], x.shape[t]) for t in range(k))
+    return _scatter(x, where, upd, reduction)
+
+
+# The reference semantics (numpy) of this family's ops: ncc.reference runs them.
+REFERENCE: dict[type, Callable[..., np.ndarray]] = {
+    GatherOp: lambda op, x, i: np.take(x, i, axis=op.params.axis),
+    GatherElementsOp: lambda op, x, i: gather_elements_reference(x, i, op.params.axis % x.ndim),
+    ScatterElementsOp: lambda op, x, i, u: scatter_elements_reference(x, i, u, op.params.axis % x.ndim,
+                                                               op.params.reduction),
+    ScatterNDOp: lambda op, x, i, u: scatter_nd_reference(x, i, u, op.params.reduction),
+}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import numpy as np
+
+from typing import Callable, ClassVar
 
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Operation, SSAValue
@@ -11,7 +13,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from ncc.dialects import activations
 
-from ncc.dialects.nn.base import NNOp, Param, broadcast_shapes, dims_compatible, fmt_shape, matmul_shape
+from ncc.dialects.nn.base import NNOp, Param, activation_fn, broadcast_shapes, dims_compatible, fmt_shape, matmul_shape
 from ncc.dialects.nn.base import need_float, need_numeric, need_rank, nn_op, same_element, shape_of
 
 
@@ -104,3 +106,17 @@ class FusedMatmulOp(NNOp):
         out = MatmulOp.infer(types[:2], p)
         _check_bias(types[2] if len(types) > 2 else None, out, "matmul result")
         return out
+
+
+
+def _fused_matmul(op, x, w, b=None):
+    y = np.matmul(x, w)
+    return activation_fn(op.params.activation)(y if b is None else y + b)
+
+
+# The reference semantics (numpy) of this family's ops: ncc.reference runs them.
+REFERENCE: dict[type, Callable[..., np.ndarray]] = {
+    MatmulOp: lambda op, a, b: np.matmul(a, b),
+    MatmulTransposeAOp: lambda op, a, b: np.matmul(a.T, b),
+    FusedMatmulOp: _fused_matmul,
+}

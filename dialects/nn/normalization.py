@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import numpy as np
+
+from typing import Callable, ClassVar
 
 from xdsl.dialects.builtin import TensorType
 from xdsl.irdl import operand_def
@@ -66,3 +68,23 @@ class LayerNormOp(NNOp):
         if p.epsilon < 0:
             raise VerifyException(f"epsilon must be >= 0, got {p.epsilon}")
         return x
+
+
+
+def batch_norm_reference(x, scale, bias, mean, var, eps) -> np.ndarray:
+    c = (1, -1) + (1,) * (x.ndim - 2)
+    return (x - mean.reshape(c)) / np.sqrt(var.reshape(c) + eps) * scale.reshape(c) + bias.reshape(c)
+
+
+def layer_norm_reference(x, scale, bias, axis, eps) -> np.ndarray:
+    axes = tuple(range(axis % x.ndim, x.ndim))
+    mu = x.mean(axes, keepdims=True)
+    var = ((x - mu) ** 2).mean(axes, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * scale + bias
+
+
+# The reference semantics (numpy) of this family's ops: ncc.reference runs them.
+REFERENCE: dict[type, Callable[..., np.ndarray]] = {
+    BatchNormOp: lambda op, x, s, b, m, v: batch_norm_reference(x, s, b, m, v, op.params.epsilon),
+    LayerNormOp: lambda op, x, s, b: layer_norm_reference(x, s, b, op.params.axis, op.params.epsilon),
+}

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from functools import reduce
+
+import numpy as np
+
 from types import SimpleNamespace
-from typing import ClassVar, Sequence
+from typing import Callable, ClassVar, Sequence
 
 from xdsl.dialects.builtin import TensorType, i64
 from xdsl.ir import Operation, SSAValue
 from xdsl.irdl import operand_def
 from xdsl.utils.exceptions import VerifyException
 
-from ncc.dialects.nn.base import DYN, NNOp, Param, fmt_shape, need_float, need_len, need_rank, nn_op, shape_of
+from ncc.dialects.nn.base import DYN, NNOp, Param, fmt_shape, need_float, need_len, need_rank, nn_op, shape_of, spatial_pads, windows
 from ncc.dialects.nn.base import window_out
 from ncc.dialects.nn.conv import WINDOW, ones
 
@@ -103,3 +107,55 @@ class MaxPoolIndicesOp(NNOp):
     @classmethod
     def infer(cls, types, p):
         return TensorType(i64, shape_of(_pool_infer(types[0], p)))
+
+
+
+def max_pool_reference(x, kernel, strides, pads, dilations=None) -> np.ndarray:
+    xp = np.pad(x, spatial_pads(x, pads), constant_values=-np.inf)
+    return reduce(np.maximum, (v for _, v in windows(xp, kernel, strides, dilations or (1,) * len(kernel))))
+
+
+def max_pool_indices_reference(x, kernel, strides, pads, dilations, column_major: bool) -> np.ndarray:
+    """The flat index into x of each window's first maximum (padding never wins)."""
+    n, c, *spatial = x.shape
+    k = len(kernel)
+    xp = np.pad(x, spatial_pads(x, pads), constant_values=-np.inf)
+    order = range(k) if column_major else reversed(range(k))
+    step, steps = 1, [0] * k
+    for i in order:
+        steps[i], step = step, step * spatial[i]
+    base = (np.arange(n * c) * step).reshape(n, c, *(1,) * k)
+    best = found = index = None
+    for off, v in windows(xp, kernel, strides, dilations):
+        lin, ok = base, True
+        for i in range(k):  # the input coordinate along axis i of each output point
+            pos = np.arange(v.shape[2 + i]) * strides[i] + off[i] * dilations[i] - pads[i]
+            shape = (1, 1, *(-1 if j == i else 1 for j in range(k)))
+            lin = lin + (pos * steps[i]).reshape(shape)
+            ok = ok & ((pos >= 0) & (pos < spatial[i])).reshape(shape)
+        if best is None:
+            best, found, index = v, np.broadcast_to(ok, v.shape), np.broadcast_to(lin, v.shape)
+            continue
+        take = ok & (~found | (v > best))
+        best, found, index = np.where(take, v, best), found | ok, np.where(take, lin, index)
+    return index
+
+
+def avg_pool_reference(x, kernel, strides, pads, count_include_pad: bool, dilations=None) -> np.ndarray:
+    def window_sum(a):
+        ap = np.pad(a, spatial_pads(a, pads))
+        return sum(v for _, v in windows(ap, kernel, strides, dilations or (1,) * len(kernel)))
+    count = np.prod(kernel) if count_include_pad else window_sum(np.ones_like(x))
+    return window_sum(x) / count
+
+
+# The reference semantics (numpy) of this family's ops: ncc.reference runs them.
+REFERENCE: dict[type, Callable[..., np.ndarray]] = {
+    MaxPoolOp: lambda op, x: max_pool_reference(x, op.params.kernel, op.params.strides, op.params.pads,
+                                         op.params.dilations),
+    AvgPoolOp: lambda op, x: avg_pool_reference(x, op.params.kernel, op.params.strides, op.params.pads,
+                                         op.params.count_include_pad, op.params.dilations),
+    MaxPoolIndicesOp: lambda op, x: max_pool_indices_reference(x, op.params.kernel, op.params.strides,
+                                                        op.params.pads, op.params.dilations,
+                                                        op.params.column_major),
+}

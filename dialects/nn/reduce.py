@@ -119,3 +119,31 @@ class CumSumOp(NNOp):
         need_numeric(types[0], "operand")
         normalize_axis(p.axis, len(shape_of(types[0])))
         return types[0]
+
+
+
+def arg_reduce_reference(fn, x, axis: int, keepdims: bool, last: bool) -> np.ndarray:
+    """numpy's argmax/argmin (first index on ties), or the last index on ties."""
+    idx = x.shape[axis] - 1 - fn(np.flip(x, axis), axis=axis) if last else fn(x, axis=axis)
+    return np.expand_dims(idx, axis) if keepdims else idx
+
+
+def cumsum_reference(x, axis: int, exclusive: bool, reverse: bool) -> np.ndarray:
+    y = np.flip(x, axis) if reverse else x
+    c = np.cumsum(y, axis=axis, dtype=x.dtype)
+    if exclusive:  # shifted by one: the sum of the elements before
+        c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)),
+                            np.take(c, range(c.shape[axis] - 1), axis=axis)], axis=axis)
+    return np.flip(c, axis) if reverse else c
+
+
+# The reference semantics (numpy) of this family's ops: ncc.reference runs them.
+REFERENCE: dict[type, Callable[..., np.ndarray]] = {
+    **{cls: (lambda op, x: type(op).fn(x, axis=op.params.axes, keepdims=op.params.keepdims))
+       for cls in REDUCE_OPS.values()},
+    **{cls: (lambda op, x: arg_reduce_reference(type(op).fn, x, op.params.axis % x.ndim, op.params.keepdims,
+                                      op.params.select_last_index))
+       for cls in ARG_REDUCE_OPS.values()},
+    CumSumOp: lambda op, x: cumsum_reference(x, op.params.axis % x.ndim, op.params.exclusive,
+                                      op.params.reverse),
+}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 from xdsl.dialects.builtin import TensorType
@@ -190,3 +190,27 @@ class ResizeOp(NNOp):
         si, so = shape_of(self.input.type), shape_of(self.result.type)
         return [resize_axis_taps(p, a, si[a], so[a], p.scales[a], (p.roi[a], p.roi[a + r]))
                 for a in range(r) if not self._identity(a)]
+
+
+
+def resize_reference(op, x) -> np.ndarray:
+    """Separable: one resized axis at a time, each output position the weighted
+    sum of its taps (in float64), then the extrapolation value where outside."""
+    y = x.astype(np.float64) if x.dtype.kind == "f" else x
+    for t in op.taps():
+        g = np.take(y, t.index, axis=t.axis)  # ..., out, taps, ...
+        if t.weights.shape[1] == 1 and (t.weights == 1).all():
+            y = g.squeeze(t.axis + 1)
+        else:
+            w = t.weights.reshape((1,) * t.axis + t.weights.shape + (1,) * (y.ndim - t.axis - 1))
+            y = (g * w).sum(axis=t.axis + 1)
+        if t.outside is not None:
+            mask = t.outside.reshape((1,) * t.axis + (-1,) + (1,) * (y.ndim - t.axis - 1))
+            y = np.where(mask, op.params.extrapolation_value, y)
+    return y
+
+
+# The reference semantics (numpy) of this family's ops: ncc.reference runs them.
+REFERENCE: dict[type, Callable[..., np.ndarray]] = {
+    ResizeOp: resize_reference,
+}

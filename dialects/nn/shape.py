@@ -262,3 +262,31 @@ TRIANGLE: dict[str, Callable[..., np.ndarray]] = {"triu": np.triu, "tril": np.tr
 TRIANGLE_OPS: dict[str, type[TriangleOp]] = {
     n: generate(TriangleOp, n, {"fn": staticmethod(f), "__doc__": f"nn.{n}: {TriangleOp.__doc__}"}, globals())
     for n, f in TRIANGLE.items()}
+
+
+
+def slice_reference(x, starts, ends, axes, steps) -> np.ndarray:
+    index = [slice(None)] * x.ndim
+    for a, s, e, st in zip(axes, starts, ends, steps):
+        index[a] = onnx_slice(x.shape[a], s, e, st)
+    return x[tuple(index)]
+
+
+def pad_reference(x, pads, mode, value) -> np.ndarray:
+    r = x.ndim
+    widths = [(pads[i], pads[i + r]) for i in range(r)]
+    if mode == "constant":
+        return np.pad(x, widths, constant_values=value)
+    return np.pad(x, widths, mode=mode)
+
+
+# The reference semantics (numpy) of this family's ops: ncc.reference runs them.
+REFERENCE: dict[type, Callable[..., np.ndarray]] = {
+    ReshapeOp: lambda op, x: x.reshape([-1 if d == DYN else d for d in shape_of(op.result.type)]),
+    TransposeOp: lambda op, x: np.transpose(x, op.params.perm),
+    ConcatOp: lambda op, *xs: np.concatenate(xs, axis=op.params.axis),
+    SliceOp: lambda op, x: slice_reference(x, op.params.starts, op.params.ends, op.params.axes,
+                                     op.params.steps),
+    PadOp: lambda op, x: pad_reference(x, op.params.pads, op.params.mode, op.params.value),
+    **{cls: (lambda op, x: type(op).fn(x, op.params.k)) for cls in TRIANGLE_OPS.values()},
+}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+import numpy as np
+
+from typing import Callable, ClassVar
 
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Operation, SSAValue
@@ -40,3 +42,21 @@ class LogSoftmaxOp(_AxisOp):
     """x - max - log(sum(exp(x - max))) along `axis` (default -1)."""
 
     name = "nn.log_softmax"
+
+
+
+def softmax_reference(x, axis) -> np.ndarray:
+    e = np.exp(x - x.max(axis, keepdims=True))
+    return e / e.sum(axis, keepdims=True)
+
+
+def log_softmax_reference(x, axis) -> np.ndarray:
+    s = x - x.max(axis, keepdims=True)
+    return s - np.log(np.exp(s).sum(axis, keepdims=True))
+
+
+# The reference semantics (numpy) of this family's ops: ncc.reference runs them.
+REFERENCE: dict[type, Callable[..., np.ndarray]] = {
+    SoftmaxOp: lambda op, x: softmax_reference(x, op.params.axis),
+    LogSoftmaxOp: lambda op, x: log_softmax_reference(x, op.params.axis),
+}

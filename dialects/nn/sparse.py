@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Sequence
+from typing import Callable, ClassVar, Sequence
 
 import numpy as np
 from xdsl.dialects.builtin import TensorType
@@ -61,3 +61,10 @@ class SparseMatmulOp(NNOp):
         w = np.zeros((p.in_features, p.out_features), dtype=values.dtype)
         w[list(p.rows), list(p.cols)] = values
         return w
+
+
+
+# The reference semantics (numpy) of this family's ops: ncc.reference runs them.
+REFERENCE: dict[type, Callable[..., np.ndarray]] = {
+    SparseMatmulOp: lambda op, x, v: np.matmul(x, op.dense_weight(v)),
+}
