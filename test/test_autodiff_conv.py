@@ -379,9 +379,9 @@ def test_conv_weight_grad_lowered_and_native(case):
 @pytest.mark.parametrize("case", WEIGHT_GRADS[:4], ids=_case_id)
 def test_conv_weight_grad_rows_in_chunks(case, monkeypatch):
     """A scratch smaller than the rows of every offset: the last output dimension in chunks."""
-    from ncc.passes.lowering import nn_to_loops
+    from ncc.passes.lowering.nn_to_loops import conv as conv_lowering
 
-    monkeypatch.setattr(nn_to_loops, "WG_SCRATCH", 20)
+    monkeypatch.setattr(conv_lowering, "WG_SCRATCH", 20)
     m, inputs = _weight_grad_module(*case)
     lowered = check_lowered(m, inputs, rtol=1e-4, atol=1e-4)
     allocas = [op for op in lowered.walk() if op.name == "memref.alloca"]

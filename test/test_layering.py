@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"compiler": "ncc", "dialects": "ncc.dialects", "dialects/nn": "ncc.dialects.nn", "passes": "ncc.passes",
-            "passes/lowering": "ncc.passes.lowering", "runtime": "ncc.runtime", "tools": "ncc.tools"}
+            "passes/lowering": "ncc.passes.lowering", "passes/lowering/nn_to_loops": "ncc.passes.lowering.nn_to_loops", "runtime": "ncc.runtime", "tools": "ncc.tools"}
 LAYERS = {"ncc.diagnostics": 0,
           "ncc.dialects": 1, "ncc.ir": 1, "ncc.reference": 1,
           "ncc.passes": 2, "ncc.pipeline": 2, "ncc.adjacency": 2, "ncc.equations": 2,

@@ -1,0 +1,341 @@
+"""The loop-IR builder of lower-to-loops: buffers (`Buf`), the `Builder` that appends ops
+and builds loop nests, index maps, `map_nest`, `window` and the helpers every family's
+lowering shares."""
+
+from __future__ import annotations
+
+import math as pymath
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from xdsl.dialects import arith, func, math, memref, scf
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, f32, f64, i1, i8, i32, i64
+from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.utils.exceptions import PassFailedException
+
+from ncc.dialects import activations, nn
+from ncc.dialects.nn import DYN
+from ncc.passes.lowering.scalar import ArithScalar
+
+
+SUPPORTED_ELEMENTS = (f32, f64, i8, i32, i64, i1)  # i1: one byte per element (numpy bool)
+index = IndexType()
+Index = Callable[[Sequence[SSAValue]], list[SSAValue]]  # loop ivs -> memref indices
+
+
+def fail(op: Operation, message: str) -> PassFailedException:
+    e = PassFailedException(f"{op.name}: {message}")
+    e.op = op  # ncc-opt reports the op's location
+    return e
+
+
+@dataclass
+class Buf:
+    """A tensor's buffer: the memref value, its shape (DYN = the batch) and element type."""
+
+    ref: SSAValue
+    shape: tuple[int, ...]
+    elt: Attribute
+
+    @property
+    def is_float(self) -> bool:
+        return isinstance(self.elt, nn.FLOAT_TYPES)
+
+
+# ---------------------------------------------------------------------------
+# The builder: appends ops to the current block, builds loop nests.
+
+
+class Builder:
+    def __init__(self, entry: Block):
+        self.entry = entry
+        self.block = entry
+        self.batch: SSAValue | None = None
+        self._consts: dict[tuple, SSAValue] = {}
+        self.externals: dict[str, tuple[list[Attribute], list[Attribute]]] = {}
+
+    def __call__(self, cls: type, *operands) -> SSAValue:
+        return self.emit(cls(*operands))
+
+    def emit(self, op: Operation) -> SSAValue:
+        self.block.add_op(op)
+        return op.results[0] if op.results else None  # type: ignore[return-value]
+
+    def const(self, value: float | int, t: Attribute) -> SSAValue:
+        """A constant, created once per kernel at the top of the entry block."""
+        value = float(value) if isinstance(t, nn.FLOAT_TYPES) else int(value)
+        key = (repr(value), t)  # repr: -0.0 and 0.0 are different constants
+        if key not in self._consts:
+            attr = FloatAttr(value, t) if isinstance(t, nn.FLOAT_TYPES) else IntegerAttr(value, t)
+            op = arith.ConstantOp(attr)
+            last = next(reversed(self._consts.values()), None)
+            if last is not None:
+                self.entry.insert_op_after(op, last.owner)
+            elif self.entry.first_op is not None:
+                self.entry.insert_op_before(op, self.entry.first_op)
+            else:
+                self.entry.add_op(op)
+            self._consts[key] = op.result
+        return self._consts[key]
+
+    def idx(self, n: int) -> SSAValue:
+        return self.const(int(n), index)
+
+    def like(self, value: float, x: SSAValue) -> SSAValue:
+        return self.const(value, x.type)
+
+    def size(self, d: int | SSAValue) -> SSAValue:
+        """A dimension as an index value: DYN is the batch."""
+        if isinstance(d, SSAValue):
+            return d
+        return self.batch if d == DYN else self.idx(d)  # type: ignore[return-value]
+
+    def load(self, buf: Buf, indices: Sequence[SSAValue]) -> SSAValue:
+        return self.emit(memref.LoadOp.get(buf.ref, list(indices)))
+
+    def store(self, value: SSAValue, buf: Buf, indices: Sequence[SSAValue]) -> None:
+        self.emit(memref.StoreOp.get(value, buf.ref, list(indices)))
+
+    def select(self, cond: SSAValue, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self(arith.SelectOp, cond, a, b)
+
+    def libm(self, name: str, *args: SSAValue) -> SSAValue:
+        """A call to the C math library for what no arith/math op computes
+        (`fmod`; `fmodf` on f32), declared in the module by the pass."""
+        t = args[0].type
+        name += "f" if t == f32 else ""
+        self.externals[name] = ([a.type for a in args], [t])
+        return self.emit(func.CallOp(name, list(args), [t]))
+
+    def cmpf(self, pred: str, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self(arith.CmpfOp, a, b, pred)
+
+    def cmpi(self, pred: str, a: SSAValue, b: SSAValue) -> SSAValue:
+        return self(arith.CmpiOp, a, b, pred)
+
+    def binary(self, name: str, a: SSAValue, b: SSAValue) -> SSAValue:
+        """An nn binary op on scalars (float or integer by the operand type)."""
+        fop, iop = BINARY_EMIT[name]
+        emit = fop if isinstance(a.type, nn.FLOAT_TYPES) else iop
+        return self(emit, a, b) if isinstance(emit, type) else emit(self, a, b)
+
+    # index arithmetic, folding the trivial cases so the IR stays readable
+    def add_i(self, a: SSAValue, n: int | SSAValue) -> SSAValue:
+        if isinstance(n, int) and n == 0:
+            return a
+        return self.size(n) if a is self.idx(0) else self(arith.AddiOp, a, self.size(n))
+
+    def mul_i(self, a: SSAValue, n: int) -> SSAValue:
+        return a if n == 1 or a is self.idx(0) else self(arith.MuliOp, a, self.idx(n))
+
+    def nest(self, bounds: Sequence[int | SSAValue], body: Callable[[list[SSAValue], list[SSAValue]],
+             Sequence[SSAValue] | None], inits: Sequence[SSAValue] = ()) -> list[SSAValue]:
+        """Loops 0..bound (step 1) nested in order, carrying `inits` through
+        every level; body(ivs, carried) returns the next carried values. A
+        static bound of 1 is no loop (its iv is 0)."""
+
+        def build(k: int, ivs: list[SSAValue], carried: list[SSAValue]) -> list[SSAValue]:
+            if k == len(bounds):
+                return list(body(ivs, carried) or [])
+            if isinstance(bounds[k], int) and bounds[k] == 1:
+                return build(k + 1, [*ivs, self.idx(0)], carried)
+            ub = self.size(bounds[k])
+            block = Block(arg_types=[index, *(c.type for c in carried)])
+            outer, self.block = self.block, block
+            results = build(k + 1, [*ivs, block.args[0]], list(block.args[1:]))
+            block.add_op(scf.YieldOp(*results))
+            self.block = outer
+            loop = scf.ForOp(self.idx(0), ub, self.idx(1), carried, block)
+            self.block.add_op(loop)
+            return list(loop.results)
+
+        return build(0, [], list(inits))
+
+
+def identity_map(ivs: Sequence[SSAValue]) -> list[SSAValue]:
+    return list(ivs)
+
+
+def broadcast_map(b: Builder, out_shape: Sequence[int], shape: Sequence[int]) -> Index:
+    """numpy broadcasting: operand dims align right; a dim of 1 reads index 0."""
+    off = len(out_shape) - len(shape)
+
+    def index_of(ivs: Sequence[SSAValue]) -> list[SSAValue]:
+        return [b.idx(0) if d == 1 else ivs[off + i] for i, d in enumerate(shape)]
+
+    return index_of
+
+
+def map_nest(b: Builder, space: Sequence[int | SSAValue], out: Buf, out_map: Index,
+             reads: Sequence[tuple[Buf, Index]], fn: Callable[..., SSAValue]) -> None:
+    """for ivs in space: out[out_map(ivs)] = fn(*(buf[map(ivs)] for buf, map in reads))."""
+
+    def body(ivs, _):
+        b.store(fn(*(b.load(buf, m(ivs)) for buf, m in reads)), out, out_map(ivs))
+
+    b.nest(space, body)
+
+
+# ---------------------------------------------------------------------------
+# Scalar tables: activations and unary ops, binary ops, reductions.
+
+
+def _m(cls: type) -> Callable[[Builder, SSAValue], SSAValue]:
+    return lambda b, x: b(cls, x)
+
+
+def scalar(b: Builder, like: SSAValue) -> ArithScalar:
+    """The activation table's Scalar for values of `like`'s float type."""
+    return ArithScalar(b.emit, lambda v: b.like(v, like))
+
+
+def _table(f: Callable[[ArithScalar, SSAValue], SSAValue]) -> Callable[[Builder, SSAValue], SSAValue]:
+    return lambda b, x: f(scalar(b, x), x)
+
+
+UNARY_EMIT: dict[str, Callable[[Builder, SSAValue], SSAValue]] = {
+    **{a.name: _table(a.emit) for a in activations.ACTIVATIONS},  # the activation table's own code
+    "exp": _m(math.ExpOp), "log": _m(math.LogOp), "neg": _m(arith.NegfOp),
+    "sqrt": _m(math.SqrtOp), "reciprocal": lambda b, x: b(arith.DivfOp, b.like(1.0, x), x),
+    "erf": _m(math.ErfOp), "floor": _m(math.FloorOp), "ceil": _m(math.CeilOp),
+    "cos": _m(math.CosOp),
+    "acos": _m(math.AcosOp), "asin": _m(math.AsinOp), "atan": _m(math.AtanOp),
+    "sinh": _m(math.SinhOp), "cosh": _m(math.CoshOp), "asinh": _m(math.AsinhOp),
+    "acosh": _m(math.AcoshOp), "atanh": _m(math.AtanhOp), "round": _m(math.RoundEvenOp),
+    "sign": _table(activations.emit_sign),
+}
+
+
+def _safe_divisor(b: Builder, y: SSAValue) -> tuple[SSAValue, SSAValue, SSAValue]:
+    """(y, or 1 where y is 0 or -1; y == 0; y == -1): integer division by 0
+    and INT_MIN / -1 trap on the CPU, so kernels never divide by them."""
+    zero, minus1 = b.like(0, y), b.like(-1, y)
+    is0, ism1 = b.cmpi("eq", y, zero), b.cmpi("eq", y, minus1)
+    return b.select(b(arith.OrIOp, is0, ism1), b.like(1, y), y), is0, ism1
+
+
+def _idiv(b: Builder, x: SSAValue, y: SSAValue) -> SSAValue:
+    """Integer division truncated toward zero; x / 0 = 0, x / -1 = -x (wrapping)."""
+    safe, is0, ism1 = _safe_divisor(b, y)
+    q = b.select(ism1, b(arith.SubiOp, b.like(0, x), x), b(arith.DivSIOp, x, safe))
+    return b.select(is0, b.like(0, x), q)
+
+
+def _irem(b: Builder, x: SSAValue, y: SSAValue) -> SSAValue:
+    """The remainder with the dividend's sign (C's %); 0 when y is 0 or -1."""
+    return b(arith.RemSIOp, x, _safe_divisor(b, y)[0])
+
+
+def _floor_mod(b: Builder, r: SSAValue, y: SSAValue, float_: bool) -> SSAValue:
+    """A remainder r with the dividend's sign -> the one with the divisor's: r + y
+    where r is nonzero and the signs of r and y differ."""
+    if float_:
+        zero = b.like(0.0, r)
+        nonzero, rneg, yneg = b.cmpf("une", r, zero), b.cmpf("olt", r, zero), b.cmpf("olt", y, zero)
+        plus = b(arith.AddfOp, r, y)
+    else:
+        zero = b.like(0, r)
+        nonzero, rneg, yneg = b.cmpi("ne", r, zero), b.cmpi("slt", r, zero), b.cmpi("slt", y, zero)
+        plus = b(arith.AddiOp, r, y)
+    return b.select(b(arith.AndIOp, nonzero, b(arith.XOrIOp, rneg, yneg)), plus, r)
+# name -> (float op, integer op)
+BINARY_EMIT: dict[str, tuple[type, type | None]] = {
+    "add": (arith.AddfOp, arith.AddiOp), "sub": (arith.SubfOp, arith.SubiOp),
+    "mul": (arith.MulfOp, arith.MuliOp), "div": (arith.DivfOp, _idiv),
+    "max": (arith.MaximumfOp, arith.MaxSIOp), "min": (arith.MinimumfOp, arith.MinSIOp),
+    "pow": (math.PowFOp, None),
+    "mod": (lambda b, x, y: _floor_mod(b, b.libm("fmod", x, y), y, True),
+            lambda b, x, y: _floor_mod(b, _irem(b, x, y), y, False)),
+    "fmod": (lambda b, x, y: b.libm("fmod", x, y), _irem),
+}
+# name -> (float predicate, integer predicate): ordered, so NaN compares false
+COMPARE_EMIT: dict[str, tuple[str, str]] = {
+    "equal": ("oeq", "eq"), "less": ("olt", "slt"), "less_equal": ("ole", "sle"),
+    "greater": ("ogt", "sgt"), "greater_equal": ("oge", "sge"),
+}
+LOGICAL_EMIT: dict[str, type] = {"and": arith.AndIOp, "or": arith.OrIOp, "xor": arith.XOrIOp}
+# name -> (combining binary op, initial value given the element type)
+REDUCE_EMIT: dict[str, tuple[str, Callable[[Attribute], float | int]]] = {
+    "reduce_sum": ("add", lambda t: 0), "reduce_mean": ("add", lambda t: 0),
+    "reduce_prod": ("mul", lambda t: 1),
+    "reduce_max": ("max", lambda t: -pymath.inf if isinstance(t, nn.FLOAT_TYPES)
+                   else -(1 << (t.width.data - 1))),
+    "reduce_min": ("min", lambda t: pymath.inf if isinstance(t, nn.FLOAT_TYPES)
+                   else (1 << (t.width.data - 1)) - 1),
+}
+assert set(UNARY_EMIT) == set(nn.UNARY) and set(BINARY_EMIT) == set(nn.BINARY)
+assert set(REDUCE_EMIT) == set(nn.REDUCE)
+assert set(COMPARE_EMIT) == set(nn.COMPARE) and set(LOGICAL_EMIT) == set(nn.LOGICAL)
+
+
+def to_float(b: Builder, n: SSAValue, t: Attribute) -> SSAValue:
+    """An index value as a float of type t."""
+    return b(arith.SIToFPOp, b(arith.IndexCastOp, n, i64), t)
+
+
+def element_count(b: Builder, dims: Sequence[int]) -> SSAValue | int:
+    """The product of dims as an index value (or an int if static)."""
+    static = pymath.prod(d for d in dims if d != DYN)
+    return b.mul_i(b.batch, static) if DYN in dims else static  # only one dim can be the batch
+
+
+def epilogue(b: Builder, op, bias: Buf | None, bias_index: list[SSAValue],
+              value: SSAValue) -> SSAValue:
+    """act(value + bias) of a fused op."""
+    if bias is not None:
+        value = b(arith.AddfOp, value, b.load(bias, bias_index))
+    return UNARY_EMIT[op.params.activation](b, value)
+
+
+def window(b: Builder, sizes: Sequence[int], outs: Sequence[SSAValue], offs: Sequence[SSAValue],
+           strides: Sequence[int], pads: Sequence[int], dilations: Sequence[int],
+           ) -> tuple[list[SSAValue], SSAValue | None]:
+    """Input positions out*stride + off*dilation - pad_begin of a sliding
+    window, clamped into range where padding can reach outside, and the
+    validity flag (None when every position is inside)."""
+    k = len(sizes)
+    positions, valid = [], None
+    for d in range(k):
+        pos = b.add_i(b.mul_i(outs[d], strides[d]), b.mul_i(offs[d], dilations[d]))
+        if pads[d] == 0 and pads[d + k] == 0:
+            positions.append(pos)
+            continue
+        if pads[d]:
+            pos = b(arith.SubiOp, pos, b.idx(pads[d]))
+        ok = b(arith.AndIOp, b.cmpi("sge", pos, b.idx(0)), b.cmpi("slt", pos, b.size(sizes[d])))
+        valid = ok if valid is None else b(arith.AndIOp, valid, ok)
+        positions.append(b.select(ok, pos, b.idx(0)))
+    return positions, valid
+
+
+def axis_split(shape: Sequence[int], axis: int):
+    """Loops over all dims but `axis`; index(outer ivs, inner iv) rebuilds the full index."""
+    outer = [d for i, d in enumerate(shape) if i != axis]
+
+    def index_of(ivs, j):
+        return [*ivs[:axis], j, *ivs[axis:]]
+
+    return outer, index_of
+
+
+def row_major_strides(shape: Sequence[int]) -> list[int]:
+    """Row-major element strides (dimension 0's is static: only it may be dynamic)."""
+    return [pymath.prod(shape[i + 1:]) for i in range(len(shape))]
+
+
+def ranges(b: Builder, lo: Sequence[SSAValue], hi: Sequence[SSAValue],
+           body: Callable[[list[SSAValue]], None]) -> None:
+    """Loops lo[d] <= iv[d] < hi[d] nested in order (none run if hi <= lo)."""
+
+    def build(d: int, ivs: list[SSAValue]) -> None:
+        if d == len(lo):
+            body(ivs)
+            return
+        block = Block(arg_types=[index])
+        outer, b.block = b.block, block
+        build(d + 1, [*ivs, block.args[0]])
+        block.add_op(scf.YieldOp())
+        b.block = outer
+        b.emit(scf.ForOp(lo[d], hi[d], b.idx(1), [], block))
+
+    build(0, [])

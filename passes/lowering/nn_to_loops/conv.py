@@ -1,0 +1,296 @@
+"""Lowering of the conv family: conv / fused_conv along output rows, conv_transpose in
+scatter form, conv_weight_grad with accumulator rows on the stack."""
+
+from __future__ import annotations
+
+import math as pymath
+from typing import Callable, Sequence
+
+from xdsl.dialects import arith, math, memref
+from xdsl.ir import Attribute, Operation, SSAValue
+
+from ncc.dialects import nn
+from ncc.dialects.nn import DYN
+from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, epilogue, ranges, row_major_strides
+
+
+C_UNROLL = 4  # conv: input channels per load/store of the output in the inner loop
+M_BLOCK = 4  # conv: output channels computed together (each input load feeds M_BLOCK of them)
+
+
+def lower_conv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Direct convolution, vectorized along the last output dimension. Per
+    image and block of M_BLOCK output channels, the output planes start at the
+    bias (fused) or 0; then for each kernel offset and block of C_UNROLL input
+    channels c:
+        out[m, o] += sum_c w[m, c, k] * x[n, c, o*stride + k*dilation - pad]
+    over just the output positions whose input is inside the image (the loop
+    bounds are computed per offset, so the inner loop has no padding tests and
+    its loads are unit-stride at stride 1). Each input value loaded feeds
+    M_BLOCK accumulations, each output is loaded and stored once per C_UNROLL
+    channels. Fused: activation last."""
+    x, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    p = op.params
+    m, cg, kernel = w.shape[0], w.shape[1], w.shape[2:]
+    per_group = m // p.group
+    nd = len(kernel)
+    fused = isinstance(op, nn.FusedConvOp)
+    unroll = C_UNROLL if cg >= C_UNROLL else 1
+    mb = next(k for k in (M_BLOCK, 2, 1) if per_group % k == 0)
+
+    def planes(ivs, _):
+        ni = ivs[0]
+        ms = [b.add_i(b.mul_i(ivs[1], mb), j) for j in range(mb)]
+        for mi in ms:
+            start = b.load(bias, [mi]) if fused and bias is not None else b.const(0, out.elt)
+            b.nest(out.shape[2:], lambda o, _: b.store(start, out, [ni, mi, *o]))
+        cbase = b.mul_i(b(arith.DivUIOp, ms[0], b.idx(per_group)), cg) if p.group > 1 else None
+
+        def offset(ks, _):
+            # input position o*s + t, t = k*dilation - pad: inside for o in [lo, hi)
+            shift, lo, hi = [], [], []
+            for d in range(nd):
+                t = b.mul_i(ks[d], p.dilations[d])
+                t = b(arith.SubiOp, t, b.idx(p.pads[d])) if p.pads[d] else t
+                # lo = max(0, ceil(-t / s)), hi = min(out, ceil((in - t) / s)); ceil(a/s) = -floor(-a/s)
+                ceil = (lambda a, s_: b(arith.SubiOp, b.idx(0), b(arith.FloorDivSIOp, b(arith.SubiOp, b.idx(0), a),
+                                                                    b.idx(s_))) if s_ > 1 else a)
+                shift.append(t)
+                lo.append(b(arith.MaxSIOp, b.idx(0), ceil(b(arith.SubiOp, b.idx(0), t), p.strides[d])))
+                hi.append(b(arith.MinSIOp, b.idx(out.shape[2 + d]),
+                            ceil(b(arith.SubiOp, b.idx(x.shape[2 + d]), t), p.strides[d])))
+
+            def channels(chans: list[SSAValue]) -> None:
+                xcs = [c if cbase is None else b.add_i(cbase, c) for c in chans]
+                wv = [[b.load(w, [mi, c, *ks]) for c in chans] for mi in ms]
+
+                def point(o: list[SSAValue]) -> None:
+                    pos = [b.add_i(b.mul_i(o[d], p.strides[d]), shift[d]) for d in range(nd)]
+                    xv = [b.load(x, [ni, xc, *pos]) for xc in xcs]
+                    for mi, wm in zip(ms, wv):
+                        acc = b.load(out, [ni, mi, *o])
+                        for wq, xq in zip(wm, xv):  # same order of additions as one channel at a time
+                            acc = b(arith.AddfOp, acc, b(arith.MulfOp, wq, xq))
+                        b.store(acc, out, [ni, mi, *o])
+
+                ranges(b, lo, hi, point)
+
+            b.nest([cg // unroll], lambda cs, _: channels([b.add_i(b.mul_i(cs[0], unroll), u)
+                                                            for u in range(unroll)]))
+            for r in range(cg - cg % unroll, cg):
+                channels([b.idx(r)])
+
+        b.nest(kernel, offset)
+        if fused and op.params.activation != "identity":
+            for mi in ms:
+                b.nest(out.shape[2:], lambda o, _: b.store(
+                    epilogue(b, op, None, [], b.load(out, [ni, mi, *o])), out, [ni, mi, *o]))
+
+    b.nest([out.shape[0], m // mb], planes)
+
+
+def lower_conv_transpose(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Scatter form, vectorized along the last input dimension (lower_conv with
+    the roles of input and output swapped). Per image and block of M_BLOCK
+    output channels of one group, the output planes start at 0; then for each
+    kernel offset and block of C_UNROLL input channels c of the group:
+        out[m, i*stride + k*dilation - pad] += sum_c w[c, m, k] * x[n, c, i]
+    over just the input points i that land inside the output (loop bounds per
+    offset: no tests in the inner loop, whose loads are unit-stride in x, and in
+    the output at stride 1). Each input value loaded feeds M_BLOCK outputs;
+    each output is loaded and stored once per C_UNROLL channels."""
+    x, w = ins
+    p = op.params
+    cw, mg, kernel = w.shape[0], w.shape[1], w.shape[2:]
+    cg = cw // p.group
+    nd = len(kernel)
+    unroll = C_UNROLL if cg >= C_UNROLL else 1
+    mb = next(k for k in (M_BLOCK, 2, 1) if mg % k == 0)
+    zero = b.const(0, out.elt)
+
+    def planes(ivs, _):
+        ni = ivs[0]
+        ms = [b.add_i(b.mul_i(ivs[1], mb), j) for j in range(mb)]
+        for mi in ms:
+            b.nest(out.shape[2:], lambda o, _: b.store(zero, out, [ni, mi, *o]))
+        if p.group > 1:  # the group's input channels; each m's column of the weight
+            cbase = b.mul_i(b(arith.DivUIOp, ms[0], b.idx(mg)), cg)
+            js = [b(arith.RemUIOp, mi, b.idx(mg)) for mi in ms]
+        else:
+            cbase, js = None, ms
+
+        def offset(ks, _):
+            # input point i lands at i*s + t, t = k*dilation - pad: inside for i in [lo, hi)
+            win = [_inside(b, ks[d], out.shape[2 + d], x.shape[2 + d], p.strides[d], p.dilations[d],
+                           p.pads[d]) for d in range(nd)]
+
+            def channels(chans: list[SSAValue]) -> None:
+                xcs = [c if cbase is None else b.add_i(cbase, c) for c in chans]
+                wv = [[b.load(w, [xc, j, *ks]) for xc in xcs] for j in js]
+
+                def point(i: list[SSAValue]) -> None:
+                    pos = [b.add_i(b.mul_i(i[d], p.strides[d]), win[d][0]) for d in range(nd)]
+                    xv = [b.load(x, [ni, xc, *i]) for xc in xcs]
+                    for mi, wm in zip(ms, wv):
+                        acc = b.load(out, [ni, mi, *pos])
+                        for wq, xq in zip(wm, xv):  # same order of additions as one channel at a time
+                            acc = b(arith.AddfOp, acc, b(arith.MulfOp, wq, xq))
+                        b.store(acc, out, [ni, mi, *pos])
+
+                ranges(b, [v[1] for v in win], [v[2] for v in win], point)
+
+            b.nest([cg // unroll], lambda cs, _: channels([b.add_i(b.mul_i(cs[0], unroll), u)
+                                                            for u in range(unroll)]))
+            for r in range(cg - cg % unroll, cg):
+                channels([b.idx(r)])
+
+        b.nest(kernel, offset)
+
+    b.nest([out.shape[0], out.shape[1] // mb], planes)
+
+
+WG_SCRATCH = 16384  # conv_weight_grad: elements of its accumulator rows (a buffer on the stack)
+N_UNROLL = 2  # conv_weight_grad: images per load/store of the accumulators in the inner loop
+#   (2 ran fastest on 3x3 convs of 32x32 images: with 3 or 4 more planes are read at once)
+
+
+def _scratch(b: Builder, shape: Sequence[int], elt: Attribute) -> Buf:
+    """A buffer of the kernel's own, of static size: a memref.alloca at the top
+    of the kernel (a fixed stack slot, never inside a loop)."""
+    op = memref.AllocaOp.get(elt, shape=list(shape))
+    if b.entry.first_op is not None:
+        b.entry.insert_op_before(op, b.entry.first_op)
+    else:
+        b.entry.add_op(op)
+    return Buf(op.memref, tuple(shape), elt)
+
+
+def _inside(b: Builder, k: SSAValue, size_in: int, size_out: int, stride: int, dilation: int,
+            pad: int) -> tuple[SSAValue, SSAValue, SSAValue]:
+    """For kernel offset k along one axis of a window (conv: o * stride + t
+    reads input o; conv_transpose: input i lands at i * stride + t): t = k *
+    dilation - pad and the positions o in [lo, hi) whose o * stride + t is in
+    [0, size_in): lo = max(0, ceil(-t / s)), hi = min(size_out, ceil((size_in - t) / s))."""
+    t = b.mul_i(k, dilation)
+    t = b(arith.SubiOp, t, b.idx(pad)) if pad else t
+
+    def neg_floor(a: SSAValue) -> SSAValue:  # -floor(a / s) = ceil(-a / s)
+        return b(arith.SubiOp, b.idx(0), a if stride == 1 else b(arith.FloorDivSIOp, a, b.idx(stride)))
+
+    lo = b(arith.MaxSIOp, b.idx(0), neg_floor(t))
+    hi = b(arith.MinSIOp, b.idx(size_out), neg_floor(b(arith.SubiOp, t, b.idx(size_in))))
+    return t, lo, hi
+
+
+def lower_conv_weight_grad(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """dw[m, c, k] = sum over n, o of dy[n, m, o] * x[n, c', o * stride + k * dilation - pad].
+    A sum along o would be a loop-carried scalar (float additions are not
+    reassociated, so it does not vectorize); instead, per block of M_BLOCK
+    output channels m_j and input channel c, accumulator rows along the last
+    output dimension (a stack buffer acc[kernel offset, j, o_last]) gather
+    the whole batch, N_UNROLL images n_u at a time:
+        for k, for o in range:  acc[k, j, o_last] += sum_u dy[n_u, m_j, o] * x[n_u, c', pos(o, k)]
+    The inner loop (o_last) is unit-stride in dy and acc (and in x at stride
+    1), with no dependence between iterations: it vectorizes. Each x load feeds
+    the block's M_BLOCK rows, each row is loaded and stored once per N_UNROLL
+    images; the images' dy planes of the block and x channel are read for
+    every kernel offset in turn while they are in cache; the
+    output positions whose input is inside the image are loop bounds (no
+    padding tests), as in lower_conv. Last, each row is summed into dw. When
+    the rows of every offset would exceed WG_SCRATCH elements, the last output
+    dimension is taken in chunks of the rows' length."""
+    x, dy = ins
+    p = op.params
+    m, cg, kernel = out.shape[0], out.shape[1], tuple(p.kernel)
+    nd = len(kernel)
+    per_group = m // p.group
+    kn = pymath.prod(kernel)
+    last = dy.shape[-1]
+    mb = next(k for k in (M_BLOCK, 2, 1) if per_group % k == 0)
+    if kn * mb * min(last, 64) > WG_SCRATCH:  # big kernels: rows of one channel, longer
+        mb = 1
+    t = max(1, min(last, WG_SCRATCH // (kn * mb)))
+    chunks = -(-last // t)
+    acc = _scratch(b, (kn, mb, t), out.elt)
+    zero = b.const(0, out.elt)
+    kstrides = row_major_strides(kernel)
+    batch = x.shape[0] if x.shape[0] != DYN else dy.shape[0]
+
+    def flat(ks: Sequence[SSAValue]) -> SSAValue:
+        f = b.idx(0)
+        for k, st in zip(ks, kstrides):
+            f = b.add_i(f, b.mul_i(k, st))
+        return f
+
+    def block(ivs, _):
+        ms = [b.add_i(b.mul_i(ivs[0], mb), j) for j in range(mb)]
+        ci = ivs[1]
+        xc = ci if p.group == 1 else b.add_i(b.mul_i(b(arith.DivUIOp, ms[0], b.idx(per_group)), cg), ci)
+        b.nest([kn, mb, t], lambda z, _: b.store(zero, acc, z))
+
+        def images(nis: list[SSAValue]) -> None:
+            def offset(ks, _):
+                kf = flat(ks)
+                win = [_inside(b, ks[d], x.shape[2 + d], dy.shape[2 + d], p.strides[d], p.dilations[d],
+                               p.pads[d]) for d in range(nd)]
+                shift = [w[0] for w in win]
+
+                def rows(outer: list[SSAValue]) -> None:
+                    def run(lo: SSAValue, hi: SSAValue, start: SSAValue | None) -> None:
+                        def point(o: list[SSAValue]) -> None:
+                            oo = [*outer, o[0]]
+                            pos = [b.add_i(b.mul_i(oo[d], p.strides[d]), shift[d]) for d in range(nd)]
+                            xv = [b.load(x, [ni, xc, *pos]) for ni in nis]
+                            a_i = o[0] if start is None else b(arith.SubiOp, o[0], start)
+                            for j, mj in enumerate(ms):
+                                at = [kf, b.idx(j), a_i]
+                                a = b.load(acc, at)
+                                for ni, xq in zip(nis, xv):
+                                    a = b(arith.AddfOp, a, b(arith.MulfOp, b.load(dy, [ni, mj, *oo]), xq))
+                                b.store(a, acc, at)
+
+                        ranges(b, [lo], [hi], point)
+
+                    lo, hi = win[-1][1], win[-1][2]
+                    if chunks == 1:
+                        run(lo, hi, None)
+                        return
+
+                    def chunk(cs, _):
+                        start = b.mul_i(cs[0], t)
+                        run(b(arith.MaxSIOp, lo, start), b(arith.MinSIOp, hi, b.add_i(start, t)), start)
+
+                    b.nest([chunks], chunk)
+
+                ranges(b, [w[1] for w in win[:-1]], [w[2] for w in win[:-1]], rows)
+
+            b.nest(kernel, offset)
+
+        # whole blocks of N_UNROLL images, then the rest one by one
+        u = N_UNROLL
+        blocks = b(arith.DivUIOp, b.batch, b.idx(u)) if batch == DYN else batch // u
+        done = b.mul_i(blocks, u) if batch == DYN else b.idx(blocks * u)
+        rest = b(arith.SubiOp, b.batch, done) if batch == DYN else batch % u
+        if blocks != 0:
+            b.nest([blocks], lambda ns, _: images([b.add_i(b.mul_i(ns[0], u), v) for v in range(u)]))
+        if rest != 0:
+            b.nest([rest], lambda ns, _: images([b.add_i(ns[0], done)]))
+
+        def total(ks, _):
+            kf = flat(ks)
+            for j, mj in enumerate(ms):
+                s, = b.nest([t], lambda i, c: [b(arith.AddfOp, c[0], b.load(acc, [kf, b.idx(j), i[0]]))],
+                            [zero])
+                b.store(s, out, [mj, ci, *ks])
+
+        b.nest(kernel, total)
+
+    b.nest([m // mb, cg], block)
+
+
+LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
+    nn.ConvOp: lower_conv, nn.FusedConvOp: lower_conv, nn.ConvTransposeOp: lower_conv_transpose,
+    nn.ConvWeightGradOp: lower_conv_weight_grad,
+}
+

@@ -1,0 +1,61 @@
+"""Lowering of the normalization family: batch_norm, layer_norm."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from xdsl.dialects import arith, math
+from xdsl.ir import Operation
+
+from ncc.dialects import nn
+from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, element_count, identity_map, map_nest
+from ncc.passes.lowering.nn_to_loops.builder import to_float
+
+
+def lower_batch_norm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    x, scale, bias, mean, var = ins
+    eps = b.const(op.params.epsilon, x.elt)
+
+    def channel(ivs):
+        return [ivs[1]]
+
+    def fn(v, s, bb, mu, var_):
+        norm = b(arith.DivfOp, b(arith.SubfOp, v, mu), b(math.SqrtOp, b(arith.AddfOp, var_, eps)))
+        return b(arith.AddfOp, b(arith.MulfOp, norm, s), bb)
+
+    map_nest(b, out.shape, out, identity_map,
+             [(x, identity_map), *((t, channel) for t in (scale, bias, mean, var))], fn)
+
+
+def lower_layer_norm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Per leading index: the mean and variance over dims [axis:], then normalize."""
+    x, scale, bias = ins
+    axis = nn.normalize_axis(op.params.axis, len(x.shape))
+    lead, inner = x.shape[:axis], x.shape[axis:]
+    eps = b.const(op.params.epsilon, x.elt)
+    zero = b.const(0.0, x.elt)
+
+    def row(ivs, _):
+        count = element_count(b, inner)
+        n = b.const(float(count), x.elt) if isinstance(count, int) else to_float(b, count, x.elt)
+
+        def total(term):
+            s, = b.nest(inner, lambda js, c: [b(arith.AddfOp, c[0], term(b.load(x, [*ivs, *js])))],
+                        [zero])
+            return b(arith.DivfOp, s, n)
+
+        mu = total(lambda v: v)
+        var = total(lambda v: (lambda d: b(arith.MulfOp, d, d))(b(arith.SubfOp, v, mu)))
+        denom = b(math.SqrtOp, b(arith.AddfOp, var, eps))
+        map_nest(b, inner, out, lambda js: [*ivs, *js],
+                 [(x, lambda js: [*ivs, *js]), (scale, identity_map), (bias, identity_map)],
+                 lambda v, s, bb: b(arith.AddfOp, b(arith.MulfOp, b(arith.DivfOp, b(
+                     arith.SubfOp, v, mu), denom), s), bb))
+
+    b.nest(lead, row)
+
+
+LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
+    nn.BatchNormOp: lower_batch_norm, nn.LayerNormOp: lower_layer_norm,
+}
+
