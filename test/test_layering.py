@@ -16,7 +16,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = {"compiler": "ncc", "dialects": "ncc.dialects", "dialects/nn": "ncc.dialects.nn", "passes": "ncc.passes",
+PACKAGES = {"compiler": "ncc", "dialects": "ncc.dialects", "dialects/nn": "ncc.dialects.nn", "passes": "ncc.passes", "passes/autodiff": "ncc.passes.autodiff",
             "passes/lowering": "ncc.passes.lowering", "passes/lowering/nn_to_loops": "ncc.passes.lowering.nn_to_loops", "runtime": "ncc.runtime", "tools": "ncc.tools"}
 LAYERS = {"ncc.diagnostics": 0,
           "ncc.dialects": 1, "ncc.ir": 1, "ncc.reference": 1,
