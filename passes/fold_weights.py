@@ -34,6 +34,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from ncc.dialects import nn
+from ncc.reference import EVAL, run
 
 DERIVED_FROM = "ncc.derived_from"  # on a derived nn.weight: the weights it is computed from
 LITERAL_LIMIT = 1 << 16  # a fold of literals only is kept as a literal up to this many elements
@@ -45,8 +46,6 @@ def _static_type(v: SSAValue) -> bool:
 
 def _foldable(op: Operation, static: set[SSAValue]) -> bool:
     """An nn op of one static-shaped result whose operands are all weight- or literal-valued."""
-    from ncc.reference import EVAL
-
     return (type(op) in EVAL and len(op.results) == 1 and bool(op.operands)
             and all(v in static for v in op.operands) and _static_type(op.results[0]))
 
@@ -77,8 +76,6 @@ def fold_weights(module: ModuleOp, compute: bool = True) -> ModuleOp:
     """Fold weight-only values of every nn function of `module` in place into
     derived weights (their data computed when `compute` and every source has
     data) and literal-only values into literals; returns the recipes module."""
-    from ncc.reference import run
-
     weights = {op.sym: op for op in module.ops if isinstance(op, nn.WeightOp)}
     used = {op.sym_name.data for op in module.ops if hasattr(op, "sym_name")}
     recipes = ModuleOp([])

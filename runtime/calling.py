@@ -21,6 +21,8 @@ import numpy as np
 from xdsl.dialects.builtin import MemRefType
 
 from ncc.diagnostics import NccError
+from ncc.dialects.nn import numpy_dtype
+from ncc.runtime import engine
 
 ARENAS_KEPT = 4  # batch sizes whose arena a thread keeps
 ALIGN = 64
@@ -51,8 +53,6 @@ class _PyMethodDef(ctypes.Structure):
 
 
 def _jit(ir: str, name: str) -> int:
-    from ncc.runtime import engine
-
     lib = engine.compile_llvm_ir(ir)
     _KEEP.append(lib)
     return lib.address(name)
@@ -140,8 +140,6 @@ class ArgSpec:
 
     @classmethod
     def of(cls, t: Any) -> "ArgSpec":
-        from ncc.dialects.nn import numpy_dtype
-
         if not isinstance(t, MemRefType):
             raise NccError(f"kernel argument of type {t}: the runtime passes memrefs only")
         return cls(numpy_dtype(t.element_type), tuple(d if d >= 0 else -1 for d in t.get_shape()))

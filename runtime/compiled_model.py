@@ -75,8 +75,22 @@ import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
 
+from ncc.adjacency import import_adjacency, import_adjacency_text
 from ncc.diagnostics import NccError
+from ncc.dialects import nn
+from ncc.dialects.neuron import NetOp
+from ncc.dialects.nn import CONSTANT_MARK, numpy_dtype
+from ncc.ir import parse_module, print_module
+from ncc.onnx_export import export_onnx
+from ncc.onnx_import import import_onnx
+from ncc.passes.fold_weights import fold_weights
+from ncc.passes.layerize import param_places
 from ncc.passes.lowering.abi import ARG_ROLES, ArgRole, KernelABI
+from ncc.passes.lowering.neuron_to_loops import choose_neuron_lowering
+from ncc.pipeline import run_passes
+from ncc.reference import pick_function, run
+from ncc.runtime import engine, training
+from ncc.runtime.cache import CompileCache
 from ncc.runtime.calling import ArenaCache, ArgSpec, aligned_empty, check_input, function_address, invoker
 
 NEURON_MODES = ("auto", "neuron", "layers")
@@ -138,8 +152,6 @@ def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: st
 
 def _unlowered_functions(module: ModuleOp) -> dict[str, str]:
     """Functions of `module` that training can differentiate: name -> 'nn' or 'net'."""
-    from ncc.dialects.neuron import NetOp
-
     found = {}
     for op in module.ops:
         if isinstance(op, NetOp):
@@ -153,9 +165,6 @@ def layered_param_places(module: ModuleOp, neuron_mode: str) -> dict[str, dict]:
     """For each neuron net that will be layerized: where its equation-named
     parameters (`w0004`, `b04`) land in the layer weights, so that `params` has
     the same names in either lowering."""
-    from ncc.dialects.neuron import NetOp
-    from ncc.passes.layerize import param_places
-    from ncc.passes.lowering.neuron_to_loops import choose_neuron_lowering
 
     return {net.sym_name.data: param_places(net) for net in module.ops
             if isinstance(net, NetOp) and choose_neuron_lowering(net, neuron_mode) == "layers"}
@@ -183,9 +192,6 @@ def load_source(source: Any, name: str = "net", constants: Mapping[str, Any] | N
     `constants` are given to the ONNX importer."""
     import onnx
 
-    from ncc.adjacency import import_adjacency, import_adjacency_text
-    from ncc.ir import parse_module
-    from ncc.onnx_import import import_onnx
 
     onnx_source = isinstance(source, onnx.ModelProto) or (
         isinstance(source, (str, os.PathLike)) and str(source).endswith(".onnx"))
@@ -222,15 +228,10 @@ def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "a
     """Lower `module` in place to loop-level kernels; returns the lowering
     chosen for its neuron net ('neuron' or 'layers', None for an nn module)
     and the recipes of the weights folded on the way (passes/fold_weights.py)."""
-    from ncc.dialects.neuron import NetOp
-    from ncc.passes.fold_weights import fold_weights
-    from ncc.pipeline import run_passes
 
     chosen = None
     nets = [op for op in module.ops if isinstance(op, NetOp)]
     if nets:
-        from ncc.passes.lowering.neuron_to_loops import choose_neuron_lowering
-
         chosen = ",".join(sorted({choose_neuron_lowering(n, neuron_mode) for n in nets}))
         run_passes(module, f"neuron-to-loops{{mode={neuron_mode}}}")
     layerized = {op.sym_name.data for op in module.ops if isinstance(op, func.FuncOp)
@@ -253,8 +254,6 @@ def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "a
 
 
 def select_kernel(module: ModuleOp, function: str | None) -> func.FuncOp:
-    from ncc.reference import pick_function
-
     kernels = {op.sym_name.data: op for op in module.ops
                if isinstance(op, func.FuncOp) and ARG_ROLES in op.attributes}
     return pick_function(kernels, function, "to run")
@@ -262,9 +261,6 @@ def select_kernel(module: ModuleOp, function: str | None) -> func.FuncOp:
 
 def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clock: Clock):
     """The module's native code: from the cache, else lowered and compiled (and stored)."""
-    from ncc.ir import print_module
-    from ncc.runtime import engine
-    from ncc.runtime.cache import CompileCache
 
     store = None
     if cache is not False:
@@ -283,8 +279,6 @@ def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clo
                 info["cache"] = "miss"
     else:
         info["cache"] = "off"
-    from ncc.pipeline import run_passes
-
     for op in list(module.ops):  # the weight data is held by the model, not the code
         if op.name == "nn.weight":
             op.detach()
@@ -366,8 +360,6 @@ class _Derived:
     reference interpreter whenever a source is set."""
 
     def __init__(self, sym: str, recipes: ModuleOp, spec: "ArgSpec", sources: Mapping[str, np.ndarray]):
-        from ncc.dialects import nn
-
         recipe = next(f for f in recipes.ops if isinstance(f, func.FuncOp) and f.sym_name.data == sym)
         self.sym, self.recipes = sym, recipes
         self.sources = {s: sources[s] for s in dict.fromkeys(
@@ -381,8 +373,6 @@ class _Derived:
     def compute(self, unset: set[str]) -> None:
         if self.is_view or any(s in unset for s in self.sources):
             return
-        from ncc.reference import run
-
         value = run(self.recipes, {}, function=self.sym, params=self.sources)[0]
         np.copyto(self.buffer, value, casting="unsafe")
 
@@ -395,14 +385,10 @@ def _names(d: Mapping[str, Any]) -> str:
 
 def _is_internal(w: Any) -> bool:
     """A weight lowering made of a literal (not one of the model's parameters)."""
-    from ncc.dialects.nn import CONSTANT_MARK
-
     return w is not None and CONSTANT_MARK in w.attributes
 
 
 def _dtype_of(w: Any) -> np.dtype:
-    from ncc.dialects.nn import numpy_dtype
-
     return np.dtype(numpy_dtype(w.type.element_type))
 
 
@@ -533,8 +519,6 @@ class CompiledModel:
     def vjp(self, inputs: Any, cotangents: Any, *, frozen: Sequence[str] = ()) -> dict[str, np.ndarray]:
         """Gradients of sum(cotangent * output) by parameter name and float input
         name, from a native backward kernel (see runtime/training.py)."""
-        from ncc.runtime import training
-
         return training.vjp(self, inputs, cotangents, frozen)
 
     def grad(self, inputs: Any, targets: Any = None, *, loss: str = "mse", cotangents: Any = None,
@@ -542,8 +526,6 @@ class CompiledModel:
              ) -> dict[str, np.ndarray]:
         """Gradients of a loss ("mse", "cross_entropy") of an output against
         `targets`, or a vjp with `cotangents`; `wrt="params"` skips the inputs'."""
-        from ncc.runtime import training
-
         return training.value_and_grad(self, inputs, targets, loss=loss, cotangents=cotangents,
                                        output=output, frozen=frozen, wrt=wrt)[1]
 
@@ -551,8 +533,6 @@ class CompiledModel:
                        cotangents: Any = None, output: str | None = None,
                        frozen: Sequence[str] = (), wrt: str = "all") -> tuple[Any, dict[str, np.ndarray]]:
         """(loss, gradients) from one native kernel; with `cotangents`: (outputs by name, vjp)."""
-        from ncc.runtime import training
-
         return training.value_and_grad(self, inputs, targets, loss=loss, cotangents=cotangents,
                                        output=output, frozen=frozen, wrt=wrt)
 
@@ -574,7 +554,6 @@ class CompiledModel:
     def export_onnx(self, path: str | os.PathLike | None = None, *, opset: int | None = None) -> Any:
         """The model as ONNX (an onnx.ModelProto, written to `path` if given),
         its initializers holding the current `params` values."""
-        from ncc.onnx_export import export_onnx
         from ncc.runtime.training import training_of
 
         t = training_of(self)

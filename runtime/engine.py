@@ -35,6 +35,9 @@ from xdsl.dialects import llvm as llvm_dialect
 from xdsl.dialects.builtin import ModuleOp
 
 from ncc.diagnostics import NccError
+from ncc.dialects.neuron import NetOp
+from ncc.passes.lowering.abi import ARG_ROLES
+from ncc.pipeline import run_passes
 
 _LOCK = threading.RLock()
 
@@ -207,9 +210,6 @@ def llvm_ir_text(module: ModuleOp, optimized: bool = True, cpu: str | None = Non
                        "znver3, znver4, x86-64-v3, ...; 'host' for this machine)")
     from xdsl.dialects import func
 
-    from ncc.dialects.neuron import NetOp
-    from ncc.pipeline import run_passes
-    from ncc.passes.lowering.abi import ARG_ROLES
 
     if any(isinstance(op, NetOp) for op in module.ops):
         run_passes(module, "neuron-to-loops")

@@ -42,6 +42,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ncc.diagnostics import NccError
+from ncc.dialects.nn import element_type_of
+from ncc.passes.lowering.abi import ArgRole, KernelABI
+from ncc.passes.lowering.nn_to_loops import Buf, Builder
+from ncc.runtime.calling import function_address, invoker
 
 
 @dataclass
@@ -244,9 +248,6 @@ def update_kernel_module(opt: Optimizer, buffers: Sequence[tuple[np.dtype, int]]
     from xdsl.dialects import arith, func
     from xdsl.dialects.builtin import MemRefType, ModuleOp, f64
 
-    from ncc.dialects.nn import element_type_of
-    from ncc.passes.lowering.nn_to_loops import Buf, Builder
-    from ncc.passes.lowering.abi import ArgRole, KernelABI
 
     name = f"{type(opt).__name__.lower()}_update"
     types, roles = [], []
@@ -286,7 +287,6 @@ def update_kernel_module(opt: Optimizer, buffers: Sequence[tuple[np.dtype, int]]
 
 class _UpdateKernel:
     def __init__(self, opt: Optimizer, buffers: list[tuple[np.dtype, int]]):
-        from ncc.runtime.calling import function_address, invoker
         from ncc.runtime.compiled_model import Clock, native_library
 
         for dtype, _ in buffers:
