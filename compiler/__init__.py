@@ -23,7 +23,7 @@ from ncc.onnx_import import import_onnx
 from ncc.pipeline import run_passes
 from ncc import optim
 from ncc.runtime.compiled_model import CompiledModel, compile
-from ncc.runtime.training import train
+from ncc.runtime.optim import train
 
 __all__ = [
     "CompiledModel", "NccError", "compile", "emit_equations", "export_onnx", "import_adjacency",

@@ -64,7 +64,6 @@ same weight buffers as `params`), `trainable`, `memory()` and `export_onnx`;
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Mapping, MutableMapping
 from dataclasses import replace
@@ -80,7 +79,7 @@ from ncc.diagnostics import NccError
 from ncc.dialects import nn
 from ncc.dialects.neuron import NetOp
 from ncc.dialects.nn import CONSTANT_MARK, numpy_dtype
-from ncc.ir import parse_module, print_module
+from ncc.ir import parse_module
 from ncc.onnx_export import export_onnx
 from ncc.onnx_import import import_onnx
 from ncc.passes.fold_weights import fold_weights
@@ -89,8 +88,8 @@ from ncc.passes.lowering.abi import ARG_ROLES, ArgRole, KernelABI
 from ncc.passes.lowering.neuron_to_loops import choose_neuron_lowering
 from ncc.pipeline import run_passes
 from ncc.reference import pick_function, run
-from ncc.runtime import engine, training
-from ncc.runtime.cache import CompileCache
+from ncc.runtime import training
+from ncc.runtime.native import COMPILE_LOCK, Clock, native_library
 from ncc.runtime.calling import ArenaCache, ArgSpec, aligned_empty, check_input, function_address, invoker
 
 NEURON_MODES = ("auto", "neuron", "layers")
@@ -117,7 +116,6 @@ def compile(source: Any, *, fuse: bool = True, neuron_mode: str = "auto",
         return _compile(source, fuse, neuron_mode, cache, function, name, constants)
 
 
-COMPILE_LOCK = threading.RLock()
 
 
 def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: str | None,
@@ -168,22 +166,6 @@ def layered_param_places(module: ModuleOp, neuron_mode: str) -> dict[str, dict]:
 
     return {net.sym_name.data: param_places(net) for net in module.ops
             if isinstance(net, NetOp) and choose_neuron_lowering(net, neuron_mode) == "layers"}
-
-
-class Clock:
-    def __init__(self, into: dict[str, float]):
-        self.into = into
-
-    def __call__(self, stage: str):
-        clock = self
-
-        class _Stage:
-            def __enter__(self):
-                self.t = time.perf_counter()
-
-            def __exit__(self, *exc):
-                clock.into[stage] = clock.into.get(stage, 0.0) + time.perf_counter() - self.t
-        return _Stage()
 
 
 def load_source(source: Any, name: str = "net", constants: Mapping[str, Any] | None = None
@@ -257,39 +239,6 @@ def select_kernel(module: ModuleOp, function: str | None) -> func.FuncOp:
     kernels = {op.sym_name.data: op for op in module.ops
                if isinstance(op, func.FuncOp) and ARG_ROLES in op.attributes}
     return pick_function(kernels, function, "to run")
-
-
-def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clock: Clock):
-    """The module's native code: from the cache, else lowered and compiled (and stored)."""
-
-    store = None
-    if cache is not False:
-        store = CompileCache(None if cache is True else cache)
-        with clock("cache-key"):
-            key = store.key(print_module(module, elide_weights_if_larger=0),
-                            {"kernel": abi.name, "pipeline": "lower-to-llvm"})
-        entry = store.load(key)
-        info.update(cache="hit" if entry else "miss", cache_key=key, cache_stats=store.stats)
-        if entry is not None:
-            try:
-                with clock("load-object"):
-                    return engine.NativeLibrary.from_object(entry[0])
-            except Exception:  # unloadable despite its checksum: rebuild it below
-                store.stats["corrupt"] += 1
-                info["cache"] = "miss"
-    else:
-        info["cache"] = "off"
-    for op in list(module.ops):  # the weight data is held by the model, not the code
-        if op.name == "nn.weight":
-            op.detach()
-    with clock("lower-to-llvm"):
-        run_passes(module, "lower-to-llvm", verify=False)  # LLVM verifies what it compiles
-    with clock("llvm"):
-        lib = engine.compile_module(module)
-    if store is not None:
-        with clock("cache-store"):
-            store.store(key, lib.object_code(), {"kernel": abi.name})
-    return lib
 
 
 # ---------------------------------------------------------------------------

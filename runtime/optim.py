@@ -3,6 +3,7 @@
     opt = ncc.optim.Adam(model, lr=1e-3)            # PyTorch's defaults and semantics
     loss, grads = model.value_and_grad(x, labels, loss="cross_entropy")
     opt.step(grads)                                  # model.params updated in place
+    history = ncc.train(model, (x, labels), loss="cross_entropy", optimizer=opt, epochs=10)
 
 `step(grads)` takes the gradients by parameter name (what `model.grad` and
 `model.vjp` return) and updates the model's own weight buffers -- the memory its
@@ -37,7 +38,7 @@ from __future__ import annotations
 
 import math as pymath
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -46,6 +47,8 @@ from ncc.dialects.nn import element_type_of
 from ncc.passes.lowering.abi import ArgRole, KernelABI
 from ncc.passes.lowering.nn_to_loops import Buf, Builder
 from ncc.runtime.calling import function_address, invoker
+from ncc.runtime.native import Clock, native_library
+from ncc.runtime.training import feeds_of, training_of, value_and_grad
 
 
 @dataclass
@@ -65,7 +68,6 @@ class Optimizer:
     HYPER = ()  # names of the hyperparameter buffer's entries
 
     def __init__(self, model: Any, frozen: Iterable[str] = ()):
-        from ncc.runtime.training import training_of
 
         self.model = model
         self.frozen = tuple(frozen) if not isinstance(frozen, str) else (frozen,)
@@ -287,14 +289,12 @@ def update_kernel_module(opt: Optimizer, buffers: Sequence[tuple[np.dtype, int]]
 
 class _UpdateKernel:
     def __init__(self, opt: Optimizer, buffers: list[tuple[np.dtype, int]]):
-        from ncc.runtime.compiled_model import Clock, native_library
 
         for dtype, _ in buffers:
             if dtype.kind != "f" or dtype.itemsize not in (4, 8):
                 raise NccError(f"optimizers update float32 and float64 parameters, got {dtype}")
         module, abi = update_kernel_module(opt, buffers)
         self.info: dict[str, Any] = {"seconds": {}}
-        from ncc.runtime.training import training_of
 
         lib = native_library(module, abi, training_of(opt.model).cache, self.info,
                              Clock(self.info["seconds"]))
@@ -304,3 +304,63 @@ class _UpdateKernel:
 
     def __call__(self, *arrays: np.ndarray) -> None:
         self._invoke(self._address, *arrays, 0)
+
+
+# ---------------------------------------------------------------------------
+# The training loop
+
+
+class History(list):
+    """The loss of every step (a list of floats); `epochs` holds each epoch's mean."""
+
+    epochs: list[float]
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+
+def train(model: Any, data: Any, *, loss: str = "mse", optimizer: Any = None, epochs: int = 1,
+          batch_size: int = 32, shuffle: bool = True, seed: int = 0, frozen: Iterable[str] = (),
+          output: str | None = None, callback: Callable[[int, float], Any] | None = None) -> History:
+    """Train `model` on `data` = (inputs, targets) -- inputs an array (a
+    one-input model) or a dict by input name, targets an array -- for `epochs`
+    passes in mini-batches (shuffled with `seed`; the last batch may be
+    smaller). Every step is one native loss-and-gradient kernel and one native
+    update kernel. `optimizer` defaults to `ncc.optim.Adam(model, lr=1e-3)`.
+    `callback(epoch, mean_loss)` runs after each epoch. Returns the History."""
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise NccError("train takes data=(inputs, targets)")
+    inputs, targets = data
+    feeds = feeds_of(model, inputs)
+    arrays = {n: np.asarray(a) for n, a in feeds.items()}
+    targets = np.asarray(targets)
+    n = len(targets)
+    for name, a in arrays.items():
+        if a.ndim == 0 or len(a) != n:
+            raise NccError(f"train: input '{name}' has {0 if a.ndim == 0 else len(a)} rows, the "
+                           f"targets {n}")
+    if int(batch_size) < 1 or int(epochs) < 0:
+        raise NccError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size} and {epochs}")
+    if optimizer is None:
+        optimizer = Adam(model, lr=1e-3, frozen=frozen)
+    elif not isinstance(optimizer, Optimizer):
+        raise NccError(f"optimizer must be an ncc.optim optimizer, got {type(optimizer).__name__}")
+    frozen = tuple(frozen) or optimizer.frozen
+    rng = np.random.default_rng(seed)
+    history = History()
+    for epoch in range(int(epochs)):
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        losses = []
+        for start in range(0, n, int(batch_size)):
+            idx = order[start:start + int(batch_size)]
+            batch = {k: np.ascontiguousarray(a[idx]) for k, a in arrays.items()}
+            value, grads = value_and_grad(model, batch, targets[idx], loss=loss, output=output,
+                                          frozen=frozen, wrt="params")
+            optimizer.step(grads)
+            losses.append(value)
+        history.extend(losses)
+        history.epochs.append(float(np.mean(losses)) if losses else float("nan"))
+        if callback is not None:
+            callback(epoch, history.epochs[-1])
+    return history

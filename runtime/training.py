@@ -67,6 +67,8 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, TensorType
 
 from ncc.diagnostics import NccError
+from ncc.runtime.calling import ArenaCache, ArgSpec, aligned_empty, check_input, function_address, invoker
+from ncc.runtime.native import COMPILE_LOCK, Clock, native_library
 
 LOSSES = ("mse", "cross_entropy")
 _KERNELS_KEPT = 8
@@ -100,7 +102,6 @@ class BoundKernel:
     def __init__(self, module: ModuleOp, kernel: func.FuncOp, lib: Any,
                  buffer_of: Callable[[str], np.ndarray | None], info: dict[str, Any]):
         from ncc.passes.lowering.abi import KernelABI
-        from ncc.runtime.calling import ArenaCache, ArgSpec, aligned_empty, function_address, invoker
 
         self.abi = abi = KernelABI.of(kernel)
         self.info = info
@@ -138,7 +139,6 @@ class BoundKernel:
                  ) -> dict[str, np.ndarray]:
         """Run with `feeds` by input role name; `what` names each input for
         messages (default: the role name)."""
-        from ncc.runtime.calling import check_input
 
         what = what or {}
         args = list(self.template)
@@ -179,7 +179,6 @@ def compile_kernel(module: ModuleOp, name: str, cache: Any, buffer_of: Callable[
     """Lower the nn function `name` of `module` (in place; other functions are
     dropped) to a native kernel bound to the model's buffers."""
     from ncc.pipeline import run_passes
-    from ncc.runtime.compiled_model import Clock, native_library
 
     info: dict[str, Any] = {"seconds": {}}
     clock = Clock(info["seconds"])
@@ -411,7 +410,6 @@ class Training:
         with self._lock:
             k = self._kernels.get(key)
             if k is None:
-                from ncc.runtime.compiled_model import COMPILE_LOCK
 
                 with COMPILE_LOCK:
                     k = build()
@@ -460,7 +458,6 @@ class Training:
                                "neuron_mode='layers' to train it") from None
             raise
         name = f"{self.function}_vjp"
-        from ncc.runtime.compiled_model import Clock, native_library
 
         for op in list(m.ops):
             if isinstance(op, func.FuncOp) and op.sym_name.data != name:
@@ -659,7 +656,7 @@ class _LayerGather:
 
 
 def _neuron_params_symbol(net: str) -> str:
-    from ncc.passes.lowering.neuron_to_loops import params_symbol
+    from ncc.passes.lowering.straight_line import params_symbol
 
     return params_symbol(net)
 
@@ -779,7 +776,7 @@ def training_of(model: Any) -> Training:
 # The API behind CompiledModel.vjp / grad / value_and_grad and ncc.train
 
 
-def _feeds(model: Any, inputs: Any, what: str = "inputs") -> dict[str, Any]:
+def feeds_of(model: Any, inputs: Any, what: str = "inputs") -> dict[str, Any]:
     """The model's inputs by name from a mapping, one array (a one-input
     model) or a sequence in input order."""
     names = model.input_names
@@ -832,7 +829,7 @@ def _vjp(model: Any, inputs: Any, cotangents: Any, frozen: Iterable[str] = ()
     """(the outputs by name, the gradients)."""
     t = training_of(model)
     frozen = t.check_frozen(frozen)
-    feeds = _feeds(model, inputs)
+    feeds = feeds_of(model, inputs)
     cots = _by_output(model, cotangents, "cotangent")
     _check_unset(model)
     k = t.vjp_kernel(frozen)
@@ -912,7 +909,7 @@ def value_and_grad(model: Any, inputs: Any, targets: Any = None, *, loss: str = 
             raise NccError(f"targets: no entry for output '{output}'")
         targets = targets[output]
     frozen = t.check_frozen(frozen)
-    feeds = _feeds(model, inputs)
+    feeds = feeds_of(model, inputs)
     _check_unset(model)
     y_type = _output_type(t, output)
     from ncc.dialects.nn import shape_of
@@ -963,61 +960,3 @@ def _neuron_loss(model: Any, t: Training, feeds: dict, targets: np.ndarray, loss
 
 def grad(model: Any, inputs: Any, targets: Any = None, **kw: Any) -> Gradients:
     return value_and_grad(model, inputs, targets, **kw)[1]
-
-
-class History(list):
-    """The loss of every step (a list of floats); `epochs` holds each epoch's mean."""
-
-    epochs: list[float]
-
-    def __init__(self):
-        super().__init__()
-        self.epochs = []
-
-
-def train(model: Any, data: Any, *, loss: str = "mse", optimizer: Any = None, epochs: int = 1,
-          batch_size: int = 32, shuffle: bool = True, seed: int = 0, frozen: Iterable[str] = (),
-          output: str | None = None, callback: Callable[[int, float], Any] | None = None) -> History:
-    """Train `model` on `data` = (inputs, targets) -- inputs an array (a
-    one-input model) or a dict by input name, targets an array -- for `epochs`
-    passes in mini-batches (shuffled with `seed`; the last batch may be
-    smaller). Every step is one native loss-and-gradient kernel and one native
-    update kernel. `optimizer` defaults to `ncc.optim.Adam(model, lr=1e-3)`.
-    `callback(epoch, mean_loss)` runs after each epoch. Returns the History."""
-    from ncc.runtime.optim import Adam, Optimizer
-
-    if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise NccError("train takes data=(inputs, targets)")
-    inputs, targets = data
-    feeds = _feeds(model, inputs)
-    arrays = {n: np.asarray(a) for n, a in feeds.items()}
-    targets = np.asarray(targets)
-    n = len(targets)
-    for name, a in arrays.items():
-        if a.ndim == 0 or len(a) != n:
-            raise NccError(f"train: input '{name}' has {0 if a.ndim == 0 else len(a)} rows, the "
-                           f"targets {n}")
-    if int(batch_size) < 1 or int(epochs) < 0:
-        raise NccError(f"batch_size must be >= 1 and epochs >= 0, got {batch_size} and {epochs}")
-    if optimizer is None:
-        optimizer = Adam(model, lr=1e-3, frozen=frozen)
-    elif not isinstance(optimizer, Optimizer):
-        raise NccError(f"optimizer must be an ncc.optim optimizer, got {type(optimizer).__name__}")
-    frozen = tuple(frozen) or optimizer.frozen
-    rng = np.random.default_rng(seed)
-    history = History()
-    for epoch in range(int(epochs)):
-        order = rng.permutation(n) if shuffle else np.arange(n)
-        losses = []
-        for start in range(0, n, int(batch_size)):
-            idx = order[start:start + int(batch_size)]
-            batch = {k: np.ascontiguousarray(a[idx]) for k, a in arrays.items()}
-            value, grads = value_and_grad(model, batch, targets[idx], loss=loss, output=output,
-                                          frozen=frozen, wrt="params")
-            optimizer.step(grads)
-            losses.append(value)
-        history.extend(losses)
-        history.epochs.append(float(np.mean(losses)) if losses else float("nan"))
-        if callback is not None:
-            callback(epoch, history.epochs[-1])
-    return history

@@ -415,6 +415,9 @@ def test_host_description_names_the_cpu():
     import llvmlite.binding as llvm
 
     assert llvm.get_host_cpu_name() in engine.host_description()
+    summary = engine.host_summary()  # what benchmarks print: the CPU and its vector width
+    assert summary.startswith(llvm.get_host_cpu_name())
+    assert re.search(r"(AVX-512 \(512|AVX2 \(256|AVX \(256|SSE \(128)-bit vectors\)", summary)
 
 
 # -- whole nn functions: lower-to-loops -> lower-to-llvm -> native, vs ncc.reference --------

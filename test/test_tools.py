@@ -96,3 +96,12 @@ def test_readme_activation_table_matches_the_code():
     from ncc.dialects.activations import table_markdown
 
     assert table_markdown() in (ROOT / "README.md").read_text()
+
+
+def test_translate_target_cpu_errors(tmp_path):
+    src = ROOT / "test/lit/lowering/to-llvm/emit-llvm.mlir"
+    proc = run("ncc-translate", src, "--emit-llvm", "--target-cpu=nonesuch")
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.startswith("error: unknown target CPU 'nonesuch'")
+    proc = run("ncc-translate", src, "--target-cpu=haswell")
+    assert proc.returncode == 1 and "error: --target-cpu applies only with --emit-llvm" in proc.stderr

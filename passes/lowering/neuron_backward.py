@@ -64,7 +64,7 @@ from xdsl.ir import Operation, SSAValue
 
 from ncc.dialects import activations
 from ncc.dialects.neuron import NetOp
-from ncc.passes.lowering.neuron_to_loops import (
+from ncc.passes.lowering.straight_line import (
     CHUNK_EDGES, DYN, TILE_ROWS, KernelBuilder, RowCode, chunk_neurons,
     needed_neurons, net_params, params_symbol)
 from ncc.passes.lowering.outline_loops import OUTLINE

@@ -1,0 +1,73 @@
+"""Native code for a loop-level module: from the on-disk compile cache, else
+lowered to the llvm dialect and compiled by LLVM (and stored). Shared by the
+inference model, the gradient kernels and the optimizers' update kernel.
+
+    COMPILE_LOCK     building xDSL IR is not thread-safe: one compile at a time
+    Clock(into)      `with clock("stage"):` adds the stage's seconds to `into`
+    native_library   the NativeLibrary of a module, cached or compiled
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any, Iterator
+
+from xdsl.dialects.builtin import ModuleOp
+
+from ncc.ir import print_module
+from ncc.passes.lowering.abi import KernelABI
+from ncc.pipeline import run_passes
+from ncc.runtime import engine
+from ncc.runtime.cache import CompileCache
+
+COMPILE_LOCK = threading.RLock()
+
+
+class Clock:
+    """Seconds per named stage, added into a dict."""
+
+    def __init__(self, into: dict[str, float]):
+        self.into = into
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.into[stage] = self.into.get(stage, 0.0) + time.perf_counter() - t
+
+
+def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clock: Clock):
+    """The module's native code: from the cache, else lowered and compiled (and stored)."""
+
+    store = None
+    if cache is not False:
+        store = CompileCache(None if cache is True else cache)
+        with clock("cache-key"):
+            key = store.key(print_module(module, elide_weights_if_larger=0),
+                            {"kernel": abi.name, "pipeline": "lower-to-llvm"})
+        entry = store.load(key)
+        info.update(cache="hit" if entry else "miss", cache_key=key, cache_stats=store.stats)
+        if entry is not None:
+            try:
+                with clock("load-object"):
+                    return engine.NativeLibrary.from_object(entry[0])
+            except Exception:  # unloadable despite its checksum: rebuild it below
+                store.stats["corrupt"] += 1
+                info["cache"] = "miss"
+    else:
+        info["cache"] = "off"
+    for op in list(module.ops):  # the weight data is held by the model, not the code
+        if op.name == "nn.weight":
+            op.detach()
+    with clock("lower-to-llvm"):
+        run_passes(module, "lower-to-llvm", verify=False)  # LLVM verifies what it compiles
+    with clock("llvm"):
+        lib = engine.compile_module(module)
+    if store is not None:
+        with clock("cache-store"):
+            store.store(key, lib.object_code(), {"kernel": abi.name})
+    return lib
