@@ -18,8 +18,8 @@ from ncc.adjacency import import_adjacency, import_adjacency_text, parse_adjacen
 from ncc.diagnostics import NccError
 from ncc.equations import emit_equations
 from ncc.ir import make_context, parse_module, print_module, verify_module
-from ncc.onnx_export import export_onnx
-from ncc.onnx_import import import_onnx
+from ncc.onnx import export_onnx
+from ncc.onnx import import_onnx
 from ncc.pipeline import run_passes
 from ncc import optim
 from ncc.runtime.compiled_model import CompiledModel, compile

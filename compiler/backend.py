@@ -132,7 +132,7 @@ class SpecializingRep(NccRep):
     def specialize(self, feeds: Mapping[str, Any]) -> NccRep:
         """The rep for these values of the constant inputs: cached, or imported
         and compiled now (with more constant inputs if the import asks)."""
-        from ncc.onnx_import import import_model
+        from ncc.onnx import import_model
 
         with self._lock:
             while True:
@@ -170,7 +170,7 @@ class NccBackend(Backend):
         if not cls.supports_device(device):
             raise NccError(f"ncc runs on the CPU only, not on '{device}'")
         if not isinstance(model, ModuleOp):
-            from ncc.onnx_import import import_model, load_model
+            from ncc.onnx import import_model, load_model
 
             proto, where = load_model(model)
             try:

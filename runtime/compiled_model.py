@@ -80,8 +80,8 @@ from ncc.dialects import nn
 from ncc.dialects.neuron import NetOp
 from ncc.dialects.nn import CONSTANT_MARK, numpy_dtype
 from ncc.ir import parse_module
-from ncc.onnx_export import export_onnx
-from ncc.onnx_import import import_onnx
+from ncc.onnx import export_onnx
+from ncc.onnx import import_onnx
 from ncc.passes.fold_weights import fold_weights
 from ncc.passes.layerize import param_places
 from ncc.passes.lowering.abi import ARG_ROLES, ArgRole, KernelABI

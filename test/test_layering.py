@@ -4,7 +4,7 @@ names: the rule, checked over the AST of every module of the package.
     base          ncc.diagnostics
     dialects      ncc.dialects.*, ncc.ir (their text form), ncc.reference (their semantics)
     passes        ncc.passes.*, ncc.pipeline, and the translations in and out of the
-                  dialects: ncc.adjacency, ncc.equations, ncc.onnx_import, ncc.onnx_export
+                  dialects: ncc.adjacency, ncc.equations, ncc.onnx.*
     runtime       ncc.runtime.*
     facade        ncc (the package), ncc.backend, ncc.optim; the tools
 
@@ -16,12 +16,12 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = {"compiler": "ncc", "dialects": "ncc.dialects", "dialects/nn": "ncc.dialects.nn", "passes": "ncc.passes", "passes/autodiff": "ncc.passes.autodiff",
+PACKAGES = {"compiler": "ncc", "dialects": "ncc.dialects", "dialects/nn": "ncc.dialects.nn", "compiler/onnx": "ncc.onnx", "passes": "ncc.passes", "passes/autodiff": "ncc.passes.autodiff",
             "passes/lowering": "ncc.passes.lowering", "passes/lowering/nn_to_loops": "ncc.passes.lowering.nn_to_loops", "runtime": "ncc.runtime", "tools": "ncc.tools"}
 LAYERS = {"ncc.diagnostics": 0,
           "ncc.dialects": 1, "ncc.ir": 1, "ncc.reference": 1,
           "ncc.passes": 2, "ncc.pipeline": 2, "ncc.adjacency": 2, "ncc.equations": 2,
-          "ncc.onnx_import": 2, "ncc.onnx_export": 2,
+          "ncc.onnx": 2,
           "ncc.runtime": 3, "ncc.tools": 4}
 FACADE = 4
 

@@ -14,7 +14,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import ncc
 from ncc.diagnostics import NccError
-from ncc.onnx_import import import_onnx
+from ncc.onnx import import_onnx
 
 F, D, I64, B = TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.INT64, TensorProto.BOOL
 RNG = np.random.default_rng(3)
@@ -590,7 +590,7 @@ def test_a_constant_folded_away_can_be_used_again():
     # direction); a fold that took the weight's last use must not break the next.
     # Only data (integer initializers) folds: an op on a float parameter stays.
     from ncc.dialects import nn
-    from ncc.onnx_import import Importer
+    from ncc.onnx import Importer
 
     def importer_holding(name, value):
         m = model([helper.make_node("Relu", ["x"], ["y"])], {"x": (F, [3])}, inits={name: value})

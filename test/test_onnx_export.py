@@ -14,7 +14,7 @@ from xdsl.dialects.builtin import f64, i64
 
 import ncc
 from ncc.dialects import nn
-from ncc.onnx_export import DEFAULT_OPSET
+from ncc.onnx import DEFAULT_OPSET
 
 from test_lower_to_loops import T, build  # noqa: E402  (pytest puts test/ on sys.path)
 

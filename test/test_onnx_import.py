@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import ncc
 from ncc.diagnostics import NccError
-from ncc.onnx_import import import_onnx
+from ncc.onnx import import_onnx
 
 F = TensorProto.FLOAT
 RNG = np.random.default_rng(0)

@@ -25,7 +25,7 @@ from ncc.dialects.nn import conv as nn_conv
 from ncc.diagnostics import NccError
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
-from ncc.onnx_import import import_onnx
+from ncc.onnx import import_onnx
 from ncc.passes.lowering.loop_interpreter import run_kernel
 
 from test_lower_to_loops import T, build, lower  # noqa: E402  (pytest puts test/ on sys.path)

@@ -80,7 +80,7 @@ def normalize_argv(argv: list[str]) -> list[str]:
 
 def import_input(args: argparse.Namespace) -> ModuleOp:
     if args.import_onnx:  # binary: read as bytes, not text
-        from ncc.onnx_import import import_onnx
+        from ncc.onnx import import_onnx
 
         return import_onnx(sys.stdin.buffer.read() if args.input == "-" else args.input)
     text, filename = read_input(args.input)
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.export_onnx:
             if args.output == "-":
                 raise NccError("--export-onnx writes a binary model: give the file with -o FILE")
-            from ncc.onnx_export import export_onnx
+            from ncc.onnx import export_onnx
 
             export_onnx(import_input(args), args.output)
             return 0

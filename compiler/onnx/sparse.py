@@ -1,0 +1,26 @@
+"""The sparse family in ONNX (export only: ONNX has no sparse matmul to import):
+a sparse_matmul with constant values becomes a MatMul with the dense weight;
+with computed values, a ScatterND into zeros, then MatMul."""
+
+from __future__ import annotations
+
+import numpy as np
+from xdsl.ir import Operation
+
+from ncc.dialects import nn
+from ncc.dialects.nn import numpy_dtype
+from ncc.onnx.exporter import Graph, to_onnx
+
+
+@to_onnx(nn.SparseMatmulOp)
+def _export_sparse_matmul(g: Graph, op: Operation, ins: list[str]) -> str:
+    p = op.params
+    src = op.values.owner
+    data = (g.weights[src.sym].data if isinstance(src, nn.WeightRefOp) and src.sym in g.weights
+            else src.data if isinstance(src, nn.ConstantOp) else None)
+    if data is not None:  # constant values: the dense weight itself
+        w = g.const(op.dense_weight(data), data.dtype)
+    else:  # computed values: scattered into zeros at run time
+        zeros = g.const(np.zeros((p.in_features, p.out_features)), numpy_dtype(op.result.type.element_type))
+        w = g.node("ScatterND", [zeros, g.const(np.stack([p.rows, p.cols], 1).reshape(-1, 2)), ins[1]])
+    return g.node("MatMul", [ins[0], w])
