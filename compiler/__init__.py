@@ -22,7 +22,8 @@ from ncc.onnx import export_onnx
 from ncc.onnx import import_onnx
 from ncc.pipeline import run_passes
 from ncc import optim
-from ncc.runtime.compiled_model import CompiledModel, compile
+from ncc.runtime.build import compile
+from ncc.runtime.compiled_model import CompiledModel
 from ncc.runtime.optim import train
 
 __all__ = [

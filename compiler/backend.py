@@ -44,7 +44,10 @@ from typing import Any, Sequence
 import numpy as np
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType, namedtupledict
 
+import ncc
 from ncc.diagnostics import NccError
+from ncc.onnx import import_model, load_model
+from ncc.reference import arg_names, result_names, select_function
 
 MODES = ("native", "reference")
 COMPILE_OPTIONS = ("fuse", "cache")
@@ -66,9 +69,6 @@ class NccRep(BackendRep):
     order, as a tuple that can also be indexed by output name."""
 
     def __init__(self, module: Any, mode: str = "native", **options: Any):
-        import ncc
-        from ncc.reference import arg_names, result_names, select_function
-
         _check_options(mode, options)
         f = select_function(module, None)
         self.mode = mode
@@ -132,8 +132,6 @@ class SpecializingRep(NccRep):
     def specialize(self, feeds: Mapping[str, Any]) -> NccRep:
         """The rep for these values of the constant inputs: cached, or imported
         and compiled now (with more constant inputs if the import asks)."""
-        from ncc.onnx import import_model
-
         with self._lock:
             while True:
                 values = {n: _array(n, feeds[n]) for n in self.constant_names}
@@ -170,8 +168,6 @@ class NccBackend(Backend):
         if not cls.supports_device(device):
             raise NccError(f"ncc runs on the CPU only, not on '{device}'")
         if not isinstance(model, ModuleOp):
-            from ncc.onnx import import_model, load_model
-
             proto, where = load_model(model)
             try:
                 model = import_model(proto, where)

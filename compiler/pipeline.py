@@ -10,12 +10,11 @@ from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException
 
 from ncc.diagnostics import NccError
 from ncc.ir import make_context, verify_module
+from ncc.passes import ALL_PASSES
 
 
 def build_pipeline(*pieces: str) -> list[ModulePass]:
     """The passes named by pipeline texts, in order."""
-    from ncc.passes import ALL_PASSES
-
     passes: list[ModulePass] = []
     for text in pieces:
         try:

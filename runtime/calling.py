@@ -9,19 +9,23 @@ the gradient kernels of training, the optimizers' update kernel):
     function_address a function's address in a native library
     aligned_empty    a 64-byte aligned numpy buffer
     ArenaCache       one arena per thread and batch size (the last few sizes)
+    BoundKernel      a kernel with its argument roles bound: weights to buffers,
+                     inputs by name, fresh outputs, the arena
 """
 
 from __future__ import annotations
 
 import ctypes
 import threading
-from typing import Any, Callable
+from collections.abc import Mapping
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from xdsl.dialects.builtin import MemRefType
 
 from ncc.diagnostics import NccError
 from ncc.dialects.nn import numpy_dtype
+from ncc.passes.lowering.abi import KernelABI
 from ncc.runtime import engine
 
 ARENAS_KEPT = 4  # batch sizes whose arena a thread keeps
@@ -222,3 +226,131 @@ def cast_input(name: str, a: np.ndarray, dt: np.dtype) -> np.ndarray:
     if not np.array_equal(b, a):
         raise NccError(f"input '{name}': {src} values out of range of {dt}")
     return b
+
+
+# ---------------------------------------------------------------------------
+# A kernel bound to its arguments
+
+
+class BoundKernel:
+    """A native kernel with its argument roles bound: the one object the
+    inference model, the gradient kernels and the optimizers' update kernel
+    call native code through. Weights are the buffers `weight(symbol, spec)`
+    returns (without `weight`, the caller passes every array: `invoke`);
+    inputs are checked as `model.run` checks them; outputs are fresh arrays;
+    intermediate values live in one arena per thread and batch size."""
+
+    def __init__(self, abi: KernelABI, specs: Sequence[ArgSpec], lib: Any,
+                 weight: Callable[[str, ArgSpec], np.ndarray] | None = None,
+                 info: dict[str, Any] | None = None):
+        self.abi, self.lib, self.info = abi, lib, info if info is not None else {}
+        self.address = function_address(lib, abi.name)
+        self.invoker = invoker(len(specs))
+        self.template: list[Any] = [None] * len(specs)
+        self.inputs: dict[str, tuple[int, ArgSpec]] = {}
+        self.outputs: dict[str, tuple[int, ArgSpec]] = {}
+        self.weight_syms: list[str] = []
+        self.arena_pos: int | None = None
+        for pos, (role, spec) in enumerate(zip(abi.roles, specs)):
+            if role.kind == "input":
+                self.inputs[role.name] = (pos, spec)
+            elif role.kind == "output":
+                self.outputs[role.name] = (pos, spec)
+            elif role.kind == "arena":
+                self.arena_pos = pos
+            elif weight is not None:
+                self.template[pos] = weight(role.name, spec)
+                self.weight_syms.append(role.name)
+        self.arenas = ArenaCache(abi.arena_bytes)
+
+    def invoke(self, *arrays: np.ndarray, batch: int = 0) -> None:
+        """Call with every argument given, in ABI order (checked by the caller)."""
+        self.invoker(self.address, *arrays, batch)
+
+    def __call__(self, feeds: Mapping[str, Any], what: Mapping[str, str] | None = None
+                 ) -> dict[str, np.ndarray]:
+        """The outputs by role name for `feeds` by input role name; `what`
+        names each input in messages (default: its role name, quoted)."""
+        what = what or {}
+        args = list(self.template)
+        batch, batch_from = None, None
+        for name, (pos, spec) in self.inputs.items():
+            label = what.get(name, f"'{name}'")
+            a = _checked(label, feeds[name], spec)
+            if spec.dyn:
+                if batch is None:
+                    batch, batch_from = a.shape[0], label
+                elif a.shape[0] != batch:
+                    raise NccError(f"{batch_from} and {label} disagree on the batch size: "
+                                   f"{batch} vs {a.shape[0]}")
+            args[pos] = a
+        batch = 0 if batch is None else batch
+        outs = {}
+        for name, (pos, spec) in self.outputs.items():
+            outs[name] = args[pos] = np.empty((batch, *spec.tail) if spec.dyn else spec.tail, spec.dtype)
+        if self.arena_pos is not None:
+            args[self.arena_pos] = self.arenas(batch)
+        self.invoker(self.address, *args, batch)
+        return outs
+
+    def positional_call(self, unset: set[str]) -> Callable[..., Any]:
+        """call(*inputs) -> output or (outputs...), as straight-line Python made
+        for this kernel: a tiny net's kernel runs in well under a microsecond,
+        so the checks are plain comparisons against precomputed shapes
+        (anything unusual goes to `check_input`), the arguments put in ABI order
+        once, here. Raises while `unset` (parameters without values) is not empty."""
+        in_names = list(self.inputs)
+        env: dict[str, Any] = {"ndarray": np.ndarray, "empty": np.empty, "invoke": self.invoker,
+                               "address": self.address, "unset": unset, "NccError": NccError,
+                               "check": check_input, "arena_of": self.arenas, "in_names": in_names}
+        args = [f"w{pos}" for pos in range(len(self.template))]
+        env.update((f"w{pos}", buf) for pos, buf in enumerate(self.template) if buf is not None)
+        xs = [f"x{k}" for k in range(len(in_names))]
+        lines = [f"def call({', '.join(xs)}):",
+                 "    if unset:",
+                 "        raise NccError('parameters without values must be set before a call: '"
+                 " + ', '.join(sorted(unset)))"]
+        batch_of = None
+        for k, (pos, spec) in enumerate(self.inputs.values()):
+            env[f"s{k}"] = spec
+            x = xs[k]
+            lines += [f"    if not (type({x}) is ndarray and {x}.dtype == s{k}.dtype and {x}.ndim == "
+                      f"{spec.ndim} and {x}.shape[{spec.dyn}:] == s{k}.tail and "
+                      f"(f := {x}.flags).c_contiguous and f.aligned):",
+                      f"        {x} = check(in_names[{k}], {x}, s{k})"]
+            if spec.dyn and batch_of is None:
+                batch_of = k
+                lines.append(f"    batch = {x}.shape[0]")
+            elif spec.dyn:
+                lines += [f"    if {x}.shape[0] != batch:",
+                          f"        raise NccError(f\"inputs '{{in_names[{batch_of}]}}' and "
+                          f"'{{in_names[{k}]}}' disagree on the batch size: {{batch}} vs "
+                          f"{{{x}.shape[0]}}\")"]
+            args[pos] = x
+        if batch_of is None:
+            lines.append("    batch = 0")
+        outs = []
+        for k, (pos, spec) in enumerate(self.outputs.values()):
+            env[f"o{k}_tail"], env[f"o{k}_dtype"] = spec.tail, spec.dtype
+            shape = f"(batch, *o{k}_tail)" if spec.dyn else f"o{k}_tail"
+            lines.append(f"    o{k} = empty({shape}, o{k}_dtype)")
+            args[pos] = f"o{k}"
+            outs.append(f"o{k}")
+        if self.arena_pos is not None:
+            lines.append("    arena = arena_of(batch)")
+            args[self.arena_pos] = "arena"
+        lines += [f"    invoke(address, {', '.join(args)}, batch)",
+                  f"    return {outs[0] if len(outs) == 1 else '(' + ''.join(o + ', ' for o in outs) + ')'}"]
+        exec("\n".join(lines), env)
+        return env["call"]
+
+
+def _checked(label: str, a: Any, spec: ArgSpec) -> np.ndarray:
+    """check_input with the input named by `label` (say "cotangent 'y'")."""
+    if (type(a) is np.ndarray and a.dtype == spec.dtype and a.ndim == spec.ndim
+            and a.shape[spec.dyn:] == spec.tail and a.flags.c_contiguous and a.flags.aligned):
+        return a
+    try:
+        return check_input("\0", a, spec)
+    except NccError as e:
+        raise NccError(str(e).replace("input '\0'", label)) from None

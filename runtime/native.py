@@ -5,6 +5,7 @@ inference model, the gradient kernels and the optimizers' update kernel.
     COMPILE_LOCK     building xDSL IR is not thread-safe: one compile at a time
     Clock(into)      `with clock("stage"):` adds the stage's seconds to `into`
     native_library   the NativeLibrary of a module, cached or compiled
+    compile_kernel   a function of an nn or loop module as a BoundKernel
 """
 
 from __future__ import annotations
@@ -12,15 +13,20 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
+import numpy as np
+from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp
+
+from ncc.diagnostics import NccError
 
 from ncc.ir import print_module
 from ncc.passes.lowering.abi import KernelABI
 from ncc.pipeline import run_passes
 from ncc.runtime import engine
 from ncc.runtime.cache import CompileCache
+from ncc.runtime.calling import ArgSpec, BoundKernel, aligned_empty
 
 COMPILE_LOCK = threading.RLock()
 
@@ -71,3 +77,38 @@ def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clo
         with clock("cache-store"):
             store.store(key, lib.object_code(), {"kernel": abi.name})
     return lib
+
+
+def compile_kernel(module: ModuleOp, name: str, cache: Any, buffer_of: Callable[[str], Any],
+                   pipeline: str | None = "fuse,lower-to-loops") -> BoundKernel:
+    """Function `name` of `module` (the others are dropped, in place) lowered
+    by `pipeline` (None: it is loop code already) to a native kernel whose
+    weights are the buffers `buffer_of(symbol)` gives, or, for a weight the
+    lowering made (None), the module's own data."""
+    info: dict[str, Any] = {"seconds": {}}
+    clock = Clock(info["seconds"])
+    for op in list(module.ops):
+        if isinstance(op, func.FuncOp) and op.sym_name.data != name:
+            op.detach()
+            op.erase()
+    if pipeline:
+        with clock("lower-to-loops"):
+            run_passes(module, pipeline)
+    own = {op.sym: op.data for op in module.ops if op.name == "nn.weight"}  # native_library drops them
+    kernel = next(op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == name)
+    abi = KernelABI.of(kernel)
+    specs = [ArgSpec.of(t) for t in kernel.function_type.inputs.data]
+    with clock("native"):
+        lib = native_library(module, abi, cache, info, clock)
+
+    def weight(sym: str, spec: ArgSpec) -> np.ndarray:
+        buf = buffer_of(sym)
+        if buf is None:  # a constant the lowering made for this kernel
+            buf = aligned_empty(spec.shape, spec.dtype)
+            buf[...] = np.asarray(own[sym]).reshape(spec.shape)
+        elif buf.shape != spec.shape or buf.dtype != spec.dtype:
+            raise NccError(f"internal: weight @{sym} is {buf.shape} {buf.dtype} in the model, "
+                           f"{spec.describe()} in the kernel")
+        return buf
+
+    return BoundKernel(abi, specs, lib, weight, info)

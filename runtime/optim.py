@@ -46,7 +46,7 @@ from ncc.diagnostics import NccError
 from ncc.dialects.nn import element_type_of
 from ncc.passes.lowering.abi import ArgRole, KernelABI
 from ncc.passes.lowering.nn_to_loops import Buf, Builder
-from ncc.runtime.calling import function_address, invoker
+from ncc.runtime.calling import ArgSpec, BoundKernel
 from ncc.runtime.native import Clock, native_library
 from ncc.runtime.training import feeds_of, training_of, value_and_grad
 
@@ -100,11 +100,11 @@ class Optimizer:
         self.steps += 1
         self._hyper[:] = self.hyperparameters(self.steps)
         if self._kernel is None:
-            self._kernel = _UpdateKernel(self, [(v.dtype, v.size) for v in values])
+            self._kernel = _update_kernel(self, [(v.dtype, v.size) for v in values])
         args: list[np.ndarray] = []
         for slot, v, g in zip(self._slots, values, gs):
             args += [v, g, *slot.states]
-        self._kernel(*args, self._hyper)
+        self._kernel.invoke(*args, self._hyper)
         for slot in self._slots:
             slot.group.commit()
 
@@ -287,23 +287,16 @@ def update_kernel_module(opt: Optimizer, buffers: Sequence[tuple[np.dtype, int]]
     return ModuleOp([fn]), abi
 
 
-class _UpdateKernel:
-    def __init__(self, opt: Optimizer, buffers: list[tuple[np.dtype, int]]):
-
-        for dtype, _ in buffers:
-            if dtype.kind != "f" or dtype.itemsize not in (4, 8):
-                raise NccError(f"optimizers update float32 and float64 parameters, got {dtype}")
-        module, abi = update_kernel_module(opt, buffers)
-        self.info: dict[str, Any] = {"seconds": {}}
-
-        lib = native_library(module, abi, training_of(opt.model).cache, self.info,
-                             Clock(self.info["seconds"]))
-        self._lib = lib
-        self._address = function_address(lib, abi.name)
-        self._invoke = invoker(len(abi.roles))
-
-    def __call__(self, *arrays: np.ndarray) -> None:
-        self._invoke(self._address, *arrays, 0)
+def _update_kernel(opt: Optimizer, buffers: list[tuple[np.dtype, int]]) -> BoundKernel:
+    """The native update kernel, called with every buffer given (`invoke`)."""
+    for dtype, _ in buffers:
+        if dtype.kind != "f" or dtype.itemsize not in (4, 8):
+            raise NccError(f"optimizers update float32 and float64 parameters, got {dtype}")
+    module, abi = update_kernel_module(opt, buffers)
+    specs = [ArgSpec.of(t) for t in module.ops.first.function_type.inputs.data]
+    info: dict[str, Any] = {"seconds": {}}
+    lib = native_library(module, abi, training_of(opt.model).cache, info, Clock(info["seconds"]))
+    return BoundKernel(abi, specs, lib, info=info)
 
 
 # ---------------------------------------------------------------------------

@@ -55,6 +55,7 @@ whose parameters are one buffer, they are computed and dropped).
 **Memory** (`model.memory(batch=None)`): see `MemoryPlan`.
 """
 
+
 from __future__ import annotations
 
 import threading
@@ -64,11 +65,20 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, TensorType
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, TensorType, i64
+from xdsl.ir import BlockArgument
+from xdsl.rewriter import InsertPoint, Rewriter
 
 from ncc.diagnostics import NccError
-from ncc.runtime.calling import ArenaCache, ArgSpec, aligned_empty, check_input, function_address, invoker
-from ncc.runtime.native import COMPILE_LOCK, Clock, native_library
+from ncc.dialects import nn
+from ncc.dialects.neuron import NetOp
+from ncc.passes.autodiff import differentiate
+from ncc.passes.layerize import param_places
+from ncc.passes.lowering.straight_line import params_symbol
+from ncc.pipeline import run_passes
+from ncc.reference import arg_names, result_names
+from ncc.runtime.calling import BoundKernel
+from ncc.runtime.native import COMPILE_LOCK, compile_kernel
 
 LOSSES = ("mse", "cross_entropy")
 _KERNELS_KEPT = 8
@@ -88,119 +98,6 @@ class Gradients(dict):
     def __init__(self, *args: Any, **kw: Any):
         super().__init__(*args, **kw)
         self.flat = {}
-
-
-# ---------------------------------------------------------------------------
-# A compiled gradient kernel bound to the model's weight buffers
-
-
-class BoundKernel:
-    """A native kernel called by role name: inputs checked as `model.run`
-    checks them, outputs fresh arrays, weights the model's own buffers (or the
-    kernel's constants), one arena per thread and batch size."""
-
-    def __init__(self, module: ModuleOp, kernel: func.FuncOp, lib: Any,
-                 buffer_of: Callable[[str], np.ndarray | None], info: dict[str, Any]):
-        from ncc.passes.lowering.abi import KernelABI
-
-        self.abi = abi = KernelABI.of(kernel)
-        self.info = info
-        self._lib = lib
-        self._address = function_address(lib, abi.name)
-        specs = [ArgSpec.of(t) for t in kernel.function_type.inputs.data]
-        self._invoke = invoker(len(specs))
-        own = {op.sym: op for op in module.ops if op.name == "nn.weight"}
-        self.template: list[Any] = [None] * len(specs)
-        self.inputs: dict[str, tuple[int, Any]] = {}
-        self.outputs: dict[str, tuple[int, Any]] = {}
-        self.weight_syms: list[str] = []
-        self._arena_pos: int | None = None
-        for pos, (role, spec) in enumerate(zip(abi.roles, specs)):
-            if role.kind == "input":
-                self.inputs[role.name] = (pos, spec)
-            elif role.kind == "output":
-                self.outputs[role.name] = (pos, spec)
-            elif role.kind == "arena":
-                self._arena_pos = pos
-            else:
-                buf = buffer_of(role.name)
-                if buf is None:  # a constant the lowering made for this kernel
-                    data = own[role.name].data
-                    buf = aligned_empty(spec.shape, spec.dtype)
-                    buf[...] = np.asarray(data).reshape(spec.shape)
-                elif buf.shape != spec.shape or buf.dtype != spec.dtype:
-                    raise NccError(f"internal: weight @{role.name} is {buf.shape} {buf.dtype} in "
-                                   f"the model, {spec.describe()} in the gradient kernel")
-                self.weight_syms.append(role.name)
-                self.template[pos] = buf
-        self.arena = ArenaCache(abi.arena_bytes)
-
-    def __call__(self, feeds: Mapping[str, Any], what: Mapping[str, str] | None = None
-                 ) -> dict[str, np.ndarray]:
-        """Run with `feeds` by input role name; `what` names each input for
-        messages (default: the role name)."""
-
-        what = what or {}
-        args = list(self.template)
-        batch, batch_from = None, None
-        for name, (pos, spec) in self.inputs.items():
-            label = what.get(name, f"'{name}'")
-            a = _check_input_labelled(label, feeds[name], spec, check_input)
-            if spec.dyn:
-                if batch is None:
-                    batch, batch_from = a.shape[0], label
-                elif a.shape[0] != batch:
-                    raise NccError(f"{batch_from} and {label} disagree on the batch size: "
-                                   f"{batch} vs {a.shape[0]}")
-            args[pos] = a
-        batch = 0 if batch is None else batch
-        outs = {}
-        for name, (pos, spec) in self.outputs.items():
-            shape = (batch, *spec.tail) if spec.dyn else spec.tail
-            outs[name] = args[pos] = np.empty(shape, spec.dtype)
-        if self._arena_pos is not None:
-            args[self._arena_pos] = self.arena(batch)
-        self._invoke(self._address, *args, batch)
-        return outs
-
-
-def _check_input_labelled(label: str, a: Any, spec: Any, check: Callable) -> np.ndarray:
-    if (type(a) is np.ndarray and a.dtype == spec.dtype and a.ndim == spec.ndim
-            and a.shape[spec.dyn:] == spec.tail and a.flags.c_contiguous and a.flags.aligned):
-        return a
-    try:
-        return check("\0", a, spec)
-    except NccError as e:
-        raise NccError(str(e).replace("input '\0'", label)) from None
-
-
-def compile_kernel(module: ModuleOp, name: str, cache: Any, buffer_of: Callable[[str], Any],
-                   fuse: bool = True) -> BoundKernel:
-    """Lower the nn function `name` of `module` (in place; other functions are
-    dropped) to a native kernel bound to the model's buffers."""
-    from ncc.pipeline import run_passes
-
-    info: dict[str, Any] = {"seconds": {}}
-    clock = Clock(info["seconds"])
-    for op in list(module.ops):
-        if isinstance(op, func.FuncOp) and op.sym_name.data != name:
-            op.detach()
-            op.erase()
-    with clock("lower-to-loops"):
-        run_passes(module, ("fuse," if fuse else "") + "lower-to-loops")
-    kernel = next(op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == name)
-    bound_module = module.clone()  # native_library drops the weight data from `module`
-    with clock("native"):
-        lib = native_library(module, _abi(kernel), cache, info, clock)
-    kernel = next(op for op in bound_module.ops if isinstance(op, func.FuncOp)
-                  and op.sym_name.data == name)
-    return BoundKernel(bound_module, kernel, lib, buffer_of, info)
-
-
-def _abi(kernel: func.FuncOp):
-    from ncc.passes.lowering.abi import KernelABI
-
-    return KernelABI.of(kernel)
 
 
 # ---------------------------------------------------------------------------
@@ -278,11 +175,9 @@ class MemoryPlan:
 
 
 def _value_bytes(t: Any) -> Bytes:
-    from ncc.dialects.nn import DYN, numpy_dtype, shape_of
-
-    shape = shape_of(t)
-    width = numpy_dtype(t.element_type).itemsize
-    if shape and shape[0] == DYN:
+    shape = nn.shape_of(t)
+    width = nn.numpy_dtype(t.element_type).itemsize
+    if shape and shape[0] == nn.DYN:
         return Bytes(int(np.prod(shape[1:], dtype=np.int64)) * width, 0)
     return Bytes(0, int(np.prod(shape, dtype=np.int64)) * width)
 
@@ -318,42 +213,29 @@ def _as_flat(name: str, g: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.n
 
 
 # ---------------------------------------------------------------------------
-# The model's training state
+# The model's training state: one class per kind of source
 
 
 class Training:
     """What a CompiledModel keeps to differentiate itself: the unlowered
-    source (an nn module, or a neuron net), its kind and which weights train."""
+    source, which weights train, and the gradient kernels built so far (per
+    purpose and frozen set). A subclass per kind of source says where the
+    parameters live and how their gradients are read and updated:
+    `NNTraining` (an nn module or ONNX model), `LayersTraining` (a neuron net
+    lowered as layers), `NeuronTraining` (a neuron net lowered straight)."""
 
-    def __init__(self, model: Any, source: ModuleOp, kind: str, function: str,
+    kind: str  # "nn", "layers" or "neuron"
+
+    def __init__(self, model: Any, source: ModuleOp, function: str,
                  places: Mapping[str, list[tuple[str, int]]] | None, cache: Any):
-        self.model, self.source, self.kind, self.function = model, source, kind, function
+        self.model, self.source, self.function = model, source, function
         self.places = dict(places or {})
         self.cache = cache
         self._kernels: dict[tuple, Any] = {}
         self._lock = threading.RLock()
         self.non_trainable: dict[str, str] = {}  # name -> why
-        if kind == "nn":
-            self._nn_trainability()
 
     # -- which params train
-
-    def _nn_trainability(self) -> None:
-        from ncc.dialects import nn
-
-        source_weights = {op.sym: op for op in self.source.ops if isinstance(op, nn.WeightOp)}
-        fn = self.source_function()
-        for op in fn.walk():
-            if isinstance(op, nn.BatchNormOp):
-                for v in (op.mean, op.var):
-                    if isinstance(v.owner, nn.WeightRefOp):
-                        self.non_trainable[v.owner.sym] = "batch-norm statistics"
-        for name, buf in self.model._weights.items():
-            w = source_weights.get(name)
-            if w is None or nn.CONSTANT_MARK in w.attributes:
-                self.non_trainable[name] = "constant"
-            elif buf.dtype.kind != "f":
-                self.non_trainable[name] = f"{buf.dtype} (not a float)"
 
     @property
     def trainable(self) -> list[str]:
@@ -370,47 +252,38 @@ class Training:
                            f"(parameters: {_names(self.trainable)})")
         return frozenset(frozen)
 
-    def source_function(self) -> func.FuncOp:
-        return next(op for op in self.source.ops
-                    if isinstance(op, func.FuncOp) and op.sym_name.data == self.function)
+    def engine_frozen(self, frozen: frozenset[str]) -> list[str]:
+        """The nn weight symbols autodiff may skip for the frozen param names."""
+        return []
 
-    # -- an nn copy of the source to differentiate
+    # -- the nn function differentiated
+
+    def source_function(self) -> Any:
+        return next(op for op in self.source.ops if getattr(op, "sym_name", None) is not None
+                    and op.sym_name.data == self.function)
 
     def nn_copy(self) -> tuple[ModuleOp, func.FuncOp]:
-        """A fresh nn module holding the model's function; for a neuron net
-        (lowered as layers, or not) its layerized function with I/O named x, y."""
-        from ncc.pipeline import run_passes
-
+        """A fresh nn module holding the model's function; for a neuron net its
+        layerized function with I/O named x, y."""
         m = self.source.clone()
-        if self.kind != "nn":
-            run_passes(m, "layerize")
-        fn = next(op for op in m.ops if isinstance(op, func.FuncOp) and op.sym_name.data == self.function)
-        if self.kind != "nn":
-            fn.arg_attrs = ArrayAttr([DictionaryAttr({"ncc.name": StringAttr("x")})])
-            fn.res_attrs = ArrayAttr([DictionaryAttr({"ncc.name": StringAttr("y")})])
+        run_passes(m, "layerize")
+        fn = _function(m, self.function)
+        fn.arg_attrs = ArrayAttr([DictionaryAttr({"ncc.name": StringAttr("x")})])
+        fn.res_attrs = ArrayAttr([DictionaryAttr({"ncc.name": StringAttr("y")})])
         return m, fn
 
-    def engine_frozen(self, frozen: frozenset[str]) -> list[str]:
-        """The nn weight symbols the engine may skip for the frozen param names."""
-        if self.kind == "nn":
-            weights = {op.sym for op in self.source.ops if op.name == "nn.weight"}
-            return sorted((frozen | set(self.non_trainable)) & weights)
-        by_sym: dict[str, set[str]] = {}
-        for name, where in self.places.items():
-            for sym, _ in where:
-                by_sym.setdefault(sym, set()).add(name)
-        return sorted(sym for sym, names in by_sym.items() if names <= frozen)
+    def forward_function(self) -> func.FuncOp:
+        return self.nn_copy()[1]
 
     def buffer_of(self, sym: str) -> np.ndarray | None:
-        return self.model._weights.get(sym)
+        return self.model.weight_buffers.get(sym)
 
     # -- kernels, cached per (purpose, frozen set, ...)
 
-    def kernel(self, key: tuple, build: Callable[[], Any]) -> Any:
+    def kernel(self, key: tuple, build: Callable[[], BoundKernel]) -> BoundKernel:
         with self._lock:
             k = self._kernels.get(key)
             if k is None:
-
                 with COMPILE_LOCK:
                     k = build()
                 if len(self._kernels) >= _KERNELS_KEPT:
@@ -419,36 +292,194 @@ class Training:
             return k
 
     def vjp_kernel(self, frozen: frozenset[str], inputs: bool = True) -> BoundKernel:
-        if self.kind == "neuron":
-            return self.kernel(("neuron-vjp",), self._build_neuron_vjp)
-
+        """The kernel of (outputs, gradients) from (inputs, output cotangents)."""
         def build() -> BoundKernel:
-            from ncc.passes.autodiff import differentiate
-
             m, fn = self.nn_copy()
-            (vjp,) = _differentiate(differentiate, m, fn, mode="combined", cotangents="args",
+            (vjp,) = _differentiate(m, fn, mode="combined", cotangents="args",
                                     frozen=self.engine_frozen(frozen), inputs=inputs)
             return compile_kernel(m, vjp.sym_name.data, self.cache, self.buffer_of)
 
         return self.kernel(("vjp", frozen, inputs), build)
 
     def loss_kernel(self, loss: str, output: str, frozen: frozenset[str], inputs: bool) -> BoundKernel:
+        """The kernel of (loss, gradients) from (inputs, targets)."""
         def build() -> BoundKernel:
-            from ncc.passes.autodiff import differentiate
-
             m, fn = self.nn_copy()
             loss_fn = build_loss_function(m, fn, loss, output)
-            names = [n for n, ty in zip(_input_names(fn), fn.function_type.inputs.data)
+            names = [n for n, ty in zip(arg_names(fn), fn.function_type.inputs.data)
                      if _is_float(ty)] if inputs else False
-            (vjp,) = _differentiate(differentiate, m, loss_fn, mode="combined", cotangents="ones",
+            (vjp,) = _differentiate(m, loss_fn, mode="combined", cotangents="ones",
                                     frozen=self.engine_frozen(frozen), inputs=names)
             return compile_kernel(m, vjp.sym_name.data, self.cache, self.buffer_of)
 
         return self.kernel(("loss", loss, output, frozen, inputs), build)
 
-    def _build_neuron_vjp(self) -> BoundKernel:
-        from ncc.pipeline import run_passes
+    def loss_and_grads(self, feeds: dict, targets: np.ndarray, loss: str, output: str,
+                       frozen: frozenset[str], wrt: str) -> tuple[float, Gradients]:
+        k = self.loss_kernel(loss, output, frozen, wrt == "all")
+        what = {n: f"input '{n}'" for n in feeds} | {f"target:{output}": f"the targets of '{output}'"}
+        outs = k({**feeds, f"target:{output}": targets}, what)
+        grads = self.param_grads(outs, frozen)
+        if wrt == "all":
+            for n in self.model.input_names:
+                if f"grad:{n}" in outs:
+                    grads[n] = outs[f"grad:{n}"]
+        return float(outs["loss"]), grads
 
+    # -- parameter gradients by name, and what optimizers update
+
+    def param_grads(self, outs: Mapping[str, np.ndarray], frozen: frozenset[str]) -> Gradients:
+        """The kernel's `grad:<...>` outputs as gradients by parameter name."""
+        raise NotImplementedError
+
+    def param_groups(self, frozen: Iterable[str]) -> list[ParamGroup]:
+        raise NotImplementedError
+
+    # -- memory
+
+    def memory(self) -> MemoryPlan:
+        model = self.model
+        weights = Bytes(0, sum(b.nbytes for b in model.weight_buffers.values()))
+        train = self.trainable_bytes()
+        forward = Bytes(model.abi.arena_per_batch, model.abi.arena_constant)
+        k = self.vjp_kernel(frozenset())
+        vjp = Bytes(k.abi.arena_per_batch, k.abi.arena_constant)
+        return MemoryPlan(weights, train, train, forward, vjp, self.saved_bytes())
+
+    def trainable_bytes(self) -> Bytes:
+        return Bytes(0, 4 * len(self.model.params))  # float32 scalars by equation name
+
+    def saved_bytes(self) -> Bytes:
+        m, fn = self.nn_copy()
+        fwd, _ = _differentiate(m, fn, mode="split", cotangents="args",
+                                frozen=self.engine_frozen(frozenset()), inputs=True)
+        ret = fwd.body.block.last_op
+        total = Bytes()
+        for v, name in zip(ret.arguments, result_names(fwd, "")):
+            if name.startswith("saved:") and not isinstance(v.owner, func.FuncOp) \
+                    and not isinstance(v, BlockArgument):
+                total = total + _value_bytes(v.type)
+        return total
+
+    # -- export
+
+    def export_module(self) -> ModuleOp:
+        """The source as an nn module holding the current parameter values."""
+        m, _ = self.nn_copy()
+        for op in m.ops:
+            if isinstance(op, nn.WeightOp) and op.sym in self.model.weight_buffers:
+                op.data = np.array(self.model.weight_buffers[op.sym]).reshape(nn.shape_of(op.type))
+        return m
+
+
+class NNTraining(Training):
+    """An nn module (or ONNX model): each float weight is a parameter, by its
+    symbol; the kernels differentiate the nn function itself."""
+
+    kind = "nn"
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        source_weights = {op.sym: op for op in self.source.ops if isinstance(op, nn.WeightOp)}
+        for op in self.source_function().walk():
+            if isinstance(op, nn.BatchNormOp):
+                for v in (op.mean, op.var):
+                    if isinstance(v.owner, nn.WeightRefOp):
+                        self.non_trainable[v.owner.sym] = "batch-norm statistics"
+        for name, buf in self.model.weight_buffers.items():
+            w = source_weights.get(name)
+            if w is None or nn.CONSTANT_MARK in w.attributes:
+                self.non_trainable[name] = "constant"
+            elif buf.dtype.kind != "f":
+                self.non_trainable[name] = f"{buf.dtype} (not a float)"
+
+    def nn_copy(self) -> tuple[ModuleOp, func.FuncOp]:
+        m = self.source.clone()
+        return m, _function(m, self.function)
+
+    def forward_function(self) -> func.FuncOp:
+        return self.source_function()
+
+    def engine_frozen(self, frozen: frozenset[str]) -> list[str]:
+        weights = {op.sym for op in self.source.ops if isinstance(op, nn.WeightOp)}
+        return sorted((frozen | set(self.non_trainable)) & weights)
+
+    def param_grads(self, outs: Mapping[str, np.ndarray], frozen: frozenset[str]) -> Gradients:
+        return Gradients({name: outs[f"grad:{name}"] for name in self.trainable if name not in frozen})
+
+    def param_groups(self, frozen: Iterable[str]) -> list[ParamGroup]:
+        frozen = self.check_frozen(frozen)
+        model = self.model
+        groups = []
+        for name in self.trainable:
+            if name in frozen:
+                continue
+            buf = model.weight_buffers[name]
+            groups.append(ParamGroup(
+                [name], buf.size, buf.dtype, (lambda buf=buf: buf.reshape(-1)),
+                (lambda grads, name=name, buf=buf: _as_flat(name, _need(grads, name), buf.shape,
+                                                            buf.dtype)),
+                (lambda name=name: model.params.sync([name]))))  # its derived copies
+        return groups
+
+    def trainable_bytes(self) -> Bytes:
+        return Bytes(0, sum(self.model.weight_buffers[n].nbytes for n in self.trainable))
+
+
+class LayersTraining(Training):
+    """A neuron net lowered as layers: its parameters are named by its
+    equations (`w0004`), each at one or more places of the layer weights; the
+    kernels differentiate the layerized function, and a parameter shared by
+    several edges gets the sum of its copies' gradients."""
+
+    kind = FLAT = "layers"  # FLAT: the key of the flat gradient in Gradients.flat
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.gather = _LayerGather(self.places)
+
+    def engine_frozen(self, frozen: frozenset[str]) -> list[str]:
+        by_sym: dict[str, set[str]] = {}
+        for name, where in self.places.items():
+            for sym, _ in where:
+                by_sym.setdefault(sym, set()).add(name)
+        return sorted(sym for sym, names in by_sym.items() if names <= frozen)
+
+    def param_grads(self, outs: Mapping[str, np.ndarray], frozen: frozenset[str]) -> Gradients:
+        flat = np.zeros(len(self.gather.names), np.float32)
+        for sym, (dst, src) in self.gather.by_sym.items():
+            g = outs.get(f"grad:{sym}")
+            if g is not None:
+                np.add.at(flat, src, g.reshape(-1)[dst])
+        return _by_name(flat, self.gather.names, frozen, self.FLAT)
+
+    def param_groups(self, frozen: Iterable[str]) -> list[ParamGroup]:
+        master = np.zeros(len(self.gather.names), np.float32)
+
+        def values() -> np.ndarray:
+            self.gather.read(self.model.weight_buffers, master)
+            return master
+        return [_flat_group(self.gather.names, self.check_frozen(frozen), self.FLAT, values,
+                            lambda: self.gather.write(self.model.weight_buffers, master))]
+
+
+class NeuronTraining(Training):
+    """A neuron net lowered straight: its parameters are one flat buffer (a
+    0-d view per equation name) and its gradients come from the neuron-level
+    backward kernel, which recomputes each row's values (no saved values).
+    Frozen parameters' gradients are computed and dropped; a loss is computed
+    with numpy between the forward kernel and the backward kernel."""
+
+    kind = "neuron"
+
+    def __init__(self, *args: Any):
+        super().__init__(*args)
+        self.flat_symbol = params_symbol(self.function)
+
+    def vjp_kernel(self, frozen: frozenset[str], inputs: bool = True) -> BoundKernel:
+        return self.kernel(("neuron-vjp",), self._build_vjp)
+
+    def _build_vjp(self) -> BoundKernel:
         m = self.source.clone()
         try:
             run_passes(m, "neuron-to-loops{mode=neuron vjp=true}")
@@ -457,165 +488,46 @@ class Training:
                 raise NccError("this ncc has no neuron-level backward kernel: compile the net with "
                                "neuron_mode='layers' to train it") from None
             raise
-        name = f"{self.function}_vjp"
+        return compile_kernel(m, f"{self.function}_vjp", self.cache, self.buffer_of, pipeline=None)
 
-        for op in list(m.ops):
-            if isinstance(op, func.FuncOp) and op.sym_name.data != name:
-                op.detach()
-                op.erase()
-        kernel = next(op for op in m.ops if isinstance(op, func.FuncOp) and op.sym_name.data == name)
-        bound_module = m.clone()
-        info: dict[str, Any] = {"seconds": {}}
-        lib = native_library(m, _abi(kernel), self.cache, info, Clock(info["seconds"]))
-        kernel = next(op for op in bound_module.ops if isinstance(op, func.FuncOp)
-                      and op.sym_name.data == name)
-        return BoundKernel(bound_module, kernel, lib, self.buffer_of, info)
-
-    # -- parameter gradients by name
+    def loss_and_grads(self, feeds: dict, targets: np.ndarray, loss: str, output: str,
+                       frozen: frozenset[str], wrt: str) -> tuple[float, Gradients]:
+        y = self.model.run(feeds)[0].astype(np.float64)
+        if loss == "mse":
+            tgt = np.asarray(targets, np.float64)
+            if tgt.shape != y.shape:
+                raise NccError(f"the targets of 'y' have shape {list(tgt.shape)}, expected {list(y.shape)}")
+            value = float(np.mean((y - tgt) ** 2))
+            dy = 2.0 * (y - tgt) / max(y.size, 1)
+        else:
+            z = y - y.max(axis=1, keepdims=True)
+            p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+            rows = np.arange(y.shape[0])
+            lab = targets[:, 0]
+            value = float(-np.mean(np.log(p[rows, lab])))
+            p[rows, lab] -= 1.0
+            dy = p / max(y.shape[0], 1)
+        grads = vjp(self.model, feeds, {"y": dy.astype(np.float32)}, frozen)
+        if wrt != "all":
+            for n in self.model.input_names:
+                grads.pop(n, None)
+        return value, grads
 
     def param_grads(self, outs: Mapping[str, np.ndarray], frozen: frozenset[str]) -> Gradients:
-        """The kernel's `grad:<...>` outputs as gradients by parameter name."""
-        grads = Gradients()
-        if self.kind == "nn":
-            for name in self.trainable:
-                if name not in frozen:
-                    grads[name] = outs[f"grad:{name}"]
-            return grads
-        if self.kind == "neuron":
-            sym = _neuron_params_symbol(self.function)
-            flat = outs[f"grad:{sym}"].reshape(-1)
-            for k, name in enumerate(self.model.abi.param_names):
-                if name not in frozen:
-                    grads[name] = flat[k:k + 1].reshape(())
-            grads.flat[sym] = flat
-            return grads
-        gather = self.layer_gather()
-        flat = np.zeros(len(gather.names), np.float32)
-        for sym, (dst, src) in gather.by_sym.items():
-            g = outs.get(f"grad:{sym}")
-            if g is not None:
-                np.add.at(flat, src, g.reshape(-1)[dst])
-        for k, name in enumerate(gather.names):
-            if name not in frozen:
-                grads[name] = flat[k:k + 1].reshape(())
-        grads.flat["layers"] = flat
-        return grads
-
-    def layer_gather(self) -> "_LayerGather":
-        g = getattr(self, "_gather", None)
-        if g is None:
-            g = self._gather = _LayerGather(self.places)
-        return g
-
-    # -- what optimizers update
+        flat = outs[f"grad:{self.flat_symbol}"].reshape(-1)
+        return _by_name(flat, self.model.abi.param_names, frozen, self.flat_symbol)
 
     def param_groups(self, frozen: Iterable[str]) -> list[ParamGroup]:
-        frozen = self.check_frozen(frozen)
-        model = self.model
-        if self.kind == "nn":
-            groups = []
-            for name in self.trainable:
-                if name in frozen:
-                    continue
-                buf = model._weights[name]
-                groups.append(ParamGroup(
-                    [name], buf.size, buf.dtype, (lambda buf=buf: buf.reshape(-1)),
-                    (lambda grads, name=name, buf=buf: _as_flat(name, _need(grads, name), buf.shape,
-                                                                buf.dtype)),
-                    (lambda name=name: model.params.sync([name]))))  # its derived copies
-            return groups
-        names = list(model.abi.param_names) if self.kind == "neuron" else self.layer_gather().names
-        keep = np.array([n not in frozen for n in names], bool)
-        frozen_idx = np.flatnonzero(~keep)
-        if self.kind == "neuron":
-            sym = _neuron_params_symbol(self.function)
-            buf = model._weights[sym].reshape(-1)
-            get_values = lambda: buf  # noqa: E731
-        else:
-            gather = self.layer_gather()
-            master = np.zeros(len(names), np.float32)
-
-            def get_values() -> np.ndarray:
-                gather.read(model._weights, master)
-                return master
-        saved: list[np.ndarray] = []
-
-        def values() -> np.ndarray:
-            v = get_values()
-            if frozen_idx.size:  # restored after the update: frozen entries never move
-                saved[:] = [v[frozen_idx].copy()]
-            return v
-
-        key = _neuron_params_symbol(self.function) if self.kind == "neuron" else "layers"
-
-        def gradient(grads: Mapping[str, Any]) -> np.ndarray:
-            flat = getattr(grads, "flat", {}).get(key)
-            if flat is not None and flat.shape == (len(names),):
-                g = np.array(flat, np.float32)
-            else:
-                g = np.array([np.asarray(_need(grads, n), np.float32) if k else 0.0
-                              for n, k in zip(names, keep)], np.float32)
-            g[frozen_idx] = 0.0
-            return g
-
-        def commit() -> None:
-            v = get_values() if self.kind == "neuron" else master
-            if frozen_idx.size:
-                v[frozen_idx] = saved[0]
-            if self.kind == "layers":
-                self.layer_gather().write(model._weights, master)
-
-        return [ParamGroup([n for n, k in zip(names, keep) if k], len(names), np.dtype(np.float32),
-                           values, gradient, commit)]
-
-    # -- memory
-
-    def memory(self) -> MemoryPlan:
-        model = self.model
-        weights = Bytes(0, sum(b.nbytes for b in model._weights.values()))
-        if self.kind == "nn":
-            train = Bytes(0, sum(model._weights[n].nbytes for n in self.trainable))
-        else:
-            train = Bytes(0, 4 * len(model.params))
-        forward = Bytes(model.abi.arena_per_batch, model.abi.arena_constant)
-        k = self.vjp_kernel(frozenset())
-        vjp = Bytes(k.abi.arena_per_batch, k.abi.arena_constant)
-        saved = Bytes()
-        if self.kind != "neuron":
-            saved = self.saved_bytes()
-        return MemoryPlan(weights, train, train, forward, vjp, saved)
+        buf = self.model.weight_buffers[self.flat_symbol].reshape(-1)
+        return [_flat_group(list(self.model.abi.param_names), self.check_frozen(frozen),
+                            self.flat_symbol, lambda: buf, lambda: None)]
 
     def saved_bytes(self) -> Bytes:
-        from ncc.passes.autodiff import differentiate
-
-        m, fn = self.nn_copy()
-        fwd, _ = _differentiate(differentiate, m, fn, mode="split", cotangents="args",
-                                frozen=self.engine_frozen(frozenset()), inputs=True)
-        names = _result_names(fwd)
-        ret = fwd.body.block.last_op
-        total = Bytes()
-        for v, name in zip(ret.arguments, names):
-            if name.startswith("saved:") and not isinstance(v.owner, func.FuncOp) \
-                    and not _is_block_arg(v):
-                total = total + _value_bytes(v.type)
-        return total
-
-    # -- export
+        return Bytes()
 
     def export_module(self) -> ModuleOp:
-        """The source as an nn module holding the current parameter values."""
-        from ncc.dialects import nn
-
-        m, fn = self.nn_copy()
-        if self.kind == "nn" or self.kind == "layers":
-            for op in m.ops:
-                if isinstance(op, nn.WeightOp) and op.sym in self.model._weights:
-                    op.data = np.array(self.model._weights[op.sym]).reshape(nn.shape_of(op.type))
-            return m
-        # a neuron net lowered straight: its params written into the layerized weights
-        from ncc.dialects.neuron import NetOp
-        from ncc.passes.layerize import param_places
-
+        """The layerized net, its weights holding the current params."""
+        m, _ = self.nn_copy()
         net = next(op for op in self.source.ops if isinstance(op, NetOp)
                    and op.sym_name.data == self.function)
         gather = _LayerGather(param_places(net))
@@ -627,6 +539,52 @@ class Training:
             if isinstance(op, nn.WeightOp) and op.sym in buffers:
                 op.data = buffers[op.sym]
         return m
+
+
+TRAINING_KINDS: dict[str, type[Training]] = {"nn": NNTraining, "layers": LayersTraining,
+                                             "neuron": NeuronTraining}
+
+
+def _by_name(flat: np.ndarray, names: Sequence[str], frozen: frozenset[str], key: str) -> Gradients:
+    """Gradients by equation name, as 0-d views of `flat` (kept as `flat[key]`)."""
+    grads = Gradients((n, flat[k:k + 1].reshape(())) for k, n in enumerate(names) if n not in frozen)
+    grads.flat[key] = flat
+    return grads
+
+
+def _flat_group(names: list[str], frozen: frozenset[str], key: str,
+                read: Callable[[], np.ndarray], write_back: Callable[[], None]) -> ParamGroup:
+    """One ParamGroup over a flat float32 vector of `names` (`read()` gives
+    it, `write_back()` stores it); frozen entries are restored after each update."""
+    keep = np.array([n not in frozen for n in names], bool)
+    frozen_idx = np.flatnonzero(~keep)
+    saved: list[np.ndarray] = []
+    current: list[np.ndarray] = []
+
+    def values() -> np.ndarray:
+        v = read()
+        current[:] = [v]
+        if frozen_idx.size:
+            saved[:] = [v[frozen_idx].copy()]
+        return v
+
+    def gradient(grads: Mapping[str, Any]) -> np.ndarray:
+        flat = getattr(grads, "flat", {}).get(key)
+        if flat is not None and flat.shape == (len(names),):
+            g = np.array(flat, np.float32)
+        else:
+            g = np.array([np.asarray(_need(grads, n), np.float32) if k else 0.0
+                          for n, k in zip(names, keep)], np.float32)
+        g[frozen_idx] = 0.0
+        return g
+
+    def commit() -> None:
+        if frozen_idx.size:
+            current[0][frozen_idx] = saved[0]
+        write_back()
+
+    return ParamGroup([n for n, k in zip(names, keep) if k], len(names), np.dtype(np.float32),
+                      values, gradient, commit)
 
 
 class _LayerGather:
@@ -655,10 +613,9 @@ class _LayerGather:
             buffers[sym].reshape(-1)[d] = values[s]
 
 
-def _neuron_params_symbol(net: str) -> str:
-    from ncc.passes.lowering.straight_line import params_symbol
 
-    return params_symbol(net)
+def _function(m: ModuleOp, name: str) -> func.FuncOp:
+    return next(op for op in m.ops if isinstance(op, func.FuncOp) and op.sym_name.data == name)
 
 
 def _need(grads: Mapping[str, Any], name: str) -> Any:
@@ -669,35 +626,21 @@ def _need(grads: Mapping[str, Any], name: str) -> Any:
                        "list as model.grad)") from None
 
 
-def _is_block_arg(v: Any) -> bool:
-    from xdsl.ir import BlockArgument
-
-    return isinstance(v, BlockArgument)
-
-
 def _names(names: Sequence[str]) -> str:
     names = list(names)
     return ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "") \
         if names else "none"
 
 
-def _input_names(fn: func.FuncOp) -> list[str]:
-    from ncc.reference import arg_names
-
-    return arg_names(fn)
-
-
-def _result_names(fn: func.FuncOp) -> list[str]:
-    from ncc.reference import result_names
-
-    return result_names(fn, "")
-
-
-def _differentiate(differentiate: Callable, m: ModuleOp, fn: func.FuncOp, **kw: Any) -> list:
+def _differentiate(m: ModuleOp, fn: func.FuncOp, **kw: Any) -> list:
     try:
         return differentiate(m, fn, **kw)
     except NccError as e:
         raise NccError(f"cannot differentiate the model: {e.message}", e.file, e.line, e.col) from None
+
+
+def _is_float(ty: Any) -> bool:
+    return isinstance(ty, TensorType) and isinstance(ty.element_type, nn.FLOAT_TYPES)
 
 
 # ---------------------------------------------------------------------------
@@ -708,12 +651,7 @@ def build_loss_function(module: ModuleOp, fn: func.FuncOp, loss: str, output: st
     """A copy of `fn` taking one more argument (`target:<output>`: float
     targets for "mse", int64 labels `[batch, 1]` for "cross_entropy") and
     returning the scalar loss of that output (named "loss"); inserted after `fn`."""
-    from xdsl.dialects.builtin import i64
-    from xdsl.rewriter import InsertPoint, Rewriter
-
-    from ncc.dialects import nn
-
-    out_names = _result_names(fn)
+    out_names = result_names(fn, "")
     out_names = [n if n else str(i) for i, n in enumerate(out_names)]
     k = out_names.index(output)
     y_type = fn.function_type.outputs.data[k]
@@ -755,7 +693,7 @@ def build_loss_function(module: ModuleOp, fn: func.FuncOp, loss: str, output: st
         value = emit(nn.UNARY_OPS["neg"](emit(nn.REDUCE_OPS["reduce_mean"](per_row))))
     block.add_op(func.ReturnOp(value))
     arg_attrs = list(fn.arg_attrs.data) if fn.arg_attrs else [DictionaryAttr({})] * len(in_types)
-    names = _input_names(fn)
+    names = arg_names(fn)
     arg_attrs = [DictionaryAttr({**(a.data if isinstance(a, DictionaryAttr) else {}),
                                  "ncc.name": StringAttr(n)}) for a, n in zip(arg_attrs, names)]
     new.arg_attrs = ArrayAttr([*arg_attrs, DictionaryAttr({"ncc.name": StringAttr(f"target:{output}")})])
@@ -765,7 +703,7 @@ def build_loss_function(module: ModuleOp, fn: func.FuncOp, loss: str, output: st
 
 
 def training_of(model: Any) -> Training:
-    t = getattr(model, "_training", None)
+    t = getattr(model, "training", None)
     if t is None:
         raise NccError("this model cannot be trained: it was compiled from loop-level code "
                        "(compile the nn module, ONNX model or neuron net instead)")
@@ -815,7 +753,7 @@ def _by_output(model: Any, values: Any, what: str) -> dict[str, Any]:
 
 
 def _check_unset(model: Any) -> None:
-    unset = model.params._unset
+    unset = model.params.unset
     if unset:
         raise NccError("parameters without values must be set before a call: " + ", ".join(sorted(unset)))
 
@@ -867,16 +805,10 @@ def _labels(y_shape: tuple[int, ...], labels: Any, output: str) -> np.ndarray:
 def _output_type(t: Training, output: str):
     types = getattr(t, "_output_types", None)
     if types is None:
-        fn = t.nn_copy()[1] if t.kind != "nn" else t.source_function()
-        names = [n if n else str(i) for i, n in enumerate(_result_names(fn))]
+        fn = t.forward_function()
+        names = [n if n else str(i) for i, n in enumerate(result_names(fn, ""))]
         types = t._output_types = dict(zip(names, fn.function_type.outputs.data))
     return types[output]
-
-
-def _is_float(ty: Any) -> bool:
-    from ncc.dialects.nn import FLOAT_TYPES
-
-    return isinstance(ty, TensorType) and isinstance(ty.element_type, FLOAT_TYPES)
 
 
 def value_and_grad(model: Any, inputs: Any, targets: Any = None, *, loss: str = "mse",
@@ -912,50 +844,12 @@ def value_and_grad(model: Any, inputs: Any, targets: Any = None, *, loss: str = 
     feeds = feeds_of(model, inputs)
     _check_unset(model)
     y_type = _output_type(t, output)
-    from ncc.dialects.nn import shape_of
-
     if loss == "cross_entropy":
-        if len(shape_of(y_type)) != 2:
+        if len(nn.shape_of(y_type)) != 2:
             raise NccError(f"cross_entropy takes an output of logits [batch, classes]; output "
-                           f"'{output}' has shape {list(shape_of(y_type))}")
-        targets = _labels(shape_of(y_type), targets, output)
-    if t.kind == "neuron":
-        return _neuron_loss(model, t, feeds, targets, loss, frozen, wrt)
-    k = t.loss_kernel(loss, output, frozen, wrt == "all")
-    what = {n: f"input '{n}'" for n in feeds} | {f"target:{output}": f"the targets of '{output}'"}
-    outs = k({**feeds, f"target:{output}": targets}, what)
-    grads = t.param_grads(outs, frozen)
-    if wrt == "all":
-        for n in model.input_names:
-            if f"grad:{n}" in outs:
-                grads[n] = outs[f"grad:{n}"]
-    return float(outs["loss"]), grads
-
-
-def _neuron_loss(model: Any, t: Training, feeds: dict, targets: np.ndarray, loss: str,
-                 frozen: frozenset[str], wrt: str) -> tuple[float, Gradients]:
-    """A neuron-level kernel has no nn function to append a loss to: the
-    forward kernel's outputs, the loss and dL/dy in numpy, then the backward."""
-    y = model.run(feeds)[0].astype(np.float64)
-    if loss == "mse":
-        tgt = np.asarray(targets, np.float64)
-        if tgt.shape != y.shape:
-            raise NccError(f"the targets of 'y' have shape {list(tgt.shape)}, expected {list(y.shape)}")
-        value = float(np.mean((y - tgt) ** 2))
-        dy = 2.0 * (y - tgt) / max(y.size, 1)
-    else:
-        z = y - y.max(axis=1, keepdims=True)
-        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-        rows = np.arange(y.shape[0])
-        lab = targets[:, 0]
-        value = float(-np.mean(np.log(p[rows, lab])))
-        p[rows, lab] -= 1.0
-        dy = p / max(y.shape[0], 1)
-    grads = vjp(model, feeds, {"y": dy.astype(np.float32)}, frozen)
-    if wrt != "all":
-        for n in model.input_names:
-            grads.pop(n, None)
-    return value, grads
+                           f"'{output}' has shape {list(nn.shape_of(y_type))}")
+        targets = _labels(nn.shape_of(y_type), targets, output)
+    return t.loss_and_grads(feeds, targets, loss, output, frozen, wrt)
 
 
 def grad(model: Any, inputs: Any, targets: Any = None, **kw: Any) -> Gradients:

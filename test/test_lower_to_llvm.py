@@ -254,7 +254,7 @@ def test_big_kernels_are_outlined_into_one_function_per_loop_nest():
     lines += ["  func.return %v24 : tensor<?x8xf32>", "}"]
     text = "\n".join(lines) + "\n"
     model = ncc.compile(text, cache=False, fuse=False)
-    ir = model._lib.llvm_ir
+    ir = model.llvm_ir
     assert len(re.findall(r"define internal .*void @main_nest\d+\(", ir)) == 24
     assert "noinline" in ir
     x = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)

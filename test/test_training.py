@@ -161,7 +161,7 @@ def test_vjp_reads_the_model_weight_buffers():
     model.params["w2"] = model.params["w2"] * 2  # the vjp kernel sees the change
     g1 = model.vjp(x, dy)["w1"]
     np.testing.assert_allclose(g1, 2 * g0, rtol=1e-12)
-    k = model._training.vjp_kernel(frozenset())
+    k = model.training.vjp_kernel(frozenset())
     assert k.template[k.abi.roles.index(ncc.passes.lowering.abi.ArgRole("weight", "w1"))] is model.params["w1"]
 
 
@@ -170,7 +170,7 @@ def test_freezing_skips_the_gradients():
     x, dy = np.ones((2, 4)), np.ones((2, 3))
     grads = model.vjp(x, dy, frozen=["w1", "b1"])
     assert set(grads) == {"w2", "x"}
-    roles = [str(r) for r in model._training.vjp_kernel(frozenset({"w1", "b1"})).abi.roles]
+    roles = [str(r) for r in model.training.vjp_kernel(frozenset({"w1", "b1"})).abi.roles]
     assert "output:grad:w2" in roles and "output:grad:w1" not in roles  # not computed at all
     np.testing.assert_allclose(grads["w2"], model.vjp(x, dy)["w2"])
     g = model.grad(x, np.zeros((2, 3)), frozen=["w2"], wrt="params")
@@ -226,7 +226,7 @@ def test_not_trainable_weights():
     """
     model = ncc.compile(text)
     assert model.trainable == ["scale", "shift"]
-    assert model._training.non_trainable == {"mean": "batch-norm statistics",
+    assert model.training.non_trainable == {"mean": "batch-norm statistics",
                                              "var": "batch-norm statistics", "k": "constant"}
 
 
@@ -369,7 +369,7 @@ def test_onnx_cnn_trains_and_its_loss_falls():
     history = ncc.train(model, (x, labels), loss="cross_entropy", epochs=8, batch_size=16,
                         optimizer=ncc.optim.Adam(model, lr=0.01))
     assert history.epochs[-1] < 0.7 * history.epochs[0]
-    assert model._training.non_trainable["bn_mean"] == "batch-norm statistics"
+    assert model.training.non_trainable["bn_mean"] == "batch-norm statistics"
 
 
 # ---------------------------------------------------------------------------
@@ -444,7 +444,7 @@ def test_layered_neuron_net_gradients():
     }
     """
     model = ncc.compile(text, neuron_mode="layers")
-    assert model._training.kind == "layers"
+    assert model.training.kind == "layers"
     x = np.array([[0.3, -0.7], [1.0, 0.2], [-0.4, 0.9]], np.float32)
     dy = np.array([[1.0], [-2.0], [0.5]], np.float32)
     grads = model.vjp(x, dy)
@@ -493,7 +493,7 @@ def test_straight_neuron_net_trains_with_its_backward_kernel():
 
     path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "ncp19.txt"
     model = ncc.compile(path, neuron_mode="neuron")
-    assert model._training.kind == "neuron"
+    assert model.training.kind == "neuron"
     rng = np.random.default_rng(0)
     x = rng.standard_normal((7, 5)).astype(np.float32)
     dy = rng.standard_normal((7, 4)).astype(np.float32)

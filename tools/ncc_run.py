@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+import ncc
 from ncc.diagnostics import NccError
 from ncc.tools.common import run_tool
 
@@ -140,8 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
 
     def body() -> int:
-        import ncc
-
         args = make_parser().parse_args(argv)
         if args.bench < 0:
             raise NccError(f"--bench must be >= 0, got {args.bench}")

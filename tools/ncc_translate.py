@@ -21,15 +21,18 @@ import sys
 from xdsl.dialects.builtin import ModuleOp
 
 from ncc.diagnostics import NccError
+from ncc.adjacency import import_adjacency_text
+from ncc.dialects import activations
+from ncc.equations import emit_equations
 from ncc.ir import parse_module, print_module
+from ncc.onnx import export_onnx, import_onnx
+from ncc.runtime.engine import llvm_ir_text
 from ncc.tools.common import read_input, run_tool, write_output
 
 EQUATION_DIRECTIONS = ("forward", "backward", "table")
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from ncc.dialects import activations
-
     p = argparse.ArgumentParser(
         prog="ncc-translate",
         description="Translate between ncc IR (MLIR text) and other formats.",
@@ -80,13 +83,9 @@ def normalize_argv(argv: list[str]) -> list[str]:
 
 def import_input(args: argparse.Namespace) -> ModuleOp:
     if args.import_onnx:  # binary: read as bytes, not text
-        from ncc.onnx import import_onnx
-
         return import_onnx(sys.stdin.buffer.read() if args.input == "-" else args.input)
     text, filename = read_input(args.input)
     if args.import_adjacency:
-        from ncc.adjacency import import_adjacency_text
-
         return import_adjacency_text(text, filename, name=args.name, format=args.format,
                                      activation=args.activation)
     for flag in ("format", "activation"):
@@ -97,14 +96,10 @@ def import_input(args: argparse.Namespace) -> ModuleOp:
 
 def emit_output(module: ModuleOp, args: argparse.Namespace) -> str:
     if args.emit_llvm:
-        from ncc.runtime.engine import llvm_ir_text
-
         return llvm_ir_text(module, cpu=args.target_cpu)
     if args.target_cpu is not None:
         raise NccError("--target-cpu applies only with --emit-llvm")
     if args.emit_equations:
-        from ncc.equations import emit_equations
-
         return emit_equations(module, args.emit_equations)
     return print_module(module, elide_weights_if_larger=args.elide_weights_if_larger)
 
@@ -117,8 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.export_onnx:
             if args.output == "-":
                 raise NccError("--export-onnx writes a binary model: give the file with -o FILE")
-            from ncc.onnx import export_onnx
-
             export_onnx(import_input(args), args.output)
             return 0
         write_output(emit_output(import_input(args), args), args.output)

@@ -19,6 +19,7 @@ from ncc.dialects.nn import shape_of
 from ncc.passes.autodiff.core import Rule
 from ncc.passes.autodiff.core import Backward, MODES, input_names, is_float, name_attrs, result_names
 from ncc.passes.autodiff.core import trainable_weights
+from ncc.passes.lowering.nn_to_loops import is_nn_function
 from ncc.passes.autodiff import (conv, elementwise, gather_scatter, matmul, normalization, pool,  # noqa: E501
     reduce, resize, shape, softmax, sparse)
 FAMILIES = (elementwise, matmul, conv, sparse, pool, reduce, softmax, normalization, shape, gather_scatter,
@@ -227,8 +228,6 @@ class AutodiffPass(ModulePass):
     inputs: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from ncc.passes.lowering.nn_to_loops import is_nn_function
-
         fns = [f for f in op.ops if is_nn_function(f)]
         if self.function:
             fns = [_find(op, self.function)]

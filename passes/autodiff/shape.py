@@ -10,6 +10,7 @@ from xdsl.ir import Operation, SSAValue
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN, shape_of
 from ncc.passes.autodiff.core import Backward, Rule, int_constant, no_rule
+from ncc.passes.lowering.nn_to_loops import BIG_END
 
 
 def _reshape_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
@@ -41,8 +42,6 @@ def _slice_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None
     """The cotangent goes back to its place in zeros: the axes of step 1 by one
     pad, the others (larger or negative steps) by a scatter to the constant
     positions they read."""
-    from ncc.passes.lowering.nn_to_loops import BIG_END
-
     x = op.operands[0]
     sx = shape_of(x.type)
     r, p = len(sx), op.params

@@ -61,6 +61,8 @@ from xdsl.transforms.convert_scf_to_cf import ConvertScfToCf
 from xdsl.utils.exceptions import PassFailedException
 
 from ncc.passes.lowering.abi import ARG_ROLES, KernelABI
+from ncc.passes.lowering.expand_math import ExpandMathPass
+from ncc.passes.lowering.outline_loops import OutlineLoopsPass
 
 PTR = llvm.LLVMPointerType()
 
@@ -548,11 +550,7 @@ class LowerToLLVMPass(ModulePass):
     contract: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from ncc.passes.lowering.outline_loops import OutlineLoopsPass
-
         if self.expand_math:
-            from ncc.passes.lowering.expand_math import ExpandMathPass
-
             ExpandMathPass().apply(ctx, op)
         OutlineLoopsPass().apply(ctx, op)  # keeps every function small for scf-to-cf and LLVM
         ConvertScfToCf().apply(ctx, op)

@@ -18,6 +18,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
+from ncc.ir import verify_module
 from ncc.passes.lowering import memory_plan
 from ncc.reference import arg_names, result_names
 from ncc.passes.lowering.abi import ArgRole, KernelABI
@@ -275,8 +276,6 @@ class LowerToLoopsPass(ModulePass):
     sparse_unroll_limit: int = 256  # sparse_matmul with more nonzeros loops over index tables
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from ncc.ir import verify_module
-
         symbols = {o.sym_name.data for o in op.ops if hasattr(o, "sym_name")}
         functions = {o.sym_name.data: o for o in op.ops if isinstance(o, func.FuncOp)}
         for fn in [f for f in op.ops if is_nn_function(f)]:

@@ -1,0 +1,190 @@
+"""`ncc.compile`: a model source to a `CompiledModel`, stage by stage.
+
+    load_source      a path, text, ModuleOp or onnx.ModelProto as a fresh module
+    lower_to_loops   neuron nets and nn functions to loop-level kernels
+    native_library   (runtime/native.py) the kernel's native code, cached or compiled
+    CompiledModel    (runtime/compiled_model.py) the kernel bound to its weights: the call path
+
+Pipeline:
+
+    neuron.net --neuron-to-loops{mode}--> kernel            (mode neuron)
+               \\-> layerize --> nn --(fuse)--> lower-to-loops --> kernel   (mode layers)
+    nn funcs   --(fuse)--> lower-to-loops --> kernel
+    kernel --lower-to-llvm--> llvm dialect --engine--> native code (or the on-disk cache)
+
+`neuron_mode="auto"` lets `choose_neuron_lowering` pick by size and density.
+A model compiled from an nn module, an ONNX model or a neuron net keeps its
+unlowered source for training (runtime/training.py, one `Training` subclass
+per kind of source). Compile errors are `NccError`s.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp
+
+from ncc.adjacency import import_adjacency, import_adjacency_text
+from ncc.diagnostics import NccError
+from ncc.dialects.neuron import NetOp
+from ncc.ir import parse_module
+from ncc.onnx import import_onnx
+from ncc.passes.fold_weights import fold_weights
+from ncc.passes.layerize import param_places
+from ncc.passes.lowering.abi import ARG_ROLES, ArgRole, KernelABI
+from ncc.passes.lowering.neuron_to_loops import choose_neuron_lowering
+from ncc.pipeline import run_passes
+from ncc.reference import pick_function
+from ncc.runtime.calling import ArgSpec
+from ncc.runtime.compiled_model import CompiledModel
+from ncc.runtime.native import COMPILE_LOCK, Clock, native_library
+from ncc.runtime.training import TRAINING_KINDS
+
+NEURON_MODES = ("auto", "neuron", "layers")
+_MLIR_MARKERS = ("builtin.module", "module", "func.func", "neuron.net", "nn.weight", "\"")
+
+
+# ---------------------------------------------------------------------------
+# Compiling
+
+
+def compile(source: Any, *, fuse: bool = True, neuron_mode: str = "auto",
+            cache: bool | str | os.PathLike = True, function: str | None = None,
+            name: str = "net", constants: Mapping[str, Any] | None = None) -> CompiledModel:
+    """Compile `source` to native code. `fuse` runs the fuse pass on nn code;
+    `neuron_mode` is auto|neuron|layers for neuron nets; `cache` is True (the
+    default directory, see ncc.runtime.cache), False, or a cache directory;
+    `function` picks the kernel when a module has several; `name` names a net
+    read from adjacency text; `constants` (ONNX models only) maps graph inputs
+    to values imported as constants (`ncc.import_onnx`): the model's inputs
+    are then the others."""
+    if neuron_mode not in NEURON_MODES:
+        raise NccError(f"neuron_mode must be one of {', '.join(NEURON_MODES)}, got '{neuron_mode}'")
+    with COMPILE_LOCK:  # building xDSL IR is not thread-safe: one compile at a time
+        return _compile(source, fuse, neuron_mode, cache, function, name, constants)
+
+
+def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: str | None,
+             name: str, constants: Mapping[str, Any] | None = None) -> CompiledModel:
+    info: dict[str, Any] = {"seconds": {}}
+    clock = Clock(info["seconds"])
+    start = time.perf_counter()
+    with clock("import"):
+        module = load_source(source, name, constants)
+        places = layered_param_places(module, neuron_mode)
+        unlowered = _unlowered_functions(module)
+        kept = module.clone() if unlowered else None  # what training differentiates
+    with clock("lower-to-loops"):
+        info["neuron_mode"], recipes = lower_to_loops(module, fuse=fuse, neuron_mode=neuron_mode)
+    kernel = select_kernel(module, function)
+    abi = KernelABI.of(kernel)
+    specs = [ArgSpec.of(t) for t in kernel.function_type.inputs.data]
+    weights = {op.sym: op for op in module.ops if op.name == "nn.weight"}
+    with clock("native"):
+        lib = native_library(module, abi, cache, info, clock)
+    info["seconds"]["total"] = time.perf_counter() - start
+    model = CompiledModel(abi, specs, weights, lib, info, places.get(abi.name), recipes)
+    kind = unlowered.get(abi.name)
+    if kept is not None and kind is not None:
+        if kind == "net":
+            kind = "layers" if abi.name in places else "neuron"
+        model.training = TRAINING_KINDS[kind](model, kept, abi.name, places.get(abi.name), cache)
+    return model
+
+
+def _unlowered_functions(module: ModuleOp) -> dict[str, str]:
+    """Functions of `module` that training can differentiate: name -> 'nn' or 'net'."""
+    found = {}
+    for op in module.ops:
+        if isinstance(op, NetOp):
+            found[op.sym_name.data] = "net"
+        elif isinstance(op, func.FuncOp) and op.body.blocks and ARG_ROLES not in op.attributes:
+            found[op.sym_name.data] = "nn"
+    return found
+
+
+def layered_param_places(module: ModuleOp, neuron_mode: str) -> dict[str, dict]:
+    """For each neuron net that will be layerized: where its equation-named
+    parameters (`w0004`, `b04`) land in the layer weights, so that `params` has
+    the same names in either lowering."""
+
+    return {net.sym_name.data: param_places(net) for net in module.ops
+            if isinstance(net, NetOp) and choose_neuron_lowering(net, neuron_mode) == "layers"}
+
+
+def load_source(source: Any, name: str = "net", constants: Mapping[str, Any] | None = None
+                ) -> ModuleOp:
+    """A fresh module for `source` (a path, text, ModuleOp or onnx.ModelProto);
+    `constants` are given to the ONNX importer."""
+    import onnx
+
+    onnx_source = isinstance(source, onnx.ModelProto) or (
+        isinstance(source, (str, os.PathLike)) and str(source).endswith(".onnx"))
+    if constants is not None and not onnx_source:
+        raise NccError("constants= applies to ONNX models only (a ModelProto or a .onnx path)")
+    if isinstance(source, ModuleOp):
+        return source.clone()
+    if onnx_source:
+        return import_onnx(source, constants=constants)
+    if isinstance(source, str) and "\n" in source:
+        if source.lstrip().startswith(_MLIR_MARKERS):
+            return parse_module(source, "<text>")
+        return import_adjacency_text(source, "<text>", name=name)
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if os.path.isdir(path):
+            raise NccError("is a directory: expected a model file (.mlir, .onnx or an adjacency file)", path)
+        if not os.path.isfile(path):
+            raise NccError("no such file (compile takes a path, adjacency or MLIR text with "
+                           "newlines, or a module)", path)
+        if path.endswith(".mlir"):
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as e:
+                raise NccError(f"cannot read the file: {e}", path) from None
+            return parse_module(text, path)
+        return import_adjacency(path, name=name)
+    raise NccError(f"cannot compile a {type(source).__name__}: expected a path, adjacency or MLIR "
+                   "text, or an xDSL ModuleOp")
+
+
+def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "auto"
+                   ) -> tuple[str | None, ModuleOp]:
+    """Lower `module` in place to loop-level kernels; returns the lowering
+    chosen for its neuron net ('neuron' or 'layers', None for an nn module)
+    and the recipes of the weights folded on the way (passes/fold_weights.py)."""
+
+    chosen = None
+    nets = [op for op in module.ops if isinstance(op, NetOp)]
+    if nets:
+        chosen = ",".join(sorted({choose_neuron_lowering(n, neuron_mode) for n in nets}))
+        run_passes(module, f"neuron-to-loops{{mode={neuron_mode}}}")
+    layerized = {op.sym_name.data for op in module.ops if isinstance(op, func.FuncOp)
+                 and op.body.blocks and ARG_ROLES not in op.attributes}
+    recipes = ModuleOp([])
+    if layerized:
+        if fuse:
+            run_passes(module, "fuse")
+        recipes = fold_weights(module, compute=False)  # the model computes their data
+        run_passes(module, "lower-to-loops")
+    for net in nets:  # a net's I/O is `x` and `y` however it was lowered
+        kernel = next((op for op in module.ops if isinstance(op, func.FuncOp)
+                       and op.sym_name.data == net.sym_name.data), None)
+        if kernel is not None and kernel.sym_name.data in layerized:
+            abi = KernelABI.of(kernel)
+            io = {"input": "x", "output": "y"}
+            roles = tuple(ArgRole(r.kind, io.get(r.kind, r.name)) for r in abi.roles)
+            replace(abi, roles=roles).attach(kernel)
+    return chosen, recipes
+
+
+def select_kernel(module: ModuleOp, function: str | None) -> func.FuncOp:
+    kernels = {op.sym_name.data: op for op in module.ops
+               if isinstance(op, func.FuncOp) and ARG_ROLES in op.attributes}
+    return pick_function(kernels, function, "to run")
