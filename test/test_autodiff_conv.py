@@ -13,17 +13,12 @@ import re
 import numpy as np
 import pytest
 from xdsl.dialects import func
-from xdsl.utils.exceptions import VerifyException
 
 import ncc
 from ncc.dialects import nn
-from ncc.dialects.nn import DYN
 from ncc.passes.autodiff import differentiate
-from vjp_check import check_rule, torch, vjp_reference
+from vjp_check import torch
 
-from test_lower_to_loops import T, build  # noqa: E402  (pytest puts test/ on sys.path)
-from test_lower_to_loops import check as check_lowered  # noqa: E402
-from test_onnx_export import check as check_export  # noqa: E402
 
 if torch is not None:
     import torch.nn.functional as F
@@ -134,108 +129,11 @@ def _window_cells(size, kernel, stride, dilation, pad_begin, pad_end):
     return ((pos >= 0) & (pos < size)).sum(1)
 
 
-def conv_transpose_case(seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    c = conv_case(seed)
-    p = dict(c["params"])
-    # output_padding below the stride or the dilation, as ONNX allows
-    p["output_padding"] = [int(rng.integers(0, max(s, d))) for s, d in zip(p["strides"], p["dilations"])]
-    cin, cg = c["w"][0], c["x"][1] // p["group"]
-    # (C, M/group, kernel): the transposed conv of the conv's output shape
-    y = nn.shape_of(nn.ConvOp(*_values(T(*c["x"]), T(*c["w"])), **c["params"]).result.type)[2:]
-    k, pads = len(y), list(p["pads"])
-    for i in range(k):  # pads that leave an output
-        full = ((y[i] - 1) * p["strides"][i] + (c["w"][2 + i] - 1) * p["dilations"][i] + 1
-                + p["output_padding"][i])
-        while pads[i] + pads[i + k] >= full:
-            pads[i if pads[i] else i + k] -= 1
-    p["pads"] = pads
-    return {"x": (2, cin, *y), "w": (cin, cg, *c["w"][2:]), "params": p}
-
-
-def _values(*types):
-    from xdsl.ir import Block
-
-    return Block(arg_types=list(types)).args
-
-
-def _rand(rng, shape):
+def rand(rng, shape):
     return rng.uniform(-2, 2, shape)
 
 
-def _distinct(rng, shape):
-    """Values at least 0.05 apart: every window has one maximum (finite differences
-    of 1e-6 never change which)."""
-    n = int(np.prod(shape))
-    return (rng.permutation(n) * 0.05 - n * 0.025 + rng.uniform(0, 0.01, n)).reshape(shape)
-
-
 FAST, SLOW = range(6), range(6, 46)
-
-
-def _conv(seed):
-    c = conv_case(seed)
-    rng = np.random.default_rng(seed)
-    check_rule(lambda x, w: nn.ConvOp(x, w, **c["params"]), [_rand(rng, c["x"]), _rand(rng, c["w"])],
-               torch_fn=torch and torch_conv(**c["params"]))
-
-
-def _fused_conv(seed, act):
-    c = conv_case(seed)
-    rng = np.random.default_rng(seed)
-    m = c["w"][0]
-    acts = {"relu": torch and torch.relu, "tanh": torch and torch.tanh, "silu": torch and F.silu,
-            "identity": None}
-    check_rule(lambda x, w, b: nn.FusedConvOp(x, w, b, act, **c["params"]),
-               [_rand(rng, c["x"]), _rand(rng, c["w"]), _rand(rng, (m,))],
-               torch_fn=torch and torch_conv(**c["params"], activation=acts[act]))
-
-
-def _max_pool(seed):
-    c = pool_case(seed)
-    rng = np.random.default_rng(seed)
-    check_rule(lambda x: nn.MaxPoolOp(x, **c["params"]), [_distinct(rng, c["x"])],
-               torch_fn=torch and torch_max_pool(**c["params"]))
-
-
-def _avg_pool(seed, include):
-    c = pool_case(seed)
-    rng = np.random.default_rng(seed)
-    check_rule(lambda x: nn.AvgPoolOp(x, **c["params"], count_include_pad=include), [_rand(rng, c["x"])],
-               torch_fn=torch and torch_avg_pool(**c["params"], count_include_pad=include))
-
-
-def _conv_transpose(seed):
-    c = conv_transpose_case(seed)
-    rng = np.random.default_rng(seed)
-    check_rule(lambda x, w: nn.ConvTransposeOp(x, w, **c["params"]), [_rand(rng, c["x"]), _rand(rng, c["w"])],
-               torch_fn=torch and torch_conv_transpose(**c["params"]))
-
-
-@pytest.mark.parametrize("seed", FAST)
-def test_conv_vjp(seed):
-    _conv(seed)
-
-
-@pytest.mark.parametrize("act", ["identity", "relu", "tanh", "silu"])
-def test_fused_conv_vjp(act):
-    _fused_conv(100 + len(act), act)
-
-
-@pytest.mark.parametrize("seed", FAST)
-def test_max_pool_vjp(seed):
-    _max_pool(seed)
-
-
-@pytest.mark.parametrize("seed", FAST[:3])
-@pytest.mark.parametrize("include", [False, True])
-def test_avg_pool_vjp(seed, include):
-    _avg_pool(seed, include)
-
-
-@pytest.mark.parametrize("seed", FAST)
-def test_conv_transpose_vjp(seed):
-    _conv_transpose(seed)
 
 
 def test_the_fast_cases_cover_every_kind():
@@ -251,141 +149,12 @@ def test_the_fast_cases_cover_every_kind():
     assert any(max(c["params"]["strides"]) < max(c["params"]["kernel"]) for c in ps)  # windows overlap
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", SLOW)
-def test_sweep_conv_family(seed):
-    _conv(seed)
-    _fused_conv(seed, ["relu", "tanh", "silu", "identity"][seed % 4])
-    _conv_transpose(seed)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", SLOW)
-def test_sweep_pools(seed):
-    _max_pool(seed)
-    _avg_pool(seed, bool(seed % 2))
-
-
-def test_conv_transpose_vjp_with_output_padding_past_the_stride():
-    """nn allows output_padding >= stride (ONNX does not): dx drops the extra
-    windows, dw pads x to meet them."""
-    rng = np.random.default_rng(7)
-    p = {"strides": [2], "pads": [1, 0], "output_padding": [3]}
-    check_rule(lambda x, w: nn.ConvTransposeOp(x, w, **p), [_rand(rng, (2, 2, 4)), _rand(rng, (2, 3, 3))],
-               torch_fn=torch and torch_conv_transpose([2], [1, 0], [1], 1, [3]))
-
-
 # ---------------------------------------------------------------------------
 # max_pool: the first maximum of each window, as PyTorch
 
 
-@needs_torch
-@pytest.mark.parametrize("params", [
-    {"kernel": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1]},          # overlapping windows
-    {"kernel": [2, 3], "strides": [2, 1], "dilations": [2, 1], "pads": [0, 2, 1, 0]},
-    {"kernel": [2, 2], "strides": [2, 2]}])
-def test_max_pool_ties_go_to_the_first_maximum_like_torch(params):
-    rng = np.random.default_rng(3)
-    x = rng.integers(-2, 3, (2, 3, 6, 7)).astype(np.float64)  # many ties
-    m = build([T(*x.shape, elt=nn.f64)], lambda e, a: e(nn.MaxPoolOp(a, **params)), name="f")
-    y = ncc.reference.run(m, [x])[0]
-    cot = rng.standard_normal(y.shape)
-    (got,) = vjp_reference(m, [x], cot)
-    tx = torch.tensor(x, requires_grad=True)
-    full = {"strides": [1, 1], "pads": [0, 0, 0, 0], "dilations": [1, 1], **params}
-    torch_max_pool(**full)(tx).backward(torch.tensor(cot))
-    np.testing.assert_allclose(got, tx.grad.numpy(), rtol=1e-12)
-    differentiate(m, "f", mode="combined")
-    native = ncc.compile(m, function="f_vjp", cache=False).run({"arg0": x, "cotangent:0": cot})
-    np.testing.assert_allclose(native[1], got, rtol=1e-12)
-
-
-def test_max_pool_padding_never_wins():
-    """All-negative input, padded: the gradient never leaves the image."""
-    x = -np.arange(1.0, 10.0).reshape(1, 1, 3, 3)
-    m = build([T(1, 1, 3, 3, elt=nn.f64)], lambda e, a: e(nn.MaxPoolOp(a, [2, 2], pads=[1, 1, 1, 1])),
-              name="f")
-    (g,) = vjp_reference(m, [x], np.ones((1, 1, 4, 4)))
-    # each of the 16 windows gives 1 to its maximum, its top-left cell in the image
-    np.testing.assert_array_equal(g[0, 0], [[4, 2, 2], [2, 1, 1], [2, 1, 1]])
-    assert g.sum() == 16
-
-
 # ---------------------------------------------------------------------------
 # nn.conv_weight_grad: the op
-
-
-def test_conv_weight_grad_shape_rule_and_errors():
-    x, dy, dyb, dyn = _values(T(DYN, 4, 7, 6), T(DYN, 6, 4, 6), T(DYN, 6, 3, 6), T(DYN, DYN, 4, 6))
-    op = nn.ConvWeightGradOp(x, dy, [3, 2], strides=[2, 1], pads=[1, 0, 1, 1], group=2)
-    assert op.result.type == T(6, 2, 3, 2)
-    with pytest.raises(VerifyException, match=r"output gradient has spatial size \[3, 6\], but the conv's "
-                                              r"output is \[4, 6\]"):
-        nn.ConvWeightGradOp(x, dyb, [3, 2], strides=[2, 1], pads=[1, 0, 1, 1])
-    with pytest.raises(VerifyException, match="6 output channels are not divisible by group 4"):
-        nn.ConvWeightGradOp(x, dy, [3, 2], strides=[2, 1], pads=[1, 0, 1, 1], group=4)
-    with pytest.raises(VerifyException, match="channel counts .* must be static"):
-        nn.ConvWeightGradOp(x, dyn, [3, 2], strides=[2, 1], pads=[1, 0, 1, 1])
-    with pytest.raises(VerifyException, match="kernel must have 2 entries"):
-        nn.ConvWeightGradOp(x, dy, [3])
-    text = """func.func @f(%x: tensor<2x3x5x5xf32>, %g: tensor<2x4x4x5xf32>) -> tensor<4x3x2x1xf32> {
-  %w = nn.conv_weight_grad %x, %g kernel [2, 1] : tensor<2x3x5x5xf32>, tensor<2x4x4x5xf32> -> tensor<4x3x2x1xf32>
-  func.return %w : tensor<4x3x2x1xf32>
-}"""
-    assert "nn.conv_weight_grad %x, %g kernel [2, 1] :" in ncc.print_module(ncc.parse_module(text))
-
-
-WEIGHT_GRADS = [  # x shape, w shape, conv params
-    ((2, 3, 7, 6), (4, 3, 3, 2), {"strides": [2, 1], "pads": [1, 0, 1, 1]}),
-    ((DYN, 4, 6, 6), (6, 2, 3, 3), {"group": 2, "pads": [1, 1, 1, 1], "dilations": [2, 1]}),
-    ((3, 2, 11), (3, 2, 3), {"strides": [2], "pads": [2, 1]}),
-    ((1, 2, 4, 5, 6), (2, 2, 2, 3, 2), {"pads": [1, 0, 1, 0, 2, 1], "dilations": [1, 2, 1]}),
-    ((DYN, 3, 5, 5), (2, 3, 2, 2), {"pads": [4, 4, 4, 4]}),       # padding wider than the kernel
-    ((2, 4, 5, 5), (4, 1, 3, 3), {"group": 4, "pads": [1, 1, 1, 1], "strides": [2, 2]}),  # depthwise
-]
-
-
-def _case_id(case):
-    xs, ws, params = case
-    return "-".join([f"{nn.fmt_shape(xs)}*{nn.fmt_shape(ws)}", *(f"{k}{v}" for k, v in params.items())])
-
-
-def _weight_grad_module(xs, ws, params):
-    ys = nn.shape_of(nn.ConvOp(*_values(T(*xs), T(*ws)), **params).result.type)
-    m = build([T(*xs), T(*ys)], lambda e, x, dy: e(nn.ConvWeightGradOp(x, dy, ws[2:], **params)))
-    rng = np.random.default_rng(5)
-    return m, [rng.standard_normal([3 if d == DYN else d for d in s]).astype(np.float32) for s in (xs, ys)]
-
-
-@needs_torch
-@pytest.mark.parametrize("case", WEIGHT_GRADS, ids=_case_id)
-def test_conv_weight_grad_reference_is_torchs_weight_gradient(case):
-    xs, ws, params = case
-    m, (x, dy) = _weight_grad_module(xs, ws, params)
-    full = {"strides": [1] * (len(ws) - 2), "pads": [0] * (2 * len(ws) - 4), "dilations": [1] * (len(ws) - 2),
-            "group": 1, **params}
-    tw = torch.zeros(ws, dtype=torch.float64, requires_grad=True)
-    y = torch_conv(**full)(torch.tensor(x, dtype=torch.float64), tw)
-    y.backward(torch.tensor(dy, dtype=torch.float64))
-    np.testing.assert_allclose(ncc.reference.run(m, [x, dy])[0], tw.grad.numpy(), rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("case", WEIGHT_GRADS, ids=_case_id)
-def test_conv_weight_grad_lowered_and_native(case):
-    m, inputs = _weight_grad_module(*case)
-    check_lowered(m, inputs, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("case", WEIGHT_GRADS[:4], ids=_case_id)
-def test_conv_weight_grad_rows_in_chunks(case, monkeypatch):
-    """A scratch smaller than the rows of every offset: the last output dimension in chunks."""
-    from ncc.passes.lowering.nn_to_loops import conv as conv_lowering
-
-    monkeypatch.setattr(conv_lowering, "WG_SCRATCH", 20)
-    m, inputs = _weight_grad_module(*case)
-    lowered = check_lowered(m, inputs, rtol=1e-4, atol=1e-4)
-    allocas = [op for op in lowered.walk() if op.name == "memref.alloca"]
-    assert len(allocas) == 1 and np.prod(allocas[0].memref.type.get_shape()) <= 20
 
 
 VECTORIZED = {  # the gradient kernels of a conv: their inner loops vectorize
@@ -406,12 +175,6 @@ def test_gradient_kernels_vectorize(name):
 
     ir = llvm_ir_text(ncc.parse_module(VECTORIZED[name]))  # at O3 for this host
     assert re.search(r"fmul[a-z ]* <\d+ x float>", ir)  # the products, a vector at a time
-
-
-@pytest.mark.parametrize("case", WEIGHT_GRADS, ids=_case_id)
-def test_conv_weight_grad_exports_to_onnx(case):
-    m, inputs = _weight_grad_module(*case)
-    check_export(m, inputs, tol=1e-4)
 
 
 # ---------------------------------------------------------------------------

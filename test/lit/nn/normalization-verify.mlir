@@ -1,53 +1,5 @@
 // RUN: ncc-opt %s --split-input-file --verify-diagnostics
-// Reductions, softmax and norm verifiers.
-
-func.func @axis_range(%x: tensor<2x4xf32>) {
-  // expected-error @+1 {{axis 2 is out of range for rank 2 (expected -2..1)}}
-  %0 = nn.reduce_sum %x axes [2] : tensor<2x4xf32> -> tensor<2xf32>
-  func.return
-}
-
-// -----
-
-func.func @axis_twice(%x: tensor<2x4xf32>) {
-  // expected-error @+1 {{axes [1, -1] name an axis twice}}
-  %0 = nn.reduce_max %x axes [1, -1] : tensor<2x4xf32> -> tensor<2xf32>
-  func.return
-}
-
-// -----
-
-func.func @keepdims(%x: tensor<2x4xf32>) {
-  // expected-error @+1 {{result type tensor<2xf32> does not match the inferred type tensor<2x1xf32>}}
-  %0 = nn.reduce_min %x axes [1] keepdims : tensor<2x4xf32> -> tensor<2xf32>
-  func.return
-}
-
-// -----
-
-func.func @int_mean(%x: tensor<4xi64>) {
-  // expected-error @+1 {{operand must have a float element type, got tensor<4xi64>}}
-  %0 = nn.reduce_mean %x : tensor<4xi64> -> tensor<i64>
-  func.return
-}
-
-// -----
-
-func.func @softmax_axis(%x: tensor<2x4xf32>) {
-  // expected-error @+1 {{axis -3 is out of range for rank 2 (expected -2..1)}}
-  %0 = nn.softmax %x axis -3 : tensor<2x4xf32>
-  func.return
-}
-
-// -----
-
-func.func @log_softmax_type(%x: tensor<2x4xf32>) {
-  // expected-error @+1 {{result type tensor<2x4xf64> does not match the inferred type tensor<2x4xf32>}}
-  %0 = nn.log_softmax %x : tensor<2x4xf32> -> tensor<2x4xf64>
-  func.return
-}
-
-// -----
+// Verifiers of batch_norm and layer_norm.
 
 func.func @bn_channels(%x: tensor<2x3x4x4xf32>, %c: tensor<3xf32>, %d: tensor<4xf32>) {
   // expected-error @+1 {{mean (one per channel) must have shape [3], got tensor<4xf32>}}

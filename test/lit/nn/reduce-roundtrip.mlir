@@ -1,5 +1,5 @@
 // RUN: ncc-opt %s | ncc-opt | FileCheck %s
-// Reductions (axes default: all; keepdims flag), softmax and log_softmax (axis default -1).
+// Reductions: reduce_* over axes (none: all), keepdims.
 
 // CHECK-LABEL: func.func @reduce(%x: tensor<2x3x4xf32>, %i: tensor<5xi64>) -> tensor<f32> {
 // CHECK-NEXT: %0 = nn.reduce_sum %x : tensor<2x3x4xf32> -> tensor<f32>
@@ -22,17 +22,14 @@ func.func @reduce(%x: tensor<2x3x4xf32>, %i: tensor<5xi64>) -> tensor<f32> {
   func.return %0 : tensor<f32>
 }
 
-// CHECK-LABEL: func.func @softmax(%x: tensor<?x10xf32>) -> tensor<?x10xf32> {
-// CHECK-NEXT: %0 = nn.softmax %x : tensor<?x10xf32>
-// CHECK-NEXT: %1 = nn.softmax %x axis 0 : tensor<?x10xf32>
-// CHECK-NEXT: %2 = nn.log_softmax %x axis -1 : tensor<?x10xf32>
-// CHECK-NEXT: %3 = nn.log_softmax %x : tensor<?x10xf32>
-// CHECK-NEXT: func.return %0 : tensor<?x10xf32>
-// CHECK-NEXT: }
-func.func @softmax(%x: tensor<?x10xf32>) -> tensor<?x10xf32> {
-  %0 = nn.softmax %x : tensor<?x10xf32>
-  %1 = nn.softmax %x axis 0 : tensor<?x10xf32>
-  %2 = nn.log_softmax %x axis -1 : tensor<?x10xf32>
-  %3 = nn.log_softmax %x : tensor<?x10xf32>
-  func.return %0 : tensor<?x10xf32>
+// CHECK-LABEL: func.func @index_and_scan(%x: tensor<?x5x4xf32>) -> tensor<?x5x4xf32> {
+// CHECK-NEXT: %0 = nn.argmax %x axis 1 : tensor<?x5x4xf32> -> tensor<?x4xi64>
+// CHECK-NEXT: %1 = nn.argmin %x axis -1 keepdims select_last_index : tensor<?x5x4xf32> -> tensor<?x5x1xi64>
+// CHECK-NEXT: %2 = nn.cumsum %x axis 1 exclusive : tensor<?x5x4xf32>
+// CHECK-NEXT: func.return %2 : tensor<?x5x4xf32>
+func.func @index_and_scan(%x: tensor<?x5x4xf32>) -> tensor<?x5x4xf32> {
+  %0 = nn.argmax %x axis 1 : tensor<?x5x4xf32> -> tensor<?x4xi64>
+  %1 = nn.argmin %x axis -1 keepdims select_last_index : tensor<?x5x4xf32> -> tensor<?x5x1xi64>
+  %2 = nn.cumsum %x axis 1 exclusive : tensor<?x5x4xf32>
+  func.return %2 : tensor<?x5x4xf32>
 }

@@ -94,3 +94,11 @@ func.func @int_conv(%x: tensor<1x3x8x8xi64>, %w: tensor<4x3x3x3xi64>) {
   %0 = nn.conv %x, %w : tensor<1x3x8x8xi64>, tensor<4x3x3x3xi64> -> tensor<1x4x6x6xi64>
   func.return
 }
+
+// -----
+
+func.func @conv_transpose_channels(%x: tensor<1x3x4x4xf32>, %w: tensor<2x1x3x3xf32>) {
+  // expected-error @+1 {{input has 3 channels but the weight has 2}}
+  %0 = nn.conv_transpose %x, %w : tensor<1x3x4x4xf32>, tensor<2x1x3x3xf32> -> tensor<1x1x6x6xf32>
+  func.return
+}

@@ -47,3 +47,11 @@ func.func @generic(%x: tensor<1x3x8x8xf32>, %w: tensor<4x3x3x3xf32>) -> tensor<1
   %0 = "nn.conv"(%x, %w) <{strides = array<i64: 2, 2>}> : (tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32>) -> tensor<1x4x3x3xf32>
   func.return %0 : tensor<1x4x3x3xf32>
 }
+
+// CHECK-LABEL: func.func @conv_transpose(%x: tensor<?x4x8x8xf32>, %w: tensor<4x3x3x3xf32>) -> tensor<?x6x16x17xf32> {
+// CHECK-NEXT: %0 = nn.conv_transpose %x, %w strides [2, 2] pads [1, 1, 0, 0] group 2 output_padding [0, 1] : tensor<?x4x8x8xf32>, tensor<4x3x3x3xf32> -> tensor<?x6x16x17xf32>
+// CHECK-NEXT: func.return %0 : tensor<?x6x16x17xf32>
+func.func @conv_transpose(%x: tensor<?x4x8x8xf32>, %w: tensor<4x3x3x3xf32>) -> tensor<?x6x16x17xf32> {
+  %0 = nn.conv_transpose %x, %w strides [2, 2] pads [1, 1, 0, 0] group 2 output_padding [0, 1] : tensor<?x4x8x8xf32>, tensor<4x3x3x3xf32> -> tensor<?x6x16x17xf32>
+  func.return %0 : tensor<?x6x16x17xf32>
+}

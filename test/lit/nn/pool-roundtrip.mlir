@@ -26,3 +26,15 @@ func.func @pool1d(%x: tensor<1x2x10xf64>) -> tensor<1x2x4xf64> {
   %0 = nn.max_pool %x kernel [3] strides [2] : tensor<1x2x10xf64> -> tensor<1x2x4xf64>
   func.return %0 : tensor<1x2x4xf64>
 }
+
+// CHECK-LABEL: func.func @dilated_pools(%x: tensor<?x6x16x17xf32>) -> tensor<?x6x15x15xf32> {
+// CHECK-NEXT: %0 = nn.max_pool %x kernel [2, 2] dilations [1, 2] : tensor<?x6x16x17xf32> -> tensor<?x6x15x15xf32>
+// CHECK-NEXT: %{{.*}} = nn.max_pool_indices %x kernel [2, 2] dilations [1, 2] column_major : tensor<?x6x16x17xf32> -> tensor<?x6x15x15xi64>
+// CHECK-NEXT: %1 = nn.avg_pool %0 kernel [3, 3] pads [2, 2, 2, 2] dilations [2, 2] count_include_pad : tensor<?x6x15x15xf32>
+// CHECK-NEXT: func.return %1 : tensor<?x6x15x15xf32>
+func.func @dilated_pools(%x: tensor<?x6x16x17xf32>) -> tensor<?x6x15x15xf32> {
+  %0 = nn.max_pool %x kernel [2, 2] dilations [1, 2] : tensor<?x6x16x17xf32> -> tensor<?x6x15x15xf32>
+  %i = nn.max_pool_indices %x kernel [2, 2] dilations [1, 2] column_major : tensor<?x6x16x17xf32> -> tensor<?x6x15x15xi64>
+  %1 = nn.avg_pool %0 kernel [3, 3] pads [2, 2, 2, 2] dilations [2, 2] count_include_pad : tensor<?x6x15x15xf32>
+  func.return %1 : tensor<?x6x15x15xf32>
+}

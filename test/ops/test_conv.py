@@ -1,0 +1,520 @@
+"""The conv op family at every level, one section per level;
+each uses the harness of the level's test file named in its title."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from onnx import helper
+from xdsl.dialects.builtin import f64
+from xdsl.utils.exceptions import VerifyException
+
+import ncc
+from ncc.dialects import nn
+from ncc.dialects.nn import DYN
+from ncc.dialects.nn import conv as nn_conv
+from ncc.dialects.nn import tensor_type as T
+
+import test_autodiff_conv as autodiff_conv_tests
+import test_lower_to_loops as loop_tests
+import test_nn_dialect as dialect_tests
+import test_onnx_decompositions as decomposition_tests
+import test_onnx_export as export_tests
+import test_onnx_import as import_tests
+import test_reference as reference_tests
+import test_structural_ops as structural_tests
+from onnx_models import onnx_model
+from vjp_check import check_rule, torch
+
+# ---------------------------------------------------------------------------
+# The nn dialect: shape rules, verifiers, printing (test_nn_dialect.py)
+
+
+@pytest.mark.parametrize("x, w, kw, out", [
+    ((1, 3, 8, 8), (4, 3, 3, 3), dict(strides=[2, 2], pads=[1, 1, 1, 1]), (1, 4, 4, 4)),
+    ((2, 6, 7, 5), (4, 3, 3, 1), dict(group=2), (2, 4, 5, 5)),
+    ((1, 1, 11, 11), (1, 1, 3, 3), dict(dilations=[2, 3]), (1, 1, 7, 5)),
+    ((1, 2, 13), (3, 2, 4), dict(strides=[3], pads=[0, 2]), (1, 3, 4)),          # 1-D
+    ((1, 2, 5, 5, 5), (3, 2, 2, 2, 2), {}, (1, 3, 4, 4, 4)),                     # 3-D
+    ((None, 3, None, 32), (8, 3, 3, 3), dict(pads=[1, 1, 1, 1]), (None, 8, None, 32)),
+])
+def test_dialect_conv_shapes(x, w, kw, out):
+    a, b = dialect_tests.values(T(x), T(w))
+    assert dialect_tests.shape(nn.ConvOp(a, b, **kw)) == out
+    assert dialect_tests.shape(nn.FusedConvOp(a, b, None, "relu", **kw)) == out
+
+
+@pytest.mark.parametrize("x, w, kw, msg", [
+    ((1, 3, 8), (4, 3), {}, r"weight \(M, C/group, kernel...\) must have rank 3"),
+    ((3, 8), (4, 3), {}, r"input \(N, C, spatial...\) must have rank >= 3"),
+    ((1, 3, 8, 8), (4, 3, 3, 3), dict(strides=[1]), "strides must have 2 entries, got 1"),
+    ((1, 3, 8, 8), (4, 3, 3, 3), dict(pads=[1, 1]), r"pads \(begin..., end...\) must have 4 entries, got 2"),
+    ((1, 3, 8, 8), (4, 3, 3, 3), dict(dilations=[1, 1, 1]), "dilations must have 2 entries, got 3"),
+    ((1, 3, 8, 8), (4, 3, 3, 3), dict(strides=[0, 1]), "strides and dilations must be >= 1 and pads >= 0"),
+    ((1, 4, 8, 8), (6, 2, 3, 3), dict(group=4), "6 output channels are not divisible by group 4"),
+    ((1, 4, 8, 8), (4, 3, 3, 3), {}, r"input has 4 channels but the weight expects 3 x group 1 = 3"),
+    ((1, 3, 2, 2), (4, 3, 3, 3), {}, r"the output would be empty: spatial size \[0, 0\]"),
+    ((1, 3, 8, 8), (4, 3, 3, 3), dict(group=0), "group must be >= 1, got 0"),
+])
+def test_dialect_conv_errors(x, w, kw, msg):
+    a, b = dialect_tests.values(T(x), T(w))
+    with pytest.raises(VerifyException, match=msg):
+        nn.ConvOp(a, b, **kw)
+
+
+def test_dialect_conv_params_defaults_are_not_stored():
+    a, b = dialect_tests.values(T((1, 3, 8, 8)), T((4, 3, 3, 3)))
+    op = nn.ConvOp(a, b, strides=[1, 1], pads=[0, 0, 0, 0], dilations=[1, 1], group=1)
+    assert not op.properties
+    assert op.params.strides == (1, 1) and op.params.pads == (0, 0, 0, 0) and op.params.group == 1
+    op2 = nn.ConvOp(a, b, strides=[2, 1])
+    assert set(op2.properties) == {"strides"} and op2.params.dilations == (1, 1)
+
+
+
+# ---------------------------------------------------------------------------
+# Reference semantics, against independent implementations (test_reference.py)
+
+
+def naive_conv2d(x, w, strides, pads, dilations, group):
+    n, c, h, wd = x.shape
+    m, cg, kh, kw = w.shape
+    oh = (h + pads[0] + pads[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
+    ow = (wd + pads[1] + pads[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
+    out = np.zeros((n, m, oh, ow))
+    mg = m // group
+    for b, o, i, j in itertools.product(range(n), range(m), range(oh), range(ow)):
+        g = o // mg
+        acc = 0.0
+        for ci, u, v in itertools.product(range(cg), range(kh), range(kw)):
+            r = i * strides[0] - pads[0] + u * dilations[0]
+            s = j * strides[1] - pads[1] + v * dilations[1]
+            if 0 <= r < h and 0 <= s < wd:
+                acc += x[b, g * cg + ci, r, s] * w[o, ci, u, v]
+        out[b, o, i, j] = acc
+    return out
+
+
+conv_params = st.fixed_dictionaries({
+    "n": st.integers(1, 2), "group": st.integers(1, 2), "cg": st.integers(1, 2), "mg": st.integers(1, 2),
+    "h": st.integers(3, 7), "w": st.integers(3, 6), "kh": st.integers(1, 3), "kw": st.integers(1, 3),
+    "strides": st.tuples(st.integers(1, 2), st.integers(1, 3)),
+    "pads": st.tuples(st.integers(0, 2), st.integers(0, 1), st.integers(0, 2), st.integers(0, 1)),
+    "dilations": st.tuples(st.integers(1, 2), st.integers(1, 2)),
+})
+
+
+def _conv_inputs(p):
+    x = reference_tests.randn(p["n"], p["group"] * p["cg"], p["h"], p["w"])
+    w = reference_tests.randn(p["group"] * p["mg"], p["cg"], p["kh"], p["kw"])
+    assume((p["h"] + p["pads"][0] + p["pads"][2] - p["dilations"][0] * (p["kh"] - 1) - 1) >= 0)
+    assume((p["w"] + p["pads"][1] + p["pads"][3] - p["dilations"][1] * (p["kw"] - 1) - 1) >= 0)
+    return x, w
+
+
+@given(conv_params)
+@settings(max_examples=40, deadline=None)
+def test_reference_conv_vs_naive_loops(p):
+    x, w = _conv_inputs(p)
+    kw = dict(strides=p["strides"], pads=p["pads"], dilations=p["dilations"], group=p["group"])
+    y = reference_tests.run1([x, w], lambda emit, a, b: emit(nn.ConvOp(a, b, **kw)))
+    np.testing.assert_allclose(y, naive_conv2d(x, w, **kw), rtol=1e-10, atol=1e-12)
+
+
+@given(conv_params, st.sampled_from(["relu", "tanh", "identity", "sigmoid"]))
+@settings(max_examples=20, deadline=None)
+def test_reference_fused_conv(p, act):
+    x, w = _conv_inputs(p)
+    bias = reference_tests.randn(w.shape[0])
+    kw = dict(strides=p["strides"], pads=p["pads"], dilations=p["dilations"], group=p["group"])
+    y = reference_tests.run1([x, w, bias], lambda emit, a, b, c: emit(nn.FusedConvOp(a, b, c, act, **kw)))
+    z = naive_conv2d(x, w, **kw) + bias[None, :, None, None]
+    np.testing.assert_allclose(y, reference_tests.INDEPENDENT_UNARY[act](z), rtol=1e-10, atol=1e-12)
+
+
+def test_reference_conv_1d_and_3d_and_f32():
+    x, w = reference_tests.randn(2, 3, 9), reference_tests.randn(4, 3, 3)
+    y = reference_tests.run1([x, w], lambda emit, a, b: emit(nn.ConvOp(a, b, strides=[2], pads=[1, 0])))
+    # 1-D as 2-D with a unit height
+    ref = naive_conv2d(x[:, :, None, :], w[:, :, None, :], (1, 2), (0, 1, 0, 0), (1, 1), 1)[:, :, 0, :]
+    np.testing.assert_allclose(y, ref, rtol=1e-10)
+    x3, w3 = reference_tests.randn(1, 2, 4, 4, 4, dtype=np.float32), reference_tests.randn(3, 2, 2, 2, 2, dtype=np.float32)
+    y3 = reference_tests.run1([x3, w3], lambda emit, a, b: emit(nn.ConvOp(a, b)))
+    ref3 = np.zeros((1, 3, 3, 3, 3))
+    for o, i, j, k in itertools.product(range(3), range(3), range(3), range(3)):
+        ref3[0, o, i, j, k] = (x3[0, :, i:i + 2, j:j + 2, k:k + 2].astype(np.float64) * w3[o]).sum()
+    np.testing.assert_allclose(y3, ref3, rtol=1e-5, atol=1e-5)
+    assert y3.dtype == np.float32
+
+
+
+# ---------------------------------------------------------------------------
+# Shape rules, lowering, import and export of the structural ops (test_structural_ops.py)
+
+
+@pytest.mark.parametrize("x,w,kw,out", [
+    ((1, 1, 3, 3), (1, 2, 3, 3), {}, (1, 2, 5, 5)),
+    ((2, 4, 5), (4, 3, 2), {"strides": [2], "group": 2, "pads": [1, 0]}, (2, 6, 9)),
+    ((DYN, 2, 3, 4), (2, 1, 2, 2), {"strides": [3, 2], "output_padding": [1, 1],
+                                    "dilations": [2, 1]}, (DYN, 1, 10, 9)),
+])
+def test_conv_transpose_shapes(x, w, kw, out):
+    xv, wv = structural_tests.values(loop_tests.T(*x), loop_tests.T(*w))
+    assert nn.shape_of(nn.ConvTransposeOp(xv, wv, **kw).result.type) == out
+
+
+def test_conv_transpose_errors():
+    x, w, w3 = structural_tests.values(loop_tests.T(1, 2, 3, 3), loop_tests.T(3, 1, 3, 3), loop_tests.T(2, 1, 3, 3))
+    with pytest.raises(VerifyException, match="input has 2 channels but the weight has 3"):
+        nn.ConvTransposeOp(x, w)
+    with pytest.raises(VerifyException, match="3 input channels are not divisible by group 2"):
+        nn.ConvTransposeOp(structural_tests.values(loop_tests.T(1, 3, 3, 3))[0], w, group=2)
+    with pytest.raises(VerifyException, match="the output would be empty"):
+        nn.ConvTransposeOp(x, w3, pads=[3, 0, 3, 0])
+    with pytest.raises(VerifyException, match="pads and output_padding >= 0"):
+        nn.ConvTransposeOp(x, w3, output_padding=[-1, 0])
+
+
+def naive_conv_transpose(x, w, strides, pads, dilations, group, output_padding):
+    """Scatter form, one input point and kernel offset at a time."""
+    n, c, *spatial = x.shape
+    _, mg, *kernel = w.shape
+    k = len(kernel)
+    full = [(s - 1) * st + (kk - 1) * d + 1 + op
+            for s, st, kk, d, op in zip(spatial, strides, kernel, dilations, output_padding)]
+    y = np.zeros((n, mg * group, *full))
+    cg = c // group
+    for b, ci, *pos in itertools.product(range(n), range(c), *map(range, spatial)):
+        g = ci // cg
+        for m, *off in itertools.product(range(mg), *map(range, kernel)):
+            at = [p * st + o * d for p, st, o, d in zip(pos, strides, off, dilations)]
+            y[(b, g * mg + m, *at)] += x[(b, ci, *pos)] * w[(ci, m, *off)]
+    return y[(slice(None), slice(None), *(slice(pads[i], full[i] - pads[i + k]) for i in range(k)))]
+
+
+CONV_TRANSPOSES = [  # x shape, w shape, params
+    ((1, 1, 3, 3), (1, 2, 3, 3), {}),
+    ((2, 2, 3, 4), (2, 3, 3, 2), {"strides": [3, 2], "pads": [1, 0, 2, 1]}),
+    ((1, 4, 3, 3), (4, 2, 2, 3), {"group": 2, "dilations": [2, 1], "output_padding": [1, 0],
+                                  "strides": [2, 2]}),
+    ((2, 3, 5), (3, 2, 4), {"strides": [2], "pads": [1, 2], "output_padding": [1]}),
+    ((1, 2, 2, 3, 2), (2, 1, 2, 2, 2), {"strides": [1, 2, 1], "group": 2}),
+    ((1, 2, 3, 3), (2, 2, 2, 3), {"strides": [3, 2], "pads": [0, 1, 1, 0]}),  # stride > kernel
+]
+
+
+@pytest.mark.parametrize("case", CONV_TRANSPOSES, ids=str)
+def test_conv_transpose_reference_is_the_scatter_form(case):
+    xs, ws, kw = case
+    x, w = structural_tests.randn(*xs, dtype=np.float64), structural_tests.randn(*ws, dtype=np.float64)
+    op = nn.ConvTransposeOp(*structural_tests.values(loop_tests.T(*xs, elt=f64), loop_tests.T(*ws, elt=f64)), **kw)
+    p = op.params
+    got = nn_conv.conv_transpose_reference(x, w, p.strides, p.pads, p.dilations, p.group,
+                                       p.output_padding)
+    want = naive_conv_transpose(x, w, p.strides, p.pads, p.dilations, p.group, p.output_padding)
+    assert got.shape == nn.shape_of(op.result.type)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CONV_TRANSPOSES, ids=str)
+def test_conv_transpose_lowered(case):
+    xs, ws, kw = case
+    w = nn.WeightOp("w", structural_tests.randn(*ws))
+    xs = (DYN, *xs[1:])
+    m = loop_tests.build([loop_tests.T(*xs)], lambda e, x: e(nn.ConvTransposeOp(x, e(nn.WeightRefOp(w)), **kw)), [w])
+    loop_tests.check(m, [structural_tests.randn(2, *xs[1:])], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("attrs", [
+    {}, {"strides": [3, 2], "output_padding": [1, 1]}, {"strides": [3, 2], "output_shape": [10, 8]},
+    {"strides": [2, 2], "auto_pad": "SAME_UPPER"}, {"strides": [2, 3], "auto_pad": "SAME_LOWER"},
+    {"pads": [1, 2, 0, 1], "dilations": [2, 1]}, {"group": 2, "strides": [2, 1]},
+])
+def test_import_conv_transpose(attrs):
+    group = attrs.get("group", 1)
+    node = helper.make_node("ConvTranspose", ["x", "w", "b"], ["y"], **attrs)
+    m = onnx_model([node], {"x": (structural_tests.F, [2, 2, 3, 3])}, {"y": structural_tests.F},
+                   {"w": structural_tests.randn(2, 3 if group == 1 else 2, 3, 3), "b": structural_tests.randn(3 if group == 1 else 4)})
+    structural_tests.check_import(m, {"x": structural_tests.randn(2, 2, 3, 3)}, rtol=1e-5, atol=1e-5, native=bool(attrs.get("group")))
+
+
+@pytest.mark.parametrize("case", CONV_TRANSPOSES, ids=str)
+def test_export_conv_transpose(case):
+    xs, ws, kw = case
+    w = nn.WeightOp("w", structural_tests.randn(*ws))
+    m = loop_tests.build([loop_tests.T(DYN, *xs[1:])], lambda e, x: e(nn.ConvTransposeOp(x, e(nn.WeightRefOp(w)), **kw)), [w])
+    export_tests.check(m, [structural_tests.randn(*xs)], tol=1e-4)
+
+
+
+# ---------------------------------------------------------------------------
+# Lowering to loops, run natively against the reference (test_lower_to_loops.py)
+
+
+CONVS = [  # x shape, w shape, params
+    ((1, 1, 5, 5), (1, 1, 3, 3), {}),
+    ((2, 3, 7, 6), (4, 3, 3, 2), {"strides": [2, 1], "pads": [1, 0, 1, 1]}),
+    ((1, 4, 6, 6), (6, 2, 3, 3), {"group": 2, "pads": [1, 1, 1, 1], "dilations": [2, 1]}),
+    ((3, 2, 11), (3, 2, 3), {"strides": [2], "pads": [2, 1]}),
+    ((DYN, 2, 5, 5), (3, 2, 2, 2), {"pads": [0, 1, 1, 0]}),
+    ((1, 4, 5, 5), (4, 1, 3, 3), {"group": 4, "pads": [1, 1, 1, 1]}),
+    ((2, 9, 6, 5), (3, 9, 3, 3), {"pads": [2, 1, 0, 3], "strides": [3, 2]}),  # channel remainder
+    ((1, 10, 4, 4), (4, 5, 1, 1), {"group": 2}),                               # 1x1, 2 groups of 5
+    ((1, 2, 4, 5, 6), (2, 2, 2, 3, 2), {"pads": [1, 0, 1, 0, 2, 1], "dilations": [1, 2, 1]}),
+    ((1, 3, 5, 5), (2, 3, 2, 2), {"pads": [4, 4, 4, 4]}),                      # padding wider than the kernel
+    ((2, 6, 5, 4), (12, 3, 3, 3), {"group": 2, "pads": [1, 1, 1, 1]}),         # blocks of 4 output channels
+    ((1, 4, 5, 5), (6, 4, 3, 1), {"strides": [1, 2]}),                        # blocks of 2
+]
+
+
+@pytest.mark.parametrize("case", CONVS, ids=str)
+@pytest.mark.parametrize("fused", [False, True])
+def test_lowered_conv(case, fused):
+    xs, ws, params = case
+    w = nn.WeightOp("w", loop_tests.randn(*ws))
+    bias = nn.WeightOp("b", loop_tests.randn(ws[0]))
+
+    def make(e, x):
+        wv = e(nn.WeightRefOp(w))
+        if fused:
+            return e(nn.FusedConvOp(x, wv, e(nn.WeightRefOp(bias)), "relu", **params))
+        return e(nn.ConvOp(x, wv, **params))
+
+    m = loop_tests.build([loop_tests.T(*xs)], make, [w, bias])
+    loop_tests.check(m, [loop_tests.randn(*(2 if d == DYN else d for d in xs))], rtol=1e-4, atol=1e-5)
+
+
+
+# ---------------------------------------------------------------------------
+# Autodiff of convolutions and pools, against PyTorch (test_autodiff_conv.py)
+
+
+def conv_transpose_case(seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    c = autodiff_conv_tests.conv_case(seed)
+    p = dict(c["params"])
+    # output_padding below the stride or the dilation, as ONNX allows
+    p["output_padding"] = [int(rng.integers(0, max(s, d))) for s, d in zip(p["strides"], p["dilations"])]
+    cin, cg = c["w"][0], c["x"][1] // p["group"]
+    # (C, M/group, kernel): the transposed conv of the conv's output shape
+    y = nn.shape_of(nn.ConvOp(*_values(loop_tests.T(*c["x"]), loop_tests.T(*c["w"])), **c["params"]).result.type)[2:]
+    k, pads = len(y), list(p["pads"])
+    for i in range(k):  # pads that leave an output
+        full = ((y[i] - 1) * p["strides"][i] + (c["w"][2 + i] - 1) * p["dilations"][i] + 1
+                + p["output_padding"][i])
+        while pads[i] + pads[i + k] >= full:
+            pads[i if pads[i] else i + k] -= 1
+    p["pads"] = pads
+    return {"x": (2, cin, *y), "w": (cin, cg, *c["w"][2:]), "params": p}
+
+
+def _values(*types):
+    from xdsl.ir import Block
+
+    return Block(arg_types=list(types)).args
+
+
+def _conv(seed):
+    c = autodiff_conv_tests.conv_case(seed)
+    rng = np.random.default_rng(seed)
+    check_rule(lambda x, w: nn.ConvOp(x, w, **c["params"]), [autodiff_conv_tests.rand(rng, c["x"]), autodiff_conv_tests.rand(rng, c["w"])],
+               torch_fn=torch and autodiff_conv_tests.torch_conv(**c["params"]))
+
+
+def _fused_conv(seed, act):
+    c = autodiff_conv_tests.conv_case(seed)
+    rng = np.random.default_rng(seed)
+    m = c["w"][0]
+    acts = {"relu": torch and torch.relu, "tanh": torch and torch.tanh, "silu": torch and autodiff_conv_tests.F.silu,
+            "identity": None}
+    check_rule(lambda x, w, b: nn.FusedConvOp(x, w, b, act, **c["params"]),
+               [autodiff_conv_tests.rand(rng, c["x"]), autodiff_conv_tests.rand(rng, c["w"]), autodiff_conv_tests.rand(rng, (m,))],
+               torch_fn=torch and autodiff_conv_tests.torch_conv(**c["params"], activation=acts[act]))
+
+
+def _conv_transpose(seed):
+    c = conv_transpose_case(seed)
+    rng = np.random.default_rng(seed)
+    check_rule(lambda x, w: nn.ConvTransposeOp(x, w, **c["params"]), [autodiff_conv_tests.rand(rng, c["x"]), autodiff_conv_tests.rand(rng, c["w"])],
+               torch_fn=torch and autodiff_conv_tests.torch_conv_transpose(**c["params"]))
+
+
+@pytest.mark.parametrize("seed", autodiff_conv_tests.FAST)
+def test_conv_vjp(seed):
+    _conv(seed)
+
+
+@pytest.mark.parametrize("act", ["identity", "relu", "tanh", "silu"])
+def test_fused_conv_vjp(act):
+    _fused_conv(100 + len(act), act)
+
+
+@pytest.mark.parametrize("seed", autodiff_conv_tests.FAST)
+def test_conv_transpose_vjp(seed):
+    _conv_transpose(seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", autodiff_conv_tests.SLOW)
+def test_sweep_conv_family(seed):
+    _conv(seed)
+    _fused_conv(seed, ["relu", "tanh", "silu", "identity"][seed % 4])
+    _conv_transpose(seed)
+
+
+def test_conv_transpose_vjp_with_output_padding_past_the_stride():
+    """nn allows output_padding >= stride (ONNX does not): dx drops the extra
+    windows, dw pads x to meet them."""
+    rng = np.random.default_rng(7)
+    p = {"strides": [2], "pads": [1, 0], "output_padding": [3]}
+    check_rule(lambda x, w: nn.ConvTransposeOp(x, w, **p), [autodiff_conv_tests.rand(rng, (2, 2, 4)), autodiff_conv_tests.rand(rng, (2, 3, 3))],
+               torch_fn=torch and autodiff_conv_tests.torch_conv_transpose([2], [1, 0], [1], 1, [3]))
+
+
+def test_conv_weight_grad_shape_rule_and_errors():
+    x, dy, dyb, dyn = _values(loop_tests.T(DYN, 4, 7, 6), loop_tests.T(DYN, 6, 4, 6), loop_tests.T(DYN, 6, 3, 6), loop_tests.T(DYN, DYN, 4, 6))
+    op = nn.ConvWeightGradOp(x, dy, [3, 2], strides=[2, 1], pads=[1, 0, 1, 1], group=2)
+    assert op.result.type == loop_tests.T(6, 2, 3, 2)
+    with pytest.raises(VerifyException, match=r"output gradient has spatial size \[3, 6\], but the conv's "
+                                              r"output is \[4, 6\]"):
+        nn.ConvWeightGradOp(x, dyb, [3, 2], strides=[2, 1], pads=[1, 0, 1, 1])
+    with pytest.raises(VerifyException, match="6 output channels are not divisible by group 4"):
+        nn.ConvWeightGradOp(x, dy, [3, 2], strides=[2, 1], pads=[1, 0, 1, 1], group=4)
+    with pytest.raises(VerifyException, match="channel counts .* must be static"):
+        nn.ConvWeightGradOp(x, dyn, [3, 2], strides=[2, 1], pads=[1, 0, 1, 1])
+    with pytest.raises(VerifyException, match="kernel must have 2 entries"):
+        nn.ConvWeightGradOp(x, dy, [3])
+    text = """func.func @f(%x: tensor<2x3x5x5xf32>, %g: tensor<2x4x4x5xf32>) -> tensor<4x3x2x1xf32> {
+  %w = nn.conv_weight_grad %x, %g kernel [2, 1] : tensor<2x3x5x5xf32>, tensor<2x4x4x5xf32> -> tensor<4x3x2x1xf32>
+  func.return %w : tensor<4x3x2x1xf32>
+}"""
+    assert "nn.conv_weight_grad %x, %g kernel [2, 1] :" in ncc.print_module(ncc.parse_module(text))
+
+
+WEIGHT_GRADS = [  # x shape, w shape, conv params
+    ((2, 3, 7, 6), (4, 3, 3, 2), {"strides": [2, 1], "pads": [1, 0, 1, 1]}),
+    ((DYN, 4, 6, 6), (6, 2, 3, 3), {"group": 2, "pads": [1, 1, 1, 1], "dilations": [2, 1]}),
+    ((3, 2, 11), (3, 2, 3), {"strides": [2], "pads": [2, 1]}),
+    ((1, 2, 4, 5, 6), (2, 2, 2, 3, 2), {"pads": [1, 0, 1, 0, 2, 1], "dilations": [1, 2, 1]}),
+    ((DYN, 3, 5, 5), (2, 3, 2, 2), {"pads": [4, 4, 4, 4]}),       # padding wider than the kernel
+    ((2, 4, 5, 5), (4, 1, 3, 3), {"group": 4, "pads": [1, 1, 1, 1], "strides": [2, 2]}),  # depthwise
+]
+
+
+def _case_id(case):
+    xs, ws, params = case
+    return "-".join([f"{nn.fmt_shape(xs)}*{nn.fmt_shape(ws)}", *(f"{k}{v}" for k, v in params.items())])
+
+
+def _weight_grad_module(xs, ws, params):
+    ys = nn.shape_of(nn.ConvOp(*_values(loop_tests.T(*xs), loop_tests.T(*ws)), **params).result.type)
+    m = loop_tests.build([loop_tests.T(*xs), loop_tests.T(*ys)], lambda e, x, dy: e(nn.ConvWeightGradOp(x, dy, ws[2:], **params)))
+    rng = np.random.default_rng(5)
+    return m, [rng.standard_normal([3 if d == DYN else d for d in s]).astype(np.float32) for s in (xs, ys)]
+
+
+@autodiff_conv_tests.needs_torch
+@pytest.mark.parametrize("case", WEIGHT_GRADS, ids=_case_id)
+def test_conv_weight_grad_reference_is_torchs_weight_gradient(case):
+    xs, ws, params = case
+    m, (x, dy) = _weight_grad_module(xs, ws, params)
+    full = {"strides": [1] * (len(ws) - 2), "pads": [0] * (2 * len(ws) - 4), "dilations": [1] * (len(ws) - 2),
+            "group": 1, **params}
+    tw = torch.zeros(ws, dtype=torch.float64, requires_grad=True)
+    y = autodiff_conv_tests.torch_conv(**full)(torch.tensor(x, dtype=torch.float64), tw)
+    y.backward(torch.tensor(dy, dtype=torch.float64))
+    np.testing.assert_allclose(ncc.reference.run(m, [x, dy])[0], tw.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", WEIGHT_GRADS, ids=_case_id)
+def test_conv_weight_grad_lowered_and_native(case):
+    m, inputs = _weight_grad_module(*case)
+    loop_tests.check(m, inputs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", WEIGHT_GRADS[:4], ids=_case_id)
+def test_conv_weight_grad_rows_in_chunks(case, monkeypatch):
+    """A scratch smaller than the rows of every offset: the last output dimension in chunks."""
+    from ncc.passes.lowering.nn_to_loops import conv as conv_lowering
+
+    monkeypatch.setattr(conv_lowering, "WG_SCRATCH", 20)
+    m, inputs = _weight_grad_module(*case)
+    lowered = loop_tests.check(m, inputs, rtol=1e-4, atol=1e-4)
+    allocas = [op for op in lowered.walk() if op.name == "memref.alloca"]
+    assert len(allocas) == 1 and np.prod(allocas[0].memref.type.get_shape()) <= 20
+
+
+@pytest.mark.parametrize("case", WEIGHT_GRADS, ids=_case_id)
+def test_conv_weight_grad_exports_to_onnx(case):
+    m, inputs = _weight_grad_module(*case)
+    export_tests.check(m, inputs, tol=1e-4)
+
+
+
+# ---------------------------------------------------------------------------
+# ONNX import, against onnxruntime (test_onnx_import.py)
+
+
+@pytest.mark.parametrize("attrs", [
+    {}, {"pads": [1, 1, 1, 1]}, {"strides": [2, 2], "pads": [1, 0, 1, 0]},
+    {"dilations": [2, 2]}, {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
+    {"auto_pad": "SAME_LOWER"}, {"auto_pad": "VALID"}, {"group": 2},
+])
+def test_import_conv(attrs):
+    cin = 4
+    w = import_tests.x_of(6, cin // attrs.get("group", 1), 3, 3)
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], **attrs)
+    import_tests.check(import_tests.model([node], {"x": [1, cin, 7, 8]}, inits={"w": w, "b": import_tests.x_of(6)}),
+          {"x": import_tests.x_of(1, cin, 7, 8)}, rtol=1e-4, atol=1e-5)
+
+
+
+# ---------------------------------------------------------------------------
+# ONNX ops nn composes, against onnxruntime (test_onnx_decompositions.py)
+
+
+@pytest.mark.parametrize("k,bias,past,activation", [(4, True, False, "none"), (3, False, True, "silu"),
+                                                     (1, True, True, "swish")])
+def test_import_causal_conv_with_state(k, bias, past, activation):
+    n, c, length = 2, 3, 5
+    names = ["x", "w", "b" if bias else "", "s" if past else ""]
+    inputs = {"x": (decomposition_tests.F, ["N", c, length])}
+    feeds = {"x": decomposition_tests.randn(n, c, length)}
+    if past:
+        inputs["s"] = (decomposition_tests.F, ["N", c, k - 1])
+        feeds["s"] = decomposition_tests.randn(n, c, k - 1)
+    while not names[-1]:
+        names.pop()
+    node = helper.make_node("CausalConvWithState", names, ["y", "state"], activation=activation)
+    m = decomposition_tests.model([node], inputs, ("y", "state"), inits={"w": decomposition_tests.randn(c, 1, k), "b": decomposition_tests.randn(c)}, opset=27)
+    decomposition_tests.check_against_onnx_reference(m, feeds)
+
+
+
+# ---------------------------------------------------------------------------
+# ONNX export, run by onnxruntime (test_onnx_export.py)
+
+
+@pytest.mark.parametrize("kw", export_tests.CONVS)
+@pytest.mark.parametrize("fused", [False, True])
+def test_export_conv(kw, fused):
+    w, b = nn.WeightOp("w", export_tests.randn(4, 4 // kw.get("group", 1), 3, 3)), nn.WeightOp("b", export_tests.randn(4))
+
+    def make(e, x):
+        wv = e(nn.WeightRefOp(w))
+        if fused:
+            return e(nn.FusedConvOp(x, wv, e(nn.WeightRefOp(b)), "relu", **kw))
+        return e(nn.ConvOp(x, wv, **kw))
+    export_tests.check(loop_tests.build([loop_tests.T(None, 4, 7, 6)], make, [w, b]), [export_tests.randn(2, 4, 7, 6)], tol=1e-4)
+
+
+def test_export_conv_1d():
+    w = nn.WeightOp("w", export_tests.randn(3, 2, 2))
+    export_tests.check(loop_tests.build([loop_tests.T(1, 2, 9)], lambda e, x: e(nn.ConvOp(x, e(nn.WeightRefOp(w)), strides=[2])), [w]),
+          [export_tests.randn(1, 2, 9)], tol=1e-4)
+
+

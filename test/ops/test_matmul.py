@@ -1,0 +1,267 @@
+"""The matmul op family at every level, one section per level;
+each uses the harness of the level's test file named in its title."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import helper
+from xdsl.utils.exceptions import VerifyException
+
+import ncc
+from ncc.dialects import nn
+from ncc.dialects.nn import DYN
+from ncc.dialects.nn import tensor_type as T
+from ncc.onnx import import_onnx
+
+import test_lower_to_loops as loop_tests
+import test_nn_dialect as dialect_tests
+import test_onnx_decompositions as decomposition_tests
+import test_onnx_export as export_tests
+import test_onnx_import as import_tests
+import test_reference as reference_tests
+from vjp_check import check_rule, rand, torch
+
+# ---------------------------------------------------------------------------
+# The nn dialect: shape rules, verifiers, printing (test_nn_dialect.py)
+
+
+@given(st.lists(st.integers(1, 4), min_size=1, max_size=4), st.lists(st.integers(1, 4), min_size=1, max_size=4),
+       st.integers(1, 5))
+def test_dialect_matmul_shapes_match_numpy(a, b, k):
+    a, b = [*a[:-1], k], [*b[:-2], k, b[-1]] if len(b) > 1 else [k]
+    # Make batch dims broadcastable by replacing clashes with 1.
+    la, lb = a[:-2], b[:-2]
+    for i in range(1, min(len(la), len(lb)) + 1):
+        if la[-i] != lb[-i]:
+            lb[-i] = 1
+    b = [*lb, *b[len(b) - min(len(b), 2):]]
+    x, y = dialect_tests.values(T(a), T(b))
+    assert dialect_tests.shape(nn.MatmulOp(x, y)) == np.matmul(np.zeros(a), np.zeros(b)).shape
+
+
+def test_dialect_matmul_dynamic_and_errors():
+    x, w = dialect_tests.values(T((None, 784)), T((784, 10)))
+    assert dialect_tests.shape(nn.MatmulOp(x, w)) == (None, 10)
+    a, b = dialect_tests.values(T((2, 3)), T((4, 5)))
+    with pytest.raises(VerifyException, match=r"contraction dimensions differ: \[2, 3\] @ \[4, 5\] \(3 vs 4\)"):
+        nn.MatmulOp(a, b)
+    s, = dialect_tests.values(T(()))
+    with pytest.raises(VerifyException, match="matmul operands must have rank >= 1"):
+        nn.MatmulOp(s, s)
+
+
+
+# ---------------------------------------------------------------------------
+# Reference semantics, against independent implementations (test_reference.py)
+
+
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.integers(1, 4),
+       st.sampled_from(["2d", "batched", "broadcast", "vec-left", "vec-right"]))
+@settings(max_examples=40, deadline=None)
+def test_reference_matmul(b, n, k, m, kind):
+    shapes = {"2d": ((n, k), (k, m)), "batched": ((b, n, k), (b, k, m)),
+              "broadcast": ((b, 1, n, k), (3, k, m)), "vec-left": ((k,), (b, k, m)),
+              "vec-right": ((b, n, k), (k,))}[kind]
+    x, w = reference_tests.randn(*shapes[0]), reference_tests.randn(*shapes[1])
+    y = reference_tests.run1([x, w], lambda emit, p, q: emit(nn.MatmulOp(p, q)))
+    x2 = x[None] if x.ndim == 1 else x
+    w2 = w[:, None] if w.ndim == 1 else w
+    batch = np.broadcast_shapes(x2.shape[:-2], w2.shape[:-2])
+    xb = np.broadcast_to(x2, batch + x2.shape[-2:])
+    wb = np.broadcast_to(w2, batch + w2.shape[-2:])
+    ref = np.zeros(batch + (x2.shape[-2], w2.shape[-1]))
+    for idx in np.ndindex(*batch):
+        for i, j in itertools.product(range(x2.shape[-2]), range(w2.shape[-1])):
+            ref[idx + (i, j)] = sum(xb[idx + (i, t)] * wb[idx + (t, j)] for t in range(k))
+    if x.ndim == 1:
+        ref = ref[..., 0, :]
+    if w.ndim == 1:
+        ref = ref[..., 0]
+    np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "identity"])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_reference_fused_matmul(act, with_bias):
+    x, w, b = reference_tests.randn(4, 3), reference_tests.randn(3, 5), reference_tests.randn(5)
+    if with_bias:
+        y = reference_tests.run1([x, w, b], lambda emit, p, q, r: emit(nn.FusedMatmulOp(p, q, r, act)))
+        z = x @ w + b
+    else:
+        y = reference_tests.run1([x, w], lambda emit, p, q: emit(nn.FusedMatmulOp(p, q, None, act)))
+        z = x @ w
+    np.testing.assert_allclose(y, reference_tests.INDEPENDENT_UNARY[act](z), rtol=1e-12)
+
+
+
+# ---------------------------------------------------------------------------
+# Lowering to loops, run natively against the reference (test_lower_to_loops.py)
+
+
+MATMULS = [((3, 4), (4, 5)), ((DYN, 7), (7, 2)), ((5,), (5, 3)), ((2, 5), (5,)), ((5,), (5,)),
+           ((2, 1, 3, 4), (5, 4, 2)), ((1, 1), (1, 1)), ((3, 2, 3), (3, 2)), ((DYN, 2, 3), (3, 13)),
+           ((3, 16), (16, 5)), ((DYN, 17), (17, 4)), ((2, 9), (9,)), ((8,), (8, 3))]  # k unrolled by 8
+
+
+@pytest.mark.parametrize("shapes", MATMULS, ids=str)
+def test_lowered_matmul(shapes):
+    m = loop_tests.build([loop_tests.T(*s) for s in shapes], lambda e, a, b: e(nn.MatmulOp(a, b)))
+    loop_tests.check(m, [loop_tests.randn(*(3 if d == DYN else d for d in s)) for s in shapes])
+
+
+@pytest.mark.parametrize("batch", [1, 4, 7, 9, 16])
+def test_lowered_matmul_row_blocks_and_the_remaining_rows(batch):
+    """Rows go in blocks of 4, then one by one; the batch varies per call."""
+    m = loop_tests.build([loop_tests.T(DYN, 11), loop_tests.T(11, 6)], lambda e, a, b: e(nn.MatmulOp(a, b)))
+    loop_tests.check(m, [loop_tests.randn(batch, 11), loop_tests.randn(11, 6)])
+
+
+@pytest.mark.parametrize("batch", [1, 8, 13])
+def test_lowered_matmul_transpose_a_sums_over_the_batch(batch):
+    """lhs^T @ rhs with the batch as the contracted dimension (a weight gradient)."""
+    m = loop_tests.build([loop_tests.T(DYN, 5), loop_tests.T(DYN, 9)], lambda e, a, b: e(nn.MatmulTransposeAOp(a, b)))
+    loop_tests.check(m, [loop_tests.randn(batch, 5), loop_tests.randn(batch, 9)])
+
+
+@settings(max_examples=15, deadline=None)
+@given(m=st.sampled_from([1, 2, 3, 5, 7]), k=st.sampled_from([1, 2, 3, 11]),
+       n=st.sampled_from([1, 2, 5, 13]), batch=st.sampled_from([(), (1,), (2,), (3, 1)]),
+       seed=st.integers(0, 100))
+def test_lowered_matmul_property(m, k, n, batch, seed):
+    r = np.random.default_rng(seed)
+    a, b = r.normal(size=(*batch, m, k)).astype(np.float32), r.normal(size=(k, n)).astype(np.float32)
+    mod = loop_tests.build([loop_tests.T(*a.shape), loop_tests.T(*b.shape)], lambda e, x, y: e(nn.MatmulOp(x, y)))
+    loop_tests.check(mod, [a, b])
+
+
+@pytest.mark.parametrize("act", ["identity", "relu", "tanh", "sigmoid", "softplus"])
+@pytest.mark.parametrize("bias_shape", [None, (5,), (1, 5), (3, 5)])
+def test_lowered_fused_matmul(act, bias_shape):
+    w = nn.WeightOp("w", loop_tests.randn(4, 5))
+    types = [loop_tests.T(3, 4)] + ([loop_tests.T(*bias_shape)] if bias_shape else [])
+
+    def make(e, x, *bias):
+        return e(nn.FusedMatmulOp(x, e(nn.WeightRefOp(w)), bias[0] if bias else None, act))
+
+    m = loop_tests.build(types, make, [w])
+    loop_tests.check(m, [loop_tests.randn(3, 4)] + ([loop_tests.randn(*bias_shape)] if bias_shape else []))
+
+
+
+# ---------------------------------------------------------------------------
+# Autodiff: VJP rules against finite differences and PyTorch (test_autodiff.py)
+
+
+@pytest.mark.parametrize("sa,sb", [((3, 4), (4, 5)), ((2, 3, 4), (4, 5)), ((2, 3, 4), (2, 4, 5)),
+                                   ((4,), (4, 5)), ((3, 4), (4,)), ((4,), (4,)), ((2, 1, 3, 4), (5, 4, 2))])
+def test_matmul_vjp(sa, sb):
+    check_rule(lambda a, b: nn.MatmulOp(a, b), [rand(*sa), rand(*sb)],
+               torch_fn=torch and torch.matmul)
+
+
+def test_matmul_transpose_a_vjp():
+    check_rule(lambda a, b: nn.MatmulTransposeAOp(a, b), [rand(5, 3), rand(5, 4)],
+               torch_fn=torch and (lambda a, b: a.T @ b))
+
+
+@pytest.mark.parametrize("act", ["identity", "relu", "tanh", "sigmoid", "silu", "gaussian"])
+def test_fused_matmul_vjp(act):
+    check_rule(lambda x, w, b: nn.FusedMatmulOp(x, w, b, activation=act), [rand(3, 4), rand(4, 5), rand(5)])
+
+
+
+# ---------------------------------------------------------------------------
+# ONNX import, against onnxruntime (test_onnx_import.py)
+
+
+@pytest.mark.parametrize("transA,transB,alpha,beta", [(0, 0, 1.0, 1.0), (1, 1, 0.5, 2.0), (0, 1, 1.0, 0.0)])
+def test_import_gemm(transA, transB, alpha, beta):
+    a_shape = [4, 3] if transA else [3, 4]
+    b = import_tests.x_of(5, 4) if transB else import_tests.x_of(4, 5)
+    node = helper.make_node("Gemm", ["a", "b", "c"], ["y"], transA=transA, transB=transB,
+                            alpha=alpha, beta=beta)
+    import_tests.check(import_tests.model([node], {"a": a_shape}, inits={"b": b, "c": import_tests.x_of(5)}), {"a": import_tests.x_of(*a_shape)})
+
+
+def test_import_matmul_batched():
+    import_tests.check(import_tests.model([helper.make_node("MatMul", ["a", "b"], ["y"])], {"a": [2, 3, 4], "b": [4, 5]}),
+          {"a": import_tests.x_of(2, 3, 4), "b": import_tests.x_of(4, 5)})
+
+
+
+# ---------------------------------------------------------------------------
+# ONNX ops nn composes, against onnxruntime (test_onnx_decompositions.py)
+
+
+EINSUM_CASES = [  # equation, operand shapes
+    ("ij->ji", [(3, 4)]), ("ij->i", [(3, 4)]), ("...ii->...i", [(3, 5, 5)]), ("ii", [(4, 4)]),
+    ("->", [()]), ("bij->", [(2, 3, 4)]), ("i,i", [(5,), (5,)]), ("i,j->ij", [(3,), (4,)]),
+    ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)]), ("bhqd,bhkd->bhqk", [(2, 3, 4, 5), (2, 3, 6, 5)]),
+    ("ij,ij->ij", [(3, 4), (3, 4)]), ("abcd,dce->bea", [(2, 3, 4, 5), (5, 4, 6)]),
+    ("iij,jk->ik", [(3, 3, 4), (4, 2)]), ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 5)]),
+]
+
+
+@pytest.mark.parametrize("equation,shapes", EINSUM_CASES, ids=[e for e, _ in EINSUM_CASES])
+def test_import_einsum(equation, shapes):
+    names = [f"x{i}" for i in range(len(shapes))]
+    node = helper.make_node("Einsum", names, ["y"], equation=equation)
+    decomposition_tests.check(decomposition_tests.model([node], {n: (decomposition_tests.D, list(s)) for n, s in zip(names, shapes)}, {"y": decomposition_tests.D}, opset=12),
+          {n: decomposition_tests.randn(*s, dtype=np.float64) for n, s in zip(names, shapes)}, rtol=1e-10, atol=1e-12)
+
+
+def test_import_einsum_with_a_dynamic_batch():
+    node = helper.make_node("Einsum", ["x", "w"], ["y"], equation="bij,jk->bik")
+    decomposition_tests.check(decomposition_tests.model([node], {"x": (decomposition_tests.F, ["N", 3, 4]), "w": (decomposition_tests.F, [4, 5])}, opset=12),
+          {"x": decomposition_tests.randn(6, 3, 4), "w": decomposition_tests.randn(4, 5)})
+
+
+def test_import_einsum_broadcasting_ellipsis_against_numpy():
+    # ...ij,...jk with ellipses of ranks 2 and 1 (onnxruntime refuses them)
+    node = helper.make_node("Einsum", ["a", "b"], ["y"], equation="...ij,...jk")
+    m = decomposition_tests.model([node], {"a": (decomposition_tests.F, [2, 1, 3, 4]), "b": (decomposition_tests.F, [5, 4, 6])}, opset=12)
+    feeds = {"a": decomposition_tests.randn(2, 1, 3, 4), "b": decomposition_tests.randn(5, 4, 6)}
+    want = [np.einsum("...ij,...jk", feeds["a"], feeds["b"])]
+    decomposition_tests.same(ncc.reference.run(import_onnx(m), feeds), want, 1e-5, 1e-5)
+    decomposition_tests.same(ncc.compile(m).run(feeds), want, 1e-5, 1e-5)
+
+
+def test_import_einsum_diagnostics():
+    m = decomposition_tests.model([helper.make_node("Einsum", ["x"], ["y"], equation="ijk->i", name="e")], {"x": (decomposition_tests.F, [3, 4])})
+    assert decomposition_tests.diag(m) == "g: error: node 'e' (Einsum): einsum term 'ijk' does not fit an operand of rank 2"
+    m = decomposition_tests.model([helper.make_node("Einsum", ["x"], ["y"], equation="ij->k", name="e")], {"x": (decomposition_tests.F, [3, 4])})
+    assert decomposition_tests.diag(m) == ("g: error: node 'e' (Einsum): the output of einsum 'ij->k' repeats a label "
+                       "or has one no operand has")
+
+
+
+# ---------------------------------------------------------------------------
+# ONNX export, run by onnxruntime (test_onnx_export.py)
+
+
+@pytest.mark.parametrize("shapes", [((None, 4), (4, 3)), ((2, 3, 4), (4, 5)), ((4,), (4, 2)),
+                                    ((2, 1, 3, 4), (5, 4, 2))])
+def test_export_matmul(shapes):
+    a, b = shapes
+    ins = [export_tests.randn(*(2 if d is None else d for d in a)), export_tests.randn(*b)]
+    export_tests.check(loop_tests.build([loop_tests.T(*a), loop_tests.T(*b)], lambda e, x, y: e(nn.MatmulOp(x, y))), ins)
+
+
+@pytest.mark.parametrize("act", ["identity", "relu", "silu", "gaussian", "step", "leaky_relu", "elu"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_export_fused_matmul(act, bias):
+    w, b = nn.WeightOp("w", export_tests.randn(4, 3)), nn.WeightOp("b", export_tests.randn(3))
+
+    def make(e, x):
+        bv = [e(nn.WeightRefOp(b))] if bias else []
+        return e(nn.FusedMatmulOp(x, e(nn.WeightRefOp(w)), *bv, activation=act))
+    model = export_tests.check(loop_tests.build([loop_tests.T(None, 4)], make, [w, b]), [export_tests.randn(5, 4)])
+    assert export_tests.op_types(model)[0] == "MatMul"
+    assert {i.name for i in model.graph.initializer} >= ({"w", "b"} if bias else {"w"})
+
+
