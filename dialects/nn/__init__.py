@@ -34,7 +34,10 @@ literals, the op mechanism), `constants`, `elementwise`, `matmul`, `conv`,
 `nn.UNARY_OPS`, ... and the dialect `NN`.
 """
 
+from typing import Any
+
 from xdsl.ir import Dialect
+from xdsl.irdl import IRDLOperation
 
 from ncc.dialects.nn.base import *  # noqa: F401,F403
 from ncc.dialects.nn.constants import *  # noqa: F401,F403
@@ -58,15 +61,13 @@ FAMILIES = (constants, elementwise, matmul, conv, sparse, pool, reduce, softmax,
 REFERENCE = {cls: rule for family in FAMILIES for cls, rule in family.REFERENCE.items()}
 
 
-NN = Dialect("nn", [
-    *UNARY_OPS.values(), *BINARY_OPS.values(), *REDUCE_OPS.values(),
-    *COMPARE_OPS.values(), *LOGICAL_OPS.values(), NotOp, SelectOp, IsNanOp, IsInfOp,
-    MatmulOp, MatmulTransposeAOp, FusedMatmulOp, ConvOp, FusedConvOp, SparseMatmulOp, MaxPoolOp, AvgPoolOp,
-    SoftmaxOp, LogSoftmaxOp, BatchNormOp, LayerNormOp, ReshapeOp, BroadcastOp, TransposeOp,
-    ConcatOp,
-    SliceOp, GatherOp, PadOp, ConstantOp, WeightOp, WeightRefOp,
-    CastOp,
-    *ARG_REDUCE_OPS.values(), *TRIANGLE_OPS.values(), CumSumOp, GatherElementsOp, ScatterElementsOp,
-    ScatterNDOp, ConvTransposeOp, ResizeOp, MaxPoolIndicesOp,
-    ConvWeightGradOp,
-], [TensorData])
+
+
+def _ops_of(family: Any) -> list[type[IRDLOperation]]:
+    """The op classes a family module defines (tables of generated ones included)."""
+    return [c for c in vars(family).values() if isinstance(c, type) and issubclass(c, IRDLOperation)
+            and c.__module__ == family.__name__ and isinstance(getattr(c, "name", None), str)]
+
+
+# The dialect: every op of every family, so a new op is registered where it is defined.
+NN = Dialect("nn", [op for family in FAMILIES for op in _ops_of(family)], [TensorData])
