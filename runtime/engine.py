@@ -36,6 +36,7 @@ from xdsl.dialects.builtin import ModuleOp
 
 from ncc.diagnostics import NccError
 from ncc.dialects.neuron import NetOp
+from ncc.passes.lowering import gemm
 from ncc.passes.lowering.abi import ARG_ROLES
 from ncc.pipeline import run_passes
 
@@ -96,12 +97,26 @@ def host_summary() -> str:
             f"{isa}{', ' + ', '.join(extras) if extras else ''}")
 
 
-def to_llvmlite(module: ModuleOp):
-    """The llvmlite IR module of an llvm-dialect module. Non-LLVM module-level ops (such
-    as nn.weight, whose data the runtime passes as buffers) are ignored."""
+def host_features() -> frozenset[str]:
+    """The host CPU's LLVM feature names that are on (avx2, fma, avx512f, ...)."""
+    return frozenset(k for k, v in llvm.get_host_cpu_features().items() if v)
+
+
+def gemm_tile(cpu: str | None = None) -> gemm.Tile:
+    """The GEMM micro-kernel tile for code compiled for the host, or for a named CPU."""
+    if cpu is None or cpu == "host":
+        return gemm.tile_for_cpu(llvm.get_host_cpu_name(), host_features())
+    return gemm.tile_for_cpu(cpu)
+
+
+def to_llvmlite(module: ModuleOp, cpu: str | None = None):
+    """The llvmlite IR module of an llvm-dialect module, for the host or a named
+    CPU: a call of `ncc_sgemm` gets its definition for that CPU's vector ISA
+    (passes/lowering/gemm.py). Non-LLVM module-level ops (such as nn.weight,
+    whose data the runtime passes as buffers) are ignored."""
     from xdsl.backend.llvm.convert import convert_module
 
-    tm = target_machine()
+    tm = target_machine(cpu)
     llvm_ops = [op for op in module.ops if isinstance(op, (llvm_dialect.FuncOp,
                                                           llvm_dialect.GlobalOp))]
     stray = [op for op in module.ops if op.dialect_name() in ("func", "memref", "scf", "arith")]
@@ -116,6 +131,9 @@ def to_llvmlite(module: ModuleOp):
             fn = ir_module.get_global(op.sym_name.data)
             fn.attributes.add("noinline")
             fn.linkage = "internal"
+    sgemm = ir_module.globals.get(gemm.SYMBOL)
+    if sgemm is not None and sgemm.is_declaration:
+        gemm.define_gemm(ir_module, gemm_tile(cpu))
     return ir_module
 
 
@@ -155,7 +173,7 @@ def optimized_llvm_ir(module: ModuleOp, cpu: str | None = None) -> str:
     named CPU), without loading it."""
     with _LOCK:
         _initialize()
-        mod = llvm.parse_assembly(str(to_llvmlite(module)))
+        mod = llvm.parse_assembly(str(to_llvmlite(module, cpu)))
         mod.verify()
         optimize(mod, cpu)
         return str(mod)

@@ -35,6 +35,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Block, Operation, SSAValue
 
 from ncc.dialects import nn
+from ncc.passes.lowering import gemm
 from ncc.passes.lowering.abi import KernelABI
 
 
@@ -192,8 +193,21 @@ class _Interpreter:
             dt = _dtype(t.element_type)
             return (np.full(int(np.prod(t.get_shape())) * dt.itemsize, 0xFF, np.uint8).view(dt)
                     .reshape(t.get_shape()),)
+        if isinstance(op, memref.ReinterpretCastOp):  # a row-major view from an element offset
+            src = vals[0].reshape(-1)
+            dynamic = iter(vals[1:])
+            offset = next(dynamic) if op.offsets else op.static_offsets.get_values()[0]
+            shape = [next(dynamic) if d == memref.DYNAMIC_INDEX else d for d in op.static_sizes.get_values()]
+            size = int(np.prod(shape))
+            if offset < 0 or offset + size > src.size:
+                raise KernelError(f"{op.name}: [{offset}, {offset + size}) is outside a buffer "
+                                  f"of {src.size} elements")
+            return (src[offset:offset + size].reshape(shape),)
         if isinstance(op, func.CallOp) and op.callee.string_value() in LIBM:
             return (_float(LIBM[op.callee.string_value()])(*vals),)
+        if isinstance(op, func.CallOp) and op.callee.string_value() == gemm.SYMBOL:
+            _sgemm(*vals)
+            return ()
         raise KernelError(f"the loop interpreter cannot run '{op.name}'")
 
     @staticmethod
@@ -213,6 +227,18 @@ class _Interpreter:
             raise KernelError(f"memref.view [{offset}, {offset + nbytes}) is outside the arena "
                               f"of {arena.size} bytes")
         return arena[offset:offset + nbytes].view(dt).reshape(shape)
+
+
+def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, accumulate, workspace) -> None:
+    """ncc_sgemm's meaning (passes/lowering/gemm.py), in float64 numpy."""
+    i, j, kk = np.arange(m)[:, None], np.arange(n)[None, :], np.arange(k)
+    for name, buf, idx in (("A", a, i * rs + kk[None, :] * cs), ("B", b, kk[:, None] * ldb + j),
+                           ("C", c, i * ldc + j)):
+        if idx.size and (idx.min() < 0 or idx.max() >= buf.size):
+            raise KernelError(f"{gemm.SYMBOL}: {name} reaches past its buffer of {buf.size} elements")
+    product = a[i * rs + kk[None, :] * cs].astype(np.float64) @ b[kk[:, None] * ldb + j]
+    at = i * ldc + j
+    c[at] = (c[at] + product) if accumulate else product
 
 
 def _predicate(op, table) -> str:

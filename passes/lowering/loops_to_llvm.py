@@ -423,6 +423,15 @@ def _view(L: _FuncLowering, op: memref.ViewOp):
                              ssa_indices=[L.v(op.byte_shift)], inbounds=True))
 
 
+def _reinterpret_cast(L: _FuncLowering, op: memref.ReinterpretCastOp):
+    # A flat view from an element offset: how a kernel passes a buffer to a
+    # function taking any memref<?xT> (the GEMM); the view's size is its own.
+    _sized(L, op, op.result, op.sizes)
+    offset = op.offsets[0] if op.offsets else L.const(op.static_offsets.get_values()[0], i64)
+    return L.emit(llvm.GEPOp(L.v(op.source), [llvm.GEP_USE_SSA_VAL], _stored(op.source.type.element_type),
+                             ssa_indices=[L.v(offset) if op.offsets else offset], inbounds=True))
+
+
 def _alloca(L: _FuncLowering, op: memref.AllocaOp):
     _sized(L, op, op.memref, op.dynamic_sizes)
     return L.emit(llvm.AllocaOp(L.numel(op.memref), op.memref.type.element_type, alignment=64))
@@ -516,6 +525,7 @@ _HANDLERS: dict[type[Operation], Callable[[_FuncLowering, Operation], object]] =
     memref.StoreOp: _store,
     memref.DimOp: _dim,
     memref.ViewOp: _view,
+    memref.ReinterpretCastOp: _reinterpret_cast,
     memref.AllocaOp: _alloca,
     memref.AllocOp: _alloc,
     memref.DeallocOp: _dealloc,

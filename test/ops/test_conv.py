@@ -518,3 +518,42 @@ def test_export_conv_1d():
           [export_tests.randn(1, 2, 9)], tol=1e-4)
 
 
+
+
+# ---------------------------------------------------------------------------
+# Large convolutions of one group: im2col (or the image itself, 1x1) and the
+# packed GEMM per image, natively and interpreted, against the reference.
+
+GEMM_CONVS = [  # x shape (batch dynamic), w shape, params
+    ((3, 16, 16), (16, 3, 3, 3), dict(pads=[1, 1, 1, 1])),
+    ((8, 17, 15), (12, 8, 3, 3), dict(strides=[2, 2], pads=[1, 0, 2, 1])),
+    ((6, 14, 14), (8, 6, 3, 3), dict(dilations=[2, 2], pads=[2, 2, 2, 2])),
+    ((32, 12, 12), (24, 32, 1, 1), {}),  # 1x1, stride 1: the image is the GEMM's B
+    ((32, 24, 24), (24, 32, 1, 1), dict(strides=[2, 2])),  # 1x1, stride 2: im2col
+    ((4, 300), (8, 4, 5), dict(pads=[2, 2])),  # 1-D
+]
+
+
+@pytest.mark.parametrize("case", GEMM_CONVS, ids=str)
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_lowered_large_conv_is_a_gemm_per_image(case, fused, batch):
+    from ncc.passes.lowering import gemm
+    from ncc.passes.lowering.nn_to_loops import conv as conv_lowering
+
+    xs, ws, kw = case
+    rng = np.random.default_rng(len(xs) + batch)
+    w = nn.WeightOp("w", rng.standard_normal(ws).astype(np.float32) * 0.2)
+    bias = nn.WeightOp("b", rng.standard_normal(ws[0]).astype(np.float32))
+
+    def make(e, x):
+        wv = e(nn.WeightRefOp(w))
+        if fused:
+            return e(nn.FusedConvOp(x, wv, e(nn.WeightRefOp(bias)), "relu", **kw))
+        return e(nn.ConvOp(x, wv, **kw))
+    module = loop_tests.build([loop_tests.T(DYN, *xs)], make, [w, bias] if fused else [w])
+    conv_op = next(op for op in module.walk() if isinstance(op, (nn.ConvOp, nn.FusedConvOp)))
+    assert conv_lowering.gemm_shape(conv_op) is not None
+    lowered = loop_tests.check(module, [rng.standard_normal((batch, *xs)).astype(np.float32)],
+                               rtol=1e-4, atol=1e-4)
+    assert any(op.name == "func.call" and op.callee.string_value() == gemm.SYMBOL for op in lowered.walk())

@@ -265,3 +265,91 @@ def test_export_fused_matmul(act, bias):
     assert {i.name for i in model.graph.initializer} >= ({"w", "b"} if bias else {"w"})
 
 
+
+
+# ---------------------------------------------------------------------------
+# The packed GEMM (passes/lowering/gemm.py): every variant this host can run,
+# against numpy; the lowering's choice of it, natively and interpreted.
+
+from ncc.passes.lowering import gemm  # noqa: E402
+from ncc.runtime import engine  # noqa: E402
+from ncc.runtime.calling import aligned_empty  # noqa: E402
+
+GEMM_SHAPES = [(1, 1, 1), (3, 5, 7), (14, 32, 256), (15, 33, 257), (13, 17, 1), (29, 70, 513),
+               (64, 100, 784), (1, 512, 300), (170, 31, 9), (5, 4100, 3), (0, 5, 3), (4, 0, 3), (4, 5, 0)]
+
+
+def _gemm_caller(variant):
+    import ctypes
+
+    missing = gemm.REQUIRES[variant] - engine.host_features()
+    if missing:
+        pytest.skip(f"this host lacks {', '.join(sorted(missing))}: the {variant} GEMM cannot run here")
+    tm = engine.target_machine()
+    lib = engine.compile_llvm_ir(str(gemm.gemm_module(gemm.VARIANTS[variant], tm.triple, str(tm.target_data))))
+    P, I = ctypes.c_void_p, ctypes.c_int64
+    fn = ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P)(lib.address(gemm.SYMBOL))
+
+    def call(a, b, c, accumulate=0, transposed=False):
+        m, k = (a.shape[1], a.shape[0]) if transposed else a.shape
+        rs, cs = (1, m) if transposed else (k, 1)
+        ws = aligned_empty((gemm.workspace_floats(m, b.shape[1], k),), np.dtype(np.float32))
+        fn(m, b.shape[1], k, a.ctypes.data, rs, cs, b.ctypes.data, b.shape[1], c.ctypes.data, b.shape[1],
+           accumulate, ws.ctypes.data)
+    return lib, call
+
+
+@pytest.mark.parametrize("variant", sorted(gemm.VARIANTS))
+def test_gemm_variant_matches_numpy(variant):
+    lib, call = _gemm_caller(variant)
+    rng = np.random.default_rng(1)
+    for m, n, k in GEMM_SHAPES:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        want = a.astype(np.float64) @ b
+        tol = 1e-5 * max(1, k) ** 0.5
+        c = np.full((m, n), 7.0, np.float32)  # overwritten
+        call(a, b, c)
+        np.testing.assert_allclose(c, want, rtol=tol, atol=tol, err_msg=f"{variant} {m}x{n}x{k}")
+        c = np.ones((m, n), np.float32)  # accumulated into
+        call(a, b, c, accumulate=1)
+        np.testing.assert_allclose(c, want + 1, rtol=tol, atol=tol, err_msg=f"{variant} +=")
+        c = np.full((m, n), 7.0, np.float32)  # A read transposed
+        call(np.ascontiguousarray(a.T), b, c, transposed=True)
+        np.testing.assert_allclose(c, want, rtol=tol, atol=tol, err_msg=f"{variant} A^T")
+
+
+def test_gemm_tile_comes_from_the_cpu_features():
+    assert (gemm.Tile.for_features({"avx512f", "avx2", "fma"}).tag, gemm.Tile.for_features({"avx2", "fma"}).tag,
+            gemm.Tile.for_features(set()).tag) == ("14x32", "6x16", "6x8")
+    assert gemm.tile_for_cpu("znver4").lanes == 16 and gemm.tile_for_cpu("haswell").lanes == 8
+    assert gemm.tile_for_cpu("no-such-cpu").lanes == 4  # SSE: valid on every x86-64
+    for t in gemm.VARIANTS.values():  # accumulators + B vectors + one broadcast fit the registers
+        assert t.mr * t.nr_vectors + t.nr_vectors + 1 <= (32 if t.lanes == 16 else 16)
+
+
+@pytest.mark.parametrize("kind", ["matmul", "fused", "transpose_a", "small"])
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_lowered_large_products_call_the_gemm(kind, batch):
+    rng = np.random.default_rng(batch)
+    w = nn.WeightOp("w", rng.standard_normal((96, 80)).astype(np.float32) * 0.1)
+    bias = nn.WeightOp("b", rng.standard_normal(80).astype(np.float32))
+    if kind == "transpose_a":  # x^T @ dy over the batch: K is the batch
+        module = loop_tests.build([loop_tests.T(DYN, 96), loop_tests.T(DYN, 80)],
+                                  lambda e, x, dy: e(nn.MatmulTransposeAOp(x, dy)))
+        inputs = [rng.standard_normal((batch, 96)).astype(np.float32),
+                  rng.standard_normal((batch, 80)).astype(np.float32)]
+    else:
+        ws = [w, bias] if kind == "fused" else [w]
+        small = nn.WeightOp("w", rng.standard_normal((96, 8)).astype(np.float32))
+
+        def make(e, x):
+            wv = e(nn.WeightRefOp(small if kind == "small" else w))
+            if kind == "fused":
+                return e(nn.FusedMatmulOp(x, wv, e(nn.WeightRefOp(bias)), activation="relu"))
+            return e(nn.MatmulOp(x, wv))
+        module = loop_tests.build([loop_tests.T(DYN, 3, 96)], make, [small] if kind == "small" else ws)
+        inputs = [rng.standard_normal((batch, 3, 96)).astype(np.float32)]
+    lowered = loop_tests.check(module, inputs, rtol=1e-4, atol=1e-4)
+    calls = [op for op in lowered.walk() if op.name == "func.call" and op.callee.string_value() == gemm.SYMBOL]
+    assert len(calls) == (0 if kind == "small" else 1)

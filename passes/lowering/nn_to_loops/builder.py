@@ -53,6 +53,7 @@ class Builder:
         self.batch: SSAValue | None = None
         self._consts: dict[tuple, SSAValue] = {}
         self.externals: dict[str, tuple[list[Attribute], list[Attribute]]] = {}
+        self.scratch: "Buf | None" = None  # the arena scratch of the op being lowered (SCRATCH)
 
     def __call__(self, cls: type, *operands) -> SSAValue:
         return self.emit(cls(*operands))

@@ -1,4 +1,6 @@
-"""Lowering of the conv family: conv / fused_conv along output rows, conv_transpose in
+"""Lowering of the conv family: conv / fused_conv as a GEMM per image when large
+(im2col into the arena scratch, then the packed GEMM; a 1x1 convolution of
+stride 1 reads the image itself), else along output rows; conv_transpose in
 scatter form, conv_weight_grad with accumulator rows on the stack."""
 
 from __future__ import annotations
@@ -6,16 +8,123 @@ from __future__ import annotations
 import math as pymath
 from typing import Callable, Sequence
 
-from xdsl.dialects import arith, math, memref
+from xdsl.dialects import arith, func, math, memref
+from xdsl.dialects.builtin import MemRefType, f32, i32
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
+from ncc.passes.lowering import gemm
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, epilogue, ranges, row_major_strides
+from ncc.passes.lowering.nn_to_loops.matmul import GEMM_ARGS, GEMM_MIN_WORK
 
 
 C_UNROLL = 4  # conv: input channels per load/store of the output in the inner loop
 M_BLOCK = 4  # conv: output channels computed together (each input load feeds M_BLOCK of them)
+
+
+# ---------------------------------------------------------------------------
+# conv as a GEMM per image: out[n] (M x OHW) = w (M x C*K) @ col (C*K x OHW)
+
+
+def gemm_shape(op: Operation) -> tuple[int, int, int] | None:
+    """(M, N, K) = (output channels, output positions, C x kernel) of a conv
+    computed as a GEMM per image, or None: float32, one group, and at least
+    GEMM_MIN_WORK elements of the K x N matrix (im2col pays for itself)."""
+    x, w, y = (nn.shape_of(v.type) for v in (op.operands[0], op.operands[1], op.result))
+    if op.params.group != 1 or any(v.type.element_type != f32 for v in (op.operands[0], op.operands[1])) \
+            or DYN in y[1:]:
+        return None
+    m, k, n = w[0], pymath.prod(w[1:]), pymath.prod(y[2:])
+    if k * n < GEMM_MIN_WORK or m < 4:
+        return None
+    return m, n, k
+
+
+def _reads_the_image(op: Operation) -> bool:
+    """A 1x1 convolution of stride 1 without padding: the image is the GEMM's B."""
+    p = op.params
+    return all(k == 1 for k in nn.shape_of(op.operands[1].type)[2:]) and all(s == 1 for s in p.strides) \
+        and not any(p.pads)
+
+
+def conv_scratch_bytes(op: Operation) -> int:
+    """im2col's K x N floats (none for a 1x1 convolution) and the GEMM's workspace."""
+    shape = gemm_shape(op)
+    if shape is None:
+        return 0
+    m, n, k = shape
+    col = 0 if _reads_the_image(op) else -(-k * n // 16) * 16
+    return 4 * (col + gemm.workspace_floats(m, n, k))
+
+
+def _flat_slice(b: Builder, buf: SSAValue, offset: SSAValue, size: int) -> SSAValue:
+    return b.emit(memref.ReinterpretCastOp.from_dynamic(buf, [offset], [b.idx(size)], [1],
+                                                        MemRefType(f32, [DYN])))
+
+
+def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    x, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    p = op.params
+    m, n, k = gemm_shape(op)
+    kernel, nd = w.shape[2:], len(w.shape) - 2
+    image = pymath.prod(x.shape[1:])
+    direct = _reads_the_image(op)
+    col_floats = 0 if direct else -(-k * n // 16) * 16
+    ws = _flat_slice(b, b.scratch.ref, b.idx(col_floats), b.scratch.shape[0] - col_floats)
+    col_shape = (x.shape[1], *kernel, *out.shape[2:])  # row (c, k...), column o...: the GEMM's B
+    col = None if direct else Buf(b.emit(memref.ReinterpretCastOp.from_dynamic(
+        b.scratch.ref, [0], list(col_shape), row_major_strides(col_shape), MemRefType(f32, list(col_shape)))),
+        col_shape, f32)
+    zero = b.const(0, f32)
+    b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
+
+    def per_image(ivs, _):
+        ni = ivs[0]
+        if direct:
+            src = _flat_slice(b, x.ref, b.mul_i(ni, image), image)
+        else:
+            def row(cks, _):  # col[c, k..., o...] = x[n, c, o*s + k*d - p], 0 outside the image
+                c, ks = cks[0], cks[1:]
+                if any(p.pads):
+                    b.nest(out.shape[2:], lambda o, _: b.store(zero, col, [c, *ks, *o]))
+                win = [_window(b, ks[d], x.shape[2 + d], out.shape[2 + d], p.strides[d], p.dilations[d],
+                               p.pads[d]) for d in range(nd)]
+
+                def point(o):
+                    pos = [b.add_i(b.mul_i(o[d], p.strides[d]), win[d][0]) for d in range(nd)]
+                    b.store(b.load(x, [ni, c, *pos]), col, [c, *ks, *o])
+                ranges(b, [v[1] for v in win], [v[2] for v in win], point)
+            b.nest([x.shape[1], *kernel], row)
+            src = _flat_slice(b, b.scratch.ref, b.idx(0), k * n)
+        dst = _flat_slice(b, out.ref, b.mul_i(ni, m * n), m * n)
+        b.emit(func.CallOp(gemm.SYMBOL, [b.idx(m), b.idx(n), b.idx(k), _flat_slice(b, w.ref, b.idx(0), m * k),
+                                         b.idx(k), b.idx(1), src, b.idx(n), dst, b.idx(n), b.const(0, i32), ws], []))
+        if isinstance(op, nn.FusedConvOp) and (bias is not None or p.activation != "identity"):
+            def fin(mo, _):
+                at = [ni, *mo]
+                v = b.load(out, at)
+                v = b(arith.AddfOp, v, b.load(bias, [mo[0]])) if bias is not None else v
+                b.store(epilogue(b, op, None, [], v), out, at)
+            b.nest(out.shape[1:], fin)
+
+    b.nest([out.shape[0]], per_image)
+
+
+def _window(b: Builder, k: SSAValue, size_in: int, size_out: int, stride: int, dilation: int,
+            pad: int) -> tuple[SSAValue, SSAValue, SSAValue]:
+    """For kernel offset k along one axis: t = k * dilation - pad and the output
+    positions o in [lo, hi) whose input o * stride + t is in [0, size_in)."""
+    t = b.mul_i(k, dilation)
+    t = b(arith.SubiOp, t, b.idx(pad)) if pad else t
+
+    def ceil_div(a, s):  # ceil(a / s) = -floor(-a / s)
+        return b(arith.SubiOp, b.idx(0), b(arith.FloorDivSIOp, b(arith.SubiOp, b.idx(0), a), b.idx(s))) \
+            if s > 1 else a
+    lo = b(arith.MaxSIOp, b.idx(0), ceil_div(b(arith.SubiOp, b.idx(0), t), stride))
+    hi = b(arith.MinSIOp, b.idx(size_out), ceil_div(b(arith.SubiOp, b.idx(size_in), t), stride))
+    return t, lo, hi
 
 
 def lower_conv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
@@ -28,7 +137,10 @@ def lower_conv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     bounds are computed per offset, so the inner loop has no padding tests and
     its loads are unit-stride at stride 1). Each input value loaded feeds
     M_BLOCK accumulations, each output is loaded and stored once per C_UNROLL
-    channels. Fused: activation last."""
+    channels. Fused: activation last. Large float32 convolutions of one group:
+    a GEMM per image instead (_conv_by_gemm)."""
+    if gemm_shape(op) is not None:
+        return _conv_by_gemm(b, op, out, ins)
     x, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
     p = op.params
@@ -293,4 +405,5 @@ LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     nn.ConvOp: lower_conv, nn.FusedConvOp: lower_conv, nn.ConvTransposeOp: lower_conv_transpose,
     nn.ConvWeightGradOp: lower_conv_weight_grad,
 }
-
+# Bytes of scratch (in the arena) an op's lowering needs, as `b.scratch`.
+SCRATCH: dict[type, Callable[[Operation], int]] = {nn.ConvOp: conv_scratch_bytes, nn.FusedConvOp: conv_scratch_bytes}

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func, math, memref
-from xdsl.dialects.builtin import MemRefType, ModuleOp, TensorType, UnitAttr, i8
+from xdsl.dialects.builtin import MemRefType, ModuleOp, TensorType, UnitAttr, f32, i8
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -32,6 +32,7 @@ FAMILIES = (elementwise, matmul, conv, sparse, pool, reduce, softmax, normalizat
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     cls: rule for family in FAMILIES for cls, rule in family.LOWER.items()}
 TABLES = resize.TABLES
+SCRATCH = {**matmul.SCRATCH, **conv.SCRATCH}  # op -> bytes of scratch its lowering gets as b.scratch
 
 
 
@@ -99,6 +100,7 @@ class FunctionLowering:
         self.weight_types: dict[str, TensorType] = {}
         self.storage: dict[SSAValue, tuple] = {}  # value -> ("input"|"output"|"weight"|"arena", key)
         self.tables: dict[Operation, list[str]] = {}  # sparse_matmul -> its index-table weights
+        self.scratch: dict[Operation, int] = {}  # op -> bytes of arena scratch its lowering uses
 
     def fresh(self, base: str) -> str:
         name, k = base, 0
@@ -171,11 +173,15 @@ class FunctionLowering:
                 self.storage[res] = ("arena", res)
                 root[res] = res
             last_use.setdefault(root.get(res, res), k)
+            scratch = SCRATCH[type(op)](op) if type(op) in SCRATCH else 0
+            if scratch:  # live during the op only
+                self.scratch[op] = scratch
         n = len(ops) - 1
         for i, v in enumerate(ret.arguments):
             _check_type(fn, v.type, f"result {i}")
             last_use[root.get(v, v)] = n
-        buffers = []
+        buffers = [memory_plan.Buffer(("scratch", op), 0, memory_plan.align(nbytes), position[op], position[op])
+                   for op, nbytes in self.scratch.items()]
         for v, (kind, key) in self.storage.items():
             if kind == "arena" and key is v:
                 per_batch, constant = _nbytes(v.type)
@@ -246,6 +252,11 @@ class FunctionLowering:
                 continue  # a view of its input's bytes: nothing to compute
             tables = [Buf(wargs[s], nn.shape_of(self.weight_types[s]), self.weight_types[s].element_type)
                       for s in self.tables.get(op, [])]
+            b.scratch = None
+            if op in self.scratch:
+                floats = self.scratch[op] // 4
+                off = b.idx(plan.offsets[("scratch", op)][1])
+                b.scratch = Buf(b.emit(memref.ViewOp(arena, off, [], MemRefType(f32, [floats]))), (floats,), f32)
             LOWER[type(op)](b, op, bufs[v], [bufs[o] for o in op.operands] + tables)
         for i, v in enumerate(ret.arguments):
             if self.storage.get(v) != ("output", i):

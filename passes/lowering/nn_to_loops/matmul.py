@@ -1,15 +1,25 @@
-"""Lowering of the matmul family: matmul, matmul_transpose_a and fused_matmul as
-blocks of ROW_BLOCK rows, k unrolled by K_UNROLL."""
+"""Lowering of the matmul family: matmul, matmul_transpose_a and fused_matmul.
+
+A float32 product with a 2-D right operand of at least GEMM_MIN_WORK
+elements is one call of the packed, register-blocked GEMM
+(passes/lowering/gemm.py: `ncc_sgemm`, defined by the engine for the CPU it
+compiles for), its workspace a scratch buffer in the arena (`SCRATCH`); a
+fused matmul's bias and activation follow in one pass over the output. Other
+products are loops: blocks of ROW_BLOCK rows, k unrolled by K_UNROLL."""
 
 from __future__ import annotations
 
 from typing import Callable
 
-from xdsl.dialects import arith
+import math
+
+from xdsl.dialects import arith, func, memref
+from xdsl.dialects.builtin import IndexType, MemRefType, f32, i32
 from xdsl.ir import Operation, SSAValue
 
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
+from ncc.passes.lowering import gemm
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, broadcast_map, epilogue
 
 
@@ -35,13 +45,80 @@ def _blocks(b: Builder, n: int | SSAValue, size: int,
         b.nest([n % size], lambda ivs, _: body(b.add_i(ivs[0], n - n % size), 1))
 
 
+GEMM_MIN_WORK = 4096  # k * n of a product that goes to the GEMM (64 x 64 and up)
+_FLAT = MemRefType(f32, [DYN])
+GEMM_ARGS = [IndexType()] * 3 + [_FLAT, IndexType(), IndexType(), _FLAT, IndexType(), _FLAT,
+                                  IndexType(), i32, _FLAT]
+
+
+def gemm_sizes(op: Operation) -> tuple[int, int, int] | None:
+    """(M, N, K) of a product the GEMM computes (DYN where the batch decides),
+    or None: f32 operands, a 2-D right operand of at least GEMM_MIN_WORK
+    elements; matmul_transpose_a's left operand read transposed."""
+    x, w = (nn.shape_of(v.type) for v in op.operands[:2])
+    if op.result.type.element_type != f32 or op.operands[0].type.element_type != f32 \
+            or op.operands[1].type.element_type != f32 or len(w) != 2 or not x:
+        return None
+    k, n = w
+    if isinstance(op, nn.MatmulTransposeAOp):
+        m = x[1]
+        k = x[0]
+    else:
+        m = DYN if DYN in x[:-1] else math.prod(x[:-1])
+    if n * (k if k != DYN else gemm.KC) < GEMM_MIN_WORK:
+        return None
+    return m, n, k
+
+
+def gemm_scratch_bytes(op: Operation) -> int:
+    """The workspace of the op's GEMM call (0: no GEMM): enough for any batch."""
+    sizes = gemm_sizes(op)
+    if sizes is None:
+        return 0
+    m, n, k = sizes
+    return 4 * gemm.workspace_floats(gemm.MC if m == DYN else m, n, gemm.KC if k == DYN else k)
+
+
+def _flat(b: Builder, buf: Buf) -> SSAValue:
+    """`buf` as a memref<?xf32> (row-major: the same bytes)."""
+    size = b.idx(math.prod(d for d in buf.shape if d != DYN))
+    if DYN in buf.shape:
+        size = b.mul_i(b.batch, math.prod(d for d in buf.shape if d != DYN))
+    return b.emit(memref.ReinterpretCastOp.from_dynamic(buf.ref, [0], [size], [1], _FLAT))
+
+
+def _lower_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    x, w = ins[0], ins[1]
+    m, n, k = gemm_sizes(op)
+    if isinstance(op, nn.MatmulTransposeAOp):  # x is [k, m]: element (i, kk) at kk * m + i
+        rs, cs = b.idx(1), b.idx(m)
+        k = b.batch if k == DYN else b.idx(k)
+        m = b.idx(m)
+    else:
+        rows = math.prod(d for d in x.shape[:-1] if d != DYN)
+        m = b.mul_i(b.batch, rows) if m == DYN else b.idx(m)
+        rs, cs, k = b.idx(k), b.idx(1), b.idx(k)
+    b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
+    b.emit(func.CallOp(gemm.SYMBOL, [m, b.idx(n), k, _flat(b, x), rs, cs, _flat(b, w), b.idx(n),
+                                     _flat(b, out), b.idx(n), b.const(0, i32), _flat(b, b.scratch)], []))
+    bias = ins[2] if len(ins) > 2 else None
+    if isinstance(op, nn.FusedMatmulOp) and (bias is not None or op.params.activation != "identity"):
+        def fin(ivs, _):
+            bi = bias and broadcast_map(b, out.shape, bias.shape)(ivs)
+            b.store(epilogue(b, op, bias, bi, b.load(out, ivs)), out, ivs)
+        b.nest(list(out.shape), fin)
+
+
 def lower_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     """numpy.matmul, loops (batch..., row blocks, k blocks, j): ROW_BLOCK rows
     of the output at a time, k unrolled by K_UNROLL, and an inner loop over j
     that is unit-stride in the right operand and the output (it vectorizes):
     each vector of w loaded feeds ROW_BLOCK rows, and each output vector is
     loaded and stored once per K_UNROLL products. Fused: bias + activation
-    per row. nn.matmul_transpose_a reads its [k, m] lhs transposed."""
+    per row. nn.matmul_transpose_a reads its [k, m] lhs transposed. Large
+    float32 products: one GEMM call instead (_lower_by_gemm)."""
+    if gemm_sizes(op) is not None:
+        return _lower_by_gemm(b, op, out, ins)
     x, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
     rows, cols = len(x.shape) > 1, len(w.shape) > 1
@@ -104,4 +181,6 @@ def lower_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     nn.MatmulOp: lower_matmul, nn.MatmulTransposeAOp: lower_matmul, nn.FusedMatmulOp: lower_matmul,
 }
+# Bytes of scratch (in the arena) an op's lowering needs, as `b.scratch`.
+SCRATCH: dict[type, Callable[[Operation], int]] = {cls: gemm_scratch_bytes for cls in LOWER}
 

@@ -1,0 +1,357 @@
+"""A register-blocked float32 GEMM, generated as LLVM IR for the host's vector ISA.
+
+    C[M, N] (+)= A[M, K] @ B[K, N]        row-major, leading dimensions given
+
+The structure is BLIS's (and onnxruntime's MLAS): the micro-kernel keeps an
+MR x NR tile of C in vector registers -- NR = 2 vectors of the host's lanes,
+MR rows as many as the register file holds -- and streams K through it from
+packed panels: per k, NR/lanes vector loads of B, MR broadcasts of A and
+MR * NR/lanes fused multiply-adds. Around it, the loops of the GotoBLAS
+algorithm block C for the caches: NC columns of B (packed once per KC x NC
+block, in NR-wide panels, kept in L2/L3), MC rows of A (packed into MR-tall
+panels, kept in L2), KC deep (a panel pair fits L1).
+
+`Tile.for_features` picks the tile from the CPU's features, never from one
+machine: AVX-512 (32 vector registers) 14 x 32, AVX/AVX2 (16 registers)
+6 x 16, SSE 6 x 8; every variant's code is valid on any host that has its ISA,
+so an AVX-512 host runs and tests the AVX2 variant too.
+
+Loop-level code calls one symbol, whatever the host:
+
+    void ncc_sgemm(i64 M, i64 N, i64 K, ptr A, i64 a_row_stride, i64 a_col_stride,
+                   ptr B, i64 ldb, ptr C, i64 ldc, i32 accumulate, ptr workspace)
+
+(A's element (i, k) at A[i * a_row_stride + k * a_col_stride]: a transposed A
+costs nothing; B and C row-major; `accumulate` = 0 overwrites C, 1 adds to
+it.) The engine defines it for the CPU it compiles for (`define_gemm`), so a
+kernel's IR does not depend on the host and the cache key's host description
+covers the choice. The workspace, 64-byte aligned, holds the packed panels:
+`workspace_floats(M, N, K)` floats, for any variant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+from llvmlite import ir
+
+F32 = ir.FloatType()
+I64 = ir.IntType(64)
+I32 = ir.IntType(32)
+PTR = ir.PointerType()
+SYMBOL = "ncc_sgemm"
+SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR])
+KC, MC, NC = 256, 168, 4096  # cache blocking, the same for every variant
+NR_MAX, MR_MAX = 32, 14  # the largest tile of any variant (every NR divides NR_MAX)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """The micro-kernel's register tile and the cache blocking around it."""
+
+    lanes: int  # floats per vector register
+    mr: int  # rows of C held in registers
+    nr_vectors: int  # vectors per row: NR = nr_vectors * lanes columns
+    kc: int = KC  # depth of one packed panel pair (A: MR x KC, B: KC x NR)
+    mc: int = MC  # rows of A packed at a time (MC x KC floats stay in L2)
+    nc: int = NC  # columns of B packed at a time (KC x NC floats)
+
+    @property
+    def nr(self) -> int:
+        return self.lanes * self.nr_vectors
+
+    @property
+    def tag(self) -> str:
+        return f"{self.mr}x{self.nr}"
+
+    @staticmethod
+    def for_features(features: set[str] | frozenset[str]) -> "Tile":
+        """The tile for a CPU with these LLVM feature names (e.g. {"avx2", "fma"}):
+        accumulators + NR/lanes B vectors + 1 broadcast within the register file."""
+        if "avx512f" in features:  # 32 zmm: 14 x 2 accumulators, 2 of B, 1 of A
+            return Tile(lanes=16, mr=14, nr_vectors=2)
+        if "avx" in features or "avx2" in features:  # 16 ymm: 6 x 2 accumulators, 2 of B, 1 of A
+            return Tile(lanes=8, mr=6, nr_vectors=2)
+        return Tile(lanes=4, mr=6, nr_vectors=2)  # SSE: 16 xmm
+
+
+VARIANTS = {"avx512": Tile.for_features({"avx512f"}), "avx2": Tile.for_features({"avx", "avx2", "fma"}),
+            "sse": Tile.for_features(set())}
+REQUIRES = {"avx512": {"avx512f"}, "avx2": {"avx", "fma"}, "sse": set()}  # what a variant's host needs
+
+# LLVM's CPU names with AVX-512 or AVX2, for code compiled for a named CPU
+# (ncc-translate --emit-llvm --target-cpu); any other name gets SSE, valid on every x86-64.
+AVX512_CPUS = ("skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "icelake-client",
+               "icelake-server", "tigerlake", "rocketlake", "sapphirerapids", "emeraldrapids",
+               "graniterapids", "graniterapids-d", "znver4", "znver5", "x86-64-v4", "knl", "knm")
+AVX2_CPUS = ("haswell", "broadwell", "skylake", "alderlake", "raptorlake", "meteorlake", "arrowlake",
+             "arrowlake-s", "lunarlake", "gracemont", "sierraforest", "grandridge", "clearwaterforest",
+             "znver1", "znver2", "znver3", "x86-64-v3", "bdver4")
+
+
+def tile_for_cpu(cpu: str, features: set[str] | None = None) -> Tile:
+    """The tile for code compiled for `cpu` (LLVM's name; with the host's
+    `features` when it is the host)."""
+    if features is not None:
+        return Tile.for_features(features)
+    if cpu in AVX512_CPUS:
+        return VARIANTS["avx512"]
+    if cpu in AVX2_CPUS:
+        return VARIANTS["avx2"]
+    return VARIANTS["sse"]
+
+
+def _round_up(n: int, to: int) -> int:
+    return -(-n // to) * to
+
+
+def workspace_floats(m: int, n: int, k: int) -> int:
+    """Floats of packed panels for a product of these sizes (m: the most rows
+    one call has, or more), enough for every variant: one KC x NC block of B
+    and one MC x KC block of A, each rounded up to whole panels (NR divides
+    NR_MAX; MR rounding adds at most MR_MAX - 1 rows)."""
+    kc, nc, mc = min(KC, max(k, 1)), min(NC, max(n, 1)), min(MC, max(m, 1))
+    return kc * (_round_up(nc, NR_MAX) + mc + MR_MAX - 1)
+
+
+# ---------------------------------------------------------------------------
+# IR helpers
+
+
+@contextlib.contextmanager
+def _loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int | ir.Value, name: str
+          ) -> Iterator[ir.Value]:
+    """for (i = start; i < stop; i += step) { body }: yields i."""
+    step = ir.Constant(I64, step) if isinstance(step, int) else step
+    pre = b.block
+    head = b.append_basic_block(f"{name}.head")
+    body = b.append_basic_block(f"{name}.body")
+    done = b.append_basic_block(f"{name}.done")
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(I64, name)
+    i.add_incoming(start, pre)
+    b.cbranch(b.icmp_signed("<", i, stop), body, done)
+    b.position_at_end(body)
+    yield i
+    i.add_incoming(b.add(i, step), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+
+
+def _c(v: int) -> ir.Constant:
+    return ir.Constant(I64, v)
+
+
+def _at(b: ir.IRBuilder, p: ir.Value, offset: ir.Value) -> ir.Value:
+    """&p[offset] for a float pointer p."""
+    return b.gep(p, [offset], inbounds=True, source_etype=F32)
+
+
+def _store_vector(b: ir.IRBuilder, value: ir.Value, p: ir.Value) -> None:
+    """*(vector *)p = value, unaligned (llvmlite types a GEP's result as float*)."""
+    b.store(value, b.bitcast(p, value.type.as_pointer()), align=4)
+
+
+def _min(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+# ---------------------------------------------------------------------------
+# The micro-kernel
+
+
+def _micro_kernel(module: ir.Module, t: Tile) -> ir.Function:
+    """tile(kc, a_panel, b_panel, C, ldc, m, n, accumulate): C[:m, :n] (+)= the
+    MR x NR product of an MR x kc panel of A (k-major: MR values per k) and a
+    kc x NR panel of B (NR values per k), accumulated in registers."""
+    vec = ir.VectorType(F32, t.lanes)
+    fnty = ir.FunctionType(ir.VoidType(), [I64, PTR, PTR, PTR, I64, I64, I64, I32])
+    fn = ir.Function(module, fnty, f"ncc_sgemm_tile_{t.tag}")
+    fn.linkage = "internal"
+    kc, ap, bp, cp, ldc, m, n, acc_flag = fn.args
+    for a in (ap, bp, cp):
+        a.add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    fma = module.globals.get(f"llvm.fma.v{t.lanes}f32") or ir.Function(
+        module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.v{t.lanes}f32")
+    zero = ir.Constant(vec, [0.0] * t.lanes)
+    entry = b.block
+    head = b.append_basic_block("k.head")
+    body = b.append_basic_block("k.body")
+    done = b.append_basic_block("k.done")
+    b.branch(head)
+    b.position_at_end(head)
+    k = b.phi(I64, "k")
+    k.add_incoming(_c(0), entry)
+    accs = [[b.phi(vec, f"c{r}_{v}") for v in range(t.nr_vectors)] for r in range(t.mr)]
+    for row in accs:
+        for a in row:
+            a.add_incoming(zero, entry)
+    b.cbranch(b.icmp_signed("<", k, kc), body, done)
+    b.position_at_end(body)
+    bk = _at(b, bp, b.mul(k, _c(t.nr)))
+    bv = [b.load(_at(b, bk, _c(v * t.lanes)), typ=vec, align=4 * t.lanes) for v in range(t.nr_vectors)]
+    ak = _at(b, ap, b.mul(k, _c(t.mr)))
+    new = []
+    for r in range(t.mr):
+        a = b.load(_at(b, ak, _c(r)), typ=F32, align=4)
+        splat = b.shuffle_vector(b.insert_element(ir.Constant(vec, ir.Undefined), a, I32(0)),
+                                 ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(I32, t.lanes), [0] * t.lanes))
+        new.append([b.call(fma, [splat, bv[v], accs[r][v]]) for v in range(t.nr_vectors)])
+    k.add_incoming(b.add(k, _c(1)), b.block)
+    for r in range(t.mr):
+        for v in range(t.nr_vectors):
+            accs[r][v].add_incoming(new[r][v], b.block)
+    b.branch(head)
+
+    # Store: the whole tile with vector stores, or an edge tile through a buffer.
+    b.position_at_end(done)
+    full = b.and_(b.icmp_signed("==", m, _c(t.mr)), b.icmp_signed("==", n, _c(t.nr)))
+    whole = b.append_basic_block("store.whole")
+    edge = b.append_basic_block("store.edge")
+    ret = b.append_basic_block("ret")
+    adding = b.icmp_signed("!=", acc_flag, I32(0))
+    b.cbranch(full, whole, edge)
+
+    b.position_at_end(whole)
+    for r in range(t.mr):
+        row = _at(b, cp, b.mul(_c(r), ldc))
+        for v in range(t.nr_vectors):
+            p = _at(b, row, _c(v * t.lanes))
+            old = b.load(p, typ=vec, align=4)
+            val = b.select(adding, b.fadd(old, accs[r][v]), accs[r][v])
+            _store_vector(b, val, p)
+    b.branch(ret)
+
+    b.position_at_end(edge)
+    slot = b.alloca(F32, size=_c(t.mr * t.nr))
+    slot.align = 64
+    buf = b.bitcast(slot, PTR)
+    for r in range(t.mr):
+        for v in range(t.nr_vectors):
+            _store_vector(b, accs[r][v], _at(b, buf, _c(r * t.nr + v * t.lanes)))
+    with _loop(b, _c(0), m, 1, "er") as r:
+        row = _at(b, cp, b.mul(r, ldc))
+        src = _at(b, buf, b.mul(r, _c(t.nr)))
+        with _loop(b, _c(0), n, 1, "ec") as j:
+            dst = _at(b, row, j)
+            val = b.load(_at(b, src, j), typ=F32)
+            old = b.load(dst, typ=F32)
+            b.store(b.select(adding, b.fadd(old, val), val), dst)
+    b.branch(ret)
+    b.position_at_end(ret)
+    b.ret_void()
+    return fn
+
+
+# ---------------------------------------------------------------------------
+# Packing
+
+
+def _pack_b(module: ir.Module, t: Tile) -> ir.Function:
+    """pack_b(kc, nc, B, ldb, out): B[:kc, :nc] as NR-wide panels, each kc x NR
+    row-major (columns past nc are zeros)."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, PTR, I64, PTR]),
+                     f"ncc_sgemm_pack_b_{t.tag}")
+    fn.linkage = "internal"
+    kc, nc, src, ldb, out = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    with _loop(b, _c(0), nc, t.nr, "j") as j0:
+        cols = _min(b, b.sub(nc, j0), _c(t.nr))
+        panel = _at(b, out, b.mul(j0, kc))
+        full = b.icmp_signed("==", cols, _c(t.nr))
+        with _loop(b, _c(0), kc, 1, "k") as k:
+            row = _at(b, src, b.add(b.mul(k, ldb), j0))
+            dst = _at(b, panel, b.mul(k, _c(t.nr)))
+            with b.if_else(full) as (then, otherwise):
+                with then:  # a whole row of the panel: one straight copy (vectorized)
+                    vec = ir.VectorType(F32, t.nr)
+                    _store_vector(b, b.load(row, typ=vec, align=4), dst)
+                with otherwise:
+                    with _loop(b, _c(0), _c(t.nr), 1, "jj") as jj:
+                        inside = b.icmp_signed("<", jj, cols)
+                        safe = b.select(inside, jj, _c(0))
+                        v = b.load(_at(b, row, safe), typ=F32)
+                        b.store(b.select(inside, v, ir.Constant(F32, 0.0)), _at(b, dst, jj))
+    b.ret_void()
+    return fn
+
+
+def _pack_a(module: ir.Module, t: Tile) -> ir.Function:
+    """pack_a(mc, kc, A, rs, cs, out): A[:mc, :kc] (element (i, k) at A[i * rs +
+    k * cs]) as MR-tall panels, each k-major (MR values per k; rows past mc are
+    zeros)."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, PTR, I64, I64, PTR]),
+                     f"ncc_sgemm_pack_a_{t.tag}")
+    fn.linkage = "internal"
+    mc, kc, src, rs, cs, out = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    with _loop(b, _c(0), mc, t.mr, "i") as i0:
+        rows = _min(b, b.sub(mc, i0), _c(t.mr))
+        panel = _at(b, out, b.mul(i0, kc))
+        for r in range(t.mr):  # one row of A at a time
+            inside = b.icmp_signed("<", _c(r), rows)
+            row = _at(b, src, b.mul(b.add(i0, b.select(inside, _c(r), _c(0))), rs))
+            with _loop(b, _c(0), kc, 1, f"k{r}") as k:
+                v = b.load(_at(b, row, b.mul(k, cs)), typ=F32)
+                b.store(b.select(inside, v, ir.Constant(F32, 0.0)),
+                        _at(b, panel, b.add(b.mul(k, _c(t.mr)), _c(r))))
+    b.ret_void()
+    return fn
+
+
+# ---------------------------------------------------------------------------
+# The driver: the GotoBLAS loops
+
+
+def define_gemm(module: ir.Module, t: Tile) -> ir.Function:
+    """Define `ncc_sgemm` for tile `t` in `module` (filling in its declaration,
+    if the module has one), with its tile and packing functions."""
+    tile, pack_a, pack_b = _micro_kernel(module, t), _pack_a(module, t), _pack_b(module, t)
+    fn = module.globals.get(SYMBOL)
+    if fn is None:
+        fn = ir.Function(module, SIGNATURE, SYMBOL)
+    elif not fn.is_declaration or fn.function_type != SIGNATURE:
+        raise ValueError(f"{SYMBOL} is declared as {fn.function_type}, expected {SIGNATURE}")
+    M, N, K, A, rs, cs, B, ldb, C, ldc, accumulate, ws = fn.args
+    for a in (A, B, C, ws):
+        a.add_attribute("noalias")
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    bpack = ws  # then the A panels, after the B block of this call's size
+    apack = _at(b, ws, b.mul(_min(b, K, _c(t.kc)),
+                             b.mul(b.sdiv(b.add(_min(b, N, _c(t.nc)), _c(NR_MAX - 1)), _c(NR_MAX)), _c(NR_MAX))))
+    with _loop(b, _c(0), N, t.nc, "jc") as jc:
+        nc = _min(b, b.sub(N, jc), _c(t.nc))
+        with _loop(b, _c(0), K, t.kc, "pc") as pc:
+            kc = _min(b, b.sub(K, pc), _c(t.kc))
+            # the first K block writes C (or adds, if asked); the others add
+            adding = b.select(b.icmp_signed("==", pc, _c(0)), accumulate, I32(1))
+            b.call(pack_b, [kc, nc, _at(b, B, b.add(b.mul(pc, ldb), jc)), ldb, bpack])
+            with _loop(b, _c(0), M, t.mc, "ic") as ic:
+                mc = _min(b, b.sub(M, ic), _c(t.mc))
+                b.call(pack_a, [mc, kc, _at(b, A, b.add(b.mul(ic, rs), b.mul(pc, cs))), rs, cs, apack])
+                with _loop(b, _c(0), nc, t.nr, "jr") as jr:
+                    n = _min(b, b.sub(nc, jr), _c(t.nr))
+                    bpanel = _at(b, bpack, b.mul(jr, kc))
+                    with _loop(b, _c(0), mc, t.mr, "ir") as ir_:
+                        m = _min(b, b.sub(mc, ir_), _c(t.mr))
+                        c = _at(b, C, b.add(b.mul(b.add(ic, ir_), ldc), b.add(jc, jr)))
+                        b.call(tile, [kc, _at(b, apack, b.mul(ir_, kc)), bpanel, c, ldc, m, n, adding])
+    # K = 0: C = 0 (or unchanged when accumulating), as a product over nothing
+    with b.if_then(b.and_(b.icmp_signed("==", K, _c(0)), b.icmp_signed("==", accumulate, I32(0)))):
+        with _loop(b, _c(0), M, 1, "zi") as i:
+            with _loop(b, _c(0), N, 1, "zj") as j:
+                b.store(ir.Constant(F32, 0.0), _at(b, C, b.add(b.mul(i, ldc), j)))
+    b.ret_void()
+    return fn
+
+
+def gemm_module(tile: Tile, triple: str = "", data_layout: str = "") -> ir.Module:
+    """An llvmlite module defining ncc_sgemm for `tile` alone (for tests and benchmarks)."""
+    module = ir.Module(name=f"ncc_sgemm_{tile.tag}")
+    module.triple, module.data_layout = triple, data_layout
+    define_gemm(module, tile)
+    return module

@@ -1,0 +1,33 @@
+// RUN: ncc-opt %s --lower-to-loops | FileCheck %s
+// A float32 product with a right operand of at least 4096 elements is one call
+// of the packed GEMM, `ncc_sgemm` (declared here; the engine defines it for
+// the CPU it compiles for, see lowering/to-llvm/gemm.mlir): M (the batch), N,
+// K, then each buffer as a flat memref with its strides -- A's row and column
+// strides, B's and C's row lengths --, accumulate = 0, and a workspace for the
+// packed panels, a scratch buffer of the arena live during the op only. The
+// fused bias and activation follow in one pass over the output.
+
+nn.weight @w : tensor<96x80xf32>
+nn.weight @b : tensor<80xf32>
+
+// CHECK:       func.func private @ncc_sgemm(index, index, index, memref<?xf32>, index, index, memref<?xf32>, index, memref<?xf32>, index, i32, memref<?xf32>) -> ()
+// CHECK-LABEL: func.func @dense(%x: memref<?x96xf32>, %out: memref<?x80xf32>, %w: memref<96x80xf32>, %b: memref<80xf32>, %arena: memref<?xi8>)
+// CHECK-SAME:    ncc.arena_bytes = array<i64: 0, 106368>
+// CHECK:         %[[BATCH:.*]] = memref.dim %x
+// CHECK-NEXT:    %[[WS:.*]] = memref.view %arena[%{{.*}}][] : memref<?xi8> to memref<26592xf32>
+// CHECK:         %[[A:.*]] = memref.reinterpret_cast %x to offset: [0], sizes: [%{{.*}}], strides: [1] : memref<?x96xf32> to memref<?xf32>
+// CHECK-NEXT:    %[[B:.*]] = memref.reinterpret_cast %w to offset: [0], sizes: [%{{.*}}], strides: [1] : memref<96x80xf32> to memref<?xf32>
+// CHECK:         %[[C:.*]] = memref.reinterpret_cast %out to offset: [0], sizes: [%{{.*}}], strides: [1] : memref<?x80xf32> to memref<?xf32>
+// CHECK-NEXT:    %[[W:.*]] = memref.reinterpret_cast %[[WS]]
+// CHECK-NEXT:    func.call @ncc_sgemm(%[[BATCH]], %{{.*}}, %{{.*}}, %[[A]], %{{.*}}, %{{.*}}, %[[B]], %{{.*}}, %[[C]], %{{.*}}, %{{.*}}, %[[W]])
+// CHECK:           %[[Y:.*]] = memref.load %out
+// CHECK-NEXT:      %[[BV:.*]] = memref.load %b
+// CHECK-NEXT:      %[[S:.*]] = arith.addf %[[Y]], %[[BV]] : f32
+// CHECK-NEXT:      %[[R:.*]] = arith.maximumf %[[S]], %{{.*}} : f32
+// CHECK-NEXT:      memref.store %[[R]], %out
+func.func @dense(%x: tensor<?x96xf32> {ncc.name = "x"}) -> tensor<?x80xf32> {
+  %w = nn.weight_ref @w : tensor<96x80xf32>
+  %b = nn.weight_ref @b : tensor<80xf32>
+  %0 = nn.fused_matmul %x, %w, %b activation relu : tensor<?x96xf32>, tensor<96x80xf32>, tensor<80xf32> -> tensor<?x80xf32>
+  func.return %0 : tensor<?x80xf32>
+}
