@@ -65,14 +65,15 @@ def peak_gflops(lanes: int, block_seconds: float) -> float:
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [ir.IntType(64), ir.PointerType()]), "peak")
     n, out = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
+    # the operands come from memory: constants would let LLVM fold the loop away
+    x = b.load(out, typ=vec, align=4)
+    y = b.load(b.gep(out, [ir.Constant(ir.IntType(64), lanes)], source_etype=ir.FloatType()), typ=vec, align=4)
     entry = b.block
     loop, done = fn.append_basic_block("loop"), fn.append_basic_block("done")
     b.branch(loop)
     b.position_at_end(loop)
     i = b.phi(ir.IntType(64))
     accs = [b.phi(vec) for _ in range(chains)]
-    x = ir.Constant(vec, [0.999] * lanes)
-    y = ir.Constant(vec, [1e-3] * lanes)
     new = [b.call(fma, [a, x, y]) for a in accs]
     i.add_incoming(ir.Constant(ir.IntType(64), 0), entry)
     for a, v in zip(accs, new):
@@ -89,7 +90,8 @@ def peak_gflops(lanes: int, block_seconds: float) -> float:
     b.ret_void()
     lib = engine.compile_llvm_ir(str(module))
     call = ctypes.CFUNCTYPE(None, ctypes.c_int64, ctypes.c_void_p)(lib.address("peak"))
-    sink = aligned_empty((lanes,), np.dtype(np.float32))
+    sink = aligned_empty((2 * lanes,), np.dtype(np.float32))
+    sink[:lanes], sink[lanes:] = 0.999, 1e-3
     iters = 1 << 20
     seconds = best_seconds(lambda: call(iters, sink.ctypes.data), block_seconds)
     return iters * chains * lanes * 2 / seconds / 1e9
@@ -106,7 +108,7 @@ def ncc_gemm(variant: str):
         (m, k), n = a.shape, b.shape[1]
         ws = aligned_empty((gemm.workspace_floats(m, n, k),), np.dtype(np.float32))
         args = (m, n, k, a.ctypes.data, k, 1, b.ctypes.data, n, c.ctypes.data, n, 0, ws.ctypes.data)
-        return lambda: fn(*args)
+        return lambda ws=ws: fn(*args)  # the default keeps the workspace alive
     return lib, bind
 
 

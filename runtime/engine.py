@@ -109,6 +109,15 @@ def gemm_tile(cpu: str | None = None) -> gemm.Tile:
     return gemm.tile_for_cpu(cpu)
 
 
+@functools.cache
+def library_fingerprint(cpu: str | None = None) -> str:
+    """A digest of the code the engine adds to kernels (the GEMM for this CPU):
+    part of the compile cache's key, so that cached kernels never keep an old GEMM."""
+    import hashlib
+
+    return hashlib.sha256(str(gemm.gemm_module(gemm_tile(cpu))).encode()).hexdigest()[:16]
+
+
 def to_llvmlite(module: ModuleOp, cpu: str | None = None):
     """The llvmlite IR module of an llvm-dialect module, for the host or a named
     CPU: a call of `ncc_sgemm` gets its definition for that CPU's vector ISA

@@ -54,7 +54,8 @@ def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clo
         store = CompileCache(None if cache is True else cache)
         with clock("cache-key"):
             key = store.key(print_module(module, elide_weights_if_larger=0),
-                            {"kernel": abi.name, "pipeline": "lower-to-llvm"})
+                            {"kernel": abi.name, "pipeline": "lower-to-llvm",
+                             "library": engine.library_fingerprint()})
         entry = store.load(key)
         info.update(cache="hit" if entry else "miss", cache_key=key, cache_stats=store.stats)
         if entry is not None:

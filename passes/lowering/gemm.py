@@ -45,6 +45,7 @@ SYMBOL = "ncc_sgemm"
 SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR])
 KC, MC, NC = 256, 168, 4096  # cache blocking, the same for every variant
 NR_MAX, MR_MAX = 32, 14  # the largest tile of any variant (every NR divides NR_MAX)
+IN_PLACE_ROWS = 8  # at most this many rows of A: B is read in place, not packed
 
 
 @dataclass(frozen=True)
@@ -164,14 +165,15 @@ def _min(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
 
 
 def _micro_kernel(module: ir.Module, t: Tile) -> ir.Function:
-    """tile(kc, a_panel, b_panel, C, ldc, m, n, accumulate): C[:m, :n] (+)= the
-    MR x NR product of an MR x kc panel of A (k-major: MR values per k) and a
-    kc x NR panel of B (NR values per k), accumulated in registers."""
+    """tile(kc, a_panel, b_panel, b_stride, C, ldc, m, n, accumulate): C[:m, :n]
+    (+)= the MR x NR product of an MR x kc panel of A (k-major: MR values per
+    k) and a kc x NR panel of B (NR values per k, rows b_stride apart: NR when
+    packed, B's own row length when read in place), accumulated in registers."""
     vec = ir.VectorType(F32, t.lanes)
-    fnty = ir.FunctionType(ir.VoidType(), [I64, PTR, PTR, PTR, I64, I64, I64, I32])
+    fnty = ir.FunctionType(ir.VoidType(), [I64, PTR, PTR, I64, PTR, I64, I64, I64, I32])
     fn = ir.Function(module, fnty, f"ncc_sgemm_tile_{t.tag}")
     fn.linkage = "internal"
-    kc, ap, bp, cp, ldc, m, n, acc_flag = fn.args
+    kc, ap, bp, b_stride, cp, ldc, m, n, acc_flag = fn.args
     for a in (ap, bp, cp):
         a.add_attribute("noalias")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -192,8 +194,8 @@ def _micro_kernel(module: ir.Module, t: Tile) -> ir.Function:
             a.add_incoming(zero, entry)
     b.cbranch(b.icmp_signed("<", k, kc), body, done)
     b.position_at_end(body)
-    bk = _at(b, bp, b.mul(k, _c(t.nr)))
-    bv = [b.load(_at(b, bk, _c(v * t.lanes)), typ=vec, align=4 * t.lanes) for v in range(t.nr_vectors)]
+    bk = _at(b, bp, b.mul(k, b_stride))
+    bv = [b.load(_at(b, bk, _c(v * t.lanes)), typ=vec, align=4) for v in range(t.nr_vectors)]
     ak = _at(b, ap, b.mul(k, _c(t.mr)))
     new = []
     for r in range(t.mr):
@@ -329,17 +331,31 @@ def define_gemm(module: ir.Module, t: Tile) -> ir.Function:
             kc = _min(b, b.sub(K, pc), _c(t.kc))
             # the first K block writes C (or adds, if asked); the others add
             adding = b.select(b.icmp_signed("==", pc, _c(0)), accumulate, I32(1))
-            b.call(pack_b, [kc, nc, _at(b, B, b.add(b.mul(pc, ldb), jc)), ldb, bpack])
+            # Few rows of A: B is read where it is (a panel is used once), except
+            # the last, partial panel (its loads would run past B's rows); else
+            # packed once per K x N block, its panels reused by every row panel.
+            in_place = b.icmp_signed("<=", M, _c(IN_PLACE_ROWS))
+            bsrc = _at(b, B, b.add(b.mul(pc, ldb), jc))
+            with b.if_else(in_place) as (then, otherwise):
+                with then:
+                    whole = b.mul(b.sdiv(nc, _c(t.nr)), _c(t.nr))
+                    with b.if_then(b.icmp_signed("<", whole, nc)):
+                        b.call(pack_b, [kc, b.sub(nc, whole), _at(b, bsrc, whole), ldb,
+                                        _at(b, bpack, b.mul(whole, kc))])
+                with otherwise:
+                    b.call(pack_b, [kc, nc, bsrc, ldb, bpack])
             with _loop(b, _c(0), M, t.mc, "ic") as ic:
                 mc = _min(b, b.sub(M, ic), _c(t.mc))
                 b.call(pack_a, [mc, kc, _at(b, A, b.add(b.mul(ic, rs), b.mul(pc, cs))), rs, cs, apack])
                 with _loop(b, _c(0), nc, t.nr, "jr") as jr:
                     n = _min(b, b.sub(nc, jr), _c(t.nr))
-                    bpanel = _at(b, bpack, b.mul(jr, kc))
+                    packed = b.or_(b.not_(in_place), b.icmp_signed("<", n, _c(t.nr)))
+                    bpanel = b.select(packed, _at(b, bpack, b.mul(jr, kc)), _at(b, bsrc, jr))
+                    stride = b.select(packed, _c(t.nr), ldb)
                     with _loop(b, _c(0), mc, t.mr, "ir") as ir_:
                         m = _min(b, b.sub(mc, ir_), _c(t.mr))
                         c = _at(b, C, b.add(b.mul(b.add(ic, ir_), ldc), b.add(jc, jr)))
-                        b.call(tile, [kc, _at(b, apack, b.mul(ir_, kc)), bpanel, c, ldc, m, n, adding])
+                        b.call(tile, [kc, _at(b, apack, b.mul(ir_, kc)), bpanel, stride, c, ldc, m, n, adding])
     # K = 0: C = 0 (or unchanged when accumulating), as a product over nothing
     with b.if_then(b.and_(b.icmp_signed("==", K, _c(0)), b.icmp_signed("==", accumulate, I32(0)))):
         with _loop(b, _c(0), M, 1, "zi") as i:

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 from xdsl.dialects import arith, func, math, memref, scf
 from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, f32, f64, i1, i8, i32, i64
-from xdsl.ir import Attribute, Block, Operation, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import PassFailedException
 
 from ncc.dialects import activations, nn
@@ -151,6 +151,19 @@ class Builder:
             return list(loop.results)
 
         return build(0, [], list(inits))
+
+
+def if_else(b: Builder, cond: SSAValue, then: Callable[[], None], otherwise: Callable[[], None]) -> None:
+    """scf.if cond { then() } else { otherwise() }, both emitting through b."""
+    regions = []
+    for body in (then, otherwise):
+        block = Block()
+        outer, b.block = b.block, block
+        body()
+        block.add_op(scf.YieldOp())
+        b.block = outer
+        regions.append(Region(block))
+    b.emit(scf.IfOp(cond, [], regions[0], regions[1]))
 
 
 def identity_map(ivs: Sequence[SSAValue]) -> list[SSAValue]:

@@ -20,7 +20,7 @@ from xdsl.ir import Operation, SSAValue
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
 from ncc.passes.lowering import gemm
-from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, broadcast_map, epilogue
+from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, broadcast_map, epilogue, if_else
 
 
 K_UNROLL = 8  # matmul: products per load/store of the output in the inner loop
@@ -46,6 +46,7 @@ def _blocks(b: Builder, n: int | SSAValue, size: int,
 
 
 GEMM_MIN_WORK = 4096  # k * n of a product that goes to the GEMM (64 x 64 and up)
+GEMM_MIN_ROWS = 4  # fewer rows (a small batch): the loops, which stream w once (no MR-row tile to fill)
 _FLAT = MemRefType(f32, [DYN])
 GEMM_ARGS = [IndexType()] * 3 + [_FLAT, IndexType(), IndexType(), _FLAT, IndexType(), _FLAT,
                                   IndexType(), i32, _FLAT]
@@ -116,9 +117,19 @@ def lower_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     each vector of w loaded feeds ROW_BLOCK rows, and each output vector is
     loaded and stored once per K_UNROLL products. Fused: bias + activation
     per row. nn.matmul_transpose_a reads its [k, m] lhs transposed. Large
-    float32 products: one GEMM call instead (_lower_by_gemm)."""
-    if gemm_sizes(op) is not None:
+    float32 products of at least GEMM_MIN_ROWS rows: one GEMM call instead
+    (_lower_by_gemm); with a dynamic batch, both, chosen at run time."""
+    sizes = gemm_sizes(op)
+    if sizes is not None and sizes[0] == DYN:  # the batch decides, at run time
+        rows = b.mul_i(b.batch, math.prod(d for d in ins[0].shape[:-1] if d != DYN))
+        return if_else(b, b.cmpi("sge", rows, b.idx(GEMM_MIN_ROWS)),
+                       lambda: _lower_by_gemm(b, op, out, ins), lambda: _lower_by_loops(b, op, out, ins))
+    if sizes is not None and sizes[0] >= GEMM_MIN_ROWS:
         return _lower_by_gemm(b, op, out, ins)
+    _lower_by_loops(b, op, out, ins)
+
+
+def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     x, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
     rows, cols = len(x.shape) > 1, len(w.shape) > 1
