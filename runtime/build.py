@@ -43,6 +43,7 @@ from ncc.pipeline import run_passes
 from ncc.reference import pick_function
 from ncc.runtime.calling import ArgSpec
 from ncc.runtime.compiled_model import CompiledModel
+from ncc.runtime.engine import openmp_runtime
 from ncc.runtime.native import COMPILE_LOCK, Clock, native_library
 from ncc.runtime.training import TRAINING_KINDS
 
@@ -56,22 +57,36 @@ _MLIR_MARKERS = ("builtin.module", "module", "func.func", "neuron.net", "nn.weig
 
 def compile(source: Any, *, fuse: bool = True, neuron_mode: str = "auto",
             cache: bool | str | os.PathLike = True, function: str | None = None,
-            name: str = "net", constants: Mapping[str, Any] | None = None) -> CompiledModel:
+            name: str = "net", constants: Mapping[str, Any] | None = None,
+            threads: int | None = None) -> CompiledModel:
     """Compile `source` to native code. `fuse` runs the fuse pass on nn code;
     `neuron_mode` is auto|neuron|layers for neuron nets; `cache` is True (the
     default directory, see ncc.runtime.cache), False, or a cache directory;
     `function` picks the kernel when a module has several; `name` names a net
     read from adjacency text; `constants` (ONNX models only) maps graph inputs
     to values imported as constants (`ncc.import_onnx`): the model's inputs
-    are then the others."""
+    are then the others. `threads`: how many threads each large matmul or
+    convolution (a GEMM) may use, from the OpenMP runtime (default: the cores
+    this process may run on; 1 without libgomp); results are the same for
+    any count."""
     if neuron_mode not in NEURON_MODES:
         raise NccError(f"neuron_mode must be one of {', '.join(NEURON_MODES)}, got '{neuron_mode}'")
+    threads = default_threads() if threads is None else threads
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise NccError(f"threads must be an integer >= 1, got {threads!r}")
     with COMPILE_LOCK:  # building xDSL IR is not thread-safe: one compile at a time
-        return _compile(source, fuse, neuron_mode, cache, function, name, constants)
+        return _compile(source, fuse, neuron_mode, cache, function, name, constants, threads)
+
+
+def default_threads() -> int:
+    """The cores this process may run on, if the OpenMP runtime is there; else 1."""
+    if openmp_runtime() is None:
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: str | None,
-             name: str, constants: Mapping[str, Any] | None = None) -> CompiledModel:
+             name: str, constants: Mapping[str, Any] | None = None, threads: int = 1) -> CompiledModel:
     info: dict[str, Any] = {"seconds": {}}
     clock = Clock(info["seconds"])
     start = time.perf_counter()
@@ -81,7 +96,9 @@ def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: st
         unlowered = _unlowered_functions(module)
         kept = module.clone() if unlowered else None  # what training differentiates
     with clock("lower-to-loops"):
-        info["neuron_mode"], recipes = lower_to_loops(module, fuse=fuse, neuron_mode=neuron_mode)
+        info["neuron_mode"], recipes = lower_to_loops(module, fuse=fuse, neuron_mode=neuron_mode,
+                                                      threads=threads)
+    info["threads"] = threads
     kernel = select_kernel(module, function)
     abi = KernelABI.of(kernel)
     specs = [ArgSpec.of(t) for t in kernel.function_type.inputs.data]
@@ -94,7 +111,7 @@ def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: st
     if kept is not None and kind is not None:
         if kind == "net":
             kind = "layers" if abi.name in places else "neuron"
-        model.training = TRAINING_KINDS[kind](model, kept, abi.name, places.get(abi.name), cache)
+        model.training = TRAINING_KINDS[kind](model, kept, abi.name, places.get(abi.name), cache, threads)
     return model
 
 
@@ -154,7 +171,7 @@ def load_source(source: Any, name: str = "net", constants: Mapping[str, Any] | N
                    "text, or an xDSL ModuleOp")
 
 
-def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "auto"
+def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "auto", threads: int = 1
                    ) -> tuple[str | None, ModuleOp]:
     """Lower `module` in place to loop-level kernels; returns the lowering
     chosen for its neuron net ('neuron' or 'layers', None for an nn module)
@@ -172,7 +189,7 @@ def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "a
         if fuse:
             run_passes(module, "fuse")
         recipes = fold_weights(module, compute=False)  # the model computes their data
-        run_passes(module, "lower-to-loops")
+        run_passes(module, f"lower-to-loops{{threads={threads}}}")
     for net in nets:  # a net's I/O is `x` and `y` however it was lowered
         kernel = next((op for op in module.ops if isinstance(op, func.FuncOp)
                        and op.sym_name.data == net.sym_name.data), None)

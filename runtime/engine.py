@@ -48,6 +48,61 @@ def _initialize() -> None:
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     llvm.initialize_native_asmparser()
+    openmp_runtime()
+
+
+@functools.cache
+def openmp_runtime() -> str | None:
+    """The OpenMP runtime (libgomp) that threaded GEMMs call, loaded for native
+    code; None when this system has none (the GEMMs then run their threads'
+    shares one after another, `serial_openmp`)."""
+    import ctypes.util
+
+    for name in (ctypes.util.find_library("gomp"), "libgomp.so.1"):
+        if name:
+            try:
+                llvm.load_library_permanently(name)
+                return name
+            except RuntimeError:
+                continue
+    return None
+
+
+def serial_openmp(module) -> None:
+    """GOMP_parallel and omp_get_thread_num for a system without libgomp: the
+    team's bodies (the GEMM's, the one parallel region ncc emits) run one
+    after another on the calling thread (the same results)."""
+    from llvmlite import ir
+
+    i32 = ir.IntType(32)
+    tid = ir.GlobalVariable(module, i32, "ncc_serial_thread")
+    tid.linkage, tid.initializer = "internal", ir.Constant(i32, 0)
+    tid.thread_local = "localdynamic"
+    get = module.globals.get("omp_get_thread_num")
+    if get is not None and get.is_declaration:
+        get.linkage = "internal"
+        b = ir.IRBuilder(get.append_basic_block("entry"))
+        b.ret(b.load(tid, typ=i32))
+    par = module.globals.get("GOMP_parallel")
+    if par is not None and par.is_declaration:
+        par.linkage = "internal"
+        fn, data, n, _ = par.args
+        b = ir.IRBuilder(par.append_basic_block("entry"))
+        head, body, done = (par.append_basic_block(x) for x in ("head", "body", "done"))
+        b.branch(head)
+        b.position_at_end(head)
+        t = b.phi(i32)
+        t.add_incoming(ir.Constant(i32, 0), par.blocks[0])
+        b.cbranch(b.icmp_signed("<", t, n), body, done)
+        b.position_at_end(body)
+        b.store(t, tid)
+        (team_body,) = [f for f in module.functions if f.name.endswith("_team")]  # the GEMM's, ncc's one use
+        b.call(team_body, [data])
+        t.add_incoming(b.add(t, ir.Constant(i32, 1)), body)
+        b.branch(head)
+        b.position_at_end(done)
+        b.store(ir.Constant(i32, 0), tid)
+        b.ret_void()
 
 
 def new_target_machine(cpu: str | None = None) -> llvm.TargetMachine:
@@ -115,7 +170,8 @@ def library_fingerprint(cpu: str | None = None) -> str:
     part of the compile cache's key, so that cached kernels never keep an old GEMM."""
     import hashlib
 
-    return hashlib.sha256(str(gemm.gemm_module(gemm_tile(cpu))).encode()).hexdigest()[:16]
+    text = str(gemm.gemm_module(gemm_tile(cpu))) + f"; openmp: {openmp_runtime() is not None}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def to_llvmlite(module: ModuleOp, cpu: str | None = None):
@@ -143,6 +199,8 @@ def to_llvmlite(module: ModuleOp, cpu: str | None = None):
     sgemm = ir_module.globals.get(gemm.SYMBOL)
     if sgemm is not None and sgemm.is_declaration:
         gemm.define_gemm(ir_module, gemm_tile(cpu))
+        if openmp_runtime() is None:
+            serial_openmp(ir_module)
     return ir_module
 
 

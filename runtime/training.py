@@ -227,8 +227,9 @@ class Training:
     kind: str  # "nn", "layers" or "neuron"
 
     def __init__(self, model: Any, source: ModuleOp, function: str,
-                 places: Mapping[str, list[tuple[str, int]]] | None, cache: Any):
+                 places: Mapping[str, list[tuple[str, int]]] | None, cache: Any, threads: int = 1):
         self.model, self.source, self.function = model, source, function
+        self.threads = threads  # the GEMMs' team size, as the model's
         self.places = dict(places or {})
         self.cache = cache
         self._kernels: dict[tuple, Any] = {}
@@ -297,7 +298,8 @@ class Training:
             m, fn = self.nn_copy()
             (vjp,) = _differentiate(m, fn, mode="combined", cotangents="args",
                                     frozen=self.engine_frozen(frozen), inputs=inputs)
-            return compile_kernel(m, vjp.sym_name.data, self.cache, self.buffer_of)
+            return compile_kernel(m, vjp.sym_name.data, self.cache, self.buffer_of,
+                                  f"fuse,lower-to-loops{{threads={self.threads}}}")
 
         return self.kernel(("vjp", frozen, inputs), build)
 
@@ -310,7 +312,8 @@ class Training:
                      if _is_float(ty)] if inputs else False
             (vjp,) = _differentiate(m, loss_fn, mode="combined", cotangents="ones",
                                     frozen=self.engine_frozen(frozen), inputs=names)
-            return compile_kernel(m, vjp.sym_name.data, self.cache, self.buffer_of)
+            return compile_kernel(m, vjp.sym_name.data, self.cache, self.buffer_of,
+                                  f"fuse,lower-to-loops{{threads={self.threads}}}")
 
         return self.kernel(("loss", loss, output, frozen, inputs), build)
 

@@ -88,6 +88,7 @@ def test_bench_prints_statistics():
     ([XOR, "--input", f"x={XOR}"], r"xor_values.txt: error: not a .npy or .npz file"),
     ([XOR, "--input", "x=WRONG"], r"error: input 'x' has shape \[3\], expected \[batch, 2\] float32"),
     ([XOR, "--batch", "-2"], r"error: --batch must be >= 0"),
+    ([XOR, "--threads", "0"], r"error: threads must be an integer >= 1, got 0"),
     ([EXAMPLES / "xor.py"], r"xor.py:\d+:\d+: error: "),
 ])
 def test_errors_are_one_line_and_exit_1(tmp_path, args, message):
@@ -118,3 +119,14 @@ def test_a_directory_is_not_a_model(tmp_path):
     proc = run(tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"{tmp_path}: error: is a directory: expected a model file (.mlir, .onnx or an adjacency file)"
+
+
+def test_threads_option_is_reported_and_changes_no_result(tmp_path):
+    outs = []
+    for threads in (1, 2):
+        out = tmp_path / f"out{threads}.npz"
+        proc = run(XOR, "--input", f"x={EXAMPLES / 'xor_x.npy'}", "--threads", threads, "-o", out)
+        assert proc.returncode == 0, proc.stderr
+        assert f"threads: {threads})" in proc.stdout
+        outs.append(np.load(out)["y"])
+    np.testing.assert_array_equal(outs[0], outs[1])

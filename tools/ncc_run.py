@@ -44,6 +44,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--neuron-mode", choices=("auto", "neuron", "layers"), default="auto",
                    help="neuron nets: direct neuron code, layers, or chosen by size (default)")
     p.add_argument("--no-fuse", action="store_true", help="do not run the fuse pass")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="threads each large matmul or convolution may use (default: the cores this "
+                        "process may run on; 1 without the OpenMP runtime); results do not depend on it")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the compile cache")
     p.add_argument("--function", default=None, help="the function to run when there are several")
     p.add_argument("--name", default="net", help="name of a net read from an adjacency file")
@@ -145,12 +148,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.bench < 0:
             raise NccError(f"--bench must be >= 0, got {args.bench}")
         model = ncc.compile(args.model, fuse=not args.no_fuse, neuron_mode=args.neuron_mode,
-                            cache=not args.no_cache, function=args.function, name=args.name)
+                            cache=not args.no_cache, function=args.function, name=args.name,
+                            threads=args.threads)
         info = model.compile_info
         lines = [f"model: {model!r}",
                  f"compiled in {info['seconds']['total']:.3f} s (cache: {info.get('cache')}"
                  + (f", neuron lowering: {info['neuron_mode']}" if info.get("neuron_mode") else "")
-                 + ")"]
+                 + f", threads: {info['threads']})"]
         inputs, notes = gather_inputs(model, args)
         lines += notes
         outs = model.run(dict(zip(model.input_names, inputs)))

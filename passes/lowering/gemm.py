@@ -19,14 +19,21 @@ so an AVX-512 host runs and tests the AVX2 variant too.
 Loop-level code calls one symbol, whatever the host:
 
     void ncc_sgemm(i64 M, i64 N, i64 K, ptr A, i64 a_row_stride, i64 a_col_stride,
-                   ptr B, i64 ldb, ptr C, i64 ldc, i32 accumulate, ptr workspace)
+                   ptr B, i64 ldb, ptr C, i64 ldc, i32 accumulate, ptr workspace, i64 threads)
 
 (A's element (i, k) at A[i * a_row_stride + k * a_col_stride]: a transposed A
 costs nothing; B and C row-major; `accumulate` = 0 overwrites C, 1 adds to
 it.) The engine defines it for the CPU it compiles for (`define_gemm`), so a
 kernel's IR does not depend on the host and the cache key's host description
 covers the choice. The workspace, 64-byte aligned, holds the packed panels:
-`workspace_floats(M, N, K)` floats, for any variant.
+`threads * workspace_floats(M, N, K)` floats, for any variant.
+
+With threads > 1 the columns of C are split into that many runs of whole
+NR_MAX-column panels, one per thread of an OpenMP team (libgomp's
+`GOMP_parallel`, as MLIR's OpenMP lowering calls it), each thread packing
+its own part of B (and the whole of A) into its own part of the workspace.
+Every element of C is computed by the same operations in the same order for
+any thread count: the results are identical.
 """
 
 from __future__ import annotations
@@ -42,7 +49,8 @@ I64 = ir.IntType(64)
 I32 = ir.IntType(32)
 PTR = ir.PointerType()
 SYMBOL = "ncc_sgemm"
-SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR])
+SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR, I64])
+SERIAL = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR])
 KC, MC, NC = 256, 168, 4096  # cache blocking, the same for every variant
 NR_MAX, MR_MAX = 32, 14  # the largest tile of any variant (every NR divides NR_MAX)
 IN_PLACE_ROWS = 8  # at most this many rows of A: B is read in place, not packed
@@ -309,15 +317,11 @@ def _pack_a(module: ir.Module, t: Tile) -> ir.Function:
 # The driver: the GotoBLAS loops
 
 
-def define_gemm(module: ir.Module, t: Tile) -> ir.Function:
-    """Define `ncc_sgemm` for tile `t` in `module` (filling in its declaration,
-    if the module has one), with its tile and packing functions."""
+def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
+    """The GEMM on one thread: the GotoBLAS loops around the micro-kernel."""
     tile, pack_a, pack_b = _micro_kernel(module, t), _pack_a(module, t), _pack_b(module, t)
-    fn = module.globals.get(SYMBOL)
-    if fn is None:
-        fn = ir.Function(module, SIGNATURE, SYMBOL)
-    elif not fn.is_declaration or fn.function_type != SIGNATURE:
-        raise ValueError(f"{SYMBOL} is declared as {fn.function_type}, expected {SIGNATURE}")
+    fn = ir.Function(module, SERIAL, f"ncc_sgemm_serial_{t.tag}")
+    fn.linkage = "internal"
     M, N, K, A, rs, cs, B, ldb, C, ldc, accumulate, ws = fn.args
     for a in (A, B, C, ws):
         a.add_attribute("noalias")
@@ -361,6 +365,73 @@ def define_gemm(module: ir.Module, t: Tile) -> ir.Function:
         with _loop(b, _c(0), M, 1, "zi") as i:
             with _loop(b, _c(0), N, 1, "zj") as j:
                 b.store(ir.Constant(F32, 0.0), _at(b, C, b.add(b.mul(i, ldc), j)))
+    b.ret_void()
+    return fn
+
+
+def _workspace_floats(b: ir.IRBuilder, M: ir.Value, N: ir.Value, K: ir.Value) -> ir.Value:
+    """workspace_floats(M, N, K), at run time."""
+    one = _c(1)
+    kc = _min(b, b.select(b.icmp_signed("<", K, one), one, K), _c(KC))
+    nc = _min(b, b.select(b.icmp_signed("<", N, one), one, N), _c(NC))
+    mc = _min(b, b.select(b.icmp_signed("<", M, one), one, M), _c(MC))
+    ncr = b.mul(b.sdiv(b.add(nc, _c(NR_MAX - 1)), _c(NR_MAX)), _c(NR_MAX))
+    return b.mul(kc, b.add(b.add(ncr, mc), _c(MR_MAX - 1)))
+
+
+def define_gemm(module: ir.Module, t: Tile) -> ir.Function:
+    """Define `ncc_sgemm` for tile `t` in `module` (filling in its declaration,
+    if the module has one): the serial GEMM, run by one thread or split over
+    column panels by an OpenMP team."""
+    serial = _serial_gemm(module, t)
+    fn = module.globals.get(SYMBOL)
+    if fn is None:
+        fn = ir.Function(module, SIGNATURE, SYMBOL)
+    elif not fn.is_declaration or fn.function_type != SIGNATURE:
+        raise ValueError(f"{SYMBOL} is declared as {fn.function_type}, expected {SIGNATURE}")
+    args = list(fn.args)
+    M, N, K, A, rs, cs, B, ldb, C, ldc, accumulate, ws, threads = args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    panels = b.sdiv(b.add(N, _c(NR_MAX - 1)), _c(NR_MAX))
+    team = _min(b, threads, panels)
+    with b.if_else(b.icmp_signed(">", team, _c(1))) as (parallel, alone):
+        with alone:
+            b.call(serial, args[:12])
+        with parallel:
+            # the arguments, as i64 words, for the outlined body each thread runs
+            words = b.alloca(I64, size=_c(13))
+            for k, v in enumerate(args[:12] + [team]):
+                word = v if v.type == I64 else (b.ptrtoint(v, I64) if isinstance(v.type, ir.PointerType)
+                                                 else b.zext(v, I64))
+                b.store(word, b.gep(words, [_c(k)], inbounds=True))
+            body = _team_body(module, serial)
+            gomp = module.globals.get("GOMP_parallel") or ir.Function(
+                module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I32, I32]), "GOMP_parallel")
+            b.call(gomp, [b.bitcast(body, PTR), b.bitcast(words, PTR), b.trunc(team, I32), I32(0)])
+    b.ret_void()
+    return fn
+
+
+def _team_body(module: ir.Module, serial: ir.Function) -> ir.Function:
+    """void body(i64 *words): thread t of the team computes C's columns of its
+    run of NR_MAX-column panels with the serial GEMM, in its own workspace."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR]), serial.name + "_team")
+    fn.linkage = "internal"
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    words = fn.args[0]
+    w = [b.load(b.gep(words, [_c(k)], inbounds=True, source_etype=I64), typ=I64) for k in range(13)]
+    M, N, K, A, rs, cs, B, ldb, C, ldc, accumulate, ws, team = w
+    as_ptr = lambda v: b.inttoptr(v, PTR)  # noqa: E731
+    tid = b.sext(b.call(module.globals.get("omp_get_thread_num") or ir.Function(
+        module, ir.FunctionType(I32, []), "omp_get_thread_num"), []), I64)
+    panels = b.sdiv(b.add(N, _c(NR_MAX - 1)), _c(NR_MAX))
+    per = b.mul(b.sdiv(b.add(panels, b.sub(team, _c(1))), team), _c(NR_MAX))  # columns per thread
+    n0 = b.mul(tid, per)
+    n = _min(b, b.sub(N, n0), per)
+    with b.if_then(b.icmp_signed(">", n, _c(0))):
+        own = _at(b, as_ptr(ws), b.mul(tid, _workspace_floats(b, M, N, K)))
+        b.call(serial, [M, n, K, as_ptr(A), rs, cs, _at(b, as_ptr(B), n0), ldb, _at(b, as_ptr(C), n0), ldc,
+                        b.trunc(accumulate, I32), own])
     b.ret_void()
     return fn
 

@@ -229,8 +229,8 @@ class _Interpreter:
         return arena[offset:offset + nbytes].view(dt).reshape(shape)
 
 
-def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, accumulate, workspace) -> None:
-    """ncc_sgemm's meaning (passes/lowering/gemm.py), in float64 numpy."""
+def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, accumulate, workspace, threads) -> None:
+    """ncc_sgemm's meaning (passes/lowering/gemm.py), in float64 numpy (one thread: the same result)."""
     i, j, kk = np.arange(m)[:, None], np.arange(n)[None, :], np.arange(k)
     for name, buf, idx in (("A", a, i * rs + kk[None, :] * cs), ("B", b, kk[:, None] * ldb + j),
                            ("C", c, i * ldc + j)):

@@ -353,3 +353,54 @@ def test_lowered_large_products_call_the_gemm(kind, batch):
     lowered = loop_tests.check(module, inputs, rtol=1e-4, atol=1e-4)
     calls = [op for op in lowered.walk() if op.name == "func.call" and op.callee.string_value() == gemm.SYMBOL]
     assert len(calls) == (0 if kind == "small" else 1)
+
+
+def _gemm_with_threads(serial=False):
+    import ctypes
+
+    from llvmlite import ir
+
+    tm = engine.target_machine()
+    module = gemm.gemm_module(engine.gemm_tile(), tm.triple, str(tm.target_data))
+    if serial:  # the fallback for a system without libgomp: the team's shares in turn
+        engine.serial_openmp(module)
+        assert not module.globals["GOMP_parallel"].is_declaration
+    assert isinstance(module, ir.Module)
+    lib = engine.compile_llvm_ir(str(module))
+    P, I = ctypes.c_void_p, ctypes.c_int64
+    fn = ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P, I)(lib.address(gemm.SYMBOL))
+    return lib, fn
+
+
+@pytest.mark.parametrize("serial", [False, True], ids=["openmp", "serial-fallback"])
+def test_gemm_threads_give_identical_results(serial):
+    if not serial and engine.openmp_runtime() is None:
+        pytest.skip("no OpenMP runtime (libgomp) on this system")
+    lib, fn = _gemm_with_threads(serial=serial)
+    rng = np.random.default_rng(2)
+    for m, n, k in [(5, 70, 33), (64, 512, 300), (3, 4100, 10), (20, 31, 7)]:
+        a = rng.standard_normal((m, k), dtype=np.float32)
+        b = rng.standard_normal((k, n), dtype=np.float32)
+        outs = []
+        for threads in (1, 2, 3, 8):
+            c = np.full((m, n), 7.0, np.float32)
+            ws = aligned_empty((threads * gemm.workspace_floats(m, n, k),), np.dtype(np.float32))
+            fn(m, n, k, a.ctypes.data, k, 1, b.ctypes.data, n, c.ctypes.data, n, 0, ws.ctypes.data, threads)
+            outs.append(c)
+        np.testing.assert_allclose(outs[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+        for c in outs[1:]:
+            np.testing.assert_array_equal(c, outs[0])
+
+
+def test_compile_threads_option():
+    rng = np.random.default_rng(3)
+    w = nn.WeightOp("w", rng.standard_normal((256, 200)).astype(np.float32))
+    module = loop_tests.build([loop_tests.T(DYN, 256)], lambda e, x: e(nn.MatmulOp(x, e(nn.WeightRefOp(w)))), [w])
+    x = rng.standard_normal((33, 256)).astype(np.float32)
+    ys = [ncc.compile(module, threads=t, cache=False)(x) for t in (1, 2, 5)]
+    for y in ys[1:]:
+        np.testing.assert_array_equal(y, ys[0])
+    assert ncc.compile(module, threads=2, cache=False).compile_info["threads"] == 2
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ncc.NccError, match="threads must be an integer >= 1"):
+            ncc.compile(module, threads=bad)

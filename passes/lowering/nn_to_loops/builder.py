@@ -54,6 +54,7 @@ class Builder:
         self._consts: dict[tuple, SSAValue] = {}
         self.externals: dict[str, tuple[list[Attribute], list[Attribute]]] = {}
         self.scratch: "Buf | None" = None  # the arena scratch of the op being lowered (SCRATCH)
+        self.threads = 1  # threads a kernel's GEMMs may use (lower-to-loops{threads=N})
 
     def __call__(self, cls: type, *operands) -> SSAValue:
         return self.emit(cls(*operands))

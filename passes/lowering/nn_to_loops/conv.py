@@ -48,14 +48,15 @@ def _reads_the_image(op: Operation) -> bool:
         and not any(p.pads)
 
 
-def conv_scratch_bytes(op: Operation) -> int:
-    """im2col's K x N floats (none for a 1x1 convolution) and the GEMM's workspace."""
+def conv_scratch_bytes(op: Operation, threads: int) -> int:
+    """im2col's K x N floats (none for a 1x1 convolution) and the GEMM's
+    workspace, one part per thread."""
     shape = gemm_shape(op)
     if shape is None:
         return 0
     m, n, k = shape
     col = 0 if _reads_the_image(op) else -(-k * n // 16) * 16
-    return 4 * (col + gemm.workspace_floats(m, n, k))
+    return 4 * (col + threads * gemm.workspace_floats(m, n, k))
 
 
 def _flat_slice(b: Builder, buf: SSAValue, offset: SSAValue, size: int) -> SSAValue:
@@ -100,7 +101,8 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             src = _flat_slice(b, b.scratch.ref, b.idx(0), k * n)
         dst = _flat_slice(b, out.ref, b.mul_i(ni, m * n), m * n)
         b.emit(func.CallOp(gemm.SYMBOL, [b.idx(m), b.idx(n), b.idx(k), _flat_slice(b, w.ref, b.idx(0), m * k),
-                                         b.idx(k), b.idx(1), src, b.idx(n), dst, b.idx(n), b.const(0, i32), ws], []))
+                                         b.idx(k), b.idx(1), src, b.idx(n), dst, b.idx(n), b.const(0, i32), ws,
+                                         b.idx(b.threads)], []))
         if isinstance(op, nn.FusedConvOp) and (bias is not None or p.activation != "identity"):
             def fin(mo, _):
                 at = [ni, *mo]
@@ -406,4 +408,5 @@ LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     nn.ConvWeightGradOp: lower_conv_weight_grad,
 }
 # Bytes of scratch (in the arena) an op's lowering needs, as `b.scratch`.
-SCRATCH: dict[type, Callable[[Operation], int]] = {nn.ConvOp: conv_scratch_bytes, nn.FusedConvOp: conv_scratch_bytes}
+SCRATCH: dict[type, Callable[[Operation, int], int]] = {nn.ConvOp: conv_scratch_bytes,
+                                                        nn.FusedConvOp: conv_scratch_bytes}

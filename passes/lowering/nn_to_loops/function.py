@@ -15,6 +15,7 @@ from xdsl.dialects.builtin import MemRefType, ModuleOp, TensorType, UnitAttr, f3
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.utils.exceptions import PassFailedException
 
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
@@ -93,9 +94,11 @@ def _nbytes(t: TensorType) -> tuple[int, int]:
 
 
 class FunctionLowering:
-    def __init__(self, module: ModuleOp, fn: func.FuncOp, symbols: set[str], unroll_limit: int):
+    def __init__(self, module: ModuleOp, fn: func.FuncOp, symbols: set[str], unroll_limit: int,
+                 threads: int = 1):
         self.module, self.fn, self.symbols = module, fn, symbols
         self.unroll_limit = unroll_limit
+        self.threads = threads
         self.new_weights: list[nn.WeightOp] = []
         self.weight_types: dict[str, TensorType] = {}
         self.storage: dict[SSAValue, tuple] = {}  # value -> ("input"|"output"|"weight"|"arena", key)
@@ -173,7 +176,7 @@ class FunctionLowering:
                 self.storage[res] = ("arena", res)
                 root[res] = res
             last_use.setdefault(root.get(res, res), k)
-            scratch = SCRATCH[type(op)](op) if type(op) in SCRATCH else 0
+            scratch = SCRATCH[type(op)](op, self.threads) if type(op) in SCRATCH else 0
             if scratch:  # live during the op only
                 self.scratch[op] = scratch
         n = len(ops) - 1
@@ -218,6 +221,7 @@ class FunctionLowering:
             if re.fullmatch(r"[A-Za-z_][\w]*", hint):
                 a.name_hint = hint
         b = Builder(kernel.body.block)
+        b.threads = self.threads
         batch_arg = next((a for a, t in zip(ins, in_types) if nn.shape_of(t)[:1] == (DYN,)), None)
         needs_batch = any(DYN in nn.shape_of(t) for t in [*in_types, *out_types]) or any(
             DYN in nn.shape_of(r.type) for op in ops for r in op.results)
@@ -281,16 +285,20 @@ def is_nn_function(op: Operation) -> bool:
 
 @dataclass(frozen=True)
 class LowerToLoopsPass(ModulePass):
-    """Lower nn functions to loop-level kernels (memref, scf, arith, math) with an arena plan."""
+    """Lower nn functions to loop-level kernels (memref, scf, arith, math) with an
+    arena plan; option threads: how many threads each GEMM may use."""
 
     name = "lower-to-loops"
     sparse_unroll_limit: int = 256  # sparse_matmul with more nonzeros loops over index tables
+    threads: int = 1  # the GEMMs' OpenMP team size (their workspaces are sized for it)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         symbols = {o.sym_name.data for o in op.ops if hasattr(o, "sym_name")}
         functions = {o.sym_name.data: o for o in op.ops if isinstance(o, func.FuncOp)}
         for fn in [f for f in op.ops if is_nn_function(f)]:
-            lowering = FunctionLowering(op, fn, symbols, self.sparse_unroll_limit)
+            if self.threads < 1:
+                raise PassFailedException(f"lower-to-loops: threads must be >= 1, got {self.threads}")
+            lowering = FunctionLowering(op, fn, symbols, self.sparse_unroll_limit, self.threads)
             kernel = lowering.run()
             declarations = []
             for name, (ins, outs) in lowering.externals.items():

@@ -49,7 +49,7 @@ GEMM_MIN_WORK = 4096  # k * n of a product that goes to the GEMM (64 x 64 and up
 GEMM_MIN_ROWS = 4  # fewer rows (a small batch): the loops, which stream w once (no MR-row tile to fill)
 _FLAT = MemRefType(f32, [DYN])
 GEMM_ARGS = [IndexType()] * 3 + [_FLAT, IndexType(), IndexType(), _FLAT, IndexType(), _FLAT,
-                                  IndexType(), i32, _FLAT]
+                                  IndexType(), i32, _FLAT, IndexType()]
 
 
 def gemm_sizes(op: Operation) -> tuple[int, int, int] | None:
@@ -71,13 +71,14 @@ def gemm_sizes(op: Operation) -> tuple[int, int, int] | None:
     return m, n, k
 
 
-def gemm_scratch_bytes(op: Operation) -> int:
-    """The workspace of the op's GEMM call (0: no GEMM): enough for any batch."""
+def gemm_scratch_bytes(op: Operation, threads: int) -> int:
+    """The workspace of the op's GEMM call (0: no GEMM): enough for any batch
+    and one part per thread."""
     sizes = gemm_sizes(op)
     if sizes is None:
         return 0
     m, n, k = sizes
-    return 4 * gemm.workspace_floats(gemm.MC if m == DYN else m, n, gemm.KC if k == DYN else k)
+    return 4 * threads * gemm.workspace_floats(gemm.MC if m == DYN else m, n, gemm.KC if k == DYN else k)
 
 
 def _flat(b: Builder, buf: Buf) -> SSAValue:
@@ -101,7 +102,8 @@ def _lower_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         rs, cs, k = b.idx(k), b.idx(1), b.idx(k)
     b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
     b.emit(func.CallOp(gemm.SYMBOL, [m, b.idx(n), k, _flat(b, x), rs, cs, _flat(b, w), b.idx(n),
-                                     _flat(b, out), b.idx(n), b.const(0, i32), _flat(b, b.scratch)], []))
+                                     _flat(b, out), b.idx(n), b.const(0, i32), _flat(b, b.scratch),
+                                     b.idx(b.threads)], []))
     bias = ins[2] if len(ins) > 2 else None
     if isinstance(op, nn.FusedMatmulOp) and (bias is not None or op.params.activation != "identity"):
         def fin(ivs, _):
@@ -192,6 +194,6 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     nn.MatmulOp: lower_matmul, nn.MatmulTransposeAOp: lower_matmul, nn.FusedMatmulOp: lower_matmul,
 }
-# Bytes of scratch (in the arena) an op's lowering needs, as `b.scratch`.
-SCRATCH: dict[type, Callable[[Operation], int]] = {cls: gemm_scratch_bytes for cls in LOWER}
+# Bytes of scratch (in the arena) an op's lowering needs, as `b.scratch`, for a thread count.
+SCRATCH: dict[type, Callable[[Operation, int], int]] = {cls: gemm_scratch_bytes for cls in LOWER}
 
