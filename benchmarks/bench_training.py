@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = rng.integers(0, SIZES[-1], args.batch)
 
     t0 = time.perf_counter()
-    model = ncc.compile(mlp_onnx(weights))
+    model = ncc.compile(mlp_onnx(weights), threads=1)  # against PyTorch on one thread
     make_opt = (lambda m: ncc.optim.SGD(m, lr=0.01, momentum=0.9)) if args.optimizer == "sgd" \
         else (lambda m: ncc.optim.Adam(m, lr=1e-3))
     opt = make_opt(model)
