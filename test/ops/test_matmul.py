@@ -288,14 +288,14 @@ def _gemm_caller(variant):
     tm = engine.target_machine()
     lib = engine.compile_llvm_ir(str(gemm.gemm_module(gemm.VARIANTS[variant], tm.triple, str(tm.target_data))))
     P, I = ctypes.c_void_p, ctypes.c_int64
-    fn = ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P)(lib.address(gemm.SYMBOL))
+    fn = ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P, I)(lib.address(gemm.SYMBOL))
 
     def call(a, b, c, accumulate=0, transposed=False):
         m, k = (a.shape[1], a.shape[0]) if transposed else a.shape
         rs, cs = (1, m) if transposed else (k, 1)
         ws = aligned_empty((gemm.workspace_floats(m, b.shape[1], k),), np.dtype(np.float32))
         fn(m, b.shape[1], k, a.ctypes.data, rs, cs, b.ctypes.data, b.shape[1], c.ctypes.data, b.shape[1],
-           accumulate, ws.ctypes.data)
+           accumulate, ws.ctypes.data, 1)
     return lib, call
 
 
