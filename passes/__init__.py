@@ -13,6 +13,7 @@ PASS_TABLE: dict[str, str] = {
     "layerize": "ncc.passes.layerize:LayerizePass",
     "fuse": "ncc.passes.fuse:FusePass",
     "fold-weights": "ncc.passes.fold_weights:FoldWeightsPass",
+    "pack-weights": "ncc.passes.pack_weights:PackWeightsPass",
     "autodiff": "ncc.passes.autodiff:AutodiffPass",
     "lower-to-loops": "ncc.passes.lowering.nn_to_loops:LowerToLoopsPass",
     "neuron-to-loops": "ncc.passes.lowering.neuron_to_loops:NeuronToLoopsPass",

@@ -188,6 +188,7 @@ def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "a
     if layerized:
         if fuse:
             run_passes(module, "fuse")
+        run_passes(module, "pack-weights")  # the GEMMs' weights as panels: packed once, below
         recipes = fold_weights(module, compute=False)  # the model computes their data
         run_passes(module, f"lower-to-loops{{threads={threads}}}")
     for net in nets:  # a net's I/O is `x` and `y` however it was lowered

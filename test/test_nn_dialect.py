@@ -85,6 +85,10 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %y = nn.matmul %x, %w : tensor<?x3xf32>, tensor<3x2xf32> -> tensor<?x2xf32>
   %fm = nn.fused_matmul %x, %w, %b activation leaky_relu : tensor<?x3xf32>, tensor<3x2xf32>, tensor<2xf32> -> tensor<?x2xf32>
   %fm2 = nn.fused_matmul %x, %w : tensor<?x3xf32>, tensor<3x2xf32> -> tensor<?x2xf32>
+  %wp = nn.pad %w pads [0, 0, 0, 30] : tensor<3x2xf32> -> tensor<3x32xf32>
+  %wr = nn.reshape %wp : tensor<3x32xf32> -> tensor<3x1x32xf32>
+  %wt = nn.transpose %wr perm [1, 0, 2] : tensor<3x1x32xf32> -> tensor<1x3x32xf32>
+  %pm = nn.packed_matmul %x, %wt, %b columns 2 activation relu : tensor<?x3xf32>, tensor<1x3x32xf32>, tensor<2xf32> -> tensor<?x2xf32>
   %sp = nn.sparse_matmul %x, %v rows [0, 1, 2] cols [1, 0, 1] in_features 3 out_features 2 : tensor<?x3xf32>, tensor<3xf32> -> tensor<?x2xf32>
   %c = nn.conv %img, %k strides [2, 2] pads [1, 1, 1, 1] : tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32> -> tensor<1x4x4x4xf32>
   %c2 = nn.conv %img, %k dilations [2, 2] group 1 : tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32> -> tensor<1x4x4x4xf32>

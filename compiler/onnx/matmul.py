@@ -170,3 +170,15 @@ def _export_fused_matmul(g: Graph, op: Operation, ins: list[str]) -> str:
     if len(ins) > 2:
         y = g.node("Add", [y, ins[2]])
     return activation_to_onnx(g, op.params.activation, y, op.result)
+
+
+@to_onnx(nn.PackedMatmulOp)
+def _export_packed_matmul(g: Graph, op: Operation, ins: list[str]) -> str:
+    """The weight unpacked from its panels (transpose, reshape, slice), then as fused_matmul."""
+    p, k, width = shape_of(op.panels.type)
+    w = g.node("Reshape", [g.node("Transpose", [ins[1]], perm=[1, 0, 2]), g.const([k, p * width])])
+    w = g.node("Slice", [w, g.const([0]), g.const([op.params.columns]), g.const([1])])
+    y = g.node("MatMul", [ins[0], w])
+    if len(ins) > 2:
+        y = g.node("Add", [y, ins[2]])
+    return activation_to_onnx(g, op.params.activation, y, op.result)

@@ -1,4 +1,5 @@
-"""The nn matmul family: `nn.matmul`, `nn.matmul_transpose_a`, `nn.fused_matmul`."""
+"""The nn matmul family: `nn.matmul`, `nn.matmul_transpose_a`, `nn.fused_matmul`,
+`nn.packed_matmul`."""
 
 from __future__ import annotations
 
@@ -109,6 +110,57 @@ class FusedMatmulOp(NNOp):
 
 
 
+PANEL = 32  # columns of a packed weight's panel (a multiple of every GEMM tile's NR)
+
+
+def pack_panels(w: np.ndarray) -> np.ndarray:
+    """A [K, N] weight as [ceil(N / PANEL), K, PANEL] panels (zeros past N)."""
+    k, n = w.shape
+    p = -(-n // PANEL)
+    padded = np.zeros((k, p * PANEL), w.dtype)
+    padded[:, :n] = w
+    return np.ascontiguousarray(padded.reshape(k, p, PANEL).transpose(1, 0, 2))
+
+
+def unpack_panels(panels: np.ndarray, n: int) -> np.ndarray:
+    p, k, width = panels.shape
+    return panels.transpose(1, 0, 2).reshape(k, p * width)[:, :n]
+
+
+@nn_op
+class PackedMatmulOp(NNOp):
+    """act(x @ w + bias) with w given as its packed panels [ceil(N / 32), K, 32]
+    (`pack_panels`: the layout the GEMM's micro-kernel streams, so that a weight
+    is packed once, not on every call; the `pack-weights` pass makes it)."""
+
+    name = "nn.packed_matmul"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("columns", "int"), Param("activation", "str", "identity"))
+    input = operand_def(TensorType)
+    panels = operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, panels: SSAValue | Operation, columns: int,
+                 bias: SSAValue | Operation | None = None, activation: str = "identity"):
+        self._build([x, panels, [bias] if bias is not None else []], columns=columns, activation=activation)
+
+    @classmethod
+    def infer(cls, types, p):
+        check_activation(p.activation)
+        need_float(types[0], "input")
+        elt = same_element(types[:2])
+        need_rank(types[1], 3, f"panels [P, K, {PANEL}]")
+        panels, x = shape_of(types[1]), shape_of(types[0])
+        n = p.columns
+        if n < 1 or panels[0] != -(-n // PANEL) or panels[2] != PANEL:
+            raise VerifyException(f"panels {types[1]} do not hold {n} columns as "
+                                  f"[{-(-max(n, 1) // PANEL)}, K, {PANEL}]")
+        if not x or not dims_compatible(x[-1], panels[1]):
+            raise VerifyException(f"input {types[0]} does not end in K = {panels[1]}")
+        out = TensorType(elt, [*x[:-1], n])
+        _check_bias(types[2] if len(types) > 2 else None, out, "matmul result")
+        return out
+
+
 def _fused_matmul(op, x, w, b=None):
     y = np.matmul(x, w)
     return activation_fn(op.params.activation)(y if b is None else y + b)
@@ -119,4 +171,5 @@ REFERENCE: dict[type, Callable[..., np.ndarray]] = {
     MatmulOp: lambda op, a, b: np.matmul(a, b),
     MatmulTransposeAOp: lambda op, a, b: np.matmul(a.T, b),
     FusedMatmulOp: _fused_matmul,
+    PackedMatmulOp: lambda op, x, panels, b=None: _fused_matmul(op, x, unpack_panels(panels, op.params.columns), b),
 }

@@ -19,11 +19,13 @@ so an AVX-512 host runs and tests the AVX2 variant too.
 Loop-level code calls one symbol, whatever the host:
 
     void ncc_sgemm(i64 M, i64 N, i64 K, ptr A, i64 a_row_stride, i64 a_col_stride,
-                   ptr B, i64 ldb, ptr C, i64 ldc, i32 accumulate, ptr workspace, i64 threads)
+                   ptr B, i64 ldb, ptr C, i64 ldc, i32 flags, ptr workspace, i64 threads)
 
 (A's element (i, k) at A[i * a_row_stride + k * a_col_stride]: a transposed A
-costs nothing; B and C row-major; `accumulate` = 0 overwrites C, 1 adds to
-it.) The engine defines it for the CPU it compiles for (`define_gemm`), so a
+costs nothing; C row-major; `flags`: ACCUMULATE (1) adds to C, else C is
+overwritten; PACKED_B (2): B is prepacked panels [ceil(N / 32), K, 32], the
+layout of nn.packed_matmul's weight (packed once, not on every call), else B
+is row-major with ldb.) The engine defines it for the CPU it compiles for (`define_gemm`), so a
 kernel's IR does not depend on the host and the cache key's host description
 covers the choice. The workspace, 64-byte aligned, holds the packed panels:
 `threads * workspace_floats(M, N, K)` floats, for any variant.
@@ -53,6 +55,8 @@ SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I
 SERIAL = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR])
 KC, MC, NC = 256, 168, 4096  # cache blocking, the same for every variant
 NR_MAX, MR_MAX = 32, 14  # the largest tile of any variant (every NR divides NR_MAX)
+PANEL = 32  # columns of a prepacked B's panels (nn.packed_matmul's layout; NR_MAX)
+ACCUMULATE, PACKED_B = 1, 2  # the flags argument: add to C; B is prepacked panels
 IN_PLACE_ROWS = 8  # at most this many rows of A: B is read in place, not packed
 
 
@@ -172,14 +176,16 @@ def _min(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
 # The micro-kernel
 
 
-def _micro_kernel(module: ir.Module, t: Tile) -> ir.Function:
+def _micro_kernel(module: ir.Module, t: Tile, rows: int) -> ir.Function:
     """tile(kc, a_panel, b_panel, b_stride, C, ldc, m, n, accumulate): C[:m, :n]
     (+)= the MR x NR product of an MR x kc panel of A (k-major: MR values per
     k) and a kc x NR panel of B (NR values per k, rows b_stride apart: NR when
-    packed, B's own row length when read in place), accumulated in registers."""
+    packed, B's own row length when read in place), accumulated in registers.
+    `rows` <= MR of the panel's rows are computed (a tile for the last rows
+    of A, or a small batch: no work on rows that do not exist)."""
     vec = ir.VectorType(F32, t.lanes)
     fnty = ir.FunctionType(ir.VoidType(), [I64, PTR, PTR, I64, PTR, I64, I64, I64, I32])
-    fn = ir.Function(module, fnty, f"ncc_sgemm_tile_{t.tag}")
+    fn = ir.Function(module, fnty, f"ncc_sgemm_tile_{t.tag}" + ("" if rows == t.mr else f"_rows{rows}"))
     fn.linkage = "internal"
     kc, ap, bp, b_stride, cp, ldc, m, n, acc_flag = fn.args
     for a in (ap, bp, cp):
@@ -196,7 +202,7 @@ def _micro_kernel(module: ir.Module, t: Tile) -> ir.Function:
     b.position_at_end(head)
     k = b.phi(I64, "k")
     k.add_incoming(_c(0), entry)
-    accs = [[b.phi(vec, f"c{r}_{v}") for v in range(t.nr_vectors)] for r in range(t.mr)]
+    accs = [[b.phi(vec, f"c{r}_{v}") for v in range(t.nr_vectors)] for r in range(rows)]
     for row in accs:
         for a in row:
             a.add_incoming(zero, entry)
@@ -206,20 +212,20 @@ def _micro_kernel(module: ir.Module, t: Tile) -> ir.Function:
     bv = [b.load(_at(b, bk, _c(v * t.lanes)), typ=vec, align=4) for v in range(t.nr_vectors)]
     ak = _at(b, ap, b.mul(k, _c(t.mr)))
     new = []
-    for r in range(t.mr):
+    for r in range(rows):
         a = b.load(_at(b, ak, _c(r)), typ=F32, align=4)
         splat = b.shuffle_vector(b.insert_element(ir.Constant(vec, ir.Undefined), a, I32(0)),
                                  ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(I32, t.lanes), [0] * t.lanes))
         new.append([b.call(fma, [splat, bv[v], accs[r][v]]) for v in range(t.nr_vectors)])
     k.add_incoming(b.add(k, _c(1)), b.block)
-    for r in range(t.mr):
+    for r in range(rows):
         for v in range(t.nr_vectors):
             accs[r][v].add_incoming(new[r][v], b.block)
     b.branch(head)
 
     # Store: the whole tile with vector stores, or an edge tile through a buffer.
     b.position_at_end(done)
-    full = b.and_(b.icmp_signed("==", m, _c(t.mr)), b.icmp_signed("==", n, _c(t.nr)))
+    full = b.and_(b.icmp_signed("==", m, _c(rows)), b.icmp_signed("==", n, _c(t.nr)))
     whole = b.append_basic_block("store.whole")
     edge = b.append_basic_block("store.edge")
     ret = b.append_basic_block("ret")
@@ -227,7 +233,7 @@ def _micro_kernel(module: ir.Module, t: Tile) -> ir.Function:
     b.cbranch(full, whole, edge)
 
     b.position_at_end(whole)
-    for r in range(t.mr):
+    for r in range(rows):
         row = _at(b, cp, b.mul(_c(r), ldc))
         for v in range(t.nr_vectors):
             p = _at(b, row, _c(v * t.lanes))
@@ -237,10 +243,10 @@ def _micro_kernel(module: ir.Module, t: Tile) -> ir.Function:
     b.branch(ret)
 
     b.position_at_end(edge)
-    slot = b.alloca(F32, size=_c(t.mr * t.nr))
+    slot = b.alloca(F32, size=_c(rows * t.nr))
     slot.align = 64
     buf = b.bitcast(slot, PTR)
-    for r in range(t.mr):
+    for r in range(rows):
         for v in range(t.nr_vectors):
             _store_vector(b, accs[r][v], _at(b, buf, _c(r * t.nr + v * t.lanes)))
     with _loop(b, _c(0), m, 1, "er") as r:
@@ -319,47 +325,57 @@ def _pack_a(module: ir.Module, t: Tile) -> ir.Function:
 
 def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
     """The GEMM on one thread: the GotoBLAS loops around the micro-kernel."""
-    tile, pack_a, pack_b = _micro_kernel(module, t), _pack_a(module, t), _pack_b(module, t)
+    rows = sorted({r for r in (1, 2, 4, 8) if r < t.mr} | {t.mr})
+    tiles = {r: _micro_kernel(module, t, r) for r in rows}
+    pack_a, pack_b = _pack_a(module, t), _pack_b(module, t)
     fn = ir.Function(module, SERIAL, f"ncc_sgemm_serial_{t.tag}")
     fn.linkage = "internal"
-    M, N, K, A, rs, cs, B, ldb, C, ldc, accumulate, ws = fn.args
+    M, N, K, A, rs, cs, B, ldb, C, ldc, flags, ws = fn.args
     for a in (A, B, C, ws):
         a.add_attribute("noalias")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
+    accumulate = b.and_(flags, I32(ACCUMULATE))
+    prepacked = b.icmp_signed("!=", b.and_(flags, I32(PACKED_B)), I32(0))
     bpack = ws  # then the A panels, after the B block of this call's size
     apack = _at(b, ws, b.mul(_min(b, K, _c(t.kc)),
                              b.mul(b.sdiv(b.add(_min(b, N, _c(t.nc)), _c(NR_MAX - 1)), _c(NR_MAX)), _c(NR_MAX))))
+    # Few rows of A: B is read where it is (a panel is used once), except the
+    # last, partial panel (its loads would run past B's rows); else packed once
+    # per K x N block, its panels reused by every row panel; or packed already.
+    in_place = b.and_(b.icmp_signed("<=", M, _c(IN_PLACE_ROWS)), b.not_(prepacked))
     with _loop(b, _c(0), N, t.nc, "jc") as jc:
         nc = _min(b, b.sub(N, jc), _c(t.nc))
         with _loop(b, _c(0), K, t.kc, "pc") as pc:
             kc = _min(b, b.sub(K, pc), _c(t.kc))
             # the first K block writes C (or adds, if asked); the others add
-            adding = b.select(b.icmp_signed("==", pc, _c(0)), accumulate, I32(1))
-            # Few rows of A: B is read where it is (a panel is used once), except
-            # the last, partial panel (its loads would run past B's rows); else
-            # packed once per K x N block, its panels reused by every row panel.
-            in_place = b.icmp_signed("<=", M, _c(IN_PLACE_ROWS))
+            adding = b.select(b.icmp_signed("==", pc, _c(0)), accumulate, I32(ACCUMULATE))
             bsrc = _at(b, B, b.add(b.mul(pc, ldb), jc))
-            with b.if_else(in_place) as (then, otherwise):
-                with then:
-                    whole = b.mul(b.sdiv(nc, _c(t.nr)), _c(t.nr))
-                    with b.if_then(b.icmp_signed("<", whole, nc)):
-                        b.call(pack_b, [kc, b.sub(nc, whole), _at(b, bsrc, whole), ldb,
-                                        _at(b, bpack, b.mul(whole, kc))])
-                with otherwise:
-                    b.call(pack_b, [kc, nc, bsrc, ldb, bpack])
+            with b.if_then(b.not_(prepacked)):
+                with b.if_else(in_place) as (then, otherwise):
+                    with then:
+                        whole = b.mul(b.sdiv(nc, _c(t.nr)), _c(t.nr))
+                        with b.if_then(b.icmp_signed("<", whole, nc)):
+                            b.call(pack_b, [kc, b.sub(nc, whole), _at(b, bsrc, whole), ldb,
+                                            _at(b, bpack, b.mul(whole, kc))])
+                    with otherwise:
+                        b.call(pack_b, [kc, nc, bsrc, ldb, bpack])
             with _loop(b, _c(0), M, t.mc, "ic") as ic:
                 mc = _min(b, b.sub(M, ic), _c(t.mc))
                 b.call(pack_a, [mc, kc, _at(b, A, b.add(b.mul(ic, rs), b.mul(pc, cs))), rs, cs, apack])
                 with _loop(b, _c(0), nc, t.nr, "jr") as jr:
                     n = _min(b, b.sub(nc, jr), _c(t.nr))
-                    packed = b.or_(b.not_(in_place), b.icmp_signed("<", n, _c(t.nr)))
-                    bpanel = b.select(packed, _at(b, bpack, b.mul(jr, kc)), _at(b, bsrc, jr))
-                    stride = b.select(packed, _c(t.nr), ldb)
+                    # prepacked: panel (jc + jr) / PANEL of K x PANEL, from row pc, column (jc + jr) % PANEL
+                    col = b.add(jc, jr)
+                    given = _at(b, B, b.add(b.mul(b.sdiv(col, _c(PANEL)), b.mul(K, _c(PANEL))),
+                                            b.add(b.mul(pc, _c(PANEL)), b.srem(col, _c(PANEL)))))
+                    own = b.or_(b.not_(in_place), b.icmp_signed("<", n, _c(t.nr)))
+                    bpanel = b.select(prepacked, given, b.select(own, _at(b, bpack, b.mul(jr, kc)), _at(b, bsrc, jr)))
+                    stride = b.select(prepacked, _c(PANEL), b.select(own, _c(t.nr), ldb))
                     with _loop(b, _c(0), mc, t.mr, "ir") as ir_:
                         m = _min(b, b.sub(mc, ir_), _c(t.mr))
-                        c = _at(b, C, b.add(b.mul(b.add(ic, ir_), ldc), b.add(jc, jr)))
-                        b.call(tile, [kc, _at(b, apack, b.mul(ir_, kc)), bpanel, stride, c, ldc, m, n, adding])
+                        c = _at(b, C, b.add(b.mul(b.add(ic, ir_), ldc), col))
+                        args = [kc, _at(b, apack, b.mul(ir_, kc)), bpanel, stride, c, ldc, m, n, adding]
+                        _call_tile(b, tiles, m, args)
     # K = 0: C = 0 (or unchanged when accumulating), as a product over nothing
     with b.if_then(b.and_(b.icmp_signed("==", K, _c(0)), b.icmp_signed("==", accumulate, I32(0)))):
         with _loop(b, _c(0), M, 1, "zi") as i:
@@ -367,6 +383,19 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
                 b.store(ir.Constant(F32, 0.0), _at(b, C, b.add(b.mul(i, ldc), j)))
     b.ret_void()
     return fn
+
+
+def _call_tile(b: ir.IRBuilder, tiles: dict[int, ir.Function], m: ir.Value, args: list) -> None:
+    """The tile of the fewest rows that holds m (if m <= 1: ..., elif m <= 2: ...)."""
+    rows = sorted(tiles)
+    if len(rows) == 1:
+        b.call(tiles[rows[0]], args)
+        return
+    with b.if_else(b.icmp_signed("<=", m, _c(rows[0]))) as (then, otherwise):
+        with then:
+            b.call(tiles[rows[0]], args)
+        with otherwise:
+            _call_tile(b, {r: tiles[r] for r in rows[1:]}, m, args)
 
 
 def _workspace_floats(b: ir.IRBuilder, M: ir.Value, N: ir.Value, K: ir.Value) -> ir.Value:
@@ -420,7 +449,7 @@ def _team_body(module: ir.Module, serial: ir.Function) -> ir.Function:
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     words = fn.args[0]
     w = [b.load(b.gep(words, [_c(k)], inbounds=True, source_etype=I64), typ=I64) for k in range(13)]
-    M, N, K, A, rs, cs, B, ldb, C, ldc, accumulate, ws, team = w
+    M, N, K, A, rs, cs, B, ldb, C, ldc, flags, ws, team = w
     as_ptr = lambda v: b.inttoptr(v, PTR)  # noqa: E731
     tid = b.sext(b.call(module.globals.get("omp_get_thread_num") or ir.Function(
         module, ir.FunctionType(I32, []), "omp_get_thread_num"), []), I64)
@@ -430,8 +459,11 @@ def _team_body(module: ir.Module, serial: ir.Function) -> ir.Function:
     n = _min(b, b.sub(N, n0), per)
     with b.if_then(b.icmp_signed(">", n, _c(0))):
         own = _at(b, as_ptr(ws), b.mul(tid, _workspace_floats(b, M, N, K)))
-        b.call(serial, [M, n, K, as_ptr(A), rs, cs, _at(b, as_ptr(B), n0), ldb, _at(b, as_ptr(C), n0), ldc,
-                        b.trunc(accumulate, I32), own])
+        flags32 = b.trunc(flags, I32)
+        prepacked = b.icmp_signed("!=", b.and_(flags32, I32(PACKED_B)), I32(0))
+        b_off = b.select(prepacked, b.mul(b.sdiv(n0, _c(PANEL)), b.mul(K, _c(PANEL))), n0)  # n0: whole panels
+        b.call(serial, [M, n, K, as_ptr(A), rs, cs, _at(b, as_ptr(B), b_off), ldb, _at(b, as_ptr(C), n0), ldc,
+                        flags32, own])
     b.ret_void()
     return fn
 

@@ -229,16 +229,19 @@ class _Interpreter:
         return arena[offset:offset + nbytes].view(dt).reshape(shape)
 
 
-def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, accumulate, workspace, threads) -> None:
+def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, flags, workspace, threads) -> None:
     """ncc_sgemm's meaning (passes/lowering/gemm.py), in float64 numpy (one thread: the same result)."""
     i, j, kk = np.arange(m)[:, None], np.arange(n)[None, :], np.arange(k)
-    for name, buf, idx in (("A", a, i * rs + kk[None, :] * cs), ("B", b, kk[:, None] * ldb + j),
-                           ("C", c, i * ldc + j)):
+    if flags & gemm.PACKED_B:  # panels [ceil(n / PANEL), k, PANEL]
+        b_at = (j // gemm.PANEL) * (k * gemm.PANEL) + kk[:, None] * gemm.PANEL + j % gemm.PANEL
+    else:
+        b_at = kk[:, None] * ldb + j
+    for name, buf, idx in (("A", a, i * rs + kk[None, :] * cs), ("B", b, b_at), ("C", c, i * ldc + j)):
         if idx.size and (idx.min() < 0 or idx.max() >= buf.size):
             raise KernelError(f"{gemm.SYMBOL}: {name} reaches past its buffer of {buf.size} elements")
-    product = a[i * rs + kk[None, :] * cs].astype(np.float64) @ b[kk[:, None] * ldb + j]
+    product = a[i * rs + kk[None, :] * cs].astype(np.float64) @ b[b_at]
     at = i * ldc + j
-    c[at] = (c[at] + product) if accumulate else product
+    c[at] = (c[at] + product) if flags & gemm.ACCUMULATE else product
 
 
 def _predicate(op, table) -> str:

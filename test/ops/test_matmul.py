@@ -271,6 +271,7 @@ def test_export_fused_matmul(act, bias):
 # The packed GEMM (passes/lowering/gemm.py): every variant this host can run,
 # against numpy; the lowering's choice of it, natively and interpreted.
 
+from ncc.dialects.nn.matmul import pack_panels  # noqa: E402
 from ncc.passes.lowering import gemm  # noqa: E402
 from ncc.runtime import engine  # noqa: E402
 from ncc.runtime.calling import aligned_empty  # noqa: E402
@@ -290,12 +291,14 @@ def _gemm_caller(variant):
     P, I = ctypes.c_void_p, ctypes.c_int64
     fn = ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P, I)(lib.address(gemm.SYMBOL))
 
-    def call(a, b, c, accumulate=0, transposed=False):
+    def call(a, b, c, accumulate=0, transposed=False, prepacked=False):
         m, k = (a.shape[1], a.shape[0]) if transposed else a.shape
         rs, cs = (1, m) if transposed else (k, 1)
-        ws = aligned_empty((gemm.workspace_floats(m, b.shape[1], k),), np.dtype(np.float32))
-        fn(m, b.shape[1], k, a.ctypes.data, rs, cs, b.ctypes.data, b.shape[1], c.ctypes.data, b.shape[1],
-           accumulate, ws.ctypes.data, 1)
+        n = b.shape[1]
+        ws = aligned_empty((gemm.workspace_floats(m, n, k),), np.dtype(np.float32))
+        bb = pack_panels(b) if prepacked else b
+        flags = (gemm.ACCUMULATE if accumulate else 0) | (gemm.PACKED_B if prepacked else 0)
+        fn(m, n, k, a.ctypes.data, rs, cs, bb.ctypes.data, n, c.ctypes.data, n, flags, ws.ctypes.data, 1)
     return lib, call
 
 
@@ -317,6 +320,10 @@ def test_gemm_variant_matches_numpy(variant):
         c = np.full((m, n), 7.0, np.float32)  # A read transposed
         call(np.ascontiguousarray(a.T), b, c, transposed=True)
         np.testing.assert_allclose(c, want, rtol=tol, atol=tol, err_msg=f"{variant} A^T")
+        if n and k:
+            c = np.full((m, n), 7.0, np.float32)  # B given as nn.packed_matmul's panels
+            call(a, b, c, prepacked=True)
+            np.testing.assert_allclose(c, want, rtol=tol, atol=tol, err_msg=f"{variant} packed B")
 
 
 def test_gemm_tile_comes_from_the_cpu_features():
@@ -381,12 +388,13 @@ def test_gemm_threads_give_identical_results(serial):
     for m, n, k in [(5, 70, 33), (64, 512, 300), (3, 4100, 10), (20, 31, 7)]:
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
-        outs = []
+        outs, panels = [], pack_panels(b)
         for threads in (1, 2, 3, 8):
-            c = np.full((m, n), 7.0, np.float32)
-            ws = aligned_empty((threads * gemm.workspace_floats(m, n, k),), np.dtype(np.float32))
-            fn(m, n, k, a.ctypes.data, k, 1, b.ctypes.data, n, c.ctypes.data, n, 0, ws.ctypes.data, threads)
-            outs.append(c)
+            for bb, flags in ((b, 0), (panels, gemm.PACKED_B)):
+                c = np.full((m, n), 7.0, np.float32)
+                ws = aligned_empty((threads * gemm.workspace_floats(m, n, k),), np.dtype(np.float32))
+                fn(m, n, k, a.ctypes.data, k, 1, bb.ctypes.data, n, c.ctypes.data, n, flags, ws.ctypes.data, threads)
+                outs.append(c)
         np.testing.assert_allclose(outs[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
         for c in outs[1:]:
             np.testing.assert_array_equal(c, outs[0])
@@ -404,3 +412,79 @@ def test_compile_threads_option():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ncc.NccError, match="threads must be an integer >= 1"):
             ncc.compile(module, threads=bad)
+
+
+# ---------------------------------------------------------------------------
+# nn.packed_matmul and the pack-weights pass: weights packed once
+
+
+def _dense(k=96, n=70, fused=True, seed=4):
+    rng = np.random.default_rng(seed)
+    w = nn.WeightOp("w", rng.standard_normal((k, n)).astype(np.float32) * 0.1)
+    bias = nn.WeightOp("b", rng.standard_normal(n).astype(np.float32))
+
+    def make(e, x):
+        wv = e(nn.WeightRefOp(w))
+        if fused:
+            return e(nn.FusedMatmulOp(x, wv, e(nn.WeightRefOp(bias)), activation="relu"))
+        return e(nn.MatmulOp(x, wv))
+    return loop_tests.build([loop_tests.T(DYN, k)], make, [w, bias] if fused else [w])
+
+
+def test_packed_matmul_shape_rule_reference_and_errors():
+    from ncc.dialects.nn.matmul import PANEL, unpack_panels
+
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((40, 70)).astype(np.float32)
+    panels = pack_panels(w)
+    assert panels.shape == (3, 40, PANEL) and np.array_equal(unpack_panels(panels, 70), w)
+    assert not panels[2, :, 70 - 64:].any()  # zeros past the last column
+    x, p = dialect_tests.values(T((DYN, 40)), T((3, 40, PANEL)))
+    op = nn.PackedMatmulOp(x, p, 70)
+    assert dialect_tests.shape(op) == (None, 70)
+    xv = rng.standard_normal((5, 40)).astype(np.float32)
+    np.testing.assert_allclose(nn.REFERENCE[nn.PackedMatmulOp](op, xv, panels), xv @ w, rtol=1e-5)
+    with pytest.raises(VerifyException, match="do not hold 100 columns"):
+        nn.PackedMatmulOp(x, p, 100)
+    bad_x, = dialect_tests.values(T((DYN, 41)))
+    with pytest.raises(VerifyException, match="does not end in K = 40"):
+        nn.PackedMatmulOp(bad_x, p, 70)
+
+
+def test_pack_weights_rewrites_only_what_the_gemm_computes():
+    from ncc.passes.pack_weights import pack_weights
+
+    module = _dense()
+    assert pack_weights(module) == 1
+    names = [op.name for op in module.walk() if op.name.startswith("nn.") and op.name != "nn.weight"]
+    assert names == ["nn.weight_ref", "nn.weight_ref", "nn.pad", "nn.reshape", "nn.transpose", "nn.packed_matmul"]
+    small = _dense(k=8, n=8)  # 64 elements: the loops, unpacked
+    assert pack_weights(small) == 0
+    x_by_x = loop_tests.build([loop_tests.T(DYN, 96), loop_tests.T(96, 80)],
+                              lambda e, x, y: e(nn.MatmulOp(x, y)))  # not known at compile time
+    assert pack_weights(x_by_x) == 0
+
+
+@pytest.mark.parametrize("n", [70, 64, 45])
+@pytest.mark.parametrize("batch", [1, 3, 7, 64])
+def test_compiled_matmuls_read_packed_weights_set_once(n, batch):
+    module = _dense(n=n)
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((batch, 96)).astype(np.float32)
+    model = ncc.compile(module, cache=False)
+    assert "w.transpose" in [r.name for r in model.abi.roles], "the packed panels are a derived weight"
+    (want,) = ncc.reference.run(module, [x])
+    np.testing.assert_allclose(model(x), want, rtol=1e-4, atol=1e-4)
+    model.params["w"] = model.params["w"] * 2  # the panels follow the parameter
+    params = {k: np.asarray(v) for k, v in model.params.items()}
+    (want,) = ncc.reference.run(module, [x], params=params)
+    np.testing.assert_allclose(model(x), want, rtol=1e-4, atol=1e-4)
+    lowered = ncc.parse_module(ncc.print_module(module))
+    ncc.run_passes(lowered, "pack-weights,fold-weights")
+    loop_tests.check(lowered, [x], rtol=1e-4, atol=1e-4)  # the panels' loops and GEMM, interpreted and native
+
+
+def test_packed_matmul_exports_to_onnx():
+    module = _dense()
+    ncc.run_passes(module, "pack-weights")
+    export_tests.check(module, [np.random.default_rng(6).standard_normal((3, 96)).astype(np.float32)], tol=1e-4)

@@ -19,6 +19,7 @@ from xdsl.ir import Operation, SSAValue
 
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
+from ncc.dialects.nn.matmul import PANEL
 from ncc.passes.lowering import gemm
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, broadcast_map, epilogue, if_else
 
@@ -57,6 +58,8 @@ def gemm_sizes(op: Operation) -> tuple[int, int, int] | None:
     or None: f32 operands, a 2-D right operand of at least GEMM_MIN_WORK
     elements; matmul_transpose_a's left operand read transposed."""
     x, w = (nn.shape_of(v.type) for v in op.operands[:2])
+    if isinstance(op, nn.PackedMatmulOp):  # always the GEMM, whatever the size
+        return (DYN if DYN in x[:-1] else math.prod(x[:-1])), op.params.columns, w[1]
     if op.result.type.element_type != f32 or op.operands[0].type.element_type != f32 \
             or op.operands[1].type.element_type != f32 or len(w) != 2 or not x:
         return None
@@ -100,12 +103,14 @@ def _lower_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         rows = math.prod(d for d in x.shape[:-1] if d != DYN)
         m = b.mul_i(b.batch, rows) if m == DYN else b.idx(m)
         rs, cs, k = b.idx(k), b.idx(1), b.idx(k)
+    flags = gemm.PACKED_B if isinstance(op, nn.PackedMatmulOp) else 0
     b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
     b.emit(func.CallOp(gemm.SYMBOL, [m, b.idx(n), k, _flat(b, x), rs, cs, _flat(b, w), b.idx(n),
-                                     _flat(b, out), b.idx(n), b.const(0, i32), _flat(b, b.scratch),
+                                     _flat(b, out), b.idx(n), b.const(flags, i32), _flat(b, b.scratch),
                                      b.idx(b.threads)], []))
     bias = ins[2] if len(ins) > 2 else None
-    if isinstance(op, nn.FusedMatmulOp) and (bias is not None or op.params.activation != "identity"):
+    if isinstance(op, (nn.FusedMatmulOp, nn.PackedMatmulOp)) and (
+            bias is not None or op.params.activation != "identity"):
         def fin(ivs, _):
             bi = bias and broadcast_map(b, out.shape, bias.shape)(ivs)
             b.store(epilogue(b, op, bias, bi, b.load(out, ivs)), out, ivs)
@@ -134,9 +139,10 @@ def lower_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     x, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
-    rows, cols = len(x.shape) > 1, len(w.shape) > 1
+    packed = isinstance(op, nn.PackedMatmulOp)  # w is panels [P, K, PANEL]: column j at [j / PANEL, k, j % PANEL]
+    rows, cols = len(x.shape) > 1, packed or len(w.shape) > 1
     x2 = (1, *x.shape) if not rows else x.shape
-    w2 = (*w.shape, 1) if not cols else w.shape
+    w2 = (w.shape[1], op.params.columns) if packed else (*w.shape, 1) if not cols else w.shape
     m, k, n = x2[-2], x2[-1], w2[-1]
     lhs_t = isinstance(op, nn.MatmulTransposeAOp)  # x is [k, m]: read x[kq, i]
     if lhs_t:
@@ -157,6 +163,23 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             for i in irows:
                 b.store(zero, out, oidx(i, js[0]))
 
+        def columns(body) -> None:
+            """body([j], at) for every output column j; with panels, `at` is the
+            panel and the column within it (the whole panels, then the partial one)."""
+            if not packed:
+                b.nest([n], body)
+                return
+            full, rest = divmod(n, PANEL)
+            if full:
+                b.nest([full, PANEL], lambda ps, c: body([b.add_i(b.mul_i(ps[0], PANEL), ps[1])], (ps[0], ps[1])))
+            if rest:
+                b.nest([rest], lambda js, c: body([b.add_i(js[0], full * PANEL)], (b.idx(full), js[0])))
+
+        def wload(kq, j, at):
+            if packed:
+                return b.load(w, [at[0], kq, at[1]])
+            return b.load(w, [*wb, kq, *([j] if cols else [])])
+
         b.nest([n], clear)
         xb = broadcast_map(b, out.shape[:nb], x2[:-2])(bt)
         wb = broadcast_map(b, out.shape[:nb], w2[:-2])(bt)
@@ -165,8 +188,8 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             """out[rows, :] += x[rows, kk] @ w[kk, :]: each w load feeds every row."""
             xv = [[xload(i, kq) for kq in kk] for i in irows]
 
-            def jloop(js, _):
-                wv = [b.load(w, [*wb, kq, *([js[0]] if cols else [])]) for kq in kk]
+            def jloop(js, at):
+                wv = [wload(kq, js[0], at) for kq in kk]
                 for i, xr in zip(irows, xv):
                     o = oidx(i, js[0])
                     acc = b.load(out, o)
@@ -174,10 +197,11 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                         acc = b.binary("add", acc, b.binary("mul", xq, wq))
                     b.store(acc, out, o)
 
-            b.nest([n], jloop)
+            columns(jloop)
 
         _blocks(b, k, K_UNROLL, lambda k0, c: kstep([b.add_i(k0, u) for u in range(c)]))
-        if isinstance(op, nn.FusedMatmulOp) and (bias is not None or op.params.activation != "identity"):
+        if isinstance(op, (nn.FusedMatmulOp, nn.PackedMatmulOp)) and (
+                bias is not None or op.params.activation != "identity"):
             def fin(js, _):
                 for i in irows:
                     o = oidx(i, js[0])
@@ -193,6 +217,7 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     nn.MatmulOp: lower_matmul, nn.MatmulTransposeAOp: lower_matmul, nn.FusedMatmulOp: lower_matmul,
+    nn.PackedMatmulOp: lower_matmul,
 }
 # Bytes of scratch (in the arena) an op's lowering needs, as `b.scratch`, for a thread count.
 SCRATCH: dict[type, Callable[[Operation, int], int]] = {cls: gemm_scratch_bytes for cls in LOWER}

@@ -1,0 +1,92 @@
+"""pack-weights: a matmul whose weight is known at compile time reads it as the
+GEMM's packed panels, so that it is packed once instead of on every call.
+
+    %w = nn.weight_ref @fc : tensor<784x500xf32>          %w = nn.weight_ref @fc : tensor<784x500xf32>
+    %y = nn.fused_matmul %x, %w, %b activation relu  ==>   %p = nn.pad %w pads [0, 0, 0, 12]
+                                                           %r = nn.reshape %p : ... -> tensor<784x16x32xf32>
+                                                           %t = nn.transpose %r perm [1, 0, 2]
+                                                           %y = nn.packed_matmul %x, %t, %b columns 500 activation relu
+
+The panels are [ceil(N / 32), K, 32] (nn.packed_matmul's layout; every GEMM
+tile's NR divides 32): pad, reshape and transpose of the weight, ops on
+weights alone, which `fold-weights` then turns into a derived weight that the
+runtime recomputes whenever the parameter is set (its layout stays the
+file's). Only products the GEMM computes are rewritten: float32, a 2-D weight
+of at least GEMM_MIN_WORK elements, and a left operand whose rows are the
+batch or at least GEMM_MIN_ROWS. `ncc.compile` runs it before fold-weights;
+training differentiates the unpacked model.
+"""
+
+from __future__ import annotations
+
+import math
+
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import ModuleOp, f32
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from ncc.dialects import nn
+from ncc.dialects.nn import DYN, shape_of
+from ncc.dialects.nn.matmul import PANEL
+from ncc.passes.lowering.nn_to_loops.matmul import GEMM_MIN_ROWS, GEMM_MIN_WORK
+from ncc.reference import EVAL
+
+
+def _weight_only(v: SSAValue) -> bool:
+    """v is computed from weights and literals alone (known at compile time)."""
+    op = v.owner
+    if isinstance(op, (nn.WeightRefOp, nn.ConstantOp)):
+        return True
+    return isinstance(op, Operation) and type(op) in EVAL and bool(op.operands) \
+        and all(_weight_only(o) for o in op.operands)
+
+
+def _packable(op: Operation) -> bool:
+    x, w = op.operands[0], op.operands[1]
+    xs, ws = shape_of(x.type), shape_of(w.type)
+    if op.result.type.element_type != f32 or x.type.element_type != f32 or len(ws) != 2 or not xs:
+        return False
+    rows = DYN if DYN in xs[:-1] else math.prod(xs[:-1])
+    return ws[0] * ws[1] >= GEMM_MIN_WORK and (rows == DYN or rows >= GEMM_MIN_ROWS) and _weight_only(w)
+
+
+def pack_weights(module: ModuleOp) -> int:
+    """Rewrite every packable matmul and fused_matmul of `module`'s nn
+    functions; returns how many."""
+    count = 0
+    for fn in [op for op in module.ops if isinstance(op, func.FuncOp) and op.body.blocks]:
+        for op in list(fn.body.block.ops):
+            if not isinstance(op, (nn.MatmulOp, nn.FusedMatmulOp)) or not _packable(op):
+                continue
+            x, w = op.operands[0], op.operands[1]
+            k, n = shape_of(w.type)
+            panels = -(-n // PANEL)
+            made: list[Operation] = []
+            v = w
+            if panels * PANEL != n:
+                made.append(nn.PadOp(v, [0, 0, 0, panels * PANEL - n]))
+                v = made[-1].results[0]
+            made.append(nn.ReshapeOp(v, [k, panels, PANEL]))
+            made.append(nn.TransposeOp(made[-1].results[0], [1, 0, 2]))
+            fused = isinstance(op, nn.FusedMatmulOp)
+            made.append(nn.PackedMatmulOp(x, made[-1].results[0], n,
+                                          op.operands[2] if fused and len(op.operands) > 2 else None,
+                                          op.params.activation if fused else "identity"))
+            for m in made:
+                Rewriter.insert_op(m, InsertPoint.before(op))
+            op.result.replace_all_uses_with(made[-1].results[0])
+            Rewriter.erase_op(op)
+            count += 1
+    return count
+
+
+class PackWeightsPass(ModulePass):
+    """Matmuls whose weight is known at compile time read it as packed GEMM panels (nn.packed_matmul)."""
+
+    name = "pack-weights"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        pack_weights(op)
