@@ -102,12 +102,12 @@ def ncc_gemm(variant: str):
     tm = engine.target_machine()
     lib = engine.compile_llvm_ir(str(gemm.gemm_module(tile, tm.triple, str(tm.target_data))))
     P, I = ctypes.c_void_p, ctypes.c_int64
-    fn = ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P, I)(lib.address(gemm.SYMBOL))
+    fn = ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P, I, P)(lib.address(gemm.SYMBOL))
 
     def bind(a, b, c):
         (m, k), n = a.shape, b.shape[1]
         ws = aligned_empty((gemm.workspace_floats(m, n, k),), np.dtype(np.float32))
-        args = (m, n, k, a.ctypes.data, k, 1, b.ctypes.data, n, c.ctypes.data, n, 0, ws.ctypes.data, 1)
+        args = (m, n, k, a.ctypes.data, k, 1, b.ctypes.data, n, c.ctypes.data, n, 0, ws.ctypes.data, 1, None)
         return lambda ws=ws: fn(*args)  # the default keeps the workspace alive
     return lib, bind
 

@@ -12,6 +12,7 @@ from xdsl.passes import ModulePass
 PASS_TABLE: dict[str, str] = {
     "layerize": "ncc.passes.layerize:LayerizePass",
     "fuse": "ncc.passes.fuse:FusePass",
+    "fold-batch-norm": "ncc.passes.fold_batch_norm:FoldBatchNormPass",
     "fold-weights": "ncc.passes.fold_weights:FoldWeightsPass",
     "pack-weights": "ncc.passes.pack_weights:PackWeightsPass",
     "autodiff": "ncc.passes.autodiff:AutodiffPass",

@@ -35,13 +35,13 @@ from ncc.passes.lowering.nn_to_loops.matmul import GEMM_MIN_ROWS, GEMM_MIN_WORK
 from ncc.reference import EVAL
 
 
-def _weight_only(v: SSAValue) -> bool:
+def weight_only(v: SSAValue) -> bool:
     """v is computed from weights and literals alone (known at compile time)."""
     op = v.owner
     if isinstance(op, (nn.WeightRefOp, nn.ConstantOp)):
         return True
     return isinstance(op, Operation) and type(op) in EVAL and bool(op.operands) \
-        and all(_weight_only(o) for o in op.operands)
+        and all(weight_only(o) for o in op.operands)
 
 
 def _packable(op: Operation) -> bool:
@@ -50,7 +50,7 @@ def _packable(op: Operation) -> bool:
     if op.result.type.element_type != f32 or x.type.element_type != f32 or len(ws) != 2 or not xs:
         return False
     rows = DYN if DYN in xs[:-1] else math.prod(xs[:-1])
-    return ws[0] * ws[1] >= GEMM_MIN_WORK and (rows == DYN or rows >= GEMM_MIN_ROWS) and _weight_only(w)
+    return ws[0] * ws[1] >= GEMM_MIN_WORK and (rows == DYN or rows >= GEMM_MIN_ROWS) and weight_only(w)
 
 
 def pack_weights(module: ModuleOp) -> int:

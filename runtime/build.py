@@ -186,8 +186,8 @@ def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "a
                  and op.body.blocks and ARG_ROLES not in op.attributes}
     recipes = ModuleOp([])
     if layerized:
-        if fuse:
-            run_passes(module, "fuse")
+        if fuse:  # batch norms into their convolutions first (inference), then conv + bias + activation
+            run_passes(module, "fold-batch-norm,fuse")
         run_passes(module, "pack-weights")  # the GEMMs' weights as panels: packed once, below
         recipes = fold_weights(module, compute=False)  # the model computes their data
         run_passes(module, f"lower-to-loops{{threads={threads}}}")

@@ -19,13 +19,16 @@ so an AVX-512 host runs and tests the AVX2 variant too.
 Loop-level code calls one symbol, whatever the host:
 
     void ncc_sgemm(i64 M, i64 N, i64 K, ptr A, i64 a_row_stride, i64 a_col_stride,
-                   ptr B, i64 ldb, ptr C, i64 ldc, i32 flags, ptr workspace, i64 threads)
+                   ptr B, i64 ldb, ptr C, i64 ldc, i32 flags, ptr workspace, i64 threads,
+                   ptr bias)
 
 (A's element (i, k) at A[i * a_row_stride + k * a_col_stride]: a transposed A
 costs nothing; C row-major; `flags`: ACCUMULATE (1) adds to C, else C is
 overwritten; PACKED_B (2): B is prepacked panels [ceil(N / 32), K, 32], the
 layout of nn.packed_matmul's weight (packed once, not on every call), else B
-is row-major with ldb.) The engine defines it for the CPU it compiles for (`define_gemm`), so a
+is row-major with ldb; BIAS_ROWS (4) / BIAS_COLS (8): bias[i] / bias[j] added
+to the product, then RELU (16): max(., 0), all in the tile before it is
+stored: a fused layer's epilogue costs no pass over C.) The engine defines it for the CPU it compiles for (`define_gemm`), so a
 kernel's IR does not depend on the host and the cache key's host description
 covers the choice. The workspace, 64-byte aligned, holds the packed panels:
 `threads * workspace_floats(M, N, K)` floats, for any variant.
@@ -51,12 +54,14 @@ I64 = ir.IntType(64)
 I32 = ir.IntType(32)
 PTR = ir.PointerType()
 SYMBOL = "ncc_sgemm"
-SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR, I64])
-SERIAL = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR])
+SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR, I64, PTR])
+SERIAL = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR, PTR])
 KC, MC, NC = 256, 168, 4096  # cache blocking, the same for every variant
 NR_MAX, MR_MAX = 32, 14  # the largest tile of any variant (every NR divides NR_MAX)
 PANEL = 32  # columns of a prepacked B's panels (nn.packed_matmul's layout; NR_MAX)
-ACCUMULATE, PACKED_B = 1, 2  # the flags argument: add to C; B is prepacked panels
+# The flags argument: add to C; B is prepacked panels; the epilogue (applied to
+# the finished product): + bias[i] per row, + bias[j] per column, then relu.
+ACCUMULATE, PACKED_B, BIAS_ROWS, BIAS_COLS, RELU = 1, 2, 4, 8, 16
 IN_PLACE_ROWS = 8  # at most this many rows of A: B is read in place, not packed
 
 
@@ -184,15 +189,17 @@ def _micro_kernel(module: ir.Module, t: Tile, rows: int) -> ir.Function:
     `rows` <= MR of the panel's rows are computed (a tile for the last rows
     of A, or a small batch: no work on rows that do not exist)."""
     vec = ir.VectorType(F32, t.lanes)
-    fnty = ir.FunctionType(ir.VoidType(), [I64, PTR, PTR, I64, PTR, I64, I64, I64, I32])
+    fnty = ir.FunctionType(ir.VoidType(), [I64, PTR, PTR, I64, PTR, I64, I64, I64, I32, PTR, PTR])
     fn = ir.Function(module, fnty, f"ncc_sgemm_tile_{t.tag}" + ("" if rows == t.mr else f"_rows{rows}"))
     fn.linkage = "internal"
-    kc, ap, bp, b_stride, cp, ldc, m, n, acc_flag = fn.args
+    kc, ap, bp, b_stride, cp, ldc, m, n, acc_flag, row_bias, col_bias = fn.args
     for a in (ap, bp, cp):
         a.add_attribute("noalias")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     fma = module.globals.get(f"llvm.fma.v{t.lanes}f32") or ir.Function(
         module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.v{t.lanes}f32")
+    vmax = module.globals.get(f"llvm.maximum.v{t.lanes}f32") or ir.Function(  # NaN stays NaN (arith.maximumf)
+        module, ir.FunctionType(vec, [vec, vec]), f"llvm.maximum.v{t.lanes}f32")
     zero = ir.Constant(vec, [0.0] * t.lanes)
     entry = b.block
     head = b.append_basic_block("k.head")
@@ -229,16 +236,26 @@ def _micro_kernel(module: ir.Module, t: Tile, rows: int) -> ir.Function:
     whole = b.append_basic_block("store.whole")
     edge = b.append_basic_block("store.edge")
     ret = b.append_basic_block("ret")
-    adding = b.icmp_signed("!=", acc_flag, I32(0))
+    adding = b.icmp_signed("!=", b.and_(acc_flag, I32(ACCUMULATE)), I32(0))
+    relu = b.icmp_signed("!=", b.and_(acc_flag, I32(RELU)), I32(0))
     b.cbranch(full, whole, edge)
 
+    # The epilogue, on the last K block: + row_bias[r] + col_bias[j] (pointers to
+    # zeros when there is none), then relu if asked.
     b.position_at_end(whole)
+    zero_v = ir.Constant(vec, [0.0] * t.lanes)
+    col = [b.load(_at(b, col_bias, _c(v * t.lanes)), typ=vec, align=4) for v in range(t.nr_vectors)]
     for r in range(rows):
         row = _at(b, cp, b.mul(_c(r), ldc))
+        rb = b.load(_at(b, row_bias, _c(r)), typ=F32)
+        rb = b.shuffle_vector(b.insert_element(ir.Constant(vec, ir.Undefined), rb, I32(0)),
+                              ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(I32, t.lanes), [0] * t.lanes))
         for v in range(t.nr_vectors):
             p = _at(b, row, _c(v * t.lanes))
             old = b.load(p, typ=vec, align=4)
             val = b.select(adding, b.fadd(old, accs[r][v]), accs[r][v])
+            val = b.fadd(b.fadd(val, rb), col[v])
+            val = b.select(relu, b.call(vmax, [val, zero_v]), val)
             _store_vector(b, val, p)
     b.branch(ret)
 
@@ -252,11 +269,14 @@ def _micro_kernel(module: ir.Module, t: Tile, rows: int) -> ir.Function:
     with _loop(b, _c(0), m, 1, "er") as r:
         row = _at(b, cp, b.mul(r, ldc))
         src = _at(b, buf, b.mul(r, _c(t.nr)))
+        rb = b.load(_at(b, row_bias, r), typ=F32)
         with _loop(b, _c(0), n, 1, "ec") as j:
             dst = _at(b, row, j)
             val = b.load(_at(b, src, j), typ=F32)
             old = b.load(dst, typ=F32)
-            b.store(b.select(adding, b.fadd(old, val), val), dst)
+            val = b.fadd(b.fadd(b.select(adding, b.fadd(old, val), val), rb), b.load(_at(b, col_bias, j), typ=F32))
+            negative = b.fcmp_ordered("<", val, ir.Constant(F32, 0.0))  # NaN stays NaN
+            b.store(b.select(b.and_(relu, negative), ir.Constant(F32, 0.0), val), dst)
     b.branch(ret)
     b.position_at_end(ret)
     b.ret_void()
@@ -330,11 +350,14 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
     pack_a, pack_b = _pack_a(module, t), _pack_b(module, t)
     fn = ir.Function(module, SERIAL, f"ncc_sgemm_serial_{t.tag}")
     fn.linkage = "internal"
-    M, N, K, A, rs, cs, B, ldb, C, ldc, flags, ws = fn.args
+    M, N, K, A, rs, cs, B, ldb, C, ldc, flags, ws, bias = fn.args
     for a in (A, B, C, ws):
         a.add_attribute("noalias")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     accumulate = b.and_(flags, I32(ACCUMULATE))
+    zeros = _zeros(module)
+    row_bias = b.icmp_signed("!=", b.and_(flags, I32(BIAS_ROWS)), I32(0))
+    col_bias = b.icmp_signed("!=", b.and_(flags, I32(BIAS_COLS)), I32(0))
     prepacked = b.icmp_signed("!=", b.and_(flags, I32(PACKED_B)), I32(0))
     bpack = ws  # then the A panels, after the B block of this call's size
     apack = _at(b, ws, b.mul(_min(b, K, _c(t.kc)),
@@ -347,8 +370,11 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
         nc = _min(b, b.sub(N, jc), _c(t.nc))
         with _loop(b, _c(0), K, t.kc, "pc") as pc:
             kc = _min(b, b.sub(K, pc), _c(t.kc))
-            # the first K block writes C (or adds, if asked); the others add
+            # the first K block writes C (or adds, if asked); the others add; the
+            # last applies the epilogue (bias, relu)
             adding = b.select(b.icmp_signed("==", pc, _c(0)), accumulate, I32(ACCUMULATE))
+            last = b.icmp_signed(">=", b.add(pc, kc), K)
+            tile_flags = b.or_(adding, b.select(last, b.and_(flags, I32(RELU)), I32(0)))
             bsrc = _at(b, B, b.add(b.mul(pc, ldb), jc))
             with b.if_then(b.not_(prepacked)):
                 with b.if_else(in_place) as (then, otherwise):
@@ -374,7 +400,9 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
                     with _loop(b, _c(0), mc, t.mr, "ir") as ir_:
                         m = _min(b, b.sub(mc, ir_), _c(t.mr))
                         c = _at(b, C, b.add(b.mul(b.add(ic, ir_), ldc), col))
-                        args = [kc, _at(b, apack, b.mul(ir_, kc)), bpanel, stride, c, ldc, m, n, adding]
+                        rb = b.select(b.and_(last, row_bias), _at(b, bias, b.add(ic, ir_)), zeros)
+                        cb = b.select(b.and_(last, col_bias), _at(b, bias, col), zeros)
+                        args = [kc, _at(b, apack, b.mul(ir_, kc)), bpanel, stride, c, ldc, m, n, tile_flags, rb, cb]
                         _call_tile(b, tiles, m, args)
     # K = 0: C = 0 (or unchanged when accumulating), as a product over nothing
     with b.if_then(b.and_(b.icmp_signed("==", K, _c(0)), b.icmp_signed("==", accumulate, I32(0)))):
@@ -383,6 +411,17 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
                 b.store(ir.Constant(F32, 0.0), _at(b, C, b.add(b.mul(i, ldc), j)))
     b.ret_void()
     return fn
+
+
+def _zeros(module: ir.Module) -> ir.Value:
+    """A constant of MC + NR_MAX zeros: the bias of a product without one."""
+    g = module.globals.get("ncc_sgemm_zeros")
+    if g is None:
+        arr = ir.ArrayType(F32, MC + NR_MAX)
+        g = ir.GlobalVariable(module, arr, "ncc_sgemm_zeros")
+        g.linkage, g.global_constant, g.align = "internal", True, 64
+        g.initializer = ir.Constant(arr, None)
+    return g.gep([ir.Constant(I32, 0), ir.Constant(I32, 0)])  # &zeros[0], a float pointer as _at's
 
 
 def _call_tile(b: ir.IRBuilder, tiles: dict[int, ir.Function], m: ir.Value, args: list) -> None:
@@ -419,17 +458,17 @@ def define_gemm(module: ir.Module, t: Tile) -> ir.Function:
     elif not fn.is_declaration or fn.function_type != SIGNATURE:
         raise ValueError(f"{SYMBOL} is declared as {fn.function_type}, expected {SIGNATURE}")
     args = list(fn.args)
-    M, N, K, A, rs, cs, B, ldb, C, ldc, accumulate, ws, threads = args
+    M, N, K, A, rs, cs, B, ldb, C, ldc, flags, ws, threads, bias = args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     panels = b.sdiv(b.add(N, _c(NR_MAX - 1)), _c(NR_MAX))
     team = _min(b, threads, panels)
     with b.if_else(b.icmp_signed(">", team, _c(1))) as (parallel, alone):
         with alone:
-            b.call(serial, args[:12])
+            b.call(serial, args[:12] + [bias])
         with parallel:
             # the arguments, as i64 words, for the outlined body each thread runs
-            words = b.alloca(I64, size=_c(13))
-            for k, v in enumerate(args[:12] + [team]):
+            words = b.alloca(I64, size=_c(14))
+            for k, v in enumerate(args[:12] + [team, bias]):
                 word = v if v.type == I64 else (b.ptrtoint(v, I64) if isinstance(v.type, ir.PointerType)
                                                  else b.zext(v, I64))
                 b.store(word, b.gep(words, [_c(k)], inbounds=True))
@@ -448,8 +487,8 @@ def _team_body(module: ir.Module, serial: ir.Function) -> ir.Function:
     fn.linkage = "internal"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     words = fn.args[0]
-    w = [b.load(b.gep(words, [_c(k)], inbounds=True, source_etype=I64), typ=I64) for k in range(13)]
-    M, N, K, A, rs, cs, B, ldb, C, ldc, flags, ws, team = w
+    w = [b.load(b.gep(words, [_c(k)], inbounds=True, source_etype=I64), typ=I64) for k in range(14)]
+    M, N, K, A, rs, cs, B, ldb, C, ldc, flags, ws, team, bias = w
     as_ptr = lambda v: b.inttoptr(v, PTR)  # noqa: E731
     tid = b.sext(b.call(module.globals.get("omp_get_thread_num") or ir.Function(
         module, ir.FunctionType(I32, []), "omp_get_thread_num"), []), I64)
@@ -462,8 +501,10 @@ def _team_body(module: ir.Module, serial: ir.Function) -> ir.Function:
         flags32 = b.trunc(flags, I32)
         prepacked = b.icmp_signed("!=", b.and_(flags32, I32(PACKED_B)), I32(0))
         b_off = b.select(prepacked, b.mul(b.sdiv(n0, _c(PANEL)), b.mul(K, _c(PANEL))), n0)  # n0: whole panels
+        col_bias = b.icmp_signed("!=", b.and_(flags32, I32(BIAS_COLS)), I32(0))
+        bias_at = b.select(col_bias, _at(b, as_ptr(bias), n0), _at(b, as_ptr(bias), _c(0)))  # rows: the same
         b.call(serial, [M, n, K, as_ptr(A), rs, cs, _at(b, as_ptr(B), b_off), ldb, _at(b, as_ptr(C), n0), ldc,
-                        flags32, own])
+                        flags32, own, bias_at])
     b.ret_void()
     return fn
 

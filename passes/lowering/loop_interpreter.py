@@ -229,7 +229,7 @@ class _Interpreter:
         return arena[offset:offset + nbytes].view(dt).reshape(shape)
 
 
-def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, flags, workspace, threads) -> None:
+def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, flags, workspace, threads, bias) -> None:
     """ncc_sgemm's meaning (passes/lowering/gemm.py), in float64 numpy (one thread: the same result)."""
     i, j, kk = np.arange(m)[:, None], np.arange(n)[None, :], np.arange(k)
     if flags & gemm.PACKED_B:  # panels [ceil(n / PANEL), k, PANEL]
@@ -241,7 +241,12 @@ def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, flags, workspace, threads) -> Non
             raise KernelError(f"{gemm.SYMBOL}: {name} reaches past its buffer of {buf.size} elements")
     product = a[i * rs + kk[None, :] * cs].astype(np.float64) @ b[b_at]
     at = i * ldc + j
-    c[at] = (c[at] + product) if flags & gemm.ACCUMULATE else product
+    value = (c[at] + product) if flags & gemm.ACCUMULATE else product
+    if flags & gemm.BIAS_ROWS:
+        value = value + bias[:m].reshape(m, 1)
+    if flags & gemm.BIAS_COLS:
+        value = value + bias[:n].reshape(1, n)
+    c[at] = np.maximum(value, 0) if flags & gemm.RELU else value
 
 
 def _predicate(op, table) -> str:

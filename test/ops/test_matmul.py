@@ -289,16 +289,17 @@ def _gemm_caller(variant):
     tm = engine.target_machine()
     lib = engine.compile_llvm_ir(str(gemm.gemm_module(gemm.VARIANTS[variant], tm.triple, str(tm.target_data))))
     P, I = ctypes.c_void_p, ctypes.c_int64
-    fn = ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P, I)(lib.address(gemm.SYMBOL))
+    fn = ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P, I, P)(lib.address(gemm.SYMBOL))
 
-    def call(a, b, c, accumulate=0, transposed=False, prepacked=False):
+    def call(a, b, c, accumulate=0, transposed=False, prepacked=False, epilogue=0, bias=None):
         m, k = (a.shape[1], a.shape[0]) if transposed else a.shape
         rs, cs = (1, m) if transposed else (k, 1)
         n = b.shape[1]
         ws = aligned_empty((gemm.workspace_floats(m, n, k),), np.dtype(np.float32))
         bb = pack_panels(b) if prepacked else b
-        flags = (gemm.ACCUMULATE if accumulate else 0) | (gemm.PACKED_B if prepacked else 0)
-        fn(m, n, k, a.ctypes.data, rs, cs, bb.ctypes.data, n, c.ctypes.data, n, flags, ws.ctypes.data, 1)
+        flags = (gemm.ACCUMULATE if accumulate else 0) | (gemm.PACKED_B if prepacked else 0) | epilogue
+        fn(m, n, k, a.ctypes.data, rs, cs, bb.ctypes.data, n, c.ctypes.data, n, flags, ws.ctypes.data, 1,
+           None if bias is None else bias.ctypes.data)
     return lib, call
 
 
@@ -324,6 +325,13 @@ def test_gemm_variant_matches_numpy(variant):
             c = np.full((m, n), 7.0, np.float32)  # B given as nn.packed_matmul's panels
             call(a, b, c, prepacked=True)
             np.testing.assert_allclose(c, want, rtol=tol, atol=tol, err_msg=f"{variant} packed B")
+            for flag, bias in ((gemm.BIAS_COLS, rng.standard_normal(n).astype(np.float32)),
+                               (gemm.BIAS_ROWS, rng.standard_normal(m).astype(np.float32))):
+                c = np.full((m, n), 7.0, np.float32)  # the epilogue in the tile: bias, relu
+                call(a, b, c, epilogue=flag | gemm.RELU, bias=bias)
+                shaped = bias.reshape(1, n) if flag == gemm.BIAS_COLS else bias.reshape(m, 1)
+                np.testing.assert_allclose(c, np.maximum(want + shaped, 0), rtol=tol, atol=tol,
+                                           err_msg=f"{variant} epilogue {flag}")
 
 
 def test_gemm_tile_comes_from_the_cpu_features():
@@ -375,7 +383,7 @@ def _gemm_with_threads(serial=False):
     assert isinstance(module, ir.Module)
     lib = engine.compile_llvm_ir(str(module))
     P, I = ctypes.c_void_p, ctypes.c_int64
-    fn = ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P, I)(lib.address(gemm.SYMBOL))
+    fn = ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P, I, P)(lib.address(gemm.SYMBOL))
     return lib, fn
 
 
@@ -393,7 +401,7 @@ def test_gemm_threads_give_identical_results(serial):
             for bb, flags in ((b, 0), (panels, gemm.PACKED_B)):
                 c = np.full((m, n), 7.0, np.float32)
                 ws = aligned_empty((threads * gemm.workspace_floats(m, n, k),), np.dtype(np.float32))
-                fn(m, n, k, a.ctypes.data, k, 1, bb.ctypes.data, n, c.ctypes.data, n, flags, ws.ctypes.data, threads)
+                fn(m, n, k, a.ctypes.data, k, 1, bb.ctypes.data, n, c.ctypes.data, n, flags, ws.ctypes.data, threads, None)
                 outs.append(c)
         np.testing.assert_allclose(outs[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
         for c in outs[1:]:

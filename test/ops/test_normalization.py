@@ -263,3 +263,52 @@ def test_export_batch_norm_and_layer_norm():
     export_tests.check(loop_tests.build([loop_tests.T(None, 3, 4, 5)], make, [s, b, m, v, ls, lb]), [export_tests.randn(2, 3, 4, 5)], tol=1e-4)
 
 
+
+
+# ---------------------------------------------------------------------------
+# fold-batch-norm: an inference batch norm after a conv, folded into it
+
+
+def _conv_bn(extra_use=False, fused_bias=False, seed=7):
+    rng = np.random.default_rng(seed)
+    w = nn.WeightOp("w", rng.standard_normal((6, 3, 3, 3)).astype(np.float32))
+    cb = nn.WeightOp("cb", rng.standard_normal(6).astype(np.float32))
+    stats = [nn.WeightOp(n, v.astype(np.float32)) for n, v in (
+        ("scale", rng.standard_normal(6)), ("shift", rng.standard_normal(6)), ("mean", rng.standard_normal(6)),
+        ("var", rng.uniform(0.5, 2.0, 6)))]
+
+    def make(e, x):
+        wv = e(nn.WeightRefOp(w))
+        y = e(nn.FusedConvOp(x, wv, e(nn.WeightRefOp(cb)), pads=[1, 1, 1, 1])) if fused_bias else \
+            e(nn.ConvOp(x, wv, pads=[1, 1, 1, 1]))
+        z = e(nn.BatchNormOp(y, *(e(nn.WeightRefOp(s)) for s in stats), epsilon=1e-3))
+        r = e(nn.UNARY_OPS["relu"](z))
+        return [r, y] if extra_use else r
+    return loop_tests.build([loop_tests.T(DYN, 3, 9, 9)], make, [w, cb, *stats])
+
+
+@pytest.mark.parametrize("fused_bias", [False, True])
+def test_fold_batch_norm_gives_the_same_function(fused_bias):
+    from ncc.passes.fold_batch_norm import fold_batch_norm
+
+    module = _conv_bn(fused_bias=fused_bias)
+    x = np.random.default_rng(8).standard_normal((2, 3, 9, 9)).astype(np.float32)
+    (want,) = ncc.reference.run(module, [x])
+    folded = module.clone()
+    assert fold_batch_norm(folded) == 1
+    assert not any(isinstance(op, nn.BatchNormOp) for op in folded.walk())
+    (got,) = ncc.reference.run(folded, [x])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    ncc.run_passes(folded, "fuse")  # conv + bias + relu: one fused_conv
+    assert [op.name for op in folded.walk() if op.name in ("nn.fused_conv", "nn.conv", "nn.relu")] == ["nn.fused_conv"]
+    model = ncc.compile(module, cache=False)  # ncc.compile folds it, natively
+    np.testing.assert_allclose(model(x), want, rtol=1e-4, atol=1e-4)
+    model.params["var"] = np.full(6, 4.0, np.float32)  # the folded weight follows the statistics
+    (want,) = ncc.reference.run(module, [x], params={k: np.asarray(v) for k, v in model.params.items()})
+    np.testing.assert_allclose(model(x), want, rtol=1e-4, atol=1e-4)
+
+
+def test_fold_batch_norm_leaves_a_conv_with_another_user():
+    from ncc.passes.fold_batch_norm import fold_batch_norm
+
+    assert fold_batch_norm(_conv_bn(extra_use=True)) == 0

@@ -16,7 +16,7 @@ from ncc.dialects import nn
 from ncc.dialects.nn import DYN
 from ncc.passes.lowering import gemm
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, epilogue, ranges, row_major_strides
-from ncc.passes.lowering.nn_to_loops.matmul import GEMM_ARGS, GEMM_MIN_WORK
+from ncc.passes.lowering.nn_to_loops.matmul import GEMM_ARGS, GEMM_MIN_WORK, epilogue_flags
 
 
 C_UNROLL = 4  # conv: input channels per load/store of the output in the inner loop
@@ -80,6 +80,8 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         col_shape, f32)
     zero = b.const(0, f32)
     b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
+    fused = isinstance(op, nn.FusedConvOp)
+    flags, in_tile = epilogue_flags(op, bias, gemm.BIAS_ROWS, (m,)) if fused else (0, True)
 
     def per_image(ivs, _):
         ni = ivs[0]
@@ -100,10 +102,11 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             b.nest([x.shape[1], *kernel], row)
             src = _flat_slice(b, b.scratch.ref, b.idx(0), k * n)
         dst = _flat_slice(b, out.ref, b.mul_i(ni, m * n), m * n)
+        bias_arg = _flat_slice(b, bias.ref, b.idx(0), m) if flags & gemm.BIAS_ROWS else ws
         b.emit(func.CallOp(gemm.SYMBOL, [b.idx(m), b.idx(n), b.idx(k), _flat_slice(b, w.ref, b.idx(0), m * k),
-                                         b.idx(k), b.idx(1), src, b.idx(n), dst, b.idx(n), b.const(0, i32), ws,
-                                         b.idx(b.threads)], []))
-        if isinstance(op, nn.FusedConvOp) and (bias is not None or p.activation != "identity"):
+                                         b.idx(k), b.idx(1), src, b.idx(n), dst, b.idx(n), b.const(flags, i32), ws,
+                                         b.idx(b.threads), bias_arg], []))
+        if fused and not in_tile:
             def fin(mo, _):
                 at = [ni, *mo]
                 v = b.load(out, at)

@@ -50,7 +50,7 @@ GEMM_MIN_WORK = 4096  # k * n of a product that goes to the GEMM (64 x 64 and up
 GEMM_MIN_ROWS = 4  # fewer rows (a small batch): the loops, which stream w once (no MR-row tile to fill)
 _FLAT = MemRefType(f32, [DYN])
 GEMM_ARGS = [IndexType()] * 3 + [_FLAT, IndexType(), IndexType(), _FLAT, IndexType(), _FLAT,
-                                  IndexType(), i32, _FLAT, IndexType()]
+                                  IndexType(), i32, _FLAT, IndexType(), _FLAT]
 
 
 def gemm_sizes(op: Operation) -> tuple[int, int, int] | None:
@@ -103,18 +103,30 @@ def _lower_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         rows = math.prod(d for d in x.shape[:-1] if d != DYN)
         m = b.mul_i(b.batch, rows) if m == DYN else b.idx(m)
         rs, cs, k = b.idx(k), b.idx(1), b.idx(k)
-    flags = gemm.PACKED_B if isinstance(op, nn.PackedMatmulOp) else 0
+    bias = ins[2] if len(ins) > 2 else None
+    fused = isinstance(op, (nn.FusedMatmulOp, nn.PackedMatmulOp))
+    flags, in_tile = epilogue_flags(op, bias, gemm.BIAS_COLS, (n,)) if fused else (0, True)
+    flags |= gemm.PACKED_B if isinstance(op, nn.PackedMatmulOp) else 0
     b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
     b.emit(func.CallOp(gemm.SYMBOL, [m, b.idx(n), k, _flat(b, x), rs, cs, _flat(b, w), b.idx(n),
                                      _flat(b, out), b.idx(n), b.const(flags, i32), _flat(b, b.scratch),
-                                     b.idx(b.threads)], []))
-    bias = ins[2] if len(ins) > 2 else None
-    if isinstance(op, (nn.FusedMatmulOp, nn.PackedMatmulOp)) and (
-            bias is not None or op.params.activation != "identity"):
+                                     b.idx(b.threads), _flat(b, bias if flags & gemm.BIAS_COLS else b.scratch)],
+                       []))
+    if not in_tile:  # bias and activation the tile cannot apply: one pass over the output
         def fin(ivs, _):
             bi = bias and broadcast_map(b, out.shape, bias.shape)(ivs)
             b.store(epilogue(b, op, bias, bi, b.load(out, ivs)), out, ivs)
         b.nest(list(out.shape), fin)
+
+
+def epilogue_flags(op: Operation, bias: Buf | None, per: int, bias_shape: tuple) -> tuple[int, bool]:
+    """(the GEMM's epilogue flags, whether they do all of the fused op's
+    epilogue): a bias of `bias_shape` (per row or column: `per`) and relu or
+    no activation go into the tile; anything else is left to a pass over C."""
+    act = op.params.activation
+    if act not in ("identity", "relu") or (bias is not None and tuple(bias.shape) != bias_shape):
+        return 0, act == "identity" and bias is None
+    return (per if bias is not None else 0) | (gemm.RELU if act == "relu" else 0), True
 
 
 def lower_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
