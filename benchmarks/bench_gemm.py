@@ -101,8 +101,7 @@ def ncc_gemm(variant: str):
     tile = gemm.VARIANTS[variant]
     tm = engine.target_machine()
     lib = engine.compile_llvm_ir(str(gemm.gemm_module(tile, tm.triple, str(tm.target_data))))
-    P, I = ctypes.c_void_p, ctypes.c_int64
-    fn = ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P, I, P)(lib.address(gemm.SYMBOL))
+    fn = gemm.callable_gemm(lib.address(gemm.SYMBOL))
 
     def bind(a, b, c):
         (m, k), n = a.shape, b.shape[1]

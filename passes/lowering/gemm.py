@@ -28,9 +28,10 @@ overwritten; PACKED_B (2): B is prepacked panels [ceil(N / 32), K, 32], the
 layout of nn.packed_matmul's weight (packed once, not on every call), else B
 is row-major with ldb; BIAS_ROWS (4) / BIAS_COLS (8): bias[i] / bias[j] added
 to the product, then RELU (16): max(., 0), all in the tile before it is
-stored: a fused layer's epilogue costs no pass over C.) The engine defines it for the CPU it compiles for (`define_gemm`), so a
-kernel's IR does not depend on the host and the cache key's host description
-covers the choice. The workspace, 64-byte aligned, holds the packed panels:
+stored: a fused layer's epilogue costs no pass over C.) The engine defines it
+for the CPU it compiles for (`define_gemm`), so a kernel's IR does not depend
+on the host; the compile cache's key covers the choice (the host description
+and a digest of this code). The workspace, 64-byte aligned, holds the packed panels:
 `threads * workspace_floats(M, N, K)` floats, for any variant.
 
 With threads > 1 the columns of C are split into that many runs of whole
@@ -49,6 +50,8 @@ from typing import Iterator
 
 from llvmlite import ir
 
+from ncc.dialects.nn.matmul import PANEL  # a prepacked B's panel width (nn.packed_matmul's layout)
+
 F32 = ir.FloatType()
 I64 = ir.IntType(64)
 I32 = ir.IntType(32)
@@ -58,7 +61,6 @@ SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I
 SERIAL = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR, PTR])
 KC, MC, NC = 256, 168, 4096  # cache blocking, the same for every variant
 NR_MAX, MR_MAX = 32, 14  # the largest tile of any variant (every NR divides NR_MAX)
-PANEL = 32  # columns of a prepacked B's panels (nn.packed_matmul's layout; NR_MAX)
 # The flags argument: add to C; B is prepacked panels; the epilogue (applied to
 # the finished product): + bias[i] per row, + bias[j] per column, then relu.
 ACCUMULATE, PACKED_B, BIAS_ROWS, BIAS_COLS, RELU = 1, 2, 4, 8, 16
@@ -507,6 +509,15 @@ def _team_body(module: ir.Module, serial: ir.Function) -> ir.Function:
                         flags32, own, bias_at])
     b.ret_void()
     return fn
+
+
+def callable_gemm(address: int):
+    """ncc_sgemm at `address` as a ctypes function (tests and benchmarks call it
+    directly): (M, N, K, A, rs, cs, B, ldb, C, ldc, flags, workspace, threads, bias)."""
+    import ctypes
+
+    P, I = ctypes.c_void_p, ctypes.c_int64
+    return ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P, I, P)(address)
 
 
 def gemm_module(tile: Tile, triple: str = "", data_layout: str = "") -> ir.Module:

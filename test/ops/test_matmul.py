@@ -281,15 +281,14 @@ GEMM_SHAPES = [(1, 1, 1), (3, 5, 7), (14, 32, 256), (15, 33, 257), (13, 17, 1), 
 
 
 def _gemm_caller(variant):
-    import ctypes
+    pass
 
     missing = gemm.REQUIRES[variant] - engine.host_features()
     if missing:
         pytest.skip(f"this host lacks {', '.join(sorted(missing))}: the {variant} GEMM cannot run here")
     tm = engine.target_machine()
     lib = engine.compile_llvm_ir(str(gemm.gemm_module(gemm.VARIANTS[variant], tm.triple, str(tm.target_data))))
-    P, I = ctypes.c_void_p, ctypes.c_int64
-    fn = ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P, I, P)(lib.address(gemm.SYMBOL))
+    fn = gemm.callable_gemm(lib.address(gemm.SYMBOL))
 
     def call(a, b, c, accumulate=0, transposed=False, prepacked=False, epilogue=0, bias=None):
         m, k = (a.shape[1], a.shape[0]) if transposed else a.shape
@@ -371,7 +370,7 @@ def test_lowered_large_products_call_the_gemm(kind, batch):
 
 
 def _gemm_with_threads(serial=False):
-    import ctypes
+    pass
 
     from llvmlite import ir
 
@@ -382,8 +381,7 @@ def _gemm_with_threads(serial=False):
         assert not module.globals["GOMP_parallel"].is_declaration
     assert isinstance(module, ir.Module)
     lib = engine.compile_llvm_ir(str(module))
-    P, I = ctypes.c_void_p, ctypes.c_int64
-    fn = ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P, I, P)(lib.address(gemm.SYMBOL))
+    fn = gemm.callable_gemm(lib.address(gemm.SYMBOL))
     return lib, fn
 
 
@@ -496,3 +494,8 @@ def test_packed_matmul_exports_to_onnx():
     module = _dense()
     ncc.run_passes(module, "pack-weights")
     export_tests.check(module, [np.random.default_rng(6).standard_normal((3, 96)).astype(np.float32)], tol=1e-4)
+
+
+def test_lower_to_loops_refuses_zero_threads():
+    with pytest.raises(ncc.NccError, match="threads must be >= 1, got 0"):
+        ncc.run_passes(_dense(), "lower-to-loops{threads=0}")

@@ -16,7 +16,7 @@ from ncc.dialects import nn
 from ncc.dialects.nn import DYN
 from ncc.passes.lowering import gemm
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, epilogue, ranges, row_major_strides
-from ncc.passes.lowering.nn_to_loops.matmul import GEMM_ARGS, GEMM_MIN_WORK, epilogue_flags
+from ncc.passes.lowering.nn_to_loops.matmul import GEMM_ARGS, GEMM_MIN_WORK, epilogue_flags, flat_view
 
 
 C_UNROLL = 4  # conv: input channels per load/store of the output in the inner loop
@@ -59,11 +59,6 @@ def conv_scratch_bytes(op: Operation, threads: int) -> int:
     return 4 * (col + threads * gemm.workspace_floats(m, n, k))
 
 
-def _flat_slice(b: Builder, buf: SSAValue, offset: SSAValue, size: int) -> SSAValue:
-    return b.emit(memref.ReinterpretCastOp.from_dynamic(buf, [offset], [b.idx(size)], [1],
-                                                        MemRefType(f32, [DYN])))
-
-
 def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     x, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
@@ -73,7 +68,7 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     image = pymath.prod(x.shape[1:])
     direct = _reads_the_image(op)
     col_floats = 0 if direct else -(-k * n // 16) * 16
-    ws = _flat_slice(b, b.scratch.ref, b.idx(col_floats), b.scratch.shape[0] - col_floats)
+    ws = flat_view(b, b.scratch.ref, b.idx(col_floats), b.scratch.shape[0] - col_floats)
     col_shape = (x.shape[1], *kernel, *out.shape[2:])  # row (c, k...), column o...: the GEMM's B
     col = None if direct else Buf(b.emit(memref.ReinterpretCastOp.from_dynamic(
         b.scratch.ref, [0], list(col_shape), row_major_strides(col_shape), MemRefType(f32, list(col_shape)))),
@@ -86,13 +81,13 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     def per_image(ivs, _):
         ni = ivs[0]
         if direct:
-            src = _flat_slice(b, x.ref, b.mul_i(ni, image), image)
+            src = flat_view(b, x.ref, b.mul_i(ni, image), image)
         else:
             def row(cks, _):  # col[c, k..., o...] = x[n, c, o*s + k*d - p], 0 outside the image
                 c, ks = cks[0], cks[1:]
                 if any(p.pads):
                     b.nest(out.shape[2:], lambda o, _: b.store(zero, col, [c, *ks, *o]))
-                win = [_window(b, ks[d], x.shape[2 + d], out.shape[2 + d], p.strides[d], p.dilations[d],
+                win = [_inside(b, ks[d], x.shape[2 + d], out.shape[2 + d], p.strides[d], p.dilations[d],
                                p.pads[d]) for d in range(nd)]
 
                 def point(o):
@@ -100,10 +95,10 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                     b.store(b.load(x, [ni, c, *pos]), col, [c, *ks, *o])
                 ranges(b, [v[1] for v in win], [v[2] for v in win], point)
             b.nest([x.shape[1], *kernel], row)
-            src = _flat_slice(b, b.scratch.ref, b.idx(0), k * n)
-        dst = _flat_slice(b, out.ref, b.mul_i(ni, m * n), m * n)
-        bias_arg = _flat_slice(b, bias.ref, b.idx(0), m) if flags & gemm.BIAS_ROWS else ws
-        b.emit(func.CallOp(gemm.SYMBOL, [b.idx(m), b.idx(n), b.idx(k), _flat_slice(b, w.ref, b.idx(0), m * k),
+            src = flat_view(b, b.scratch.ref, b.idx(0), k * n)
+        dst = flat_view(b, out.ref, b.mul_i(ni, m * n), m * n)
+        bias_arg = flat_view(b, bias.ref, b.idx(0), m) if flags & gemm.BIAS_ROWS else ws
+        b.emit(func.CallOp(gemm.SYMBOL, [b.idx(m), b.idx(n), b.idx(k), flat_view(b, w.ref, b.idx(0), m * k),
                                          b.idx(k), b.idx(1), src, b.idx(n), dst, b.idx(n), b.const(flags, i32), ws,
                                          b.idx(b.threads), bias_arg], []))
         if fused and not in_tile:
@@ -115,21 +110,6 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             b.nest(out.shape[1:], fin)
 
     b.nest([out.shape[0]], per_image)
-
-
-def _window(b: Builder, k: SSAValue, size_in: int, size_out: int, stride: int, dilation: int,
-            pad: int) -> tuple[SSAValue, SSAValue, SSAValue]:
-    """For kernel offset k along one axis: t = k * dilation - pad and the output
-    positions o in [lo, hi) whose input o * stride + t is in [0, size_in)."""
-    t = b.mul_i(k, dilation)
-    t = b(arith.SubiOp, t, b.idx(pad)) if pad else t
-
-    def ceil_div(a, s):  # ceil(a / s) = -floor(-a / s)
-        return b(arith.SubiOp, b.idx(0), b(arith.FloorDivSIOp, b(arith.SubiOp, b.idx(0), a), b.idx(s))) \
-            if s > 1 else a
-    lo = b(arith.MaxSIOp, b.idx(0), ceil_div(b(arith.SubiOp, b.idx(0), t), stride))
-    hi = b(arith.MinSIOp, b.idx(size_out), ceil_div(b(arith.SubiOp, b.idx(size_in), t), stride))
-    return t, lo, hi
 
 
 def lower_conv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:

@@ -84,12 +84,17 @@ def gemm_scratch_bytes(op: Operation, threads: int) -> int:
     return 4 * threads * gemm.workspace_floats(gemm.MC if m == DYN else m, n, gemm.KC if k == DYN else k)
 
 
+def flat_view(b: Builder, ref: SSAValue, offset: int | SSAValue, size: int | SSAValue) -> SSAValue:
+    """`size` floats of buffer `ref` from element `offset`, as the GEMM's
+    memref<?xf32> (row-major: the same bytes)."""
+    return b.emit(memref.ReinterpretCastOp.from_dynamic(
+        ref, [offset], [b.idx(size) if isinstance(size, int) else size], [1], _FLAT))
+
+
 def _flat(b: Builder, buf: Buf) -> SSAValue:
-    """`buf` as a memref<?xf32> (row-major: the same bytes)."""
-    size = b.idx(math.prod(d for d in buf.shape if d != DYN))
-    if DYN in buf.shape:
-        size = b.mul_i(b.batch, math.prod(d for d in buf.shape if d != DYN))
-    return b.emit(memref.ReinterpretCastOp.from_dynamic(buf.ref, [0], [size], [1], _FLAT))
+    """All of `buf` as a flat view."""
+    static = math.prod(d for d in buf.shape if d != DYN)
+    return flat_view(b, buf.ref, 0, b.mul_i(b.batch, static) if DYN in buf.shape else static)
 
 
 def _lower_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
