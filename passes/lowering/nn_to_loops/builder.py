@@ -323,6 +323,23 @@ def window(b: Builder, sizes: Sequence[int], outs: Sequence[SSAValue], offs: Seq
     return positions, valid
 
 
+def window_range(b: Builder, k: SSAValue, size_in: int, size_out: int, stride: int, dilation: int,
+                 pad: int) -> tuple[SSAValue, SSAValue, SSAValue]:
+    """For kernel offset k along one axis of a window (conv, pool: o * stride + t
+    reads input o; conv_transpose: input i lands at i * stride + t): t = k *
+    dilation - pad and the positions o in [lo, hi) whose o * stride + t is in
+    [0, size_in): lo = max(0, ceil(-t / s)), hi = min(size_out, ceil((size_in - t) / s))."""
+    t = b.mul_i(k, dilation)
+    t = b(arith.SubiOp, t, b.idx(pad)) if pad else t
+
+    def neg_floor(a: SSAValue) -> SSAValue:  # -floor(a / s) = ceil(-a / s)
+        return b(arith.SubiOp, b.idx(0), a if stride == 1 else b(arith.FloorDivSIOp, a, b.idx(stride)))
+
+    lo = b(arith.MaxSIOp, b.idx(0), neg_floor(t))
+    hi = b(arith.MinSIOp, b.idx(size_out), neg_floor(b(arith.SubiOp, t, b.idx(size_in))))
+    return t, lo, hi
+
+
 def axis_split(shape: Sequence[int], axis: int):
     """Loops over all dims but `axis`; index(outer ivs, inner iv) rebuilds the full index."""
     outer = [d for i, d in enumerate(shape) if i != axis]

@@ -15,7 +15,8 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
 from ncc.passes.lowering import gemm
-from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, epilogue, ranges, row_major_strides
+from ncc.passes.lowering.nn_to_loops.builder import (Buf, Builder, epilogue, ranges, row_major_strides,
+                                                      window_range)
 from ncc.passes.lowering.nn_to_loops.matmul import GEMM_ARGS, GEMM_MIN_WORK, epilogue_flags, flat_view
 
 
@@ -87,8 +88,8 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                 c, ks = cks[0], cks[1:]
                 if any(p.pads):
                     b.nest(out.shape[2:], lambda o, _: b.store(zero, col, [c, *ks, *o]))
-                win = [_inside(b, ks[d], x.shape[2 + d], out.shape[2 + d], p.strides[d], p.dilations[d],
-                               p.pads[d]) for d in range(nd)]
+                win = [window_range(b, ks[d], x.shape[2 + d], out.shape[2 + d], p.strides[d],
+                                    p.dilations[d], p.pads[d]) for d in range(nd)]
 
                 def point(o):
                     pos = [b.add_i(b.mul_i(o[d], p.strides[d]), win[d][0]) for d in range(nd)]
@@ -219,8 +220,8 @@ def lower_conv_transpose(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
         def offset(ks, _):
             # input point i lands at i*s + t, t = k*dilation - pad: inside for i in [lo, hi)
-            win = [_inside(b, ks[d], out.shape[2 + d], x.shape[2 + d], p.strides[d], p.dilations[d],
-                           p.pads[d]) for d in range(nd)]
+            win = [window_range(b, ks[d], out.shape[2 + d], x.shape[2 + d], p.strides[d], p.dilations[d],
+                                p.pads[d]) for d in range(nd)]
 
             def channels(chans: list[SSAValue]) -> None:
                 xcs = [c if cbase is None else b.add_i(cbase, c) for c in chans]
@@ -261,23 +262,6 @@ def _scratch(b: Builder, shape: Sequence[int], elt: Attribute) -> Buf:
     else:
         b.entry.add_op(op)
     return Buf(op.memref, tuple(shape), elt)
-
-
-def _inside(b: Builder, k: SSAValue, size_in: int, size_out: int, stride: int, dilation: int,
-            pad: int) -> tuple[SSAValue, SSAValue, SSAValue]:
-    """For kernel offset k along one axis of a window (conv: o * stride + t
-    reads input o; conv_transpose: input i lands at i * stride + t): t = k *
-    dilation - pad and the positions o in [lo, hi) whose o * stride + t is in
-    [0, size_in): lo = max(0, ceil(-t / s)), hi = min(size_out, ceil((size_in - t) / s))."""
-    t = b.mul_i(k, dilation)
-    t = b(arith.SubiOp, t, b.idx(pad)) if pad else t
-
-    def neg_floor(a: SSAValue) -> SSAValue:  # -floor(a / s) = ceil(-a / s)
-        return b(arith.SubiOp, b.idx(0), a if stride == 1 else b(arith.FloorDivSIOp, a, b.idx(stride)))
-
-    lo = b(arith.MaxSIOp, b.idx(0), neg_floor(t))
-    hi = b(arith.MinSIOp, b.idx(size_out), neg_floor(b(arith.SubiOp, t, b.idx(size_in))))
-    return t, lo, hi
 
 
 def lower_conv_weight_grad(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
@@ -329,8 +313,8 @@ def lower_conv_weight_grad(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         def images(nis: list[SSAValue]) -> None:
             def offset(ks, _):
                 kf = flat(ks)
-                win = [_inside(b, ks[d], x.shape[2 + d], dy.shape[2 + d], p.strides[d], p.dilations[d],
-                               p.pads[d]) for d in range(nd)]
+                win = [window_range(b, ks[d], x.shape[2 + d], dy.shape[2 + d], p.strides[d],
+                                    p.dilations[d], p.pads[d]) for d in range(nd)]
                 shift = [w[0] for w in win]
 
                 def rows(outer: list[SSAValue]) -> None:

@@ -7,43 +7,69 @@ from typing import Callable
 
 from xdsl.dialects import arith, math
 from xdsl.dialects.builtin import i64
-from xdsl.ir import Operation
+from xdsl.ir import Operation, SSAValue
 
 from ncc.dialects import nn
-from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, window
-
-
+from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, ranges, to_float, window, window_range
 
 
 def lower_pool(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
-    """Max (padding is -inf) or average (padding counts only with count_include_pad)."""
+    """Max (padding is -inf) or average (padding counts only with
+    count_include_pad), as lower_conv does a direct convolution: per plane the
+    output starts at the fill (-inf or 0); then for each kernel offset k
+        out[n, c, o] = max|+ (out[n, c, o], x[n, c, o*stride + k*dilation - pad])
+    over just the outputs whose input is inside the image (loop bounds from
+    window_range, no padding tests), so the inner loop runs along the last
+    output dimension and vectorizes. An average divides last, by the kernel's
+    size or by each output's count of taps inside the image."""
     x = ins[0]
     p = op.params
     is_max = isinstance(op, nn.MaxPoolOp)
+    nd = len(p.kernel)
     fill = b.const(-pymath.inf if is_max else 0.0, out.elt)
     counted = not is_max and not p.count_include_pad and any(p.pads)
-    ones = [b.const(1.0, out.elt), b.const(0.0, out.elt)]
 
-    def point(ivs, _):
-        o = ivs[2:]
+    def plane(ivs, _):
+        b.nest(out.shape[2:], lambda o, _: b.store(fill, out, [*ivs, *o]))
 
-        def acc(ks, carried):
-            pos, valid = window(b, x.shape[2:], o, ks, p.strides, p.pads, p.dilations)
-            v = b.load(x, [ivs[0], ivs[1], *pos])
-            if valid is not None:
-                v = b.select(valid, v, fill)
-            new = [b.binary("max" if is_max else "add", carried[0], v)]
-            if counted:
-                new.append(b(arith.AddfOp, carried[1], b.select(valid, *ones)))
-            return new
+        def offset(ks, _):
+            win = [window_range(b, ks[d], x.shape[2 + d], out.shape[2 + d], p.strides[d], p.dilations[d],
+                                p.pads[d]) for d in range(nd)]
 
-        res = b.nest(p.kernel, acc, [fill, *([ones[1]] if counted else [])])
+            def point(o):
+                at = [*ivs, *o]
+                v = b.load(x, [*ivs, *(b.add_i(b.mul_i(o[d], p.strides[d]), win[d][0]) for d in range(nd))])
+                b.store(b.binary("max" if is_max else "add", b.load(out, at), v), out, at)
+            ranges(b, [w[1] for w in win], [w[2] for w in win], point)
+        b.nest(p.kernel, offset)
         if not is_max:
-            count = res[1] if counted else b.const(float(pymath.prod(p.kernel)), out.elt)
-            res[0] = b(arith.DivfOp, res[0], count)
-        b.store(res[0], out, ivs)
+            size = b.const(float(pymath.prod(p.kernel)), out.elt)
 
-    b.nest(out.shape, point)
+            def mean(o, _):
+                at = [*ivs, *o]
+                count = size if not counted else to_float(b, _taps(b, o, x.shape[2:], p), out.elt)
+                b.store(b(arith.DivfOp, b.load(out, at), count), out, at)
+            b.nest(out.shape[2:], mean)
+
+    b.nest(out.shape[:2], plane)
+
+
+def _taps(b: Builder, o: list[SSAValue], sizes, p) -> SSAValue:
+    """How many taps of output o's window are inside the image: per axis the
+    k in [0, K) with 0 <= o*s + k*d - pad < n, i.e. from max(0, ceil((pad -
+    o*s) / d)) to min(K - 1, floor((n - 1 + pad - o*s) / d)); their product."""
+    total = None
+    for o_a, n, kk, s, d, pad in zip(o, sizes, p.kernel, p.strides, p.dilations, p.pads):
+        start = b(arith.SubiOp, b.idx(pad), b.mul_i(o_a, s))
+        last = b.add_i(start, n - 1)
+        if d != 1:
+            start = b(arith.SubiOp, b.idx(0), b(arith.FloorDivSIOp, b(arith.SubiOp, b.idx(0), start), b.idx(d)))
+            last = b(arith.FloorDivSIOp, last, b.idx(d))
+        lo = b(arith.MaxSIOp, b.idx(0), start)
+        hi = b(arith.MinSIOp, b.idx(kk - 1), last)
+        count = b(arith.MaxSIOp, b.idx(0), b.add_i(b(arith.SubiOp, hi, lo), 1))
+        total = count if total is None else b(arith.MuliOp, total, count)
+    return total
 
 
 def lower_max_pool_indices(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
