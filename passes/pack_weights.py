@@ -13,8 +13,21 @@ weights alone, which `fold-weights` then turns into a derived weight that the
 runtime recomputes whenever the parameter is set (its layout stays the
 file's). Only products the GEMM computes are rewritten: float32, a 2-D weight
 of at least GEMM_MIN_WORK elements, and a left operand whose rows are the
-batch or at least GEMM_MIN_ROWS. `ncc.compile` runs it before fold-weights;
-training differentiates the unpacked model.
+batch or at least GEMM_MIN_ROWS.
+
+A convolution the GEMM computes becomes nn.packed_conv where the transposed
+product out^T = col^T @ w^T costs less (few output positions: ResNet's 7 x 7
+and 14 x 14 stages; conv lowering's `transposed_is_cheaper`): w [M, C,
+kernel...] reshaped to [M, C x kernel], padded to whole panels of output
+channels, reshaped and transposed to [ceil(M / 32), C x kernel, 32].
+
+    %y = nn.fused_conv %x, %w, %b activation relu   ==>   %r = nn.reshape %w : ... -> tensor<512x4608xf32>
+                                                          %t = nn.reshape %r : ... -> tensor<16x32x4608xf32>
+                                                          %p = nn.transpose %t perm [0, 2, 1]
+                                                          %y = nn.packed_conv %x, %p, %b channels 512 kernel [3, 3] ...
+
+`ncc.compile` runs it before fold-weights; training differentiates the
+unpacked model.
 """
 
 from __future__ import annotations
@@ -31,6 +44,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN, shape_of
 from ncc.dialects.nn.matmul import PANEL
+from ncc.passes.lowering.nn_to_loops.conv import transposed_is_cheaper
 from ncc.passes.lowering.nn_to_loops.matmul import GEMM_MIN_ROWS, GEMM_MIN_WORK
 from ncc.reference import EVAL
 
@@ -53,28 +67,64 @@ def _packable(op: Operation) -> bool:
     return ws[0] * ws[1] >= GEMM_MIN_WORK and (rows == DYN or rows >= GEMM_MIN_ROWS) and weight_only(w)
 
 
+def _pack_conv(op: Operation) -> list[Operation]:
+    """The ops making nn.packed_conv of a conv or fused_conv (the last)."""
+    w = op.operands[1]
+    m, *rest = shape_of(w.type)
+    k, panels = math.prod(rest), -(-m // PANEL)
+    made: list[Operation] = [nn.ReshapeOp(w, [m, k])]
+    if panels * PANEL != m:
+        made.append(nn.PadOp(made[-1].results[0], [0, 0, panels * PANEL - m, 0]))
+    made.append(nn.ReshapeOp(made[-1].results[0], [panels, PANEL, k]))
+    made.append(nn.TransposeOp(made[-1].results[0], [0, 2, 1]))
+    fused = isinstance(op, nn.FusedConvOp)
+    p = op.params
+    made.append(nn.PackedConvOp(op.operands[0], made[-1].results[0], m, rest[1:],
+                                op.operands[2] if fused and len(op.operands) > 2 else None,
+                                p.activation if fused else "identity",
+                                strides=p.strides, pads=p.pads, dilations=p.dilations))
+    return made
+
+
+def _pack_matmul(op: Operation) -> list[Operation]:
+    """The ops making nn.packed_matmul of a matmul or fused_matmul (the last)."""
+    x, w = op.operands[0], op.operands[1]
+    k, n = shape_of(w.type)
+    panels = -(-n // PANEL)
+    made: list[Operation] = []
+    v = w
+    if panels * PANEL != n:
+        made.append(nn.PadOp(v, [0, 0, 0, panels * PANEL - n]))
+        v = made[-1].results[0]
+    made.append(nn.ReshapeOp(v, [k, panels, PANEL]))
+    made.append(nn.TransposeOp(made[-1].results[0], [1, 0, 2]))
+    fused = isinstance(op, nn.FusedMatmulOp)
+    made.append(nn.PackedMatmulOp(x, made[-1].results[0], n,
+                                  op.operands[2] if fused and len(op.operands) > 2 else None,
+                                  op.params.activation if fused else "identity"))
+    return made
+
+
+def _packing(op: Operation):
+    """The rewrite of `op` if it reads a weight packed (else None)."""
+    if isinstance(op, (nn.MatmulOp, nn.FusedMatmulOp)) and _packable(op):
+        return _pack_matmul
+    if isinstance(op, (nn.ConvOp, nn.FusedConvOp)) and transposed_is_cheaper(op) and weight_only(op.operands[1]):
+        return _pack_conv
+    return None
+
+
 def pack_weights(module: ModuleOp) -> int:
-    """Rewrite every packable matmul and fused_matmul of `module`'s nn
+    """Rewrite every packable matmul and fused_matmul, and every conv and
+    fused_conv the GEMM computes cheaper transposed, of `module`'s nn
     functions; returns how many."""
     count = 0
     for fn in [op for op in module.ops if isinstance(op, func.FuncOp) and op.body.blocks]:
         for op in list(fn.body.block.ops):
-            if not isinstance(op, (nn.MatmulOp, nn.FusedMatmulOp)) or not _packable(op):
+            rewrite = _packing(op)
+            if rewrite is None:
                 continue
-            x, w = op.operands[0], op.operands[1]
-            k, n = shape_of(w.type)
-            panels = -(-n // PANEL)
-            made: list[Operation] = []
-            v = w
-            if panels * PANEL != n:
-                made.append(nn.PadOp(v, [0, 0, 0, panels * PANEL - n]))
-                v = made[-1].results[0]
-            made.append(nn.ReshapeOp(v, [k, panels, PANEL]))
-            made.append(nn.TransposeOp(made[-1].results[0], [1, 0, 2]))
-            fused = isinstance(op, nn.FusedMatmulOp)
-            made.append(nn.PackedMatmulOp(x, made[-1].results[0], n,
-                                          op.operands[2] if fused and len(op.operands) > 2 else None,
-                                          op.params.activation if fused else "identity"))
+            made = rewrite(op)
             for m in made:
                 Rewriter.insert_op(m, InsertPoint.before(op))
             op.result.replace_all_uses_with(made[-1].results[0])
@@ -84,7 +134,8 @@ def pack_weights(module: ModuleOp) -> int:
 
 
 class PackWeightsPass(ModulePass):
-    """Matmuls whose weight is known at compile time read it as packed GEMM panels (nn.packed_matmul)."""
+    """Matmuls and convolutions whose weight is known at compile time read it as packed GEMM panels
+    (nn.packed_matmul, nn.packed_conv)."""
 
     name = "pack-weights"
 

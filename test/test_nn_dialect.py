@@ -93,6 +93,11 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %c = nn.conv %img, %k strides [2, 2] pads [1, 1, 1, 1] : tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32> -> tensor<1x4x4x4xf32>
   %c2 = nn.conv %img, %k dilations [2, 2] group 1 : tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32> -> tensor<1x4x4x4xf32>
   %fc = nn.fused_conv %img, %k, %s activation relu pads [1, 1, 1, 1] : tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32>, tensor<4xf32> -> tensor<1x4x8x8xf32>
+  %kr = nn.reshape %k : tensor<4x3x3x3xf32> -> tensor<4x27xf32>
+  %kp = nn.pad %kr pads [0, 0, 28, 0] : tensor<4x27xf32> -> tensor<32x27xf32>
+  %k3 = nn.reshape %kp : tensor<32x27xf32> -> tensor<1x32x27xf32>
+  %kt = nn.transpose %k3 perm [0, 2, 1] : tensor<1x32x27xf32> -> tensor<1x27x32xf32>
+  %pcv = nn.packed_conv %img, %kt, %s channels 4 kernel [3, 3] activation relu pads [1, 1, 1, 1] : tensor<1x3x8x8xf32>, tensor<1x27x32xf32>, tensor<4xf32> -> tensor<1x4x8x8xf32>
   %mp = nn.max_pool %c kernel [2, 2] strides [2, 2] : tensor<1x4x4x4xf32> -> tensor<1x4x2x2xf32>
   %ap = nn.avg_pool %c kernel [3, 3] pads [1, 1, 1, 1] count_include_pad : tensor<1x4x4x4xf32>
   %rs = nn.reduce_sum %mp axes [2, 3] keepdims : tensor<1x4x2x2xf32> -> tensor<1x4x1x1xf32>

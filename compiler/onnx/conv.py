@@ -1,8 +1,11 @@
 """The conv family in ONNX, both directions: Conv, ConvTranspose and
-CausalConvWithState in; conv, fused_conv, conv_transpose and conv_weight_grad out.
+CausalConvWithState in; conv, fused_conv, packed_conv, conv_transpose and conv_weight_grad
+out.
 """
 
 from __future__ import annotations
+
+import math
 
 from xdsl.ir import Operation
 
@@ -103,6 +106,21 @@ def _export_conv(g: Graph, op: Operation, ins: list[str]) -> str:
     y = g.node("Conv", ins, kernel_shape=list(shape_of(op.weight.type)[2:]), strides=list(p.strides),
                pads=list(p.pads), dilations=list(p.dilations), group=p.group)
     return activation_to_onnx(g, getattr(p, "activation", "identity"), y, op.result)
+
+
+@to_onnx(nn.PackedConvOp)
+def _export_packed_conv(g: Graph, op: Operation, ins: list[str]) -> str:
+    """The weight unpacked from its panels (transpose, reshape, slice, transpose,
+    reshape), then as fused_conv."""
+    p = op.params
+    panels, k, width = shape_of(op.panels.type)
+    w = g.node("Reshape", [g.node("Transpose", [ins[1]], perm=[1, 0, 2]), g.const([k, panels * width])])
+    w = g.node("Slice", [w, g.const([0]), g.const([p.channels]), g.const([1])])
+    w = g.node("Reshape", [g.node("Transpose", [w], perm=[1, 0]),
+                           g.const([p.channels, k // math.prod(p.kernel), *p.kernel])])
+    y = g.node("Conv", [ins[0], w, *ins[2:]], kernel_shape=list(p.kernel), strides=list(p.strides),
+               pads=list(p.pads), dilations=list(p.dilations))
+    return activation_to_onnx(g, p.activation, y, op.result)
 
 
 @to_onnx(nn.ConvTransposeOp)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from types import SimpleNamespace
@@ -14,7 +16,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from ncc.dialects.nn.base import DYN, NNOp, Param, activation_fn, dims_compatible, fmt_shape, need_float, need_len, need_rank, spatial_pads, windows
 from ncc.dialects.nn.base import need_shape, nn_op, same_element, shape_of, window_out
-from ncc.dialects.nn.matmul import check_activation
+from ncc.dialects.nn.matmul import PANEL, check_activation, pack_panels, unpack_panels
 
 
 def ones(ts, v):
@@ -101,6 +103,63 @@ class FusedConvOp(NNOp):
         out = conv_infer(types[0], types[1], p)
         if len(types) > 2:
             need_shape(types[2], shape_of(out)[1:2], "bias (one per output channel)")
+            same_element([out, types[2]], "input and bias")
+        return out
+
+
+def pack_conv_panels(w: np.ndarray) -> np.ndarray:
+    """A conv weight [M, C, kernel...] as the panels of its transpose [C x
+    kernel, M] (`pack_panels`: [ceil(M / 32), C x kernel, 32]), nn.packed_conv's
+    layout: the GEMM out^T = col^T @ w^T streams them."""
+    return pack_panels(w.reshape(w.shape[0], -1).T)
+
+
+def unpack_conv_panels(panels: np.ndarray, channels: int, kernel: Sequence[int]) -> np.ndarray:
+    w = unpack_panels(panels, channels).T
+    return w.reshape(channels, -1, *kernel)
+
+
+@nn_op
+class PackedConvOp(NNOp):
+    """act(conv(x, w) + bias[c]) of one group, with w [M, C, kernel...] given
+    as the packed panels of its transpose (`pack_conv_panels`): the convolution
+    is the GEMM out^T (positions x M) = col^T (positions x C x kernel) @ w^T,
+    whose B is a weight packed once (the `pack-weights` pass makes it where
+    this orientation computes less than conv's w @ col)."""
+
+    name = "nn.packed_conv"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("channels", "int"), Param("kernel", "ints"),
+                                           Param("activation", "str", "identity"), *WINDOW,
+                                           Param("dilations", "ints", ones))
+    input = operand_def(TensorType)
+    panels = operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, panels: SSAValue | Operation, channels: int,
+                 kernel: Sequence[int], bias: SSAValue | Operation | None = None,
+                 activation: str = "identity", *, strides: Sequence[int] | None = None,
+                 pads: Sequence[int] | None = None, dilations: Sequence[int] | None = None):
+        self._build([x, panels, [bias] if bias is not None else []], channels=channels, kernel=kernel,
+                    activation=activation, strides=strides, pads=pads, dilations=dilations)
+
+    @classmethod
+    def infer(cls, types, p):
+        check_activation(p.activation)
+        need_float(types[0], "input")
+        need_rank(types[1], 3, f"panels [P, C x kernel, {PANEL}]")
+        x, panels, m = shape_of(types[0]), shape_of(types[1]), p.channels
+        if m < 1 or panels[0] != -(-m // PANEL) or panels[2] != PANEL:
+            raise VerifyException(f"panels {types[1]} do not hold {m} output channels as "
+                                  f"[{-(-max(m, 1) // PANEL)}, C x kernel, {PANEL}]")
+        need_rank(types[0], len(p.kernel) + 2, f"input (N, C, {len(p.kernel)} spatial dimensions)")
+        if min(p.kernel) < 1 or x[1] == DYN or x[1] * math.prod(p.kernel) != panels[1]:
+            raise VerifyException(f"panels {types[1]} do not hold a kernel {list(p.kernel)} over the "
+                                  f"input's {x[1]} channels")
+        weight = TensorType(same_element(types[:2], "input and panels"), [m, x[1], *p.kernel])
+        out = conv_infer(types[0], weight, SimpleNamespace(strides=p.strides, pads=p.pads,
+                                                            dilations=p.dilations, group=1))
+        if len(types) > 2:
+            need_shape(types[2], [m], "bias (one per output channel)")
             same_element([out, types[2]], "input and bias")
         return out
 
@@ -286,6 +345,9 @@ REFERENCE: dict[type, Callable[..., np.ndarray]] = {
     ConvOp: lambda op, x, w: conv_reference(x, w, op.params.strides, op.params.pads,
                                      op.params.dilations, op.params.group),
     FusedConvOp: _fused_conv,
+    PackedConvOp: lambda op, x, panels, b=None: _fused_conv(
+        SimpleNamespace(params=SimpleNamespace(group=1, **vars(op.params))), x,
+        unpack_conv_panels(panels, op.params.channels, op.params.kernel), b),
     ConvTransposeOp: lambda op, x, w: conv_transpose_reference(x, w, op.params.strides, op.params.pads,
                                                         op.params.dilations, op.params.group,
                                                         op.params.output_padding),

@@ -557,3 +557,96 @@ def test_lowered_large_conv_is_a_gemm_per_image(case, fused, batch):
     lowered = loop_tests.check(module, [rng.standard_normal((batch, *xs)).astype(np.float32)],
                                rtol=1e-4, atol=1e-4)
     assert any(op.name == "func.call" and op.callee.string_value() == gemm.SYMBOL for op in lowered.walk())
+
+
+# ---------------------------------------------------------------------------
+# nn.packed_conv and pack-weights: a conv with few output positions as the
+# transposed GEMM out^T = col^T @ w^T, w^T packed once.
+
+PACKED_CONVS = [  # x shape (batch dynamic), w shape, params: more channels than positions, C x kernel >= 128
+    ((64, 7, 7), (96, 64, 3, 3), dict(pads=[1, 1, 1, 1])),
+    ((160, 6, 6), (70, 160, 1, 1), {}),  # 1x1, stride 1: the image is the GEMM's A, read transposed
+    ((32, 9, 8), (40, 32, 3, 3), dict(strides=[2, 2], pads=[1, 0, 1, 1])),
+    ((16, 8, 8), (65, 16, 3, 3), dict(dilations=[2, 2], pads=[2, 2, 2, 2])),
+    ((48, 40), (50, 48, 3), dict(pads=[1, 1])),  # 1-D
+]
+
+
+def _conv_module(xs, ws, kw, activation="relu", seed=0):
+    rng = np.random.default_rng(seed)
+    w = nn.WeightOp("w", rng.standard_normal(ws).astype(np.float32) * 0.2)
+    bias = nn.WeightOp("b", rng.standard_normal(ws[0]).astype(np.float32))
+
+    def make(e, x):
+        wv = e(nn.WeightRefOp(w))
+        if activation is None:
+            return e(nn.ConvOp(x, wv, **kw))
+        return e(nn.FusedConvOp(x, wv, e(nn.WeightRefOp(bias)), activation, **kw))
+    return loop_tests.build([loop_tests.T(DYN, *xs)], make, [w] if activation is None else [w, bias])
+
+
+def test_packed_conv_shape_rule_reference_and_errors():
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((40, 3, 3, 3)).astype(np.float32)
+    panels = nn_conv.pack_conv_panels(w)
+    assert panels.shape == (2, 27, 32) and not panels[1, :, 8:].any()  # zeros past channel 40
+    assert np.array_equal(nn_conv.unpack_conv_panels(panels, 40, [3, 3]), w)
+    x, p, bias = dialect_tests.values(T((DYN, 3, 9, 9)), T((2, 27, 32)), T((40,)))
+    op = nn.PackedConvOp(x, p, 40, [3, 3], bias, "relu", strides=[2, 2], pads=[1, 1, 1, 1])
+    assert dialect_tests.shape(op) == (None, 40, 5, 5)
+    xv = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    bv = rng.standard_normal(40).astype(np.float32)
+    want = np.maximum(nn_conv.conv_reference(xv, w, [2, 2], [1, 1, 1, 1], [1, 1], 1) + bv[:, None, None], 0)
+    np.testing.assert_allclose(nn.REFERENCE[nn.PackedConvOp](op, xv, panels, bv), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(VerifyException, match="do not hold 70 output channels"):
+        nn.PackedConvOp(x, p, 70, [3, 3])
+    with pytest.raises(VerifyException, match=r"do not hold a kernel \[2, 2\] over the input's 3 channels"):
+        nn.PackedConvOp(x, p, 40, [2, 2])
+    with pytest.raises(VerifyException, match="must have rank 3"):
+        nn.PackedConvOp(x, p, 40, [27])
+    short_bias, = dialect_tests.values(T((39,)))
+    with pytest.raises(VerifyException, match="bias"):
+        nn.PackedConvOp(x, p, 40, [3, 3], short_bias)
+
+
+def test_pack_weights_transposes_only_convs_with_more_channels_than_positions():
+    from ncc.passes.pack_weights import pack_weights
+
+    for xs, ws, kw in PACKED_CONVS:
+        module = _conv_module(xs, ws, kw)
+        assert pack_weights(module) == 1, (xs, ws)
+        assert [op.name for op in module.walk() if op.name.endswith("_conv")] == ["nn.packed_conv"]
+    kept = [((64, 28, 28), (128, 64, 3, 3), dict(pads=[1, 1, 1, 1])),  # 784 positions > 128 channels
+            ((32, 6, 6), (96, 32, 1, 1), {}),  # C x kernel = 32: too short to pay for the transpose
+            ((3, 9, 9), (4, 3, 3, 3), {})]  # too small for the GEMM
+    for xs, ws, kw in kept:
+        assert pack_weights(_conv_module(xs, ws, kw)) == 0, (xs, ws)
+    given = loop_tests.build([loop_tests.T(DYN, 64, 7, 7), loop_tests.T(96, 64, 3, 3)],
+                             lambda e, x, w: e(nn.ConvOp(x, w)))  # a weight not known at compile time
+    assert pack_weights(given) == 0
+
+
+@pytest.mark.parametrize("case", PACKED_CONVS, ids=str)
+@pytest.mark.parametrize("activation", [None, "relu", "tanh"])
+def test_packed_conv_runs_natively_and_interpreted(case, activation):
+    xs, ws, kw = case
+    module = _conv_module(xs, ws, kw, activation, seed=len(xs))
+    rng = np.random.default_rng(ws[0])
+    for batch in (1, 3):
+        x = rng.standard_normal((batch, *xs)).astype(np.float32)
+        model = ncc.compile(module, cache=False, threads=2)
+        (want,) = ncc.reference.run(module, [x])
+        np.testing.assert_allclose(model(x), want, rtol=1e-4, atol=1e-4)
+    model.params["w"] = model.params["w"] * -0.5  # the panels follow the parameter
+    (want,) = ncc.reference.run(module, [x], params={k: np.asarray(v) for k, v in model.params.items()})
+    np.testing.assert_allclose(model(x), want, rtol=1e-4, atol=1e-4)
+    packed = ncc.parse_module(ncc.print_module(module))
+    ncc.run_passes(packed, "pack-weights,fold-weights")
+    assert any(isinstance(op, nn.PackedConvOp) for op in packed.walk())
+    loop_tests.check(packed, [x], rtol=1e-4, atol=1e-4)  # the loops and the GEMM, interpreted and native
+
+
+def test_packed_conv_exports_to_onnx():
+    module = _conv_module(*PACKED_CONVS[0])
+    ncc.run_passes(module, "pack-weights")
+    export_tests.check(module, [export_tests.randn(2, *PACKED_CONVS[0][0])], tol=1e-4)
