@@ -14,7 +14,10 @@ training differentiates through them. For inference those ops need not run
 on every call: this pass replaces each value that depends on weights and
 literals only (a static shape, used by an op that does depend on the inputs)
 by a *derived* weight, `ncc.derived_from` naming its sources. Values of
-literals only become a literal (constant folding).
+literals only become a literal (constant folding), up to LITERAL_LIMIT
+elements; a larger one (a layer's weights given as a splat constant, then
+scaled by a folded batch norm and packed) is a derived weight of no
+sources (`@literal.<op>`): computed once, never on every call.
 
 `fold_weights(module)` also returns the recipes: a module holding one
 function per derived weight, `@<derived>() -> tensor<...>`, that recomputes
@@ -75,7 +78,8 @@ def _fresh(base: str, used: set[str]) -> str:
 def fold_weights(module: ModuleOp, compute: bool = True) -> ModuleOp:
     """Fold weight-only values of every nn function of `module` in place into
     derived weights (their data computed when `compute` and every source has
-    data) and literal-only values into literals; returns the recipes module."""
+    data) and literal-only values into literals (large ones into derived
+    weights of no sources); returns the recipes module."""
     weights = {op.sym: op for op in module.ops if isinstance(op, nn.WeightOp)}
     used = {op.sym_name.data for op in module.ops if hasattr(op, "sym_name")}
     recipes = ModuleOp([])
@@ -101,13 +105,11 @@ def fold_weights(module: ModuleOp, compute: bool = True) -> ModuleOp:
             for op in ops:
                 recipe.body.block.add_op(op.clone(mapping))
             recipe.body.block.add_op(func.ReturnOp(mapping[root]))
-            if not sources:
-                value = run(recipe, {})[0] if root.type.element_count() <= LITERAL_LIMIT else None
-                if value is None:
-                    continue
-                new: Operation = nn.ConstantOp(value)
-            else:
-                sym = _fresh(f"{sources[0]}.{root.owner.name.removeprefix('nn.')}", used)
+            if not sources and root.type.element_count() <= LITERAL_LIMIT:
+                new: Operation = nn.ConstantOp(run(recipe, {})[0])
+            else:  # a large fold of literals only is a derived weight of no sources: computed once
+                sym = _fresh(f"{sources[0] if sources else 'literal'}.{root.owner.name.removeprefix('nn.')}",
+                             used)
                 recipe.sym_name = StringAttr(sym)
                 data = None
                 if compute and all(weights[s].data is not None for s in sources):

@@ -116,6 +116,38 @@ def test_fold_weights_leaves_unset_parameters_unset():
     np.testing.assert_allclose(model(x), x @ w.T, rtol=1e-5)
 
 
+def test_a_large_fold_of_literals_is_computed_once():
+    """Ops on literals alone larger than LITERAL_LIMIT (a splat weight, transposed
+    and scaled) become a derived weight of no sources: no op of theirs is left
+    in the kernel, the data is computed when the model is made, and it is no
+    parameter."""
+    from ncc.passes.fold_weights import DERIVED_FROM, LITERAL_LIMIT, fold_weights
+
+    n = 300
+    assert n * n > LITERAL_LIMIT
+    text = f"""
+    func.func @main(%x: tensor<?x{n}xf32>) -> tensor<?x{n}xf32> {{
+      %w = nn.constant dense<0.5> : tensor<{n}x{n}xf32>
+      %s = nn.constant dense<3.0> : tensor<{n}xf32>
+      %t = nn.transpose %w perm [1, 0] : tensor<{n}x{n}xf32> -> tensor<{n}x{n}xf32>
+      %m = nn.mul %t, %s : tensor<{n}x{n}xf32>, tensor<{n}xf32> -> tensor<{n}x{n}xf32>
+      %y = nn.matmul %x, %m : tensor<?x{n}xf32>, tensor<{n}x{n}xf32> -> tensor<?x{n}xf32>
+      func.return %y : tensor<?x{n}xf32>
+    }}
+    """
+    module = ncc.parse_module(text)
+    fold_weights(module)
+    (folded,) = [op for op in module.ops if op.name == "nn.weight"]
+    assert folded.sym == "literal.mul" and folded.attributes[DERIVED_FROM].data == ()
+    assert np.all(folded.data == 1.5)
+    assert [op.name for op in module.walk() if op.name.startswith("nn.")] == \
+        ["nn.weight", "nn.weight_ref", "nn.matmul"]
+    model = ncc.compile(text, cache=False)
+    x = RNG.standard_normal((2, n)).astype(np.float32)
+    np.testing.assert_allclose(model(x), x @ np.full((n, n), 1.5, np.float32), rtol=1e-5)
+    assert dict(model.params) == {}
+
+
 def test_an_optimizer_step_recomputes_derived_weights():
     w, model = linear_trans_b()
     x = RNG.standard_normal((8, 3)).astype(np.float32)
