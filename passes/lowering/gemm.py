@@ -165,6 +165,11 @@ def _c(v: int) -> ir.Constant:
     return ir.Constant(I64, v)
 
 
+def _c_max(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
+    """max(v, 1)."""
+    return b.select(b.icmp_signed("<", v, _c(1)), _c(1), v)
+
+
 def _at(b: ir.IRBuilder, p: ir.Value, offset: ir.Value) -> ir.Value:
     """&p[offset] for a float pointer p."""
     return b.gep(p, [offset], inbounds=True, source_etype=F32)
@@ -368,10 +373,14 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
     # last, partial panel (its loads would run past B's rows); else packed once
     # per K x N block, its panels reused by every row panel; or packed already.
     in_place = b.and_(b.icmp_signed("<=", M, _c(IN_PLACE_ROWS)), b.not_(prepacked))
+    # K in blocks of equal depth, at most KC (576 = 288 + 288, not 256 + 256 + 64: every
+    # block loads and stores the C tile once, so a shallow last block costs as much as a deep one)
+    blocks = b.sdiv(b.add(K, _c(t.kc - 1)), _c(t.kc))
+    depth = b.sdiv(b.add(K, b.sub(blocks, _c(1))), _c_max(b, blocks))
     with _loop(b, _c(0), N, t.nc, "jc") as jc:
         nc = _min(b, b.sub(N, jc), _c(t.nc))
-        with _loop(b, _c(0), K, t.kc, "pc") as pc:
-            kc = _min(b, b.sub(K, pc), _c(t.kc))
+        with _loop(b, _c(0), K, depth, "pc") as pc:
+            kc = _min(b, b.sub(K, pc), depth)
             # the first K block writes C (or adds, if asked); the others add; the
             # last applies the epilogue (bias, relu)
             adding = b.select(b.icmp_signed("==", pc, _c(0)), accumulate, I32(ACCUMULATE))

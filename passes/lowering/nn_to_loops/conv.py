@@ -127,10 +127,15 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         else:
             def row(cks, _):  # col[c, k..., o...] = x[n, c, o*s + k*d - p], 0 outside the image
                 c, ks = cks[0], cks[1:]
-                if any(p.pads):
-                    b.nest(out.shape[2:], lambda o, _: b.store(zero, col, [c, *ks, *o]))
                 win = [window_range(b, ks[d], x.shape[2 + d], out.shape[2 + d], p.strides[d],
                                     p.dilations[d], p.pads[d]) for d in range(nd)]
+                if any(p.pads):  # zeros around the box of positions inside the image, slab by slab
+                    lows, highs = [v[1] for v in win], [v[2] for v in win]
+                    for d in range(nd):
+                        full = [b.idx(e) for e in out.shape[3 + d:]]
+                        for lo, hi in ((b.idx(0), lows[d]), (highs[d], b.idx(out.shape[2 + d]))):
+                            ranges(b, [*lows[:d], lo, *(b.idx(0) for _ in full)], [*highs[:d], hi, *full],
+                                   lambda o: b.store(zero, col, [c, *ks, *o]))
 
                 def point(o):
                     pos = [b.add_i(b.mul_i(o[d], p.strides[d]), win[d][0]) for d in range(nd)]
