@@ -137,6 +137,11 @@ ACTIVATIONS: tuple[Activation, ...] = (
                lambda z: (z > 0).astype(z.dtype), np.zeros_like,
                lambda s, z: _where_positive(s, z, s.const(1.0), s.const(0.0)),
                lambda s, z, n, g: None, "n"),
+    Activation(0x0C, "relu6", "min(max(z, 0), 6)", lambda z: np.clip(z, 0, 6).astype(z.dtype, copy=False),
+               lambda z: ((z > 0) & (z < 6)).astype(z.dtype),
+               lambda s, z: s.min(s.max(z, s.const(0.0)), s.const(6.0)),
+               lambda s, z, n, g: _where_positive(s, n, s.select(s.negative(s.sub(n, s.const(6.0))), g,
+                                                                 s.const(0.0)), s.const(0.0)), "n"),
 )
 
 BY_NAME: dict[str, Activation] = {a.name: a for a in ACTIVATIONS}

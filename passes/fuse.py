@@ -4,7 +4,9 @@
     %1 = nn.add %0, %b              ==>             activation "relu"
     %2 = nn.relu %1
 
-Two small patterns, applied greedily to a fixed point:
+Three small patterns, applied greedily to a fixed point:
+  * FuseClip:       min(max(x, 0), 6), or max(min(x, 6), 0) -> relu6(x)
+                    (ONNX's Clip, as PyTorch exports ReLU6)
   * FuseBias:       add(matmul|conv, bias)          -> fused(identity)
   * FuseActivation: act(matmul|conv|fused(identity)) -> fused(act)
 A producer is only absorbed when the fused op is its only user, so no work is
@@ -14,6 +16,7 @@ or [1, ..., N]; conv: [C], [C, 1, 1] or [1, C, 1, 1]); it is reshaped to [C].
 
 from __future__ import annotations
 
+import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.ir import Operation, SSAValue
@@ -72,6 +75,31 @@ def _fused(producer: Operation, bias: SSAValue | None, activation: str) -> Opera
                           dilations=p.dilations, group=p.group)
 
 
+def _literal(v: SSAValue, value: float) -> bool:
+    """v is an nn.constant whose every element is `value`, of at most v's users' shape."""
+    op = v.owner
+    return isinstance(op, nn.ConstantOp) and op.data.size > 0 and bool(np.all(op.data == value))
+
+
+CLIPS = {"min": ("max", 6.0, 0.0), "max": ("min", 0.0, 6.0)}  # outer op: (inner op, outer bound, inner bound)
+
+
+class FuseClip(RewritePattern):
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        outer = next((name for name in CLIPS if isinstance(op, nn.BINARY_OPS[name])), None)
+        if outer is None:
+            return
+        inner_name, outer_bound, inner_bound = CLIPS[outer]
+        inner = op.lhs.owner
+        if (not isinstance(inner, nn.BINARY_OPS[inner_name]) or not op.lhs.has_one_use()
+                or not _literal(op.rhs, outer_bound) or not _literal(inner.rhs, inner_bound)
+                or _shape(op.result) != _shape(inner.lhs)
+                or inner.lhs.type.element_type != op.result.type.element_type):
+            return
+        rewriter.replace(op, nn.UNARY_OPS["relu6"](inner.lhs))
+        rewriter.erase(inner)
+
+
 class FuseBias(RewritePattern):
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         if not isinstance(op, nn.AddOp):
@@ -109,9 +137,9 @@ class FuseActivation(RewritePattern):
 
 
 class FusePass(ModulePass):
-    """Fuse matmul/conv with a following bias add and activation into one op."""
+    """Fuse matmul/conv with a following bias add and activation into one op (a clip to [0, 6] is relu6)."""
 
     name = "fuse"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(GreedyRewritePatternApplier([FuseBias(), FuseActivation()])).rewrite_module(op)
+        PatternRewriteWalker(GreedyRewritePatternApplier([FuseClip(), FuseBias(), FuseActivation()])).rewrite_module(op)

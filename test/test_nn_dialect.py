@@ -155,7 +155,8 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %u18 = nn.floor %u17 : tensor<?x2xf32>
   %u19 = nn.ceil %u18 : tensor<?x2xf32>
   %u20 = nn.cos %u19 : tensor<?x2xf32>
-  %b0 = nn.add %u20, %b : tensor<?x2xf32>, tensor<2xf32> -> tensor<?x2xf32>
+  %r6 = nn.relu6 %u20 : tensor<?x2xf32>
+  %b0 = nn.add %r6, %b : tensor<?x2xf32>, tensor<2xf32> -> tensor<?x2xf32>
   %b1 = nn.sub %b0, %b0 : tensor<?x2xf32>
   %b2 = nn.mul %b1, %b : tensor<?x2xf32>, tensor<2xf32> -> tensor<?x2xf32>
   %b3 = nn.div %b2, %b2 : tensor<?x2xf32>

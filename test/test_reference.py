@@ -64,6 +64,7 @@ INDEPENDENT_UNARY = {
     "gaussian": _per_element(lambda v: math.exp(-v * v)),
     "abs": _per_element(lambda v: -v if v < 0 else v),
     "step": _per_element(lambda v: 1.0 if v > 0 else 0.0),
+    "relu6": _per_element(lambda v: 0.0 if v < 0 else 6.0 if v > 6 else v),
     "exp": _per_element(math.exp),
     "log": _per_element(lambda v: math.log(abs(v))),
     "neg": _per_element(lambda v: -v),

@@ -491,6 +491,7 @@ UNARY_CASES = {
     "floor": (torch and torch.floor, None), "ceil": (torch and torch.ceil, None),
     "round": (torch and torch.round, None), "sign": (torch and torch.sign, None),
     "step": (torch and (lambda x: (x > 0).to(x.dtype)), None),
+    "relu6": (torch and torch.nn.functional.relu6, (-3, 9)),  # both kinks
 }
 
 
