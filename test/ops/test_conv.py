@@ -650,3 +650,36 @@ def test_packed_conv_exports_to_onnx():
     module = _conv_module(*PACKED_CONVS[0])
     ncc.run_passes(module, "pack-weights")
     export_tests.check(module, [export_tests.randn(2, *PACKED_CONVS[0][0])], tol=1e-4)
+
+
+# ---------------------------------------------------------------------------
+# Depthwise convolutions (MobileNet): a zero-bordered copy of each plane, the
+# taps summed in registers along each output row.
+
+DEPTHWISE = [  # x shape (batch dynamic), params, activation (None: nn.conv)
+    ((8, 14, 14), dict(pads=[1, 1, 1, 1]), "relu6"),
+    ((5, 15, 12), dict(strides=[2, 2], pads=[1, 0, 2, 1]), "relu"),
+    ((3, 9, 9), dict(dilations=[2, 1], pads=[2, 1, 2, 1]), None),
+    ((4, 7, 6), {}, "tanh"),
+]
+
+
+@pytest.mark.parametrize("case", DEPTHWISE, ids=str)
+def test_depthwise_conv_runs_natively_and_interpreted(case):
+    from ncc.passes.lowering.nn_to_loops import conv as conv_lowering
+
+    xs, kw, act = case
+    c = xs[0]
+    rng = np.random.default_rng(c)
+    w = nn.WeightOp("w", rng.standard_normal((c, 1, 3, 3)).astype(np.float32))
+    bias = nn.WeightOp("b", rng.standard_normal(c).astype(np.float32))
+
+    def make(e, x):
+        if act is None:
+            return e(nn.ConvOp(x, e(nn.WeightRefOp(w)), group=c, **kw))
+        return e(nn.FusedConvOp(x, e(nn.WeightRefOp(w)), e(nn.WeightRefOp(bias)), act, group=c, **kw))
+    module = loop_tests.build([loop_tests.T(DYN, *xs)], make, [w] if act is None else [w, bias])
+    conv_op = next(op for op in module.walk() if isinstance(op, (nn.ConvOp, nn.FusedConvOp)))
+    assert conv_lowering.conv_scratch_bytes(conv_op, 1) > 0, "the depthwise lowering's padded plane"
+    for batch in (1, 3):
+        loop_tests.check(module, [3 * rng.standard_normal((batch, *xs)).astype(np.float32)], rtol=1e-4, atol=1e-4)

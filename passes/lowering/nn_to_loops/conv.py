@@ -86,7 +86,10 @@ def _scratch_parts(op: Operation) -> tuple[int, int]:
 
 
 def conv_scratch_bytes(op: Operation, threads: int) -> int:
-    """im2col's matrix, out^T, and the GEMM's workspace, one part per thread."""
+    """im2col's matrix, out^T, and the GEMM's workspace, one part per thread;
+    a depthwise convolution's padded plane."""
+    if _is_depthwise(op):
+        return 4 * pymath.prod(_padded_plane(op))
     shape = gemm_shape(op)
     if shape is None:
         return 0
@@ -183,6 +186,59 @@ def _view(b: Builder, ref: SSAValue, offset: int | SSAValue, shape: Sequence[int
         tuple(shape), f32)
 
 
+# ---------------------------------------------------------------------------
+# depthwise convolution (one input channel per output channel: MobileNet's 3 x 3)
+
+
+def _is_depthwise(op: Operation) -> bool:
+    """A 2-D float32 conv or fused_conv whose every output channel reads its own input channel."""
+    if not isinstance(op, (nn.ConvOp, nn.FusedConvOp)):
+        return False
+    x, w = (nn.shape_of(v.type) for v in op.operands[:2])
+    return len(w) == 4 and w[1] == 1 and op.params.group == w[0] == x[1] > 1 \
+        and x[1] != DYN and DYN not in x[2:] and op.result.type.element_type == f32
+
+
+def _padded_plane(op: Operation) -> tuple[int, int]:
+    (h, wd), p = nn.shape_of(op.operands[0].type)[2:], op.params.pads
+    return h + p[0] + p[2], wd + p[1] + p[3]
+
+
+def _lower_depthwise(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Per channel plane: the image copied into the middle of a zero-bordered
+    plane (the scratch, whose border is zeroed once per call), then per output
+    row, along the row (it vectorizes):
+        out[n, c, i, j] = act(bias[c] + sum_k w[c, 0, kh, kw] * padded[i*s + kh*d, j*s + kw*d])
+    with the taps' weights loaded once per plane and the sum in registers:
+    one store per output, no padding tests."""
+    x, w = ins[0], ins[1]
+    bias = ins[2] if len(ins) > 2 else None
+    p = op.params
+    (kh, kw), (h, wd) = w.shape[2:], x.shape[2:]
+    padded = _view(b, b.scratch.ref, 0, _padded_plane(op))
+    zero = b.const(0, f32)
+    b.nest(padded.shape, lambda ij, _: b.store(zero, padded, ij))
+    top, left = p.pads[0], p.pads[1]
+
+    def plane(ivs, _):
+        ni, c = ivs
+        b.nest([h, wd], lambda ij, _: b.store(b.load(x, [ni, c, *ij]), padded,
+                                              [b.add_i(ij[0], top), b.add_i(ij[1], left)]))
+        taps = [(u, v, b.load(w, [c, b.idx(0), b.idx(u), b.idx(v)])) for u in range(kh) for v in range(kw)]
+        start = b.load(bias, [c]) if bias is not None else zero
+
+        def point(o, _):
+            rows, cols = b.mul_i(o[0], p.strides[0]), b.mul_i(o[1], p.strides[1])
+            acc = start
+            for u, v, wt in taps:  # in the reference's order of kernel offsets
+                xv = b.load(padded, [b.add_i(rows, u * p.dilations[0]), b.add_i(cols, v * p.dilations[1])])
+                acc = b(arith.AddfOp, acc, b(arith.MulfOp, wt, xv))
+            b.store(epilogue(b, op, None, [], acc) if isinstance(op, nn.FusedConvOp) else acc, out, [ni, c, *o])
+        b.nest(out.shape[2:], point)
+
+    b.nest(out.shape[:2], plane)
+
+
 def lower_conv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     """Direct convolution, vectorized along the last output dimension. Per
     image and block of M_BLOCK output channels, the output planes start at the
@@ -194,9 +250,11 @@ def lower_conv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     its loads are unit-stride at stride 1). Each input value loaded feeds
     M_BLOCK accumulations, each output is loaded and stored once per C_UNROLL
     channels. Fused: activation last. Large float32 convolutions of one group:
-    a GEMM per image instead (_conv_by_gemm)."""
+    a GEMM per image instead (_conv_by_gemm); depthwise ones: _lower_depthwise."""
     if gemm_shape(op) is not None:
         return _conv_by_gemm(b, op, out, ins)
+    if _is_depthwise(op):
+        return _lower_depthwise(b, op, out, ins)
     x, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
     p = op.params
