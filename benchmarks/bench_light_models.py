@@ -66,6 +66,13 @@ def per_call(f, min_block: float = 0.2, blocks: int = 5) -> float:
     return statistics.median(samples)
 
 
+def ort_session(model, threads: int) -> ort.InferenceSession:
+    """An onnxruntime session of `model` (a path or the bytes) on `threads` intra-op threads."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
 def bench(name: str, repeat: int, cores: int) -> dict:
     path = light_path(name)
     cold = []
@@ -80,16 +87,10 @@ def bench(name: str, repeat: int, cores: int) -> dict:
         ncc.compile(path, cache=d, threads=1)
         cached = time.perf_counter() - t0
     threaded = ncc.compile(path, threads=cores)
-
-    def session(threads: int):
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-
     t0 = time.perf_counter()
-    sess = session(1)
-    ort_session = time.perf_counter() - t0
-    sess_n = session(cores)
+    sess = ort_session(path, 1)
+    session_s = time.perf_counter() - t0
+    sess_n = ort_session(path, cores)
     inp = sess.get_inputs()[0]
     x = np.random.default_rng(0).normal(size=[d if isinstance(d, int) else 1 for d in inp.shape]
                                         ).astype(np.float32)
@@ -101,7 +102,7 @@ def bench(name: str, repeat: int, cores: int) -> dict:
     feeds = {inp.name: x}
     ncc_feeds = {model.input_names[0]: x}
     return {"name": name, "compile": min(cold), "stages": stages, "cached": cached,
-            "ort_session": ort_session,
+            "ort_session": session_s,
             "ncc": per_call(lambda: model.run(ncc_feeds)),
             "ort": per_call(lambda: sess.run(None, feeds)),
             "ncc_n": per_call(lambda: threaded.run(ncc_feeds)),

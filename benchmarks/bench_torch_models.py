@@ -41,7 +41,7 @@ except ImportError:  # PyTorch is optional here
     torch = None
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_light_models import per_call  # noqa: E402
+from bench_light_models import ort_session, per_call  # noqa: E402
 
 VJP_GOAL = {"mobilenet_v2": 15.0}
 
@@ -124,13 +124,7 @@ def bench(name: str, cores: int, vjp: bool) -> dict:
     model = ncc.compile(proto, cache=False, threads=1)
     compile_s = time.perf_counter() - t0
     threaded = ncc.compile(proto, threads=cores)
-
-    def session(threads: int):
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-
-    sess, sess_n = session(1), session(cores)
+    sess, sess_n = ort_session(data, 1), ort_session(data, cores)
     xn = x.numpy()
     with torch.no_grad():
         want = module(x).numpy()
