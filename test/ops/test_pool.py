@@ -218,7 +218,9 @@ def test_export_dilated_pools():
 
 
 POOLS = [((1, 1, 5, 5), [2, 2], {}), ((2, 3, 7, 6), [3, 2], {"strides": [2, 1], "pads": [1, 0, 1, 1]}),
-         ((1, 2, 9), [3], {"strides": [2], "pads": [1, 2]}), ((DYN, 2, 4, 4), [2, 2], {"strides": [2, 2]})]
+         ((1, 2, 9), [3], {"strides": [2], "pads": [1, 2]}), ((DYN, 2, 4, 4), [2, 2], {"strides": [2, 2]}),
+         ((1, 1, 3, 1), [2, 3], {"pads": [1, 2, 0, 2]}),  # a 1-wide image: each tap inside at one output only
+         ((1, 2, 12, 11), [3, 3], {"strides": [2, 2], "pads": [1, 1, 1, 1], "dilations": [1, 2]})]
 
 
 @pytest.mark.parametrize("case", POOLS, ids=str)

@@ -16,32 +16,54 @@ from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, ranges, to_flo
 def lower_pool(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     """Max (padding is -inf) or average (padding counts only with
     count_include_pad), as lower_conv does a direct convolution: per plane the
-    output starts at the fill (-inf or 0); then for each kernel offset k
-        out[n, c, o] = max|+ (out[n, c, o], x[n, c, o*stride + k*dilation - pad])
+    output starts at the fill (-inf or 0); then for each offset k' of the
+    kernel's leading axes, along the last output axis:
+        out[n, c, o] = max|+ (out[n, c, o], x[n, c, o*stride + k*dilation - pad])  for every last-axis tap k
     over just the outputs whose input is inside the image (loop bounds from
-    window_range, no padding tests), so the inner loop runs along the last
-    output dimension and vectorizes. An average divides last, by the kernel's
-    size or by each output's count of taps inside the image."""
+    window_range, no padding tests). The last axis's taps are combined in one
+    loop where all of them are inside (its loads, strided by the pool's
+    stride, form one interleaved group: wide loads and shuffles, not
+    gathers), then tap by tap at the edges. An average divides last, by the
+    kernel's size or by each output's count of taps inside the image."""
     x = ins[0]
     p = op.params
     is_max = isinstance(op, nn.MaxPoolOp)
     nd = len(p.kernel)
     fill = b.const(-pymath.inf if is_max else 0.0, out.elt)
     counted = not is_max and not p.count_include_pad and any(p.pads)
+    combine = "max" if is_max else "add"
+    last = nd - 1
 
     def plane(ivs, _):
         b.nest(out.shape[2:], lambda o, _: b.store(fill, out, [*ivs, *o]))
 
         def offset(ks, _):
-            win = [window_range(b, ks[d], x.shape[2 + d], out.shape[2 + d], p.strides[d], p.dilations[d],
-                                p.pads[d]) for d in range(nd)]
+            lead = [window_range(b, ks[d], x.shape[2 + d], out.shape[2 + d], p.strides[d], p.dilations[d],
+                                 p.pads[d]) for d in range(last)]
+            taps = [window_range(b, b.idx(v), x.shape[-1], out.shape[-1], p.strides[last], p.dilations[last],
+                                 p.pads[last]) for v in range(p.kernel[last])]
+            lo = taps[0][1]
+            for t in taps[1:]:
+                lo = b(arith.MaxSIOp, lo, t[1])
+            hi = taps[0][2]
+            for t in taps[1:]:
+                hi = b(arith.MinSIOp, hi, t[2])
+            hi = b(arith.MaxSIOp, hi, lo)  # [lo, hi): every tap inside; the edges are the rest of each tap's range
 
-            def point(o):
+            def update(o, which):
                 at = [*ivs, *o]
-                v = b.load(x, [*ivs, *(b.add_i(b.mul_i(o[d], p.strides[d]), win[d][0]) for d in range(nd))])
-                b.store(b.binary("max" if is_max else "add", b.load(out, at), v), out, at)
-            ranges(b, [w[1] for w in win], [w[2] for w in win], point)
-        b.nest(p.kernel, offset)
+                acc = b.load(out, at)
+                outer = [b.add_i(b.mul_i(o[d], p.strides[d]), lead[d][0]) for d in range(last)]
+                for t in which:
+                    pos = b.add_i(b.mul_i(o[last], p.strides[last]), t[0])
+                    acc = b.binary(combine, acc, b.load(x, [*ivs, *outer, pos]))
+                b.store(acc, out, at)
+            lows, highs = [w[1] for w in lead], [w[2] for w in lead]
+            ranges(b, [*lows, lo], [*highs, hi], lambda o: update(o, taps))
+            for t in taps:  # a tap's range may end before the others' start: [lo_t, min(lo, hi_t))
+                ranges(b, [*lows, t[1]], [*highs, b(arith.MinSIOp, lo, t[2])], lambda o, t=t: update(o, [t]))
+                ranges(b, [*lows, hi], [*highs, t[2]], lambda o, t=t: update(o, [t]))
+        b.nest(p.kernel[:last], offset)
         if not is_max:
             size = b.const(float(pymath.prod(p.kernel)), out.elt)
 
