@@ -20,6 +20,7 @@ per kind of source). Compile errors are `NccError`s.
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Mapping
@@ -27,13 +28,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, UnitAttr
 
 from ncc.adjacency import import_adjacency, import_adjacency_text
 from ncc.diagnostics import NccError
+from ncc.dialects import nn
 from ncc.dialects.neuron import NetOp
-from ncc.ir import parse_module
+from ncc.ir import parse_module, print_module
 from ncc.onnx import import_onnx
 from ncc.passes.fold_weights import fold_weights
 from ncc.passes.layerize import param_places
@@ -43,8 +46,9 @@ from ncc.pipeline import run_passes
 from ncc.reference import pick_function
 from ncc.runtime.calling import ArgSpec
 from ncc.runtime.compiled_model import CompiledModel
-from ncc.runtime.engine import openmp_runtime
-from ncc.runtime.native import COMPILE_LOCK, Clock, native_library
+from ncc.runtime.cache import CompileCache, sources_fingerprint
+from ncc.runtime.engine import NativeLibrary, library_fingerprint, openmp_runtime
+from ncc.runtime.native import COMPILE_LOCK, Clock, native_library, open_cache
 from ncc.runtime.training import TRAINING_KINDS
 
 NEURON_MODES = ("auto", "neuron", "layers")
@@ -95,16 +99,33 @@ def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: st
         places = layered_param_places(module, neuron_mode)
         unlowered = _unlowered_functions(module)
         kept = module.clone() if unlowered else None  # what training differentiates
-    with clock("lower-to-loops"):
-        info["neuron_mode"], recipes = lower_to_loops(module, fuse=fuse, neuron_mode=neuron_mode,
-                                                      threads=threads)
     info["threads"] = threads
-    kernel = select_kernel(module, function)
-    abi = KernelABI.of(kernel)
-    specs = [ArgSpec.of(t) for t in kernel.function_type.inputs.data]
-    weights = {op.sym: op for op in module.ops if op.name == "nn.weight"}
-    with clock("native"):
-        lib = native_library(module, abi, cache, info, clock)
+    store = open_cache(cache)
+    lowered = None
+    if store is not None:
+        with clock("cache-key"):
+            key = store.key(print_module(module, elide_weights_if_larger=0),
+                            {"stage": "nn-to-kernel", "fuse": fuse, "neuron_mode": neuron_mode,
+                             "function": function, "threads": threads, "sources": sources_fingerprint(),
+                             "library": library_fingerprint()})
+        with clock("load-lowered"):
+            lowered = _cached_lowering(store, key, module, info)
+    if lowered is not None:
+        abi, specs, weights, lib, recipes = lowered
+    else:
+        imported = {op.sym for op in module.ops if op.name == "nn.weight"}
+        with clock("lower-to-loops"):
+            info["neuron_mode"], recipes = lower_to_loops(module, fuse=fuse, neuron_mode=neuron_mode,
+                                                          threads=threads)
+        kernel = select_kernel(module, function)
+        abi = KernelABI.of(kernel)
+        specs = [ArgSpec.of(t) for t in kernel.function_type.inputs.data]
+        weights = {op.sym: op for op in module.ops if op.name == "nn.weight"}
+        with clock("native"):
+            lib = native_library(module, abi, cache, info, clock)
+        if store is not None and info.get("cache_key"):
+            _store_lowering(store, key, abi, specs, recipes, info,
+                            {k: w for k, w in weights.items() if k not in imported})
     info["seconds"]["total"] = time.perf_counter() - start
     model = CompiledModel(abi, specs, weights, lib, info, places.get(abi.name), recipes)
     kind = unlowered.get(abi.name)
@@ -113,6 +134,60 @@ def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: st
             kind = "layers" if abi.name in places else "neuron"
         model.training = TRAINING_KINDS[kind](model, kept, abi.name, places.get(abi.name), cache, threads)
     return model
+
+
+def _store_lowering(store: CompileCache, key: str, abi: KernelABI, specs: list[ArgSpec], recipes: ModuleOp,
+                    info: dict, made: dict[str, Any]) -> None:
+    """Remember what lowering made besides the code, under the nn-level key:
+    the ABI, the argument types and the code's own key (the header), the
+    derived weights' recipes and the data of the weights the lowering filled
+    (literals too large for the code) as an .npz payload. A weight the
+    lowering made without data, other than a derived one, is not kept: such
+    a model takes the passes on every compile."""
+    derived = {f.sym_name.data for f in recipes.ops if isinstance(f, func.FuncOp)}
+    data = {sym: np.asarray(w.data) for sym, w in made.items() if sym not in derived}
+    if any(w.data is None for sym, w in made.items() if sym not in derived):
+        return
+    payload = io.BytesIO()
+    np.savez(payload, **{"recipes": np.frombuffer(print_module(recipes, elide_weights_if_larger=0).encode(),
+                                                  np.uint8)}, **{f"w:{sym}": v for sym, v in data.items()})
+    meta = {"kernel": abi.name, "roles": [str(r) for r in abi.roles],
+            "arena": [abi.arena_per_batch, abi.arena_constant], "param_names": list(abi.param_names),
+            "specs": [[s.dtype.str, list(s.shape)] for s in specs], "code_key": info["cache_key"],
+            "neuron_mode": info.get("neuron_mode"),
+            "constants": sorted(sym for sym in data if nn.CONSTANT_MARK in made[sym].attributes)}
+    store.store(key, payload.getvalue(), meta)
+
+
+def _cached_lowering(store: CompileCache, key: str, module: ModuleOp, info: dict):
+    """(abi, specs, weights, library, recipes) of a compile cached at the nn
+    level, with the imported module's weights and those the lowering filled;
+    None on a miss (or if the object code it names is gone: then the passes
+    run again)."""
+    entry = store.load(key)
+    if entry is None:
+        return None
+    payload, meta = entry
+    code = store.load(meta.get("code_key", ""))
+    if code is None:
+        return None
+    weights = {op.sym: op for op in module.ops if op.name == "nn.weight"}
+    try:
+        abi = KernelABI(meta["kernel"], tuple(ArgRole.parse(r) for r in meta["roles"]), *meta["arena"],
+                        tuple(meta["param_names"]))
+        specs = [ArgSpec(np.dtype(dt), tuple(shape)) for dt, shape in meta["specs"]]
+        with np.load(io.BytesIO(payload), allow_pickle=False) as arrays:
+            recipes = parse_module(arrays["recipes"].tobytes().decode())
+            for name in (k for k in arrays.files if k.startswith("w:")):
+                w = weights[name[2:]] = nn.WeightOp(name[2:], arrays[name])
+                if w.sym in meta["constants"]:
+                    w.attributes[nn.CONSTANT_MARK] = UnitAttr()
+        lib = NativeLibrary.from_object(code[0])
+    except Exception:  # noqa: BLE001 -- an entry this build cannot read: compile afresh
+        store.stats["corrupt"] += 1
+        return None
+    info.update(cache="hit", cache_key=meta["code_key"], cache_stats=store.stats, neuron_mode=meta["neuron_mode"])
+    return abi, specs, weights, lib, recipes
 
 
 def _unlowered_functions(module: ModuleOp) -> dict[str, str]:

@@ -12,6 +12,10 @@ fingerprint of the sources that lower loops to native code, the llvmlite and
 LLVM versions, and the host CPU name and features. An entry is one file
 `<key>.ncc`: a magic line, a JSON header (format version, key, sha256 and size
 of the code, the caller's metadata such as the kernel ABI) and the object code.
+`ncc.compile` also stores, under a key of the imported nn IR (and
+`sources_fingerprint()`), what lowering made besides the code -- the kernel's
+ABI and argument types, the recipes of its derived weights (as the payload)
+and the key of its object code -- so that a cached compile skips the passes.
 
 Concurrency: an entry is written to a temporary file in the cache directory and
 moved into place with `os.replace`, which is atomic on POSIX and Windows, so a
@@ -71,6 +75,19 @@ def environment_fingerprint() -> dict[str, str]:
         "cpu": llvm.get_host_cpu_name(),
         "features": llvm.get_host_cpu_features().flatten(),
     }
+
+
+@lru_cache(maxsize=1)
+def sources_fingerprint() -> str:
+    """The sha256 of every ncc source file: a compile cached from the nn level
+    (imported IR -> kernel) depends on all of them, not just the code generator."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for path in sorted(root.glob("*/**/*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.split("/")[0] in ("compiler", "dialects", "passes", "runtime"):
+            h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 class CompileCache:

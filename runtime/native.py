@@ -46,12 +46,16 @@ class Clock:
             self.into[stage] = self.into.get(stage, 0.0) + time.perf_counter() - t
 
 
+def open_cache(cache: Any) -> CompileCache | None:
+    """The compile cache `cache` names: True (the default directory), a directory, or False (None)."""
+    return None if cache is False else CompileCache(None if cache is True else cache)
+
+
 def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clock: Clock):
     """The module's native code: from the cache, else lowered and compiled (and stored)."""
 
-    store = None
-    if cache is not False:
-        store = CompileCache(None if cache is True else cache)
+    store = open_cache(cache)
+    if store is not None:
         with clock("cache-key"):
             key = store.key(print_module(module, elide_weights_if_larger=0),
                             {"kernel": abi.name, "pipeline": "lower-to-llvm",

@@ -11,7 +11,9 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 import ncc
 from ncc import NccError
@@ -433,11 +435,12 @@ def test_second_compile_hits_the_cache(tmp_path):
     first = ncc.compile(EXAMPLES / "seed_list.txt", cache=tmp_path)
     second = ncc.compile(EXAMPLES / "seed_list.txt", cache=tmp_path)
     assert first.compile_info["cache"] == "miss" and second.compile_info["cache"] == "hit"
-    assert second.compile_info["cache_stats"] == {"hits": 1, "misses": 0, "stores": 0, "corrupt": 0}
-    assert "lower-to-llvm" not in second.compile_info["seconds"]  # no LLVM work at all
+    # two entries, both read: what lowering made (ABI, recipes) and the object code
+    assert second.compile_info["cache_stats"] == {"hits": 2, "misses": 0, "stores": 0, "corrupt": 0}
+    assert {"lower-to-loops", "lower-to-llvm"}.isdisjoint(second.compile_info["seconds"])  # no passes at all
     x = np.random.default_rng(7).standard_normal((9, 4)).astype(np.float32)
     assert np.array_equal(first(x), second(x))
-    assert len(list(tmp_path.glob("*.ncc"))) == 1
+    assert len(list(tmp_path.glob("*.ncc"))) == 2
     # other options or other IR: other entries
     assert ncc.compile(EXAMPLES / "seed_list.txt", cache=tmp_path,
                        neuron_mode="layers").compile_info["cache"] == "miss"
@@ -457,13 +460,13 @@ def test_weights_are_not_part_of_the_key(tmp_path):
 @pytest.mark.parametrize("damage", ["garbage", "truncate", "flip"])
 def test_corrupt_entry_is_rebuilt(tmp_path, damage):
     ncc.compile(EXAMPLES / "xor_values.txt", cache=tmp_path)
-    entry, = tmp_path.glob("*.ncc")
-    blob = entry.read_bytes()
-    entry.write_bytes({"garbage": b"\x00not an entry", "truncate": blob[:len(blob) // 2],
-                       "flip": blob[:-1] + bytes([blob[-1] ^ 1])}[damage])
+    for entry in tmp_path.glob("*.ncc"):  # the lowering's entry and the code's
+        blob = entry.read_bytes()
+        entry.write_bytes({"garbage": b"\x00not an entry", "truncate": blob[:len(blob) // 2],
+                           "flip": blob[:-1] + bytes([blob[-1] ^ 1])}[damage])
     model = ncc.compile(EXAMPLES / "xor_values.txt", cache=tmp_path)
     assert model.compile_info["cache"] == "miss"
-    assert model.compile_info["cache_stats"]["corrupt"] == 1
+    assert model.compile_info["cache_stats"]["corrupt"] == 1  # the code's (the lowering's is counted apart)
     assert np.array_equal(model(XOR_X)[:, 0], [0, 1, 1, 0])
     assert ncc.compile(EXAMPLES / "xor_values.txt", cache=tmp_path).compile_info["cache"] == "hit"
 
@@ -483,10 +486,42 @@ def test_concurrent_compiles_from_processes_leave_a_valid_entry(tmp_path):
         assert code == 0, err
         assert out.split(" ", 1)[1].strip() == "[0.0, 1.0, 1.0, 0.0]"
     entries = list(tmp_path.glob("*.ncc"))
-    assert len(entries) == 1 and not list(tmp_path.glob("*.tmp"))
+    assert len(entries) == 2 and not list(tmp_path.glob("*.tmp"))  # the lowering's and the code's
     cache = CompileCache(tmp_path)
-    assert cache.load(entries[0].stem) is not None
+    assert all(cache.load(e.stem) is not None for e in entries)
     assert ncc.compile(EXAMPLES / "xor_values.txt", cache=tmp_path).compile_info["cache"] == "hit"
+
+
+def test_a_cached_compile_skips_the_passes_and_reads_the_new_weights(tmp_path):
+    """The lowering's entry is keyed by the imported IR without its weights: the
+    same graph with other weights skips the passes too, and its derived
+    weights (a Gemm's transposed weight, packed) and its outputs follow the
+    file's new weights; another graph is a miss."""
+    rng = np.random.default_rng(3)
+
+    def gemm_model(w: np.ndarray, activation: str = "Relu") -> bytes:
+        graph = helper.make_graph(
+            [helper.make_node("Gemm", ["x", "w"], ["h"], transB=1), helper.make_node(activation, ["h"], ["y"])],
+            "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 96])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 80])],
+            [numpy_helper.from_array(w, "w")])
+        path = tmp_path / f"{activation}{len(list(tmp_path.glob('*.onnx')))}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        return path
+
+    w1, w2 = (rng.standard_normal((80, 96)).astype(np.float32) for _ in range(2))
+    x = rng.standard_normal((8, 96)).astype(np.float32)
+    cold = ncc.compile(gemm_model(w1), cache=tmp_path)
+    warm = ncc.compile(gemm_model(w1), cache=tmp_path)
+    assert (cold.compile_info["cache"], warm.compile_info["cache"]) == ("miss", "hit")
+    assert "lower-to-loops" in cold.compile_info["seconds"] and "lower-to-loops" not in warm.compile_info["seconds"]
+    assert np.array_equal(cold(x), warm(x)) and sorted(cold.params) == sorted(warm.params) == ["w"]
+    other = ncc.compile(gemm_model(w2), cache=tmp_path)
+    assert other.compile_info["cache"] == "hit" and "lower-to-loops" not in other.compile_info["seconds"]
+    np.testing.assert_allclose(other(x), np.maximum(x @ w2.T, 0), rtol=1e-4, atol=1e-4)
+    other.params["w"] = w1  # the packed panels follow a parameter set after a cached compile too
+    np.testing.assert_allclose(other(x), cold(x), rtol=1e-5, atol=1e-5)
+    assert ncc.compile(gemm_model(w1, "Tanh"), cache=tmp_path).compile_info["cache"] == "miss"
 
 
 def test_unwritable_cache_only_costs_time(tmp_path):
