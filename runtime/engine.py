@@ -31,6 +31,7 @@ from types import SimpleNamespace
 
 import llvmlite
 import llvmlite.binding as llvm
+from xdsl.dialects import func
 from xdsl.dialects import llvm as llvm_dialect
 from xdsl.dialects.builtin import ModuleOp
 
@@ -293,9 +294,6 @@ def llvm_ir_text(module: ModuleOp, optimized: bool = True, cpu: str | None = Non
     if cpu not in (None, "host") and not is_known_cpu(cpu):
         raise NccError(f"unknown target CPU '{cpu}' (LLVM's names: haswell, skylake-avx512, "
                        "znver3, znver4, x86-64-v3, ...; 'host' for this machine)")
-    from xdsl.dialects import func
-
-
     if any(isinstance(op, NetOp) for op in module.ops):
         run_passes(module, "neuron-to-loops")
     if any(isinstance(op, func.FuncOp) and op.body.blocks and ARG_ROLES not in op.attributes

@@ -275,17 +275,9 @@ def lower_conv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
         def offset(ks, _):
             # input position o*s + t, t = k*dilation - pad: inside for o in [lo, hi)
-            shift, lo, hi = [], [], []
-            for d in range(nd):
-                t = b.mul_i(ks[d], p.dilations[d])
-                t = b(arith.SubiOp, t, b.idx(p.pads[d])) if p.pads[d] else t
-                # lo = max(0, ceil(-t / s)), hi = min(out, ceil((in - t) / s)); ceil(a/s) = -floor(-a/s)
-                ceil = (lambda a, s_: b(arith.SubiOp, b.idx(0), b(arith.FloorDivSIOp, b(arith.SubiOp, b.idx(0), a),
-                                                                    b.idx(s_))) if s_ > 1 else a)
-                shift.append(t)
-                lo.append(b(arith.MaxSIOp, b.idx(0), ceil(b(arith.SubiOp, b.idx(0), t), p.strides[d])))
-                hi.append(b(arith.MinSIOp, b.idx(out.shape[2 + d]),
-                            ceil(b(arith.SubiOp, b.idx(x.shape[2 + d]), t), p.strides[d])))
+            win = [window_range(b, ks[d], x.shape[2 + d], out.shape[2 + d], p.strides[d], p.dilations[d],
+                                p.pads[d]) for d in range(nd)]
+            shift, lo, hi = ([w[i] for w in win] for i in range(3))
 
             def channels(chans: list[SSAValue]) -> None:
                 xcs = [c if cbase is None else b.add_i(cbase, c) for c in chans]

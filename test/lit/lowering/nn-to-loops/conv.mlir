@@ -3,8 +3,8 @@
 // A convolution runs along the output rows: per (image, output channel) the
 // plane is zeroed, then for each kernel offset (kh, kw) and input channel c the
 // weight is loaded once and the loop over the output positions whose input is
-// inside the image -- bounds computed per offset, [max(0, 1 - k), min(5, 6 - k))
-// here -- multiplies and adds: no padding tests in the inner loop, which
+// inside the image -- bounds computed per offset (window_range), [max(0, 1 - k),
+// min(5, -(k - 1 - 5))) here -- multiplies and adds: no padding tests in the inner loop, which
 // vectorizes along w. (3 output channels: no block of 2 or 4; 2 input channels:
 // fewer than the unroll of 4.)
 
@@ -21,8 +21,9 @@
 // CHECK-NEXT:        %[[TH:.*]] = arith.subi %[[KH]], %[[C1]] : index
 // CHECK-NEXT:        %[[NTH:.*]] = arith.subi %[[C0]], %[[TH]] : index
 // CHECK-NEXT:        %[[LOH:.*]] = arith.maxsi %[[C0]], %[[NTH]] : index
-// CHECK-NEXT:        %[[RH:.*]] = arith.subi %[[C5]], %[[TH]] : index
-// CHECK-NEXT:        %[[HIH:.*]] = arith.minsi %[[C5]], %[[RH]] : index
+// CHECK-NEXT:        %[[RH:.*]] = arith.subi %[[TH]], %[[C5]] : index
+// CHECK-NEXT:        %[[NRH:.*]] = arith.subi %[[C0]], %[[RH]] : index
+// CHECK-NEXT:        %[[HIH:.*]] = arith.minsi %[[C5]], %[[NRH]] : index
 // CHECK:             scf.for %[[C:.*]] =
 // CHECK-NEXT:          %[[WV:.*]] = memref.load %w[%[[M]], %[[C]], %[[KH]], %[[KW]]] : memref<3x2x3x3xf32>
 // CHECK-NEXT:          scf.for %[[H:.*]] = %[[LOH]] to %[[HIH]] step %[[C1]] {
