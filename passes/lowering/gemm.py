@@ -37,8 +37,9 @@ and a digest of this code). The workspace, 64-byte aligned, holds the packed pan
 With threads > 1 the columns of C are split into that many runs of whole
 NR_MAX-column panels, one per thread of an OpenMP team (libgomp's
 `GOMP_parallel`, as MLIR's OpenMP lowering calls it), each thread packing
-its own part of B (and the whole of A) into its own part of the workspace.
-Every element of C is computed by the same operations in the same order for
+its own part of B (and the whole of A) into its own part of the workspace;
+a product of fewer than TEAM_MIN_WORK multiply-adds runs on the calling
+thread alone (waking the team would cost more than it saves). Every element of C is computed by the same operations in the same order for
 any thread count: the results are identical.
 """
 
@@ -60,6 +61,7 @@ SYMBOL = "ncc_sgemm"
 SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR, I64, PTR])
 SERIAL = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR, PTR])
 KC, MC, NC = 256, 168, 4096  # cache blocking, the same for every variant
+TEAM_MIN_WORK = 1 << 21  # multiply-adds below which threads > 1 still runs one thread (~10 us of work)
 NR_MAX, MR_MAX = 32, 14  # the largest tile of any variant (every NR divides NR_MAX)
 # The flags argument: add to C; B is prepacked panels; the epilogue (applied to
 # the finished product): + bias[i] per row, + bias[j] per column, then relu.
@@ -473,6 +475,8 @@ def define_gemm(module: ir.Module, t: Tile) -> ir.Function:
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     panels = b.sdiv(b.add(N, _c(NR_MAX - 1)), _c(NR_MAX))
     team = _min(b, threads, panels)
+    # a product too small to pay for waking the team runs alone
+    team = b.select(b.icmp_signed("<", b.mul(b.mul(M, N), K), _c(TEAM_MIN_WORK)), _c(1), team)
     with b.if_else(b.icmp_signed(">", team, _c(1))) as (parallel, alone):
         with alone:
             b.call(serial, args[:12] + [bias])

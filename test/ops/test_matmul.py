@@ -370,8 +370,6 @@ def test_lowered_large_products_call_the_gemm(kind, batch):
 
 
 def _gemm_with_threads(serial=False):
-    pass
-
     from llvmlite import ir
 
     tm = engine.target_machine()
@@ -391,7 +389,8 @@ def test_gemm_threads_give_identical_results(serial):
         pytest.skip("no OpenMP runtime (libgomp) on this system")
     lib, fn = _gemm_with_threads(serial=serial)
     rng = np.random.default_rng(2)
-    for m, n, k in [(5, 70, 33), (64, 512, 300), (3, 4100, 10), (20, 31, 7)]:
+    # all but the last at least TEAM_MIN_WORK multiply-adds: the team runs them
+    for m, n, k in [(5, 70, 6000), (64, 512, 300), (3, 4100, 200), (20, 31, 7)]:
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
         outs, panels = [], pack_panels(b)
