@@ -76,7 +76,7 @@ def _fused(producer: Operation, bias: SSAValue | None, activation: str) -> Opera
 
 
 def _literal(v: SSAValue, value: float) -> bool:
-    """v is an nn.constant whose every element is `value`, of at most v's users' shape."""
+    """v is an nn.constant (of any shape) whose every element is `value`."""
     op = v.owner
     return isinstance(op, nn.ConstantOp) and op.data.size > 0 and bool(np.all(op.data == value))
 

@@ -62,9 +62,10 @@ def transposed_is_cheaper(op: Operation) -> bool:
     transposing out^T into out. The GEMM is fastest with many columns: each
     packed block of A then feeds many panels of B; as w @ col a 7 x 7 image
     gives two panels of columns, the second half empty, and w itself is
-    packed on every call. (Measured on ResNet-50's and SqueezeNet's
-    convolutions at batch 1: transposed 0.53-0.89x the time where this
-    holds, 1.01-3.0x where it does not.)"""
+    packed on every call. (Measured on znver5, AVX-512's 14 x 32 tile, on
+    ResNet-50's, SqueezeNet's and MobileNet's convolutions at batch 1:
+    transposed 0.53-0.89x the time where this holds, 1.01-3.0x where it
+    does not.)"""
     shape = gemm_shape(op)
     if shape is None:
         return False
@@ -146,12 +147,11 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                 ranges(b, [v[1] for v in win], [v[2] for v in win], point)
             b.nest([x.shape[1], *kernel], row)
             src = flat_view(b, b.scratch.ref, b.idx(0), k * n)
-        dst = flat_view(b, out.ref, b.mul_i(ni, m * n), m * n)
         if transposed:  # out^T = col^T (rows n, read with strides 1, n) @ the packed w^T
             args = [n, m, k, src, 1, n, weight, m, flat_view(b, b.scratch.ref, b.idx(col_floats), m * n), m,
                     flags | gemm.PACKED_B]
         else:
-            args = [m, n, k, weight, k, 1, src, n, dst, n, flags]
+            args = [m, n, k, weight, k, 1, src, n, flat_view(b, out.ref, b.mul_i(ni, m * n), m * n), n, flags]
         args = [b.idx(v) if isinstance(v, int) else v for v in args[:-1]] + [b.const(args[-1], i32)]
         b.emit(func.CallOp(gemm.SYMBOL, [*args, ws, b.idx(b.threads), bias_arg], []))
         if transposed:  # out[n, m, o] = act(out^T[o, m] (+ bias[m])), TRANSPOSE_BLOCK positions at a time
