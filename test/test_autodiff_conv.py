@@ -157,10 +157,10 @@ def test_the_fast_cases_cover_every_kind():
 # nn.conv_weight_grad: the op
 
 
-VECTORIZED = {  # the gradient kernels of a conv: their inner loops vectorize
-    "conv_weight_grad": """func.func @main(%x: tensor<?x8x16x16xf32>, %g: tensor<?x8x16x16xf32>) -> tensor<8x8x3x3xf32> {
-  %w = nn.conv_weight_grad %x, %g kernel [3, 3] pads [1, 1, 1, 1] : tensor<?x8x16x16xf32>, tensor<?x8x16x16xf32> -> tensor<8x8x3x3xf32>
-  func.return %w : tensor<8x8x3x3xf32>
+VECTORIZED = {  # the gradient kernels of a conv by loops (groups, small): their inner loops vectorize
+    "conv_weight_grad": """func.func @main(%x: tensor<?x8x16x16xf32>, %g: tensor<?x8x16x16xf32>) -> tensor<8x4x3x3xf32> {
+  %w = nn.conv_weight_grad %x, %g kernel [3, 3] pads [1, 1, 1, 1] group 2 : tensor<?x8x16x16xf32>, tensor<?x8x16x16xf32> -> tensor<8x4x3x3xf32>
+  func.return %w : tensor<8x4x3x3xf32>
 }""",
     "conv_transpose": """func.func @main(%g: tensor<?x8x16x16xf32>, %w: tensor<8x8x3x3xf32>) -> tensor<?x8x16x16xf32> {
   %x = nn.conv_transpose %g, %w pads [1, 1, 1, 1] : tensor<?x8x16x16xf32>, tensor<8x8x3x3xf32> -> tensor<?x8x16x16xf32>

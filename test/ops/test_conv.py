@@ -560,6 +560,81 @@ def test_lowered_large_conv_is_a_gemm_per_image(case, fused, batch):
 
 
 # ---------------------------------------------------------------------------
+# A conv's backward on the GEMM: conv_weight_grad as dy @ im2col^T summed over
+# the images, conv_transpose as w^T @ x then col2im, natively and interpreted.
+
+GEMM_WEIGHT_GRADS = [  # x shape (batch dynamic), w shape, params; the variant each covers
+    ((8, 20, 20), (12, 8, 3, 3), dict(pads=[1, 1, 1, 1])),  # kernel-major, one image per product
+    ((16, 13, 13), (20, 16, 3, 3), dict(strides=[2, 2], pads=[1, 0, 1, 1])),  # kernel-major, many images
+    ((32, 7, 7), (64, 32, 3, 3), dict(pads=[1, 1, 1, 1])),  # channel-major: fewer positions than channels
+    ((32, 12, 12), (24, 32, 1, 1), {}),  # 1x1, stride 1: the channels-last image is col'
+    ((32, 24, 24), (24, 32, 1, 1), dict(strides=[2, 2])),  # 1x1 kernel, stride 2
+    ((6, 14, 14), (8, 6, 3, 3), dict(dilations=[2, 2], pads=[2, 2, 2, 2])),
+    ((4, 300), (8, 4, 5), dict(pads=[2, 2], strides=[1])),  # 1-D
+    ((4, 6, 6, 6), (8, 4, 3, 3, 3), dict(pads=[1, 1, 1, 1, 1, 1])),  # 3-D
+]
+
+
+@pytest.mark.parametrize("case", GEMM_WEIGHT_GRADS, ids=str)
+@pytest.mark.parametrize("batch", [1, 7])
+def test_conv_weight_grad_on_the_gemm(case, batch):
+    from ncc.passes.lowering import gemm
+    from ncc.passes.lowering.nn_to_loops import conv as conv_lowering
+
+    xs, ws, kw = case
+    m, _ = _weight_grad_module((DYN, *xs), ws, kw)
+    op = next(o for o in m.walk() if isinstance(o, nn.ConvWeightGradOp))
+    assert conv_lowering.weight_grad_gemm_shape(op) is not None
+    ys = nn.shape_of(op.operands[1].type)[1:]
+    rng = np.random.default_rng(batch)
+    inputs = [rng.standard_normal((batch, *s)).astype(np.float32) for s in (xs, ys)]
+    lowered = loop_tests.check(m, inputs, rtol=1e-4, atol=1e-4)
+    assert any(o.name == "func.call" and o.callee.string_value() == gemm.SYMBOL for o in lowered.walk())
+
+
+def test_the_weight_grad_cases_cover_every_variant():
+    from ncc.passes.lowering.nn_to_loops import conv as conv_lowering
+
+    seen = set()
+    for xs, ws, kw in GEMM_WEIGHT_GRADS:
+        op = next(o for o in _weight_grad_module((DYN, *xs), ws, kw)[0].walk()
+                  if isinstance(o, nn.ConvWeightGradOp))
+        staging, _, stage, acc = conv_lowering._weight_grad_parts(op)
+        seen |= {("channel-major" if conv_lowering._channel_major(op) else "kernel-major"),
+                 "images per product" if stage else "one image", "dw'" if acc else "dw",
+                 "image is col'" if not staging else "staged"}
+    assert seen == {"channel-major", "kernel-major", "images per product", "one image", "dw'", "dw",
+                    "image is col'", "staged"}
+
+
+GEMM_CONV_TRANSPOSES = [  # x shape (batch dynamic), w shape, params
+    ((32, 12, 12), (32, 8, 3, 3), dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])),
+    ((160, 6, 6), (160, 8, 3, 3), dict(pads=[1, 1, 1, 1])),  # more rows than points: col^T, transposed
+    ((32, 12, 12), (32, 24, 1, 1), {}),  # 1x1 moving no point: the product is the output
+    ((160, 6, 6), (160, 70, 1, 1), {}),  # ... transposed into the output
+    ((32, 12, 12), (32, 24, 1, 1), dict(strides=[2, 2])),  # 1x1, stride 2: col2im
+    ((16, 300), (16, 4, 5), dict(strides=[2], pads=[2, 1], dilations=[2])),  # 1-D
+]
+
+
+@pytest.mark.parametrize("case", GEMM_CONV_TRANSPOSES, ids=str)
+@pytest.mark.parametrize("batch", [1, 3])
+def test_conv_transpose_on_the_gemm(case, batch):
+    from ncc.passes.lowering import gemm
+    from ncc.passes.lowering.nn_to_loops import conv as conv_lowering
+
+    xs, ws, kw = case
+    rng = np.random.default_rng(batch)
+    w = nn.WeightOp("w", rng.standard_normal(ws).astype(np.float32) * 0.2)
+    m = loop_tests.build([loop_tests.T(DYN, *xs)], lambda e, x: e(nn.ConvTransposeOp(x, e(nn.WeightRefOp(w)), **kw)),
+                         [w])
+    op = next(o for o in m.walk() if isinstance(o, nn.ConvTransposeOp))
+    assert conv_lowering.transpose_gemm_shape(op) is not None
+    lowered = loop_tests.check(m, [rng.standard_normal((batch, *xs)).astype(np.float32)], rtol=1e-4, atol=1e-4)
+    assert any(o.name == "func.call" and o.callee.string_value() == gemm.SYMBOL for o in lowered.walk())
+
+
+# ---------------------------------------------------------------------------
 # nn.packed_conv and pack-weights: a conv with few output positions as the
 # transposed GEMM out^T = col^T @ w^T, w^T packed once.
 

@@ -75,8 +75,12 @@ def transposed_is_cheaper(op: Operation) -> bool:
 
 def _reads_the_image(op: Operation) -> bool:
     """A 1x1 convolution of stride 1 without padding: the image is the GEMM's B (A, transposed)."""
-    p = op.params
-    return all(k == 1 for k in kernel_of(op)) and all(s == 1 for s in p.strides) and not any(p.pads)
+    return _reads_the_image_of(op.params, op.params.kernel if isinstance(op, nn.ConvWeightGradOp)
+                               else kernel_of(op))
+
+
+def _reads_the_image_of(p, kernel: Sequence[int]) -> bool:
+    return all(k == 1 for k in kernel) and all(s == 1 for s in p.strides) and not any(p.pads)
 
 
 def _scratch_parts(op: Operation) -> tuple[int, int]:
@@ -104,7 +108,7 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     bias = ins[2] if len(ins) > 2 else None
     p = op.params
     m, n, k = gemm_shape(op)
-    kernel, nd = kernel_of(op), len(kernel_of(op))
+    kernel = kernel_of(op)
     image = pymath.prod(x.shape[1:])
     direct = _reads_the_image(op)
     transposed = isinstance(op, nn.PackedConvOp)
@@ -114,7 +118,6 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     col_shape = (x.shape[1], *kernel, *out.shape[2:])  # row (c, k...), column o...: the GEMM's B (A^T)
     col = None if direct else _view(b, b.scratch.ref, 0, col_shape)
     outt = _view(b, b.scratch.ref, col_floats, (n, m)) if transposed else None
-    zero = b.const(0, f32)
     b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
     fused = isinstance(op, (nn.FusedConvOp, nn.PackedConvOp))
     if fused:
@@ -129,23 +132,7 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         if direct:
             src = flat_view(b, x.ref, b.mul_i(ni, image), image)
         else:
-            def row(cks, _):  # col[c, k..., o...] = x[n, c, o*s + k*d - p], 0 outside the image
-                c, ks = cks[0], cks[1:]
-                win = [window_range(b, ks[d], x.shape[2 + d], out.shape[2 + d], p.strides[d],
-                                    p.dilations[d], p.pads[d]) for d in range(nd)]
-                if any(p.pads):  # zeros around the box of positions inside the image, slab by slab
-                    lows, highs = [v[1] for v in win], [v[2] for v in win]
-                    for d in range(nd):
-                        full = [b.idx(e) for e in out.shape[3 + d:]]
-                        for lo, hi in ((b.idx(0), lows[d]), (highs[d], b.idx(out.shape[2 + d]))):
-                            ranges(b, [*lows[:d], lo, *(b.idx(0) for _ in full)], [*highs[:d], hi, *full],
-                                   lambda o: b.store(zero, col, [c, *ks, *o]))
-
-                def point(o):
-                    pos = [b.add_i(b.mul_i(o[d], p.strides[d]), win[d][0]) for d in range(nd)]
-                    b.store(b.load(x, [ni, c, *pos]), col, [c, *ks, *o])
-                ranges(b, [v[1] for v in win], [v[2] for v in win], point)
-            b.nest([x.shape[1], *kernel], row)
+            _im2col(b, p, x, ni, col)
             src = flat_view(b, b.scratch.ref, b.idx(0), k * n)
         if transposed:  # out^T = col^T (rows n, read with strides 1, n) @ the packed w^T
             args = [n, m, k, src, 1, n, weight, m, flat_view(b, b.scratch.ref, b.idx(col_floats), m * n), m,
@@ -154,20 +141,9 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             args = [m, n, k, weight, k, 1, src, n, flat_view(b, out.ref, b.mul_i(ni, m * n), m * n), n, flags]
         args = [b.idx(v) if isinstance(v, int) else v for v in args[:-1]] + [b.const(args[-1], i32)]
         b.emit(func.CallOp(gemm.SYMBOL, [*args, ws, b.idx(b.threads), bias_arg], []))
-        if transposed:  # out[n, m, o] = act(out^T[o, m] (+ bias[m])), TRANSPOSE_BLOCK positions at a time
-            image_out = _view(b, out.ref, b.mul_i(ni, m * n), (m, n))
-
-            def put(o: SSAValue, mo: SSAValue) -> None:
-                v = b.load(outt, [o, mo])
-                b.store(v if in_tile else epilogue(b, op, bias, [mo], v), image_out, [mo, o])
-
-            def block(ivs, _):  # one row of out^T after another: unit-stride reads, a vector store
-                for j in range(TRANSPOSE_BLOCK):
-                    put(b.add_i(b.mul_i(ivs[0], TRANSPOSE_BLOCK), j), ivs[1])
-            full, rest = divmod(n, TRANSPOSE_BLOCK)
-            b.nest([full, m], block)
-            if rest:
-                b.nest([m, rest], lambda ivs, _: put(b.add_i(ivs[1], n - rest), ivs[0]))
+        if transposed:  # out[n, m, o] = act(out^T[o, m] (+ bias[m]))
+            _transpose(b, outt, _view(b, out.ref, b.mul_i(ni, m * n), (m, n)),
+                       None if in_tile else lambda v, mo: epilogue(b, op, bias, [mo], v))
         elif not in_tile:
             def fin(mo, _):
                 at = [ni, *mo]
@@ -177,6 +153,58 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             b.nest(out.shape[1:], fin)
 
     b.nest([out.shape[0]], per_image)
+
+
+def _im2col(b: Builder, p, x: Buf, ni: SSAValue, col: Buf) -> None:
+    """col[c, k..., o...] = x[n, c, o * stride + k * dilation - pad], 0
+    outside the image: one row of the GEMM operand per channel and kernel
+    offset, along the output positions (unit-stride at stride 1)."""
+    nd = len(x.shape) - 2
+    kernel, positions = col.shape[1:1 + nd], col.shape[1 + nd:]
+    zero = b.const(0, f32)
+
+    def row(cks, _):
+        c, ks = cks[0], cks[1:]
+        win = [window_range(b, ks[d], x.shape[2 + d], positions[d], p.strides[d], p.dilations[d], p.pads[d])
+               for d in range(nd)]
+        if any(p.pads):
+            _outside(b, win, positions, lambda o: b.store(zero, col, [c, *ks, *o]))
+
+        def point(o):
+            pos = [b.add_i(b.mul_i(o[d], p.strides[d]), win[d][0]) for d in range(nd)]
+            b.store(b.load(x, [ni, c, *pos]), col, [c, *ks, *o])
+        ranges(b, [v[1] for v in win], [v[2] for v in win], point)
+    b.nest([x.shape[1], *kernel], row)
+
+
+def _outside(b: Builder, win: list[tuple[SSAValue, SSAValue, SSAValue]], sizes: Sequence[int],
+             body: Callable[[list[SSAValue]], None]) -> None:
+    """body(o) for the output positions o of [0, sizes) outside the box
+    [lo, hi) of the window ranges `win` (whose input is padding), slab by slab."""
+    lows, highs = [v[1] for v in win], [v[2] for v in win]
+    for d in range(len(sizes)):
+        full = [b.idx(e) for e in sizes[d + 1:]]
+        for lo, hi in ((b.idx(0), lows[d]), (highs[d], b.idx(sizes[d]))):
+            ranges(b, [*lows[:d], lo, *(b.idx(0) for _ in full)], [*highs[:d], hi, *full], body)
+
+
+def _transpose(b: Builder, src: Buf, dst: Buf,
+               f: Callable[[SSAValue, SSAValue], SSAValue] | None = None) -> None:
+    """dst[c, r] = f(src[r, c], c) (or src[r, c]) for a 2-D src of R x C,
+    TRANSPOSE_BLOCK values of r at a time: a vector store into dst's row."""
+    rows, cols = src.shape
+
+    def put(r: SSAValue, c: SSAValue) -> None:
+        v = b.load(src, [r, c])
+        b.store(v if f is None else f(v, c), dst, [c, r])
+
+    def block(ivs, _):
+        for j in range(TRANSPOSE_BLOCK):
+            put(b.add_i(b.mul_i(ivs[0], TRANSPOSE_BLOCK), j), ivs[1])
+    full, rest = divmod(rows, TRANSPOSE_BLOCK)
+    b.nest([full, cols], block)
+    if rest:
+        b.nest([cols, rest], lambda ivs, _: put(b.add_i(ivs[1], rows - rest), ivs[0]))
 
 
 def _view(b: Builder, ref: SSAValue, offset: int | SSAValue, shape: Sequence[int]) -> Buf:
@@ -318,6 +346,8 @@ def lower_conv_transpose(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     offset: no tests in the inner loop, whose loads are unit-stride in x, and in
     the output at stride 1). Each input value loaded feeds M_BLOCK outputs;
     each output is loaded and stored once per C_UNROLL channels."""
+    if transpose_gemm_shape(op) is not None:
+        return _transpose_by_gemm(b, op, out, ins)
     x, w = ins
     p = op.params
     cw, mg, kernel = w.shape[0], w.shape[1], w.shape[2:]
@@ -401,6 +431,8 @@ def lower_conv_weight_grad(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     padding tests), as in lower_conv. Last, each row is summed into dw. When
     the rows of every offset would exceed WG_SCRATCH elements, the last output
     dimension is taken in chunks of the rows' length."""
+    if weight_grad_gemm_shape(op) is not None:
+        return _weight_grad_by_gemm(b, op, out, ins)
     x, dy = ins
     p = op.params
     m, cg, kernel = out.shape[0], out.shape[1], tuple(p.kernel)
@@ -490,11 +522,242 @@ def lower_conv_weight_grad(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     b.nest([m // mb, cg], block)
 
 
+# ---------------------------------------------------------------------------
+# a conv's backward on the GEMM (one group, float32, all but the batch static):
+# conv_weight_grad as dy[n] @ im2col^T summed over the images, conv_transpose
+# as w^T @ x[n] scattered back into the image (col2im), as onnxruntime does
+
+
+def _floats(n: int) -> int:
+    """n floats rounded up to a 64-byte multiple (each scratch part stays aligned)."""
+    return -(-n // 16) * 16
+
+
+def _one_static_group(op: Operation) -> bool:
+    return op.params.group == 1 and all(v.type.element_type == f32 for v in (*op.operands, op.result)) \
+        and all(DYN not in nn.shape_of(v.type)[1:] for v in (*op.operands, op.result))
+
+
+def weight_grad_gemm_shape(op: Operation) -> tuple[int, int, int] | None:
+    """(M, N, K) of nn.conv_weight_grad as a GEMM per image, summed over the batch:
+        dw' (M x kernel*C) += dy[n] (M x OHW) @ col'[n] (OHW x kernel*C)
+    where col'[n][o, k, c] = x[n, c, o * stride + k * dilation - pad] (each
+    row a run of C floats of the image made channels-last; dw' is dw with its
+    kernel offsets first), or None: groups, or col' under GEMM_MIN_WORK floats."""
+    if not _one_static_group(op):
+        return None
+    dy, dw = nn.shape_of(op.operands[1].type), nn.shape_of(op.result.type)
+    m, cols, depth = dw[0], pymath.prod(dw[1:]), pymath.prod(dy[2:])
+    return (m, cols, depth) if cols * depth >= GEMM_MIN_WORK and m >= 4 else None
+
+
+def _channel_major(op: Operation) -> bool:
+    """Whether conv_weight_grad's col' is ordered (c, k) like dw, as im2col's
+    matrix transposed per image, rather than (k, c) from the channels-last
+    image: when there are fewer output positions than output channels (the
+    7 x 7 and 14 x 14 stages): then dw' (M x kernel x C, the GEMM's product
+    in (k, c) order) would be larger than col' itself, and moving it into dw
+    would cost more than the transposes per image."""
+    m, _, depth = weight_grad_gemm_shape(op)
+    return depth < m and pymath.prod(op.params.kernel) > 1
+
+
+def images_per_product(op: Operation) -> int:
+    """Images whose output positions one GEMM call of conv_weight_grad sums
+    (its depth): as many as fit in the GEMM's KC, so that a small image (7 x 7)
+    does not read and write all of dw once per image."""
+    return max(1, gemm.KC // weight_grad_gemm_shape(op)[2])
+
+
+def _weight_grad_parts(op: Operation) -> tuple[int, int, int, int]:
+    """Floats of the scratch before the GEMM's workspace: the image's staging
+    (channel-major: im2col's matrix; else the channels-last image, none for a
+    1x1 convolution of stride 1, whose channels-last image is col'), col' of
+    images_per_product images, their dy rows side by side (for more than one
+    image), and dw' (kernel-major with a kernel larger than 1x1)."""
+    m, cols, depth = weight_grad_gemm_shape(op)
+    g = images_per_product(op)
+    x = nn.shape_of(op.operands[0].type)
+    if _channel_major(op):
+        staging = _floats(depth * cols)
+    else:
+        staging = 0 if _reads_the_image(op) else _floats(pymath.prod(x[1:]))
+    one = pymath.prod(op.params.kernel) == 1
+    return (staging, _floats(g * depth * cols), _floats(m * g * depth) if g > 1 else 0,
+            0 if one or _channel_major(op) else _floats(m * cols))
+
+
+def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    x, dy = ins
+    p = op.params
+    m, cols, depth = weight_grad_gemm_shape(op)
+    kernel, nd, c = tuple(p.kernel), len(p.kernel), x.shape[1]
+    spatial, positions = x.shape[2:], dy.shape[2:]
+    image = pymath.prod(spatial)
+    channel_major, direct, g = _channel_major(op), _reads_the_image(op), images_per_product(op)
+    staging, col_floats, stage_floats, acc_floats = _weight_grad_parts(op)
+    at_col, at_stage, at_acc = staging, staging + col_floats, staging + col_floats + stage_floats
+    used = at_acc + acc_floats
+    stage = _view(b, b.scratch.ref, at_stage, (m, g * depth))
+    acc = _view(b, b.scratch.ref, at_acc, (m, *kernel, c)) if acc_floats else out
+    ws = flat_view(b, b.scratch.ref, b.idx(used), b.scratch.shape[0] - used)
+    zero = b.const(0, f32)
+    b.nest(list(acc.shape), lambda ivs, _: b.store(zero, acc, ivs))
+    b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
+    batch = b.size(x.shape[0])
+
+    def fill(first: SSAValue, j: SSAValue) -> None:
+        """col' rows of image first + j, and its dy rows into the stage."""
+        ni = b.add_i(first, j)
+        slot = b.add_i(b.mul_i(j, depth * cols), at_col)
+        if channel_major:  # col' = im2col's matrix (c, k rows) transposed
+            _im2col(b, p, x, ni, _view(b, b.scratch.ref, 0, (c, *kernel, *positions)))
+            _transpose(b, _view(b, b.scratch.ref, 0, (cols, depth)), _view(b, b.scratch.ref, slot, (depth, cols)))
+        else:  # col'[o, k, :] = the channels-last image at o * s + k * d - p, or zeros
+            _transpose(b, _view(b, x.ref, b.mul_i(ni, c * image), (c, image)),
+                       _view(b, b.scratch.ref, slot if direct else 0, (image, c)))
+        if not channel_major and not direct:
+            xt = _view(b, b.scratch.ref, 0, (*spatial, c))
+            col = _view(b, b.scratch.ref, slot, (*positions, *kernel, c))
+
+            def offset(ks, _):
+                win = [window_range(b, ks[d], spatial[d], positions[d], p.strides[d], p.dilations[d],
+                                    p.pads[d]) for d in range(nd)]
+                if any(p.pads):
+                    _outside(b, win, positions,
+                             lambda o: b.nest([c], lambda cs, _: b.store(zero, col, [*o, *ks, cs[0]])))
+
+                def point(o):
+                    pos = [b.add_i(b.mul_i(o[d], p.strides[d]), win[d][0]) for d in range(nd)]
+                    b.nest([c], lambda cs, _: b.store(b.load(xt, [*pos, cs[0]]), col, [*o, *ks, cs[0]]))
+                ranges(b, [v[1] for v in win], [v[2] for v in win], point)
+            b.nest(list(kernel), offset)
+        if g > 1:
+            rows = _view(b, dy.ref, b.mul_i(ni, m * depth), (m, depth))
+            b.nest([m, depth], lambda mo, _: b.store(b.load(rows, mo), stage,
+                                                     [mo[0], b.add_i(b.mul_i(j, depth), mo[1])]))
+
+    def product(gs, _):  # dw' += dy rows (m x count * depth) @ col' (count * depth x cols)
+        first = b.mul_i(gs[0], g)
+        count = b(arith.MinSIOp, b.idx(g), b(arith.SubiOp, batch, first)) if g > 1 else b.idx(1)
+        ranges(b, [b.idx(0)], [count], lambda js: fill(first, js[0]))
+        a = flat_view(b, b.scratch.ref, b.idx(at_stage), m * g * depth) if g > 1 else \
+            flat_view(b, dy.ref, b.mul_i(first, m * depth), m * depth)
+        args = [b.idx(m), b.idx(cols), b.mul_i(count, depth), a, b.idx(g * depth), b.idx(1),
+                flat_view(b, b.scratch.ref, b.idx(at_col), g * depth * cols), b.idx(cols),
+                flat_view(b, acc.ref, b.idx(0), m * cols), b.idx(cols)]
+        b.emit(func.CallOp(gemm.SYMBOL, [*args, b.const(gemm.ACCUMULATE, i32), ws, b.idx(b.threads), ws], []))
+
+    groups = b(arith.DivUIOp, b.add_i(batch, g - 1), b.idx(g)) if g > 1 else batch
+    b.nest([groups], product)
+    if acc_floats:  # dw[m, c, k] = dw'[m, k, c]
+        kn = pymath.prod(kernel)
+        b.nest([m], lambda ms, _: _transpose(b, _view(b, acc.ref, b.mul_i(ms[0], cols), (kn, c)),
+                                             _view(b, out.ref, b.mul_i(ms[0], cols), (c, kn))))
+
+
+def transpose_gemm_shape(op: Operation) -> tuple[int, int, int] | None:
+    """(M, N, K) of nn.conv_transpose as a GEMM per image,
+        col (M/group*kernel x IHW) = w^T (rows of w's columns) @ x[n] (C x IHW),
+    then out[n, m, i * stride + k * dilation - pad] += col[m, k, i], or None:
+    groups, or x[n] under GEMM_MIN_WORK floats."""
+    if not _one_static_group(op):
+        return None
+    x, w = (nn.shape_of(v.type) for v in op.operands)
+    rows, n, depth = pymath.prod(w[1:]), pymath.prod(x[2:]), w[0]
+    return (rows, n, depth) if depth * n >= GEMM_MIN_WORK and rows >= 4 else None
+
+
+def _transpose_writes_the_image(op: Operation) -> bool:
+    """A 1x1 kernel that moves no point: the GEMM's product is the output."""
+    x, y = nn.shape_of(op.operands[0].type), nn.shape_of(op.result.type)
+    return _reads_the_image_of(op.params, nn.shape_of(op.operands[1].type)[2:]) and x[2:] == y[2:]
+
+
+def _transposed_product(op: Operation) -> bool:
+    """Whether conv_transpose's GEMM runs as col^T (IHW x M/group*kernel) =
+    x[n]^T @ w, col^T transposed into col afterwards: when there are more rows
+    than input points (the GEMM is fastest with many columns, as for
+    nn.packed_conv)."""
+    rows, n, _ = transpose_gemm_shape(op)
+    return rows > n
+
+
+def _transpose_parts(op: Operation) -> tuple[int, int]:
+    """Floats of col (none when the product is the output) and of col^T (transposed only)."""
+    rows, n, _ = transpose_gemm_shape(op)
+    col = 0 if _transpose_writes_the_image(op) else _floats(rows * n)
+    return col, _floats(rows * n) if _transposed_product(op) else 0
+
+
+def _transpose_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    x, w = ins
+    p = op.params
+    rows, n, depth = transpose_gemm_shape(op)
+    mg, kernel, nd = w.shape[1], w.shape[2:], len(w.shape) - 2
+    col_floats, colt_floats = _transpose_parts(op)
+    used = col_floats + colt_floats
+    ws = flat_view(b, b.scratch.ref, b.idx(used), b.scratch.shape[0] - used)
+    image_out = mg * pymath.prod(out.shape[2:])
+    zero = b.const(0, f32)
+    b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
+
+    def per_image(ivs, _):
+        ni = ivs[0]
+        col = _view(b, out.ref, b.mul_i(ni, image_out), (rows, n)) if not col_floats else \
+            _view(b, b.scratch.ref, 0, (rows, n))
+        image = flat_view(b, x.ref, b.mul_i(ni, depth * n), depth * n)
+        weight = flat_view(b, w.ref, b.idx(0), depth * rows)
+        if colt_floats:  # col^T = x[n]^T (read with strides 1, n) @ w
+            args = [n, rows, depth, image, 1, n, weight, rows, flat_view(b, b.scratch.ref, b.idx(col_floats),
+                                                                        rows * n), rows]
+        else:  # col = w^T (read with strides 1, rows) @ x[n]
+            args = [rows, n, depth, weight, 1, rows, image, n, flat_view(b, col.ref, b.idx(0), rows * n), n]
+        b.emit(func.CallOp(gemm.SYMBOL, [b.idx(v) if isinstance(v, int) else v for v in args]
+                           + [b.const(0, i32), ws, b.idx(b.threads), ws], []))
+        if colt_floats:
+            _transpose(b, _view(b, b.scratch.ref, col_floats, (n, rows)), col)
+        if not col_floats:
+            return
+        col = _view(b, b.scratch.ref, 0, (mg, *kernel, *x.shape[2:]))
+        b.nest(out.shape[1:], lambda o, _: b.store(zero, out, [ni, *o]))
+
+        def plane(mks, _):  # out[n, m] += col[m, k] at the positions its points land on
+            mi, ks = mks[0], mks[1:]
+            win = [window_range(b, ks[d], out.shape[2 + d], x.shape[2 + d], p.strides[d], p.dilations[d],
+                                p.pads[d]) for d in range(nd)]
+
+            def point(i):
+                at = [ni, mi, *(b.add_i(b.mul_i(i[d], p.strides[d]), win[d][0]) for d in range(nd))]
+                b.store(b(arith.AddfOp, b.load(out, at), b.load(col, [mi, *ks, *i])), out, at)
+            ranges(b, [v[1] for v in win], [v[2] for v in win], point)
+        b.nest([mg, *kernel], plane)
+
+    b.nest([x.shape[0]], per_image)
+
+
+def backward_scratch_bytes(op: Operation, threads: int) -> int:
+    """conv_weight_grad's and conv_transpose's scratch on the GEMM (0: by loops)."""
+    if isinstance(op, nn.ConvWeightGradOp):
+        shape = weight_grad_gemm_shape(op)
+        parts = _weight_grad_parts(op) if shape else ()
+        if shape:
+            shape = (shape[0], shape[1], shape[2] * images_per_product(op))
+    else:
+        shape = transpose_gemm_shape(op)
+        parts = _transpose_parts(op) if shape else ()
+        if shape and _transposed_product(op):
+            shape = (shape[1], shape[0], shape[2])
+    return 4 * (sum(parts) + threads * gemm.workspace_floats(*shape)) if shape else 0
+
+
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     nn.ConvOp: lower_conv, nn.FusedConvOp: lower_conv, nn.PackedConvOp: lower_conv,
     nn.ConvTransposeOp: lower_conv_transpose,
     nn.ConvWeightGradOp: lower_conv_weight_grad,
 }
 # Bytes of scratch (in the arena) an op's lowering needs, as `b.scratch`.
-SCRATCH: dict[type, Callable[[Operation, int], int]] = {cls: conv_scratch_bytes for cls in
-                                                        (nn.ConvOp, nn.FusedConvOp, nn.PackedConvOp)}
+SCRATCH: dict[type, Callable[[Operation, int], int]] = {
+    nn.ConvOp: conv_scratch_bytes, nn.FusedConvOp: conv_scratch_bytes, nn.PackedConvOp: conv_scratch_bytes,
+    nn.ConvTransposeOp: backward_scratch_bytes, nn.ConvWeightGradOp: backward_scratch_bytes,
+}
