@@ -609,16 +609,29 @@ def test_the_weight_grad_cases_cover_every_variant():
 
 GEMM_CONV_TRANSPOSES = [  # x shape (batch dynamic), w shape, params
     ((32, 12, 12), (32, 8, 3, 3), dict(strides=[2, 2], pads=[1, 1, 1, 1], output_padding=[1, 1])),
-    ((160, 6, 6), (160, 8, 3, 3), dict(pads=[1, 1, 1, 1])),  # more rows than points: col^T, transposed
+    ((160, 6, 6), (160, 8, 3, 3), dict(pads=[1, 1, 1, 1])),  # more rows than points: col^T of 7 images
     ((32, 12, 12), (32, 24, 1, 1), {}),  # 1x1 moving no point: the product is the output
     ((160, 6, 6), (160, 70, 1, 1), {}),  # ... transposed into the output
+    ((40, 10, 13), (40, 140, 1, 1), {}),  # col^T of one image at a time
     ((32, 12, 12), (32, 24, 1, 1), dict(strides=[2, 2])),  # 1x1, stride 2: col2im
     ((16, 300), (16, 4, 5), dict(strides=[2], pads=[2, 1], dilations=[2])),  # 1-D
 ]
 
 
+def test_the_conv_transpose_cases_cover_every_variant():
+    from ncc.passes.lowering.nn_to_loops import conv as conv_lowering
+
+    seen = set()
+    for xs, ws, kw in GEMM_CONV_TRANSPOSES:
+        op = nn.ConvTransposeOp(*_values(loop_tests.T(DYN, *xs), loop_tests.T(*ws)), **kw)
+        col, colt, stage = conv_lowering._transpose_parts(op)
+        seen |= {"col^T" if colt else "col", "col2im" if col else "product is the output",
+                 "images side by side" if stage else "one image"}
+    assert seen == {"col^T", "col", "col2im", "product is the output", "images side by side", "one image"}
+
+
 @pytest.mark.parametrize("case", GEMM_CONV_TRANSPOSES, ids=str)
-@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("batch", [1, 8])
 def test_conv_transpose_on_the_gemm(case, batch):
     from ncc.passes.lowering import gemm
     from ncc.passes.lowering.nn_to_loops import conv as conv_lowering

@@ -683,11 +683,22 @@ def _transposed_product(op: Operation) -> bool:
     return rows > n
 
 
-def _transpose_parts(op: Operation) -> tuple[int, int]:
-    """Floats of col (none when the product is the output) and of col^T (transposed only)."""
-    rows, n, _ = transpose_gemm_shape(op)
+def _transpose_images(op: Operation) -> int:
+    """Images whose points one GEMM call of a transposed conv_transpose
+    takes (its rows): about KC of them, so that w, the GEMM's B, is packed
+    once for several small images (7 x 7), not once per image."""
+    return max(1, gemm.KC // transpose_gemm_shape(op)[1]) if _transposed_product(op) else 1
+
+
+def _transpose_parts(op: Operation) -> tuple[int, int, int]:
+    """Floats of col (none when the product is the output), of col^T of
+    _transpose_images images (transposed only) and of their images side by
+    side (for more than one)."""
+    rows, n, depth = transpose_gemm_shape(op)
+    g = _transpose_images(op)
     col = 0 if _transpose_writes_the_image(op) else _floats(rows * n)
-    return col, _floats(rows * n) if _transposed_product(op) else 0
+    return (col, _floats(g * n * rows) if _transposed_product(op) else 0,
+            _floats(depth * g * n) if g > 1 else 0)
 
 
 def _transpose_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
@@ -695,28 +706,27 @@ def _transpose_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     p = op.params
     rows, n, depth = transpose_gemm_shape(op)
     mg, kernel, nd = w.shape[1], w.shape[2:], len(w.shape) - 2
-    col_floats, colt_floats = _transpose_parts(op)
-    used = col_floats + colt_floats
+    g = _transpose_images(op)
+    col_floats, colt_floats, stage_floats = _transpose_parts(op)
+    used = col_floats + colt_floats + stage_floats
     ws = flat_view(b, b.scratch.ref, b.idx(used), b.scratch.shape[0] - used)
     image_out = mg * pymath.prod(out.shape[2:])
+    weight = flat_view(b, w.ref, b.idx(0), depth * rows)
+    stage = _view(b, b.scratch.ref, col_floats + colt_floats, (depth, g * n))
     zero = b.const(0, f32)
     b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
+    batch = b.size(x.shape[0])
 
-    def per_image(ivs, _):
-        ni = ivs[0]
-        col = _view(b, out.ref, b.mul_i(ni, image_out), (rows, n)) if not col_floats else \
-            _view(b, b.scratch.ref, 0, (rows, n))
-        image = flat_view(b, x.ref, b.mul_i(ni, depth * n), depth * n)
-        weight = flat_view(b, w.ref, b.idx(0), depth * rows)
-        if colt_floats:  # col^T = x[n]^T (read with strides 1, n) @ w
-            args = [n, rows, depth, image, 1, n, weight, rows, flat_view(b, b.scratch.ref, b.idx(col_floats),
-                                                                        rows * n), rows]
-        else:  # col = w^T (read with strides 1, rows) @ x[n]
-            args = [rows, n, depth, weight, 1, rows, image, n, flat_view(b, col.ref, b.idx(0), rows * n), n]
+    def gemm_call(args: list) -> None:
         b.emit(func.CallOp(gemm.SYMBOL, [b.idx(v) if isinstance(v, int) else v for v in args]
                            + [b.const(0, i32), ws, b.idx(b.threads), ws], []))
-        if colt_floats:
-            _transpose(b, _view(b, b.scratch.ref, col_floats, (n, rows)), col)
+
+    def scatter(ni: SSAValue, j: SSAValue | None) -> None:
+        """Image ni's col (from row block j of col^T when transposed) into its output."""
+        col = _view(b, out.ref, b.mul_i(ni, image_out), (rows, n)) if not col_floats else \
+            _view(b, b.scratch.ref, 0, (rows, n))
+        if j is not None:
+            _transpose(b, _view(b, b.scratch.ref, b.add_i(b.mul_i(j, n * rows), col_floats), (n, rows)), col)
         if not col_floats:
             return
         col = _view(b, b.scratch.ref, 0, (mg, *kernel, *x.shape[2:]))
@@ -733,7 +743,34 @@ def _transpose_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             ranges(b, [v[1] for v in win], [v[2] for v in win], point)
         b.nest([mg, *kernel], plane)
 
-    b.nest([x.shape[0]], per_image)
+    def per_image(ivs, _):  # col = w^T (read with strides 1, rows) @ x[n]
+        ni = ivs[0]
+        dst = flat_view(b, b.scratch.ref, b.idx(0), rows * n) if col_floats else \
+            flat_view(b, out.ref, b.mul_i(ni, image_out), image_out)
+        gemm_call([rows, n, depth, weight, 1, rows, flat_view(b, x.ref, b.mul_i(ni, depth * n), depth * n), n,
+                   dst, n])
+        scatter(ni, None)
+
+    def per_group(gs, _):  # col^T of `count` images = their points (read with strides 1, g * n) @ w
+        first = b.mul_i(gs[0], g)
+        count = b(arith.MinSIOp, b.idx(g), b(arith.SubiOp, batch, first)) if g > 1 else b.idx(1)
+        if g > 1:
+            def copy(js):
+                image = _view(b, x.ref, b.mul_i(b.add_i(first, js[0]), depth * n), (depth, n))
+                b.nest([depth, n], lambda cp, _: b.store(b.load(image, cp), stage,
+                                                         [cp[0], b.add_i(b.mul_i(js[0], n), cp[1])]))
+            ranges(b, [b.idx(0)], [count], copy)
+            a = flat_view(b, b.scratch.ref, b.idx(col_floats + colt_floats), depth * g * n)
+        else:
+            a = flat_view(b, x.ref, b.mul_i(first, depth * n), depth * n)
+        gemm_call([b.mul_i(count, n), rows, depth, a, 1, g * n, weight, rows,
+                   flat_view(b, b.scratch.ref, b.idx(col_floats), g * n * rows), rows])
+        ranges(b, [b.idx(0)], [count], lambda js: scatter(b.add_i(first, js[0]), js[0]))
+
+    if colt_floats:
+        b.nest([b(arith.DivUIOp, b.add_i(batch, g - 1), b.idx(g)) if g > 1 else batch], per_group)
+    else:
+        b.nest([x.shape[0]], per_image)
 
 
 def backward_scratch_bytes(op: Operation, threads: int) -> int:
@@ -747,7 +784,7 @@ def backward_scratch_bytes(op: Operation, threads: int) -> int:
         shape = transpose_gemm_shape(op)
         parts = _transpose_parts(op) if shape else ()
         if shape and _transposed_product(op):
-            shape = (shape[1], shape[0], shape[2])
+            shape = (shape[1] * _transpose_images(op), shape[0], shape[2])
     return 4 * (sum(parts) + threads * gemm.workspace_floats(*shape)) if shape else 0
 
 
