@@ -328,22 +328,32 @@ def _pack_b(module: ir.Module, t: Tile) -> ir.Function:
 def _pack_a(module: ir.Module, t: Tile) -> ir.Function:
     """pack_a(mc, kc, A, rs, cs, out): A[:mc, :kc] (element (i, k) at A[i * rs +
     k * cs]) as MR-tall panels, each k-major (MR values per k; rows past mc are
-    zeros)."""
+    zeros). A whole panel of a transposed A (rs = 1): one vector load and
+    store per k; else one row at a time."""
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, PTR, I64, I64, PTR]),
                      f"ncc_sgemm_pack_a_{t.tag}")
     fn.linkage = "internal"
     mc, kc, src, rs, cs, out = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
+    column = ir.VectorType(F32, t.mr)
     with _loop(b, _c(0), mc, t.mr, "i") as i0:
         rows = _min(b, b.sub(mc, i0), _c(t.mr))
         panel = _at(b, out, b.mul(i0, kc))
-        for r in range(t.mr):  # one row of A at a time
-            inside = b.icmp_signed("<", _c(r), rows)
-            row = _at(b, src, b.mul(b.add(i0, b.select(inside, _c(r), _c(0))), rs))
-            with _loop(b, _c(0), kc, 1, f"k{r}") as k:
-                v = b.load(_at(b, row, b.mul(k, cs)), typ=F32)
-                b.store(b.select(inside, v, ir.Constant(F32, 0.0)),
-                        _at(b, panel, b.add(b.mul(k, _c(t.mr)), _c(r))))
+        whole = b.and_(b.icmp_signed("==", rows, _c(t.mr)), b.icmp_signed("==", rs, _c(1)))
+        with b.if_else(whole) as (then, otherwise):
+            with then:  # A transposed: the panel's MR values of each k side by side, one vector
+                top = _at(b, src, i0)
+                with _loop(b, _c(0), kc, 1, "kv") as k:
+                    v = b.load(_at(b, top, b.mul(k, cs)), typ=column, align=4)
+                    _store_vector(b, v, _at(b, panel, b.mul(k, _c(t.mr))))
+            with otherwise:
+                for r in range(t.mr):  # one row of A at a time
+                    inside = b.icmp_signed("<", _c(r), rows)
+                    row = _at(b, src, b.mul(b.add(i0, b.select(inside, _c(r), _c(0))), rs))
+                    with _loop(b, _c(0), kc, 1, f"k{r}") as k:
+                        v = b.load(_at(b, row, b.mul(k, cs)), typ=F32)
+                        b.store(b.select(inside, v, ir.Constant(F32, 0.0)),
+                                _at(b, panel, b.add(b.mul(k, _c(t.mr)), _c(r))))
     b.ret_void()
     return fn
 
