@@ -2,6 +2,7 @@
 
     python benchmarks/bench_torch_models.py                    # both models
     python benchmarks/bench_torch_models.py --models resnet18 --vjp
+    python benchmarks/bench_torch_models.py --backward 8      # + forward and backward at batch 8
 
 The models are defined below in plain PyTorch (torchvision's layer shapes,
 random weights, eval mode, batch 1 at 224 x 224; nothing is downloaded) and
@@ -11,7 +12,11 @@ exported with torch.onnx.export (opset 17). The same .onnx runs in ncc
 one thread. Outputs are compared before anything is timed; latencies are
 medians over blocks of calls. With --vjp, the compile time of the first
 vector-Jacobian product (`model.vjp`: autodiff, lowering and native code of
-the forward and backward kernels) is measured too.
+the forward and backward kernels) is measured too. With --backward N, the
+models are exported again with a dynamic batch and one vjp at batch N (the
+forward and the gradients of every weight and of the input, one native
+kernel) is timed against PyTorch's forward and backward on one thread
+(eval mode, the same cotangent); the input gradients are compared first.
 
 Goals (issue 12; checked here, never in tests): ncc on 1 thread >= 0.8x
 onnxruntime on 1 thread; the first vjp of MobileNetV2 compiles in < 15 s.
@@ -145,10 +150,42 @@ def bench(name: str, cores: int, vjp: bool) -> dict:
     return r
 
 
+def bench_backward(name: str, batch: int) -> dict:
+    """Seconds of one vjp at `batch`, ncc (1 thread) and PyTorch (1 thread)."""
+    torch.manual_seed(0)
+    module = MODELS[name]().eval()
+    x = torch.randn(batch, 3, 224, 224)
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x[:1],), f, dynamo=False, opset_version=17, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}})
+    model = ncc.compile(onnx.load_model_from_string(f.getvalue()), threads=1)
+    xn = x.numpy()
+    dy = np.random.default_rng(0).standard_normal(model(xn).shape).astype(np.float32)
+    tx, tdy = x.clone().requires_grad_(True), torch.from_numpy(dy)
+    torch.set_num_threads(1)
+
+    def torch_step():
+        module.zero_grad()
+        tx.grad = None
+        module(tx).backward(tdy)
+    torch_step()
+    got = model.vjp(xn, dy)["x"]
+    # In norm: a unit just at a relu's kink may fall the other side in float32 (as it does between
+    # PyTorch's own float32 and float64 runs), changing the gradient near it.
+    err = np.linalg.norm(got - tx.grad.numpy()) / np.linalg.norm(tx.grad.numpy())
+    if err > 1e-2:
+        raise SystemExit(f"{name}: ncc's input gradient differs from PyTorch's by {err:.1e} (in norm)")
+    return {"ncc": per_call(lambda: model.vjp(xn, dy), 1.0, 3), "torch": per_call(torch_step, 1.0, 3)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="resnet18,mobilenet_v2", help=f"comma-separated: {', '.join(MODELS)}")
     ap.add_argument("--vjp", action="store_true", help="also time the first vjp's compile")
+    ap.add_argument("--backward", type=int, metavar="N", default=0,
+                    help="also time forward + backward (a vjp) at batch N against PyTorch's")
     args = ap.parse_args()
     if torch is None:
         print("PyTorch is not installed: nothing to compare (pip install torch)")
@@ -173,6 +210,13 @@ def main() -> int:
               f"{r['torch'] * 1e3:8.2f} ms{r['ort'] / r['ncc']:11.2f}x{r['torch'] / r['ncc']:13.2f}x"
               f"{r['ncc_n'] * 1e3:8.2f} ms{r['ort_n'] * 1e3:8.2f} ms{r['ort_n'] / r['ncc_n']:11.2f}x{vjp}",
               flush=True)
+    if args.backward:
+        print(f"\nforward + backward (gradients of the weights and the input), batch {args.backward}, "
+              f"1 thread each:\n{'model':<14}{'ncc vjp':>11}{'PyTorch':>11}{'ncc vs torch':>14}")
+        for name in names:
+            r = bench_backward(name, args.backward)
+            print(f"{name:<14}{r['ncc'] * 1e3:8.0f} ms{r['torch'] * 1e3:8.0f} ms{r['torch'] / r['ncc']:13.2f}x",
+                  flush=True)
     print()
     for r in results:
         got = r["ort"] / r["ncc"]

@@ -19,7 +19,6 @@ from xdsl.utils.exceptions import PassFailedException
 
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
-from ncc.ir import verify_module
 from ncc.passes.lowering import memory_plan
 from ncc.reference import arg_names, result_names
 from ncc.passes.lowering.abi import ArgRole, KernelABI
@@ -312,4 +311,3 @@ class LowerToLoopsPass(ModulePass):
                                "kernels call: the module may not define it otherwise")
             Rewriter.insert_op([*declarations, *lowering.new_weights, kernel], InsertPoint.before(fn))
             Rewriter.erase_op(fn)
-        verify_module(op)
