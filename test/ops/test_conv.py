@@ -531,6 +531,8 @@ GEMM_CONVS = [  # x shape (batch dynamic), w shape, params
     ((32, 12, 12), (24, 32, 1, 1), {}),  # 1x1, stride 1: the image is the GEMM's B
     ((32, 24, 24), (24, 32, 1, 1), dict(strides=[2, 2])),  # 1x1, stride 2: im2col
     ((4, 300), (8, 4, 5), dict(pads=[2, 2])),  # 1-D
+    ((8, 20, 19), (12, 8, 3, 3), dict(strides=[3, 2], dilations=[2, 1], pads=[2, 1, 0, 2])),  # by phase
+    ((16, 400), (8, 16, 5), dict(strides=[3], pads=[2, 1])),  # 1-D by phase
 ]
 
 
@@ -567,6 +569,7 @@ GEMM_WEIGHT_GRADS = [  # x shape (batch dynamic), w shape, params; the variant e
     ((8, 20, 20), (12, 8, 3, 3), dict(pads=[1, 1, 1, 1])),  # kernel-major, one image per product
     ((16, 13, 13), (20, 16, 3, 3), dict(strides=[2, 2], pads=[1, 0, 1, 1])),  # kernel-major, many images
     ((32, 7, 7), (64, 32, 3, 3), dict(pads=[1, 1, 1, 1])),  # channel-major: fewer positions than channels
+    ((32, 13, 13), (64, 32, 3, 3), dict(strides=[2, 2], pads=[1, 1, 1, 1])),  # ... strided: by phase
     ((32, 12, 12), (24, 32, 1, 1), {}),  # 1x1, stride 1: the channels-last image is col'
     ((32, 24, 24), (24, 32, 1, 1), dict(strides=[2, 2])),  # 1x1 kernel, stride 2
     ((6, 14, 14), (8, 6, 3, 3), dict(dilations=[2, 2], pads=[2, 2, 2, 2])),

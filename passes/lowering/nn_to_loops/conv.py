@@ -83,11 +83,13 @@ def _reads_the_image_of(p, kernel: Sequence[int]) -> bool:
     return all(k == 1 for k in kernel) and all(s == 1 for s in p.strides) and not any(p.pads)
 
 
-def _scratch_parts(op: Operation) -> tuple[int, int]:
-    """Floats of im2col's K x N matrix (none for a 1x1 convolution) and of out^T (transposed only)."""
+def _scratch_parts(op: Operation) -> tuple[int, int, int]:
+    """Floats of im2col's K x N matrix (none for a 1x1 convolution of stride 1),
+    of out^T (transposed only) and of the image split by stride phase."""
     m, n, k = gemm_shape(op)
-    col = 0 if _reads_the_image(op) else -(-k * n // 16) * 16
-    return col, -(-m * n // 16) * 16 if isinstance(op, nn.PackedConvOp) else 0
+    col = 0 if _reads_the_image(op) else _floats(k * n)
+    phases = 0 if _reads_the_image(op) else phase_floats(nn.shape_of(op.operands[0].type), op.params.strides)
+    return col, _floats(m * n) if isinstance(op, nn.PackedConvOp) else 0, phases
 
 
 def conv_scratch_bytes(op: Operation, threads: int) -> int:
@@ -112,9 +114,9 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     image = pymath.prod(x.shape[1:])
     direct = _reads_the_image(op)
     transposed = isinstance(op, nn.PackedConvOp)
-    col_floats, outt_floats = _scratch_parts(op)
-    ws = flat_view(b, b.scratch.ref, b.idx(col_floats + outt_floats),
-                   b.scratch.shape[0] - col_floats - outt_floats)
+    col_floats, outt_floats, phase_part = _scratch_parts(op)
+    used = col_floats + outt_floats + phase_part
+    ws = flat_view(b, b.scratch.ref, b.idx(used), b.scratch.shape[0] - used)
     col_shape = (x.shape[1], *kernel, *out.shape[2:])  # row (c, k...), column o...: the GEMM's B (A^T)
     col = None if direct else _view(b, b.scratch.ref, 0, col_shape)
     outt = _view(b, b.scratch.ref, col_floats, (n, m)) if transposed else None
@@ -132,7 +134,7 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         if direct:
             src = flat_view(b, x.ref, b.mul_i(ni, image), image)
         else:
-            _im2col(b, p, x, ni, col)
+            _im2col(b, p, x, ni, col, col_floats + outt_floats)
             src = flat_view(b, b.scratch.ref, b.idx(0), k * n)
         if transposed:  # out^T = col^T (rows n, read with strides 1, n) @ the packed w^T
             args = [n, m, k, src, 1, n, weight, m, flat_view(b, b.scratch.ref, b.idx(col_floats), m * n), m,
@@ -155,25 +157,67 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     b.nest([out.shape[0]], per_image)
 
 
-def _im2col(b: Builder, p, x: Buf, ni: SSAValue, col: Buf) -> None:
+def phase_floats(x_shape: Sequence[int], strides: Sequence[int]) -> int:
+    """Floats of an image split into its stride phases (none at stride 1): a
+    C x stride... x ceil(size / stride)... buffer, see _im2col."""
+    if all(s == 1 for s in strides):
+        return 0
+    return _floats(x_shape[1] * pymath.prod(strides) * pymath.prod(-(-h // s) for h, s in zip(x_shape[2:], strides)))
+
+
+def _im2col(b: Builder, p, x: Buf, ni: SSAValue, col: Buf, phases_at: int) -> None:
     """col[c, k..., o...] = x[n, c, o * stride + k * dilation - pad], 0
     outside the image: one row of the GEMM operand per channel and kernel
-    offset, along the output positions (unit-stride at stride 1)."""
+    offset, along the output positions. At stride 1 a row is a run of the
+    image; at a larger stride the image is first split by phase (scratch
+    floats from `phases_at`, phase_floats of them),
+        phase[c, r..., i...] = x[n, c, i * stride + r],
+    so that each row is a unit-stride run of one phase plane: with
+    t = k * dilation - pad, position o reads phase t mod stride at o + t div stride."""
     nd = len(x.shape) - 2
-    kernel, positions = col.shape[1:1 + nd], col.shape[1 + nd:]
+    kernel, positions, spatial = col.shape[1:1 + nd], col.shape[1 + nd:], x.shape[2:]
     zero = b.const(0, f32)
+    strided = any(s > 1 for s in p.strides)
+    if strided:
+        sizes = [-(-h // s) for h, s in zip(spatial, p.strides)]
+        phase = _view(b, b.scratch.ref, phases_at, (x.shape[1], *p.strides, *sizes))
+
+        def split(crs, _):
+            c, rs = crs[0], crs[1:]
+            ends = [b(arith.DivUIOp, b(arith.SubiOp, b.idx(h + s - 1), r), b.idx(s))
+                    for h, s, r in zip(spatial, p.strides, rs)]  # ceil((size - r) / stride)
+            ranges(b, [b.idx(0)] * nd, ends, lambda i: b.store(
+                b.load(x, [ni, c, *(b.add_i(b.mul_i(i[d], p.strides[d]), rs[d]) for d in range(nd))]),
+                phase, [c, *rs, *i]))
+        b.nest([x.shape[1], *p.strides], split)
+
+    def window(d: int, k: SSAValue) -> tuple[SSAValue | None, SSAValue, SSAValue, SSAValue]:
+        """(phase, shift, lo, hi): position o of [lo, hi) reads o * stride + shift
+        of the image, or o + shift of the phase plane."""
+        if not strided:
+            return (None, *window_range(b, k, spatial[d], positions[d], p.strides[d], p.dilations[d], p.pads[d]))
+        s = p.strides[d]
+        t = b(arith.SubiOp, b.mul_i(k, p.dilations[d]), b.idx(p.pads[d])) if p.pads[d] else b.mul_i(k, p.dilations[d])
+        q = b(arith.FloorDivSIOp, t, b.idx(s)) if s > 1 else t
+        r = b(arith.SubiOp, t, b.mul_i(q, s)) if s > 1 else b.idx(0)
+        size = b(arith.DivUIOp, b(arith.SubiOp, b.idx(spatial[d] + s - 1), r), b.idx(s))
+        lo = b(arith.MaxSIOp, b.idx(0), b(arith.SubiOp, b.idx(0), q))
+        hi = b(arith.MinSIOp, b.idx(positions[d]), b(arith.SubiOp, size, q))
+        return r, q, lo, hi
 
     def row(cks, _):
         c, ks = cks[0], cks[1:]
-        win = [window_range(b, ks[d], x.shape[2 + d], positions[d], p.strides[d], p.dilations[d], p.pads[d])
-               for d in range(nd)]
+        win = [window(d, ks[d]) for d in range(nd)]
         if any(p.pads):
-            _outside(b, win, positions, lambda o: b.store(zero, col, [c, *ks, *o]))
+            _outside(b, [w[1:] for w in win], positions, lambda o: b.store(zero, col, [c, *ks, *o]))
 
         def point(o):
-            pos = [b.add_i(b.mul_i(o[d], p.strides[d]), win[d][0]) for d in range(nd)]
-            b.store(b.load(x, [ni, c, *pos]), col, [c, *ks, *o])
-        ranges(b, [v[1] for v in win], [v[2] for v in win], point)
+            if strided:
+                v = b.load(phase, [c, *(w[0] for w in win), *(b.add_i(o[d], win[d][1]) for d in range(nd))])
+            else:
+                v = b.load(x, [ni, c, *(b.add_i(b.mul_i(o[d], p.strides[d]), win[d][1]) for d in range(nd))])
+            b.store(v, col, [c, *ks, *o])
+        ranges(b, [w[2] for w in win], [w[3] for w in win], point)
     b.nest([x.shape[1], *kernel], row)
 
 
@@ -579,7 +623,7 @@ def _weight_grad_parts(op: Operation) -> tuple[int, int, int, int]:
     g = images_per_product(op)
     x = nn.shape_of(op.operands[0].type)
     if _channel_major(op):
-        staging = _floats(depth * cols)
+        staging = _floats(depth * cols) + phase_floats(x, op.params.strides)
     else:
         staging = 0 if _reads_the_image(op) else _floats(pymath.prod(x[1:]))
     one = pymath.prod(op.params.kernel) == 1
@@ -611,7 +655,7 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         ni = b.add_i(first, j)
         slot = b.add_i(b.mul_i(j, depth * cols), at_col)
         if channel_major:  # col' = im2col's matrix (c, k rows) transposed
-            _im2col(b, p, x, ni, _view(b, b.scratch.ref, 0, (c, *kernel, *positions)))
+            _im2col(b, p, x, ni, _view(b, b.scratch.ref, 0, (c, *kernel, *positions)), _floats(depth * cols))
             _transpose(b, _view(b, b.scratch.ref, 0, (cols, depth)), _view(b, b.scratch.ref, slot, (depth, cols)))
         else:  # col'[o, k, :] = the channels-last image at o * s + k * d - p, or zeros
             _transpose(b, _view(b, x.ref, b.mul_i(ni, c * image), (c, image)),
