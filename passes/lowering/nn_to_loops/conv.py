@@ -661,21 +661,39 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             _transpose(b, _view(b, x.ref, b.mul_i(ni, c * image), (c, image)),
                        _view(b, b.scratch.ref, slot if direct else 0, (image, c)))
         if not channel_major and not direct:
-            xt = _view(b, b.scratch.ref, 0, (*spatial, c))
-            col = _view(b, b.scratch.ref, slot, (*positions, *kernel, c))
+            # col'[o, k, :] runs of the channels-last image: along the last axis, adjacent taps (no
+            # dilation) are one run of taps x C floats, cut where it leaves the image (zeros there)
+            taps = kernel[-1] if p.dilations[-1] == 1 else 1
+            run, width, s_last = taps * c, spatial[-1] * c, p.strides[-1]
+            xt = _view(b, b.scratch.ref, 0, (*spatial[:-1], width))
+            col = _view(b, b.scratch.ref, slot, (*positions, *kernel[:-1], kernel[-1] * c))
 
-            def offset(ks, _):
-                win = [window_range(b, ks[d], spatial[d], positions[d], p.strides[d], p.dilations[d],
-                                    p.pads[d]) for d in range(nd)]
+            def offset(ks, _):  # the kernel offset but along the last axis, and the run's first tap
+                outer, first = ks[:-1], b.mul_i(ks[-1], taps)
+                win = [window_range(b, outer[d], spatial[d], positions[d], p.strides[d], p.dilations[d],
+                                    p.pads[d]) for d in range(nd - 1)]
+                at = (lambda o, j: [*o, *outer, b.add_i(b.mul_i(first, c), j)])
                 if any(p.pads):
-                    _outside(b, win, positions,
-                             lambda o: b.nest([c], lambda cs, _: b.store(zero, col, [*o, *ks, cs[0]])))
+                    _outside(b, win, positions[:-1], lambda o: b.nest(
+                        [positions[-1], run], lambda wj, _: b.store(zero, col, at([*o, wj[0]], wj[1]))))
 
-                def point(o):
-                    pos = [b.add_i(b.mul_i(o[d], p.strides[d]), win[d][0]) for d in range(nd)]
-                    b.nest([c], lambda cs, _: b.store(b.load(xt, [*pos, cs[0]]), col, [*o, *ks, cs[0]]))
-                ranges(b, [v[1] for v in win], [v[2] for v in win], point)
-            b.nest(list(kernel), offset)
+                def row(o):
+                    pos = [b.add_i(b.mul_i(o[d], p.strides[d]), win[d][0]) for d in range(nd - 1)]
+
+                    def point(ws, _):
+                        start = b.add_i(b.mul_i(ws[0], s_last), b.mul_i(first, p.dilations[-1]))
+                        base = b.mul_i(b(arith.SubiOp, start, b.idx(p.pads[nd - 1])), c) if p.pads[nd - 1] \
+                            else b.mul_i(start, c)
+                        lo = b(arith.MinSIOp, b.idx(run), b(arith.MaxSIOp, b.idx(0), b(arith.SubiOp, b.idx(0), base)))
+                        hi = b(arith.MaxSIOp, lo, b(arith.MinSIOp, b.idx(run), b(arith.SubiOp, b.idx(width), base)))
+                        here = [*o, ws[0]]
+                        ranges(b, [b.idx(0)], [lo], lambda j: b.store(zero, col, at(here, j[0])))
+                        ranges(b, [lo], [hi], lambda j: b.store(b.load(xt, [*pos, b.add_i(base, j[0])]), col,
+                                                                at(here, j[0])))
+                        ranges(b, [hi], [b.idx(run)], lambda j: b.store(zero, col, at(here, j[0])))
+                    b.nest([positions[-1]], point)
+                ranges(b, [v[1] for v in win], [v[2] for v in win], row)
+            b.nest([*kernel[:-1], kernel[-1] // taps], offset)
         if g > 1:
             rows = _view(b, dy.ref, b.mul_i(ni, m * depth), (m, depth))
             b.nest([m, depth], lambda mo, _: b.store(b.load(rows, mo), stage,
