@@ -325,35 +325,85 @@ def _pack_b(module: ir.Module, t: Tile) -> ir.Function:
     return fn
 
 
+def _mask(indices: list[int]) -> ir.Constant:
+    return ir.Constant(ir.VectorType(I32, len(indices)), [I32(v) for v in indices])
+
+
+def _transpose_block(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
+    """The columns of a square block given as its L rows (vectors of L = 2^n
+    floats): for each bit of the index, swap that bit between row and column
+    numbers, two shuffles per pair of rows."""
+    n = len(rows)
+    rows = list(rows)
+    h = 1
+    while h < n:
+        for i in range(n):
+            if i & h:
+                continue
+            a, c = rows[i], rows[i + h]
+            low = [x if not x & h else n + x - h for x in range(n)]
+            high = [x + h if not x & h else n + x for x in range(n)]
+            rows[i], rows[i + h] = b.shuffle_vector(a, c, _mask(low)), b.shuffle_vector(a, c, _mask(high))
+        h *= 2
+    return rows
+
+
 def _pack_a(module: ir.Module, t: Tile) -> ir.Function:
     """pack_a(mc, kc, A, rs, cs, out): A[:mc, :kc] (element (i, k) at A[i * rs +
     k * cs]) as MR-tall panels, each k-major (MR values per k; rows past mc are
-    zeros). A whole panel of a transposed A (rs = 1): one vector load and
-    store per k; else one row at a time."""
+    zeros). A whole panel, transposed A (rs = 1): one vector load and store
+    per k; row-major A (cs = 1): per `lanes` values of k, one vector from each
+    of the MR rows (zeros up to a multiple of lanes), transposed in registers
+    into the columns, MR values of each stored; else (and the last k) one row
+    at a time."""
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, PTR, I64, I64, PTR]),
                      f"ncc_sgemm_pack_a_{t.tag}")
     fn.linkage = "internal"
     mc, kc, src, rs, cs, out = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     column = ir.VectorType(F32, t.mr)
+    lanes = ir.VectorType(F32, t.lanes)
+    chunks = -(-t.mr // t.lanes)  # blocks of `lanes` rows the MR rows span: 1, or 2 (SSE's 6 of 4)
+    assert chunks <= 2, t
+
+    def by_rows(i0: ir.Value, rows: ir.Value, panel: ir.Value, k_start: ir.Value) -> None:
+        for r in range(t.mr):
+            inside = b.icmp_signed("<", _c(r), rows)
+            row = _at(b, src, b.mul(b.add(i0, b.select(inside, _c(r), _c(0))), rs))
+            with _loop(b, k_start, kc, 1, f"k{r}") as k:
+                v = b.load(_at(b, row, b.mul(k, cs)), typ=F32)
+                b.store(b.select(inside, v, ir.Constant(F32, 0.0)),
+                        _at(b, panel, b.add(b.mul(k, _c(t.mr)), _c(r))))
+
     with _loop(b, _c(0), mc, t.mr, "i") as i0:
         rows = _min(b, b.sub(mc, i0), _c(t.mr))
         panel = _at(b, out, b.mul(i0, kc))
-        whole = b.and_(b.icmp_signed("==", rows, _c(t.mr)), b.icmp_signed("==", rs, _c(1)))
-        with b.if_else(whole) as (then, otherwise):
+        full = b.icmp_signed("==", rows, _c(t.mr))
+        with b.if_else(b.and_(full, b.icmp_signed("==", rs, _c(1)))) as (then, otherwise):
             with then:  # A transposed: the panel's MR values of each k side by side, one vector
                 top = _at(b, src, i0)
                 with _loop(b, _c(0), kc, 1, "kv") as k:
                     v = b.load(_at(b, top, b.mul(k, cs)), typ=column, align=4)
                     _store_vector(b, v, _at(b, panel, b.mul(k, _c(t.mr))))
             with otherwise:
-                for r in range(t.mr):  # one row of A at a time
-                    inside = b.icmp_signed("<", _c(r), rows)
-                    row = _at(b, src, b.mul(b.add(i0, b.select(inside, _c(r), _c(0))), rs))
-                    with _loop(b, _c(0), kc, 1, f"k{r}") as k:
-                        v = b.load(_at(b, row, b.mul(k, cs)), typ=F32)
-                        b.store(b.select(inside, v, ir.Constant(F32, 0.0)),
-                                _at(b, panel, b.add(b.mul(k, _c(t.mr)), _c(r))))
+                with b.if_else(b.and_(full, b.icmp_signed("==", cs, _c(1)))) as (rowwise, other):
+                    with rowwise:  # row-major A: lanes x lanes blocks transposed in registers
+                        starts = [_at(b, src, b.mul(b.add(i0, _c(r)), rs)) for r in range(t.mr)]
+                        blocks = b.mul(b.sdiv(kc, _c(t.lanes)), _c(t.lanes))
+                        zero = ir.Constant(lanes, None)
+                        with _loop(b, _c(0), blocks, t.lanes, "kb") as k0:
+                            loaded = [b.load(_at(b, p, k0), typ=lanes, align=4) for p in starts]
+                            loaded += [zero] * (chunks * t.lanes - t.mr)
+                            parts = [_transpose_block(b, loaded[j * t.lanes:(j + 1) * t.lanes])
+                                     for j in range(chunks)]
+                            for kk in range(t.lanes):  # column kk: its MR values, from one or two blocks
+                                col = parts[0][kk] if chunks == 1 else b.shuffle_vector(
+                                    parts[0][kk], parts[1][kk], _mask(list(range(2 * t.lanes))))
+                                col = b.shuffle_vector(col, col, _mask(list(range(t.mr))))
+                                _store_vector(b, col, _at(b, panel, b.mul(b.add(k0, _c(kk)), _c(t.mr))))
+                        by_rows(i0, rows, panel, blocks)
+                    with other:
+                        by_rows(i0, rows, panel, _c(0))
     b.ret_void()
     return fn
 
