@@ -27,7 +27,8 @@ costs nothing; C row-major; `flags`: ACCUMULATE (1) adds to C, else C is
 overwritten; PACKED_B (2): B is prepacked panels [ceil(N / 32), K, 32], the
 layout of nn.packed_matmul's weight (packed once, not on every call), else B
 is row-major with ldb; BIAS_ROWS (4) / BIAS_COLS (8): bias[i] / bias[j] added
-to the product, then RELU (16): max(., 0), all in the tile before it is
+to the product, then RELU (16): max(., 0), or RELU6 (32): min(max(., 0), 6),
+all in the tile before it is
 stored: a fused layer's epilogue costs no pass over C.) The engine defines it
 for the CPU it compiles for (`define_gemm`), so a kernel's IR does not depend
 on the host; the compile cache's key covers the choice (the host description
@@ -65,7 +66,8 @@ TEAM_MIN_WORK = 1 << 21  # multiply-adds below which threads > 1 still runs one 
 NR_MAX, MR_MAX = 32, 14  # the largest tile of any variant (every NR divides NR_MAX)
 # The flags argument: add to C; B is prepacked panels; the epilogue (applied to
 # the finished product): + bias[i] per row, + bias[j] per column, then relu.
-ACCUMULATE, PACKED_B, BIAS_ROWS, BIAS_COLS, RELU = 1, 2, 4, 8, 16
+ACCUMULATE, PACKED_B, BIAS_ROWS, BIAS_COLS, RELU, RELU6 = 1, 2, 4, 8, 16, 32
+ACTIVATIONS = RELU | RELU6
 IN_PLACE_ROWS = 8  # at most this many rows of A: B is read in place, not packed
 
 
@@ -207,8 +209,8 @@ def _micro_kernel(module: ir.Module, t: Tile, rows: int) -> ir.Function:
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     fma = module.globals.get(f"llvm.fma.v{t.lanes}f32") or ir.Function(
         module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.v{t.lanes}f32")
-    vmax = module.globals.get(f"llvm.maximum.v{t.lanes}f32") or ir.Function(  # NaN stays NaN (arith.maximumf)
-        module, ir.FunctionType(vec, [vec, vec]), f"llvm.maximum.v{t.lanes}f32")
+    vmax, vmin = (module.globals.get(f"llvm.{f}.v{t.lanes}f32") or ir.Function(  # NaN stays NaN (arith's)
+        module, ir.FunctionType(vec, [vec, vec]), f"llvm.{f}.v{t.lanes}f32") for f in ("maximum", "minimum"))
     zero = ir.Constant(vec, [0.0] * t.lanes)
     entry = b.block
     head = b.append_basic_block("k.head")
@@ -247,10 +249,12 @@ def _micro_kernel(module: ir.Module, t: Tile, rows: int) -> ir.Function:
     ret = b.append_basic_block("ret")
     adding = b.icmp_signed("!=", b.and_(acc_flag, I32(ACCUMULATE)), I32(0))
     relu = b.icmp_signed("!=", b.and_(acc_flag, I32(RELU)), I32(0))
+    relu6 = b.icmp_signed("!=", b.and_(acc_flag, I32(RELU6)), I32(0))
+    six = ir.Constant(F32, 6.0)
     b.cbranch(full, whole, edge)
 
     # The epilogue, on the last K block: + row_bias[r] + col_bias[j] (pointers to
-    # zeros when there is none), then relu if asked.
+    # zeros when there is none), then relu or relu6 if asked.
     b.position_at_end(whole)
     zero_v = ir.Constant(vec, [0.0] * t.lanes)
     col = [b.load(_at(b, col_bias, _c(v * t.lanes)), typ=vec, align=4) for v in range(t.nr_vectors)]
@@ -265,6 +269,8 @@ def _micro_kernel(module: ir.Module, t: Tile, rows: int) -> ir.Function:
             val = b.select(adding, b.fadd(old, accs[r][v]), accs[r][v])
             val = b.fadd(b.fadd(val, rb), col[v])
             val = b.select(relu, b.call(vmax, [val, zero_v]), val)
+            val = b.select(relu6, b.call(vmin, [b.call(vmax, [val, zero_v]), ir.Constant(vec, [6.0] * t.lanes)]),
+                           val)
             _store_vector(b, val, p)
     b.branch(ret)
 
@@ -285,7 +291,8 @@ def _micro_kernel(module: ir.Module, t: Tile, rows: int) -> ir.Function:
             old = b.load(dst, typ=F32)
             val = b.fadd(b.fadd(b.select(adding, b.fadd(old, val), val), rb), b.load(_at(b, col_bias, j), typ=F32))
             negative = b.fcmp_ordered("<", val, ir.Constant(F32, 0.0))  # NaN stays NaN
-            b.store(b.select(b.and_(relu, negative), ir.Constant(F32, 0.0), val), dst)
+            val = b.select(b.and_(b.or_(relu, relu6), negative), ir.Constant(F32, 0.0), val)
+            b.store(b.select(b.and_(relu6, b.fcmp_ordered(">", val, six)), six, val), dst)
     b.branch(ret)
     b.position_at_end(ret)
     b.ret_void()
@@ -447,7 +454,7 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
             # last applies the epilogue (bias, relu)
             adding = b.select(b.icmp_signed("==", pc, _c(0)), accumulate, I32(ACCUMULATE))
             last = b.icmp_signed(">=", b.add(pc, kc), K)
-            tile_flags = b.or_(adding, b.select(last, b.and_(flags, I32(RELU)), I32(0)))
+            tile_flags = b.or_(adding, b.select(last, b.and_(flags, I32(ACTIVATIONS)), I32(0)))
             bsrc = _at(b, B, b.add(b.mul(pc, ldb), jc))
             with b.if_then(b.not_(prepacked)):
                 with b.if_else(in_place) as (then, otherwise):

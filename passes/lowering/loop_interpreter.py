@@ -246,7 +246,9 @@ def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, flags, workspace, threads, bias) 
         value = value + bias[:m].reshape(m, 1)
     if flags & gemm.BIAS_COLS:
         value = value + bias[:n].reshape(1, n)
-    c[at] = np.maximum(value, 0) if flags & gemm.RELU else value
+    if flags & (gemm.RELU | gemm.RELU6):
+        value = np.maximum(value, 0)
+    c[at] = np.minimum(value, 6) if flags & gemm.RELU6 else value
 
 
 def _predicate(op, table) -> str:

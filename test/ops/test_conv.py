@@ -537,7 +537,7 @@ GEMM_CONVS = [  # x shape (batch dynamic), w shape, params
 
 
 @pytest.mark.parametrize("case", GEMM_CONVS, ids=str)
-@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("fused", [None, "relu", "relu6"])  # relu and relu6 in the GEMM's tile
 @pytest.mark.parametrize("batch", [1, 3])
 def test_lowered_large_conv_is_a_gemm_per_image(case, fused, batch):
     from ncc.passes.lowering import gemm
@@ -551,7 +551,7 @@ def test_lowered_large_conv_is_a_gemm_per_image(case, fused, batch):
     def make(e, x):
         wv = e(nn.WeightRefOp(w))
         if fused:
-            return e(nn.FusedConvOp(x, wv, e(nn.WeightRefOp(bias)), "relu", **kw))
+            return e(nn.FusedConvOp(x, wv, e(nn.WeightRefOp(bias)), fused, **kw))
         return e(nn.ConvOp(x, wv, **kw))
     module = loop_tests.build([loop_tests.T(DYN, *xs)], make, [w, bias] if fused else [w])
     conv_op = next(op for op in module.walk() if isinstance(op, (nn.ConvOp, nn.FusedConvOp)))

@@ -324,13 +324,15 @@ def test_gemm_variant_matches_numpy(variant):
             c = np.full((m, n), 7.0, np.float32)  # B given as nn.packed_matmul's panels
             call(a, b, c, prepacked=True)
             np.testing.assert_allclose(c, want, rtol=tol, atol=tol, err_msg=f"{variant} packed B")
-            for flag, bias in ((gemm.BIAS_COLS, rng.standard_normal(n).astype(np.float32)),
-                               (gemm.BIAS_ROWS, rng.standard_normal(m).astype(np.float32))):
-                c = np.full((m, n), 7.0, np.float32)  # the epilogue in the tile: bias, relu
-                call(a, b, c, epilogue=flag | gemm.RELU, bias=bias)
+            for (flag, bias), (act, f) in itertools.product(
+                    ((gemm.BIAS_COLS, rng.standard_normal(n).astype(np.float32)),
+                     (gemm.BIAS_ROWS, rng.standard_normal(m).astype(np.float32))),
+                    ((gemm.RELU, lambda v: np.maximum(v, 0)), (gemm.RELU6, lambda v: np.clip(v, 0, 6)))):
+                c = np.full((m, n), 7.0, np.float32)  # the epilogue in the tile: bias, relu or relu6
+                call(a, b, c, epilogue=flag | act, bias=bias)
                 shaped = bias.reshape(1, n) if flag == gemm.BIAS_COLS else bias.reshape(m, 1)
-                np.testing.assert_allclose(c, np.maximum(want + shaped, 0), rtol=tol, atol=tol,
-                                           err_msg=f"{variant} epilogue {flag}")
+                np.testing.assert_allclose(c, f(want + shaped), rtol=tol, atol=tol,
+                                           err_msg=f"{variant} epilogue {flag} {act}")
 
 
 def test_gemm_tile_comes_from_the_cpu_features():

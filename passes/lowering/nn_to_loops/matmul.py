@@ -124,14 +124,17 @@ def _lower_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         b.nest(list(out.shape), fin)
 
 
+IN_TILE = {"identity": 0, "relu": gemm.RELU, "relu6": gemm.RELU6}  # activations the GEMM's tile applies
+
+
 def epilogue_flags(op: Operation, bias: Buf | None, per: int, bias_shape: tuple) -> tuple[int, bool]:
     """(the GEMM's epilogue flags, whether they do all of the fused op's
-    epilogue): a bias of `bias_shape` (per row or column: `per`) and relu or
-    no activation go into the tile; anything else is left to a pass over C."""
+    epilogue): a bias of `bias_shape` (per row or column: `per`) and relu,
+    relu6 or no activation go into the tile; anything else is left to a pass over C."""
     act = op.params.activation
-    if act not in ("identity", "relu") or (bias is not None and tuple(bias.shape) != bias_shape):
+    if act not in IN_TILE or (bias is not None and tuple(bias.shape) != bias_shape):
         return 0, act == "identity" and bias is None
-    return (per if bias is not None else 0) | (gemm.RELU if act == "relu" else 0), True
+    return (per if bias is not None else 0) | IN_TILE[act], True
 
 
 def lower_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
