@@ -752,6 +752,8 @@ DEPTHWISE = [  # x shape (batch dynamic), params, activation (None: nn.conv)
     ((5, 15, 12), dict(strides=[2, 2], pads=[1, 0, 2, 1]), "relu"),
     ((3, 9, 9), dict(dilations=[2, 1], pads=[2, 1, 2, 1]), None),
     ((4, 7, 6), {}, "tanh"),
+    ((3, 11, 40), dict(strides=[1, 3], dilations=[1, 2], pads=[1, 2, 1, 0]), "relu6"),  # 3 phases, 13 wide
+    ((2, 6, 37), dict(strides=[2, 2], pads=[1, 1, 1, 1]), None),  # rows of 19 computed 32 wide
 ]
 
 
