@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from xdsl.dialects import arith, func, math, memref, scf
-from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, f32, f64, i1, i8, i32, i64
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, f32, f64, i1, i8, i32, i64
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import PassFailedException
 
@@ -371,3 +371,98 @@ def ranges(b: Builder, lo: Sequence[SSAValue], hi: Sequence[SSAValue],
         b.emit(scf.ForOp(lo[d], hi[d], b.idx(1), [], block))
 
     build(0, [])
+
+
+# ---------------------------------------------------------------------------
+# A 2-D window op (depthwise conv, max pool) over a padded copy of each plane
+
+WIDE_ROW = 16  # output rows longer than half this are computed a multiple of it wide
+
+
+def padded_plane(x_shape: Sequence[int], p) -> tuple[int, int, int]:
+    """(rows, phases, columns per phase) of a plane with its padding: the
+    columns split by phase of the last stride (one phase at stride 1), so that
+    every tap reads a unit-stride run."""
+    (h, wd), pads, s = x_shape[2:], p.pads, p.strides[1]
+    return h + pads[0] + pads[2], s, -(-(wd + pads[1] + pads[3]) // s)
+
+
+def wide_row(ow: int) -> int:
+    return -(-ow // WIDE_ROW) * WIDE_ROW if ow > WIDE_ROW // 2 else ow
+
+
+def padded_plane_floats(x_shape: Sequence[int], out_shape: Sequence[int], p) -> int:
+    """The padded plane and the slack that rows computed wide may read past its end."""
+    ow = out_shape[3]
+    return pymath.prod(padded_plane(x_shape, p)) + wide_row(ow) - ow + WIDE_ROW
+
+
+Fold = Callable[[SSAValue, int, int, SSAValue], SSAValue]
+
+
+def by_padded_plane(b: Builder, x: Buf, out: Buf, scratch: Buf, p, kernel: Sequence[int], border: float,
+                    per_plane: Callable[[SSAValue, SSAValue],
+                                        tuple[SSAValue, Fold, Callable[[SSAValue], SSAValue]]]) -> None:
+    """out[n, c, i, j] = finish(fold(... fold(start, tap 0), ...)) over the
+    kernel's taps (u, v) in order, each reading padded[i*s + u*d, j*s + v*d]:
+    per plane (n, c) of a 2-D x, per_plane(n, c) gives (start, fold, finish).
+    The plane is first copied into the middle of a plane bordered with
+    `border` (the scratch, padded_plane_floats of it, whose border is set
+    once per call; its columns split by phase of the stride, filled all
+    phases per loop: interleaved loads), then each output is computed in
+    registers and stored once: no padding tests, and along a row the taps
+    read unit-stride runs (it vectorizes). Every row but the last is
+    computed a multiple of WIDE_ROW long (no scalar remainder loop): the
+    values past its end land on the next row, which is computed after it."""
+    (h, wd), (oh, ow) = x.shape[2:], out.shape[2:]
+    _, phases, cols = padded_plane(x.shape, p)
+    s, top, left, row_len = p.strides[1], p.pads[0], p.pads[1], phases * cols
+    padded = Buf(flat_view_of(b, scratch.ref, padded_plane_floats(x.shape, out.shape, p)),
+                 (padded_plane_floats(x.shape, out.shape, p),), x.elt)
+    fill = b.const(border, x.elt)
+    b.nest([padded.shape[0]], lambda ij, _: b.store(fill, padded, ij))
+    # padded column jj * s + r (phase r, index jj) holds image column jj * s + r - left
+    spans = [(max(0, -(-(left - r) // s)), -(-(wd + left - r) // s)) for r in range(phases)]
+    lo, hi = max(f for f, _ in spans), min(e for _, e in spans)
+
+    def plane(ivs, _):
+        ni, c = ivs
+
+        def copy(i: SSAValue, jj: SSAValue, r: int) -> None:
+            at = b.add_i(b.mul_i(b.add_i(i, top), row_len), r * cols)
+            b.store(b.load(x, [ni, c, i, b.add_i(b.mul_i(jj, s), r - left)]), padded, [b.add_i(at, jj)])
+
+        def all_phases(ij, _):  # where every phase has a column
+            for r in range(phases):
+                copy(ij[0], b.add_i(ij[1], lo), r)
+        if hi > lo:
+            b.nest([h, hi - lo], all_phases)
+        for r, (first, last) in enumerate(spans):
+            for a, e in ((first, min(lo, last)), (max(hi, first), last)):
+                if e > a:
+                    b.nest([h, e - a], lambda ij, _, r=r, a=a: copy(ij[0], b.add_i(ij[1], a), r))
+        start, fold, finish = per_plane(ni, c)
+        image_out = Buf(flat_view_of(b, out.ref, oh * ow, b.mul_i(b.add_i(b.mul_i(ni, out.shape[1]), c), oh * ow)),
+                        (oh * ow,), out.elt)
+
+        def point(i: SSAValue, j: SSAValue) -> None:
+            row = b.mul_i(b.mul_i(i, p.strides[0]), row_len)
+            acc = start
+            for u in range(kernel[0]):
+                for v in range(kernel[1]):
+                    t = v * p.dilations[1]
+                    at = b.add_i(b.add_i(row, j), u * p.dilations[0] * row_len + (t % s) * cols + t // s)
+                    acc = fold(acc, u, v, b.load(padded, [at]))
+            b.store(finish(acc), image_out, [b.add_i(b.mul_i(i, ow), j)])
+        if oh > 1:
+            b.nest([oh - 1, wide_row(ow)], lambda ij, _: point(*ij))
+        b.nest([ow], lambda j, _: point(b.idx(oh - 1), j[0]))
+
+    b.nest(out.shape[:2], plane)
+
+
+def flat_view_of(b: Builder, ref: SSAValue, size: int, offset: int | SSAValue = 0) -> SSAValue:
+    """`size` elements of buffer `ref` from element `offset`, as a 1-D memref."""
+    elt = ref.type.element_type
+    return b.emit(memref.ReinterpretCastOp.from_dynamic(
+        ref, [offset], [size], [1], MemRefType(elt, [size])))

@@ -15,8 +15,8 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
 from ncc.passes.lowering import gemm
-from ncc.passes.lowering.nn_to_loops.builder import (Buf, Builder, epilogue, ranges, row_major_strides,
-                                                      window_range)
+from ncc.passes.lowering.nn_to_loops.builder import (Buf, Builder, by_padded_plane, epilogue, padded_plane_floats,
+                                                      ranges, row_major_strides, window_range)
 from ncc.passes.lowering.nn_to_loops.matmul import GEMM_ARGS, GEMM_MIN_WORK, epilogue_flags, flat_view
 
 
@@ -271,86 +271,26 @@ def _is_depthwise(op: Operation) -> bool:
         and x[1] != DYN and DYN not in x[2:] and op.result.type.element_type == f32
 
 
-WIDE_ROW = 16  # depthwise: output rows longer than half this are computed a multiple of it wide
-
-
-def _padded_plane(op: Operation) -> tuple[int, int, int]:
-    """(rows, phases, columns per phase) of a depthwise conv's zero-bordered
-    plane: the padded image's columns split by phase of the last stride (one
-    phase at stride 1), so that every tap reads a unit-stride run."""
-    (h, wd), p = nn.shape_of(op.operands[0].type)[2:], op.params.pads
-    s = op.params.strides[1]
-    return h + p[0] + p[2], s, -(-(wd + p[1] + p[3]) // s)
-
-
-def _wide_row(ow: int) -> int:
-    return -(-ow // WIDE_ROW) * WIDE_ROW if ow > WIDE_ROW // 2 else ow
-
-
 def _depthwise_floats(op: Operation) -> int:
-    """The padded plane and the slack that rows computed wide read past its end."""
-    ow = nn.shape_of(op.result.type)[3]
-    return pymath.prod(_padded_plane(op)) + _wide_row(ow) - ow + WIDE_ROW
+    return padded_plane_floats(nn.shape_of(op.operands[0].type), nn.shape_of(op.result.type), op.params)
 
 
 def _lower_depthwise(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
-    """Per channel plane: the image copied into the middle of a zero-bordered
-    plane (the scratch, whose border is zeroed once per call; its columns split
-    by phase of the stride), then per output row, along the row (it vectorizes):
+    """By padded plane (builder.by_padded_plane, zero border):
         out[n, c, i, j] = act(bias[c] + sum_k w[c, 0, kh, kw] * padded[i*s + kh*d, j*s + kw*d])
-    with the taps' weights loaded once per plane and the sum in registers:
-    one store per output, no padding tests. Every row but the last is
-    computed a multiple of WIDE_ROW long (no scalar remainder loop): the
-    values past its end land on the next row, which is computed after it."""
+    with the taps' weights loaded once per plane and the sum in registers,
+    in the reference's order of kernel offsets."""
     x, w = ins[0], ins[1]
     bias = ins[2] if len(ins) > 2 else None
-    p = op.params
-    (kh, kw), (h, wd), (oh, ow) = w.shape[2:], x.shape[2:], out.shape[2:]
-    rows, phases, cols = _padded_plane(op)
-    s = p.strides[1]
-    padded = _view(b, b.scratch.ref, 0, (_depthwise_floats(op),))
-    zero = b.const(0, f32)
-    b.nest([padded.shape[0]], lambda ij, _: b.store(zero, padded, ij))
-    top, left = p.pads[0], p.pads[1]
+    fused = isinstance(op, nn.FusedConvOp)
 
-    def plane(ivs, _):
-        ni, c = ivs
-        # padded column jj * s + r (phase r, index jj) holds image column jj * s + r - left; where every
-        # phase has one, all phases in one loop (the loads of a row, interleaved: they vectorize)
-        spans = [(max(0, -(-(left - r) // s)), -(-(wd + left - r) // s)) for r in range(phases)]
-        lo, hi = max(f for f, _ in spans), min(e for _, e in spans)
-
-        def copy(i: SSAValue, jj: SSAValue, r: int) -> None:
-            column = b.add_i(b.mul_i(jj, s), r - left)
-            at = b.add_i(b.mul_i(b.add_i(i, top), phases * cols), r * cols)
-            b.store(b.load(x, [ni, c, i, column]), padded, [b.add_i(at, jj)])
-        def all_phases(ij, _):
-            for r in range(phases):
-                copy(ij[0], b.add_i(ij[1], lo), r)
-        if hi > lo:
-            b.nest([h, hi - lo], all_phases)
-        for r, (first, last) in enumerate(spans):
-            for a, e in ((first, min(lo, last)), (max(hi, first), last)):
-                if e > a:
-                    b.nest([h, e - a], lambda ij, _, r=r, a=a: copy(ij[0], b.add_i(ij[1], a), r))
-        taps = [(u, v, b.load(w, [c, b.idx(0), b.idx(u), b.idx(v)])) for u in range(kh) for v in range(kw)]
-        start = b.load(bias, [c]) if bias is not None else zero
-        image_out = _view(b, out.ref, b.mul_i(b.add_i(b.mul_i(ni, out.shape[1]), c), oh * ow), (oh * ow,))
-
-        def point(i: SSAValue, j: SSAValue) -> None:
-            row = b.mul_i(b.mul_i(i, p.strides[0]), phases * cols)
-            acc = start
-            for u, v, wt in taps:  # in the reference's order of kernel offsets
-                t = v * p.dilations[1]
-                at = b.add_i(b.add_i(row, j), u * p.dilations[0] * phases * cols + (t % s) * cols + t // s)
-                acc = b(arith.AddfOp, acc, b(arith.MulfOp, wt, b.load(padded, [at])))
-            b.store(epilogue(b, op, None, [], acc) if isinstance(op, nn.FusedConvOp) else acc, image_out,
-                    [b.add_i(b.mul_i(i, ow), j)])
-        if oh > 1:
-            b.nest([oh - 1, _wide_row(ow)], lambda ij, _: point(*ij))
-        b.nest([ow], lambda j, _: point(b.idx(oh - 1), j[0]))
-
-    b.nest(out.shape[:2], plane)
+    def per_plane(ni: SSAValue, c: SSAValue):
+        weights = {(u, v): b.load(w, [c, b.idx(0), b.idx(u), b.idx(v)])
+                   for u in range(w.shape[2]) for v in range(w.shape[3])}
+        start = b.load(bias, [c]) if bias is not None else b.const(0, f32)
+        return (start, lambda acc, u, v, x_: b(arith.AddfOp, acc, b(arith.MulfOp, weights[u, v], x_)),
+                (lambda acc: epilogue(b, op, None, [], acc)) if fused else (lambda acc: acc))
+    by_padded_plane(b, x, out, b.scratch, op.params, w.shape[2:], 0.0, per_plane)
 
 
 def lower_conv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:

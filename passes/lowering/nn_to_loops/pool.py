@@ -6,11 +6,27 @@ import math as pymath
 from typing import Callable
 
 from xdsl.dialects import arith, math
-from xdsl.dialects.builtin import i64
+from xdsl.dialects.builtin import f32, i64
 from xdsl.ir import Operation, SSAValue
 
 from ncc.dialects import nn
-from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, ranges, to_float, window, window_range
+from ncc.passes.lowering.nn_to_loops.builder import (Buf, Builder, by_padded_plane, padded_plane_floats, ranges,
+                                                      to_float, window, window_range)
+
+
+def _by_padded_plane(op: Operation) -> bool:
+    """A 2-D float32 max pool of static planes: by padded plane (-inf border)."""
+    x = nn.shape_of(op.operands[0].type)
+    return isinstance(op, nn.MaxPoolOp) and len(x) == 4 and nn.DYN not in x[1:] \
+        and op.result.type.element_type == f32
+
+
+def pool_scratch_bytes(op: Operation, threads: int) -> int:
+    """A 2-D max pool's padded plane (builder.by_padded_plane)."""
+    if not _by_padded_plane(op):
+        return 0
+    x, y = (nn.shape_of(v.type) for v in (op.operands[0], op.result))
+    return 4 * padded_plane_floats(x, y, op.params)
 
 
 def lower_pool(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
@@ -27,6 +43,9 @@ def lower_pool(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     kernel's size or by each output's count of taps inside the image."""
     x = ins[0]
     p = op.params
+    if _by_padded_plane(op):  # one max per output, unit-stride taps, rows computed wide
+        return by_padded_plane(b, x, out, b.scratch, p, p.kernel, -pymath.inf, lambda ni, c: (
+            b.const(-pymath.inf, out.elt), lambda acc, u, v, value: b.binary("max", acc, value), lambda acc: acc))
     is_max = isinstance(op, nn.MaxPoolOp)
     nd = len(p.kernel)
     fill = b.const(-pymath.inf if is_max else 0.0, out.elt)
@@ -128,4 +147,6 @@ def lower_max_pool_indices(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     nn.MaxPoolOp: lower_pool, nn.AvgPoolOp: lower_pool, nn.MaxPoolIndicesOp: lower_max_pool_indices,
 }
+# Bytes of scratch (in the arena) an op's lowering needs, as `b.scratch`.
+SCRATCH: dict[type, Callable[[Operation, int], int]] = {nn.MaxPoolOp: pool_scratch_bytes}
 
