@@ -40,6 +40,7 @@ from ncc.ir import parse_module, print_module
 from ncc.onnx import import_onnx
 from ncc.passes.fold_weights import fold_weights
 from ncc.passes.layerize import param_places
+from ncc.passes.lowering import gemm
 from ncc.passes.lowering.abi import ARG_ROLES, ArgRole, KernelABI
 from ncc.passes.lowering.neuron_to_loops import choose_neuron_lowering
 from ncc.pipeline import run_passes
@@ -48,7 +49,7 @@ from ncc.runtime.calling import ArgSpec
 from ncc.runtime.compiled_model import CompiledModel
 from ncc.runtime.cache import CompileCache, sources_fingerprint
 from ncc.runtime.engine import NativeLibrary, library_fingerprint, openmp_runtime
-from ncc.runtime.native import COMPILE_LOCK, Clock, native_library, open_cache
+from ncc.runtime.native import COMPILE_LOCK, Clock, link_gemm, native_library, open_cache
 from ncc.runtime.training import TRAINING_KINDS
 
 NEURON_MODES = ("auto", "neuron", "layers")
@@ -182,6 +183,8 @@ def _cached_lowering(store: CompileCache, key: str, module: ModuleOp, info: dict
                 w = weights[name[2:]] = nn.WeightOp(name[2:], arrays[name])
                 if w.sym in meta["constants"]:
                     w.attributes[nn.CONSTANT_MARK] = UnitAttr()
+        if gemm.SYMBOL.encode() in code[0]:
+            link_gemm(store)
         lib = NativeLibrary.from_object(code[0])
     except Exception:  # noqa: BLE001 -- an entry this build cannot read: compile afresh
         store.stats["corrupt"] += 1

@@ -175,11 +175,13 @@ def library_fingerprint(cpu: str | None = None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def to_llvmlite(module: ModuleOp, cpu: str | None = None):
+def to_llvmlite(module: ModuleOp, cpu: str | None = None, gemm_inside: bool = True):
     """The llvmlite IR module of an llvm-dialect module, for the host or a named
     CPU: a call of `ncc_sgemm` gets its definition for that CPU's vector ISA
-    (passes/lowering/gemm.py). Non-LLVM module-level ops (such as nn.weight,
-    whose data the runtime passes as buffers) are ignored."""
+    (passes/lowering/gemm.py), unless `gemm_inside=False` (native code for
+    this process, which links against `load_gemm`'s copy). Non-LLVM
+    module-level ops (such as nn.weight, whose data the runtime passes as
+    buffers) are ignored."""
     from xdsl.backend.llvm.convert import convert_module
 
     tm = target_machine(cpu)
@@ -198,7 +200,7 @@ def to_llvmlite(module: ModuleOp, cpu: str | None = None):
             fn.attributes.add("noinline")
             fn.linkage = "internal"
     sgemm = ir_module.globals.get(gemm.SYMBOL)
-    if sgemm is not None and sgemm.is_declaration:
+    if gemm_inside and sgemm is not None and sgemm.is_declaration:
         gemm.define_gemm(ir_module, gemm_tile(cpu))
         if openmp_runtime() is None:
             serial_openmp(ir_module)
@@ -231,9 +233,46 @@ def compile_llvm_ir(text: str) -> "NativeLibrary":
 
 
 def compile_module(module: ModuleOp) -> "NativeLibrary":
-    """Native code for an llvm-dialect module (the output of `lower-to-llvm`)."""
+    """Native code for an llvm-dialect module (the output of `lower-to-llvm`);
+    its GEMM calls link against the process's one copy (`load_gemm`)."""
     with _LOCK:
-        return compile_llvm_ir(str(to_llvmlite(module)))
+        return compile_llvm_ir(str(to_llvmlite(module, gemm_inside=False)))
+
+
+_GEMM_LIBRARY: "NativeLibrary | None" = None
+
+
+def gemm_object() -> bytes:
+    """Object code of the host's GEMM (`ncc_sgemm` for its vector ISA, and the
+    serial stand-in for OpenMP where libgomp is missing)."""
+    with _LOCK:
+        _initialize()
+        tm = target_machine()
+        module = gemm.gemm_module(gemm_tile(), tm.triple, str(tm.target_data))
+        if openmp_runtime() is None:
+            serial_openmp(module)
+        mod = llvm.parse_assembly(str(module))
+        mod.verify()
+        optimize(mod)
+        return tm.emit_object(mod)
+
+
+def load_gemm(obj: bytes | None = None) -> "NativeLibrary":
+    """The host's GEMM as a native library of its own, loaded once per process
+    (from `obj`, e.g. the compile cache's copy of `gemm_object()`, else
+    compiled here), its `ncc_sgemm` a process symbol that every kernel calling
+    it links against: a model's compile does not compile the GEMM again."""
+    global _GEMM_LIBRARY
+    with _LOCK:
+        if _GEMM_LIBRARY is None:
+            lib = NativeLibrary.from_object(obj or gemm_object(), link=False)
+            llvm.add_symbol(gemm.SYMBOL, lib.address(gemm.SYMBOL))
+            _GEMM_LIBRARY = lib
+        return _GEMM_LIBRARY
+
+
+def gemm_loaded() -> bool:
+    return _GEMM_LIBRARY is not None
 
 
 def optimized_llvm_ir(module: ModuleOp, cpu: str | None = None) -> str:
@@ -256,10 +295,13 @@ class NativeLibrary:
         self.llvm_ir = llvm_ir  # the optimised IR; None when loaded from an object file
 
     @classmethod
-    def from_object(cls, obj: bytes, llvm_ir: str | None = None) -> "NativeLibrary":
-        """Load native object code (from `object_code()`), skipping compilation."""
+    def from_object(cls, obj: bytes, llvm_ir: str | None = None, link: bool = True) -> "NativeLibrary":
+        """Load native object code (from `object_code()`), skipping compilation;
+        code that names `ncc_sgemm` first gets the process's GEMM (`load_gemm`)."""
         with _LOCK:
             _initialize()
+            if link and gemm.SYMBOL.encode() in obj:
+                load_gemm()
             engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
             engine.add_object_file(llvm.ObjectFileRef.from_data(bytes(obj)))
             engine.finalize_object()

@@ -22,6 +22,7 @@ from xdsl.dialects.builtin import ModuleOp
 from ncc.diagnostics import NccError
 
 from ncc.ir import print_module
+from ncc.passes.lowering import gemm
 from ncc.passes.lowering.abi import KernelABI
 from ncc.pipeline import run_passes
 from ncc.runtime import engine
@@ -51,6 +52,24 @@ def open_cache(cache: Any) -> CompileCache | None:
     return None if cache is False else CompileCache(None if cache is True else cache)
 
 
+def link_gemm(store: CompileCache | None) -> None:
+    """Load the process's GEMM (engine.load_gemm) before code that calls it:
+    from the compile cache when it holds it, else compiled (and stored)."""
+    if engine.gemm_loaded():
+        return
+    key = store and store.key(gemm.SYMBOL, {"library": engine.library_fingerprint()})
+    entry = store.load(key) if store else None
+    if entry is not None:
+        try:
+            engine.load_gemm(entry[0])
+            return
+        except Exception:  # noqa: BLE001 -- unloadable despite its checksum: compile it below
+            store.stats["corrupt"] += 1
+    lib = engine.load_gemm()
+    if store is not None:
+        store.store(key, lib.object_code(), {"kernel": gemm.SYMBOL})
+
+
 def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clock: Clock):
     """The module's native code: from the cache, else lowered and compiled (and stored)."""
 
@@ -65,6 +84,8 @@ def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clo
         if entry is not None:
             try:
                 with clock("load-object"):
+                    if gemm.SYMBOL.encode() in entry[0]:
+                        link_gemm(store)
                     return engine.NativeLibrary.from_object(entry[0])
             except Exception:  # unloadable despite its checksum: rebuild it below
                 store.stats["corrupt"] += 1
@@ -77,6 +98,8 @@ def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clo
     with clock("lower-to-llvm"):
         run_passes(module, "lower-to-llvm", verify=False)  # LLVM verifies what it compiles
     with clock("llvm"):
+        if any(getattr(op, "sym_name", None) is not None and op.sym_name.data == gemm.SYMBOL for op in module.ops):
+            link_gemm(store)
         lib = engine.compile_module(module)
     if store is not None:
         with clock("cache-store"):
