@@ -650,6 +650,43 @@ def test_conv_transpose_on_the_gemm(case, batch):
     assert any(o.name == "func.call" and o.callee.string_value() == gemm.SYMBOL for o in lowered.walk())
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(4))
+def test_conv_backward_on_the_gemm_random_shapes(seed):
+    """Random 2-D shapes (primes, 1s, strides, dilations, uneven pads) large
+    enough for the GEMM paths, natively against the reference at batches that
+    fill and do not fill a group of images."""
+    from ncc.passes.lowering.nn_to_loops import conv as conv_lowering
+
+    rng = np.random.default_rng(seed)
+    on_gemm = 0
+    for _ in range(12):
+        c, m, h, w = (int(v) for v in (rng.integers(8, 70), rng.integers(4, 90), rng.integers(4, 24),
+                                       rng.integers(4, 30)))
+        kernel, strides, dilations = ([int(v) for v in rng.integers(1, hi, 2)] for hi in (4, 4, 3))
+        pads = [int(v) for v in rng.integers(0, 3, 4)]
+        kw = dict(strides=strides, pads=pads, dilations=dilations)
+        xs, ws = (DYN, c, h, w), (m, c, *kernel)
+        try:
+            module, _ = _weight_grad_module(xs, ws, kw)
+        except VerifyException:  # the kernel does not fit the padded image
+            continue
+        op = next(o for o in module.walk() if isinstance(o, nn.ConvWeightGradOp))
+        on_gemm += conv_lowering.weight_grad_gemm_shape(op) is not None
+        ys = nn.shape_of(op.operands[1].type)[1:]
+        transpose = loop_tests.build([loop_tests.T(DYN, *ys), loop_tests.T(*ws)],
+                                     lambda e, dy, wt: e(nn.ConvTransposeOp(dy, wt, **kw)))
+        for batch in (1, 6):
+            x = rng.standard_normal((batch, c, h, w)).astype(np.float32)
+            dy = rng.standard_normal((batch, *ys)).astype(np.float32)
+            wt = rng.standard_normal(ws).astype(np.float32)
+            for mod, inputs in ((module, [x, dy]), (transpose, [dy, wt])):
+                want = ncc.reference.run(mod, [a.astype(np.float64) for a in inputs])[0]
+                got = loop_tests.native(mod, inputs, "lower-to-loops")[0]
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(want).max()))
+    assert on_gemm >= 3
+
+
 # ---------------------------------------------------------------------------
 # nn.packed_conv and pack-weights: a conv with few output positions as the
 # transposed GEMM out^T = col^T @ w^T, w^T packed once.
