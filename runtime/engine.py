@@ -167,8 +167,9 @@ def gemm_tile(cpu: str | None = None) -> gemm.Tile:
 
 @functools.cache
 def library_fingerprint(cpu: str | None = None) -> str:
-    """A digest of the code the engine adds to kernels (the GEMM for this CPU):
-    part of the compile cache's key, so that cached kernels never keep an old GEMM."""
+    """A digest of the code kernels link against (the GEMM for this CPU): part
+    of the compile cache's keys, so that neither a cached kernel nor the cached
+    GEMM outlives a change of the GEMM."""
     import hashlib
 
     text = str(gemm.gemm_module(gemm_tile(cpu))) + f"; openmp: {openmp_runtime() is not None}"
@@ -272,6 +273,7 @@ def load_gemm(obj: bytes | None = None) -> "NativeLibrary":
 
 
 def gemm_loaded() -> bool:
+    """Whether this process has loaded its GEMM library (`load_gemm`)."""
     return _GEMM_LIBRARY is not None
 
 
