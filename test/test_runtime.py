@@ -524,6 +524,45 @@ def test_a_cached_compile_skips_the_passes_and_reads_the_new_weights(tmp_path):
     assert ncc.compile(gemm_model(w1, "Tanh"), cache=tmp_path).compile_info["cache"] == "miss"
 
 
+MATMUL_MODEL = """
+nn.weight @w : tensor<96x80xf32> = dense<0.5>
+func.func @main(%x: tensor<?x96xf32>) -> tensor<?x80xf32> {
+  %w = nn.weight_ref @w : tensor<96x80xf32>
+  %y = nn.matmul %x, %w : tensor<?x96xf32>, tensor<96x80xf32> -> tensor<?x80xf32>
+  func.return %y : tensor<?x80xf32>
+}
+"""
+
+
+def test_kernels_link_against_one_gemm_which_the_cache_keeps(tmp_path):
+    """A kernel declares ncc_sgemm and links against the process's one GEMM
+    library; the cache holds the GEMM's object code as an entry of its own,
+    so a fresh process with a warm cache compiles no GEMM at all."""
+    source = tmp_path / "matmul.mlir"
+    source.write_text(MATMUL_MODEL)
+    cache = tmp_path / "cache"
+    script = textwrap.dedent(r"""
+        import re, sys, numpy as np, ncc
+        from ncc.runtime import engine
+        if sys.argv[3] == "warm":  # the GEMM must come from the cache
+            def compiled():
+                raise AssertionError("the GEMM was compiled")
+            engine.gemm_object = compiled
+        m = ncc.compile(sys.argv[1], cache=sys.argv[2])
+        x = np.random.default_rng(0).standard_normal((8, 96)).astype(np.float32)
+        np.testing.assert_allclose(m(x), x @ np.full((96, 80), 0.5, np.float32), rtol=1e-5, atol=1e-4)
+        ir = m.llvm_ir or ""  # the kernel's IR (none when loaded from the cache)
+        print(m.compile_info["cache"], engine.gemm_loaded(), *(re.search(rf"{what}[^\n]*@ncc_sgemm\(", ir) is not None
+                                                              for what in ("declare", "define")))
+    """)
+    runs = [subprocess.run([sys.executable, "-c", script, str(source), str(cache), state], capture_output=True,
+                           text=True, timeout=600) for state in ("cold", "warm")]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    assert [r.stdout.split() for r in runs] == [["miss", "True", "True", "False"], ["hit", "True", "False", "False"]]
+    assert len(list(cache.glob("*.ncc"))) == 3  # the lowering's, the kernel's and the GEMM's
+
+
 def test_unwritable_cache_only_costs_time(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
