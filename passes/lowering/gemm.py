@@ -28,11 +28,12 @@ overwritten; PACKED_B (2): B is prepacked panels [ceil(N / 32), K, 32], the
 layout of nn.packed_matmul's weight (packed once, not on every call), else B
 is row-major with ldb; BIAS_ROWS (4) / BIAS_COLS (8): bias[i] / bias[j] added
 to the product, then RELU (16): max(., 0), or RELU6 (32): min(max(., 0), 6),
-all in the tile before it is
-stored: a fused layer's epilogue costs no pass over C.) The engine defines it
-for the CPU it compiles for (`define_gemm`), so a kernel's IR does not depend
-on the host; the compile cache's key covers the choice (the host description
-and a digest of this code). The workspace, 64-byte aligned, holds the packed panels:
+all in the tile before it is stored: a fused layer's epilogue costs no pass
+over C.) The engine defines it for the CPU it compiles for (`define_gemm`),
+so a kernel's IR does not depend on the host: once per process as a library
+of its own that native kernels link against (`engine.load_gemm`), or inside
+the module for `ncc-translate --emit-llvm`; the compile cache's keys cover
+the choice (the host description and a digest of this code). The workspace, 64-byte aligned, holds the packed panels:
 `threads * workspace_floats(M, N, K)` floats, for any variant.
 
 With threads > 1 the columns of C are split into that many runs of whole
