@@ -86,6 +86,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8, help="images per call (default 8)")
     ap.add_argument("--quick", action="store_true", help="shorter timing blocks (noisier)")
     args = ap.parse_args()
+    if args.batch < 1:
+        ap.error(f"--batch must be >= 1, got {args.batch}")
     if torch is None:
         print("PyTorch is not installed: nothing to compare against (pip install torch)")
         return 0

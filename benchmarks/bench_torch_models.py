@@ -187,6 +187,8 @@ def main() -> int:
     ap.add_argument("--backward", type=int, metavar="N", default=0,
                     help="also time forward + backward (a vjp) at batch N against PyTorch's")
     args = ap.parse_args()
+    if args.backward < 0:
+        ap.error(f"--backward takes a batch size >= 1 (or 0: no backward), got {args.backward}")
     if torch is None:
         print("PyTorch is not installed: nothing to compare (pip install torch)")
         return 0

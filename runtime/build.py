@@ -40,7 +40,6 @@ from ncc.ir import parse_module, print_module
 from ncc.onnx import import_onnx
 from ncc.passes.fold_weights import fold_weights
 from ncc.passes.layerize import param_places
-from ncc.passes.lowering import gemm
 from ncc.passes.lowering.abi import ARG_ROLES, ArgRole, KernelABI
 from ncc.passes.lowering.neuron_to_loops import choose_neuron_lowering
 from ncc.pipeline import run_passes
@@ -183,8 +182,7 @@ def _cached_lowering(store: CompileCache, key: str, module: ModuleOp, info: dict
                 w = weights[name[2:]] = nn.WeightOp(name[2:], arrays[name])
                 if w.sym in meta["constants"]:
                     w.attributes[nn.CONSTANT_MARK] = UnitAttr()
-        if gemm.SYMBOL.encode() in code[0]:
-            link_gemm(store)
+        link_gemm(store, code[0])
         lib = NativeLibrary.from_object(code[0])
     except Exception:  # noqa: BLE001 -- an entry this build cannot read: compile afresh
         store.stats["corrupt"] += 1

@@ -52,10 +52,11 @@ def open_cache(cache: Any) -> CompileCache | None:
     return None if cache is False else CompileCache(None if cache is True else cache)
 
 
-def link_gemm(store: CompileCache | None) -> None:
-    """Load the process's GEMM (engine.load_gemm) before code that calls it:
-    from the compile cache when it holds it, else compiled (and stored)."""
-    if engine.gemm_loaded():
+def link_gemm(store: CompileCache | None, code: bytes | None = None) -> None:
+    """Load the process's GEMM (engine.load_gemm) before code that calls it
+    (object `code` that names it, or code about to be compiled): from the
+    compile cache when it holds it, else compiled (and stored)."""
+    if engine.gemm_loaded() or (code is not None and gemm.SYMBOL.encode() not in code):
         return
     key = store and store.key(gemm.SYMBOL, {"library": engine.library_fingerprint()})
     entry = store.load(key) if store else None
@@ -84,8 +85,7 @@ def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clo
         if entry is not None:
             try:
                 with clock("load-object"):
-                    if gemm.SYMBOL.encode() in entry[0]:
-                        link_gemm(store)
+                    link_gemm(store, entry[0])
                     return engine.NativeLibrary.from_object(entry[0])
             except Exception:  # unloadable despite its checksum: rebuild it below
                 store.stats["corrupt"] += 1

@@ -350,6 +350,14 @@ def axis_split(shape: Sequence[int], axis: int):
     return outer, index_of
 
 
+def view(b: Builder, ref: SSAValue, offset: int | SSAValue, shape: Sequence[int]) -> Buf:
+    """Elements of buffer `ref` from element `offset` as a row-major buffer of
+    `shape` (static): a scratch part, one image of a batch, a flat plane."""
+    elt = ref.type.element_type
+    return Buf(b.emit(memref.ReinterpretCastOp.from_dynamic(
+        ref, [offset], list(shape), row_major_strides(shape), MemRefType(elt, list(shape)))), tuple(shape), elt)
+
+
 def row_major_strides(shape: Sequence[int]) -> list[int]:
     """Row-major element strides (dimension 0's is static: only it may be dynamic)."""
     return [pymath.prod(shape[i + 1:]) for i in range(len(shape))]
@@ -417,8 +425,7 @@ def by_padded_plane(b: Builder, x: Buf, out: Buf, scratch: Buf, p, kernel: Seque
     (h, wd), (oh, ow) = x.shape[2:], out.shape[2:]
     _, phases, cols = padded_plane(x.shape, p)
     s, top, left, row_len = p.strides[1], p.pads[0], p.pads[1], phases * cols
-    padded = Buf(flat_view_of(b, scratch.ref, padded_plane_floats(x.shape, out.shape, p)),
-                 (padded_plane_floats(x.shape, out.shape, p),), x.elt)
+    padded = view(b, scratch.ref, 0, (padded_plane_floats(x.shape, out.shape, p),))
     fill = b.const(border, x.elt)
     b.nest([padded.shape[0]], lambda ij, _: b.store(fill, padded, ij))
     # padded column jj * s + r (phase r, index jj) holds image column jj * s + r - left
@@ -442,8 +449,7 @@ def by_padded_plane(b: Builder, x: Buf, out: Buf, scratch: Buf, p, kernel: Seque
                 if e > a:
                     b.nest([h, e - a], lambda ij, _, r=r, a=a: copy(ij[0], b.add_i(ij[1], a), r))
         start, fold, finish = per_plane(ni, c)
-        image_out = Buf(flat_view_of(b, out.ref, oh * ow, b.mul_i(b.add_i(b.mul_i(ni, out.shape[1]), c), oh * ow)),
-                        (oh * ow,), out.elt)
+        image_out = view(b, out.ref, b.mul_i(b.add_i(b.mul_i(ni, out.shape[1]), c), oh * ow), (oh * ow,))
 
         def point(i: SSAValue, j: SSAValue) -> None:
             row = b.mul_i(b.mul_i(i, p.strides[0]), row_len)
@@ -459,10 +465,3 @@ def by_padded_plane(b: Builder, x: Buf, out: Buf, scratch: Buf, p, kernel: Seque
         b.nest([ow], lambda j, _: point(b.idx(oh - 1), j[0]))
 
     b.nest(out.shape[:2], plane)
-
-
-def flat_view_of(b: Builder, ref: SSAValue, size: int, offset: int | SSAValue = 0) -> SSAValue:
-    """`size` elements of buffer `ref` from element `offset`, as a 1-D memref."""
-    elt = ref.type.element_type
-    return b.emit(memref.ReinterpretCastOp.from_dynamic(
-        ref, [offset], [size], [1], MemRefType(elt, [size])))

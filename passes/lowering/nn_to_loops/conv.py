@@ -8,16 +8,16 @@ from __future__ import annotations
 import math as pymath
 from typing import Callable, Sequence
 
-from xdsl.dialects import arith, func, math, memref
-from xdsl.dialects.builtin import MemRefType, f32, i32
+from xdsl.dialects import arith, math, memref
+from xdsl.dialects.builtin import f32
 from xdsl.ir import Attribute, Operation, SSAValue
 
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
 from ncc.passes.lowering import gemm
 from ncc.passes.lowering.nn_to_loops.builder import (Buf, Builder, by_padded_plane, epilogue, padded_plane_floats,
-                                                      ranges, row_major_strides, window_range)
-from ncc.passes.lowering.nn_to_loops.matmul import GEMM_ARGS, GEMM_MIN_WORK, epilogue_flags, flat_view
+                                                      ranges, row_major_strides, view, window_range)
+from ncc.passes.lowering.nn_to_loops.matmul import GEMM_MIN_WORK, call_gemm, epilogue_flags, flat_view
 
 
 C_UNROLL = 4  # conv: input channels per load/store of the output in the inner loop
@@ -118,15 +118,14 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     used = col_floats + outt_floats + phase_part
     ws = flat_view(b, b.scratch.ref, b.idx(used), b.scratch.shape[0] - used)
     col_shape = (x.shape[1], *kernel, *out.shape[2:])  # row (c, k...), column o...: the GEMM's B (A^T)
-    col = None if direct else _view(b, b.scratch.ref, 0, col_shape)
-    outt = _view(b, b.scratch.ref, col_floats, (n, m)) if transposed else None
-    b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
+    col = None if direct else view(b, b.scratch.ref, 0, col_shape)
+    outt = view(b, b.scratch.ref, col_floats, (n, m)) if transposed else None
     fused = isinstance(op, (nn.FusedConvOp, nn.PackedConvOp))
     if fused:
         flags, in_tile = epilogue_flags(op, bias, gemm.BIAS_COLS if transposed else gemm.BIAS_ROWS, (m,))
     else:
         flags, in_tile = 0, True
-    bias_arg = flat_view(b, bias.ref, b.idx(0), m) if flags & (gemm.BIAS_ROWS | gemm.BIAS_COLS) else ws
+    bias_arg = flat_view(b, bias.ref, b.idx(0), m) if flags & (gemm.BIAS_ROWS | gemm.BIAS_COLS) else None
     weight = flat_view(b, w.ref, b.idx(0), pymath.prod(w.shape))
 
     def per_image(ivs, _):
@@ -137,14 +136,13 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             _im2col(b, p, x, ni, col, col_floats + outt_floats)
             src = flat_view(b, b.scratch.ref, b.idx(0), k * n)
         if transposed:  # out^T = col^T (rows n, read with strides 1, n) @ the packed w^T
-            args = [n, m, k, src, 1, n, weight, m, flat_view(b, b.scratch.ref, b.idx(col_floats), m * n), m,
-                    flags | gemm.PACKED_B]
+            call_gemm(b, [n, m, k, src, 1, n, weight, m, flat_view(b, b.scratch.ref, b.idx(col_floats), m * n), m],
+                      flags | gemm.PACKED_B, ws, bias_arg)
         else:
-            args = [m, n, k, weight, k, 1, src, n, flat_view(b, out.ref, b.mul_i(ni, m * n), m * n), n, flags]
-        args = [b.idx(v) if isinstance(v, int) else v for v in args[:-1]] + [b.const(args[-1], i32)]
-        b.emit(func.CallOp(gemm.SYMBOL, [*args, ws, b.idx(b.threads), bias_arg], []))
+            call_gemm(b, [m, n, k, weight, k, 1, src, n, flat_view(b, out.ref, b.mul_i(ni, m * n), m * n), n],
+                      flags, ws, bias_arg)
         if transposed:  # out[n, m, o] = act(out^T[o, m] (+ bias[m]))
-            _transpose(b, outt, _view(b, out.ref, b.mul_i(ni, m * n), (m, n)),
+            _transpose(b, outt, view(b, out.ref, b.mul_i(ni, m * n), (m, n)),
                        None if in_tile else lambda v, mo: epilogue(b, op, bias, [mo], v))
         elif not in_tile:
             def fin(mo, _):
@@ -180,7 +178,7 @@ def _im2col(b: Builder, p, x: Buf, ni: SSAValue, col: Buf, phases_at: int) -> No
     strided = any(s > 1 for s in p.strides)
     if strided:
         sizes = [-(-h // s) for h, s in zip(spatial, p.strides)]
-        phase = _view(b, b.scratch.ref, phases_at, (x.shape[1], *p.strides, *sizes))
+        phase = view(b, b.scratch.ref, phases_at, (x.shape[1], *p.strides, *sizes))
 
         def split(crs, _):
             c, rs = crs[0], crs[1:]
@@ -249,13 +247,6 @@ def _transpose(b: Builder, src: Buf, dst: Buf,
     b.nest([full, cols], block)
     if rest:
         b.nest([cols, rest], lambda ivs, _: put(b.add_i(ivs[1], rows - rest), ivs[0]))
-
-
-def _view(b: Builder, ref: SSAValue, offset: int | SSAValue, shape: Sequence[int]) -> Buf:
-    """Floats of `ref` from element `offset` as a row-major buffer of `shape`."""
-    return Buf(b.emit(memref.ReinterpretCastOp.from_dynamic(
-        ref, [offset], list(shape), row_major_strides(shape), MemRefType(f32, list(shape)))),
-        tuple(shape), f32)
 
 
 # ---------------------------------------------------------------------------
@@ -577,6 +568,14 @@ def weight_grad_gemm_shape(op: Operation) -> tuple[int, int, int] | None:
     return (m, cols, depth) if cols * depth >= GEMM_MIN_WORK and m >= 4 else None
 
 
+def _image_groups(b: Builder, batch: SSAValue, g: int, body: Callable[[SSAValue, SSAValue], None]) -> None:
+    """body(first image, count) for the batch in groups of g images (the last group may be smaller)."""
+    def group(gs, _):
+        first = b.mul_i(gs[0], g)
+        body(first, b(arith.MinSIOp, b.idx(g), b(arith.SubiOp, batch, first)) if g > 1 else b.idx(1))
+    b.nest([b(arith.DivUIOp, b.add_i(batch, g - 1), b.idx(g)) if g > 1 else batch], group)
+
+
 def _channel_major(op: Operation) -> bool:
     """Whether conv_weight_grad's col' is ordered (c, k) like dw, as im2col's
     matrix transposed per image, rather than (k, c) from the channels-last
@@ -624,12 +623,11 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     staging, col_floats, stage_floats, acc_floats = _weight_grad_parts(op)
     at_col, at_stage, at_acc = staging, staging + col_floats, staging + col_floats + stage_floats
     used = at_acc + acc_floats
-    stage = _view(b, b.scratch.ref, at_stage, (m, g * depth))
-    acc = _view(b, b.scratch.ref, at_acc, (m, *kernel, c)) if acc_floats else out
+    stage = view(b, b.scratch.ref, at_stage, (m, g * depth))
+    acc = view(b, b.scratch.ref, at_acc, (m, *kernel, c)) if acc_floats else out
     ws = flat_view(b, b.scratch.ref, b.idx(used), b.scratch.shape[0] - used)
     zero = b.const(0, f32)
     b.nest(list(acc.shape), lambda ivs, _: b.store(zero, acc, ivs))
-    b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
     batch = b.size(x.shape[0])
 
     def fill(first: SSAValue, j: SSAValue) -> None:
@@ -637,18 +635,18 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         ni = b.add_i(first, j)
         slot = b.add_i(b.mul_i(j, depth * cols), at_col)
         if channel_major:  # col' = im2col's matrix (c, k rows) transposed
-            _im2col(b, p, x, ni, _view(b, b.scratch.ref, 0, (c, *kernel, *positions)), _floats(depth * cols))
-            _transpose(b, _view(b, b.scratch.ref, 0, (cols, depth)), _view(b, b.scratch.ref, slot, (depth, cols)))
+            _im2col(b, p, x, ni, view(b, b.scratch.ref, 0, (c, *kernel, *positions)), _floats(depth * cols))
+            _transpose(b, view(b, b.scratch.ref, 0, (cols, depth)), view(b, b.scratch.ref, slot, (depth, cols)))
         else:  # col'[o, k, :] = the channels-last image at o * s + k * d - p, or zeros
-            _transpose(b, _view(b, x.ref, b.mul_i(ni, c * image), (c, image)),
-                       _view(b, b.scratch.ref, slot if direct else 0, (image, c)))
+            _transpose(b, view(b, x.ref, b.mul_i(ni, c * image), (c, image)),
+                       view(b, b.scratch.ref, slot if direct else 0, (image, c)))
         if not channel_major and not direct:
             # col'[o, k, :] runs of the channels-last image: along the last axis, adjacent taps (no
             # dilation) are one run of taps x C floats, cut where it leaves the image (zeros there)
             taps = kernel[-1] if p.dilations[-1] == 1 else 1
             run, width, s_last = taps * c, spatial[-1] * c, p.strides[-1]
-            xt = _view(b, b.scratch.ref, 0, (*spatial[:-1], width))
-            col = _view(b, b.scratch.ref, slot, (*positions, *kernel[:-1], kernel[-1] * c))
+            xt = view(b, b.scratch.ref, 0, (*spatial[:-1], width))
+            col = view(b, b.scratch.ref, slot, (*positions, *kernel[:-1], kernel[-1] * c))
 
             def offset(ks, _):  # the kernel offset but along the last axis, and the run's first tap
                 outer, first = ks[:-1], b.mul_i(ks[-1], taps)
@@ -677,27 +675,23 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                 ranges(b, [v[1] for v in win], [v[2] for v in win], row)
             b.nest([*kernel[:-1], kernel[-1] // taps], offset)
         if g > 1:
-            rows = _view(b, dy.ref, b.mul_i(ni, m * depth), (m, depth))
+            rows = view(b, dy.ref, b.mul_i(ni, m * depth), (m, depth))
             b.nest([m, depth], lambda mo, _: b.store(b.load(rows, mo), stage,
                                                      [mo[0], b.add_i(b.mul_i(j, depth), mo[1])]))
 
-    def product(gs, _):  # dw' += dy rows (m x count * depth) @ col' (count * depth x cols)
-        first = b.mul_i(gs[0], g)
-        count = b(arith.MinSIOp, b.idx(g), b(arith.SubiOp, batch, first)) if g > 1 else b.idx(1)
+    def product(first: SSAValue, count: SSAValue) -> None:  # dw' += dy rows (m x count*depth) @ col'
         ranges(b, [b.idx(0)], [count], lambda js: fill(first, js[0]))
         a = flat_view(b, b.scratch.ref, b.idx(at_stage), m * g * depth) if g > 1 else \
             flat_view(b, dy.ref, b.mul_i(first, m * depth), m * depth)
-        args = [b.idx(m), b.idx(cols), b.mul_i(count, depth), a, b.idx(g * depth), b.idx(1),
-                flat_view(b, b.scratch.ref, b.idx(at_col), g * depth * cols), b.idx(cols),
-                flat_view(b, acc.ref, b.idx(0), m * cols), b.idx(cols)]
-        b.emit(func.CallOp(gemm.SYMBOL, [*args, b.const(gemm.ACCUMULATE, i32), ws, b.idx(b.threads), ws], []))
+        call_gemm(b, [m, cols, b.mul_i(count, depth), a, g * depth, 1,
+                      flat_view(b, b.scratch.ref, b.idx(at_col), g * depth * cols), cols,
+                      flat_view(b, acc.ref, b.idx(0), m * cols), cols], gemm.ACCUMULATE, ws)
 
-    groups = b(arith.DivUIOp, b.add_i(batch, g - 1), b.idx(g)) if g > 1 else batch
-    b.nest([groups], product)
+    _image_groups(b, batch, g, product)
     if acc_floats:  # dw[m, c, k] = dw'[m, k, c]
         kn = pymath.prod(kernel)
-        b.nest([m], lambda ms, _: _transpose(b, _view(b, acc.ref, b.mul_i(ms[0], cols), (kn, c)),
-                                             _view(b, out.ref, b.mul_i(ms[0], cols), (c, kn))))
+        b.nest([m], lambda ms, _: _transpose(b, view(b, acc.ref, b.mul_i(ms[0], cols), (kn, c)),
+                                             view(b, out.ref, b.mul_i(ms[0], cols), (c, kn))))
 
 
 def transpose_gemm_shape(op: Operation) -> tuple[int, int, int] | None:
@@ -756,24 +750,19 @@ def _transpose_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     ws = flat_view(b, b.scratch.ref, b.idx(used), b.scratch.shape[0] - used)
     image_out = mg * pymath.prod(out.shape[2:])
     weight = flat_view(b, w.ref, b.idx(0), depth * rows)
-    stage = _view(b, b.scratch.ref, col_floats + colt_floats, (depth, g * n))
+    stage = view(b, b.scratch.ref, col_floats + colt_floats, (depth, g * n))
     zero = b.const(0, f32)
-    b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
     batch = b.size(x.shape[0])
-
-    def gemm_call(args: list) -> None:
-        b.emit(func.CallOp(gemm.SYMBOL, [b.idx(v) if isinstance(v, int) else v for v in args]
-                           + [b.const(0, i32), ws, b.idx(b.threads), ws], []))
 
     def scatter(ni: SSAValue, j: SSAValue | None) -> None:
         """Image ni's col (from row block j of col^T when transposed) into its output."""
-        col = _view(b, out.ref, b.mul_i(ni, image_out), (rows, n)) if not col_floats else \
-            _view(b, b.scratch.ref, 0, (rows, n))
+        col = view(b, out.ref, b.mul_i(ni, image_out), (rows, n)) if not col_floats else \
+            view(b, b.scratch.ref, 0, (rows, n))
         if j is not None:
-            _transpose(b, _view(b, b.scratch.ref, b.add_i(b.mul_i(j, n * rows), col_floats), (n, rows)), col)
+            _transpose(b, view(b, b.scratch.ref, b.add_i(b.mul_i(j, n * rows), col_floats), (n, rows)), col)
         if not col_floats:
             return
-        col = _view(b, b.scratch.ref, 0, (mg, *kernel, *x.shape[2:]))
+        col = view(b, b.scratch.ref, 0, (mg, *kernel, *x.shape[2:]))
         b.nest(out.shape[1:], lambda o, _: b.store(zero, out, [ni, *o]))
 
         def plane(mks, _):  # out[n, m] += col[m, k] at the positions its points land on
@@ -791,28 +780,26 @@ def _transpose_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         ni = ivs[0]
         dst = flat_view(b, b.scratch.ref, b.idx(0), rows * n) if col_floats else \
             flat_view(b, out.ref, b.mul_i(ni, image_out), image_out)
-        gemm_call([rows, n, depth, weight, 1, rows, flat_view(b, x.ref, b.mul_i(ni, depth * n), depth * n), n,
-                   dst, n])
+        call_gemm(b, [rows, n, depth, weight, 1, rows, flat_view(b, x.ref, b.mul_i(ni, depth * n), depth * n), n,
+                      dst, n], 0, ws)
         scatter(ni, None)
 
-    def per_group(gs, _):  # col^T of `count` images = their points (read with strides 1, g * n) @ w
-        first = b.mul_i(gs[0], g)
-        count = b(arith.MinSIOp, b.idx(g), b(arith.SubiOp, batch, first)) if g > 1 else b.idx(1)
+    def per_group(first: SSAValue, count: SSAValue) -> None:  # col^T = their points (strides 1, g * n) @ w
         if g > 1:
             def copy(js):
-                image = _view(b, x.ref, b.mul_i(b.add_i(first, js[0]), depth * n), (depth, n))
+                image = view(b, x.ref, b.mul_i(b.add_i(first, js[0]), depth * n), (depth, n))
                 b.nest([depth, n], lambda cp, _: b.store(b.load(image, cp), stage,
                                                          [cp[0], b.add_i(b.mul_i(js[0], n), cp[1])]))
             ranges(b, [b.idx(0)], [count], copy)
             a = flat_view(b, b.scratch.ref, b.idx(col_floats + colt_floats), depth * g * n)
         else:
             a = flat_view(b, x.ref, b.mul_i(first, depth * n), depth * n)
-        gemm_call([b.mul_i(count, n), rows, depth, a, 1, g * n, weight, rows,
-                   flat_view(b, b.scratch.ref, b.idx(col_floats), g * n * rows), rows])
+        call_gemm(b, [b.mul_i(count, n), rows, depth, a, 1, g * n, weight, rows,
+                      flat_view(b, b.scratch.ref, b.idx(col_floats), g * n * rows), rows], 0, ws)
         ranges(b, [b.idx(0)], [count], lambda js: scatter(b.add_i(first, js[0]), js[0]))
 
     if colt_floats:
-        b.nest([b(arith.DivUIOp, b.add_i(batch, g - 1), b.idx(g)) if g > 1 else batch], per_group)
+        _image_groups(b, batch, g, per_group)
     else:
         b.nest([x.shape[0]], per_image)
 

@@ -91,6 +91,16 @@ def flat_view(b: Builder, ref: SSAValue, offset: int | SSAValue, size: int | SSA
         ref, [offset], [b.idx(size) if isinstance(size, int) else size], [1], _FLAT))
 
 
+def call_gemm(b: Builder, operands: list, flags: int, workspace: SSAValue, bias: SSAValue | None = None) -> None:
+    """One call of ncc_sgemm: operands M, N, K, A, a_row_stride, a_col_stride,
+    B, ldb, C, ldc (ints become index constants), the flags, the workspace
+    (a flat view) and the epilogue's bias (else the workspace, never read)."""
+    b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
+    args = [b.idx(v) if isinstance(v, int) else v for v in operands]
+    b.emit(func.CallOp(gemm.SYMBOL, [*args, b.const(flags, i32), workspace, b.idx(b.threads),
+                                     workspace if bias is None else bias], []))
+
+
 def _flat(b: Builder, buf: Buf) -> SSAValue:
     """All of `buf` as a flat view."""
     static = math.prod(d for d in buf.shape if d != DYN)
@@ -112,11 +122,8 @@ def _lower_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     fused = isinstance(op, (nn.FusedMatmulOp, nn.PackedMatmulOp))
     flags, in_tile = epilogue_flags(op, bias, gemm.BIAS_COLS, (n,)) if fused else (0, True)
     flags |= gemm.PACKED_B if isinstance(op, nn.PackedMatmulOp) else 0
-    b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
-    b.emit(func.CallOp(gemm.SYMBOL, [m, b.idx(n), k, _flat(b, x), rs, cs, _flat(b, w), b.idx(n),
-                                     _flat(b, out), b.idx(n), b.const(flags, i32), _flat(b, b.scratch),
-                                     b.idx(b.threads), _flat(b, bias if flags & gemm.BIAS_COLS else b.scratch)],
-                       []))
+    call_gemm(b, [m, n, k, _flat(b, x), rs, cs, _flat(b, w), n, _flat(b, out), n], flags, _flat(b, b.scratch),
+              _flat(b, bias) if flags & gemm.BIAS_COLS else None)
     if not in_tile:  # bias and activation the tile cannot apply: one pass over the output
         def fin(ivs, _):
             bi = bias and broadcast_map(b, out.shape, bias.shape)(ivs)
