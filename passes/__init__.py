@@ -21,6 +21,7 @@ PASS_TABLE: dict[str, str] = {
     "lower-to-llvm": "ncc.passes.lowering.loops_to_llvm:LowerToLLVMPass",
     "expand-math": "ncc.passes.lowering.expand_math:ExpandMathPass",
     "outline-loops": "ncc.passes.lowering.outline_loops:OutlineLoopsPass",
+    "parallelize-loops": "ncc.passes.lowering.parallelize_loops:ParallelizeLoopsPass",
 }
 
 

@@ -37,7 +37,8 @@ from xdsl.dialects.builtin import ModuleOp
 
 from ncc.diagnostics import NccError
 from ncc.dialects.neuron import NetOp
-from ncc.passes.lowering import gemm
+from ncc.passes.lowering import gemm, openmp
+from ncc.passes.lowering.parallelize_loops import PARALLEL, PARALLEL_LOOP
 from ncc.passes.lowering.abi import ARG_ROLES
 from ncc.pipeline import run_passes
 
@@ -67,43 +68,6 @@ def openmp_runtime() -> str | None:
             except RuntimeError:
                 continue
     return None
-
-
-def serial_openmp(module) -> None:
-    """GOMP_parallel and omp_get_thread_num for a system without libgomp: the
-    team's bodies (the GEMM's, the one parallel region ncc emits) run one
-    after another on the calling thread (the same results)."""
-    from llvmlite import ir
-
-    i32 = ir.IntType(32)
-    tid = ir.GlobalVariable(module, i32, "ncc_serial_thread")
-    tid.linkage, tid.initializer = "internal", ir.Constant(i32, 0)
-    tid.thread_local = "localdynamic"
-    get = module.globals.get("omp_get_thread_num")
-    if get is not None and get.is_declaration:
-        get.linkage = "internal"
-        b = ir.IRBuilder(get.append_basic_block("entry"))
-        b.ret(b.load(tid, typ=i32))
-    par = module.globals.get("GOMP_parallel")
-    if par is not None and par.is_declaration:
-        par.linkage = "internal"
-        fn, data, n, _ = par.args
-        b = ir.IRBuilder(par.append_basic_block("entry"))
-        head, body, done = (par.append_basic_block(x) for x in ("head", "body", "done"))
-        b.branch(head)
-        b.position_at_end(head)
-        t = b.phi(i32)
-        t.add_incoming(ir.Constant(i32, 0), par.blocks[0])
-        b.cbranch(b.icmp_signed("<", t, n), body, done)
-        b.position_at_end(body)
-        b.store(t, tid)
-        (team_body,) = [f for f in module.functions if f.name.endswith("_team")]  # the GEMM's, ncc's one use
-        b.call(team_body, [data])
-        t.add_incoming(b.add(t, ir.Constant(i32, 1)), body)
-        b.branch(head)
-        b.position_at_end(done)
-        b.store(ir.Constant(i32, 0), tid)
-        b.ret_void()
 
 
 def new_target_machine(cpu: str | None = None) -> llvm.TargetMachine:
@@ -200,11 +164,15 @@ def to_llvmlite(module: ModuleOp, cpu: str | None = None, gemm_inside: bool = Tr
             fn = ir_module.get_global(op.sym_name.data)
             fn.attributes.add("noinline")
             fn.linkage = "internal"
+    for op in llvm_ops:  # parallel loops' launchers (see parallelize-loops)
+        if PARALLEL_LOOP in op.attributes:
+            team, step = (a.value.data for a in op.attributes[PARALLEL])
+            openmp.define_launcher(ir_module, op.sym_name.data, op.attributes[PARALLEL_LOOP].data, team, step)
     sgemm = ir_module.globals.get(gemm.SYMBOL)
     if gemm_inside and sgemm is not None and sgemm.is_declaration:
         gemm.define_gemm(ir_module, gemm_tile(cpu))
-        if openmp_runtime() is None:
-            serial_openmp(ir_module)
+    if openmp_runtime() is None:
+        openmp.serial_openmp(ir_module)
     return ir_module
 
 
@@ -251,7 +219,7 @@ def gemm_object() -> bytes:
         tm = target_machine()
         module = gemm.gemm_module(gemm_tile(), tm.triple, str(tm.target_data))
         if openmp_runtime() is None:
-            serial_openmp(module)
+            openmp.serial_openmp(module)
         mod = llvm.parse_assembly(str(module))
         mod.verify()
         optimize(mod)

@@ -54,6 +54,7 @@ from typing import Iterator
 from llvmlite import ir
 
 from ncc.dialects.nn.matmul import PANEL  # a prepacked B's panel width (nn.packed_matmul's layout)
+from ncc.passes.lowering import openmp
 
 F32 = ir.FloatType()
 I64 = ir.IntType(64)
@@ -549,16 +550,7 @@ def define_gemm(module: ir.Module, t: Tile) -> ir.Function:
         with alone:
             b.call(serial, args[:12] + [bias])
         with parallel:
-            # the arguments, as i64 words, for the outlined body each thread runs
-            words = b.alloca(I64, size=_c(14))
-            for k, v in enumerate(args[:12] + [team, bias]):
-                word = v if v.type == I64 else (b.ptrtoint(v, I64) if isinstance(v.type, ir.PointerType)
-                                                 else b.zext(v, I64))
-                b.store(word, b.gep(words, [_c(k)], inbounds=True))
-            body = _team_body(module, serial)
-            gomp = module.globals.get("GOMP_parallel") or ir.Function(
-                module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I32, I32]), "GOMP_parallel")
-            b.call(gomp, [b.bitcast(body, PTR), b.bitcast(words, PTR), b.trunc(team, I32), I32(0)])
+            openmp.parallel(b, _team_body(module, serial), openmp.to_words(b, args[:12] + [bias]), team)
     b.ret_void()
     return fn
 
@@ -566,27 +558,23 @@ def define_gemm(module: ir.Module, t: Tile) -> ir.Function:
 def _team_body(module: ir.Module, serial: ir.Function) -> ir.Function:
     """void body(i64 *words): thread t of the team computes C's columns of its
     run of NR_MAX-column panels with the serial GEMM, in its own workspace."""
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR]), serial.name + "_team")
+    fn = ir.Function(module, openmp.BODY, serial.name + openmp.TEAM_SUFFIX)
     fn.linkage = "internal"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    words = fn.args[0]
-    w = [b.load(b.gep(words, [_c(k)], inbounds=True, source_etype=I64), typ=I64) for k in range(14)]
-    M, N, K, A, rs, cs, B, ldb, C, ldc, flags, ws, team, bias = w
-    as_ptr = lambda v: b.inttoptr(v, PTR)  # noqa: E731
-    tid = b.sext(b.call(module.globals.get("omp_get_thread_num") or ir.Function(
-        module, ir.FunctionType(I32, []), "omp_get_thread_num"), []), I64)
+    M, N, K, A, rs, cs, B, ldb, C, ldc, flags32, ws, bias = openmp.from_words(
+        b, fn.args[0], [a.type for a in serial.args[:12]] + [PTR])
+    tid, team = openmp.thread_and_team(b)
     panels = b.sdiv(b.add(N, _c(NR_MAX - 1)), _c(NR_MAX))
     per = b.mul(b.sdiv(b.add(panels, b.sub(team, _c(1))), team), _c(NR_MAX))  # columns per thread
     n0 = b.mul(tid, per)
     n = _min(b, b.sub(N, n0), per)
     with b.if_then(b.icmp_signed(">", n, _c(0))):
-        own = _at(b, as_ptr(ws), b.mul(tid, _workspace_floats(b, M, N, K)))
-        flags32 = b.trunc(flags, I32)
+        own = _at(b, ws, b.mul(tid, _workspace_floats(b, M, N, K)))
         prepacked = b.icmp_signed("!=", b.and_(flags32, I32(PACKED_B)), I32(0))
         b_off = b.select(prepacked, b.mul(b.sdiv(n0, _c(PANEL)), b.mul(K, _c(PANEL))), n0)  # n0: whole panels
         col_bias = b.icmp_signed("!=", b.and_(flags32, I32(BIAS_COLS)), I32(0))
-        bias_at = b.select(col_bias, _at(b, as_ptr(bias), n0), _at(b, as_ptr(bias), _c(0)))  # rows: the same
-        b.call(serial, [M, n, K, as_ptr(A), rs, cs, _at(b, as_ptr(B), b_off), ldb, _at(b, as_ptr(C), n0), ldc,
+        bias_at = b.select(col_bias, _at(b, bias, n0), _at(b, bias, _c(0)))  # rows: the same
+        b.call(serial, [M, n, K, A, rs, cs, _at(b, B, b_off), ldb, _at(b, C, n0), ldc,
                         flags32, own, bias_at])
     b.ret_void()
     return fn

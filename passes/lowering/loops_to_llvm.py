@@ -50,6 +50,7 @@ from xdsl.dialects.builtin import (
     IntegerType,
     MemRefType,
     ModuleOp,
+    StringAttr,
     UnitAttr,
     i1,
     i8,
@@ -63,6 +64,7 @@ from xdsl.utils.exceptions import PassFailedException
 from ncc.passes.lowering.abi import ARG_ROLES, KernelABI
 from ncc.passes.lowering.expand_math import ExpandMathPass
 from ncc.passes.lowering.outline_loops import OutlineLoopsPass
+from ncc.passes.lowering.parallelize_loops import PARALLEL, PARALLEL_LOOP
 
 PTR = llvm.LLVMPointerType()
 
@@ -149,6 +151,7 @@ class _FuncLowering:
         self.blocks: dict[Block, Block] = {}
         self.block: Block | None = None
         self.libm: set[tuple[str, Attribute]] = set()
+        self.launchers: dict[str, llvm.FuncOp] = {}  # declarations of parallel loops' launchers
         self.consts: dict[tuple, llvm.ConstantOp] = {}
         self.addresses: dict[tuple, SSAValue] = {}  # per block: (memref, *indices) -> GEP
 
@@ -476,15 +479,23 @@ def _reshape(L: _FuncLowering, op):
 
 
 def _call(L: _FuncLowering, op: func.CallOp):
-    callee = L.module_funcs.get(op.callee.string_value())
+    name = op.callee.string_value()
+    callee = L.module_funcs.get(name)
     args = [L.v(a) for a in op.arguments]
     if callee is not None and callee.body.blocks:
         args.append(L.batch)
     results = [convert_type(t) for t in op.result_types]
     if len(results) > 1:
         raise ValueError("calls returning several values are not supported")
-    return L.emit(llvm.CallOp(op.callee.string_value(), *args,
-                              return_type=results[0] if results else None))
+    if PARALLEL in op.attributes:  # an outlined parallel loop: its launcher runs it on a team
+        if callee is None or not callee.body.blocks or results:
+            raise ValueError(f"a parallel call must call a defined function returning nothing, not @{name}")
+        launcher = f"{name}_parallel"
+        L.launchers[launcher] = llvm.FuncOp(
+            launcher, llvm.LLVMFunctionType([a.type for a in args]), linkage=llvm.LinkageAttr("external"),
+            extra_attrs={PARALLEL: op.attributes[PARALLEL], PARALLEL_LOOP: StringAttr(name)})
+        name = launcher
+    return L.emit(llvm.CallOp(name, *args, return_type=results[0] if results else None))
 
 
 def _return(L: _FuncLowering, op: func.ReturnOp):
@@ -567,15 +578,18 @@ class LowerToLLVMPass(ModulePass):
         funcs = {f.sym_name.data: f for f in op.ops if isinstance(f, func.FuncOp)}
         externals: set[tuple[str, Attribute]] = set()
         lowered = []
+        launchers: dict[str, llvm.FuncOp] = {}
         for fn in funcs.values():
             lowering = _FuncLowering(fn, funcs, self.contract)
             lowered.append((fn, lowering.run()))
             externals |= lowering.libm
+            launchers.update(lowering.launchers)
         block = op.body.block
         for fn, new in lowered:
             block.insert_op_before(new, fn)
             fn.detach()
             fn.erase(safe_erase=False)
+        block.add_ops(launchers.values())  # the engine defines them (passes/lowering/openmp.py)
         defined = {f.sym_name.data for f in op.ops if isinstance(f, llvm.FuncOp)}
         for name, t in sorted(externals, key=lambda e: e[0]):
             if name in defined:

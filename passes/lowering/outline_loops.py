@@ -15,6 +15,14 @@ backward kernel's chunks), each one loop in that loop's body; without it
 LLVM's LICM weighs every memory access of the whole tile loop against every
 other (quadratic: 30 s of a 1,200-edge net's backward).
 
+A loop marked `ncc.parallel` (parallelize-loops) is outlined wherever it is,
+as a function of its bounds: lower-to-llvm calls it through a launcher that
+splits them over an OpenMP team.
+
+    scf.for %c = %c0 to %c64 step %c1 { ... } {ncc.parallel = 2 : i64}                // before
+    func.call @k_nest0(%c0, %c64, %x, %y) {ncc.parallel = [2 : i64, 1 : i64]}        // after
+    func.func @k_nest0(%lo: index, %hi: index, %a0: ..., %a1: ...) { scf.for %c = %lo to %hi ... }
+
     func.func @net(%x: memref<?x4xf32>, %y: memref<?x4xf32>) {      // before
       scf.for %i = %c0 to %n step %c1 { ... %x ... %y ... }
       scf.for %i = %c0 to %n step %c1 { ... }
@@ -28,26 +36,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, func, scf
-from xdsl.dialects.builtin import ModuleOp, UnitAttr
+from xdsl.dialects import arith, func, memref, scf
+from xdsl.dialects.builtin import ArrayAttr, IndexType, IntegerAttr, ModuleOp, UnitAttr, i64
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
+from ncc.passes.lowering.parallelize_loops import PARALLEL, SCRATCH, constant, inside
+
 OUTLINED = "ncc.outlined"
 OUTLINE = "ncc.outline"  # on an scf.for: outline it wherever it is
-
-
-def _inside(op: Operation | None, root: Operation) -> bool:
-    while op is not None:
-        if op is root:
-            return True
-        op = op.parent_op()
-    return False
-
-
-def _owner_op(v: SSAValue) -> Operation | None:
-    owner = v.owner
-    return owner.parent_op() if isinstance(owner, Block) else owner
 
 
 def free_values(nest: Operation) -> list[SSAValue]:
@@ -57,28 +54,49 @@ def free_values(nest: Operation) -> list[SSAValue]:
         for v in op.operands:
             if v not in seen:
                 owner = v.owner
-                defined_inside = (_inside(owner.parent_op(), nest) or owner.parent_op() is nest
-                                  if isinstance(owner, Block) else _inside(owner, nest))
+                defined_inside = (inside(owner.parent_op(), nest) or owner.parent_op() is nest
+                                  if isinstance(owner, Block) else inside(owner, nest))
                 if not defined_inside:
                     seen[v] = None
     return list(seen)
 
 
 def outline(fn: func.FuncOp, nest: scf.ForOp, name: str) -> func.FuncOp:
+    """Move `nest` into a new function `name` called in its place. A loop marked
+    `ncc.parallel` becomes a function of its bounds, `name(%lo, %hi, ...)`, whose
+    call keeps the mark as [team, step]; buffers made by `ncc.scratch` ops are
+    copied into the function's own (each thread of a team has one)."""
     values = free_values(nest)
     consts = [v for v in values if isinstance(v.owner, arith.ConstantOp)]
     args = [v for v in values if not isinstance(v.owner, arith.ConstantOp)]
-    body = Block(arg_types=[v.type for v in args])
-    mapping: dict[SSAValue, SSAValue] = dict(zip(args, body.args))
+    team = nest.attributes.get(PARALLEL)
+    bounds = [IndexType(), IndexType()] if team is not None else []
+    body = Block(arg_types=[*bounds, *[v.type for v in args]])
+    mapping: dict[SSAValue, SSAValue] = dict(zip(args, body.args[len(bounds):]))
     for c in consts:
         clone = c.owner.clone()
         body.add_op(clone)
         mapping[c] = clone.results[0]
-    body.add_op(nest.clone(value_mapper=mapping))
+    private = []
+    if team is not None:
+        for v in args:
+            if isinstance(v.owner, Operation) and SCRATCH in v.owner.attributes:
+                copy = memref.AllocOp([], [], v.type)
+                body.add_ops([copy, memref.CopyOp(mapping[v], copy.memref)])
+                mapping[v] = copy.memref
+                private.append(copy.memref)
+    loop = nest.clone(value_mapper=mapping)
+    if team is not None:
+        loop.operands = (body.args[0], body.args[1], *loop.operands[2:])
+        del loop.attributes[PARALLEL]
+    body.add_op(loop)
+    body.add_ops([memref.DeallocOp.get(p) for p in private])
     body.add_op(func.ReturnOp())
-    new = func.FuncOp(name, ([v.type for v in args], []), Region(body))
+    new = func.FuncOp(name, ([*bounds, *[v.type for v in args]], []), Region(body))
     new.attributes[OUTLINED] = UnitAttr()
-    call = func.CallOp(name, args, [])
+    call = func.CallOp(name, [*([nest.lb, nest.ub] if team is not None else []), *args], [])
+    if team is not None:
+        call.attributes[PARALLEL] = ArrayAttr([team, IntegerAttr(constant(nest.step), i64)])
     nest.parent_block().insert_op_before(call, nest)
     nest.detach()
     nest.erase()
@@ -98,16 +116,21 @@ class OutlineLoopsPass(ModulePass):
         for fn in [f for f in op.ops if isinstance(f, func.FuncOp) and f.body.blocks]:
             if len(fn.body.blocks) != 1:
                 continue
-            marked = [o for o in fn.walk() if isinstance(o, scf.ForOp) and OUTLINE in o.attributes]
+            loops = [o for o in fn.walk() if isinstance(o, scf.ForOp)]
+            # parallel loops first: a loop marked ncc.outline or a top-level nest may hold them
+            parallel = [o for o in loops if PARALLEL in o.attributes and not o.results]
+            marked = [o for o in loops if OUTLINE in o.attributes]
             for o in marked:
                 del o.attributes[OUTLINE]
-            marked = [o for o in marked if not any(_inside(o.parent_op(), m) for m in marked)]
+            marked = [o for o in marked if not any(inside(o.parent_op(), m) for m in marked)]
             nests = [o for o in fn.body.block.ops if isinstance(o, scf.ForOp) and not o.results]
             if len(nests) < self.min_nests:
                 nests = []
             after: Operation = fn
-            for k, nest in enumerate([*[m for m in marked if not m.results],
-                                      *[n for n in nests if n not in marked]]):
-                new = outline(fn, nest, f"{fn.sym_name.data}_nest{k}")
-                op.body.block.insert_op_after(new, after)
-                after = new
+            k = 0
+            for group in (parallel, [m for m in marked if not m.results],
+                          [n for n in nests if n not in marked and n not in parallel]):
+                for nest in group:
+                    new = outline(fn, nest, f"{fn.sym_name.data}_nest{k}")
+                    op.body.block.insert_op_after(new, after)
+                    after, k = new, k + 1

@@ -272,7 +272,7 @@ def test_export_fused_matmul(act, bias):
 # against numpy; the lowering's choice of it, natively and interpreted.
 
 from ncc.dialects.nn.matmul import pack_panels  # noqa: E402
-from ncc.passes.lowering import gemm  # noqa: E402
+from ncc.passes.lowering import gemm, openmp  # noqa: E402
 from ncc.runtime import engine  # noqa: E402
 from ncc.runtime.calling import aligned_empty  # noqa: E402
 
@@ -377,7 +377,7 @@ def _gemm_with_threads(serial=False):
     tm = engine.target_machine()
     module = gemm.gemm_module(engine.gemm_tile(), tm.triple, str(tm.target_data))
     if serial:  # the fallback for a system without libgomp: the team's shares in turn
-        engine.serial_openmp(module)
+        openmp.serial_openmp(module)
         assert not module.globals["GOMP_parallel"].is_declaration
     assert isinstance(module, ir.Module)
     lib = engine.compile_llvm_ir(str(module))

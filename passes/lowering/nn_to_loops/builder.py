@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from xdsl.dialects import arith, func, math, memref, scf
-from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, f32, f64, i1, i8, i32, i64
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, UnitAttr, f32, f64, i1, i8, i32, i64
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import PassFailedException
 
 from ncc.dialects import activations, nn
 from ncc.dialects.nn import DYN
+from ncc.passes.lowering.parallelize_loops import SCRATCH
 from ncc.passes.lowering.scalar import ArithScalar
 
 
@@ -426,6 +427,7 @@ def by_padded_plane(b: Builder, x: Buf, out: Buf, scratch: Buf, p, kernel: Seque
     _, phases, cols = padded_plane(x.shape, p)
     s, top, left, row_len = p.strides[1], p.pads[0], p.pads[1], phases * cols
     padded = view(b, scratch.ref, 0, (padded_plane_floats(x.shape, out.shape, p),))
+    padded.ref.owner.attributes[SCRATCH] = UnitAttr()  # each plane writes what it reads: per thread
     fill = b.const(border, x.elt)
     b.nest([padded.shape[0]], lambda ij, _: b.store(fill, padded, ij))
     # padded column jj * s + r (phase r, index jj) holds image column jj * s + r - left

@@ -22,6 +22,7 @@ from ncc.dialects.nn import DYN
 from ncc.passes.lowering import memory_plan
 from ncc.reference import arg_names, result_names
 from ncc.passes.lowering.abi import ArgRole, KernelABI
+from ncc.passes.lowering.parallelize_loops import parallelize
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, SUPPORTED_ELEMENTS, fail, identity_map
 from ncc.passes.lowering.nn_to_loops.builder import map_nest
 from ncc.passes.lowering.nn_to_loops import (conv, elementwise, gather_scatter, matmul, normalization,  # noqa: E501
@@ -285,11 +286,12 @@ def is_nn_function(op: Operation) -> bool:
 @dataclass(frozen=True)
 class LowerToLoopsPass(ModulePass):
     """Lower nn functions to loop-level kernels (memref, scf, arith, math) with an
-    arena plan; option threads: how many threads each GEMM may use."""
+    arena plan; option threads: the OpenMP team of each GEMM and of the loops
+    parallelize-loops marks."""
 
     name = "lower-to-loops"
     sparse_unroll_limit: int = 256  # sparse_matmul with more nonzeros loops over index tables
-    threads: int = 1  # the GEMMs' OpenMP team size (their workspaces are sized for it)
+    threads: int = 1  # the OpenMP team size (the GEMMs' workspaces are sized for it)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         symbols = {o.sym_name.data for o in op.ops if hasattr(o, "sym_name")}
@@ -299,6 +301,8 @@ class LowerToLoopsPass(ModulePass):
                 raise PassFailedException(f"lower-to-loops: threads must be >= 1, got {self.threads}")
             lowering = FunctionLowering(op, fn, symbols, self.sparse_unroll_limit, self.threads)
             kernel = lowering.run()
+            if self.threads > 1:  # loops other than the GEMMs' split over the same team
+                parallelize(kernel, self.threads)
             declarations = []
             for name, (ins, outs) in lowering.externals.items():
                 decl = func.FuncOp.external(name, ins, outs)

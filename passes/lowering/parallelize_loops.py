@@ -1,0 +1,399 @@
+"""parallelize-loops: loops whose iterations touch disjoint memory run on an OpenMP team.
+
+`lower-to-loops{threads=N}` with N > 1 runs it last: in every kernel, the
+outermost `scf.for` of each loop nest that is proven parallel and does enough
+work per launch gets `ncc.parallel = N`. `outline-loops` then makes that loop a
+function of its bounds, `@<kernel>_nest<k>(%lo, %hi, ...)`, called with the
+same attribute; `lower-to-llvm` calls its launcher instead, which splits
+[lo, hi) into one run of whole iterations per thread of an OpenMP team
+(libgomp's `GOMP_parallel`, as the GEMM's columns are split) and returns when
+all have run. Each iteration runs exactly the operations it runs serially, so
+results are identical for any team size.
+
+    scf.for %c = %c0 to %c64 step %c1 {          // before (threads=2)
+      ... memref.store %v, %out[%c0, %c, %i, %j] ...
+    }
+    scf.for %c = %c0 to %c64 step %c1 { ... } {ncc.parallel = 2 : i64}   // after
+
+Proof of independence (the loop's induction variable is `iv`; accesses are
+in bounds, as the lowerings emit them): every buffer is traced through its
+views to its root (a kernel argument or an allocation) and a byte offset
+linear in `iv`, the batch and loop-invariant values. A loop is parallel when
+it has no results, calls nothing, and every root it writes is written and
+read only
+
+- through one memref whose offset does not depend on `iv`, at the same
+  dimension indexed by `iv` itself (each iteration owns one slice), or
+- through views at `A * iv + C` of a static size <= |A| bytes (each
+  iteration owns one slab),
+
+and no other memref of that root read in the loop can overlap those bytes.
+Buffers made inside the loop are private to an iteration. A buffer made by an
+op marked `ncc.scratch` (the padded plane of pooling and depthwise
+convolution, which each iteration rewrites before it reads) is private to a
+thread: the outlined function copies it into a buffer of its own first.
+
+Which loop: the outermost proven loop whose iterations split evenly enough
+over the team and whose launch does at least MIN_WORK operations (waking the
+team costs about a microsecond); else the search goes into the loop's body,
+as long as at most MAX_LAUNCHES launches would result. A loop over the batch
+(a size known only at run time) is looked into, not split: at batch 1 it has
+one iteration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from xdsl.context import Context
+from xdsl.dialects import arith, func, math, memref, scf
+from xdsl.dialects.builtin import IntegerAttr, MemRefType, ModuleOp, i64
+from xdsl.ir import Block, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.utils.exceptions import PassFailedException
+
+from ncc.passes.lowering.abi import ARG_ROLES
+
+PARALLEL = "ncc.parallel"  # scf.for: the team size; its outlined call and launcher: [team, step]
+PARALLEL_LOOP = "ncc.parallel_loop"  # on a launcher's declaration: the outlined loop it runs
+SCRATCH = "ncc.scratch"  # on the op making a scratch buffer: each iteration writes what it reads
+MIN_WORK = 1 << 16  # operations a launch must run (each op counted once per iteration)
+MAX_LAUNCHES = 64  # launches of one parallel loop per kernel call (it sits inside other loops)
+
+_VIEWS = (memref.ViewOp, memref.ReinterpretCastOp, memref.CastOp, memref.CollapseShapeOp,
+          memref.ExpandShapeOp)
+_PURE_DIALECTS = {"arith", "math", "scf"}
+_BATCH = "batch"  # the run-time batch: every dynamic dimension (passes/lowering/abi.py), >= 1
+
+Linear = dict  # symbol -> coefficient: None the constant, "iv", _BATCH or an opaque SSA value
+
+
+def inside(op: Operation | None, root: Operation) -> bool:
+    """`op` is `root` or nested in it."""
+    while op is not None:
+        if op is root:
+            return True
+        op = op.parent_op()
+    return False
+
+
+def _defining_op(v: SSAValue) -> Operation | None:
+    owner = v.owner
+    return owner.parent_op() if isinstance(owner, Block) else owner
+
+
+def constant(v: SSAValue) -> int | None:
+    op = v.owner
+    if isinstance(op, arith.ConstantOp) and isinstance(op.value, IntegerAttr):
+        return op.value.value.data
+    return None
+
+
+def _element_bytes(t: MemRefType) -> int:
+    e = t.element_type
+    return max(8, e.bitwidth if hasattr(e, "bitwidth") else e.width.data) // 8
+
+
+class _Loop:
+    """Linear forms of index values and the byte offsets of memrefs, relative to one loop."""
+
+    def __init__(self, loop: scf.ForOp):
+        self.loop, self.iv = loop, loop.body.block.args[0]
+        self.memo: dict[SSAValue, Linear | None] = {}
+
+    def linear(self, v: SSAValue) -> Linear | None:
+        if v not in self.memo:
+            self.memo[v] = self._linear(v)
+        return self.memo[v]
+
+    def _linear(self, v: SSAValue) -> Linear | None:
+        if v is self.iv:
+            return {"iv": 1}
+        c = constant(v)
+        if c is not None:
+            return {None: c}
+        op = v.owner
+        if isinstance(op, memref.DimOp):
+            d = constant(op.index)
+            shape = op.source.type.get_shape()
+            if d is not None and 0 <= d < len(shape):
+                return {None: shape[d]} if shape[d] >= 0 else {_BATCH: 1}
+        if isinstance(op, (arith.AddiOp, arith.SubiOp)):
+            a, b = self.linear(op.lhs), self.linear(op.rhs)
+            if a is None or b is None:
+                return None
+            sign = 1 if isinstance(op, arith.AddiOp) else -1
+            return _combine(a, b, sign)
+        if isinstance(op, arith.MuliOp):
+            a, b = self.linear(op.lhs), self.linear(op.rhs)
+            if a is not None and b is not None:
+                for x, y in ((a, b), (b, a)):
+                    if set(y) <= {None}:
+                        return {k: c * y.get(None, 0) for k, c in x.items()}
+        defined = _defining_op(v)
+        if not inside(defined, self.loop):
+            return {v: 1}  # loop-invariant, of unknown value
+        return None  # depends on a value computed in the loop: not linear in iv
+
+    def offset(self, m: SSAValue) -> tuple[SSAValue, Operation | None, Linear | None]:
+        """(root, offset): the buffer `m` views and the byte offset of `m` in it.
+        A buffer made by a scratch-marked op is the root (it gets privatized)
+        when `m` reaches it through views made in the loop only; else the
+        scratch's own root is, with no known offset."""
+        offset: Linear | None = {}
+        through_loop = True
+        while True:
+            op = m.owner
+            if isinstance(op, Operation) and SCRATCH in op.attributes and not inside(op, self.loop):
+                if through_loop:
+                    return m, offset
+                offset = None
+            if not isinstance(op, _VIEWS):
+                return m, offset
+            through_loop &= inside(op, self.loop)
+            shift: Linear | None = {None: 0}
+            if isinstance(op, memref.ViewOp):
+                shift = self.linear(op.byte_shift)
+            elif isinstance(op, memref.ReinterpretCastOp):
+                elements = (self.linear(op.offsets[0]) if op.offsets
+                            else {None: op.static_offsets.get_values()[0]})
+                size = _element_bytes(op.source.type)
+                shift = None if elements is None else {k: c * size for k, c in elements.items()}
+            offset = None if offset is None or shift is None else _combine(offset, shift, 1)
+            m = op.operands[0]
+
+    def size(self, m: SSAValue) -> Linear | None:
+        """Bytes of memref `m`: static, or the batch times the rest."""
+        t: MemRefType = m.type
+        rest = _element_bytes(t)
+        shape = t.get_shape()
+        for d in shape[1:]:
+            rest *= d
+        if not shape or shape[0] >= 0:
+            return {None: rest * (shape[0] if shape else 1)}
+        op = m.owner
+        sizes = getattr(op, "sizes", None) or getattr(op, "dynamic_sizes", None)
+        if isinstance(op, (memref.ViewOp, memref.ReinterpretCastOp, memref.AllocOp, memref.AllocaOp)):
+            rows = self.linear(sizes[0]) if sizes else None
+        else:
+            rows = {_BATCH: 1}  # an argument's (or a reshape's) dynamic rows: the batch
+        return None if rows is None else {k: c * rest for k, c in rows.items()}
+
+
+def _combine(a: Linear, b: Linear, sign: int) -> Linear:
+    out = dict(a)
+    for k, c in b.items():
+        out[k] = out.get(k, 0) + sign * c
+    return {k: c for k, c in out.items() if c or k is None}
+
+
+def _never_negative(form: Linear) -> bool:
+    """form >= 0 for every batch >= 1 (other symbols must cancel out)."""
+    if any(k not in (None, _BATCH) and c for k, c in form.items()):
+        return False
+    b = form.get(_BATCH, 0)
+    return b >= 0 and form.get(None, 0) + b >= 0
+
+
+def _disjoint(x: tuple[Linear, Linear], y: tuple[Linear, Linear]) -> bool:
+    (lo1, hi1), (lo2, hi2) = x, y
+    return _never_negative(_combine(lo2, hi1, -1)) or _never_negative(_combine(lo1, hi2, -1))
+
+
+
+
+@dataclass
+class _Region:
+    """The bytes of a root that a loop reaches through one kind of access."""
+
+    kind: str  # "slice": one memref, a dimension indexed by iv; "slab": views at A*iv + C; "unknown"
+    bounds: tuple[Linear, Linear] | None  # [lo, hi) over all iterations, when known
+    dims: set[int] | None = None  # slices: the dimensions every access so far indexes by iv
+    writes: bool = False
+
+    def owned_per_iteration(self) -> bool:
+        return self.kind == "slab" or (self.kind == "slice" and bool(self.dims))
+
+
+def _accesses(op: Operation) -> Iterator[tuple[SSAValue, list[SSAValue] | None, bool]]:
+    """(memref, indices or None for the whole, writes) of a memory op."""
+    if isinstance(op, memref.LoadOp):
+        yield op.memref, list(op.indices), False
+    elif isinstance(op, memref.StoreOp):
+        yield op.memref, list(op.indices), True
+    elif isinstance(op, memref.CopyOp):
+        yield op.source, None, False
+        yield op.destination, None, True
+
+
+_MEMORY_OPS = (memref.LoadOp, memref.StoreOp, memref.CopyOp, memref.DimOp, memref.AllocOp,
+               memref.AllocaOp, memref.DeallocOp, *_VIEWS)
+
+
+def _region(L: _Loop, m: SSAValue, offset: Linear | None) -> tuple[tuple, _Region]:
+    """The region of its root that memref `m` (at byte `offset`) is, and its key."""
+    loop, size = L.loop, L.size(m)
+    a = (offset or {}).get("iv", 0)
+    if offset is None or size is None:
+        return ("unknown", m), _Region("unknown", None)
+    if not a:
+        return (("slice", tuple(sorted(offset.items(), key=repr)), str(m.type)),
+                _Region("slice", (offset, _combine(offset, size, 1))))
+    lb, ub = L.linear(loop.lb), L.linear(loop.ub)
+    if set(size) != {None} or size[None] > abs(a) or lb is None or ub is None or "iv" in lb or "iv" in ub:
+        return ("unknown", m), _Region("unknown", None)
+    c = {k: v for k, v in offset.items() if k != "iv"}
+    last = _combine(ub, {None: 1}, -1)  # >= the last iteration's iv
+    first_iv, last_iv = (lb, last) if a > 0 else (last, lb)
+    lo = _combine(c, {k: v * a for k, v in first_iv.items()}, 1)
+    hi = _combine(_combine(c, {k: v * a for k, v in last_iv.items()}, 1), {None: size[None]}, 1)
+    return ("slab", a, tuple(sorted(c.items(), key=repr)), size[None]), _Region("slab", (lo, hi))
+
+
+def independent(loop: scf.ForOp) -> tuple[bool, list[Operation]]:
+    """Whether the iterations of `loop` touch disjoint memory (see the module's
+    docstring), and the scratch-marked ops whose buffers each thread copies."""
+    if loop.results or constant(loop.step) is None:
+        return False, []
+    L = _Loop(loop)
+    regions: dict[SSAValue, dict[tuple, _Region]] = {}
+    scratches: list[Operation] = []
+    for op in loop.body.walk():
+        if not (isinstance(op, _MEMORY_OPS) or op.dialect_name() in _PURE_DIALECTS):
+            return False, []  # a call, or an op whose effects are not known here
+        if isinstance(op, memref.DeallocOp) and not inside(_defining_op(op.memref), loop):
+            return False, []
+        for m, indices, writes in _accesses(op):
+            root, offset = L.offset(m)
+            maker = _defining_op(root)
+            if inside(maker, loop):
+                continue  # made in the loop: private to an iteration
+            if isinstance(root.owner, Operation) and SCRATCH in root.owner.attributes:
+                if root.owner not in scratches:
+                    scratches.append(root.owner)
+                continue
+            key, new = _region(L, m, offset)
+            region = regions.setdefault(root, {}).setdefault(key, new)
+            region.writes |= writes
+            if region.kind == "slice":
+                here = {d for d, i in enumerate(indices or []) if i is L.iv}
+                region.dims = here if region.dims is None else region.dims & here
+    for by_key in regions.values():
+        if not any(r.writes for r in by_key.values()):
+            continue
+        if any(r.writes and not r.owned_per_iteration() for r in by_key.values()):
+            return False, []
+        items = list(by_key.values())
+        for i, r in enumerate(items):
+            for s in items[i + 1:]:
+                if (r.writes or s.writes) and not (r.bounds and s.bounds and _disjoint(r.bounds, s.bounds)):
+                    return False, []
+    if any(not s.results[0].type.has_static_shape() for s in scratches):
+        return False, []
+    return True, scratches
+
+
+# -- choosing the loops ---------------------------------------------------------------------
+
+def _evaluate(v: SSAValue, env: dict[SSAValue, int]) -> int | None:
+    """The value of index `v` with the enclosing loops' ivs at their first
+    iteration and the batch 1 (an estimate of trip counts), if computable."""
+    if v in env:
+        return env[v]
+    c = constant(v)
+    if c is not None:
+        return c
+    op = v.owner
+    if isinstance(op, memref.DimOp):
+        d = constant(op.index)
+        shape = op.source.type.get_shape()
+        return None if d is None or not 0 <= d < len(shape) else max(shape[d], 1)
+    binary = {arith.AddiOp: lambda a, b: a + b, arith.SubiOp: lambda a, b: a - b,
+              arith.MuliOp: lambda a, b: a * b, arith.MaxSIOp: max, arith.MinSIOp: min,
+              arith.DivUIOp: lambda a, b: a // b if b > 0 and a >= 0 else None,
+              arith.FloorDivSIOp: lambda a, b: a // b if b else None,
+              arith.CeilDivSIOp: lambda a, b: -(-a // b) if b else None}
+    f = binary.get(type(op))
+    if f is None:
+        return None
+    a, b = _evaluate(op.lhs, env), _evaluate(op.rhs, env)
+    return None if a is None or b is None else f(a, b)
+
+
+def trip_count(loop: scf.ForOp, env: dict[SSAValue, int]) -> int | None:
+    lb, ub, step = (_evaluate(v, env) for v in (loop.lb, loop.ub, loop.step))
+    if lb is None or ub is None or not step or step < 0:
+        return None
+    return max(0, -(-(ub - lb) // step))
+
+
+def work(ops, env: dict[SSAValue, int]) -> int:
+    """Operations run by `ops` (loops of unknown trip count counted once)."""
+    total = 0
+    for op in ops:
+        total += 1
+        if isinstance(op, scf.ForOp):
+            trips = trip_count(op, env)
+            inner = {**env, op.body.block.args[0]: _evaluate(op.lb, env) or 0}
+            total += (trips if trips is not None else 1) * work(op.body.block.ops, inner)
+        else:
+            for region in op.regions:
+                for block in region.blocks:
+                    total += work(block.ops, env)
+    return total
+
+
+def _balanced(trips: int, team: int) -> bool:
+    """The team's runs are even enough: the longest at most 4/3 of the mean."""
+    return trips >= team and 3 * team * -(-trips // team) <= 4 * trips
+
+
+def mark(ops, team: int, launches: int, env: dict[SSAValue, int]) -> int:
+    """Mark the outermost parallel loops in `ops` (run `launches` times per
+    kernel call) worth splitting over `team` threads; returns how many."""
+    marked = 0
+    for op in list(ops):
+        if isinstance(op, scf.ForOp):
+            trips = trip_count(op, env)
+            inner = {**env, op.body.block.args[0]: _evaluate(op.lb, env) or 0}
+            splits = (trips is not None and trips >= team and launches <= MAX_LAUNCHES
+                      and work([op], env) >= MIN_WORK and independent(op)[0])
+            if splits and _balanced(trips, team):
+                op.attributes[PARALLEL] = IntegerAttr(team, i64)
+                marked += 1
+                continue
+            found = mark(op.body.block.ops, team, launches * (trips or 1), inner)
+            if not found and splits:  # uneven, but nothing inside splits better
+                op.attributes[PARALLEL] = IntegerAttr(team, i64)
+                found = 1
+            marked += found
+        else:
+            for region in op.regions:
+                for block in region.blocks:
+                    marked += mark(block.ops, team, launches, env)
+    return marked
+
+
+@dataclass(frozen=True)
+class ParallelizeLoopsPass(ModulePass):
+    """Marks the loops of every kernel that a team of `threads` threads runs
+    (`ncc.parallel`); outline-loops and lower-to-llvm do the rest."""
+
+    name = "parallelize-loops"
+
+    threads: int = 2
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.threads < 1:
+            raise PassFailedException(f"parallelize-loops: threads must be >= 1, got {self.threads}")
+        if self.threads == 1:
+            return
+        for fn in op.ops:
+            if isinstance(fn, func.FuncOp) and fn.body.blocks and ARG_ROLES in fn.attributes:
+                parallelize(fn, self.threads)
+
+
+def parallelize(kernel: func.FuncOp, team: int) -> int:
+    """Mark the loops of `kernel` that a team of `team` threads runs; returns how many."""
+    return mark(kernel.body.block.ops, team, 1, {}) if team > 1 else 0
