@@ -166,8 +166,9 @@ def to_llvmlite(module: ModuleOp, cpu: str | None = None, gemm_inside: bool = Tr
             fn.linkage = "internal"
     for op in llvm_ops:  # parallel loops' launchers (see parallelize-loops)
         if PARALLEL_LOOP in op.attributes:
-            team, step = (a.value.data for a in op.attributes[PARALLEL])
-            openmp.define_launcher(ir_module, op.sym_name.data, op.attributes[PARALLEL_LOOP].data, team, step)
+            team, step, min_trips = (a.value.data for a in op.attributes[PARALLEL])
+            openmp.define_launcher(ir_module, op.sym_name.data, op.attributes[PARALLEL_LOOP].data, team, step,
+                                   min_trips)
     sgemm = ir_module.globals.get(gemm.SYMBOL)
     if gemm_inside and sgemm is not None and sgemm.is_declaration:
         gemm.define_gemm(ir_module, gemm_tile(cpu))

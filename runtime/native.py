@@ -26,7 +26,7 @@ from ncc.passes.lowering import gemm
 from ncc.passes.lowering.abi import KernelABI
 from ncc.pipeline import run_passes
 from ncc.runtime import engine
-from ncc.runtime.cache import CompileCache
+from ncc.runtime.cache import CompileCache, sources_fingerprint
 from ncc.runtime.calling import ArgSpec, BoundKernel, aligned_empty
 
 COMPILE_LOCK = threading.RLock()
@@ -77,9 +77,10 @@ def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clo
     store = open_cache(cache)
     if store is not None:
         with clock("cache-key"):
+            # the sources too: the loop IR stays the same when lower-to-llvm changes
             key = store.key(print_module(module, elide_weights_if_larger=0),
                             {"kernel": abi.name, "pipeline": "lower-to-llvm",
-                             "library": engine.library_fingerprint()})
+                             "library": engine.library_fingerprint(), "sources": sources_fingerprint()})
         entry = store.load(key)
         info.update(cache="hit" if entry else "miss", cache_key=key, cache_stats=store.stats)
         if entry is not None:

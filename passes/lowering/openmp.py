@@ -33,12 +33,14 @@ def _runtime(module: ir.Module, name: str) -> ir.Function:
 
 
 def to_words(b: ir.IRBuilder, values: Sequence[ir.Value]) -> ir.Value:
-    """A stack array of one i64 word per value (pointers and integers)."""
+    """A stack array of one i64 word per value (pointers, integers, floats' bits)."""
     words = b.alloca(I64, size=ir.Constant(I64, len(values)))
     for k, v in enumerate(values):
         if isinstance(v.type, ir.PointerType):
             v = b.ptrtoint(v, I64)
-        elif v.type != I64:
+        elif isinstance(v.type, (ir.FloatType, ir.DoubleType)):  # its bits
+            v = b.bitcast(v, ir.IntType(32 if isinstance(v.type, ir.FloatType) else 64))
+        if v.type != I64:
             v = b.zext(v, I64)
         b.store(v, b.gep(words, [ir.Constant(I64, k)], inbounds=True))
     return words
@@ -49,7 +51,13 @@ def from_words(b: ir.IRBuilder, words: ir.Value, types: Sequence[ir.Type]) -> li
     out = []
     for k, t in enumerate(types):
         v = b.load(b.gep(words, [ir.Constant(I64, k)], inbounds=True, source_etype=I64), typ=I64)
-        out.append(b.inttoptr(v, t) if isinstance(t, ir.PointerType) else v if t == I64 else b.trunc(v, t))
+        if isinstance(t, ir.PointerType):
+            v = b.inttoptr(v, t)
+        elif isinstance(t, (ir.FloatType, ir.DoubleType)):
+            v = b.bitcast(v if isinstance(t, ir.DoubleType) else b.trunc(v, I32), t)
+        elif t != I64:
+            v = b.trunc(v, t)
+        out.append(v)
     return out
 
 
@@ -111,10 +119,11 @@ def serial_openmp(module: ir.Module) -> None:
     b.ret_void()
 
 
-def define_launcher(module: ir.Module, name: str, loop: str, team: int, step: int) -> None:
+def define_launcher(module: ir.Module, name: str, loop: str, team: int, step: int, min_trips: int) -> None:
     """Define the declared `name(lo, hi, args...)`: run `loop(lo, hi, args...)`
     (a function looping over [lo, hi) by `step`) with [lo, hi) split into one
-    run of whole iterations per thread of a team of at most `team`."""
+    run of whole iterations per thread of a team of at most `team`; alone if
+    it has fewer than `min_trips` iterations."""
     launcher, body_of = module.get_global(name), module.get_global(loop)
     if not launcher.is_declaration or launcher.function_type != body_of.function_type:
         raise ValueError(f"@{name} must be declared with the type of @{loop}")
@@ -123,6 +132,7 @@ def define_launcher(module: ir.Module, name: str, loop: str, team: int, step: in
     b = ir.IRBuilder(launcher.append_basic_block("entry"))
     trips = b.sdiv(b.add(b.sub(hi, lo), I64(step - 1)), I64(step))
     threads = b.select(b.icmp_signed("<", trips, I64(team)), trips, I64(team))
+    threads = b.select(b.icmp_signed("<", trips, I64(min_trips)), I64(1), threads)
     with b.if_else(b.icmp_signed(">", threads, I64(1))) as (split, alone):
         with alone:
             b.call(body_of, launcher.args)

@@ -20,7 +20,7 @@ as a function of its bounds: lower-to-llvm calls it through a launcher that
 splits them over an OpenMP team.
 
     scf.for %c = %c0 to %c64 step %c1 { ... } {ncc.parallel = 2 : i64}                // before
-    func.call @k_nest0(%c0, %c64, %x, %y) {ncc.parallel = [2 : i64, 1 : i64]}        // after
+    func.call @k_nest0(%c0, %c64, %x, %y) {ncc.parallel = [2 : i64, 1 : i64, 2 : i64]}   // after
     func.func @k_nest0(%lo: index, %hi: index, %a0: ..., %a1: ...) { scf.for %c = %lo to %hi ... }
 
     func.func @net(%x: memref<?x4xf32>, %y: memref<?x4xf32>) {      // before
@@ -41,7 +41,7 @@ from xdsl.dialects.builtin import ArrayAttr, IndexType, IntegerAttr, ModuleOp, U
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 
-from ncc.passes.lowering.parallelize_loops import PARALLEL, SCRATCH, constant, inside
+from ncc.passes.lowering.parallelize_loops import MIN_TRIPS, PARALLEL, constant, inside, privatized
 
 OUTLINED = "ncc.outlined"
 OUTLINE = "ncc.outline"  # on an scf.for: outline it wherever it is
@@ -64,7 +64,7 @@ def free_values(nest: Operation) -> list[SSAValue]:
 def outline(fn: func.FuncOp, nest: scf.ForOp, name: str) -> func.FuncOp:
     """Move `nest` into a new function `name` called in its place. A loop marked
     `ncc.parallel` becomes a function of its bounds, `name(%lo, %hi, ...)`, whose
-    call keeps the mark as [team, step]; buffers made by `ncc.scratch` ops are
+    call keeps the mark as [team, step, min trips]; buffers made by `ncc.scratch` ops are
     copied into the function's own (each thread of a team has one)."""
     values = free_values(nest)
     consts = [v for v in values if isinstance(v.owner, arith.ConstantOp)]
@@ -79,8 +79,9 @@ def outline(fn: func.FuncOp, nest: scf.ForOp, name: str) -> func.FuncOp:
         mapping[c] = clone.results[0]
     private = []
     if team is not None:
+        scratches = privatized(nest)
         for v in args:
-            if isinstance(v.owner, Operation) and SCRATCH in v.owner.attributes:
+            if v.owner in scratches:
                 copy = memref.AllocOp([], [], v.type)
                 body.add_ops([copy, memref.CopyOp(mapping[v], copy.memref)])
                 mapping[v] = copy.memref
@@ -88,7 +89,8 @@ def outline(fn: func.FuncOp, nest: scf.ForOp, name: str) -> func.FuncOp:
     loop = nest.clone(value_mapper=mapping)
     if team is not None:
         loop.operands = (body.args[0], body.args[1], *loop.operands[2:])
-        del loop.attributes[PARALLEL]
+        for mark in (PARALLEL, MIN_TRIPS):
+            loop.attributes.pop(mark, None)
     body.add_op(loop)
     body.add_ops([memref.DeallocOp.get(p) for p in private])
     body.add_op(func.ReturnOp())
@@ -96,7 +98,8 @@ def outline(fn: func.FuncOp, nest: scf.ForOp, name: str) -> func.FuncOp:
     new.attributes[OUTLINED] = UnitAttr()
     call = func.CallOp(name, [*([nest.lb, nest.ub] if team is not None else []), *args], [])
     if team is not None:
-        call.attributes[PARALLEL] = ArrayAttr([team, IntegerAttr(constant(nest.step), i64)])
+        min_trips = nest.attributes.get(MIN_TRIPS, IntegerAttr(2, i64))
+        call.attributes[PARALLEL] = ArrayAttr([team, IntegerAttr(constant(nest.step), i64), min_trips])
     nest.parent_block().insert_op_before(call, nest)
     nest.detach()
     nest.erase()
@@ -117,8 +120,9 @@ class OutlineLoopsPass(ModulePass):
             if len(fn.body.blocks) != 1:
                 continue
             loops = [o for o in fn.walk() if isinstance(o, scf.ForOp)]
-            # parallel loops first: a loop marked ncc.outline or a top-level nest may hold them
-            parallel = [o for o in loops if PARALLEL in o.attributes and not o.results]
+            # parallel loops first, innermost first: a loop marked ncc.outline, a top-level
+            # nest or another parallel loop (over the batch) may hold them
+            parallel = [o for o in reversed(loops) if PARALLEL in o.attributes and not o.results]
             marked = [o for o in loops if OUTLINE in o.attributes]
             for o in marked:
                 del o.attributes[OUTLINE]

@@ -37,8 +37,11 @@ Which loop: the outermost proven loop whose iterations split evenly enough
 over the team and whose launch does at least MIN_WORK operations (waking the
 team costs about a microsecond); else the search goes into the loop's body,
 as long as at most MAX_LAUNCHES launches would result. A loop over the batch
-(a size known only at run time) is looked into, not split: at batch 1 it has
-one iteration.
+(a size known only at run time) is split and also looked into: its launcher
+runs it alone when the batch is below `ncc.parallel_min_trips` (MIN_WORK
+over the work of one iteration), and the loops inside then split; when the
+batch splits, the loops inside run on one thread each (libgomp does not nest
+teams: a team started inside a team's thread has one thread).
 """
 
 from __future__ import annotations
@@ -53,11 +56,12 @@ from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
-from ncc.passes.lowering.abi import ARG_ROLES
 
-PARALLEL = "ncc.parallel"  # scf.for: the team size; its outlined call and launcher: [team, step]
+PARALLEL = "ncc.parallel"  # scf.for: the team size; its outlined call and launcher: [team, step, min trips]
 PARALLEL_LOOP = "ncc.parallel_loop"  # on a launcher's declaration: the outlined loop it runs
-SCRATCH = "ncc.scratch"  # on the op making a scratch buffer: each iteration writes what it reads
+MIN_TRIPS = "ncc.parallel_min_trips"  # on a loop of run-time trip count: below it, one thread runs it
+SCRATCH = "ncc.scratch"  # on the op making a scratch buffer
+SCRATCH_PER_ITERATION = "ncc.scratch_per_iteration"  # on a loop: each iteration writes the scratch it reads
 MIN_WORK = 1 << 16  # operations a launch must run (each op counted once per iteration)
 MAX_LAUNCHES = 64  # launches of one parallel loop per kernel call (it sits inside other loops)
 
@@ -251,54 +255,78 @@ def _region(L: _Loop, m: SSAValue, offset: Linear | None) -> tuple[tuple, _Regio
     return ("slab", a, tuple(sorted(c.items(), key=repr)), size[None]), _Region("slab", (lo, hi))
 
 
-def independent(loop: scf.ForOp) -> tuple[bool, list[Operation]]:
+def _per_iteration(op: Operation, loop: scf.ForOp) -> bool:
+    """`op` is in a loop, `loop` or one in it, each of whose iterations writes
+    the scratch it reads before reading it (the lowering marks such loops)."""
+    p = op.parent_op()
+    while p is not None and inside(p, loop):
+        if SCRATCH_PER_ITERATION in p.attributes:
+            return True
+        p = p.parent_op()
+    return False
+
+
+def independent(loop: scf.ForOp) -> bool:
     """Whether the iterations of `loop` touch disjoint memory (see the module's
-    docstring), and the scratch-marked ops whose buffers each thread copies."""
+    docstring), the buffers of `privatized(loop)` copied per thread."""
     if loop.results or constant(loop.step) is None:
-        return False, []
+        return False
     L = _Loop(loop)
-    regions: dict[SSAValue, dict[tuple, _Region]] = {}
-    scratches: list[Operation] = []
+    accesses = []
     for op in loop.body.walk():
         if not (isinstance(op, _MEMORY_OPS) or op.dialect_name() in _PURE_DIALECTS):
-            return False, []  # a call, or an op whose effects are not known here
+            return False  # a call, or an op whose effects are not known here
         if isinstance(op, memref.DeallocOp) and not inside(_defining_op(op.memref), loop):
-            return False, []
+            return False
         for m, indices, writes in _accesses(op):
             root, offset = L.offset(m)
-            maker = _defining_op(root)
-            if inside(maker, loop):
-                continue  # made in the loop: private to an iteration
-            if isinstance(root.owner, Operation) and SCRATCH in root.owner.attributes:
-                if root.owner not in scratches:
-                    scratches.append(root.owner)
-                continue
-            key, new = _region(L, m, offset)
-            region = regions.setdefault(root, {}).setdefault(key, new)
-            region.writes |= writes
-            if region.kind == "slice":
-                here = {d for d, i in enumerate(indices or []) if i is L.iv}
-                region.dims = here if region.dims is None else region.dims & here
+            if not inside(_defining_op(root), loop):  # else made in the loop: private to an iteration
+                accesses.append((m, indices, writes, root, offset))
+    scratches = privatized(loop)
+    regions: dict[SSAValue, dict[tuple, _Region]] = {}
+    for m, indices, writes, root, offset in accesses:
+        if isinstance(root.owner, Operation) and root.owner in scratches:
+            continue
+        key, new = _region(L, m, offset)
+        region = regions.setdefault(root, {}).setdefault(key, new)
+        region.writes |= writes
+        if region.kind == "slice":
+            here = {d for d, i in enumerate(indices or []) if i is L.iv}
+            region.dims = here if region.dims is None else region.dims & here
     for by_key in regions.values():
         if not any(r.writes for r in by_key.values()):
             continue
         if any(r.writes and not r.owned_per_iteration() for r in by_key.values()):
-            return False, []
+            return False
         items = list(by_key.values())
         for i, r in enumerate(items):
             for s in items[i + 1:]:
                 if (r.writes or s.writes) and not (r.bounds and s.bounds and _disjoint(r.bounds, s.bounds)):
-                    return False, []
-    if any(not s.results[0].type.has_static_shape() for s in scratches):
-        return False, []
-    return True, scratches
+                    return False
+    return True
+
+
+def privatized(loop: scf.ForOp) -> list[Operation]:
+    """The scratch-marked ops, made outside `loop`, whose buffers each thread
+    running `loop` gets a copy of: those `loop` reads or writes only inside
+    loops (it or in it) each iteration of which writes what it reads, and
+    only directly or through views made in those loops."""
+    uses: dict[Operation, bool] = {}
+    for op in loop.body.walk():
+        for v in op.operands:
+            maker = v.owner
+            if isinstance(maker, Operation) and SCRATCH in maker.attributes and not inside(maker, loop):
+                ok = _per_iteration(op, loop) and isinstance(v.type, MemRefType) and v.type.has_static_shape()
+                uses[maker] = uses.get(maker, True) and ok
+    return [maker for maker, ok in uses.items() if ok]
 
 
 # -- choosing the loops ---------------------------------------------------------------------
 
 def _evaluate(v: SSAValue, env: dict[SSAValue, int]) -> int | None:
     """The value of index `v` with the enclosing loops' ivs at their first
-    iteration and the batch 1 (an estimate of trip counts), if computable."""
+    iteration (an estimate of trip counts), if computable: not if it depends
+    on the batch."""
     if v in env:
         return env[v]
     c = constant(v)
@@ -308,7 +336,7 @@ def _evaluate(v: SSAValue, env: dict[SSAValue, int]) -> int | None:
     if isinstance(op, memref.DimOp):
         d = constant(op.index)
         shape = op.source.type.get_shape()
-        return None if d is None or not 0 <= d < len(shape) else max(shape[d], 1)
+        return None if d is None or not 0 <= d < len(shape) or shape[d] < 0 else shape[d]
     binary = {arith.AddiOp: lambda a, b: a + b, arith.SubiOp: lambda a, b: a - b,
               arith.MuliOp: lambda a, b: a * b, arith.MaxSIOp: max, arith.MinSIOp: min,
               arith.DivUIOp: lambda a, b: a // b if b > 0 and a >= 0 else None,
@@ -357,13 +385,21 @@ def mark(ops, team: int, launches: int, env: dict[SSAValue, int]) -> int:
         if isinstance(op, scf.ForOp):
             trips = trip_count(op, env)
             inner = {**env, op.body.block.args[0]: _evaluate(op.lb, env) or 0}
-            splits = (trips is not None and trips >= team and launches <= MAX_LAUNCHES
-                      and work([op], env) >= MIN_WORK and independent(op)[0])
+            if trips is None:  # the batch: split when it is large enough, and look inside for batch 1
+                if launches <= MAX_LAUNCHES and independent(op):
+                    op.attributes[PARALLEL] = IntegerAttr(team, i64)
+                    per_iteration = max(1, work(op.body.block.ops, inner))
+                    op.attributes[MIN_TRIPS] = IntegerAttr(max(2, -(-MIN_WORK // per_iteration)), i64)
+                    marked += 1
+                marked += mark(op.body.block.ops, team, launches, inner)
+                continue
+            splits = (trips >= team and launches <= MAX_LAUNCHES
+                      and work([op], env) >= MIN_WORK and independent(op))
             if splits and _balanced(trips, team):
                 op.attributes[PARALLEL] = IntegerAttr(team, i64)
                 marked += 1
                 continue
-            found = mark(op.body.block.ops, team, launches * (trips or 1), inner)
+            found = mark(op.body.block.ops, team, launches * trips, inner)
             if not found and splits:  # uneven, but nothing inside splits better
                 op.attributes[PARALLEL] = IntegerAttr(team, i64)
                 found = 1
@@ -377,7 +413,7 @@ def mark(ops, team: int, launches: int, env: dict[SSAValue, int]) -> int:
 
 @dataclass(frozen=True)
 class ParallelizeLoopsPass(ModulePass):
-    """Marks the loops of every kernel that a team of `threads` threads runs
+    """Marks the loops of every function that a team of `threads` threads runs
     (`ncc.parallel`); outline-loops and lower-to-llvm do the rest."""
 
     name = "parallelize-loops"
@@ -390,7 +426,7 @@ class ParallelizeLoopsPass(ModulePass):
         if self.threads == 1:
             return
         for fn in op.ops:
-            if isinstance(fn, func.FuncOp) and fn.body.blocks and ARG_ROLES in fn.attributes:
+            if isinstance(fn, func.FuncOp) and len(fn.body.blocks) == 1:
                 parallelize(fn, self.threads)
 
 

@@ -15,7 +15,7 @@ from xdsl.utils.exceptions import PassFailedException
 
 from ncc.dialects import activations, nn
 from ncc.dialects.nn import DYN
-from ncc.passes.lowering.parallelize_loops import SCRATCH
+from ncc.passes.lowering.parallelize_loops import SCRATCH, SCRATCH_PER_ITERATION
 from ncc.passes.lowering.scalar import ArithScalar
 
 
@@ -427,14 +427,17 @@ def by_padded_plane(b: Builder, x: Buf, out: Buf, scratch: Buf, p, kernel: Seque
     _, phases, cols = padded_plane(x.shape, p)
     s, top, left, row_len = p.strides[1], p.pads[0], p.pads[1], phases * cols
     padded = view(b, scratch.ref, 0, (padded_plane_floats(x.shape, out.shape, p),))
-    padded.ref.owner.attributes[SCRATCH] = UnitAttr()  # each plane writes what it reads: per thread
+    padded.ref.owner.attributes[SCRATCH] = UnitAttr()
     fill = b.const(border, x.elt)
     b.nest([padded.shape[0]], lambda ij, _: b.store(fill, padded, ij))
     # padded column jj * s + r (phase r, index jj) holds image column jj * s + r - left
     spans = [(max(0, -(-(left - r) // s)), -(-(wd + left - r) // s)) for r in range(phases)]
     lo, hi = max(f for f, _ in spans), min(e for _, e in spans)
 
+    planes: list[Block] = []
+
     def plane(ivs, _):
+        planes.append(b.block)
         ni, c = ivs
 
         def copy(i: SSAValue, jj: SSAValue, r: int) -> None:
@@ -466,4 +469,9 @@ def by_padded_plane(b: Builder, x: Buf, out: Buf, scratch: Buf, p, kernel: Seque
             b.nest([oh - 1, wide_row(ow)], lambda ij, _: point(*ij))
         b.nest([ow], lambda j, _: point(b.idx(oh - 1), j[0]))
 
+    outside = b.block
     b.nest(out.shape[:2], plane)
+    loop = planes[0].parent_op()
+    while loop is not None and planes[0] is not outside:  # each plane writes the scratch it reads
+        loop.attributes[SCRATCH_PER_ITERATION] = UnitAttr()
+        loop = None if loop.parent_block() is outside else loop.parent_op()
