@@ -69,10 +69,10 @@ def compile(source: Any, *, fuse: bool = True, neuron_mode: str = "auto",
     `function` picks the kernel when a module has several; `name` names a net
     read from adjacency text; `constants` (ONNX models only) maps graph inputs
     to values imported as constants (`ncc.import_onnx`): the model's inputs
-    are then the others. `threads`: how many threads each large matmul or
-    convolution (a GEMM) may use, from the OpenMP runtime (default: the cores
-    this process may run on; 1 without libgomp); results are the same for
-    any count."""
+    are then the others. `threads`: the OpenMP team of each large matmul or
+    convolution (a GEMM) and of the loops parallelize-loops proves
+    independent (default: the cores this process may run on; 1 without
+    libgomp); results are the same for any count."""
     if neuron_mode not in NEURON_MODES:
         raise NccError(f"neuron_mode must be one of {', '.join(NEURON_MODES)}, got '{neuron_mode}'")
     threads = default_threads() if threads is None else threads

@@ -45,8 +45,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="neuron nets: direct neuron code, layers, or chosen by size (default)")
     p.add_argument("--no-fuse", action="store_true", help="do not run the fuse pass")
     p.add_argument("--threads", type=int, default=None, metavar="N",
-                   help="threads each large matmul or convolution may use (default: the cores this "
-                        "process may run on; 1 without the OpenMP runtime); results do not depend on it")
+                   help="OpenMP team of each large matmul or convolution and of the loops proven "
+                        "independent (default: the cores this process may run on; 1 without the OpenMP "
+                        "runtime); results do not depend on it")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the compile cache")
     p.add_argument("--function", default=None, help="the function to run when there are several")
     p.add_argument("--name", default="net", help="name of a net read from an adjacency file")
