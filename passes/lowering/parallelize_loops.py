@@ -22,8 +22,10 @@ linear in `iv`, the batch and loop-invariant values. A loop is parallel when
 it has no results, calls nothing, and every root it writes is written and
 read only
 
-- through one memref whose offset does not depend on `iv`, at the same
-  dimension indexed by `iv` itself (each iteration owns one slice), or
+- through memrefs of one type at one offset that does not depend on `iv`,
+  each access indexing the same dimension by `A * iv + c`, c constant and
+  c // A the same for all (each iteration owns block iv + c // A of A
+  slices; mostly A = 1, c = 0), or
 - through views at `A * iv + C` of a static size <= |A| bytes (each
   iteration owns one slab),
 
@@ -213,7 +215,7 @@ class _Region:
 
     kind: str  # "slice": one memref, a dimension indexed by iv; "slab": views at A*iv + C; "unknown"
     bounds: tuple[Linear, Linear] | None  # [lo, hi) over all iterations, when known
-    dims: set[int] | None = None  # slices: the dimensions every access so far indexes by iv
+    dims: dict[int, tuple] | None = None  # slices: dimension -> (A, b), every access so far in block iv + b
     writes: bool = False
 
     def owned_per_iteration(self) -> bool:
@@ -266,6 +268,17 @@ def _per_iteration(op: Operation, loop: scf.ForOp) -> bool:
     return False
 
 
+def _blocks(L: _Loop, indices: list[SSAValue]) -> dict[int, tuple[int, int]]:
+    """Dimension -> (A, b) for the indices A * iv + c with c constant, b = c // A:
+    the access reaches block iv + b (of A) along that dimension."""
+    out = {}
+    for d, index in enumerate(indices):
+        form = L.linear(index)
+        if form is not None and set(form) <= {"iv", None} and form.get("iv", 0) > 0:
+            out[d] = (form["iv"], form.get(None, 0) // form["iv"])
+    return out
+
+
 def independent(loop: scf.ForOp) -> bool:
     """Whether the iterations of `loop` touch disjoint memory (see the module's
     docstring), the buffers of `privatized(loop)` copied per thread."""
@@ -291,8 +304,9 @@ def independent(loop: scf.ForOp) -> bool:
         region = regions.setdefault(root, {}).setdefault(key, new)
         region.writes |= writes
         if region.kind == "slice":
-            here = {d for d, i in enumerate(indices or []) if i is L.iv}
-            region.dims = here if region.dims is None else region.dims & here
+            here = _blocks(L, indices or [])
+            region.dims = here if region.dims is None else {
+                d: a for d, a in region.dims.items() if here.get(d) == a}
     for by_key in regions.values():
         if not any(r.writes for r in by_key.values()):
             continue

@@ -162,3 +162,35 @@ func.func @rows(%x: memref<?x1024xf32>, %y: memref<?x1024xf32>) {
   }
   func.return
 }
+
+// Iteration c writes rows c + 64 (the second input of a concat) and, unrolled
+// by 2, rows 2r and 2r + 1 (block r of 2): each owns its block of rows.
+// CHECK-LABEL: func.func @blocks
+// CHECK:         } {ncc.parallel = 2 : i64}
+// CHECK:         } {ncc.parallel = 2 : i64}
+func.func @blocks(%x: memref<64x1024xf32>, %y: memref<128x1024xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %c32 = arith.constant 32 : index
+  %c64 = arith.constant 64 : index
+  %c1024 = arith.constant 1024 : index
+  scf.for %c = %c0 to %c64 step %c1 {
+    scf.for %k = %c0 to %c1024 step %c1 {
+      %v = memref.load %x[%c, %k] : memref<64x1024xf32>
+      %row = arith.addi %c, %c64 : index
+      memref.store %v, %y[%row, %k] : memref<128x1024xf32>
+    }
+  }
+  scf.for %r = %c0 to %c32 step %c1 {
+    %even = arith.muli %r, %c2 : index
+    %odd = arith.addi %even, %c1 : index
+    scf.for %k = %c0 to %c1024 step %c1 {
+      %a = memref.load %x[%even, %k] : memref<64x1024xf32>
+      %b = memref.load %x[%odd, %k] : memref<64x1024xf32>
+      memref.store %b, %y[%even, %k] : memref<128x1024xf32>
+      memref.store %a, %y[%odd, %k] : memref<128x1024xf32>
+    }
+  }
+  func.return
+}
