@@ -48,6 +48,12 @@ def _cases(big: bool):
                                 {"g": _randn(rows.shape[1]), "b": _randn(rows.shape[1])}.items(), axis=-1), rows, None
     for axis in (0, 1):
         yield f"reduce_sum_{axis}", _single("ReduceSum", rows.shape, {"axes": np.array([axis])}.items()), rows, None
+    k, n = s(512, 37), s(1000, 83)
+    w = {"w": _randn(k, n)}
+    vector = _randn(1, k)
+    matvec = onnx_model([helper.make_node("MatMul", ["x", "w"], ["y"])], {"x": (1, [1, k])}, inits=w)
+    yield "matvec", matvec, vector, True  # batch 1: the columns split into tiles
+    yield "matmul_3_rows", _single("MatMul", (3, k), w.items()), _randn(3, k), None
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Concat", ["x", "r"], ["y"], axis=1)]
     yield "concat", onnx_model(nodes, {"x": (1, ["N", *x4.shape[1:]])}), x4, None
 

@@ -23,9 +23,10 @@ it has no results, calls nothing, and every root it writes is written and
 read only
 
 - through memrefs of one type at one offset that does not depend on `iv`,
-  each access indexing the same dimension by `A * iv + c`, c constant and
-  c // A the same for all (each iteration owns block iv + c // A of A
-  slices; mostly A = 1, c = 0), or
+  each access indexing the same dimension by `A * iv + c`, c a constant or
+  ranging over inner loops' variables, within one block [A * b, A * b + A)
+  the same for all (each iteration owns block iv + b of A slices; mostly
+  A = 1, c = 0), or
 - through views at `A * iv + C` of a static size <= |A| bytes (each
   iteration owns one slab),
 
@@ -104,9 +105,12 @@ def _element_bytes(t: MemRefType) -> int:
 class _Loop:
     """Linear forms of index values and the byte offsets of memrefs, relative to one loop."""
 
-    def __init__(self, loop: scf.ForOp):
+    def __init__(self, loop: scf.ForOp, inner_ivs: bool = False):
         self.loop, self.iv = loop, loop.body.block.args[0]
         self.memo: dict[SSAValue, Linear | None] = {}
+        # with inner_ivs, the variables of loops inside with known bounds are symbols too
+        self.inner_ivs = inner_ivs
+        self.ranges: dict[SSAValue, tuple[int, int]] = {}  # inner loop variable -> [min, max]
 
     def linear(self, v: SSAValue) -> Linear | None:
         if v not in self.memo:
@@ -140,6 +144,11 @@ class _Loop:
         defined = _defining_op(v)
         if not inside(defined, self.loop):
             return {v: 1}  # loop-invariant, of unknown value
+        if self.inner_ivs and isinstance(defined, scf.ForOp) and v is defined.body.block.args[0]:
+            lo, hi = constant(defined.lb), _upper_bound(defined.ub)
+            if lo is not None and hi is not None and hi > lo:
+                self.ranges[v] = (lo, hi - 1)
+                return {v: 1}
         return None  # depends on a value computed in the loop: not linear in iv
 
     def offset(self, m: SSAValue) -> tuple[SSAValue, Operation | None, Linear | None]:
@@ -268,14 +277,31 @@ def _per_iteration(op: Operation, loop: scf.ForOp) -> bool:
     return False
 
 
+def _upper_bound(v: SSAValue) -> int | None:
+    """A constant >= index `v`: a constant, or the min of one."""
+    c = constant(v)
+    if c is None and isinstance(v.owner, arith.MinSIOp):
+        bounds = [b for b in map(_upper_bound, v.owner.operands) if b is not None]
+        c = min(bounds) if bounds else None
+    return c
+
+
 def _blocks(L: _Loop, indices: list[SSAValue]) -> dict[int, tuple[int, int]]:
-    """Dimension -> (A, b) for the indices A * iv + c with c constant, b = c // A:
-    the access reaches block iv + b (of A) along that dimension."""
+    """Dimension -> (A, b) for the indices A * iv + c, with c a constant or
+    ranging over inner loops' variables within [A * b, A * b + A): the access
+    reaches block iv + b (of A) along that dimension. `L` has inner_ivs."""
     out = {}
     for d, index in enumerate(indices):
         form = L.linear(index)
-        if form is not None and set(form) <= {"iv", None} and form.get("iv", 0) > 0:
-            out[d] = (form["iv"], form.get(None, 0) // form["iv"])
+        if form is None or form.get("iv", 0) <= 0 or not set(form) <= {"iv", None, *L.ranges}:
+            continue
+        a = form["iv"]
+        low = high = form.get(None, 0)
+        for v, (lo, hi) in L.ranges.items():
+            k = form.get(v, 0)
+            low, high = low + min(k * lo, k * hi), high + max(k * lo, k * hi)
+        if low // a == high // a:
+            out[d] = (a, low // a)
     return out
 
 
@@ -284,7 +310,7 @@ def independent(loop: scf.ForOp) -> bool:
     docstring), the buffers of `privatized(loop)` copied per thread."""
     if loop.results or constant(loop.step) is None:
         return False
-    L = _Loop(loop)
+    L, blocks = _Loop(loop), _Loop(loop, inner_ivs=True)
     accesses = []
     for op in loop.body.walk():
         if not (isinstance(op, _MEMORY_OPS) or op.dialect_name() in _PURE_DIALECTS):
@@ -304,7 +330,7 @@ def independent(loop: scf.ForOp) -> bool:
         region = regions.setdefault(root, {}).setdefault(key, new)
         region.writes |= writes
         if region.kind == "slice":
-            here = _blocks(L, indices or [])
+            here = _blocks(blocks, indices or [])
             region.dims = here if region.dims is None else {
                 d: a for d, a in region.dims.items() if here.get(d) == a}
     for by_key in regions.values():

@@ -177,7 +177,25 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     nb = len(out.shape) - rows - cols
     zero = b.const(0, out.elt)
 
+    # With a team, the columns split into tiles (two per thread, whole vectors
+    # wide), each computed over all of k: the tiles are independent, so
+    # parallelize-loops gives them to the team (a matrix-vector product at
+    # batch 1 otherwise runs on one thread). One thread keeps whole rows.
+    tiles = 2 * b.threads if b.threads > 1 and cols and not packed and n >= 2 * 16 * b.threads else 1
+    width = 16 * -(-n // (16 * tiles))
+
     def row_block(bt: list[SSAValue], i0: SSAValue, count: int) -> None:
+        if tiles == 1:
+            column_tile(bt, i0, count, 0, n)
+            return
+
+        def tile(ts, _):
+            j0 = b.mul_i(ts[0], width)
+            column_tile(bt, i0, count, j0, b(arith.MinSIOp, b.idx(width), b(arith.SubiOp, b.idx(n), j0)))
+        b.nest([-(-n // width)], tile)
+
+    def column_tile(bt: list[SSAValue], i0: SSAValue, count: int, j0: int | SSAValue, n: int | SSAValue) -> None:
+        """Rows i0 .. i0 + count of out, columns j0 .. j0 + n."""
         irows = [b.add_i(i0, r) for r in range(count)]
 
         def oidx(i, j):
@@ -194,7 +212,7 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             """body([j], at) for every output column j; with panels, `at` is the
             panel and the column within it (the whole panels, then the partial one)."""
             if not packed:
-                b.nest([n], body)
+                b.nest([n], lambda js, at: body([b.add_i(js[0], j0)], at))
                 return
             full, rest = divmod(n, PANEL)
             if full:
@@ -207,7 +225,7 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                 return b.load(w, [at[0], kq, at[1]])
             return b.load(w, [*wb, kq, *([j] if cols else [])])
 
-        b.nest([n], clear)
+        b.nest([n], lambda js, at: clear([b.add_i(js[0], j0)], at))
         xb = broadcast_map(b, out.shape[:nb], x2[:-2])(bt)
         wb = broadcast_map(b, out.shape[:nb], w2[:-2])(bt)
 
@@ -234,7 +252,7 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                     o = oidx(i, js[0])
                     bi = bias and broadcast_map(b, out.shape, bias.shape)(o)
                     b.store(epilogue(b, op, bias, bi, b.load(out, o)), out, o)
-            b.nest([n], fin)
+            b.nest([n], lambda js, at: fin([b.add_i(js[0], j0)], at))
 
     def batch_body(bt, _):
         _blocks(b, m, ROW_BLOCK if rows else 1, lambda i0, c: row_block(bt, i0, c))

@@ -194,3 +194,35 @@ func.func @blocks(%x: memref<64x1024xf32>, %y: memref<128x1024xf32>) {
   }
   func.return
 }
+
+// A matrix-vector product in column tiles (lower-to-loops{threads=N} makes
+// them): tile t owns columns 256 t + [0, min(256, 1000 - 256 t)), an inner
+// loop's variable bounded by 256, over every k.
+// CHECK-LABEL: func.func @column_tiles
+// CHECK:         scf.for %k
+// CHECK:         } {ncc.parallel = 2 : i64}
+func.func @column_tiles(%x: memref<1x512xf32>, %w: memref<512x1000xf32>, %y: memref<1x1000xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %c256 = arith.constant 256 : index
+  %c512 = arith.constant 512 : index
+  %c1000 = arith.constant 1000 : index
+  scf.for %t = %c0 to %c4 step %c1 {
+    %j0 = arith.muli %t, %c256 : index
+    %left = arith.subi %c1000, %j0 : index
+    %width = arith.minsi %c256, %left : index
+    scf.for %k = %c0 to %c512 step %c1 {
+      %xv = memref.load %x[%c0, %k] : memref<1x512xf32>
+      scf.for %jj = %c0 to %width step %c1 {
+        %j = arith.addi %jj, %j0 : index
+        %wv = memref.load %w[%k, %j] : memref<512x1000xf32>
+        %acc = memref.load %y[%c0, %j] : memref<1x1000xf32>
+        %p = arith.mulf %xv, %wv : f32
+        %s = arith.addf %acc, %p : f32
+        memref.store %s, %y[%c0, %j] : memref<1x1000xf32>
+      }
+    }
+  }
+  func.return
+}
