@@ -33,8 +33,10 @@ read only
 and no other memref of that root read in the loop can overlap those bytes.
 Buffers made inside the loop are private to an iteration. A buffer made by an
 op marked `ncc.scratch` (the padded plane of pooling and depthwise
-convolution, which each iteration rewrites before it reads) is private to a
-thread: the outlined function copies it into a buffer of its own first.
+convolution) and used only inside loops marked `ncc.scratch_per_iteration`
+(each of whose iterations writes the part it reads before reading it: the
+loop over planes) is private to a thread: the outlined function copies it
+into a buffer of its own first (`privatized`).
 
 Which loop: the outermost proven loop whose iterations split evenly enough
 over the team and whose launch does at least MIN_WORK operations (waking the
@@ -43,8 +45,9 @@ as long as at most MAX_LAUNCHES launches would result. A loop over the batch
 (a size known only at run time) is split and also looked into: its launcher
 runs it alone when the batch is below `ncc.parallel_min_trips` (MIN_WORK
 over the work of one iteration), and the loops inside then split; when the
-batch splits, the loops inside run on one thread each (libgomp does not nest
-teams: a team started inside a team's thread has one thread).
+batch splits, the loops inside run on one thread each (by default libgomp
+does not nest teams: a team started inside a team's thread has one thread;
+the launchers read the team they got, so results do not change either way).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from xdsl.context import Context
-from xdsl.dialects import arith, func, math, memref, scf
+from xdsl.dialects import arith, func, memref, scf
 from xdsl.dialects.builtin import IntegerAttr, MemRefType, ModuleOp, i64
 from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
@@ -151,7 +154,7 @@ class _Loop:
                 return {v: 1}
         return None  # depends on a value computed in the loop: not linear in iv
 
-    def offset(self, m: SSAValue) -> tuple[SSAValue, Operation | None, Linear | None]:
+    def offset(self, m: SSAValue) -> tuple[SSAValue, Linear | None]:
         """(root, offset): the buffer `m` views and the byte offset of `m` in it.
         A buffer made by a scratch-marked op is the root (it gets privatized)
         when `m` reaches it through views made in the loop only; else the
