@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from onnx import helper
 
 import ncc
@@ -130,3 +132,41 @@ def test_gradients_with_threads_are_those_of_one(split_everything):
     assert set(grads[0]) == set(grads[1])
     for name in grads[0]:
         assert np.array_equal(grads[0][name], grads[1][name]), name
+
+
+@st.composite
+def _random_case(draw):
+    """One op on a random 4-D shape with random parameters (odd sizes, primes)."""
+    shape = [draw(st.integers(1, 3)), draw(st.integers(1, 6)), draw(st.integers(3, 13)), draw(st.integers(3, 13))]
+    op = draw(st.sampled_from(["MaxPool", "AveragePool", "DepthwiseConv", "Transpose", "Concat", "ReduceSum",
+                               "Softmax"]))
+    attrs, inits, inputs = {}, {}, ["x"]
+    if op in ("MaxPool", "AveragePool", "DepthwiseConv"):
+        k = [draw(st.integers(1, 3)) for _ in range(2)]
+        attrs = {"strides": [draw(st.integers(1, 3)) for _ in range(2)],
+                 "pads": [draw(st.integers(0, kk - 1)) for kk in k + k]}
+        if op == "DepthwiseConv":
+            op, attrs["group"] = "Conv", shape[1]
+            inits = {"w": _randn(shape[1], 1, *k)}
+        else:
+            attrs["kernel_shape"] = k
+    elif op == "Transpose":
+        attrs["perm"] = draw(st.permutations(range(4)))
+    elif op == "Concat":
+        attrs["axis"] = draw(st.integers(0, 3))
+        inputs = ["x", "x"]
+    elif op == "ReduceSum":
+        inits = {"axes": np.array(sorted(draw(st.sets(st.integers(0, 3), min_size=1, max_size=3))))}
+    else:
+        attrs["axis"] = draw(st.integers(-1, 3))
+    node = helper.make_node(op, [*inputs, *inits], ["y"], **attrs)
+    return onnx_model([node], {"x": (1, shape)}, inits=inits), _randn(*shape)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_random_case(), st.sampled_from([2, 3, 5]))
+def test_random_ops_split_give_the_results_of_one(split_everything, case, threads):
+    model, x = case
+    one, _ = _run(model, x, 1)
+    got, _ = _run(model, x, threads)
+    assert np.array_equal(got, one)
