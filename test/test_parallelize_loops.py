@@ -56,6 +56,8 @@ def _cases(big: bool):
     matvec = onnx_model([helper.make_node("MatMul", ["x", "w"], ["y"])], {"x": (1, [1, k])}, inits=w)
     yield "matvec", matvec, vector, True  # batch 1: the columns split into tiles
     yield "matmul_3_rows", _single("MatMul", (3, k), w.items()), _randn(3, k), None
+    # a batch of 1 through the weight's GEMM panels (the loops of a dynamic batch below 4 rows)
+    yield "matvec_panels", _single("MatMul", (1, k), w.items()), vector, True
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Concat", ["x", "r"], ["y"], axis=1)]
     yield "concat", onnx_model(nodes, {"x": (1, ["N", *x4.shape[1:]])}), x4, None
 

@@ -281,11 +281,16 @@ def _per_iteration(op: Operation, loop: scf.ForOp) -> bool:
 
 
 def _upper_bound(v: SSAValue) -> int | None:
-    """A constant >= index `v`: a constant, or the min of one."""
-    c = constant(v)
-    if c is None and isinstance(v.owner, arith.MinSIOp):
-        bounds = [b for b in map(_upper_bound, v.owner.operands) if b is not None]
+    """A constant >= index `v`: a constant, the min of one, or one times a constant >= 0."""
+    c, op = constant(v), v.owner
+    if c is None and isinstance(op, arith.MinSIOp):
+        bounds = [b for b in map(_upper_bound, op.operands) if b is not None]
         c = min(bounds) if bounds else None
+    elif c is None and isinstance(op, arith.MuliOp):
+        for x, y in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+            k, bound = constant(y), _upper_bound(x)
+            if k is not None and k >= 0 and bound is not None:
+                return k * bound
     return c
 
 

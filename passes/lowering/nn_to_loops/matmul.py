@@ -181,21 +181,33 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     # wide), each computed over all of k: the tiles are independent, so
     # parallelize-loops gives them to the team (a matrix-vector product at
     # batch 1 otherwise runs on one thread). One thread keeps whole rows.
-    tiles = 2 * b.threads if b.threads > 1 and cols and not packed and n >= 2 * 16 * b.threads else 1
-    width = 16 * -(-n // (16 * tiles))
+    # (Packed: tiles of whole panels; the last, partial panel after them.)
+    full, rest = divmod(n, PANEL)
+    units, unit = (full, PANEL) if packed else (-(-n // 16), 16)
+    tiles = 2 * b.threads if b.threads > 1 and cols and units >= 2 * b.threads else 1
+    per = -(-units // tiles)  # units per tile
 
     def row_block(bt: list[SSAValue], i0: SSAValue, count: int) -> None:
         if tiles == 1:
-            column_tile(bt, i0, count, 0, n)
+            column_tile(bt, i0, count, 0, n, (0, full, True))
             return
 
         def tile(ts, _):
-            j0 = b.mul_i(ts[0], width)
-            column_tile(bt, i0, count, j0, b(arith.MinSIOp, b.idx(width), b(arith.SubiOp, b.idx(n), j0)))
-        b.nest([-(-n // width)], tile)
+            first = b.mul_i(ts[0], per)
+            if packed:
+                some = b(arith.MinSIOp, b.idx(per), b(arith.SubiOp, b.idx(full), first))
+                column_tile(bt, i0, count, b.mul_i(first, PANEL), b.mul_i(some, PANEL), (first, some, False))
+            else:
+                j0 = b.mul_i(first, unit)
+                column_tile(bt, i0, count, j0, b(arith.MinSIOp, b.idx(per * unit), b(arith.SubiOp, b.idx(n), j0)))
+        b.nest([-(-units // per)], tile)
+        if packed and rest:
+            column_tile(bt, i0, count, full * PANEL, rest, (full, 0, True))
 
-    def column_tile(bt: list[SSAValue], i0: SSAValue, count: int, j0: int | SSAValue, n: int | SSAValue) -> None:
-        """Rows i0 .. i0 + count of out, columns j0 .. j0 + n."""
+    def column_tile(bt: list[SSAValue], i0: SSAValue, count: int, j0: int | SSAValue, n: int | SSAValue,
+                    panels: tuple = (0, 0, False)) -> None:
+        """Rows i0 .. i0 + count of out, columns j0 .. j0 + n; packed: `panels` =
+        (first, how many, with the partial panel) are those columns."""
         irows = [b.add_i(i0, r) for r in range(count)]
 
         def oidx(i, j):
@@ -214,10 +226,14 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             if not packed:
                 b.nest([n], lambda js, at: body([b.add_i(js[0], j0)], at))
                 return
-            full, rest = divmod(n, PANEL)
-            if full:
-                b.nest([full, PANEL], lambda ps, c: body([b.add_i(b.mul_i(ps[0], PANEL), ps[1])], (ps[0], ps[1])))
-            if rest:
+            first, how_many, partial = panels
+
+            def panel(ps, c):
+                p = b.add_i(ps[0], first)
+                body([b.add_i(b.mul_i(p, PANEL), ps[1])], (p, ps[1]))
+            if not (isinstance(how_many, int) and how_many == 0):
+                b.nest([how_many, PANEL], panel)
+            if partial and rest:
                 b.nest([rest], lambda js, c: body([b.add_i(js[0], full * PANEL)], (b.idx(full), js[0])))
 
         def wload(kq, j, at):
