@@ -30,10 +30,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xdsl.dialects.builtin import ArrayAttr, DenseArrayBase, StringAttr, i64
+from xdsl.dialects.builtin import AnyFloat, ArrayAttr, DenseArrayBase, StringAttr, i64
 from xdsl.dialects.func import FuncOp
+from xdsl.ir import Attribute
 
 ARG_ROLES = "ncc.arg_roles"
+
+
+def element_bytes(t: Attribute) -> int:
+    """Bytes of one element of a memref of element type `t` (an i1 takes a byte)."""
+    width = t.bitwidth if isinstance(t, AnyFloat) else t.width.data
+    return max(8, width) // 8
+
 ARENA_BYTES = "ncc.arena_bytes"
 PARAM_NAMES = "ncc.param_names"
 ROLE_KINDS = ("input", "output", "weight", "arena")

@@ -61,7 +61,7 @@ from xdsl.passes import ModulePass
 from xdsl.transforms.convert_scf_to_cf import ConvertScfToCf
 from xdsl.utils.exceptions import PassFailedException
 
-from ncc.passes.lowering.abi import ARG_ROLES, KernelABI
+from ncc.passes.lowering.abi import ARG_ROLES, KernelABI, element_bytes
 from ncc.passes.lowering.expand_math import ExpandMathPass
 from ncc.passes.lowering.outline_loops import OutlineLoopsPass
 from ncc.passes.lowering.parallelize_loops import PARALLEL, PARALLEL_LOOP
@@ -441,9 +441,7 @@ def _alloca(L: _FuncLowering, op: memref.AllocaOp):
 
 
 def _byte_size(L: _FuncLowering, m: SSAValue) -> SSAValue:
-    elem = m.type.element_type
-    nbytes = (elem.bitwidth if isinstance(elem, AnyFloat) else max(8, elem.width.data)) // 8
-    return L.emit(llvm.MulOp(L.numel(m), L.const(nbytes, i64)))
+    return L.emit(llvm.MulOp(L.numel(m), L.const(element_bytes(m.type.element_type), i64)))
 
 
 def _alloc(L: _FuncLowering, op: memref.AllocOp):

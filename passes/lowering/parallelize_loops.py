@@ -62,6 +62,8 @@ from xdsl.ir import Block, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
 
+from ncc.passes.lowering.abi import element_bytes
+
 
 PARALLEL = "ncc.parallel"  # scf.for: the team size; its outlined call and launcher: [team, step, min trips]
 PARALLEL_LOOP = "ncc.parallel_loop"  # on a launcher's declaration: the outlined loop it runs
@@ -93,16 +95,17 @@ def _defining_op(v: SSAValue) -> Operation | None:
     return owner.parent_op() if isinstance(owner, Block) else owner
 
 
+def _extent(op: memref.DimOp) -> int | None:
+    """The static extent a memref.dim reads (-1: the batch), if its index is known."""
+    d, shape = constant(op.index), op.source.type.get_shape()
+    return shape[d] if d is not None and 0 <= d < len(shape) else None
+
+
 def constant(v: SSAValue) -> int | None:
     op = v.owner
     if isinstance(op, arith.ConstantOp) and isinstance(op.value, IntegerAttr):
         return op.value.value.data
     return None
-
-
-def _element_bytes(t: MemRefType) -> int:
-    e = t.element_type
-    return max(8, e.bitwidth if hasattr(e, "bitwidth") else e.width.data) // 8
 
 
 class _Loop:
@@ -127,11 +130,8 @@ class _Loop:
         if c is not None:
             return {None: c}
         op = v.owner
-        if isinstance(op, memref.DimOp):
-            d = constant(op.index)
-            shape = op.source.type.get_shape()
-            if d is not None and 0 <= d < len(shape):
-                return {None: shape[d]} if shape[d] >= 0 else {_BATCH: 1}
+        if isinstance(op, memref.DimOp) and _extent(op) is not None:
+            return {None: _extent(op)} if _extent(op) >= 0 else {_BATCH: 1}
         if isinstance(op, (arith.AddiOp, arith.SubiOp)):
             a, b = self.linear(op.lhs), self.linear(op.rhs)
             if a is None or b is None:
@@ -176,7 +176,7 @@ class _Loop:
             elif isinstance(op, memref.ReinterpretCastOp):
                 elements = (self.linear(op.offsets[0]) if op.offsets
                             else {None: op.static_offsets.get_values()[0]})
-                size = _element_bytes(op.source.type)
+                size = element_bytes(op.source.type.element_type)
                 shift = None if elements is None else {k: c * size for k, c in elements.items()}
             offset = None if offset is None or shift is None else _combine(offset, shift, 1)
             m = op.operands[0]
@@ -184,7 +184,7 @@ class _Loop:
     def size(self, m: SSAValue) -> Linear | None:
         """Bytes of memref `m`: static, or the batch times the rest."""
         t: MemRefType = m.type
-        rest = _element_bytes(t)
+        rest = element_bytes(t.element_type)
         shape = t.get_shape()
         for d in shape[1:]:
             rest *= d
@@ -217,8 +217,6 @@ def _never_negative(form: Linear) -> bool:
 def _disjoint(x: tuple[Linear, Linear], y: tuple[Linear, Linear]) -> bool:
     (lo1, hi1), (lo2, hi2) = x, y
     return _never_negative(_combine(lo2, hi1, -1)) or _never_negative(_combine(lo1, hi2, -1))
-
-
 
 
 @dataclass
@@ -382,9 +380,8 @@ def _evaluate(v: SSAValue, env: dict[SSAValue, int]) -> int | None:
         return c
     op = v.owner
     if isinstance(op, memref.DimOp):
-        d = constant(op.index)
-        shape = op.source.type.get_shape()
-        return None if d is None or not 0 <= d < len(shape) or shape[d] < 0 else shape[d]
+        extent = _extent(op)
+        return None if extent is None or extent < 0 else extent
     binary = {arith.AddiOp: lambda a, b: a + b, arith.SubiOp: lambda a, b: a - b,
               arith.MuliOp: lambda a, b: a * b, arith.MaxSIOp: max, arith.MinSIOp: min,
               arith.DivUIOp: lambda a, b: a // b if b > 0 and a >= 0 else None,
