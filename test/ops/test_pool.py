@@ -235,6 +235,21 @@ def test_lowered_pools(case, kind):
 
 
 
+@pytest.mark.parametrize("kernel, params", [([3, 3], {"strides": [2, 2]}), ([2, 2], {"pads": [1, 0, 0, 1]}),
+                                            ([3, 3], {"pads": [1, 1, 1, 1], "dilations": [2, 1]})])
+def test_lowered_max_pool_propagates_nan_and_infinities(kernel, params):
+    """A window holding a NaN is NaN (as numpy's max), whichever tap holds it;
+    -inf and +inf are values like any other."""
+    x = loop_tests.randn(2, 3, 11, 12)
+    x.reshape(-1)[::7] = np.nan
+    x.reshape(-1)[3::11] = -np.inf
+    x.reshape(-1)[5::13] = np.inf
+    m = loop_tests.build([loop_tests.T(2, 3, 11, 12)], lambda e, a: e(nn.MaxPoolOp(a, kernel, **params)))
+    (want,) = ncc.reference.run(m, [x])
+    assert np.isnan(want).any() and not np.isnan(want).all() and np.isinf(want).any()
+    loop_tests.check(m, [x])  # NaN where the reference has NaN, equal elsewhere
+
+
 # ---------------------------------------------------------------------------
 # Autodiff of convolutions and pools, against PyTorch (test_autodiff_conv.py)
 

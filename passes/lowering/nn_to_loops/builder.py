@@ -102,6 +102,23 @@ class Builder:
     def select(self, cond: SSAValue, a: SSAValue, b: SSAValue) -> SSAValue:
         return self(arith.SelectOp, cond, a, b)
 
+    def max_of(self, values: Sequence[SSAValue]) -> SSAValue:
+        """The maximum of float values, NaN if any is NaN, as x86 computes it
+        cheaply: a tree of `a > c ? a : c` (vmaxps), one unordered compare
+        per pair of values, then one blend. arith.maximumf per pair would also
+        order -0 below +0, at three times the instructions in a chain; here
+        the sign of a zero maximum is any operand's."""
+        pairs = list(zip(values[::2], values[1::2])) + ([(values[-1],) * 2] if len(values) % 2 else [])
+        nan = None
+        for a, c in pairs:
+            uno = self.cmpf("uno", a, c)
+            nan = uno if nan is None else self(arith.OrIOp, nan, uno)
+        level = list(values)
+        while len(level) > 1:
+            level = [self.select(self.cmpf("ogt", a, c), a, c) for a, c in zip(level[::2], level[1::2])] \
+                + level[len(level) & ~1:]
+        return self.select(nan, self.const(pymath.nan, level[0].type), level[0])
+
     def libm(self, name: str, *args: SSAValue) -> SSAValue:
         """A call to the C math library for what no arith/math op computes
         (`fmod`; `fmodf` on f32), declared in the module by the pass."""
@@ -411,10 +428,12 @@ Fold = Callable[[SSAValue, int, int, SSAValue], SSAValue]
 
 def by_padded_plane(b: Builder, x: Buf, out: Buf, scratch: Buf, p, kernel: Sequence[int], border: float,
                     per_plane: Callable[[SSAValue, SSAValue],
-                                        tuple[SSAValue, Fold, Callable[[SSAValue], SSAValue]]]) -> None:
+                                        tuple[SSAValue, Fold, Callable[[SSAValue], SSAValue]]] | None,
+                    reduce_taps: Callable[[list[SSAValue]], SSAValue] | None = None) -> None:
     """out[n, c, i, j] = finish(fold(... fold(start, tap 0), ...)) over the
     kernel's taps (u, v) in order, each reading padded[i*s + u*d, j*s + v*d]:
     per plane (n, c) of a 2-D x, per_plane(n, c) gives (start, fold, finish).
+    Or, with per_plane None, out[n, c, i, j] = reduce_taps(every tap's value).
     The plane is first copied into the middle of a plane bordered with
     `border` (the scratch, padded_plane_floats of it, whose border is set
     once per call; its columns split by phase of the stride, filled all
@@ -453,17 +472,24 @@ def by_padded_plane(b: Builder, x: Buf, out: Buf, scratch: Buf, p, kernel: Seque
             for a, e in ((first, min(lo, last)), (max(hi, first), last)):
                 if e > a:
                     b.nest([h, e - a], lambda ij, _, r=r, a=a: copy(ij[0], b.add_i(ij[1], a), r))
-        start, fold, finish = per_plane(ni, c)
+        fold_plane = per_plane(ni, c) if per_plane is not None else None
         image_out = view(b, out.ref, b.mul_i(b.add_i(b.mul_i(ni, out.shape[1]), c), oh * ow), (oh * ow,))
 
         def point(i: SSAValue, j: SSAValue) -> None:
             row = b.mul_i(b.mul_i(i, p.strides[0]), row_len)
-            acc = start
+            taps = []
             for u in range(kernel[0]):
                 for v in range(kernel[1]):
                     t = v * p.dilations[1]
                     at = b.add_i(b.add_i(row, j), u * p.dilations[0] * row_len + (t % s) * cols + t // s)
-                    acc = fold(acc, u, v, b.load(padded, [at]))
+                    taps.append((u, v, b.load(padded, [at])))
+            if per_plane is None:
+                b.store(reduce_taps([t[2] for t in taps]), image_out, [b.add_i(b.mul_i(i, ow), j)])
+                return
+            start, fold, finish = fold_plane
+            acc = start
+            for tap in taps:
+                acc = fold(acc, *tap)
             b.store(finish(acc), image_out, [b.add_i(b.mul_i(i, ow), j)])
         if oh > 1:
             b.nest([oh - 1, wide_row(ow)], lambda ij, _: point(*ij))

@@ -44,8 +44,7 @@ def lower_pool(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     x = ins[0]
     p = op.params
     if _by_padded_plane(op):  # one max per output, unit-stride taps, rows computed wide
-        return by_padded_plane(b, x, out, b.scratch, p, p.kernel, -pymath.inf, lambda ni, c: (
-            b.const(-pymath.inf, out.elt), lambda acc, u, v, value: b.binary("max", acc, value), lambda acc: acc))
+        return by_padded_plane(b, x, out, b.scratch, p, p.kernel, -pymath.inf, None, b.max_of)
     is_max = isinstance(op, nn.MaxPoolOp)
     nd = len(p.kernel)
     fill = b.const(-pymath.inf if is_max else 0.0, out.elt)
