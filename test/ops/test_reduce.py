@@ -192,6 +192,17 @@ def test_lowered_reductions(name, axes, keepdims):
     loop_tests.check(m, [loop_tests.randn(4, 3, 5)], rtol=1e-4)
 
 
+@pytest.mark.parametrize("name", sorted(nn.REDUCE))
+@pytest.mark.parametrize("shape, axes", [((DYN, 3, 37), [-1]), ((DYN, 3, 37), [1, 2]), ((DYN, 64), [1]),
+                                         ((DYN, 2, 40), [0, 2])])
+def test_lowered_reductions_of_long_rows(name, shape, axes):
+    """Rows of at least 2 x LANES elements (and a remainder): float sums and
+    products carried in LANES partial results; other axes as before."""
+    m = loop_tests.build([loop_tests.T(*shape)], lambda e, x: e(nn.REDUCE_OPS[name](x, axes, False)))
+    x = loop_tests.rng.uniform(0.9, 1.1, (3, *shape[1:])) * loop_tests.rng.choice([-1, 1], (3, *shape[1:]))
+    loop_tests.check(m, [x], rtol=1e-5)
+
+
 def test_lowered_reduction_integers():
     for name in ("reduce_sum", "reduce_max", "reduce_min", "reduce_prod"):
         m = loop_tests.build([loop_tests.T(3, 4, elt=i64)], lambda e, x: e(nn.REDUCE_OPS[name](x, [1])))
