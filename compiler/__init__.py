@@ -4,6 +4,7 @@
     module = ncc.import_adjacency("net.txt")      # neuron dialect (a file path)
     print(ncc.emit_equations(module))             # n04 = f04( +n00*w0004 +n01*w0104) ...
     ncc.run_passes(module, "layerize,fuse")       # neuron -> nn, then fusion
+    print(ncc.prune(module, sparsity=0.9))        # prune weights in place; the table of what went
     module = ncc.import_onnx("model.onnx")         # nn dialect (a path, bytes or ModelProto)
     ncc.export_onnx(module, "net.onnx")            # an ONNX model (any nn module)
     y, = ncc.reference.run(module, [x])           # numpy reference semantics
@@ -20,6 +21,7 @@ from ncc.equations import emit_equations
 from ncc.ir import make_context, parse_module, print_module, verify_module
 from ncc.onnx import export_onnx
 from ncc.onnx import import_onnx
+from ncc.passes.prune import prune
 from ncc.pipeline import run_passes
 from ncc import optim
 from ncc.runtime.build import compile
@@ -28,5 +30,5 @@ from ncc.runtime.optim import train
 
 __all__ = [
     "CompiledModel", "NccError", "compile", "emit_equations", "export_onnx", "import_adjacency",
-    "import_adjacency_text", "import_onnx", "make_context", "optim", "parse_adjacency", "parse_module", "print_module", "reference", "run_passes", "train", "verify_module",
+    "import_adjacency_text", "import_onnx", "make_context", "optim", "parse_adjacency", "parse_module", "print_module", "prune", "reference", "run_passes", "train", "verify_module",
 ]

@@ -15,6 +15,7 @@ PASS_TABLE: dict[str, str] = {
     "fold-batch-norm": "ncc.passes.fold_batch_norm:FoldBatchNormPass",
     "fold-weights": "ncc.passes.fold_weights:FoldWeightsPass",
     "pack-weights": "ncc.passes.pack_weights:PackWeightsPass",
+    "prune": "ncc.passes.prune:PrunePass",
     "autodiff": "ncc.passes.autodiff:AutodiffPass",
     "lower-to-loops": "ncc.passes.lowering.nn_to_loops:LowerToLoopsPass",
     "neuron-to-loops": "ncc.passes.lowering.neuron_to_loops:NeuronToLoopsPass",

@@ -1,0 +1,279 @@
+"""prune: which weights go (against numpy's own ranking), that the pruned
+model computes `w * mask` everywhere (reference, native code, onnxruntime on
+the export), that training keeps pruned weights at zero, and the neuron
+level's folding against the net with those synapses set to zero (the IR
+before and after is in test/lit/passes/prune)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import helper
+from xdsl.dialects.builtin import ModuleOp, UnitAttr
+
+import ncc
+from ncc.dialects import nn
+from ncc.dialects.neuron import NeuronGraph
+from ncc.pipeline import build_pipeline
+from ncc.passes.prune import FROZEN_MARK, PruneOptions
+from onnx_models import onnx_model
+
+rng = np.random.default_rng(0)
+
+
+def _mlp():
+    """x[N, 6] -> Gemm(transB) 6->8 -> relu -> MatMul 8->4, and its weights."""
+    w = {"W1": rng.standard_normal((8, 6)).astype(np.float32), "B1": rng.standard_normal(8).astype(np.float32),
+         "W2": rng.standard_normal((8, 4)).astype(np.float32)}
+    nodes = [helper.make_node("Gemm", ["x", "W1", "B1"], ["h"], transB=1), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "W2"], ["y"])]
+    return onnx_model(nodes, {"x": (1, ["N", 6])}, inits=w), w
+
+
+def _cnn():
+    w = {"K1": rng.standard_normal((8, 4, 3, 3)).astype(np.float32), "K2": rng.standard_normal((6, 8, 1, 1)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "K1"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Conv", ["r", "K2"], ["y"])]
+    return onnx_model(nodes, {"x": (1, ["N", 4, 7, 7])}, inits=w), w
+
+
+def _weights(m) -> dict[str, np.ndarray]:
+    return {op.sym: op.data for op in m.ops if isinstance(op, nn.WeightOp)}
+
+
+def _kept_by_numpy(a: np.ndarray, sparsity: float) -> np.ndarray:
+    """An independent ranking: the round(s x n) smallest |w| (stable order) go."""
+    keep = np.ones(a.size, bool)
+    keep[np.argsort(np.abs(a).ravel(), kind="stable")[:round(sparsity * a.size)]] = False
+    return keep.reshape(a.shape)
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.9])
+def test_layer_scope_removes_the_smallest_of_each_weight(sparsity):
+    model, w = _mlp()
+    m = ncc.import_onnx(model)
+    report = ncc.prune(m, sparsity=sparsity)
+    got = _weights(m)
+    for name in ("W1", "W2"):
+        keep = _kept_by_numpy(w[name], sparsity)
+        np.testing.assert_array_equal(got[name], np.where(keep, w[name], 0))
+        np.testing.assert_array_equal(got[f"{name}_mask"], keep.astype(np.float32))
+    np.testing.assert_array_equal(got["B1"], w["B1"])  # a bias is no product's operand
+    assert [r.name for r in report] == ["W1", "W2"]
+    assert [r.nonzero_after for r in report] == [int(_kept_by_numpy(w[n], sparsity).sum()) for n in ("W1", "W2")]
+
+
+def test_global_scope_and_threshold_rank_all_weights_together():
+    model, w = _mlp()
+    m = ncc.import_onnx(model)
+    ncc.prune(m, sparsity=0.6, scope="global")
+    got = _weights(m)
+    both = np.concatenate([w["W1"].ravel(), w["W2"].ravel()])
+    keep = _kept_by_numpy(both, 0.6)
+    np.testing.assert_array_equal(np.concatenate([got["W1"].ravel(), got["W2"].ravel()]), np.where(keep, both, 0))
+    m = ncc.import_onnx(model)
+    ncc.prune(m, threshold=0.7)
+    got = _weights(m)
+    for name in ("W1", "W2"):
+        np.testing.assert_array_equal(got[name], np.where(np.abs(w[name]) >= 0.7, w[name], 0))
+
+
+def test_n_of_m_groups_run_along_the_summed_axis():
+    model, w = _mlp()  # W1 [8, 6] is read transposed: it sums along its 6 columns (not a multiple of 4)
+    m = ncc.import_onnx(model)
+    report = {r.name: r for r in ncc.prune(m, structure="2:4")}
+    got = _weights(m)
+    assert "not a multiple of 4" in report["W1"].note and np.array_equal(got["W1"], w["W1"])
+    groups = got["W2"].T.reshape(4, 2, 4)  # W2 [8, 4] sums along its 8 rows
+    assert (np.count_nonzero(groups, axis=-1) == 2).all()
+    top = np.sort(np.abs(w["W2"].T.reshape(4, 2, 4)), axis=-1)[..., 2:]
+    np.testing.assert_array_equal(np.sort(np.abs(groups), axis=-1)[..., 2:], top)
+    model, w = _cnn()
+    m = ncc.import_onnx(model)
+    ncc.prune(m, structure="1:4")
+    got = _weights(m)
+    assert (np.count_nonzero(got["K1"], axis=1) == 1).all()  # along the 4 input channels
+    assert (np.count_nonzero(got["K2"].reshape(6, 2, 4), axis=-1) == 1).all()  # 8 input channels: 2 groups
+
+
+def test_frozen_marked_and_named_weights():
+    model, w = _mlp()
+    m = ncc.import_onnx(model)
+    report = {r.name: r for r in ncc.prune(m, sparsity=0.5, frozen="W2")}
+    assert report["W2"].note == "frozen" and np.array_equal(_weights(m)["W2"], w["W2"])
+    m = ncc.import_onnx(model)
+    next(op for op in m.ops if isinstance(op, nn.WeightOp) and op.sym == "W1").attributes[FROZEN_MARK] = UnitAttr()
+    ncc.prune(m, sparsity=0.5, weights=["W1", "W2"])
+    got = _weights(m)
+    assert np.array_equal(got["W1"], w["W1"]) and np.count_nonzero(got["W2"]) == 16
+    m = ncc.import_onnx(model)
+    with pytest.raises(ncc.NccError, match=r"option weights: B1, fc9 are not weights .*\(those are: W1, W2\)"):
+        ncc.prune(m, sparsity=0.5, weights=["B1", "fc9"])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"sparsity": 1.0}, "option sparsity: must be in \\[0, 1\\), got 1.0"),
+    ({"sparsity": -0.1}, "must be in \\[0, 1\\)"),
+    ({"sparsity": 0.5, "threshold": 0.1}, "give sparsity or threshold, not both"),
+    ({"threshold": float("nan")}, "option threshold: must be a finite number >= 0"),
+    ({}, "prune needs sparsity="),
+    ({"sparsity": 0.5, "scope": "model"}, "option scope: must be layer or global"),
+    ({"structure": "4:2"}, "option structure: must be unstructured or N:M"),
+    ({"structure": "block"}, "option structure"),
+    ({"structure": "2:4", "sparsity": 0.5}, "2:4 sets the sparsity itself \\(0.5\\)"),
+])
+def test_bad_options_are_errors_naming_the_option(kwargs, message):
+    with pytest.raises(ncc.NccError, match=message):
+        PruneOptions(**kwargs)
+    m = ncc.import_onnx(_mlp()[0])
+    with pytest.raises(ncc.NccError, match=message):
+        ncc.prune(m, **kwargs)
+
+
+def test_nothing_to_prune_is_an_error():
+    m = ncc.import_onnx(onnx_model([helper.make_node("Relu", ["x"], ["y"])], {"x": (1, ["N", 3])}))
+    with pytest.raises(ncc.NccError, match="no matmul or convolution of the module reads a weight"):
+        ncc.prune(m, sparsity=0.5)
+
+
+@pytest.mark.parametrize("make", [_mlp, _cnn], ids=["mlp", "cnn"])
+def test_pruned_model_everywhere_computes_w_times_mask(make, tmp_path):
+    """Reference, native code and onnxruntime on the export agree with numpy's
+    dense product of the pruned weights."""
+    model, w = make()
+    m = ncc.import_onnx(model)
+    ncc.prune(m, sparsity=0.7)
+    pruned = {k: v for k, v in _weights(m).items() if not k.endswith("_mask")}
+    x = rng.standard_normal((3, *[d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim][1:]))
+    x = x.astype(np.float32)
+    dense = onnx_model(list(model.graph.node), {"x": (1, ["N", *x.shape[1:]])}, inits=pruned)
+    want = ort.InferenceSession(dense.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(ncc.reference.run(m, [x])[0], want, rtol=1e-5, atol=1e-5)
+    native = ncc.compile(m, cache=None)
+    np.testing.assert_allclose(native(x), want, rtol=1e-5, atol=1e-5)
+    path = tmp_path / "pruned.onnx"
+    native.export_onnx(str(path))
+    np.testing.assert_allclose(ort.InferenceSession(str(path)).run(None, {"x": x})[0], want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_training_keeps_pruned_weights_at_zero(optimizer):
+    model, _ = _mlp()
+    m = ncc.import_onnx(model)
+    ncc.prune(m, sparsity=0.6)
+    net = ncc.compile(m, cache=None)
+    pruned = {n: net.params[n] == 0 for n in ("W1", "W2")}
+    x = rng.standard_normal((32, 6)).astype(np.float32)
+    t = rng.standard_normal((32, 4)).astype(np.float32)
+    grads = net.grad(x, t, wrt="params")
+    for n, zero in pruned.items():
+        assert (grads[n][zero] == 0).all() and (grads[n][~zero] != 0).any()
+    opt = ncc.optim.SGD(net, lr=0.05, momentum=0.9, weight_decay=0.01) if optimizer == "sgd" else \
+        ncc.optim.AdamW(net, lr=0.01)
+    history = ncc.train(net, (x, t), epochs=15, batch_size=8, optimizer=opt)
+    assert history.epochs[-1] < history.epochs[0]
+    for n, zero in pruned.items():
+        assert (net.params[n][zero] == 0).all() and (net.params[n][~zero] != 0).all()
+
+
+def test_pruning_again_tightens_the_same_mask():
+    model, w = _mlp()
+    m = ncc.import_onnx(model)
+    ncc.prune(m, sparsity=0.5)
+    report = ncc.prune(m, sparsity=0.75)
+    names = [op.sym for op in m.ops if isinstance(op, nn.WeightOp)]
+    assert names.count("W1_mask") == 1 and "W1_mask1" not in names
+    assert [r.nonzero_before for r in report] == [24, 16] and [r.nonzero_after for r in report] == [12, 8]
+    np.testing.assert_array_equal(_weights(m)["W1"], np.where(_kept_by_numpy(w["W1"], 0.75), w["W1"], 0))
+    assert sum(isinstance(op, nn.BINARY_OPS["mul"]) for op in m.walk()) == 2
+
+
+def test_report_counts_parameters_and_flops():
+    model, _ = _cnn()
+    m = ncc.import_onnx(model)
+    report = ncc.prune(m, sparsity=0.5)
+    k1, k2 = report
+    assert (k1.size, k1.macs_before, k1.macs_after) == (288, 7 * 7 * 288, 7 * 7 * 144)
+    assert (k2.size, k2.macs_before, k2.macs_after) == (48, 7 * 7 * 48, 7 * 7 * 24)
+    text = str(report)
+    assert "K1" in text and "28,224" in text and "50.0 %" in text.splitlines()[-1]
+
+
+def test_ncc_opt_prune_flag_and_report(tmp_path, capsys):
+    from ncc.tools import ncc_opt
+    path = tmp_path / "m.mlir"
+    path.write_text(ncc.print_module(ncc.import_onnx(_mlp()[0])))
+    assert ncc_opt.main([str(path), "--prune=sparsity=0.5 report=true", "-o", str(tmp_path / "out.mlir")]) == 0
+    out = capsys.readouterr()
+    assert "W1_mask" in (tmp_path / "out.mlir").read_text()
+    assert out.err.splitlines()[0].split()[:3] == ["weight", "read", "by"]
+    assert [p.name for p in build_pipeline("prune{sparsity=0.5 scope=global}")] == ["prune"]
+
+
+# ---------------------------------------------------------------------------
+# The neuron level: the pruned net equals the net with the pruned synapses at
+# zero (folding constants into biases and removing dead neurons change nothing)
+
+
+def _net_module(g: NeuronGraph):
+    return ModuleOp([g.to_net("net")])
+
+
+@st.composite
+def _nets(draw):
+    n_in, n = draw(st.integers(1, 3)), draw(st.integers(2, 9))
+    acts = ["tanh", "relu", "identity", "sigmoid"]
+    activation, inputs, values, bias, bias_value = [], [], [], [], []
+    for j in range(n_in + n):
+        if j < n_in:
+            activation.append(None), inputs.append([]), values.append(None), bias.append(None), bias_value.append(None)
+            continue
+        ins = sorted(draw(st.sets(st.integers(0, j - 1), max_size=min(j, 4))))
+        activation.append(draw(st.sampled_from(acts)))
+        inputs.append(ins)
+        values.append([draw(st.floats(-2, 2, allow_subnormal=False)) for _ in ins])
+        has_bias = draw(st.booleans())
+        bias.append(f"b{j:02x}" if has_bias else None)
+        bias_value.append(draw(st.floats(-1, 1)) if has_bias else None)
+    outs = sorted(draw(st.sets(st.integers(n_in, n_in + n - 1), min_size=1, max_size=3)))
+    return NeuronGraph(activation, inputs, values=values, bias=bias, bias_value=bias_value, outputs=outs)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(g=_nets(), threshold=st.floats(0, 1.5))
+def test_pruned_net_equals_the_net_with_those_synapses_zero(g, threshold):
+    m = _net_module(g)
+    zeroed = NeuronGraph(g.activation, [list(i) for i in g.inputs], weights=[list(w) for w in g.weights],
+                         values=[None if v is None else [x if abs(x) >= threshold else 0.0 for x in v]
+                                 for v in g.values], bias=g.bias, bias_value=g.bias_value, outputs=g.outputs)
+    x = rng.standard_normal((4, len(g.input_indices)))
+    want = ncc.reference.run(_net_module(zeroed), [x])[0]
+    report = ncc.prune(m, threshold=threshold)
+    got = ncc.reference.run(m, [x])[0]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    pruned = next(iter(m.ops)).graph()
+    assert len(pruned.input_indices) == len(g.input_indices) and len(pruned.outputs) == len(g.outputs)
+    assert all(abs(v) >= threshold for vs in pruned.values if vs for v in vs)
+    assert report.layers[0].nonzero_after == sum(len(i) for i in pruned.inputs)
+
+
+def test_neuron_sparsity_scopes_and_errors():
+    g = NeuronGraph([None, None, "tanh", "tanh"], [[], [], [0, 1], [0, 1, 2]],
+                    values=[None, None, [0.1, 2.0], [0.3, -0.2, 1.0]], outputs=[3])
+    m = _net_module(g)
+    ncc.prune(m, sparsity=0.5)  # per neuron: round(0.5 x 2) = 1 of n02's, round(0.5 x 3) = 2 of n03's
+    assert next(iter(m.ops)).graph().inputs == [[], [], [1], [2]]
+    m = _net_module(g)
+    ncc.prune(m, sparsity=0.4, scope="global")  # round(0.4 x 5) = 2 of all five: 0.1 and -0.2
+    assert next(iter(m.ops)).graph().values[2:] == [[2.0], [0.3, 1.0]]
+    with pytest.raises(ncc.NccError, match="structure 2:4 is for nn weights"):
+        ncc.prune(_net_module(g), structure="2:4")
+    with pytest.raises(ncc.NccError, match="option frozen: w9999 is not a synapse of net @net"):
+        ncc.prune(_net_module(g), sparsity=0.5, frozen=["w9999"])
+    m = _net_module(g)
+    ncc.prune(m, threshold=5, frozen=["w0002"])  # all but w0002 go; n03, the output, has no input left
+    pruned = next(iter(m.ops)).graph()  # and n02 (frozen w0002 with it) reaches no output any more
+    assert pruned.inputs == [[], [], []] and pruned.outputs == [2] and pruned.activation[2] == "tanh"
