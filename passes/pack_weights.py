@@ -26,6 +26,18 @@ channels, reshaped and transposed to [ceil(M / 32), C x kernel, 32].
                                                           %p = nn.transpose %t perm [0, 2, 1]
                                                           %y = nn.packed_conv %x, %p, %b channels 512 kernel [3, 3] ...
 
+A matmul whose weight a prune left masked (`prune`: `w * mask`, the mask an
+internal weight) at a density of at most SPARSE_MAX_DENSITY becomes
+nn.packed_sparse_matmul: the mask's pattern in the sparse kernel's two
+packed forms (passes/lowering/spmm.py), its index tables constants, its
+values gathers of the masked weight (derived weights: set the parameter and
+they follow; the pattern is the mask's, fixed when compiled).
+
+    %w = nn.weight_ref @fc                                 %wm = nn.mul %w, %m
+    %m = nn.weight_ref @fc_mask                  ==>       %f = nn.reshape %wm ... ; %z = nn.pad %f pads [0, 1]
+    %wm = nn.mul %w, %m                                    %sv = nn.gather %z, %slice_gather  %cv = nn.gather %z, %column_gather
+    %y = nn.fused_matmul %x, %wm, %b activation relu       %y = nn.packed_sparse_matmul %x, %sv, %cv, %steps, ..., %b
+
 `ncc.compile` runs it before fold-weights; training differentiates the
 unpacked model.
 """
@@ -36,17 +48,28 @@ import math
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import ModuleOp, f32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp, UnitAttr, f32
+
 from ncc.dialects import nn
-from ncc.dialects.nn import DYN, shape_of
+from ncc.dialects.nn import CONSTANT_MARK, DYN, shape_of
 from ncc.dialects.nn.matmul import PANEL
+from ncc.passes.lowering import spmm
+from ncc.passes.prune.nn import MASK_OF
 from ncc.passes.lowering.nn_to_loops.conv import transposed_is_cheaper
 from ncc.passes.lowering.nn_to_loops.matmul import GEMM_MIN_ROWS, GEMM_MIN_WORK
 from ncc.reference import EVAL
+
+# The densest pruned weight (nonzeros / entries) the sparse kernel computes:
+# denser, the dense GEMM is as fast. Measured on znver5 (AVX-512) on 512 x 512
+# and 784 x 512 layers (benchmarks/bench_sparse.py --crossover): sparse
+# 1.65-2.5x the dense GEMM's speed at 20 %, 1.0-1.9x at 30 %, 0.7-1.4x at 40 %
+# (batch 64 and batch 1).
+SPARSE_MAX_DENSITY = 0.25
 
 
 def weight_only(v: SSAValue) -> bool:
@@ -105,8 +128,86 @@ def _pack_matmul(op: Operation) -> list[Operation]:
     return made
 
 
+def sparsity_pattern(v: SSAValue) -> np.ndarray | None:
+    """Where a matmul's weight operand can be nonzero, if it is a masked weight
+    (reached through transposes and reshapes): the operand computed with the
+    mask and ones for every other weight; else None."""
+    masked = False
+
+    def pattern(v: SSAValue) -> np.ndarray | None:
+        nonlocal masked
+        op = v.owner
+        if isinstance(op, nn.WeightRefOp):
+            w = op.resolve()
+            if MASK_OF in w.attributes and w.data is not None:
+                masked = True
+                return (w.data != 0).astype(np.float32)
+            return np.ones(shape_of(v.type), np.float32)
+        if not isinstance(op, (nn.TransposeOp, nn.ReshapeOp, nn.BINARY_OPS["mul"])):
+            return None
+        args = [pattern(o) for o in op.operands]
+        return None if any(a is None for a in args) else EVAL[type(op)](op, *args)
+    found = pattern(v)
+    return found != 0 if masked and found is not None else None
+
+
+def _sparse_pattern(op: Operation) -> np.ndarray | None:
+    """The K x N pattern of a float32 matmul's masked 2-D weight at most
+    SPARSE_MAX_DENSITY dense, whose bias (if any) is one per column."""
+    x, w = op.operands[0], op.operands[1]
+    if op.result.type.element_type != f32 or x.type.element_type != f32 or len(shape_of(w.type)) != 2:
+        return None
+    if isinstance(op, nn.FusedMatmulOp) and op.bias is not None and shape_of(op.bias.type) != shape_of(w.type)[1:]:
+        return None
+    mask = sparsity_pattern(w)
+    return mask if mask is not None and mask.mean() <= SPARSE_MAX_DENSITY else None
+
+
+def _table(module: ModuleOp, name: str, data: np.ndarray, made: list[nn.WeightOp]) -> nn.WeightOp:
+    """An internal constant weight (an index table) named after `name`, unique
+    among the module's weights and those `made` so far."""
+    names = {op.sym for op in [*module.ops, *made] if isinstance(op, nn.WeightOp)}
+    sym, k = name, 1
+    while sym in names:
+        sym, k = f"{name}{k}", k + 1
+    w = nn.WeightOp(sym, data)
+    w.attributes[CONSTANT_MARK] = UnitAttr()
+    return w
+
+
+def _pack_sparse(op: Operation, mask: np.ndarray, module: ModuleOp, tables: list[nn.WeightOp]) -> list[Operation]:
+    """The ops making nn.packed_sparse_matmul of a matmul or fused_matmul (the last)."""
+    x, w = op.operands[0], op.operands[1]
+    k, n = mask.shape
+    packed = spmm.pack(mask)
+    stem = f"{op.name.split('.')[-1]}_sparse"
+    made: list[Operation] = [nn.ReshapeOp(w, [k * n])]
+    made.append(nn.PadOp(made[-1].results[0], [0, 1]))  # one zero after W: empty slots gather it
+    flat = made[-1].results[0]
+
+    def const(suffix: str, data: np.ndarray) -> SSAValue:
+        table = _table(module, f"{stem}_{suffix}", data, tables)
+        tables.append(table)
+        made.append(nn.WeightRefOp(table))
+        return made[-1].results[0]
+    values = []
+    for gather in (packed.slice_gather, packed.column_gather):
+        idx = const("slice_gather" if gather is packed.slice_gather else "column_gather", gather)
+        made.append(nn.GatherOp(flat, idx, 0))
+        values.append(made[-1].results[0])
+    refs = [const(name, getattr(packed, name)) for name in ("steps", "blocks", "lanes", "colptr", "rowidx")]
+    fused = isinstance(op, nn.FusedMatmulOp)
+    made.append(nn.PackedSparseMatmulOp(x, *values, *refs, k, n, op.operands[2] if fused and len(op.operands) > 2
+                                        else None, op.params.activation if fused else "identity"))
+    return made
+
+
 def _packing(op: Operation):
     """The rewrite of `op` if it reads a weight packed (else None)."""
+    if isinstance(op, (nn.MatmulOp, nn.FusedMatmulOp)):
+        mask = _sparse_pattern(op)
+        if mask is not None:
+            return lambda op, module, tables: _pack_sparse(op, mask, module, tables)
     if isinstance(op, (nn.MatmulOp, nn.FusedMatmulOp)) and _packable(op):
         return _pack_matmul
     if isinstance(op, (nn.ConvOp, nn.FusedConvOp)) and transposed_is_cheaper(op) and weight_only(op.operands[1]):
@@ -119,17 +220,21 @@ def pack_weights(module: ModuleOp) -> int:
     fused_conv the GEMM computes cheaper transposed, of `module`'s nn
     functions; returns how many."""
     count = 0
+    tables: list[nn.WeightOp] = []
     for fn in [op for op in module.ops if isinstance(op, func.FuncOp) and op.body.blocks]:
         for op in list(fn.body.block.ops):
             rewrite = _packing(op)
             if rewrite is None:
                 continue
-            made = rewrite(op)
+            made = rewrite(op, module, tables) if rewrite not in (_pack_matmul, _pack_conv) else rewrite(op)
             for m in made:
                 Rewriter.insert_op(m, InsertPoint.before(op))
             op.result.replace_all_uses_with(made[-1].results[0])
             Rewriter.erase_op(op)
             count += 1
+        if tables:
+            Rewriter.insert_op(tables, InsertPoint.before(fn))
+            tables = []
     return count
 
 

@@ -37,7 +37,7 @@ from xdsl.dialects.builtin import ModuleOp
 
 from ncc.diagnostics import NccError
 from ncc.dialects.neuron import NetOp
-from ncc.passes.lowering import gemm, openmp
+from ncc.passes.lowering import gemm, openmp, spmm
 from ncc.passes.lowering.parallelize_loops import PARALLEL, PARALLEL_LOOP
 from ncc.passes.lowering.abi import ARG_ROLES
 from ncc.pipeline import run_passes
@@ -129,14 +129,22 @@ def gemm_tile(cpu: str | None = None) -> gemm.Tile:
     return gemm.tile_for_cpu(cpu)
 
 
+def spmm_variant(cpu: str | None = None) -> spmm.Variant:
+    """The sparse kernel's variant for code compiled for the host, or for a named CPU."""
+    if cpu is None or cpu == "host":
+        return spmm.Variant.for_features(host_features())
+    return spmm.Variant.for_features({"avx512f"} if cpu in gemm.AVX512_CPUS else
+                                     {"avx2"} if cpu in gemm.AVX2_CPUS else set())
+
+
 @functools.cache
 def library_fingerprint(cpu: str | None = None) -> str:
-    """A digest of the code kernels link against (the GEMM for this CPU): part
-    of the compile cache's keys, so that neither a cached kernel nor the cached
-    GEMM outlives a change of the GEMM."""
+    """A digest of the code kernels link against (the GEMM and the sparse
+    kernel for this CPU): part of the compile cache's keys, so that neither a
+    cached kernel nor the cached library outlives a change of them."""
     import hashlib
 
-    text = str(gemm.gemm_module(gemm_tile(cpu))) + f"; openmp: {openmp_runtime() is not None}"
+    text = str(kernel_library_module(cpu)) + f"; openmp: {openmp_runtime() is not None}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -172,6 +180,9 @@ def to_llvmlite(module: ModuleOp, cpu: str | None = None, gemm_inside: bool = Tr
     sgemm = ir_module.globals.get(gemm.SYMBOL)
     if gemm_inside and sgemm is not None and sgemm.is_declaration:
         gemm.define_gemm(ir_module, gemm_tile(cpu))
+    sparse = ir_module.globals.get(spmm.SYMBOL)
+    if gemm_inside and sparse is not None and sparse.is_declaration:
+        spmm.define_spmm(ir_module, spmm_variant(cpu))
     if openmp_runtime() is None:
         openmp.serial_openmp(ir_module)
     return ir_module
@@ -212,13 +223,23 @@ def compile_module(module: ModuleOp) -> "NativeLibrary":
 _GEMM_LIBRARY: "NativeLibrary | None" = None
 
 
+def kernel_library_module(cpu: str | None = None):
+    """The llvmlite module of the kernels native code links against, for the
+    host or a named CPU: `ncc_sgemm` and `ncc_spmm` for its vector ISA."""
+    tm = target_machine(cpu)
+    module = gemm.gemm_module(gemm_tile(cpu), tm.triple, str(tm.target_data))
+    spmm.define_spmm(module, spmm_variant(cpu))
+    return module
+
+
 def gemm_object() -> bytes:
-    """Object code of the host's GEMM (`ncc_sgemm` for its vector ISA, and the
-    serial stand-in for OpenMP where libgomp is missing)."""
+    """Object code of the host's kernel library (`ncc_sgemm` and `ncc_spmm`
+    for its vector ISA, and the serial stand-in for OpenMP where libgomp is
+    missing)."""
     with _LOCK:
         _initialize()
         tm = target_machine()
-        module = gemm.gemm_module(gemm_tile(), tm.triple, str(tm.target_data))
+        module = kernel_library_module()
         if openmp_runtime() is None:
             openmp.serial_openmp(module)
         mod = llvm.parse_assembly(str(module))
@@ -237,6 +258,7 @@ def load_gemm(obj: bytes | None = None) -> "NativeLibrary":
         if _GEMM_LIBRARY is None:
             lib = NativeLibrary.from_object(obj or gemm_object(), link=False)
             llvm.add_symbol(gemm.SYMBOL, lib.address(gemm.SYMBOL))
+            llvm.add_symbol(spmm.SYMBOL, lib.address(spmm.SYMBOL))
             _GEMM_LIBRARY = lib
         return _GEMM_LIBRARY
 

@@ -22,7 +22,7 @@ from xdsl.dialects.builtin import ModuleOp
 from ncc.diagnostics import NccError
 
 from ncc.ir import print_module
-from ncc.passes.lowering import gemm
+from ncc.passes.lowering import gemm, spmm
 from ncc.passes.lowering.abi import KernelABI
 from ncc.pipeline import run_passes
 from ncc.runtime import engine
@@ -53,10 +53,12 @@ def open_cache(cache: Any) -> CompileCache | None:
 
 
 def link_gemm(store: CompileCache | None, code: bytes | None = None) -> None:
-    """Load the process's GEMM (engine.load_gemm) before code that calls it
-    (object `code` that names it, or code about to be compiled): from the
-    compile cache when it holds it, else compiled (and stored)."""
-    if engine.gemm_loaded() or (code is not None and gemm.SYMBOL.encode() not in code):
+    """Load the process's kernel library (engine.load_gemm: the GEMM and the
+    sparse kernel) before code that calls it (object `code` that names either,
+    or code about to be compiled): from the compile cache when it holds it,
+    else compiled (and stored)."""
+    if engine.gemm_loaded() or (code is not None and not any(
+            symbol.encode() in code for symbol in (gemm.SYMBOL, spmm.SYMBOL))):
         return
     key = store and store.key(gemm.SYMBOL, {"library": engine.library_fingerprint()})
     entry = store.load(key) if store else None
@@ -99,7 +101,8 @@ def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clo
     with clock("lower-to-llvm"):
         run_passes(module, "lower-to-llvm", verify=False)  # LLVM verifies what it compiles
     with clock("llvm"):
-        if any(getattr(op, "sym_name", None) is not None and op.sym_name.data == gemm.SYMBOL for op in module.ops):
+        if any(getattr(op, "sym_name", None) is not None and op.sym_name.data in (gemm.SYMBOL, spmm.SYMBOL)
+               for op in module.ops):
             link_gemm(store)
         lib = engine.compile_module(module)
     if store is not None:

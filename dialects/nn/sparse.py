@@ -1,4 +1,5 @@
-"""The nn sparse family: `nn.sparse_matmul` (a layer holding just its edges)."""
+"""The nn sparse family: `nn.sparse_matmul` (a layer holding just its edges)
+and `nn.packed_sparse_matmul` (a pruned weight in the sparse kernel's packed forms)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from typing import Callable, ClassVar, Sequence
 import numpy as np
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Operation, SSAValue
-from xdsl.irdl import operand_def
+from xdsl.irdl import operand_def, opt_operand_def
 from xdsl.utils.exceptions import VerifyException
 
 from ncc.dialects.nn.base import NNOp, Param, dims_compatible, need_float, need_len, need_rank, need_shape
-from ncc.dialects.nn.base import nn_op, same_element, shape_of
+from ncc.dialects.nn.base import activation_fn, nn_op, same_element, shape_of
+from ncc.dialects.nn.matmul import check_activation
 
 
 @nn_op
@@ -64,7 +66,107 @@ class SparseMatmulOp(NNOp):
 
 
 
+SLICE, BLOCK = 16, 32  # packed_sparse_matmul: output columns per slice, rows of K per block
+
+
+@nn_op
+class PackedSparseMatmulOp(NNOp):
+    """act(x @ W + bias) for a K x N weight W of fixed sparsity pattern, held
+    twice in the packed forms of the sparse kernel (passes/lowering/spmm.py;
+    `pack-weights` makes them from a pruned weight's mask):
+      columns  W's nonzeros column by column (CSC): column n's rows are
+               rowidx[colptr[n]:colptr[n + 1]], their values column_values;
+      slices   per slice of SLICE output columns, `steps[s]` steps; step t holds
+               for each column of its slice a row within block blocks[t]
+               (lanes, a byte, < BLOCK) and its value (slice_values; 0 for a
+               column with no more nonzeros there).
+    The reference reads the columns; the values are derived weights of the
+    pruned parameter, the tables constants."""
+
+    name = "nn.packed_sparse_matmul"
+    PARAMS: ClassVar[tuple[Param, ...]] = (
+        Param("in_features", "int"), Param("out_features", "int"), Param("activation", "str", "identity"))
+    input = operand_def(TensorType)
+    slice_values = operand_def(TensorType)
+    column_values = operand_def(TensorType)
+    steps = operand_def(TensorType)
+    blocks = operand_def(TensorType)
+    lanes = operand_def(TensorType)
+    colptr = operand_def(TensorType)
+    rowidx = operand_def(TensorType)
+    bias = opt_operand_def(TensorType)
+
+    TABLES: ClassVar[tuple[tuple[str, int], ...]] = (("steps", 32), ("blocks", 32), ("lanes", 8), ("colptr", 32),
+                                                     ("rowidx", 32))
+
+    def __init__(self, x: SSAValue | Operation, slice_values, column_values, steps, blocks, lanes, colptr,
+                 rowidx, in_features: int, out_features: int, bias=None, activation: str = "identity"):
+        self._build([x, slice_values, column_values, steps, blocks, lanes, colptr, rowidx,
+                     [bias] if bias is not None else []], in_features=in_features, out_features=out_features,
+                    activation=activation)
+
+    @classmethod
+    def infer(cls, types, p):
+        check_activation(p.activation)
+        x, slice_values, column_values, steps, blocks, lanes, colptr, rowidx = types[:8]
+        need_float(x, "input")
+        same_element([x, slice_values, column_values], "input and values")
+        need_rank(x, 1, "input", at_least=True)
+        k, n = p.in_features, p.out_features
+        if k < 1 or n < 1:
+            raise VerifyException(f"in_features and out_features must be >= 1, got {k} and {n}")
+        if not dims_compatible(shape_of(x)[-1], k):
+            raise VerifyException(f"input's last dimension must be in_features = {k}, got {x}")
+        for (what, width), t in zip(cls.TABLES, (steps, blocks, lanes, colptr, rowidx)):
+            if getattr(t.element_type, "width", None) is None or t.element_type.width.data != width:
+                raise VerifyException(f"{what} must be a 1-D tensor of i{width}, got {t}")
+            need_rank(t, 1, what)
+        need_shape(steps, (-(-n // SLICE),), f"steps (one per slice of {SLICE} columns)")
+        need_shape(colptr, (n + 1,), "colptr (out_features + 1)")
+        nnz, slots = shape_of(rowidx)[0], shape_of(blocks)[0]
+        need_shape(column_values, (nnz,), "column_values (one per row index)")
+        need_shape(lanes, (slots * SLICE,), f"lanes ({SLICE} per step)")
+        need_shape(slice_values, (slots * SLICE,), f"slice_values ({SLICE} per step)")
+        out = TensorType(x.element_type, [*shape_of(x)[:-1], n])
+        if len(types) > 8:
+            need_shape(types[8], (n,), "bias (one per output column)")
+            same_element([x, types[8]], "input and bias")
+        return out
+
+    def check_tables(self, steps, blocks, lanes, colptr, rowidx) -> None:
+        """Raise VerifyException unless the tables describe valid forms (what
+        the kernel relies on to stay inside its buffers)."""
+        k, n = self.params.in_features, self.params.out_features
+        if colptr[0] != 0 or np.any(np.diff(colptr) < 0) or colptr[-1] != len(rowidx):
+            raise VerifyException("colptr must rise from 0 to the number of row indices")
+        if len(rowidx) and (rowidx.min() < 0 or rowidx.max() >= k):
+            raise VerifyException(f"a row index is outside [0, {k})")
+        if np.any(steps < 0) or steps.sum() != len(blocks):
+            raise VerifyException("steps must count the steps, one block index each")
+        if len(blocks) and (blocks.min() < 0 or blocks.max() * BLOCK >= k):
+            raise VerifyException(f"a block index is outside the {-(-k // BLOCK)} blocks of {k} rows")
+        if len(lanes) and (lanes.min() < 0 or lanes.max() >= BLOCK):
+            raise VerifyException(f"a lane's row is outside [0, {BLOCK})")
+
+    def dense_weight(self, column_values: np.ndarray, colptr: np.ndarray, rowidx: np.ndarray) -> np.ndarray:
+        """The (in_features x out_features) weight the column form describes."""
+        w = np.zeros((self.params.in_features, self.params.out_features), dtype=column_values.dtype)
+        cols = np.repeat(np.arange(self.params.out_features), np.diff(colptr))
+        w[rowidx, cols] = column_values
+        return w
+
+
+def _packed_sparse(op, x, slice_values, column_values, steps, blocks, lanes, colptr, rowidx, bias=None):
+    try:
+        op.check_tables(steps, blocks, lanes, colptr, rowidx)
+    except VerifyException as e:
+        raise ValueError(f"{op.name}: {e}") from None
+    y = np.matmul(x, op.dense_weight(column_values, colptr, rowidx))
+    return activation_fn(op.params.activation)(y if bias is None else y + bias)
+
+
 # The reference semantics (numpy) of this family's ops: ncc.reference runs them.
 REFERENCE: dict[type, Callable[..., np.ndarray]] = {
     SparseMatmulOp: lambda op, x, v: np.matmul(x, op.dense_weight(v)),
+    PackedSparseMatmulOp: _packed_sparse,
 }

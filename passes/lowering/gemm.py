@@ -47,19 +47,17 @@ any thread count: the results are identical.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
-from typing import Iterator
 
 from llvmlite import ir
 
 from ncc.dialects.nn.matmul import PANEL  # a prepacked B's panel width (nn.packed_matmul's layout)
 from ncc.passes.lowering import openmp
+from ncc.passes.lowering.llvmlite_ir import F32, I32, I64, PTR
+from ncc.passes.lowering.llvmlite_ir import at_least_one as _c_max, const as _c, counted_loop as _loop
+from ncc.passes.lowering.llvmlite_ir import float_at as _at, lane_mask as _mask, minimum as _min
+from ncc.passes.lowering.llvmlite_ir import store_vector as _store_vector, transpose_block as _transpose_block
 
-F32 = ir.FloatType()
-I64 = ir.IntType(64)
-I32 = ir.IntType(32)
-PTR = ir.PointerType()
 SYMBOL = "ncc_sgemm"
 SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR, I64, PTR])
 SERIAL = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR, PTR])
@@ -141,54 +139,6 @@ def workspace_floats(m: int, n: int, k: int) -> int:
     NR_MAX; MR rounding adds at most MR_MAX - 1 rows)."""
     kc, nc, mc = min(KC, max(k, 1)), min(NC, max(n, 1)), min(MC, max(m, 1))
     return kc * (_round_up(nc, NR_MAX) + mc + MR_MAX - 1)
-
-
-# ---------------------------------------------------------------------------
-# IR helpers
-
-
-@contextlib.contextmanager
-def _loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int | ir.Value, name: str
-          ) -> Iterator[ir.Value]:
-    """for (i = start; i < stop; i += step) { body }: yields i."""
-    step = ir.Constant(I64, step) if isinstance(step, int) else step
-    pre = b.block
-    head = b.append_basic_block(f"{name}.head")
-    body = b.append_basic_block(f"{name}.body")
-    done = b.append_basic_block(f"{name}.done")
-    b.branch(head)
-    b.position_at_end(head)
-    i = b.phi(I64, name)
-    i.add_incoming(start, pre)
-    b.cbranch(b.icmp_signed("<", i, stop), body, done)
-    b.position_at_end(body)
-    yield i
-    i.add_incoming(b.add(i, step), b.block)
-    b.branch(head)
-    b.position_at_end(done)
-
-
-def _c(v: int) -> ir.Constant:
-    return ir.Constant(I64, v)
-
-
-def _c_max(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
-    """max(v, 1)."""
-    return b.select(b.icmp_signed("<", v, _c(1)), _c(1), v)
-
-
-def _at(b: ir.IRBuilder, p: ir.Value, offset: ir.Value) -> ir.Value:
-    """&p[offset] for a float pointer p."""
-    return b.gep(p, [offset], inbounds=True, source_etype=F32)
-
-
-def _store_vector(b: ir.IRBuilder, value: ir.Value, p: ir.Value) -> None:
-    """*(vector *)p = value, unaligned (llvmlite types a GEP's result as float*)."""
-    b.store(value, b.bitcast(p, value.type.as_pointer()), align=4)
-
-
-def _min(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
-    return b.select(b.icmp_signed("<", x, y), x, y)
 
 
 # ---------------------------------------------------------------------------
@@ -333,29 +283,6 @@ def _pack_b(module: ir.Module, t: Tile) -> ir.Function:
                         b.store(b.select(inside, v, ir.Constant(F32, 0.0)), _at(b, dst, jj))
     b.ret_void()
     return fn
-
-
-def _mask(indices: list[int]) -> ir.Constant:
-    return ir.Constant(ir.VectorType(I32, len(indices)), [I32(v) for v in indices])
-
-
-def _transpose_block(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
-    """The columns of a square block given as its L rows (vectors of L = 2^n
-    floats): for each bit of the index, swap that bit between row and column
-    numbers, two shuffles per pair of rows."""
-    n = len(rows)
-    rows = list(rows)
-    h = 1
-    while h < n:
-        for i in range(n):
-            if i & h:
-                continue
-            a, c = rows[i], rows[i + h]
-            low = [x if not x & h else n + x - h for x in range(n)]
-            high = [x + h if not x & h else n + x for x in range(n)]
-            rows[i], rows[i + h] = b.shuffle_vector(a, c, _mask(low)), b.shuffle_vector(a, c, _mask(high))
-        h *= 2
-    return rows
 
 
 def _pack_a(module: ir.Module, t: Tile) -> ir.Function:

@@ -35,7 +35,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Block, Operation, SSAValue
 
 from ncc.dialects import nn
-from ncc.passes.lowering import gemm
+from ncc.passes.lowering import gemm, spmm
 from ncc.passes.lowering.abi import KernelABI
 
 
@@ -208,6 +208,9 @@ class _Interpreter:
         if isinstance(op, func.CallOp) and op.callee.string_value() == gemm.SYMBOL:
             _sgemm(*vals)
             return ()
+        if isinstance(op, func.CallOp) and op.callee.string_value() == spmm.SYMBOL:
+            _spmm(*vals)
+            return ()
         raise KernelError(f"the loop interpreter cannot run '{op.name}'")
 
     @staticmethod
@@ -249,6 +252,32 @@ def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, flags, workspace, threads, bias) 
     if flags & (gemm.RELU | gemm.RELU6):
         value = np.maximum(value, 0)
     c[at] = np.minimum(value, 6) if flags & gemm.RELU6 else value
+
+
+def _spmm(rows, k, n, x, ldx, y, ldy, steps, blocks, lanes, slice_values, colptr, rowidx, column_values, flags,
+          bias, workspace) -> None:
+    """ncc_spmm's meaning (passes/lowering/spmm.py) in float64 numpy, from the
+    column form; the slice form must describe the same weight."""
+    w = np.zeros((k, n))
+    w[rowidx, np.repeat(np.arange(n), np.diff(colptr))] = column_values
+    from_slices = np.zeros((k, n))
+    t = 0
+    for s, count in enumerate(steps):
+        for step in range(t, t + count):
+            cols = s * spmm.SLICE + np.arange(spmm.SLICE)
+            vals = slice_values[step * spmm.SLICE:(step + 1) * spmm.SLICE]
+            live = (cols < n) & (vals != 0)
+            from_slices[blocks[step] * spmm.BLOCK + lanes[step * spmm.SLICE:(step + 1) * spmm.SLICE][live],
+                        cols[live]] += vals[live]
+        t += count
+    if not np.array_equal(from_slices, w):
+        raise KernelError(f"{spmm.SYMBOL}: the slice form and the column form describe different weights")
+    product = x[np.arange(rows)[:, None] * ldx + np.arange(k)].astype(np.float64) @ w
+    if flags & gemm.BIAS_COLS:
+        product = product + bias[:n]
+    if flags & (gemm.RELU | gemm.RELU6):
+        product = np.maximum(product, 0)
+    y[np.arange(rows)[:, None] * ldy + np.arange(n)] = np.minimum(product, 6) if flags & gemm.RELU6 else product
 
 
 def _predicate(op, table) -> str:

@@ -119,3 +119,155 @@ def test_export_sparse_matmul_constant_and_computed_values():
     assert export_tests.op_types(model).count("ScatterND") == 1  # constant values: a dense initializer instead
 
 
+
+
+# ---------------------------------------------------------------------------
+# nn.packed_sparse_matmul and its kernel (passes/lowering/spmm.py): every
+# variant this host runs against numpy; the pass that makes it from a pruned
+# weight; natively and interpreted against the reference; export.
+
+import ncc  # noqa: E402
+from onnx import helper  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+from xdsl.dialects.builtin import i8, i32  # noqa: E402
+
+from ncc.passes import pack_weights  # noqa: E402
+from ncc.passes.lowering import gemm, spmm  # noqa: E402
+from ncc.runtime import engine  # noqa: E402
+from ncc.runtime.calling import aligned_empty  # noqa: E402
+from onnx_models import onnx_model  # noqa: E402
+
+rng = np.random.default_rng(7)
+
+
+def _spmm_caller(variant):
+    missing = spmm.REQUIRES[variant] - engine.host_features()
+    if missing:
+        pytest.skip(f"this host lacks {', '.join(sorted(missing))}: the {variant} sparse kernel cannot run here")
+    tm = engine.target_machine()
+    lib = engine.compile_llvm_ir(str(spmm.spmm_module(spmm.VARIANTS[variant], tm.triple, str(tm.target_data))))
+    fn = spmm.callable_spmm(lib.address(spmm.SYMBOL))
+
+    def call(x, w, flags=0, bias=None, ldx=None, ldy=None):
+        rows, k = x.shape
+        n = w.shape[1]
+        ldx, ldy = ldx or k, ldy or n
+        xs = np.zeros((rows, ldx), np.float32)
+        xs[:, :k] = x
+        p = spmm.pack(w)
+        flat = np.concatenate([w.ravel(), [0]]).astype(np.float32)
+        sv, cv = flat[p.slice_gather], flat[p.column_gather]
+        y = np.full((rows, ldy), 7.0, np.float32)
+        ws = aligned_empty((spmm.workspace_floats(k, n),), np.dtype(np.float32))
+        b = bias if bias is not None else ws
+        fn(rows, k, n, xs.ctypes.data, ldx, y.ctypes.data, ldy, p.steps.ctypes.data, p.blocks.ctypes.data,
+           p.lanes.ctypes.data, sv.ctypes.data, p.colptr.ctypes.data, p.rowidx.ctypes.data, cv.ctypes.data, flags,
+           b.ctypes.data, ws.ctypes.data)
+        assert (y[:, n:] == 7.0).all(), "the kernel wrote past its columns"
+        return y[:, :n]
+    return lib, call
+
+
+@pytest.mark.parametrize("variant", sorted(spmm.VARIANTS))
+def test_spmm_variant_matches_numpy(variant):
+    """Rows below and above FEATURE_MIN_ROWS (the slice and the column forms),
+    around FEATURE_ROWS; K and N around BLOCK and SLICE; empty columns; the
+    epilogues; strided rows."""
+    lib, call = _spmm_caller(variant)
+    shapes = [(1, 1, 1), (1, 37, 19), (3, 32, 16), (2, 33, 17), (4, 31, 15), (5, 100, 50), (63, 64, 33),
+              (64, 70, 16), (65, 45, 1), (130, 300, 40)]
+    for (rows, k, n), density in zip(shapes * 2, [0.3, 0.05, 1.0, 0.0, 0.5] * 4):
+        w = ((rng.random((k, n)) < density) * rng.standard_normal((k, n))).astype(np.float32)
+        w[:, n // 2] = 0  # a column without nonzeros
+        x = rng.standard_normal((rows, k)).astype(np.float32)
+        bias = rng.standard_normal(n).astype(np.float32)
+        want = x.astype(np.float64) @ w
+        tag = f"{variant} {rows}x{k}x{n} density {density}"
+        np.testing.assert_allclose(call(x, w), want, rtol=1e-5, atol=1e-4, err_msg=tag)
+        np.testing.assert_allclose(call(x, w, gemm.BIAS_COLS | gemm.RELU, bias), np.maximum(want + bias, 0),
+                                   rtol=1e-5, atol=1e-4, err_msg=f"{tag} bias relu")
+        np.testing.assert_allclose(call(x, w, gemm.RELU6, ldx=k + 3, ldy=n + 5), np.clip(want, 0, 6),
+                                   rtol=1e-5, atol=1e-4, err_msg=f"{tag} relu6, strided")
+
+
+def test_spmm_pack_describes_the_pattern():
+    mask = rng.random((70, 40)) < 0.2
+    p = spmm.pack(mask)
+    assert p.steps.dtype == np.int32 and p.lanes.dtype == np.int8 and len(p.steps) == 3
+    assert p.steps.sum() == len(p.blocks) and len(p.lanes) == len(p.slice_gather) == spmm.SLICE * len(p.blocks)
+    flat = np.flatnonzero(mask.ravel())
+    np.testing.assert_array_equal(np.sort(p.column_gather), flat)
+    np.testing.assert_array_equal(np.sort(p.slice_gather[p.slice_gather < mask.size]), flat)
+    rows = p.blocks.repeat(spmm.SLICE) * spmm.BLOCK + p.lanes
+    live = p.slice_gather < mask.size
+    np.testing.assert_array_equal(rows[live], p.slice_gather[live] // 40)
+
+
+def _pruned_mlp(act="Relu", density=0.2, k=100, n=48):
+    w = {"W1": rng.standard_normal((n, k)).astype(np.float32), "B1": rng.standard_normal(n).astype(np.float32),
+         "W2": rng.standard_normal((n, 10)).astype(np.float32)}
+    nodes = [helper.make_node("Gemm", ["x", "W1", "B1"], ["h"], transB=1), helper.make_node(act, ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "W2"], ["y"])]
+    m = ncc.import_onnx(onnx_model(nodes, {"x": (1, ["N", k])}, inits=w))
+    ncc.prune(m, sparsity=1 - density)
+    return m
+
+
+def test_pack_weights_makes_pruned_matmuls_sparse_up_to_the_crossover():
+    m = _pruned_mlp()
+    ncc.run_passes(m, "fuse,pack-weights")
+    ops = [op for op in m.walk() if isinstance(op, nn.PackedSparseMatmulOp)]
+    assert len(ops) == 2 and ops[0].params.activation == "relu" and ops[0].bias is not None
+    assert not any(isinstance(op, (nn.MatmulOp, nn.FusedMatmulOp)) for op in m.walk())
+    dense = _pruned_mlp(density=min(1.0, pack_weights.SPARSE_MAX_DENSITY + 0.2))
+    ncc.run_passes(dense, "fuse,pack-weights")
+    assert not any(isinstance(op, nn.PackedSparseMatmulOp) for op in dense.walk())
+
+
+@pytest.mark.parametrize("act", ["Relu", "Tanh"])
+def test_lowered_packed_sparse_matmul(act):
+    """The pruned model natively (slice and column forms: batch 1, 3 and 70)
+    and interpreted (which also checks the slice form against the column
+    form) equal the reference; parameters set later flow into the values."""
+    m = _pruned_mlp(act)
+    packed = _pruned_mlp(act)
+    ncc.run_passes(packed, "fuse,pack-weights")
+    loop_tests.check(packed, [rng.standard_normal((5, 100)).astype(np.float32)], rtol=1e-4, atol=1e-4)
+    model = ncc.compile(m, cache=False)
+    assert {"fused_matmul_sparse_steps", "matmul_sparse_steps"} <= set(model.weight_buffers)  # the kernel's tables
+    for batch in (1, 3, 70):
+        x = rng.standard_normal((batch, 100)).astype(np.float32)
+        np.testing.assert_allclose(model(x), ncc.reference.run(m, [x])[0], rtol=1e-4, atol=1e-4)
+    model.params["W2"] = model.params["W2"] * -2
+    x = rng.standard_normal((2, 100)).astype(np.float32)
+    w2 = next(op for op in m.ops if isinstance(op, nn.WeightOp) and op.sym == "W2")
+    w2.data = w2.data * -2
+    np.testing.assert_allclose(model(x), ncc.reference.run(m, [x])[0], rtol=1e-4, atol=1e-4)
+
+
+def test_packed_sparse_matmul_verifier_and_bad_tables():
+    m = _pruned_mlp()
+    ncc.run_passes(m, "fuse,pack-weights")
+    op = next(op for op in m.walk() if isinstance(op, nn.PackedSparseMatmulOp))
+    tables = {what: v.owner.resolve().data for (what, _), v in zip(op.TABLES, op.operands[3:8])}
+    op.check_tables(*tables.values())
+    for what, bad, message in [("rowidx", lambda t: t + 200, "row index is outside"),
+                               ("colptr", lambda t: t[::-1], "colptr must rise"),
+                               ("lanes", lambda t: t + 40, "lane's row is outside"),
+                               ("blocks", lambda t: t + 9, "block index is outside"),
+                               ("steps", lambda t: t + 1, "steps must count")]:
+        args = dict(tables, **{what: bad(tables[what])})
+        with pytest.raises(VerifyException, match=message):
+            op.check_tables(*args.values())
+    with pytest.raises(VerifyException, match="colptr \\(out_features \\+ 1\\)"):
+        nn.PackedSparseMatmulOp.infer([T([DYN, 100]), T([32]), T([4]), T([3], i32), T([2], i32), T([32], i8),
+                                       T([40], i32), T([4], i32)],
+                                      op.params.__class__(in_features=100, out_features=48, activation="relu"))
+
+
+def test_export_packed_sparse_matmul():
+    m = _pruned_mlp("Tanh")
+    ncc.run_passes(m, "fuse,pack-weights")
+    x = rng.standard_normal((3, 100)).astype(np.float32)
+    got = ort.InferenceSession(ncc.export_onnx(m).SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, ncc.reference.run(m, [x])[0], rtol=1e-5, atol=1e-5)

@@ -1,14 +1,22 @@
-"""Lowering of the sparse family: sparse_matmul, unrolled or over index tables."""
+"""Lowering of the sparse family: sparse_matmul, unrolled or over index tables;
+packed_sparse_matmul, one call of the sparse kernel (passes/lowering/spmm.py)."""
 
 from __future__ import annotations
 
 from typing import Callable
 
-from xdsl.dialects import arith
-from xdsl.ir import Operation
+import math
+
+from xdsl.dialects import arith, func, memref
+from xdsl.dialects.builtin import IndexType, MemRefType, f32, i8, i32
+from xdsl.ir import Operation, SSAValue
+from xdsl.utils.exceptions import PassFailedException, VerifyException
 
 from ncc.dialects import nn
-from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, index
+from ncc.dialects.nn import DYN
+from ncc.passes.lowering import gemm, spmm
+from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, epilogue, index
+from ncc.passes.lowering.nn_to_loops.matmul import epilogue_flags
 
 
 def lower_sparse_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
@@ -42,7 +50,62 @@ def lower_sparse_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     b.nest(lead, row)
 
 
+def _flat(b: Builder, buf: Buf, elt) -> SSAValue:
+    """All of `buf` as a flat memref<?x elt> (row-major: the same bytes)."""
+    static = math.prod(d for d in buf.shape if d != DYN)
+    size = b.mul_i(b.batch, static) if DYN in buf.shape else b.idx(static)
+    return b.emit(memref.ReinterpretCastOp.from_dynamic(buf.ref, [b.idx(0)], [size], [1], MemRefType(elt, [DYN])))
+
+
+SPMM_ARGS = [IndexType()] * 3 + [MemRefType(f32, [DYN]), IndexType(), MemRefType(f32, [DYN]), IndexType()] + [
+    MemRefType(t, [DYN]) for t in (i32, i32, i8, f32, i32, i32, f32)] + [i32] + [MemRefType(f32, [DYN])] * 2
+
+
+def _constant_tables(op: Operation) -> None:
+    """The kernel trusts its index tables: they must be weights with values, and valid."""
+    data = []
+    for (what, _), v in zip(nn.PackedSparseMatmulOp.TABLES, op.operands[3:8]):
+        ref = v.owner
+        w = ref.resolve() if isinstance(ref, nn.WeightRefOp) else None
+        if w is None or w.data is None:
+            raise PassFailedException(f"{op.name}: its {what} table must be a weight with values (the kernel "
+                                      "reads its index tables as they are)")
+        data.append(w.data)
+    try:
+        op.check_tables(*data)
+    except VerifyException as e:
+        raise PassFailedException(f"{op.name}: {e}") from None
+
+
+def lower_packed_sparse_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """One call of ncc_spmm over all rows (the batch and any leading
+    dimensions): bias, relu and relu6 in its epilogue, any other activation
+    one pass over the output after it."""
+    _constant_tables(op)
+    x, sv, cv, steps, blocks, lanes, colptr, rowidx, *rest = ins
+    bias = rest[0] if rest else None
+    k, n = op.params.in_features, op.params.out_features
+    flags, in_tile = epilogue_flags(op, bias, gemm.BIAS_COLS, (n,))
+    static = math.prod(d for d in x.shape[:-1] if d != DYN)
+    rows = b.mul_i(b.batch, static) if DYN in x.shape[:-1] else b.idx(static)
+    ws = _flat(b, b.scratch, f32)
+    b.externals[spmm.SYMBOL] = (list(SPMM_ARGS), [])
+    b.emit(func.CallOp(spmm.SYMBOL, [
+        rows, b.idx(k), b.idx(n), _flat(b, x, f32), b.idx(k), _flat(b, out, f32), b.idx(n),
+        _flat(b, steps, i32), _flat(b, blocks, i32), _flat(b, lanes, i8), _flat(b, sv, f32), _flat(b, colptr, i32),
+        _flat(b, rowidx, i32), _flat(b, cv, f32), b.const(flags, i32),
+        _flat(b, bias, f32) if flags & gemm.BIAS_COLS else ws, ws], []))
+    if not in_tile:  # an activation the kernel does not apply: one pass over the output
+        b.nest(list(out.shape), lambda ivs, _: b.store(epilogue(b, op, bias, [ivs[-1]], b.load(out, ivs)), out, ivs))
+
+
+def spmm_scratch_bytes(op: Operation, threads: int) -> int:
+    """ncc_spmm's workspace (one call: the kernel runs on one thread)."""
+    return 4 * spmm.workspace_floats(op.params.in_features, op.params.out_features)
+
+
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
-    nn.SparseMatmulOp: lower_sparse_matmul,
+    nn.SparseMatmulOp: lower_sparse_matmul, nn.PackedSparseMatmulOp: lower_packed_sparse_matmul,
 }
+SCRATCH: dict[type, Callable[[Operation, int], int]] = {nn.PackedSparseMatmulOp: spmm_scratch_bytes}
 

@@ -1,0 +1,114 @@
+"""Small llvmlite IR builders that the hand-written kernels (gemm.py, spmm.py) share."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+from llvmlite import ir
+
+F32 = ir.FloatType()
+I64 = ir.IntType(64)
+I32 = ir.IntType(32)
+PTR = ir.PointerType()
+
+
+@contextlib.contextmanager
+def counted_loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int | ir.Value, name: str
+                 ) -> Iterator[ir.Value]:
+    """for (i = start; i < stop; i += step) { body }: yields i."""
+    step = ir.Constant(I64, step) if isinstance(step, int) else step
+    pre = b.block
+    head = b.append_basic_block(f"{name}.head")
+    body = b.append_basic_block(f"{name}.body")
+    done = b.append_basic_block(f"{name}.done")
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(I64, name)
+    i.add_incoming(start, pre)
+    b.cbranch(b.icmp_signed("<", i, stop), body, done)
+    b.position_at_end(body)
+    yield i
+    i.add_incoming(b.add(i, step), b.block)
+    b.branch(head)
+    b.position_at_end(done)
+
+
+def carried_loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, inits: list[ir.Value], body, name: str
+                 ) -> list[ir.Value]:
+    """for (i = start; i < stop; i++) values = body(i, values), from `inits`;
+    returns the final values."""
+    pre = b.block
+    head = b.append_basic_block(f"{name}.head")
+    loop = b.append_basic_block(f"{name}.body")
+    done = b.append_basic_block(f"{name}.done")
+    b.branch(head)
+    b.position_at_end(head)
+    i = b.phi(I64, name)
+    i.add_incoming(start, pre)
+    carried = [b.phi(v.type) for v in inits]
+    for phi, v in zip(carried, inits):
+        phi.add_incoming(v, pre)
+    b.cbranch(b.icmp_signed("<", i, stop), loop, done)
+    b.position_at_end(loop)
+    new = body(i, carried)
+    i.add_incoming(b.add(i, ir.Constant(I64, 1)), b.block)
+    for phi, v in zip(carried, new):
+        phi.add_incoming(v, b.block)
+    b.branch(head)
+    b.position_at_end(done)
+    return carried
+
+
+def const(v: int) -> ir.Constant:
+    return ir.Constant(I64, v)
+
+
+def at_least_one(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
+    """max(v, 1)."""
+    return b.select(b.icmp_signed("<", v, const(1)), const(1), v)
+
+
+def float_at(b: ir.IRBuilder, p: ir.Value, offset: ir.Value) -> ir.Value:
+    """&p[offset] for a float pointer p."""
+    return b.gep(p, [offset], inbounds=True, source_etype=F32)
+
+
+def store_vector(b: ir.IRBuilder, value: ir.Value, p: ir.Value) -> None:
+    """*(vector *)p = value, unaligned (llvmlite types a GEP's result as float*)."""
+    b.store(value, b.bitcast(p, value.type.as_pointer()), align=4)
+
+
+def minimum(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def splat(b: ir.IRBuilder, scalar: ir.Value, lanes: int) -> ir.Value:
+    """A vector of `lanes` copies of `scalar`."""
+    vec = ir.VectorType(scalar.type, lanes)
+    return b.shuffle_vector(b.insert_element(ir.Constant(vec, ir.Undefined), scalar, I32(0)),
+                            ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(I32, lanes), [0] * lanes))
+
+
+def lane_mask(indices: list[int]) -> ir.Constant:
+    """A constant shuffle mask."""
+    return ir.Constant(ir.VectorType(I32, len(indices)), [I32(v) for v in indices])
+
+
+def transpose_block(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
+    """The columns of a square block given as its L rows (vectors of L = 2^n
+    floats): for each bit of the index, swap that bit between row and column
+    numbers, two shuffles per pair of rows."""
+    n = len(rows)
+    rows = list(rows)
+    h = 1
+    while h < n:
+        for i in range(n):
+            if i & h:
+                continue
+            a, c = rows[i], rows[i + h]
+            low = [x if not x & h else n + x - h for x in range(n)]
+            high = [x + h if not x & h else n + x for x in range(n)]
+            rows[i], rows[i + h] = b.shuffle_vector(a, c, lane_mask(low)), b.shuffle_vector(a, c, lane_mask(high))
+        h *= 2
+    return rows
