@@ -21,12 +21,21 @@ from ncc.equations import emit_equations
 from ncc.ir import make_context, parse_module, print_module, verify_module
 from ncc.onnx import export_onnx
 from ncc.onnx import import_onnx
-from ncc.passes.prune import prune
+from ncc.passes.prune import prune as _prune_module
 from ncc.pipeline import run_passes
 from ncc import optim
 from ncc.runtime.build import compile
 from ncc.runtime.compiled_model import CompiledModel
 from ncc.runtime.optim import train
+
+
+def prune(target, **options):
+    """Prune a module in place (its nn weights and neuron synapses; the
+    `prune` pass, passes/prune), or a compiled model's parameters in place
+    (`CompiledModel.prune`: tightening the masks it was compiled with).
+    Returns the PruneReport; print it for the table."""
+    return target.prune(**options) if isinstance(target, CompiledModel) else _prune_module(target, **options)
+
 
 __all__ = [
     "CompiledModel", "NccError", "compile", "emit_equations", "export_onnx", "import_adjacency",

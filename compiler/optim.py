@@ -1,5 +1,5 @@
 """ncc.optim: optimizers whose update step is a native kernel (see ncc.runtime.optim)."""
 
-from ncc.runtime.optim import SGD, Adam, AdamW, Optimizer
+from ncc.runtime.optim import SGD, Adam, AdamW, Optimizer, pruning_schedule
 
-__all__ = ["SGD", "Adam", "AdamW", "Optimizer"]
+__all__ = ["SGD", "Adam", "AdamW", "Optimizer", "pruning_schedule"]

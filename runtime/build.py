@@ -20,6 +20,7 @@ per kind of source). Compile errors are `NccError`s.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import time
@@ -35,6 +36,7 @@ from xdsl.dialects.builtin import ModuleOp, UnitAttr
 from ncc.adjacency import import_adjacency, import_adjacency_text
 from ncc.diagnostics import NccError
 from ncc.dialects import nn
+from ncc.dialects.nn import CONSTANT_MARK
 from ncc.dialects.neuron import NetOp
 from ncc.ir import parse_module, print_module
 from ncc.onnx import import_onnx
@@ -107,7 +109,7 @@ def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: st
             key = store.key(print_module(module, elide_weights_if_larger=0),
                             {"stage": "nn-to-kernel", "fuse": fuse, "neuron_mode": neuron_mode,
                              "function": function, "threads": threads, "sources": sources_fingerprint(),
-                             "library": library_fingerprint()})
+                             "library": library_fingerprint(), "constants": constants_digest(module)})
         with clock("load-lowered"):
             lowered = _cached_lowering(store, key, module, info)
     if lowered is not None:
@@ -134,6 +136,17 @@ def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: st
             kind = "layers" if abi.name in places else "neuron"
         model.training = TRAINING_KINDS[kind](model, kept, abi.name, places.get(abi.name), cache, threads)
     return model
+
+
+def constants_digest(module: ModuleOp) -> str:
+    """A digest of the internal constant weights' data (`ncc.constant`: prune's
+    masks among them), which compile-time decisions read -- the sparse kernel's
+    pattern is a mask's -- unlike parameters, whose values come at run time."""
+    digest = hashlib.sha256()
+    for op in module.ops:
+        if isinstance(op, nn.WeightOp) and CONSTANT_MARK in op.attributes and op.data is not None:
+            digest.update(op.sym.encode() + b"\0" + np.ascontiguousarray(op.data).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _store_lowering(store: CompileCache, key: str, abi: KernelABI, specs: list[ArgSpec], recipes: ModuleOp,

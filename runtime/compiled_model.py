@@ -71,6 +71,8 @@ from ncc.dialects import nn
 from ncc.dialects.nn import CONSTANT_MARK, numpy_dtype
 from ncc.onnx import export_onnx
 from ncc.passes.lowering.abi import KernelABI
+from ncc.passes.prune import PruneReport, prune as prune_module
+from ncc.passes.prune.nn import MASK_OF
 from ncc.reference import run
 from ncc.runtime import training
 from ncc.runtime.calling import ArgSpec, BoundKernel, aligned_empty
@@ -322,6 +324,26 @@ class CompiledModel:
         """The memory plan (runtime/training.py `MemoryPlan`), or its bytes at `batch`."""
         plan = training.training_of(self).memory()
         return plan if batch is None else plan.at(int(batch))
+
+    def prune(self, **options: Any) -> PruneReport:
+        """Prune the parameters in place (`ncc.prune`'s options), tightening the
+        masks the model was compiled with: pruned entries become zeros, masked
+        from then on in every kernel, fine-tuning included. A weight without a
+        mask cannot get one after compiling: prune the module first
+        (`ncc.prune(module, sparsity=0)` gives every weight a mask of ones).
+        The model's sparse kernels stay valid: a mask only loses entries."""
+        module = training.training_of(self).export_module()
+        report = prune_module(module, **options)
+        masks = [op for op in module.ops if isinstance(op, nn.WeightOp) and MASK_OF in op.attributes]
+        missing = [op.attributes[MASK_OF].data for op in masks if op.sym not in self.params]
+        if missing:
+            raise NccError(f"prune: {', '.join(missing)} had no mask when the model was compiled: prune the "
+                           "module before compiling (ncc.prune(module, sparsity=0) gives every weight a mask)")
+        for mask in masks:
+            self.params[mask.sym] = mask.data
+            target = mask.attributes[MASK_OF].data
+            self.params[target] = next(op.data for op in module.ops if isinstance(op, nn.WeightOp) and op.sym == target)
+        return report
 
     def export_onnx(self, path: str | os.PathLike | None = None, *, opset: int | None = None) -> Any:
         """The model as ONNX (an onnx.ModelProto, written to `path` if given),

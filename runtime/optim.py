@@ -357,3 +357,22 @@ def train(model: Any, data: Any, *, loss: str = "mse", optimizer: Any = None, ep
         if callback is not None:
             callback(epoch, history.epochs[-1])
     return history
+
+
+def pruning_schedule(model: Any, sparsity: float, epochs: int, first_epoch: int = 0,
+                     **options: Any) -> Callable[[int, float], None]:
+    """An `ncc.train` callback that prunes `model` gradually, as Zhu and Gupta
+    (2017) do: after epoch first_epoch + i (i < epochs) the sparsity reaches
+    sparsity * (1 - (1 - (i + 1) / epochs) ** 3) -- fast at first, gently at
+    the end -- and the epochs between fine-tune what is left. `options` go to
+    `model.prune` (scope, weights, frozen); the model must have been compiled
+    from a pruned module (`ncc.prune(module, sparsity=0)` gives every weight a
+    mask)."""
+    if not 0 <= sparsity < 1 or int(epochs) < 1:
+        raise NccError(f"pruning_schedule: sparsity must be in [0, 1) and epochs >= 1, got {sparsity} and {epochs}")
+
+    def step(epoch: int, loss: float) -> None:
+        done = epoch - first_epoch + 1
+        if 1 <= done <= epochs:
+            model.prune(sparsity=sparsity * (1 - (1 - done / epochs) ** 3), **options)
+    return step

@@ -75,6 +75,7 @@ from ncc.dialects.neuron import NetOp
 from ncc.passes.autodiff import differentiate
 from ncc.passes.layerize import param_places
 from ncc.passes.lowering.straight_line import params_symbol
+from ncc.passes.prune.nn import MASK_OF
 from ncc.pipeline import run_passes
 from ncc.reference import arg_names, result_names
 from ncc.runtime.calling import BoundKernel
@@ -413,16 +414,24 @@ class NNTraining(Training):
     def param_groups(self, frozen: Iterable[str]) -> list[ParamGroup]:
         frozen = self.check_frozen(frozen)
         model = self.model
+        # a pruned weight's mask (prune): each update ends with weight *= mask, so that
+        # pruned entries stay zero whatever an optimizer's momentum or decay would do
+        masks = {op.attributes[MASK_OF].data: model.weight_buffers[op.sym] for op in self.source.ops
+                 if isinstance(op, nn.WeightOp) and MASK_OF in op.attributes and op.sym in model.weight_buffers}
         groups = []
         for name in self.trainable:
             if name in frozen:
                 continue
             buf = model.weight_buffers[name]
+
+            def commit(name=name, buf=buf, mask=masks.get(name)) -> None:
+                if mask is not None:
+                    np.multiply(buf, mask, out=buf)
+                model.params.sync([name])  # its derived copies
             groups.append(ParamGroup(
                 [name], buf.size, buf.dtype, (lambda buf=buf: buf.reshape(-1)),
                 (lambda grads, name=name, buf=buf: _as_flat(name, _need(grads, name), buf.shape,
-                                                            buf.dtype)),
-                (lambda name=name: model.params.sync([name]))))  # its derived copies
+                                                            buf.dtype)), commit))
         return groups
 
     def trainable_bytes(self) -> Bytes:

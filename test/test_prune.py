@@ -277,3 +277,89 @@ def test_neuron_sparsity_scopes_and_errors():
     ncc.prune(m, threshold=5, frozen=["w0002"])  # all but w0002 go; n03, the output, has no input left
     pruned = next(iter(m.ops)).graph()  # and n02 (frozen w0002 with it) reaches no output any more
     assert pruned.inputs == [[], [], []] and pruned.outputs == [2] and pruned.activation[2] == "tanh"
+
+
+# ---------------------------------------------------------------------------
+# Pruning a compiled model: masks tightened in place, gradual schedules,
+# optimizers that keep pruned weights at zero, export with the zeros
+
+
+def _compiled_with_masks(sparsity=0.0):
+    model, w = _mlp()
+    m = ncc.import_onnx(model)
+    ncc.prune(m, sparsity=sparsity)
+    return ncc.compile(m, cache=False), w
+
+
+def test_compiled_model_prune_tightens_its_masks():
+    net, w = _compiled_with_masks()
+    x = rng.standard_normal((5, 6)).astype(np.float32)
+    report = ncc.prune(net, sparsity=0.5)
+    assert [r.nonzero_after for r in report] == [24, 16]
+    for name in ("W1", "W2"):
+        np.testing.assert_array_equal(net.params[name], np.where(_kept_by_numpy(w[name], 0.5), w[name], 0))
+        np.testing.assert_array_equal(net.params[f"{name}_mask"], _kept_by_numpy(w[name], 0.5))
+    module = ncc.import_onnx(onnx_model(list(_mlp()[0].graph.node), {"x": (1, ["N", 6])},
+                                        inits={**w, "W1": net.params["W1"], "W2": net.params["W2"]}))
+    np.testing.assert_allclose(net(x), ncc.reference.run(module, [x])[0], rtol=1e-5, atol=1e-5)
+    net.prune(sparsity=0.25)  # looser than the mask: nothing comes back
+    assert np.count_nonzero(net.params["W1_mask"]) == 24
+    plain = ncc.compile(ncc.import_onnx(_mlp()[0]), cache=False)
+    with pytest.raises(ncc.NccError, match="W1, W2 had no mask when the model was compiled"):
+        ncc.prune(plain, sparsity=0.5)
+
+
+def test_optimizers_keep_pruned_weights_zero_after_a_prune_mid_training():
+    """Adam's moments from before the prune would move pruned weights again:
+    every update ends with weight *= mask."""
+    net, _ = _compiled_with_masks()
+    x = rng.standard_normal((32, 6)).astype(np.float32)
+    t = rng.standard_normal((32, 4)).astype(np.float32)
+    opt = ncc.optim.Adam(net, lr=0.05)
+    ncc.train(net, (x, t), epochs=3, batch_size=8, optimizer=opt)
+    net.prune(sparsity=0.7)
+    zero = net.params["W1"] == 0
+    ncc.train(net, (x, t), epochs=3, batch_size=8, optimizer=opt)
+    assert (net.params["W1"][zero] == 0).all() and (net.params["W1"][~zero] != 0).all()
+
+
+def test_pruning_schedule_reaches_the_sparsity_gradually():
+    net, _ = _compiled_with_masks()
+    x = rng.standard_normal((16, 6)).astype(np.float32)
+    t = rng.standard_normal((16, 4)).astype(np.float32)
+    seen = []
+    schedule = ncc.optim.pruning_schedule(net, 0.8, epochs=4, first_epoch=1)
+    ncc.train(net, (x, t), epochs=6, batch_size=8, callback=lambda e, loss: (
+        schedule(e, loss), seen.append(1 - np.count_nonzero(net.params["W1"]) / net.params["W1"].size)))
+    want = [0.0] + [round(0.8 * (1 - (1 - i / 4) ** 3) * 48) / 48 for i in range(1, 5)] + [round(0.8 * 48) / 48]
+    np.testing.assert_allclose(seen, want, atol=1e-9)
+    with pytest.raises(ncc.NccError, match="sparsity must be in \\[0, 1\\) and epochs >= 1"):
+        ncc.optim.pruning_schedule(net, 1.0, epochs=3)
+
+
+def test_export_writes_the_pruned_weights_and_no_masks():
+    model, w = _mlp()
+    m = ncc.import_onnx(model)
+    ncc.prune(m, sparsity=0.5)
+    exported = ncc.export_onnx(m)
+    inits = {i.name: i for i in exported.graph.initializer}
+    assert set(inits) == {"W1", "B1", "W2"} and "Mul" not in [n.op_type for n in exported.graph.node]
+    from onnx import numpy_helper
+    np.testing.assert_array_equal(numpy_helper.to_array(inits["W1"]), np.where(_kept_by_numpy(w["W1"], 0.5), w["W1"], 0))
+    again = ncc.import_onnx(exported)  # the masks again: the zeros rank first
+    ncc.prune(again, sparsity=0.5)
+    np.testing.assert_array_equal(_weights(again)["W1_mask"], _weights(m)["W1_mask"])
+
+
+def test_digits_pruned_to_90_percent_keeps_95_percent_accuracy():
+    datasets = pytest.importorskip("sklearn.datasets")
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "prune_digits.py"
+    spec = importlib.util.spec_from_file_location("prune_digits", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    dense, pruned, model, report = example.prune_digits(datasets.load_digits(), sparsity=0.9)
+    size, _, nonzero, _, _ = report.totals()
+    assert nonzero == round(0.1 * 4096) + round(0.1 * 640)
+    assert dense >= 0.95 and pruned >= 0.95, (dense, pruned)

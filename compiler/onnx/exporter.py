@@ -37,6 +37,7 @@ from ncc.dialects import nn
 from ncc.dialects.neuron import NetOp
 from ncc.dialects.nn import DYN, numpy_dtype, shape_of
 from ncc.pipeline import run_passes
+from ncc.passes.prune.nn import MASK_OF, fold_masks
 from ncc.reference import arg_names, result_names, select_function
 
 DEFAULT_OPSET = 18
@@ -97,9 +98,15 @@ def export_onnx(module: Operation, path: str | os.PathLike | None = None, *,
 
 
 def _at_nn_level(module: Operation) -> Operation:
+    """An nn module to export: a neuron net layerized; prune's masks folded into
+    their weights (the pruned model is its weights with zeros)."""
     if isinstance(module, ModuleOp) and any(isinstance(op, NetOp) for op in module.ops):
         module = module.clone()
         run_passes(module, "layerize")
+    if isinstance(module, ModuleOp) and any(isinstance(op, nn.WeightOp) and MASK_OF in op.attributes
+                                            for op in module.ops):
+        module = module.clone()
+        fold_masks(module)
     return module
 
 

@@ -220,3 +220,26 @@ def prune_weights(module: ModuleOp, opts: PruneOptions, require_some: bool = Tru
         rows.append(LayerReport(name, _where(t.reads), tuple(t.weight.data.shape), before, after,
                                 macs * before // max(size, 1), macs * after // max(size, 1), notes.get(name, "")))
     return rows
+
+
+def fold_masks(module: ModuleOp) -> int:
+    """Each mask multiplied into its weight's data, its reads and the mask
+    gone (in place): the pruned model as plain weights with zeros, as ONNX
+    export writes it. Returns the masks folded."""
+    masks = {op.sym: op for op in module.ops if isinstance(op, nn.WeightOp) and MASK_OF in op.attributes}
+    weights = {op.sym: op for op in module.ops if isinstance(op, nn.WeightOp)}
+    for mask in masks.values():
+        target = weights.get(mask.attributes[MASK_OF].data)
+        if target is not None and target.data is not None and mask.data is not None:
+            target.data = (target.data * mask.data).astype(target.data.dtype)
+    for fn in _functions(module):
+        for op in [op for op in fn.walk() if isinstance(op, nn.BINARY_OPS["mul"])]:
+            ref = op.operands[1].owner
+            if isinstance(ref, nn.WeightRefOp) and ref.weight.root_reference.data in masks:
+                op.results[0].replace_all_uses_with(op.operands[0])
+                Rewriter.erase_op(op)
+                if not ref.results[0].uses:
+                    Rewriter.erase_op(ref)
+    for mask in masks.values():
+        Rewriter.erase_op(mask)
+    return len(masks)

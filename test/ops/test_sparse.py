@@ -271,3 +271,14 @@ def test_export_packed_sparse_matmul():
     x = rng.standard_normal((3, 100)).astype(np.float32)
     got = ort.InferenceSession(ncc.export_onnx(m).SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, ncc.reference.run(m, [x])[0], rtol=1e-5, atol=1e-5)
+
+
+def test_compile_cache_tells_masks_apart(tmp_path):
+    """Two pruned models alike but for their masks' density: the cache key
+    covers the masks (the sparse kernel's pattern), not only the structure."""
+    sparse, dense = _pruned_mlp(density=0.1), _pruned_mlp(density=0.9)
+    a = ncc.compile(dense, cache=str(tmp_path))
+    b = ncc.compile(sparse, cache=str(tmp_path))
+    assert not any("sparse" in n for n in a.weight_buffers) and "fused_matmul_sparse_steps" in b.weight_buffers
+    x = rng.standard_normal((2, 100)).astype(np.float32)
+    np.testing.assert_allclose(b(x), ncc.reference.run(sparse, [x])[0], rtol=1e-4, atol=1e-4)
