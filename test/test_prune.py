@@ -121,7 +121,7 @@ def test_frozen_marked_and_named_weights():
     ({"threshold": float("nan")}, "option threshold: must be a finite number >= 0"),
     ({}, "prune needs sparsity="),
     ({"sparsity": 0.5, "scope": "model"}, "option scope: must be layer or global"),
-    ({"structure": "4:2"}, "option structure: must be unstructured or N:M"),
+    ({"structure": "4:2"}, "option structure: must be unstructured, channel or N:M"),
     ({"structure": "block"}, "option structure"),
     ({"structure": "2:4", "sparsity": 0.5}, "2:4 sets the sparsity itself \\(0.5\\)"),
 ])
@@ -363,3 +363,135 @@ def test_digits_pruned_to_90_percent_keeps_95_percent_accuracy():
     size, _, nonzero, _, _ = report.totals()
     assert nonzero == round(0.1 * 4096) + round(0.1 * 640)
     assert dense >= 0.95 and pruned >= 0.95, (dense, pruned)
+
+
+# ---------------------------------------------------------------------------
+# structure=channel: whole channels go and what reads them shrinks
+
+
+def _norm_keep(w: np.ndarray, axis: int, sparsity: float) -> np.ndarray:
+    """An independent choice: the round(s x M) channels of smallest L1 norm go."""
+    norms = np.abs(np.moveaxis(w, axis, 0)).reshape(w.shape[axis], -1).sum(1)
+    return np.sort(np.argsort(norms, kind="stable")[round(sparsity * len(norms)):])
+
+
+def _cnn_with_head():
+    w = {"K1": rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "B1": rng.standard_normal(8).astype(np.float32),
+         "K2": rng.standard_normal((6, 8, 3, 3)).astype(np.float32), "F": rng.standard_normal((6 * 16, 5)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "K1", "B1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p1", "K2"], ["c2"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("MaxPool", ["r2"], ["p2"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p2"], ["f"]), helper.make_node("MatMul", ["f", "F"], ["y"])]
+    return onnx_model(nodes, {"x": (1, ["N", 3, 16, 16])}, inits=w), w
+
+
+def test_channel_pruning_shrinks_a_cnn_and_what_reads_it(tmp_path):
+    model, w = _cnn_with_head()
+    m = ncc.import_onnx(model)
+    report = {r.name: r for r in ncc.prune(m, structure="channel", sparsity=0.5)}
+    keep1 = _norm_keep(w["K1"], 0, 0.5)
+    k2 = w["K2"][:, keep1]
+    keep2 = _norm_keep(k2, 0, 0.5)
+    rows = (keep2[:, None] * 16 + np.arange(16)).ravel()  # flatten: a channel is 16 features
+    got = _weights(m)
+    np.testing.assert_array_equal(got["K1"], w["K1"][keep1])
+    np.testing.assert_array_equal(got["B1"], w["B1"][keep1])
+    np.testing.assert_array_equal(got["K2"], k2[keep2])
+    np.testing.assert_array_equal(got["F"], w["F"][rows])
+    assert report["K1"].note == "channels 8 -> 4" and report["K2"].note == "channels 6 -> 3"
+    assert "result of the function" in report["F"].note
+    assert (report["K2"].macs_before, report["K2"].macs_after) == (8 * 8 * 6 * 8 * 9, 8 * 8 * 3 * 4 * 9)
+    # the same function as the original with the removed channels' readers zeroed
+    zeroed = dict(w)
+    zeroed["K2"] = w["K2"] * np.isin(np.arange(8), keep1)[None, :, None, None]
+    zeroed["F"] = w["F"] * np.isin(np.arange(96), rows)[:, None]
+    x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
+    want = ort.InferenceSession(onnx_model(list(model.graph.node), {"x": (1, ["N", 3, 16, 16])},
+                                           inits=zeroed).SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(ncc.reference.run(m, [x])[0], want, rtol=1e-4, atol=1e-3)
+    native = ncc.compile(m, cache=False)
+    np.testing.assert_allclose(native(x), want, rtol=1e-4, atol=1e-3)
+    path = tmp_path / "smaller.onnx"
+    native.export_onnx(str(path))
+    np.testing.assert_allclose(ort.InferenceSession(str(path)).run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-3)
+
+
+def test_channel_pruning_of_an_mlp_through_a_transposed_weight():
+    model, w = _mlp()  # W1 [8, 6] read transposed: its output features are its rows
+    m = ncc.import_onnx(model)
+    ncc.prune(m, structure="channel", sparsity=0.25, norm="l2")
+    norms = np.sqrt((w["W1"] ** 2).sum(1))
+    keep = np.sort(np.argsort(norms, kind="stable")[2:])
+    got = _weights(m)
+    np.testing.assert_array_equal(got["W1"], w["W1"][keep])
+    np.testing.assert_array_equal(got["B1"], w["B1"][keep])
+    np.testing.assert_array_equal(got["W2"], w["W2"][keep])
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    h = np.maximum(x @ w["W1"][keep].T + w["B1"][keep], 0)
+    np.testing.assert_allclose(ncc.compile(m, cache=False)(x), h @ w["W2"][keep], rtol=1e-5, atol=1e-5)
+
+
+def _mobile_block():
+    """conv 1x1 -> batch norm -> relu -> depthwise 3x3 -> relu -> a fire-like concat of a 1x1 and a 3x3 conv -> relu -> global average -> conv 1x1."""
+    c = 8
+    w = {"E": rng.standard_normal((c, 4, 1, 1)).astype(np.float32),
+         "S1": rng.random(c).astype(np.float32) + 0.5, "T1": rng.standard_normal(c).astype(np.float32),
+         "M1": rng.standard_normal(c).astype(np.float32), "V1": rng.random(c).astype(np.float32) + 0.5,
+         "D": rng.standard_normal((c, 1, 3, 3)).astype(np.float32), "DB": rng.standard_normal(c).astype(np.float32),
+         "P": rng.standard_normal((5, c, 1, 1)).astype(np.float32), "Q": rng.standard_normal((3, c, 3, 3)).astype(np.float32),
+         "H": rng.standard_normal((8, 2, 1, 1)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "E"], ["e"]),
+             helper.make_node("BatchNormalization", ["e", "S1", "T1", "M1", "V1"], ["bn"]),
+             helper.make_node("Relu", ["bn"], ["r"]),
+             helper.make_node("Conv", ["r", "D", "DB"], ["d"], group=c, pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["d"], ["rd"]),
+             helper.make_node("Conv", ["rd", "P"], ["p"]), helper.make_node("Conv", ["rd", "Q"], ["q"], pads=[1, 1, 1, 1]),
+             helper.make_node("Concat", ["p", "q"], ["cat"], axis=1), helper.make_node("Relu", ["cat"], ["rc"]),
+             helper.make_node("ReduceMean", ["rc"], ["g"], axes=[2, 3], keepdims=1),
+             helper.make_node("Conv", ["g", "H2"], ["y"])]
+    w["H2"] = rng.standard_normal((2, 8, 1, 1)).astype(np.float32)
+    del w["H"]
+    return onnx_model(nodes, {"x": (1, ["N", 4, 6, 6])}, inits=w, opset=17), w
+
+
+def test_channel_pruning_through_batch_norm_depthwise_and_concat():
+    model, w = _mobile_block()
+    m = ncc.import_onnx(model)
+    x = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    report = {r.name: r for r in ncc.prune(m, structure="channel", sparsity=0.5)}
+    got = _weights(m)
+    keep = _norm_keep(w["E"], 0, 0.5)
+    for name in ("S1", "T1", "M1", "V1", "DB"):
+        np.testing.assert_array_equal(got[name], w[name][keep])
+    np.testing.assert_array_equal(got["D"], w["D"][keep])
+    keep_p, keep_q = _norm_keep(w["P"][:, keep], 0, 0.5), _norm_keep(w["Q"][:, keep], 0, 0.5)
+    np.testing.assert_array_equal(got["P"], w["P"][:, keep][keep_p])
+    np.testing.assert_array_equal(got["Q"], w["Q"][:, keep][keep_q])
+    np.testing.assert_array_equal(got["H2"], w["H2"][:, np.concatenate([keep_p, 5 + keep_q])])
+    assert report["P"].note == "channels 5 -> 3" and report["Q"].note == "channels 3 -> 1"
+    assert report["D"].note.startswith("left whole")  # depthwise: it shrank with E's channels
+    # against the original with the removed channels' readers zeroed
+    zeroed = dict(w)
+    zeroed["P"] = w["P"] * np.isin(np.arange(8), keep)[None, :, None, None]
+    zeroed["Q"] = w["Q"] * np.isin(np.arange(8), keep)[None, :, None, None]
+    zeroed["H2"] = w["H2"] * np.isin(np.arange(8), np.concatenate([keep_p, 5 + keep_q]))[None, :, None, None]
+    want = ort.InferenceSession(onnx_model(list(model.graph.node), {"x": (1, ["N", 4, 6, 6])}, inits=zeroed,
+                                           opset=17).SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(ncc.reference.run(m, [x])[0], want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ncc.compile(m, cache=False)(x), want, rtol=1e-4, atol=1e-4)
+
+
+def test_channel_pruning_leaves_a_residual_layer_whole():
+    w = {"A": rng.standard_normal((4, 4, 1, 1)).astype(np.float32), "B": rng.standard_normal((4, 4, 1, 1)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "A"], ["a"]), helper.make_node("Add", ["a", "x"], ["s"]),
+             helper.make_node("Conv", ["s", "B"], ["y"])]
+    m = ncc.import_onnx(onnx_model(nodes, {"x": (1, ["N", 4, 3, 3])}, inits=w))
+    report = {r.name: r for r in ncc.prune(m, structure="channel", sparsity=0.5)}
+    assert report["A"].note == ("left whole: the channels meet a value computed at run time "
+                                "(an input of the function): a residual add, say")
+    assert np.array_equal(_weights(m)["A"], w["A"])
+    with pytest.raises(ncc.NccError, match="structure channel prunes each layer's channels on its own"):
+        ncc.prune(m, structure="channel", sparsity=0.5, scope="global")
+    with pytest.raises(ncc.NccError, match="option norm: must be l1 or l2"):
+        ncc.prune(m, structure="channel", sparsity=0.5, norm="max")

@@ -28,9 +28,12 @@ Options (`PruneOptions`; errors name the option):
   threshold  remove |w| < threshold instead (sparsity or threshold, not both)
   scope      layer (each weight tensor / each neuron on its own, the default)
              or global (one ranking over all of them)
-  structure  unstructured (the default) or "N:M" (keep the N largest of every M
+  structure  unstructured (the default), "N:M" (keep the N largest of every M
              consecutive weights along the product's sum: the input features
-             of a matmul, the input channels of a convolution; nn only)
+             of a matmul, the input channels of a convolution; nn only), or
+             channel (remove a layer's output channels of smallest norm, and
+             shrink what reads them: a smaller dense model; passes/prune/channels.py)
+  norm       l1 (the default) or l2: a channel's norm over its weights
   weights    only these weights (nn: weight symbols; neuron: synapse symbols)
   frozen     never these; nor a weight marked `ncc.frozen`, nor an internal one
   report     print the table of PruneReport to stderr (ncc-opt)
@@ -49,6 +52,7 @@ from xdsl.passes import ModulePass
 
 from ncc.diagnostics import NccError
 from ncc.dialects.neuron import NetOp
+from ncc.passes.prune.channels import prune_channels
 from ncc.passes.prune.common import FROZEN_MARK, LayerReport, PruneOptions, PruneReport
 from ncc.passes.prune.neuron import prune_net
 from ncc.passes.prune.nn import prune_weights
@@ -61,16 +65,19 @@ def _names(names: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def prune(module: ModuleOp, *, sparsity: float | None = None, threshold: float | None = None,
-          scope: str = "layer", structure: str = "unstructured", weights=(), frozen=()) -> PruneReport:
+          scope: str = "layer", structure: str = "unstructured", weights=(), frozen=(),
+          norm: str = "l1") -> PruneReport:
     """Prune `module` in place (its nn functions' weights and its neuron nets'
     synapses) and return the report. See the module docstring for the options."""
-    opts = PruneOptions(sparsity, threshold, scope, structure, _names(weights), _names(frozen))
+    opts = PruneOptions(sparsity, threshold, scope, structure, _names(weights), _names(frozen), norm)
     nets = [op for op in module.ops if isinstance(op, NetOp)]
     has_nn = any(isinstance(op, func.FuncOp) and op.body.blocks for op in module.ops)
     if not nets and not has_nn:
         raise NccError("prune: the module has no nn function and no neuron net")
     report = PruneReport()
-    if has_nn:
+    if has_nn and opts.structure == "channel":
+        report.layers += prune_channels(module, opts)
+    elif has_nn:
         report.layers += prune_weights(module, opts, require_some=not nets)
     for net in nets:
         report.layers += prune_net(module, net, opts)
@@ -79,8 +86,8 @@ def prune(module: ModuleOp, *, sparsity: float | None = None, threshold: float |
 
 @dataclass(frozen=True)
 class PrunePass(ModulePass):
-    """Prune weights by magnitude: nn matmul and conv weights through a mask (unstructured or N:M),
-    neuron synapses and the neurons left without a path."""
+    """Prune weights by magnitude: nn matmul and conv weights through a mask (unstructured or N:M) or
+    whole channels (the model shrinks), neuron synapses and the neurons left without a path."""
 
     name = "prune"
 
@@ -90,10 +97,11 @@ class PrunePass(ModulePass):
     structure: str = "unstructured"
     weights: tuple[str, ...] = ()
     frozen: tuple[str, ...] = ()
+    norm: str = "l1"
     report: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         result = prune(op, sparsity=self.sparsity, threshold=self.threshold, scope=self.scope,
-                       structure=self.structure, weights=self.weights, frozen=self.frozen)
+                       structure=self.structure, weights=self.weights, frozen=self.frozen, norm=self.norm)
         if self.report:
             print(result, file=sys.stderr)

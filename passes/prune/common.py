@@ -20,6 +20,7 @@ class PruneOptions:
     structure: str = "unstructured"
     weights: tuple[str, ...] = ()
     frozen: tuple[str, ...] = ()
+    norm: str = "l1"
 
     def __post_init__(self) -> None:
         def bad(option: str, why: str) -> NccError:
@@ -34,9 +35,13 @@ class PruneOptions:
             raise bad("threshold", f"must be a finite number >= 0, got {self.threshold}")
         if self.scope not in ("layer", "global"):
             raise bad("scope", f"must be layer or global, got '{self.scope}'")
-        if self.structure != "unstructured" and self.n_of_m is None:
-            raise bad("structure", f"must be unstructured or N:M with 0 < N < M (e.g. \"2:4\"), "
+        if self.structure not in ("unstructured", "channel") and self.n_of_m is None:
+            raise bad("structure", f"must be unstructured, channel or N:M with 0 < N < M (e.g. \"2:4\"), "
                       f"got '{self.structure}'")
+        if self.norm not in ("l1", "l2"):
+            raise bad("norm", f"must be l1 or l2, got '{self.norm}'")
+        if self.structure == "channel" and self.scope != "layer":
+            raise bad("scope", "structure channel prunes each layer's channels on its own: scope must be layer")
         if self.n_of_m is not None:
             if self.sparsity is not None or self.threshold is not None:
                 raise bad("structure", f"{self.structure} sets the sparsity itself "

@@ -31,9 +31,9 @@ from ncc.passes.prune.common import LayerReport, PruneOptions, magnitude_keep
 
 
 def _check(net: NetOp, g: NeuronGraph, opts: PruneOptions) -> None:
-    if opts.n_of_m is not None:
+    if opts.structure != "unstructured":
         raise NccError.at_op(net, f"prune: structure {opts.structure} is for nn weights; a neuron net "
-                                  f"prunes synapses one by one (run layerize first for N:M)")
+                                  f"prunes synapses one by one (run layerize first)")
     for op in net.neurons:
         if isinstance(op, NeuronOp) and op.in_indices and op.weight_values is None:
             raise NccError.at_op(op, f"prune: neuron {neuron_name(op.index.data, name_width(g.size))} has no "

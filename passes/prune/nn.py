@@ -74,6 +74,21 @@ def _trace(v: SSAValue, axis: int | None) -> tuple[nn.WeightRefOp, int | None] |
         v = op.operands[0]
 
 
+def trace_weight(v: SSAValue, axis: int) -> tuple[nn.WeightOp, int | None, nn.WeightOp | None] | None:
+    """The weight (with data) an operand is read from, the weight's axis for the
+    operand's `axis` (None through a reshape), and its mask if pruned."""
+    traced = _trace(v, axis)
+    if traced is None:
+        return None
+    ref, w_axis = traced
+    w = ref.resolve()
+    if w is None or w.data is None:
+        return None
+    masks = [op for op in w.parent_block().ops if isinstance(op, nn.WeightOp)
+             and op.attributes.get(MASK_OF) is not None and op.attributes[MASK_OF].data == w.sym]
+    return w, w_axis, (masks[0] if masks else None)
+
+
 def _mask_ref(v: SSAValue) -> nn.WeightRefOp | None:
     op = v.owner
     if isinstance(op, nn.WeightRefOp) and MASK_OF in op.resolve().attributes:
@@ -107,7 +122,7 @@ def find_targets(module: ModuleOp) -> dict[str, Target]:
     return dict(sorted(found.items(), key=lambda kv: list(weights).index(kv[0])))
 
 
-def _macs(read: Read, weight_size: int) -> int:
+def macs_of(read: Read, weight_size: int) -> int:
     """Multiply-adds per sample (a dynamic dimension counts as 1) of the
     product `read.op`, all of whose operands' entries are used."""
     op = read.op
@@ -121,7 +136,7 @@ def _macs(read: Read, weight_size: int) -> int:
     return math.prod(out) * depth
 
 
-def _where(reads: list[Read]) -> str:
+def reads_description(reads: list[Read]) -> str:
     names = sorted({r.op.name for r in reads})
     return ", ".join(names) + (f" x{len(reads)}" if len(reads) > 1 else "")
 
@@ -174,7 +189,7 @@ def _apply_mask(module: ModuleOp, t: Target, keep: np.ndarray) -> None:
     t.mask.data = keep.astype(dtype)
 
 
-def _selected(targets: dict[str, Target], opts: PruneOptions) -> dict[str, Target]:
+def selected_targets(targets: dict[str, Target], opts: PruneOptions) -> dict[str, Target]:
     """The targets the options allow: not frozen (by name or mark), and among
     `weights` if given; a name that is no weight is an error."""
     for option in ("weights", "frozen"):
@@ -195,7 +210,7 @@ def prune_weights(module: ModuleOp, opts: PruneOptions, require_some: bool = Tru
     targets = find_targets(module)
     if require_some and not targets:
         raise NccError("prune: no matmul or convolution of the module reads a weight with values")
-    chosen = _selected(targets, opts)
+    chosen = selected_targets(targets, opts)
     effective = {name: t.weight.data * (t.mask.data if t.mask is not None else 1) for name, t in chosen.items()}
     notes = {name: "frozen" for name in targets if name not in chosen}
     keeps: dict[str, np.ndarray] = {}
@@ -216,8 +231,8 @@ def prune_weights(module: ModuleOp, opts: PruneOptions, require_some: bool = Tru
             _apply_mask(module, t, keeps[name])
         after = int(np.count_nonzero(t.weight.data * (t.mask.data if t.mask is not None else 1)))
         size = t.weight.data.size
-        macs = sum(_macs(r, size) for r in t.reads)
-        rows.append(LayerReport(name, _where(t.reads), tuple(t.weight.data.shape), before, after,
+        macs = sum(macs_of(r, size) for r in t.reads)
+        rows.append(LayerReport(name, reads_description(t.reads), tuple(t.weight.data.shape), before, after,
                                 macs * before // max(size, 1), macs * after // max(size, 1), notes.get(name, "")))
     return rows
 

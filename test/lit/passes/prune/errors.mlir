@@ -13,7 +13,7 @@
 // BOTH:      error: prune: option threshold: give sparsity or threshold, not both
 // NONE:      error: prune: option sparsity: prune needs sparsity=<fraction in [0, 1)>, threshold=<|w| below which weights go> or structure="N:M"
 // SCOPE:     error: prune: option scope: must be layer or global, got 'net'
-// STRUCTURE: error: prune: option structure: must be unstructured or N:M with 0 < N < M (e.g. "2:4")
+// STRUCTURE: error: prune: option structure: must be unstructured, channel or N:M with 0 < N < M (e.g. "2:4")
 // UNKNOWN:   error: prune: option frozen: fc9 is not a weight that a matmul or convolution reads (those are: fc1)
 // TYPE:      error: invalid options for pass 'prune'
 
