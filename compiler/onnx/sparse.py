@@ -12,6 +12,7 @@ from xdsl.ir import Operation
 from ncc.diagnostics import NccError
 from ncc.dialects import nn
 from ncc.dialects.nn import numpy_dtype
+from ncc.dialects.nn.sparse import entry_columns
 from ncc.onnx.elementwise import activation_to_onnx
 from ncc.onnx.exporter import Graph, to_onnx
 
@@ -41,7 +42,7 @@ def _export_packed_sparse_matmul(g: Graph, op: Operation, ins: list[str]) -> str
             raise NccError.at_op(op, "only a packed_sparse_matmul with constant index tables exports to ONNX")
         tables.append(w.data.astype(np.int64))
     colptr, rowidx = tables
-    cols = np.repeat(np.arange(p.out_features), np.diff(colptr))
+    cols = entry_columns(colptr, p.out_features)
     zeros = g.const(np.zeros((p.in_features, p.out_features)), numpy_dtype(op.result.type.element_type))
     w = g.node("ScatterND", [zeros, g.const(np.stack([rowidx, cols], 1).reshape(-1, 2)), ins[2]])
     y = g.node("MatMul", [ins[0], w])

@@ -66,7 +66,18 @@ class SparseMatmulOp(NNOp):
 
 
 
-SLICE, BLOCK = 16, 32  # packed_sparse_matmul: output columns per slice, rows of K per block
+SLICE, BLOCK = 16, 32  # packed_sparse_matmul's slice form: output columns per slice, rows of K per block
+COLUMN_BLOCK = 128  # its column form: rows of K per block (so X^T's rows of a block stay in L1)
+
+
+def column_segments(k: int, n: int) -> int:
+    """Segments of the column form: one per block of COLUMN_BLOCK rows and column."""
+    return -(-k // COLUMN_BLOCK) * n
+
+
+def entry_columns(colptr: np.ndarray, n: int) -> np.ndarray:
+    """The column of each entry of the column form (segment s is column s mod n)."""
+    return np.repeat(np.arange(len(colptr) - 1) % n, np.diff(colptr))
 
 
 @nn_op
@@ -74,8 +85,10 @@ class PackedSparseMatmulOp(NNOp):
     """act(x @ W + bias) for a K x N weight W of fixed sparsity pattern, held
     twice in the packed forms of the sparse kernel (passes/lowering/spmm.py;
     `pack-weights` makes them from a pruned weight's mask):
-      columns  W's nonzeros column by column (CSC): column n's rows are
-               rowidx[colptr[n]:colptr[n + 1]], their values column_values;
+      columns  W's nonzeros by block of COLUMN_BLOCK rows, then column (CSC per
+               block): segment s = block * N + n holds rows
+               rowidx[colptr[s]:colptr[s + 1]] of column n, in that block,
+               their values column_values;
       slices   per slice of SLICE output columns, `steps[s]` steps; step t holds
                for each column of its slice a row within block blocks[t]
                (lanes, a byte, < BLOCK) and its value (slice_values; 0 for a
@@ -122,7 +135,8 @@ class PackedSparseMatmulOp(NNOp):
                 raise VerifyException(f"{what} must be a 1-D tensor of i{width}, got {t}")
             need_rank(t, 1, what)
         need_shape(steps, (-(-n // SLICE),), f"steps (one per slice of {SLICE} columns)")
-        need_shape(colptr, (n + 1,), "colptr (out_features + 1)")
+        need_shape(colptr, (column_segments(k, n) + 1,), f"colptr (one per block of {COLUMN_BLOCK} rows and "
+                   "column, + 1)")
         nnz, slots = shape_of(rowidx)[0], shape_of(blocks)[0]
         need_shape(column_values, (nnz,), "column_values (one per row index)")
         need_shape(lanes, (slots * SLICE,), f"lanes ({SLICE} per step)")
@@ -141,6 +155,9 @@ class PackedSparseMatmulOp(NNOp):
             raise VerifyException("colptr must rise from 0 to the number of row indices")
         if len(rowidx) and (rowidx.min() < 0 or rowidx.max() >= k):
             raise VerifyException(f"a row index is outside [0, {k})")
+        segment = np.repeat(np.arange(len(colptr) - 1), np.diff(colptr))
+        if np.any(rowidx // COLUMN_BLOCK != segment // n):
+            raise VerifyException(f"a row index is outside its segment's block of {COLUMN_BLOCK} rows")
         if np.any(steps < 0) or steps.sum() != len(blocks):
             raise VerifyException("steps must count the steps, one block index each")
         if len(blocks) and (blocks.min() < 0 or blocks.max() * BLOCK >= k):
@@ -151,8 +168,7 @@ class PackedSparseMatmulOp(NNOp):
     def dense_weight(self, column_values: np.ndarray, colptr: np.ndarray, rowidx: np.ndarray) -> np.ndarray:
         """The (in_features x out_features) weight the column form describes."""
         w = np.zeros((self.params.in_features, self.params.out_features), dtype=column_values.dtype)
-        cols = np.repeat(np.arange(self.params.out_features), np.diff(colptr))
-        w[rowidx, cols] = column_values
+        w[rowidx, entry_columns(colptr, self.params.out_features)] = column_values
         return w
 
 

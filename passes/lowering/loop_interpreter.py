@@ -35,6 +35,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Block, Operation, SSAValue
 
 from ncc.dialects import nn
+from ncc.dialects.nn.sparse import entry_columns
 from ncc.passes.lowering import gemm, spmm
 from ncc.passes.lowering.abi import KernelABI
 
@@ -259,7 +260,7 @@ def _spmm(rows, k, n, x, ldx, y, ldy, steps, blocks, lanes, slice_values, colptr
     """ncc_spmm's meaning (passes/lowering/spmm.py) in float64 numpy, from the
     column form; the slice form must describe the same weight."""
     w = np.zeros((k, n))
-    w[rowidx, np.repeat(np.arange(n), np.diff(colptr))] = column_values
+    w[rowidx, entry_columns(colptr, n)] = column_values
     from_slices = np.zeros((k, n))
     t = 0
     for s, count in enumerate(steps):

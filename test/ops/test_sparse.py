@@ -246,7 +246,7 @@ def test_lowered_packed_sparse_matmul(act):
 
 
 def test_packed_sparse_matmul_verifier_and_bad_tables():
-    m = _pruned_mlp()
+    m = _pruned_mlp(k=300)  # three blocks of the column form
     ncc.run_passes(m, "fuse,pack-weights")
     op = next(op for op in m.walk() if isinstance(op, nn.PackedSparseMatmulOp))
     tables = {what: v.owner.resolve().data for (what, _), v in zip(op.TABLES, op.operands[3:8])}
@@ -255,11 +255,12 @@ def test_packed_sparse_matmul_verifier_and_bad_tables():
                                ("colptr", lambda t: t[::-1], "colptr must rise"),
                                ("lanes", lambda t: t + 40, "lane's row is outside"),
                                ("blocks", lambda t: t + 9, "block index is outside"),
-                               ("steps", lambda t: t + 1, "steps must count")]:
+                               ("steps", lambda t: t + 1, "steps must count"),
+                               ("rowidx", lambda t: t % 128, "outside its segment's block of 128 rows")]:
         args = dict(tables, **{what: bad(tables[what])})
         with pytest.raises(VerifyException, match=message):
             op.check_tables(*args.values())
-    with pytest.raises(VerifyException, match="colptr \\(out_features \\+ 1\\)"):
+    with pytest.raises(VerifyException, match="colptr \\(one per block of 128 rows and column, \\+ 1\\) must have shape \\[49\\]"):
         nn.PackedSparseMatmulOp.infer([T([DYN, 100]), T([32]), T([4]), T([3], i32), T([2], i32), T([32], i8),
                                        T([40], i32), T([4], i32)],
                                       op.params.__class__(in_features=100, out_features=48, activation="relu"))
