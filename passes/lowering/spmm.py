@@ -13,8 +13,8 @@ are derived weights, the index tables constants):
            (0 where the column has no more nonzeros in that block). A step is
            16 multiply-adds in one vector: the 16 inputs x[32 * block + row]
            taken from the two vectors of that block of x by one permute
-           (AVX-512's vpermi2ps; one load per lane elsewhere), a vector of
-           values, one FMA. Padding to the busiest column costs ~2x slots at
+           (AVX-512's vpermi2ps; AVX2's vpermps on its four 8-float parts and
+           blends; one load per lane elsewhere), a vector of values, one FMA. Padding to the busiest column costs ~2x slots at
            10 % density and is still 2.5-3x faster than a loop per nonzero.
   columns  for more rows: per block of COLUMN_BLOCK = 128 rows of K, each output
            column's nonzeros there (CSC per block: rows, values). Up to
@@ -47,7 +47,7 @@ from llvmlite import ir
 from ncc.dialects.nn.sparse import BLOCK, COLUMN_BLOCK, SLICE, column_segments
 from ncc.passes.lowering.gemm import BIAS_COLS, RELU, RELU6
 from ncc.passes.lowering.llvmlite_ir import F32, I32, I64, PTR, carried_loop, const, counted_loop, float_at
-from ncc.passes.lowering.llvmlite_ir import minimum, splat, store_vector, transpose_block
+from ncc.passes.lowering.llvmlite_ir import lane_mask, minimum, splat, store_vector, transpose_block
 
 SYMBOL = "ncc_spmm"
 SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, PTR, I64, PTR, PTR, PTR, PTR, PTR, PTR, PTR,
@@ -59,25 +59,29 @@ I8 = ir.IntType(8)
 
 @dataclass(frozen=True)
 class Variant:
-    """How the host runs the kernels: its vector width, and whether the slice
-    form's inputs come by one permute (AVX-512) or one load per lane."""
+    """How the host runs the kernels: its vector width, and how the slice
+    form's 16 inputs of a step come from the block's 32 values of x: one
+    two-register permute (AVX-512's vpermi2ps), four one-register permutes
+    and three blends per 8 lanes (AVX2's vpermps), or one load per lane."""
 
     lanes: int
-    permute: bool
+    gather: str  # "vpermi2ps" | "vpermps" | "loads"
 
     @staticmethod
     def for_features(features: set[str] | frozenset[str]) -> "Variant":
         if "avx512f" in features:
-            return Variant(16, True)
-        return Variant(8 if "avx" in features or "avx2" in features else 4, False)
+            return Variant(16, "vpermi2ps")
+        if "avx2" in features:
+            return Variant(8, "vpermps")
+        return Variant(8 if "avx" in features else 4, "loads")
 
     @property
     def tag(self) -> str:
-        return f"{self.lanes}{'p' if self.permute else 'g'}"
+        return f"{self.lanes}{self.gather}"
 
 
-VARIANTS = {"avx512": Variant(16, True), "avx2": Variant(8, False), "sse": Variant(4, False)}
-REQUIRES = {"avx512": {"avx512f"}, "avx2": {"avx", "fma"}, "sse": set()}
+VARIANTS = {"avx512": Variant(16, "vpermi2ps"), "avx2": Variant(8, "vpermps"), "sse": Variant(4, "loads")}
+REQUIRES = {"avx512": {"avx512f"}, "avx2": {"avx2", "fma"}, "sse": set()}
 
 
 def workspace_floats(k: int, n: int) -> int:
@@ -162,12 +166,25 @@ def _slice_inputs(b: ir.IRBuilder, module: ir.Module, variant: Variant, x: ir.Va
     vec, idx = ir.VectorType(F32, SLICE), ir.VectorType(I32, SLICE)
     base = b.mul(block, const(BLOCK))
     lane = b.zext(lanes, idx)
-    if variant.permute:
+    if variant.gather == "vpermi2ps":
         name = "llvm.x86.avx512.vpermi2var.ps.512"
         permute = module.globals.get(name) or ir.Function(module, ir.FunctionType(vec, [vec, idx, vec]), name)
         low = b.load(float_at(b, x, base), typ=vec, align=4)
         high = b.load(float_at(b, x, b.add(base, const(SLICE))), typ=vec, align=4)
         return b.call(permute, [low, lane, high])
+    if variant.gather == "vpermps":  # per 8 lanes: x[lane & 7] of each 8 values, then bits 3 and 4 choose
+        v8, i8x8 = ir.VectorType(F32, 8), ir.VectorType(I32, 8)
+        name = "llvm.x86.avx2.permps"
+        permute = module.globals.get(name) or ir.Function(module, ir.FunctionType(v8, [v8, i8x8]), name)
+        parts = [b.load(float_at(b, x, b.add(base, const(8 * q))), typ=v8, align=4) for q in range(4)]
+        halves = []
+        for h in range(2):
+            sel = b.shuffle_vector(lane, lane, lane_mask(list(range(8 * h, 8 * h + 8))))
+            picked = [b.call(permute, [p, sel]) for p in parts]
+            bit3 = b.icmp_unsigned("!=", b.and_(sel, ir.Constant(i8x8, [8] * 8)), ir.Constant(i8x8, [0] * 8))
+            bit4 = b.icmp_unsigned("!=", b.and_(sel, ir.Constant(i8x8, [16] * 8)), ir.Constant(i8x8, [0] * 8))
+            halves.append(b.select(bit4, b.select(bit3, picked[3], picked[2]), b.select(bit3, picked[1], picked[0])))
+        return b.shuffle_vector(halves[0], halves[1], lane_mask(list(range(SLICE))))
     out = ir.Constant(vec, ir.Undefined)
     for j in range(SLICE):
         k = b.add(base, b.zext(b.extract_element(lane, I32(j)), I64))
