@@ -67,9 +67,9 @@ from ncc.reference import EVAL
 # The densest pruned weight (nonzeros / entries) the sparse kernel computes:
 # denser, the dense GEMM is as fast. Measured on znver5 (AVX-512) on 512 x 512
 # and 784 x 512 layers (benchmarks/bench_sparse.py --crossover): sparse
-# 1.65-2.5x the dense GEMM's speed at 20 %, 1.0-1.9x at 30 %, 0.7-1.4x at 40 %
-# (batch 64 and batch 1).
-SPARSE_MAX_DENSITY = 0.25
+# 1.9-2.4x the dense GEMM's speed at 20 % density, 1.35-1.5x at 40 %,
+# 1.13-1.61x at 50 %, 0.93-1.03x at 60 % (batch 1 and 64).
+SPARSE_MAX_DENSITY = 0.5
 
 
 def weight_only(v: SSAValue) -> bool:
