@@ -12,6 +12,11 @@ the exported pruned model (dense MatMuls holding the zeros). All on one
 thread; outputs are compared before anything is timed; times are the median
 of blocks of calls, per call, from Python.
 
+MobileNet's pointwise (1x1) convolutions at 50-90 % unstructured sparsity
+run on the sparse kernel (nn.packed_sparse_conv, channels first, as
+XNNPACK's sparse 1x1 convolutions), against the dense GEMM and onnxruntime:
+where dense catches up is pack_weights.SPARSE_MAX_DENSITY_CONV.
+
 A CIFAR-size CNN (four 3x3 convolutions of 32-128 channels, pools, a global
 average and a linear layer; random weights) runs whole and with half of every
 layer's channels pruned (`structure=channel`, a smaller dense model), in ncc
@@ -83,12 +88,12 @@ def mlp(sizes, rng):
 
 def compiled(module_text: str, sparse: bool):
     """ncc's native code of the pruned module, with the sparse kernel or without it."""
-    saved = pack_weights.SPARSE_MAX_DENSITY
-    pack_weights.SPARSE_MAX_DENSITY = 1.0 if sparse else -1.0
+    saved = pack_weights.SPARSE_MAX_DENSITY, pack_weights.SPARSE_MAX_DENSITY_CONV
+    pack_weights.SPARSE_MAX_DENSITY = pack_weights.SPARSE_MAX_DENSITY_CONV = 1.0 if sparse else -1.0
     try:
         return ncc.compile(ncc.parse_module(module_text), threads=1, cache=False)
     finally:
-        pack_weights.SPARSE_MAX_DENSITY = saved
+        pack_weights.SPARSE_MAX_DENSITY, pack_weights.SPARSE_MAX_DENSITY_CONV = saved
 
 
 def pruned(model, sparsity: float):
@@ -171,6 +176,35 @@ def channels(rng) -> list[tuple[int, float, float, float, float]]:
     return rows
 
 
+def pointwise(rng) -> None:
+    """MobileNet's 1x1 convolutions, pruned: ncc sparse vs ncc dense vs onnxruntime (dense, the zeros)."""
+    print("\n1x1 convolution + bias + relu (MobileNet's pointwise layers), batch 1, unstructured sparsity:")
+    for c, m, hw in ((128, 128, 28), (256, 256, 14), (512, 512, 7)):
+        w = {"k": (rng.standard_normal((m, c, 1, 1)) / np.sqrt(c)).astype(np.float32),
+             "b": (0.1 * rng.standard_normal(m)).astype(np.float32)}
+        graph = helper.make_graph(
+            [helper.make_node("Conv", ["x", "k", "b"], ["c"]), helper.make_node("Relu", ["c"], ["y"])], "pw",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, hw, hw])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+            [numpy_helper.from_array(v, k) for k, v in w.items()])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = min(model.ir_version, 10)
+        x = rng.standard_normal((1, c, hw, hw)).astype(np.float32)
+        line = []
+        for sparsity in (0.5, 0.6, 0.7, 0.8, 0.9):
+            text, _, module = pruned(model, sparsity)
+            sparse, dense = compiled(text, True), compiled(text, False)
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = 1
+            session = ort.InferenceSession(ncc.export_onnx(module).SerializeToString(), so,
+                                           providers=["CPUExecutionProvider"])
+            np.testing.assert_allclose(sparse(x), session.run(None, {"x": x})[0], rtol=1e-3, atol=1e-3)
+            t_s, t_d = per_call(lambda: sparse(x), 0.05, 5), per_call(lambda: dense(x), 0.05, 5)
+            t_o = per_call(lambda: session.run(None, {"x": x}), 0.05, 5)
+            line.append(f"{sparsity:.0%}: {t_s * 1e6:7.1f} us ({t_d / t_s:4.2f}x dense, {t_o / t_s:4.2f}x ort)")
+        print(f"  {c:>3} -> {m:<3} at {hw:>2}x{hw:<2}  " + "   ".join(line))
+
+
 def crossover(rng) -> None:
     print("\none layer, sparse kernel vs dense GEMM on the same pruned weight (speed-up > 1: sparse wins)")
     densities = [0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
@@ -206,6 +240,7 @@ def main() -> None:
     size, _, nonzero, macs, macs_after = report.totals()
     print(f"  (pruned: {nonzero:,} of {size:,} weights; {2 * macs_after:,} of {2 * macs:,} FLOPs per sample)")
     cnn_rows = channels(rng)
+    pointwise(rng)
     if args.crossover:
         crossover(rng)
     print("\ngoals (issue 13), 1 thread:")

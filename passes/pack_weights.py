@@ -26,9 +26,10 @@ channels, reshaped and transposed to [ceil(M / 32), C x kernel, 32].
                                                           %p = nn.transpose %t perm [0, 2, 1]
                                                           %y = nn.packed_conv %x, %p, %b channels 512 kernel [3, 3] ...
 
-A matmul whose weight a prune left masked (`prune`: `w * mask`, the mask an
-internal weight) at a density of at most SPARSE_MAX_DENSITY becomes
-nn.packed_sparse_matmul: the mask's pattern in the sparse kernel's two
+A matmul (or a 1x1 convolution of stride 1) whose weight a prune left masked
+(`prune`: `w * mask`, the mask an internal weight) at a density of at most
+SPARSE_MAX_DENSITY (SPARSE_MAX_DENSITY_CONV) becomes nn.packed_sparse_matmul
+(nn.packed_sparse_conv): the mask's pattern in the sparse kernel's two
 packed forms (passes/lowering/spmm.py), its index tables constants, its
 values gathers of the masked weight (derived weights: set the parameter and
 they follow; the pattern is the mask's, fixed when compiled).
@@ -65,11 +66,13 @@ from ncc.passes.lowering.nn_to_loops.matmul import GEMM_MIN_ROWS, GEMM_MIN_WORK
 from ncc.reference import EVAL
 
 # The densest pruned weight (nonzeros / entries) the sparse kernel computes:
-# denser, the dense GEMM is as fast. Measured on znver5 (AVX-512) on 512 x 512
-# and 784 x 512 layers (benchmarks/bench_sparse.py --crossover): sparse
-# 1.9-2.4x the dense GEMM's speed at 20 % density, 1.35-1.5x at 40 %,
-# 1.13-1.61x at 50 %, 0.93-1.03x at 60 % (batch 1 and 64).
+# denser, the dense GEMM is as fast. Measured on znver5 (AVX-512) with
+# benchmarks/bench_sparse.py: matmuls (512 x 512 and 784 x 512, batch 1 and
+# 64, --crossover) sparse 1.9-2.4x the dense GEMM's speed at 20 % density,
+# 1.35-1.5x at 40 %, 1.13-1.61x at 50 %, 0.93-1.03x at 60 %; 1x1 convolutions
+# (MobileNet's, batch 1) 1.09-1.46x at 30 %, 0.85-1.12x at 40 %, 0.7-0.92x at 50 %.
 SPARSE_MAX_DENSITY = 0.5
+SPARSE_MAX_DENSITY_CONV = 0.3
 
 
 def weight_only(v: SSAValue) -> bool:
@@ -151,16 +154,30 @@ def sparsity_pattern(v: SSAValue) -> np.ndarray | None:
     return found != 0 if masked and found is not None else None
 
 
+def _pointwise(op: Operation) -> bool:
+    """A 1x1 convolution of stride 1, without padding or dilation, of one group."""
+    p = op.params
+    return isinstance(op, (nn.ConvOp, nn.FusedConvOp)) and all(d == 1 for d in shape_of(op.operands[1].type)[2:]) \
+        and all(v == 1 for v in (*p.strides, *p.dilations)) and not any(p.pads) and p.group == 1
+
+
 def _sparse_pattern(op: Operation) -> np.ndarray | None:
-    """The K x N pattern of a float32 matmul's masked 2-D weight at most
-    SPARSE_MAX_DENSITY dense, whose bias (if any) is one per column."""
+    """The K x N pattern of a float32 matmul's masked 2-D weight, or of a 1x1
+    convolution's masked [N, K, 1, 1] filter, at most SPARSE_MAX_DENSITY
+    dense, whose bias (if any) is one per output feature."""
     x, w = op.operands[0], op.operands[1]
-    if op.result.type.element_type != f32 or x.type.element_type != f32 or len(shape_of(w.type)) != 2:
+    conv = isinstance(op, (nn.ConvOp, nn.FusedConvOp))
+    if op.result.type.element_type != f32 or x.type.element_type != f32 or (conv and not _pointwise(op)) \
+            or (not conv and len(shape_of(w.type)) != 2):
         return None
-    if isinstance(op, nn.FusedMatmulOp) and op.bias is not None and shape_of(op.bias.type) != shape_of(w.type)[1:]:
+    out = shape_of(w.type)[0] if conv else shape_of(w.type)[1]
+    if isinstance(op, (nn.FusedMatmulOp, nn.FusedConvOp)) and op.bias is not None \
+            and shape_of(op.bias.type) != (out,):
         return None
     mask = sparsity_pattern(w)
-    return mask if mask is not None and mask.mean() <= SPARSE_MAX_DENSITY else None
+    if mask is None or mask.mean() > (SPARSE_MAX_DENSITY_CONV if conv else SPARSE_MAX_DENSITY):
+        return None
+    return mask.reshape(mask.shape[0], -1).T if conv else mask
 
 
 def _table(module: ModuleOp, name: str, data: np.ndarray, made: list[nn.WeightOp]) -> nn.WeightOp:
@@ -176,12 +193,19 @@ def _table(module: ModuleOp, name: str, data: np.ndarray, made: list[nn.WeightOp
 
 
 def _pack_sparse(op: Operation, mask: np.ndarray, module: ModuleOp, tables: list[nn.WeightOp]) -> list[Operation]:
-    """The ops making nn.packed_sparse_matmul of a matmul or fused_matmul (the last)."""
+    """The ops making nn.packed_sparse_matmul of a matmul or fused_matmul, or
+    nn.packed_sparse_conv of a 1x1 conv or fused_conv (the last)."""
     x, w = op.operands[0], op.operands[1]
     k, n = mask.shape
     packed = spmm.pack(mask)
     stem = f"{op.name.split('.')[-1]}_sparse"
-    made: list[Operation] = [nn.ReshapeOp(w, [k * n])]
+    conv = isinstance(op, (nn.ConvOp, nn.FusedConvOp))
+    made: list[Operation] = []
+    if conv:  # the filter [N, K, 1, 1] as the K x N weight
+        made += [nn.ReshapeOp(w, [n, k])]
+        made.append(nn.TransposeOp(made[-1].results[0], [1, 0]))
+        w = made[-1].results[0]
+    made.append(nn.ReshapeOp(w, [k * n]))
     made.append(nn.PadOp(made[-1].results[0], [0, 1]))  # one zero after W: empty slots gather it
     flat = made[-1].results[0]
 
@@ -196,15 +220,16 @@ def _pack_sparse(op: Operation, mask: np.ndarray, module: ModuleOp, tables: list
         made.append(nn.GatherOp(flat, idx, 0))
         values.append(made[-1].results[0])
     refs = [const(name, getattr(packed, name)) for name in ("steps", "blocks", "lanes", "colptr", "rowidx")]
-    fused = isinstance(op, nn.FusedMatmulOp)
-    made.append(nn.PackedSparseMatmulOp(x, *values, *refs, k, n, op.operands[2] if fused and len(op.operands) > 2
-                                        else None, op.params.activation if fused else "identity"))
+    fused = isinstance(op, (nn.FusedMatmulOp, nn.FusedConvOp))
+    kind = nn.PackedSparseConvOp if conv else nn.PackedSparseMatmulOp
+    made.append(kind(x, *values, *refs, k, n, op.operands[2] if fused and len(op.operands) > 2 else None,
+                     op.params.activation if fused else "identity"))
     return made
 
 
 def _packing(op: Operation):
     """The rewrite of `op` if it reads a weight packed (else None)."""
-    if isinstance(op, (nn.MatmulOp, nn.FusedMatmulOp)):
+    if isinstance(op, (nn.MatmulOp, nn.FusedMatmulOp, nn.ConvOp, nn.FusedConvOp)):
         mask = _sparse_pattern(op)
         if mask is not None:
             return lambda op, module, tables: _pack_sparse(op, mask, module, tables)

@@ -31,8 +31,8 @@ def _export_sparse_matmul(g: Graph, op: Operation, ins: list[str]) -> str:
     return g.node("MatMul", [ins[0], w])
 
 
-@to_onnx(nn.PackedSparseMatmulOp)
-def _export_packed_sparse_matmul(g: Graph, op: Operation, ins: list[str]) -> str:
+@to_onnx(nn.PackedSparseMatmulOp, nn.PackedSparseConvOp)
+def _export_packed_sparse(g: Graph, op: Operation, ins: list[str]) -> str:
     p = op.params
     tables = []
     for v in (op.colptr, op.rowidx):
@@ -45,7 +45,13 @@ def _export_packed_sparse_matmul(g: Graph, op: Operation, ins: list[str]) -> str
     cols = entry_columns(colptr, p.out_features)
     zeros = g.const(np.zeros((p.in_features, p.out_features)), numpy_dtype(op.result.type.element_type))
     w = g.node("ScatterND", [zeros, g.const(np.stack([rowidx, cols], 1).reshape(-1, 2)), ins[2]])
-    y = g.node("MatMul", [ins[0], w])
-    if len(ins) > 8:
-        y = g.node("Add", [y, ins[8]])
+    if isinstance(op, nn.PackedSparseConvOp):  # the filter [N, K, 1, 1]: W^T
+        spatial = len(nn.shape_of(op.result.type)) - 2
+        w = g.node("Reshape", [g.node("Transpose", [w], perm=[1, 0]),
+                               g.const([p.out_features, p.in_features] + [1] * spatial)])
+        y = g.node("Conv", [ins[0], w] + ins[8:9])
+    else:
+        y = g.node("MatMul", [ins[0], w])
+        if len(ins) > 8:
+            y = g.node("Add", [y, ins[8]])
     return activation_to_onnx(g, p.activation, y, op.result)

@@ -356,7 +356,7 @@ class Param:
 
 
 def add_param_props(cls: type) -> type:
-    for p in cls.__dict__.get("PARAMS", ()):
+    for p in getattr(cls, "PARAMS", ()):  # its own, or a shared base's (packed_sparse_matmul and _conv)
         setattr(cls, p.name, (prop_def if p.default is REQUIRED else opt_prop_def)(_PROP_TYPES[p.kind]))
     return cls
 

@@ -80,8 +80,7 @@ def entry_columns(colptr: np.ndarray, n: int) -> np.ndarray:
     return np.repeat(np.arange(len(colptr) - 1) % n, np.diff(colptr))
 
 
-@nn_op
-class PackedSparseMatmulOp(NNOp):
+class PackedSparseOp(NNOp):
     """act(x @ W + bias) for a K x N weight W of fixed sparsity pattern, held
     twice in the packed forms of the sparse kernel (passes/lowering/spmm.py;
     `pack-weights` makes them from a pruned weight's mask):
@@ -96,7 +95,6 @@ class PackedSparseMatmulOp(NNOp):
     The reference reads the columns; the values are derived weights of the
     pruned parameter, the tables constants."""
 
-    name = "nn.packed_sparse_matmul"
     PARAMS: ClassVar[tuple[Param, ...]] = (
         Param("in_features", "int"), Param("out_features", "int"), Param("activation", "str", "identity"))
     input = operand_def(TensorType)
@@ -118,18 +116,21 @@ class PackedSparseMatmulOp(NNOp):
                      [bias] if bias is not None else []], in_features=in_features, out_features=out_features,
                     activation=activation)
 
+    FEATURE_AXIS: ClassVar[int] = -1  # the input's axis of the in_features (and the output's of out_features)
+
     @classmethod
     def infer(cls, types, p):
         check_activation(p.activation)
         x, slice_values, column_values, steps, blocks, lanes, colptr, rowidx = types[:8]
         need_float(x, "input")
         same_element([x, slice_values, column_values], "input and values")
-        need_rank(x, 1, "input", at_least=True)
+        need_rank(x, 1 if cls.FEATURE_AXIS == -1 else 3, "input", at_least=True)
         k, n = p.in_features, p.out_features
         if k < 1 or n < 1:
             raise VerifyException(f"in_features and out_features must be >= 1, got {k} and {n}")
-        if not dims_compatible(shape_of(x)[-1], k):
-            raise VerifyException(f"input's last dimension must be in_features = {k}, got {x}")
+        if not dims_compatible(shape_of(x)[cls.FEATURE_AXIS], k):
+            what = "last dimension" if cls.FEATURE_AXIS == -1 else "channels (dimension 1)"
+            raise VerifyException(f"input's {what} must be in_features = {k}, got {x}")
         for (what, width), t in zip(cls.TABLES, (steps, blocks, lanes, colptr, rowidx)):
             if getattr(t.element_type, "width", None) is None or t.element_type.width.data != width:
                 raise VerifyException(f"{what} must be a 1-D tensor of i{width}, got {t}")
@@ -141,7 +142,9 @@ class PackedSparseMatmulOp(NNOp):
         need_shape(column_values, (nnz,), "column_values (one per row index)")
         need_shape(lanes, (slots * SLICE,), f"lanes ({SLICE} per step)")
         need_shape(slice_values, (slots * SLICE,), f"slice_values ({SLICE} per step)")
-        out = TensorType(x.element_type, [*shape_of(x)[:-1], n])
+        shape = list(shape_of(x))
+        shape[cls.FEATURE_AXIS] = n
+        out = TensorType(x.element_type, shape)
         if len(types) > 8:
             need_shape(types[8], (n,), "bias (one per output column)")
             same_element([x, types[8]], "input and bias")
@@ -172,17 +175,40 @@ class PackedSparseMatmulOp(NNOp):
         return w
 
 
+@nn_op
+class PackedSparseMatmulOp(PackedSparseOp):
+    __doc__ = PackedSparseOp.__doc__
+    name = "nn.packed_sparse_matmul"
+
+
+@nn_op
+class PackedSparseConvOp(PackedSparseOp):
+    """act(conv(x, w) + bias) for a 1x1 convolution of stride 1 (no padding,
+    one group) whose [out, in, 1, 1] filter w is W^T of a K x N weight held in
+    packed_sparse_matmul's forms: channels first, so that the sparse kernel
+    reads each image and writes each output where they are (pack-weights
+    makes it from a pruned 1x1 convolution)."""
+
+    name = "nn.packed_sparse_conv"
+    FEATURE_AXIS: ClassVar[int] = 1
+
+
 def _packed_sparse(op, x, slice_values, column_values, steps, blocks, lanes, colptr, rowidx, bias=None):
     try:
         op.check_tables(steps, blocks, lanes, colptr, rowidx)
     except VerifyException as e:
         raise ValueError(f"{op.name}: {e}") from None
-    y = np.matmul(x, op.dense_weight(column_values, colptr, rowidx))
+    w = op.dense_weight(column_values, colptr, rowidx)
+    if op.FEATURE_AXIS == 1:  # channels first: out[:, m, ...] = sum_c x[:, c, ...] w[c, m]
+        y = np.moveaxis(np.tensordot(x, w, axes=([1], [0])), -1, 1)
+        bias = None if bias is None else bias.reshape(-1, *[1] * (x.ndim - 2))
+    else:
+        y = np.matmul(x, w)
     return activation_fn(op.params.activation)(y if bias is None else y + bias)
 
 
 # The reference semantics (numpy) of this family's ops: ncc.reference runs them.
 REFERENCE: dict[type, Callable[..., np.ndarray]] = {
     SparseMatmulOp: lambda op, x, v: np.matmul(x, op.dense_weight(v)),
-    PackedSparseMatmulOp: _packed_sparse,
+    PackedSparseMatmulOp: _packed_sparse, PackedSparseConvOp: _packed_sparse,
 }

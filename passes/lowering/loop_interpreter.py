@@ -273,12 +273,20 @@ def _spmm(rows, k, n, x, ldx, y, ldy, steps, blocks, lanes, slice_values, colptr
         t += count
     if not np.array_equal(from_slices, w):
         raise KernelError(f"{spmm.SYMBOL}: the slice form and the column form describe different weights")
-    product = x[np.arange(rows)[:, None] * ldx + np.arange(k)].astype(np.float64) @ w
+    given = bool(flags & spmm.FEATURE_MAJOR)  # X^T and Y^T: K and N rows of `rows` values
+    x_at = np.arange(k)[None, :] * ldx + np.arange(rows)[:, None] if given else \
+        np.arange(rows)[:, None] * ldx + np.arange(k)
+    y_at = np.arange(n)[None, :] * ldy + np.arange(rows)[:, None] if given else \
+        np.arange(rows)[:, None] * ldy + np.arange(n)
+    for name, buf, at in (("X", x, x_at), ("Y", y, y_at)):
+        if at.size and at.max() >= buf.size:
+            raise KernelError(f"{spmm.SYMBOL}: {name} reaches past its buffer of {buf.size} elements")
+    product = x[x_at].astype(np.float64) @ w
     if flags & gemm.BIAS_COLS:
         product = product + bias[:n]
     if flags & (gemm.RELU | gemm.RELU6):
         product = np.maximum(product, 0)
-    y[np.arange(rows)[:, None] * ldy + np.arange(n)] = np.minimum(product, 6) if flags & gemm.RELU6 else product
+    y[y_at] = np.minimum(product, 6) if flags & gemm.RELU6 else product
 
 
 def _predicate(op, table) -> str:

@@ -32,7 +32,10 @@ Loop-level code calls one symbol, whatever the host:
                   ptr slice_values (f32 per slot), ptr colptr (i32 per block and column, + 1), ptr rowidx,
                   ptr column_values (f32 per nonzero), i32 flags, ptr bias, ptr workspace)
 
-with gemm's flags BIAS_COLS, RELU, RELU6, and a 64-byte aligned workspace of
+with gemm's flags BIAS_COLS, RELU, RELU6, and FEATURE_MAJOR (X and Y given
+transposed: a 1x1 convolution's image and output, channels first, which the
+column form then reads and writes where they are, as XNNPACK's sparse 1x1
+convolutions do), and a 64-byte aligned workspace of
 `workspace_floats(K, N)` floats. The engine defines it with the GEMM, in the
 process's kernel library.
 """
@@ -54,6 +57,7 @@ SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, PTR, I64, P
                                             I32, PTR, PTR])
 FEATURE_ROWS = 64  # rows of X transposed at a time for the column form
 FEATURE_MIN_ROWS = 4  # fewer rows than this: the slice form, row by row
+FEATURE_MAJOR = 64  # a flag: X and Y are given transposed (X^T: K rows of ldx, Y^T: N rows of ldy)
 I8 = ir.IntType(8)
 
 
@@ -273,42 +277,65 @@ def _transposed(b: ir.IRBuilder, lanes: int, src: ir.Value, src_stride: ir.Value
             one(r, c)
 
 
-def _columns(module: ir.Module, variant: Variant) -> ir.Function:
-    """columns(R, K, N, X, ldx, Y, ldy, colptr, rowidx, values, flags, bias, ws): R <= 64 rows."""
+def _columns(module: ir.Module, variant: Variant, given: bool) -> ir.Function:
+    """columns(R, K, N, X, ldx, Y, ldy, colptr, rowidx, values, flags, bias, ws):
+    R <= FEATURE_ROWS rows. Row-major X and Y: X^T and Y^T in the workspace,
+    transposed in and out. `given` (FEATURE_MAJOR): X^T and Y^T are given (a 1x1
+    convolution's image and output, channels first): a whole chunk is read
+    and written where it is, the epilogue on the last block of K; a partial
+    one goes through the workspace (its rows padded)."""
     lanes = variant.lanes
     vec = ir.VectorType(F32, lanes)
     parts = FEATURE_ROWS // lanes
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, PTR, I64, PTR, PTR, PTR,
-                                                             I32, PTR, PTR]), f"{SYMBOL}_columns_{variant.tag}")
+                                                             I32, PTR, PTR]),
+                     f"{SYMBOL}_columns_{'given' if given else 'rows'}_{variant.tag}")
     fn.linkage = "internal"
     rows, k, n, x, ldx, y, ldy, colptr, rowidx, values, flags, bias, ws = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     fma = module.globals.get(f"llvm.fma.v{lanes}f32") or ir.Function(
         module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.v{lanes}f32")
-    xt = ws
-    yt = float_at(b, ws, b.mul(k, const(FEATURE_ROWS)))
     wide = const(FEATURE_ROWS)
-    with counted_loop(b, rows, wide, 1, "pad") as r:  # rows past R are zeros (their outputs unused)
-        with counted_loop(b, const(0), k, 1, "padk") as kk:
-            b.store(ir.Constant(F32, 0.0), float_at(b, xt, b.add(b.mul(kk, wide), r)))
-    _transposed(b, lanes, x, ldx, rows, k, xt, wide)
+    # given and whole: X^T and Y^T read and written where they are
+    in_place = b.icmp_signed("==", rows, wide) if given else ir.Constant(ir.IntType(1), 0)
+    xt = b.select(in_place, x, ws) if given else ws
+    xt_ld = b.select(in_place, ldx, wide) if given else wide
+    yt_ws = float_at(b, ws, b.mul(k, wide))
+    yt = b.select(in_place, y, yt_ws) if given else yt_ws
+    yt_ld = b.select(in_place, ldy, wide) if given else wide
+    with b.if_then(b.not_(in_place)):
+        with counted_loop(b, rows, wide, 1, "pad") as r:  # rows past R are zeros (their outputs unused)
+            with counted_loop(b, const(0), k, 1, "padk") as kk:
+                b.store(ir.Constant(F32, 0.0), float_at(b, ws, b.add(b.mul(kk, wide), r)))
+        if given:
+            with counted_loop(b, const(0), k, 1, "ck") as kk:
+                with counted_loop(b, const(0), rows, 1, "cr") as r:
+                    b.store(b.load(float_at(b, x, b.add(b.mul(kk, ldx), r)), typ=F32),
+                            float_at(b, ws, b.add(b.mul(kk, wide), r)))
+        else:
+            _transposed(b, lanes, x, ldx, rows, k, ws, wide)
     zero = ir.Constant(vec, [0.0] * lanes)
+
+    def bias_of(r: ir.Value, whole: bool) -> ir.Value:
+        p = float_at(b, bias, r)
+        return b.load(p, typ=vec, align=4) if whole else splat(b, b.load(p, typ=F32), lanes)
 
     def nonzero(j: ir.Value, acc: list[ir.Value]) -> list[ir.Value]:
         row = b.sext(b.load(b.gep(rowidx, [j], source_etype=I32), typ=I32), I64)
         w = splat(b, b.load(float_at(b, values, j), typ=F32), lanes)
-        src = float_at(b, xt, b.mul(row, wide))
+        src = float_at(b, xt, b.mul(row, xt_ld))
         return [b.call(fma, [w, b.load(float_at(b, src, const(p * lanes)), typ=vec, align=4), acc[p]])
                 for p in range(parts)]
 
     blocks = b.sdiv(b.add(k, const(COLUMN_BLOCK - 1)), const(COLUMN_BLOCK))
     with counted_loop(b, const(0), blocks, 1, "kb") as kb:
         first = b.icmp_signed("==", kb, const(0))
+        finish = b.and_(in_place, b.icmp_signed("==", kb, b.sub(blocks, const(1)))) if given else None
         with counted_loop(b, const(0), n, 1, "n") as col:
             segment = b.add(b.mul(kb, n), col)
             lo = b.sext(b.load(b.gep(colptr, [segment], source_etype=I32), typ=I32), I64)
             hi = b.sext(b.load(b.gep(colptr, [b.add(segment, const(1))], source_etype=I32), typ=I32), I64)
-            out = float_at(b, yt, b.mul(col, wide))
+            out = float_at(b, yt, b.mul(col, yt_ld))
             # the first block starts Y^T's row at zero, the others add to it
             start = [b.select(first, zero, b.load(float_at(b, out, const(p * lanes)), typ=vec, align=4))
                      for p in range(parts)]
@@ -318,19 +345,28 @@ def _columns(module: ir.Module, variant: Variant) -> ir.Function:
                 + nonzero(b.add(lo, b.add(b.mul(q, const(2)), const(1))), a[parts:])), "pair")
             last = carried_loop(b, b.add(lo, b.mul(pairs, const(2))), hi, both[:parts], nonzero, "odd")
             for p in range(parts):
-                store_vector(b, b.fadd(last[p], both[parts + p]), float_at(b, out, const(p * lanes)))
-    def bias_of(r: ir.Value, whole: bool) -> ir.Value:
-        p = float_at(b, bias, r)
-        return b.load(p, typ=vec, align=4) if whole else splat(b, b.load(p, typ=F32), lanes)
-    _transposed(b, lanes, yt, wide, n, rows, y, ldy,
-                lambda v, r, whole: _epilogue(b, v, flags, lambda: bias_of(r, whole)))
+                total = b.fadd(last[p], both[parts + p])
+                if given:
+                    total = b.select(finish, _epilogue(b, total, flags, lambda: bias_of(col, False)), total)
+                store_vector(b, total, float_at(b, out, const(p * lanes)))
+    with b.if_then(b.not_(in_place)):
+        if given:
+            with counted_loop(b, const(0), n, 1, "on") as col:
+                with counted_loop(b, const(0), rows, 1, "or") as r:
+                    v = splat(b, b.load(float_at(b, yt_ws, b.add(b.mul(col, wide), r)), typ=F32), lanes)
+                    v = b.extract_element(_epilogue(b, v, flags, lambda: bias_of(col, False)), I32(0))
+                    b.store(v, float_at(b, y, b.add(b.mul(col, ldy), r)))
+        else:
+            _transposed(b, lanes, yt_ws, wide, n, rows, y, ldy,
+                        lambda v, r, whole: _epilogue(b, v, flags, lambda: bias_of(r, whole)))
     b.ret_void()
     return fn
 
 
 def define_spmm(module: ir.Module, variant: Variant) -> ir.Function:
     """Define `ncc_spmm` for `variant` in `module` (filling in its declaration, if any)."""
-    slices, columns = _slice_rows(module, variant), _columns(module, variant)
+    slices = _slice_rows(module, variant)
+    by_rows, by_given = _columns(module, variant, False), _columns(module, variant, True)
     fn = module.globals.get(SYMBOL)
     if fn is None:
         fn = ir.Function(module, SIGNATURE, SYMBOL)
@@ -338,14 +374,22 @@ def define_spmm(module: ir.Module, variant: Variant) -> ir.Function:
         raise ValueError(f"{SYMBOL} is declared as {fn.function_type}, expected {SIGNATURE}")
     rows, k, n, x, ldx, y, ldy, steps, blocks, lanes, svals, colptr, rowidx, cvals, flags, bias, ws = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
+    given = b.icmp_signed("!=", b.and_(flags, I32(FEATURE_MAJOR)), I32(0))
     # the column form for FEATURE_ROWS rows at a time while FEATURE_MIN_ROWS or more are left
-    chunks = b.select(b.icmp_signed("<", rows, const(FEATURE_MIN_ROWS)), const(0),
+    # (always for X^T given: the slice form reads rows of X)
+    chunks = b.select(b.and_(b.icmp_signed("<", rows, const(FEATURE_MIN_ROWS)), b.not_(given)), const(0),
                       b.sdiv(b.add(rows, const(FEATURE_ROWS - 1)), const(FEATURE_ROWS)))
     with counted_loop(b, const(0), chunks, 1, "chunk") as c:
         r0 = b.mul(c, const(FEATURE_ROWS))
         count = minimum(b, b.sub(rows, r0), const(FEATURE_ROWS))
-        b.call(columns, [count, k, n, float_at(b, x, b.mul(r0, ldx)), ldx, float_at(b, y, b.mul(r0, ldy)), ldy,
-                         colptr, rowidx, cvals, flags, bias, ws])
+        x0 = b.select(given, float_at(b, x, r0), float_at(b, x, b.mul(r0, ldx)))  # a column of X^T, or a row of X
+        y0 = b.select(given, float_at(b, y, r0), float_at(b, y, b.mul(r0, ldy)))
+        args = [count, k, n, x0, ldx, y0, ldy, colptr, rowidx, cvals, flags, bias, ws]
+        with b.if_else(given) as (transposed, row_major):
+            with transposed:
+                b.call(by_given, args)
+            with row_major:
+                b.call(by_rows, args)
     padded = b.mul(b.sdiv(b.add(k, const(BLOCK - 1)), const(BLOCK)), const(BLOCK))
     with counted_loop(b, k, padded, 1, "tail") as kk:  # x past K: zeros (lanes never point there)
         b.store(ir.Constant(F32, 0.0), float_at(b, ws, kk))

@@ -151,20 +151,31 @@ def _spmm_caller(variant):
     def call(x, w, flags=0, bias=None, ldx=None, ldy=None):
         rows, k = x.shape
         n = w.shape[1]
+        if flags & spmm.FEATURE_MAJOR:  # X^T and Y^T given: K and N rows of `rows` values
+            ldx, ldy = ldx or rows, ldy or rows
+            xt = np.zeros((k, ldx), np.float32)
+            xt[:, :rows] = x.T
+            yt = _run(xt, rows, k, n, ldx, ldy, w, flags, bias, (n, ldy))
+            assert (yt[:, rows:] == 7.0).all(), "the kernel wrote past its rows"
+            return yt[:, :rows].T
         ldx, ldy = ldx or k, ldy or n
         xs = np.zeros((rows, ldx), np.float32)
         xs[:, :k] = x
+        y = _run(xs, rows, k, n, ldx, ldy, w, flags, bias, (rows, ldy))
+        assert (y[:, n:] == 7.0).all(), "the kernel wrote past its columns"
+        return y[:, :n]
+
+    def _run(xs, rows, k, n, ldx, ldy, w, flags, bias, out_shape):
         p = spmm.pack(w)
         flat = np.concatenate([w.ravel(), [0]]).astype(np.float32)
         sv, cv = flat[p.slice_gather], flat[p.column_gather]
-        y = np.full((rows, ldy), 7.0, np.float32)
+        y = np.full(out_shape, 7.0, np.float32)
         ws = aligned_empty((spmm.workspace_floats(k, n),), np.dtype(np.float32))
         b = bias if bias is not None else ws
         fn(rows, k, n, xs.ctypes.data, ldx, y.ctypes.data, ldy, p.steps.ctypes.data, p.blocks.ctypes.data,
            p.lanes.ctypes.data, sv.ctypes.data, p.colptr.ctypes.data, p.rowidx.ctypes.data, cv.ctypes.data, flags,
            b.ctypes.data, ws.ctypes.data)
-        assert (y[:, n:] == 7.0).all(), "the kernel wrote past its columns"
-        return y[:, :n]
+        return y
     return lib, call
 
 
@@ -188,6 +199,9 @@ def test_spmm_variant_matches_numpy(variant):
                                    rtol=1e-5, atol=1e-4, err_msg=f"{tag} bias relu")
         np.testing.assert_allclose(call(x, w, gemm.RELU6, ldx=k + 3, ldy=n + 5), np.clip(want, 0, 6),
                                    rtol=1e-5, atol=1e-4, err_msg=f"{tag} relu6, strided")
+        given = spmm.FEATURE_MAJOR | gemm.BIAS_COLS | gemm.RELU  # X^T and Y^T given (a 1x1 conv's image)
+        np.testing.assert_allclose(call(x, w, given, bias, ldx=rows + 2, ldy=rows + 1), np.maximum(want + bias, 0),
+                                   rtol=1e-5, atol=1e-4, err_msg=f"{tag} feature-major")
 
 
 def test_spmm_pack_describes_the_pattern():
@@ -283,3 +297,26 @@ def test_compile_cache_tells_masks_apart(tmp_path):
     assert not any("sparse" in n for n in a.weight_buffers) and "fused_matmul_sparse_steps" in b.weight_buffers
     x = rng.standard_normal((2, 100)).astype(np.float32)
     np.testing.assert_allclose(b(x), ncc.reference.run(sparse, [x])[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("act", ["Relu", "Sigmoid"])
+def test_pruned_pointwise_conv_runs_sparse(act, tmp_path):
+    """A pruned 1x1 convolution becomes nn.packed_sparse_conv (channels first:
+    the kernel reads each image where it is); natively, interpreted and
+    exported it equals the reference; a 3x3 convolution stays dense."""
+    w = {"K": rng.standard_normal((48, 32, 1, 1)).astype(np.float32), "B": rng.standard_normal(48).astype(np.float32),
+         "K3": rng.standard_normal((8, 48, 3, 3)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "K", "B"], ["c"]), helper.make_node(act, ["c"], ["a"]),
+             helper.make_node("Conv", ["a", "K3"], ["y"], pads=[1, 1, 1, 1])]
+    model = onnx_model(nodes, {"x": (1, ["N", 32, 9, 10])}, inits=w)
+    m = ncc.import_onnx(model)
+    ncc.prune(m, sparsity=0.8)
+    packed = m.clone()
+    ncc.run_passes(packed, "fuse,pack-weights")
+    assert [op.name for op in packed.walk() if op.name.startswith("nn.packed")] == ["nn.packed_sparse_conv"]
+    x = rng.standard_normal((3, 32, 9, 10)).astype(np.float32)
+    loop_tests.check(packed, [x], rtol=1e-4, atol=1e-4)
+    model_native = ncc.compile(m, cache=False)
+    np.testing.assert_allclose(model_native(x), ncc.reference.run(m, [x])[0], rtol=1e-4, atol=1e-4)
+    got = ort.InferenceSession(ncc.export_onnx(packed).SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, ncc.reference.run(packed, [x])[0], rtol=1e-5, atol=1e-4)

@@ -64,7 +64,7 @@ SPMM_ARGS = [IndexType()] * 3 + [MemRefType(f32, [DYN]), IndexType(), MemRefType
 def _constant_tables(op: Operation) -> None:
     """The kernel trusts its index tables: they must be weights with values, and valid."""
     data = []
-    for (what, _), v in zip(nn.PackedSparseMatmulOp.TABLES, op.operands[3:8]):
+    for (what, _), v in zip(nn.PackedSparseOp.TABLES, op.operands[3:8]):
         ref = v.owner
         w = ref.resolve() if isinstance(ref, nn.WeightRefOp) else None
         if w is None or w.data is None:
@@ -77,26 +77,49 @@ def _constant_tables(op: Operation) -> None:
         raise PassFailedException(f"{op.name}: {e}") from None
 
 
-def lower_packed_sparse_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
-    """One call of ncc_spmm over all rows (the batch and any leading
-    dimensions): bias, relu and relu6 in its epilogue, any other activation
-    one pass over the output after it."""
+def lower_packed_sparse(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """packed_sparse_matmul: one call of ncc_spmm over all rows (the batch and
+    any leading dimensions). packed_sparse_conv: one call per image, which the
+    kernel reads and whose output it writes channels first (FEATURE_MAJOR),
+    rows its positions. Bias, relu and relu6 in the kernel's epilogue, any
+    other activation one pass over the output after it."""
     _constant_tables(op)
     x, sv, cv, steps, blocks, lanes, colptr, rowidx, *rest = ins
     bias = rest[0] if rest else None
     k, n = op.params.in_features, op.params.out_features
     flags, in_tile = epilogue_flags(op, bias, gemm.BIAS_COLS, (n,))
-    static = math.prod(d for d in x.shape[:-1] if d != DYN)
-    rows = b.mul_i(b.batch, static) if DYN in x.shape[:-1] else b.idx(static)
     ws = _flat(b, b.scratch, f32)
     b.externals[spmm.SYMBOL] = (list(SPMM_ARGS), [])
-    b.emit(func.CallOp(spmm.SYMBOL, [
-        rows, b.idx(k), b.idx(n), _flat(b, x, f32), b.idx(k), _flat(b, out, f32), b.idx(n),
-        _flat(b, steps, i32), _flat(b, blocks, i32), _flat(b, lanes, i8), _flat(b, sv, f32), _flat(b, colptr, i32),
-        _flat(b, rowidx, i32), _flat(b, cv, f32), b.const(flags, i32),
-        _flat(b, bias, f32) if flags & gemm.BIAS_COLS else ws, ws], []))
+    tables = [_flat(b, steps, i32), _flat(b, blocks, i32), _flat(b, lanes, i8), _flat(b, sv, f32),
+              _flat(b, colptr, i32), _flat(b, rowidx, i32), _flat(b, cv, f32)]
+    bias_arg = _flat(b, bias, f32) if flags & gemm.BIAS_COLS else ws
+
+    def call(rows, xs, ys, ld_x, ld_y, flag_bits):
+        b.emit(func.CallOp(spmm.SYMBOL, [rows, b.idx(k), b.idx(n), xs, ld_x, ys, ld_y, *tables,
+                                         b.const(flag_bits, i32), bias_arg, ws], []))
+    if isinstance(op, nn.PackedSparseConvOp):
+        positions = math.prod(x.shape[2:])
+
+        def image(ivs, _):
+            xs = _view_of(b, x, b.mul_i(ivs[0], k * positions), k * positions)
+            ys = _view_of(b, out, b.mul_i(ivs[0], n * positions), n * positions)
+            call(b.idx(positions), xs, ys, b.idx(positions), b.idx(positions), flags | spmm.FEATURE_MAJOR)
+        b.nest([out.shape[0]], image)
+        feature = 1
+    else:
+        static = math.prod(d for d in x.shape[:-1] if d != DYN)
+        rows = b.mul_i(b.batch, static) if DYN in x.shape[:-1] else b.idx(static)
+        call(rows, _flat(b, x, f32), _flat(b, out, f32), b.idx(k), b.idx(n), flags)
+        feature = len(out.shape) - 1
     if not in_tile:  # an activation the kernel does not apply: one pass over the output
-        b.nest(list(out.shape), lambda ivs, _: b.store(epilogue(b, op, bias, [ivs[-1]], b.load(out, ivs)), out, ivs))
+        b.nest(list(out.shape), lambda ivs, _: b.store(epilogue(b, op, bias, [ivs[feature]], b.load(out, ivs)),
+                                                       out, ivs))
+
+
+def _view_of(b: Builder, buf: Buf, offset: SSAValue, size: int) -> SSAValue:
+    """`size` floats of `buf` from element `offset`, as a flat memref<?xf32>."""
+    return b.emit(memref.ReinterpretCastOp.from_dynamic(buf.ref, [offset], [b.idx(size)], [1],
+                                                        MemRefType(f32, [DYN])))
 
 
 def spmm_scratch_bytes(op: Operation, threads: int) -> int:
@@ -105,7 +128,9 @@ def spmm_scratch_bytes(op: Operation, threads: int) -> int:
 
 
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
-    nn.SparseMatmulOp: lower_sparse_matmul, nn.PackedSparseMatmulOp: lower_packed_sparse_matmul,
+    nn.SparseMatmulOp: lower_sparse_matmul, nn.PackedSparseMatmulOp: lower_packed_sparse,
+    nn.PackedSparseConvOp: lower_packed_sparse,
 }
-SCRATCH: dict[type, Callable[[Operation, int], int]] = {nn.PackedSparseMatmulOp: spmm_scratch_bytes}
+SCRATCH: dict[type, Callable[[Operation, int], int]] = {
+    nn.PackedSparseMatmulOp: spmm_scratch_bytes, nn.PackedSparseConvOp: spmm_scratch_bytes}
 
