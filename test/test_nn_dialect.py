@@ -78,6 +78,13 @@ nn.weight @p : tensor<2xf32>
 nn.weight @e : tensor<2x2xf32> = dense_resource<__elided__>
 nn.weight @idx : tensor<2xi64> = dense<[2, -1]>
 nn.weight @d : tensor<2xf64> = dense<[0.1, 3.141592653589793]>
+nn.weight @st : tensor<1xi32> = dense<[1]>
+nn.weight @bl : tensor<1xi32> = dense<[0]>
+nn.weight @ln : tensor<16xi8> = dense<0>
+nn.weight @cp : tensor<3xi32> = dense<[0, 1, 2]>
+nn.weight @ri : tensor<2xi32> = dense<[0, 2]>
+nn.weight @sv : tensor<16xf32> = dense<0.0>
+nn.weight @cv : tensor<2xf32> = dense<[1.0, 2.0]>
 func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3x3xf32>, %s: tensor<4xf32>, %v: tensor<3xf32>) -> tensor<?x2xf32> {
   %w = nn.weight_ref @w : tensor<3x2xf32>
   %b = nn.weight_ref @b : tensor<2xf32>
@@ -90,6 +97,15 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %wt = nn.transpose %wr perm [1, 0, 2] : tensor<3x1x32xf32> -> tensor<1x3x32xf32>
   %pm = nn.packed_matmul %x, %wt, %b columns 2 activation relu : tensor<?x3xf32>, tensor<1x3x32xf32>, tensor<2xf32> -> tensor<?x2xf32>
   %sp = nn.sparse_matmul %x, %v rows [0, 1, 2] cols [1, 0, 1] in_features 3 out_features 2 : tensor<?x3xf32>, tensor<3xf32> -> tensor<?x2xf32>
+  %st = nn.weight_ref @st : tensor<1xi32>
+  %bl = nn.weight_ref @bl : tensor<1xi32>
+  %lns = nn.weight_ref @ln : tensor<16xi8>
+  %cp = nn.weight_ref @cp : tensor<3xi32>
+  %ri = nn.weight_ref @ri : tensor<2xi32>
+  %sv = nn.weight_ref @sv : tensor<16xf32>
+  %cv = nn.weight_ref @cv : tensor<2xf32>
+  %psm = nn.packed_sparse_matmul %x, %sv, %cv, %st, %bl, %lns, %cp, %ri, %b in_features 3 out_features 2 activation relu : tensor<?x3xf32>, tensor<16xf32>, tensor<2xf32>, tensor<1xi32>, tensor<1xi32>, tensor<16xi8>, tensor<3xi32>, tensor<2xi32>, tensor<2xf32> -> tensor<?x2xf32>
+  %psc = nn.packed_sparse_conv %img, %sv, %cv, %st, %bl, %lns, %cp, %ri in_features 3 out_features 2 : tensor<1x3x8x8xf32>, tensor<16xf32>, tensor<2xf32>, tensor<1xi32>, tensor<1xi32>, tensor<16xi8>, tensor<3xi32>, tensor<2xi32> -> tensor<1x2x8x8xf32>
   %c = nn.conv %img, %k strides [2, 2] pads [1, 1, 1, 1] : tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32> -> tensor<1x4x4x4xf32>
   %c2 = nn.conv %img, %k dilations [2, 2] group 1 : tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32> -> tensor<1x4x4x4xf32>
   %fc = nn.fused_conv %img, %k, %s activation relu pads [1, 1, 1, 1] : tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32>, tensor<4xf32> -> tensor<1x4x8x8xf32>
