@@ -14,6 +14,8 @@
     ncc.optim.Adam(model).step(grads)             # native update kernels; ncc.train(...)
 """
 
+from xdsl.dialects.builtin import ModuleOp
+
 from ncc import reference
 from ncc.adjacency import import_adjacency, import_adjacency_text, parse_adjacency
 from ncc.diagnostics import NccError
@@ -34,7 +36,12 @@ def prune(target, **options):
     `prune` pass, passes/prune), or a compiled model's parameters in place
     (`CompiledModel.prune`: tightening the masks it was compiled with).
     Returns the PruneReport; print it for the table."""
-    return target.prune(**options) if isinstance(target, CompiledModel) else _prune_module(target, **options)
+    if isinstance(target, CompiledModel):
+        return target.prune(**options)
+    if not isinstance(target, ModuleOp):
+        raise NccError(f"prune takes a module (ncc.import_onnx, ncc.import_adjacency, ncc.parse_module) or a "
+                       f"compiled model, got {type(target).__name__}")
+    return _prune_module(target, **options)
 
 
 __all__ = [

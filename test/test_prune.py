@@ -495,3 +495,52 @@ def test_channel_pruning_leaves_a_residual_layer_whole():
         ncc.prune(m, structure="channel", sparsity=0.5, scope="global")
     with pytest.raises(ncc.NccError, match="option norm: must be l1 or l2"):
         ncc.prune(m, structure="channel", sparsity=0.5, norm="max")
+
+
+def test_gradients_of_pruned_models_match_finite_differences():
+    """The native vjp of a masked MLP and of a channel-pruned one against
+    central differences of the same function in float64 numpy; a pruned
+    entry's gradient is zero (the function does not depend on it)."""
+    model, w = _mlp()
+    m = ncc.import_onnx(model)
+    ncc.prune(m, sparsity=0.6)
+    net = ncc.compile(m, cache=False)
+    masks = {n: net.params[f"{n}_mask"].astype(np.float64) for n in ("W1", "W2")}
+    x = rng.standard_normal((5, 6))
+    cot = rng.standard_normal((5, 4))
+
+    def f(p):
+        h = np.maximum(x @ (p["W1"] * masks["W1"]).T + p["B1"], 0)
+        return float(np.sum(cot * (h @ (p["W2"] * masks["W2"]))))
+    grads = net.vjp(x.astype(np.float32), cot.astype(np.float32))
+    params = {n: np.asarray(net.params[n], np.float64) for n in ("W1", "B1", "W2")}
+    for name in ("W1", "B1", "W2"):
+        fd = np.zeros_like(params[name])
+        for i in np.ndindex(fd.shape):
+            for sign in (1, -1):
+                moved = {k: v.copy() for k, v in params.items()}
+                moved[name][i] += sign * 1e-4
+                fd[i] += sign * f(moved) / 2e-4
+        np.testing.assert_allclose(grads[name], fd, rtol=1e-3, atol=1e-3, err_msg=name)
+        if name in masks:
+            assert (grads[name][masks[name] == 0] == 0).all()
+    # a channel-pruned model is a plain smaller model: its vjp against differences too
+    model, w = _mlp()
+    m = ncc.import_onnx(model)
+    ncc.prune(m, structure="channel", sparsity=0.5)
+    small = ncc.compile(m, cache=False)
+    p = {n: np.asarray(small.params[n], np.float64) for n in ("W1", "B1", "W2")}
+    assert p["W1"].shape == (4, 6) and p["W2"].shape == (4, 4)
+    g = small.vjp(x.astype(np.float32), cot.astype(np.float32))
+    step = np.zeros_like(p["W2"])
+    step[1, 2] = 1e-4
+    plus = np.sum(cot * (np.maximum(x @ p["W1"].T + p["B1"], 0) @ (p["W2"] + step)))
+    minus = np.sum(cot * (np.maximum(x @ p["W1"].T + p["B1"], 0) @ (p["W2"] - step)))
+    np.testing.assert_allclose(g["W2"][1, 2], (plus - minus) / 2e-4, rtol=1e-3, atol=1e-3)
+
+
+def test_prune_takes_a_module_or_a_compiled_model():
+    with pytest.raises(ncc.NccError, match="prune takes a module .* or a compiled model, got str"):
+        ncc.prune("model.onnx", sparsity=0.5)
+    with pytest.raises(ncc.NccError, match="no nn function and no neuron net"):
+        ncc.prune(ModuleOp([]), sparsity=0.5)
