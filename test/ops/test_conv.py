@@ -575,6 +575,8 @@ GEMM_WEIGHT_GRADS = [  # x shape (batch dynamic), w shape, params; the variant e
     ((6, 14, 14), (8, 6, 3, 3), dict(dilations=[2, 2], pads=[2, 2, 2, 2])),
     ((4, 300), (8, 4, 5), dict(pads=[2, 2], strides=[1])),  # 1-D
     ((4, 6, 6, 6), (8, 4, 3, 3, 3), dict(pads=[1, 1, 1, 1, 1, 1])),  # 3-D
+    ((3, 80, 80), (8, 3, 7, 7), dict(strides=[2, 2], pads=[3, 3, 3, 3])),  # a stem: col' by chunks of rows
+    ((2, 35, 33), (5, 2, 3, 3), dict(pads=[1, 0, 2, 1])),  # chunks with uneven padding, a partial last chunk
 ]
 
 
@@ -605,9 +607,10 @@ def test_the_weight_grad_cases_cover_every_variant():
         staging, _, stage, acc = conv_lowering._weight_grad_parts(op)
         seen |= {("channel-major" if conv_lowering._channel_major(op) else "kernel-major"),
                  "images per product" if stage else "one image", "dw'" if acc else "dw",
-                 "image is col'" if not staging else "staged"}
+                 "image is col'" if not staging else "staged",
+                 "chunks" if conv_lowering.weight_grad_chunk_rows(op) else "whole"}
     assert seen == {"channel-major", "kernel-major", "images per product", "one image", "dw'", "dw",
-                    "image is col'", "staged"}
+                    "image is col'", "staged", "chunks", "whole"}
 
 
 GEMM_CONV_TRANSPOSES = [  # x shape (batch dynamic), w shape, params

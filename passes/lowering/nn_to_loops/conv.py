@@ -219,15 +219,18 @@ def _im2col(b: Builder, p, x: Buf, ni: SSAValue, col: Buf, phases_at: int) -> No
     b.nest([x.shape[1], *kernel], row)
 
 
-def _outside(b: Builder, win: list[tuple[SSAValue, SSAValue, SSAValue]], sizes: Sequence[int],
-             body: Callable[[list[SSAValue]], None]) -> None:
-    """body(o) for the output positions o of [0, sizes) outside the box
-    [lo, hi) of the window ranges `win` (whose input is padding), slab by slab."""
-    lows, highs = [v[1] for v in win], [v[2] for v in win]
+def _outside(b: Builder, win: list[tuple[SSAValue, SSAValue, SSAValue]], sizes: Sequence[int | SSAValue],
+             body: Callable[[list[SSAValue]], None], starts: Sequence[SSAValue] | None = None) -> None:
+    """body(o) for the output positions o of [starts, sizes) (starts: 0)
+    outside the box [lo, hi) of the window ranges `win` (whose input is
+    padding), slab by slab; the box is clamped into those bounds."""
+    starts = list(starts) if starts is not None else [b.idx(0)] * len(sizes)
+    ends = [b.size(e) if isinstance(e, int) else e for e in sizes]
+    lows = [b(arith.MinSIOp, b(arith.MaxSIOp, v[1], s), e) for v, s, e in zip(win, starts, ends)]
+    highs = [b(arith.MaxSIOp, b(arith.MinSIOp, v[2], e), lo) for v, e, lo in zip(win, ends, lows)]
     for d in range(len(sizes)):
-        full = [b.idx(e) for e in sizes[d + 1:]]
-        for lo, hi in ((b.idx(0), lows[d]), (highs[d], b.idx(sizes[d]))):
-            ranges(b, [*lows[:d], lo, *(b.idx(0) for _ in full)], [*highs[:d], hi, *full], body)
+        for lo, hi in ((starts[d], lows[d]), (highs[d], ends[d])):
+            ranges(b, [*lows[:d], lo, *starts[d + 1:]], [*highs[:d], hi, *ends[d + 1:]], body)
 
 
 def _transpose(b: Builder, src: Buf, dst: Buf,
@@ -594,6 +597,27 @@ def images_per_product(op: Operation) -> int:
     return max(1, gemm.KC // weight_grad_gemm_shape(op)[2])
 
 
+WEIGHT_GRAD_CHUNK = 256  # conv_weight_grad: output positions of col' per GEMM call, when an image has many
+
+
+def weight_grad_chunk_rows(op: Operation) -> int | None:
+    """Rows of the first output axis whose col' one GEMM call sums, when one
+    image's col' would not stay in L2 (a stem: 112 x 112 positions x 147
+    floats, 7 MiB): col' is then made and consumed WEIGHT_GRAD_CHUNK positions
+    at a time, in cache, instead of written whole and read back (the stem of
+    ResNet-18 at batch 8: 0.79x PyTorch's speed before, 0.86x after; its 56 x 56
+    layers 0.95x before, 1.02x after: benchmarks/bench_conv_grad.py on znver5).
+    None: the whole image at once (channel-major, 1x1 of stride 1, several
+    images per product, a 1-D convolution, or few positions)."""
+    _, _, depth = weight_grad_gemm_shape(op)
+    positions = nn.shape_of(op.operands[1].type)[2:]
+    if _channel_major(op) or _reads_the_image(op) or images_per_product(op) > 1 or len(positions) < 2 \
+            or depth <= 2 * WEIGHT_GRAD_CHUNK:
+        return None
+    rows = max(1, WEIGHT_GRAD_CHUNK // pymath.prod(positions[1:]))
+    return rows if rows < positions[0] else None
+
+
 def _weight_grad_parts(op: Operation) -> tuple[int, int, int, int]:
     """Floats of the scratch before the GEMM's workspace: the image's staging
     (channel-major: im2col's matrix; else the channels-last image, none for a
@@ -608,7 +632,9 @@ def _weight_grad_parts(op: Operation) -> tuple[int, int, int, int]:
     else:
         staging = 0 if _reads_the_image(op) else _floats(pymath.prod(x[1:]))
     one = pymath.prod(op.params.kernel) == 1
-    return (staging, _floats(g * depth * cols), _floats(m * g * depth) if g > 1 else 0,
+    chunk = weight_grad_chunk_rows(op)
+    col = chunk * pymath.prod(nn.shape_of(op.operands[1].type)[3:]) * cols if chunk else g * depth * cols
+    return (staging, _floats(col), _floats(m * g * depth) if g > 1 else 0,
             0 if one or _channel_major(op) else _floats(m * cols))
 
 
@@ -630,50 +656,67 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     b.nest(list(acc.shape), lambda ivs, _: b.store(zero, acc, ivs))
     batch = b.size(x.shape[0])
 
+    chunk = weight_grad_chunk_rows(op)
+
+    def runs(slot: SSAValue, r0: SSAValue | None = None, r1: SSAValue | None = None) -> None:
+        """col'[o, k, :] = the channels-last image (staged) at o * s + k * d - p, or
+        zeros, at `slot`: along the last axis, adjacent taps (no dilation) are
+        one run of taps x C floats, cut where it leaves the image (zeros
+        there); with r0, r1 only the output rows r0 <= o[0] < r1 (from slot's
+        start)."""
+        taps = kernel[-1] if p.dilations[-1] == 1 else 1
+        run, width, s_last = taps * c, spatial[-1] * c, p.strides[-1]
+        xt = view(b, b.scratch.ref, 0, (*spatial[:-1], width))
+        col = view(b, b.scratch.ref, slot, (chunk if r0 is not None else positions[0], *positions[1:],
+                                            *kernel[:-1], kernel[-1] * c))
+
+        def offset(ks, _):  # the kernel offset but along the last axis, and the run's first tap
+            outer, first = ks[:-1], b.mul_i(ks[-1], taps)
+            win = [window_range(b, outer[d], spatial[d], positions[d], p.strides[d], p.dilations[d],
+                                p.pads[d]) for d in range(nd - 1)]
+            if r0 is not None:  # this chunk's rows only
+                t0, lo0, hi0 = win[0]
+                lo0 = b(arith.MinSIOp, b(arith.MaxSIOp, lo0, r0), r1)
+                win[0] = (t0, lo0, b(arith.MaxSIOp, b(arith.MinSIOp, hi0, r1), lo0))
+            shift = (lambda o: [b(arith.SubiOp, o[0], r0), *o[1:]]) if r0 is not None else (lambda o: list(o))
+            at = (lambda o, j: [*shift(o), *outer, b.add_i(b.mul_i(first, c), j)])
+            if any(p.pads):
+                bounds = positions[:-1] if r0 is None else [r1, *positions[1:-1]]
+                starts = None if r0 is None else [r0, *[b.idx(0)] * (nd - 2)]
+                _outside(b, win, bounds, lambda o: b.nest(
+                    [positions[-1], run], lambda wj, _: b.store(zero, col, at([*o, wj[0]], wj[1]))), starts)
+
+            def row(o):
+                pos = [b.add_i(b.mul_i(o[d], p.strides[d]), win[d][0]) for d in range(nd - 1)]
+
+                def point(ws, _):
+                    start = b.add_i(b.mul_i(ws[0], s_last), b.mul_i(first, p.dilations[-1]))
+                    base = b.mul_i(b(arith.SubiOp, start, b.idx(p.pads[nd - 1])), c) if p.pads[nd - 1] \
+                        else b.mul_i(start, c)
+                    lo = b(arith.MinSIOp, b.idx(run), b(arith.MaxSIOp, b.idx(0), b(arith.SubiOp, b.idx(0), base)))
+                    hi = b(arith.MaxSIOp, lo, b(arith.MinSIOp, b.idx(run), b(arith.SubiOp, b.idx(width), base)))
+                    here = [*o, ws[0]]
+                    ranges(b, [b.idx(0)], [lo], lambda j: b.store(zero, col, at(here, j[0])))
+                    ranges(b, [lo], [hi], lambda j: b.store(b.load(xt, [*pos, b.add_i(base, j[0])]), col,
+                                                            at(here, j[0])))
+                    ranges(b, [hi], [b.idx(run)], lambda j: b.store(zero, col, at(here, j[0])))
+                b.nest([positions[-1]], point)
+            ranges(b, [v[1] for v in win], [v[2] for v in win], row)
+        b.nest([*kernel[:-1], kernel[-1] // taps], offset)
+
     def fill(first: SSAValue, j: SSAValue) -> None:
-        """col' rows of image first + j, and its dy rows into the stage."""
+        """col' rows of image first + j (all of them, unless chunked: then the
+        channels-last image only), and its dy rows into the stage."""
         ni = b.add_i(first, j)
         slot = b.add_i(b.mul_i(j, depth * cols), at_col)
         if channel_major:  # col' = im2col's matrix (c, k rows) transposed
             _im2col(b, p, x, ni, view(b, b.scratch.ref, 0, (c, *kernel, *positions)), _floats(depth * cols))
             _transpose(b, view(b, b.scratch.ref, 0, (cols, depth)), view(b, b.scratch.ref, slot, (depth, cols)))
-        else:  # col'[o, k, :] = the channels-last image at o * s + k * d - p, or zeros
+        else:  # the channels-last image (col' itself for a 1x1 convolution of stride 1)
             _transpose(b, view(b, x.ref, b.mul_i(ni, c * image), (c, image)),
                        view(b, b.scratch.ref, slot if direct else 0, (image, c)))
-        if not channel_major and not direct:
-            # col'[o, k, :] runs of the channels-last image: along the last axis, adjacent taps (no
-            # dilation) are one run of taps x C floats, cut where it leaves the image (zeros there)
-            taps = kernel[-1] if p.dilations[-1] == 1 else 1
-            run, width, s_last = taps * c, spatial[-1] * c, p.strides[-1]
-            xt = view(b, b.scratch.ref, 0, (*spatial[:-1], width))
-            col = view(b, b.scratch.ref, slot, (*positions, *kernel[:-1], kernel[-1] * c))
-
-            def offset(ks, _):  # the kernel offset but along the last axis, and the run's first tap
-                outer, first = ks[:-1], b.mul_i(ks[-1], taps)
-                win = [window_range(b, outer[d], spatial[d], positions[d], p.strides[d], p.dilations[d],
-                                    p.pads[d]) for d in range(nd - 1)]
-                at = (lambda o, j: [*o, *outer, b.add_i(b.mul_i(first, c), j)])
-                if any(p.pads):
-                    _outside(b, win, positions[:-1], lambda o: b.nest(
-                        [positions[-1], run], lambda wj, _: b.store(zero, col, at([*o, wj[0]], wj[1]))))
-
-                def row(o):
-                    pos = [b.add_i(b.mul_i(o[d], p.strides[d]), win[d][0]) for d in range(nd - 1)]
-
-                    def point(ws, _):
-                        start = b.add_i(b.mul_i(ws[0], s_last), b.mul_i(first, p.dilations[-1]))
-                        base = b.mul_i(b(arith.SubiOp, start, b.idx(p.pads[nd - 1])), c) if p.pads[nd - 1] \
-                            else b.mul_i(start, c)
-                        lo = b(arith.MinSIOp, b.idx(run), b(arith.MaxSIOp, b.idx(0), b(arith.SubiOp, b.idx(0), base)))
-                        hi = b(arith.MaxSIOp, lo, b(arith.MinSIOp, b.idx(run), b(arith.SubiOp, b.idx(width), base)))
-                        here = [*o, ws[0]]
-                        ranges(b, [b.idx(0)], [lo], lambda j: b.store(zero, col, at(here, j[0])))
-                        ranges(b, [lo], [hi], lambda j: b.store(b.load(xt, [*pos, b.add_i(base, j[0])]), col,
-                                                                at(here, j[0])))
-                        ranges(b, [hi], [b.idx(run)], lambda j: b.store(zero, col, at(here, j[0])))
-                    b.nest([positions[-1]], point)
-                ranges(b, [v[1] for v in win], [v[2] for v in win], row)
-            b.nest([*kernel[:-1], kernel[-1] // taps], offset)
+        if not channel_major and not direct and chunk is None:
+            runs(slot)
         if g > 1:
             rows = view(b, dy.ref, b.mul_i(ni, m * depth), (m, depth))
             b.nest([m, depth], lambda mo, _: b.store(b.load(rows, mo), stage,
@@ -681,6 +724,20 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
     def product(first: SSAValue, count: SSAValue) -> None:  # dw' += dy rows (m x count*depth) @ col'
         ranges(b, [b.idx(0)], [count], lambda js: fill(first, js[0]))
+        if chunk is not None:  # one image: col' and the GEMM chunk by chunk of output rows
+            inner = depth // positions[0]
+
+            def part(cs, _):
+                r0 = b.mul_i(cs[0], chunk)
+                r1 = b(arith.MinSIOp, b.add_i(r0, chunk), b.idx(positions[0]))
+                runs(b.idx(at_col), r0, r1)
+                a = flat_view(b, dy.ref, b.add_i(b.mul_i(first, m * depth), b.mul_i(r0, inner)),
+                              b(arith.SubiOp, b.idx(m * depth), b.mul_i(r0, inner)))
+                call_gemm(b, [m, cols, b.mul_i(b(arith.SubiOp, r1, r0), inner), a, depth, 1,
+                              flat_view(b, b.scratch.ref, b.idx(at_col), chunk * inner * cols), cols,
+                              flat_view(b, acc.ref, b.idx(0), m * cols), cols], gemm.ACCUMULATE, ws)
+            b.nest([-(-positions[0] // chunk)], part)
+            return
         a = flat_view(b, b.scratch.ref, b.idx(at_stage), m * g * depth) if g > 1 else \
             flat_view(b, dy.ref, b.mul_i(first, m * depth), m * depth)
         call_gemm(b, [m, cols, b.mul_i(count, depth), a, g * depth, 1,
