@@ -53,12 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sparsity", type=float, default=0.9)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        print("this example needs scikit-learn (pip install scikit-learn)", file=sys.stderr)
+    data = train_digits.digits_data()
+    if data is None:
         return 1
-    data = load_digits()
     dense, pruned, model, report = prune_digits(data, args.sparsity, args.seed, verbose=True)
     print(report)
     print(f"test accuracy: dense {dense * 100:.2f} %, pruned to {args.sparsity:.0%} and fine-tuned "

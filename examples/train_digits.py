@@ -74,17 +74,24 @@ def train_digits(data, epochs: int = 30, seed: int = 0, lr: float = 3e-3, batch_
     return accuracy, history
 
 
+def digits_data():
+    """scikit-learn's bundled digits, or None (with a message) without scikit-learn."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        print("this example needs scikit-learn (pip install scikit-learn)", file=sys.stderr)
+        return None
+    return load_digits()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        print("this example needs scikit-learn (pip install scikit-learn)", file=sys.stderr)
+    data = digits_data()
+    if data is None:
         return 1
-    data = load_digits()
     t0 = time.perf_counter()
     accuracy, history = train_digits(data, args.epochs, args.seed, verbose=True)
     seconds = time.perf_counter() - t0
