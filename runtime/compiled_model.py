@@ -90,9 +90,10 @@ class Params(MutableMapping):
 
     def __init__(self, buffers: dict[str, np.ndarray], unset: set[str],
                  ties: dict[str, list[np.ndarray]] | None = None,
-                 dependents: dict[str, list[Any]] | None = None):
+                 dependents: dict[str, list[Any]] | None = None, masks: set[str] = frozenset()):
         self._buffers, self._unset, self._ties = buffers, unset, ties or {}
         self._dependents = dependents or {}  # name -> derived weights computed from it
+        self._masks = masks  # prune's masks: they may lose entries, never gain one (a sparse kernel's pattern)
 
     @property
     def unset(self) -> set[str]:
@@ -106,6 +107,9 @@ class Params(MutableMapping):
         if key not in self._buffers:
             raise NccError(f"no parameter '{key}' (has: {_names(self._buffers)})")
         buf = self._buffers[key]
+        if key in self._masks and np.any((np.asarray(value) != 0) & (buf == 0)):
+            raise NccError(f"cannot set mask '{key}': it may lose entries, not gain them (the compiled "
+                           "kernels' sparsity pattern is the mask's when compiled; prune and compile again)")
         try:
             v = np.asarray(value)
             if v.dtype.kind not in "biuf":
@@ -244,7 +248,9 @@ class CompiledModel:
             buffers[src].flags.writeable = False
         order = [sym for sym in weights if sym in buffers]  # the module's (the file's) order
         buffers = {k: buffers[k] for k in [*order, *buffers]}
-        self.params = Params(buffers, unset, ties, dependents)
+        masks = {w.sym for w in [*recipes.ops, *weights.values()]
+                 if getattr(w, "name", None) == "nn.weight" and MASK_OF in w.attributes}
+        self.params = Params(buffers, unset, ties, dependents, masks)
         self._input_set = frozenset(self.input_names)
         self._call = self.kernel.positional_call(self.params.unset)
 

@@ -544,3 +544,17 @@ def test_prune_takes_a_module_or_a_compiled_model():
         ncc.prune("model.onnx", sparsity=0.5)
     with pytest.raises(ncc.NccError, match="no nn function and no neuron net"):
         ncc.prune(ModuleOp([]), sparsity=0.5)
+
+
+def test_a_compiled_mask_only_loses_entries():
+    net, _ = _compiled_with_masks(sparsity=0.8)  # the pruned matmuls run on the sparse kernel
+    mask = np.array(net.params["W1_mask"])
+    with pytest.raises(ncc.NccError, match="cannot set mask 'W1_mask': it may lose entries, not gain them"):
+        net.params["W1_mask"] = np.ones_like(mask)
+    tighter = mask.copy()
+    tighter.reshape(-1)[np.flatnonzero(mask)[:2]] = 0
+    net.params["W1_mask"] = tighter  # fewer entries: still the kernel's pattern, with zeros
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    w1 = net.params["W1"] * tighter
+    h = np.maximum(x @ w1.T + net.params["B1"], 0)
+    np.testing.assert_allclose(net(x), h @ (net.params["W2"] * net.params["W2_mask"]), rtol=1e-5, atol=1e-5)
