@@ -13,31 +13,9 @@ I32 = ir.IntType(32)
 PTR = ir.PointerType()
 
 
-@contextlib.contextmanager
-def counted_loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int | ir.Value, name: str
-                 ) -> Iterator[ir.Value]:
-    """for (i = start; i < stop; i += step) { body }: yields i."""
-    step = ir.Constant(I64, step) if isinstance(step, int) else step
-    pre = b.block
-    head = b.append_basic_block(f"{name}.head")
-    body = b.append_basic_block(f"{name}.body")
-    done = b.append_basic_block(f"{name}.done")
-    b.branch(head)
-    b.position_at_end(head)
-    i = b.phi(I64, name)
-    i.add_incoming(start, pre)
-    b.cbranch(b.icmp_signed("<", i, stop), body, done)
-    b.position_at_end(body)
-    yield i
-    i.add_incoming(b.add(i, step), b.block)
-    b.branch(head)
-    b.position_at_end(done)
-
-
-def carried_loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, inits: list[ir.Value], body, name: str
-                 ) -> list[ir.Value]:
-    """for (i = start; i < stop; i++) values = body(i, values), from `inits`;
-    returns the final values."""
+def _open_loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, inits: list[ir.Value], name: str):
+    """A loop's head (i from start while i < stop, values carried from `inits`),
+    the builder left in its body: (i, the carried values, head, done)."""
     pre = b.block
     head = b.append_basic_block(f"{name}.head")
     loop = b.append_basic_block(f"{name}.body")
@@ -51,12 +29,34 @@ def carried_loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, inits: list[i
         phi.add_incoming(v, pre)
     b.cbranch(b.icmp_signed("<", i, stop), loop, done)
     b.position_at_end(loop)
-    new = body(i, carried)
-    i.add_incoming(b.add(i, ir.Constant(I64, 1)), b.block)
+    return i, carried, head, done
+
+
+def _close_loop(b: ir.IRBuilder, i: ir.Value, step: ir.Value, carried: list[ir.Value], new: list[ir.Value],
+                head: ir.Block, done: ir.Block) -> None:
+    """The end of a loop's body: the next i and values, back to the head; the builder after the loop."""
+    i.add_incoming(b.add(i, step), b.block)
     for phi, v in zip(carried, new):
         phi.add_incoming(v, b.block)
     b.branch(head)
     b.position_at_end(done)
+
+
+@contextlib.contextmanager
+def counted_loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, step: int | ir.Value, name: str
+                 ) -> Iterator[ir.Value]:
+    """for (i = start; i < stop; i += step) { body }: yields i."""
+    i, _, head, done = _open_loop(b, start, stop, [], name)
+    yield i
+    _close_loop(b, i, ir.Constant(I64, step) if isinstance(step, int) else step, [], [], head, done)
+
+
+def carried_loop(b: ir.IRBuilder, start: ir.Value, stop: ir.Value, inits: list[ir.Value], body, name: str
+                 ) -> list[ir.Value]:
+    """for (i = start; i < stop; i++) values = body(i, values), from `inits`;
+    returns the final values."""
+    i, carried, head, done = _open_loop(b, start, stop, inits, name)
+    _close_loop(b, i, ir.Constant(I64, 1), carried, body(i, carried), head, done)
     return carried
 
 
