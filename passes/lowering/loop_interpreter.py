@@ -256,9 +256,10 @@ def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, flags, workspace, threads, bias) 
 
 
 def _spmm(rows, k, n, x, ldx, y, ldy, steps, blocks, lanes, slice_values, colptr, rowidx, column_values, flags,
-          bias, workspace) -> None:
+          bias, workspace, threads) -> None:
     """ncc_spmm's meaning (passes/lowering/spmm.py) in float64 numpy, from the
-    column form; the slice form must describe the same weight."""
+    column form; the slice form must describe the same weight (one thread:
+    the same result as a team's)."""
     w = np.zeros((k, n))
     w[rowidx, entry_columns(colptr, n)] = column_values
     from_slices = np.zeros((k, n))

@@ -30,14 +30,15 @@ Loop-level code calls one symbol, whatever the host:
     void ncc_spmm(i64 rows, i64 K, i64 N, ptr X, i64 ldx, ptr Y, i64 ldy,
                   ptr steps (i32 per slice), ptr blocks (i32 per step), ptr lanes (i8 per slot),
                   ptr slice_values (f32 per slot), ptr colptr (i32 per block and column, + 1), ptr rowidx,
-                  ptr column_values (f32 per nonzero), i32 flags, ptr bias, ptr workspace)
+                  ptr column_values (f32 per nonzero), i32 flags, ptr bias, ptr workspace, i64 threads)
 
 with gemm's flags BIAS_COLS, RELU, RELU6, and FEATURE_MAJOR (X and Y given
 transposed: a 1x1 convolution's image and output, channels first, which the
 column form then reads and writes where they are, as XNNPACK's sparse 1x1
 convolutions do), and a 64-byte aligned workspace of
-`workspace_floats(K, N)` floats. The engine defines it with the GEMM, in the
-process's kernel library.
+`threads * workspace_floats(K, N)` floats: with threads > 1 (and enough
+work) the output columns split over an OpenMP team, whole slices each. The
+engine defines it with the GEMM, in the process's kernel library.
 """
 
 from __future__ import annotations
@@ -48,16 +49,18 @@ import numpy as np
 from llvmlite import ir
 
 from ncc.dialects.nn.sparse import BLOCK, COLUMN_BLOCK, SLICE, column_segments
+from ncc.passes.lowering import openmp
 from ncc.passes.lowering.gemm import BIAS_COLS, RELU, RELU6
 from ncc.passes.lowering.llvmlite_ir import F32, I32, I64, PTR, carried_loop, const, counted_loop, float_at
 from ncc.passes.lowering.llvmlite_ir import lane_mask, minimum, splat, store_vector, transpose_block
 
 SYMBOL = "ncc_spmm"
 SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, PTR, I64, PTR, PTR, PTR, PTR, PTR, PTR, PTR,
-                                            I32, PTR, PTR])
+                                            I32, PTR, PTR, I64])
 FEATURE_ROWS = 64  # rows of X transposed at a time for the column form
 FEATURE_MIN_ROWS = 4  # fewer rows than this: the slice form, row by row
 FEATURE_MAJOR = 64  # a flag: X and Y are given transposed (X^T: K rows of ldx, Y^T: N rows of ldy)
+TEAM_MIN_WORK = 1 << 17  # multiply-adds below which threads > 1 still runs one thread
 I8 = ir.IntType(8)
 
 
@@ -89,8 +92,14 @@ REQUIRES = {"avx512": {"avx512f"}, "avx2": {"avx2", "fma"}, "sse": set()}
 
 
 def workspace_floats(k: int, n: int) -> int:
-    """Floats of the workspace: a row of x padded to whole blocks, X^T and Y^T of FEATURE_ROWS rows."""
+    """Floats of one thread's workspace: a row of x padded to whole blocks, X^T and Y^T of FEATURE_ROWS rows."""
     return -(-k // BLOCK) * BLOCK + FEATURE_ROWS * (k + n)
+
+
+def _workspace_floats(b: ir.IRBuilder, k: ir.Value, n: ir.Value) -> ir.Value:
+    """workspace_floats(K, N), at run time."""
+    return b.add(b.mul(b.sdiv(b.add(k, const(BLOCK - 1)), const(BLOCK)), const(BLOCK)),
+                 b.mul(const(FEATURE_ROWS), b.add(k, n)))
 
 
 # ---------------------------------------------------------------------------
@@ -197,20 +206,19 @@ def _slice_inputs(b: ir.IRBuilder, module: ir.Module, variant: Variant, x: ir.Va
 
 
 def _slice_rows(module: ir.Module, variant: Variant) -> ir.Function:
-    """row(x (padded to whole blocks), N, steps, blocks, lanes, values, y, flags, bias):
-    one row of Y from one row of X, slice by slice, four accumulators."""
+    """row(x (padded to whole blocks), N, steps, blocks, lanes, values, y, flags, bias, s0, s1):
+    one row of Y from one row of X, slices s0 <= s < s1, four accumulators."""
     vec = ir.VectorType(F32, SLICE)
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64, PTR, PTR, PTR, PTR, PTR, I32, PTR]),
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64, PTR, PTR, PTR, PTR, PTR, I32, PTR, I64, I64]),
                      f"{SYMBOL}_slices_{variant.tag}")
     fn.linkage = "internal"
-    x, n, steps, blocks, lanes, values, y, flags, bias = fn.args
+    x, n, steps, blocks, lanes, values, y, flags, bias, s0, s1 = fn.args
     for a in (x, y):
         a.add_attribute("noalias")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     fma = module.globals.get("llvm.fma.v16f32") or ir.Function(
         module, ir.FunctionType(vec, [vec, vec, vec]), "llvm.fma.v16f32")
     zero = ir.Constant(vec, [0.0] * SLICE)
-    slices = b.sdiv(b.add(n, const(SLICE - 1)), const(SLICE))
 
     def step(t: ir.Value, acc: ir.Value) -> ir.Value:
         block = b.sext(b.load(b.gep(blocks, [t], source_etype=I32), typ=I32), I64)
@@ -241,7 +249,9 @@ def _slice_rows(module: ir.Module, variant: Variant) -> ir.Function:
         b.call(masked_store, [out, float_at(b, y, col), I32(4), live])
         return [b.add(first, count)]
 
-    carried_loop(b, const(0), slices, [const(0)], one_slice, "slice")
+    before = carried_loop(b, const(0), s0, [const(0)], lambda s, c: [  # the steps of the slices before s0
+        b.add(c[0], b.sext(b.load(b.gep(steps, [s], source_etype=I32), typ=I32), I64))], "skip")
+    carried_loop(b, s0, s1, before, one_slice, "slice")
     b.ret_void()
     return fn
 
@@ -278,8 +288,8 @@ def _transposed(b: ir.IRBuilder, lanes: int, src: ir.Value, src_stride: ir.Value
 
 
 def _columns(module: ir.Module, variant: Variant, given: bool) -> ir.Function:
-    """columns(R, K, N, X, ldx, Y, ldy, colptr, rowidx, values, flags, bias, ws):
-    R <= FEATURE_ROWS rows. Row-major X and Y: X^T and Y^T in the workspace,
+    """columns(R, K, N, X, ldx, Y, ldy, colptr, rowidx, values, flags, bias, ws, n0, n1):
+    R <= FEATURE_ROWS rows, output columns n0 <= n < n1. Row-major X and Y: X^T and Y^T in the workspace,
     transposed in and out. `given` (FEATURE_MAJOR): X^T and Y^T are given (a 1x1
     convolution's image and output, channels first): a whole chunk is read
     and written where it is, the epilogue on the last block of K; a partial
@@ -288,10 +298,10 @@ def _columns(module: ir.Module, variant: Variant, given: bool) -> ir.Function:
     vec = ir.VectorType(F32, lanes)
     parts = FEATURE_ROWS // lanes
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, PTR, I64, PTR, PTR, PTR,
-                                                             I32, PTR, PTR]),
+                                                             I32, PTR, PTR, I64, I64]),
                      f"{SYMBOL}_columns_{'given' if given else 'rows'}_{variant.tag}")
     fn.linkage = "internal"
-    rows, k, n, x, ldx, y, ldy, colptr, rowidx, values, flags, bias, ws = fn.args
+    rows, k, n, x, ldx, y, ldy, colptr, rowidx, values, flags, bias, ws, n0, n1 = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     fma = module.globals.get(f"llvm.fma.v{lanes}f32") or ir.Function(
         module, ir.FunctionType(vec, [vec, vec, vec]), f"llvm.fma.v{lanes}f32")
@@ -331,7 +341,7 @@ def _columns(module: ir.Module, variant: Variant, given: bool) -> ir.Function:
     with counted_loop(b, const(0), blocks, 1, "kb") as kb:
         first = b.icmp_signed("==", kb, const(0))
         finish = b.and_(in_place, b.icmp_signed("==", kb, b.sub(blocks, const(1)))) if given else None
-        with counted_loop(b, const(0), n, 1, "n") as col:
+        with counted_loop(b, n0, n1, 1, "n") as col:
             segment = b.add(b.mul(kb, n), col)
             lo = b.sext(b.load(b.gep(colptr, [segment], source_etype=I32), typ=I32), I64)
             hi = b.sext(b.load(b.gep(colptr, [b.add(segment, const(1))], source_etype=I32), typ=I32), I64)
@@ -351,28 +361,27 @@ def _columns(module: ir.Module, variant: Variant, given: bool) -> ir.Function:
                 store_vector(b, total, float_at(b, out, const(p * lanes)))
     with b.if_then(b.not_(in_place)):
         if given:
-            with counted_loop(b, const(0), n, 1, "on") as col:
+            with counted_loop(b, n0, n1, 1, "on") as col:
                 with counted_loop(b, const(0), rows, 1, "or") as r:
                     v = splat(b, b.load(float_at(b, yt_ws, b.add(b.mul(col, wide), r)), typ=F32), lanes)
                     v = b.extract_element(_epilogue(b, v, flags, lambda: bias_of(col, False)), I32(0))
                     b.store(v, float_at(b, y, b.add(b.mul(col, ldy), r)))
-        else:
-            _transposed(b, lanes, yt_ws, wide, n, rows, y, ldy,
-                        lambda v, r, whole: _epilogue(b, v, flags, lambda: bias_of(r, whole)))
+        else:  # columns n0..n1 of Y: rows n0..n1 of Y^T
+            _transposed(b, lanes, float_at(b, yt_ws, b.mul(n0, wide)), wide, b.sub(n1, n0), rows,
+                        float_at(b, y, n0), ldy,
+                        lambda v, r, whole: _epilogue(b, v, flags, lambda: bias_of(b.add(n0, r), whole)))
     b.ret_void()
     return fn
 
 
-def define_spmm(module: ir.Module, variant: Variant) -> ir.Function:
-    """Define `ncc_spmm` for `variant` in `module` (filling in its declaration, if any)."""
+def _serial(module: ir.Module, variant: Variant) -> ir.Function:
+    """serial(rows, K, N, X, ldx, Y, ldy, tables..., flags, bias, ws, n0, n1): the
+    output columns n0 <= n < n1 (a multiple of SLICE, or N), on one thread."""
     slices = _slice_rows(module, variant)
     by_rows, by_given = _columns(module, variant, False), _columns(module, variant, True)
-    fn = module.globals.get(SYMBOL)
-    if fn is None:
-        fn = ir.Function(module, SIGNATURE, SYMBOL)
-    elif not fn.is_declaration or fn.function_type != SIGNATURE:
-        raise ValueError(f"{SYMBOL} is declared as {fn.function_type}, expected {SIGNATURE}")
-    rows, k, n, x, ldx, y, ldy, steps, blocks, lanes, svals, colptr, rowidx, cvals, flags, bias, ws = fn.args
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [*SIGNATURE.args[:-1], I64, I64]), f"{SYMBOL}_serial")
+    fn.linkage = "internal"
+    rows, k, n, x, ldx, y, ldy, steps, blocks, lanes, svals, colptr, rowidx, cvals, flags, bias, ws, n0, n1 = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     given = b.icmp_signed("!=", b.and_(flags, I32(FEATURE_MAJOR)), I32(0))
     # the column form for FEATURE_ROWS rows at a time while FEATURE_MIN_ROWS or more are left
@@ -384,7 +393,7 @@ def define_spmm(module: ir.Module, variant: Variant) -> ir.Function:
         count = minimum(b, b.sub(rows, r0), const(FEATURE_ROWS))
         x0 = b.select(given, float_at(b, x, r0), float_at(b, x, b.mul(r0, ldx)))  # a column of X^T, or a row of X
         y0 = b.select(given, float_at(b, y, r0), float_at(b, y, b.mul(r0, ldy)))
-        args = [count, k, n, x0, ldx, y0, ldy, colptr, rowidx, cvals, flags, bias, ws]
+        args = [count, k, n, x0, ldx, y0, ldy, colptr, rowidx, cvals, flags, bias, ws, n0, n1]
         with b.if_else(given) as (transposed, row_major):
             with transposed:
                 b.call(by_given, args)
@@ -393,10 +402,58 @@ def define_spmm(module: ir.Module, variant: Variant) -> ir.Function:
     padded = b.mul(b.sdiv(b.add(k, const(BLOCK - 1)), const(BLOCK)), const(BLOCK))
     with counted_loop(b, k, padded, 1, "tail") as kk:  # x past K: zeros (lanes never point there)
         b.store(ir.Constant(F32, 0.0), float_at(b, ws, kk))
+    s0 = b.sdiv(n0, const(SLICE))
+    s1 = b.sdiv(b.add(n1, const(SLICE - 1)), const(SLICE))
     with counted_loop(b, b.select(b.icmp_signed(">", chunks, const(0)), rows, const(0)), rows, 1, "row") as r:
         with counted_loop(b, const(0), k, 1, "copy") as kk:
             b.store(b.load(float_at(b, x, b.add(b.mul(r, ldx), kk)), typ=F32), float_at(b, ws, kk))
-        b.call(slices, [ws, n, steps, blocks, lanes, svals, float_at(b, y, b.mul(r, ldy)), flags, bias])
+        b.call(slices, [ws, n, steps, blocks, lanes, svals, float_at(b, y, b.mul(r, ldy)), flags, bias, s0, s1])
+    b.ret_void()
+    return fn
+
+
+def _team_body(module: ir.Module, serial: ir.Function) -> ir.Function:
+    """void body(i64 *words): thread t of the team computes its run of whole
+    slices of output columns, in its own part of the workspace."""
+    fn = ir.Function(module, openmp.BODY, serial.name + openmp.TEAM_SUFFIX)
+    fn.linkage = "internal"
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    args = openmp.from_words(b, fn.args[0], SIGNATURE.args[:-1])
+    k, n, ws = args[1], args[2], args[16]
+    tid, team = openmp.thread_and_team(b)
+    slices = b.sdiv(b.add(n, const(SLICE - 1)), const(SLICE))
+    per = b.mul(b.sdiv(b.add(slices, b.sub(team, const(1))), team), const(SLICE))  # columns per thread
+    n0 = b.mul(tid, per)
+    n1 = minimum(b, b.add(n0, per), n)
+    with b.if_then(b.icmp_signed("<", n0, n1)):
+        b.call(serial, [*args[:16], float_at(b, ws, b.mul(tid, _workspace_floats(b, k, n))), n0, n1])
+    b.ret_void()
+    return fn
+
+
+def define_spmm(module: ir.Module, variant: Variant) -> ir.Function:
+    """Define `ncc_spmm` for `variant` in `module` (filling in its declaration,
+    if any): on the calling thread, or with threads > 1 and at least
+    TEAM_MIN_WORK multiply-adds, its output columns split over an OpenMP team
+    (whole slices each; the same operations per column: identical results)."""
+    serial = _serial(module, variant)
+    fn = module.globals.get(SYMBOL)
+    if fn is None:
+        fn = ir.Function(module, SIGNATURE, SYMBOL)
+    elif not fn.is_declaration or fn.function_type != SIGNATURE:
+        raise ValueError(f"{SYMBOL} is declared as {fn.function_type}, expected {SIGNATURE}")
+    args = list(fn.args)
+    rows, n, colptr, threads = args[0], args[2], args[11], args[17]
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    segments = b.mul(b.sdiv(b.add(args[1], const(COLUMN_BLOCK - 1)), const(COLUMN_BLOCK)), n)
+    nonzeros = b.sext(b.load(b.gep(colptr, [segments], source_etype=I32), typ=I32), I64)  # colptr's last
+    team = minimum(b, threads, b.sdiv(b.add(n, const(SLICE - 1)), const(SLICE)))
+    team = b.select(b.icmp_signed("<", b.mul(rows, nonzeros), const(TEAM_MIN_WORK)), const(1), team)
+    with b.if_else(b.icmp_signed(">", team, const(1))) as (parallel, alone):
+        with alone:
+            b.call(serial, [*args[:17], const(0), n])
+        with parallel:
+            openmp.parallel(b, _team_body(module, serial), openmp.to_words(b, args[:17]), team)
     b.ret_void()
     return fn
 
@@ -414,4 +471,4 @@ def callable_spmm(address: int):
     import ctypes
 
     P, I = ctypes.c_void_p, ctypes.c_int64
-    return ctypes.CFUNCTYPE(None, I, I, I, P, I, P, I, P, P, P, P, P, P, P, ctypes.c_int32, P, P)(address)
+    return ctypes.CFUNCTYPE(None, I, I, I, P, I, P, I, P, P, P, P, P, P, P, ctypes.c_int32, P, P, I)(address)

@@ -140,41 +140,46 @@ from onnx_models import onnx_model  # noqa: E402
 rng = np.random.default_rng(7)
 
 
-def _spmm_caller(variant):
+def _spmm_caller(variant, team_min_work=None):
     missing = spmm.REQUIRES[variant] - engine.host_features()
     if missing:
         pytest.skip(f"this host lacks {', '.join(sorted(missing))}: the {variant} sparse kernel cannot run here")
     tm = engine.target_machine()
-    lib = engine.compile_llvm_ir(str(spmm.spmm_module(spmm.VARIANTS[variant], tm.triple, str(tm.target_data))))
+    saved = spmm.TEAM_MIN_WORK
+    spmm.TEAM_MIN_WORK = saved if team_min_work is None else team_min_work  # 0: a team for any size
+    try:
+        lib = engine.compile_llvm_ir(str(spmm.spmm_module(spmm.VARIANTS[variant], tm.triple, str(tm.target_data))))
+    finally:
+        spmm.TEAM_MIN_WORK = saved
     fn = spmm.callable_spmm(lib.address(spmm.SYMBOL))
 
-    def call(x, w, flags=0, bias=None, ldx=None, ldy=None):
+    def call(x, w, flags=0, bias=None, ldx=None, ldy=None, threads=1):
         rows, k = x.shape
         n = w.shape[1]
         if flags & spmm.FEATURE_MAJOR:  # X^T and Y^T given: K and N rows of `rows` values
             ldx, ldy = ldx or rows, ldy or rows
             xt = np.zeros((k, ldx), np.float32)
             xt[:, :rows] = x.T
-            yt = _run(xt, rows, k, n, ldx, ldy, w, flags, bias, (n, ldy))
+            yt = _run(xt, rows, k, n, ldx, ldy, w, flags, bias, (n, ldy), threads)
             assert (yt[:, rows:] == 7.0).all(), "the kernel wrote past its rows"
             return yt[:, :rows].T
         ldx, ldy = ldx or k, ldy or n
         xs = np.zeros((rows, ldx), np.float32)
         xs[:, :k] = x
-        y = _run(xs, rows, k, n, ldx, ldy, w, flags, bias, (rows, ldy))
+        y = _run(xs, rows, k, n, ldx, ldy, w, flags, bias, (rows, ldy), threads)
         assert (y[:, n:] == 7.0).all(), "the kernel wrote past its columns"
         return y[:, :n]
 
-    def _run(xs, rows, k, n, ldx, ldy, w, flags, bias, out_shape):
+    def _run(xs, rows, k, n, ldx, ldy, w, flags, bias, out_shape, threads):
         p = spmm.pack(w)
         flat = np.concatenate([w.ravel(), [0]]).astype(np.float32)
         sv, cv = flat[p.slice_gather], flat[p.column_gather]
         y = np.full(out_shape, 7.0, np.float32)
-        ws = aligned_empty((spmm.workspace_floats(k, n),), np.dtype(np.float32))
+        ws = aligned_empty((threads * spmm.workspace_floats(k, n),), np.dtype(np.float32))
         b = bias if bias is not None else ws
         fn(rows, k, n, xs.ctypes.data, ldx, y.ctypes.data, ldy, p.steps.ctypes.data, p.blocks.ctypes.data,
            p.lanes.ctypes.data, sv.ctypes.data, p.colptr.ctypes.data, p.rowidx.ctypes.data, cv.ctypes.data, flags,
-           b.ctypes.data, ws.ctypes.data)
+           b.ctypes.data, ws.ctypes.data, threads)
         return y
     return lib, call
 
@@ -185,6 +190,7 @@ def test_spmm_variant_matches_numpy(variant):
     around FEATURE_ROWS; K and N around BLOCK and SLICE; empty columns; the
     epilogues; strided rows."""
     lib, call = _spmm_caller(variant)
+    team_lib, team_call = _spmm_caller(variant, team_min_work=0)
     shapes = [(1, 1, 1), (1, 37, 19), (3, 32, 16), (2, 33, 17), (4, 31, 15), (5, 100, 50), (63, 64, 33),
               (64, 70, 16), (65, 45, 1), (130, 300, 40)]
     for (rows, k, n), density in zip(shapes * 2, [0.3, 0.05, 1.0, 0.0, 0.5] * 4):
@@ -202,6 +208,9 @@ def test_spmm_variant_matches_numpy(variant):
         given = spmm.FEATURE_MAJOR | gemm.BIAS_COLS | gemm.RELU  # X^T and Y^T given (a 1x1 conv's image)
         np.testing.assert_allclose(call(x, w, given, bias, ldx=rows + 2, ldy=rows + 1), np.maximum(want + bias, 0),
                                    rtol=1e-5, atol=1e-4, err_msg=f"{tag} feature-major")
+        for flags in (gemm.BIAS_COLS, spmm.FEATURE_MAJOR | gemm.BIAS_COLS):  # a team: identical, bit for bit
+            np.testing.assert_array_equal(team_call(x, w, flags, bias, threads=3), call(x, w, flags, bias),
+                                          err_msg=f"{tag} team of 3")
 
 
 def test_spmm_pack_describes_the_pattern():
@@ -320,3 +329,11 @@ def test_pruned_pointwise_conv_runs_sparse(act, tmp_path):
     np.testing.assert_allclose(model_native(x), ncc.reference.run(m, [x])[0], rtol=1e-4, atol=1e-4)
     got = ort.InferenceSession(ncc.export_onnx(packed).SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, ncc.reference.run(packed, [x])[0], rtol=1e-5, atol=1e-4)
+
+
+def test_pruned_models_on_two_threads_give_one_threads_results():
+    m = _pruned_mlp(density=0.2, k=300, n=600)  # enough multiply-adds at batch 64 for a team
+    x = rng.standard_normal((64, 300)).astype(np.float32)
+    one, two = ncc.compile(m, cache=False, threads=1), ncc.compile(m, cache=False, threads=2)
+    np.testing.assert_array_equal(two(x), one(x))
+    np.testing.assert_allclose(one(x), ncc.reference.run(m, [x])[0], rtol=1e-4, atol=1e-3)

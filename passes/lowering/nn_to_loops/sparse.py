@@ -58,7 +58,8 @@ def _flat(b: Builder, buf: Buf, elt) -> SSAValue:
 
 
 SPMM_ARGS = [IndexType()] * 3 + [MemRefType(f32, [DYN]), IndexType(), MemRefType(f32, [DYN]), IndexType()] + [
-    MemRefType(t, [DYN]) for t in (i32, i32, i8, f32, i32, i32, f32)] + [i32] + [MemRefType(f32, [DYN])] * 2
+    MemRefType(t, [DYN]) for t in (i32, i32, i8, f32, i32, i32, f32)] + [i32] + [MemRefType(f32, [DYN])] * 2 + [
+    IndexType()]
 
 
 def _constant_tables(op: Operation) -> None:
@@ -96,7 +97,7 @@ def lower_packed_sparse(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
     def call(rows, xs, ys, ld_x, ld_y, flag_bits):
         b.emit(func.CallOp(spmm.SYMBOL, [rows, b.idx(k), b.idx(n), xs, ld_x, ys, ld_y, *tables,
-                                         b.const(flag_bits, i32), bias_arg, ws], []))
+                                         b.const(flag_bits, i32), bias_arg, ws, b.idx(b.threads)], []))
     if isinstance(op, nn.PackedSparseConvOp):
         positions = math.prod(x.shape[2:])
 
@@ -123,8 +124,8 @@ def _view_of(b: Builder, buf: Buf, offset: SSAValue, size: int) -> SSAValue:
 
 
 def spmm_scratch_bytes(op: Operation, threads: int) -> int:
-    """ncc_spmm's workspace (one call: the kernel runs on one thread)."""
-    return 4 * spmm.workspace_floats(op.params.in_features, op.params.out_features)
+    """ncc_spmm's workspace, one part per thread of its team."""
+    return 4 * threads * spmm.workspace_floats(op.params.in_features, op.params.out_features)
 
 
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
