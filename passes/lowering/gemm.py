@@ -55,7 +55,7 @@ from ncc.dialects.nn.matmul import PANEL  # a prepacked B's panel width (nn.pack
 from ncc.passes.lowering import openmp
 from ncc.passes.lowering.llvmlite_ir import F32, I32, I64, PTR
 from ncc.passes.lowering.llvmlite_ir import at_least_one as _c_max, const as _c, counted_loop as _loop
-from ncc.passes.lowering.llvmlite_ir import float_at as _at, lane_mask as _mask, minimum as _min
+from ncc.passes.lowering.llvmlite_ir import float_at as _at, function_to_define, lane_mask as _mask, minimum as _min
 from ncc.passes.lowering.llvmlite_ir import store_vector as _store_vector, transpose_block as _transpose_block
 
 SYMBOL = "ncc_sgemm"
@@ -471,11 +471,7 @@ def define_gemm(module: ir.Module, t: Tile) -> ir.Function:
     if the module has one): the serial GEMM, run by one thread or split over
     column panels by an OpenMP team."""
     serial = _serial_gemm(module, t)
-    fn = module.globals.get(SYMBOL)
-    if fn is None:
-        fn = ir.Function(module, SIGNATURE, SYMBOL)
-    elif not fn.is_declaration or fn.function_type != SIGNATURE:
-        raise ValueError(f"{SYMBOL} is declared as {fn.function_type}, expected {SIGNATURE}")
+    fn = function_to_define(module, SYMBOL, SIGNATURE)
     args = list(fn.args)
     M, N, K, A, rs, cs, B, ldb, C, ldc, flags, ws, threads, bias = args
     b = ir.IRBuilder(fn.append_basic_block("entry"))

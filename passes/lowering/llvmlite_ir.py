@@ -112,3 +112,14 @@ def transpose_block(b: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
             rows[i], rows[i + h] = b.shuffle_vector(a, c, lane_mask(low)), b.shuffle_vector(a, c, lane_mask(high))
         h *= 2
     return rows
+
+
+def function_to_define(module: ir.Module, name: str, signature: ir.FunctionType) -> ir.Function:
+    """The function `name` of `module` to give a body: its declaration (a kernel
+    that calls it), or a new one; a definition or another signature is an error."""
+    fn = module.globals.get(name)
+    if fn is None:
+        return ir.Function(module, signature, name)
+    if not fn.is_declaration or fn.function_type != signature:
+        raise ValueError(f"{name} is declared as {fn.function_type}, expected {signature}")
+    return fn

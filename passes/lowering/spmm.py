@@ -52,7 +52,7 @@ from ncc.dialects.nn.sparse import BLOCK, COLUMN_BLOCK, SLICE, column_segments
 from ncc.passes.lowering import openmp
 from ncc.passes.lowering.gemm import BIAS_COLS, RELU, RELU6
 from ncc.passes.lowering.llvmlite_ir import F32, I32, I64, PTR, carried_loop, const, counted_loop, float_at
-from ncc.passes.lowering.llvmlite_ir import lane_mask, minimum, splat, store_vector, transpose_block
+from ncc.passes.lowering.llvmlite_ir import function_to_define, lane_mask, minimum, splat, store_vector, transpose_block
 
 SYMBOL = "ncc_spmm"
 SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, PTR, I64, PTR, PTR, PTR, PTR, PTR, PTR, PTR,
@@ -437,11 +437,7 @@ def define_spmm(module: ir.Module, variant: Variant) -> ir.Function:
     TEAM_MIN_WORK multiply-adds, its output columns split over an OpenMP team
     (whole slices each; the same operations per column: identical results)."""
     serial = _serial(module, variant)
-    fn = module.globals.get(SYMBOL)
-    if fn is None:
-        fn = ir.Function(module, SIGNATURE, SYMBOL)
-    elif not fn.is_declaration or fn.function_type != SIGNATURE:
-        raise ValueError(f"{SYMBOL} is declared as {fn.function_type}, expected {SIGNATURE}")
+    fn = function_to_define(module, SYMBOL, SIGNATURE)
     args = list(fn.args)
     rows, n, colptr, threads = args[0], args[2], args[11], args[17]
     b = ir.IRBuilder(fn.append_basic_block("entry"))
