@@ -66,6 +66,22 @@ def per_call(f, min_block: float = 0.1, blocks: int = 7) -> float:
     return statistics.median(times)
 
 
+def onnx_model(name: str, nodes, inits, input_shape):
+    """An opset-17 model of `nodes` from input x of `input_shape` to output y."""
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = min(model.ir_version, 10)
+    return model
+
+
+def ort_session(model):
+    """onnxruntime on one intra-op thread."""
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
 def mlp(sizes, rng):
     """An ONNX MLP (MatMul + Add + Relu per layer, logits last) with random weights."""
     nodes, inits, prev = [], [], "x"
@@ -79,11 +95,7 @@ def mlp(sizes, rng):
             nodes.append(helper.make_node("Relu", [prev], [f"r{i}"]))
             prev = f"r{i}"
     nodes[-1].output[0] = "y"
-    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", sizes[0]])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = min(model.ir_version, 10)
-    return model
+    return onnx_model("mlp", nodes, inits, ["N", sizes[0]])
 
 
 def compiled(module_text: str, sparse: bool):
@@ -105,10 +117,7 @@ def pruned(model, sparsity: float):
 def compare(model, sparsity: float, batches, rng, label: str):
     text, report, module = pruned(model, sparsity)
     sparse, dense = compiled(text, True), compiled(text, False)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    session = ort.InferenceSession(ncc.export_onnx(module).SerializeToString(), so,
-                                   providers=["CPUExecutionProvider"])
+    session = ort_session(ncc.export_onnx(module))
     rows = []
     for batch in batches:
         x = rng.standard_normal((batch, model.graph.input[0].type.tensor_type.shape.dim[1].dim_value))
@@ -142,11 +151,7 @@ def cnn(rng):
     inits.append(numpy_helper.from_array((rng.standard_normal((c, 10)) / np.sqrt(c)).astype(np.float32), "fc"))
     nodes += [helper.make_node("GlobalAveragePool", [prev], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
               helper.make_node("MatMul", ["f", "fc"], ["y"])]
-    graph = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = min(model.ir_version, 10)
-    return model
+    return onnx_model("cnn", nodes, inits, ["N", 3, 32, 32])
 
 
 def channels(rng) -> list[tuple[int, float, float, float, float]]:
@@ -157,11 +162,8 @@ def channels(rng) -> list[tuple[int, float, float, float, float]]:
     size, _, kept, macs, macs_after = report.totals()
     print(f"\ncnn 3x32x32, half of each layer's channels pruned (structure=channel): {kept:,} of {size:,} weights, "
           f"{2 * macs_after:,} of {2 * macs:,} FLOPs per sample")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
     full, small = ncc.compile(model, threads=1, cache=False), ncc.compile(module, threads=1, cache=False)
-    sessions = [ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-                for m in (model, ncc.export_onnx(module))]
+    sessions = [ort_session(m) for m in (model, ncc.export_onnx(module))]
     rows = []
     for batch in (1, 64):
         x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
@@ -182,22 +184,15 @@ def pointwise(rng) -> None:
     for c, m, hw in ((128, 128, 28), (256, 256, 14), (512, 512, 7)):
         w = {"k": (rng.standard_normal((m, c, 1, 1)) / np.sqrt(c)).astype(np.float32),
              "b": (0.1 * rng.standard_normal(m)).astype(np.float32)}
-        graph = helper.make_graph(
-            [helper.make_node("Conv", ["x", "k", "b"], ["c"]), helper.make_node("Relu", ["c"], ["y"])], "pw",
-            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, hw, hw])],
-            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-            [numpy_helper.from_array(v, k) for k, v in w.items()])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = min(model.ir_version, 10)
+        model = onnx_model("pw", [helper.make_node("Conv", ["x", "k", "b"], ["c"]),
+                                  helper.make_node("Relu", ["c"], ["y"])],
+                           [numpy_helper.from_array(v, k) for k, v in w.items()], ["N", c, hw, hw])
         x = rng.standard_normal((1, c, hw, hw)).astype(np.float32)
         line = []
         for sparsity in (0.5, 0.6, 0.7, 0.8, 0.9):
             text, _, module = pruned(model, sparsity)
             sparse, dense = compiled(text, True), compiled(text, False)
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = 1
-            session = ort.InferenceSession(ncc.export_onnx(module).SerializeToString(), so,
-                                           providers=["CPUExecutionProvider"])
+            session = ort_session(ncc.export_onnx(module))
             np.testing.assert_allclose(sparse(x), session.run(None, {"x": x})[0], rtol=1e-3, atol=1e-3)
             t_s, t_d = per_call(lambda: sparse(x), 0.05, 5), per_call(lambda: dense(x), 0.05, 5)
             t_o = per_call(lambda: session.run(None, {"x": x}), 0.05, 5)

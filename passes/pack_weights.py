@@ -227,12 +227,13 @@ def _pack_sparse(op: Operation, mask: np.ndarray, module: ModuleOp, tables: list
     return made
 
 
-def _packing(op: Operation):
-    """The rewrite of `op` if it reads a weight packed (else None)."""
+def _packing(op: Operation, module: ModuleOp, tables: list[nn.WeightOp]):
+    """The rewrite of `op` (a function of it) if it reads a weight packed (else
+    None); a sparse one adds its index tables to `tables`."""
     if isinstance(op, (nn.MatmulOp, nn.FusedMatmulOp, nn.ConvOp, nn.FusedConvOp)):
         mask = _sparse_pattern(op)
         if mask is not None:
-            return lambda op, module, tables: _pack_sparse(op, mask, module, tables)
+            return lambda op: _pack_sparse(op, mask, module, tables)
     if isinstance(op, (nn.MatmulOp, nn.FusedMatmulOp)) and _packable(op):
         return _pack_matmul
     if isinstance(op, (nn.ConvOp, nn.FusedConvOp)) and transposed_is_cheaper(op) and weight_only(op.operands[1]):
@@ -241,17 +242,18 @@ def _packing(op: Operation):
 
 
 def pack_weights(module: ModuleOp) -> int:
-    """Rewrite every packable matmul and fused_matmul, and every conv and
-    fused_conv the GEMM computes cheaper transposed, of `module`'s nn
-    functions; returns how many."""
+    """Rewrite every packable matmul and fused_matmul, every conv and
+    fused_conv the GEMM computes cheaper transposed, and every pruned one
+    sparse enough for the sparse kernel, of `module`'s nn functions (the
+    index tables become module weights before each function); returns how many."""
     count = 0
     tables: list[nn.WeightOp] = []
     for fn in [op for op in module.ops if isinstance(op, func.FuncOp) and op.body.blocks]:
         for op in list(fn.body.block.ops):
-            rewrite = _packing(op)
+            rewrite = _packing(op, module, tables)
             if rewrite is None:
                 continue
-            made = rewrite(op, module, tables) if rewrite not in (_pack_matmul, _pack_conv) else rewrite(op)
+            made = rewrite(op)
             for m in made:
                 Rewriter.insert_op(m, InsertPoint.before(op))
             op.result.replace_all_uses_with(made[-1].results[0])
@@ -265,7 +267,8 @@ def pack_weights(module: ModuleOp) -> int:
 
 class PackWeightsPass(ModulePass):
     """Matmuls and convolutions whose weight is known at compile time read it as packed GEMM panels
-    (nn.packed_matmul, nn.packed_conv)."""
+    (nn.packed_matmul, nn.packed_conv), or pruned ones in the sparse kernel's forms (nn.packed_sparse_matmul,
+    nn.packed_sparse_conv)."""
 
     name = "pack-weights"
 

@@ -151,12 +151,16 @@ def test_pruned_model_everywhere_computes_w_times_mask(make, tmp_path):
     x = x.astype(np.float32)
     dense = onnx_model(list(model.graph.node), {"x": (1, ["N", *x.shape[1:]])}, inits=pruned)
     want = ort.InferenceSession(dense.SerializeToString()).run(None, {"x": x})[0]
-    np.testing.assert_allclose(ncc.reference.run(m, [x])[0], want, rtol=1e-5, atol=1e-5)
-    native = ncc.compile(m, cache=None)
-    np.testing.assert_allclose(native(x), want, rtol=1e-5, atol=1e-5)
-    path = tmp_path / "pruned.onnx"
+    _agrees_everywhere(m, x, want, tmp_path / "pruned.onnx", rtol=1e-5, atol=1e-5)
+
+
+def _agrees_everywhere(m, x, want, path, rtol, atol):
+    """The reference, native code and onnxruntime on the compiled model's export all give `want`."""
+    np.testing.assert_allclose(ncc.reference.run(m, [x])[0], want, rtol=rtol, atol=atol)
+    native = ncc.compile(m, cache=False)
+    np.testing.assert_allclose(native(x), want, rtol=rtol, atol=atol)
     native.export_onnx(str(path))
-    np.testing.assert_allclose(ort.InferenceSession(str(path)).run(None, {"x": x})[0], want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ort.InferenceSession(str(path)).run(None, {"x": x})[0], want, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
@@ -409,12 +413,7 @@ def test_channel_pruning_shrinks_a_cnn_and_what_reads_it(tmp_path):
     x = rng.standard_normal((2, 3, 16, 16)).astype(np.float32)
     want = ort.InferenceSession(onnx_model(list(model.graph.node), {"x": (1, ["N", 3, 16, 16])},
                                            inits=zeroed).SerializeToString()).run(None, {"x": x})[0]
-    np.testing.assert_allclose(ncc.reference.run(m, [x])[0], want, rtol=1e-4, atol=1e-3)
-    native = ncc.compile(m, cache=False)
-    np.testing.assert_allclose(native(x), want, rtol=1e-4, atol=1e-3)
-    path = tmp_path / "smaller.onnx"
-    native.export_onnx(str(path))
-    np.testing.assert_allclose(ort.InferenceSession(str(path)).run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-3)
+    _agrees_everywhere(m, x, want, tmp_path / "smaller.onnx", rtol=1e-4, atol=1e-3)
 
 
 def test_channel_pruning_of_an_mlp_through_a_transposed_weight():

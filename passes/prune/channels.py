@@ -208,11 +208,10 @@ def _producer_axis(t: Target) -> tuple[Operation, int] | None:
     op = t.reads[0].op
     if isinstance(op, CONVS) and op.params.group == 1 and t.reads[0].axis == 1:
         return op, 1
-    if isinstance(op, MATMULS) and op.operands[1] is not None and t.reads[0].axis is not None \
-            and trace_weight(op.operands[1], len(shape_of(op.operands[1].type)) - 2) is not None:
-        traced = trace_weight(op.operands[1], len(shape_of(op.operands[1].type)) - 2)
-        if traced[0] is t.weight:
-            return op, len(shape_of(op.results[0].type)) - 1
+    traced = trace_weight(op.operands[1], len(shape_of(op.operands[1].type)) - 2) if isinstance(op, MATMULS) \
+        else None
+    if traced is not None and traced[0] is t.weight:  # the right operand, not the left
+        return op, len(shape_of(op.results[0].type)) - 1
     return None
 
 

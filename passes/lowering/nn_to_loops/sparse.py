@@ -16,7 +16,7 @@ from ncc.dialects import nn
 from ncc.dialects.nn import DYN
 from ncc.passes.lowering import gemm, spmm
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, epilogue, index
-from ncc.passes.lowering.nn_to_loops.matmul import epilogue_flags
+from ncc.passes.lowering.nn_to_loops.matmul import epilogue_flags, flat_view
 
 
 def lower_sparse_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
@@ -102,8 +102,8 @@ def lower_packed_sparse(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         positions = math.prod(x.shape[2:])
 
         def image(ivs, _):
-            xs = _view_of(b, x, b.mul_i(ivs[0], k * positions), k * positions)
-            ys = _view_of(b, out, b.mul_i(ivs[0], n * positions), n * positions)
+            xs = flat_view(b, x.ref, b.mul_i(ivs[0], k * positions), k * positions)
+            ys = flat_view(b, out.ref, b.mul_i(ivs[0], n * positions), n * positions)
             call(b.idx(positions), xs, ys, b.idx(positions), b.idx(positions), flags | spmm.FEATURE_MAJOR)
         b.nest([out.shape[0]], image)
         feature = 1
@@ -115,12 +115,6 @@ def lower_packed_sparse(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     if not in_tile:  # an activation the kernel does not apply: one pass over the output
         b.nest(list(out.shape), lambda ivs, _: b.store(epilogue(b, op, bias, [ivs[feature]], b.load(out, ivs)),
                                                        out, ivs))
-
-
-def _view_of(b: Builder, buf: Buf, offset: SSAValue, size: int) -> SSAValue:
-    """`size` floats of `buf` from element `offset`, as a flat memref<?xf32>."""
-    return b.emit(memref.ReinterpretCastOp.from_dynamic(buf.ref, [offset], [b.idx(size)], [1],
-                                                        MemRefType(f32, [DYN])))
 
 
 def spmm_scratch_bytes(op: Operation, threads: int) -> int:
