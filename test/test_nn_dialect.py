@@ -207,7 +207,18 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %bc = nn.constant dense<[true, false]> : tensor<2xi1>
   %l6 = nn.xor %l5, %bc : tensor<?x2xi1>, tensor<2xi1> -> tensor<?x2xi1>
   %sel = nn.select %l6, %u30, %b : tensor<?x2xi1>, tensor<?x2xf32>, tensor<2xf32> -> tensor<?x2xf32>
-  func.return %sel : tensor<?x2xf32>
+  %qs = nn.constant dense<0.5> : tensor<f32>
+  %qz = nn.constant dense<3> : tensor<ui8>
+  %qw = nn.constant dense<1> : tensor<2x2xi8>
+  %wz = nn.constant dense<0> : tensor<i8>
+  %qx = nn.quantize %sel, %qs, %qz : tensor<?x2xf32>, tensor<f32>, tensor<ui8> -> tensor<?x2xui8>
+  %qm = nn.qmatmul %qx, %qw, %qz, %wz : tensor<?x2xui8>, tensor<2x2xi8>, tensor<ui8>, tensor<i8> -> tensor<?x2xi32>
+  %qi = nn.reshape %qx : tensor<?x2xui8> -> tensor<?x2x1x1xui8>
+  %qk = nn.constant dense<1> : tensor<2x2x1x1xi8>
+  %qc = nn.qconv %qi, %qk, %qz, %wz : tensor<?x2x1x1xui8>, tensor<2x2x1x1xi8>, tensor<ui8>, tensor<i8> -> tensor<?x2x1x1xi32>
+  %qr = nn.requantize %qm, %qs, %qz activation relu : tensor<?x2xi32>, tensor<f32>, tensor<ui8> -> tensor<?x2xui8>
+  %qd = nn.dequantize %qr, %qs, %qz : tensor<?x2xui8>, tensor<f32>, tensor<ui8> -> tensor<?x2xf32>
+  func.return %qd : tensor<?x2xf32>
 }
 """
 

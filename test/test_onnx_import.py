@@ -320,11 +320,11 @@ def test_constants_diagnostics():
 
 def test_wrong_types_and_shapes():
     g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.UINT8, [3])],
-                          [helper.make_tensor_value_info("y", TensorProto.UINT8, None)])
+                          [helper.make_tensor_value_info("x", TensorProto.UINT16, [3])],
+                          [helper.make_tensor_value_info("y", TensorProto.UINT16, None)])
     assert diag(helper.make_model(g)) == (
-        "g: error: graph input 'x' has element type UINT8, which ncc does not support "
-        "(supported: FLOAT, DOUBLE, FLOAT16, INT64, INT32, INT8, BOOL)")
+        "g: error: graph input 'x' has element type UINT16, which ncc does not support "
+        "(supported: FLOAT, DOUBLE, FLOAT16, INT64, INT32, INT8, UINT8, BOOL)")
     m = model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", "C"]})
     assert diag(m) == ("g: error: graph input 'x': dimension 1 is symbolic ('C'); "
                        "only the first (batch) dimension may be")

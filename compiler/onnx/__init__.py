@@ -16,7 +16,7 @@ from ncc.onnx.importer import FROM_ONNX, Importer, import_model, import_onnx, lo
 # Each family registers its rules when imported.
 from ncc.onnx import (  # noqa: F401,E402
     attention, constants, control_flow, conv, elementwise, gather_scatter, matmul, normalization,
-    pool, recurrent, reduce, resize, shape, signal, softmax, sparse)
+    pool, quant, recurrent, reduce, resize, shape, signal, softmax, sparse)
 
 __all__ = ["DEFAULT_OPSET", "FROM_ONNX", "Importer", "TO_ONNX", "export_onnx", "import_model",
            "import_onnx", "load_model"]

@@ -12,7 +12,8 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 from xdsl.dialects.builtin import DYNAMIC_INDEX, DenseArrayBase, Float16Type, Float32Type, Float64Type
-from xdsl.dialects.builtin import FloatAttr, IntegerAttr, IntegerType, StringAttr, TensorType, UnitAttr, f16
+from xdsl.dialects.builtin import FloatAttr, IntegerAttr, IntegerType, Signedness, StringAttr, TensorType, UnitAttr
+from xdsl.dialects.builtin import f16
 from xdsl.dialects.builtin import f32, f64, i1, i32, i64
 from xdsl.ir import Attribute, Data, Operation, SSAValue
 from xdsl.irdl import IRDLOperation, irdl_attr_definition, irdl_op_definition, opt_prop_def, prop_def
@@ -39,8 +40,10 @@ def tensor_type(shape: Sequence[int | None], element_type: Attribute = f32) -> T
 
 
 FLOAT_TYPES = (Float16Type, Float32Type, Float64Type)
+i8 = IntegerType(8)
+ui8 = IntegerType(8, Signedness.UNSIGNED)  # quantized data only: see need_signless
 _NUMPY = {f16: np.float16, f32: np.float32, f64: np.float64, i64: np.int64, i32: np.int32,
-          IntegerType(8): np.int8, i1: np.bool_}
+          i8: np.int8, ui8: np.uint8, i1: np.bool_}
 
 
 def numpy_dtype(element_type: Attribute) -> np.dtype:
@@ -54,7 +57,7 @@ def element_type_of(dtype: np.dtype | type) -> Attribute:
     for attr, np_type in _NUMPY.items():
         if np.dtype(np_type) == dt:
             return attr
-    raise ValueError(f"unsupported dtype {dt} (supported: f16, f32, f64, i64, i32, i8, bool)")
+    raise ValueError(f"unsupported dtype {dt} (supported: f16, f32, f64, i64, i32, i8, ui8, bool)")
 
 
 def shape_of(t: Attribute) -> Shape:
@@ -482,9 +485,23 @@ def need_float(t: TensorType, what: str) -> None:
 
 
 def need_numeric(t: TensorType, what: str) -> None:
+    """A number type the arithmetic ops take: not i1, and signless (ui8 is
+    quantized data, which the quant ops, nn.cast and the shape ops take)."""
+    need_number(t, what)
+    need_signless(t, what)
+
+
+def need_number(t: TensorType, what: str) -> None:
     if t.element_type == i1:
         raise VerifyException(f"{what} must have a numeric element type, got {t} "
                               "(i1 tensors take the logical ops and nn.select)")
+
+
+def need_signless(t: TensorType, what: str) -> None:
+    e = t.element_type
+    if isinstance(e, IntegerType) and e.signedness.data != Signedness.SIGNLESS:
+        raise VerifyException(f"{what} must not be {e}: {e} tensors hold quantized data, which "
+                              "nn.dequantize, nn.cast and the shape ops take")
 
 
 def need_bool(t: TensorType, what: str) -> None:

@@ -34,6 +34,11 @@ def conv_infer(x: TensorType, w: TensorType, p: SimpleNamespace) -> TensorType:
     """NCHW (N-d) convolution shape rule, shared by nn.conv and nn.fused_conv."""
     need_float(x, "input")
     elt = same_element([x, w], "input and weight")
+    return TensorType(elt, conv_shape(x, w, p))
+
+
+def conv_shape(x: TensorType, w: TensorType, p: SimpleNamespace) -> tuple[int, ...]:
+    """The output shape of an NCHW (N-d) convolution of x by w (the quant family's too)."""
     need_rank(x, 3, "input (N, C, spatial...)", at_least=True)
     r = len(shape_of(x))
     need_rank(w, r, "weight (M, C/group, kernel...)")
@@ -55,10 +60,10 @@ def conv_infer(x: TensorType, w: TensorType, p: SimpleNamespace) -> TensorType:
            for i, (s, kk, st, d) in enumerate(zip(spatial, kernel, p.strides, p.dilations))]
     if any(o != DYN and o < 1 for o in out):
         raise VerifyException(f"the output would be empty: spatial size {fmt_shape(out)}")
-    return TensorType(elt, [n, m, *out])
+    return (n, m, *out)
 
 
-_CONV = (*WINDOW, Param("dilations", "ints", ones), Param("group", "int", 1))
+CONV_PARAMS = (*WINDOW, Param("dilations", "ints", ones), Param("group", "int", 1))
 
 
 @nn_op
@@ -66,7 +71,7 @@ class ConvOp(NNOp):
     """Convolution (cross-correlation, as ONNX Conv), NCHW; pads are [begin..., end...]."""
 
     name = "nn.conv"
-    PARAMS: ClassVar[tuple[Param, ...]] = _CONV
+    PARAMS: ClassVar[tuple[Param, ...]] = CONV_PARAMS
     input = operand_def(TensorType)
     weight = operand_def(TensorType)
 
@@ -85,7 +90,7 @@ class FusedConvOp(NNOp):
     """act(conv(x, w) + bias[c]): the `fuse` pass's target for conv (+ add) (+ activation)."""
 
     name = "nn.fused_conv"
-    PARAMS: ClassVar[tuple[Param, ...]] = (Param("activation", "str", "identity"), *_CONV)
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("activation", "str", "identity"), *CONV_PARAMS)
     input = operand_def(TensorType)
     weight = operand_def(TensorType)
     bias = opt_operand_def(TensorType)
@@ -210,7 +215,7 @@ class ConvTransposeOp(NNOp):
     size (in - 1) * stride + (kernel - 1) * dilation + 1 - pads + output_padding."""
 
     name = "nn.conv_transpose"
-    PARAMS: ClassVar[tuple[Param, ...]] = (*_CONV, Param("output_padding", "ints", _zeros_k))
+    PARAMS: ClassVar[tuple[Param, ...]] = (*CONV_PARAMS, Param("output_padding", "ints", _zeros_k))
     input = operand_def(TensorType)
     weight = operand_def(TensorType)
 
@@ -270,7 +275,7 @@ class ConvWeightGradOp(NNOp):
     nn.conv_transpose (x and dy swapped)."""
 
     name = "nn.conv_weight_grad"
-    PARAMS: ClassVar[tuple[Param, ...]] = (Param("kernel", "ints"), *_CONV)
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("kernel", "ints"), *CONV_PARAMS)
     input = operand_def(TensorType)
     output_grad = operand_def(TensorType)
 

@@ -15,7 +15,7 @@ from xdsl.utils.exceptions import VerifyException
 from ncc.dialects import activations
 
 from ncc.dialects.nn.base import NNOp, Param, broadcast, broadcast_shapes, dims_compatible, element_type_of, numpy_dtype
-from ncc.dialects.nn.base import fmt_shape, need_bool, need_float, need_numeric, nn_op, same_element, shape_of
+from ncc.dialects.nn.base import fmt_shape, need_bool, need_float, need_number, need_numeric, nn_op, same_element, shape_of
 
 
 # ---------------------------------------------------------------------------
@@ -247,7 +247,7 @@ class IsInfOp(NNOp):
 @nn_op
 class CastOp(NNOp):
     """Convert each element to the result's numeric element type (f16, f32, f64,
-    i8, i32, i64), as numpy's astype and ONNX's Cast: floats round to nearest
+    i8, ui8, i32, i64), as numpy's astype and ONNX's Cast: floats round to nearest
     even, integers wrap when narrowed, floats truncate toward zero when made
     integers (ONNX leaves a value out of the integer's range undefined: native
     code saturates, the reference wraps as numpy does);
@@ -265,13 +265,13 @@ class CastOp(NNOp):
 
     @classmethod
     def infer(cls, types, p):
-        need_numeric(types[0], "operand")
+        need_number(types[0], "operand")
         return None  # the target element type is the result type's; checked in verify_
 
     def verify_(self) -> None:
         super().verify_()
         src, dst = self.input.type, self.result.type
-        need_numeric(dst, "the result")
+        need_number(dst, "the result")
         s, d = shape_of(src), shape_of(dst)
         if len(s) != len(d) or not all(dims_compatible(a, b) for a, b in zip(s, d)):
             raise VerifyException(f"the result must have the operand's shape {fmt_shape(s)}, got {dst}")

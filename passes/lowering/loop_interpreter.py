@@ -176,8 +176,12 @@ class _Interpreter:
             return (int(vals[0]),)
         if isinstance(op, (arith.SIToFPOp, arith.UIToFPOp, arith.ExtFOp, arith.TruncFOp)):
             return (_dtype(op.result.type).type(vals[0]),)
-        if isinstance(op, arith.FPToSIOp):
+        if isinstance(op, (arith.FPToSIOp, arith.FPToUIOp)):
             return (int(vals[0]),)
+        if isinstance(op, arith.BitcastOp):  # the same bits as the result type
+            return (np.asarray(vals[0], _dtype(op.input.type)).view(_dtype(op.result.type))[()],)
+        if isinstance(op, arith.ExtUIOp):  # the bits as unsigned
+            return (int(vals[0]) & ((1 << op.input.type.width.data) - 1),)
         if isinstance(op, memref.LoadOp):
             arr, *idx = vals
             return (arr[self._index(op, arr, idx)],)

@@ -464,7 +464,7 @@ def test_lowered_cast_between_float_types(src, dst):
 def test_lowered_cast_to_f16_is_refused_natively():
     m = loop_tests.build([loop_tests.T(3)], lambda e, a: e(nn.CastOp(a, np.float16)))
     with pytest.raises(ncc.NccError, match="nn.cast: the result has element type f16; lower-to-loops "
-                                           "supports f32, f64, i8, i32, i64, i1"):
+                                           "supports f32, f64, i8, ui8, i32, i64, i1"):
         ncc.compile(m, cache=False)
 
 
@@ -643,7 +643,7 @@ def test_import_cast_of_a_value_to_its_own_type_and_its_diagnostic():
     import_tests.check(import_tests.model([helper.make_node("Cast", ["x"], ["y"], to=import_tests.F)], {"x": [3]}), {"x": import_tests.x_of(3)})
     m = import_tests.model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.STRING, name="c")], {"x": [3]})
     assert import_tests.diag(m) == ("g: error: the target type has element type STRING, which ncc does not support "
-                       "(supported: FLOAT, DOUBLE, FLOAT16, INT64, INT32, INT8, BOOL)")
+                       "(supported: FLOAT, DOUBLE, FLOAT16, INT64, INT32, INT8, UINT8, BOOL)")
 
 
 D, F16 = TensorProto.DOUBLE, TensorProto.FLOAT16

@@ -14,12 +14,12 @@ from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import PassFailedException
 
 from ncc.dialects import activations, nn
-from ncc.dialects.nn import DYN
+from ncc.dialects.nn import DYN, ui8
 from ncc.passes.lowering.parallelize_loops import SCRATCH, SCRATCH_PER_ITERATION
 from ncc.passes.lowering.scalar import ArithScalar
 
 
-SUPPORTED_ELEMENTS = (f32, f64, i8, i32, i64, i1)  # i1: one byte per element (numpy bool)
+SUPPORTED_ELEMENTS = (f32, f64, i8, ui8, i32, i64, i1)  # i1: one byte per element (numpy bool)
 index = IndexType()
 Index = Callable[[Sequence[SSAValue]], list[SSAValue]]  # loop ivs -> memref indices
 

@@ -74,20 +74,24 @@ def lower_is_inf(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
 def lower_cast(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     """Float to float: fpext to a wider type, fptrunc (round to nearest even) to a
-    narrower; integer to integer: sign-extend or truncate (wrap); integer to
-    float: sitofp; float to integer: fptosi (toward zero; saturating, see loops_to_llvm)."""
+    narrower; integer to integer: extend (ui8 with zeros, others with the sign)
+    or truncate (wrap), i8 <-> ui8 the same bits; integer to float: sitofp
+    (uitofp from ui8); float to integer: fptosi (fptoui to ui8; toward zero,
+    saturating, see loops_to_llvm)."""
     src, dst = ins[0].elt, out.elt
     wider, narrower = dst.bitwidth > src.bitwidth, dst.bitwidth < src.bitwidth
+    unsigned = src == nn.ui8
     if ins[0].is_float and out.is_float:
         convert = ((lambda x: b(arith.ExtFOp, x, dst)) if wider else
                    (lambda x: b(arith.TruncFOp, x, dst)) if narrower else (lambda x: x))
     elif ins[0].is_float:
-        convert = lambda x: b(arith.FPToSIOp, x, dst)  # noqa: E731
+        convert = lambda x: b(arith.FPToUIOp if dst == nn.ui8 else arith.FPToSIOp, x, dst)  # noqa: E731
     elif out.is_float:
-        convert = lambda x: b(arith.SIToFPOp, x, dst)  # noqa: E731
+        convert = lambda x: b(arith.UIToFPOp if unsigned else arith.SIToFPOp, x, dst)  # noqa: E731
     else:
-        convert = ((lambda x: b(arith.ExtSIOp, x, dst)) if wider else
-                   (lambda x: b(arith.TruncIOp, x, dst)) if narrower else (lambda x: x))
+        convert = ((lambda x: b(arith.ExtUIOp if unsigned else arith.ExtSIOp, x, dst)) if wider else
+                   (lambda x: b(arith.TruncIOp, x, dst)) if narrower else
+                   (lambda x: x) if src == dst else (lambda x: b(arith.BitcastOp, x, dst)))
     map_nest(b, out.shape, out, identity_map, [(ins[0], identity_map)], convert)
 
 

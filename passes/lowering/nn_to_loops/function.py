@@ -26,9 +26,9 @@ from ncc.passes.lowering.parallelize_loops import parallelize
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, SUPPORTED_ELEMENTS, fail, identity_map
 from ncc.passes.lowering.nn_to_loops.builder import map_nest
 from ncc.passes.lowering.nn_to_loops import (conv, elementwise, gather_scatter, matmul, normalization,  # noqa: E501
-    pool, reduce, resize, shape, softmax, sparse)
+    pool, quant, reduce, resize, shape, softmax, sparse)
 FAMILIES = (elementwise, matmul, conv, sparse, pool, reduce, softmax, normalization, shape, gather_scatter,
-            resize)
+            resize, quant)
 # Each op's lowering, from its family's LOWER table.
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     cls: rule for family in FAMILIES for cls, rule in family.LOWER.items()}

@@ -1,0 +1,266 @@
+"""The nn quant family: int8 data and the integer contractions, with ONNX's
+meaning (QuantizeLinear, DequantizeLinear, MatMulInteger, ConvInteger; the
+requantize step of QLinearMatMul and QLinearConv):
+
+    nn.quantize    y = saturate(round_half_even(x / scale) + zero_point)   f32 -> i8 | ui8
+    nn.dequantize  y = (x - zero_point) * scale                            i8 | ui8 | i32 -> f32
+    nn.qmatmul     y = (a - a_zero) @ (b - b_zero)                         int8 -> i32
+    nn.qconv       y = conv(x - x_zero, w - w_zero)                        int8 -> i32
+    nn.requantize  y = saturate(round_half_even(float(acc) * scale) + zero_point)   i32 -> i8 | ui8
+
+A scale and zero point are one per tensor (rank 0) or one per index of `axis`
+(rank 1); the zero point's element type is the quantized type. int8 is `i8`,
+uint8 `ui8`. A bias is an `nn.add` of i32 before `nn.requantize`, as
+QLinearConv adds it; `pack-weights` and the lowering fuse the chain."""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar, Sequence
+
+import numpy as np
+from xdsl.dialects.builtin import TensorType, f32, i32
+from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.irdl import operand_def
+from xdsl.utils.exceptions import VerifyException
+
+from ncc.dialects.nn.base import DYN, NNOp, Param, i8, matmul_shape, need_rank, nn_op, normalize_axis
+from ncc.dialects.nn.base import shape_of, ui8
+from ncc.dialects.nn.conv import CONV_PARAMS, conv_reference, conv_shape
+
+
+QUANTIZED = (i8, ui8)  # the element types of quantized data
+RANGE = {i8: (-128, 127), ui8: (0, 255)}
+REQUANTIZE_ACTIVATIONS = ("identity", "relu")  # relu: the output clamped below at its zero point
+
+
+def _need_quantized(t: TensorType, what: str, also: Sequence[Attribute] = ()) -> None:
+    allowed = (*QUANTIZED, *also)
+    if t.element_type not in allowed:
+        raise VerifyException(f"{what} must have element type {' or '.join(map(str, allowed))}, got {t}")
+
+
+def _need_f32(t: TensorType, what: str) -> None:
+    if t.element_type != f32:
+        raise VerifyException(f"{what} must have element type f32, got {t}")
+
+
+def check_scale(data: TensorType, scale: TensorType, zero: TensorType | None, axis: int,
+                what: str = "scale") -> None:
+    """A scale (and zero point) per tensor (rank 0) or per index of `axis` of data (rank 1)."""
+    _need_f32(scale, what)
+    rank = len(shape_of(scale))
+    if rank > 1:
+        raise VerifyException(f"{what} must have rank 0 (per tensor) or 1 (per axis), got {scale}")
+    if zero is not None and shape_of(zero) != shape_of(scale):
+        raise VerifyException(f"the zero point {zero} must have the shape of the {what} {scale}")
+    if rank == 1:
+        dims = shape_of(data)
+        a = normalize_axis(axis, len(dims), "axis")
+        n, k = shape_of(scale)[0], dims[a]
+        if n != DYN and k != DYN and n != k:
+            raise VerifyException(f"a per-axis {what} needs one value per index of axis {a} ({k}), got {scale}")
+
+
+def along(v: np.ndarray, axis: int, rank: int) -> np.ndarray:
+    """A per-tensor (rank 0) or per-axis (rank 1) parameter shaped to broadcast against rank-`rank` data."""
+    if v.ndim == 0:
+        return v
+    shape = [1] * rank
+    shape[axis % rank] = -1
+    return v.reshape(shape)
+
+
+def saturate(r: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Round half to even, clamp to dtype's range: float values to int8 or uint8."""
+    info = np.iinfo(dtype)
+    return np.clip(np.rint(r), info.min, info.max).astype(dtype)
+
+
+_AXIS = Param("axis", "int", 1)
+
+
+@nn_op
+class QuantizeOp(NNOp):
+    """y = saturate(round_half_even(x / scale) + zero_point), the zero point's element type."""
+
+    name = "nn.quantize"
+    PARAMS: ClassVar[tuple[Param, ...]] = (_AXIS,)
+    input = operand_def(TensorType)
+    scale = operand_def(TensorType)
+    zero_point = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, scale: SSAValue | Operation, zero_point: SSAValue | Operation,
+                 axis: int | None = None):
+        self._build([x, scale, zero_point], axis=axis)
+
+    @classmethod
+    def infer(cls, types, p):
+        x, scale, zero = types
+        _need_f32(x, "input")
+        _need_quantized(zero, "zero point")
+        check_scale(x, scale, zero, p.axis)
+        return TensorType(zero.element_type, shape_of(x))
+
+
+@nn_op
+class DequantizeOp(NNOp):
+    """y = (x - zero_point) * scale in f32 (x of i8, ui8, or i32 with zero point 0)."""
+
+    name = "nn.dequantize"
+    PARAMS: ClassVar[tuple[Param, ...]] = (_AXIS,)
+    input = operand_def(TensorType)
+    scale = operand_def(TensorType)
+    zero_point = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, scale: SSAValue | Operation, zero_point: SSAValue | Operation,
+                 axis: int | None = None):
+        self._build([x, scale, zero_point], axis=axis)
+
+    @classmethod
+    def infer(cls, types, p):
+        x, scale, zero = types
+        _need_quantized(x, "input", (i32,))
+        if zero.element_type != x.element_type:
+            raise VerifyException(f"the zero point {zero} must have the input's element type {x.element_type}")
+        check_scale(x, scale, zero, p.axis)
+        return TensorType(f32, shape_of(x))
+
+
+@nn_op
+class QmatmulOp(NNOp):
+    """(a - a_zero) @ (b - b_zero) accumulated in i32, numpy.matmul's shapes
+    (MatMulInteger): a_zero per tensor, b_zero per tensor or per column of b."""
+
+    name = "nn.qmatmul"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+    lhs_zero = operand_def(TensorType)
+    rhs_zero = operand_def(TensorType)
+
+    def __init__(self, a: SSAValue | Operation, b: SSAValue | Operation, a_zero: SSAValue | Operation,
+                 b_zero: SSAValue | Operation):
+        self._build([a, b, a_zero, b_zero])
+
+    @classmethod
+    def infer(cls, types, p):
+        a, b, az, bz = types
+        for t, z, what in ((a, az, "lhs"), (b, bz, "rhs")):
+            _need_quantized(t, what)
+            if z.element_type != t.element_type:
+                raise VerifyException(f"the {what} zero point {z} must have the {what}'s element type")
+        need_rank(az, 0, "the lhs zero point (one per tensor)")
+        need_rank(b, 2, "rhs [K, N]", at_least=True)
+        if len(shape_of(bz)) > 1 or (shape_of(bz) and shape_of(bz)[0] != shape_of(b)[-1]):
+            raise VerifyException(f"the rhs zero point must be one per tensor or one per column "
+                                  f"({shape_of(b)[-1]}), got {bz}")
+        try:
+            return TensorType(i32, matmul_shape(shape_of(a), shape_of(b)))
+        except ValueError as e:
+            raise VerifyException(str(e)) from None
+
+
+@nn_op
+class QconvOp(NNOp):
+    """conv(x - x_zero, w - w_zero) accumulated in i32 (ConvInteger): padding
+    holds the input's zero point; x_zero per tensor, w_zero per tensor or per
+    output channel."""
+
+    name = "nn.qconv"
+    PARAMS: ClassVar[tuple[Param, ...]] = CONV_PARAMS
+    input = operand_def(TensorType)
+    weight = operand_def(TensorType)
+    input_zero = operand_def(TensorType)
+    weight_zero = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, w: SSAValue | Operation, x_zero: SSAValue | Operation,
+                 w_zero: SSAValue | Operation, *, strides: Sequence[int] | None = None,
+                 pads: Sequence[int] | None = None, dilations: Sequence[int] | None = None,
+                 group: int | None = None):
+        self._build([x, w, x_zero, w_zero], strides=strides, pads=pads, dilations=dilations, group=group)
+
+    @classmethod
+    def infer(cls, types, p):
+        x, w, xz, wz = types
+        for t, z, what in ((x, xz, "input"), (w, wz, "weight")):
+            _need_quantized(t, what)
+            if z.element_type != t.element_type:
+                raise VerifyException(f"the {what} zero point {z} must have the {what}'s element type")
+        need_rank(xz, 0, "the input zero point (one per tensor)")
+        shape = conv_shape(x, w, p)
+        if len(shape_of(wz)) > 1 or (shape_of(wz) and shape_of(wz)[0] != shape[1]):
+            raise VerifyException(f"the weight zero point must be one per tensor or one per output "
+                                  f"channel ({shape[1]}), got {wz}")
+        return TensorType(i32, shape)
+
+
+@nn_op
+class RequantizeOp(NNOp):
+    """y = saturate(round_half_even(float(acc) * scale) + zero_point): an i32
+    accumulator to i8/ui8 at a multiplier per tensor or per index of `axis`
+    (QLinearConv's x_scale * w_scale / y_scale, computed in f32);
+    activation relu clamps below at the zero point."""
+
+    name = "nn.requantize"
+    PARAMS: ClassVar[tuple[Param, ...]] = (_AXIS, Param("activation", "str", "identity"))
+    input = operand_def(TensorType)
+    scale = operand_def(TensorType)
+    zero_point = operand_def(TensorType)
+
+    def __init__(self, acc: SSAValue | Operation, scale: SSAValue | Operation, zero_point: SSAValue | Operation,
+                 axis: int | None = None, activation: str = "identity"):
+        self._build([acc, scale, zero_point], axis=axis, activation=activation)
+
+    @classmethod
+    def infer(cls, types, p):
+        acc, scale, zero = types
+        if acc.element_type != i32:
+            raise VerifyException(f"input must have element type i32, got {acc}")
+        _need_quantized(zero, "zero point")
+        need_rank(zero, 0, "zero point (one per tensor)")
+        check_scale(acc, scale, None, p.axis)
+        if p.activation not in REQUANTIZE_ACTIVATIONS:
+            raise VerifyException(f"activation must be one of {', '.join(REQUANTIZE_ACTIVATIONS)}, "
+                                  f"got '{p.activation}'")
+        return TensorType(zero.element_type, shape_of(acc))
+
+
+# ---------------------------------------------------------------------------
+# Reference semantics: onnxruntime's arithmetic, step by step (f32 division and
+# product, rounding half to even, saturation).
+
+
+def _quantize(op, x, scale, zero):
+    r = len(x.shape)
+    q = np.rint(x / along(scale, op.params.axis, r)) + along(zero, op.params.axis, r).astype(np.float32)
+    return saturate(q, zero.dtype)
+
+
+def _dequantize(op, x, scale, zero):
+    r = len(x.shape)
+    d = x.astype(np.int64) - along(zero, op.params.axis, r).astype(np.int64)
+    return (d.astype(np.float32) * along(scale, op.params.axis, r)).astype(np.float32)
+
+
+def _qmatmul(op, a, b, az, bz):
+    return np.matmul(a.astype(np.int64) - az.astype(np.int64),
+                     b.astype(np.int64) - bz.astype(np.int64)).astype(np.int32)
+
+
+def _qconv(op, x, w, xz, wz):
+    p = op.params
+    wd = w.astype(np.int64) - along(wz, 0, w.ndim).astype(np.int64)
+    return conv_reference(x.astype(np.int64) - xz.astype(np.int64), wd, p.strides, p.pads, p.dilations,
+                          p.group).astype(np.int32)
+
+
+def _requantize(op, acc, scale, zero):
+    y = acc.astype(np.float32) * along(scale, op.params.axis, acc.ndim)
+    q = saturate(y + zero.astype(np.float32), zero.dtype)
+    return np.maximum(q, zero) if op.params.activation == "relu" else q
+
+
+REFERENCE: dict[type, Callable[..., np.ndarray]] = {
+    QuantizeOp: _quantize, DequantizeOp: _dequantize, QmatmulOp: _qmatmul, QconvOp: _qconv,
+    RequantizeOp: _requantize,
+}
+

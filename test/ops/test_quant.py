@@ -1,0 +1,274 @@
+"""The quant op family at every level (quantize, dequantize, qmatmul, qconv,
+requantize), one section per level; each uses the harness of the level's
+test file named in its title. onnxruntime is the independent reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+from xdsl.dialects.builtin import f32, i32
+from xdsl.utils.exceptions import VerifyException
+
+import ncc
+from ncc.dialects import nn
+from ncc.dialects.nn import tensor_type
+
+import test_lower_to_loops as loop_tests
+import test_nn_dialect as dialect_tests
+import test_onnx_export as export_tests
+from onnx_models import onnx_model
+
+rng = np.random.default_rng(7)
+U8, I8 = nn.ui8, nn.i8
+
+
+def T(shape, elt=f32):
+    return tensor_type(shape, elt)
+
+
+# ---------------------------------------------------------------------------
+# The nn dialect: shape rules, verifiers, printing (test_nn_dialect.py)
+
+
+def test_dialect_shapes():
+    x, s, s4, zu, zi4, zi = dialect_tests.values(T((2, 4, 3)), T(()), T((4,)), T((), U8), T((4,), I8), T((), I8))
+    q = nn.QuantizeOp(x, s, zu)
+    assert q.result.type == T((2, 4, 3), U8)
+    assert nn.QuantizeOp(x, s4, zi4, axis=1).result.type == T((2, 4, 3), I8)
+    assert nn.DequantizeOp(q, s, zu).result.type == T((2, 4, 3))
+    a, w, az, wz, wz5 = dialect_tests.values(T((None, 8), U8), T((8, 5), I8), T((), U8), T((), I8), T((5,), I8))
+    assert nn.QmatmulOp(a, w, az, wz).result.type == T((None, 5), i32)
+    assert nn.QmatmulOp(a, w, az, wz5).result.type == T((None, 5), i32)
+    img, k, k0, k6 = dialect_tests.values(T((1, 4, 7, 7), U8), T((6, 2, 3, 3), I8), T((), I8), T((6,), I8))
+    acc = nn.QconvOp(img, k, az, k6, group=2, pads=[1, 1, 1, 1])
+    assert acc.result.type == T((1, 6, 7, 7), i32)
+    per, = dialect_tests.values(T((6,)))
+    assert nn.RequantizeOp(acc, per, zi, axis=1, activation="relu").result.type == T((1, 6, 7, 7), I8)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda x, s, zu, s3, acc: nn.QuantizeOp(acc, s, zu), r"input must have element type f32"),
+    (lambda x, s, zu, s3, acc: nn.QuantizeOp(x, s, s), r"zero point must have element type i8 or ui8"),
+    (lambda x, s, zu, s3, acc: nn.QuantizeOp(x, s3, zu), r"zero point tensor<ui8> must have the shape of the scale"),
+    (lambda x, s, zu, s3, acc: nn.DequantizeOp(x, s, zu), r"input must have element type i8 or ui8 or i32"),
+    (lambda x, s, zu, s3, acc: nn.RequantizeOp(acc, s, zu, activation="tanh"),
+     r"activation must be one of identity, relu"),
+    (lambda x, s, zu, s3, acc: nn.RequantizeOp(x, s, zu), r"input must have element type i32"),
+    (lambda x, s, zu, s3, acc: nn.AddOp(nn.QuantizeOp(x, s, zu), nn.QuantizeOp(x, s, zu)),
+     r"operands must not be ui8: ui8 tensors hold quantized data"),
+])
+def test_dialect_errors(make, message):
+    x, s, zu, s3, acc = dialect_tests.values(T((2, 4)), T(()), T((), U8), T((3,)), T((2, 4), i32))
+    with pytest.raises(VerifyException, match=message):
+        make(x, s, zu, s3, acc)
+
+
+def test_dialect_per_axis_sizes_and_zero_points():
+    x, s3, z3 = dialect_tests.values(T((2, 4)), T((3,)), T((3,), I8))
+    with pytest.raises(VerifyException, match=r"a per-axis scale needs one value per index of axis 1 \(4\)"):
+        nn.QuantizeOp(x, s3, z3)
+    a, w, az3, wz = dialect_tests.values(T((2, 8), U8), T((8, 5), I8), T((3,), U8), T((4,), I8))
+    with pytest.raises(VerifyException, match=r"lhs zero point \(one per tensor\) must have rank 0"):
+        nn.QmatmulOp(a, w, az3, wz)
+
+
+def test_text_round_trip():
+    text = """func.func @f(%x: tensor<?x4xf32>, %s: tensor<4xf32>, %z: tensor<4xi8>, %w: tensor<4x3xi8>) -> tensor<?x3xui8> {
+  %q = nn.quantize %x, %s, %z : tensor<?x4xf32>, tensor<4xf32>, tensor<4xi8> -> tensor<?x4xi8>
+  %zw = nn.constant dense<0> : tensor<i8>
+  %zq = nn.constant dense<3> : tensor<i8>
+  %acc = nn.qmatmul %q, %w, %zq, %zw : tensor<?x4xi8>, tensor<4x3xi8>, tensor<i8>, tensor<i8> -> tensor<?x3xi32>
+  %m = nn.constant dense<0.5> : tensor<f32>
+  %zy = nn.constant dense<128> : tensor<ui8>
+  %y = nn.requantize %acc, %m, %zy activation relu : tensor<?x3xi32>, tensor<f32>, tensor<ui8> -> tensor<?x3xui8>
+  func.return %y : tensor<?x3xui8>
+}"""
+    module = ncc.parse_module(text)
+    again = ncc.parse_module(ncc.print_module(module))
+    assert ncc.print_module(again) == ncc.print_module(module)
+    assert "activation relu : tensor<?x3xi32>, tensor<f32>, tensor<ui8> -> tensor<?x3xui8>" in ncc.print_module(module)
+
+
+# ---------------------------------------------------------------------------
+# ONNX import, native code and the reference, against onnxruntime
+
+
+def _ort(model, feeds):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def _agrees(model, feeds):
+    """ncc's native code and its reference give onnxruntime's outputs bit for bit."""
+    want = _ort(model, feeds)
+    module = ncc.import_onnx(model)
+    ref = ncc.reference.run(module, list(feeds.values()))
+    got = ncc.compile(model, cache=False)(*feeds.values())
+    got = list(got) if isinstance(got, tuple) else [got]
+    for w, r, g in zip(want, ref, got):
+        assert w.dtype == r.dtype == g.dtype and w.shape == r.shape == g.shape
+        np.testing.assert_array_equal(r, w)
+        np.testing.assert_array_equal(g, w)
+    return module
+
+
+def _qdq_model(axis, per_axis, zero_type, shape=(3, 4, 5)):
+    n = shape[axis] if per_axis else None
+    dtype = np.uint8 if zero_type == TensorProto.UINT8 else np.int8
+    scale = (rng.uniform(0.05, 0.3, n) if per_axis else np.float32(0.25)).astype(np.float32)
+    zero = rng.integers(np.iinfo(dtype).min // 2, np.iinfo(dtype).max // 2, n if per_axis else ()).astype(dtype)
+    return onnx_model([helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], axis=axis),
+                       helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], axis=axis)],
+                      {"x": (TensorProto.FLOAT, shape)}, {"q": zero_type, "y": TensorProto.FLOAT},
+                      {"s": scale, "z": zero}, opset=19)
+
+
+@pytest.mark.parametrize("axis,per_axis,zero_type", [
+    (1, False, TensorProto.UINT8), (1, False, TensorProto.INT8), (1, True, TensorProto.INT8),
+    (2, True, TensorProto.UINT8), (0, True, TensorProto.UINT8), (-1, True, TensorProto.INT8)])
+def test_quantize_dequantize(axis, per_axis, zero_type):
+    x = (rng.standard_normal((3, 4, 5)) * 40).astype(np.float32)  # some saturate
+    x.reshape(-1)[:6] = [0.125, 0.375, -0.125, -0.375, 0.625, np.float32(1e30)]  # ties at scale 0.25
+    _agrees(_qdq_model(axis, per_axis, zero_type), {"x": x})
+
+
+def test_quantize_without_zero_point_is_uint8():
+    m = onnx_model([helper.make_node("QuantizeLinear", ["x", "s"], ["y"])], {"x": (TensorProto.FLOAT, [2, 3])},
+                   {"y": TensorProto.UINT8}, {"s": np.float32(0.1)}, opset=19)
+    _agrees(m, {"x": np.array([[-1, 0, 0.05], [0.15, 25.5, 30]], np.float32)})
+
+
+@pytest.mark.parametrize("a_type,shapes,per_column", [
+    (TensorProto.UINT8, ((7, 33), (33, 9)), False), (TensorProto.INT8, ((7, 33), (33, 9)), True),
+    (TensorProto.UINT8, ((2, 3, 16), (2, 16, 5)), False), (TensorProto.INT8, ((4, 3, 16), (16, 5)), True)])
+def test_qlinear_matmul_and_matmul_integer(a_type, shapes, per_column):
+    a_dtype = np.uint8 if a_type == TensorProto.UINT8 else np.int8
+    info = np.iinfo(a_dtype)
+    a = rng.integers(info.min, info.max + 1, shapes[0]).astype(a_dtype)
+    w = rng.integers(-128, 128, shapes[1]).astype(np.int8)
+    n = shapes[1][-1]
+    wz = rng.integers(-3, 4, n if per_column else ()).astype(np.int8)
+    ws = (rng.uniform(0.002, 0.02, n) if per_column else np.float32(0.01)).astype(np.float32)
+    inits = {"w": w, "as": np.float32(0.02), "az": np.array(info.min + 100, a_dtype), "ws": ws, "wz": wz,
+             "ys": np.float32(0.7), "yz": np.array(info.min + 120, a_dtype)}
+    nodes = [helper.make_node("MatMulInteger", ["a", "w", "az", "wz"], ["acc"])]
+    outs = {"acc": TensorProto.INT32}
+    if not per_column:  # QLinearMatMul's b scale is per tensor or per column; onnxruntime's kernel: per tensor
+        nodes.append(helper.make_node("QLinearMatMul", ["a", "as", "az", "w", "ws", "wz", "ys", "yz"], ["y"]))
+        outs["y"] = a_type
+    _agrees(onnx_model(nodes, {"a": (a_type, shapes[0])}, outs, inits, opset=19), {"a": a})
+
+
+@pytest.mark.parametrize("conv", [dict(), dict(pads=[1, 1, 1, 1], strides=[2, 1], group=2),
+                                  dict(dilations=[2, 2], pads=[2, 1, 0, 3]), dict(group=4)])
+@pytest.mark.parametrize("x_type", [TensorProto.UINT8, TensorProto.INT8])
+def test_qlinear_conv_and_conv_integer(conv, x_type):
+    x_dtype = np.uint8 if x_type == TensorProto.UINT8 else np.int8
+    info = np.iinfo(x_dtype)
+    group = conv.get("group", 1)
+    x = rng.integers(info.min, info.max + 1, (2, 4, 9, 8)).astype(x_dtype)
+    w = rng.integers(-128, 128, (8, 4 // group, 3, 3)).astype(np.int8)
+    inits = {"w": w, "xs": np.float32(0.02), "xz": np.array(info.min + 110, x_dtype),
+             "ws": rng.uniform(0.002, 0.02, 8).astype(np.float32), "wz": np.zeros(8, np.int8),
+             "ys": np.float32(0.35), "yz": np.array(info.min + 100, x_dtype),
+             "b": rng.integers(-20000, 20000, 8).astype(np.int32)}
+    nodes = [helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"], ["y"], **conv),
+             helper.make_node("ConvInteger", ["x", "w", "xz"], ["acc"], **conv)]
+    _agrees(onnx_model(nodes, {"x": (x_type, [2, 4, 9, 8])}, {"y": x_type, "acc": TensorProto.INT32}, inits,
+                       opset=19), {"x": x})
+
+
+@pytest.mark.parametrize("lo,hi", [(-3.0, 5.0), (0.5, 7.0), (-9.0, -2.0), (0.0, 0.0)])
+def test_dynamic_quantize_linear(lo, hi):
+    x = rng.uniform(lo, hi, (6, 7)).astype(np.float32)
+    m = onnx_model([helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "s", "z"])],
+                   {"x": (TensorProto.FLOAT, [6, 7])},
+                   {"y": TensorProto.UINT8, "s": TensorProto.FLOAT, "z": TensorProto.UINT8}, opset=19)
+    _agrees(m, {"x": x})
+
+
+def test_dequantize_keeps_a_weight_int8():
+    """A DequantizeLinear of an initializer stays an op on the int8 weight (not
+    folded into floats at import): 4x smaller, and what the integer kernels read."""
+    w = rng.integers(-128, 128, (4, 3)).astype(np.int8)
+    m = onnx_model([helper.make_node("DequantizeLinear", ["w", "s"], ["wf"]),
+                    helper.make_node("MatMul", ["x", "wf"], ["y"])], {"x": (TensorProto.FLOAT, [2, 4])},
+                   inits={"w": w, "s": np.float32(0.5)}, opset=19)
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    np.testing.assert_allclose(ncc.compile(m, cache=False)(x), x @ (w * np.float32(0.5)), rtol=1e-6)
+    text = ncc.print_module(ncc.import_onnx(m))
+    assert "nn.dequantize" in text and "tensor<4x3xi8>" in text
+
+
+@pytest.mark.parametrize("node,inits,message", [
+    (helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"], axis=1, block_size=2),
+     {"s": np.ones((3, 2), np.float32), "z": np.zeros((3, 2), np.uint8)}, "blocked quantization"),
+    (helper.make_node("QuantizeLinear", ["x", "s", "z"], ["y"]),
+     {"s": np.float16(1.0), "z": np.uint8(0)}, r"the scale must be float32, got tensor<f16>"),
+    (helper.make_node("MatMulInteger", ["xq", "w", "az"], ["y"]),
+     {"w": np.ones((4, 2), np.int8), "az": np.array([1, 2, 3], np.int8), "xq": np.ones((3, 4), np.int8)},
+     r"the a zero point must be one per tensor, got tensor<3xi8>"),
+])
+def test_import_errors(node, inits, message):
+    m = onnx_model([node], {"x": (TensorProto.FLOAT, [3, 4])}, {"y": TensorProto.UINT8}, inits, opset=21)
+    with pytest.raises(ncc.NccError, match=message):
+        ncc.import_onnx(m)
+
+
+# ---------------------------------------------------------------------------
+# Lowering: interpreted and native against the reference (test_lower_to_loops.py)
+
+
+def test_lowering_every_op():
+    s4 = np.array([0.1, 0.2, 0.05, 0.3], np.float32)
+
+    def make(e, x, w):
+        q = e(nn.QuantizeOp(x, e(nn.ConstantOp(s4)), e(nn.ConstantOp(np.array([3, -2, 0, 1], np.int8)))))
+        acc = e(nn.QmatmulOp(q, w, e(nn.ConstantOp(np.int8(3))), e(nn.ConstantOp(np.array([0, 1, -1], np.int8)))))
+        y = e(nn.RequantizeOp(acc, e(nn.ConstantOp(np.float32(0.02))), e(nn.ConstantOp(np.uint8(100))),
+                              activation="relu"))
+        d = e(nn.DequantizeOp(y, e(nn.ConstantOp(np.float32(0.5))), e(nn.ConstantOp(np.uint8(100)))))
+        img = e(nn.ReshapeOp(q, [-1, 1, 2, 2]))
+        k = e(nn.ConstantOp(rng.integers(-128, 128, (3, 1, 2, 1)).astype(np.int8)))
+        c = e(nn.QconvOp(img, k, e(nn.ConstantOp(np.int8(-1))), e(nn.ConstantOp(np.int8(2))), pads=[1, 0, 0, 1]))
+        return y, d, c
+
+    module = loop_tests.build([T((None, 4)), T((4, 3), I8)], make)
+    x = (rng.standard_normal((5, 4)) * 8).astype(np.float32)
+    loop_tests.check(module, [x, rng.integers(-128, 128, (4, 3)).astype(np.int8)])
+
+
+# ---------------------------------------------------------------------------
+# ONNX export, run by onnxruntime (test_onnx_export.py)
+
+
+def test_export_every_op():
+    def make(e, x, w):
+        q = e(nn.QuantizeOp(x, e(nn.ConstantOp(np.array([0.1, 0.2, 0.05, 0.3], np.float32))),
+                            e(nn.ConstantOp(np.array([3, 2, 0, 1], np.uint8))), axis=1))
+        acc = e(nn.QmatmulOp(q, w, e(nn.ConstantOp(np.uint8(3))), e(nn.ConstantOp(np.int8(0)))))
+        y = e(nn.RequantizeOp(acc, e(nn.ConstantOp(np.array([0.02, 0.01, 0.03], np.float32))),
+                              e(nn.ConstantOp(np.int8(-10))), axis=1, activation="relu"))
+        img = e(nn.ReshapeOp(q, [-1, 1, 2, 2]))
+        k = e(nn.ConstantOp(rng.integers(-128, 128, (3, 1, 2, 1)).astype(np.int8)))
+        c = e(nn.QconvOp(img, k, e(nn.ConstantOp(np.uint8(1))), e(nn.ConstantOp(np.int8(0))), pads=[1, 0, 0, 1]))
+        return e(nn.DequantizeOp(y, e(nn.ConstantOp(np.float32(0.5))), e(nn.ConstantOp(np.int8(-10))))), c
+
+    module = loop_tests.build([T((None, 4)), T((4, 3), I8)], make)
+    model = export_tests.check(module, [(rng.standard_normal((5, 4)) * 8).astype(np.float32),
+                                        rng.integers(-128, 128, (4, 3)).astype(np.int8)], tol=0)
+    ops = export_tests.op_types(model)
+    assert {"QuantizeLinear", "DequantizeLinear", "MatMulInteger", "ConvInteger"} <= set(ops)
+
+
+@pytest.mark.parametrize("src,dst", [(np.float32, np.uint8), (np.uint8, np.float32), (np.uint8, np.int32),
+                                     (np.uint8, np.int8), (np.int8, np.uint8), (np.int32, np.uint8),
+                                     (np.uint8, np.float64)])
+def test_lowered_cast_of_uint8(src, dst):
+    """ui8 zero-extends, converts unsigned, and truncates or reinterprets as numpy's astype."""
+    x = np.array([[0, 1, 127, 128, 200, 255], [3, 64, 129, 250, 17, 254]], np.float64).astype(src)
+    m = loop_tests.build([T((None, 6), nn.element_type_of(src))], lambda e, a: e(nn.CastOp(a, dst)))
+    loop_tests.check(m, [x])
+    np.testing.assert_array_equal(loop_tests.native(m, [x], "lower-to-loops")[0], x.astype(dst))
