@@ -13,6 +13,7 @@ PASS_TABLE: dict[str, str] = {
     "layerize": "ncc.passes.layerize:LayerizePass",
     "fuse": "ncc.passes.fuse:FusePass",
     "fold-batch-norm": "ncc.passes.fold_batch_norm:FoldBatchNormPass",
+    "fold-qdq": "ncc.passes.fold_qdq:FoldQdqPass",
     "fold-weights": "ncc.passes.fold_weights:FoldWeightsPass",
     "pack-weights": "ncc.passes.pack_weights:PackWeightsPass",
     "prune": "ncc.passes.prune:PrunePass",

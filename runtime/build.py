@@ -275,6 +275,7 @@ def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "a
                  and op.body.blocks and ARG_ROLES not in op.attributes}
     recipes = ModuleOp([])
     if layerized:
+        run_passes(module, "fold-qdq")  # a QDQ model's contractions on the integers
         if fuse:  # batch norms into their convolutions first (inference), then conv + bias + activation
             run_passes(module, "fold-batch-norm,fuse")
         run_passes(module, "pack-weights")  # the GEMMs' weights as panels: packed once, below

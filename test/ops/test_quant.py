@@ -272,3 +272,56 @@ def test_lowered_cast_of_uint8(src, dst):
     m = loop_tests.build([T((None, 6), nn.element_type_of(src))], lambda e, a: e(nn.CastOp(a, dst)))
     loop_tests.check(m, [x])
     np.testing.assert_array_equal(loop_tests.native(m, [x], "lower-to-loops")[0], x.astype(dst))
+
+
+# ---------------------------------------------------------------------------
+# QDQ models from onnxruntime's quantize_static, run on the integers (fold-qdq)
+
+
+def small_cnn(path, classes=10):
+    """conv-relu-maxpool, conv(stride 2)-relu, flatten, gemm: a float model to quantize."""
+    inits = {"w1": rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3,
+             "b1": rng.standard_normal(8).astype(np.float32) * 0.1,
+             "w2": rng.standard_normal((16, 8, 3, 3)).astype(np.float32) * 0.2,
+             "b2": rng.standard_normal(16).astype(np.float32) * 0.1,
+             "wf": rng.standard_normal((classes, 16 * 4 * 4)).astype(np.float32) * 0.1,
+             "bf": rng.standard_normal(classes).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("Flatten", ["r2"], ["f"]),
+             helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1)]
+    m = onnx_model(nodes, {"x": (TensorProto.FLOAT, ["N", 3, 16, 16])}, inits=inits, opset=17)
+    import onnx
+    onnx.save(m, path)
+    return path
+
+
+@pytest.mark.parametrize("activation_type", ["QInt8", "QUInt8"])
+def test_quantize_static_model_runs_on_integers(tmp_path, activation_type):
+    quantization = pytest.importorskip("onnxruntime.quantization")
+    src = small_cnn(str(tmp_path / "f.onnx"))
+    batches = [{"x": rng.standard_normal((2, 3, 16, 16)).astype(np.float32)} for _ in range(4)]
+
+    class Reader(quantization.CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(batches)
+
+        def get_next(self):
+            return next(self.it, None)
+
+    dst = str(tmp_path / "q.onnx")
+    quantization.quantize_static(src, dst, Reader(), quant_format=quantization.QuantFormat.QDQ, per_channel=True,
+                                 activation_type=getattr(quantization.QuantType, activation_type),
+                                 weight_type=quantization.QuantType.QInt8)
+    x = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+    want = _ort(__import__("onnx").load(dst), {"x": x})[0]
+    np.testing.assert_array_equal(ncc.compile(dst, cache=False)(x), want)  # the integer path
+    np.testing.assert_array_equal(ncc.reference.run(ncc.import_onnx(dst), [x])[0], want)  # the QDQ form
+    module = ncc.import_onnx(dst)
+    ncc.run_passes(module, "fold-qdq")
+    names = [op.name for op in module.walk()]
+    assert names.count("nn.qconv") == 2 and names.count("nn.qmatmul") == 1 and names.count("nn.requantize") == 3
+    assert "nn.conv" not in names and "nn.matmul" not in names
