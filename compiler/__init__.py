@@ -5,6 +5,7 @@
     print(ncc.emit_equations(module))             # n04 = f04( +n00*w0004 +n01*w0104) ...
     ncc.run_passes(module, "layerize,fuse")       # neuron -> nn, then fusion
     print(ncc.prune(module, sparsity=0.9))        # prune weights in place; the table of what went
+    print(ncc.quantize(module, batches))          # int8 QDQ in place (calibrated); the table of what is int8
     module = ncc.import_onnx("model.onnx")         # nn dialect (a path, bytes or ModelProto)
     ncc.export_onnx(module, "net.onnx")            # an ONNX model (any nn module)
     y, = ncc.reference.run(module, [x])           # numpy reference semantics
@@ -24,6 +25,7 @@ from ncc.ir import make_context, parse_module, print_module, verify_module
 from ncc.onnx import export_onnx
 from ncc.onnx import import_onnx
 from ncc.passes.prune import prune as _prune_module
+from ncc.passes.quantize import quantize as _quantize_module
 from ncc.pipeline import run_passes
 from ncc import optim
 from ncc.runtime.build import compile
@@ -44,7 +46,22 @@ def prune(target, **options):
     return _prune_module(target, **options)
 
 
+def quantize(module, calibration_data=None, **options):
+    """Quantize a module's matmuls and convolutions to int8 in place, as QDQ
+    (the `quantize` pass, passes/quantize): `calibration_data` is an iterable
+    of {input name: array} batches the float model runs on natively (static
+    mode); options: mode ("static" | "dynamic"), method ("minmax" |
+    "percentile" | "entropy"), per_channel, activation_type ("int8" |
+    "uint8"), percentile, function. `ncc.compile` then runs the int8 layers
+    on the integers; `ncc.export_onnx` writes the QDQ model. Returns the
+    QuantizeReport; print it for the table of what is int8 and why not."""
+    if not isinstance(module, ModuleOp):
+        raise NccError(f"quantize takes a module (ncc.import_onnx, ncc.import_adjacency then layerize, "
+                       f"ncc.parse_module), got {type(module).__name__}")
+    return _quantize_module(module, calibration_data, **options)
+
+
 __all__ = [
     "CompiledModel", "NccError", "compile", "emit_equations", "export_onnx", "import_adjacency",
-    "import_adjacency_text", "import_onnx", "make_context", "optim", "parse_adjacency", "parse_module", "print_module", "prune", "reference", "run_passes", "train", "verify_module",
+    "import_adjacency_text", "import_onnx", "make_context", "optim", "parse_adjacency", "parse_module", "print_module", "prune", "quantize", "reference", "run_passes", "train", "verify_module",
 ]

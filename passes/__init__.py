@@ -17,6 +17,7 @@ PASS_TABLE: dict[str, str] = {
     "fold-weights": "ncc.passes.fold_weights:FoldWeightsPass",
     "pack-weights": "ncc.passes.pack_weights:PackWeightsPass",
     "prune": "ncc.passes.prune:PrunePass",
+    "quantize": "ncc.passes.quantize:QuantizePass",
     "autodiff": "ncc.passes.autodiff:AutodiffPass",
     "lower-to-loops": "ncc.passes.lowering.nn_to_loops:LowerToLoopsPass",
     "neuron-to-loops": "ncc.passes.lowering.neuron_to_loops:NeuronToLoopsPass",

@@ -40,6 +40,7 @@ from ncc.dialects.nn import CONSTANT_MARK
 from ncc.dialects.neuron import NetOp
 from ncc.ir import parse_module, print_module
 from ncc.onnx import import_onnx
+from ncc.passes.quantize import set_runner
 from ncc.passes.fold_weights import fold_weights
 from ncc.passes.layerize import param_places
 from ncc.passes.lowering.abi import ARG_ROLES, ArgRole, KernelABI
@@ -296,3 +297,12 @@ def select_kernel(module: ModuleOp, function: str | None) -> func.FuncOp:
     kernels = {op.sym_name.data: op for op in module.ops
                if isinstance(op, func.FuncOp) and ARG_ROLES in op.attributes}
     return pick_function(kernels, function, "to run")
+
+
+def calibration_runner(module: ModuleOp, function: str):
+    """The quantize pass's calibration, natively: `module` compiled once, run per batch."""
+    model = compile(module, cache=False, function=function)
+    return lambda batch: model.run(batch)
+
+
+set_runner(calibration_runner)

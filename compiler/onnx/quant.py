@@ -90,19 +90,11 @@ def _dequantize_linear(b, a):
 
 @from_onnx("DynamicQuantizeLinear")
 def _dynamic_quantize_linear(b, a):
-    """uint8 over the range of x widened to hold 0: scale = (max - min) / 255,
-    zero point = round(clamp(-min / scale, 0, 255)) (1 for a range of zero, as onnxruntime)."""
+    """uint8 over the range of x widened to hold 0 (nn.dynamic_parameters)."""
     x = b.v(0)
     if x.type.element_type != f32:
         raise b.error(f"the input must be float32, got {x.type}")
-    zero = b.array(0.0, x)
-    lo = b.binary("min", b.build(nn.ReduceMinOp, x), zero)
-    hi = b.binary("max", b.build(nn.ReduceMaxOp, x), zero)
-    scale = b.binary("div", b.binary("sub", hi, lo), b.array(255.0, x))
-    scale = b.select(b.compare("equal", scale, zero), b.array(1.0, x), scale)
-    zp = b.binary("min", b.binary("max", b.binary("sub", zero, b.binary("div", lo, scale)), zero),
-                  b.array(255.0, x))
-    zp = b.build(nn.CastOp, b.unary("round", zp), nn.ui8)
+    scale, zp = nn.dynamic_parameters(b.emit, x)
     return [b.build(nn.QuantizeOp, x, scale, zp), scale, zp]
 
 

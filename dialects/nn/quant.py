@@ -25,7 +25,10 @@ from xdsl.utils.exceptions import VerifyException
 
 from ncc.dialects.nn.base import DYN, NNOp, Param, i8, matmul_shape, need_rank, nn_op, normalize_axis
 from ncc.dialects.nn.base import shape_of, ui8
+from ncc.dialects.nn.constants import ConstantOp
 from ncc.dialects.nn.conv import CONV_PARAMS, conv_reference, conv_shape
+from ncc.dialects.nn.elementwise import BINARY_OPS, COMPARE_OPS, UNARY_OPS, CastOp, SelectOp
+from ncc.dialects.nn.reduce import ReduceMaxOp, ReduceMinOp
 
 
 QUANTIZED = (i8, ui8)  # the element types of quantized data
@@ -222,6 +225,26 @@ class RequantizeOp(NNOp):
             raise VerifyException(f"activation must be one of {', '.join(REQUANTIZE_ACTIVATIONS)}, "
                                   f"got '{p.activation}'")
         return TensorType(zero.element_type, shape_of(acc))
+
+
+def dynamic_parameters(emit: Callable[[Operation], SSAValue], x: SSAValue) -> tuple[SSAValue, SSAValue]:
+    """The uint8 scale and zero point of f32 x at run time (DynamicQuantizeLinear),
+    as nn ops given to `emit`: x's range widened to hold 0, scale = (max - min)
+    / 255 (1 for a range of zero, as onnxruntime), zero point =
+    round(clamp(-min / scale, 0, 255))."""
+    def const(v: float) -> SSAValue:
+        return emit(ConstantOp(np.asarray(v, np.float32)))
+
+    def binary(name: str, a: SSAValue, b: SSAValue) -> SSAValue:
+        return emit(BINARY_OPS[name](a, b))
+
+    zero = const(0.0)
+    lo = binary("min", emit(ReduceMinOp(x)), zero)
+    hi = binary("max", emit(ReduceMaxOp(x)), zero)
+    scale = binary("div", binary("sub", hi, lo), const(255.0))
+    scale = emit(SelectOp(emit(COMPARE_OPS["equal"](scale, zero)), const(1.0), scale))
+    zp = binary("min", binary("max", binary("sub", zero, binary("div", lo, scale)), zero), const(255.0))
+    return scale, emit(CastOp(emit(UNARY_OPS["round"](zp)), ui8))
 
 
 # ---------------------------------------------------------------------------
