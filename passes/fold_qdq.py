@@ -17,7 +17,8 @@ Five small patterns, applied greedily to a fixed point:
                        transposed by Gemm's transB stays int8
   * IntegerContraction: matmul|conv(dequantize(a), dequantize(w))
                        -> dequantize(qmatmul|qconv(a, w), s_a * s_w) in i32
-                       (a per tensor; w per tensor or per output feature)
+                       (a per tensor; w per tensor or per output feature;
+                       a literal zero point of equal values becomes one)
   * BiasInAccumulator: dequantize(acc) + dequantize(bias in i32)
                        -> dequantize(acc + bias): the bias's integers are
                        taken as they are, at the accumulator's scale, as the
@@ -116,16 +117,22 @@ class IntegerContraction(RewritePattern):
             return
         if not _per_tensor(w) and _axis(w) != (0 if conv else 1):
             return
+        made: list[Operation] = []
+        w_zero = w.zero_point
+        literal = w_zero.owner
+        if isinstance(literal, nn.ConstantOp) and literal.data.ndim and np.all(literal.data == literal.data.flat[0]):
+            made.append(nn.ConstantOp(np.asarray(literal.data.flat[0])))  # one zero point (symmetric: 0)
+            w_zero = made[-1].result
         if conv:
             p = op.params
-            acc = nn.QconvOp(a.input, w.input, a.zero_point, w.zero_point, strides=p.strides, pads=p.pads,
+            acc = nn.QconvOp(a.input, w.input, a.zero_point, w_zero, strides=p.strides, pads=p.pads,
                              dilations=p.dilations, group=p.group)
         else:
-            acc = nn.QmatmulOp(a.input, w.input, a.zero_point, w.zero_point)
+            acc = nn.QmatmulOp(a.input, w.input, a.zero_point, w_zero)
         scale = nn.MulOp(a.scale, w.scale)
         zero = nn.ConstantOp(np.zeros(shape_of(scale.result.type), np.int32))
         out = nn.DequantizeOp(acc, scale, zero, axis=CONTRACTIONS[type(op)])
-        rewriter.replace(op, [acc, scale, zero, out])
+        rewriter.replace(op, [*made, acc, scale, zero, out])
         for dq in (a, w):
             rewriter.erase(dq)
 

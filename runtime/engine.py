@@ -37,7 +37,7 @@ from xdsl.dialects.builtin import ModuleOp
 
 from ncc.diagnostics import NccError
 from ncc.dialects.neuron import NetOp
-from ncc.passes.lowering import gemm, openmp, spmm
+from ncc.passes.lowering import gemm, openmp, qgemm, spmm
 from ncc.passes.lowering.parallelize_loops import PARALLEL, PARALLEL_LOOP
 from ncc.passes.lowering.abi import ARG_ROLES
 from ncc.pipeline import run_passes
@@ -137,6 +137,13 @@ def spmm_variant(cpu: str | None = None) -> spmm.Variant:
                                      {"avx2"} if cpu in gemm.AVX2_CPUS else set())
 
 
+def qgemm_variant(cpu: str | None = None) -> qgemm.Variant:
+    """The int8 GEMM's variant for code compiled for the host, or for a named CPU."""
+    if cpu is None or cpu == "host":
+        return qgemm.Variant.for_features(host_features())
+    return qgemm.variant_for_cpu(cpu)
+
+
 @functools.cache
 def library_fingerprint(cpu: str | None = None) -> str:
     """A digest of the code kernels link against (the GEMM and the sparse
@@ -183,6 +190,9 @@ def to_llvmlite(module: ModuleOp, cpu: str | None = None, gemm_inside: bool = Tr
     sparse = ir_module.globals.get(spmm.SYMBOL)
     if gemm_inside and sparse is not None and sparse.is_declaration:
         spmm.define_spmm(ir_module, spmm_variant(cpu))
+    integer = ir_module.globals.get(qgemm.SYMBOL)
+    if gemm_inside and integer is not None and integer.is_declaration:
+        qgemm.define_qgemm(ir_module, qgemm_variant(cpu))
     if openmp_runtime() is None:
         openmp.serial_openmp(ir_module)
     return ir_module
@@ -225,15 +235,16 @@ _GEMM_LIBRARY: "NativeLibrary | None" = None
 
 def kernel_library_module(cpu: str | None = None):
     """The llvmlite module of the kernels native code links against, for the
-    host or a named CPU: `ncc_sgemm` and `ncc_spmm` for its vector ISA."""
+    host or a named CPU: `ncc_sgemm`, `ncc_spmm` and `ncc_qgemm` for its vector ISA."""
     tm = target_machine(cpu)
     module = gemm.gemm_module(gemm_tile(cpu), tm.triple, str(tm.target_data))
     spmm.define_spmm(module, spmm_variant(cpu))
+    qgemm.define_qgemm(module, qgemm_variant(cpu))
     return module
 
 
 def gemm_object() -> bytes:
-    """Object code of the host's kernel library (`ncc_sgemm` and `ncc_spmm`
+    """Object code of the host's kernel library (`ncc_sgemm`, `ncc_spmm`, `ncc_qgemm`
     for its vector ISA, and the serial stand-in for OpenMP where libgomp is
     missing)."""
     with _LOCK:
@@ -259,6 +270,7 @@ def load_gemm(obj: bytes | None = None) -> "NativeLibrary":
             lib = NativeLibrary.from_object(obj or gemm_object(), link=False)
             llvm.add_symbol(gemm.SYMBOL, lib.address(gemm.SYMBOL))
             llvm.add_symbol(spmm.SYMBOL, lib.address(spmm.SYMBOL))
+            llvm.add_symbol(qgemm.SYMBOL, lib.address(qgemm.SYMBOL))
             _GEMM_LIBRARY = lib
         return _GEMM_LIBRARY
 
@@ -290,10 +302,10 @@ class NativeLibrary:
     @classmethod
     def from_object(cls, obj: bytes, llvm_ir: str | None = None, link: bool = True) -> "NativeLibrary":
         """Load native object code (from `object_code()`), skipping compilation;
-        code that names `ncc_sgemm` first gets the process's GEMM (`load_gemm`)."""
+        code that names a kernel of the library first gets the process's copy (`load_gemm`)."""
         with _LOCK:
             _initialize()
-            if link and gemm.SYMBOL.encode() in obj:
+            if link and any(sym.encode() in obj for sym in (gemm.SYMBOL, spmm.SYMBOL, qgemm.SYMBOL)):
                 load_gemm()
             engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
             engine.add_object_file(llvm.ObjectFileRef.from_data(bytes(obj)))

@@ -36,7 +36,7 @@ from xdsl.ir import Block, Operation, SSAValue
 
 from ncc.dialects import nn
 from ncc.dialects.nn.sparse import entry_columns
-from ncc.passes.lowering import gemm, spmm
+from ncc.passes.lowering import gemm, qgemm, spmm
 from ncc.passes.lowering.abi import KernelABI
 
 
@@ -200,6 +200,9 @@ class _Interpreter:
                     .reshape(t.get_shape()),)
         if isinstance(op, memref.ReinterpretCastOp):  # a row-major view from an element offset
             src = vals[0].reshape(-1)
+            dt = _dtype(op.result.type.element_type)
+            if src.dtype != dt:  # the same bytes as another element type
+                src = src.view(np.uint8).view(dt)
             dynamic = iter(vals[1:])
             offset = next(dynamic) if op.offsets else op.static_offsets.get_values()[0]
             shape = [next(dynamic) if d == memref.DYNAMIC_INDEX else d for d in op.static_sizes.get_values()]
@@ -215,6 +218,9 @@ class _Interpreter:
             return ()
         if isinstance(op, func.CallOp) and op.callee.string_value() == spmm.SYMBOL:
             _spmm(*vals)
+            return ()
+        if isinstance(op, func.CallOp) and op.callee.string_value() == qgemm.SYMBOL:
+            _qgemm(*vals)
             return ()
         raise KernelError(f"the loop interpreter cannot run '{op.name}'")
 
@@ -257,6 +263,20 @@ def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, flags, workspace, threads, bias) 
     if flags & (gemm.RELU | gemm.RELU6):
         value = np.maximum(value, 0)
     c[at] = np.minimum(value, 6) if flags & gemm.RELU6 else value
+
+
+def _qgemm(m, n, k, a, lda, bm, ldb, c, ldc, a_zero, b_zero, b_zeros, flags, workspace, threads) -> None:
+    """ncc_qgemm's meaning (passes/lowering/qgemm.py) in int64 numpy."""
+    def matrix(buf, rows, cols, ld, signed):
+        at = np.arange(rows)[:, None] * ld + np.arange(cols)
+        if at.size and at.max() >= buf.size:
+            raise KernelError(f"{qgemm.SYMBOL}: an operand reaches past its buffer of {buf.size} elements")
+        return buf.view(np.int8 if signed else np.uint8)[at].astype(np.int64), at
+    x, _ = matrix(a, m, k, lda, flags & qgemm.A_SIGNED)
+    w, _ = matrix(bm, k, n, ldb, not flags & qgemm.B_UNSIGNED)
+    zeros = np.asarray(b_zeros[:n], np.int64) if flags & qgemm.B_ZERO_COLUMNS else b_zero
+    _, at = matrix(c, m, n, ldc, True)
+    c[at] = ((x - a_zero) @ (w - zeros)).astype(np.int32)
 
 
 def _spmm(rows, k, n, x, ldx, y, ldy, steps, blocks, lanes, slice_values, colptr, rowidx, column_values, flags,

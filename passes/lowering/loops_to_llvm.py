@@ -86,7 +86,9 @@ def convert_type(t: Attribute) -> Attribute:
         return PTR
     if isinstance(t, IndexType):
         return i64
-    if isinstance(t, (IntegerType, AnyFloat)):
+    if isinstance(t, IntegerType):  # LLVM's integers are signless (ui8 data is bytes)
+        return IntegerType(t.width.data)
+    if isinstance(t, AnyFloat):
         return t
     raise ValueError(f"type {t} has no LLVM lowering")
 
@@ -388,7 +390,7 @@ def _fpowi(L: _FuncLowering, op):
 
 def _stored(t: Attribute) -> Attribute:
     """The type an element is stored as: i1 takes one byte (numpy's bool layout)."""
-    return i8 if t == i1 else t
+    return i8 if t == i1 else convert_type(t)
 
 
 def _load(L: _FuncLowering, op: memref.LoadOp):

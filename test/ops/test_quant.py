@@ -325,3 +325,75 @@ def test_quantize_static_model_runs_on_integers(tmp_path, activation_type):
     names = [op.name for op in module.walk()]
     assert names.count("nn.qconv") == 2 and names.count("nn.qmatmul") == 1 and names.count("nn.requantize") == 3
     assert "nn.conv" not in names and "nn.matmul" not in names
+
+
+# ---------------------------------------------------------------------------
+# The int8 GEMM (passes/lowering/qgemm.py): every variant this host can run, against numpy
+
+
+def _qgemm_caller(variant, team_min_work=None):
+    from ncc.passes.lowering import qgemm
+    from ncc.runtime import engine
+
+    missing = qgemm.REQUIRES[variant] - engine.host_features()
+    if missing:
+        pytest.skip(f"this host lacks {', '.join(sorted(missing))}: the {variant} int8 kernel cannot run here")
+    tm = engine.target_machine()
+    saved = qgemm.TEAM_MIN_WORK
+    qgemm.TEAM_MIN_WORK = saved if team_min_work is None else team_min_work  # 0: a team for any size
+    try:
+        lib = engine.compile_llvm_ir(str(qgemm.qgemm_module(qgemm.VARIANTS[variant], tm.triple, str(tm.target_data))))
+    finally:
+        qgemm.TEAM_MIN_WORK = saved
+    fn = qgemm.callable_qgemm(lib.address(qgemm.SYMBOL))
+
+    def call(a, w, a_zero, b_zero, flags, threads=1, lda=None, ldc=None):
+        (m, k), n = a.shape, w.shape[1]
+        lda, ldc = lda or k, ldc or n
+        a_rows = np.zeros((m, lda), a.dtype)
+        a_rows[:, :k] = a
+        c = np.full((m, ldc), 7, np.int32)
+        zeros = np.asarray(b_zero, np.int32).reshape(-1)
+        ws = np.zeros(threads * qgemm.workspace_bytes(k) + 64, np.uint8)
+        at = ws.ctypes.data + (-ws.ctypes.data) % 64
+        fn(m, n, k, a_rows.ctypes.data, lda, w.ctypes.data, n, c.ctypes.data, ldc, int(a_zero), int(zeros[0]),
+           zeros.ctypes.data, flags, at, threads)
+        assert (c[:, n:] == 7).all(), "the kernel wrote past its columns"
+        return c[:, :n]
+    return lib, call
+
+
+@pytest.mark.parametrize("variant", ["vnni512", "vnni256", "madd512", "madd256", "madd128"])
+def test_qgemm_variant_matches_numpy(variant):
+    """Every signedness and zero-point form; M, N, K around MR, NR, MC and
+    the quad; strided rows; a team of 3 gives the same integers."""
+    from ncc.passes.lowering import qgemm
+
+    lib, call = _qgemm_caller(variant)  # each library lives as long as its caller is used
+    team_lib, team_call = _qgemm_caller(variant, team_min_work=0)
+    shapes = [(1, 1, 1), (1, 37, 19), (5, 16, 3), (14, 33, 4), (15, 32, 5), (64, 65, 129), (169, 17, 30),
+              (3, 100, 784)]
+    for case, (m, n, k) in enumerate(shapes):
+        a_signed, b_unsigned, per_column = case % 2 == 1, case % 3 == 1, case % 4 >= 2
+        a = rng.integers(-128, 128, (m, k)).astype(np.int8) if a_signed else rng.integers(0, 256, (m, k)).astype(np.uint8)
+        w = rng.integers(0, 256, (k, n)).astype(np.uint8) if b_unsigned else rng.integers(-128, 128, (k, n)).astype(np.int8)
+        a_zero = int(rng.integers(-128, 128)) if a_signed else int(rng.integers(0, 256))
+        lo, hi = (0, 256) if b_unsigned else (-128, 128)
+        b_zero = rng.integers(lo, hi, n if per_column else 1)
+        flags = ((qgemm.A_SIGNED if a_signed else 0) | (qgemm.B_UNSIGNED if b_unsigned else 0)
+                 | (qgemm.B_ZERO_COLUMNS if per_column else 0))
+        want = (a.astype(np.int64) - a_zero) @ (w.astype(np.int64) - (b_zero if per_column else b_zero[0]))
+        np.testing.assert_array_equal(call(a, w, a_zero, b_zero, flags, lda=k + 3, ldc=n + 2), want,
+                                      err_msg=f"{variant} {m}x{n}x{k}")
+        np.testing.assert_array_equal(team_call(a, w, a_zero, b_zero, flags, threads=3), want)
+
+
+def test_qgemm_variant_follows_the_features():
+    from ncc.passes.lowering import qgemm
+
+    V = qgemm.Variant.for_features
+    assert V({"avx512vnni", "avx512bw", "avx512vl"}).tag == "vnni512"
+    assert V({"avxvnni", "avx2"}).tag == "vnni256" and V({"avx2", "fma"}).tag == "madd256"
+    assert V({"avx512f", "avx512bw"}).tag == "madd512" and V(set()).tag == "madd128"
+    assert [qgemm.variant_for_cpu(c).tag for c in ("znver5", "alderlake", "skylake-avx512", "znver3", "x86-64")] \
+        == ["vnni512", "vnni256", "madd512", "madd256", "madd128"]

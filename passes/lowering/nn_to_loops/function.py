@@ -33,7 +33,7 @@ FAMILIES = (elementwise, matmul, conv, sparse, pool, reduce, softmax, normalizat
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     cls: rule for family in FAMILIES for cls, rule in family.LOWER.items()}
 TABLES = resize.TABLES
-SCRATCH = {**matmul.SCRATCH, **conv.SCRATCH, **pool.SCRATCH, **sparse.SCRATCH}  # op -> bytes of scratch its lowering gets as b.scratch
+SCRATCH = {**matmul.SCRATCH, **conv.SCRATCH, **pool.SCRATCH, **sparse.SCRATCH, **quant.SCRATCH}  # op -> bytes of scratch its lowering gets as b.scratch
 
 
 

@@ -1,19 +1,24 @@
 """Lowering of the quant family: quantize, dequantize and requantize as
 elementwise loops (onnxruntime's roundings: an f32 quotient or product,
-clamped to the target range, rounded half to even); qmatmul and qconv as
-loops accumulating in i32."""
+clamped to the target range, rounded half to even); qmatmul with a 2-D rhs
+as one call of the int8 GEMM (passes/lowering/qgemm.py), other qmatmuls
+and qconv as loops accumulating in i32."""
 
 from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from xdsl.dialects import arith, math
-from xdsl.dialects.builtin import f32, i32
+import math as pymath
+
+from xdsl.dialects import arith, func, math, memref
+from xdsl.dialects.builtin import IndexType, MemRefType, f32, i8, i32
 from xdsl.ir import Operation, SSAValue
 
 from ncc.dialects import nn
+from ncc.dialects.nn import DYN
+from ncc.passes.lowering import qgemm
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, Index, broadcast_map, identity_map, map_nest
-from ncc.passes.lowering.nn_to_loops.builder import window
+from ncc.passes.lowering.nn_to_loops.builder import row_major_strides, window
 
 
 def _per(buf: Buf, axis: int, rank: int) -> Index:
@@ -30,15 +35,23 @@ def widen(b: Builder, v: SSAValue) -> SSAValue:
     return b(arith.ExtUIOp if v.type == nn.ui8 else arith.ExtSIOp, v, i32)
 
 
+ROUNDING_MAGIC = 12582912.0  # 1.5 * 2^23: r + it holds round_half_even(r) in its low bits, for |r| < 2^22
+ROUNDING_MAGIC_BITS = 0x4B400000  # its bit pattern
+
+
 def to_quantized(b: Builder, r: SSAValue, zero: SSAValue, elt, floor: str = "range") -> SSAValue:
     """saturate(round_half_even(r) + zero) as `elt`: r clamped to the range
-    shifted by the zero point (its floor 0 with floor="zero": relu), rounded,
-    then the zero point added."""
+    shifted by the zero point (its floor 0 with floor="zero": relu; NaN to
+    the floor), then rounded as MLAS does, by adding ROUNDING_MAGIC and
+    reading the bits (exact in the clamped range), and the zero point added."""
     lo, hi = nn.RANGE[elt]
     zf = b(arith.SIToFPOp, zero, f32)
     low = b.like(0.0, r) if floor == "zero" else b(arith.SubfOp, b.like(float(lo), r), zf)
-    r = b(arith.MinimumfOp, b(arith.MaximumfOp, r, low), b(arith.SubfOp, b.like(float(hi), r), zf))
-    q = b(arith.AddiOp, b(arith.FPToSIOp, b(math.RoundEvenOp, r), i32), zero)
+    high = b(arith.SubfOp, b.like(float(hi), r), zf)
+    r = b.select(b.cmpf("ult", r, low), low, r)  # vmaxps / vminps: no NaN or signed-zero cases to order
+    r = b.select(b.cmpf("ogt", r, high), high, r)
+    bits = b(arith.BitcastOp, b(arith.AddfOp, r, b.like(ROUNDING_MAGIC, r)), i32)
+    q = b(arith.AddiOp, b(arith.SubiOp, bits, b.const(ROUNDING_MAGIC_BITS, i32)), zero)
     return b(arith.TruncIOp, q, elt)
 
 
@@ -71,10 +84,55 @@ def _centered(b: Builder, buf: Buf, index: Sequence[SSAValue], zero: SSAValue) -
     return b(arith.SubiOp, widen(b, b.load(buf, index)), zero)
 
 
+QGEMM_ARGS = [IndexType()] * 3 + [MemRefType(i8, [DYN]), IndexType(), MemRefType(i8, [DYN]), IndexType(),
+              MemRefType(i32, [DYN]), IndexType(), i32, i32, MemRefType(i32, [DYN]), i32, MemRefType(i8, [DYN]),
+              IndexType()]
+
+
+def _bytes(b: Builder, buf: Buf, elt=i8) -> SSAValue:
+    """All of `buf` as a flat memref<?x elt> (the same bytes; the kernel takes pointers)."""
+    static = pymath.prod(d for d in buf.shape if d != DYN) * nn.numpy_dtype(buf.elt).itemsize // (elt.bitwidth // 8)
+    size = b.mul_i(b.batch, static) if DYN in buf.shape else b.idx(static)
+    return b.emit(memref.ReinterpretCastOp.from_dynamic(buf.ref, [b.idx(0)], [size], [1], MemRefType(elt, [DYN])))
+
+
+def qgemm_ready(op: Operation) -> bool:
+    """qmatmul runs on ncc_qgemm: a 2-D rhs (a's leading dimensions are its rows)."""
+    return len(nn.shape_of(op.rhs.type)) == 2 and len(nn.shape_of(op.lhs.type)) >= 1
+
+
+def qgemm_scratch_bytes(op: Operation, threads: int) -> int:
+    """ncc_qgemm's workspace, one part per thread, then the rhs zero points as i32."""
+    if not qgemm_ready(op):
+        return 0
+    k, n = nn.shape_of(op.rhs.type)
+    return threads * qgemm.workspace_bytes(k) + 4 * n + 64
+
+
 def lower_qmatmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
-    """out[..., m, n] = sum_k (a[..., m, k] - a_zero) * (b[..., k, n] - b_zero[n]);
+    """A 2-D rhs: one call of ncc_qgemm over all rows of lhs. Else loops:
+    out[..., m, n] = sum_k (a[..., m, k] - a_zero) * (b[..., k, n] - b_zero[n]),
     batch dimensions broadcast as numpy.matmul's."""
     a, w, az, bz = ins
+    if qgemm_ready(op):
+        k, n = w.shape
+        static = pymath.prod(d for d in a.shape[:-1] if d != DYN)
+        rows = b.mul_i(b.batch, static) if DYN in a.shape[:-1] else b.idx(static)
+        workspace = _bytes(b, b.scratch)
+        zeros = b.emit(memref.ReinterpretCastOp.from_dynamic(
+            b.scratch.ref, [b.idx((b.scratch.shape[0] * 4 - 4 * n - 64) // 4)], [b.idx(n)], [1],
+            MemRefType(i32, [DYN])))
+        per_column = bool(bz.shape)
+        if per_column:
+            b.nest([n], lambda ivs, _: b.store(widen(b, b.load(bz, ivs)), Buf(zeros, (n,), i32), ivs))
+        flags = ((qgemm.A_SIGNED if a.elt == nn.i8 else 0) | (qgemm.B_UNSIGNED if w.elt == nn.ui8 else 0)
+                 | (qgemm.B_ZERO_COLUMNS if per_column else 0))
+        b_zero = b.const(0, i32) if per_column else widen(b, b.load(bz, []))
+        b.externals[qgemm.SYMBOL] = (list(QGEMM_ARGS), [])
+        b.emit(func.CallOp(qgemm.SYMBOL, [rows, b.idx(n), b.idx(k), _bytes(b, a), b.idx(k), _bytes(b, w), b.idx(n),
+                                          _bytes(b, out, i32), b.idx(n), widen(b, b.load(az, [])), b_zero, zeros,
+                                          b.const(flags, i32), workspace, b.idx(b.threads)], []))
+        return
     batch = out.shape[:len(out.shape) - (2 if len(a.shape) > 1 else 1)]
     a_batch = broadcast_map(b, batch, a.shape[:-2])
     w_batch = broadcast_map(b, batch, w.shape[:-2])
@@ -97,10 +155,80 @@ def lower_qmatmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     b.nest(out.shape, body)
 
 
+def qconv_ready(op: Operation) -> bool:
+    """qconv runs on ncc_qgemm: a weight zero point per tensor (the GEMM's A is the weight)."""
+    return nn.shape_of(op.weight_zero.type) == ()
+
+
+def _im2col_parts(op: Operation) -> tuple[int, int]:
+    """(channels x kernel, output positions) of one image's im2col."""
+    kernel, out = nn.shape_of(op.weight.type)[2:], nn.shape_of(op.result.type)[2:]
+    return nn.shape_of(op.input.type)[1] * pymath.prod(kernel), pymath.prod(out)
+
+
+def qconv_scratch_bytes(op: Operation, threads: int) -> int:
+    """One image's im2col (bytes), then ncc_qgemm's workspace, one part per thread."""
+    if not qconv_ready(op):
+        return 0
+    rows, positions = _im2col_parts(op)
+    k = rows // op.params.group
+    return -(-rows * positions // 64) * 64 + threads * qgemm.workspace_bytes(k) + 64
+
+
+def _view(b: Builder, ref: SSAValue, offset: int | SSAValue, size: int, elt) -> SSAValue:
+    """`size` elements of `elt` from element `offset` of ref's bytes (as that type)."""
+    return b.emit(memref.ReinterpretCastOp.from_dynamic(
+        ref, [b.idx(offset) if isinstance(offset, int) else offset], [b.idx(size)], [1], MemRefType(elt, [DYN])))
+
+
+def _qconv_by_gemm(b: Builder, op, out: Buf, x: Buf, w: Buf, xz: Buf, wz: Buf) -> None:
+    """Per image: im2col of x (padding holds the input's zero point, so it
+    counts as 0), then per group one ncc_qgemm, C[Mg, P] = (W_g - w_zero) @
+    (col_g - x_zero): the weight is A, the image B, the result NCHW."""
+    p = op.params
+    m, cg, *kernel = w.shape
+    rows, positions = _im2col_parts(op)
+    groups, mg, k = p.group, m // p.group, cg * pymath.prod(kernel)
+    col_bytes = -(-rows * positions // 64) * 64
+    scratch_bytes = b.scratch.shape[0] * 4
+    shape = (x.shape[1], *kernel, *out.shape[2:])
+    col = Buf(b.emit(memref.ReinterpretCastOp.from_dynamic(b.scratch.ref, [0], list(shape), row_major_strides(shape),
+                                                           MemRefType(x.elt, list(shape)))), shape, x.elt)
+    workspace = _view(b, b.scratch.ref, col_bytes, scratch_bytes - col_bytes, i8)
+    nd = len(kernel)
+    flags = (qgemm.A_SIGNED if w.elt == nn.i8 else 0) | (qgemm.B_UNSIGNED if x.elt == nn.ui8 else 0)
+    b.externals[qgemm.SYMBOL] = (list(QGEMM_ARGS), [])
+    image = pymath.prod(x.shape[1:])
+
+    def one(ivs, _):
+        ni = ivs[0]
+        zero = b.load(xz, [])
+
+        def fill(cko, _):
+            c, ks, os = cko[0], cko[1:1 + nd], cko[1 + nd:]
+            pos, valid = window(b, x.shape[2:], os, ks, p.strides, p.pads, p.dilations)
+            v = b.load(x, [ni, c, *pos])
+            b.store(b.select(valid, v, zero) if valid is not None else v, col, cko)
+        b.nest(list(col.shape), fill)
+        for g in range(groups):
+            b.emit(func.CallOp(qgemm.SYMBOL, [
+                b.idx(mg), b.idx(positions), b.idx(k), _view(b, w.ref, g * mg * k, mg * k, i8), b.idx(k),
+                _view(b, col.ref, g * k * positions, k * positions, i8), b.idx(positions),
+                _view(b, out.ref, b.add_i(b.mul_i(ni, m * positions), g * mg * positions), mg * positions, i32),
+                b.idx(positions), widen(b, b.load(wz, [])), widen(b, zero), _view(b, out.ref, 0, 1, i32),
+                b.const(flags, i32), workspace, b.idx(b.threads)], []))
+    b.nest([out.shape[0]], one)
+
+
 def lower_qconv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
-    """out[n, m, o...] = sum over the group's channels and the kernel of
-    (x at the window - x_zero) * (w[m, c, k...] - w_zero[m]); padding reads 0."""
+    """A weight zero point per tensor: im2col and ncc_qgemm (_qconv_by_gemm).
+    Else loops: out[n, m, o...] = sum over the group's channels and the
+    kernel of (x at the window - x_zero) * (w[m, c, k...] - w_zero[m]);
+    padding reads 0."""
     x, w, xz, wz = ins
+    if qconv_ready(op):
+        _qconv_by_gemm(b, op, out, x, w, xz, wz)
+        return
     p = op.params
     m, cg, *kernel = w.shape
     per_group = m // p.group
@@ -126,6 +254,8 @@ def lower_qconv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     b.nest(out.shape, body)
 
 
+SCRATCH: dict[type, Callable[[Operation, int], int]] = {nn.QmatmulOp: qgemm_scratch_bytes,
+                                                        nn.QconvOp: qconv_scratch_bytes}
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     nn.QuantizeOp: lower_quantize, nn.DequantizeOp: lower_dequantize, nn.RequantizeOp: lower_requantize,
     nn.QmatmulOp: lower_qmatmul, nn.QconvOp: lower_qconv,

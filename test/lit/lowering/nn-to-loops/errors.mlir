@@ -26,7 +26,7 @@ func.func @flatten(%a: tensor<?x4xf32>) -> tensor<?xf32> {
 
 // -----
 
-// CHECK: errors.mlir:[[# @LINE + 1]]:1: error: pass 'lower-to-loops' failed: func.func: argument 0 has element type f16; lower-to-loops supports f32, f64, i8, i32, i64, i1
+// CHECK: errors.mlir:[[# @LINE + 1]]:1: error: pass 'lower-to-loops' failed: func.func: argument 0 has element type f16; lower-to-loops supports f32, f64, i8, ui8, i32, i64, i1
 func.func @half(%a: tensor<4xf16>) -> tensor<4xf16> {
   %0 = nn.relu %a : tensor<4xf16>
   func.return %0 : tensor<4xf16>

@@ -3,11 +3,13 @@
 // transB included): the int8 weight's transpose moves before its
 // dequantize, the matmul runs on the integers, the int32 bias joins the
 // accumulator, and the quantize after the relu is one requantize at the
-// multiplier x_scale * w_scale / y_scale.
+// multiplier x_scale * w_scale / y_scale. The weight's zero points, all 0,
+// become one.
 
 // CHECK-LABEL: func.func @dense(
 // CHECK:         %[[T:.*]] = nn.transpose %w perm [1, 0] : tensor<3x4xi8> -> tensor<4x3xi8>
-// CHECK:         %[[ACC:.*]] = nn.qmatmul %xq, %[[T]], %zx, %zw : tensor<?x4xui8>, tensor<4x3xi8>, tensor<ui8>, tensor<3xi8> -> tensor<?x3xi32>
+// CHECK-NEXT:    %[[Z:.*]] = nn.constant dense<0> : tensor<i8>
+// CHECK-NEXT:    %[[ACC:.*]] = nn.qmatmul %xq, %[[T]], %zx, %[[Z]] : tensor<?x4xui8>, tensor<4x3xi8>, tensor<ui8>, tensor<i8> -> tensor<?x3xi32>
 // CHECK-NEXT:    %[[S:.*]] = nn.mul %sx, %sw : tensor<f32>, tensor<3xf32> -> tensor<3xf32>
 // CHECK:         %[[B:.*]] = nn.add %[[ACC]], %b : tensor<?x3xi32>, tensor<3xi32> -> tensor<?x3xi32>
 // CHECK:         %[[M:.*]] = nn.div %[[S]], %sy : tensor<3xf32>, tensor<f32> -> tensor<3xf32>

@@ -21,7 +21,7 @@ nn.weight @b : tensor<3xf32> = dense<[0.1, 0.2, 0.3]>
 // CHECK:         nn.add %[[Y]], %{{.*}} : tensor<?x3xf32>, tensor<3xf32> -> tensor<?x3xf32>
 
 // INT-LABEL:   func.func @dense(
-// INT:           %[[ACC:.*]] = nn.qmatmul %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x4xui8>, tensor<4x3xi8>, tensor<ui8>, tensor<3xi8> -> tensor<?x3xi32>
+// INT:           %[[ACC:.*]] = nn.qmatmul %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x4xui8>, tensor<4x3xi8>, tensor<ui8>, tensor<i8> -> tensor<?x3xi32>
 // INT:           nn.dequantize %[[ACC]], %{{.*}}, %{{.*}} axis -1 : tensor<?x3xi32>, tensor<3xf32>, tensor<3xi32> -> tensor<?x3xf32>
 // INT-NOT:       nn.matmul
 func.func @dense(%x: tensor<?x4xf32>) -> tensor<?x3xf32> {

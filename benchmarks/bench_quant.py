@@ -1,0 +1,180 @@
+"""int8 models: ncc's integer kernels against ncc's float32 and onnxruntime, in one run.
+
+    python benchmarks/bench_quant.py            # the MLP at batch 64 and 1, the CNN at batch 1 and 16
+    python benchmarks/bench_quant.py --threads 2
+
+MLP 784-512-512-10 (relu, relu, logits; random weights): float32 compiled by
+ncc; quantized by `ncc.quantize` (static, minmax, per channel, int8
+activations; calibration on 8 random batches) and compiled by ncc (its
+matmuls on ncc_qgemm); the same quantized model exported as QDQ and run by
+onnxruntime (which fuses it into its int8 kernels); and onnxruntime's float32.
+
+CNN: a CIFAR-size network (four 3x3 convolutions of 32-128 channels with
+relu, two max pools, a flatten and a linear layer; random weights), quantized
+by onnxruntime's `quantize_static` (QDQ, per channel, int8 and uint8
+activations): ncc and onnxruntime run the same file; their outputs are
+compared in steps of the output's quantization scale.
+
+Every run is on `--threads` threads (ncc's OpenMP team, onnxruntime's intra-op
+pool), outputs compared before anything is timed; a time is the median of
+blocks of calls, per call, from Python. The host line names the CPU, its
+vector width and which int8 kernel ncc chose.
+
+Goals (issue 14; checked here, never in tests): the int8 MLP at batch 64 >= 2x
+ncc's float32 on a VNNI host (>= 1.4x on AVX2), and >= 1.0x onnxruntime on the
+same QDQ model; the quantize_static CNN within one step of onnxruntime's
+outputs and >= 1.0x its speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+import ncc
+from ncc.runtime.engine import host_summary, qgemm_variant
+
+rng = np.random.default_rng(0)
+
+
+def per_call(f, min_block: float = 0.1, blocks: int = 7) -> float:
+    f()
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            f()
+        if time.perf_counter() - t0 >= min_block:
+            break
+        n *= 2
+    times = []
+    for _ in range(blocks):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            f()
+        times.append((time.perf_counter() - t0) / n)
+    return statistics.median(times)
+
+
+def model(name, nodes, inits, input_shape):
+    graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = min(m.ir_version, 10)
+    return m
+
+
+def mlp():
+    sizes = (784, 512, 512, 10)
+    inits, nodes, x = {}, [], "x"
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        inits[f"w{i}"] = (rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(np.float32)
+        inits[f"b{i}"] = (rng.standard_normal(b) * 0.1).astype(np.float32)
+        y = "y" if i == len(sizes) - 2 else f"h{i}"
+        nodes += [helper.make_node("MatMul", [x, f"w{i}"], [f"m{i}"]), helper.make_node("Add", [f"m{i}", f"b{i}"],
+                                                                                        [y if y == "y" else f"a{i}"])]
+        if y != "y":
+            nodes.append(helper.make_node("Relu", [f"a{i}"], [y]))
+        x = y
+    return model("mlp", nodes, inits, ["N", 784])
+
+
+def cnn():
+    inits, nodes, x, c = {}, [], "x", 3
+    for i, (out, pool) in enumerate([(32, False), (64, True), (128, False), (128, True)]):
+        inits[f"k{i}"] = (rng.standard_normal((out, c, 3, 3)) * np.sqrt(2 / (9 * c))).astype(np.float32)
+        inits[f"c{i}"] = (rng.standard_normal(out) * 0.1).astype(np.float32)
+        nodes += [helper.make_node("Conv", [x, f"k{i}", f"c{i}"], [f"v{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"v{i}"], [f"r{i}"])]
+        x, c = f"r{i}", out
+        if pool:
+            nodes.append(helper.make_node("MaxPool", [x], [f"p{i}"], kernel_shape=[2, 2], strides=[2, 2]))
+            x = f"p{i}"
+    nodes.append(helper.make_node("Flatten", [x], ["f"]))
+    inits["wf"] = (rng.standard_normal((10, 128 * 8 * 8)) * 0.01).astype(np.float32)
+    inits["bf"] = np.zeros(10, np.float32)
+    nodes.append(helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1))
+    return model("cnn", nodes, inits, ["N", 3, 32, 32])
+
+
+def session(m, threads):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    return ort.InferenceSession(m.SerializeToString() if not isinstance(m, str) else m, so,
+                                providers=["CPUExecutionProvider"])
+
+
+def bench_mlp(threads: int) -> None:
+    float_model = mlp()
+    module = ncc.import_onnx(float_model)
+    fp32 = ncc.compile(module.clone(), cache=False, threads=threads)
+    ncc.quantize(module, [{"x": rng.standard_normal((64, 784)).astype(np.float32)} for _ in range(8)])
+    int8 = ncc.compile(module, cache=False, threads=threads)
+    ort_int8 = session(ncc.export_onnx(module), threads)
+    ort_fp32 = session(float_model, threads)
+    print(f"\nMLP 784-512-512-10, quantized by ncc.quantize (int8 activations, per-channel weights)")
+    print(f"{'batch':>5}  {'ncc f32':>9}  {'ncc int8':>9}  {'ort int8':>9}  {'ort f32':>9}  "
+          f"{'int8/f32':>8}  {'vs ort int8':>11}  {'max |ncc-ort|':>13}")
+    for batch in (64, 1):
+        x = rng.standard_normal((batch, 784)).astype(np.float32)
+        diff = float(np.abs(int8(x) - ort_int8.run(None, {"x": x})[0]).max())
+        t = [per_call(lambda: fp32(x)), per_call(lambda: int8(x)),
+             per_call(lambda: ort_int8.run(None, {"x": x})), per_call(lambda: ort_fp32.run(None, {"x": x}))]
+        print(f"{batch:>5}  " + "  ".join(f"{v * 1e3:8.3f}m" for v in t)
+              + f"  {t[0] / t[1]:7.2f}x  {t[2] / t[1]:10.2f}x  {diff:13.3g}")
+
+
+def bench_cnn(threads: int) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "cnn.onnx")
+        onnx.save(cnn(), src)
+        batches = [{"x": rng.standard_normal((4, 3, 32, 32)).astype(np.float32)} for _ in range(8)]
+
+        class Reader(CalibrationDataReader):
+            def __init__(self):
+                self.it = iter(batches)
+
+            def get_next(self):
+                return next(self.it, None)
+
+        print(f"\nCNN (4 convs 32-128 ch, 32x32), quantized by onnxruntime's quantize_static (QDQ, per channel)")
+        print(f"{'activations':>11} {'batch':>5}  {'ncc':>9}  {'ort':>9}  {'ncc vs ort':>10}  {'max diff (steps)':>16}")
+        for act in ("QInt8", "QUInt8"):
+            dst = os.path.join(tmp, f"cnn_{act}.onnx")
+            quantize_static(src, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=getattr(QuantType, act), weight_type=QuantType.QInt8)
+            qmodel = onnx.load(dst)
+            step = next(float(numpy_helper.to_array(i)) for n in reversed(qmodel.graph.node)
+                        if n.op_type == "DequantizeLinear" for i in qmodel.graph.initializer if i.name == n.input[1])
+            ours, theirs = ncc.compile(dst, cache=False, threads=threads), session(dst, threads)
+            for batch in (1, 16):
+                x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+                diff = float(np.abs(ours(x) - theirs.run(None, {"x": x})[0]).max()) / step
+                t = [per_call(lambda: ours(x)), per_call(lambda: theirs.run(None, {"x": x}))]
+                print(f"{act:>11} {batch:>5}  " + "  ".join(f"{v * 1e3:8.3f}m" for v in t)
+                      + f"  {t[1] / t[0]:9.2f}x  {diff:16.3g}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    print(f"host: {host_summary()}; int8 kernel: ncc_qgemm {qgemm_variant().tag}; threads: {args.threads}")
+    bench_mlp(args.threads)
+    bench_cnn(args.threads)
+
+
+if __name__ == "__main__":
+    main()

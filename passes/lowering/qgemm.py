@@ -1,0 +1,445 @@
+"""An int8 GEMM accumulating in int32, generated as LLVM IR for the host's
+integer dot-product instructions.
+
+    C[M, N] (i32) = (A[M, K] - a_zero) @ (B[K, N] - b_zero)        row-major bytes
+
+A's and B's bytes are int8 or uint8 (the flags say which); b_zero is one
+value or one per column of B. The structure is gemm.py's (BLIS, MLAS): an MR
+x NR tile of i32 accumulators in vector registers, K streamed through it
+four bytes at a time from packed panels -- per step, NR/lanes vector loads of
+B (each 32-bit lane a column's four consecutive bytes of K), MR broadcasts
+of A's four bytes, MR x NR/lanes dot products:
+
+    vnni    AVX-512 VNNI or AVX-VNNI: one vpdpbusd per vector (u8 x s8,
+            four products summed into each i32 lane, exact)
+    madd    without VNNI: the bytes widened to int16, two vpmaddwd (s16 x
+            s16, pairs summed into i32, exact: no vpmaddubsw, whose int16
+            sums saturate) and two adds per vector
+
+`Variant.for_features` picks the variant and width from the CPU's features:
+AVX-512 VNNI 16 lanes (MR 14), AVX-VNNI 8 (MR 6), AVX-512BW without VNNI 16
+(MR 12), AVX2 8 (MR 4), else SSE2 4 (MR 4); an AVX-512 VNNI host runs and
+tests every variant.
+
+The dot instruction multiplies unsigned bytes by signed ones, so the kernel
+works on a = A (xor 0x80 if int8: + 128) and b = B (xor 0x80 if uint8:
+- 128), their zero points moved the same way: (A - a_zero)(B - b_zero) is
+unchanged. Packing makes the sums of a's rows and b's columns, and the tile
+is stored as sum(a b) - a_zero colsum_b - b_zero (rowsum_a - K a_zero).
+
+Loops around the micro-kernel: MC rows of A packed at a time (the workspace
+does not grow with M), then per NR-column panel of B its K x NR bytes packed
+and the tiles of those rows. With threads > 1 and at least TEAM_MIN_WORK
+multiply-adds, the column panels are split over an OpenMP team (each thread
+its own workspace part); every element is computed by the same operations:
+the results are the same for any thread count.
+
+    void ncc_qgemm(i64 M, i64 N, i64 K, ptr A, i64 lda, ptr B, i64 ldb, ptr C, i64 ldc,
+                   i32 a_zero, i32 b_zero, ptr b_zeros, i32 flags, ptr workspace, i64 threads)
+
+flags: A_SIGNED (A holds int8), B_UNSIGNED (B holds uint8), B_ZERO_COLUMNS
+(b_zeros[j], N i32 values, instead of b_zero). The workspace, 64-byte
+aligned, holds `threads * workspace_bytes(K)` bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llvmlite import ir
+
+from ncc.passes.lowering import openmp
+from ncc.passes.lowering.llvmlite_ir import I32, I64, PTR, carried_loop, const, counted_loop, function_to_define
+from ncc.passes.lowering.llvmlite_ir import lane_mask, minimum, splat
+
+SYMBOL = "ncc_qgemm"
+SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, PTR, I64, PTR, I64, I32, I32, PTR, I32, PTR,
+                                            I64])
+A_SIGNED, B_UNSIGNED, B_ZERO_COLUMNS = 1, 2, 4
+NR_MAX = 32  # the widest panel of any variant
+MC = 168  # rows of A packed at a time (a multiple of every MR)
+TEAM_MIN_WORK = 1 << 21  # multiply-adds below which threads > 1 still runs one thread
+I8, I16 = ir.IntType(8), ir.IntType(16)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How the host computes four-byte dot products, its vector width and the tile."""
+
+    dot: str  # "vnni" | "madd"
+    lanes: int  # i32 lanes per vector
+    mr: int  # rows of the tile
+
+    @property
+    def nr(self) -> int:
+        return 2 * self.lanes
+
+    @property
+    def words(self) -> int:
+        """i32 words of packed A per row and four bytes of K (madd: two int16 pairs)."""
+        return 1 if self.dot == "vnni" else 2
+
+    @property
+    def tag(self) -> str:
+        return f"{self.dot}{32 * self.lanes}"
+
+    @staticmethod
+    def for_features(features: set[str] | frozenset[str]) -> "Variant":
+        if {"avx512vnni", "avx512bw"} <= features:
+            return VARIANTS["vnni512"]
+        if "avxvnni" in features or {"avx512vnni", "avx512vl"} <= features:
+            return VARIANTS["vnni256"]
+        if "avx512bw" in features:
+            return VARIANTS["madd512"]
+        if "avx2" in features:
+            return VARIANTS["madd256"]
+        return VARIANTS["madd128"]
+
+
+VARIANTS = {"vnni512": Variant("vnni", 16, 14), "vnni256": Variant("vnni", 8, 6),
+            "madd512": Variant("madd", 16, 12), "madd256": Variant("madd", 8, 4), "madd128": Variant("madd", 4, 4)}
+REQUIRES = {"vnni512": {"avx512vnni", "avx512bw"}, "vnni256": {"avx512vnni", "avx512vl"},
+            "madd512": {"avx512bw"}, "madd256": {"avx2"}, "madd128": set()}
+assert all(MC % v.mr == 0 and NR_MAX % v.nr == 0 for v in VARIANTS.values())
+
+# LLVM's CPU names by what they have, for code compiled for a named CPU
+# (ncc-translate --emit-llvm --target-cpu); any other name gets SSE2.
+VNNI512_CPUS = ("cascadelake", "cooperlake", "icelake-client", "icelake-server", "tigerlake", "rocketlake",
+                "sapphirerapids", "emeraldrapids", "graniterapids", "graniterapids-d", "znver4", "znver5")
+AVXVNNI_CPUS = ("alderlake", "raptorlake", "meteorlake", "arrowlake", "arrowlake-s", "lunarlake", "gracemont",
+                "sierraforest", "grandridge", "clearwaterforest")
+AVX512BW_CPUS = ("skylake-avx512", "cannonlake", "x86-64-v4")
+
+
+def variant_for_cpu(cpu: str) -> Variant:
+    """The variant of code compiled for the CPU LLVM calls `cpu`."""
+    from ncc.passes.lowering.gemm import AVX2_CPUS, AVX512_CPUS
+
+    features = ({"avx512vnni", "avx512bw"} if cpu in VNNI512_CPUS else {"avxvnni"} if cpu in AVXVNNI_CPUS
+                else {"avx512bw"} if cpu in AVX512BW_CPUS else {"avx2"} if cpu in AVX2_CPUS + AVX512_CPUS else set())
+    return Variant.for_features(features)
+
+
+def quads(k: int) -> int:
+    return -(-k // 4)
+
+
+def workspace_bytes(k: int) -> int:
+    """Bytes of one thread's workspace: MC rows of packed A (and their sums),
+    one packed panel of B (and its column sums), the most any variant uses."""
+    return 4 * (MC * quads(k) * 2 + MC + NR_MAX * quads(k) + 2 * NR_MAX)
+
+
+def _workspace_bytes(b: ir.IRBuilder, k: ir.Value) -> ir.Value:
+    q = b.sdiv(b.add(k, const(3)), const(4))
+    return b.mul(const(4), b.add(b.mul(q, const(2 * MC + NR_MAX)), const(MC + 2 * NR_MAX)))
+
+
+def _byte_at(b: ir.IRBuilder, p: ir.Value, offset: ir.Value) -> ir.Value:
+    return b.gep(p, [offset], inbounds=True, source_etype=I8)
+
+
+def _word_at(b: ir.IRBuilder, p: ir.Value, offset: ir.Value) -> ir.Value:
+    return b.gep(p, [offset], inbounds=True, source_etype=I32)
+
+
+def _intrinsic(module: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+    return module.globals.get(name) or ir.Function(module, ir.FunctionType(ret, args), name)
+
+
+# ---------------------------------------------------------------------------
+# Packing
+
+
+def _pack_a(module: ir.Module, v: Variant) -> ir.Function:
+    """pack_a(A, lda, rows, K, flip, Ap, sums): `rows` (<= MC) rows of A as
+    panels of MR rows, [panel][quad][row][word] (vnni: the quad's four bytes
+    as one word; madd: two words of zero-extended int16 pairs), rows past
+    `rows` zero; sums[r] = the row's sum of bytes. flip: 0x80 to turn int8 into
+    the kernel's unsigned bytes, else 0. A row's whole quads are loaded as
+    words, its last partial quad byte by byte."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64, I64, I64, I8, PTR, PTR]),
+                     f"{SYMBOL}_pack_a_{v.tag}")
+    fn.linkage = "internal"
+    a, lda, rows, k, flip, ap, sums = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    q = b.sdiv(b.add(k, const(3)), const(4))
+    flip32 = b.mul(b.zext(flip, I32), I32(0x01010101))
+    padded = b.mul(b.sdiv(b.add(rows, const(v.mr - 1)), const(v.mr)), const(v.mr))
+
+    def words_of(w: ir.Value) -> list[ir.Value]:
+        if v.dot == "vnni":
+            return [w]
+        return [b.or_(b.and_(w, I32(0xFF)), b.shl(b.and_(w, I32(0xFF00)), I32(8))),
+                b.or_(b.and_(b.lshr(w, I32(16)), I32(0xFF)), b.and_(b.lshr(w, I32(8)), I32(0xFF0000)))]
+
+    with counted_loop(b, const(0), padded, 1, "row") as r:
+        live = b.icmp_signed("<", r, rows)
+        row = _byte_at(b, a, b.mul(b.select(live, r, const(0)), lda))
+        panel_base = b.mul(b.mul(b.sdiv(r, const(v.mr)), q), const(v.mr * v.words))
+        slot = b.srem(r, const(v.mr))
+
+        def store(qi, w):
+            base = b.add(panel_base, b.mul(b.add(b.mul(qi, const(v.mr)), slot), const(v.words)))
+            for i, word in enumerate(words_of(w)):
+                b.store(word, _word_at(b, ap, b.add(base, const(i))))
+
+        whole = b.select(live, b.sdiv(k, const(4)), const(0))
+        with counted_loop(b, const(0), whole, 1, "quad") as qi:
+            word = b.load(b.bitcast(_byte_at(b, row, b.mul(qi, const(4))), I32.as_pointer()), typ=I32, align=1)
+            store(qi, b.xor(word, flip32))
+        with counted_loop(b, whole, q, 1, "tail") as qi:  # the partial quad, and every quad of a row past `rows`
+            word = I32(0)
+            for t in range(4):
+                kk = b.add(b.mul(qi, const(4)), const(t))
+                ok = b.and_(live, b.icmp_signed("<", kk, k))
+                byte = b.xor(b.load(_byte_at(b, row, b.select(ok, kk, const(0))), typ=I8), flip)
+                word = b.or_(word, b.shl(b.zext(b.select(ok, byte, I8(0)), I32), I32(8 * t)))
+            store(qi, word)
+        total = carried_loop(b, const(0), b.select(live, k, const(0)), [I32(0)], lambda kk, acc: [
+            b.add(acc[0], b.zext(b.xor(b.load(_byte_at(b, row, kk), typ=I8), flip), I32))], "sum")[0]
+        b.store(total, _word_at(b, sums, r))
+    b.ret_void()
+    return fn
+
+
+def _pack_b(module: ir.Module, v: Variant) -> ir.Function:
+    """pack_b(B, ldb, j0, N, K, flip, Bp, sums): columns j0 .. j0 + NR of B as
+    [quad][column] words of four bytes (columns past N and bytes past K zero),
+    sums[c] = the column's sum of signed bytes. flip: 0x80 to turn uint8 into
+    the kernel's signed bytes, else 0. Whole groups of `lanes` columns are
+    interleaved with shuffles, the last partial group byte by byte."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64, I64, I64, I64, I8, PTR, PTR]),
+                     f"{SYMBOL}_pack_b_{v.tag}")
+    fn.linkage = "internal"
+    bm, ldb, j0, n, k, flip, bp, sums = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    lanes = v.lanes
+    q = b.sdiv(b.add(k, const(3)), const(4))
+    row_t = ir.VectorType(I8, lanes)
+    flips = splat(b, flip, lanes)
+    zero_row = ir.Constant(row_t, [I8(0)] * lanes)
+    interleave = lane_mask([t * lanes + c for c in range(lanes) for t in range(4)])
+    for g in range(v.nr // lanes):
+        col = b.add(j0, const(g * lanes))
+        whole = b.icmp_signed("<=", b.add(col, const(lanes)), n)
+        with b.if_else(whole) as (vector, scalar):
+            with vector:
+                def quad(qi, carried):
+                    acc, = carried
+                    rows = []
+                    for t in range(4):
+                        kk = b.add(b.mul(qi, const(4)), const(t))
+                        ok = b.icmp_signed("<", kk, k)
+                        p = _byte_at(b, bm, b.add(b.mul(b.select(ok, kk, const(0)), ldb), col))
+                        row = b.xor(b.load(b.bitcast(p, row_t.as_pointer()), typ=row_t, align=1), flips)
+                        row = b.select(ok, row, zero_row)
+                        rows.append(row)
+                        acc = b.add(acc, b.sext(row, ir.VectorType(I32, lanes)))
+                    low = b.shuffle_vector(rows[0], rows[1], lane_mask(list(range(2 * lanes))))
+                    high = b.shuffle_vector(rows[2], rows[3], lane_mask(list(range(2 * lanes))))
+                    words = b.shuffle_vector(low, high, interleave)
+                    dst = _word_at(b, bp, b.add(b.mul(qi, const(v.nr)), const(g * lanes)))
+                    b.store(words, b.bitcast(dst, words.type.as_pointer()), align=4)
+                    return [acc]
+
+                acc, = carried_loop(b, const(0), q, [ir.Constant(ir.VectorType(I32, lanes), [I32(0)] * lanes)],
+                                    quad, f"bquad{g}")
+                b.store(acc, b.bitcast(_word_at(b, sums, const(g * lanes)), acc.type.as_pointer()), align=4)
+            with scalar:
+                with counted_loop(b, const(0), const(lanes), 1, f"bcol{g}") as c:
+                    j = b.add(col, c)
+                    live = b.icmp_signed("<", j, n)
+
+                    def quad_bytes(qi, carried):
+                        total, = carried
+                        word = I32(0)
+                        for t in range(4):
+                            kk = b.add(b.mul(qi, const(4)), const(t))
+                            ok = b.and_(live, b.icmp_signed("<", kk, k))
+                            at = b.select(ok, b.add(b.mul(kk, ldb), j), const(0))
+                            byte = b.select(ok, b.xor(b.load(_byte_at(b, bm, at), typ=I8), flip), I8(0))
+                            total = b.add(total, b.sext(byte, I32))
+                            word = b.or_(word, b.shl(b.zext(byte, I32), I32(8 * t)))
+                        b.store(word, _word_at(b, bp, b.add(b.mul(qi, const(v.nr)), b.add(const(g * lanes), c))))
+                        return [total]
+
+                    total, = carried_loop(b, const(0), q, [I32(0)], quad_bytes, f"bq{g}")
+                    b.store(total, _word_at(b, sums, b.add(const(g * lanes), c)))
+    b.ret_void()
+    return fn
+
+
+# ---------------------------------------------------------------------------
+# The micro-kernel
+
+
+def _dot(module: ir.Module, b: ir.IRBuilder, v: Variant, acc: ir.Value, a_words: list[ir.Value],
+         b_vec: ir.Value, b_halves: list[ir.Value] | None) -> ir.Value:
+    """acc + the four-byte dot products of one row's broadcast A words with a B vector."""
+    vec = ir.VectorType(I32, v.lanes)
+    if v.dot == "vnni":
+        bytes_t = ir.VectorType(I8, 4 * v.lanes)
+        f = _intrinsic(module, f"llvm.x86.avx512.vpdpbusd.{32 * v.lanes}", vec, [vec, bytes_t, bytes_t])
+        return b.call(f, [acc, b.bitcast(splat(b, a_words[0], v.lanes), bytes_t), b_vec])
+    pairs = ir.VectorType(I16, 2 * v.lanes)
+    name = {16: "llvm.x86.avx512.pmaddw.d.512", 8: "llvm.x86.avx2.pmadd.wd", 4: "llvm.x86.sse2.pmadd.wd"}[v.lanes]
+    f = _intrinsic(module, name, vec, [pairs, pairs])
+    for word, half in zip(a_words, b_halves):
+        acc = b.add(acc, b.call(f, [b.bitcast(splat(b, word, v.lanes), pairs), half]))
+    return acc
+
+
+def _micro_kernel(module: ir.Module, v: Variant) -> ir.Function:
+    """tile(Ap, Bp, Q, K, C, ldc, rows, cols, a_zero, a_sums, b_zeros, b_sums): the MR x NR
+    tile of C at C (rows x cols of it stored) from packed panels of Q quads."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64, PTR, I64, I64, I64, I32, PTR, PTR,
+                                                             PTR]), f"{SYMBOL}_tile_{v.tag}")
+    fn.linkage = "internal"
+    ap, bp, q, k, c, ldc, rows, cols, a_zero, a_sums, b_zeros, b_sums = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    vec = ir.VectorType(I32, v.lanes)
+    vectors = v.nr // v.lanes
+    zero = ir.Constant(vec, [I32(0)] * v.lanes)
+    low = lane_mask([4 * (i // 2) + i % 2 for i in range(2 * v.lanes)])  # bytes 0, 1 of each word
+    high = lane_mask([4 * (i // 2) + 2 + i % 2 for i in range(2 * v.lanes)])  # bytes 2, 3
+
+    def step(qi, accs):
+        bytes_t = ir.VectorType(I8, 4 * v.lanes)
+        b_vecs, halves = [], []
+        for j in range(vectors):
+            p = _word_at(b, bp, b.add(b.mul(qi, const(v.nr)), const(j * v.lanes)))
+            bv = b.load(b.bitcast(p, bytes_t.as_pointer()), typ=bytes_t, align=4)
+            b_vecs.append(bv)
+            if v.dot == "madd":
+                halves.append([b.sext(b.shuffle_vector(bv, ir.Constant(bytes_t, ir.Undefined), m),
+                                      ir.VectorType(I16, 2 * v.lanes)) for m in (low, high)])
+        out = []
+        base = b.mul(qi, const(v.mr * v.words))
+        for r in range(v.mr):
+            words = [b.load(_word_at(b, ap, b.add(base, const(r * v.words + w))), typ=I32) for w in range(v.words)]
+            for j in range(vectors):
+                out.append(_dot(module, b, v, accs[r * vectors + j], words, b_vecs[j],
+                                halves[j] if halves else None))
+        return out
+
+    accs = carried_loop(b, const(0), q, [zero] * (v.mr * vectors), step, "k")
+    # C = sum(a b) - a_zero colsum_b - b_zero (rowsum_a - K a_zero)
+    a0 = splat(b, a_zero, v.lanes)
+    k_a0 = b.mul(b.trunc(k, I32), a_zero)
+    for j in range(vectors):
+        sums_j = b.load(b.bitcast(_word_at(b, b_sums, const(j * v.lanes)), vec.as_pointer()), typ=vec, align=4)
+        zeros_j = b.load(b.bitcast(_word_at(b, b_zeros, const(j * v.lanes)), vec.as_pointer()), typ=vec, align=4)
+        col_term = b.mul(a0, sums_j)
+        for r in range(v.mr):
+            with b.if_then(b.icmp_signed("<", const(r), rows)):
+                row_sum = b.sub(b.load(_word_at(b, a_sums, const(r)), typ=I32), k_a0)
+                value = b.sub(b.sub(accs[r * vectors + j], col_term), b.mul(zeros_j, splat(b, row_sum, v.lanes)))
+                dst = _word_at(b, c, b.add(b.mul(const(r), ldc), const(j * v.lanes)))
+                whole = b.icmp_signed(">=", cols, const((j + 1) * v.lanes))
+                with b.if_else(whole) as (full, part):
+                    with full:
+                        b.store(value, b.bitcast(dst, vec.as_pointer()), align=4)
+                    with part:
+                        for lane in range(v.lanes):
+                            with b.if_then(b.icmp_signed("<", const(j * v.lanes + lane), cols)):
+                                b.store(b.extract_element(value, I32(lane)), _word_at(b, dst, const(lane)))
+    b.ret_void()
+    return fn
+
+
+# ---------------------------------------------------------------------------
+# The loops around it
+
+
+def _serial(module: ir.Module, v: Variant) -> ir.Function:
+    """serial(M, N, K, A, lda, B, ldb, C, ldc, a_zero, b_zero, b_zeros, flags, ws, j0, j1):
+    the columns j0 <= j < j1 (whole panels but the last) on one thread."""
+    pack_a, pack_b, tile = _pack_a(module, v), _pack_b(module, v), _micro_kernel(module, v)
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [*SIGNATURE.args[:-1], I64, I64]), f"{SYMBOL}_serial_{v.tag}")
+    fn.linkage = "internal"
+    m, n, k, a, lda, bm, ldb, c, ldc, a_zero, b_zero, b_zeros, flags, ws, j0, j1 = fn.args
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    q = b.sdiv(b.add(k, const(3)), const(4))
+    a_signed = b.icmp_signed("!=", b.and_(flags, I32(A_SIGNED)), I32(0))
+    b_unsigned = b.icmp_signed("!=", b.and_(flags, I32(B_UNSIGNED)), I32(0))
+    per_column = b.icmp_signed("!=", b.and_(flags, I32(B_ZERO_COLUMNS)), I32(0))
+    a_flip = b.select(a_signed, I8(0x80), I8(0))
+    b_flip = b.select(b_unsigned, I8(0x80), I8(0))
+    az = b.select(a_signed, b.add(a_zero, I32(128)), a_zero)  # the zero points moved with the bytes
+    shift = b.select(b_unsigned, I32(128), I32(0))
+    ap = ws
+    a_sums = _word_at(b, ws, b.mul(q, const(MC * 2)))
+    bp = _word_at(b, a_sums, const(MC))
+    b_sums = _word_at(b, bp, b.mul(q, const(NR_MAX)))
+    b_zeros_panel = _word_at(b, b_sums, const(NR_MAX))
+    with counted_loop(b, const(0), m, MC, "mc") as i0:
+        rows = minimum(b, b.sub(m, i0), const(MC))
+        b.call(pack_a, [_byte_at(b, a, b.mul(i0, lda)), lda, rows, k, a_flip, ap, a_sums])
+        with counted_loop(b, j0, j1, v.nr, "nc") as jp:
+            b.call(pack_b, [bm, ldb, jp, n, k, b_flip, bp, b_sums])
+            cols = minimum(b, b.sub(n, jp), const(v.nr))
+            with counted_loop(b, const(0), const(v.nr), 1, "bz") as cz:  # the panel's b zero points, moved
+                j = minimum(b, b.add(jp, cz), b.sub(n, const(1)))
+                given = b.load(_word_at(b, b_zeros, b.select(per_column, j, const(0))), typ=I32)
+                zb = b.select(per_column, given, b_zero)
+                b.store(b.sub(zb, shift), _word_at(b, b_zeros_panel, cz))
+            with counted_loop(b, const(0), rows, v.mr, "mr") as ir_:
+                panel = _word_at(b, ap, b.mul(b.mul(b.sdiv(ir_, const(v.mr)), q), const(v.mr * v.words)))
+                dst = _word_at(b, c, b.add(b.mul(b.add(i0, ir_), ldc), jp))
+                b.call(tile, [panel, bp, q, k, dst, ldc, minimum(b, b.sub(rows, ir_), const(v.mr)), cols, az,
+                              _word_at(b, a_sums, ir_), b_zeros_panel, b_sums])
+    b.ret_void()
+    return fn
+
+
+def _team_body(module: ir.Module, serial: ir.Function, v: Variant) -> ir.Function:
+    """void body(i64 *words): thread t computes its run of whole column panels in its own workspace part."""
+    fn = ir.Function(module, openmp.BODY, serial.name + openmp.TEAM_SUFFIX)
+    fn.linkage = "internal"
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    args = openmp.from_words(b, fn.args[0], SIGNATURE.args[:-1])
+    k, n, ws = args[2], args[1], args[13]
+    tid, team = openmp.thread_and_team(b)
+    panels = b.sdiv(b.add(n, const(v.nr - 1)), const(v.nr))
+    per = b.mul(b.sdiv(b.add(panels, b.sub(team, const(1))), team), const(v.nr))
+    j0 = b.mul(tid, per)
+    j1 = minimum(b, b.add(j0, per), n)
+    with b.if_then(b.icmp_signed("<", j0, j1)):
+        b.call(serial, [*args[:13], _byte_at(b, ws, b.mul(tid, _workspace_bytes(b, k))), j0, j1])
+    b.ret_void()
+    return fn
+
+
+def define_qgemm(module: ir.Module, v: Variant) -> ir.Function:
+    """Define `ncc_qgemm` for variant `v` in `module` (filling in its declaration, if any)."""
+    serial = _serial(module, v)
+    fn = function_to_define(module, SYMBOL, SIGNATURE)
+    args = list(fn.args)
+    m, n, k, threads = args[0], args[1], args[2], args[14]
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    team = minimum(b, threads, b.sdiv(b.add(n, const(v.nr - 1)), const(v.nr)))
+    team = b.select(b.icmp_signed("<", b.mul(b.mul(m, n), k), const(TEAM_MIN_WORK)), const(1), team)
+    with b.if_else(b.icmp_signed(">", team, const(1))) as (parallel, alone):
+        with alone:
+            b.call(serial, [*args[:14], const(0), n])
+        with parallel:
+            openmp.parallel(b, _team_body(module, serial, v), openmp.to_words(b, args[:14]), team)
+    b.ret_void()
+    return fn
+
+
+def qgemm_module(variant: Variant, triple: str = "", data_layout: str = "") -> ir.Module:
+    """An llvmlite module defining ncc_qgemm for `variant` alone (for tests and benchmarks)."""
+    module = ir.Module(name=f"{SYMBOL}_{variant.tag}")
+    module.triple, module.data_layout = triple, data_layout
+    define_qgemm(module, variant)
+    return module
+
+
+def callable_qgemm(address: int):
+    """ncc_qgemm at `address` as a ctypes function (tests and benchmarks call it directly)."""
+    import ctypes
+
+    P, I, W = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
+    return ctypes.CFUNCTYPE(None, I, I, I, P, I, P, I, P, I, W, W, P, W, P, I)(address)
