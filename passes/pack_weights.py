@@ -227,6 +227,14 @@ def _pack_sparse(op: Operation, mask: np.ndarray, module: ModuleOp, tables: list
     return made
 
 
+def _pack_qmatmul(op: Operation) -> list[Operation]:
+    """qmatmul(a, w) -> packed_qmatmul(a, qpack(w)): the int8 GEMM's panels, packed once."""
+    k, n = shape_of(op.rhs.type)
+    pack = nn.QpackOp(op.rhs)
+    return [pack, nn.PackedQmatmulOp(op.lhs, pack.result, op.lhs_zero, op.rhs_zero, k, n,
+                                     op.rhs.type.element_type == nn.ui8)]
+
+
 def _packing(op: Operation, module: ModuleOp, tables: list[nn.WeightOp]):
     """The rewrite of `op` (a function of it) if it reads a weight packed (else
     None); a sparse one adds its index tables to `tables`."""
@@ -238,6 +246,8 @@ def _packing(op: Operation, module: ModuleOp, tables: list[nn.WeightOp]):
         return _pack_matmul
     if isinstance(op, (nn.ConvOp, nn.FusedConvOp)) and transposed_is_cheaper(op) and weight_only(op.operands[1]):
         return _pack_conv
+    if isinstance(op, nn.QmatmulOp) and len(shape_of(op.rhs.type)) == 2 and weight_only(op.rhs):
+        return _pack_qmatmul
     return None
 
 

@@ -211,6 +211,7 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %qz = nn.constant dense<3> : tensor<ui8>
   %qw = nn.constant dense<1> : tensor<2x2xi8>
   %wz = nn.constant dense<0> : tensor<i8>
+  %qpz = nn.constant dense<0> : tensor<i32>
   %qx = nn.quantize %sel, %qs, %qz : tensor<?x2xf32>, tensor<f32>, tensor<ui8> -> tensor<?x2xui8>
   %qm = nn.qmatmul %qx, %qw, %qz, %wz : tensor<?x2xui8>, tensor<2x2xi8>, tensor<ui8>, tensor<i8> -> tensor<?x2xi32>
   %qi = nn.reshape %qx : tensor<?x2xui8> -> tensor<?x2x1x1xui8>
@@ -218,7 +219,11 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %qc = nn.qconv %qi, %qk, %qz, %wz : tensor<?x2x1x1xui8>, tensor<2x2x1x1xi8>, tensor<ui8>, tensor<i8> -> tensor<?x2x1x1xi32>
   %qr = nn.requantize %qm, %qs, %qz activation relu : tensor<?x2xi32>, tensor<f32>, tensor<ui8> -> tensor<?x2xui8>
   %qd = nn.dequantize %qr, %qs, %qz : tensor<?x2xui8>, tensor<f32>, tensor<ui8> -> tensor<?x2xf32>
-  func.return %qd : tensor<?x2xf32>
+  %qp = nn.qpack %qw : tensor<2x2xi8> -> tensor<1x64xi32>
+  %qpm = nn.packed_qmatmul %qx, %qp, %qz, %wz depth 2 columns 2 : tensor<?x2xui8>, tensor<1x64xi32>, tensor<ui8>, tensor<i8> -> tensor<?x2xi32>
+  %qpd = nn.dequantize %qpm, %qs, %qpz : tensor<?x2xi32>, tensor<f32>, tensor<i32> -> tensor<?x2xf32>
+  %qsum = nn.add %qd, %qpd : tensor<?x2xf32>
+  func.return %qsum : tensor<?x2xf32>
 }
 """
 

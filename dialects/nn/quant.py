@@ -5,6 +5,7 @@ requantize step of QLinearMatMul and QLinearConv):
     nn.quantize    y = saturate(round_half_even(x / scale) + zero_point)   f32 -> i8 | ui8
     nn.dequantize  y = (x - zero_point) * scale                            i8 | ui8 | i32 -> f32
     nn.qmatmul     y = (a - a_zero) @ (b - b_zero)                         int8 -> i32
+                   (nn.packed_qmatmul: b prepacked by nn.qpack, for the int8 GEMM)
     nn.qconv       y = conv(x - x_zero, w - w_zero)                        int8 -> i32
     nn.requantize  y = saturate(round_half_even(float(acc) * scale) + zero_point)   i32 -> i8 | ui8
 
@@ -32,6 +33,7 @@ from ncc.dialects.nn.reduce import ReduceMaxOp, ReduceMinOp
 
 
 QUANTIZED = (i8, ui8)  # the element types of quantized data
+QPANEL = 32  # columns of a panel of nn.qpack's layout (the int8 GEMM's widest tile)
 RANGE = {i8: (-128, 127), ui8: (0, 255)}
 REQUANTIZE_ACTIVATIONS = ("identity", "relu")  # relu: the output clamped below at its zero point
 
@@ -247,6 +249,94 @@ def dynamic_parameters(emit: Callable[[Operation], SSAValue], x: SSAValue) -> tu
     return scale, emit(CastOp(emit(UNARY_OPS["round"](zp)), ui8))
 
 
+def quads(k: int) -> int:
+    """Groups of four along K: the int8 kernels take four bytes of K at a time."""
+    return -(-k // 4)
+
+
+def pack_quads(w: np.ndarray) -> np.ndarray:
+    """A [K, N] int8 or uint8 weight packed once for PACKED_B: per panel of
+    QPANEL columns, ceil(K / 4) x QPANEL words (a column's four bytes of K,
+    uint8 turned signed by xor 0x80, zeros past K and N), then the QPANEL
+    columns' sums of those signed bytes: int32 [ceil(N / QPANEL), quads(K) * QPANEL + QPANEL]."""
+    k, n = w.shape
+    q, p = quads(k), -(-n // QPANEL)
+    signed = (w.view(np.uint8) ^ np.uint8(0x80)).view(np.int8) if w.dtype == np.uint8 else w.astype(np.int8)
+    full = np.zeros((4 * q, p * QPANEL), np.int8)
+    full[:k, :n] = signed
+    quads_ = full.reshape(q, 4, p, QPANEL).transpose(2, 0, 3, 1)  # [panel, quad, column, byte]
+    words = np.ascontiguousarray(quads_).view(np.int32).reshape(p, q * QPANEL)
+    sums = full.astype(np.int32).sum(axis=0, dtype=np.int32).reshape(p, QPANEL)
+    return np.concatenate([words, sums], axis=1)
+
+
+def unpack_quads(packed: np.ndarray, k: int, n: int, unsigned: bool) -> np.ndarray:
+    """The [K, N] weight `pack_quads` packed (uint8 again if `unsigned`)."""
+    q = quads(k)
+    p = packed.shape[0]
+    words = np.ascontiguousarray(packed[:, :q * QPANEL]).view(np.int8).reshape(p, q, QPANEL, 4)
+    full = words.transpose(1, 3, 0, 2).reshape(4 * q, p * QPANEL)[:k, :n]
+    return (full.view(np.uint8) ^ np.uint8(0x80)) if unsigned else full.copy()
+
+
+@nn_op
+class QpackOp(NNOp):
+    """A [K, N] int8 or uint8 weight in the int8 GEMM's prepacked layout
+    (`pack_quads`): int32 [ceil(N / 32), ceil(K / 4) * 32 + 32]. An op on a
+    weight: `fold-weights` computes it once (`pack-weights` makes it)."""
+
+    name = "nn.qpack"
+    input = operand_def(TensorType)
+
+    def __init__(self, w: SSAValue | Operation):
+        self._build([w])
+
+    @classmethod
+    def infer(cls, types, p):
+        _need_quantized(types[0], "input")
+        need_rank(types[0], 2, "input [K, N]")
+        k, n = shape_of(types[0])
+        if DYN in (k, n):
+            raise VerifyException(f"input must have a static shape, got {types[0]}")
+        return TensorType(i32, [-(-n // QPANEL), quads(k) * QPANEL + QPANEL])
+
+
+@nn_op
+class PackedQmatmulOp(NNOp):
+    """nn.qmatmul with its 2-D rhs prepacked by nn.qpack (`pack-weights`):
+    the int8 GEMM reads the panels as they are, not packing them per call."""
+
+    name = "nn.packed_qmatmul"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("depth", "int"), Param("columns", "int"),
+                                           Param("rhs_unsigned", "flag", False))
+    lhs = operand_def(TensorType)
+    panels = operand_def(TensorType)
+    lhs_zero = operand_def(TensorType)
+    rhs_zero = operand_def(TensorType)
+
+    def __init__(self, a: SSAValue | Operation, panels: SSAValue | Operation, a_zero: SSAValue | Operation,
+                 b_zero: SSAValue | Operation, depth: int, columns: int, rhs_unsigned: bool = False):
+        self._build([a, panels, a_zero, b_zero], depth=depth, columns=columns, rhs_unsigned=rhs_unsigned)
+
+    @classmethod
+    def infer(cls, types, p):
+        a, panels, az, bz = types
+        _need_quantized(a, "lhs")
+        if az.element_type != a.element_type:
+            raise VerifyException(f"the lhs zero point {az} must have the lhs's element type")
+        need_rank(az, 0, "the lhs zero point (one per tensor)")
+        want = TensorType(i32, [-(-p.columns // QPANEL), quads(p.depth) * QPANEL + QPANEL])
+        if panels != want:
+            raise VerifyException(f"panels must be {want} (nn.qpack of a {p.depth} x {p.columns} weight), got {panels}")
+        if bz.element_type != (ui8 if p.rhs_unsigned else i8) or len(shape_of(bz)) > 1 or \
+                (shape_of(bz) and shape_of(bz)[0] != p.columns):
+            raise VerifyException(f"the rhs zero point must be {'ui8' if p.rhs_unsigned else 'i8'}, one per "
+                                  f"tensor or per column ({p.columns}), got {bz}")
+        if not shape_of(a) or shape_of(a)[-1] not in (p.depth, DYN):
+            raise VerifyException(f"lhs {a} does not end in K = {p.depth}")
+        return TensorType(i32, [*shape_of(a)[:-1], p.columns])
+
+
 # ---------------------------------------------------------------------------
 # Reference semantics: onnxruntime's arithmetic, step by step (f32 division and
 # product, rounding half to even, saturation).
@@ -282,8 +372,13 @@ def _requantize(op, acc, scale, zero):
     return np.maximum(q, zero) if op.params.activation == "relu" else q
 
 
+def _packed_qmatmul(op, a, panels, az, bz):
+    p = op.params
+    return _qmatmul(op, a, unpack_quads(panels, p.depth, p.columns, p.rhs_unsigned), az, bz)
+
+
 REFERENCE: dict[type, Callable[..., np.ndarray]] = {
     QuantizeOp: _quantize, DequantizeOp: _dequantize, QmatmulOp: _qmatmul, QconvOp: _qconv,
-    RequantizeOp: _requantize,
+    RequantizeOp: _requantize, QpackOp: lambda op, w: pack_quads(w), PackedQmatmulOp: _packed_qmatmul,
 }
 

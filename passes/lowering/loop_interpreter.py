@@ -37,6 +37,7 @@ from xdsl.ir import Block, Operation, SSAValue
 from ncc.dialects import nn
 from ncc.dialects.nn.sparse import entry_columns
 from ncc.passes.lowering import gemm, qgemm, spmm
+from ncc.dialects.nn.quant import unpack_quads
 from ncc.passes.lowering.abi import KernelABI
 
 
@@ -273,7 +274,11 @@ def _qgemm(m, n, k, a, lda, bm, ldb, c, ldc, a_zero, b_zero, b_zeros, flags, wor
             raise KernelError(f"{qgemm.SYMBOL}: an operand reaches past its buffer of {buf.size} elements")
         return buf.view(np.int8 if signed else np.uint8)[at].astype(np.int64), at
     x, _ = matrix(a, m, k, lda, flags & qgemm.A_SIGNED)
-    w, _ = matrix(bm, k, n, ldb, not flags & qgemm.B_UNSIGNED)
+    if flags & qgemm.PACKED_B:
+        panels = bm.view(np.uint8).view(np.int32).reshape(-(-n // qgemm.NR_MAX), -1)
+        w = unpack_quads(panels, k, n, bool(flags & qgemm.B_UNSIGNED)).astype(np.int64)
+    else:
+        w, _ = matrix(bm, k, n, ldb, not flags & qgemm.B_UNSIGNED)
     zeros = np.asarray(b_zeros[:n], np.int64) if flags & qgemm.B_ZERO_COLUMNS else b_zero
     _, at = matrix(c, m, n, ldc, True)
     c[at] = ((x - a_zero) @ (w - zeros)).astype(np.int32)

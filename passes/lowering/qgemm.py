@@ -38,7 +38,8 @@ the results are the same for any thread count.
                    i32 a_zero, i32 b_zero, ptr b_zeros, i32 flags, ptr workspace, i64 threads)
 
 flags: A_SIGNED (A holds int8), B_UNSIGNED (B holds uint8), B_ZERO_COLUMNS
-(b_zeros[j], N i32 values, instead of b_zero). The workspace, 64-byte
+(b_zeros[j], N i32 values, instead of b_zero), PACKED_B (B is packed once,
+ahead: nn.qpack's layout, `pack_quads`, ldb unused). The workspace, 64-byte
 aligned, holds `threads * workspace_bytes(K)` bytes.
 """
 
@@ -48,6 +49,8 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
+from ncc.dialects.nn.quant import QPANEL, pack_quads, quads  # noqa: F401 -- pack_quads: PACKED_B's layout
+
 from ncc.passes.lowering import openmp
 from ncc.passes.lowering.llvmlite_ir import I32, I64, PTR, carried_loop, const, counted_loop, function_to_define
 from ncc.passes.lowering.llvmlite_ir import lane_mask, minimum, splat
@@ -55,8 +58,8 @@ from ncc.passes.lowering.llvmlite_ir import lane_mask, minimum, splat
 SYMBOL = "ncc_qgemm"
 SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, PTR, I64, PTR, I64, I32, I32, PTR, I32, PTR,
                                             I64])
-A_SIGNED, B_UNSIGNED, B_ZERO_COLUMNS = 1, 2, 4
-NR_MAX = 32  # the widest panel of any variant
+A_SIGNED, B_UNSIGNED, B_ZERO_COLUMNS, PACKED_B = 1, 2, 4, 8
+NR_MAX = QPANEL  # the widest panel of any variant: a prepacked B's panel (nn.qpack's layout)
 MC = 168  # rows of A packed at a time (a multiple of every MR)
 TEAM_MIN_WORK = 1 << 21  # multiply-adds below which threads > 1 still runs one thread
 I8, I16 = ir.IntType(8), ir.IntType(16)
@@ -118,10 +121,6 @@ def variant_for_cpu(cpu: str) -> Variant:
     features = ({"avx512vnni", "avx512bw"} if cpu in VNNI512_CPUS else {"avxvnni"} if cpu in AVXVNNI_CPUS
                 else {"avx512bw"} if cpu in AVX512BW_CPUS else {"avx2"} if cpu in AVX2_CPUS + AVX512_CPUS else set())
     return Variant.for_features(features)
-
-
-def quads(k: int) -> int:
-    return -(-k // 4)
 
 
 def workspace_bytes(k: int) -> int:
@@ -291,12 +290,12 @@ def _dot(module: ir.Module, b: ir.IRBuilder, v: Variant, acc: ir.Value, a_words:
 
 
 def _micro_kernel(module: ir.Module, v: Variant) -> ir.Function:
-    """tile(Ap, Bp, Q, K, C, ldc, rows, cols, a_zero, a_sums, b_zeros, b_sums): the MR x NR
-    tile of C at C (rows x cols of it stored) from packed panels of Q quads."""
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64, PTR, I64, I64, I64, I32, PTR, PTR,
-                                                             PTR]), f"{SYMBOL}_tile_{v.tag}")
+    """tile(Ap, Bp, bstride, Q, K, C, ldc, rows, cols, a_zero, a_sums, b_zeros, b_sums): the MR x NR
+    tile of C at C (rows x cols of it stored) from packed panels of Q quads (B's: bstride words a quad)."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64, I64, PTR, I64, I64, I64, I32, PTR,
+                                                             PTR, PTR]), f"{SYMBOL}_tile_{v.tag}")
     fn.linkage = "internal"
-    ap, bp, q, k, c, ldc, rows, cols, a_zero, a_sums, b_zeros, b_sums = fn.args
+    ap, bp, bstride, q, k, c, ldc, rows, cols, a_zero, a_sums, b_zeros, b_sums = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     vec = ir.VectorType(I32, v.lanes)
     vectors = v.nr // v.lanes
@@ -308,7 +307,7 @@ def _micro_kernel(module: ir.Module, v: Variant) -> ir.Function:
         bytes_t = ir.VectorType(I8, 4 * v.lanes)
         b_vecs, halves = [], []
         for j in range(vectors):
-            p = _word_at(b, bp, b.add(b.mul(qi, const(v.nr)), const(j * v.lanes)))
+            p = _word_at(b, bp, b.add(b.mul(qi, bstride), const(j * v.lanes)))
             bv = b.load(b.bitcast(p, bytes_t.as_pointer()), typ=bytes_t, align=4)
             b_vecs.append(bv)
             if v.dot == "madd":
@@ -364,6 +363,7 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
     a_signed = b.icmp_signed("!=", b.and_(flags, I32(A_SIGNED)), I32(0))
     b_unsigned = b.icmp_signed("!=", b.and_(flags, I32(B_UNSIGNED)), I32(0))
     per_column = b.icmp_signed("!=", b.and_(flags, I32(B_ZERO_COLUMNS)), I32(0))
+    packed = b.icmp_signed("!=", b.and_(flags, I32(PACKED_B)), I32(0))
     a_flip = b.select(a_signed, I8(0x80), I8(0))
     b_flip = b.select(b_unsigned, I8(0x80), I8(0))
     az = b.select(a_signed, b.add(a_zero, I32(128)), a_zero)  # the zero points moved with the bytes
@@ -377,7 +377,15 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
         rows = minimum(b, b.sub(m, i0), const(MC))
         b.call(pack_a, [_byte_at(b, a, b.mul(i0, lda)), lda, rows, k, a_flip, ap, a_sums])
         with counted_loop(b, j0, j1, v.nr, "nc") as jp:
-            b.call(pack_b, [bm, ldb, jp, n, k, b_flip, bp, b_sums])
+            # B's panel: packed ahead (PACKED_B: its 32-column panel's words, from this column on) or here
+            panel = b.add(b.mul(b.sdiv(jp, const(NR_MAX)), b.add(b.mul(q, const(NR_MAX)), const(NR_MAX))),
+                          b.srem(jp, const(NR_MAX)))
+            given_b = _word_at(b, bm, panel)
+            with b.if_then(b.not_(packed)):
+                b.call(pack_b, [bm, ldb, jp, n, k, b_flip, bp, b_sums])
+            b_panel = b.select(packed, given_b, bp)
+            b_panel_sums = b.select(packed, _word_at(b, given_b, b.mul(q, const(NR_MAX))), b_sums)
+            stride = b.select(packed, const(NR_MAX), const(v.nr))
             cols = minimum(b, b.sub(n, jp), const(v.nr))
             with counted_loop(b, const(0), const(v.nr), 1, "bz") as cz:  # the panel's b zero points, moved
                 j = minimum(b, b.add(jp, cz), b.sub(n, const(1)))
@@ -385,10 +393,10 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
                 zb = b.select(per_column, given, b_zero)
                 b.store(b.sub(zb, shift), _word_at(b, b_zeros_panel, cz))
             with counted_loop(b, const(0), rows, v.mr, "mr") as ir_:
-                panel = _word_at(b, ap, b.mul(b.mul(b.sdiv(ir_, const(v.mr)), q), const(v.mr * v.words)))
+                a_panel = _word_at(b, ap, b.mul(b.mul(b.sdiv(ir_, const(v.mr)), q), const(v.mr * v.words)))
                 dst = _word_at(b, c, b.add(b.mul(b.add(i0, ir_), ldc), jp))
-                b.call(tile, [panel, bp, q, k, dst, ldc, minimum(b, b.sub(rows, ir_), const(v.mr)), cols, az,
-                              _word_at(b, a_sums, ir_), b_zeros_panel, b_sums])
+                b.call(tile, [a_panel, b_panel, stride, q, k, dst, ldc, minimum(b, b.sub(rows, ir_), const(v.mr)),
+                              cols, az, _word_at(b, a_sums, ir_), b_zeros_panel, b_panel_sums])
     b.ret_void()
     return fn
 

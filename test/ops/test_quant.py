@@ -349,6 +349,8 @@ def _qgemm_caller(variant, team_min_work=None):
 
     def call(a, w, a_zero, b_zero, flags, threads=1, lda=None, ldc=None):
         (m, k), n = a.shape, w.shape[1]
+        if flags & qgemm.PACKED_B:  # B as nn.qpack makes it
+            w = qgemm.pack_quads(w)
         lda, ldc = lda or k, ldc or n
         a_rows = np.zeros((m, lda), a.dtype)
         a_rows[:, :k] = a
@@ -366,7 +368,8 @@ def _qgemm_caller(variant, team_min_work=None):
 @pytest.mark.parametrize("variant", ["vnni512", "vnni256", "madd512", "madd256", "madd128"])
 def test_qgemm_variant_matches_numpy(variant):
     """Every signedness and zero-point form; M, N, K around MR, NR, MC and
-    the quad; strided rows; a team of 3 gives the same integers."""
+    the quad; strided rows; B packed ahead (nn.qpack's layout); a team of 3
+    gives the same integers."""
     from ncc.passes.lowering import qgemm
 
     lib, call = _qgemm_caller(variant)  # each library lives as long as its caller is used
@@ -386,6 +389,7 @@ def test_qgemm_variant_matches_numpy(variant):
         np.testing.assert_array_equal(call(a, w, a_zero, b_zero, flags, lda=k + 3, ldc=n + 2), want,
                                       err_msg=f"{variant} {m}x{n}x{k}")
         np.testing.assert_array_equal(team_call(a, w, a_zero, b_zero, flags, threads=3), want)
+        np.testing.assert_array_equal(call(a, w, a_zero, b_zero, flags | qgemm.PACKED_B), want)
 
 
 def test_qgemm_variant_follows_the_features():

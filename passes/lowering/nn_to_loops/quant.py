@@ -97,15 +97,19 @@ def _bytes(b: Builder, buf: Buf, elt=i8) -> SSAValue:
 
 
 def qgemm_ready(op: Operation) -> bool:
-    """qmatmul runs on ncc_qgemm: a 2-D rhs (a's leading dimensions are its rows)."""
-    return len(nn.shape_of(op.rhs.type)) == 2 and len(nn.shape_of(op.lhs.type)) >= 1
+    """qmatmul runs on ncc_qgemm: a 2-D rhs (a's leading dimensions are its rows); packed_qmatmul always."""
+    return isinstance(op, nn.PackedQmatmulOp) or len(nn.shape_of(op.rhs.type)) == 2
+
+
+def _depth_columns(op: Operation) -> tuple[int, int]:
+    return (op.params.depth, op.params.columns) if isinstance(op, nn.PackedQmatmulOp) else nn.shape_of(op.rhs.type)
 
 
 def qgemm_scratch_bytes(op: Operation, threads: int) -> int:
     """ncc_qgemm's workspace, one part per thread, then the rhs zero points as i32."""
     if not qgemm_ready(op):
         return 0
-    k, n = nn.shape_of(op.rhs.type)
+    k, n = _depth_columns(op)
     return threads * qgemm.workspace_bytes(k) + 4 * n + 64
 
 
@@ -115,7 +119,8 @@ def lower_qmatmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     batch dimensions broadcast as numpy.matmul's."""
     a, w, az, bz = ins
     if qgemm_ready(op):
-        k, n = w.shape
+        k, n = _depth_columns(op)
+        packed = isinstance(op, nn.PackedQmatmulOp)
         static = pymath.prod(d for d in a.shape[:-1] if d != DYN)
         rows = b.mul_i(b.batch, static) if DYN in a.shape[:-1] else b.idx(static)
         workspace = _bytes(b, b.scratch)
@@ -125,8 +130,9 @@ def lower_qmatmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         per_column = bool(bz.shape)
         if per_column:
             b.nest([n], lambda ivs, _: b.store(widen(b, b.load(bz, ivs)), Buf(zeros, (n,), i32), ivs))
-        flags = ((qgemm.A_SIGNED if a.elt == nn.i8 else 0) | (qgemm.B_UNSIGNED if w.elt == nn.ui8 else 0)
-                 | (qgemm.B_ZERO_COLUMNS if per_column else 0))
+        unsigned = op.params.rhs_unsigned if packed else w.elt == nn.ui8
+        flags = ((qgemm.A_SIGNED if a.elt == nn.i8 else 0) | (qgemm.B_UNSIGNED if unsigned else 0)
+                 | (qgemm.B_ZERO_COLUMNS if per_column else 0) | (qgemm.PACKED_B if packed else 0))
         b_zero = b.const(0, i32) if per_column else widen(b, b.load(bz, []))
         b.externals[qgemm.SYMBOL] = (list(QGEMM_ARGS), [])
         b.emit(func.CallOp(qgemm.SYMBOL, [rows, b.idx(n), b.idx(k), _bytes(b, a), b.idx(k), _bytes(b, w), b.idx(n),
@@ -255,8 +261,9 @@ def lower_qconv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
 
 SCRATCH: dict[type, Callable[[Operation, int], int]] = {nn.QmatmulOp: qgemm_scratch_bytes,
+                                                        nn.PackedQmatmulOp: qgemm_scratch_bytes,
                                                         nn.QconvOp: qconv_scratch_bytes}
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     nn.QuantizeOp: lower_quantize, nn.DequantizeOp: lower_dequantize, nn.RequantizeOp: lower_requantize,
-    nn.QmatmulOp: lower_qmatmul, nn.QconvOp: lower_qconv,
+    nn.QmatmulOp: lower_qmatmul, nn.PackedQmatmulOp: lower_qmatmul, nn.QconvOp: lower_qconv,
 }
