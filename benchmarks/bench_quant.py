@@ -122,7 +122,7 @@ def bench_mlp(threads: int) -> None:
     int8 = ncc.compile(module, cache=False, threads=threads)
     ort_int8 = session(ncc.export_onnx(module), threads)
     ort_fp32 = session(float_model, threads)
-    print(f"\nMLP 784-512-512-10, quantized by ncc.quantize (int8 activations, per-channel weights)")
+    print("\nMLP 784-512-512-10, quantized by ncc.quantize (int8 activations, per-channel weights)")
     print(f"{'batch':>5}  {'ncc f32':>9}  {'ncc int8':>9}  {'ort int8':>9}  {'ort f32':>9}  "
           f"{'int8/f32':>8}  {'vs ort int8':>11}  {'max |ncc-ort|':>13}")
     for batch in (64, 1):
@@ -149,7 +149,7 @@ def bench_cnn(threads: int) -> None:
             def get_next(self):
                 return next(self.it, None)
 
-        print(f"\nCNN (4 convs 32-128 ch, 32x32), quantized by onnxruntime's quantize_static (QDQ, per channel)")
+        print("\nCNN (4 convs 32-128 ch, 32x32), quantized by onnxruntime's quantize_static (QDQ, per channel)")
         print(f"{'activations':>11} {'batch':>5}  {'ncc':>9}  {'ort':>9}  {'ncc vs ort':>10}  {'max diff (steps)':>16}")
         for act in ("QInt8", "QUInt8"):
             dst = os.path.join(tmp, f"cnn_{act}.onnx")

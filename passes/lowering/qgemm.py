@@ -39,7 +39,7 @@ the results are the same for any thread count.
 
 flags: A_SIGNED (A holds int8), B_UNSIGNED (B holds uint8), B_ZERO_COLUMNS
 (b_zeros[j], N i32 values, instead of b_zero), PACKED_B (B is packed once,
-ahead: nn.qpack's layout, `pack_quads`, ldb unused). The workspace, 64-byte
+ahead: nn.qpack's layout, nn.pack_quads, ldb unused). The workspace, 64-byte
 aligned, holds `threads * workspace_bytes(K)` bytes.
 """
 
@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from ncc.dialects.nn.quant import QPANEL, pack_quads, quads  # noqa: F401 -- pack_quads: PACKED_B's layout
+from ncc.dialects.nn.quant import QPANEL, quads
 
 from ncc.passes.lowering import openmp
 from ncc.passes.lowering.llvmlite_ir import I32, I64, PTR, carried_loop, const, counted_loop, function_to_define

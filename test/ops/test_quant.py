@@ -350,7 +350,7 @@ def _qgemm_caller(variant, team_min_work=None):
     def call(a, w, a_zero, b_zero, flags, threads=1, lda=None, ldc=None):
         (m, k), n = a.shape, w.shape[1]
         if flags & qgemm.PACKED_B:  # B as nn.qpack makes it
-            w = qgemm.pack_quads(w)
+            w = nn.pack_quads(w)
         lda, ldc = lda or k, ldc or n
         a_rows = np.zeros((m, lda), a.dtype)
         a_rows[:, :k] = a

@@ -133,7 +133,7 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         if direct:
             src = flat_view(b, x.ref, b.mul_i(ni, image), image)
         else:
-            _im2col(b, p, x, ni, col, col_floats + outt_floats)
+            im2col(b, p, x, ni, col, col_floats + outt_floats)
             src = flat_view(b, b.scratch.ref, b.idx(0), k * n)
         if transposed:  # out^T = col^T (rows n, read with strides 1, n) @ the packed w^T
             call_gemm(b, [n, m, k, src, 1, n, weight, m, flat_view(b, b.scratch.ref, b.idx(col_floats), m * n), m],
@@ -163,22 +163,24 @@ def phase_floats(x_shape: Sequence[int], strides: Sequence[int]) -> int:
     return _floats(x_shape[1] * pymath.prod(strides) * pymath.prod(-(-h // s) for h, s in zip(x_shape[2:], strides)))
 
 
-def _im2col(b: Builder, p, x: Buf, ni: SSAValue, col: Buf, phases_at: int) -> None:
-    """col[c, k..., o...] = x[n, c, o * stride + k * dilation - pad], 0
-    outside the image: one row of the GEMM operand per channel and kernel
-    offset, along the output positions. At stride 1 a row is a run of the
-    image; at a larger stride the image is first split by phase (scratch
-    floats from `phases_at`, phase_floats of them),
+def im2col(b: Builder, p, x: Buf, ni: SSAValue, col: Buf, phases_at: int, fill: SSAValue | None = None,
+           scratch: SSAValue | None = None) -> None:
+    """col[c, k..., o...] = x[n, c, o * stride + k * dilation - pad], `fill`
+    (default 0) outside the image: one row of the GEMM operand per channel
+    and kernel offset, along the output positions. At stride 1 a row is a run
+    of the image; at a larger stride the image is first split by phase
+    (elements of `scratch`, default the op's, from `phases_at`, phase_floats
+    of them for floats),
         phase[c, r..., i...] = x[n, c, i * stride + r],
     so that each row is a unit-stride run of one phase plane: with
     t = k * dilation - pad, position o reads phase t mod stride at o + t div stride."""
     nd = len(x.shape) - 2
     kernel, positions, spatial = col.shape[1:1 + nd], col.shape[1 + nd:], x.shape[2:]
-    zero = b.const(0, f32)
+    zero = fill if fill is not None else b.const(0, f32)
     strided = any(s > 1 for s in p.strides)
     if strided:
         sizes = [-(-h // s) for h, s in zip(spatial, p.strides)]
-        phase = view(b, b.scratch.ref, phases_at, (x.shape[1], *p.strides, *sizes))
+        phase = view(b, scratch if scratch is not None else b.scratch.ref, phases_at, (x.shape[1], *p.strides, *sizes))
 
         def split(crs, _):
             c, rs = crs[0], crs[1:]
@@ -710,7 +712,7 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         ni = b.add_i(first, j)
         slot = b.add_i(b.mul_i(j, depth * cols), at_col)
         if channel_major:  # col' = im2col's matrix (c, k rows) transposed
-            _im2col(b, p, x, ni, view(b, b.scratch.ref, 0, (c, *kernel, *positions)), _floats(depth * cols))
+            im2col(b, p, x, ni, view(b, b.scratch.ref, 0, (c, *kernel, *positions)), _floats(depth * cols))
             _transpose(b, view(b, b.scratch.ref, 0, (cols, depth)), view(b, b.scratch.ref, slot, (depth, cols)))
         else:  # the channels-last image (col' itself for a 1x1 convolution of stride 1)
             _transpose(b, view(b, x.ref, b.mul_i(ni, c * image), (c, image)),

@@ -19,6 +19,7 @@ from ncc.dialects.nn import DYN
 from ncc.passes.lowering import qgemm
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, Index, broadcast_map, identity_map, map_nest
 from ncc.passes.lowering.nn_to_loops.builder import row_major_strides, window
+from ncc.passes.lowering.nn_to_loops.conv import im2col, phase_floats
 
 
 def _per(buf: Buf, axis: int, rank: int) -> Index:
@@ -172,13 +173,18 @@ def _im2col_parts(op: Operation) -> tuple[int, int]:
     return nn.shape_of(op.input.type)[1] * pymath.prod(kernel), pymath.prod(out)
 
 
+def _phase_bytes(op: Operation) -> int:
+    """An image split by stride phase (im2col's scratch at a stride > 1), in bytes."""
+    return -(-phase_floats(nn.shape_of(op.input.type), op.params.strides) * 4 // 64) * 64
+
+
 def qconv_scratch_bytes(op: Operation, threads: int) -> int:
-    """One image's im2col (bytes), then ncc_qgemm's workspace, one part per thread."""
+    """One image's im2col (bytes), its stride phases, then ncc_qgemm's workspace, one part per thread."""
     if not qconv_ready(op):
         return 0
     rows, positions = _im2col_parts(op)
     k = rows // op.params.group
-    return -(-rows * positions // 64) * 64 + threads * qgemm.workspace_bytes(k) + 64
+    return -(-rows * positions // 64) * 64 + _phase_bytes(op) + threads * qgemm.workspace_bytes(k) + 64
 
 
 def _view(b: Builder, ref: SSAValue, offset: int | SSAValue, size: int, elt) -> SSAValue:
@@ -200,22 +206,17 @@ def _qconv_by_gemm(b: Builder, op, out: Buf, x: Buf, w: Buf, xz: Buf, wz: Buf) -
     shape = (x.shape[1], *kernel, *out.shape[2:])
     col = Buf(b.emit(memref.ReinterpretCastOp.from_dynamic(b.scratch.ref, [0], list(shape), row_major_strides(shape),
                                                            MemRefType(x.elt, list(shape)))), shape, x.elt)
-    workspace = _view(b, b.scratch.ref, col_bytes, scratch_bytes - col_bytes, i8)
-    nd = len(kernel)
+    phases = _phase_bytes(op)
+    scratch = _view(b, b.scratch.ref, 0, scratch_bytes, x.elt)  # the scratch's bytes as x's type
+    workspace = _view(b, b.scratch.ref, col_bytes + phases, scratch_bytes - col_bytes - phases, i8)
     flags = (qgemm.A_SIGNED if w.elt == nn.i8 else 0) | (qgemm.B_UNSIGNED if x.elt == nn.ui8 else 0)
     b.externals[qgemm.SYMBOL] = (list(QGEMM_ARGS), [])
-    image = pymath.prod(x.shape[1:])
 
     def one(ivs, _):
         ni = ivs[0]
         zero = b.load(xz, [])
 
-        def fill(cko, _):
-            c, ks, os = cko[0], cko[1:1 + nd], cko[1 + nd:]
-            pos, valid = window(b, x.shape[2:], os, ks, p.strides, p.pads, p.dilations)
-            v = b.load(x, [ni, c, *pos])
-            b.store(b.select(valid, v, zero) if valid is not None else v, col, cko)
-        b.nest(list(col.shape), fill)
+        im2col(b, p, x, ni, col, col_bytes, fill=zero, scratch=scratch)
         for g in range(groups):
             b.emit(func.CallOp(qgemm.SYMBOL, [
                 b.idx(mg), b.idx(positions), b.idx(k), _view(b, w.ref, g * mg * k, mg * k, i8), b.idx(k),
