@@ -177,3 +177,18 @@ def test_ncc_opt_quantize_with_a_calibration_file(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "ncc.tools.ncc_opt", str(src), "--quantize"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "static quantization needs calibration=<file.npz>" in bad.stderr
+
+
+def test_digits_quantized_lose_at_most_one_point():
+    """examples/quantize_digits.py: the trained MLP and CNN, int8, within a point of float32."""
+    datasets = pytest.importorskip("sklearn.datasets")
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "quantize_digits.py"
+    spec = importlib.util.spec_from_file_location("quantize_digits", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    results = example.quantize_digits(datasets.load_digits())
+    for name, (float_accuracy, int8_accuracy, _, report) in results.items():
+        assert float_accuracy >= 0.95 and int8_accuracy >= float_accuracy - 0.01, (name, float_accuracy, int8_accuracy)
+        assert report.quantized == len(report.decisions) > 0

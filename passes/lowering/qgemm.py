@@ -160,6 +160,7 @@ def _pack_a(module: ir.Module, v: Variant) -> ir.Function:
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64, I64, I64, I8, PTR, PTR]),
                      f"{SYMBOL}_pack_a_{v.tag}")
     fn.linkage = "internal"
+    fn.attributes.add("noinline")  # a loop per MC rows: its own symbol in a profile
     a, lda, rows, k, flip, ap, sums = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     q = b.sdiv(b.add(k, const(3)), const(4))
@@ -211,6 +212,7 @@ def _pack_b(module: ir.Module, v: Variant) -> ir.Function:
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64, I64, I64, I64, I8, PTR, PTR]),
                      f"{SYMBOL}_pack_b_{v.tag}")
     fn.linkage = "internal"
+    fn.attributes.add("noinline")  # a loop per panel: its own symbol in a profile
     bm, ldb, j0, n, k, flip, bp, sums = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     lanes = v.lanes
