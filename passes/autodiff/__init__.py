@@ -40,5 +40,6 @@ from ncc.passes.autodiff.normalization import *  # noqa: F401,F403
 from ncc.passes.autodiff.shape import *  # noqa: F401,F403
 from ncc.passes.autodiff.gather_scatter import *  # noqa: F401,F403
 from ncc.passes.autodiff.resize import *  # noqa: F401,F403
+from ncc.passes.autodiff.quant import *  # noqa: F401,F403
 from ncc.passes.autodiff.engine import *  # noqa: F401,F403
 from ncc.passes.autodiff.engine import VJP  # noqa: F401,E402

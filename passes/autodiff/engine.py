@@ -21,9 +21,9 @@ from ncc.passes.autodiff.core import Backward, MODES, input_names, is_float, nam
 from ncc.passes.autodiff.core import trainable_weights
 from ncc.passes.lowering.nn_to_loops import is_nn_function
 from ncc.passes.autodiff import (conv, elementwise, gather_scatter, matmul, normalization, pool,  # noqa: E501
-    reduce, resize, shape, softmax, sparse)
+    quant, reduce, resize, shape, softmax, sparse)
 FAMILIES = (elementwise, matmul, conv, sparse, pool, reduce, softmax, normalization, shape, gather_scatter,
-            resize)
+            resize, quant)
 # Each op's rule, from its family's VJP table.
 VJP: dict[type, Rule] = {cls: rule for family in FAMILIES for cls, rule in family.VJP.items()}
 
@@ -68,8 +68,8 @@ def _plan(module: ModuleOp, fn: func.FuncOp, frozen: Iterable[str], inputs: bool
 def _active(ops: list[Operation], sources: set[SSAValue], returned: list[SSAValue]) -> set[SSAValue]:
     varied = set(sources)
     for op in ops:
-        if any(o in varied for o in op.operands):
-            varied.update(r for r in op.results if is_float(r))
+        if any(o in varied for o in op.operands):  # a quantize's integers too: straight-through (autodiff/quant.py)
+            varied.update(r for r in op.results if is_float(r) or isinstance(op, nn.QuantizeOp))
     useful = {v for v in returned if v in varied}
     for op in reversed(ops):
         if any(r in useful for r in op.results):
@@ -118,7 +118,9 @@ def _backward(bw: Backward, plan: _Plan, fwd: func.FuncOp, seeds: list[SSAValue 
         for i, (operand, d) in enumerate(zip(op.operands, rule(bw, op, g))):
             if d is None or operand not in bw.active:
                 continue
-            if d.type != operand.type:
+            if d.type != operand.type and not is_float(operand) and shape_of(d.type) == shape_of(operand.type):
+                pass  # a quantized value's straight-through cotangent is a float tensor of its shape
+            elif d.type != operand.type:
                 d = bw.reshape(d, operand.type) if shape_of(d.type) == shape_of(operand.type) else d
                 if not nn.types_compatible(d.type, operand.type):
                     raise NccError.at_op(origin[op], f"internal error: the rule of {op.name} gave a cotangent "

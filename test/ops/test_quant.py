@@ -401,3 +401,47 @@ def test_qgemm_variant_follows_the_features():
     assert V({"avx512f", "avx512bw"}).tag == "madd512" and V(set()).tag == "madd128"
     assert [qgemm.variant_for_cpu(c).tag for c in ("znver5", "alderlake", "skylake-avx512", "znver3", "x86-64")] \
         == ["vnni512", "vnni256", "madd512", "madd256", "madd128"]
+
+
+# ---------------------------------------------------------------------------
+# Autodiff: quantize-dequantize as the clipped straight-through estimator (test_autodiff.py)
+
+
+@pytest.mark.parametrize("per_axis", [False, True])
+def test_vjp_straight_through(per_axis):
+    """d/dx of dequantize(quantize(x)) * w is w where x is representable, 0 where it
+    saturates (torch's fake_quantize's gradient); the weight's gradient is the
+    fake-quantized x; native code and the reference agree."""
+    from ncc.passes.autodiff import differentiate
+
+    scale = np.array([0.5, 0.25, 0.1], np.float32) if per_axis else np.float32(0.5)
+    zero = np.array([10, -5, 0], np.int8) if per_axis else np.int8(10)
+
+    def make(e, x, w):
+        q = e(nn.QuantizeOp(x, e(nn.ConstantOp(scale)), e(nn.ConstantOp(zero)), axis=1))
+        d = e(nn.DequantizeOp(q, e(nn.ConstantOp(scale)), e(nn.ConstantOp(zero)), axis=1))
+        return e(nn.MulOp(d, w))
+
+    module = loop_tests.build([T((4, 3)), T((4, 3))], make, name="f")
+    x = np.array([[0.0, 1.0, -3.0], [60.0, 40.0, 20.0], [-70.0, -30.0, -13.0], [58.7, 33.0, 12.6]], np.float32)
+    w = rng.standard_normal((4, 3)).astype(np.float32)
+    g = rng.standard_normal((4, 3)).astype(np.float32)
+    s, z = np.broadcast_to(scale, (4, 3)), np.broadcast_to(zero, (4, 3)).astype(np.float32)
+    r = x / s + z
+    inside = (r >= -128.5) & (r < 127.5)
+    fake = (np.clip(np.rint(r), -128, 127) - z) * s
+    vjp = module.clone()
+    differentiate(vjp, "f", mode="combined")
+    for got in (ncc.reference.run(vjp, [x, w, g], function="f_vjp")[1:],
+                ncc.compile(vjp, function="f_vjp", cache=False)(x, w, g)[1:]):
+        np.testing.assert_allclose(got[0], np.where(inside, g * w, 0), rtol=1e-6)
+        np.testing.assert_allclose(got[1], g * fake, rtol=1e-6)
+    torch = pytest.importorskip("torch")
+    xt = torch.tensor(x, requires_grad=True)
+    if per_axis:
+        fq = torch.fake_quantize_per_channel_affine(xt, torch.tensor(scale), torch.tensor(zero, dtype=torch.int32),
+                                                    1, -128, 127)
+    else:
+        fq = torch.fake_quantize_per_tensor_affine(xt, float(scale), int(zero), -128, 127)
+    (fq * torch.tensor(w) * torch.tensor(g)).sum().backward()
+    np.testing.assert_allclose(np.where(inside, g * w, 0), xt.grad.numpy(), rtol=1e-6)
