@@ -39,6 +39,10 @@ they follow; the pattern is the mask's, fixed when compiled).
     %wm = nn.mul %w, %m                                    %sv = nn.gather %z, %slice_gather  %cv = nn.gather %z, %column_gather
     %y = nn.fused_matmul %x, %wm, %b activation relu       %y = nn.packed_sparse_matmul %x, %sv, %cv, %steps, ..., %b
 
+An int8 matmul's weight becomes nn.qpack's panels (nn.packed_qmatmul), an
+int8 convolution's nn.qpack_rows's rows (nn.packed_qconv): the layouts the
+int8 GEMM reads as they are (passes/lowering/qgemm.py's PACKED_B, PACKED_A).
+
 `ncc.compile` runs it before fold-weights; training differentiates the
 unpacked model.
 """
@@ -235,6 +239,17 @@ def _pack_qmatmul(op: Operation) -> list[Operation]:
                                      op.rhs.type.element_type == nn.ui8)]
 
 
+def _pack_qconv(op: Operation) -> list[Operation]:
+    """qconv(x, w) -> packed_qconv(x, qpack_rows(reshape(w, [M, C / group x kernel]))): the int8 GEMM's A, packed once."""
+    m, *rest = shape_of(op.weight.type)
+    p = op.params
+    flat = nn.ReshapeOp(op.weight, [m, math.prod(rest)])
+    pack = nn.QpackRowsOp(flat.result)
+    return [flat, pack, nn.PackedQconvOp(op.input, pack.result, op.input_zero, op.weight_zero, rest[1:],
+                                         op.weight.type.element_type == nn.i8, strides=p.strides, pads=p.pads,
+                                         dilations=p.dilations, group=p.group)]
+
+
 def _packing(op: Operation, module: ModuleOp, tables: list[nn.WeightOp]):
     """The rewrite of `op` (a function of it) if it reads a weight packed (else
     None); a sparse one adds its index tables to `tables`."""
@@ -248,6 +263,8 @@ def _packing(op: Operation, module: ModuleOp, tables: list[nn.WeightOp]):
         return _pack_conv
     if isinstance(op, nn.QmatmulOp) and len(shape_of(op.rhs.type)) == 2 and weight_only(op.rhs):
         return _pack_qmatmul
+    if isinstance(op, nn.QconvOp) and not shape_of(op.weight_zero.type) and weight_only(op.weight):
+        return _pack_qconv
     return None
 
 

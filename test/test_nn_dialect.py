@@ -222,6 +222,9 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %qp = nn.qpack %qw : tensor<2x2xi8> -> tensor<1x64xi32>
   %qpm = nn.packed_qmatmul %qx, %qp, %qz, %wz depth 2 columns 2 : tensor<?x2xui8>, tensor<1x64xi32>, tensor<ui8>, tensor<i8> -> tensor<?x2xi32>
   %qpd = nn.dequantize %qpm, %qs, %qpz : tensor<?x2xi32>, tensor<f32>, tensor<i32> -> tensor<?x2xf32>
+  %qkr = nn.reshape %qk : tensor<2x2x1x1xi8> -> tensor<2x2xi8>
+  %qrows = nn.qpack_rows %qkr : tensor<2x2xi8> -> tensor<2x2xi32>
+  %qpc = nn.packed_qconv %qi, %qrows, %qz, %wz kernel [1, 1] weight_signed : tensor<?x2x1x1xui8>, tensor<2x2xi32>, tensor<ui8>, tensor<i8> -> tensor<?x2x1x1xi32>
   %qsum = nn.add %qd, %qpd : tensor<?x2xf32>
   func.return %qsum : tensor<?x2xf32>
 }

@@ -7,6 +7,7 @@ requantize step of QLinearMatMul and QLinearConv):
     nn.qmatmul     y = (a - a_zero) @ (b - b_zero)                         int8 -> i32
                    (nn.packed_qmatmul: b prepacked by nn.qpack, for the int8 GEMM)
     nn.qconv       y = conv(x - x_zero, w - w_zero)                        int8 -> i32
+                   (nn.packed_qconv: w prepacked by nn.qpack_rows)
     nn.requantize  y = saturate(round_half_even(float(acc) * scale) + zero_point)   i32 -> i8 | ui8
 
 A scale and zero point are one per tensor (rank 0) or one per index of `axis`
@@ -16,6 +17,7 @@ QLinearConv adds it; `pack-weights` and the lowering fuse the chain."""
 
 from __future__ import annotations
 
+import math
 from typing import Callable, ClassVar, Sequence
 
 import numpy as np
@@ -270,6 +272,26 @@ def pack_quads(w: np.ndarray) -> np.ndarray:
     return np.concatenate([words, sums], axis=1)
 
 
+def pack_rows(w: np.ndarray) -> np.ndarray:
+    """An [M, K] int8 or uint8 weight packed once as the int8 GEMM's A (PACKED_A,
+    nn.qpack_rows): per row, its bytes four at a time as words (int8 turned
+    unsigned by xor 0x80, zeros past K), then the row's sum of those bytes:
+    int32 [M, ceil(K / 4) + 1]."""
+    m, k = w.shape
+    q = quads(k)
+    unsigned = w.astype(np.uint8) if w.dtype == np.uint8 else (w.view(np.uint8) ^ np.uint8(0x80))
+    full = np.zeros((m, 4 * q), np.uint8)
+    full[:, :k] = unsigned
+    sums = full.astype(np.int32).sum(axis=1, dtype=np.int32)[:, None]
+    return np.concatenate([full.view(np.int32), sums], axis=1)
+
+
+def unpack_rows(packed: np.ndarray, k: int, signed: bool) -> np.ndarray:
+    """The [M, K] weight `pack_rows` packed (int8 again if `signed`)."""
+    full = np.ascontiguousarray(packed[:, :-1]).view(np.uint8)[:, :k]
+    return (full ^ np.uint8(0x80)).view(np.int8) if signed else full.copy()
+
+
 def unpack_quads(packed: np.ndarray, k: int, n: int, unsigned: bool) -> np.ndarray:
     """The [K, N] weight `pack_quads` packed (uint8 again if `unsigned`)."""
     q = quads(k)
@@ -337,6 +359,74 @@ class PackedQmatmulOp(NNOp):
         return TensorType(i32, [*shape_of(a)[:-1], p.columns])
 
 
+@nn_op
+class QpackRowsOp(NNOp):
+    """A [M, K] int8 or uint8 weight as the int8 GEMM's prepacked A (`pack_rows`):
+    int32 [M, ceil(K / 4) + 1]. An op on a weight: `fold-weights` computes it once."""
+
+    name = "nn.qpack_rows"
+    input = operand_def(TensorType)
+
+    def __init__(self, w: SSAValue | Operation):
+        self._build([w])
+
+    @classmethod
+    def infer(cls, types, p):
+        _need_quantized(types[0], "input")
+        need_rank(types[0], 2, "input [M, K]")
+        m, k = shape_of(types[0])
+        if DYN in (m, k):
+            raise VerifyException(f"input must have a static shape, got {types[0]}")
+        return TensorType(i32, [m, quads(k) + 1])
+
+
+@nn_op
+class PackedQconvOp(NNOp):
+    """nn.qconv with its weight prepacked by nn.qpack_rows (`pack-weights`):
+    [M, C / group x kernel] rows, the int8 GEMM's A read as it is."""
+
+    name = "nn.packed_qconv"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("kernel", "ints"), Param("weight_signed", "flag", False),
+                                           *CONV_PARAMS)
+    input = operand_def(TensorType)
+    rows = operand_def(TensorType)
+    input_zero = operand_def(TensorType)
+    weight_zero = operand_def(TensorType)
+
+    def __init__(self, x: SSAValue | Operation, rows: SSAValue | Operation, x_zero: SSAValue | Operation,
+                 w_zero: SSAValue | Operation, kernel: Sequence[int], weight_signed: bool, *,
+                 strides: Sequence[int] | None = None, pads: Sequence[int] | None = None,
+                 dilations: Sequence[int] | None = None, group: int | None = None):
+        self._build([x, rows, x_zero, w_zero], kernel=kernel, weight_signed=weight_signed, strides=strides,
+                    pads=pads, dilations=dilations, group=group)
+
+    def weight_type(self) -> TensorType:
+        """The [M, C / group, kernel...] weight the rows hold."""
+        return _rows_weight(shape_of(self.input.type), shape_of(self.rows.type), self.params)
+
+    @classmethod
+    def infer(cls, types, p):
+        x, rows, xz, wz = types
+        _need_quantized(x, "input")
+        if xz.element_type != x.element_type:
+            raise VerifyException(f"the input zero point {xz} must have the input's element type")
+        need_rank(xz, 0, "the input zero point (one per tensor)")
+        need_rank(wz, 0, "the weight zero point (one per tensor)")
+        if wz.element_type != (i8 if p.weight_signed else ui8):
+            raise VerifyException(f"the weight zero point must be {'i8' if p.weight_signed else 'ui8'}, got {wz}")
+        need_rank(rows, 2, "rows [M, ceil(K / 4) + 1]")
+        w = _rows_weight(shape_of(x), shape_of(rows), p)
+        want = TensorType(i32, [shape_of(w)[0], quads(math.prod(shape_of(w)[1:])) + 1])
+        if rows != want:
+            raise VerifyException(f"rows must be {want} (nn.qpack_rows of the weight {w}), got {rows}")
+        return TensorType(i32, conv_shape(x, w, p))
+
+
+def _rows_weight(x: Sequence[int], rows: Sequence[int], p) -> TensorType:
+    c = x[1] if len(x) > 1 else DYN
+    return TensorType(i8, [rows[0], c // p.group if c != DYN and p.group else DYN, *p.kernel])
+
+
 # ---------------------------------------------------------------------------
 # Reference semantics: onnxruntime's arithmetic, step by step (f32 division and
 # product, rounding half to even, saturation).
@@ -377,8 +467,15 @@ def _packed_qmatmul(op, a, panels, az, bz):
     return _qmatmul(op, a, unpack_quads(panels, p.depth, p.columns, p.rhs_unsigned), az, bz)
 
 
+def _packed_qconv(op, x, rows, xz, wz):
+    w_shape = shape_of(op.weight_type())
+    w = unpack_rows(rows, math.prod(w_shape[1:]), op.params.weight_signed).reshape(w_shape)
+    return _qconv(op, x, w, xz, wz)
+
+
 REFERENCE: dict[type, Callable[..., np.ndarray]] = {
     QuantizeOp: _quantize, DequantizeOp: _dequantize, QmatmulOp: _qmatmul, QconvOp: _qconv,
     RequantizeOp: _requantize, QpackOp: lambda op, w: pack_quads(w), PackedQmatmulOp: _packed_qmatmul,
+    QpackRowsOp: lambda op, w: pack_rows(w), PackedQconvOp: _packed_qconv,
 }
 

@@ -37,7 +37,7 @@ from xdsl.ir import Block, Operation, SSAValue
 from ncc.dialects import nn
 from ncc.dialects.nn.sparse import entry_columns
 from ncc.passes.lowering import gemm, qgemm, spmm
-from ncc.dialects.nn.quant import unpack_quads
+from ncc.dialects.nn.quant import unpack_quads, unpack_rows
 from ncc.passes.lowering.abi import KernelABI
 
 
@@ -273,7 +273,11 @@ def _qgemm(m, n, k, a, lda, bm, ldb, c, ldc, a_zero, b_zero, b_zeros, flags, wor
         if at.size and at.max() >= buf.size:
             raise KernelError(f"{qgemm.SYMBOL}: an operand reaches past its buffer of {buf.size} elements")
         return buf.view(np.int8 if signed else np.uint8)[at].astype(np.int64), at
-    x, _ = matrix(a, m, k, lda, flags & qgemm.A_SIGNED)
+    if flags & qgemm.PACKED_A:
+        rows = a.view(np.uint8).view(np.int32).reshape(m, -1)
+        x = unpack_rows(rows, k, bool(flags & qgemm.A_SIGNED)).astype(np.int64)
+    else:
+        x, _ = matrix(a, m, k, lda, flags & qgemm.A_SIGNED)
     if flags & qgemm.PACKED_B:
         panels = bm.view(np.uint8).view(np.int32).reshape(-(-n // qgemm.NR_MAX), -1)
         w = unpack_quads(panels, k, n, bool(flags & qgemm.B_UNSIGNED)).astype(np.int64)

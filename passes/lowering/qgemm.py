@@ -39,7 +39,9 @@ the results are the same for any thread count.
 
 flags: A_SIGNED (A holds int8), B_UNSIGNED (B holds uint8), B_ZERO_COLUMNS
 (b_zeros[j], N i32 values, instead of b_zero), PACKED_B (B is packed once,
-ahead: nn.qpack's layout, nn.pack_quads, ldb unused). The workspace, 64-byte
+ahead: nn.qpack's layout, nn.pack_quads, ldb unused), PACKED_A (A is packed
+once, ahead: nn.qpack_rows's layout, nn.pack_rows, lda unused; the VNNI
+variants read its whole panels of MR rows in place). The workspace, 64-byte
 aligned, holds `threads * workspace_bytes(K)` bytes.
 """
 
@@ -58,7 +60,7 @@ from ncc.passes.lowering.llvmlite_ir import lane_mask, minimum, splat
 SYMBOL = "ncc_qgemm"
 SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, PTR, I64, PTR, I64, I32, I32, PTR, I32, PTR,
                                             I64])
-A_SIGNED, B_UNSIGNED, B_ZERO_COLUMNS, PACKED_B = 1, 2, 4, 8
+A_SIGNED, B_UNSIGNED, B_ZERO_COLUMNS, PACKED_B, PACKED_A = 1, 2, 4, 8, 16
 NR_MAX = QPANEL  # the widest panel of any variant: a prepacked B's panel (nn.qpack's layout)
 MC = 168  # rows of A packed at a time (a multiple of every MR)
 TEAM_MIN_WORK = 1 << 21  # multiply-adds below which threads > 1 still runs one thread
@@ -188,14 +190,16 @@ def _pack_a(module: ir.Module, v: Variant) -> ir.Function:
         with counted_loop(b, const(0), whole, 1, "quad") as qi:
             word = b.load(b.bitcast(_byte_at(b, row, b.mul(qi, const(4))), I32.as_pointer()), typ=I32, align=1)
             store(qi, b.xor(word, flip32))
-        with counted_loop(b, whole, q, 1, "tail") as qi:  # the partial quad, and every quad of a row past `rows`
+        with counted_loop(b, whole, b.select(live, q, const(0)), 1, "tail") as qi:  # the partial quad
             word = I32(0)
             for t in range(4):
                 kk = b.add(b.mul(qi, const(4)), const(t))
-                ok = b.and_(live, b.icmp_signed("<", kk, k))
+                ok = b.icmp_signed("<", kk, k)
                 byte = b.xor(b.load(_byte_at(b, row, b.select(ok, kk, const(0))), typ=I8), flip)
                 word = b.or_(word, b.shl(b.zext(b.select(ok, byte, I8(0)), I32), I32(8 * t)))
             store(qi, word)
+        with counted_loop(b, b.select(live, q, const(0)), q, 1, "pad") as qi:  # a row past `rows`: zeros
+            store(qi, I32(0))
         total = carried_loop(b, const(0), b.select(live, k, const(0)), [I32(0)], lambda kk, acc: [
             b.add(acc[0], b.zext(b.xor(b.load(_byte_at(b, row, kk), typ=I8), flip), I32))], "sum")[0]
         b.store(total, _word_at(b, sums, r))
@@ -292,12 +296,14 @@ def _dot(module: ir.Module, b: ir.IRBuilder, v: Variant, acc: ir.Value, a_words:
 
 
 def _micro_kernel(module: ir.Module, v: Variant) -> ir.Function:
-    """tile(Ap, Bp, bstride, Q, K, C, ldc, rows, cols, a_zero, a_sums, b_zeros, b_sums): the MR x NR
-    tile of C at C (rows x cols of it stored) from packed panels of Q quads (B's: bstride words a quad)."""
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, PTR, I64, I64, I64, PTR, I64, I64, I64, I32, PTR,
-                                                             PTR, PTR]), f"{SYMBOL}_tile_{v.tag}")
+    """tile(Ap, a_qstride, a_rstride, Bp, bstride, Q, K, C, ldc, rows, cols, a_zero, a_sums, a_sum_stride,
+    b_zeros, b_sums): the MR x NR tile of C at C (rows x cols of it stored) from panels of Q quads: A's
+    words of row r and quad q at r * a_rstride + q * a_qstride, B's a quad every bstride words."""
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64, I64, PTR, I64, I64, I64, PTR, I64, I64, I64,
+                                                             I32, PTR, I64, PTR, PTR]), f"{SYMBOL}_tile_{v.tag}")
     fn.linkage = "internal"
-    ap, bp, bstride, q, k, c, ldc, rows, cols, a_zero, a_sums, b_zeros, b_sums = fn.args
+    (ap, a_qstride, a_rstride, bp, bstride, q, k, c, ldc, rows, cols, a_zero, a_sums, a_sum_stride, b_zeros,
+     b_sums) = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     vec = ir.VectorType(I32, v.lanes)
     vectors = v.nr // v.lanes
@@ -316,9 +322,10 @@ def _micro_kernel(module: ir.Module, v: Variant) -> ir.Function:
                 halves.append([b.sext(b.shuffle_vector(bv, ir.Constant(bytes_t, ir.Undefined), m),
                                       ir.VectorType(I16, 2 * v.lanes)) for m in (low, high)])
         out = []
-        base = b.mul(qi, const(v.mr * v.words))
+        base = b.mul(qi, a_qstride)
         for r in range(v.mr):
-            words = [b.load(_word_at(b, ap, b.add(base, const(r * v.words + w))), typ=I32) for w in range(v.words)]
+            at = b.add(base, b.mul(const(r), a_rstride))
+            words = [b.load(_word_at(b, ap, b.add(at, const(w))), typ=I32) for w in range(v.words)]
             for j in range(vectors):
                 out.append(_dot(module, b, v, accs[r * vectors + j], words, b_vecs[j],
                                 halves[j] if halves else None))
@@ -334,7 +341,7 @@ def _micro_kernel(module: ir.Module, v: Variant) -> ir.Function:
         col_term = b.mul(a0, sums_j)
         for r in range(v.mr):
             with b.if_then(b.icmp_signed("<", const(r), rows)):
-                row_sum = b.sub(b.load(_word_at(b, a_sums, const(r)), typ=I32), k_a0)
+                row_sum = b.sub(b.load(_word_at(b, a_sums, b.mul(const(r), a_sum_stride)), typ=I32), k_a0)
                 value = b.sub(b.sub(accs[r * vectors + j], col_term), b.mul(zeros_j, splat(b, row_sum, v.lanes)))
                 dst = _word_at(b, c, b.add(b.mul(const(r), ldc), const(j * v.lanes)))
                 whole = b.icmp_signed(">=", cols, const((j + 1) * v.lanes))
@@ -375,9 +382,17 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
     bp = _word_at(b, a_sums, const(MC))
     b_sums = _word_at(b, bp, b.mul(q, const(NR_MAX)))
     b_zeros_panel = _word_at(b, b_sums, const(NR_MAX))
+    packed_a = b.icmp_signed("!=", b.and_(flags, I32(PACKED_A)), I32(0))
+    row_words = b.add(q, const(1))  # a prepacked A's row: its quads, then its sum
     with counted_loop(b, const(0), m, MC, "mc") as i0:
         rows = minimum(b, b.sub(m, i0), const(MC))
-        b.call(pack_a, [_byte_at(b, a, b.mul(i0, lda)), lda, rows, k, a_flip, ap, a_sums])
+        # rows [0, full) read in place (a prepacked A's whole panels, VNNI), the rest packed here
+        full = b.mul(b.sdiv(rows, const(v.mr)), const(v.mr)) if v.dot == "vnni" else const(0)
+        full = b.select(packed_a, full, const(0))
+        first = b.add(i0, full)
+        src = b.select(packed_a, _word_at(b, a, b.mul(first, row_words)), _byte_at(b, a, b.mul(first, lda)))
+        b.call(pack_a, [src, b.select(packed_a, b.mul(row_words, const(4)), lda), b.sub(rows, full),
+                        b.select(packed_a, b.mul(q, const(4)), k), b.select(packed_a, I8(0), a_flip), ap, a_sums])
         with counted_loop(b, j0, j1, v.nr, "nc") as jp:
             # B's panel: packed ahead (PACKED_B: its 32-column panel's words, from this column on) or here
             panel = b.add(b.mul(b.sdiv(jp, const(NR_MAX)), b.add(b.mul(q, const(NR_MAX)), const(NR_MAX))),
@@ -395,10 +410,17 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
                 zb = b.select(per_column, given, b_zero)
                 b.store(b.sub(zb, shift), _word_at(b, b_zeros_panel, cz))
             with counted_loop(b, const(0), rows, v.mr, "mr") as ir_:
-                a_panel = _word_at(b, ap, b.mul(b.mul(b.sdiv(ir_, const(v.mr)), q), const(v.mr * v.words)))
+                direct = b.icmp_signed("<", ir_, full)
+                in_place = _word_at(b, a, b.mul(b.add(i0, ir_), row_words))
+                packed_rows = b.sub(ir_, full)
+                a_panel = b.select(direct, in_place, _word_at(b, ap, b.mul(b.mul(b.sdiv(packed_rows, const(v.mr)), q),
+                                                                          const(v.mr * v.words))))
+                sums = b.select(direct, _word_at(b, in_place, q), _word_at(b, a_sums, packed_rows))
                 dst = _word_at(b, c, b.add(b.mul(b.add(i0, ir_), ldc), jp))
-                b.call(tile, [a_panel, b_panel, stride, q, k, dst, ldc, minimum(b, b.sub(rows, ir_), const(v.mr)),
-                              cols, az, _word_at(b, a_sums, ir_), b_zeros_panel, b_panel_sums])
+                b.call(tile, [a_panel, b.select(direct, const(1), const(v.mr * v.words)),
+                              b.select(direct, row_words, const(v.words)), b_panel, stride, q, k, dst, ldc,
+                              minimum(b, b.sub(rows, ir_), const(v.mr)), cols, az, sums,
+                              b.select(direct, row_words, const(1)), b_zeros_panel, b_panel_sums])
     b.ret_void()
     return fn
 

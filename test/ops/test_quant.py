@@ -352,8 +352,11 @@ def _qgemm_caller(variant, team_min_work=None):
         if flags & qgemm.PACKED_B:  # B as nn.qpack makes it
             w = nn.pack_quads(w)
         lda, ldc = lda or k, ldc or n
-        a_rows = np.zeros((m, lda), a.dtype)
-        a_rows[:, :k] = a
+        if flags & qgemm.PACKED_A:  # A as nn.qpack_rows makes it (its own row stride)
+            a_rows = nn.pack_rows(a)
+        else:
+            a_rows = np.zeros((m, lda), a.dtype)
+            a_rows[:, :k] = a
         c = np.full((m, ldc), 7, np.int32)
         zeros = np.asarray(b_zero, np.int32).reshape(-1)
         ws = np.zeros(threads * qgemm.workspace_bytes(k) + 64, np.uint8)
@@ -368,8 +371,8 @@ def _qgemm_caller(variant, team_min_work=None):
 @pytest.mark.parametrize("variant", ["vnni512", "vnni256", "madd512", "madd256", "madd128"])
 def test_qgemm_variant_matches_numpy(variant):
     """Every signedness and zero-point form; M, N, K around MR, NR, MC and
-    the quad; strided rows; B packed ahead (nn.qpack's layout); a team of 3
-    gives the same integers."""
+    the quad; strided rows; B and A packed ahead (nn.qpack's and
+    nn.qpack_rows's layouts); a team of 3 gives the same integers."""
     from ncc.passes.lowering import qgemm
 
     lib, call = _qgemm_caller(variant)  # each library lives as long as its caller is used
@@ -390,6 +393,8 @@ def test_qgemm_variant_matches_numpy(variant):
                                       err_msg=f"{variant} {m}x{n}x{k}")
         np.testing.assert_array_equal(team_call(a, w, a_zero, b_zero, flags, threads=3), want)
         np.testing.assert_array_equal(call(a, w, a_zero, b_zero, flags | qgemm.PACKED_B), want)
+        np.testing.assert_array_equal(call(a, w, a_zero, b_zero, flags | qgemm.PACKED_A | qgemm.PACKED_B), want)
+        np.testing.assert_array_equal(team_call(a, w, a_zero, b_zero, flags | qgemm.PACKED_A, threads=2), want)
 
 
 def test_qgemm_variant_follows_the_features():

@@ -167,9 +167,13 @@ def qconv_ready(op: Operation) -> bool:
     return nn.shape_of(op.weight_zero.type) == ()
 
 
+def _weight_shape(op: Operation) -> tuple[int, ...]:
+    return nn.shape_of(op.weight_type() if isinstance(op, nn.PackedQconvOp) else op.weight.type)
+
+
 def _im2col_parts(op: Operation) -> tuple[int, int]:
     """(channels x kernel, output positions) of one image's im2col."""
-    kernel, out = nn.shape_of(op.weight.type)[2:], nn.shape_of(op.result.type)[2:]
+    kernel, out = _weight_shape(op)[2:], nn.shape_of(op.result.type)[2:]
     return nn.shape_of(op.input.type)[1] * pymath.prod(kernel), pymath.prod(out)
 
 
@@ -198,7 +202,8 @@ def _qconv_by_gemm(b: Builder, op, out: Buf, x: Buf, w: Buf, xz: Buf, wz: Buf) -
     counts as 0), then per group one ncc_qgemm, C[Mg, P] = (W_g - w_zero) @
     (col_g - x_zero): the weight is A, the image B, the result NCHW."""
     p = op.params
-    m, cg, *kernel = w.shape
+    packed = isinstance(op, nn.PackedQconvOp)  # w: the weight's rows as nn.qpack_rows made them
+    m, cg, *kernel = _weight_shape(op)
     rows, positions = _im2col_parts(op)
     groups, mg, k = p.group, m // p.group, cg * pymath.prod(kernel)
     col_bytes = -(-rows * positions // 64) * 64
@@ -209,7 +214,10 @@ def _qconv_by_gemm(b: Builder, op, out: Buf, x: Buf, w: Buf, xz: Buf, wz: Buf) -
     phases = _phase_bytes(op)
     scratch = _view(b, b.scratch.ref, 0, scratch_bytes, x.elt)  # the scratch's bytes as x's type
     workspace = _view(b, b.scratch.ref, col_bytes + phases, scratch_bytes - col_bytes - phases, i8)
-    flags = (qgemm.A_SIGNED if w.elt == nn.i8 else 0) | (qgemm.B_UNSIGNED if x.elt == nn.ui8 else 0)
+    signed = p.weight_signed if packed else w.elt == nn.i8
+    flags = ((qgemm.A_SIGNED if signed else 0) | (qgemm.B_UNSIGNED if x.elt == nn.ui8 else 0)
+             | (qgemm.PACKED_A if packed else 0))
+    row = (qgemm.quads(k) + 1) * 4 if packed else k  # bytes of a row of A
     b.externals[qgemm.SYMBOL] = (list(QGEMM_ARGS), [])
 
     def one(ivs, _):
@@ -219,7 +227,8 @@ def _qconv_by_gemm(b: Builder, op, out: Buf, x: Buf, w: Buf, xz: Buf, wz: Buf) -
         im2col(b, p, x, ni, col, col_bytes, fill=zero, scratch=scratch)
         for g in range(groups):
             b.emit(func.CallOp(qgemm.SYMBOL, [
-                b.idx(mg), b.idx(positions), b.idx(k), _view(b, w.ref, g * mg * k, mg * k, i8), b.idx(k),
+                b.idx(mg), b.idx(positions), b.idx(k), _view(b, _bytes(b, w), g * mg * row, mg * row, i8),
+                b.idx(k),
                 _view(b, col.ref, g * k * positions, k * positions, i8), b.idx(positions),
                 _view(b, out.ref, b.add_i(b.mul_i(ni, m * positions), g * mg * positions), mg * positions, i32),
                 b.idx(positions), widen(b, b.load(wz, [])), widen(b, zero), _view(b, out.ref, 0, 1, i32),
@@ -228,7 +237,7 @@ def _qconv_by_gemm(b: Builder, op, out: Buf, x: Buf, w: Buf, xz: Buf, wz: Buf) -
 
 
 def lower_qconv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
-    """A weight zero point per tensor: im2col and ncc_qgemm (_qconv_by_gemm).
+    """A weight zero point per tensor (always for packed_qconv): im2col and ncc_qgemm (_qconv_by_gemm).
     Else loops: out[n, m, o...] = sum over the group's channels and the
     kernel of (x at the window - x_zero) * (w[m, c, k...] - w_zero[m]);
     padding reads 0."""
@@ -263,8 +272,10 @@ def lower_qconv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
 SCRATCH: dict[type, Callable[[Operation, int], int]] = {nn.QmatmulOp: qgemm_scratch_bytes,
                                                         nn.PackedQmatmulOp: qgemm_scratch_bytes,
-                                                        nn.QconvOp: qconv_scratch_bytes}
+                                                        nn.QconvOp: qconv_scratch_bytes,
+                                                        nn.PackedQconvOp: qconv_scratch_bytes}
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     nn.QuantizeOp: lower_quantize, nn.DequantizeOp: lower_dequantize, nn.RequantizeOp: lower_requantize,
     nn.QmatmulOp: lower_qmatmul, nn.PackedQmatmulOp: lower_qmatmul, nn.QconvOp: lower_qconv,
+    nn.PackedQconvOp: lower_qconv,
 }
