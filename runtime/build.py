@@ -50,7 +50,7 @@ from ncc.reference import pick_function
 from ncc.runtime.calling import ArgSpec
 from ncc.runtime.compiled_model import CompiledModel
 from ncc.runtime.cache import CompileCache, sources_fingerprint
-from ncc.runtime.engine import NativeLibrary, library_fingerprint, openmp_runtime
+from ncc.runtime.engine import NativeLibrary, kernels_called, library_fingerprint, openmp_runtime
 from ncc.runtime.native import COMPILE_LOCK, Clock, link_gemm, native_library, open_cache
 from ncc.runtime.training import TRAINING_KINDS
 
@@ -129,6 +129,7 @@ def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: st
         if store is not None and info.get("cache_key"):
             _store_lowering(store, key, abi, specs, recipes, info,
                             {k: w for k, w in weights.items() if k not in imported})
+    info["kernels"] = kernels_called(lib.object_code())  # which library kernels, which variant (ncc-run says)
     info["seconds"]["total"] = time.perf_counter() - start
     model = CompiledModel(abi, specs, weights, lib, info, places.get(abi.name), recipes)
     kind = unlowered.get(abi.name)

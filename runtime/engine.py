@@ -144,6 +144,14 @@ def qgemm_variant(cpu: str | None = None) -> qgemm.Variant:
     return qgemm.variant_for_cpu(cpu)
 
 
+def kernels_called(obj: bytes) -> dict[str, str]:
+    """The library kernels that native code calls, and the variant each runs
+    on this host: {"ncc_qgemm": "vnni512", ...}."""
+    variants = {gemm.SYMBOL: lambda: gemm_tile().tag, spmm.SYMBOL: lambda: spmm_variant().tag,
+                qgemm.SYMBOL: lambda: qgemm_variant().tag}
+    return {sym: tag() for sym, tag in variants.items() if sym.encode() in obj}
+
+
 @functools.cache
 def library_fingerprint(cpu: str | None = None) -> str:
     """A digest of the code kernels link against (the GEMM and the sparse

@@ -192,3 +192,15 @@ def test_digits_quantized_lose_at_most_one_point():
     for name, (float_accuracy, int8_accuracy, _, report) in results.items():
         assert float_accuracy >= 0.95 and int8_accuracy >= float_accuracy - 0.01, (name, float_accuracy, int8_accuracy)
         assert report.quantized == len(report.decisions) > 0
+
+
+def test_ncc_run_names_the_int8_kernel_it_chose(tmp_path):
+    from ncc.runtime.engine import qgemm_variant
+
+    module = ncc.import_onnx(_cnn())
+    ncc.quantize(module, _batches((3, 6, 6)))
+    ncc.export_onnx(module, tmp_path / "q.onnx")
+    run = subprocess.run([sys.executable, "-m", "ncc.tools.ncc_run", str(tmp_path / "q.onnx"), "--batch", "2",
+                          "--no-cache"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert f"kernels: ncc_qgemm {qgemm_variant().tag}" in run.stdout

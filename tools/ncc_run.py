@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                  f"compiled in {info['seconds']['total']:.3f} s (cache: {info.get('cache')}"
                  + (f", neuron lowering: {info['neuron_mode']}" if info.get("neuron_mode") else "")
                  + f", threads: {info['threads']})"]
+        if info.get("kernels"):  # the library kernels it calls, as chosen for this host
+            lines.append("kernels: " + ", ".join(f"{sym} {tag}" for sym, tag in info["kernels"].items()))
         inputs, notes = gather_inputs(model, args)
         lines += notes
         outs = model.run(dict(zip(model.input_names, inputs)))
