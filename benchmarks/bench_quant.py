@@ -15,6 +15,11 @@ by onnxruntime's `quantize_static` (QDQ, per channel, int8 and uint8
 activations): ncc and onnxruntime run the same file; their outputs are
 compared in steps of the output's quantization scale.
 
+The GEMM kernels alone: every int8 variant this host can run (an AVX-512
+VNNI host runs them all, the AVX2 ones included) against the float32 GEMM
+of the same vector width, on the MLP's first layer with both weights packed
+ahead: the int8-over-float32 ratio an AVX2 host's kernels give, measured here.
+
 Every run is on `--threads` threads (ncc's OpenMP team, onnxruntime's intra-op
 pool), outputs compared before anything is timed; a time is the median of
 blocks of calls, per call, from Python. The host line names the CPU, its
@@ -167,6 +172,55 @@ def bench_cnn(threads: int) -> None:
                       + f"  {t[1] / t[0]:9.2f}x  {diff:16.3g}")
 
 
+# Each int8 variant against the float32 GEMM of its vector width (the tile an AVX-512, AVX2 or SSE host gets)
+SAME_WIDTH = {"vnni512": "avx512", "madd512": "avx512", "vnni256": "avx2", "madd256": "avx2", "madd128": "sse"}
+
+
+def bench_kernels() -> None:
+    """Every int8 GEMM variant this host can run against the float32 GEMM of
+    its width, one thread, on the MLP's first layer (64 x 784 @ 784 x 512,
+    both weights packed ahead): what an AVX2 host would see, run here."""
+    from ncc.dialects import nn
+    from ncc.passes.lowering import gemm, qgemm
+    from ncc.runtime import engine
+    from ncc.runtime.calling import aligned_empty
+
+    m, n, k = 64, 512, 784
+    tm = engine.target_machine()
+    a8 = rng.integers(0, 256, (m, k)).astype(np.uint8)
+    w8 = rng.integers(-128, 128, (k, n)).astype(np.int8)
+    af, wf = a8.astype(np.float32), w8.astype(np.float32)
+    print(f"\nGEMM kernels alone, {m} x {k} @ {k} x {n}, 1 thread, weights packed ahead (int8 exact: checked)")
+    print(f"{'int8 variant':>12}  {'GMAC/s':>7}  {'float32 tile':>12}  {'GMAC/s':>7}  {'int8/f32':>8}")
+    for name, variant in qgemm.VARIANTS.items():
+        if qgemm.REQUIRES[name] - engine.host_features() or gemm.REQUIRES[SAME_WIDTH[name]] - engine.host_features():
+            print(f"{name:>12}  (this host cannot run it)")
+            continue
+        qlib = engine.compile_llvm_ir(str(qgemm.qgemm_module(variant, tm.triple, str(tm.target_data))))
+        tile = gemm.VARIANTS[SAME_WIDTH[name]]
+        flib = engine.compile_llvm_ir(str(gemm.gemm_module(tile, tm.triple, str(tm.target_data))))
+        q, f = qgemm.callable_qgemm(qlib.address(qgemm.SYMBOL)), gemm.callable_gemm(flib.address(gemm.SYMBOL))
+        panels = nn.pack_quads(w8)
+        c8 = np.zeros((m, n), np.int32)
+        ws8 = aligned_empty((qgemm.workspace_bytes(k),), np.dtype(np.uint8))
+        zeros = np.zeros(1, np.int32)
+        run8 = lambda: q(m, n, k, a8.ctypes.data, k, panels.ctypes.data, n, c8.ctypes.data, n, 0, 0,  # noqa: E731
+                         zeros.ctypes.data, qgemm.PACKED_B, ws8.ctypes.data, 1)
+        from ncc.dialects.nn.matmul import pack_panels
+        fpanels = pack_panels(wf)
+        cf = np.zeros((m, n), np.float32)
+        wsf = aligned_empty((gemm.workspace_floats(m, n, k),), np.dtype(np.float32))
+        runf = lambda: f(m, n, k, af.ctypes.data, k, 1, fpanels.ctypes.data, n, cf.ctypes.data, n,  # noqa: E731
+                         gemm.PACKED_B, wsf.ctypes.data, 1, wsf.ctypes.data)
+        run8()
+        runf()
+        assert np.array_equal(c8, a8.astype(np.int64) @ w8.astype(np.int64))
+        t8, tf = per_call(run8), per_call(runf)
+        macs = m * n * k / 1e9
+        print(f"{name:>12}  {macs / t8:7.0f}  {tile.tag:>12}  {macs / tf:7.0f}  {tf / t8:7.2f}x")
+        del qlib, flib
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=1)
@@ -174,6 +228,7 @@ def main() -> None:
     print(f"host: {host_summary()}; int8 kernel: ncc_qgemm {qgemm_variant().tag}; threads: {args.threads}")
     bench_mlp(args.threads)
     bench_cnn(args.threads)
+    bench_kernels()
 
 
 if __name__ == "__main__":
