@@ -422,7 +422,7 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
                         rb = b.select(b.and_(last, row_bias), _at(b, bias, b.add(ic, ir_)), zeros)
                         cb = b.select(b.and_(last, col_bias), _at(b, bias, col), zeros)
                         args = [kc, _at(b, apack, b.mul(ir_, kc)), bpanel, stride, c, ldc, m, n, tile_flags, rb, cb]
-                        _call_tile(b, tiles, m, args)
+                        call_tile(b, tiles, m, args)
     # K = 0: C = 0 (or unchanged when accumulating), as a product over nothing
     with b.if_then(b.and_(b.icmp_signed("==", K, _c(0)), b.icmp_signed("==", accumulate, I32(0)))):
         with _loop(b, _c(0), M, 1, "zi") as i:
@@ -443,7 +443,7 @@ def _zeros(module: ir.Module) -> ir.Value:
     return g.gep([ir.Constant(I32, 0), ir.Constant(I32, 0)])  # &zeros[0], a float pointer as _at's
 
 
-def _call_tile(b: ir.IRBuilder, tiles: dict[int, ir.Function], m: ir.Value, args: list) -> None:
+def call_tile(b: ir.IRBuilder, tiles: dict[int, ir.Function], m: ir.Value, args: list) -> None:
     """The tile of the fewest rows that holds m (if m <= 1: ..., elif m <= 2: ...)."""
     rows = sorted(tiles)
     if len(rows) == 1:
@@ -453,7 +453,7 @@ def _call_tile(b: ir.IRBuilder, tiles: dict[int, ir.Function], m: ir.Value, args
         with then:
             b.call(tiles[rows[0]], args)
         with otherwise:
-            _call_tile(b, {r: tiles[r] for r in rows[1:]}, m, args)
+            call_tile(b, {r: tiles[r] for r in rows[1:]}, m, args)
 
 
 def _workspace_floats(b: ir.IRBuilder, M: ir.Value, N: ir.Value, K: ir.Value) -> ir.Value:

@@ -27,7 +27,9 @@ works on a = A (xor 0x80 if int8: + 128) and b = B (xor 0x80 if uint8:
 unchanged. Packing makes the sums of a's rows and b's columns, and the tile
 is stored as sum(a b) - a_zero colsum_b - b_zero (rowsum_a - K a_zero).
 
-Loops around the micro-kernel: MC rows of A packed at a time (the workspace
+The last rows of A take the tile of the fewest rows that holds them (1, 2,
+4, 8 or MR), as gemm.py's do. Loops around the micro-kernel: MC rows of A
+packed at a time (the workspace
 does not grow with M), then per NR-column panel of B its K x NR bytes packed
 and the tiles of those rows. With threads > 1 and at least TEAM_MIN_WORK
 multiply-adds, the column panels are split over an OpenMP team (each thread
@@ -54,6 +56,7 @@ from llvmlite import ir
 from ncc.dialects.nn.quant import QPANEL, quads
 
 from ncc.passes.lowering import openmp
+from ncc.passes.lowering.gemm import AVX2_CPUS, AVX512_CPUS, call_tile
 from ncc.passes.lowering.llvmlite_ir import I32, I64, PTR, carried_loop, const, counted_loop, function_to_define
 from ncc.passes.lowering.llvmlite_ir import lane_mask, minimum, splat
 
@@ -118,8 +121,6 @@ AVX512BW_CPUS = ("skylake-avx512", "cannonlake", "x86-64-v4")
 
 def variant_for_cpu(cpu: str) -> Variant:
     """The variant of code compiled for the CPU LLVM calls `cpu`."""
-    from ncc.passes.lowering.gemm import AVX2_CPUS, AVX512_CPUS
-
     features = ({"avx512vnni", "avx512bw"} if cpu in VNNI512_CPUS else {"avxvnni"} if cpu in AVXVNNI_CPUS
                 else {"avx512bw"} if cpu in AVX512BW_CPUS else {"avx2"} if cpu in AVX2_CPUS + AVX512_CPUS else set())
     return Variant.for_features(features)
@@ -295,12 +296,12 @@ def _dot(module: ir.Module, b: ir.IRBuilder, v: Variant, acc: ir.Value, a_words:
     return acc
 
 
-def _micro_kernel(module: ir.Module, v: Variant) -> ir.Function:
+def _micro_kernel(module: ir.Module, v: Variant, mr: int) -> ir.Function:
     """tile(Ap, a_qstride, a_rstride, Bp, bstride, Q, K, C, ldc, rows, cols, a_zero, a_sums, a_sum_stride,
-    b_zeros, b_sums): the MR x NR tile of C at C (rows x cols of it stored) from panels of Q quads: A's
+    b_zeros, b_sums): the mr x NR tile of C at C (rows x cols of it stored) from panels of Q quads: A's
     words of row r and quad q at r * a_rstride + q * a_qstride, B's a quad every bstride words."""
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64, I64, PTR, I64, I64, I64, PTR, I64, I64, I64,
-                                                             I32, PTR, I64, PTR, PTR]), f"{SYMBOL}_tile_{v.tag}")
+                                                             I32, PTR, I64, PTR, PTR]), f"{SYMBOL}_tile_{v.tag}_{mr}")
     fn.linkage = "internal"
     (ap, a_qstride, a_rstride, bp, bstride, q, k, c, ldc, rows, cols, a_zero, a_sums, a_sum_stride, b_zeros,
      b_sums) = fn.args
@@ -323,7 +324,7 @@ def _micro_kernel(module: ir.Module, v: Variant) -> ir.Function:
                                       ir.VectorType(I16, 2 * v.lanes)) for m in (low, high)])
         out = []
         base = b.mul(qi, a_qstride)
-        for r in range(v.mr):
+        for r in range(mr):
             at = b.add(base, b.mul(const(r), a_rstride))
             words = [b.load(_word_at(b, ap, b.add(at, const(w))), typ=I32) for w in range(v.words)]
             for j in range(vectors):
@@ -331,7 +332,7 @@ def _micro_kernel(module: ir.Module, v: Variant) -> ir.Function:
                                 halves[j] if halves else None))
         return out
 
-    accs = carried_loop(b, const(0), q, [zero] * (v.mr * vectors), step, "k")
+    accs = carried_loop(b, const(0), q, [zero] * (mr * vectors), step, "k")
     # C = sum(a b) - a_zero colsum_b - b_zero (rowsum_a - K a_zero)
     a0 = splat(b, a_zero, v.lanes)
     k_a0 = b.mul(b.trunc(k, I32), a_zero)
@@ -339,7 +340,7 @@ def _micro_kernel(module: ir.Module, v: Variant) -> ir.Function:
         sums_j = b.load(b.bitcast(_word_at(b, b_sums, const(j * v.lanes)), vec.as_pointer()), typ=vec, align=4)
         zeros_j = b.load(b.bitcast(_word_at(b, b_zeros, const(j * v.lanes)), vec.as_pointer()), typ=vec, align=4)
         col_term = b.mul(a0, sums_j)
-        for r in range(v.mr):
+        for r in range(mr):
             with b.if_then(b.icmp_signed("<", const(r), rows)):
                 row_sum = b.sub(b.load(_word_at(b, a_sums, b.mul(const(r), a_sum_stride)), typ=I32), k_a0)
                 value = b.sub(b.sub(accs[r * vectors + j], col_term), b.mul(zeros_j, splat(b, row_sum, v.lanes)))
@@ -363,7 +364,8 @@ def _micro_kernel(module: ir.Module, v: Variant) -> ir.Function:
 def _serial(module: ir.Module, v: Variant) -> ir.Function:
     """serial(M, N, K, A, lda, B, ldb, C, ldc, a_zero, b_zero, b_zeros, flags, ws, j0, j1):
     the columns j0 <= j < j1 (whole panels but the last) on one thread."""
-    pack_a, pack_b, tile = _pack_a(module, v), _pack_b(module, v), _micro_kernel(module, v)
+    pack_a, pack_b = _pack_a(module, v), _pack_b(module, v)
+    tiles = {r: _micro_kernel(module, v, r) for r in sorted({r for r in (1, 2, 4, 8) if r < v.mr} | {v.mr})}
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [*SIGNATURE.args[:-1], I64, I64]), f"{SYMBOL}_serial_{v.tag}")
     fn.linkage = "internal"
     m, n, k, a, lda, bm, ldb, c, ldc, a_zero, b_zero, b_zeros, flags, ws, j0, j1 = fn.args
@@ -417,10 +419,11 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
                                                                           const(v.mr * v.words))))
                 sums = b.select(direct, _word_at(b, in_place, q), _word_at(b, a_sums, packed_rows))
                 dst = _word_at(b, c, b.add(b.mul(b.add(i0, ir_), ldc), jp))
-                b.call(tile, [a_panel, b.select(direct, const(1), const(v.mr * v.words)),
-                              b.select(direct, row_words, const(v.words)), b_panel, stride, q, k, dst, ldc,
-                              minimum(b, b.sub(rows, ir_), const(v.mr)), cols, az, sums,
-                              b.select(direct, row_words, const(1)), b_zeros_panel, b_panel_sums])
+                tile_rows = minimum(b, b.sub(rows, ir_), const(v.mr))
+                call_tile(b, tiles, tile_rows, [a_panel, b.select(direct, const(1), const(v.mr * v.words)),
+                                                b.select(direct, row_words, const(v.words)), b_panel, stride, q, k,
+                                                dst, ldc, tile_rows, cols, az, sums,
+                                                b.select(direct, row_words, const(1)), b_zeros_panel, b_panel_sums])
     b.ret_void()
     return fn
 
