@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 
@@ -34,6 +33,7 @@ import onnx
 import onnxruntime as ort
 
 import ncc
+from timing import per_call  # benchmarks/timing.py
 from ncc.runtime.engine import host_summary
 
 LIGHT = ["resnet50", "squeezenet", "inception_v1", "inception_v2", "densenet121", "shufflenet",
@@ -45,27 +45,6 @@ RESNET50_CACHED_GOAL = 0.5
 def light_path(name: str) -> str:
     return os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light",
                         f"light_{name}.onnx")
-
-
-def per_call(f, min_block: float = 0.2, blocks: int = 5) -> float:
-    """Median seconds per call over `blocks` blocks of at least `min_block` s."""
-    f()
-    n, t = 1, 0.0
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f()
-        t = time.perf_counter() - t0
-        if t >= min_block:
-            break
-        n *= 2
-    samples = [t / n]
-    for _ in range(blocks - 1):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f()
-        samples.append((time.perf_counter() - t0) / n)
-    return statistics.median(samples)
 
 
 def ort_session(model, threads: int) -> ort.InferenceSession:
@@ -105,10 +84,10 @@ def bench(name: str, repeat: int, cores: int) -> dict:
     ncc_feeds = {model.input_names[0]: x}
     return {"name": name, "compile": min(cold), "stages": stages, "cached": cached,
             "ort_session": session_s,
-            "ncc": per_call(lambda: model.run(ncc_feeds)),
-            "ort": per_call(lambda: sess.run(None, feeds)),
-            "ncc_n": per_call(lambda: threaded.run(ncc_feeds)),
-            "ort_n": per_call(lambda: sess_n.run(None, feeds))}
+            "ncc": per_call(lambda: model.run(ncc_feeds), 0.2, 5),
+            "ort": per_call(lambda: sess.run(None, feeds), 0.2, 5),
+            "ncc_n": per_call(lambda: threaded.run(ncc_feeds), 0.2, 5),
+            "ort_n": per_call(lambda: sess_n.run(None, feeds), 0.2, 5)}
 
 
 def main() -> None:

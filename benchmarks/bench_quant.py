@@ -35,9 +35,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 
 import numpy as np
 import onnx
@@ -45,28 +43,10 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 import ncc
+from timing import per_call  # benchmarks/timing.py
 from ncc.runtime.engine import host_summary, qgemm_variant
 
 rng = np.random.default_rng(0)
-
-
-def per_call(f, min_block: float = 0.1, blocks: int = 7) -> float:
-    f()
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f()
-        if time.perf_counter() - t0 >= min_block:
-            break
-        n *= 2
-    times = []
-    for _ in range(blocks):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f()
-        times.append((time.perf_counter() - t0) / n)
-    return statistics.median(times)
 
 
 def model(name, nodes, inits, input_shape):

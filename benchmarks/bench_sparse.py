@@ -35,35 +35,15 @@ the CNN with half its channels >= 1.6x faster than whole.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 import ncc
+from timing import per_call  # benchmarks/timing.py
 from ncc.passes import pack_weights
 from ncc.runtime.engine import host_summary
-
-
-def per_call(f, min_block: float = 0.1, blocks: int = 7) -> float:
-    f()
-    n = 1
-    while True:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f()
-        if time.perf_counter() - t0 >= min_block:
-            break
-        n *= 2
-    times = []
-    for _ in range(blocks):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f()
-        times.append((time.perf_counter() - t0) / n)
-    return statistics.median(times)
 
 
 def onnx_model(name: str, nodes, inits, input_shape):

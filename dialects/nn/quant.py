@@ -86,11 +86,9 @@ def saturate(r: np.ndarray, dtype: np.dtype) -> np.ndarray:
 _AXIS = Param("axis", "int", 1)
 
 
-@nn_op
-class QuantizeOp(NNOp):
-    """y = saturate(round_half_even(x / scale) + zero_point), the zero point's element type."""
+class AffineQuantOp(NNOp):
+    """An op of data, its scale and its zero point (per tensor, or along `axis`)."""
 
-    name = "nn.quantize"
     PARAMS: ClassVar[tuple[Param, ...]] = (_AXIS,)
     input = operand_def(TensorType)
     scale = operand_def(TensorType)
@@ -99,6 +97,13 @@ class QuantizeOp(NNOp):
     def __init__(self, x: SSAValue | Operation, scale: SSAValue | Operation, zero_point: SSAValue | Operation,
                  axis: int | None = None):
         self._build([x, scale, zero_point], axis=axis)
+
+
+@nn_op
+class QuantizeOp(AffineQuantOp):
+    """y = saturate(round_half_even(x / scale) + zero_point), the zero point's element type."""
+
+    name = "nn.quantize"
 
     @classmethod
     def infer(cls, types, p):
@@ -110,18 +115,10 @@ class QuantizeOp(NNOp):
 
 
 @nn_op
-class DequantizeOp(NNOp):
+class DequantizeOp(AffineQuantOp):
     """y = (x - zero_point) * scale in f32 (x of i8, ui8, or i32 with zero point 0)."""
 
     name = "nn.dequantize"
-    PARAMS: ClassVar[tuple[Param, ...]] = (_AXIS,)
-    input = operand_def(TensorType)
-    scale = operand_def(TensorType)
-    zero_point = operand_def(TensorType)
-
-    def __init__(self, x: SSAValue | Operation, scale: SSAValue | Operation, zero_point: SSAValue | Operation,
-                 axis: int | None = None):
-        self._build([x, scale, zero_point], axis=axis)
 
     @classmethod
     def infer(cls, types, p):
@@ -301,26 +298,38 @@ def unpack_quads(packed: np.ndarray, k: int, n: int, unsigned: bool) -> np.ndarr
     return (full.view(np.uint8) ^ np.uint8(0x80)) if unsigned else full.copy()
 
 
-@nn_op
-class QpackOp(NNOp):
-    """A [K, N] int8 or uint8 weight in the int8 GEMM's prepacked layout
-    (`pack_quads`): int32 [ceil(N / 32), ceil(K / 4) * 32 + 32]. An op on a
-    weight: `fold-weights` computes it once (`pack-weights` makes it)."""
+class QpackBaseOp(NNOp):
+    """A 2-D int8 or uint8 weight in one of the int8 GEMM's prepacked layouts:
+    an op on a weight, which `fold-weights` computes once (`pack-weights` makes it)."""
 
-    name = "nn.qpack"
     input = operand_def(TensorType)
 
     def __init__(self, w: SSAValue | Operation):
         self._build([w])
 
+    @staticmethod
+    def packed_shape(rows: int, cols: int) -> list[int]:
+        raise NotImplementedError
+
     @classmethod
     def infer(cls, types, p):
         _need_quantized(types[0], "input")
-        need_rank(types[0], 2, "input [K, N]")
-        k, n = shape_of(types[0])
-        if DYN in (k, n):
+        need_rank(types[0], 2, "input (a 2-D weight)")
+        rows, cols = shape_of(types[0])
+        if DYN in (rows, cols):
             raise VerifyException(f"input must have a static shape, got {types[0]}")
-        return TensorType(i32, [-(-n // QPANEL), quads(k) * QPANEL + QPANEL])
+        return TensorType(i32, cls.packed_shape(rows, cols))
+
+
+@nn_op
+class QpackOp(QpackBaseOp):
+    """A [K, N] weight as the int8 GEMM's B (`pack_quads`): int32 [ceil(N / 32), ceil(K / 4) * 32 + 32]."""
+
+    name = "nn.qpack"
+
+    @staticmethod
+    def packed_shape(k: int, n: int) -> list[int]:
+        return [-(-n // QPANEL), quads(k) * QPANEL + QPANEL]
 
 
 @nn_op
@@ -347,7 +356,7 @@ class PackedQmatmulOp(NNOp):
         if az.element_type != a.element_type:
             raise VerifyException(f"the lhs zero point {az} must have the lhs's element type")
         need_rank(az, 0, "the lhs zero point (one per tensor)")
-        want = TensorType(i32, [-(-p.columns // QPANEL), quads(p.depth) * QPANEL + QPANEL])
+        want = TensorType(i32, QpackOp.packed_shape(p.depth, p.columns))
         if panels != want:
             raise VerifyException(f"panels must be {want} (nn.qpack of a {p.depth} x {p.columns} weight), got {panels}")
         if bz.element_type != (ui8 if p.rhs_unsigned else i8) or len(shape_of(bz)) > 1 or \
@@ -360,24 +369,14 @@ class PackedQmatmulOp(NNOp):
 
 
 @nn_op
-class QpackRowsOp(NNOp):
-    """A [M, K] int8 or uint8 weight as the int8 GEMM's prepacked A (`pack_rows`):
-    int32 [M, ceil(K / 4) + 1]. An op on a weight: `fold-weights` computes it once."""
+class QpackRowsOp(QpackBaseOp):
+    """A [M, K] weight as the int8 GEMM's A (`pack_rows`): int32 [M, ceil(K / 4) + 1]."""
 
     name = "nn.qpack_rows"
-    input = operand_def(TensorType)
 
-    def __init__(self, w: SSAValue | Operation):
-        self._build([w])
-
-    @classmethod
-    def infer(cls, types, p):
-        _need_quantized(types[0], "input")
-        need_rank(types[0], 2, "input [M, K]")
-        m, k = shape_of(types[0])
-        if DYN in (m, k):
-            raise VerifyException(f"input must have a static shape, got {types[0]}")
-        return TensorType(i32, [m, quads(k) + 1])
+    @staticmethod
+    def packed_shape(m: int, k: int) -> list[int]:
+        return [m, quads(k) + 1]
 
 
 @nn_op
@@ -416,7 +415,7 @@ class PackedQconvOp(NNOp):
             raise VerifyException(f"the weight zero point must be {'i8' if p.weight_signed else 'ui8'}, got {wz}")
         need_rank(rows, 2, "rows [M, ceil(K / 4) + 1]")
         w = _rows_weight(shape_of(x), shape_of(rows), p)
-        want = TensorType(i32, [shape_of(w)[0], quads(math.prod(shape_of(w)[1:])) + 1])
+        want = TensorType(i32, QpackRowsOp.packed_shape(shape_of(w)[0], math.prod(shape_of(w)[1:])))
         if rows != want:
             raise VerifyException(f"rows must be {want} (nn.qpack_rows of the weight {w}), got {rows}")
         return TensorType(i32, conv_shape(x, w, p))

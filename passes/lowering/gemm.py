@@ -56,7 +56,7 @@ from ncc.passes.lowering import openmp
 from ncc.passes.lowering.llvmlite_ir import F32, I32, I64, PTR
 from ncc.passes.lowering.llvmlite_ir import at_least_one as _c_max, const as _c, counted_loop as _loop
 from ncc.passes.lowering.llvmlite_ir import float_at as _at, function_to_define, lane_mask as _mask, minimum as _min
-from ncc.passes.lowering.llvmlite_ir import store_vector as _store_vector, transpose_block as _transpose_block
+from ncc.passes.lowering.llvmlite_ir import kernel_module, store_vector as _store_vector, transpose_block as _transpose_block
 
 SYMBOL = "ncc_sgemm"
 SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR, I64, PTR])
@@ -479,11 +479,7 @@ def define_gemm(module: ir.Module, t: Tile) -> ir.Function:
     team = _min(b, threads, panels)
     # a product too small to pay for waking the team runs alone
     team = b.select(b.icmp_signed("<", b.mul(b.mul(M, N), K), _c(TEAM_MIN_WORK)), _c(1), team)
-    with b.if_else(b.icmp_signed(">", team, _c(1))) as (parallel, alone):
-        with alone:
-            b.call(serial, args[:12] + [bias])
-        with parallel:
-            openmp.parallel(b, _team_body(module, serial), openmp.to_words(b, args[:12] + [bias]), team)
+    openmp.alone_or_on_team(b, serial, args[:12] + [bias], _team_body(module, serial), args[:12] + [bias], team)
     b.ret_void()
     return fn
 
@@ -496,11 +492,8 @@ def _team_body(module: ir.Module, serial: ir.Function) -> ir.Function:
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     M, N, K, A, rs, cs, B, ldb, C, ldc, flags32, ws, bias = openmp.from_words(
         b, fn.args[0], [a.type for a in serial.args[:12]] + [PTR])
-    tid, team = openmp.thread_and_team(b)
-    panels = b.sdiv(b.add(N, _c(NR_MAX - 1)), _c(NR_MAX))
-    per = b.mul(b.sdiv(b.add(panels, b.sub(team, _c(1))), team), _c(NR_MAX))  # columns per thread
-    n0 = b.mul(tid, per)
-    n = _min(b, b.sub(N, n0), per)
+    tid, n0, n1 = openmp.thread_columns(b, N, NR_MAX)
+    n = b.sub(n1, n0)
     with b.if_then(b.icmp_signed(">", n, _c(0))):
         own = _at(b, ws, b.mul(tid, _workspace_floats(b, M, N, K)))
         prepacked = b.icmp_signed("!=", b.and_(flags32, I32(PACKED_B)), I32(0))
@@ -524,7 +517,4 @@ def callable_gemm(address: int):
 
 def gemm_module(tile: Tile, triple: str = "", data_layout: str = "") -> ir.Module:
     """An llvmlite module defining ncc_sgemm for `tile` alone (for tests and benchmarks)."""
-    module = ir.Module(name=f"ncc_sgemm_{tile.tag}")
-    module.triple, module.data_layout = triple, data_layout
-    define_gemm(module, tile)
-    return module
+    return kernel_module(f"ncc_sgemm_{tile.tag}", triple, data_layout, lambda m: define_gemm(m, tile))

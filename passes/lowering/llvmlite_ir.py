@@ -1,4 +1,4 @@
-"""Small llvmlite IR builders that the hand-written kernels (gemm.py, spmm.py) share."""
+"""Small llvmlite IR builders that the hand-written kernels (gemm.py, spmm.py, qgemm.py) share."""
 
 from __future__ import annotations
 
@@ -123,3 +123,11 @@ def function_to_define(module: ir.Module, name: str, signature: ir.FunctionType)
     if not fn.is_declaration or fn.function_type != signature:
         raise ValueError(f"{name} is declared as {fn.function_type}, expected {signature}")
     return fn
+
+
+def kernel_module(name: str, triple: str, data_layout: str, define) -> ir.Module:
+    """A module of its own holding what `define(module)` defines (a kernel alone, for tests and benchmarks)."""
+    module = ir.Module(name=name)
+    module.triple, module.data_layout = triple, data_layout
+    define(module)
+    return module

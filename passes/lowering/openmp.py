@@ -67,11 +67,35 @@ def parallel(b: ir.IRBuilder, body: ir.Function, words: ir.Value, team: ir.Value
     b.call(gomp, [b.bitcast(body, PTR), words, b.trunc(team, I32), I32(0)])
 
 
+def alone_or_on_team(b: ir.IRBuilder, serial: ir.Function, serial_args: list[ir.Value], body: ir.Function,
+                     body_args: list[ir.Value], team: ir.Value) -> None:
+    """serial(serial_args) on the calling thread when `team` is 1, else
+    body(words of body_args) on an OpenMP team of `team` threads."""
+    with b.if_else(b.icmp_signed(">", team, ir.Constant(I64, 1))) as (on_team, alone):
+        with alone:
+            b.call(serial, serial_args)
+        with on_team:
+            parallel(b, body, to_words(b, body_args), team)
+
+
 def thread_and_team(b: ir.IRBuilder) -> tuple[ir.Value, ir.Value]:
     """(this thread's number, the team's size), as i64, inside a body."""
     tid = b.call(_runtime(b.module, "omp_get_thread_num"), [])
     team = b.call(_runtime(b.module, "omp_get_num_threads"), [])
     return b.sext(tid, I64), b.sext(team, I64)
+
+
+def thread_columns(b: ir.IRBuilder, n: ir.Value, width: int) -> tuple[ir.Value, ir.Value, ir.Value]:
+    """(this thread's number, its first column, its end) of n columns split
+    over the team in runs of whole `width`-column groups, inside a body
+    (a thread past the columns gets an empty run)."""
+    tid, team = thread_and_team(b)
+    one = ir.Constant(I64, 1)
+    groups = b.sdiv(b.add(n, ir.Constant(I64, width - 1)), ir.Constant(I64, width))
+    per = b.mul(b.sdiv(b.add(groups, b.sub(team, one)), team), ir.Constant(I64, width))
+    first = b.mul(tid, per)
+    end = b.add(first, per)
+    return tid, first, b.select(b.icmp_signed("<", end, n), end, n)
 
 
 def serial_openmp(module: ir.Module) -> None:

@@ -58,7 +58,7 @@ from ncc.dialects.nn.quant import QPANEL, quads
 from ncc.passes.lowering import openmp
 from ncc.passes.lowering.gemm import AVX2_CPUS, AVX512_CPUS, call_tile
 from ncc.passes.lowering.llvmlite_ir import I32, I64, PTR, carried_loop, const, counted_loop, function_to_define
-from ncc.passes.lowering.llvmlite_ir import lane_mask, minimum, splat
+from ncc.passes.lowering.llvmlite_ir import kernel_module, lane_mask, minimum, splat
 
 SYMBOL = "ncc_qgemm"
 SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, PTR, I64, PTR, I64, I32, I32, PTR, I32, PTR,
@@ -435,11 +435,7 @@ def _team_body(module: ir.Module, serial: ir.Function, v: Variant) -> ir.Functio
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     args = openmp.from_words(b, fn.args[0], SIGNATURE.args[:-1])
     k, n, ws = args[2], args[1], args[13]
-    tid, team = openmp.thread_and_team(b)
-    panels = b.sdiv(b.add(n, const(v.nr - 1)), const(v.nr))
-    per = b.mul(b.sdiv(b.add(panels, b.sub(team, const(1))), team), const(v.nr))
-    j0 = b.mul(tid, per)
-    j1 = minimum(b, b.add(j0, per), n)
+    tid, j0, j1 = openmp.thread_columns(b, n, v.nr)
     with b.if_then(b.icmp_signed("<", j0, j1)):
         b.call(serial, [*args[:13], _byte_at(b, ws, b.mul(tid, _workspace_bytes(b, k))), j0, j1])
     b.ret_void()
@@ -455,21 +451,14 @@ def define_qgemm(module: ir.Module, v: Variant) -> ir.Function:
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     team = minimum(b, threads, b.sdiv(b.add(n, const(v.nr - 1)), const(v.nr)))
     team = b.select(b.icmp_signed("<", b.mul(b.mul(m, n), k), const(TEAM_MIN_WORK)), const(1), team)
-    with b.if_else(b.icmp_signed(">", team, const(1))) as (parallel, alone):
-        with alone:
-            b.call(serial, [*args[:14], const(0), n])
-        with parallel:
-            openmp.parallel(b, _team_body(module, serial, v), openmp.to_words(b, args[:14]), team)
+    openmp.alone_or_on_team(b, serial, [*args[:14], const(0), n], _team_body(module, serial, v), args[:14], team)
     b.ret_void()
     return fn
 
 
 def qgemm_module(variant: Variant, triple: str = "", data_layout: str = "") -> ir.Module:
     """An llvmlite module defining ncc_qgemm for `variant` alone (for tests and benchmarks)."""
-    module = ir.Module(name=f"{SYMBOL}_{variant.tag}")
-    module.triple, module.data_layout = triple, data_layout
-    define_qgemm(module, variant)
-    return module
+    return kernel_module(f"{SYMBOL}_{variant.tag}", triple, data_layout, lambda m: define_qgemm(m, variant))
 
 
 def callable_qgemm(address: int):

@@ -52,7 +52,8 @@ from ncc.dialects.nn.sparse import BLOCK, COLUMN_BLOCK, SLICE, column_segments
 from ncc.passes.lowering import openmp
 from ncc.passes.lowering.gemm import BIAS_COLS, RELU, RELU6
 from ncc.passes.lowering.llvmlite_ir import F32, I32, I64, PTR, carried_loop, const, counted_loop, float_at
-from ncc.passes.lowering.llvmlite_ir import function_to_define, lane_mask, minimum, splat, store_vector, transpose_block
+from ncc.passes.lowering.llvmlite_ir import function_to_define, kernel_module, lane_mask, minimum, splat, store_vector
+from ncc.passes.lowering.llvmlite_ir import transpose_block
 
 SYMBOL = "ncc_spmm"
 SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, PTR, I64, PTR, PTR, PTR, PTR, PTR, PTR, PTR,
@@ -420,11 +421,7 @@ def _team_body(module: ir.Module, serial: ir.Function) -> ir.Function:
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     args = openmp.from_words(b, fn.args[0], SIGNATURE.args[:-1])
     k, n, ws = args[1], args[2], args[16]
-    tid, team = openmp.thread_and_team(b)
-    slices = b.sdiv(b.add(n, const(SLICE - 1)), const(SLICE))
-    per = b.mul(b.sdiv(b.add(slices, b.sub(team, const(1))), team), const(SLICE))  # columns per thread
-    n0 = b.mul(tid, per)
-    n1 = minimum(b, b.add(n0, per), n)
+    tid, n0, n1 = openmp.thread_columns(b, n, SLICE)
     with b.if_then(b.icmp_signed("<", n0, n1)):
         b.call(serial, [*args[:16], float_at(b, ws, b.mul(tid, _workspace_floats(b, k, n))), n0, n1])
     b.ret_void()
@@ -445,21 +442,14 @@ def define_spmm(module: ir.Module, variant: Variant) -> ir.Function:
     nonzeros = b.sext(b.load(b.gep(colptr, [segments], source_etype=I32), typ=I32), I64)  # colptr's last
     team = minimum(b, threads, b.sdiv(b.add(n, const(SLICE - 1)), const(SLICE)))
     team = b.select(b.icmp_signed("<", b.mul(rows, nonzeros), const(TEAM_MIN_WORK)), const(1), team)
-    with b.if_else(b.icmp_signed(">", team, const(1))) as (parallel, alone):
-        with alone:
-            b.call(serial, [*args[:17], const(0), n])
-        with parallel:
-            openmp.parallel(b, _team_body(module, serial), openmp.to_words(b, args[:17]), team)
+    openmp.alone_or_on_team(b, serial, [*args[:17], const(0), n], _team_body(module, serial), args[:17], team)
     b.ret_void()
     return fn
 
 
 def spmm_module(variant: Variant, triple: str = "", data_layout: str = "") -> ir.Module:
     """An llvmlite module defining ncc_spmm for `variant` alone (for tests and benchmarks)."""
-    module = ir.Module(name=f"{SYMBOL}_{variant.tag}")
-    module.triple, module.data_layout = triple, data_layout
-    define_spmm(module, variant)
-    return module
+    return kernel_module(f"{SYMBOL}_{variant.tag}", triple, data_layout, lambda m: define_spmm(m, variant))
 
 
 def callable_spmm(address: int):
