@@ -9,7 +9,7 @@ int8 layer as float ops between QuantizeLinear/DequantizeLinear pairs:
     %y = nn.add (nn.matmul %a, %w), %b                  %yq = nn.requantize %acc2, %m, %zy axis -1 activation relu
     %yq = nn.quantize (nn.relu %y), %sy, %zy
 
-Five small patterns, applied greedily to a fixed point:
+Six small patterns, applied greedily to a fixed point:
   * QuantizeOfDequantize: quantize(dequantize(q, s, z), s, z) -> q (the same
                        literal parameters): integers pass through
   * DequantizeFirst:   a transpose or reshape of a dequantize is the dequantize
@@ -25,6 +25,8 @@ Five small patterns, applied greedily to a fixed point:
                        QDQ format defines them (and onnxruntime reads them)
   * Requantize:        quantize([relu](dequantize(acc, s)), s_y, z_y)
                        -> requantize(acc, s / s_y, z_y [, relu])
+  * MaxPoolOnIntegers: quantize(max_pool(dequantize(q, s, z)), s, z), s > 0
+                       -> the max pool of q's values (as f32, exactly)
 An op is only absorbed when the new op is its only user. What no pattern
 matches stays as written: float ops between a dequantize and a quantize, the
 same numbers as onnxruntime's (within a step of the result's scale).
@@ -212,10 +214,31 @@ class QuantizeOfDequantize(RewritePattern):
                 rewriter.erase(dq)
 
 
+class MaxPoolOnIntegers(RewritePattern):
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, nn.QuantizeOp):
+            return
+        pool = op.input.owner
+        if not isinstance(pool, nn.MaxPoolOp) or not op.input.has_one_use():
+            return
+        dq = _dequantize_of(pool.input)
+        if (dq is None or dq.input.type.element_type != op.result.type.element_type
+                or not _same_literal(dq.scale, op.scale)
+                or not _same_literal(dq.zero_point, op.zero_point) or np.any(dq.scale.owner.data <= 0)
+                or (shape_of(dq.scale.type) and dq.params.axis != op.params.axis)):
+            return
+        p = pool.params
+        as_float = nn.CastOp(dq.input, pool.result.type.element_type)
+        pooled = nn.MaxPoolOp(as_float, p.kernel, strides=p.strides, pads=p.pads, dilations=p.dilations)
+        rewriter.replace(op, [as_float, pooled, nn.CastOp(pooled, op.result.type.element_type)])
+        rewriter.erase(pool)
+        rewriter.erase(dq)
+
+
 def fold_qdq(module: ModuleOp) -> None:
     PatternRewriteWalker(GreedyRewritePatternApplier(
         [QuantizeOfDequantize(), DequantizeFirst(), IntegerContraction(), BiasInAccumulator(),
-         Requantize()])).rewrite_module(module)
+         Requantize(), MaxPoolOnIntegers()])).rewrite_module(module)
 
 
 class FoldQdqPass(ModulePass):

@@ -1,6 +1,7 @@
 """The quant family in ONNX, both directions: QuantizeLinear, DequantizeLinear,
-DynamicQuantizeLinear, MatMulInteger, ConvInteger, QLinearMatMul and
-QLinearConv in; quantize, dequantize, qmatmul, qconv and requantize out.
+DynamicQuantizeLinear, MatMulInteger, ConvInteger, QLinearMatMul,
+QLinearConv and onnxruntime's com.microsoft.QGemm in; quantize, dequantize,
+qmatmul, qconv and requantize out.
 
 QLinearMatMul and QLinearConv become the integer contraction, the i32 bias
 add and `nn.requantize` at the multiplier a_scale * b_scale / y_scale,
@@ -136,12 +137,17 @@ def _conv_integer(b, a):
                    _integer_zero(b, 3, w, "w zero point", shape_of(w.type)[0]), **_conv_window(b, a, x, w))
 
 
-def _output_zero(b: Importer) -> SSAValue:
-    """y_zero_point (input 7): one per tensor."""
-    z = _qparam(b, 7, "y zero point")
+def _qparam_scalar(b: Importer, i: int, what: str) -> SSAValue:
+    """A zero point of one value (input i), given as a scalar or one element."""
+    z = _qparam(b, i, what)
     if shape_of(z.type) == (1,):
         z = b.build(nn.ReshapeOp, z, [])
     return z
+
+
+def _output_zero(b: Importer) -> SSAValue:
+    """y_zero_point (input 7): one per tensor."""
+    return _qparam_scalar(b, 7, "y zero point")
 
 
 def _multiplier(b: Importer, a_scale: SSAValue, b_scale: SSAValue, y_scale: SSAValue) -> SSAValue:
@@ -169,6 +175,29 @@ def _qlinear_conv(b, a):
     scale = _multiplier(b, _scale(b, 1, x, 1, "x scale"), _scale(b, 4, acc, 1, "w scale"),
                         _scale(b, 6, acc, 1, "y scale"))
     return b.build(nn.RequantizeOp, acc, scale, _output_zero(b), axis=1)
+
+
+@from_onnx("com.microsoft.QGemm")
+def _qgemm(b, a):
+    """onnxruntime's QGemm: alpha (A' - a_zero)(B' - b_zero) a_scale b_scale + C (int32
+    at that scale), requantized at y_scale (its multiplier alpha * a_scale * b_scale[j] / y_scale,
+    in that order) or, without y_scale, in f32."""
+    x, w = b.v(0), b.v(3)
+    if a.get("transA", 0):
+        x = b.build(nn.TransposeOp, x, [1, 0])
+    if a.get("transB", 0):
+        w = b.build(nn.TransposeOp, w, [1, 0])
+    acc = b.build(nn.QmatmulOp, x, w, _integer_zero(b, 2, x, "a zero point", None),
+                  _integer_zero(b, 5, w, "b zero point", shape_of(w.type)[-1]))
+    if b.has(6):
+        acc = b.binary("add", acc, b.v(6))
+    alpha = b.emit(nn.ConstantOp(np.asarray(a.get("alpha", 1.0), np.float32)))
+    scale = b.binary("mul", b.binary("mul", alpha, _scale(b, 1, x, -1, "a scale")), _scale(b, 4, acc, -1, "b scale"))
+    if b.has(7):
+        return b.build(nn.RequantizeOp, acc, b.binary("div", scale, _scale(b, 7, acc, -1, "y scale")),
+                       _qparam_scalar(b, 8, "y zero point"), axis=-1)
+    return b.build(nn.DequantizeOp, acc, scale, b.emit(nn.ConstantOp(np.zeros(shape_of(scale.type), np.int32))),
+                   axis=-1)
 
 
 # ---------------------------------------------------------------------------

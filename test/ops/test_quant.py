@@ -300,6 +300,67 @@ def small_cnn(path, classes=10):
 
 
 @pytest.mark.parametrize("activation_type", ["QInt8", "QUInt8"])
+def test_quantize_static_qoperator_model(tmp_path, activation_type):
+    """onnxruntime's other format: QLinearConv, MaxPool on int8 data and its com.microsoft.QGemm."""
+    quantization = pytest.importorskip("onnxruntime.quantization")
+    src = small_cnn(str(tmp_path / "f.onnx"))
+    batches = iter([{"x": rng.standard_normal((2, 3, 16, 16)).astype(np.float32)} for _ in range(4)])
+
+    class Reader(quantization.CalibrationDataReader):
+        def get_next(self):
+            return next(batches, None)
+
+    dst = str(tmp_path / "q.onnx")
+    quantization.quantize_static(src, dst, Reader(), quant_format=quantization.QuantFormat.QOperator,
+                                 per_channel=True, activation_type=getattr(quantization.QuantType, activation_type),
+                                 weight_type=quantization.QuantType.QInt8)
+    import onnx
+    ops = {n.op_type for n in onnx.load(dst).graph.node}
+    assert {"QLinearConv", "MaxPool", "QGemm"} <= ops
+    x = rng.standard_normal((3, 3, 16, 16)).astype(np.float32)
+    want = _ort(onnx.load(dst), {"x": x})[0]
+    np.testing.assert_array_equal(ncc.compile(dst, cache=False)(x), want)
+    np.testing.assert_array_equal(ncc.reference.run(ncc.import_onnx(dst), [x])[0], want)
+
+
+@pytest.mark.parametrize("attrs,y_scale,bias,b_dtype", [
+    (dict(), True, True, np.int8), (dict(transA=1, transB=1, alpha=0.5), True, False, np.int8),
+    (dict(transB=1), False, True, np.uint8), (dict(alpha=2.0), False, False, np.uint8)])
+def test_qgemm_contrib_op(attrs, y_scale, bias, b_dtype):
+    """com.microsoft.QGemm against onnxruntime: transposes, alpha, an int32 bias, a
+    quantized or float result, per-column b scales and zero points."""
+    a = rng.integers(0, 256, (6, 20) if not attrs.get("transA") else (20, 6)).astype(np.uint8)
+    info = np.iinfo(b_dtype)
+    b = rng.integers(info.min, info.max + 1, (20, 7) if not attrs.get("transB") else (7, 20)).astype(b_dtype)
+    inits = {"b": b, "as": np.float32(0.02), "az": np.uint8(100), "bs": rng.uniform(0.005, 0.02, 7).astype(np.float32),
+             "bz": np.full(7, 3 if b_dtype == np.int8 else 130, b_dtype), "ys": np.float32(0.4), "yz": np.uint8(90),
+             "c": rng.integers(-2000, 2000, 7).astype(np.int32)}
+    ins = ["a", "as", "az", "b", "bs", "bz", "c" if bias else "", *(("ys", "yz") if y_scale else ())]
+    node = helper.make_node("QGemm", ins, ["y"], domain="com.microsoft", **attrs)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("a", TensorProto.UINT8, a.shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8 if y_scale else TensorProto.FLOAT,
+                                                             None)],
+                              [__import__("onnx").numpy_helper.from_array(v, k) for k, v in inits.items()])
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19), helper.make_opsetid("com.microsoft", 1)])
+    m.ir_version = min(m.ir_version, 10)
+    want = _ort(m, {"a": a})[0]
+    got = ncc.compile(m, cache=False)(a)
+    if y_scale:
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [TensorProto.UINT8, TensorProto.INT8])
+def test_max_pool_of_int8_data(dtype):
+    x = rng.integers(0, 256, (2, 3, 7, 6)).astype(np.uint8)
+    x = x if dtype == TensorProto.UINT8 else x.view(np.int8)
+    m = onnx_model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1])],
+                   {"x": (dtype, list(x.shape))}, {"y": dtype}, opset=19)
+    _agrees(m, {"x": x})
+
+
+@pytest.mark.parametrize("activation_type", ["QInt8", "QUInt8"])
 def test_quantize_static_model_runs_on_integers(tmp_path, activation_type):
     quantization = pytest.importorskip("onnxruntime.quantization")
     src = small_cnn(str(tmp_path / "f.onnx"))

@@ -70,3 +70,19 @@ func.func @kept(%q: tensor<4x4xi8>) -> (tensor<4x4xi8>, tensor<4x4xf32>) {
   %m = nn.matmul %d, %d : tensor<4x4xf32>, tensor<4x4xf32> -> tensor<4x4xf32>
   func.return %again, %m : tensor<4x4xi8>, tensor<4x4xf32>
 }
+
+// A max pool between a dequantize and a quantize of the same parameters (a
+// positive scale) is the max pool of the integers' values.
+// CHECK-LABEL: func.func @pool(
+// CHECK-NEXT:    %[[F:.*]] = nn.cast %q : tensor<1x2x4x4xi8> -> tensor<1x2x4x4xf32>
+// CHECK-NEXT:    %[[P:.*]] = nn.max_pool %[[F]] kernel [2, 2] strides [2, 2] : tensor<1x2x4x4xf32> -> tensor<1x2x2x2xf32>
+// CHECK-NEXT:    %[[Y:.*]] = nn.cast %[[P]] : tensor<1x2x2x2xf32> -> tensor<1x2x2x2xi8>
+// CHECK-NEXT:    func.return %[[Y]]
+func.func @pool(%q: tensor<1x2x4x4xi8>) -> tensor<1x2x2x2xi8> {
+  %s = nn.constant dense<0.05> : tensor<f32>
+  %z = nn.constant dense<-7> : tensor<i8>
+  %d = nn.dequantize %q, %s, %z : tensor<1x2x4x4xi8>, tensor<f32>, tensor<i8> -> tensor<1x2x4x4xf32>
+  %p = nn.max_pool %d kernel [2, 2] strides [2, 2] : tensor<1x2x4x4xf32> -> tensor<1x2x2x2xf32>
+  %y = nn.quantize %p, %s, %z : tensor<1x2x2x2xf32>, tensor<f32>, tensor<i8> -> tensor<1x2x2x2xi8>
+  func.return %y : tensor<1x2x2x2xi8>
+}
