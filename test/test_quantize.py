@@ -148,6 +148,17 @@ def test_ops_that_stay_float_say_why():
     assert ncc.print_module(module) == ncc.print_module(ncc.parse_module(text))  # untouched
 
 
+def test_contractions_without_an_int8_form_are_listed():
+    module = ncc.import_adjacency("examples/ncp19.txt")
+    ncc.run_passes(module, "layerize")  # its layers are sparse (nn.sparse_matmul)
+    report = ncc.quantize(module, mode="dynamic")
+    assert report.quantized == 0 and len(report.decisions) > 0
+    assert "a sparse layer: no int8 kernel" in str(report)
+    fused = ncc.import_onnx(_mlp())
+    ncc.run_passes(fused, "fuse")
+    assert "already fused: quantize before fuse" in str(ncc.quantize(fused, mode="dynamic"))
+
+
 @pytest.mark.parametrize("call,message", [
     (lambda m: ncc.quantize(m), "static quantization needs calibration data"),
     (lambda m: ncc.quantize(m, [], method="minmax"), "needs calibration data \\(at least one batch\\)"),

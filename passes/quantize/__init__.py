@@ -56,6 +56,11 @@ MODES = ("static", "dynamic")
 ACTIVATION_TYPES = {"int8": np.int8, "uint8": np.uint8}
 # op -> (the axis of its weight's output features, its output's)
 QUANTIZABLE: dict[type, tuple[int, int]] = {nn.MatmulOp: (1, -1), nn.ConvOp: (0, 1)}
+# Contractions that stay float, and why (the report lists them too)
+STAY_FLOAT: dict[type, str] = {
+    nn.SparseMatmulOp: "a sparse layer: no int8 kernel", nn.ConvTransposeOp: "no int8 conv_transpose",
+    nn.FusedMatmulOp: "already fused: quantize before fuse", nn.FusedConvOp: "already fused: quantize before fuse",
+    nn.MatmulTransposeAOp: "no int8 matmul_transpose_a"}
 
 # Prepares a module's function to run: -> a call from one batch (dict of
 # input arrays) to its results.
@@ -202,7 +207,9 @@ def _along(bias: tuple[int, ...], out: tuple[int, ...], axis: int) -> bool:
 
 
 def _targets(fn: func.FuncOp) -> list[tuple[Operation, str | None]]:
-    return [(op, _why_not(op)) for op in fn.body.block.ops if type(op) in QUANTIZABLE]
+    """Every contraction and why it stays float (None: it is quantized)."""
+    return [(op, _why_not(op) if type(op) in QUANTIZABLE else STAY_FLOAT[type(op)])
+            for op in fn.body.block.ops if type(op) in QUANTIZABLE or type(op) in STAY_FLOAT]
 
 
 def calibration_points(fn: func.FuncOp) -> list[SSAValue]:
@@ -334,7 +341,7 @@ def quantize_module(module: ModuleOp, options: QuantizeOptions, ranges: Sequence
     ranges_of: dict[SSAValue, tuple[float, float]] = {}  # a pair's dequantized value -> its range
     for k, (op, why) in enumerate(_targets(fn)):
         name = f"{op.name} #{k}"
-        decision = Decision(name, _weight_name(op.operands[1]), why is None, why or "")
+        decision = Decision(name, _weight_name(op.operands[1]) if len(op.operands) > 1 else "", why is None, why or "")
         report.decisions.append(decision)
         if why is not None:
             continue
