@@ -231,26 +231,30 @@ def _pack_b(module: ir.Module, v: Variant) -> ir.Function:
         whole = b.icmp_signed("<=", b.add(col, const(lanes)), n)
         with b.if_else(whole) as (vector, scalar):
             with vector:
-                def quad(qi, carried):
+                def quad(qi, carried, tail: bool):
                     acc, = carried
                     rows = []
                     for t in range(4):
                         kk = b.add(b.mul(qi, const(4)), const(t))
-                        ok = b.icmp_signed("<", kk, k)
-                        p = _byte_at(b, bm, b.add(b.mul(b.select(ok, kk, const(0)), ldb), col))
+                        ok = b.icmp_signed("<", kk, k) if tail else None  # only the last quad passes K
+                        p = _byte_at(b, bm, b.add(b.mul(b.select(ok, kk, const(0)) if tail else kk, ldb), col))
                         row = b.xor(b.load(b.bitcast(p, row_t.as_pointer()), typ=row_t, align=1), flips)
-                        row = b.select(ok, row, zero_row)
-                        rows.append(row)
-                        acc = b.add(acc, b.sext(row, ir.VectorType(I32, lanes)))
+                        rows.append(b.select(ok, row, zero_row) if tail else row)
                     low = b.shuffle_vector(rows[0], rows[1], lane_mask(list(range(2 * lanes))))
                     high = b.shuffle_vector(rows[2], rows[3], lane_mask(list(range(2 * lanes))))
                     words = b.shuffle_vector(low, high, interleave)
                     dst = _word_at(b, bp, b.add(b.mul(qi, const(v.nr)), const(g * lanes)))
                     b.store(words, b.bitcast(dst, words.type.as_pointer()), align=4)
+                    if v.dot == "vnni":  # the column sums by one dot product with bytes of 1
+                        return [_dot(module, b, v, acc, [I32(0x01010101)], words, None)]
+                    for row in rows:
+                        acc = b.add(acc, b.sext(row, ir.VectorType(I32, lanes)))
                     return [acc]
 
-                acc, = carried_loop(b, const(0), q, [ir.Constant(ir.VectorType(I32, lanes), [I32(0)] * lanes)],
-                                    quad, f"bquad{g}")
+                full = b.sdiv(k, const(4))
+                zeros = [ir.Constant(ir.VectorType(I32, lanes), [I32(0)] * lanes)]
+                acc = carried_loop(b, const(0), full, zeros, lambda qi, c: quad(qi, c, False), f"bquad{g}")
+                acc, = carried_loop(b, full, q, acc, lambda qi, c: quad(qi, c, True), f"btail{g}")
                 b.store(acc, b.bitcast(_word_at(b, sums, const(g * lanes)), acc.type.as_pointer()), align=4)
             with scalar:
                 with counted_loop(b, const(0), const(lanes), 1, f"bcol{g}") as c:
