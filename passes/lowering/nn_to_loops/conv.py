@@ -205,9 +205,27 @@ def im2col(b: Builder, p, x: Buf, ni: SSAValue, col: Buf, phases_at: int, fill: 
         hi = b(arith.MinSIOp, b.idx(positions[d]), b(arith.SubiOp, size, q))
         return r, q, lo, hi
 
+    # stride 1 keeping a 2-D image's width (3x3 pad 1, ...): a row is the image
+    # plane shifted, so one flat copy of it, then the padding over what fell
+    # outside (one long run per row, not one per output row)
+    plane_copy = (not strided and nd == 2 and p.dilations[1] == 1 and spatial[1] == positions[1]
+                  and DYN not in spatial)
+
     def row(cks, _):
         c, ks = cks[0], cks[1:]
         win = [window(d, ks[d]) for d in range(nd)]
+        if plane_copy:
+            width, plane = spatial[1], pymath.prod(spatial)
+            flat = pymath.prod(positions)
+            at = b.mul_i(b.add_i(b.mul_i(c, kernel[0] * kernel[1]), b.add_i(b.mul_i(ks[0], kernel[1]), ks[1])), flat)
+            dst = view(b, col.ref, at, (flat,))
+            src = view(b, x.ref, b.mul_i(b.add_i(b.mul_i(ni, x.shape[1]), c), plane), (plane,))
+            shift = b(arith.AddiOp, b(arith.MuliOp, win[0][1], b.idx(width)), win[1][1])
+            lo = b(arith.MaxSIOp, b.mul_i(win[0][2], width), b(arith.SubiOp, b.idx(0), shift))
+            hi = b(arith.MinSIOp, b.mul_i(win[0][3], width), b(arith.SubiOp, b.idx(plane), shift))
+            ranges(b, [lo], [hi], lambda f: b.store(b.load(src, [b.add_i(f[0], shift)]), dst, f))
+            _outside(b, [w[1:] for w in win], positions, lambda o: b.store(zero, col, [c, *ks, *o]))
+            return
         if any(p.pads):
             _outside(b, [w[1:] for w in win], positions, lambda o: b.store(zero, col, [c, *ks, *o]))
 
