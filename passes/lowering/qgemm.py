@@ -231,14 +231,15 @@ def _pack_b(module: ir.Module, v: Variant) -> ir.Function:
         whole = b.icmp_signed("<=", b.add(col, const(lanes)), n)
         with b.if_else(whole) as (vector, scalar):
             with vector:
-                def quad(qi, carried, tail: bool):
+                def quad(qi, carried, tail: bool, flipping: bool = True):
                     acc, = carried
                     rows = []
                     for t in range(4):
                         kk = b.add(b.mul(qi, const(4)), const(t))
                         ok = b.icmp_signed("<", kk, k) if tail else None  # only the last quad passes K
                         p = _byte_at(b, bm, b.add(b.mul(b.select(ok, kk, const(0)) if tail else kk, ldb), col))
-                        row = b.xor(b.load(b.bitcast(p, row_t.as_pointer()), typ=row_t, align=1), flips)
+                        row = b.load(b.bitcast(p, row_t.as_pointer()), typ=row_t, align=1)
+                        row = b.xor(row, flips) if flipping else row
                         rows.append(b.select(ok, row, zero_row) if tail else row)
                     low = b.shuffle_vector(rows[0], rows[1], lane_mask(list(range(2 * lanes))))
                     high = b.shuffle_vector(rows[2], rows[3], lane_mask(list(range(2 * lanes))))
@@ -253,8 +254,19 @@ def _pack_b(module: ir.Module, v: Variant) -> ir.Function:
 
                 full = b.sdiv(k, const(4))
                 zeros = [ir.Constant(ir.VectorType(I32, lanes), [I32(0)] * lanes)]
-                acc = carried_loop(b, const(0), full, zeros, lambda qi, c: quad(qi, c, False), f"bquad{g}")
-                acc, = carried_loop(b, full, q, acc, lambda qi, c: quad(qi, c, True), f"btail{g}")
+                # the whole quads: with the flip (uint8 B) or without (int8 B: nothing to do per byte)
+                with b.if_else(b.icmp_signed("!=", flip, I8(0))) as (flipped, signed):
+                    with flipped:
+                        acc_f = carried_loop(b, const(0), full, zeros, lambda qi, c: quad(qi, c, False), f"bquad{g}")
+                        end_f = b.block
+                    with signed:
+                        acc_s = carried_loop(b, const(0), full, zeros, lambda qi, c: quad(qi, c, False, False),
+                                             f"bquads{g}")
+                        end_s = b.block
+                acc = b.phi(acc_f[0].type)
+                acc.add_incoming(acc_f[0], end_f)
+                acc.add_incoming(acc_s[0], end_s)
+                acc, = carried_loop(b, full, q, [acc], lambda qi, c: quad(qi, c, True), f"btail{g}")
                 b.store(acc, b.bitcast(_word_at(b, sums, const(g * lanes)), acc.type.as_pointer()), align=4)
             with scalar:
                 with counted_loop(b, const(0), const(lanes), 1, f"bcol{g}") as c:
