@@ -15,7 +15,8 @@ Per op (QUANTIZABLE; the report says why one stays float): a matmul with a
     scale per output feature with per_channel, else one) and a dequantize;
   * its input (static mode) a quantize-dequantize pair at the calibrated
     range (asymmetric, per tensor; int8 or uint8: activation_type), one pair
-    per value however many ops read it;
+    per value however many ops read it; the max pool of such a pair's value
+    takes the pair's parameters (fold-qdq then pools the integers);
   * a bias add after it an int32 bias at the accumulator's scale
     (input scale x weight scale) and a dequantize;
   * the end of its chain (the bias add, then an activation) a
@@ -352,6 +353,14 @@ def quantize_module(module: ModuleOp, options: QuantizeOptions, ranges: Sequence
         if x in made:  # already the dequantized end of an earlier op's chain
             dequantized[x] = x
             decision.input_range = ranges_of.get(x)
+        pooled = x.owner.input if isinstance(x.owner, nn.MaxPoolOp) else None
+        if x not in dequantized and pooled in made and options.mode == "static":
+            # a max pool of quantized values keeps their parameters (its range is within
+            # theirs): fold-qdq then pools the integers
+            pair = pooled.owner
+            s, z = w.literal(pair.scale.owner.data, op), w.literal(pair.zero_point.owner.data, op)
+            dequantized[x] = w.before(op, nn.DequantizeOp(w.before(op, nn.QuantizeOp(x, s, z)), s, z))
+            decision.input_range = ranges_of.get(pooled)
         if x not in dequantized:
             if options.mode == "static":
                 decision.input_range = bounds[x]
