@@ -57,12 +57,9 @@ def _scale(b: Importer, i: int, data: SSAValue, axis: int, what: str = "scale") 
 
 
 def _zero_point(b: Importer, i: int, like: SSAValue, dtype: np.dtype, what: str = "zero point") -> SSAValue:
-    """Zero point input i, or zeros of dtype in the scale's shape when absent."""
+    """Zero point input i (one value: a scalar), or zeros of dtype in the scale's shape when absent."""
     if b.has(i):
-        z = _qparam(b, i, what)
-        if shape_of(z.type) == (1,) and shape_of(like.type) == ():
-            z = b.build(nn.ReshapeOp, z, [])
-        return z
+        return _qparam_scalar(b, i, what) if shape_of(like.type) == () else _qparam(b, i, what)
     return b.emit(nn.ConstantOp(np.zeros(shape_of(like.type), dtype)))
 
 
@@ -99,28 +96,30 @@ def _dynamic_quantize_linear(b, a):
     return [b.build(nn.QuantizeOp, x, scale, zp), scale, zp]
 
 
-def _integer_zero(b: Importer, i: int, data: SSAValue, what: str, per: int | None) -> SSAValue:
-    """The zero point of an integer contraction's operand: per tensor, or (per
-    = an axis size) one per column / output channel."""
-    dtype = nn.numpy_dtype(data.type.element_type)
+def _integer_zero(b: Importer, i: int, data: SSAValue, what: str, per: str | None = None) -> SSAValue:
+    """The zero point of an integer contraction's operand: per tensor (a literal
+    of equal values, or of one, is one), or one per `per` (column, output channel)."""
     if not b.has(i):
-        return b.emit(nn.ConstantOp(np.zeros((), dtype)))
-    z = _qparam(b, i, what)
-    shape = shape_of(z.type)
-    if shape == (1,) or (per is None and len(shape) == 1 and b.node.input[i] in b.consts
-                         and np.all(b.consts[b.node.input[i]] == b.consts[b.node.input[i]].reshape(-1)[0])):
-        z = b.build(nn.ReshapeOp, b.build(nn.SliceOp, z, [0], [1], [0]), [])
-    elif len(shape) > 1 or (len(shape) == 1 and per is None):
-        raise b.error(f"the {what} must be one per tensor"
-                      + (f" or one per {'column' if per else ''}" if per is not None else "") + f", got {z.type}")
+        return b.emit(nn.ConstantOp(np.zeros((), nn.numpy_dtype(data.type.element_type))))
+    literal = b.consts.get(b.node.input[i])
+    if literal is not None and literal.size and np.all(literal == literal.reshape(-1)[0]):
+        return b.emit(nn.ConstantOp(np.asarray(literal.reshape(-1)[0])))
+    z = _qparam_scalar(b, i, what)
+    if len(shape_of(z.type)) > (0 if per is None else 1):
+        raise b.error(f"the {what} must be one per tensor" + (f" or one per {per}" if per else "")
+                      + f", got {z.type}")
     return z
+
+
+def _integer_matmul(b: Importer, x: SSAValue, w: SSAValue, a_zero: int, b_zero: int) -> SSAValue:
+    """(x - zero point input a_zero) @ (w - zero point input b_zero, per column) in i32."""
+    return b.build(nn.QmatmulOp, x, w, _integer_zero(b, a_zero, x, "a zero point"),
+                   _integer_zero(b, b_zero, w, "b zero point", "column"))
 
 
 @from_onnx("MatMulInteger")
 def _matmul_integer(b, a):
-    x, w = b.v(0), b.v(1)
-    return b.build(nn.QmatmulOp, x, w, _integer_zero(b, 2, x, "a zero point", None),
-                   _integer_zero(b, 3, w, "b zero point", shape_of(w.type)[-1]))
+    return _integer_matmul(b, b.v(0), b.v(1), 2, 3)
 
 
 def _conv_window(b: Importer, a: dict, x: SSAValue, w: SSAValue) -> dict:
@@ -133,8 +132,8 @@ def _conv_window(b: Importer, a: dict, x: SSAValue, w: SSAValue) -> dict:
 @from_onnx("ConvInteger")
 def _conv_integer(b, a):
     x, w = b.v(0), b.v(1)
-    return b.build(nn.QconvOp, x, w, _integer_zero(b, 2, x, "x zero point", None),
-                   _integer_zero(b, 3, w, "w zero point", shape_of(w.type)[0]), **_conv_window(b, a, x, w))
+    return b.build(nn.QconvOp, x, w, _integer_zero(b, 2, x, "x zero point"),
+                   _integer_zero(b, 3, w, "w zero point", "output channel"), **_conv_window(b, a, x, w))
 
 
 def _qparam_scalar(b: Importer, i: int, what: str) -> SSAValue:
@@ -158,8 +157,7 @@ def _multiplier(b: Importer, a_scale: SSAValue, b_scale: SSAValue, y_scale: SSAV
 @from_onnx("QLinearMatMul")
 def _qlinear_matmul(b, a):
     x, w = b.v(0), b.v(3)
-    acc = b.build(nn.QmatmulOp, x, w, _integer_zero(b, 2, x, "a zero point", None),
-                  _integer_zero(b, 5, w, "b zero point", shape_of(w.type)[-1]))
+    acc = _integer_matmul(b, x, w, 2, 5)
     scale = _multiplier(b, _scale(b, 1, x, -1, "a scale"), _scale(b, 4, w, -1, "b scale"),
                         _scale(b, 6, acc, -1, "y scale"))
     return b.build(nn.RequantizeOp, acc, scale, _output_zero(b), axis=-1)
@@ -168,8 +166,8 @@ def _qlinear_matmul(b, a):
 @from_onnx("QLinearConv")
 def _qlinear_conv(b, a):
     x, w = b.v(0), b.v(3)
-    acc = b.build(nn.QconvOp, x, w, _integer_zero(b, 2, x, "x zero point", None),
-                  _integer_zero(b, 5, w, "w zero point", shape_of(w.type)[0]), **_conv_window(b, a, x, w))
+    acc = b.build(nn.QconvOp, x, w, _integer_zero(b, 2, x, "x zero point"),
+                  _integer_zero(b, 5, w, "w zero point", "output channel"), **_conv_window(b, a, x, w))
     if b.has(8):  # bias: i32 at scale x_scale * w_scale
         acc = b.binary("add", acc, b.per_channel(b.v(8), len(shape_of(acc.type))))
     scale = _multiplier(b, _scale(b, 1, x, 1, "x scale"), _scale(b, 4, acc, 1, "w scale"),
@@ -187,8 +185,7 @@ def _qgemm(b, a):
         x = b.build(nn.TransposeOp, x, [1, 0])
     if a.get("transB", 0):
         w = b.build(nn.TransposeOp, w, [1, 0])
-    acc = b.build(nn.QmatmulOp, x, w, _integer_zero(b, 2, x, "a zero point", None),
-                  _integer_zero(b, 5, w, "b zero point", shape_of(w.type)[-1]))
+    acc = _integer_matmul(b, x, w, 2, 5)
     if b.has(6):
         acc = b.binary("add", acc, b.v(6))
     alpha = b.emit(nn.ConstantOp(np.asarray(a.get("alpha", 1.0), np.float32)))

@@ -43,6 +43,7 @@ from xdsl.dialects.builtin import ModuleOp, f32
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.transforms.dead_code_elimination import region_dce
 
 from ncc.diagnostics import NccError
 from ncc.dialects import activations, nn
@@ -313,14 +314,7 @@ def _replace_uses(v: SSAValue, new: SSAValue, keep: set[Operation]) -> None:
 
 def _erase_dead(fn: func.FuncOp, module: ModuleOp, replaced: set[str]) -> None:
     """Ops left without users, then the float weights the int8 ones replaced (if nothing else reads them)."""
-    changed = True
-    while changed:
-        changed = False
-        for op in reversed(list(fn.body.block.ops)):
-            if op.results and not any(r.uses for r in op.results) and not isinstance(op, func.ReturnOp):
-                op.detach()
-                op.erase()
-                changed = True
+    region_dce(fn.body)
     used = {op.sym for f in module.ops if isinstance(f, func.FuncOp) for op in f.walk()
             if isinstance(op, nn.WeightRefOp)}
     for op in [op for op in module.ops if isinstance(op, nn.WeightOp) and op.sym not in used and op.sym in replaced]:

@@ -97,6 +97,12 @@ def _bytes(b: Builder, buf: Buf, elt=i8) -> SSAValue:
     return b.emit(memref.ReinterpretCastOp.from_dynamic(buf.ref, [b.idx(0)], [size], [1], MemRefType(elt, [DYN])))
 
 
+def _view(b: Builder, ref: SSAValue, offset: int | SSAValue, size: int, elt) -> SSAValue:
+    """`size` elements of `elt` from element `offset` of ref's bytes (as that type)."""
+    return b.emit(memref.ReinterpretCastOp.from_dynamic(
+        ref, [b.idx(offset) if isinstance(offset, int) else offset], [b.idx(size)], [1], MemRefType(elt, [DYN])))
+
+
 def qgemm_ready(op: Operation) -> bool:
     """qmatmul runs on ncc_qgemm: a 2-D rhs (a's leading dimensions are its rows); packed_qmatmul always."""
     return isinstance(op, nn.PackedQmatmulOp) or len(nn.shape_of(op.rhs.type)) == 2
@@ -125,9 +131,7 @@ def lower_qmatmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         static = pymath.prod(d for d in a.shape[:-1] if d != DYN)
         rows = b.mul_i(b.batch, static) if DYN in a.shape[:-1] else b.idx(static)
         workspace = _bytes(b, b.scratch)
-        zeros = b.emit(memref.ReinterpretCastOp.from_dynamic(
-            b.scratch.ref, [b.idx((b.scratch.shape[0] * 4 - 4 * n - 64) // 4)], [b.idx(n)], [1],
-            MemRefType(i32, [DYN])))
+        zeros = _view(b, b.scratch.ref, (b.scratch.shape[0] * 4 - 4 * n - 64) // 4, n, i32)
         per_column = bool(bz.shape)
         if per_column:
             b.nest([n], lambda ivs, _: b.store(widen(b, b.load(bz, ivs)), Buf(zeros, (n,), i32), ivs))
@@ -189,12 +193,6 @@ def qconv_scratch_bytes(op: Operation, threads: int) -> int:
     rows, positions = _im2col_parts(op)
     k = rows // op.params.group
     return -(-rows * positions // 64) * 64 + _phase_bytes(op) + threads * qgemm.workspace_bytes(k) + 64
-
-
-def _view(b: Builder, ref: SSAValue, offset: int | SSAValue, size: int, elt) -> SSAValue:
-    """`size` elements of `elt` from element `offset` of ref's bytes (as that type)."""
-    return b.emit(memref.ReinterpretCastOp.from_dynamic(
-        ref, [b.idx(offset) if isinstance(offset, int) else offset], [b.idx(size)], [1], MemRefType(elt, [DYN])))
 
 
 def _qconv_by_gemm(b: Builder, op, out: Buf, x: Buf, w: Buf, xz: Buf, wz: Buf) -> None:
