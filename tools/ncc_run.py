@@ -5,8 +5,10 @@
     ncc-run examples/seed_list.txt --batch 1000 --seed 1   seeded random inputs
     ncc-run model.mlir --batch 64 --bench 1000             timing statistics
 
-MODEL is what `ncc.compile` takes from a path: .mlir, an adjacency file (.onnx
-once ONNX import exists). Inputs not given are generated: float inputs from a
+MODEL is what `ncc.compile` takes from a path: .mlir, .onnx or an adjacency
+file. The second line of the summary names the library kernels the model
+calls and the variant chosen for this host (`kernels: ncc_qgemm vnni512`).
+Inputs not given are generated: float inputs from a
 seeded standard normal, integer inputs (indices) as zeros, with `--batch` rows
 (default: the batch of the given inputs, else 1). The summary lists each output
 (shape, dtype, min/max/mean, first values); `-o` writes them to an .npz keyed by
@@ -32,7 +34,7 @@ from ncc.tools.common import run_tool
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ncc-run", description="Compile a model to native code and "
                                 "run it on given or seeded random inputs.")
-    p.add_argument("model", help="a .mlir file or an adjacency file (list, matrix, edge list)")
+    p.add_argument("model", help="a .mlir file, an ONNX file or an adjacency file (list, matrix, edge list)")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
                    help="one input from a .npy file (repeatable)")
     p.add_argument("--inputs", metavar="FILE.npz", help="inputs from an .npz, keyed by input name")
