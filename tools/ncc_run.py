@@ -6,7 +6,7 @@
     ncc-run model.mlir --batch 64 --bench 1000             timing statistics
 
 MODEL is what `ncc.compile` takes from a path: .mlir, .onnx or an adjacency
-file. The second line of the summary names the library kernels the model
+file. A line of the summary names the library kernels the model
 calls and the variant chosen for this host (`kernels: ncc_qgemm vnni512`).
 Inputs not given are generated: float inputs from a
 seeded standard normal, integer inputs (indices) as zeros, with `--batch` rows
