@@ -63,6 +63,30 @@ def test_elementwise_dynamic_batch(batch):
     np.testing.assert_allclose(y, np.exp(np.tanh(x + b)) * 0.5, rtol=2e-6, atol=1e-7)
 
 
+PUNNED_VIEW = """
+func.func @second_float(%x: memref<?x4xf32>, %y: memref<?xf32>) {
+  %c0 = arith.constant 0 : index
+  %c4 = arith.constant 4 : index
+  %one = arith.constant 1 : index
+  %bytes = memref.reinterpret_cast %x to offset: [%c4], sizes: [%c4], strides: [%one] : memref<?x4xf32> to memref<?xi8>
+  %f = memref.reinterpret_cast %bytes to offset: [%c0], sizes: [%one], strides: [%one] : memref<?xi8> to memref<?xf32>
+  %v = memref.load %f[%c0] : memref<?xf32>
+  memref.store %v, %y[%c0] : memref<?xf32>
+  func.return
+}
+"""
+
+
+def test_a_view_of_another_element_type_counts_its_own_elements():
+    """memref.reinterpret_cast to bytes at offset 4 starts 4 bytes in (x[0, 1]),
+    natively as in the loop interpreter: the int8 GEMM's workspace and output views rely on it."""
+    lib = native(PUNNED_VIEW)
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    y = np.zeros(1, np.float32)
+    call(lib, "second_float", x, y, batch=3)
+    assert y[0] == x[0, 1]
+
+
 FLAT = """
 func.func @sigmoid(%x: memref<?xf32>, %y: memref<?xf32>) {
   %c0 = arith.constant 0 : index

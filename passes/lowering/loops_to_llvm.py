@@ -431,9 +431,10 @@ def _view(L: _FuncLowering, op: memref.ViewOp):
 def _reinterpret_cast(L: _FuncLowering, op: memref.ReinterpretCastOp):
     # A flat view from an element offset: how a kernel passes a buffer to a
     # function taking any memref<?xT> (the GEMM); the view's size is its own.
+    # The offset counts the view's elements (its type may differ: the same bytes).
     _sized(L, op, op.result, op.sizes)
     offset = op.offsets[0] if op.offsets else L.const(op.static_offsets.get_values()[0], i64)
-    return L.emit(llvm.GEPOp(L.v(op.source), [llvm.GEP_USE_SSA_VAL], _stored(op.source.type.element_type),
+    return L.emit(llvm.GEPOp(L.v(op.source), [llvm.GEP_USE_SSA_VAL], _stored(op.result.type.element_type),
                              ssa_indices=[L.v(offset) if op.offsets else offset], inbounds=True))
 
 

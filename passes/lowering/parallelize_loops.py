@@ -176,7 +176,7 @@ class _Loop:
             elif isinstance(op, memref.ReinterpretCastOp):
                 elements = (self.linear(op.offsets[0]) if op.offsets
                             else {None: op.static_offsets.get_values()[0]})
-                size = element_bytes(op.source.type.element_type)
+                size = element_bytes(op.result.type.element_type)  # the offset counts the view's elements
                 shift = None if elements is None else {k: c * size for k, c in elements.items()}
             offset = None if offset is None or shift is None else _combine(offset, shift, 1)
             m = op.operands[0]
