@@ -185,7 +185,8 @@ def bench_kernels() -> None:
         ws8 = aligned_empty((qgemm.workspace_bytes(k),), np.dtype(np.uint8))
         zeros = np.zeros(1, np.int32)
         run8 = lambda: q(m, n, k, a8.ctypes.data, k, panels.ctypes.data, n, c8.ctypes.data, n, 0, 0,  # noqa: E731
-                         zeros.ctypes.data, qgemm.PACKED_B, ws8.ctypes.data, 1)
+                         zeros.ctypes.data, qgemm.PACKED_B, ws8.ctypes.data, 1,
+                         zeros.ctypes.data, zeros.ctypes.data, 0)  # no requantize epilogue: C is the i32 product
         from ncc.dialects.nn.matmul import pack_panels
         fpanels = pack_panels(wf)
         cf = np.zeros((m, n), np.float32)

@@ -42,6 +42,13 @@ they follow; the pattern is the mask's, fixed when compiled).
 An int8 matmul's weight becomes nn.qpack's panels (nn.packed_qmatmul), an
 int8 convolution's nn.qpack_rows's rows (nn.packed_qconv): the layouts the
 int8 GEMM reads as they are (passes/lowering/qgemm.py's PACKED_B, PACKED_A).
+Its requantize (after an i32 bias add, if any: fold-qdq's QLinearConv
+chain) becomes the packed op's epilogue, which the GEMM applies in its
+tile: the i32 result is never stored.
+
+    %a = nn.qconv %x, %w, %xz, %wz ...             %r = nn.reshape %w ; %p = nn.qpack_rows %r
+    %b = nn.add %a, %bias                   ==>    %y = nn.packed_qconv %x, %p, %xz, %wz, %bias, %s, %yz
+    %y = nn.requantize %b, %s, %yz                        kernel [3, 3] weight_signed ... -> tensor<...xi8>
 
 `ncc.compile` runs it before fold-weights; training differentiates the
 unpacked model.
@@ -58,7 +65,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 import numpy as np
-from xdsl.dialects.builtin import ModuleOp, UnitAttr, f32
+from xdsl.dialects.builtin import ModuleOp, UnitAttr, f32, i32
 
 from ncc.dialects import nn
 from ncc.dialects.nn import CONSTANT_MARK, DYN, shape_of
@@ -231,15 +238,46 @@ def _pack_sparse(op: Operation, mask: np.ndarray, module: ModuleOp, tables: list
     return made
 
 
-def _pack_qmatmul(op: Operation) -> list[Operation]:
+def _only_user(value: SSAValue) -> Operation | None:
+    uses = list(value.uses)
+    return uses[0].operation if len(uses) == 1 else None
+
+
+def _requantize_after(op: Operation, axis: int) -> tuple[list[Operation], list[SSAValue], nn.RequantizeOp] | None:
+    """The chain an int8 contraction's result alone feeds: [nn.add of an i32
+    bias along `axis` (the output channels)] -> nn.requantize per tensor or
+    along `axis`, as (the ops made: the bias as [C] or zeros; the epilogue
+    operands: bias, scale, zero point; the requantize); else None."""
+    user = _only_user(op.results[0])
+    acc = shape_of(op.results[0].type)
+    axis %= len(acc)
+    channels = acc[axis]
+    bias = None
+    if isinstance(user, nn.AddOp):
+        bias = user.rhs if user.lhs == op.results[0] else user.lhs
+        b = shape_of(bias.type)
+        at = len(b) - (len(acc) - axis)  # the channel axis in the bias, numpy's broadcasting aligning the right
+        if bias.type.element_type != i32 or not 0 <= at or len(b) > len(acc) or b[at] != channels or \
+                any(d != 1 for i, d in enumerate(b) if i != at):
+            return None
+        user = _only_user(user.result)
+    if not isinstance(user, nn.RequantizeOp):
+        return None
+    if shape_of(user.scale.type) and user.params.axis % len(acc) != axis:
+        return None
+    made = [nn.ReshapeOp(bias, [channels])] if bias is not None else [nn.ConstantOp(np.zeros(channels, np.int32))]
+    return made, [made[-1].results[0], user.scale, user.zero_point], user
+
+
+def _pack_qmatmul(op: Operation, epilogue: list[SSAValue] = (), activation: str = "identity") -> list[Operation]:
     """qmatmul(a, w) -> packed_qmatmul(a, qpack(w)): the int8 GEMM's panels, packed once."""
     k, n = shape_of(op.rhs.type)
     pack = nn.QpackOp(op.rhs)
     return [pack, nn.PackedQmatmulOp(op.lhs, pack.result, op.lhs_zero, op.rhs_zero, k, n,
-                                     op.rhs.type.element_type == nn.ui8)]
+                                     op.rhs.type.element_type == nn.ui8, epilogue, activation)]
 
 
-def _pack_qconv(op: Operation) -> list[Operation]:
+def _pack_qconv(op: Operation, epilogue: list[SSAValue] = (), activation: str = "identity") -> list[Operation]:
     """qconv(x, w) -> packed_qconv(x, qpack_rows(reshape(w, [M, C / group x kernel]))): the int8 GEMM's A, packed once."""
     m, *rest = shape_of(op.weight.type)
     p = op.params
@@ -247,7 +285,21 @@ def _pack_qconv(op: Operation) -> list[Operation]:
     pack = nn.QpackRowsOp(flat.result)
     return [flat, pack, nn.PackedQconvOp(op.input, pack.result, op.input_zero, op.weight_zero, rest[1:],
                                          op.weight.type.element_type == nn.i8, strides=p.strides, pads=p.pads,
-                                         dilations=p.dilations, group=p.group)]
+                                         dilations=p.dilations, group=p.group, epilogue=epilogue,
+                                         activation=activation)]
+
+
+def _pack_requantized(op: Operation) -> tuple[list[Operation], Operation, list[Operation]] | None:
+    """An int8 contraction and the requantize after it as one packed op with
+    its epilogue: (the ops made, the op whose result they replace, the ops to erase)."""
+    chain = _requantize_after(op, 1 if isinstance(op, nn.QconvOp) else -1)
+    if chain is None:
+        return None
+    made, epilogue, requantize = chain
+    pack = _pack_qconv if isinstance(op, nn.QconvOp) else _pack_qmatmul
+    made += pack(op, epilogue, requantize.params.activation)
+    dead = [requantize, *([requantize.input.owner] if requantize.input.owner is not op else []), op]
+    return made, requantize, dead
 
 
 def _packing(op: Operation, module: ModuleOp, tables: list[nn.WeightOp]):
@@ -280,11 +332,13 @@ def pack_weights(module: ModuleOp) -> int:
             rewrite = _packing(op, module, tables)
             if rewrite is None:
                 continue
-            made = rewrite(op)
-            for m in made:
-                Rewriter.insert_op(m, InsertPoint.before(op))
-            op.result.replace_all_uses_with(made[-1].results[0])
-            Rewriter.erase_op(op)
+            fused = _pack_requantized(op) if rewrite in (_pack_qmatmul, _pack_qconv) else None
+            made, replaced, dead = fused or (rewrite(op), op, [op])
+            for m in made:  # at the last op replaced: the epilogue's operands are defined there
+                Rewriter.insert_op(m, InsertPoint.before(replaced))
+            replaced.results[0].replace_all_uses_with(made[-1].results[0])
+            for d in dead:
+                Rewriter.erase_op(d)
             count += 1
         if tables:
             Rewriter.insert_op(tables, InsertPoint.before(fn))

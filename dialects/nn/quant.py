@@ -13,7 +13,13 @@ requantize step of QLinearMatMul and QLinearConv):
 A scale and zero point are one per tensor (rank 0) or one per index of `axis`
 (rank 1); the zero point's element type is the quantized type. int8 is `i8`,
 uint8 `ui8`. A bias is an `nn.add` of i32 before `nn.requantize`, as
-QLinearConv adds it; `pack-weights` and the lowering fuse the chain."""
+QLinearConv adds it. `pack-weights` folds that chain into the packed op's
+epilogue: three more operands (bias, scale, zero point) and an activation,
+
+    nn.packed_qconv %x, %rows, %xz, %wz, %bias, %scale, %yz ...  -> i8 | ui8
+        y = requantize(qconv(...) + bias[c], scale, yz)
+
+which the int8 GEMM applies in its tile (QLinearConv, QLinearMatMul in one op)."""
 
 from __future__ import annotations
 
@@ -23,7 +29,7 @@ from typing import Callable, ClassVar, Sequence
 import numpy as np
 from xdsl.dialects.builtin import TensorType, f32, i32
 from xdsl.ir import Attribute, Operation, SSAValue
-from xdsl.irdl import operand_def
+from xdsl.irdl import operand_def, var_operand_def
 from xdsl.utils.exceptions import VerifyException
 
 from ncc.dialects.nn.base import DYN, NNOp, Param, i8, matmul_shape, need_rank, nn_op, normalize_axis
@@ -36,6 +42,9 @@ from ncc.dialects.nn.reduce import ReduceMaxOp, ReduceMinOp
 
 QUANTIZED = (i8, ui8)  # the element types of quantized data
 QPANEL = 32  # columns of a panel of nn.qpack's layout (the int8 GEMM's widest tile)
+# MLAS's rounding, which native code follows: r + ROUNDING_MAGIC (1.5 * 2^23) holds
+# round_half_even(r) in its low bits for |r| < 2^22; ROUNDING_MAGIC_BITS is its bit pattern
+ROUNDING_MAGIC, ROUNDING_MAGIC_BITS = 12582912.0, 0x4B400000
 RANGE = {i8: (-128, 127), ui8: (0, 255)}
 REQUANTIZE_ACTIVATIONS = ("identity", "relu")  # relu: the output clamped below at its zero point
 
@@ -228,6 +237,30 @@ class RequantizeOp(NNOp):
         return TensorType(zero.element_type, shape_of(acc))
 
 
+def check_epilogue(acc: TensorType, epilogue: Sequence[TensorType], activation: str, axis: int) -> TensorType:
+    """The result type of a packed int8 contraction whose i32 result `acc` goes
+    through `epilogue`: none (i32; activation identity), or (bias, scale,
+    zero point): a bias of i32 along `axis` (the output channels or columns),
+    a scale per tensor or along `axis`, a zero point per tensor; the result
+    has the zero point's element type."""
+    if not epilogue:
+        if activation != "identity":
+            raise VerifyException(f"activation '{activation}' needs the requantize epilogue (bias, scale, zero point)")
+        return acc
+    if len(epilogue) != 3:
+        raise VerifyException(f"the epilogue is bias, scale and zero point: expected 3 operands, got {len(epilogue)}")
+    bias, scale, zero = epilogue
+    channels = shape_of(acc)[axis]
+    if bias.element_type != i32 or list(shape_of(bias)) != [channels]:
+        raise VerifyException(f"the bias must be tensor<{channels}xi32> (one per output channel), got {bias}")
+    check_scale(acc, scale, None, axis)
+    _need_quantized(zero, "zero point")
+    need_rank(zero, 0, "zero point (one per tensor)")
+    if activation not in REQUANTIZE_ACTIVATIONS:
+        raise VerifyException(f"activation must be one of {', '.join(REQUANTIZE_ACTIVATIONS)}, got '{activation}'")
+    return TensorType(zero.element_type, shape_of(acc))
+
+
 def dynamic_parameters(emit: Callable[[Operation], SSAValue], x: SSAValue) -> tuple[SSAValue, SSAValue]:
     """The uint8 scale and zero point of f32 x at run time (DynamicQuantizeLinear),
     as nn ops given to `emit`: x's range widened to hold 0, scale = (max - min)
@@ -339,19 +372,22 @@ class PackedQmatmulOp(NNOp):
 
     name = "nn.packed_qmatmul"
     PARAMS: ClassVar[tuple[Param, ...]] = (Param("depth", "int"), Param("columns", "int"),
-                                           Param("rhs_unsigned", "flag", False))
+                                           Param("rhs_unsigned", "flag", False), Param("activation", "str", "identity"))
     lhs = operand_def(TensorType)
     panels = operand_def(TensorType)
     lhs_zero = operand_def(TensorType)
     rhs_zero = operand_def(TensorType)
+    epilogue = var_operand_def(TensorType)  # none, or bias [N] (i32), scale, zero point: check_epilogue
 
     def __init__(self, a: SSAValue | Operation, panels: SSAValue | Operation, a_zero: SSAValue | Operation,
-                 b_zero: SSAValue | Operation, depth: int, columns: int, rhs_unsigned: bool = False):
-        self._build([a, panels, a_zero, b_zero], depth=depth, columns=columns, rhs_unsigned=rhs_unsigned)
+                 b_zero: SSAValue | Operation, depth: int, columns: int, rhs_unsigned: bool = False,
+                 epilogue: Sequence[SSAValue | Operation] = (), activation: str = "identity"):
+        self._build([a, panels, a_zero, b_zero, list(epilogue)], depth=depth, columns=columns,
+                    rhs_unsigned=rhs_unsigned, activation=activation)
 
     @classmethod
     def infer(cls, types, p):
-        a, panels, az, bz = types
+        a, panels, az, bz, *epilogue = types
         _need_quantized(a, "lhs")
         if az.element_type != a.element_type:
             raise VerifyException(f"the lhs zero point {az} must have the lhs's element type")
@@ -365,7 +401,7 @@ class PackedQmatmulOp(NNOp):
                                   f"tensor or per column ({p.columns}), got {bz}")
         if not shape_of(a) or shape_of(a)[-1] not in (p.depth, DYN):
             raise VerifyException(f"lhs {a} does not end in K = {p.depth}")
-        return TensorType(i32, [*shape_of(a)[:-1], p.columns])
+        return check_epilogue(TensorType(i32, [*shape_of(a)[:-1], p.columns]), epilogue, p.activation, -1)
 
 
 @nn_op
@@ -386,18 +422,20 @@ class PackedQconvOp(NNOp):
 
     name = "nn.packed_qconv"
     PARAMS: ClassVar[tuple[Param, ...]] = (Param("kernel", "ints"), Param("weight_signed", "flag", False),
-                                           *CONV_PARAMS)
+                                           *CONV_PARAMS, Param("activation", "str", "identity"))
     input = operand_def(TensorType)
     rows = operand_def(TensorType)
     input_zero = operand_def(TensorType)
     weight_zero = operand_def(TensorType)
+    epilogue = var_operand_def(TensorType)  # none, or bias [M] (i32), scale, zero point: check_epilogue
 
     def __init__(self, x: SSAValue | Operation, rows: SSAValue | Operation, x_zero: SSAValue | Operation,
                  w_zero: SSAValue | Operation, kernel: Sequence[int], weight_signed: bool, *,
                  strides: Sequence[int] | None = None, pads: Sequence[int] | None = None,
-                 dilations: Sequence[int] | None = None, group: int | None = None):
-        self._build([x, rows, x_zero, w_zero], kernel=kernel, weight_signed=weight_signed, strides=strides,
-                    pads=pads, dilations=dilations, group=group)
+                 dilations: Sequence[int] | None = None, group: int | None = None,
+                 epilogue: Sequence[SSAValue | Operation] = (), activation: str = "identity"):
+        self._build([x, rows, x_zero, w_zero, list(epilogue)], kernel=kernel, weight_signed=weight_signed,
+                    strides=strides, pads=pads, dilations=dilations, group=group, activation=activation)
 
     def weight_type(self) -> TensorType:
         """The [M, C / group, kernel...] weight the rows hold."""
@@ -405,7 +443,7 @@ class PackedQconvOp(NNOp):
 
     @classmethod
     def infer(cls, types, p):
-        x, rows, xz, wz = types
+        x, rows, xz, wz, *epilogue = types
         _need_quantized(x, "input")
         if xz.element_type != x.element_type:
             raise VerifyException(f"the input zero point {xz} must have the input's element type")
@@ -418,7 +456,7 @@ class PackedQconvOp(NNOp):
         want = TensorType(i32, QpackRowsOp.packed_shape(shape_of(w)[0], math.prod(shape_of(w)[1:])))
         if rows != want:
             raise VerifyException(f"rows must be {want} (nn.qpack_rows of the weight {w}), got {rows}")
-        return TensorType(i32, conv_shape(x, w, p))
+        return check_epilogue(TensorType(i32, conv_shape(x, w, p)), epilogue, p.activation, 1)
 
 
 def _rows_weight(x: Sequence[int], rows: Sequence[int], p) -> TensorType:
@@ -455,21 +493,34 @@ def _qconv(op, x, w, xz, wz):
                           p.group).astype(np.int32)
 
 
-def _requantize(op, acc, scale, zero):
-    y = acc.astype(np.float32) * along(scale, op.params.axis, acc.ndim)
+def _requantized(acc, scale, zero, axis, activation):
+    y = acc.astype(np.float32) * along(scale, axis, acc.ndim)
     q = saturate(y + zero.astype(np.float32), zero.dtype)
-    return np.maximum(q, zero) if op.params.activation == "relu" else q
+    return np.maximum(q, zero) if activation == "relu" else q
 
 
-def _packed_qmatmul(op, a, panels, az, bz):
+def _requantize(op, acc, scale, zero):
+    return _requantized(acc, scale, zero, op.params.axis, op.params.activation)
+
+
+def _epilogue(op, acc, axis, bias=None, scale=None, zero=None):
+    """A packed contraction's result: acc, or requantized (acc + bias along `axis`)."""
+    if bias is None:
+        return acc
+    total = (acc.astype(np.int64) + along(bias, axis, acc.ndim)).astype(np.int32)
+    return _requantized(total, scale, zero, axis, op.params.activation)
+
+
+def _packed_qmatmul(op, a, panels, az, bz, *epilogue):
     p = op.params
-    return _qmatmul(op, a, unpack_quads(panels, p.depth, p.columns, p.rhs_unsigned), az, bz)
+    return _epilogue(op, _qmatmul(op, a, unpack_quads(panels, p.depth, p.columns, p.rhs_unsigned), az, bz), -1,
+                     *epilogue)
 
 
-def _packed_qconv(op, x, rows, xz, wz):
+def _packed_qconv(op, x, rows, xz, wz, *epilogue):
     w_shape = shape_of(op.weight_type())
     w = unpack_rows(rows, math.prod(w_shape[1:]), op.params.weight_signed).reshape(w_shape)
-    return _qconv(op, x, w, xz, wz)
+    return _epilogue(op, _qconv(op, x, w, xz, wz), 1, *epilogue)
 
 
 REFERENCE: dict[type, Callable[..., np.ndarray]] = {

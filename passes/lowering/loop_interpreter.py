@@ -266,8 +266,10 @@ def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, flags, workspace, threads, bias) 
     c[at] = np.minimum(value, 6) if flags & gemm.RELU6 else value
 
 
-def _qgemm(m, n, k, a, lda, bm, ldb, c, ldc, a_zero, b_zero, b_zeros, flags, workspace, threads) -> None:
-    """ncc_qgemm's meaning (passes/lowering/qgemm.py) in int64 numpy."""
+def _qgemm(m, n, k, a, lda, bm, ldb, c, ldc, a_zero, b_zero, b_zeros, flags, workspace, threads, bias, scale,
+           c_zero) -> None:
+    """ncc_qgemm's meaning (passes/lowering/qgemm.py) in int64 numpy, its
+    REQUANTIZE epilogue as nn.requantize's reference."""
     def matrix(buf, rows, cols, ld, signed):
         at = np.arange(rows)[:, None] * ld + np.arange(cols)
         if at.size and at.max() >= buf.size:
@@ -284,8 +286,19 @@ def _qgemm(m, n, k, a, lda, bm, ldb, c, ldc, a_zero, b_zero, b_zeros, flags, wor
     else:
         w, _ = matrix(bm, k, n, ldb, not flags & qgemm.B_UNSIGNED)
     zeros = np.asarray(b_zeros[:n], np.int64) if flags & qgemm.B_ZERO_COLUMNS else b_zero
+    acc = (x - a_zero) @ (w - zeros)
+    if not flags & qgemm.REQUANTIZE:  # C: i32, given as its bytes
+        c = c.view(np.int32)
+        _, at = matrix(c, m, n, ldc, True)
+        c[at] = acc.astype(np.int32)
+        return
     _, at = matrix(c, m, n, ldc, True)
-    c[at] = ((x - a_zero) @ (w - zeros)).astype(np.int32)
+    along = (slice(None, m), None) if flags & qgemm.BY_ROW else (None, slice(None, n))
+    total = (acc + bias.view(np.int32)[along].astype(np.int64)).astype(np.int32)
+    y = total.astype(np.float32) * scale.view(np.float32)[along]
+    lo, hi = (0, 255) if flags & qgemm.C_UNSIGNED else (-128, 127)
+    q = np.clip(np.rint(y) + c_zero, max(lo, c_zero) if flags & qgemm.RELU else lo, hi)
+    c.view(np.uint8 if flags & qgemm.C_UNSIGNED else np.int8)[at] = q
 
 
 def _spmm(rows, k, n, x, ldx, y, ldy, steps, blocks, lanes, slice_values, colptr, rowidx, column_values, flags,

@@ -37,7 +37,8 @@ its own workspace part); every element is computed by the same operations:
 the results are the same for any thread count.
 
     void ncc_qgemm(i64 M, i64 N, i64 K, ptr A, i64 lda, ptr B, i64 ldb, ptr C, i64 ldc,
-                   i32 a_zero, i32 b_zero, ptr b_zeros, i32 flags, ptr workspace, i64 threads)
+                   i32 a_zero, i32 b_zero, ptr b_zeros, i32 flags, ptr workspace, i64 threads,
+                   ptr bias, ptr scale, i32 c_zero)
 
 flags: A_SIGNED (A holds int8), B_UNSIGNED (B holds uint8), B_ZERO_COLUMNS
 (b_zeros[j], N i32 values, instead of b_zero), PACKED_B (B is packed once,
@@ -45,6 +46,17 @@ ahead: nn.qpack's layout, nn.pack_quads, ldb unused), PACKED_A (A is packed
 once, ahead: nn.qpack_rows's layout, nn.pack_rows, lda unused; the VNNI
 variants read its whole panels of MR rows in place). The workspace, 64-byte
 aligned, holds `threads * workspace_bytes(K)` bytes.
+
+REQUANTIZE: the tile is requantized before it is stored (QLinearConv's and
+QLinearMatMul's output, nn.requantize's arithmetic, onnxruntime's bits): C
+holds bytes, int8 (uint8 with C_UNSIGNED),
+
+    C[i, j] = saturate(round_half_even(float(acc + bias[.]) * scale[.]) + c_zero)
+
+bias (i32) and scale (f32) indexed by the row (BY_ROW: a convolution's
+channels) or else by the column; RELU floors the result at c_zero. The
+i32 product is never written: the epilogue costs no pass over memory.
+bias, scale and c_zero are unused without REQUANTIZE.
 """
 
 from __future__ import annotations
@@ -53,21 +65,27 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from ncc.dialects.nn.quant import QPANEL, quads
+from ncc.dialects.nn.quant import QPANEL, ROUNDING_MAGIC, ROUNDING_MAGIC_BITS, quads
 
 from ncc.passes.lowering import openmp
 from ncc.passes.lowering.gemm import AVX2_CPUS, AVX512_CPUS, call_tile
-from ncc.passes.lowering.llvmlite_ir import I32, I64, PTR, carried_loop, const, counted_loop, function_to_define
+from ncc.passes.lowering.llvmlite_ir import F32, I32, I64, PTR, carried_loop, const, counted_loop, function_to_define
 from ncc.passes.lowering.llvmlite_ir import kernel_module, lane_mask, minimum, splat
 
 SYMBOL = "ncc_qgemm"
 SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, PTR, I64, PTR, I64, I32, I32, PTR, I32, PTR,
-                                            I64])
+                                            I64, PTR, PTR, I32])
+THREADS = 14  # the argument the serial code does not take
+SERIAL_ARGS = SIGNATURE.args[:THREADS] + SIGNATURE.args[THREADS + 1:]
 A_SIGNED, B_UNSIGNED, B_ZERO_COLUMNS, PACKED_B, PACKED_A = 1, 2, 4, 8, 16
+REQUANTIZE, BY_ROW, C_UNSIGNED, RELU = 32, 64, 128, 256
 NR_MAX = QPANEL  # the widest panel of any variant: a prepacked B's panel (nn.qpack's layout)
 MC = 168  # rows of A packed at a time (a multiple of every MR)
 TEAM_MIN_WORK = 1 << 21  # multiply-adds below which threads > 1 still runs one thread
 I8, I16 = ir.IntType(8), ir.IntType(16)
+I1 = ir.IntType(1)
+# The micro-kernel's epilogue arguments: requantize?, bias and scale by row and by column, low, high, c_zero
+EPILOGUE_TYPES = [I1, PTR, PTR, PTR, PTR, F32, F32, I32]
 
 
 @dataclass(frozen=True)
@@ -147,6 +165,19 @@ def _word_at(b: ir.IRBuilder, p: ir.Value, offset: ir.Value) -> ir.Value:
 
 def _intrinsic(module: ir.Module, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
     return module.globals.get(name) or ir.Function(module, ir.FunctionType(ret, args), name)
+
+
+def _constant_lanes(module: ir.Module, name: str, t: ir.Type, value) -> ir.Value:
+    """A pointer to NR_MAX constant `value`s of type t: the bias (zeros) or scale
+    (ones) of the side of the tile an epilogue does not index."""
+    symbol = f"{SYMBOL}_{name}"
+    g = module.globals.get(symbol)
+    if g is None:
+        arr = ir.ArrayType(t, NR_MAX)
+        g = ir.GlobalVariable(module, arr, symbol)
+        g.linkage, g.global_constant, g.align = "internal", True, 64
+        g.initializer = ir.Constant(arr, [ir.Constant(t, value)] * NR_MAX)
+    return g.gep([I32(0), I32(0)])
 
 
 # ---------------------------------------------------------------------------
@@ -314,13 +345,18 @@ def _dot(module: ir.Module, b: ir.IRBuilder, v: Variant, acc: ir.Value, a_words:
 
 def _micro_kernel(module: ir.Module, v: Variant, mr: int) -> ir.Function:
     """tile(Ap, a_qstride, a_rstride, Bp, bstride, Q, K, C, ldc, rows, cols, a_zero, a_sums, a_sum_stride,
-    b_zeros, b_sums): the mr x NR tile of C at C (rows x cols of it stored) from panels of Q quads: A's
-    words of row r and quad q at r * a_rstride + q * a_qstride, B's a quad every bstride words."""
+    b_zeros, b_sums, requant, bias_rows, bias_cols, scale_rows, scale_cols, low, high, c_zero): the mr x NR
+    tile of C at C (rows x cols of it stored) from panels of Q quads: A's words of row r and quad q at
+    r * a_rstride + q * a_qstride, B's a quad every bstride words. With `requant`, the tile stored as
+    bytes (`_requantized`): bias and scale of row r at bias_rows[r] and scale_rows[r], of column j at
+    bias_cols[j] and scale_cols[j] (the side not indexed reads zeros and ones)."""
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64, I64, PTR, I64, I64, I64, PTR, I64, I64, I64,
-                                                             I32, PTR, I64, PTR, PTR]), f"{SYMBOL}_tile_{v.tag}_{mr}")
+                                                             I32, PTR, I64, PTR, PTR, *EPILOGUE_TYPES]),
+                     f"{SYMBOL}_tile_{v.tag}_{mr}")
     fn.linkage = "internal"
     (ap, a_qstride, a_rstride, bp, bstride, q, k, c, ldc, rows, cols, a_zero, a_sums, a_sum_stride, b_zeros,
-     b_sums) = fn.args
+     b_sums, *epilogue) = fn.args
+    requant, bias_rows, bias_cols, scale_rows, scale_cols, r_low, r_high, c_zero = epilogue
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     vec = ir.VectorType(I32, v.lanes)
     vectors = v.nr // v.lanes
@@ -352,25 +388,63 @@ def _micro_kernel(module: ir.Module, v: Variant, mr: int) -> ir.Function:
     # C = sum(a b) - a_zero colsum_b - b_zero (rowsum_a - K a_zero)
     a0 = splat(b, a_zero, v.lanes)
     k_a0 = b.mul(b.trunc(k, I32), a_zero)
+    fvec = ir.VectorType(F32, v.lanes)
     for j in range(vectors):
         sums_j = b.load(b.bitcast(_word_at(b, b_sums, const(j * v.lanes)), vec.as_pointer()), typ=vec, align=4)
         zeros_j = b.load(b.bitcast(_word_at(b, b_zeros, const(j * v.lanes)), vec.as_pointer()), typ=vec, align=4)
         col_term = b.mul(a0, sums_j)
+        # the columns' bias and scale (zeros and ones by row, and without REQUANTIZE: always readable)
+        col_bias = b.load(b.bitcast(_word_at(b, bias_cols, const(j * v.lanes)), vec.as_pointer()), typ=vec, align=4)
+        col_scale = b.load(b.bitcast(_word_at(b, scale_cols, const(j * v.lanes)), fvec.as_pointer()), typ=fvec,
+                           align=4)
+        whole = b.icmp_signed(">=", cols, const((j + 1) * v.lanes))
         for r in range(mr):
             with b.if_then(b.icmp_signed("<", const(r), rows)):
                 row_sum = b.sub(b.load(_word_at(b, a_sums, b.mul(const(r), a_sum_stride)), typ=I32), k_a0)
                 value = b.sub(b.sub(accs[r * vectors + j], col_term), b.mul(zeros_j, splat(b, row_sum, v.lanes)))
-                dst = _word_at(b, c, b.add(b.mul(const(r), ldc), const(j * v.lanes)))
-                whole = b.icmp_signed(">=", cols, const((j + 1) * v.lanes))
-                with b.if_else(whole) as (full, part):
-                    with full:
-                        b.store(value, b.bitcast(dst, vec.as_pointer()), align=4)
-                    with part:
-                        for lane in range(v.lanes):
-                            with b.if_then(b.icmp_signed("<", const(j * v.lanes + lane), cols)):
-                                b.store(b.extract_element(value, I32(lane)), _word_at(b, dst, const(lane)))
+                at = b.add(b.mul(const(r), ldc), const(j * v.lanes))
+                with b.if_else(requant) as (narrow, wide):
+                    with narrow:
+                        total = b.add(b.add(value, col_bias), splat(b, b.load(_word_at(b, bias_rows, const(r)),
+                                                                               typ=I32), v.lanes))
+                        scale = b.fmul(col_scale, splat(b, b.load(_word_at(b, scale_rows, const(r)), typ=F32),
+                                                         v.lanes))
+                        _store_lanes(b, _requantized(b, total, scale, r_low, r_high, c_zero), _byte_at(b, c, at),
+                                     whole, cols, j * v.lanes)
+                    with wide:
+                        _store_lanes(b, value, _word_at(b, c, at), whole, cols, j * v.lanes)
     b.ret_void()
     return fn
+
+
+def _store_lanes(b: ir.IRBuilder, value: ir.Value, dst: ir.Value, whole: ir.Value, cols: ir.Value, first: int
+                 ) -> None:
+    """Store a vector at dst: whole, or its lanes first + l < cols one by one."""
+    with b.if_else(whole) as (full, part):
+        with full:
+            b.store(value, b.bitcast(dst, value.type.as_pointer()), align=1)
+        with part:
+            for lane in range(value.type.count):
+                with b.if_then(b.icmp_signed("<", const(first + lane), cols)):
+                    element = b.extract_element(value, I32(lane))
+                    b.store(element, b.gep(dst, [const(lane)], inbounds=True, source_etype=element.type))
+
+
+def _requantized(b: ir.IRBuilder, total: ir.Value, scale: ir.Value, low: ir.Value, high: ir.Value,
+                 c_zero: ir.Value) -> ir.Value:
+    """The bytes of saturate(round_half_even(float(total) * scale) + c_zero), as
+    nn.requantize's lowering computes them: the product clamped to [low, high]
+    (the range less the zero point), rounded by adding ROUNDING_MAGIC and
+    reading the bits (MLAS's way), the zero point added."""
+    lanes = total.type.count
+    r = b.fmul(b.sitofp(total, scale.type), scale)
+    lo, hi = splat(b, low, lanes), splat(b, high, lanes)
+    r = b.select(b.fcmp_unordered("<", r, lo), lo, r)
+    r = b.select(b.fcmp_ordered(">", r, hi), hi, r)
+    magic = ir.Constant(scale.type, [ir.Constant(F32, ROUNDING_MAGIC)] * lanes)
+    bits = b.bitcast(b.fadd(r, magic), total.type)
+    q = b.add(b.sub(bits, splat(b, I32(ROUNDING_MAGIC_BITS), lanes)), splat(b, c_zero, lanes))
+    return b.trunc(q, ir.VectorType(I8, lanes))
 
 
 # ---------------------------------------------------------------------------
@@ -378,13 +452,13 @@ def _micro_kernel(module: ir.Module, v: Variant, mr: int) -> ir.Function:
 
 
 def _serial(module: ir.Module, v: Variant) -> ir.Function:
-    """serial(M, N, K, A, lda, B, ldb, C, ldc, a_zero, b_zero, b_zeros, flags, ws, j0, j1):
+    """serial(M, N, K, A, lda, B, ldb, C, ldc, a_zero, b_zero, b_zeros, flags, ws, bias, scale, c_zero, j0, j1):
     the columns j0 <= j < j1 (whole panels but the last) on one thread."""
     pack_a, pack_b = _pack_a(module, v), _pack_b(module, v)
     tiles = {r: _micro_kernel(module, v, r) for r in sorted({r for r in (1, 2, 4, 8) if r < v.mr} | {v.mr})}
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [*SIGNATURE.args[:-1], I64, I64]), f"{SYMBOL}_serial_{v.tag}")
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [*SERIAL_ARGS, I64, I64]), f"{SYMBOL}_serial_{v.tag}")
     fn.linkage = "internal"
-    m, n, k, a, lda, bm, ldb, c, ldc, a_zero, b_zero, b_zeros, flags, ws, j0, j1 = fn.args
+    m, n, k, a, lda, bm, ldb, c, ldc, a_zero, b_zero, b_zeros, flags, ws, bias, scale, c_zero, j0, j1 = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     q = b.sdiv(b.add(k, const(3)), const(4))
     a_signed = b.icmp_signed("!=", b.and_(flags, I32(A_SIGNED)), I32(0))
@@ -402,6 +476,16 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
     b_zeros_panel = _word_at(b, b_sums, const(NR_MAX))
     packed_a = b.icmp_signed("!=", b.and_(flags, I32(PACKED_A)), I32(0))
     row_words = b.add(q, const(1))  # a prepacked A's row: its quads, then its sum
+    requant = b.icmp_signed("!=", b.and_(flags, I32(REQUANTIZE)), I32(0))
+    by_row = b.and_(requant, b.icmp_signed("!=", b.and_(flags, I32(BY_ROW)), I32(0)))
+    by_column = b.and_(requant, b.not_(by_row))
+    c_bytes = b.select(requant, const(1), const(4))  # C's element size
+    zeros, ones = _constant_lanes(module, "zeros", I32, 0), _constant_lanes(module, "ones", F32, 1.0)
+    c_unsigned = b.icmp_signed("!=", b.and_(flags, I32(C_UNSIGNED)), I32(0))
+    c_zero_f = b.sitofp(c_zero, F32)  # the range [low, high] of the product before the zero point is added
+    low = b.select(b.icmp_signed("!=", b.and_(flags, I32(RELU)), I32(0)), ir.Constant(F32, 0.0),
+                   b.fsub(b.select(c_unsigned, ir.Constant(F32, 0.0), ir.Constant(F32, -128.0)), c_zero_f))
+    high = b.fsub(b.select(c_unsigned, ir.Constant(F32, 255.0), ir.Constant(F32, 127.0)), c_zero_f)
     with counted_loop(b, const(0), m, MC, "mc") as i0:
         rows = minimum(b, b.sub(m, i0), const(MC))
         # rows [0, full) read in place (a prepacked A's whole panels, VNNI), the rest packed here
@@ -434,12 +518,18 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
                 a_panel = b.select(direct, in_place, _word_at(b, ap, b.mul(b.mul(b.sdiv(packed_rows, const(v.mr)), q),
                                                                           const(v.mr * v.words))))
                 sums = b.select(direct, _word_at(b, in_place, q), _word_at(b, a_sums, packed_rows))
-                dst = _word_at(b, c, b.add(b.mul(b.add(i0, ir_), ldc), jp))
+                row = b.add(i0, ir_)
+                dst = _byte_at(b, c, b.mul(b.add(b.mul(row, ldc), jp), c_bytes))
                 tile_rows = minimum(b, b.sub(rows, ir_), const(v.mr))
+                epilogue = [requant, b.select(by_row, _word_at(b, bias, row), zeros),
+                            b.select(by_column, _word_at(b, bias, jp), zeros),
+                            b.select(by_row, _word_at(b, scale, row), ones),
+                            b.select(by_column, _word_at(b, scale, jp), ones), low, high, c_zero]
                 call_tile(b, tiles, tile_rows, [a_panel, b.select(direct, const(1), const(v.mr * v.words)),
                                                 b.select(direct, row_words, const(v.words)), b_panel, stride, q, k,
                                                 dst, ldc, tile_rows, cols, az, sums,
-                                                b.select(direct, row_words, const(1)), b_zeros_panel, b_panel_sums])
+                                                b.select(direct, row_words, const(1)), b_zeros_panel, b_panel_sums,
+                                                *epilogue])
     b.ret_void()
     return fn
 
@@ -449,11 +539,11 @@ def _team_body(module: ir.Module, serial: ir.Function, v: Variant) -> ir.Functio
     fn = ir.Function(module, openmp.BODY, serial.name + openmp.TEAM_SUFFIX)
     fn.linkage = "internal"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    args = openmp.from_words(b, fn.args[0], SIGNATURE.args[:-1])
+    args = openmp.from_words(b, fn.args[0], SERIAL_ARGS)
     k, n, ws = args[2], args[1], args[13]
     tid, j0, j1 = openmp.thread_columns(b, n, v.nr)
     with b.if_then(b.icmp_signed("<", j0, j1)):
-        b.call(serial, [*args[:13], _byte_at(b, ws, b.mul(tid, _workspace_bytes(b, k))), j0, j1])
+        b.call(serial, [*args[:13], _byte_at(b, ws, b.mul(tid, _workspace_bytes(b, k))), *args[14:], j0, j1])
     b.ret_void()
     return fn
 
@@ -463,11 +553,12 @@ def define_qgemm(module: ir.Module, v: Variant) -> ir.Function:
     serial = _serial(module, v)
     fn = function_to_define(module, SYMBOL, SIGNATURE)
     args = list(fn.args)
-    m, n, k, threads = args[0], args[1], args[2], args[14]
+    m, n, k, threads = args[0], args[1], args[2], args[THREADS]
+    serial_args = args[:THREADS] + args[THREADS + 1:]
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     team = minimum(b, threads, b.sdiv(b.add(n, const(v.nr - 1)), const(v.nr)))
     team = b.select(b.icmp_signed("<", b.mul(b.mul(m, n), k), const(TEAM_MIN_WORK)), const(1), team)
-    openmp.alone_or_on_team(b, serial, [*args[:14], const(0), n], _team_body(module, serial, v), args[:14], team)
+    openmp.alone_or_on_team(b, serial, [*serial_args, const(0), n], _team_body(module, serial, v), serial_args, team)
     b.ret_void()
     return fn
 
@@ -482,4 +573,4 @@ def callable_qgemm(address: int):
     import ctypes
 
     P, I, W = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32
-    return ctypes.CFUNCTYPE(None, I, I, I, P, I, P, I, P, I, W, W, P, W, P, I)(address)
+    return ctypes.CFUNCTYPE(None, I, I, I, P, I, P, I, P, I, W, W, P, W, P, I, P, P, W)(address)

@@ -65,6 +65,27 @@ def test_dialect_errors(make, message):
         make(x, s, zu, s3, acc)
 
 
+def test_packed_epilogue_shapes_and_errors():
+    """A packed contraction's requantize epilogue: bias [C] i32, scale per tensor or per channel,
+    zero point per tensor; the result has the zero point's type; errors name the operand."""
+    img, rows, zi, b6, s6, s, bad = dialect_tests.values(T((None, 4, 7, 7), U8), T((6, 10), i32), T((), I8),
+                                                         T((6,), i32), T((6,)), T(()), T((5,), i32))
+    zu, = dialect_tests.values(T((), U8))
+    conv = dict(kernel=[3, 3], weight_signed=True, pads=[1, 1, 1, 1])
+    assert nn.PackedQconvOp(img, rows, zu, zi, **conv).result.type == T((None, 6, 7, 7), i32)
+    y = nn.PackedQconvOp(img, rows, zu, zi, **conv, epilogue=[b6, s6, zu], activation="relu")
+    assert y.result.type == T((None, 6, 7, 7), U8)
+    assert nn.PackedQconvOp(img, rows, zu, zi, **conv, epilogue=[b6, s, zi]).result.type == T((None, 6, 7, 7), I8)
+    for epilogue, activation, message in [
+            ([], "relu", r"activation 'relu' needs the requantize epilogue"),
+            ([b6, s6], "identity", r"expected 3 operands, got 2"),
+            ([bad, s6, zi], "identity", r"the bias must be tensor<6xi32> \(one per output channel\)"),
+            ([b6, s6, b6], "identity", r"zero point must have element type i8 or ui8"),
+            ([b6, s6, zi], "gelu", r"activation must be one of identity, relu")]:
+        with pytest.raises(VerifyException, match=message):
+            nn.PackedQconvOp(img, rows, zu, zi, **conv, epilogue=epilogue, activation=activation)
+
+
 def test_dialect_per_axis_sizes_and_zero_points():
     x, s3, z3 = dialect_tests.values(T((2, 4)), T((3,)), T((3,), I8))
     with pytest.raises(VerifyException, match=r"a per-axis scale needs one value per index of axis 1 \(4\)"):
@@ -240,6 +261,33 @@ def test_lowering_every_op():
     loop_tests.check(module, [x, rng.integers(-128, 128, (4, 3)).astype(np.int8)])
 
 
+def test_lowering_of_the_packed_epilogue():
+    """packed_qconv (groups, padding, relu, uint8 out, scale per channel) and packed_qmatmul
+    (int8 out, scale per tensor) with their requantize epilogue: interpreted and native
+    (the GEMM's tile requantizes) give the reference's bits."""
+    w = rng.integers(-128, 128, (6, 2, 3, 2)).astype(np.int8)
+    wm = rng.integers(-128, 128, (5, 7)).astype(np.int8)
+
+    def make(e, x, a):
+        c = lambda v: e(nn.ConstantOp(np.asarray(v)))
+        y = e(nn.PackedQconvOp(x, c(nn.pack_rows(w.reshape(6, -1))), c(np.uint8(120)), c(np.int8(0)), [3, 2],
+                               True, pads=[1, 0, 1, 1], group=2,
+                               epilogue=[c(rng.integers(-3000, 3000, 6).astype(np.int32)),
+                                         c(rng.uniform(0.001, 0.004, 6).astype(np.float32)), c(np.uint8(90))],
+                               activation="relu"))
+        z = e(nn.PackedQmatmulOp(a, c(nn.pack_quads(wm)), c(np.int8(-5)), c(np.int8(0)), 5, 7,
+                                 epilogue=[c(rng.integers(-3000, 3000, 7).astype(np.int32)), c(np.float32(0.003)),
+                                           c(np.int8(-10))]))
+        return y, z
+
+    module = loop_tests.build([T((None, 4, 5, 4), U8), T((None, 5), I8)], make)
+    x = rng.integers(0, 256, (3, 4, 5, 4)).astype(np.uint8)
+    a = rng.integers(-128, 128, (3, 5)).astype(np.int8)  # the batch is shared
+    loop_tests.check(module, [x, a])
+    y, z = ncc.reference.run(module, [x, a])
+    assert y.dtype == np.uint8 and z.dtype == np.int8 and len(np.unique(y)) > 10 and len(np.unique(z)) > 10
+
+
 # ---------------------------------------------------------------------------
 # ONNX export, run by onnxruntime (test_onnx_export.py)
 
@@ -408,7 +456,8 @@ def _qgemm_caller(variant, team_min_work=None):
         qgemm.TEAM_MIN_WORK = saved
     fn = qgemm.callable_qgemm(lib.address(qgemm.SYMBOL))
 
-    def call(a, w, a_zero, b_zero, flags, threads=1, lda=None, ldc=None):
+    def call(a, w, a_zero, b_zero, flags, threads=1, lda=None, ldc=None, epilogue=None):
+        """C as i32, or with epilogue=(bias, scale, c_zero) and flags REQUANTIZE, int8/uint8."""
         (m, k), n = a.shape, w.shape[1]
         if flags & qgemm.PACKED_B:  # B as nn.qpack makes it
             w = nn.pack_quads(w)
@@ -418,12 +467,13 @@ def _qgemm_caller(variant, team_min_work=None):
         else:
             a_rows = np.zeros((m, lda), a.dtype)
             a_rows[:, :k] = a
-        c = np.full((m, ldc), 7, np.int32)
+        c = np.full((m, ldc), 7, np.uint8 if flags & qgemm.C_UNSIGNED else np.int8 if epilogue else np.int32)
         zeros = np.asarray(b_zero, np.int32).reshape(-1)
         ws = np.zeros(threads * qgemm.workspace_bytes(k) + 64, np.uint8)
         at = ws.ctypes.data + (-ws.ctypes.data) % 64
+        bias, scale, c_zero = epilogue or (np.zeros(1, np.int32), np.ones(1, np.float32), 0)
         fn(m, n, k, a_rows.ctypes.data, lda, w.ctypes.data, n, c.ctypes.data, ldc, int(a_zero), int(zeros[0]),
-           zeros.ctypes.data, flags, at, threads)
+           zeros.ctypes.data, flags, at, threads, bias.ctypes.data, scale.ctypes.data, int(c_zero))
         assert (c[:, n:] == 7).all(), "the kernel wrote past its columns"
         return c[:, :n]
     return lib, call
@@ -456,6 +506,39 @@ def test_qgemm_variant_matches_numpy(variant):
         np.testing.assert_array_equal(call(a, w, a_zero, b_zero, flags | qgemm.PACKED_B), want)
         np.testing.assert_array_equal(call(a, w, a_zero, b_zero, flags | qgemm.PACKED_A | qgemm.PACKED_B), want)
         np.testing.assert_array_equal(team_call(a, w, a_zero, b_zero, flags | qgemm.PACKED_A, threads=2), want)
+
+
+@pytest.mark.parametrize("variant", ["vnni512", "vnni256", "madd512", "madd256", "madd128"])
+def test_qgemm_requantizes_in_the_tile(variant):
+    """REQUANTIZE: the tile stored as int8 or uint8, bias and scale by row
+    (BY_ROW) or by column, relu or not: the bits of nn.requantize's reference
+    (onnxruntime's arithmetic) on acc + bias; a team gives the same bytes."""
+    from ncc.passes.lowering import qgemm
+
+    lib, call = _qgemm_caller(variant)
+    team_lib, team_call = _qgemm_caller(variant, team_min_work=0)
+    for case, (m, n, k) in enumerate([(1, 1, 1), (5, 37, 19), (14, 33, 4), (64, 65, 129), (169, 17, 30)]):
+        rng = np.random.default_rng(case)  # cases that round and saturate, whatever ran before
+        by_row, unsigned, relu = case % 2 == 0, case % 3 == 1, case % 4 >= 2
+        a = rng.integers(-128, 128, (m, k)).astype(np.int8)
+        w = rng.integers(-128, 128, (k, n)).astype(np.int8)
+        acc = a.astype(np.int64) @ w.astype(np.int64)
+        size = m if by_row else n
+        bias = rng.integers(-5000, 5000, size).astype(np.int32)
+        scale = (rng.uniform(0.5, 2.0, size) / (np.abs(acc).max() + 1) * 200).astype(np.float32)
+        c_zero = int(rng.integers(64, 192)) if unsigned else int(rng.integers(-64, 64))
+        total = acc + (bias[:, None] if by_row else bias[None, :])
+        y = total.astype(np.float32) * (scale[:, None] if by_row else scale[None, :])
+        lo, hi = (0, 255) if unsigned else (-128, 127)
+        want = np.clip(np.rint(y) + c_zero, max(lo, c_zero) if relu else lo, hi)
+        flags = (qgemm.A_SIGNED | qgemm.REQUANTIZE | (qgemm.BY_ROW if by_row else 0)
+                 | (qgemm.C_UNSIGNED if unsigned else 0) | (qgemm.RELU if relu else 0))
+        for f in (flags, flags | qgemm.PACKED_A | qgemm.PACKED_B):
+            got = call(a, w, 0, [0], f, ldc=n + 3, epilogue=(bias, scale, c_zero))
+            np.testing.assert_array_equal(got, want, err_msg=f"{variant} {m}x{n}x{k} flags {f}")
+        np.testing.assert_array_equal(team_call(a, w, 0, [0], flags, threads=3, epilogue=(bias, scale, c_zero)),
+                                      want)
+        assert len(np.unique(want)) > 10 or m * n < 4, "the case exercises the rounding"
 
 
 def test_qgemm_variant_follows_the_features():

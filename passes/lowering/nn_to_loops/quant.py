@@ -16,6 +16,7 @@ from xdsl.ir import Operation, SSAValue
 
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
+from ncc.dialects.nn.quant import ROUNDING_MAGIC, ROUNDING_MAGIC_BITS
 from ncc.passes.lowering import qgemm
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, Index, broadcast_map, identity_map, map_nest
 from ncc.passes.lowering.nn_to_loops.builder import row_major_strides, window
@@ -34,10 +35,6 @@ def widen(b: Builder, v: SSAValue) -> SSAValue:
     if v.type == i32:
         return v
     return b(arith.ExtUIOp if v.type == nn.ui8 else arith.ExtSIOp, v, i32)
-
-
-ROUNDING_MAGIC = 12582912.0  # 1.5 * 2^23: r + it holds round_half_even(r) in its low bits, for |r| < 2^22
-ROUNDING_MAGIC_BITS = 0x4B400000  # its bit pattern
 
 
 def to_quantized(b: Builder, r: SSAValue, zero: SSAValue, elt, floor: str = "range") -> SSAValue:
@@ -86,8 +83,8 @@ def _centered(b: Builder, buf: Buf, index: Sequence[SSAValue], zero: SSAValue) -
 
 
 QGEMM_ARGS = [IndexType()] * 3 + [MemRefType(i8, [DYN]), IndexType(), MemRefType(i8, [DYN]), IndexType(),
-              MemRefType(i32, [DYN]), IndexType(), i32, i32, MemRefType(i32, [DYN]), i32, MemRefType(i8, [DYN]),
-              IndexType()]
+              MemRefType(i8, [DYN]), IndexType(), i32, i32, MemRefType(i32, [DYN]), i32, MemRefType(i8, [DYN]),
+              IndexType(), MemRefType(i32, [DYN]), MemRefType(f32, [DYN]), i32]
 
 
 def _bytes(b: Builder, buf: Buf, elt=i8) -> SSAValue:
@@ -101,6 +98,41 @@ def _view(b: Builder, ref: SSAValue, offset: int | SSAValue, size: int, elt) -> 
     """`size` elements of `elt` from element `offset` of ref's bytes (as that type)."""
     return b.emit(memref.ReinterpretCastOp.from_dynamic(
         ref, [b.idx(offset) if isinstance(offset, int) else offset], [b.idx(size)], [1], MemRefType(elt, [DYN])))
+
+
+def _epilogue_length(op: Operation) -> int:
+    """Channels (conv) or columns (matmul) of a packed op's requantize epilogue; 0 without one."""
+    if not isinstance(op, (nn.PackedQmatmulOp, nn.PackedQconvOp)) or not op.epilogue:
+        return 0
+    return nn.shape_of(op.result.type)[1 if isinstance(op, nn.PackedQconvOp) else -1]
+
+
+def _tail_bytes(op: Operation, b_zeros: int) -> int:
+    """The scratch after the GEMM's workspace: b_zeros i32 zero points, the epilogue's scale (f32), alignment."""
+    return 4 * b_zeros + 4 * _epilogue_length(op) + 64
+
+
+def _epilogue(b: Builder, op: Operation, epilogue: list[Buf], scale_at: int) -> tuple[list[SSAValue], int]:
+    """ncc_qgemm's last three arguments (bias, scale, c_zero) and the flags of
+    a packed op's epilogue: the bias as it is ([C] i32), the scale as [C] f32
+    in the scratch from word `scale_at` (a scale per tensor repeated).
+    Without an epilogue, views the kernel does not read, and no flags."""
+    if not epilogue:
+        return [_view(b, b.scratch.ref, 0, 1, i32), _view(b, b.scratch.ref, 0, 1, f32), b.const(0, i32)], 0
+    bias, scale, zero = epilogue
+    length = _epilogue_length(op)
+    scales = Buf(_view(b, b.scratch.ref, scale_at, length, f32), (length,), f32)
+    b.nest([length], lambda ivs, _: b.store(b.load(scale, ivs if scale.shape else []), scales, ivs))
+    flags = (qgemm.REQUANTIZE | (qgemm.BY_ROW if isinstance(op, nn.PackedQconvOp) else 0)
+             | (qgemm.C_UNSIGNED if zero.elt == nn.ui8 else 0) | (qgemm.RELU if op.params.activation == "relu" else 0))
+    return [_bytes(b, bias, i32), scales.ref, widen(b, b.load(zero, []))], flags
+
+
+def _out_bytes(b: Builder, out: Buf, offset: int | SSAValue, size: int) -> SSAValue:
+    """`size` elements of out from element `offset`, as bytes (the GEMM's C: i32 or requantized int8)."""
+    width = nn.numpy_dtype(out.elt).itemsize
+    return _view(b, out.ref, b.mul_i(offset, width) if not isinstance(offset, int) else offset * width,
+                 size * width, i8)
 
 
 def qgemm_ready(op: Operation) -> bool:
@@ -117,32 +149,34 @@ def qgemm_scratch_bytes(op: Operation, threads: int) -> int:
     if not qgemm_ready(op):
         return 0
     k, n = _depth_columns(op)
-    return threads * qgemm.workspace_bytes(k) + 4 * n + 64
+    return threads * qgemm.workspace_bytes(k) + _tail_bytes(op, n)
 
 
 def lower_qmatmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     """A 2-D rhs: one call of ncc_qgemm over all rows of lhs. Else loops:
     out[..., m, n] = sum_k (a[..., m, k] - a_zero) * (b[..., k, n] - b_zero[n]),
     batch dimensions broadcast as numpy.matmul's."""
-    a, w, az, bz = ins
+    a, w, az, bz, *epilogue = ins
     if qgemm_ready(op):
         k, n = _depth_columns(op)
         packed = isinstance(op, nn.PackedQmatmulOp)
         static = pymath.prod(d for d in a.shape[:-1] if d != DYN)
         rows = b.mul_i(b.batch, static) if DYN in a.shape[:-1] else b.idx(static)
         workspace = _bytes(b, b.scratch)
-        zeros = _view(b, b.scratch.ref, (b.scratch.shape[0] * 4 - 4 * n - 64) // 4, n, i32)
+        tail = (b.scratch.shape[0] * 4 - _tail_bytes(op, n)) // 4  # words
+        zeros = _view(b, b.scratch.ref, tail, n, i32)
         per_column = bool(bz.shape)
         if per_column:
             b.nest([n], lambda ivs, _: b.store(widen(b, b.load(bz, ivs)), Buf(zeros, (n,), i32), ivs))
+        requantize, epilogue_flags = _epilogue(b, op, epilogue, tail + n)
         unsigned = op.params.rhs_unsigned if packed else w.elt == nn.ui8
         flags = ((qgemm.A_SIGNED if a.elt == nn.i8 else 0) | (qgemm.B_UNSIGNED if unsigned else 0)
-                 | (qgemm.B_ZERO_COLUMNS if per_column else 0) | (qgemm.PACKED_B if packed else 0))
+                 | (qgemm.B_ZERO_COLUMNS if per_column else 0) | (qgemm.PACKED_B if packed else 0) | epilogue_flags)
         b_zero = b.const(0, i32) if per_column else widen(b, b.load(bz, []))
         b.externals[qgemm.SYMBOL] = (list(QGEMM_ARGS), [])
         b.emit(func.CallOp(qgemm.SYMBOL, [rows, b.idx(n), b.idx(k), _bytes(b, a), b.idx(k), _bytes(b, w), b.idx(n),
-                                          _bytes(b, out, i32), b.idx(n), widen(b, b.load(az, [])), b_zero, zeros,
-                                          b.const(flags, i32), workspace, b.idx(b.threads)], []))
+                                          _bytes(b, out, i8), b.idx(n), widen(b, b.load(az, [])), b_zero, zeros,
+                                          b.const(flags, i32), workspace, b.idx(b.threads), *requantize], []))
         return
     batch = out.shape[:len(out.shape) - (2 if len(a.shape) > 1 else 1)]
     a_batch = broadcast_map(b, batch, a.shape[:-2])
@@ -192,10 +226,10 @@ def qconv_scratch_bytes(op: Operation, threads: int) -> int:
         return 0
     rows, positions = _im2col_parts(op)
     k = rows // op.params.group
-    return -(-rows * positions // 64) * 64 + _phase_bytes(op) + threads * qgemm.workspace_bytes(k) + 64
+    return -(-rows * positions // 64) * 64 + _phase_bytes(op) + threads * qgemm.workspace_bytes(k) + _tail_bytes(op, 0)
 
 
-def _qconv_by_gemm(b: Builder, op, out: Buf, x: Buf, w: Buf, xz: Buf, wz: Buf) -> None:
+def _qconv_by_gemm(b: Builder, op, out: Buf, x: Buf, w: Buf, xz: Buf, wz: Buf, epilogue: list[Buf]) -> None:
     """Per image: im2col of x (padding holds the input's zero point, so it
     counts as 0), then per group one ncc_qgemm, C[Mg, P] = (W_g - w_zero) @
     (col_g - x_zero): the weight is A, the image B, the result NCHW."""
@@ -211,10 +245,12 @@ def _qconv_by_gemm(b: Builder, op, out: Buf, x: Buf, w: Buf, xz: Buf, wz: Buf) -
                                                            MemRefType(x.elt, list(shape)))), shape, x.elt)
     phases = _phase_bytes(op)
     scratch = _view(b, b.scratch.ref, 0, scratch_bytes, x.elt)  # the scratch's bytes as x's type
-    workspace = _view(b, b.scratch.ref, col_bytes + phases, scratch_bytes - col_bytes - phases, i8)
+    tail = scratch_bytes - _tail_bytes(op, 0)
+    workspace = _view(b, b.scratch.ref, col_bytes + phases, tail - col_bytes - phases, i8)
+    (bias, scale, c_zero), epilogue_flags = _epilogue(b, op, epilogue, tail // 4)
     signed = p.weight_signed if packed else w.elt == nn.i8
     flags = ((qgemm.A_SIGNED if signed else 0) | (qgemm.B_UNSIGNED if x.elt == nn.ui8 else 0)
-             | (qgemm.PACKED_A if packed else 0))
+             | (qgemm.PACKED_A if packed else 0) | epilogue_flags)
     row = (qgemm.quads(k) + 1) * 4 if packed else k  # bytes of a row of A
     b.externals[qgemm.SYMBOL] = (list(QGEMM_ARGS), [])
 
@@ -228,9 +264,11 @@ def _qconv_by_gemm(b: Builder, op, out: Buf, x: Buf, w: Buf, xz: Buf, wz: Buf) -
                 b.idx(mg), b.idx(positions), b.idx(k), _view(b, _bytes(b, w), g * mg * row, mg * row, i8),
                 b.idx(k),
                 _view(b, col.ref, g * k * positions, k * positions, i8), b.idx(positions),
-                _view(b, out.ref, b.add_i(b.mul_i(ni, m * positions), g * mg * positions), mg * positions, i32),
-                b.idx(positions), widen(b, b.load(wz, [])), widen(b, zero), _view(b, out.ref, 0, 1, i32),
-                b.const(flags, i32), workspace, b.idx(b.threads)], []))
+                _out_bytes(b, out, b.add_i(b.mul_i(ni, m * positions), g * mg * positions), mg * positions),
+                b.idx(positions), widen(b, b.load(wz, [])), widen(b, zero), _view(b, b.scratch.ref, 0, 1, i32),
+                b.const(flags, i32), workspace, b.idx(b.threads),
+                *((_view(b, bias, g * mg, mg, i32), _view(b, scale, g * mg, mg, f32)) if epilogue else (bias, scale)),
+                c_zero], []))
     b.nest([out.shape[0]], one)
 
 
@@ -239,9 +277,9 @@ def lower_qconv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     Else loops: out[n, m, o...] = sum over the group's channels and the
     kernel of (x at the window - x_zero) * (w[m, c, k...] - w_zero[m]);
     padding reads 0."""
-    x, w, xz, wz = ins
+    x, w, xz, wz, *epilogue = ins
     if qconv_ready(op):
-        _qconv_by_gemm(b, op, out, x, w, xz, wz)
+        _qconv_by_gemm(b, op, out, x, w, xz, wz, epilogue)
         return
     p = op.params
     m, cg, *kernel = w.shape
