@@ -27,10 +27,13 @@ reads them from either level. Module-level ops other than functions (e.g.
 `nn.weight`, whose data the runtime passes as buffers) are left in place; the
 engine ignores them.
 
-Option `contract=true` (the default) marks float add/sub/mul with the
-`contract` fast-math flag so that LLVM fuses multiply-adds into FMAs (as C
-compilers do by default); it changes results by at most the rounding of one
-product.
+Option `contract=true` (the default) fuses multiply-adds: a float add or
+subtract of a product used nowhere else becomes `llvm.fmuladd` (an FMA where
+the CPU has one, as C compilers contract by default; it changes results by
+at most the rounding of one product). The fusion is explicit, not the
+`contract` fast-math flag: with the flag, LLVM fused a product only where its
+vectorizers left it scalar, so the same loop could round differently when
+split over threads.
 """
 
 from __future__ import annotations
@@ -127,7 +130,6 @@ _INT_BINARY = {
 }
 _FLOAT_BINARY = {arith.AddfOp: llvm.FAddOp, arith.SubfOp: llvm.FSubOp,
                  arith.MulfOp: llvm.FMulOp, arith.DivfOp: llvm.FDivOp}
-_CONTRACTABLE = (arith.AddfOp, arith.SubfOp, arith.MulfOp)
 _INT_MINMAX = {arith.MaxSIOp: "sgt", arith.MinSIOp: "slt", arith.MaxUIOp: "ugt",
                arith.MinUIOp: "ult"}
 # Same-width-class casts, one LLVM op each.
@@ -296,10 +298,28 @@ def _constant(L: _FuncLowering, op: arith.ConstantOp):
     raise ValueError(f"constant {value} is not a scalar")
 
 
+def _product(v: SSAValue) -> arith.MulfOp | None:
+    """The mulf defining v if v is used once (fusing it loses no other use)."""
+    op = v.owner
+    return op if isinstance(op, arith.MulfOp) and v.has_one_use() and not _flags(op) else None
+
+
+def _flags(op) -> set:
+    return set(op.fastmath.data) if op.fastmath is not None else set()
+
+
 def _float_binary(L: _FuncLowering, op):
-    flags = set(op.fastmath.data) if op.fastmath is not None else set()
-    if L.contract and isinstance(op, _CONTRACTABLE):
-        flags.add(llvm.FastMathFlag.ALLOW_CONTRACT)
+    if L.contract and isinstance(op, (arith.AddfOp, arith.SubfOp)) and not _flags(op):
+        t = convert_type(op.result.type)
+        for i, v in enumerate((op.lhs, op.rhs)):
+            mul = _product(v)
+            if mul is None:
+                continue
+            a, b, c = L.v(mul.lhs), L.v(mul.rhs), L.v(op.operands[1 - i])
+            if isinstance(op, arith.SubfOp):  # a*b - c = fmuladd(a, b, -c); c - a*b = fmuladd(-a, b, c)
+                a, c = (a, L.emit(llvm.FNegOp(c))) if i == 0 else (L.emit(llvm.FNegOp(a)), c)
+            return L.intrinsic("llvm.fmuladd", [a, b, c], t)
+    flags = _flags(op)
     return L.emit(_FLOAT_BINARY[type(op)](L.v(op.lhs), L.v(op.rhs),
                                           llvm.FastMathAttr(flags) if flags else None))
 
