@@ -26,7 +26,7 @@ Six small patterns, applied greedily to a fixed point:
   * Requantize:        quantize([relu](dequantize(acc, s)), s_y, z_y)
                        -> requantize(acc, s / s_y, z_y [, relu])
   * MaxPoolOnIntegers: quantize(max_pool(dequantize(q, s, z)), s, z), s > 0
-                       -> the max pool of q's values (as f32, exactly)
+                       -> the max pool of q's integers (a positive scale keeps the order)
 An op is only absorbed when the new op is its only user. What no pattern
 matches stays as written: float ops between a dequantize and a quantize, the
 same numbers as onnxruntime's (within a step of the result's scale).
@@ -228,9 +228,7 @@ class MaxPoolOnIntegers(RewritePattern):
                 or (shape_of(dq.scale.type) and dq.params.axis != op.params.axis)):
             return
         p = pool.params
-        as_float = nn.CastOp(dq.input, pool.result.type.element_type)
-        pooled = nn.MaxPoolOp(as_float, p.kernel, strides=p.strides, pads=p.pads, dilations=p.dilations)
-        rewriter.replace(op, [as_float, pooled, nn.CastOp(pooled, op.result.type.element_type)])
+        rewriter.replace(op, nn.MaxPoolOp(dq.input, p.kernel, strides=p.strides, pads=p.pads, dilations=p.dilations))
         rewriter.erase(pool)
         rewriter.erase(dq)
 

@@ -125,7 +125,8 @@ def test_quantized_model_runs_on_integers_and_its_weights_are_int8():
     names = [op.name for op in folded.walk()]
     assert names.count("nn.qconv") == 2 and "nn.conv" not in names and names.count("nn.requantize") == 2
     pool = next(op for op in folded.walk() if isinstance(op, nn.MaxPoolOp))
-    assert isinstance(pool.input.owner, nn.CastOp)  # the max pool of the integers' values
+    assert isinstance(pool.input.owner, nn.RequantizeOp)  # the max pool of the integers
+    assert pool.result.type.element_type == pool.input.type.element_type == nn.ui8
 
 
 def test_dynamic_mode_quantizes_inputs_at_run_time():

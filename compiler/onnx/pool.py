@@ -36,12 +36,7 @@ def _pool(b: Importer, a: dict, cls: type, **extra: Any) -> SSAValue | list[SSAV
             x = b.build(nn.PadOp, x, [0, 0, *given[:k], 0, 0, *given[k:]])
             pads = [0] * k + [p - g for p, g in zip(pads[k:], given[k:])]
             extra["count_include_pad"] = False
-    integer = x.type.element_type in nn.QUANTIZED  # int8 data (a QOperator model's MaxPool): the max of
-    if integer and cls is nn.MaxPoolOp:              # its values as f32, exactly, then the int8 type again
-        y = b.build(cls, b.build(nn.CastOp, x, nn.f32), kernel, strides=strides, pads=pads, dilations=dil, **extra)
-        y = b.build(nn.CastOp, y, x.type.element_type)
-    else:
-        y = b.build(cls, x, kernel, strides=strides, pads=pads, dilations=dil, **extra)
+    y = b.build(cls, x, kernel, strides=strides, pads=pads, dilations=dil, **extra)  # max_pool: int8 data too
     if cls is nn.MaxPoolOp and len(b.node.output) > 1 and b.node.output[1]:  # the Indices output
         return [y, b.build(nn.MaxPoolIndicesOp, x, kernel, strides=strides, pads=pads, dilations=dil,
                            column_major=bool(a.get("storage_order", 0)))]

@@ -15,7 +15,7 @@ from xdsl.irdl import operand_def
 from xdsl.utils.exceptions import VerifyException
 
 from ncc.dialects.nn.base import DYN, NNOp, Param, fmt_shape, need_float, need_len, need_rank, nn_op, shape_of, spatial_pads, windows
-from ncc.dialects.nn.base import window_out
+from ncc.dialects.nn.base import FLOAT_TYPES, i8, ui8, window_out
 from ncc.dialects.nn.conv import WINDOW, ones
 
 
@@ -26,8 +26,12 @@ from ncc.dialects.nn.conv import WINDOW, ones
 _POOL_WINDOW = (*WINDOW, Param("dilations", "ints", ones))
 
 
-def _pool_infer(x: TensorType, p: SimpleNamespace) -> TensorType:
-    need_float(x, "input")
+def _pool_infer(x: TensorType, p: SimpleNamespace, integers: bool = False) -> TensorType:
+    """The pooled type; `integers`: int8 and uint8 data too (a max needs no arithmetic)."""
+    if integers and x.element_type not in (i8, ui8) and not isinstance(x.element_type, FLOAT_TYPES):
+        raise VerifyException(f"input must have a float element type or i8 / ui8 (int8 data), got {x}")
+    if not integers:
+        need_float(x, "input")
     need_rank(x, 3, "input (N, C, spatial...)", at_least=True)
     k = len(shape_of(x)) - 2
     need_len(p.kernel, k, "kernel")
@@ -50,7 +54,8 @@ def _pool_infer(x: TensorType, p: SimpleNamespace) -> TensorType:
 
 @nn_op
 class MaxPoolOp(NNOp):
-    """Max over (dilated) windows (NCHW); padding never wins (it is -inf)."""
+    """Max over (dilated) windows (NCHW); padding never wins (it is -inf, or the
+    type's least value: the op takes int8 and uint8 data, as ONNX's MaxPool)."""
 
     name = "nn.max_pool"
     PARAMS: ClassVar[tuple[Param, ...]] = (Param("kernel", "ints"), *_POOL_WINDOW)
@@ -63,7 +68,7 @@ class MaxPoolOp(NNOp):
 
     @classmethod
     def infer(cls, types, p):
-        return _pool_infer(types[0], p)
+        return _pool_infer(types[0], p, integers=True)
 
 
 @nn_op
@@ -111,7 +116,8 @@ class MaxPoolIndicesOp(NNOp):
 
 
 def max_pool_reference(x, kernel, strides, pads, dilations=None) -> np.ndarray:
-    xp = np.pad(x, spatial_pads(x, pads), constant_values=-np.inf)
+    least = np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf
+    xp = np.pad(x, spatial_pads(x, pads), constant_values=least)
     return reduce(np.maximum, (v for _, v in windows(xp, kernel, strides, dilations or (1,) * len(kernel))))
 
 

@@ -113,6 +113,20 @@ def test_dilated_pools_lowered():
         loop_tests.check(loop_tests.build([loop_tests.T(DYN, 2, 7, 8)], lambda e, x: e(op(x))), [structural_tests.randn(2, 2, 7, 8)])
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+def test_max_pool_of_int8_data_lowered(dtype):
+    """int8 and uint8 data pooled as they are (padding is the type's least value, the max signed or
+    unsigned: 200 beats 100 as uint8, loses as int8's -56): interpreted and native give the reference."""
+    elt = nn.ui8 if dtype == np.uint8 else nn.i8
+    x = np.random.default_rng(3).integers(0, 256, (2, 3, 7, 6)).astype(np.uint8).view(dtype)
+    x[0, 0, :2, :2] = np.array([[200, 100], [100, 100]], np.uint8).view(dtype)
+    module = loop_tests.build([T((DYN, 3, 7, 6), elt)], lambda e, x: e(nn.MaxPoolOp(
+        x, [3, 2], strides=[2, 1], pads=[1, 0, 1, 1])))
+    loop_tests.check(module, [x])
+    y = ncc.reference.run(module, [x])[0]
+    assert y.dtype == dtype and y[0, 0, 0, 0] == np.array(200 if dtype == np.uint8 else 100, np.uint8).view(dtype)
+
+
 MAX_POOL_INDICES = [  # x shape, kernel, params
     ((2, 3, 5, 6), [2, 2], {}),
     ((1, 2, 5, 5), [3, 2], {"strides": [2, 2], "pads": [1, 1, 1, 0], "column_major": True}),

@@ -368,10 +368,12 @@ def axis_split(shape: Sequence[int], axis: int):
     return outer, index_of
 
 
-def view(b: Builder, ref: SSAValue, offset: int | SSAValue, shape: Sequence[int]) -> Buf:
+def view(b: Builder, ref: SSAValue, offset: int | SSAValue, shape: Sequence[int], elt: Attribute | None = None
+         ) -> Buf:
     """Elements of buffer `ref` from element `offset` as a row-major buffer of
-    `shape` (static): a scratch part, one image of a batch, a flat plane."""
-    elt = ref.type.element_type
+    `shape` (static): a scratch part, one image of a batch, a flat plane; as
+    `elt` (the same bytes, the offset in its elements) if given."""
+    elt = elt or ref.type.element_type
     return Buf(b.emit(memref.ReinterpretCastOp.from_dynamic(
         ref, [offset], list(shape), row_major_strides(shape), MemRefType(elt, list(shape)))), tuple(shape), elt)
 
@@ -426,7 +428,7 @@ def padded_plane_floats(x_shape: Sequence[int], out_shape: Sequence[int], p) -> 
 Fold = Callable[[SSAValue, int, int, SSAValue], SSAValue]
 
 
-def by_padded_plane(b: Builder, x: Buf, out: Buf, scratch: Buf, p, kernel: Sequence[int], border: float,
+def by_padded_plane(b: Builder, x: Buf, out: Buf, scratch: Buf, p, kernel: Sequence[int], border: SSAValue,
                     per_plane: Callable[[SSAValue, SSAValue],
                                         tuple[SSAValue, Fold, Callable[[SSAValue], SSAValue]]] | None,
                     reduce_taps: Callable[[list[SSAValue]], SSAValue] | None = None) -> None:
@@ -435,7 +437,7 @@ def by_padded_plane(b: Builder, x: Buf, out: Buf, scratch: Buf, p, kernel: Seque
     per plane (n, c) of a 2-D x, per_plane(n, c) gives (start, fold, finish).
     Or, with per_plane None, out[n, c, i, j] = reduce_taps(every tap's value).
     The plane is first copied into the middle of a plane bordered with
-    `border` (the scratch, padded_plane_floats of it, whose border is set
+    `border` (a value of x's type; the scratch, padded_plane_floats of it, whose border is set
     once per call; its columns split by phase of the stride, filled all
     phases per loop: interleaved loads), then each output is computed in
     registers and stored once: no padding tests, and along a row the taps
@@ -445,10 +447,9 @@ def by_padded_plane(b: Builder, x: Buf, out: Buf, scratch: Buf, p, kernel: Seque
     (h, wd), (oh, ow) = x.shape[2:], out.shape[2:]
     _, phases, cols = padded_plane(x.shape, p)
     s, top, left, row_len = p.strides[1], p.pads[0], p.pads[1], phases * cols
-    padded = view(b, scratch.ref, 0, (padded_plane_floats(x.shape, out.shape, p),))
+    padded = view(b, scratch.ref, 0, (padded_plane_floats(x.shape, out.shape, p),), x.elt)
     padded.ref.owner.attributes[SCRATCH] = UnitAttr()
-    fill = b.const(border, x.elt)
-    b.nest([padded.shape[0]], lambda ij, _: b.store(fill, padded, ij))
+    b.nest([padded.shape[0]], lambda ij, _: b.store(border, padded, ij))
     # padded column jj * s + r (phase r, index jj) holds image column jj * s + r - left
     spans = [(max(0, -(-(left - r) // s)), -(-(wd + left - r) // s)) for r in range(phases)]
     lo, hi = max(f for f, _ in spans), min(e for _, e in spans)

@@ -304,7 +304,7 @@ def _lower_depthwise(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         start = b.load(bias, [c]) if bias is not None else b.const(0, f32)
         return (start, lambda acc, u, v, x_: b(arith.AddfOp, acc, b(arith.MulfOp, weights[u, v], x_)),
                 (lambda acc: epilogue(b, op, None, [], acc)) if fused else (lambda acc: acc))
-    by_padded_plane(b, x, out, b.scratch, op.params, w.shape[2:], 0.0, per_plane)
+    by_padded_plane(b, x, out, b.scratch, op.params, w.shape[2:], b.const(0.0, x.elt), per_plane)
 
 
 def lower_conv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:

@@ -15,10 +15,10 @@ from ncc.passes.lowering.nn_to_loops.builder import (Buf, Builder, by_padded_pla
 
 
 def _by_padded_plane(op: Operation) -> bool:
-    """A 2-D float32 max pool of static planes: by padded plane (-inf border)."""
+    """A 2-D float32 or int8 max pool of static planes: by padded plane (a border of -inf or the least int)."""
     x = nn.shape_of(op.operands[0].type)
     return isinstance(op, nn.MaxPoolOp) and len(x) == 4 and nn.DYN not in x[1:] \
-        and op.result.type.element_type == f32
+        and op.result.type.element_type in (f32, nn.i8, nn.ui8)
 
 
 def pool_scratch_bytes(op: Operation, threads: int) -> int:
@@ -43,13 +43,21 @@ def lower_pool(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     kernel's size or by each output's count of taps inside the image."""
     x = ins[0]
     p = op.params
-    if _by_padded_plane(op):  # one max per output, unit-stride taps, rows computed wide
-        return by_padded_plane(b, x, out, b.scratch, p, p.kernel, -pymath.inf, None, b.max_of)
     is_max = isinstance(op, nn.MaxPoolOp)
+    integer = out.elt in (nn.i8, nn.ui8)  # int8 data: the type's least value, a signed or unsigned max
+    least = (0 if out.elt == nn.ui8 else -128) if integer else -pymath.inf
+    fill = b(arith.TruncIOp, b.const(least, i64), out.elt) if integer else b.const(least if is_max else 0.0, out.elt)
+    if integer:
+        def merge(a, c):
+            return b.select(b.cmpi("ugt" if out.elt == nn.ui8 else "sgt", a, c), a, c)
+    else:
+        def merge(a, c):
+            return b.binary("max" if is_max else "add", a, c)
+    if _by_padded_plane(op):  # one max per output, unit-stride taps, rows computed wide
+        return by_padded_plane(b, x, out, b.scratch, p, p.kernel, fill, None,
+                               (lambda values: _tree(merge, values)) if integer else b.max_of)
     nd = len(p.kernel)
-    fill = b.const(-pymath.inf if is_max else 0.0, out.elt)
     counted = not is_max and not p.count_include_pad and any(p.pads)
-    combine = "max" if is_max else "add"
     last = nd - 1
 
     def plane(ivs, _):
@@ -74,7 +82,7 @@ def lower_pool(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                 outer = [b.add_i(b.mul_i(o[d], p.strides[d]), lead[d][0]) for d in range(last)]
                 for t in which:
                     pos = b.add_i(b.mul_i(o[last], p.strides[last]), t[0])
-                    acc = b.binary(combine, acc, b.load(x, [*ivs, *outer, pos]))
+                    acc = merge(acc, b.load(x, [*ivs, *outer, pos]))
                 b.store(acc, out, at)
             lows, highs = [w[1] for w in lead], [w[2] for w in lead]
             ranges(b, [*lows, lo], [*highs, hi], lambda o: update(o, taps))
@@ -92,6 +100,13 @@ def lower_pool(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             b.nest(out.shape[2:], mean)
 
     b.nest(out.shape[:2], plane)
+
+
+def _tree(merge: Callable[[SSAValue, SSAValue], SSAValue], values: list[SSAValue]) -> SSAValue:
+    """merge over values as a balanced tree (independent pairs first)."""
+    while len(values) > 1:
+        values = [merge(a, c) for a, c in zip(values[::2], values[1::2])] + values[len(values) & ~1:]
+    return values[0]
 
 
 def _taps(b: Builder, o: list[SSAValue], sizes, p) -> SSAValue:

@@ -74,9 +74,7 @@ func.func @kept(%q: tensor<4x4xi8>) -> (tensor<4x4xi8>, tensor<4x4xf32>) {
 // A max pool between a dequantize and a quantize of the same parameters (a
 // positive scale) is the max pool of the integers' values.
 // CHECK-LABEL: func.func @pool(
-// CHECK-NEXT:    %[[F:.*]] = nn.cast %q : tensor<1x2x4x4xi8> -> tensor<1x2x4x4xf32>
-// CHECK-NEXT:    %[[P:.*]] = nn.max_pool %[[F]] kernel [2, 2] strides [2, 2] : tensor<1x2x4x4xf32> -> tensor<1x2x2x2xf32>
-// CHECK-NEXT:    %[[Y:.*]] = nn.cast %[[P]] : tensor<1x2x2x2xf32> -> tensor<1x2x2x2xi8>
+// CHECK-NEXT:    %[[Y:.*]] = nn.max_pool %q kernel [2, 2] strides [2, 2] : tensor<1x2x4x4xi8> -> tensor<1x2x2x2xi8>
 // CHECK-NEXT:    func.return %[[Y]]
 func.func @pool(%q: tensor<1x2x4x4xi8>) -> tensor<1x2x2x2xi8> {
   %s = nn.constant dense<0.05> : tensor<f32>
