@@ -20,14 +20,16 @@
 // CHECK-NEXT:      memref.store %[[S]], %out[%[[I2]], %[[J2]]] : memref<?x4xf32>
 
 // At the llvm level an i1 is stored zero-extended to a byte and loaded as
-// "byte != 0", so any nonzero byte of a numpy bool array reads as true.
+// "byte != 0", so any nonzero byte of a numpy bool array reads as true. (Each
+// loop nest is a function of its own: outline-loops.)
 
-// LLVM-LABEL: llvm.func @min(
-// LLVM:         %[[Z:.*]] = llvm.mlir.constant(0 : i8) : i8
+// LLVM-LABEL: llvm.func @min_nest0(
 // LLVM:         %[[F:.*]] = llvm.fcmp "olt" %{{.*}}, %{{.*}} : f32
 // LLVM-NEXT:    %[[E:.*]] = llvm.zext %[[F]] : i1 to i8
 // LLVM:         %[[P:.*]] = llvm.getelementptr inbounds %{{.*}}[%{{.*}}] : (!llvm.ptr, i64) -> !llvm.ptr, i8
 // LLVM-NEXT:    llvm.store %[[E]], %[[P]] : i8, !llvm.ptr
+// LLVM-LABEL: llvm.func @min_nest1(
+// LLVM:         %[[Z:.*]] = llvm.mlir.constant(0 : i8) : i8
 // LLVM:         %[[L:.*]] = llvm.load %{{.*}} : !llvm.ptr -> i8
 // LLVM-NEXT:    %[[T:.*]] = llvm.icmp "ne" %[[L]], %[[Z]] : i8
 // LLVM:         llvm.select %[[T]], %{{.*}}, %{{.*}} : i1, f32

@@ -2,7 +2,7 @@
 // Each top-level loop nest of a kernel moves into a function of its own, called
 // in its place: the buffers and sizes it uses from outside become arguments
 // (in order of first use), constants are cloned in. Small kernels (fewer than
-// min-nests nests; 16 by default, as lower-to-llvm runs it) are left alone.
+// min-nests nests; 2 by default, as lower-to-llvm runs it) are left alone.
 
 // CHECK-LABEL: func.func @kernel(%x: memref<?x4xf32>, %y: memref<?x4xf32>)
 // CHECK-NEXT:    %c0 = arith.constant 0 : index
