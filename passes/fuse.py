@@ -11,7 +11,8 @@ Three small patterns, applied greedily to a fixed point:
   * FuseActivation: act(matmul|conv|fused(identity)) -> fused(act)
 A producer is only absorbed when the fused op is its only user, so no work is
 done twice. A bias must add along the output features only (matmul: shape [N]
-or [1, ..., N]; conv: [C], [C, 1, 1] or [1, C, 1, 1]); it is reshaped to [C].
+or [1, ..., N]; conv: [C, 1, 1] or [1, C, 1, 1], as numpy broadcasts along
+the channels); it is reshaped to [C].
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ def _bias_features(producer: Operation, bias: SSAValue) -> int | None:
     if isinstance(producer, (nn.MatmulOp, nn.FusedMatmulOp)):
         n = out[-1] if out else -1
         ok = len(b) >= 1 and b[-1] == n and all(d == 1 for d in b[:-1]) and len(b) <= len(out)
-    else:  # conv: channels are axis 1 of [N, C, spatial...]
-        n = out[1]
+    else:  # conv: channels are axis 1 of [N, C, spatial...]; numpy's broadcasting aligns the right,
+        n = out[1]  # so a [C] bias would add along the last spatial axis, not the channels
         trailing = len(out) - 2
-        ok = (b == (n,) or b == (n,) + (1,) * trailing or b == (1, n) + (1,) * trailing)
+        ok = b == (n,) + (1,) * trailing or b == (1, n) + (1,) * trailing
     return n if ok and n >= 0 else None
 
 

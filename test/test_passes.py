@@ -157,6 +157,25 @@ def test_fuse_conv_same_numbers():
     np.testing.assert_allclose(ncc.reference.run(module, [x])[0], before, rtol=1e-5, atol=1e-5)
 
 
+def test_fuse_leaves_a_vector_added_along_the_width():
+    """A [C] vector added to an [N, C, H, W] conv result broadcasts along W (C = W
+    here, so the add is valid): fusing it as a channel bias would change the numbers."""
+    rng = np.random.default_rng(3)
+    w = nn.WeightOp("w", rng.normal(size=(4, 2, 1, 1)).astype(np.float32))
+    b = nn.WeightOp("b", (np.arange(4) * 10).astype(np.float32))
+    fn = func.FuncOp("f", ((TensorType(f32, [1, 2, 4, 4]),), (TensorType(f32, [1, 4, 4, 4]),)))
+    wr, br = nn.WeightRefOp(w), nn.WeightRefOp(b)
+    conv = nn.ConvOp(fn.body.block.args[0], wr)
+    add = nn.AddOp(conv, br)
+    fn.body.block.add_ops([wr, br, conv, add, func.ReturnOp(add)])
+    module = ModuleOp([w, b, fn])
+    x = rng.normal(size=(1, 2, 4, 4)).astype(np.float32)
+    before = ncc.reference.run(module, [x])[0]
+    ncc.run_passes(module, "fuse")
+    assert not any(isinstance(op, nn.FusedConvOp) for op in module.walk())
+    np.testing.assert_array_equal(ncc.reference.run(module, [x])[0], before)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_layerize_then_fuse_random_dags(seed):
     rng = np.random.default_rng(100 + seed)
