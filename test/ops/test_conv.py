@@ -580,8 +580,15 @@ GEMM_WEIGHT_GRADS = [  # x shape (batch dynamic), w shape, params; the variant e
 ]
 
 
-@pytest.mark.parametrize("case", GEMM_WEIGHT_GRADS, ids=str)
-@pytest.mark.parametrize("batch", [1, 7])
+def _weight_grad_params():
+    """Every case at batch 1 and 7; the stem's 7 images (30 s in the loop interpreter) only with -m slow."""
+    for batch in (1, 7):
+        for case in GEMM_WEIGHT_GRADS:
+            stem = case[1][2:] == (7, 7)
+            yield pytest.param(case, batch, id=f"{batch}-{case}", marks=[pytest.mark.slow] if stem and batch > 1 else [])
+
+
+@pytest.mark.parametrize("case,batch", list(_weight_grad_params()))
 def test_conv_weight_grad_on_the_gemm(case, batch):
     from ncc.passes.lowering import gemm
     from ncc.passes.lowering.nn_to_loops import conv as conv_lowering
