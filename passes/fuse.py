@@ -17,6 +17,8 @@ the channels); it is reshaped to [C].
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType
@@ -46,13 +48,13 @@ def _bias_features(producer: Operation, bias: SSAValue) -> int | None:
     """The feature count if `bias` adds along the producer's output features only."""
     out = _shape(producer.results[0])
     b = _shape(bias)
-    if isinstance(producer, (nn.MatmulOp, nn.FusedMatmulOp)):
-        n = out[-1] if out else -1
-        ok = len(b) >= 1 and b[-1] == n and all(d == 1 for d in b[:-1]) and len(b) <= len(out)
-    else:  # conv: channels are axis 1 of [N, C, spatial...]; numpy's broadcasting aligns the right,
-        n = out[1]  # so a [C] bias would add along the last spatial axis, not the channels
-        trailing = len(out) - 2
-        ok = b == (n,) + (1,) * trailing or b == (1, n) + (1,) * trailing
+    if not out:
+        return None
+    # matmul: the last axis; conv: the channels, axis 1 of [N, C, spatial...] (numpy's broadcasting
+    # aligns the right, so a [C] bias adds along the last spatial axis, not the channels)
+    axis = -1 if isinstance(producer, (nn.MatmulOp, nn.FusedMatmulOp)) else 1
+    n = out[axis]
+    ok = nn.broadcasts_along(b, out, axis) and math.prod(b) == n
     return n if ok and n >= 0 else None
 
 

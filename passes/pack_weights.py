@@ -238,17 +238,12 @@ def _pack_sparse(op: Operation, mask: np.ndarray, module: ModuleOp, tables: list
     return made
 
 
-def _only_user(value: SSAValue) -> Operation | None:
-    uses = list(value.uses)
-    return uses[0].operation if len(uses) == 1 else None
-
-
 def _requantize_after(op: Operation, axis: int) -> tuple[list[Operation], list[SSAValue], nn.RequantizeOp] | None:
     """The chain an int8 contraction's result alone feeds: [nn.add of an i32
     bias along `axis` (the output channels)] -> nn.requantize per tensor or
     along `axis`, as (the ops made: the bias as [C] or zeros; the epilogue
     operands: bias, scale, zero point; the requantize); else None."""
-    user = _only_user(op.results[0])
+    user = op.results[0].get_user_of_unique_use()
     acc = shape_of(op.results[0].type)
     axis %= len(acc)
     channels = acc[axis]
@@ -256,11 +251,9 @@ def _requantize_after(op: Operation, axis: int) -> tuple[list[Operation], list[S
     if isinstance(user, nn.AddOp):
         bias = user.rhs if user.lhs == op.results[0] else user.lhs
         b = shape_of(bias.type)
-        at = len(b) - (len(acc) - axis)  # the channel axis in the bias, numpy's broadcasting aligning the right
-        if bias.type.element_type != i32 or not 0 <= at or len(b) > len(acc) or b[at] != channels or \
-                any(d != 1 for i, d in enumerate(b) if i != at):
+        if bias.type.element_type != i32 or not nn.broadcasts_along(b, acc, axis) or math.prod(b) != channels:
             return None
-        user = _only_user(user.result)
+        user = user.result.get_user_of_unique_use()
     if not isinstance(user, nn.RequantizeOp):
         return None
     if shape_of(user.scale.type) and user.params.axis % len(acc) != axis:

@@ -516,6 +516,17 @@ def broadcast(types: Sequence[TensorType]) -> Shape:
         raise VerifyException(str(e)) from None
 
 
+def broadcasts_along(shape: Sequence[int], out: Sequence[int], axis: int) -> bool:
+    """An operand of `shape` broadcast (numpy's rule, aligned from the right)
+    against an `out`-shaped result varies along `axis` of out at most: every
+    dimension 1 but the one aligned with `axis`, which may be out[axis]. (A
+    bias along a layer's output features; with prod(shape) == out[axis], one
+    value per feature.)"""
+    off = len(out) - len(shape)
+    axis %= len(out)
+    return off >= 0 and all(d == 1 or (i + off == axis and d == out[axis]) for i, d in enumerate(shape))
+
+
 def same_element(types: Sequence[TensorType], what: str = "operands") -> Attribute:
     elts = {t.element_type for t in types}
     if len(elts) > 1:

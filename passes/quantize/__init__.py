@@ -182,30 +182,20 @@ def _chain_end(op: Operation) -> tuple[SSAValue, nn.AddOp | None, SSAValue | Non
     features) and an activation, each its only user: (the chain's end, the
     add, the bias)."""
     v, add, bias = op.results[0], None, None
-    user = _only_user(v)
+    user = v.get_user_of_unique_use()
     if isinstance(user, nn.AddOp):
         other = user.rhs if user.lhs is v else user.lhs
         out_axis = QUANTIZABLE[type(op)][1] % len(shape_of(v.type))
-        if weight_only(other) and _along(shape_of(other.type), shape_of(v.type), out_axis) \
+        if weight_only(other) and nn.broadcasts_along(shape_of(other.type), shape_of(v.type), out_axis) \
                 and shape_of(user.result.type) == shape_of(v.type):
             v, add, bias = user.result, user, other
-            user = _only_user(v)
+            user = v.get_user_of_unique_use()
     if type(user) in _ACTIVATIONS:
         v = user.results[0]
     return v, add, bias
 
 
 _ACTIVATIONS = {cls for name, cls in nn.UNARY_OPS.items() if name in activations.BY_NAME}
-
-
-def _only_user(v: SSAValue) -> Operation | None:
-    uses = list(v.uses)
-    return uses[0].operation if len(uses) == 1 else None
-
-
-def _along(bias: tuple[int, ...], out: tuple[int, ...], axis: int) -> bool:
-    off = len(out) - len(bias)
-    return off >= 0 and all(d == 1 or (i + off == axis and d == out[axis]) for i, d in enumerate(bias))
 
 
 def _targets(fn: func.FuncOp) -> list[tuple[Operation, str | None]]:
