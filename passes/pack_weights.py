@@ -342,7 +342,8 @@ def pack_weights(module: ModuleOp) -> int:
 class PackWeightsPass(ModulePass):
     """Matmuls and convolutions whose weight is known at compile time read it as packed GEMM panels
     (nn.packed_matmul, nn.packed_conv), or pruned ones in the sparse kernel's forms (nn.packed_sparse_matmul,
-    nn.packed_sparse_conv)."""
+    nn.packed_sparse_conv); int8 ones as the int8 GEMM's (nn.packed_qmatmul, nn.packed_qconv), a requantize
+    after them (and its bias add) in their epilogue."""
 
     name = "pack-weights"
 

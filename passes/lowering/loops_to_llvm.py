@@ -583,8 +583,8 @@ _EXTERNAL_SIGNATURES = {
 @dataclass(frozen=True)
 class LowerToLLVMPass(ModulePass):
     """Loop-level kernels -> llvm.func(ptr noalias..., i64 batch) with GEP addressing;
-    runs expand-math first (option expand-math) and marks float add/sub/mul
-    contractable into FMAs (option contract)."""
+    runs expand-math first (option expand-math) and fuses a float add or subtract of a product used
+    once into llvm.fmuladd (option contract)."""
 
     name = "lower-to-llvm"
 
