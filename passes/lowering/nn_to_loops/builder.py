@@ -358,6 +358,31 @@ def window_range(b: Builder, k: SSAValue, size_in: int, size_out: int, stride: i
     return t, lo, hi
 
 
+LANES = 16  # partial results of a float sum along a row: one AVX-512 vector, two AVX2
+
+
+def lanes_reduce(b: Builder, combine: str, n: int | SSAValue, term: Callable[[SSAValue], SSAValue],
+                 start: SSAValue) -> SSAValue:
+    """combine(start, term(0), ..., term(n - 1)), `start` the identity of `combine`.
+    A static row of at least 2 x LANES terms carries LANES partial results
+    (partial l takes the terms l, l + LANES, ...) combined pairwise at the end,
+    not one chain of n dependent additions: LLVM may not reorder a float chain
+    (it does reorder max, min and integers), and the order written here is the
+    same on every host and for any thread count. Sums are rounded in that
+    order, as numpy's pairwise sums are in theirs."""
+    if not isinstance(n, int) or n < 2 * LANES:
+        return b.nest([n], lambda js, c: [b.binary(combine, c[0], term(js[0]))], [start])[0]
+    parts = b.nest([n // LANES], lambda js, acc: [
+        b.binary(combine, acc[lane], term(b.add_i(b.mul_i(js[0], LANES), lane))) for lane in range(LANES)],
+        [start] * LANES)
+    first = n - n % LANES
+    parts = [b.binary(combine, v, term(b.idx(first + lane))) if lane < n % LANES else v
+             for lane, v in enumerate(parts)]
+    while len(parts) > 1:
+        parts = [b.binary(combine, u, v) for u, v in zip(parts[::2], parts[1::2])]
+    return parts[0]
+
+
 def axis_split(shape: Sequence[int], axis: int):
     """Loops over all dims but `axis`; index(outer ivs, inner iv) rebuilds the full index."""
     outer = [d for i, d in enumerate(shape) if i != axis]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math as pymath
 from typing import Callable
 
 from xdsl.dialects import arith, math
 from xdsl.ir import Operation
 
 from ncc.dialects import nn
-from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, element_count, identity_map, map_nest
-from ncc.passes.lowering.nn_to_loops.builder import to_float
+from ncc.passes.lowering.nn_to_loops.builder import DYN, Buf, Builder, element_count, identity_map, lanes_reduce
+from ncc.passes.lowering.nn_to_loops.builder import map_nest, to_float, view
 
 
 def lower_batch_norm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
@@ -28,20 +29,31 @@ def lower_batch_norm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
 
 def lower_layer_norm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
-    """Per leading index: the mean and variance over dims [axis:], then normalize."""
+    """Per leading index: the mean and variance over dims [axis:] (each a
+    `lanes_reduce` over the flat row when its size is static), then normalize."""
     x, scale, bias = ins
     axis = nn.normalize_axis(op.params.axis, len(x.shape))
     lead, inner = x.shape[:axis], x.shape[axis:]
     eps = b.const(op.params.epsilon, x.elt)
     zero = b.const(0.0, x.elt)
+    flat = DYN not in inner
+    row_size = pymath.prod(inner)
 
     def row(ivs, _):
         count = element_count(b, inner)
         n = b.const(float(count), x.elt) if isinstance(count, int) else to_float(b, count, x.elt)
+        if flat:
+            at = b.idx(0)
+            for i, d in zip(ivs, lead):
+                at = b.add_i(b.mul_i(at, d), i)
+            xs = view(b, x.ref, b.mul_i(at, row_size), (row_size,))
 
         def total(term):
-            s, = b.nest(inner, lambda js, c: [b(arith.AddfOp, c[0], term(b.load(x, [*ivs, *js])))],
-                        [zero])
+            if flat:
+                s = lanes_reduce(b, "add", row_size, lambda j: term(b.load(xs, [j])), zero)
+            else:
+                s, = b.nest(inner, lambda js, c: [b(arith.AddfOp, c[0], term(b.load(x, [*ivs, *js])))],
+                            [zero])
             return b(arith.DivfOp, s, n)
 
         mu = total(lambda v: v)

@@ -11,21 +11,14 @@ from xdsl.ir import Operation, SSAValue
 
 from ncc.dialects import nn
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, REDUCE_EMIT, axis_split, element_count
-from ncc.passes.lowering.nn_to_loops.builder import DYN, identity_map, map_nest, to_float, view
-
-
-LANES = 16  # partial results of a reduction along contiguous elements: one AVX-512 vector, two AVX2
+from ncc.passes.lowering.nn_to_loops.builder import DYN, identity_map, lanes_reduce, map_nest, to_float, view
 
 
 def lower_reduce(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     """out = init; for every input element (row-major, unit-stride reads):
     out[projection] = combine(out[projection], x); mean then divides. A
-    float sum or product over trailing axes of at least 2 x LANES static
-    elements carries each row's LANES partial results in registers instead
-    (a vector; element l combines the row's elements l, l + LANES, ...),
-    then combines them pairwise: not one chain of dependent additions, which
-    LLVM may not reorder (it does reorder max and min, and integers). Sums
-    are rounded in that order, as numpy's pairwise sums are in theirs."""
+    float sum or product over static trailing axes goes row by row through
+    `lanes_reduce` (partial results per lane, combined pairwise)."""
     x = ins[0]
     p = op.params
     axes = nn.normalize_axes(p.axes, len(x.shape))
@@ -39,21 +32,14 @@ def lower_reduce(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     lead = len(x.shape) - len(axes)
     row = pymath.prod(x.shape[lead:])
     rounded = combine in ("add", "mul") and x.is_float  # LLVM vectorizes the others' chains itself
-    if rounded and set(axes) == set(range(lead, len(x.shape))) and DYN not in x.shape[lead:] \
-            and row >= 2 * LANES:
+    if rounded and set(axes) == set(range(lead, len(x.shape))) and DYN not in x.shape[lead:]:
         def by_rows(ivs, _):
             flat = b.idx(0)
             for i, d in zip(ivs, x.shape[:lead]):
                 flat = b.add_i(b.mul_i(flat, d), i)
             xs = view(b, x.ref, b.mul_i(flat, row), (row,))
-            first = b.idx(row - row % LANES)
-            parts = b.nest([row // LANES], lambda js, acc: [b.binary(combine, acc[lane], b.load(
-                xs, [b.add_i(b.mul_i(js[0], LANES), lane)])) for lane in range(LANES)], [start] * LANES)
-            parts = [b.binary(combine, v, b.load(xs, [b.add_i(first, lane)])) if lane < row % LANES else v
-                     for lane, v in enumerate(parts)]
-            while len(parts) > 1:
-                parts = [b.binary(combine, u, v) for u, v in zip(parts[::2], parts[1::2])]
-            b.store(parts[0], out, project([*ivs, *[b.idx(0)] * len(axes)]))
+            total = lanes_reduce(b, combine, row, lambda j: b.load(xs, [j]), start)
+            b.store(total, out, project([*ivs, *[b.idx(0)] * len(axes)]))
         b.nest(x.shape[:lead], by_rows)
     else:
         b.nest(out.shape, lambda ivs, _: b.store(start, out, ivs))
