@@ -398,8 +398,14 @@ class NNTraining(Training):
                 self.non_trainable[name] = f"{buf.dtype} (not a float)"
 
     def nn_copy(self) -> tuple[ModuleOp, func.FuncOp]:
+        """A fresh copy of the module and its function, whose arguments and
+        results carry the model's names as `ncc.name` (autodiff names the
+        derivative's by that attribute, the model also by the IR's `%x`)."""
         m = self.source.clone()
-        return m, _function(m, self.function)
+        fn = _function(m, self.function)
+        fn.arg_attrs = _named_entries(fn.arg_attrs, arg_names(fn))
+        fn.res_attrs = _named_entries(fn.res_attrs, result_names(fn, ""))
+        return m, fn
 
     def forward_function(self) -> func.FuncOp:
         return self.source_function()
@@ -724,6 +730,12 @@ def training_of(model: Any) -> Training:
 
 # ---------------------------------------------------------------------------
 # The API behind CompiledModel.vjp / grad / value_and_grad and ncc.train
+
+
+def _named_entries(attrs: ArrayAttr | None, names: list[str]) -> ArrayAttr:
+    """arg_attrs/res_attrs with each entry's `ncc.name` set to `names`' (other keys kept)."""
+    entries = list(attrs.data) if attrs else [DictionaryAttr({}) for _ in names]
+    return ArrayAttr([DictionaryAttr({**e.data, "ncc.name": StringAttr(n)}) for e, n in zip(entries, names)])
 
 
 def feeds_of(model: Any, inputs: Any, what: str = "inputs") -> dict[str, Any]:

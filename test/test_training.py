@@ -154,6 +154,24 @@ def test_grad_and_vjp_match_torch_autograd():
     assert rel_err(g2["w1"], pull(torch.from_numpy(dy))[0].detach().numpy()) < 1e-5
 
 
+def test_vjp_of_a_model_named_only_in_its_ir():
+    """Inputs and outputs named by the IR (%x, %y) and not by `ncc.name`: vjp and
+    grad take and give them by those names, as calls do."""
+    from ncc.ir import parse_module
+
+    m = parse_module("""
+    func.func @main(%x: tensor<?x3xf32>, %t: tensor<?x3xf32>) -> tensor<?x3xf32> {
+      %y = nn.mul %x, %t : tensor<?x3xf32>
+      func.return %y : tensor<?x3xf32>
+    }""")
+    model = ncc.compile(m, cache=False)
+    x, t = np.ones((2, 3), np.float32), np.full((2, 3), 3.0, np.float32)
+    assert model.input_names == ("x", "t") and model.output_names == ("y",)
+    grads = model.vjp({"x": x, "t": t}, {"y": np.ones((2, 3), np.float32)})
+    np.testing.assert_array_equal(grads["x"], t)
+    np.testing.assert_array_equal(grads["t"], x)
+
+
 def test_vjp_reads_the_model_weight_buffers():
     model = ncc.compile(mlp_text("f64"))
     x, dy = np.ones((2, 4)), np.ones((2, 3))
