@@ -1,18 +1,28 @@
-"""fuse: matmul/conv + bias add + activation -> one fused op.
+"""fuse: matmul/conv + bias add + activation -> one fused op; chains of
+elementwise ops -> one nn.fused_elementwise (one loop nest, no buffer between).
 
     %0 = nn.matmul %x, %w                      %2 = nn.fused_matmul %x, %w, %b
     %1 = nn.add %0, %b              ==>             activation "relu"
     %2 = nn.relu %1
 
-Three small patterns, applied greedily to a fixed point:
-  * FuseClip:       min(max(x, 0), 6), or max(min(x, 6), 0) -> relu6(x)
-                    (ONNX's Clip, as PyTorch exports ReLU6)
-  * FuseBias:       add(matmul|conv, bias)          -> fused(identity)
-  * FuseActivation: act(matmul|conv|fused(identity)) -> fused(act)
+    %3 = nn.mul %x, %x                         %4 = nn.fused_elementwise %x : ... {
+    %4 = nn.tanh %3                 ==>        ^bb0(%e: tensor<f32>):
+                                                 %a = nn.mul %e, %e   %b = nn.tanh %a   nn.yield %b }
+
+Small patterns, applied greedily to a fixed point:
+  * FuseClip:        min(max(x, 0), 6), or max(min(x, 6), 0) -> relu6(x)
+                     (ONNX's Clip, as PyTorch exports ReLU6)
+  * FuseBias:        add(matmul|conv, bias)          -> fused(identity)
+  * FuseActivation:  act(matmul|conv|fused(identity)) -> fused(act)
+  * FuseElementwise: an elementwise op (or fused chain) and an elementwise
+                     producer (or chain) -> one nn.fused_elementwise; constants
+                     of one element move into its body
 A producer is only absorbed when the fused op is its only user, so no work is
-done twice. A bias must add along the output features only (matmul: shape [N]
-or [1, ..., N]; conv: [C, 1, 1] or [1, C, 1, 1], as numpy broadcasts along
-the channels); it is reshaped to [C].
+done twice; an elementwise producer also only at the consumer's own shape (a
+smaller one, broadcast, would be computed again per row). A bias must add
+along the output features only (matmul: shape [N] or [1, ..., N]; conv:
+[C, 1, 1] or [1, C, 1, 1], as numpy broadcasts along the channels); it is
+reshaped to [C].
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import math
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType
-from xdsl.ir import Operation, SSAValue
+from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -139,10 +149,96 @@ class FuseActivation(RewritePattern):
         rewriter.erase(producer)
 
 
+# ---------------------------------------------------------------------------
+# Chains of elementwise ops -> nn.fused_elementwise (one loop nest, no buffer between)
+
+FUSABLE = (*nn.ELEMENTWISE, nn.FusedElementwiseOp)
+
+
+def _scalar(t: TensorType) -> TensorType:
+    return TensorType(t.element_type, [])
+
+
+def _body(op: Operation) -> tuple[list[SSAValue], Block]:
+    """op's operands and a fused body computing it: a copy of a fused op's own,
+    or the elementwise op applied to its block's arguments."""
+    if isinstance(op, nn.FusedElementwiseOp):
+        region = op.body.clone()
+        block = region.block
+        region.detach_block(block)
+        return list(op.inputs), block
+    inputs = list(dict.fromkeys(op.operands))  # an operand read twice (x * x) is one argument
+    block = Block(arg_types=[_scalar(v.type) for v in inputs])
+    inner = type(op).create(operands=[block.args[inputs.index(v)] for v in op.operands],
+                            result_types=[_scalar(op.results[0].type)], properties=dict(op.properties))
+    block.add_ops([inner, nn.YieldOp(inner.results[0])])
+    return inputs, block
+
+
+def _inline_scalar_constants(inputs: list[SSAValue], block: Block, out: tuple[int, ...]) -> None:
+    """Constant operands of one element become nn.constant ops in the body, where the
+    others still broadcast to the result's shape without them."""
+    for i in reversed(range(len(inputs))):
+        c = inputs[i].owner
+        rest = [_shape(x) for j, x in enumerate(inputs) if j != i]
+        if not isinstance(c, nn.ConstantOp) or c.data.size != 1 or not rest:
+            continue
+        try:
+            if nn.broadcast_shapes(*rest) != out:
+                continue
+        except ValueError:
+            continue
+        const = nn.ConstantOp(c.data.reshape(()), _scalar(c.result.type))
+        block.insert_op_before(const, block.first_op)
+        block.args[i].replace_all_uses_with(const.result)
+        block.erase_arg(block.args[i])
+        del inputs[i]
+
+
+def _merged(producer: Operation, consumer: Operation, value: SSAValue) -> nn.FusedElementwiseOp:
+    """consumer(..., producer(...), ...) as one fused op: the producer's body, then
+    the consumer's on its result; operands shared by both are read once."""
+    inputs, block = _body(producer)
+    produced_by = block.last_op
+    produced = produced_by.value
+    produced_by.detach()
+    produced_by.erase()
+    c_inputs, c_block = _body(consumer)
+    for arg, x in zip(list(c_block.args), c_inputs):
+        if x is value:
+            arg.replace_all_uses_with(produced)
+            continue
+        if x not in inputs:
+            inputs.append(x)
+            block.insert_arg(arg.type, len(block.args))
+        arg.replace_all_uses_with(block.args[inputs.index(x)])
+    for inner in list(c_block.ops):
+        inner.detach()
+        block.add_op(inner)
+    _inline_scalar_constants(inputs, block, _shape(consumer.results[0]))
+    return nn.FusedElementwiseOp(inputs, consumer.results[0].type, Region(block))
+
+
+class FuseElementwise(RewritePattern):
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, FUSABLE) or isinstance(op.parent_op(), nn.FusedElementwiseOp):
+            return
+        for v in op.operands:
+            producer = v.owner
+            # the producer's result only read here, at the result's own shape (nothing computed twice)
+            if (isinstance(producer, FUSABLE) and all(u.operation is op for u in v.uses)
+                    and _shape(v) == _shape(op.results[0])):
+                rewriter.replace(op, _merged(producer, op, v))
+                rewriter.erase(producer)
+                return
+
+
 class FusePass(ModulePass):
-    """Fuse matmul/conv with a following bias add and activation into one op (a clip to [0, 6] is relu6)."""
+    """Fuse matmul/conv with a following bias add and activation into one op (a clip to [0, 6] is relu6),
+    and chains of elementwise ops into one nn.fused_elementwise (one loop nest)."""
 
     name = "fuse"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(GreedyRewritePatternApplier([FuseClip(), FuseBias(), FuseActivation()])).rewrite_module(op)
+        PatternRewriteWalker(GreedyRewritePatternApplier([FuseClip(), FuseBias(), FuseActivation(),
+                                                         FuseElementwise()])).rewrite_module(op)

@@ -226,7 +226,14 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %qrows = nn.qpack_rows %qkr : tensor<2x2xi8> -> tensor<2x2xi32>
   %qpc = nn.packed_qconv %qi, %qrows, %qz, %wz kernel [1, 1] weight_signed : tensor<?x2x1x1xui8>, tensor<2x2xi32>, tensor<ui8>, tensor<i8> -> tensor<?x2x1x1xi32>
   %qsum = nn.add %qd, %qpd : tensor<?x2xf32>
-  func.return %qsum : tensor<?x2xf32>
+  %fe = nn.fused_elementwise %qsum, %b : tensor<?x2xf32>, tensor<2xf32> -> tensor<?x2xf32> {
+  ^bb0(%fe0: tensor<f32>, %fe1: tensor<f32>):
+    %fe2 = nn.constant dense<0.5> : tensor<f32>
+    %fe3 = nn.add %fe0, %fe1 : tensor<f32>
+    %fe4 = nn.mul %fe3, %fe2 : tensor<f32>
+    nn.yield %fe4 : tensor<f32>
+  }
+  func.return %fe : tensor<?x2xf32>
 }
 """
 

@@ -164,6 +164,7 @@ def differentiate(module: ModuleOp, fn: func.FuncOp | str, *, frozen: Iterable[s
     ct_names = [f"cotangent:{n}" for n in out_names] if cotangents == "args" else []
     fwd = fn.clone()
     block = fwd.body.block
+    nn.unfuse_all(block)  # a fused chain is differentiated op by op (and fused again after)
     ret = block.last_op
     if mode == "combined":
         bw = Backward(block, split=False)

@@ -1,5 +1,6 @@
 """Lowering of the elementwise family: unary (the activation table's code), binary,
-comparison and logical ops, not, select, is_nan, is_inf, cast."""
+comparison and logical ops, not, select, is_nan, is_inf, cast. Each op's function of one
+element (`scalar_fn`) is also what a fused chain (fusion.py) composes."""
 
 from __future__ import annotations
 
@@ -16,50 +17,33 @@ from ncc.passes.lowering.nn_to_loops.builder import broadcast_map, identity_map,
 
 
 # ---------------------------------------------------------------------------
-# Op lowerings: lower(b, op, out, ins) writes op's result into `out`.
+# Each op's function of one element of every operand (`scalar_fn`); the op's
+# lowering maps it over the output, its operands broadcast (`lower_elementwise`).
 
 
-def lower_unary(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+def _unary(b: Builder, op) -> Callable[..., SSAValue]:
     emit = UNARY_EMIT[op.name[3:]]
-    map_nest(b, out.shape, out, identity_map, [(ins[0], identity_map)], lambda x: emit(b, x))
+    return lambda x: emit(b, x)
 
 
-def lower_binary(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+def _binary(b: Builder, op) -> Callable[..., SSAValue]:
     name = op.name[3:]
-    reads = [(x, broadcast_map(b, out.shape, x.shape)) for x in ins]
-    map_nest(b, out.shape, out, identity_map, reads, lambda x, y: b.binary(name, x, y))
+    return lambda x, y: b.binary(name, x, y)
 
 
-def _elementwise(b: Builder, out: Buf, ins: list[Buf], fn: Callable[..., SSAValue]) -> None:
-    """out = fn(*ins) elementwise, the inputs broadcast to the output's shape."""
-    reads = [(x, broadcast_map(b, out.shape, x.shape)) for x in ins]
-    map_nest(b, out.shape, out, identity_map, reads, fn)
-
-
-def lower_compare(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+def _compare(b: Builder, op) -> Callable[..., SSAValue]:
     fpred, ipred = COMPARE_EMIT[op.name[3:]]
-    cmp = (lambda x, y: b.cmpf(fpred, x, y)) if ins[0].is_float else (lambda x, y: b.cmpi(ipred, x, y))
-    _elementwise(b, out, ins, cmp)
+    if isinstance(op.lhs.type.element_type, nn.FLOAT_TYPES):
+        return lambda x, y: b.cmpf(fpred, x, y)
+    return lambda x, y: b.cmpi(ipred, x, y)
 
 
-def lower_logical(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+def _logical(b: Builder, op) -> Callable[..., SSAValue]:
     cls = LOGICAL_EMIT[op.name[3:]]
-    _elementwise(b, out, ins, lambda x, y: b(cls, x, y))
+    return lambda x, y: b(cls, x, y)
 
 
-def lower_not(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
-    _elementwise(b, out, ins, lambda x: b(arith.XOrIOp, x, b.const(1, i1)))
-
-
-def lower_select(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
-    _elementwise(b, out, ins, b.select)
-
-
-def lower_is_nan(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
-    _elementwise(b, out, ins, lambda x: b.cmpf("uno", x, x))
-
-
-def lower_is_inf(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+def _is_inf(b: Builder, op) -> Callable[..., SSAValue]:
     pos, neg = op.params.detect_positive, op.params.detect_negative
 
     def fn(x: SSAValue) -> SSAValue:
@@ -69,38 +53,58 @@ def lower_is_inf(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             return b.cmpf("oeq", x, b.like(pymath.inf if pos else -pymath.inf, x))
         return b.const(0, i1)
 
-    _elementwise(b, out, ins, fn)
+    return fn
 
 
-def lower_cast(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+def _cast(b: Builder, op) -> Callable[..., SSAValue]:
     """Float to float: fpext to a wider type, fptrunc (round to nearest even) to a
     narrower; integer to integer: extend (ui8 with zeros, others with the sign)
     or truncate (wrap), i8 <-> ui8 the same bits; integer to float: sitofp
     (uitofp from ui8); float to integer: fptosi (fptoui to ui8; toward zero,
     saturating, see loops_to_llvm)."""
-    src, dst = ins[0].elt, out.elt
+    src, dst = op.input.type.element_type, op.result.type.element_type
+    src_float, dst_float = isinstance(src, nn.FLOAT_TYPES), isinstance(dst, nn.FLOAT_TYPES)
     wider, narrower = dst.bitwidth > src.bitwidth, dst.bitwidth < src.bitwidth
     unsigned = src == nn.ui8
-    if ins[0].is_float and out.is_float:
-        convert = ((lambda x: b(arith.ExtFOp, x, dst)) if wider else
-                   (lambda x: b(arith.TruncFOp, x, dst)) if narrower else (lambda x: x))
-    elif ins[0].is_float:
-        convert = lambda x: b(arith.FPToUIOp if dst == nn.ui8 else arith.FPToSIOp, x, dst)  # noqa: E731
-    elif out.is_float:
-        convert = lambda x: b(arith.UIToFPOp if unsigned else arith.SIToFPOp, x, dst)  # noqa: E731
-    else:
-        convert = ((lambda x: b(arith.ExtUIOp if unsigned else arith.ExtSIOp, x, dst)) if wider else
-                   (lambda x: b(arith.TruncIOp, x, dst)) if narrower else
-                   (lambda x: x) if src == dst else (lambda x: b(arith.BitcastOp, x, dst)))
-    map_nest(b, out.shape, out, identity_map, [(ins[0], identity_map)], convert)
+    if src_float and dst_float:
+        return ((lambda x: b(arith.ExtFOp, x, dst)) if wider else
+                (lambda x: b(arith.TruncFOp, x, dst)) if narrower else (lambda x: x))
+    if src_float:
+        return lambda x: b(arith.FPToUIOp if dst == nn.ui8 else arith.FPToSIOp, x, dst)
+    if dst_float:
+        return lambda x: b(arith.UIToFPOp if unsigned else arith.SIToFPOp, x, dst)
+    return ((lambda x: b(arith.ExtUIOp if unsigned else arith.ExtSIOp, x, dst)) if wider else
+            (lambda x: b(arith.TruncIOp, x, dst)) if narrower else
+            (lambda x: x) if src == dst else (lambda x: b(arith.BitcastOp, x, dst)))
+
+
+SCALAR: dict[type, Callable[[Builder, Operation], Callable[..., SSAValue]]] = {
+    **{cls: _unary for cls in nn.UNARY_OPS.values()},
+    **{cls: _binary for cls in nn.BINARY_OPS.values()},
+    **{cls: _compare for cls in nn.COMPARE_OPS.values()},
+    **{cls: _logical for cls in nn.LOGICAL_OPS.values()},
+    nn.NotOp: lambda b, op: lambda x: b(arith.XOrIOp, x, b.const(1, i1)),
+    nn.SelectOp: lambda b, op: b.select,
+    nn.IsNanOp: lambda b, op: lambda x: b.cmpf("uno", x, x),
+    nn.IsInfOp: _is_inf,
+    nn.CastOp: _cast,
+}
+
+
+def scalar_fn(b: Builder, op: Operation) -> Callable[..., SSAValue]:
+    """The loop IR of `op` (an elementwise op) on one element of each operand."""
+    return SCALAR[type(op)](b, op)
+
+
+def map_elementwise(b: Builder, out: Buf, ins: list[Buf], fn: Callable[..., SSAValue]) -> None:
+    """out = fn(*ins) elementwise, the inputs broadcast to the output's shape."""
+    reads = [(x, broadcast_map(b, out.shape, x.shape)) for x in ins]
+    map_nest(b, out.shape, out, identity_map, reads, fn)
+
+
+def lower_elementwise(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    map_elementwise(b, out, ins, scalar_fn(b, op))
 
 
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
-    **{cls: lower_unary for cls in nn.UNARY_OPS.values()},
-    **{cls: lower_binary for cls in nn.BINARY_OPS.values()},
-    **{cls: lower_compare for cls in nn.COMPARE_OPS.values()},
-    **{cls: lower_logical for cls in nn.LOGICAL_OPS.values()},
-    nn.NotOp: lower_not, nn.SelectOp: lower_select, nn.IsNanOp: lower_is_nan, nn.IsInfOp: lower_is_inf,
-    nn.CastOp: lower_cast,
-}
-
+    cls: lower_elementwise for cls in SCALAR}

@@ -1,12 +1,15 @@
 // RUN: ncc-opt %s --fuse | FileCheck %s
 // What fuse must leave alone: a matmul whose result has another user (fusing
-// would compute it twice), an add that is not a bias along the features, and
-// an activation that is not in the activation table (exp).
+// would compute it twice: its relu and add fuse with each other instead), an
+// add that is not a bias along the features, and an activation that is not in
+// the activation table (exp).
 
 // CHECK-LABEL: func.func @shared(
 // CHECK-NEXT:    %[[M:.*]] = nn.matmul %x, %w
-// CHECK-NEXT:    %[[R:.*]] = nn.relu %[[M]]
-// CHECK-NEXT:    %[[S:.*]] = nn.add %[[M]], %[[R]]
+// CHECK-NEXT:    nn.fused_elementwise %[[M]] : tensor<2x3xf32> -> tensor<2x3xf32> {
+// CHECK-NEXT:    ^bb0(%[[E:.*]]: tensor<f32>):
+// CHECK-NEXT:      %[[R:.*]] = nn.relu %[[E]]
+// CHECK-NEXT:      nn.add %[[E]], %[[R]]
 func.func @shared(%x: tensor<2x4xf32>, %w: tensor<4x3xf32>) -> tensor<2x3xf32> {
   %0 = nn.matmul %x, %w : tensor<2x4xf32>, tensor<4x3xf32> -> tensor<2x3xf32>
   %1 = nn.relu %0 : tensor<2x3xf32>

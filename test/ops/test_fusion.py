@@ -1,0 +1,215 @@
+"""The fusion family (nn.fused_elementwise) at every level: the op and its
+reference, the fuse pass's FuseElementwise pattern, native code of fused
+chains against the unfused module and numpy, and the chain given back
+(`unfused`) for autodiff and ONNX export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ncc
+from ncc import reference
+from ncc.dialects import nn
+from ncc.ir import parse_module
+from ncc.passes.autodiff import differentiate
+from ncc.pipeline import run_passes
+
+RNG = np.random.default_rng(7)
+
+GELU_TANH = """
+func.func @main(%x: tensor<?x8xf32>) -> tensor<?x8xf32> {
+  %half = nn.constant dense<0.5> : tensor<f32>
+  %one = nn.constant dense<1.0> : tensor<f32>
+  %s = nn.constant dense<0.7978846> : tensor<f32>
+  %c = nn.constant dense<0.044715> : tensor<f32>
+  %0 = nn.mul %x, %x : tensor<?x8xf32>
+  %1 = nn.mul %x, %0 : tensor<?x8xf32>
+  %2 = nn.mul %c, %1 : tensor<f32>, tensor<?x8xf32> -> tensor<?x8xf32>
+  %3 = nn.add %x, %2 : tensor<?x8xf32>
+  %4 = nn.mul %s, %3 : tensor<f32>, tensor<?x8xf32> -> tensor<?x8xf32>
+  %5 = nn.tanh %4 : tensor<?x8xf32>
+  %6 = nn.add %one, %5 : tensor<f32>, tensor<?x8xf32> -> tensor<?x8xf32>
+  %7 = nn.mul %x, %6 : tensor<?x8xf32>
+  %8 = nn.mul %half, %7 : tensor<f32>, tensor<?x8xf32> -> tensor<?x8xf32>
+  func.return %8 : tensor<?x8xf32>
+}
+"""
+
+# Integers and booleans: a comparison, a select between the operands, a cast, a masked fill.
+MIXED = """
+func.func @main(%a: tensor<?x5xi64>, %b: tensor<5xi64>, %m: tensor<?x5xi1>) -> tensor<?x5xf32> {
+  %low = nn.constant dense<-7.5> : tensor<f32>
+  %0 = nn.less %a, %b : tensor<?x5xi64>, tensor<5xi64> -> tensor<?x5xi1>
+  %1 = nn.select %0, %a, %b : tensor<?x5xi1>, tensor<?x5xi64>, tensor<5xi64> -> tensor<?x5xi64>
+  %2 = nn.cast %1 : tensor<?x5xi64> -> tensor<?x5xf32>
+  %3 = nn.not %m : tensor<?x5xi1>
+  %4 = nn.select %3, %2, %low : tensor<?x5xi1>, tensor<?x5xf32>, tensor<f32> -> tensor<?x5xf32>
+  func.return %4 : tensor<?x5xf32>
+}
+"""
+
+
+def fused(text: str):
+    m = parse_module(text)
+    run_passes(m, "fuse")
+    return m
+
+
+def ops_named(m, name: str) -> list:
+    return [op for op in m.walk() if op.name == name]
+
+
+def top_level(m) -> list[str]:
+    fn = next(op for op in m.walk() if op.name == "func.func")
+    return [op.name for op in fn.body.block.ops]
+
+
+# ---------------------------------------------------------------------------
+# The fuse pass and the reference semantics
+
+
+def test_gelu_chain_is_one_op_and_computes_the_same():
+    m = fused(GELU_TANH)
+    assert top_level(m) == ["nn.fused_elementwise", "func.return"]
+    (op,) = ops_named(m, "nn.fused_elementwise")
+    assert len(op.inputs) == 1 and len(ops_named(op, "nn.constant")) == 4  # constants moved inside
+    x = (RNG.standard_normal((3, 8)) * 3).astype(np.float32)
+    want = 0.5 * x * (1 + np.tanh(0.7978846 * (x + 0.044715 * x ** 3)))
+    got = reference.run(m, [x])[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got, reference.run(parse_module(GELU_TANH), [x])[0])
+
+
+def test_mixed_element_types_fuse_into_one_op():
+    m = fused(MIXED)
+    assert top_level(m) == ["nn.fused_elementwise", "func.return"]
+    (op,) = ops_named(m, "nn.fused_elementwise")
+    assert [len(op.inputs), len(ops_named(op, "nn.select"))] == [3, 2]
+
+
+def test_unfused_gives_the_chain_back():
+    m = fused(GELU_TANH + MIXED.replace("@main", "@mixed"))
+    for op in ops_named(m, "nn.fused_elementwise"):
+        new, value = nn.unfused(op)
+        block = op.parent_block()
+        for inner in new:
+            block.insert_op_before(inner, op)
+        op.result.replace_all_uses_with(value)
+        block.erase_op(op)
+    m.verify()
+    assert not ops_named(m, "nn.fused_elementwise")
+    x = RNG.standard_normal((2, 8)).astype(np.float32)
+    np.testing.assert_array_equal(reference.run(m, [x], function="main")[0],
+                                  reference.run(parse_module(GELU_TANH), [x])[0])
+
+
+def test_broadcast_result_of_a_chain_that_does_not_reach_every_operand():
+    text = """
+    func.func @main(%x: tensor<3x4xf32>, %b: tensor<4xf32>) -> tensor<3x4xf32> {
+      %0 = nn.fused_elementwise %x, %b : tensor<3x4xf32>, tensor<4xf32> -> tensor<3x4xf32> {
+      ^bb0(%e: tensor<f32>, %c: tensor<f32>):
+        %1 = nn.exp %c : tensor<f32>
+        nn.yield %1 : tensor<f32>
+      }
+      func.return %0 : tensor<3x4xf32>
+    }"""
+    m = parse_module(text)
+    x, b = RNG.standard_normal((3, 4)).astype(np.float32), RNG.standard_normal(4).astype(np.float32)
+    np.testing.assert_allclose(reference.run(m, [x, b])[0], np.broadcast_to(np.exp(b), (3, 4)), rtol=1e-6)
+    (op,) = ops_named(m, "nn.fused_elementwise")
+    new, value = nn.unfused(op)
+    assert [o.name for o in new] == ["nn.exp", "nn.broadcast"] and value.type == op.result.type
+    np.testing.assert_allclose(ncc.compile(m, cache=False)(x, b), np.broadcast_to(np.exp(b), (3, 4)), rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Native code: fused against unfused, against numpy
+
+
+@pytest.mark.parametrize("text", [GELU_TANH, MIXED], ids=["gelu_tanh", "mixed"])
+def test_native_fused_equals_unfused(text):
+    m = parse_module(text)
+    n = 6
+    if "xi64" in text:
+        args = [RNG.integers(-5, 5, (n, 5)), RNG.integers(-5, 5, 5), RNG.random((n, 5)) < 0.5]
+    else:
+        args = [(RNG.standard_normal((n, 8)) * 3).astype(np.float32)]
+    want = reference.run(m, args)[0]
+    one, many = ncc.compile(m.clone(), cache=False), ncc.compile(m.clone(), cache=False, fuse=False)
+    np.testing.assert_allclose(one(*args), want, rtol=2e-6, atol=1e-6)
+    np.testing.assert_allclose(one(*args), many(*args), rtol=2e-6, atol=1e-6)
+    arena = [k.abi.arena_per_batch * n + k.abi.arena_constant for k in (one, many)]
+    assert arena[0] < arena[1]  # no buffer between the ops
+
+
+UNARY = ["neg", "exp", "tanh", "sigmoid", "abs", "relu", "softplus", "sin"]
+BINARY = ["add", "sub", "mul", "max", "min"]
+
+
+@st.composite
+def chains(draw):
+    """A random DAG of float elementwise ops over three inputs [?, 4], [4] and
+    [?, 1] (broadcasting), each op reading earlier values."""
+    values = ["%x", "%b", "%c"]
+    shapes = {"%x": "?x4", "%b": "4", "%c": "?x1"}
+    lines = []
+    for i in range(draw(st.integers(2, 7))):
+        name = f"%v{i}"
+        if draw(st.booleans()):
+            a = draw(st.sampled_from(values))
+            op = draw(st.sampled_from(UNARY))
+            shapes[name] = shapes[a]
+            lines.append(f"{name} = nn.{op} {a} : tensor<{shapes[a]}xf32>")
+        else:
+            a, b = draw(st.sampled_from(values)), draw(st.sampled_from(values))
+            op = draw(st.sampled_from(BINARY))
+            sa, sb = shapes[a], shapes[b]
+            out = "4" if sa == sb == "4" else "?x1" if sa == sb == "?x1" else "?x4"
+            shapes[name] = out
+            lines.append(f"{name} = nn.{op} {a}, {b} : tensor<{sa}xf32>, tensor<{sb}xf32> -> tensor<{out}xf32>")
+        values.append(name)
+    result = values[-1]
+    body = "\n  ".join(lines)
+    return (f"func.func @main(%x: tensor<?x4xf32>, %b: tensor<4xf32>, %c: tensor<?x1xf32>) -> "
+            f"tensor<{shapes[result]}xf32> {{\n  {body}\n  func.return {result} : tensor<{shapes[result]}xf32>\n}}")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chains())
+def test_random_chains_fused_natively_equal_the_reference(text):
+    m = parse_module(text)
+    args = [RNG.standard_normal((5, 4)).astype(np.float32), RNG.standard_normal(4).astype(np.float32),
+            RNG.standard_normal((5, 1)).astype(np.float32)]
+    want = reference.run(m, args)[0]
+    f = fused(text)
+    np.testing.assert_allclose(reference.run(f, args)[0], want, rtol=1e-6, atol=1e-6)
+    got = ncc.compile(m, cache=False)(*args)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_autodiff_and_export_of_a_fused_module():
+    """A fused module differentiates op by op (`unfused`, then fused again when
+    compiled) and exports as one ONNX node per op."""
+    import onnxruntime as ort
+
+    from vjp_check import finite_differences
+
+    x = RNG.standard_normal((4, 8))
+    g = RNG.standard_normal((4, 8))
+    f64 = parse_module(GELU_TANH.replace("f32", "f64"))
+    want = finite_differences(f64, [x], g, [0])[0]
+    m = fused(GELU_TANH.replace("f32", "f64"))
+    differentiate(m, "main", mode="combined")
+    assert ops_named(m, "nn.tanh") and len(ops_named(m, "nn.fused_elementwise")) == 1  # @main's own
+    got = reference.run(m, [x, g], function="main_vjp")[1]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
+    native = ncc.compile(fused(GELU_TANH), cache=False).vjp(x.astype(np.float32), g.astype(np.float32))["x"]
+    np.testing.assert_allclose(native, want, rtol=1e-4, atol=1e-5)
+    proto = ncc.export_onnx(fused(GELU_TANH))
+    assert "Tanh" in {n.op_type for n in proto.graph.node}
+    x32 = x.astype(np.float32)
+    out = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x32})[0]
+    np.testing.assert_allclose(out, reference.run(parse_module(GELU_TANH), [x32])[0], rtol=1e-5, atol=1e-6)
