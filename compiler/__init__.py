@@ -6,6 +6,7 @@
     ncc.run_passes(module, "layerize,fuse")       # neuron -> nn, then fusion
     print(ncc.prune(module, sparsity=0.9))        # prune weights in place; the table of what went
     print(ncc.quantize(module, batches))          # int8 QDQ in place (calibrated); the table of what is int8
+    print(ncc.fuse_stats(module))                 # what fuse would fuse: patterns, loop nests, arena bytes
     module = ncc.import_onnx("model.onnx")         # nn dialect (a path, bytes or ModelProto)
     ncc.export_onnx(module, "net.onnx")            # an ONNX model (any nn module)
     y, = ncc.reference.run(module, [x])           # numpy reference semantics
@@ -24,6 +25,7 @@ from ncc.equations import emit_equations
 from ncc.ir import make_context, parse_module, print_module, verify_module
 from ncc.onnx import export_onnx
 from ncc.onnx import import_onnx
+from ncc.passes.fuse import fuse_stats as _fuse_stats
 from ncc.passes.prune import prune as _prune_module
 from ncc.passes.quantize import quantize as _quantize_module
 from ncc.pipeline import run_passes
@@ -61,7 +63,16 @@ def quantize(module, calibration_data=None, **options):
     return _quantize_module(module, calibration_data, **options)
 
 
+def fuse_stats(module):
+    """What the fuse pass would do to `module` (left unchanged): rewrites per
+    pattern, and nn ops, loop nests and arena bytes (batch 1) before and after;
+    print it for the summary (ncc-opt --fuse --fuse-stats prints the same)."""
+    if not isinstance(module, ModuleOp):
+        raise NccError(f"fuse_stats takes a module (ncc.import_onnx, ncc.parse_module), got {type(module).__name__}")
+    return _fuse_stats(module)
+
+
 __all__ = [
     "CompiledModel", "NccError", "compile", "emit_equations", "export_onnx", "import_adjacency",
-    "import_adjacency_text", "import_onnx", "make_context", "optim", "parse_adjacency", "parse_module", "print_module", "prune", "quantize", "reference", "run_passes", "train", "verify_module",
+    "fuse_stats", "import_adjacency_text", "import_onnx", "make_context", "optim", "parse_adjacency", "parse_module", "print_module", "prune", "quantize", "reference", "run_passes", "train", "verify_module",
 ]

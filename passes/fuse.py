@@ -28,12 +28,17 @@ reshaped to [C].
 from __future__ import annotations
 
 import math
+import sys
+from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
+from xdsl.dialects import func, scf
 from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
+from xdsl.utils.exceptions import PassFailedException
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
     PatternRewriter,
@@ -42,6 +47,7 @@ from xdsl.pattern_rewriter import (
 )
 
 from ncc.dialects import activations, nn
+from ncc.passes.lowering.nn_to_loops import LowerToLoopsPass, is_nn_function
 
 # The nn ops that apply an activation of the table, and its name.
 ACTIVATION_OF: dict[type, str] = {cls: name for name, cls in nn.UNARY_OPS.items()
@@ -233,12 +239,108 @@ class FuseElementwise(RewritePattern):
                 return
 
 
+# ---------------------------------------------------------------------------
+# What fused: patterns applied, and the loop level before and after (--fuse-stats)
+
+
+@dataclass
+class LoopLevel:
+    """A module's cost once lowered to loops: nn ops, top-level loop nests, arena bytes at batch 1."""
+
+    ops: int
+    nests: int | None = None  # None: not lowerable (why: `reason`)
+    arena_bytes: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class FuseStats:
+    """What `fuse` did to a module: rewrites per pattern, the loop level before and after."""
+
+    patterns: dict[str, int]
+    before: LoopLevel
+    after: LoopLevel
+
+    def __str__(self) -> str:
+        def change(a, b, unit=""):
+            if a is None or b is None:
+                return f"{a} -> {b}"
+            return f"{a:,}{unit} -> {b:,}{unit} ({b - a:+,})"
+        lines = ["fuse: " + (", ".join(f"{name} {n}" for name, n in self.patterns.items() if n) or "nothing fused")]
+        lines.append(f"  nn ops:               {change(self.before.ops, self.after.ops)}")
+        if self.before.nests is None or self.after.nests is None:
+            lines.append(f"  loop level:           not lowerable ({self.before.reason or self.after.reason})")
+        else:
+            lines.append(f"  loop nests:           {change(self.before.nests, self.after.nests)}")
+            lines.append(f"  arena bytes, batch 1: {change(self.before.arena_bytes, self.after.arena_bytes)}")
+        return "\n".join(lines)
+
+
+def loop_level(module: ModuleOp) -> LoopLevel:
+    """`module`'s LoopLevel, from a copy lowered to loops (the module is unchanged)."""
+    fns = [op for op in module.ops if isinstance(op, func.FuncOp) and is_nn_function(op)]
+    ops = sum(1 for fn in fns for op in fn.body.block.ops
+              if not isinstance(op, (nn.WeightRefOp, nn.ConstantOp, func.ReturnOp)))
+    lowered = module.clone()
+    try:
+        LowerToLoopsPass().apply(Context(), lowered)
+    except PassFailedException as e:
+        return LoopLevel(ops, reason=str(e))
+    nests, arena = 0, 0
+    for fn in lowered.ops:
+        if isinstance(fn, func.FuncOp) and fn.body.blocks:
+            nests += sum(isinstance(op, scf.ForOp) for op in fn.body.block.ops)
+            sizes = fn.attributes.get("ncc.arena_bytes")
+            if sizes is not None:
+                per_batch, constant = sizes.get_values()
+                arena += per_batch + constant
+    return LoopLevel(ops, nests, arena)
+
+
+class _Counted(RewritePattern):
+    """A pattern counting its rewrites into `counts` under its class's name."""
+
+    def __init__(self, pattern: RewritePattern, counts: Counter):
+        self.pattern, self.counts = pattern, counts
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        done = rewriter.has_done_action
+        self.pattern.match_and_rewrite(op, rewriter)
+        if rewriter.has_done_action and not done:
+            self.counts[type(self.pattern).__name__] += 1
+
+
+PATTERNS = (FuseClip, FuseBias, FuseActivation, FuseElementwise)
+
+
+def fuse(module: ModuleOp) -> dict[str, int]:
+    """Apply the fusion patterns to `module` in place; rewrites per pattern."""
+    counts: Counter = Counter({p.__name__: 0 for p in PATTERNS})
+    PatternRewriteWalker(GreedyRewritePatternApplier([_Counted(p(), counts) for p in PATTERNS])).rewrite_module(module)
+    return dict(counts)
+
+
+def fuse_stats(module: ModuleOp) -> FuseStats:
+    """What `fuse` would do to `module` (left unchanged): patterns, loop nests, arena bytes."""
+    before = loop_level(module)
+    fused = module.clone()
+    patterns = fuse(fused)
+    return FuseStats(patterns, before, loop_level(fused))
+
+
+@dataclass(frozen=True)
 class FusePass(ModulePass):
     """Fuse matmul/conv with a following bias add and activation into one op (a clip to [0, 6] is relu6),
-    and chains of elementwise ops into one nn.fused_elementwise (one loop nest)."""
+    and chains of elementwise ops into one nn.fused_elementwise (one loop nest).
+
+    Option stats: print what fused to stderr (ncc-opt --fuse-stats): rewrites
+    per pattern, nn ops, loop nests and arena bytes before and after."""
 
     name = "fuse"
+    stats: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(GreedyRewritePatternApplier([FuseClip(), FuseBias(), FuseActivation(),
-                                                         FuseElementwise()])).rewrite_module(op)
+        before = loop_level(op) if self.stats else None
+        patterns = fuse(op)
+        if before is not None:
+            print(FuseStats(patterns, before, loop_level(op)), file=sys.stderr)

@@ -13,7 +13,7 @@ import re
 import textwrap
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from xdsl.passes import ModulePass, get_pass_option_infos
 
@@ -138,6 +138,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-ir-after-all", action="store_true",
                    help="print the IR to stderr after every pass")
     p.add_argument("--time-passes", action="store_true", help="print each pass's time to stderr")
+    p.add_argument("--fuse-stats", action="store_true",
+                   help="each fuse pass prints what fused to stderr: rewrites per pattern, nn ops, loop "
+                   "nests and arena bytes before and after (the pass option fuse{stats=true})")
     p.add_argument("--elide-weights-if-larger", type=int, metavar="N", default=None,
                    help="print weights with more than N elements as dense_resource<__elided__>")
     return p
@@ -172,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         pieces, rest = split_pipeline_args(argv)
         args = make_parser().parse_args(rest)
         passes = build_pipeline(*pieces)
+        if args.fuse_stats:
+            if not any(p.name == "fuse" for p in passes):
+                raise NccError("--fuse-stats reports what the fuse pass does: add --fuse to the pipeline")
+            passes = [replace(p, stats=True) if p.name == "fuse" else p for p in passes]
         text, filename = read_input(args.input)
         outputs: list[str] = []
         failed = False

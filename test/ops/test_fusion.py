@@ -213,3 +213,16 @@ def test_autodiff_and_export_of_a_fused_module():
     x32 = x.astype(np.float32)
     out = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x32})[0]
     np.testing.assert_allclose(out, reference.run(parse_module(GELU_TANH), [x32])[0], rtol=1e-5, atol=1e-6)
+
+
+def test_fuse_stats_reports_without_changing_the_module():
+    m = parse_module(GELU_TANH)
+    text = ncc.print_module(m)
+    stats = ncc.fuse_stats(m)
+    assert ncc.print_module(m) == text
+    assert stats.patterns["FuseElementwise"] == 8 and stats.before.ops == 9 and stats.after.ops == 1
+    assert (stats.before.nests, stats.after.nests) == (9, 1)
+    assert stats.after.arena_bytes < stats.before.arena_bytes
+    assert "loop nests:           9 -> 1 (-8)" in str(stats)
+    with pytest.raises(ncc.NccError, match="fuse_stats takes a module"):
+        ncc.fuse_stats("model.onnx")
