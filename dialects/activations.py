@@ -22,6 +22,7 @@ activation's meaning and its derivative have one spelling for every level.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -62,6 +63,7 @@ class Scalar(Protocol):
     def expm1(self, a: Any) -> Any: ...
     def log1p(self, a: Any) -> Any: ...
     def tanh(self, a: Any) -> Any: ...
+    def erf(self, a: Any) -> Any: ...
     def sin(self, a: Any) -> Any: ...
     def cos(self, a: Any) -> Any: ...
     def positive(self, a: Any) -> Any: ...
@@ -79,6 +81,56 @@ class Activation:
     emit: Callable[[Scalar, Any], Any]  # (s, z) -> f(z)
     vjp: Callable[[Scalar, Any, Any, Any], Any]  # (s, z, n, g) -> g * f'(z), or None (zero)
     reads: str  # what vjp reads: "z", "n" or "zn"
+
+
+# Gelu: x Phi(x), Phi the normal CDF, exactly (erf) or by the tanh approximation
+# (PyTorch's approximate="tanh", GPT-2's gelu_new)
+ERF = np.vectorize(math.erf, otypes=[np.float64])
+SQRT1_2 = 1 / math.sqrt(2)
+TANH_GELU_SCALE, TANH_GELU_CUBE = math.sqrt(2 / math.pi), 0.044715
+
+
+def _gelu(z: Array) -> Array:
+    return (0.5 * z * (1 + ERF(z * SQRT1_2))).astype(z.dtype, copy=False)
+
+
+def _gelu_derivative(z: Array) -> Array:  # Phi(z) + z phi(z)
+    return (0.5 * (1 + ERF(z * SQRT1_2)) + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)).astype(z.dtype)
+
+
+def _gelu_tanh(z: Array) -> Array:
+    return (0.5 * z * (1 + np.tanh(TANH_GELU_SCALE * (z + TANH_GELU_CUBE * z ** 3)))).astype(z.dtype, copy=False)
+
+
+def _gelu_tanh_derivative(z: Array) -> Array:
+    t = np.tanh(TANH_GELU_SCALE * (z + TANH_GELU_CUBE * z ** 3))
+    return (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * TANH_GELU_SCALE * (1 + 3 * TANH_GELU_CUBE * z * z)).astype(z.dtype)
+
+
+def _emit_gelu(s: Scalar, z: Any) -> Any:  # 0.5 z (1 + erf(z / sqrt 2)), as PyTorch and onnxruntime
+    return s.mul(s.mul(s.const(0.5), z), s.add(s.const(1.0), s.erf(s.mul(z, s.const(SQRT1_2)))))
+
+
+def _vjp_gelu(s: Scalar, z: Any, n: Any, g: Any) -> Any:  # g (Phi(z) + z exp(-z^2 / 2) / sqrt(2 pi))
+    cdf = s.mul(s.const(0.5), s.add(s.const(1.0), s.erf(s.mul(z, s.const(SQRT1_2)))))
+    pdf = s.mul(s.const(1 / math.sqrt(2 * math.pi)), s.exp(s.mul(s.const(-0.5), s.mul(z, z))))
+    return s.mul(g, s.add(cdf, s.mul(z, pdf)))
+
+
+def _tanh_gelu_t(s: Scalar, z: Any) -> Any:  # tanh(sqrt(2 / pi) (z + 0.044715 z^3))
+    cube = s.mul(s.mul(z, z), z)
+    return s.tanh(s.mul(s.const(TANH_GELU_SCALE), s.add(z, s.mul(s.const(TANH_GELU_CUBE), cube))))
+
+
+def _emit_gelu_tanh(s: Scalar, z: Any) -> Any:
+    return s.mul(s.mul(s.const(0.5), z), s.add(s.const(1.0), _tanh_gelu_t(s, z)))
+
+
+def _vjp_gelu_tanh(s: Scalar, z: Any, n: Any, g: Any) -> Any:
+    t = _tanh_gelu_t(s, z)
+    slope = s.mul(s.const(TANH_GELU_SCALE), s.add(s.const(1.0), s.mul(s.const(3 * TANH_GELU_CUBE), s.mul(z, z))))
+    inner = s.mul(s.mul(s.const(0.5), z), s.mul(s.sub(s.const(1.0), s.mul(t, t)), slope))
+    return s.mul(g, s.add(s.mul(s.const(0.5), s.add(s.const(1.0), t)), inner))
 
 
 # IR forms shared by several rows
@@ -142,6 +194,10 @@ ACTIVATIONS: tuple[Activation, ...] = (
                lambda s, z: s.min(s.max(z, s.const(0.0)), s.const(6.0)),
                lambda s, z, n, g: _where_positive(s, n, s.select(s.negative(s.sub(n, s.const(6.0))), g,
                                                                  s.const(0.0)), s.const(0.0)), "n"),
+    Activation(0x0D, "gelu", "z Phi(z) = 0.5 z (1 + erf(z / sqrt(2)))", _gelu, _gelu_derivative,
+               _emit_gelu, _vjp_gelu, "z"),
+    Activation(0x0E, "gelu_tanh", "0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))", _gelu_tanh,
+               _gelu_tanh_derivative, _emit_gelu_tanh, _vjp_gelu_tanh, "z"),
 )
 
 BY_NAME: dict[str, Activation] = {a.name: a for a in ACTIVATIONS}

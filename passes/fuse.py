@@ -9,7 +9,10 @@ elementwise ops -> one nn.fused_elementwise (one loop nest, no buffer between).
     %4 = nn.tanh %3                 ==>        ^bb0(%e: tensor<f32>):
                                                  %a = nn.mul %e, %e   %b = nn.tanh %a   nn.yield %b }
 
-Small patterns, applied greedily to a fixed point:
+Small patterns, applied greedily to a fixed point, in two walks. First:
+  * RecognizeActivation: an activation exported as its formula (Gelu before
+                     ONNX opset 20, exact or tanh) -> nn.gelu / nn.gelu_tanh
+Then:
   * FuseClip:        min(max(x, 0), 6), or max(min(x, 6), 0) -> relu6(x)
                      (ONNX's Clip, as PyTorch exports ReLU6)
   * FuseBias:        add(matmul|conv, bias)          -> fused(identity)
@@ -35,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func, scf
-from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.dialects.builtin import Float32Type, ModuleOp, TensorType
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import PassFailedException
@@ -153,6 +156,94 @@ class FuseActivation(RewritePattern):
             return
         rewriter.replace(op, _fused(producer, None, activation))
         rewriter.erase(producer)
+
+
+# ---------------------------------------------------------------------------
+# Activations exported as their formula -> the nn op (Gelu before ONNX opset 20:
+# Div, Erf, Add, Mul, Mul, or the tanh form's nine ops, in whatever order the
+# exporter wrote them)
+
+RECOGNIZED = ("gelu", "gelu_tanh")
+PROBE = np.concatenate([np.linspace(-8, 8, 161), [0.0, 1e-3, -1e-3]]).astype(np.float32)
+MAX_FORMULA_OPS = 16
+
+
+def _formula(root: Operation, x: SSAValue) -> list[Operation] | None:
+    """The elementwise ops computing `root` from `x` and one-element constants
+    alone, in block order, if no value they compute but root's is used elsewhere."""
+    ops: set[Operation] = set()
+    stack = [root]
+    while stack:
+        op = stack.pop()
+        if op in ops:
+            continue
+        if not isinstance(op, nn.ELEMENTWISE) or len(ops) == MAX_FORMULA_OPS:
+            return None
+        ops.add(op)
+        for v in op.operands:
+            owner = v.owner
+            if v is x or isinstance(owner, nn.ConstantOp) and owner.data.size == 1:
+                continue
+            if not isinstance(owner, Operation):
+                return None
+            stack.append(owner)
+    if any(u.operation not in ops for op in ops if op is not root for u in op.results[0].uses):
+        return None
+    order = {op: i for i, op in enumerate(root.parent_block().ops)}
+    return sorted(ops, key=order.__getitem__)
+
+
+def _evaluate(ops: list[Operation], x: SSAValue, z: np.ndarray) -> np.ndarray:
+    """The formula on the values z of x, each op by its reference rule in its element type."""
+    env: dict[SSAValue, np.ndarray] = {x: z}
+    for op in ops:
+        args = [env[v] if v in env else np.asarray(v.owner.data).reshape(()) for v in op.operands]
+        value = nn.REFERENCE[type(op)](op, *args)
+        env[op.results[0]] = np.asarray(value).astype(nn.numpy_dtype(op.results[0].type.element_type), copy=False)
+    return env[ops[-1].results[0]]
+
+
+class RecognizeActivation(RewritePattern):
+    """A formula of one float tensor x that computes a RECOGNIZED activation of it
+    -> that nn op. Found by value, not by shape: the candidate formula (at most
+    MAX_FORMULA_OPS elementwise ops of x and scalar constants, ending in a mul,
+    its intermediate values used nowhere else) runs on PROBE points and must
+    match the activation's float64 values to float32 rounding; the exact and the
+    tanh Gelu differ by up to 5e-4, far above it."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, nn.MulOp) or not isinstance(op.result.type.element_type, Float32Type):
+            return
+        for x in self._candidates(op):
+            ops = _formula(op, x)
+            if ops is None or len(ops) < 3:
+                continue
+            with np.errstate(all="ignore"):
+                got = _evaluate(ops, x, PROBE).astype(np.float64)
+            for name in RECOGNIZED:
+                want = activations.BY_NAME[name].fn(PROBE.astype(np.float64))
+                if got.shape == want.shape and np.all(np.abs(got - want) <= 2e-6 * np.maximum(1, np.abs(want))):
+                    rewriter.replace(op, nn.UNARY_OPS[name](x))
+                    for dead in reversed(ops[:-1]):
+                        rewriter.erase(dead)
+                    return
+
+    @staticmethod
+    def _candidates(root: Operation) -> list[SSAValue]:
+        """Values of root's shape read at least twice in the elementwise ops above it (x in
+        x * Phi(x)), nearest first."""
+        seen: dict[SSAValue, int] = {}
+        stack, visited = [root], set()
+        while stack and len(visited) < MAX_FORMULA_OPS:
+            op = stack.pop()
+            if op in visited or not isinstance(op, nn.ELEMENTWISE):
+                continue
+            visited.add(op)
+            for v in op.operands:
+                seen[v] = seen.get(v, 0) + 1
+                if isinstance(v.owner, Operation):
+                    stack.append(v.owner)
+        return [v for v, n in seen.items() if n >= 2 and v.type == root.results[0].type]
 
 
 # ---------------------------------------------------------------------------
@@ -310,13 +401,17 @@ class _Counted(RewritePattern):
             self.counts[type(self.pattern).__name__] += 1
 
 
+# Two walks: formulas are recognized whole before fusion merges their ops into chains.
+RECOGNIZE = (RecognizeActivation,)
 PATTERNS = (FuseClip, FuseBias, FuseActivation, FuseElementwise)
 
 
 def fuse(module: ModuleOp) -> dict[str, int]:
-    """Apply the fusion patterns to `module` in place; rewrites per pattern."""
-    counts: Counter = Counter({p.__name__: 0 for p in PATTERNS})
-    PatternRewriteWalker(GreedyRewritePatternApplier([_Counted(p(), counts) for p in PATTERNS])).rewrite_module(module)
+    """Apply the recognition, then the fusion patterns to `module` in place; rewrites per pattern."""
+    counts: Counter = Counter({p.__name__: 0 for p in (*RECOGNIZE, *PATTERNS)})
+    for patterns in (RECOGNIZE, PATTERNS):
+        PatternRewriteWalker(GreedyRewritePatternApplier([_Counted(p(), counts) for p in patterns])
+                             ).rewrite_module(module)
     return dict(counts)
 
 
@@ -330,8 +425,8 @@ def fuse_stats(module: ModuleOp) -> FuseStats:
 
 @dataclass(frozen=True)
 class FusePass(ModulePass):
-    """Fuse matmul/conv with a following bias add and activation into one op (a clip to [0, 6] is relu6),
-    and chains of elementwise ops into one nn.fused_elementwise (one loop nest).
+    """Fuse matmul/conv with a following bias add and activation into one op (a clip to [0, 6] is relu6;
+    Gelu's formula is nn.gelu), and chains of elementwise ops into one nn.fused_elementwise (one loop nest).
 
     Option stats: print what fused to stderr (ncc-opt --fuse-stats): rewrites
     per pattern, nn ops, loop nests and arena bytes before and after."""

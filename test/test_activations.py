@@ -23,6 +23,7 @@ class NumpyScalar:
     max, min = np.maximum, np.minimum
     neg, abs, exp, expm1, log1p, tanh, sin, cos = (np.negative, np.abs, np.exp, np.expm1, np.log1p,
                                                    np.tanh, np.sin, np.cos)
+    erf = staticmethod(activations.ERF)
 
     def positive(self, a):
         return a > 0

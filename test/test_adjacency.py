@@ -154,7 +154,7 @@ def test_activation_option():
     assert parse_adjacency(SPEC_MATRIX).activation[4] == activations.DEFAULT_ACTIVATION
     with pytest.raises(NccError) as e:
         parse_adjacency(SPEC_MATRIX, activation="swish")
-    assert str(e.value).startswith("error: unknown activation 'swish' (expected a hex code 00..0c")
+    assert str(e.value).startswith("error: unknown activation 'swish' (expected a hex code 00..0e")
     with pytest.raises(NccError) as e:
         parse_adjacency(SPEC_MATRIX, format="csv")
     assert str(e.value) == "error: unknown adjacency format 'csv' (expected one of: list, matrix, edges)"
@@ -286,9 +286,9 @@ BAD = {
     "missing in-indices": ("N 02\n00\n01 03\n", None,
                            "3:6: error: expected the in-indices (comma-separated hex) after the activation"),
     "unknown activation code": (
-        "N 02\n00\n01 0d 00\n", None,
-        "3:4: error: unknown activation '0d' (expected a hex code 00..0c or a name: identity, relu, "
-        "sigmoid, tanh, leaky_relu, elu, softplus, silu, sin, gaussian, abs, step, relu6)"),
+        "N 02\n00\n01 1d 00\n", None,
+        "3:4: error: unknown activation '1d' (expected a hex code 00..0e or a name: identity, relu, "
+        "sigmoid, tanh, leaky_relu, elu, softplus, silu, sin, gaussian, abs, step, relu6, gelu, gelu_tanh)"),
     "bad in-index": ("N 03\n00\n01\n02 03 00,x1\n", None, "4:10: error: expected a hex in-index, got 'x1'"),
     "empty in-index": ("N 03\n00\n01\n02 03 00,,01\n", None,
                        "4:10: error: expected a hex in-index, got nothing"),

@@ -49,8 +49,8 @@ def test_fused_errors():
     assert shape(op) == (1, 4, 8, 8) and op.params.activation == "relu"
     with pytest.raises(VerifyException, match=r"bias \(one per output channel\) must have shape \[4\], got tensor<3xf32>"):
         nn.FusedConvOp(img, k, cbad, "relu")
-    with pytest.raises(VerifyException, match="unknown activation 'gelu'"):
-        nn.FusedConvOp(img, k, cb, "gelu")
+    with pytest.raises(VerifyException, match="unknown activation 'swish'"):
+        nn.FusedConvOp(img, k, cb, "swish")
 
 
 def test_given_result_type_is_checked():
@@ -172,7 +172,9 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %u19 = nn.ceil %u18 : tensor<?x2xf32>
   %u20 = nn.cos %u19 : tensor<?x2xf32>
   %r6 = nn.relu6 %u20 : tensor<?x2xf32>
-  %b0 = nn.add %r6, %b : tensor<?x2xf32>, tensor<2xf32> -> tensor<?x2xf32>
+  %gl = nn.gelu %r6 : tensor<?x2xf32>
+  %gt = nn.gelu_tanh %gl : tensor<?x2xf32>
+  %b0 = nn.add %gt, %b : tensor<?x2xf32>, tensor<2xf32> -> tensor<?x2xf32>
   %b1 = nn.sub %b0, %b0 : tensor<?x2xf32>
   %b2 = nn.mul %b1, %b : tensor<?x2xf32>, tensor<2xf32> -> tensor<?x2xf32>
   %b3 = nn.div %b2, %b2 : tensor<?x2xf32>

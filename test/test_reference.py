@@ -65,6 +65,8 @@ INDEPENDENT_UNARY = {
     "abs": _per_element(lambda v: -v if v < 0 else v),
     "step": _per_element(lambda v: 1.0 if v > 0 else 0.0),
     "relu6": _per_element(lambda v: 0.0 if v < 0 else 6.0 if v > 6 else v),
+    "gelu": _per_element(lambda v: v * (1 + math.erf(v / math.sqrt(2))) / 2),
+    "gelu_tanh": _per_element(lambda v: v * (1 + math.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v ** 3))) / 2),
     "exp": _per_element(math.exp),
     "log": _per_element(lambda v: math.log(abs(v))),
     "neg": _per_element(lambda v: -v),

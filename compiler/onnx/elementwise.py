@@ -10,7 +10,6 @@ table (`ncc.dialects.activations`), written out as ONNX nodes.
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
@@ -185,13 +184,10 @@ def swish(b: Importer, x: SSAValue, alpha: float) -> SSAValue:
 
 
 def _gelu(b, x, a):
-    if str_attr(a, "approximate", "none") == "tanh":
-        cube = b.binary("mul", b.binary("mul", x, x), x)
-        inner = b.binary("add", x, b.binary("mul", cube, b.scalar(0.044715, x)))
-        t = b.unary("tanh", b.binary("mul", inner, b.scalar(math.sqrt(2 / math.pi), x)))
-    else:
-        t = b.unary("erf", b.binary("mul", x, b.scalar(1 / math.sqrt(2), x)))
-    return b.binary("mul", b.binary("mul", x, b.scalar(0.5, x)), b.binary("add", t, b.scalar(1, x)))
+    approximate = str_attr(a, "approximate", "none")
+    if approximate not in ("none", "tanh"):
+        raise b.error(f"Gelu: approximate must be 'none' or 'tanh', got '{approximate}'")
+    return b.unary("gelu_tanh" if approximate == "tanh" else "gelu", x)
 
 
 def _shrink(b, x, a):  # x + bias where x < -lambd, x - bias where x > lambd, else 0
@@ -264,6 +260,7 @@ class _OnnxScalar:
     def expm1(self, a: str) -> str: return self.sub(self.exp(a), self.const(1.0))
     def log1p(self, a: str) -> str: return self._node("Log", self.add(self.const(1.0), a))
     def tanh(self, a: str) -> str: return self._node("Tanh", a)
+    def erf(self, a: str) -> str: return self._node("Erf", a)
     def sin(self, a: str) -> str: return self._node("Sin", a)
     def cos(self, a: str) -> str: return self._node("Cos", a)
     def positive(self, a: str) -> str: return self._node("Greater", a, self.const(0.0))

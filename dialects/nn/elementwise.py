@@ -3,7 +3,6 @@ comparisons, logical ops, `nn.not`, `nn.select`, `nn.is_nan`, `nn.is_inf`, `nn.c
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -23,7 +22,7 @@ from ncc.dialects.nn.base import fmt_shape, need_bool, need_float, need_number, 
 
 
 def _erf(z: np.ndarray) -> np.ndarray:
-    return np.vectorize(math.erf, otypes=[np.float64])(z).astype(z.dtype, copy=False)
+    return activations.ERF(z).astype(z.dtype, copy=False)
 
 
 UNARY: dict[str, Callable[[np.ndarray], np.ndarray]] = {

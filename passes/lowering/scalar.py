@@ -40,6 +40,7 @@ class ArithScalar:
     def expm1(self, a): return self._un(math.ExpM1Op, a)  # noqa: E704
     def log1p(self, a): return self._un(math.Log1pOp, a)  # noqa: E704
     def tanh(self, a): return self._un(math.TanhOp, a)  # noqa: E704
+    def erf(self, a): return self._un(math.ErfOp, a)  # noqa: E704
     def sin(self, a): return self._un(math.SinOp, a)  # noqa: E704
     def cos(self, a): return self._un(math.CosOp, a)  # noqa: E704
 

@@ -16,6 +16,7 @@ from ncc.dialects import nn
 from ncc.ir import parse_module
 from ncc.passes.autodiff import differentiate
 from ncc.pipeline import run_passes
+from vjp_check import torch
 
 RNG = np.random.default_rng(7)
 
@@ -37,6 +38,9 @@ func.func @main(%x: tensor<?x8xf32>) -> tensor<?x8xf32> {
   func.return %8 : tensor<?x8xf32>
 }
 """
+
+# The same formula with another cube coefficient: not Gelu, a chain of nine ops to fuse.
+CHAIN = GELU_TANH.replace("0.044715", "0.05")
 
 # Integers and booleans: a comparison, a select between the operands, a cast, a masked fill.
 MIXED = """
@@ -71,16 +75,51 @@ def top_level(m) -> list[str]:
 # The fuse pass and the reference semantics
 
 
-def test_gelu_chain_is_one_op_and_computes_the_same():
-    m = fused(GELU_TANH)
+def test_chain_is_one_op_and_computes_the_same():
+    m = fused(CHAIN)
     assert top_level(m) == ["nn.fused_elementwise", "func.return"]
     (op,) = ops_named(m, "nn.fused_elementwise")
     assert len(op.inputs) == 1 and len(ops_named(op, "nn.constant")) == 4  # constants moved inside
     x = (RNG.standard_normal((3, 8)) * 3).astype(np.float32)
-    want = 0.5 * x * (1 + np.tanh(0.7978846 * (x + 0.044715 * x ** 3)))
+    want = 0.5 * x * (1 + np.tanh(0.7978846 * (x + 0.05 * x ** 3)))
     got = reference.run(m, [x])[0]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(got, reference.run(parse_module(GELU_TANH), [x])[0])
+    np.testing.assert_array_equal(got, reference.run(parse_module(CHAIN), [x])[0])
+
+
+def test_gelu_formula_is_recognized():
+    m = fused(GELU_TANH)
+    assert top_level(m) == ["nn.gelu_tanh", "func.return"]
+    x = (RNG.standard_normal((3, 8)) * 3).astype(np.float32)
+    np.testing.assert_allclose(reference.run(m, [x])[0], reference.run(parse_module(GELU_TANH), [x])[0],
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_exported_by_pytorch_runs_as_one_op(approximate):
+    """F.gelu exported at opset 17 (before ONNX's Gelu op): recognized, fused into
+    the linear layer before it, and equal to PyTorch natively."""
+    import io
+    import warnings
+
+    import onnx
+
+    layer = torch.nn.Linear(6, 10)
+    module = torch.nn.Sequential(layer, torch.nn.GELU(approximate=approximate)).eval()
+    x = torch.randn(4, 6)
+    f = io.BytesIO()
+    with warnings.catch_warnings():  # the legacy exporter's deprecation notes
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), f, dynamo=False, opset_version=17, input_names=["x"], output_names=["y"])
+    m = ncc.import_onnx(onnx.load_from_string(f.getvalue()))
+    assert not ops_named(m, "nn.gelu") and ops_named(m, "nn.erf" if approximate == "none" else "nn.tanh")
+    name = "gelu" if approximate == "none" else "gelu_tanh"
+    (op,) = ops_named(fused(ncc.print_module(m)), "nn.fused_matmul")
+    assert op.params.activation == name
+    with torch.no_grad():
+        want = module(x).numpy()
+    np.testing.assert_allclose(ncc.compile(m, cache=False)(x.numpy()), want, rtol=1e-5, atol=1e-6)
 
 
 def test_mixed_element_types_fuse_into_one_op():
@@ -91,7 +130,7 @@ def test_mixed_element_types_fuse_into_one_op():
 
 
 def test_unfused_gives_the_chain_back():
-    m = fused(GELU_TANH + MIXED.replace("@main", "@mixed"))
+    m = fused(CHAIN + MIXED.replace("@main", "@mixed"))
     for op in ops_named(m, "nn.fused_elementwise"):
         new, value = nn.unfused(op)
         block = op.parent_block()
@@ -103,7 +142,7 @@ def test_unfused_gives_the_chain_back():
     assert not ops_named(m, "nn.fused_elementwise")
     x = RNG.standard_normal((2, 8)).astype(np.float32)
     np.testing.assert_array_equal(reference.run(m, [x], function="main")[0],
-                                  reference.run(parse_module(GELU_TANH), [x])[0])
+                                  reference.run(parse_module(CHAIN), [x])[0])
 
 
 def test_broadcast_result_of_a_chain_that_does_not_reach_every_operand():
@@ -129,7 +168,7 @@ def test_broadcast_result_of_a_chain_that_does_not_reach_every_operand():
 # Native code: fused against unfused, against numpy
 
 
-@pytest.mark.parametrize("text", [GELU_TANH, MIXED], ids=["gelu_tanh", "mixed"])
+@pytest.mark.parametrize("text", [CHAIN, MIXED], ids=["chain", "mixed"])
 def test_native_fused_equals_unfused(text):
     m = parse_module(text)
     n = 6
@@ -199,24 +238,24 @@ def test_autodiff_and_export_of_a_fused_module():
 
     x = RNG.standard_normal((4, 8))
     g = RNG.standard_normal((4, 8))
-    f64 = parse_module(GELU_TANH.replace("f32", "f64"))
+    f64 = parse_module(CHAIN.replace("f32", "f64"))
     want = finite_differences(f64, [x], g, [0])[0]
-    m = fused(GELU_TANH.replace("f32", "f64"))
+    m = fused(CHAIN.replace("f32", "f64"))
     differentiate(m, "main", mode="combined")
     assert ops_named(m, "nn.tanh") and len(ops_named(m, "nn.fused_elementwise")) == 1  # @main's own
     got = reference.run(m, [x, g], function="main_vjp")[1]
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-8)
-    native = ncc.compile(fused(GELU_TANH), cache=False).vjp(x.astype(np.float32), g.astype(np.float32))["x"]
+    native = ncc.compile(fused(CHAIN), cache=False).vjp(x.astype(np.float32), g.astype(np.float32))["x"]
     np.testing.assert_allclose(native, want, rtol=1e-4, atol=1e-5)
-    proto = ncc.export_onnx(fused(GELU_TANH))
+    proto = ncc.export_onnx(fused(CHAIN))
     assert "Tanh" in {n.op_type for n in proto.graph.node}
     x32 = x.astype(np.float32)
     out = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x32})[0]
-    np.testing.assert_allclose(out, reference.run(parse_module(GELU_TANH), [x32])[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, reference.run(parse_module(CHAIN), [x32])[0], rtol=1e-5, atol=1e-6)
 
 
 def test_fuse_stats_reports_without_changing_the_module():
-    m = parse_module(GELU_TANH)
+    m = parse_module(CHAIN)
     text = ncc.print_module(m)
     stats = ncc.fuse_stats(m)
     assert ncc.print_module(m) == text

@@ -82,8 +82,8 @@ func.func @fused_bias(%x: tensor<1x3x8x8xf32>, %w: tensor<4x3x3x3xf32>, %b: tens
 // -----
 
 func.func @fused_activation(%x: tensor<1x3x8x8xf32>, %w: tensor<4x3x3x3xf32>) {
-  // expected-error @+1 {{unknown activation 'gelu'}}
-  %0 = nn.fused_conv %x, %w activation gelu : tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32> -> tensor<1x4x6x6xf32>
+  // expected-error @+1 {{unknown activation 'swish'}}
+  %0 = nn.fused_conv %x, %w activation swish : tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32> -> tensor<1x4x6x6xf32>
   func.return
 }
 
