@@ -12,6 +12,9 @@ elementwise ops -> one nn.fused_elementwise (one loop nest, no buffer between).
 Small patterns, applied greedily to a fixed point, in two walks. First:
   * RecognizeActivation: an activation exported as its formula (Gelu before
                      ONNX opset 20, exact or tanh) -> nn.gelu / nn.gelu_tanh
+  * RecognizeLayerNorm: LayerNormalization exported as its formula (before
+                     opset 17: ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div,
+                     Mul, Add) -> nn.layer_norm
 Then:
   * FuseClip:        min(max(x, 0), 6), or max(min(x, 6), 0) -> relu6(x)
                      (ONNX's Clip, as PyTorch exports ReLU6)
@@ -246,6 +249,81 @@ class RecognizeActivation(RewritePattern):
         return [v for v, n in seen.items() if n >= 2 and v.type == root.results[0].type]
 
 
+def _scalar_value(v: SSAValue) -> float | None:
+    """The value of a one-element nn.constant, else None."""
+    c = v.owner
+    return float(c.data.reshape(-1)[0]) if isinstance(c, nn.ConstantOp) and c.data.size == 1 else None
+
+
+def _mean_over_tail(v: SSAValue, x: SSAValue) -> int | None:
+    """The first axis of [axis, rank) if v is reduce_mean(x) over those axes with keepdims."""
+    op = v.owner
+    if not isinstance(op, nn.ReduceMeanOp) or op.operands[0] is not x or not op.params.keepdims:
+        return None
+    rank = len(_shape(x))
+    axes = sorted(nn.normalize_axes(op.params.axes, rank))
+    return axes[0] if axes and axes == list(range(axes[0], rank)) else None
+
+
+def _only_user(v: SSAValue) -> Operation | None:
+    users = {u.operation for u in v.uses}
+    return users.pop() if len(users) == 1 else None
+
+
+class RecognizeLayerNorm(RewritePattern):
+    """LayerNormalization as exported before ONNX opset 17 -> nn.layer_norm:
+
+        d = x - mean(x);  d / sqrt(mean(d^2 or d * d) + eps)  [* scale]  [+ bias]
+
+    both means over the same trailing axes (keepdims), eps a constant, scale and
+    bias of the normalized shape (without them: ones and zeros), every inner
+    value used inside the formula only."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, nn.DivOp) or not isinstance(op.result.type.element_type, Float32Type):
+            return
+        sub, root = op.lhs.owner, op.rhs.owner
+        if not isinstance(sub, nn.SubOp) or not isinstance(root, nn.SqrtOp):
+            return
+        d, x = op.lhs, sub.lhs
+        axis = _mean_over_tail(sub.rhs, x)
+        plus = root.operands[0].owner
+        if axis is None or not isinstance(plus, nn.AddOp) or _shape(op.result) != _shape(x):
+            return
+        var, eps = plus.lhs, _scalar_value(plus.rhs)
+        if eps is None:
+            var, eps = plus.rhs, _scalar_value(plus.lhs)
+        var_mean = var.owner
+        square = var_mean.operands[0].owner if isinstance(var_mean, nn.ReduceMeanOp) else None
+        squares = (isinstance(square, nn.PowOp) and square.lhs is d and _scalar_value(square.rhs) == 2.0
+                   or isinstance(square, nn.MulOp) and square.lhs is d and square.rhs is d)
+        if eps is None or eps < 0 or not squares or _mean_over_tail(var, square.results[0]) != axis:
+            return
+        formula = [sub.rhs.owner, sub, square, var_mean, plus, root]
+        if any(u.operation not in (*formula, op) for o in formula for u in o.results[0].uses):
+            return
+        # the affine part, where it follows alone: x's normalized shape, x's element type
+        norm, elt = _shape(x)[axis:], x.type.element_type
+        last, params = op, {}
+        for cls, key in ((nn.MulOp, "scale"), (nn.AddOp, "bias")):
+            user = _only_user(last.results[0])
+            if isinstance(user, cls) and _shape(user.results[0]) == _shape(x):
+                other = user.rhs if user.lhs is last.results[0] else user.lhs
+                if _shape(other) == norm and other.type.element_type == elt:
+                    params[key] = other
+                    formula.append(last)
+                    last = user
+        new: list[Operation] = []
+        for key, fill in (("scale", np.ones), ("bias", np.zeros)):
+            if key not in params:
+                new.append(nn.ConstantOp(fill(norm, nn.numpy_dtype(elt)), TensorType(elt, norm)))
+                params[key] = new[-1].results[0]
+        new.append(nn.LayerNormOp(x, params["scale"], params["bias"], axis=axis - len(_shape(x)), epsilon=eps))
+        rewriter.replace(last, new)
+        for dead in reversed(formula):
+            rewriter.erase(dead)
+
+
 # ---------------------------------------------------------------------------
 # Chains of elementwise ops -> nn.fused_elementwise (one loop nest, no buffer between)
 
@@ -402,7 +480,7 @@ class _Counted(RewritePattern):
 
 
 # Two walks: formulas are recognized whole before fusion merges their ops into chains.
-RECOGNIZE = (RecognizeActivation,)
+RECOGNIZE = (RecognizeActivation, RecognizeLayerNorm)
 PATTERNS = (FuseClip, FuseBias, FuseActivation, FuseElementwise)
 
 
@@ -426,7 +504,7 @@ def fuse_stats(module: ModuleOp) -> FuseStats:
 @dataclass(frozen=True)
 class FusePass(ModulePass):
     """Fuse matmul/conv with a following bias add and activation into one op (a clip to [0, 6] is relu6;
-    Gelu's formula is nn.gelu), and chains of elementwise ops into one nn.fused_elementwise (one loop nest).
+    Gelu's and LayerNorm's formulas are their nn ops), and chains of elementwise ops into one nn.fused_elementwise (one loop nest).
 
     Option stats: print what fused to stderr (ncc-opt --fuse-stats): rewrites
     per pattern, nn ops, loop nests and arena bytes before and after."""

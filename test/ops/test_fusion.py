@@ -265,3 +265,30 @@ def test_fuse_stats_reports_without_changing_the_module():
     assert "loop nests:           9 -> 1 (-8)" in str(stats)
     with pytest.raises(ncc.NccError, match="fuse_stats takes a module"):
         ncc.fuse_stats("model.onnx")
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+def test_layer_norm_exported_before_opset_17_runs_as_one_op():
+    """torch.nn.LayerNorm at opset 16 (nine ONNX ops each): one nn.layer_norm
+    after fuse, with and without its scale and bias, equal to PyTorch natively."""
+    import io
+    import warnings
+
+    import onnx
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 4),
+                                 torch.nn.LayerNorm(4, elementwise_affine=False)).eval()
+    x = torch.randn(3, 8)
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), f, dynamo=False, opset_version=16, input_names=["x"], output_names=["y"])
+    m = ncc.import_onnx(onnx.load_from_string(f.getvalue()))
+    stats = ncc.fuse_stats(m)
+    # after: 2 fused_matmul, 2 layer_norm and the 2 weight transposes of Gemm(transB) (fold-weights takes those)
+    assert stats.patterns["RecognizeLayerNorm"] == 2 and stats.after.ops == 6
+    assert len(ops_named(fused(ncc.print_module(m)), "nn.layer_norm")) == 2
+    with torch.no_grad():
+        want = module(x).numpy()
+    np.testing.assert_allclose(ncc.compile(m, cache=False)(x.numpy()), want, rtol=1e-5, atol=1e-5)
