@@ -9,7 +9,11 @@ elementwise ops -> one nn.fused_elementwise (one loop nest, no buffer between).
     %4 = nn.tanh %3                 ==>        ^bb0(%e: tensor<f32>):
                                                  %a = nn.mul %e, %e   %b = nn.tanh %a   nn.yield %b }
 
-Small patterns, applied greedily to a fixed point, in two walks. First:
+Common subexpressions are computed once first (xDSL's CSE: nn ops are pure).
+Then small patterns, applied greedily to a fixed point, in two walks. First:
+  * RemoveIdentity:  a reshape, broadcast or cast to the operand's own type, an
+                     identity transpose, nn.identity -> the operand; a reshape
+                     of a reshape -> one reshape
   * RecognizeActivation: an activation exported as its formula (Gelu before
                      ONNX opset 20, exact or tanh) -> nn.gelu / nn.gelu_tanh
   * RecognizeLayerNorm: LayerNormalization exported as its formula (before
@@ -44,6 +48,7 @@ from xdsl.dialects import func, scf
 from xdsl.dialects.builtin import Float32Type, ModuleOp, TensorType
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
+from xdsl.transforms.common_subexpression_elimination import cse
 from xdsl.utils.exceptions import PassFailedException
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -159,6 +164,25 @@ class FuseActivation(RewritePattern):
             return
         rewriter.replace(op, _fused(producer, None, activation))
         rewriter.erase(producer)
+
+
+# ---------------------------------------------------------------------------
+# Ops that compute nothing -> their operand
+
+
+class RemoveIdentity(RewritePattern):
+    """A reshape, broadcast or cast to the operand's own type, a transpose by the
+    identity permutation, nn.identity, and a reshape of a reshape (one reshape)."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if isinstance(op, nn.ReshapeOp) and isinstance(op.operands[0].owner, nn.ReshapeOp):
+            rewriter.replace(op, nn.ReshapeOp(op.operands[0].owner.operands[0], op.result.type))
+            return
+        same = (isinstance(op, (nn.ReshapeOp, nn.BroadcastOp, nn.CastOp)) and op.operands[0].type == op.result.type
+                or isinstance(op, nn.TransposeOp) and list(op.params.perm) == list(range(len(op.params.perm)))
+                or isinstance(op, nn.UNARY_OPS["identity"]))
+        if same:
+            rewriter.replace(op, [], [op.operands[0]])
 
 
 # ---------------------------------------------------------------------------
@@ -480,13 +504,17 @@ class _Counted(RewritePattern):
 
 
 # Two walks: formulas are recognized whole before fusion merges their ops into chains.
-RECOGNIZE = (RecognizeActivation, RecognizeLayerNorm)
+RECOGNIZE = (RemoveIdentity, RecognizeActivation, RecognizeLayerNorm)
 PATTERNS = (FuseClip, FuseBias, FuseActivation, FuseElementwise)
 
 
 def fuse(module: ModuleOp) -> dict[str, int]:
-    """Apply the recognition, then the fusion patterns to `module` in place; rewrites per pattern."""
+    """Common subexpressions once (xDSL's CSE: nn ops are pure), then the recognition
+    and the fusion patterns, in place; rewrites per pattern (CSE: ops removed)."""
     counts: Counter = Counter({p.__name__: 0 for p in (*RECOGNIZE, *PATTERNS)})
+    ops = sum(1 for _ in module.walk())
+    cse(module)
+    counts["CSE"] = ops - sum(1 for _ in module.walk())
     for patterns in (RECOGNIZE, PATTERNS):
         PatternRewriteWalker(GreedyRewritePatternApplier([_Counted(p(), counts) for p in patterns])
                              ).rewrite_module(module)

@@ -34,13 +34,13 @@ nn.weight @six : tensor<f32> = dense<6.0>
 // CHECK:         nn.max
 // CHECK-NEXT:    nn.min
 // CHECK-NOT:     nn.relu6
-func.func @kept(%x: tensor<?x3xf32>) -> (tensor<?x3xf32>, tensor<?x3xf32>) {
+func.func @kept(%x: tensor<?x3xf32>, %y: tensor<?x3xf32>) -> (tensor<?x3xf32>, tensor<?x3xf32>) {
   %lo = nn.constant dense<0.0> : tensor<f32>
   %five = nn.constant dense<5.0> : tensor<f32>
   %six = nn.weight_ref @six : tensor<f32>
   %0 = nn.max %x, %lo : tensor<?x3xf32>, tensor<f32> -> tensor<?x3xf32>
   %1 = nn.min %0, %five : tensor<?x3xf32>, tensor<f32> -> tensor<?x3xf32>
-  %2 = nn.max %x, %lo : tensor<?x3xf32>, tensor<f32> -> tensor<?x3xf32>
+  %2 = nn.max %y, %lo : tensor<?x3xf32>, tensor<f32> -> tensor<?x3xf32>
   %3 = nn.min %2, %six : tensor<?x3xf32>, tensor<f32> -> tensor<?x3xf32>
   func.return %1, %3 : tensor<?x3xf32>, tensor<?x3xf32>
 }
