@@ -58,6 +58,7 @@ from xdsl.pattern_rewriter import (
 )
 
 from ncc.dialects import activations, nn
+from ncc.passes.fold_weights import FoldWeightsPass
 from ncc.passes.lowering.nn_to_loops import LowerToLoopsPass, is_nn_function
 
 # The nn ops that apply an activation of the table, and its name.
@@ -470,12 +471,15 @@ class FuseStats:
 
 
 def loop_level(module: ModuleOp) -> LoopLevel:
-    """`module`'s LoopLevel, from a copy lowered to loops (the module is unchanged)."""
+    """`module`'s LoopLevel, from a copy lowered to loops as ncc.compile lowers it
+    (fold-weights first: values of weights alone are derived weights, computed
+    when a weight is set, not in the kernel); the module is unchanged."""
     fns = [op for op in module.ops if isinstance(op, func.FuncOp) and is_nn_function(op)]
     ops = sum(1 for fn in fns for op in fn.body.block.ops
               if not isinstance(op, (nn.WeightRefOp, nn.ConstantOp, func.ReturnOp)))
     lowered = module.clone()
     try:
+        FoldWeightsPass().apply(Context(), lowered)
         LowerToLoopsPass().apply(Context(), lowered)
     except PassFailedException as e:
         return LoopLevel(ops, reason=str(e))
