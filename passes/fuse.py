@@ -19,6 +19,7 @@ Then small patterns, applied greedily to a fixed point, in two walks. First:
   * RecognizeLayerNorm: LayerNormalization exported as its formula (before
                      opset 17: ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div,
                      Mul, Add) -> nn.layer_norm
+  * RecognizeSoftmax: exp(x - max(x)) / sum(...) over one axis -> nn.softmax
 Then:
   * FuseClip:        min(max(x, 0), 6), or max(min(x, 6), 0) -> relu6(x)
                      (ONNX's Clip, as PyTorch exports ReLU6)
@@ -349,6 +350,44 @@ class RecognizeLayerNorm(RewritePattern):
             rewriter.erase(dead)
 
 
+def _reduced_axis(v: SSAValue, cls: type, x: SSAValue) -> int | None:
+    """The axis if v is cls(x) over exactly one axis, with keepdims."""
+    op = v.owner
+    if not isinstance(op, cls) or op.operands[0] is not x or not op.params.keepdims:
+        return None
+    axes = nn.normalize_axes(op.params.axes, len(_shape(x)))
+    return axes[0] if len(axes) == 1 else None
+
+
+class RecognizeSoftmax(RewritePattern):
+    """Softmax written out -> nn.softmax:
+
+        e = exp(x - max(x)) or exp(x);  e / sum(e)
+
+    the max and the sum over the same one axis (keepdims), every inner value
+    used inside the formula only. (nn.softmax subtracts the max either way: the
+    same values where exp(x) does not overflow.)"""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, nn.DivOp) or not isinstance(op.result.type.element_type, Float32Type):
+            return
+        e = op.lhs
+        exp = e.owner
+        axis = _reduced_axis(op.rhs, nn.ReduceSumOp, e)
+        if not isinstance(exp, nn.ExpOp) or axis is None:
+            return
+        x, formula = exp.operands[0], [exp, op.rhs.owner]
+        sub = x.owner
+        if isinstance(sub, nn.SubOp) and _reduced_axis(sub.rhs, nn.ReduceMaxOp, sub.lhs) == axis:
+            x, formula = sub.lhs, [sub.rhs.owner, sub, *formula]
+        if _shape(op.result) != _shape(x) or any(u.operation not in (*formula, op)
+                                                 for o in formula for u in o.results[0].uses):
+            return
+        rewriter.replace(op, nn.SoftmaxOp(x, axis=axis - len(_shape(x))))
+        for dead in reversed(formula):
+            rewriter.erase(dead)
+
+
 # ---------------------------------------------------------------------------
 # Chains of elementwise ops -> nn.fused_elementwise (one loop nest, no buffer between)
 
@@ -508,7 +547,7 @@ class _Counted(RewritePattern):
 
 
 # Two walks: formulas are recognized whole before fusion merges their ops into chains.
-RECOGNIZE = (RemoveIdentity, RecognizeActivation, RecognizeLayerNorm)
+RECOGNIZE = (RemoveIdentity, RecognizeActivation, RecognizeLayerNorm, RecognizeSoftmax)
 PATTERNS = (FuseClip, FuseBias, FuseActivation, FuseElementwise)
 
 
@@ -536,7 +575,7 @@ def fuse_stats(module: ModuleOp) -> FuseStats:
 @dataclass(frozen=True)
 class FusePass(ModulePass):
     """Fuse matmul/conv with a following bias add and activation into one op (a clip to [0, 6] is relu6;
-    Gelu's and LayerNorm's formulas are their nn ops), and chains of elementwise ops into one nn.fused_elementwise (one loop nest).
+    the formulas of Gelu, LayerNorm and softmax are their nn ops), and chains of elementwise ops into one nn.fused_elementwise (one loop nest).
 
     Option stats: print what fused to stderr (ncc-opt --fuse-stats): rewrites
     per pattern, nn ops, loop nests and arena bytes before and after."""
