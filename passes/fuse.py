@@ -20,6 +20,7 @@ Then small patterns, applied greedily to a fixed point, in two walks. First:
                      opset 17: ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div,
                      Mul, Add) -> nn.layer_norm
   * RecognizeSoftmax: exp(x - max(x)) / sum(...) over one axis -> nn.softmax
+  * RecognizeAttention: softmax(q @ kt [scaled] [+ mask]) @ v -> nn.attention
 Then:
   * FuseClip:        min(max(x, 0), 6), or max(min(x, 6), 0) -> relu6(x)
                      (ONNX's Clip, as PyTorch exports ReLU6)
@@ -388,6 +389,75 @@ class RecognizeSoftmax(RewritePattern):
             rewriter.erase(dead)
 
 
+def _single_use_owner(v: SSAValue, cls: type | tuple[type, ...]) -> Operation | None:
+    """v's producer if it is a `cls` and v has no other user."""
+    return v.owner if isinstance(v.owner, cls) and v.has_one_use() else None
+
+
+class RecognizeAttention(RewritePattern):
+    """Scaled dot-product attention, as exporters write it -> nn.attention:
+
+        softmax(matmul(q, kt) [/ c or * c] [+ bias or select(mask, ., fill)]) @ v
+
+    the softmax over the last axis, c a one-element constant, the boolean
+    mask and its fill constants (the mask becomes the additive bias
+    where(mask, 0, fill): the same scores after the softmax), q, kt and v of one
+    rank with equal leading dimensions, every inner value used once."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, nn.MatmulOp) or not isinstance(op.result.type.element_type, Float32Type):
+            return
+        soft = _single_use_owner(op.lhs, nn.SoftmaxOp)
+        rank = len(_shape(op.result))
+        if soft is None or nn.normalize_axis(soft.params.axis, rank) != rank - 1:
+            return
+        chain, value, bias, new = [soft], soft.operands[0], None, []
+        masked = _single_use_owner(value, (nn.AddOp, nn.SelectOp))
+        if isinstance(masked, nn.AddOp):
+            scores, bias = ((masked.lhs, masked.rhs) if _shape(masked.lhs) == _shape(masked.result)
+                            else (masked.rhs, masked.lhs))
+        elif isinstance(masked, nn.SelectOp):
+            mask, fill = masked.operands[0].owner, _scalar_value(masked.operands[2])
+            if (not isinstance(mask, nn.ConstantOp) or fill is None
+                    or _shape(masked.operands[1]) != _shape(masked.result)):
+                return
+            elt = masked.result.type.element_type
+            data = np.where(mask.data, 0.0, fill).astype(nn.numpy_dtype(elt))
+            new.append(nn.ConstantOp(data, TensorType(elt, mask.data.shape)))
+            scores, bias = masked.operands[1], new[-1].results[0]
+        else:
+            scores = value
+        if masked is not None:
+            chain.append(masked)
+        scale = 1.0
+        scaling = _single_use_owner(scores, (nn.DivOp, nn.MulOp))
+        if scaling is not None:
+            sides = [(scaling.lhs, scaling.rhs)]
+            if isinstance(scaling, nn.MulOp):
+                sides.append((scaling.rhs, scaling.lhs))
+            for other, factor in sides:  # scores / c, scores * c or c * scores
+                c = _scalar_value(factor)
+                if c is not None and c != 0 and _shape(other) == _shape(scaling.result):
+                    scale = 1.0 / c if isinstance(scaling, nn.DivOp) else c
+                    chain.append(scaling)
+                    scores = other
+                    break
+        product = _single_use_owner(scores, nn.MatmulOp)
+        if product is None:
+            return
+        chain.append(product)
+        q, kt, v = product.lhs, product.rhs, op.rhs
+        ranks = {len(_shape(t)) for t in (q, kt, v)}
+        if len(ranks) != 1 or ranks.pop() < 2 or not _shape(q)[:-2] == _shape(kt)[:-2] == _shape(v)[:-2]:
+            return
+        if bias is not None and bias.type.element_type != q.type.element_type:
+            return
+        new.append(nn.AttentionOp(q, kt, v, bias, scale=float(np.float32(scale))))
+        rewriter.replace(op, new)
+        for dead in chain:
+            rewriter.erase(dead)
+
+
 # ---------------------------------------------------------------------------
 # Chains of elementwise ops -> nn.fused_elementwise (one loop nest, no buffer between)
 
@@ -547,7 +617,8 @@ class _Counted(RewritePattern):
 
 
 # Two walks: formulas are recognized whole before fusion merges their ops into chains.
-RECOGNIZE = (RemoveIdentity, RecognizeActivation, RecognizeLayerNorm, RecognizeSoftmax)
+RECOGNIZE = (RemoveIdentity, RecognizeActivation, RecognizeLayerNorm, RecognizeSoftmax,
+             RecognizeAttention)
 PATTERNS = (FuseClip, FuseBias, FuseActivation, FuseElementwise)
 
 
@@ -575,7 +646,9 @@ def fuse_stats(module: ModuleOp) -> FuseStats:
 @dataclass(frozen=True)
 class FusePass(ModulePass):
     """Fuse matmul/conv with a following bias add and activation into one op (a clip to [0, 6] is relu6;
-    the formulas of Gelu, LayerNorm and softmax are their nn ops), and chains of elementwise ops into one nn.fused_elementwise (one loop nest).
+    the formulas of Gelu, LayerNorm and softmax are their nn ops), attention's matmul, scale, mask,
+    softmax and matmul into one nn.attention, and chains of elementwise ops into one
+    nn.fused_elementwise (one loop nest).
 
     Option stats: print what fused to stderr (ncc-opt --fuse-stats): rewrites
     per pattern, nn ops, loop nests and arena bytes before and after."""

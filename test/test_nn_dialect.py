@@ -235,7 +235,11 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
     %fe4 = nn.mul %fe3, %fe2 : tensor<f32>
     nn.yield %fe4 : tensor<f32>
   }
-  func.return %fe : tensor<?x2xf32>
+  %aq = nn.reshape %fe : tensor<?x2xf32> -> tensor<?x2x1xf32>
+  %akt = nn.reshape %fe : tensor<?x2xf32> -> tensor<?x1x2xf32>
+  %att = nn.attention %aq, %akt, %aq, %b scale 0.5 : tensor<?x2x1xf32>, tensor<?x1x2xf32>, tensor<?x2x1xf32>, tensor<2xf32> -> tensor<?x2x1xf32>
+  %ao = nn.reshape %att : tensor<?x2x1xf32> -> tensor<?x2xf32>
+  func.return %ao : tensor<?x2xf32>
 }
 """
 

@@ -100,7 +100,7 @@ def export_onnx(module: Operation, path: str | os.PathLike | None = None, *,
 def _at_nn_level(module: Operation) -> Operation:
     """An nn module to export: a neuron net layerized; prune's masks folded into
     their weights (the pruned model is its weights with zeros); fused elementwise
-    chains given back as their ops (ONNX has one node per op)."""
+    chains and nn.attention given back as their ops (ONNX has one node per op)."""
     if isinstance(module, ModuleOp) and any(isinstance(op, NetOp) for op in module.ops):
         module = module.clone()
         run_passes(module, "layerize")
@@ -108,7 +108,8 @@ def _at_nn_level(module: Operation) -> Operation:
                                             for op in module.ops):
         module = module.clone()
         fold_masks(module)
-    if isinstance(module, ModuleOp) and any(isinstance(op, nn.FusedElementwiseOp) for op in module.walk()):
+    if isinstance(module, ModuleOp) and any(isinstance(op, (nn.FusedElementwiseOp, nn.AttentionOp))
+                                            for op in module.walk()):
         module = module.clone()
         for fn in module.ops:
             if isinstance(fn, func.FuncOp) and fn.body.blocks:

@@ -30,7 +30,7 @@ round-trips bit-exactly, or as `dense_resource<__elided__>` when
 One module per op family (docs/architecture.md lists them): `base` (types,
 literals, the op mechanism), `constants`, `elementwise`, `matmul`, `conv`,
 `sparse`, `pool`, `reduce`, `softmax`, `normalization`, `shape`,
-`gather_scatter`, `resize`, `quant`, `fusion`. This package gathers them: `nn.ConvOp`,
+`gather_scatter`, `resize`, `quant`, `attention`, `fusion`. This package gathers them: `nn.ConvOp`,
 `nn.UNARY_OPS`, ... and the dialect `NN`.
 """
 
@@ -53,12 +53,13 @@ from ncc.dialects.nn.shape import *  # noqa: F401,F403
 from ncc.dialects.nn.gather_scatter import *  # noqa: F401,F403
 from ncc.dialects.nn.resize import *  # noqa: F401,F403
 from ncc.dialects.nn.quant import *  # noqa: F401,F403
+from ncc.dialects.nn.attention import *  # noqa: F401,F403
 from ncc.dialects.nn.fusion import *  # noqa: F401,F403
-from ncc.dialects.nn import (constants, conv, elementwise, fusion, gather_scatter, matmul,  # noqa: E402
+from ncc.dialects.nn import (attention, constants, conv, elementwise, fusion, gather_scatter, matmul,  # noqa: E402
                              normalization, pool, quant, reduce, resize, shape, softmax, sparse)
 
 FAMILIES = (constants, elementwise, matmul, conv, sparse, pool, reduce, softmax, normalization, shape,
-            gather_scatter, resize, quant, fusion)
+            gather_scatter, resize, quant, attention, fusion)
 # Each op's reference semantics (numpy), from its family's REFERENCE table.
 REFERENCE = {cls: rule for family in FAMILIES for cls, rule in family.REFERENCE.items()}
 

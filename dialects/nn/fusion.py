@@ -32,6 +32,7 @@ from xdsl.traits import IsTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from ncc.dialects.nn import elementwise
+from ncc.dialects.nn.attention import AttentionOp, decomposed
 from ncc.dialects.nn.base import NNOp, broadcast, dims_compatible, fmt_shape, numpy_dtype, shape_of
 from ncc.dialects.nn.constants import ConstantOp
 from ncc.dialects.nn.shape import BroadcastOp
@@ -188,9 +189,11 @@ def unfused(op: FusedElementwiseOp) -> tuple[list[Operation], SSAValue]:
 
 
 def unfuse_all(block: Block) -> None:
-    """Every nn.fused_elementwise of `block` replaced by its chain (`unfused`)."""
-    for op in [op for op in block.ops if isinstance(op, FusedElementwiseOp)]:
-        new, value = unfused(op)
+    """Every nn.fused_elementwise (its chain, `unfused`) and nn.attention (its
+    matmul, scale, bias, softmax, matmul, `attention.decomposed`) of `block`
+    replaced by the ops it stands for."""
+    for op in [op for op in block.ops if isinstance(op, (FusedElementwiseOp, AttentionOp))]:
+        new, value = unfused(op) if isinstance(op, FusedElementwiseOp) else decomposed(op)
         for inner in new:
             block.insert_op_before(inner, op)
         op.result.replace_all_uses_with(value)

@@ -240,3 +240,86 @@ def test_import_flex_attention_subgraph_diagnostic():
     assert decomposition_tests.diag(m) == "g: error: node 'foo' (Foo): ncc does not import Foo (in the score_mod subgraph)"
 
 
+
+
+# ---------------------------------------------------------------------------
+# nn.attention: the op, its reference, native code (one block of query rows at a
+# time, no score matrix), its decomposition for autodiff and export
+
+
+def _attention_module(lead, sq, sk, d, dv, bias_shape=None, scale=0.25, elt="f32"):
+    from ncc.ir import parse_module
+
+    def t(*s):
+        return "tensor<" + "x".join("?" if x is None else str(x) for x in s) + f"x{elt}>"
+    args = [f"%q: {t(*lead, sq, d)}", f"%kt: {t(*lead, d, sk)}", f"%v: {t(*lead, sk, dv)}"]
+    types = [t(*lead, sq, d), t(*lead, d, sk), t(*lead, sk, dv)]
+    operands = "%q, %kt, %v"
+    if bias_shape is not None:
+        args.append(f"%b: {t(*bias_shape)}")
+        types.append(t(*bias_shape))
+        operands += ", %b"
+    out = t(*lead, sq, dv)
+    return parse_module(f"func.func @main({', '.join(args)}) -> {out} {{\n"
+                        f"  %o = nn.attention {operands} scale {scale} : {', '.join(types)} -> {out}\n"
+                        f"  func.return %o : {out}\n}}")
+
+
+def _numpy_attention(q, kt, v, bias, scale):
+    s = q.astype(np.float64) @ kt.astype(np.float64) * scale
+    if bias is not None:
+        s = s + bias
+    p = np.exp(s - s.max(-1, keepdims=True))
+    return (p / p.sum(-1, keepdims=True)) @ v.astype(np.float64)
+
+
+ATTENTION_SHAPES = [  # lead, Sq, Sk, D, Dv, bias: edge sizes 1, primes, past ROW_BLOCK and K_UNROLL
+    ((2, 3), 5, 7, 8, 8, (5, 7)), ((1,), 1, 1, 1, 1, None), ((2,), 13, 11, 9, 3, (2, 1, 11)),
+    ((1, 2), 4, 33, 16, 17, None), ((3,), 6, 2, 5, 4, (1, 6, 1)), ((1, 1), 9, 40, 64, 64, (9, 40)),
+]
+
+
+@pytest.mark.parametrize("lead, sq, sk, d, dv, bias", ATTENTION_SHAPES)
+def test_attention_op_natively_against_numpy(lead, sq, sk, d, dv, bias):
+    from ncc import reference
+
+    rng = np.random.default_rng(sq * 100 + sk)
+    m = _attention_module((None, *lead[1:]), sq, sk, d, dv, bias)
+    args = [rng.standard_normal(s).astype(np.float32) for s in ((*lead, sq, d), (*lead, d, sk), (*lead, sk, dv))]
+    if bias is not None:
+        args.append((rng.standard_normal(bias) * 3).astype(np.float32))
+    want = _numpy_attention(*args[:3], args[3] if bias is not None else None, 0.25)
+    np.testing.assert_allclose(reference.run(m, args)[0], want, rtol=1e-5, atol=1e-6)
+    one = ncc.compile(m.clone(), cache=False, threads=1)(*args)
+    np.testing.assert_allclose(one, want, rtol=1e-5, atol=1e-6)
+    two = ncc.compile(m.clone(), cache=False, threads=2)(*args)
+    np.testing.assert_array_equal(two, one)  # the same operations whatever the threads
+
+
+def test_attention_decomposed_differentiated_and_exported():
+    """Autodiff and ONNX export take nn.attention as its matmul, scale, bias,
+    softmax and matmul: gradients against finite differences, onnxruntime's
+    output against the reference."""
+    import onnxruntime as ort
+
+    from ncc import reference
+    from ncc.passes.autodiff import differentiate
+    from vjp_check import finite_differences
+
+    rng = np.random.default_rng(3)
+    m64 = _attention_module((2,), 3, 4, 5, 2, (3, 4), elt="f64")
+    args = [rng.standard_normal(s) for s in ((2, 3, 5), (2, 5, 4), (2, 4, 2), (3, 4))]
+    g = rng.standard_normal((2, 3, 2))
+    want = finite_differences(m64, args, g, [0, 1, 2, 3])
+    d = m64.clone()
+    differentiate(d, "main", mode="combined")
+    got = reference.run(d, [*args, g], function="main_vjp")[1:]
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    m = _attention_module((2,), 3, 4, 5, 2, (3, 4))
+    args32 = [a.astype(np.float32) for a in args]
+    proto = ncc.export_onnx(m)
+    assert {"MatMul", "Softmax"} <= {n.op_type for n in proto.graph.node}
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    out = sess.run(None, dict(zip(["q", "kt", "v", "b"], args32)))[0]
+    np.testing.assert_allclose(out, reference.run(m, args32)[0], rtol=1e-5, atol=1e-6)

@@ -55,7 +55,7 @@ stores instead of carrying a scalar sum.
 One module per op family, as in dialects/nn/: `builder` (buffers, the Builder,
 loop nests, index maps, the scalar tables), then `elementwise`, `matmul`,
 `conv`, `sparse`, `pool`, `reduce`, `softmax`, `normalization`, `shape`,
-`gather_scatter`, `resize`, `quant`, `fusion`, each with its `LOWER` table; `function` holds the
+`gather_scatter`, `resize`, `quant`, `attention`, `fusion`, each with its `LOWER` table; `function` holds the
 pass and gathers the tables.
 """
 

@@ -383,6 +383,24 @@ def lanes_reduce(b: Builder, combine: str, n: int | SSAValue, term: Callable[[SS
     return parts[0]
 
 
+def blocks(b: Builder, n: int | SSAValue, size: int,
+            body: Callable[[SSAValue, int], None]) -> None:
+    """body(start, count) over [0, n) in blocks of `size`, then the rest one at
+    a time (count 1); n may be the run-time batch (DYN)."""
+    if size == 1 or (n != DYN and n < size):
+        b.nest([n], lambda ivs, _: body(ivs[0], 1))
+        return
+    if n == DYN:
+        full = b(arith.DivUIOp, b.batch, b.idx(size))
+        done = b.mul_i(full, size)
+        b.nest([full], lambda ivs, _: body(b.mul_i(ivs[0], size), size))
+        b.nest([b(arith.SubiOp, b.batch, done)], lambda ivs, _: body(b.add_i(ivs[0], done), 1))
+        return
+    b.nest([n // size], lambda ivs, _: body(b.mul_i(ivs[0], size), size))
+    if n % size:
+        b.nest([n % size], lambda ivs, _: body(b.add_i(ivs[0], n - n % size), 1))
+
+
 def axis_split(shape: Sequence[int], axis: int):
     """Loops over all dims but `axis`; index(outer ivs, inner iv) rebuilds the full index."""
     outer = [d for i, d in enumerate(shape) if i != axis]

@@ -25,15 +25,16 @@ from ncc.passes.lowering.abi import ArgRole, KernelABI
 from ncc.passes.lowering.parallelize_loops import parallelize
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, SUPPORTED_ELEMENTS, fail, identity_map
 from ncc.passes.lowering.nn_to_loops.builder import map_nest
-from ncc.passes.lowering.nn_to_loops import (conv, elementwise, fusion, gather_scatter, matmul,  # noqa: E501
-    normalization, pool, quant, reduce, resize, shape, softmax, sparse)
+from ncc.passes.lowering.nn_to_loops import (attention, conv, elementwise, fusion, gather_scatter,  # noqa: E501
+    matmul, normalization, pool, quant, reduce, resize, shape, softmax, sparse)
 FAMILIES = (elementwise, matmul, conv, sparse, pool, reduce, softmax, normalization, shape, gather_scatter,
-            resize, quant, fusion)
+            resize, quant, attention, fusion)
 # Each op's lowering, from its family's LOWER table.
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     cls: rule for family in FAMILIES for cls, rule in family.LOWER.items()}
 TABLES = resize.TABLES
-SCRATCH = {**matmul.SCRATCH, **conv.SCRATCH, **pool.SCRATCH, **sparse.SCRATCH, **quant.SCRATCH}  # op -> bytes of scratch its lowering gets as b.scratch
+SCRATCH = {**matmul.SCRATCH, **conv.SCRATCH, **pool.SCRATCH, **sparse.SCRATCH, **quant.SCRATCH,
+           **attention.SCRATCH}  # op -> bytes of scratch its lowering gets as b.scratch
 
 
 

@@ -21,29 +21,11 @@ from ncc.dialects import nn
 from ncc.dialects.nn import DYN
 from ncc.dialects.nn.matmul import PANEL
 from ncc.passes.lowering import gemm
-from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, broadcast_map, epilogue, if_else
+from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, blocks, broadcast_map, epilogue, if_else
 
 
 K_UNROLL = 8  # matmul: products per load/store of the output in the inner loop
 ROW_BLOCK = 4  # matmul: output rows computed together (each load of w feeds ROW_BLOCK of them)
-
-
-def _blocks(b: Builder, n: int | SSAValue, size: int,
-            body: Callable[[SSAValue, int], None]) -> None:
-    """body(start, count) over [0, n) in blocks of `size`, then the rest one at
-    a time (count 1); n may be the run-time batch (DYN)."""
-    if size == 1 or (n != DYN and n < size):
-        b.nest([n], lambda ivs, _: body(ivs[0], 1))
-        return
-    if n == DYN:
-        full = b(arith.DivUIOp, b.batch, b.idx(size))
-        done = b.mul_i(full, size)
-        b.nest([full], lambda ivs, _: body(b.mul_i(ivs[0], size), size))
-        b.nest([b(arith.SubiOp, b.batch, done)], lambda ivs, _: body(b.add_i(ivs[0], done), 1))
-        return
-    b.nest([n // size], lambda ivs, _: body(b.mul_i(ivs[0], size), size))
-    if n % size:
-        b.nest([n % size], lambda ivs, _: body(b.add_i(ivs[0], n - n % size), 1))
 
 
 GEMM_MIN_WORK = 4096  # k * n of a product that goes to the GEMM (64 x 64 and up)
@@ -260,7 +242,7 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
             columns(jloop)
 
-        _blocks(b, k, K_UNROLL, lambda k0, c: kstep([b.add_i(k0, u) for u in range(c)]))
+        blocks(b, k, K_UNROLL, lambda k0, c: kstep([b.add_i(k0, u) for u in range(c)]))
         if isinstance(op, (nn.FusedMatmulOp, nn.PackedMatmulOp)) and (
                 bias is not None or op.params.activation != "identity"):
             def fin(js, _):
@@ -271,7 +253,7 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             b.nest([n], lambda js, at: fin([b.add_i(js[0], j0)], at))
 
     def batch_body(bt, _):
-        _blocks(b, m, ROW_BLOCK if rows else 1, lambda i0, c: row_block(bt, i0, c))
+        blocks(b, m, ROW_BLOCK if rows else 1, lambda i0, c: row_block(bt, i0, c))
 
     b.nest(list(out.shape[:nb]), batch_body)
 
