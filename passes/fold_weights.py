@@ -97,6 +97,9 @@ def fold_weights(module: ModuleOp, compute: bool = True) -> ModuleOp:
         static_ops = {v.owner for v in static}
         roots = [op.results[0] for op in computed
                  if any(u.operation not in static_ops for u in op.results[0].uses)]
+        # every recipe made before any fold: a root may feed another root's slice (common
+        # subexpressions), and each recipe must compute from sources, not from another derived weight
+        made = []
         for root in roots:
             ops = _slice_of(root)
             sources = list(dict.fromkeys(op.sym for op in ops if isinstance(op, nn.WeightRefOp)))
@@ -105,6 +108,8 @@ def fold_weights(module: ModuleOp, compute: bool = True) -> ModuleOp:
             for op in ops:
                 recipe.body.block.add_op(op.clone(mapping))
             recipe.body.block.add_op(func.ReturnOp(mapping[root]))
+            made.append((root, sources, recipe))
+        for root, sources, recipe in made:
             if not sources and root.type.element_count() <= LITERAL_LIMIT:
                 new: Operation = nn.ConstantOp(run(recipe, {})[0])
             else:  # a large fold of literals only is a derived weight of no sources: computed once

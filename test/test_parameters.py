@@ -116,6 +116,37 @@ def test_fold_weights_leaves_unset_parameters_unset():
     np.testing.assert_allclose(model(x), x @ w.T, rtol=1e-5)
 
 
+def test_folds_sharing_a_value_are_computed_from_the_sources():
+    """A weight-only value used by the kernel and also inside another fold (one
+    value after CSE, as in light_inception_v2): each derived weight is computed
+    from the model's parameters, never from another derived weight, and both
+    follow a parameter set later."""
+    from ncc.passes.fold_weights import DERIVED_FROM, fold_weights
+
+    text = """
+    nn.weight @w : tensor<4x4xf32> = dense<1.0>
+    func.func @main(%x: tensor<?x4xf32>) -> tensor<?x4xf32> {
+      %w = nn.weight_ref @w : tensor<4x4xf32>
+      %two = nn.constant dense<2.0> : tensor<f32>
+      %d = nn.mul %w, %two : tensor<4x4xf32>, tensor<f32> -> tensor<4x4xf32>
+      %t = nn.transpose %d perm [1, 0] : tensor<4x4xf32> -> tensor<4x4xf32>
+      %a = nn.matmul %x, %d : tensor<?x4xf32>, tensor<4x4xf32> -> tensor<?x4xf32>
+      %y = nn.matmul %a, %t : tensor<?x4xf32>, tensor<4x4xf32> -> tensor<?x4xf32>
+      func.return %y : tensor<?x4xf32>
+    }
+    """
+    module = ncc.parse_module(text)
+    fold_weights(module)
+    derived = {op.sym: [s.root_reference.data for s in op.attributes[DERIVED_FROM].data]
+               for op in module.ops if op.name == "nn.weight" and DERIVED_FROM in op.attributes}
+    assert len(derived) == 2 and all(sources == ["w"] for sources in derived.values())
+    model = ncc.compile(text, cache=False)
+    x = RNG.standard_normal((2, 4)).astype(np.float32)
+    w = RNG.standard_normal((4, 4)).astype(np.float32)
+    model.params["w"] = w
+    np.testing.assert_allclose(model(x), x @ (2 * w) @ (2 * w).T, rtol=1e-5)
+
+
 def test_a_large_fold_of_literals_is_computed_once():
     """Ops on literals alone larger than LITERAL_LIMIT (a splat weight, transposed
     and scaled) become a derived weight of no sources: no op of theirs is left
