@@ -464,10 +464,6 @@ class RecognizeAttention(RewritePattern):
 FUSABLE = (*nn.ELEMENTWISE, nn.FusedElementwiseOp)
 
 
-def _scalar(t: TensorType) -> TensorType:
-    return TensorType(t.element_type, [])
-
-
 def _body(op: Operation) -> tuple[list[SSAValue], Block]:
     """op's operands and a fused body computing it: a copy of a fused op's own,
     or the elementwise op applied to its block's arguments."""
@@ -477,9 +473,10 @@ def _body(op: Operation) -> tuple[list[SSAValue], Block]:
         region.detach_block(block)
         return list(op.inputs), block
     inputs = list(dict.fromkeys(op.operands))  # an operand read twice (x * x) is one argument
-    block = Block(arg_types=[_scalar(v.type) for v in inputs])
+    block = Block(arg_types=[nn.element_tensor(v.type) for v in inputs])
     inner = type(op).create(operands=[block.args[inputs.index(v)] for v in op.operands],
-                            result_types=[_scalar(op.results[0].type)], properties=dict(op.properties))
+                            result_types=[nn.element_tensor(op.results[0].type)],
+                            properties=dict(op.properties))
     block.add_ops([inner, nn.YieldOp(inner.results[0])])
     return inputs, block
 
@@ -497,7 +494,7 @@ def _inline_scalar_constants(inputs: list[SSAValue], block: Block, out: tuple[in
                 continue
         except ValueError:
             continue
-        const = nn.ConstantOp(c.data.reshape(()), _scalar(c.result.type))
+        const = nn.ConstantOp(c.data.reshape(()), nn.element_tensor(c.result.type))
         block.insert_op_before(const, block.first_op)
         block.args[i].replace_all_uses_with(const.result)
         block.erase_arg(block.args[i])

@@ -57,7 +57,8 @@ class YieldOp(IRDLOperation):
         super().__init__(operands=[value])
 
 
-def _scalar(t: TensorType) -> TensorType:
+def element_tensor(t: TensorType) -> TensorType:
+    """The rank-0 tensor of one element of `t`: a fused body's type for it."""
     return TensorType(t.element_type, [])
 
 
@@ -91,9 +92,9 @@ class FusedElementwiseOp(NNOp):
             raise VerifyException(f"the body takes {len(block.args)} elements, but the op has "
                                   f"{len(self.inputs)} operands")
         for i, (arg, x) in enumerate(zip(block.args, self.inputs)):
-            if arg.type != _scalar(x.type):
-                raise VerifyException(f"body argument {i} must be {_scalar(x.type)} (an element of operand "
-                                      f"{i}), got {arg.type}")
+            if arg.type != element_tensor(x.type):
+                raise VerifyException(f"body argument {i} must be {element_tensor(x.type)} (an element of "
+                                      f"operand {i}), got {arg.type}")
         if not isinstance(block.last_op, YieldOp):
             raise VerifyException("the body must end with nn.yield")
         inside = set(block.args)
@@ -109,7 +110,7 @@ class FusedElementwiseOp(NNOp):
                     raise VerifyException(f"'{op.name}' in the body must compute a rank-0 tensor, got {r.type}")
                 inside.add(r)
         res = self.result.type
-        if self.yielded.type != _scalar(res):
+        if self.yielded.type != element_tensor(res):
             raise VerifyException(f"the body yields {self.yielded.type}, but the result is {res}")
         shape = broadcast([x.type for x in self.inputs])
         out = shape_of(res)

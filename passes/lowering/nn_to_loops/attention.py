@@ -76,7 +76,8 @@ def lower_attention(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             b.nest([keys], lambda j, _, ri=ri, mx=mx: b.store(
                 b(math.ExpOp, b(arith.SubfOp, b.load(s, [ri, j[0]]), mx)), s, [ri, j[0]]))
             totals.append(lanes_reduce(b, "add", keys, lambda j, ri=ri: b.load(s, [ri, j]), zero))
-        b.nest([count, dv], lambda re, _: b.store(zero, out, [*at, b.add_i(i0, re[0]) if count > 1 else i0, re[1]]))
+        for i in rows:
+            b.nest([dv], lambda e, _, i=i: b.store(zero, out, [*at, i, e[0]]))
 
         def key_block(j0, n):  # K_UNROLL products per load and store of an output element
             js = [b.add_i(j0, u) for u in range(n)]
