@@ -19,6 +19,8 @@ Then small patterns, applied greedily to a fixed point, in two walks. First:
   * RecognizeLayerNorm: LayerNormalization exported as its formula (before
                      opset 17: ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div,
                      Mul, Add) -> nn.layer_norm
+  * RecognizeRMSNorm: x * rsqrt(mean(x^2) + eps) [* scale] (LLaMA's RMSNorm as
+                     PyTorch exports it; RMSNormalization before opset 23) -> nn.rms_norm
   * RecognizeSoftmax: exp(x - max(x)) / sum(...) over one axis -> nn.softmax
   * RecognizeAttention: softmax(q @ kt [scaled] [+ mask]) @ v -> nn.attention
 Then:
@@ -314,41 +316,109 @@ class RecognizeLayerNorm(RewritePattern):
             return
         d, x = op.lhs, sub.lhs
         axis = _mean_over_tail(sub.rhs, x)
-        plus = root.operands[0].owner
-        if axis is None or not isinstance(plus, nn.AddOp) or _shape(op.result) != _shape(x):
+        found = _plus_constant(root.operands[0])
+        if axis is None or found is None or _shape(op.result) != _shape(x):
             return
-        var, eps = plus.lhs, _scalar_value(plus.rhs)
-        if eps is None:
-            var, eps = plus.rhs, _scalar_value(plus.lhs)
-        var_mean = var.owner
-        square = var_mean.operands[0].owner if isinstance(var_mean, nn.ReduceMeanOp) else None
-        squares = (isinstance(square, nn.PowOp) and square.lhs is d and _scalar_value(square.rhs) == 2.0
-                   or isinstance(square, nn.MulOp) and square.lhs is d and square.rhs is d)
-        if eps is None or eps < 0 or not squares or _mean_over_tail(var, square.results[0]) != axis:
+        var, eps = found
+        square = var.owner.operands[0] if isinstance(var.owner, nn.ReduceMeanOp) else None
+        if eps < 0 or square is None or _squared(square) is not d or _mean_over_tail(var, square) != axis:
             return
-        formula = [sub.rhs.owner, sub, square, var_mean, plus, root]
+        formula = [sub.rhs.owner, sub, square.owner, var.owner, root.operands[0].owner, root]
         if any(u.operation not in (*formula, op) for o in formula for u in o.results[0].uses):
             return
-        # the affine part, where it follows alone: x's normalized shape, x's element type
-        norm, elt = _shape(x)[axis:], x.type.element_type
-        last, params = op, {}
-        for cls, key in ((nn.MulOp, "scale"), (nn.AddOp, "bias")):
-            user = _only_user(last.results[0])
-            if isinstance(user, cls) and _shape(user.results[0]) == _shape(x):
-                other = user.rhs if user.lhs is last.results[0] else user.lhs
-                if _shape(other) == norm and other.type.element_type == elt:
-                    params[key] = other
-                    formula.append(last)
-                    last = user
-        new: list[Operation] = []
-        for key, fill in (("scale", np.ones), ("bias", np.zeros)):
-            if key not in params:
-                new.append(nn.ConstantOp(fill(norm, nn.numpy_dtype(elt)), TensorType(elt, norm)))
-                params[key] = new[-1].results[0]
-        new.append(nn.LayerNormOp(x, params["scale"], params["bias"], axis=axis - len(_shape(x)), epsilon=eps))
-        rewriter.replace(last, new)
+        last, params = _affine(op, x, axis, formula, ("scale", "bias"))
+        rewriter.replace(last, [*params.pop("new"), nn.LayerNormOp(
+            x, params["scale"], params["bias"], axis=axis - len(_shape(x)), epsilon=eps)])
         for dead in reversed(formula):
             rewriter.erase(dead)
+
+
+AFFINE = {"scale": (nn.MulOp, np.ones), "bias": (nn.AddOp, np.zeros)}  # op applying it, its identity value
+
+
+def _affine(op: Operation, x: SSAValue, axis: int, formula: list[Operation], keys: tuple[str, ...]
+            ) -> tuple[Operation, dict]:
+    """The scale (and bias) following a normalization `op` of x over [axis, rank)
+    alone, each of the normalized shape and x's element type, in `keys`' order:
+    the last op, and the values by key (ones and zeros made where absent, their
+    ops under "new"); the ops absorbed are appended to `formula`."""
+    norm, elt = _shape(x)[axis:], x.type.element_type
+    last, params = op, {"new": []}
+    for key in keys:
+        user = _only_user(last.results[0])
+        if isinstance(user, AFFINE[key][0]) and _shape(user.results[0]) == _shape(x):
+            other = user.rhs if user.lhs is last.results[0] else user.lhs
+            if _shape(other) == norm and other.type.element_type == elt:
+                params[key] = other
+                formula.append(last)
+                last = user
+    for key in keys:
+        if key not in params:
+            params["new"].append(nn.ConstantOp(AFFINE[key][1](norm, nn.numpy_dtype(elt)), TensorType(elt, norm)))
+            params[key] = params["new"][-1].results[0]
+    return last, params
+
+
+def _plus_constant(v: SSAValue) -> tuple[SSAValue, float] | None:
+    """(a, c) if v is a + c or c + a, c a one-element constant."""
+    plus = v.owner
+    if not isinstance(plus, nn.AddOp):
+        return None
+    for a, c in ((plus.lhs, plus.rhs), (plus.rhs, plus.lhs)):
+        if _scalar_value(c) is not None:
+            return a, _scalar_value(c)
+    return None
+
+
+def _squared(v: SSAValue) -> SSAValue | None:
+    """d if v is d * d or d ** 2."""
+    sq = v.owner
+    if isinstance(sq, nn.MulOp) and sq.lhs is sq.rhs or isinstance(sq, nn.PowOp) and _scalar_value(sq.rhs) == 2.0:
+        return sq.lhs
+    return None
+
+
+class RecognizeRMSNorm(RewritePattern):
+    """RMSNorm as PyTorch exports LLaMA's (and ONNX's RMSNormalization before
+    opset 23) -> nn.rms_norm:
+
+        x * rsqrt(mean(x^2 or x * x) + eps)  [* scale]     (rsqrt: 1 / sqrt, reciprocal(sqrt))
+        x / sqrt(mean(x^2 or x * x) + eps)   [* scale]
+
+    the mean over trailing axes (keepdims), eps a constant, the scale of the
+    normalized shape (without it: ones), every inner value used inside the
+    formula only."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, (nn.MulOp, nn.DivOp)) or not isinstance(op.result.type.element_type, Float32Type):
+            return
+        sides = ((op.lhs, op.rhs),) if isinstance(op, nn.DivOp) else ((op.lhs, op.rhs), (op.rhs, op.lhs))
+        for x, r in sides:
+            root, formula = r.owner, []
+            if isinstance(op, nn.MulOp):  # r = 1 / sqrt(...)
+                inverse = root
+                if isinstance(inverse, nn.ReciprocalOp):
+                    root = inverse.operands[0].owner
+                elif isinstance(inverse, nn.DivOp) and _scalar_value(inverse.lhs) == 1.0:
+                    root = inverse.rhs.owner
+                else:
+                    continue
+                formula.append(inverse)
+            if not isinstance(root, nn.SqrtOp) or (found := _plus_constant(root.operands[0])) is None:
+                continue
+            ms, eps = found
+            axis = _mean_over_tail(ms, ms.owner.operands[0]) if isinstance(ms.owner, nn.ReduceMeanOp) else None
+            if axis is None or eps < 0 or _squared(ms.owner.operands[0]) is not x or _shape(op.result) != _shape(x):
+                continue
+            formula = [ms.owner.operands[0].owner, ms.owner, root.operands[0].owner, root, *formula]
+            if any(u.operation not in (*formula, op) for o in formula for u in o.results[0].uses):
+                continue
+            last, params = _affine(op, x, axis, formula, ("scale",))
+            rewriter.replace(last, [*params.pop("new"), nn.RMSNormOp(x, params["scale"], axis=axis - len(_shape(x)),
+                                                                      epsilon=eps)])
+            for dead in reversed(formula):
+                rewriter.erase(dead)
+            return
 
 
 def _reduced_axis(v: SSAValue, cls: type, x: SSAValue) -> int | None:
@@ -614,7 +684,7 @@ class _Counted(RewritePattern):
 
 
 # Two walks: formulas are recognized whole before fusion merges their ops into chains.
-RECOGNIZE = (RemoveIdentity, RecognizeActivation, RecognizeLayerNorm, RecognizeSoftmax,
+RECOGNIZE = (RemoveIdentity, RecognizeActivation, RecognizeLayerNorm, RecognizeRMSNorm, RecognizeSoftmax,
              RecognizeAttention)
 PATTERNS = (FuseClip, FuseBias, FuseActivation, FuseElementwise)
 
@@ -643,7 +713,7 @@ def fuse_stats(module: ModuleOp) -> FuseStats:
 @dataclass(frozen=True)
 class FusePass(ModulePass):
     """Fuse matmul/conv with a following bias add and activation into one op (a clip to [0, 6] is relu6;
-    the formulas of Gelu, LayerNorm and softmax are their nn ops), attention's matmul, scale, mask,
+    the formulas of Gelu, LayerNorm, RMSNorm and softmax are their nn ops), attention's matmul, scale, mask,
     softmax and matmul into one nn.attention, and chains of elementwise ops into one
     nn.fused_elementwise (one loop nest).
 

@@ -126,6 +126,7 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %bn = nn.batch_norm %c, %s, %s, %s, %s epsilon 1.0e-03 : tensor<1x4x4x4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32> -> tensor<1x4x4x4xf32>
   %ln = nn.layer_norm %c, %s, %s : tensor<1x4x4x4xf32>, tensor<4xf32>, tensor<4xf32> -> tensor<1x4x4x4xf32>
   %ln2 = nn.layer_norm %x, %v, %v axis 1 epsilon 1.0e-06 : tensor<?x3xf32>, tensor<3xf32>, tensor<3xf32> -> tensor<?x3xf32>
+  %rms = nn.rms_norm %x, %v epsilon 1.0e-06 : tensor<?x3xf32>, tensor<3xf32> -> tensor<?x3xf32>
   %rh = nn.reshape %c : tensor<1x4x4x4xf32> -> tensor<4x16xf32>
   %tr = nn.transpose %rh perm [1, 0] : tensor<4x16xf32> -> tensor<16x4xf32>
   %cc = nn.concat %y, %sm, %fm axis 0 : tensor<?x2xf32>, tensor<?x2xf32>, tensor<?x2xf32> -> tensor<?x2xf32>

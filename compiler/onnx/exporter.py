@@ -100,7 +100,7 @@ def export_onnx(module: Operation, path: str | os.PathLike | None = None, *,
 def _at_nn_level(module: Operation) -> Operation:
     """An nn module to export: a neuron net layerized; prune's masks folded into
     their weights (the pruned model is its weights with zeros); fused elementwise
-    chains and nn.attention given back as their ops (ONNX has one node per op)."""
+    chains, nn.attention and nn.rms_norm given back as their ops (nn.DECOMPOSITION)."""
     if isinstance(module, ModuleOp) and any(isinstance(op, NetOp) for op in module.ops):
         module = module.clone()
         run_passes(module, "layerize")
@@ -108,7 +108,7 @@ def _at_nn_level(module: Operation) -> Operation:
                                             for op in module.ops):
         module = module.clone()
         fold_masks(module)
-    if isinstance(module, ModuleOp) and any(isinstance(op, (nn.FusedElementwiseOp, nn.AttentionOp))
+    if isinstance(module, ModuleOp) and any(type(op) in nn.DECOMPOSITION
                                             for op in module.walk()):
         module = module.clone()
         for fn in module.ops:

@@ -1,5 +1,5 @@
 """The normalization family in ONNX, both directions: BatchNormalization and
-LayerNormalization as nn ops; RMS, instance, group, mean-variance, Lp and
+LayerNormalization, RMSNormalization as nn ops; instance, group, mean-variance, Lp and
 local response normalization composed of reductions and nn.layer_norm.
 """
 
@@ -96,9 +96,14 @@ def _layer_norm_stats(b: Importer, x: SSAValue, a: dict) -> list[SSAValue | None
 
 @from_onnx("RMSNormalization")
 def _rms_norm(b, a):
-    # x / sqrt(mean(x^2 over [axis, rank)) + eps) * scale
+    # x / sqrt(mean(x^2 over [axis, rank)) + eps) * scale: one nn.rms_norm where the
+    # scale broadcasts to the static normalized shape, else the formula
     x, scale = b.v(0), b.v(1)
-    ms = _mean_over(b, b.binary("mul", x, x), _tail_axes(b, x, a.get("axis", -1)))
+    axes = _tail_axes(b, x, a.get("axis", -1))
+    norm = shape_of(x.type)[axes[0]:]
+    if DYN not in norm and shape_of(scale.type) == norm:
+        return b.build(nn.RMSNormOp, x, scale, axes[0] - len(shape_of(x.type)), a.get("epsilon", 1e-5))
+    ms = _mean_over(b, b.binary("mul", x, x), axes)
     rms = b.unary("sqrt", b.binary("add", ms, b.scalar(a.get("epsilon", 1e-5), x)))
     return b.binary("mul", b.binary("div", x, rms), scale)
 

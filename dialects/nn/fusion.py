@@ -35,6 +35,7 @@ from ncc.dialects.nn import elementwise
 from ncc.dialects.nn.attention import AttentionOp, decomposed
 from ncc.dialects.nn.base import NNOp, broadcast, dims_compatible, fmt_shape, numpy_dtype, shape_of
 from ncc.dialects.nn.constants import ConstantOp
+from ncc.dialects.nn.normalization import RMSNormOp, rms_norm_decomposed
 from ncc.dialects.nn.shape import BroadcastOp
 
 # The ops a fused body may hold besides rank-0 constants: every elementwise op.
@@ -189,12 +190,17 @@ def unfused(op: FusedElementwiseOp) -> tuple[list[Operation], SSAValue]:
     return new, last
 
 
+# Ops that stand for several (fuse made them): the ops and the value replacing the result.
+DECOMPOSITION: dict[type, Callable[..., tuple[list[Operation], SSAValue]]] = {
+    FusedElementwiseOp: unfused, AttentionOp: decomposed, RMSNormOp: rms_norm_decomposed}
+
+
 def unfuse_all(block: Block) -> None:
-    """Every nn.fused_elementwise (its chain, `unfused`) and nn.attention (its
-    matmul, scale, bias, softmax, matmul, `attention.decomposed`) of `block`
-    replaced by the ops it stands for."""
-    for op in [op for op in block.ops if isinstance(op, (FusedElementwiseOp, AttentionOp))]:
-        new, value = unfused(op) if isinstance(op, FusedElementwiseOp) else decomposed(op)
+    """Every op of `block` that stands for several (nn.fused_elementwise: its
+    chain; nn.attention: matmul, scale, bias, softmax, matmul; nn.rms_norm: its
+    formula) replaced by the ops it stands for (DECOMPOSITION)."""
+    for op in [op for op in block.ops if type(op) in DECOMPOSITION]:
+        new, value = DECOMPOSITION[type(op)](op)
         for inner in new:
             block.insert_op_before(inner, op)
         op.result.replace_all_uses_with(value)

@@ -294,7 +294,44 @@ def test_layer_norm_exported_before_opset_17_runs_as_one_op():
     np.testing.assert_allclose(ncc.compile(m, cache=False)(x.numpy()), want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("lit", ["gelu", "layer-norm", "softmax", "attention", "elementwise", "identity-cse"])
+@pytest.mark.skipif(torch is None, reason="PyTorch is not installed")
+def test_llama_rms_norm_exported_by_pytorch_runs_as_one_op():
+    """LLaMA's RMSNorm (float32 casts, pow, mean, rsqrt, weight first), as the
+    TorchScript exporter writes it at opset 18: one nn.rms_norm each after fuse,
+    equal to PyTorch natively."""
+    import io
+    import warnings
+
+    import onnx
+
+    class LlamaRMSNorm(torch.nn.Module):
+        def __init__(self, d, eps):
+            super().__init__()
+            self.weight, self.eps = torch.nn.Parameter(torch.randn(d)), eps
+
+        def forward(self, x):
+            h = x.to(torch.float32)
+            h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+            return self.weight * h.to(x.dtype)
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(8, 8), LlamaRMSNorm(8, 1e-6), torch.nn.Linear(8, 4),
+                                 LlamaRMSNorm(4, 1e-5)).eval()
+    x = torch.randn(3, 8)
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), f, dynamo=False, opset_version=18, input_names=["x"], output_names=["y"])
+    m = ncc.import_onnx(onnx.load_from_string(f.getvalue()))
+    stats = ncc.fuse_stats(m)
+    assert stats.patterns["RecognizeRMSNorm"] == 2
+    assert len(ops_named(fused(ncc.print_module(m)), "nn.rms_norm")) == 2
+    with torch.no_grad():
+        want = module(x).numpy()
+    np.testing.assert_allclose(ncc.compile(m, cache=False)(x.numpy()), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("lit", ["gelu", "layer-norm", "rms-norm", "softmax", "attention", "elementwise", "identity-cse"])
 def test_every_lit_case_computes_after_fuse_what_it_computed_before(lit):
     """The recognition and fusion lit files, function by function: the module
     before fuse in the reference against native code of the fused module."""

@@ -51,6 +51,16 @@ def test_reference_layer_norm(axis):
         np.testing.assert_allclose(y[idx], ref, rtol=1e-10)
 
 
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_reference_rms_norm(axis):
+    x = reference_tests.randn(2, 3, 4)
+    scale = reference_tests.randn(*x.shape[axis % 3:])
+    y = reference_tests.run1([x, scale], lambda emit, *a: emit(nn.RMSNormOp(*a, axis=axis, epsilon=1e-3)))
+    for idx in np.ndindex(*x.shape[:axis % 3]):
+        rms = math.sqrt(math.fsum(v * v for v in x[idx].reshape(-1)) / x[idx].size + 1e-3)
+        np.testing.assert_allclose(y[idx], x[idx] / rms * scale, rtol=1e-10)
+
+
 
 # ---------------------------------------------------------------------------
 # Lowering to loops, run natively against the reference (test_lower_to_loops.py)
@@ -67,6 +77,19 @@ def test_lowered_layer_norm(axis):
     norm = shape[axis % 3:]
     m = loop_tests.build([loop_tests.T(DYN, 3, 5), loop_tests.T(*norm), loop_tests.T(*norm)], lambda e, x, s, b: e(nn.LayerNormOp(x, s, b, axis)))
     loop_tests.check(m, [loop_tests.randn(*shape), loop_tests.randn(*norm), loop_tests.randn(*norm)], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("axis", [-1, 1, 2])
+def test_lowered_rms_norm(axis):
+    shape = (2, 3, 37)  # rows longer than a vector and not a multiple of its lanes
+    norm = shape[axis % 3:]
+    m = loop_tests.build([loop_tests.T(DYN, 3, 37), loop_tests.T(*norm)], lambda e, x, s: e(nn.RMSNormOp(x, s, axis, 1e-6)))
+    loop_tests.check(m, [loop_tests.randn(*shape), loop_tests.randn(*norm)], rtol=1e-4, atol=1e-5)
+
+
+def test_lowered_rms_norm_over_the_batch():
+    m = loop_tests.build([loop_tests.T(DYN, 3), loop_tests.T(DYN, 3)], lambda e, x, s: e(nn.RMSNormOp(x, s, 0)))
+    loop_tests.check(m, [loop_tests.randn(4, 3), loop_tests.randn(4, 3)], rtol=1e-4, atol=1e-5)
 
 
 def test_lowered_layer_norm_over_the_batch():
@@ -143,6 +166,20 @@ def test_layer_norm_vjp(case):
                torch_fn=torch and (lambda x, s, b: torch.nn.functional.layer_norm(x, norm, s, b, eps)))
 
 
+@pytest.mark.parametrize("case", autodiff_rule_tests.CASES)
+def test_rms_norm_vjp(case):
+    """nn.rms_norm is differentiated as its formula (nn.DECOMPOSITION)."""
+    rng = np.random.default_rng(20 + case)
+    rank = 1 + case % 3
+    shape = autodiff_rule_tests.rand_shape(rng, rank, 2)
+    axis = int(rng.integers(-rank, rank))
+    norm = shape[axis % rank:]
+    eps = float(rng.choice([1e-5, 1e-2]))
+    args = [autodiff_rule_tests.uniform(rng, shape), autodiff_rule_tests.uniform(rng, norm)]
+    check_rule(lambda *a: nn.RMSNormOp(*a, axis=axis, epsilon=eps), args,
+               torch_fn=torch and (lambda x, s: torch.nn.functional.rms_norm(x, norm, s, eps)))
+
+
 
 # ---------------------------------------------------------------------------
 # ONNX import, against onnxruntime (test_onnx_import.py)
@@ -197,12 +234,17 @@ def test_import_layer_norm_stats_of_another_stash_type():
     decomposition_tests.check(m, {"x": decomposition_tests.randn(2, 3, dtype=np.float64)})
 
 
-@pytest.mark.parametrize("axis", [-1, 1])
-def test_import_rms_normalization(axis):
+@pytest.mark.parametrize("axis,scale,ops", [(-1, [4], 1), (1, [3, 4], 1), (-1, [1], 6), (1, [1, 4], 6)])
+def test_import_rms_normalization(axis, scale, ops):
+    """One nn.rms_norm when the scale has the normalized shape; its formula when
+    the scale broadcasts to it."""
     shape = [2, 3, 4]
     node = helper.make_node("RMSNormalization", ["x", "s"], ["y"], axis=axis, epsilon=1e-3)
-    decomposition_tests.check(decomposition_tests.model([node], {"x": (decomposition_tests.F, shape)}, inits={"s": decomposition_tests.randn(*shape[axis:])}, opset=23),
-          {"x": decomposition_tests.randn(*shape)})
+    model = decomposition_tests.model([node], {"x": (decomposition_tests.F, shape)}, inits={"s": decomposition_tests.randn(*scale)}, opset=23)
+    decomposition_tests.check(model, {"x": decomposition_tests.randn(*shape)})
+    fn = next(op for op in ncc.import_onnx(model).ops if op.name == "func.func")
+    computed = [op.name for op in fn.body.block.ops if op.name not in ("nn.weight_ref", "nn.constant", "func.return")]
+    assert len(computed) == ops and (ops > 1 or computed == ["nn.rms_norm"])
 
 
 def test_import_instance_normalization():
@@ -261,6 +303,14 @@ def test_export_batch_norm_and_layer_norm():
         y = e(nn.BatchNormOp(x, *r, epsilon=1e-3))
         return e(nn.LayerNormOp(y, e(nn.WeightRefOp(ls)), e(nn.WeightRefOp(lb)), axis=-2))
     export_tests.check(loop_tests.build([loop_tests.T(None, 3, 4, 5)], make, [s, b, m, v, ls, lb]), [export_tests.randn(2, 3, 4, 5)], tol=1e-4)
+
+
+def test_export_rms_norm_as_its_formula():
+    rs = nn.WeightOp("rs", export_tests.randn(4, 5))
+    model = export_tests.check(loop_tests.build(
+        [loop_tests.T(None, 3, 4, 5)], lambda e, x: e(nn.RMSNormOp(x, e(nn.WeightRefOp(rs)), axis=-2, epsilon=1e-4)), [rs]),
+        [export_tests.randn(2, 3, 4, 5)], tol=1e-5)
+    assert export_tests.op_types(model) == ["Mul", "ReduceMean", "Add", "Sqrt", "Div", "Mul"]
 
 
 

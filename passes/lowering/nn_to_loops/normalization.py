@@ -1,4 +1,4 @@
-"""Lowering of the normalization family: batch_norm, layer_norm."""
+"""Lowering of the normalization family: batch_norm, layer_norm, rms_norm."""
 
 from __future__ import annotations
 
@@ -30,8 +30,10 @@ def lower_batch_norm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
 def lower_layer_norm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     """Per leading index: the mean and variance over dims [axis:] (each a
-    `lanes_reduce` over the flat row when its size is static), then normalize."""
-    x, scale, bias = ins
+    `lanes_reduce` over the flat row when its size is static), then normalize.
+    nn.rms_norm: no mean (nor bias); the mean of the squares instead of the variance."""
+    x, scale, bias = (*ins, None)[:3]
+    centered = isinstance(op, nn.LayerNormOp)
     axis = nn.normalize_axis(op.params.axis, len(x.shape))
     lead, inner = x.shape[:axis], x.shape[axis:]
     eps = b.const(op.params.epsilon, x.elt)
@@ -56,18 +58,21 @@ def lower_layer_norm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                             [zero])
             return b(arith.DivfOp, s, n)
 
-        mu = total(lambda v: v)
-        var = total(lambda v: (lambda d: b(arith.MulfOp, d, d))(b(arith.SubfOp, v, mu)))
+        mu = total(lambda v: v) if centered else zero
+        var = total(lambda v: (lambda d: b(arith.MulfOp, d, d))(b(arith.SubfOp, v, mu) if centered else v))
         denom = b(math.SqrtOp, b(arith.AddfOp, var, eps))
+
+        def normalized(v, s, *bb):
+            y = b(arith.MulfOp, b(arith.DivfOp, b(arith.SubfOp, v, mu) if centered else v, denom), s)
+            return b(arith.AddfOp, y, bb[0]) if bb else y
         map_nest(b, inner, out, lambda js: [*ivs, *js],
-                 [(x, lambda js: [*ivs, *js]), (scale, identity_map), (bias, identity_map)],
-                 lambda v, s, bb: b(arith.AddfOp, b(arith.MulfOp, b(arith.DivfOp, b(
-                     arith.SubfOp, v, mu), denom), s), bb))
+                 [(x, lambda js: [*ivs, *js]), *((t, identity_map) for t in (scale, bias) if t is not None)],
+                 normalized)
 
     b.nest(lead, row)
 
 
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
-    nn.BatchNormOp: lower_batch_norm, nn.LayerNormOp: lower_layer_norm,
+    nn.BatchNormOp: lower_batch_norm, nn.LayerNormOp: lower_layer_norm, nn.RMSNormOp: lower_layer_norm,
 }
 
