@@ -280,13 +280,15 @@ def test_lowered_reshape_of_an_intermediate_is_a_view():
     assert text.count("scf.for") == 2 + 3  # tanh and relu loops only: no copy loop
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 5), (3, 35, 19)])  # smaller than a tile; whole tiles and the rest
 @pytest.mark.parametrize("perm", list(itertools.permutations(range(3))))
-def test_lowered_transpose(perm):
-    loop_tests.check(loop_tests.build([loop_tests.T(2, 3, 5)], lambda e, x: e(nn.TransposeOp(x, perm))), [loop_tests.randn(2, 3, 5)])
+def test_lowered_transpose(perm, shape):
+    loop_tests.check(loop_tests.build([loop_tests.T(*shape)], lambda e, x: e(nn.TransposeOp(x, perm))), [loop_tests.randn(*shape)])
 
 
-def test_lowered_transpose_keeping_the_batch():
-    loop_tests.check(loop_tests.build([loop_tests.T(DYN, 3, 5)], lambda e, x: e(nn.TransposeOp(x, [0, 2, 1]))), [loop_tests.randn(4, 3, 5)])
+@pytest.mark.parametrize("shape", [(3, 5), (33, 18)])
+def test_lowered_transpose_keeping_the_batch(shape):
+    loop_tests.check(loop_tests.build([loop_tests.T(DYN, *shape)], lambda e, x: e(nn.TransposeOp(x, [0, 2, 1]))), [loop_tests.randn(4, *shape)])
 
 
 @pytest.mark.parametrize("axis", [0, 1, -1])

@@ -10,7 +10,7 @@ from xdsl.ir import Operation
 
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
-from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, broadcast_map, identity_map, map_nest
+from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, blocks, broadcast_map, identity_map, map_nest
 from ncc.passes.lowering.nn_to_loops.builder import row_major_strides
 
 
@@ -38,8 +38,15 @@ def lower_broadcast(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
              lambda v: v)
 
 
+TRANSPOSE_TILE = 16  # floats: one 64-byte cache line
+
+
 def lower_transpose(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
-    perm = op.params.perm
+    """out[ivs] = x[ivs permuted]. Where the input's last axis moves (reads along
+    out's last axis are strided), the two axes go in TRANSPOSE_TILE square
+    tiles: a tile reads TRANSPOSE_TILE lines of the input and writes as many of
+    the output, each whole, instead of one line per element read."""
+    perm = list(op.params.perm)
 
     def src(ivs):
         idx = [None] * len(perm)
@@ -47,7 +54,27 @@ def lower_transpose(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             idx[d] = ivs[i]
         return idx
 
-    map_nest(b, out.shape, out, identity_map, [(ins[0], src)], lambda v: v)
+    last = len(perm) - 1
+    if not perm or perm[last] == last:
+        map_nest(b, out.shape, out, identity_map, [(ins[0], src)], lambda v: v)
+        return
+    q = perm.index(last)  # out's axis along which the input is contiguous
+    outer = [i for i in range(len(perm)) if i not in (q, last)]
+
+    def tiles(ovs, _):
+        def tile(q0, cq):
+            def run(l0, cl):
+                def element(ts, _):
+                    ivs = [None] * len(perm)
+                    for i, iv in zip(outer, ovs):
+                        ivs[i] = iv
+                    ivs[q], ivs[last] = b.add_i(q0, ts[0]), b.add_i(l0, ts[1])
+                    b.store(b.load(ins[0], src(ivs)), out, ivs)
+                b.nest([cq, cl], element)
+            blocks(b, out.shape[last], TRANSPOSE_TILE, run)
+        blocks(b, out.shape[q], TRANSPOSE_TILE, tile)
+
+    b.nest([out.shape[i] for i in outer], tiles)
 
 
 def lower_concat(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
