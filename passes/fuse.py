@@ -31,6 +31,11 @@ Then:
   * FuseElementwise: an elementwise op (or fused chain) and an elementwise
                      producer (or chain) -> one nn.fused_elementwise; constants
                      of one element move into its body
+Last, the products fusion left alone:
+  * FoldTranspose:   matmul(transpose(a), b) -> matmul_transpose_a(a, b),
+                     matmul(x, transpose(w)) -> matmul_transpose_b(x, w) (and
+                     back): the GEMM reads the operand transposed (autodiff's
+                     dy @ w^T needs no transpose)
 A producer is only absorbed when the fused op is its only user, so no work is
 done twice; an elementwise producer also only at the consumer's own shape (a
 smaller one, broadcast, would be computed again per row). A bias must add
@@ -169,6 +174,47 @@ class FuseActivation(RewritePattern):
             return
         rewriter.replace(op, _fused(producer, None, activation))
         rewriter.erase(producer)
+
+
+# ---------------------------------------------------------------------------
+# A transposed matrix operand of a product -> the product that reads it transposed
+
+# (lhs read transposed, rhs read transposed) -> the op; both is no op (left alone)
+PRODUCT_OF = {(False, False): nn.MatmulOp, (True, False): nn.MatmulTransposeAOp, (False, True): nn.MatmulTransposeBOp}
+
+
+def _swapped_matrix(v: SSAValue) -> SSAValue | None:
+    """m if v is transpose(m) of a matrix m (perm [1, 0])."""
+    t = v.owner
+    return t.operands[0] if isinstance(t, nn.TransposeOp) and list(t.params.perm) == [1, 0] else None
+
+
+class FoldTranspose(RewritePattern):
+    """matmul(transpose(a), b) -> matmul_transpose_a(a, b); matmul(x, transpose(w))
+    -> matmul_transpose_b(x, w); and back (a transposed operand of those): the
+    GEMM reads an operand transposed at no cost (it packs it either way), so the
+    transpose is not computed. Matrices only (2-D; matmul_transpose_b's lhs any
+    rank). After the fusion walk: a product fused with its bias keeps the
+    transpose, which fold-weights computes once where it is a weight's."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        flags = next((f for f, cls in PRODUCT_OF.items() if type(op) is cls), None)
+        if flags is None:
+            return
+        lhs, rhs = op.operands
+        for i, v in enumerate((lhs, rhs)):
+            inner = _swapped_matrix(v)
+            flipped = (flags[0] ^ (i == 0), flags[1] ^ (i == 1))
+            if inner is None or flipped not in PRODUCT_OF:
+                continue
+            operands = [inner, rhs] if i == 0 else [lhs, inner]
+            if len(_shape(operands[1])) != 2 or (flipped != (False, True) and len(_shape(operands[0])) != 2):
+                continue
+            transpose = v.owner
+            rewriter.replace(op, PRODUCT_OF[flipped](*operands))
+            if not transpose.results[0].uses:
+                rewriter.erase(transpose)
+            return
 
 
 # ---------------------------------------------------------------------------
@@ -683,20 +729,22 @@ class _Counted(RewritePattern):
             self.counts[type(self.pattern).__name__] += 1
 
 
-# Two walks: formulas are recognized whole before fusion merges their ops into chains.
+# Three walks: formulas are recognized whole before fusion merges their ops into
+# chains; transposes are folded into the products fusion left alone.
 RECOGNIZE = (RemoveIdentity, RecognizeActivation, RecognizeLayerNorm, RecognizeRMSNorm, RecognizeSoftmax,
              RecognizeAttention)
 PATTERNS = (FuseClip, FuseBias, FuseActivation, FuseElementwise)
+FOLD = (FoldTranspose,)
 
 
 def fuse(module: ModuleOp) -> dict[str, int]:
     """Common subexpressions once (xDSL's CSE: nn ops are pure), then the recognition
     and the fusion patterns, in place; rewrites per pattern (CSE: ops removed)."""
-    counts: Counter = Counter({p.__name__: 0 for p in (*RECOGNIZE, *PATTERNS)})
+    counts: Counter = Counter({p.__name__: 0 for p in (*RECOGNIZE, *PATTERNS, *FOLD)})
     ops = sum(1 for _ in module.walk())
     cse(module)
     counts["CSE"] = ops - sum(1 for _ in module.walk())
-    for patterns in (RECOGNIZE, PATTERNS):
+    for patterns in (RECOGNIZE, PATTERNS, FOLD):
         PatternRewriteWalker(GreedyRewritePatternApplier([_Counted(p(), counts) for p in patterns])
                              ).rewrite_module(module)
     return dict(counts)

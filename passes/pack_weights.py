@@ -124,12 +124,15 @@ def _pack_conv(op: Operation) -> list[Operation]:
 
 
 def _pack_matmul(op: Operation) -> list[Operation]:
-    """The ops making nn.packed_matmul of a matmul or fused_matmul (the last)."""
-    x, w = op.operands[0], op.operands[1]
-    k, n = shape_of(w.type)
-    panels = -(-n // PANEL)
+    """The ops making nn.packed_matmul of a matmul, matmul_transpose_b (its
+    weight transposed first) or fused_matmul (the last)."""
+    x, v = op.operands[0], op.operands[1]
     made: list[Operation] = []
-    v = w
+    if isinstance(op, nn.MatmulTransposeBOp):
+        made.append(nn.TransposeOp(v, [1, 0]))
+        v = made[-1].results[0]
+    k, n = shape_of(v.type)
+    panels = -(-n // PANEL)
     if panels * PANEL != n:
         made.append(nn.PadOp(v, [0, 0, 0, panels * PANEL - n]))
         v = made[-1].results[0]
@@ -181,14 +184,15 @@ def _sparse_pattern(op: Operation) -> np.ndarray | None:
     if op.result.type.element_type != f32 or x.type.element_type != f32 or (conv and not _pointwise(op)) \
             or (not conv and len(shape_of(w.type)) != 2):
         return None
-    out = shape_of(w.type)[0] if conv else shape_of(w.type)[1]
+    rhs_t = isinstance(op, nn.MatmulTransposeBOp)  # w is [N, K]
+    out = shape_of(w.type)[0] if conv or rhs_t else shape_of(w.type)[1]
     if isinstance(op, (nn.FusedMatmulOp, nn.FusedConvOp)) and op.bias is not None \
             and shape_of(op.bias.type) != (out,):
         return None
     mask = sparsity_pattern(w)
     if mask is None or mask.mean() > (SPARSE_MAX_DENSITY_CONV if conv else SPARSE_MAX_DENSITY):
         return None
-    return mask.reshape(mask.shape[0], -1).T if conv else mask
+    return mask.reshape(mask.shape[0], -1).T if conv or rhs_t else mask
 
 
 def _table(module: ModuleOp, name: str, data: np.ndarray, made: list[nn.WeightOp]) -> nn.WeightOp:
@@ -204,7 +208,7 @@ def _table(module: ModuleOp, name: str, data: np.ndarray, made: list[nn.WeightOp
 
 
 def _pack_sparse(op: Operation, mask: np.ndarray, module: ModuleOp, tables: list[nn.WeightOp]) -> list[Operation]:
-    """The ops making nn.packed_sparse_matmul of a matmul or fused_matmul, or
+    """The ops making nn.packed_sparse_matmul of a matmul, matmul_transpose_b or fused_matmul, or
     nn.packed_sparse_conv of a 1x1 conv or fused_conv (the last)."""
     x, w = op.operands[0], op.operands[1]
     k, n = mask.shape
@@ -212,7 +216,7 @@ def _pack_sparse(op: Operation, mask: np.ndarray, module: ModuleOp, tables: list
     stem = f"{op.name.split('.')[-1]}_sparse"
     conv = isinstance(op, (nn.ConvOp, nn.FusedConvOp))
     made: list[Operation] = []
-    if conv:  # the filter [N, K, 1, 1] as the K x N weight
+    if conv or isinstance(op, nn.MatmulTransposeBOp):  # the filter [N, K, 1, 1] or w [N, K] as K x N
         made += [nn.ReshapeOp(w, [n, k])]
         made.append(nn.TransposeOp(made[-1].results[0], [1, 0]))
         w = made[-1].results[0]
@@ -298,11 +302,11 @@ def _pack_requantized(op: Operation) -> tuple[list[Operation], Operation, list[O
 def _packing(op: Operation, module: ModuleOp, tables: list[nn.WeightOp]):
     """The rewrite of `op` (a function of it) if it reads a weight packed (else
     None); a sparse one adds its index tables to `tables`."""
-    if isinstance(op, (nn.MatmulOp, nn.FusedMatmulOp, nn.ConvOp, nn.FusedConvOp)):
+    if isinstance(op, (nn.MatmulOp, nn.MatmulTransposeBOp, nn.FusedMatmulOp, nn.ConvOp, nn.FusedConvOp)):
         mask = _sparse_pattern(op)
         if mask is not None:
             return lambda op: _pack_sparse(op, mask, module, tables)
-    if isinstance(op, (nn.MatmulOp, nn.FusedMatmulOp)) and _packable(op):
+    if isinstance(op, (nn.MatmulOp, nn.MatmulTransposeBOp, nn.FusedMatmulOp)) and _packable(op):
         return _pack_matmul
     if isinstance(op, (nn.ConvOp, nn.FusedConvOp)) and transposed_is_cheaper(op) and weight_only(op.operands[1]):
         return _pack_conv

@@ -151,6 +151,8 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %cs = nn.cast %x : tensor<?x3xf32> -> tensor<?x3xf64>
   %bx = nn.broadcast %ct : tensor<2x2xf32> -> tensor<?x2x2xf32>
   %mta = nn.matmul_transpose_a %x, %x : tensor<?x3xf32>, tensor<?x3xf32> -> tensor<3x3xf32>
+  %wtt = nn.transpose %w perm [1, 0] : tensor<3x2xf32> -> tensor<2x3xf32>
+  %mtb = nn.matmul_transpose_b %x, %wtt : tensor<?x3xf32>, tensor<2x3xf32> -> tensor<?x2xf32>
   %u0 = nn.identity %y : tensor<?x2xf32>
   %u1 = nn.relu %u0 : tensor<?x2xf32>
   %u2 = nn.sigmoid %u1 : tensor<?x2xf32>

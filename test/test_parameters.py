@@ -70,12 +70,13 @@ def test_gemm_parameters_keep_their_layout_and_get_their_gradients(trans_a, tran
 
 
 def linear_trans_b():
-    """(w, the compiled model of y = x w^T): a Gemm with transB, as torch exports a Linear."""
+    """(w, the compiled model of y = x w^T + 0.5): a Gemm with transB and a bias, as
+    torch exports a Linear (the fused product reads w's transpose, a derived weight)."""
     w = RNG.standard_normal((4, 3)).astype(np.float32)
-    node = helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)
+    node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)
     graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
-                              [numpy_helper.from_array(w, "w")])
+                              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.full(4, 0.5, np.float32), "b")])
     return w, ncc.compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), cache=False)
 
 
@@ -92,7 +93,7 @@ def test_a_derived_parameter_is_set_by_assignment_only():
         model.params["w"] = w.T
     x = RNG.standard_normal((2, 3)).astype(np.float32)
     model.params["w"] = 2 * w
-    np.testing.assert_allclose(model(x), x @ (2 * w).T, rtol=1e-5)
+    np.testing.assert_allclose(model(x), x @ (2 * w).T + 0.5, rtol=1e-5)
 
 
 def test_fold_weights_leaves_unset_parameters_unset():
@@ -186,7 +187,8 @@ def test_an_optimizer_step_recomputes_derived_weights():
     ncc.optim.SGD(model, lr=0.1).step(grads)
     stepped = w - 0.1 * grads["w"]
     np.testing.assert_allclose(model.params["w"], stepped, rtol=1e-6)
-    np.testing.assert_allclose(model(x), x @ stepped.T, rtol=1e-5, atol=1e-6)
+    stepped_b = 0.5 - 0.1 * grads["b"]
+    np.testing.assert_allclose(model(x), x @ stepped.T + stepped_b, rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------

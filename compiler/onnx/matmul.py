@@ -1,5 +1,5 @@
 """The matmul family in ONNX, both directions: MatMul, Gemm and Einsum in;
-matmul, matmul_transpose_a and fused_matmul out.
+matmul, matmul_transpose_a, matmul_transpose_b and fused_matmul out.
 """
 
 from __future__ import annotations
@@ -162,6 +162,8 @@ def _einsum(b, a):
 to_onnx(nn.MatmulOp)(lambda g, op, ins: g.node("MatMul", ins))
 to_onnx(nn.MatmulTransposeAOp)(lambda g, op, ins: g.node(
     "MatMul", [g.node("Transpose", ins[:1], perm=[1, 0]), ins[1]]))
+to_onnx(nn.MatmulTransposeBOp)(lambda g, op, ins: g.node(
+    "MatMul", [ins[0], g.node("Transpose", ins[1:], perm=[1, 0])]))
 
 
 @to_onnx(nn.FusedMatmulOp)

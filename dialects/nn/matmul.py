@@ -1,4 +1,4 @@
-"""The nn matmul family: `nn.matmul`, `nn.matmul_transpose_a`, `nn.fused_matmul`,
+"""The nn matmul family: `nn.matmul`, `nn.matmul_transpose_a`, `nn.matmul_transpose_b`, `nn.fused_matmul`,
 `nn.packed_matmul`."""
 
 from __future__ import annotations
@@ -66,6 +66,30 @@ class MatmulTransposeAOp(NNOp):
         if not dims_compatible(k, k2):
             raise VerifyException(f"lhs {types[0]} and rhs {types[1]} differ in dimension 0 (K)")
         return TensorType(elt, [m, n])
+
+
+@nn_op
+class MatmulTransposeBOp(NNOp):
+    """lhs @ rhs^T with a 2-D rhs (MLIR's linalg.matmul_transpose_b): lhs [..., K],
+    rhs [N, K] -> [..., N]. The input gradient dy @ w^T of a dense layer, and
+    any product whose right operand was transposed (fuse folds the transpose in)."""
+
+    name = "nn.matmul_transpose_b"
+    lhs = operand_def(TensorType)
+    rhs = operand_def(TensorType)
+
+    def __init__(self, lhs: SSAValue | Operation, rhs: SSAValue | Operation):
+        self._build([lhs, rhs])
+
+    @classmethod
+    def infer(cls, types, p):
+        elt = same_element(types)
+        need_numeric(types[0], "operands")
+        need_rank(types[1], 2, "rhs [N, K]")
+        x, (n, k) = shape_of(types[0]), shape_of(types[1])
+        if not x or not dims_compatible(x[-1], k):
+            raise VerifyException(f"lhs {types[0]} does not end in K = {k}, the last dimension of rhs {types[1]}")
+        return TensorType(elt, [*x[:-1], n])
 
 
 def check_activation(name: str) -> None:
@@ -170,6 +194,7 @@ def _fused_matmul(op, x, w, b=None):
 REFERENCE: dict[type, Callable[..., np.ndarray]] = {
     MatmulOp: lambda op, a, b: np.matmul(a, b),
     MatmulTransposeAOp: lambda op, a, b: np.matmul(a.T, b),
+    MatmulTransposeBOp: lambda op, a, b: np.matmul(a, b.T),
     FusedMatmulOp: _fused_matmul,
     PackedMatmulOp: lambda op, x, panels, b=None: _fused_matmul(op, x, unpack_panels(panels, op.params.columns), b),
 }

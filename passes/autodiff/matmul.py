@@ -1,4 +1,4 @@
-"""VJP rules of the matmul family: matmul, matmul_transpose_a, fused_matmul."""
+"""VJP rules of the matmul family: matmul, matmul_transpose_a, matmul_transpose_b, fused_matmul."""
 
 from __future__ import annotations
 
@@ -52,6 +52,23 @@ def _matmul_transpose_a_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SS
             bw.emit(nn.MatmulOp(bw.primal(a), g)) if bw.wants(op, 1) else None]
 
 
+def _matmul_transpose_b_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """y = a b^T, b [N, K]: da = g b, db = g^T a (a's and g's leading axes as the rows)."""
+    a, b = op.operands
+    out: list[SSAValue | None] = [None, None]
+    if bw.wants(op, 0):
+        out[0] = bw.emit(nn.MatmulOp(g, bw.primal(b)))
+    if bw.wants(op, 1):
+        av = bw.primal(a)
+        if len(shape_of(a.type)) == 1:  # a vector: the outer product g a
+            av, g = (bw.reshape(v, TensorType(v.type.element_type, [1, *shape_of(v.type)])) for v in (av, g))
+        if len(shape_of(av.type)) == 2:  # rows of a may be the batch
+            out[1] = bw.emit(nn.MatmulTransposeAOp(g, av))
+        else:
+            out[1] = bw.unbroadcast(bw.emit(nn.MatmulOp(_transpose_last2(bw, g), av)), b.type)
+    return out
+
+
 def _fused_matmul_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
     x, w = op.operands[:2]
     bias = op.operands[2] if len(op.operands) > 2 else None
@@ -78,6 +95,7 @@ class _MatmulView:
 
 VJP: dict[type, Rule] = {
     nn.MatmulOp: _matmul_vjp, nn.MatmulTransposeAOp: _matmul_transpose_a_vjp,
+    nn.MatmulTransposeBOp: _matmul_transpose_b_vjp,
     nn.FusedMatmulOp: _fused_matmul_vjp,
 }
 

@@ -26,7 +26,8 @@ Loop-level code calls one symbol, whatever the host:
 costs nothing; C row-major; `flags`: ACCUMULATE (1) adds to C, else C is
 overwritten; PACKED_B (2): B is prepacked panels [ceil(N / 32), K, 32], the
 layout of nn.packed_matmul's weight (packed once, not on every call), else B
-is row-major with ldb; BIAS_ROWS (4) / BIAS_COLS (8): bias[i] / bias[j] added
+is row-major with ldb, or TRANSPOSED_B (64): B^T is, [N, K] with ldb (packed
+like A, so a transposed B costs no more than a B that is packed); BIAS_ROWS (4) / BIAS_COLS (8): bias[i] / bias[j] added
 to the product, then RELU (16): max(., 0), or RELU6 (32): min(max(., 0), 6),
 all in the tile before it is stored: a fused layer's epilogue costs no pass
 over C.) The engine defines it for the CPU it compiles for (`define_gemm`),
@@ -65,8 +66,9 @@ KC, MC, NC = 256, 168, 4096  # cache blocking, the same for every variant
 TEAM_MIN_WORK = 1 << 21  # multiply-adds below which threads > 1 still runs one thread (~10 us of work)
 NR_MAX, MR_MAX = 32, 14  # the largest tile of any variant (every NR divides NR_MAX)
 # The flags argument: add to C; B is prepacked panels; the epilogue (applied to
-# the finished product): + bias[i] per row, + bias[j] per column, then relu.
-ACCUMULATE, PACKED_B, BIAS_ROWS, BIAS_COLS, RELU, RELU6 = 1, 2, 4, 8, 16, 32
+# the finished product): + bias[i] per row, + bias[j] per column, then relu;
+# B is given transposed ([N, K], rows ldb apart).
+ACCUMULATE, PACKED_B, BIAS_ROWS, BIAS_COLS, RELU, RELU6, TRANSPOSED_B = 1, 2, 4, 8, 16, 32, 64
 ACTIVATIONS = RELU | RELU6
 IN_PLACE_ROWS = 256  # at most this many rows of A: B is read in place, not packed
 ALIASING_LDB = 1024  # ... unless its rows are a multiple of this many floats (4 KiB) apart
@@ -285,59 +287,61 @@ def _pack_b(module: ir.Module, t: Tile) -> ir.Function:
     return fn
 
 
-def _pack_a(module: ir.Module, t: Tile) -> ir.Function:
+def _pack_a(module: ir.Module, t: Tile, mr: int | None = None, name: str = "a") -> ir.Function:
     """pack_a(mc, kc, A, rs, cs, out): A[:mc, :kc] (element (i, k) at A[i * rs +
     k * cs]) as MR-tall panels, each k-major (MR values per k; rows past mc are
     zeros). A whole panel, transposed A (rs = 1): one vector load and store
     per k; row-major A (cs = 1): per `lanes` values of k, one vector from each
     of the MR rows (zeros up to a multiple of lanes), transposed in registers
     into the columns, MR values of each stored; else (and the last k) one row
-    at a time."""
+    at a time. With mr = NR, the packing of a transposed B (its rows are C's
+    columns): the B panels pack_b makes."""
+    mr = mr or t.mr
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, PTR, I64, I64, PTR]),
-                     f"ncc_sgemm_pack_a_{t.tag}")
+                     f"ncc_sgemm_pack_{name}_{t.tag}")
     fn.linkage = "internal"
     mc, kc, src, rs, cs, out = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    column = ir.VectorType(F32, t.mr)
+    column = ir.VectorType(F32, mr)
     lanes = ir.VectorType(F32, t.lanes)
-    chunks = -(-t.mr // t.lanes)  # blocks of `lanes` rows the MR rows span: 1, or 2 (SSE's 6 of 4)
+    chunks = -(-mr // t.lanes)  # blocks of `lanes` rows the MR rows span: 1 or 2 (SSE's 6 of 4, any NR)
     assert chunks <= 2, t
 
     def by_rows(i0: ir.Value, rows: ir.Value, panel: ir.Value, k_start: ir.Value) -> None:
-        for r in range(t.mr):
+        for r in range(mr):
             inside = b.icmp_signed("<", _c(r), rows)
             row = _at(b, src, b.mul(b.add(i0, b.select(inside, _c(r), _c(0))), rs))
             with _loop(b, k_start, kc, 1, f"k{r}") as k:
                 v = b.load(_at(b, row, b.mul(k, cs)), typ=F32)
                 b.store(b.select(inside, v, ir.Constant(F32, 0.0)),
-                        _at(b, panel, b.add(b.mul(k, _c(t.mr)), _c(r))))
+                        _at(b, panel, b.add(b.mul(k, _c(mr)), _c(r))))
 
-    with _loop(b, _c(0), mc, t.mr, "i") as i0:
-        rows = _min(b, b.sub(mc, i0), _c(t.mr))
+    with _loop(b, _c(0), mc, mr, "i") as i0:
+        rows = _min(b, b.sub(mc, i0), _c(mr))
         panel = _at(b, out, b.mul(i0, kc))
-        full = b.icmp_signed("==", rows, _c(t.mr))
+        full = b.icmp_signed("==", rows, _c(mr))
         with b.if_else(b.and_(full, b.icmp_signed("==", rs, _c(1)))) as (then, otherwise):
             with then:  # A transposed: the panel's MR values of each k side by side, one vector
                 top = _at(b, src, i0)
                 with _loop(b, _c(0), kc, 1, "kv") as k:
                     v = b.load(_at(b, top, b.mul(k, cs)), typ=column, align=4)
-                    _store_vector(b, v, _at(b, panel, b.mul(k, _c(t.mr))))
+                    _store_vector(b, v, _at(b, panel, b.mul(k, _c(mr))))
             with otherwise:
                 with b.if_else(b.and_(full, b.icmp_signed("==", cs, _c(1)))) as (rowwise, other):
                     with rowwise:  # row-major A: lanes x lanes blocks transposed in registers
-                        starts = [_at(b, src, b.mul(b.add(i0, _c(r)), rs)) for r in range(t.mr)]
+                        starts = [_at(b, src, b.mul(b.add(i0, _c(r)), rs)) for r in range(mr)]
                         blocks = b.mul(b.sdiv(kc, _c(t.lanes)), _c(t.lanes))
                         zero = ir.Constant(lanes, None)
                         with _loop(b, _c(0), blocks, t.lanes, "kb") as k0:
                             loaded = [b.load(_at(b, p, k0), typ=lanes, align=4) for p in starts]
-                            loaded += [zero] * (chunks * t.lanes - t.mr)
+                            loaded += [zero] * (chunks * t.lanes - mr)
                             parts = [_transpose_block(b, loaded[j * t.lanes:(j + 1) * t.lanes])
                                      for j in range(chunks)]
                             for kk in range(t.lanes):  # column kk: its MR values, from one or two blocks
                                 col = parts[0][kk] if chunks == 1 else b.shuffle_vector(
                                     parts[0][kk], parts[1][kk], _mask(list(range(2 * t.lanes))))
-                                col = b.shuffle_vector(col, col, _mask(list(range(t.mr))))
-                                _store_vector(b, col, _at(b, panel, b.mul(b.add(k0, _c(kk)), _c(t.mr))))
+                                col = b.shuffle_vector(col, col, _mask(list(range(mr))))
+                                _store_vector(b, col, _at(b, panel, b.mul(b.add(k0, _c(kk)), _c(mr))))
                         by_rows(i0, rows, panel, blocks)
                     with other:
                         by_rows(i0, rows, panel, _c(0))
@@ -353,7 +357,7 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
     """The GEMM on one thread: the GotoBLAS loops around the micro-kernel."""
     rows = sorted({r for r in (1, 2, 4, 8) if r < t.mr} | {t.mr})
     tiles = {r: _micro_kernel(module, t, r) for r in rows}
-    pack_a, pack_b = _pack_a(module, t), _pack_b(module, t)
+    pack_a, pack_b, pack_bt = _pack_a(module, t), _pack_b(module, t), _pack_a(module, t, t.nr, "bt")
     fn = ir.Function(module, SERIAL, f"ncc_sgemm_serial_{t.tag}")
     fn.linkage = "internal"
     M, N, K, A, rs, cs, B, ldb, C, ldc, flags, ws, bias = fn.args
@@ -365,6 +369,7 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
     row_bias = b.icmp_signed("!=", b.and_(flags, I32(BIAS_ROWS)), I32(0))
     col_bias = b.icmp_signed("!=", b.and_(flags, I32(BIAS_COLS)), I32(0))
     prepacked = b.icmp_signed("!=", b.and_(flags, I32(PACKED_B)), I32(0))
+    transposed = b.icmp_signed("!=", b.and_(flags, I32(TRANSPOSED_B)), I32(0))
     bpack = ws  # then the A panels, after the B block of this call's size
     apack = _at(b, ws, b.mul(_min(b, K, _c(t.kc)),
                              b.mul(b.sdiv(b.add(_min(b, N, _c(t.nc)), _c(NR_MAX - 1)), _c(NR_MAX)), _c(NR_MAX))))
@@ -380,7 +385,7 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
     # packed already.
     few = b.icmp_signed("<=", M, _c(IN_PLACE_ROWS))
     aliasing = b.icmp_signed("==", b.srem(ldb, _c(ALIASING_LDB)), _c(0))
-    in_place = b.and_(b.and_(few, b.not_(aliasing)), b.not_(prepacked))
+    in_place = b.and_(b.and_(few, b.not_(aliasing)), b.not_(b.or_(prepacked, transposed)))
     # K in blocks of equal depth, at most KC (576 = 288 + 288, not 256 + 256 + 64: every
     # block loads and stores the C tile once, so a shallow last block costs as much as a deep one)
     blocks = b.sdiv(b.add(K, _c(t.kc - 1)), _c(t.kc))
@@ -395,15 +400,18 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
             last = b.icmp_signed(">=", b.add(pc, kc), K)
             tile_flags = b.or_(adding, b.select(last, b.and_(flags, I32(ACTIVATIONS)), I32(0)))
             bsrc = _at(b, B, b.add(b.mul(pc, ldb), jc))
-            with b.if_then(b.not_(prepacked)):
-                with b.if_else(in_place) as (then, otherwise):
-                    with then:
-                        whole = b.mul(b.sdiv(nc, _c(t.nr)), _c(t.nr))
-                        with b.if_then(b.icmp_signed("<", whole, nc)):
-                            b.call(pack_b, [kc, b.sub(nc, whole), _at(b, bsrc, whole), ldb,
-                                            _at(b, bpack, b.mul(whole, kc))])
-                    with otherwise:
-                        b.call(pack_b, [kc, nc, bsrc, ldb, bpack])
+            with b.if_else(transposed) as (given_t, given_rows):
+                with given_t:  # B^T's rows jc.. from column pc: NR-tall panels of B^T are B's panels
+                    b.call(pack_bt, [nc, kc, _at(b, B, b.add(b.mul(jc, ldb), pc)), ldb, _c(1), bpack])
+                with given_rows, b.if_then(b.not_(prepacked)):
+                    with b.if_else(in_place) as (then, otherwise):
+                        with then:
+                            whole = b.mul(b.sdiv(nc, _c(t.nr)), _c(t.nr))
+                            with b.if_then(b.icmp_signed("<", whole, nc)):
+                                b.call(pack_b, [kc, b.sub(nc, whole), _at(b, bsrc, whole), ldb,
+                                                _at(b, bpack, b.mul(whole, kc))])
+                        with otherwise:
+                            b.call(pack_b, [kc, nc, bsrc, ldb, bpack])
             with _loop(b, _c(0), M, t.mc, "ic") as ic:
                 mc = _min(b, b.sub(M, ic), _c(t.mc))
                 b.call(pack_a, [mc, kc, _at(b, A, b.add(b.mul(ic, rs), b.mul(pc, cs))), rs, cs, apack])
@@ -497,7 +505,9 @@ def _team_body(module: ir.Module, serial: ir.Function) -> ir.Function:
     with b.if_then(b.icmp_signed(">", n, _c(0))):
         own = _at(b, ws, b.mul(tid, _workspace_floats(b, M, N, K)))
         prepacked = b.icmp_signed("!=", b.and_(flags32, I32(PACKED_B)), I32(0))
-        b_off = b.select(prepacked, b.mul(b.sdiv(n0, _c(PANEL)), b.mul(K, _c(PANEL))), n0)  # n0: whole panels
+        transposed = b.icmp_signed("!=", b.and_(flags32, I32(TRANSPOSED_B)), I32(0))
+        b_off = b.select(prepacked, b.mul(b.sdiv(n0, _c(PANEL)), b.mul(K, _c(PANEL))),  # n0: whole panels
+                         b.select(transposed, b.mul(n0, ldb), n0))
         col_bias = b.icmp_signed("!=", b.and_(flags32, I32(BIAS_COLS)), I32(0))
         bias_at = b.select(col_bias, _at(b, bias, n0), _at(b, bias, _c(0)))  # rows: the same
         b.call(serial, [M, n, K, A, rs, cs, _at(b, B, b_off), ldb, _at(b, C, n0), ldc,

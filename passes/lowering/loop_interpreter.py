@@ -249,6 +249,8 @@ def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, flags, workspace, threads, bias) 
     i, j, kk = np.arange(m)[:, None], np.arange(n)[None, :], np.arange(k)
     if flags & gemm.PACKED_B:  # panels [ceil(n / PANEL), k, PANEL]
         b_at = (j // gemm.PANEL) * (k * gemm.PANEL) + kk[:, None] * gemm.PANEL + j % gemm.PANEL
+    elif flags & gemm.TRANSPOSED_B:  # B^T [n, k], rows ldb apart
+        b_at = j * ldb + kk[:, None]
     else:
         b_at = kk[:, None] * ldb + j
     for name, buf, idx in (("A", a, i * rs + kk[None, :] * cs), ("B", b, b_at), ("C", c, i * ldc + j)):

@@ -35,6 +35,7 @@ MASK_OF = "ncc.mask_of"  # on a mask weight: the symbol of the weight it masks
 # product op -> {operand index: the axis (of that operand) its sum runs along}
 PRODUCTS: dict[type, dict[int, int]] = {
     nn.MatmulOp: {0: -1, 1: -2}, nn.FusedMatmulOp: {0: -1, 1: -2}, nn.MatmulTransposeAOp: {0: -2, 1: -2},
+    nn.MatmulTransposeBOp: {0: -1, 1: -1},
     nn.ConvOp: {1: 1}, nn.FusedConvOp: {1: 1}, nn.SparseMatmulOp: {1: 0},
 }
 

@@ -62,7 +62,7 @@ QUANTIZABLE: dict[type, tuple[int, int]] = {nn.MatmulOp: (1, -1), nn.ConvOp: (0,
 STAY_FLOAT: dict[type, str] = {
     nn.SparseMatmulOp: "a sparse layer: no int8 kernel", nn.ConvTransposeOp: "no int8 conv_transpose",
     nn.FusedMatmulOp: "already fused: quantize before fuse", nn.FusedConvOp: "already fused: quantize before fuse",
-    nn.MatmulTransposeAOp: "no int8 matmul_transpose_a"}
+    nn.MatmulTransposeAOp: "no int8 matmul_transpose_a", nn.MatmulTransposeBOp: "no int8 matmul_transpose_b"}
 
 # Prepares a module's function to run: -> a call from one batch (dict of
 # input arrays) to its results.

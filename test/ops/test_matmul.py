@@ -128,6 +128,13 @@ def test_lowered_matmul_transpose_a_sums_over_the_batch(batch):
     loop_tests.check(m, [loop_tests.randn(batch, 5), loop_tests.randn(batch, 9)])
 
 
+@pytest.mark.parametrize("lhs", [(DYN, 11), (DYN, 3, 11), (11,)])
+def test_lowered_matmul_transpose_b(lhs):
+    """lhs @ rhs^T by the loops (rhs [N, K] read along its rows)."""
+    m = loop_tests.build([loop_tests.T(*lhs), loop_tests.T(6, 11)], lambda e, a, b: e(nn.MatmulTransposeBOp(a, b)))
+    loop_tests.check(m, [loop_tests.randn(*[5 if d == DYN else d for d in lhs]), loop_tests.randn(6, 11)])
+
+
 @settings(max_examples=15, deadline=None)
 @given(m=st.sampled_from([1, 2, 3, 5, 7]), k=st.sampled_from([1, 2, 3, 11]),
        n=st.sampled_from([1, 2, 5, 13]), batch=st.sampled_from([(), (1,), (2,), (3, 1)]),
@@ -167,6 +174,12 @@ def test_matmul_vjp(sa, sb):
 def test_matmul_transpose_a_vjp():
     check_rule(lambda a, b: nn.MatmulTransposeAOp(a, b), [rand(5, 3), rand(5, 4)],
                torch_fn=torch and (lambda a, b: a.T @ b))
+
+
+@pytest.mark.parametrize("sa", [(3, 4), (2, 3, 4), (4,)])
+def test_matmul_transpose_b_vjp(sa):
+    check_rule(lambda a, b: nn.MatmulTransposeBOp(a, b), [rand(*sa), rand(5, 4)],
+               torch_fn=torch and (lambda a, b: a @ b.T))
 
 
 @pytest.mark.parametrize("act", ["identity", "relu", "tanh", "sigmoid", "silu", "gaussian"])
@@ -292,15 +305,16 @@ def _gemm_caller(variant):
     lib = engine.compile_llvm_ir(str(gemm.gemm_module(gemm.VARIANTS[variant], tm.triple, str(tm.target_data))))
     fn = gemm.callable_gemm(lib.address(gemm.SYMBOL))
 
-    def call(a, b, c, accumulate=0, transposed=False, prepacked=False, epilogue=0, bias=None):
+    def call(a, b, c, accumulate=0, transposed=False, prepacked=False, epilogue=0, bias=None, b_transposed=False):
         m, k = (a.shape[1], a.shape[0]) if transposed else a.shape
         rs, cs = (1, m) if transposed else (k, 1)
         n = b.shape[1]
         ws = aligned_empty((gemm.workspace_floats(m, n, k),), np.dtype(np.float32))
-        bb = pack_panels(b) if prepacked else b
-        flags = (gemm.ACCUMULATE if accumulate else 0) | (gemm.PACKED_B if prepacked else 0) | epilogue
-        fn(m, n, k, a.ctypes.data, rs, cs, bb.ctypes.data, n, c.ctypes.data, n, flags, ws.ctypes.data, 1,
-           None if bias is None else bias.ctypes.data)
+        bb = pack_panels(b) if prepacked else np.ascontiguousarray(b.T) if b_transposed else b
+        flags = (gemm.ACCUMULATE if accumulate else 0) | (gemm.PACKED_B if prepacked else 0) | epilogue \
+            | (gemm.TRANSPOSED_B if b_transposed else 0)
+        fn(m, n, k, a.ctypes.data, rs, cs, bb.ctypes.data, k if b_transposed else n, c.ctypes.data, n, flags,
+           ws.ctypes.data, 1, None if bias is None else bias.ctypes.data)
     return lib, call
 
 
@@ -322,6 +336,12 @@ def test_gemm_variant_matches_numpy(variant):
         c = np.full((m, n), 7.0, np.float32)  # A read transposed
         call(np.ascontiguousarray(a.T), b, c, transposed=True)
         np.testing.assert_allclose(c, want, rtol=tol, atol=tol, err_msg=f"{variant} A^T")
+        c = np.ones((m, n), np.float32)  # B given transposed (packed like A), A too, accumulated into
+        call(np.ascontiguousarray(a.T), b, c, accumulate=1, transposed=True, b_transposed=True)
+        np.testing.assert_allclose(c, want + 1, rtol=tol, atol=tol, err_msg=f"{variant} A^T B^T +=")
+        c = np.full((m, n), 7.0, np.float32)
+        call(a, b, c, b_transposed=True, epilogue=gemm.RELU)
+        np.testing.assert_allclose(c, np.maximum(want, 0), rtol=tol, atol=tol, err_msg=f"{variant} B^T relu")
         if n and k:
             c = np.full((m, n), 7.0, np.float32)  # B given as nn.packed_matmul's panels
             call(a, b, c, prepacked=True)
@@ -346,7 +366,7 @@ def test_gemm_tile_comes_from_the_cpu_features():
         assert t.mr * t.nr_vectors + t.nr_vectors + 1 <= (32 if t.lanes == 16 else 16)
 
 
-@pytest.mark.parametrize("kind", ["matmul", "fused", "transpose_a", "small"])
+@pytest.mark.parametrize("kind", ["matmul", "fused", "transpose_a", "transpose_b", "small"])
 @pytest.mark.parametrize("batch", [1, 7, 64])
 def test_lowered_large_products_call_the_gemm(kind, batch):
     rng = np.random.default_rng(batch)
@@ -365,6 +385,8 @@ def test_lowered_large_products_call_the_gemm(kind, batch):
             wv = e(nn.WeightRefOp(small if kind == "small" else w))
             if kind == "fused":
                 return e(nn.FusedMatmulOp(x, wv, e(nn.WeightRefOp(bias)), activation="relu"))
+            if kind == "transpose_b":  # dy @ w^T: w [96, 80] read transposed, 80 the depth
+                return e(nn.MatmulTransposeBOp(e(nn.SliceOp(x, [0], [80], [2])), wv))
             return e(nn.MatmulOp(x, wv))
         module = loop_tests.build([loop_tests.T(DYN, 3, 96)], make, [small] if kind == "small" else ws)
         inputs = [rng.standard_normal((batch, 3, 96)).astype(np.float32)]
@@ -397,12 +419,12 @@ def test_gemm_threads_give_identical_results(serial):
     for m, n, k in [(5, 70, 6000), (64, 512, 300), (3, 4100, 200), (20, 31, 7)]:
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
-        outs, panels = [], pack_panels(b)
+        outs, panels, bt = [], pack_panels(b), np.ascontiguousarray(b.T)
         for threads in (1, 2, 3, 8):
-            for bb, flags in ((b, 0), (panels, gemm.PACKED_B)):
+            for bb, ldb, flags in ((b, n, 0), (panels, n, gemm.PACKED_B), (bt, k, gemm.TRANSPOSED_B)):
                 c = np.full((m, n), 7.0, np.float32)
                 ws = aligned_empty((threads * gemm.workspace_floats(m, n, k),), np.dtype(np.float32))
-                fn(m, n, k, a.ctypes.data, k, 1, bb.ctypes.data, n, c.ctypes.data, n, flags, ws.ctypes.data, threads, None)
+                fn(m, n, k, a.ctypes.data, k, 1, bb.ctypes.data, ldb, c.ctypes.data, n, flags, ws.ctypes.data, threads, None)
                 outs.append(c)
         np.testing.assert_allclose(outs[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
         for c in outs[1:]:
@@ -491,6 +513,28 @@ def test_compiled_matmuls_read_packed_weights_set_once(n, batch):
     lowered = ncc.parse_module(ncc.print_module(module))
     ncc.run_passes(lowered, "pack-weights,fold-weights")
     loop_tests.check(lowered, [x], rtol=1e-4, atol=1e-4)  # the panels' loops and GEMM, interpreted and native
+
+
+@pytest.mark.parametrize("batch", [1, 7])
+def test_a_transposed_weight_folded_by_fuse_is_packed_once(batch):
+    """x @ transpose(w) (ONNX's Gemm with transB and no bias): fuse reads w
+    transposed (nn.matmul_transpose_b), pack-weights packs w^T's panels, a
+    derived weight that follows the parameter; the export runs in onnxruntime."""
+    rng = np.random.default_rng(batch)
+    w = nn.WeightOp("w", rng.standard_normal((70, 96)).astype(np.float32) * 0.1)
+    module = loop_tests.build([loop_tests.T(DYN, 96)], lambda e, x: e(nn.MatmulOp(x, e(nn.TransposeOp(
+        e(nn.WeightRefOp(w)), [1, 0])))), [w])
+    fused = module.clone()
+    ncc.run_passes(fused, "fuse")
+    assert [op.name for op in fused.walk() if op.name.startswith("nn.matmul")] == ["nn.matmul_transpose_b"]
+    export_tests.check(fused, [rng.standard_normal((3, 96)).astype(np.float32)], tol=1e-4)
+    ncc.run_passes(fused, "pack-weights")
+    assert "nn.packed_matmul" in [op.name for op in fused.walk()]
+    x = rng.standard_normal((batch, 96)).astype(np.float32)
+    model = ncc.compile(module, cache=False)
+    np.testing.assert_allclose(model(x), x @ w.data.T, rtol=1e-4, atol=1e-4)
+    model.params["w"] = model.params["w"] * 2
+    np.testing.assert_allclose(model(x), 2 * x @ w.data.T, rtol=1e-4, atol=1e-4)
 
 
 def test_packed_matmul_exports_to_onnx():

@@ -1,4 +1,4 @@
-"""Lowering of the matmul family: matmul, matmul_transpose_a and fused_matmul.
+"""Lowering of the matmul family: matmul, matmul_transpose_a, matmul_transpose_b and fused_matmul.
 
 A float32 product with a 2-D right operand of at least GEMM_MIN_WORK
 elements is one call of the packed, register-blocked GEMM
@@ -45,7 +45,7 @@ def gemm_sizes(op: Operation) -> tuple[int, int, int] | None:
     if op.result.type.element_type != f32 or op.operands[0].type.element_type != f32 \
             or op.operands[1].type.element_type != f32 or len(w) != 2 or not x:
         return None
-    k, n = w
+    k, n = w[::-1] if isinstance(op, nn.MatmulTransposeBOp) else w
     if isinstance(op, nn.MatmulTransposeAOp):
         m = x[1]
         k = x[0]
@@ -104,7 +104,10 @@ def _lower_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     fused = isinstance(op, (nn.FusedMatmulOp, nn.PackedMatmulOp))
     flags, in_tile = epilogue_flags(op, bias, gemm.BIAS_COLS, (n,)) if fused else (0, True)
     flags |= gemm.PACKED_B if isinstance(op, nn.PackedMatmulOp) else 0
-    call_gemm(b, [m, n, k, _flat(b, x), rs, cs, _flat(b, w), n, _flat(b, out), n], flags, _flat(b, b.scratch),
+    ldb = n
+    if isinstance(op, nn.MatmulTransposeBOp):  # w is [n, k]
+        flags, ldb = flags | gemm.TRANSPOSED_B, k
+    call_gemm(b, [m, n, k, _flat(b, x), rs, cs, _flat(b, w), ldb, _flat(b, out), n], flags, _flat(b, b.scratch),
               _flat(b, bias) if flags & gemm.BIAS_COLS else None)
     if not in_tile:  # bias and activation the tile cannot apply: one pass over the output
         def fin(ivs, _):
@@ -151,7 +154,9 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     packed = isinstance(op, nn.PackedMatmulOp)  # w is panels [P, K, PANEL]: column j at [j / PANEL, k, j % PANEL]
     rows, cols = len(x.shape) > 1, packed or len(w.shape) > 1
     x2 = (1, *x.shape) if not rows else x.shape
-    w2 = (w.shape[1], op.params.columns) if packed else (*w.shape, 1) if not cols else w.shape
+    rhs_t = isinstance(op, nn.MatmulTransposeBOp)  # w is [n, k]: read w[j, kq]
+    w2 = (w.shape[1], op.params.columns) if packed else (*w.shape, 1) if not cols else w.shape[::-1] if rhs_t \
+        else w.shape
     m, k, n = x2[-2], x2[-1], w2[-1]
     lhs_t = isinstance(op, nn.MatmulTransposeAOp)  # x is [k, m]: read x[kq, i]
     if lhs_t:
@@ -221,6 +226,8 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         def wload(kq, j, at):
             if packed:
                 return b.load(w, [at[0], kq, at[1]])
+            if rhs_t:
+                return b.load(w, [j, kq])
             return b.load(w, [*wb, kq, *([j] if cols else [])])
 
         b.nest([n], lambda js, at: clear([b.add_i(js[0], j0)], at))
@@ -259,7 +266,8 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
 
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
-    nn.MatmulOp: lower_matmul, nn.MatmulTransposeAOp: lower_matmul, nn.FusedMatmulOp: lower_matmul,
+    nn.MatmulOp: lower_matmul, nn.MatmulTransposeAOp: lower_matmul, nn.MatmulTransposeBOp: lower_matmul,
+    nn.FusedMatmulOp: lower_matmul,
     nn.PackedMatmulOp: lower_matmul,
 }
 # Bytes of scratch (in the arena) an op's lowering needs, as `b.scratch`, for a thread count.
