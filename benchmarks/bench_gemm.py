@@ -106,7 +106,7 @@ def ncc_gemm(variant: str):
     def bind(a, b, c):
         (m, k), n = a.shape, b.shape[1]
         ws = aligned_empty((gemm.workspace_floats(m, n, k),), np.dtype(np.float32))
-        args = (m, n, k, a.ctypes.data, k, 1, b.ctypes.data, n, c.ctypes.data, n, 0, ws.ctypes.data, 1, None)
+        args = (m, n, k, a.ctypes.data, k, 1, b.ctypes.data, n, c.ctypes.data, n, 0, ws.ctypes.data, 1, None, None)
         return lambda ws=ws: fn(*args)  # the default keeps the workspace alive
     return lib, bind
 

@@ -192,7 +192,7 @@ def bench_kernels() -> None:
         cf = np.zeros((m, n), np.float32)
         wsf = aligned_empty((gemm.workspace_floats(m, n, k),), np.dtype(np.float32))
         runf = lambda: f(m, n, k, af.ctypes.data, k, 1, fpanels.ctypes.data, n, cf.ctypes.data, n,  # noqa: E731
-                         gemm.PACKED_B, wsf.ctypes.data, 1, wsf.ctypes.data)
+                         gemm.PACKED_B, wsf.ctypes.data, 1, wsf.ctypes.data, None)
         run8()
         runf()
         assert np.array_equal(c8, a8.astype(np.int64) @ w8.astype(np.int64))

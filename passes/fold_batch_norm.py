@@ -34,8 +34,8 @@ def _foldable(bn: nn.BatchNormOp) -> bool:
     conv = bn.input.owner
     if not isinstance(conv, (nn.ConvOp, nn.FusedConvOp)) or len(list(conv.result.uses)) != 1:
         return False
-    if isinstance(conv, nn.FusedConvOp) and conv.params.activation != "identity":
-        return False
+    if isinstance(conv, nn.FusedConvOp) and (conv.params.activation != "identity" or conv.residual is not None):
+        return False  # the batch norm would scale the residual too
     return all(weight_only(v) for v in (bn.scale, bn.bias, bn.mean, bn.var, conv.weight))
 
 

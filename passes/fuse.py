@@ -27,6 +27,8 @@ Then:
   * FuseClip:        min(max(x, 0), 6), or max(min(x, 6), 0) -> relu6(x)
                      (ONNX's Clip, as PyTorch exports ReLU6)
   * FuseBias:        add(matmul|conv, bias)          -> fused(identity)
+  * FuseResidual:    add(matmul|conv|fused(identity), r), r of its type
+                                                     -> fused(identity) + residual r
   * FuseActivation:  act(matmul|conv|fused(identity)) -> fused(act)
   * FuseElementwise: an elementwise op (or fused chain) and an elementwise
                      producer (or chain) -> one nn.fused_elementwise; constants
@@ -103,16 +105,18 @@ def _absorbable(producer: Operation, *, with_bias: bool) -> bool:
             and not (with_bias and producer.bias is not None))
 
 
-def _fused(producer: Operation, bias: SSAValue | None, activation: str) -> Operation:
-    """The fused op computing activation(producer + bias)."""
-    if isinstance(producer, FUSED) and bias is None:
-        bias = producer.bias
+def _fused(producer: Operation, bias: SSAValue | None, activation: str,
+           residual: SSAValue | None = None) -> Operation:
+    """The fused op computing activation(producer + bias + residual)."""
+    if isinstance(producer, FUSED):
+        bias = producer.bias if bias is None else bias
+        residual = producer.residual if residual is None else residual
     x, w = producer.operands[0], producer.operands[1]
     if isinstance(producer, (nn.MatmulOp, nn.FusedMatmulOp)):
-        return nn.FusedMatmulOp(x, w, bias, activation)
+        return nn.FusedMatmulOp(x, w, bias, activation, residual=residual)
     p = producer.params
     return nn.FusedConvOp(x, w, bias, activation, strides=p.strides, pads=p.pads,
-                          dilations=p.dilations, group=p.group)
+                          dilations=p.dilations, group=p.group, residual=residual)
 
 
 def _literal(v: SSAValue, value: float) -> bool:
@@ -159,6 +163,34 @@ class FuseBias(RewritePattern):
                 bias = reshape.results[0]
             fused = _fused(producer, bias, "identity")
             rewriter.replace(op, [*new_ops, fused])
+            rewriter.erase(producer)
+            return
+
+
+class FuseResidual(RewritePattern):
+    """add(matmul|conv|fused(identity), r), r of the product's type (a residual
+    connection's other branch) -> fused(identity) with r as its residual,
+    which the GEMM adds in its tile; a zero bias where the product has none
+    (a residual comes with a bias)."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        if not isinstance(op, nn.AddOp) or op.lhs.type != op.rhs.type:
+            return
+        for prod_val, residual in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+            producer = prod_val.owner
+            if (not isinstance(producer, Operation) or not _absorbable(producer, with_bias=False)
+                    or not prod_val.has_one_use() or isinstance(producer, FUSED) and producer.residual is not None):
+                continue
+            new: list[Operation] = []
+            bias = producer.bias if isinstance(producer, FUSED) else None
+            if bias is None:
+                axis = -1 if isinstance(producer, (nn.MatmulOp, nn.FusedMatmulOp)) else 1
+                n, elt = _shape(prod_val)[axis], prod_val.type.element_type
+                if n < 0:
+                    continue
+                new.append(nn.ConstantOp(np.zeros(n, nn.numpy_dtype(elt)), TensorType(elt, [n])))
+                bias = new[-1].results[0]
+            rewriter.replace(op, [*new, _fused(producer, bias, "identity", residual)])
             rewriter.erase(producer)
             return
 
@@ -733,7 +765,7 @@ class _Counted(RewritePattern):
 # chains; transposes are folded into the products fusion left alone.
 RECOGNIZE = (RemoveIdentity, RecognizeActivation, RecognizeLayerNorm, RecognizeRMSNorm, RecognizeSoftmax,
              RecognizeAttention)
-PATTERNS = (FuseClip, FuseBias, FuseActivation, FuseElementwise)
+PATTERNS = (FuseClip, FuseBias, FuseResidual, FuseActivation, FuseElementwise)
 FOLD = (FoldTranspose,)
 
 

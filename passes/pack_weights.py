@@ -117,9 +117,9 @@ def _pack_conv(op: Operation) -> list[Operation]:
     fused = isinstance(op, nn.FusedConvOp)
     p = op.params
     made.append(nn.PackedConvOp(op.operands[0], made[-1].results[0], m, rest[1:],
-                                op.operands[2] if fused and len(op.operands) > 2 else None,
-                                p.activation if fused else "identity",
-                                strides=p.strides, pads=p.pads, dilations=p.dilations))
+                                op.bias if fused else None, p.activation if fused else "identity",
+                                strides=p.strides, pads=p.pads, dilations=p.dilations,
+                                residual=op.residual if fused else None))
     return made
 
 
@@ -139,9 +139,9 @@ def _pack_matmul(op: Operation) -> list[Operation]:
     made.append(nn.ReshapeOp(v, [k, panels, PANEL]))
     made.append(nn.TransposeOp(made[-1].results[0], [1, 0, 2]))
     fused = isinstance(op, nn.FusedMatmulOp)
-    made.append(nn.PackedMatmulOp(x, made[-1].results[0], n,
-                                  op.operands[2] if fused and len(op.operands) > 2 else None,
-                                  op.params.activation if fused else "identity"))
+    made.append(nn.PackedMatmulOp(x, made[-1].results[0], n, op.bias if fused else None,
+                                  op.params.activation if fused else "identity",
+                                  residual=op.residual if fused else None))
     return made
 
 
@@ -186,9 +186,9 @@ def _sparse_pattern(op: Operation) -> np.ndarray | None:
         return None
     rhs_t = isinstance(op, nn.MatmulTransposeBOp)  # w is [N, K]
     out = shape_of(w.type)[0] if conv or rhs_t else shape_of(w.type)[1]
-    if isinstance(op, (nn.FusedMatmulOp, nn.FusedConvOp)) and op.bias is not None \
-            and shape_of(op.bias.type) != (out,):
-        return None
+    if isinstance(op, (nn.FusedMatmulOp, nn.FusedConvOp)) and (
+            op.bias is not None and shape_of(op.bias.type) != (out,) or op.residual is not None):
+        return None  # the sparse kernel's epilogue: a bias per output feature, no residual
     mask = sparsity_pattern(w)
     if mask is None or mask.mean() > (SPARSE_MAX_DENSITY_CONV if conv else SPARSE_MAX_DENSITY):
         return None

@@ -103,8 +103,10 @@ def _causal_conv_with_state(b, a):
 @to_onnx(nn.ConvOp, nn.FusedConvOp)
 def _export_conv(g: Graph, op: Operation, ins: list[str]) -> str:
     p = op.params
-    y = g.node("Conv", ins, kernel_shape=list(shape_of(op.weight.type)[2:]), strides=list(p.strides),
+    y = g.node("Conv", ins[:3], kernel_shape=list(shape_of(op.weight.type)[2:]), strides=list(p.strides),
                pads=list(p.pads), dilations=list(p.dilations), group=p.group)
+    if len(ins) > 3:  # the residual
+        y = g.node("Add", [y, ins[3]])
     return activation_to_onnx(g, getattr(p, "activation", "identity"), y, op.result)
 
 
@@ -118,8 +120,10 @@ def _export_packed_conv(g: Graph, op: Operation, ins: list[str]) -> str:
     w = g.node("Slice", [w, g.const([0]), g.const([p.channels]), g.const([1])])
     w = g.node("Reshape", [g.node("Transpose", [w], perm=[1, 0]),
                            g.const([p.channels, k // math.prod(p.kernel), *p.kernel])])
-    y = g.node("Conv", [ins[0], w, *ins[2:]], kernel_shape=list(p.kernel), strides=list(p.strides),
+    y = g.node("Conv", [ins[0], w, *ins[2:3]], kernel_shape=list(p.kernel), strides=list(p.strides),
                pads=list(p.pads), dilations=list(p.dilations))
+    if len(ins) > 3:  # the residual
+        y = g.node("Add", [y, ins[3]])
     return activation_to_onnx(g, p.activation, y, op.result)
 
 

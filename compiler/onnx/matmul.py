@@ -169,8 +169,8 @@ to_onnx(nn.MatmulTransposeBOp)(lambda g, op, ins: g.node(
 @to_onnx(nn.FusedMatmulOp)
 def _export_fused_matmul(g: Graph, op: Operation, ins: list[str]) -> str:
     y = g.node("MatMul", ins[:2])
-    if len(ins) > 2:
-        y = g.node("Add", [y, ins[2]])
+    for added in ins[2:]:  # the bias, the residual
+        y = g.node("Add", [y, added])
     return activation_to_onnx(g, op.params.activation, y, op.result)
 
 
@@ -181,6 +181,6 @@ def _export_packed_matmul(g: Graph, op: Operation, ins: list[str]) -> str:
     w = g.node("Reshape", [g.node("Transpose", [ins[1]], perm=[1, 0, 2]), g.const([k, p * width])])
     w = g.node("Slice", [w, g.const([0]), g.const([op.params.columns]), g.const([1])])
     y = g.node("MatMul", [ins[0], w])
-    if len(ins) > 2:
-        y = g.node("Add", [y, ins[2]])
+    for added in ins[2:]:  # the bias, the residual
+        y = g.node("Add", [y, added])
     return activation_to_onnx(g, op.params.activation, y, op.result)

@@ -11,12 +11,13 @@ from typing import Callable, ClassVar, Sequence
 
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Operation, SSAValue
-from xdsl.irdl import operand_def, opt_operand_def
+from xdsl.irdl import operand_def, var_operand_def
 from xdsl.utils.exceptions import VerifyException
 
 from ncc.dialects.nn.base import DYN, NNOp, Param, activation_fn, dims_compatible, fmt_shape, need_float, need_len, need_rank, spatial_pads, windows
 from ncc.dialects.nn.base import need_shape, nn_op, same_element, shape_of, window_out
-from ncc.dialects.nn.matmul import PANEL, check_activation, pack_panels, unpack_panels
+from ncc.dialects.nn.matmul import PANEL, Epilogue, check_activation, check_residual, epilogue_operands
+from ncc.dialects.nn.matmul import pack_panels, unpack_panels
 
 
 def ones(ts, v):
@@ -86,20 +87,22 @@ class ConvOp(NNOp):
 
 
 @nn_op
-class FusedConvOp(NNOp):
-    """act(conv(x, w) + bias[c]): the `fuse` pass's target for conv (+ add) (+ activation)."""
+class FusedConvOp(Epilogue, NNOp):
+    """act(conv(x, w) + bias[c] [+ residual]): the `fuse` pass's target for conv
+    (+ add) (+ a residual add) (+ activation)."""
 
     name = "nn.fused_conv"
     PARAMS: ClassVar[tuple[Param, ...]] = (Param("activation", "str", "identity"), *CONV_PARAMS)
     input = operand_def(TensorType)
     weight = operand_def(TensorType)
-    bias = opt_operand_def(TensorType)
+    epilogue = var_operand_def(TensorType)  # Epilogue: none, [bias] or [bias, residual]
 
     def __init__(self, x: SSAValue | Operation, w: SSAValue | Operation,
                  bias: SSAValue | Operation | None = None, activation: str = "identity", *,
                  strides: Sequence[int] | None = None, pads: Sequence[int] | None = None,
-                 dilations: Sequence[int] | None = None, group: int | None = None):
-        self._build([x, w, [bias] if bias is not None else []], activation=activation,
+                 dilations: Sequence[int] | None = None, group: int | None = None,
+                 residual: SSAValue | Operation | None = None):
+        self._build([x, w, epilogue_operands(bias, residual)], activation=activation,
                     strides=strides, pads=pads, dilations=dilations, group=group)
 
     @classmethod
@@ -109,6 +112,7 @@ class FusedConvOp(NNOp):
         if len(types) > 2:
             need_shape(types[2], shape_of(out)[1:2], "bias (one per output channel)")
             same_element([out, types[2]], "input and bias")
+        check_residual(types[2:], out)
         return out
 
 
@@ -125,7 +129,7 @@ def unpack_conv_panels(panels: np.ndarray, channels: int, kernel: Sequence[int])
 
 
 @nn_op
-class PackedConvOp(NNOp):
+class PackedConvOp(Epilogue, NNOp):
     """act(conv(x, w) + bias[c]) of one group, with w [M, C, kernel...] given
     as the packed panels of its transpose (`pack_conv_panels`): the convolution
     is the GEMM out^T (positions x M) = col^T (positions x C x kernel) @ w^T,
@@ -138,13 +142,14 @@ class PackedConvOp(NNOp):
                                            Param("dilations", "ints", ones))
     input = operand_def(TensorType)
     panels = operand_def(TensorType)
-    bias = opt_operand_def(TensorType)
+    epilogue = var_operand_def(TensorType)  # Epilogue: none, [bias] or [bias, residual]
 
     def __init__(self, x: SSAValue | Operation, panels: SSAValue | Operation, channels: int,
                  kernel: Sequence[int], bias: SSAValue | Operation | None = None,
                  activation: str = "identity", *, strides: Sequence[int] | None = None,
-                 pads: Sequence[int] | None = None, dilations: Sequence[int] | None = None):
-        self._build([x, panels, [bias] if bias is not None else []], channels=channels, kernel=kernel,
+                 pads: Sequence[int] | None = None, dilations: Sequence[int] | None = None,
+                 residual: SSAValue | Operation | None = None):
+        self._build([x, panels, epilogue_operands(bias, residual)], channels=channels, kernel=kernel,
                     activation=activation, strides=strides, pads=pads, dilations=dilations)
 
     @classmethod
@@ -166,6 +171,7 @@ class PackedConvOp(NNOp):
         if len(types) > 2:
             need_shape(types[2], [m], "bias (one per output channel)")
             same_element([out, types[2]], "input and bias")
+        check_residual(types[2:], out)
         return out
 
 
@@ -304,12 +310,12 @@ def conv_reference(x: np.ndarray, w: np.ndarray, strides, pads, dilations, group
     return out.reshape(n, m, *out.shape[3:])
 
 
-def _fused_conv(op, x, w, b=None):
+def _fused_conv(op, x, w, b=None, r=None):
     p = op.params
     y = conv_reference(x, w, p.strides, p.pads, p.dilations, p.group)
     if b is not None:
         y = y + b.reshape((1, -1) + (1,) * (y.ndim - 2))
-    return activation_fn(p.activation)(y)
+    return activation_fn(p.activation)(y if r is None else y + r)
 
 
 def conv_transpose_reference(x, w, strides, pads, dilations, group: int, output_padding) -> np.ndarray:
@@ -350,9 +356,9 @@ REFERENCE: dict[type, Callable[..., np.ndarray]] = {
     ConvOp: lambda op, x, w: conv_reference(x, w, op.params.strides, op.params.pads,
                                      op.params.dilations, op.params.group),
     FusedConvOp: _fused_conv,
-    PackedConvOp: lambda op, x, panels, b=None: _fused_conv(
+    PackedConvOp: lambda op, x, panels, *epilogue: _fused_conv(
         SimpleNamespace(params=SimpleNamespace(group=1, **vars(op.params))), x,
-        unpack_conv_panels(panels, op.params.channels, op.params.kernel), b),
+        unpack_conv_panels(panels, op.params.channels, op.params.kernel), *epilogue),
     ConvTransposeOp: lambda op, x, w: conv_transpose_reference(x, w, op.params.strides, op.params.pads,
                                                         op.params.dilations, op.params.group,
                                                         op.params.output_padding),

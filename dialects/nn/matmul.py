@@ -9,7 +9,7 @@ from typing import Callable, ClassVar
 
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Operation, SSAValue
-from xdsl.irdl import operand_def, opt_operand_def
+from xdsl.irdl import operand_def, var_operand_def
 from xdsl.utils.exceptions import VerifyException
 
 from ncc.dialects import activations
@@ -97,6 +97,34 @@ def check_activation(name: str) -> None:
         raise VerifyException(f"unknown activation '{name}' (known: {', '.join(activations.BY_NAME)})")
 
 
+class Epilogue:
+    """A fused product's operands after its inputs, `epilogue`: none, [bias], or
+    [bias, residual] -- act(product + bias + residual), the residual (a residual
+    connection's other branch) of the result's type and only with a bias (fuse
+    makes a zero one where there is none)."""
+
+    @property
+    def bias(self) -> SSAValue | None:
+        return self.epilogue[0] if len(self.epilogue) else None
+
+    @property
+    def residual(self) -> SSAValue | None:
+        return self.epilogue[1] if len(self.epilogue) > 1 else None
+
+
+def epilogue_operands(bias: SSAValue | Operation | None, residual: SSAValue | Operation | None) -> list:
+    if residual is not None and bias is None:
+        raise ValueError("a residual comes with a bias (a zero one where there is none)")
+    return [v for v in (bias, residual) if v is not None]
+
+
+def check_residual(epilogue: list[TensorType], out: TensorType) -> None:
+    if len(epilogue) > 2:
+        raise VerifyException(f"after the inputs: a bias and a residual at most, got {len(epilogue)} operands")
+    if len(epilogue) == 2 and epilogue[1] != out:
+        raise VerifyException(f"the residual must have the result's type {out}, got {epilogue[1]}")
+
+
 def _check_bias(bias: TensorType | None, out: TensorType, what: str) -> None:
     if bias is None:
         return
@@ -111,18 +139,20 @@ def _check_bias(bias: TensorType | None, out: TensorType, what: str) -> None:
 
 
 @nn_op
-class FusedMatmulOp(NNOp):
-    """act(x @ w + bias): the `fuse` pass's target for matmul (+ add) (+ activation)."""
+class FusedMatmulOp(Epilogue, NNOp):
+    """act(x @ w + bias [+ residual]): the `fuse` pass's target for matmul (+ add)
+    (+ a residual add) (+ activation)."""
 
     name = "nn.fused_matmul"
     PARAMS: ClassVar[tuple[Param, ...]] = (Param("activation", "str", "identity"),)
     input = operand_def(TensorType)
     weight = operand_def(TensorType)
-    bias = opt_operand_def(TensorType)
+    epilogue = var_operand_def(TensorType)  # Epilogue: none, [bias] or [bias, residual]
 
     def __init__(self, x: SSAValue | Operation, w: SSAValue | Operation,
-                 bias: SSAValue | Operation | None = None, activation: str = "identity"):
-        self._build([x, w, [bias] if bias is not None else []], activation=activation)
+                 bias: SSAValue | Operation | None = None, activation: str = "identity",
+                 residual: SSAValue | Operation | None = None):
+        self._build([x, w, epilogue_operands(bias, residual)], activation=activation)
 
     @classmethod
     def infer(cls, types, p):
@@ -130,6 +160,7 @@ class FusedMatmulOp(NNOp):
         need_float(types[0], "input")
         out = MatmulOp.infer(types[:2], p)
         _check_bias(types[2] if len(types) > 2 else None, out, "matmul result")
+        check_residual(types[2:], out)
         return out
 
 
@@ -152,7 +183,7 @@ def unpack_panels(panels: np.ndarray, n: int) -> np.ndarray:
 
 
 @nn_op
-class PackedMatmulOp(NNOp):
+class PackedMatmulOp(Epilogue, NNOp):
     """act(x @ w + bias) with w given as its packed panels [ceil(N / 32), K, 32]
     (`pack_panels`: the layout the GEMM's micro-kernel streams, so that a weight
     is packed once, not on every call; the `pack-weights` pass makes it)."""
@@ -161,11 +192,12 @@ class PackedMatmulOp(NNOp):
     PARAMS: ClassVar[tuple[Param, ...]] = (Param("columns", "int"), Param("activation", "str", "identity"))
     input = operand_def(TensorType)
     panels = operand_def(TensorType)
-    bias = opt_operand_def(TensorType)
+    epilogue = var_operand_def(TensorType)  # Epilogue: none, [bias] or [bias, residual]
 
     def __init__(self, x: SSAValue | Operation, panels: SSAValue | Operation, columns: int,
-                 bias: SSAValue | Operation | None = None, activation: str = "identity"):
-        self._build([x, panels, [bias] if bias is not None else []], columns=columns, activation=activation)
+                 bias: SSAValue | Operation | None = None, activation: str = "identity",
+                 residual: SSAValue | Operation | None = None):
+        self._build([x, panels, epilogue_operands(bias, residual)], columns=columns, activation=activation)
 
     @classmethod
     def infer(cls, types, p):
@@ -182,12 +214,14 @@ class PackedMatmulOp(NNOp):
             raise VerifyException(f"input {types[0]} does not end in K = {panels[1]}")
         out = TensorType(elt, [*x[:-1], n])
         _check_bias(types[2] if len(types) > 2 else None, out, "matmul result")
+        check_residual(types[2:], out)
         return out
 
 
-def _fused_matmul(op, x, w, b=None):
+def _fused_matmul(op, x, w, b=None, r=None):
     y = np.matmul(x, w)
-    return activation_fn(op.params.activation)(y if b is None else y + b)
+    y = y if b is None else y + b
+    return activation_fn(op.params.activation)(y if r is None else y + r)
 
 
 # The reference semantics (numpy) of this family's ops: ncc.reference runs them.
@@ -196,5 +230,6 @@ REFERENCE: dict[type, Callable[..., np.ndarray]] = {
     MatmulTransposeAOp: lambda op, a, b: np.matmul(a.T, b),
     MatmulTransposeBOp: lambda op, a, b: np.matmul(a, b.T),
     FusedMatmulOp: _fused_matmul,
-    PackedMatmulOp: lambda op, x, panels, b=None: _fused_matmul(op, x, unpack_panels(panels, op.params.columns), b),
+    PackedMatmulOp: lambda op, x, panels, *epilogue: _fused_matmul(op, x, unpack_panels(panels, op.params.columns),
+                                                                   *epilogue),
 }

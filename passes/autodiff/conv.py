@@ -56,19 +56,23 @@ def _conv_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]
 
 
 def _fused_conv_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """y = act(conv(x, w) + bias [+ residual]): the conv's rule on dz = act'(.) g;
+    dbias = dz summed over all but the channels, dresidual = dz."""
     x, w = op.operands[:2]
-    bias = op.operands[2] if len(op.operands) > 2 else None
+    bias, residual = op.bias, op.residual
     p = op.params
 
     def pre() -> SSAValue:
         return bw.emit(nn.FusedConvOp(bw.primal(x), bw.primal(w),
                                       bw.primal(bias) if bias is not None else None,
-                                      **window_params(p), group=p.group))
+                                      **window_params(p), group=p.group,
+                                      residual=bw.primal(residual) if residual is not None else None))
 
     dz = activation_vjp(bw, op, g, pre)
     axes = [0, *range(2, len(shape_of(g.type)))]  # every axis but the channels
     return _conv_vjp(bw, op, dz) + ([bw.reduce("reduce_sum", dz, axes, keepdims=False)
-                                     if bw.wants(op, 2) else None] if bias is not None else [])
+                                     if bw.wants(op, 2) else None] if bias is not None else []) \
+        + ([dz if bw.wants(op, 3) else None] if residual is not None else [])
 
 
 def _conv_transpose_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:

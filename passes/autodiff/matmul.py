@@ -70,16 +70,20 @@ def _matmul_transpose_b_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SS
 
 
 def _fused_matmul_vjp(bw: Backward, op: Operation, g: SSAValue) -> list[SSAValue | None]:
+    """y = act(x @ w + bias [+ residual]): the matmul's rule on dz = act'(.) g;
+    dbias = dz summed to the bias's shape, dresidual = dz."""
     x, w = op.operands[:2]
-    bias = op.operands[2] if len(op.operands) > 2 else None
+    bias, residual = op.bias, op.residual
 
     def pre() -> SSAValue:
         z = bw.emit(nn.MatmulOp(bw.primal(x), bw.primal(w)))
-        return bw.bin("add", z, bw.primal(bias)) if bias is not None else z
+        z = bw.bin("add", z, bw.primal(bias)) if bias is not None else z
+        return bw.bin("add", z, bw.primal(residual)) if residual is not None else z
 
     dz = activation_vjp(bw, op, g, pre)
     dx, dw = _matmul_vjp(bw, _MatmulView(op), dz)
-    return [dx, dw] + ([bw.unbroadcast(dz, bias.type) if bw.wants(op, 2) else None] if bias else [])
+    return [dx, dw] + ([bw.unbroadcast(dz, bias.type) if bw.wants(op, 2) else None] if bias else []) \
+        + ([dz if bw.wants(op, 3) else None] if residual is not None else [])
 
 
 class _MatmulView:

@@ -20,7 +20,7 @@ Loop-level code calls one symbol, whatever the host:
 
     void ncc_sgemm(i64 M, i64 N, i64 K, ptr A, i64 a_row_stride, i64 a_col_stride,
                    ptr B, i64 ldb, ptr C, i64 ldc, i32 flags, ptr workspace, i64 threads,
-                   ptr bias)
+                   ptr bias, ptr residual)
 
 (A's element (i, k) at A[i * a_row_stride + k * a_col_stride]: a transposed A
 costs nothing; C row-major; `flags`: ACCUMULATE (1) adds to C, else C is
@@ -28,9 +28,10 @@ overwritten; PACKED_B (2): B is prepacked panels [ceil(N / 32), K, 32], the
 layout of nn.packed_matmul's weight (packed once, not on every call), else B
 is row-major with ldb, or TRANSPOSED_B (64): B^T is, [N, K] with ldb (packed
 like A, so a transposed B costs no more than a B that is packed); BIAS_ROWS (4) / BIAS_COLS (8): bias[i] / bias[j] added
-to the product, then RELU (16): max(., 0), or RELU6 (32): min(max(., 0), 6),
-all in the tile before it is stored: a fused layer's epilogue costs no pass
-over C.) The engine defines it for the CPU it compiles for (`define_gemm`),
+to the product, RESIDUAL (128): + residual[i * ldc + j] (a residual
+connection: C's shape and row length), then RELU (16): max(., 0), or RELU6
+(32): min(max(., 0), 6), all in the tile before it is stored: a fused
+layer's epilogue costs no pass over C.) The engine defines it for the CPU it compiles for (`define_gemm`),
 so a kernel's IR does not depend on the host: once per process as a library
 of its own that native kernels link against (`engine.load_gemm`), or inside
 the module for `ncc-translate --emit-llvm`; the compile cache's keys cover
@@ -60,15 +61,15 @@ from ncc.passes.lowering.llvmlite_ir import float_at as _at, function_to_define,
 from ncc.passes.lowering.llvmlite_ir import kernel_module, store_vector as _store_vector, transpose_block as _transpose_block
 
 SYMBOL = "ncc_sgemm"
-SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR, I64, PTR])
-SERIAL = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR, PTR])
+SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR, I64, PTR, PTR])
+SERIAL = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, I64, PTR, I64, PTR, I64, I32, PTR, PTR, PTR])
 KC, MC, NC = 256, 168, 4096  # cache blocking, the same for every variant
 TEAM_MIN_WORK = 1 << 21  # multiply-adds below which threads > 1 still runs one thread (~10 us of work)
 NR_MAX, MR_MAX = 32, 14  # the largest tile of any variant (every NR divides NR_MAX)
 # The flags argument: add to C; B is prepacked panels; the epilogue (applied to
 # the finished product): + bias[i] per row, + bias[j] per column, then relu;
-# B is given transposed ([N, K], rows ldb apart).
-ACCUMULATE, PACKED_B, BIAS_ROWS, BIAS_COLS, RELU, RELU6, TRANSPOSED_B = 1, 2, 4, 8, 16, 32, 64
+# B is given transposed ([N, K], rows ldb apart); + residual[i, j] (rows ldc apart), before the activation.
+ACCUMULATE, PACKED_B, BIAS_ROWS, BIAS_COLS, RELU, RELU6, TRANSPOSED_B, RESIDUAL = 1, 2, 4, 8, 16, 32, 64, 128
 ACTIVATIONS = RELU | RELU6
 IN_PLACE_ROWS = 256  # at most this many rows of A: B is read in place, not packed
 ALIASING_LDB = 1024  # ... unless its rows are a multiple of this many floats (4 KiB) apart
@@ -148,17 +149,18 @@ def workspace_floats(m: int, n: int, k: int) -> int:
 
 
 def _micro_kernel(module: ir.Module, t: Tile, rows: int) -> ir.Function:
-    """tile(kc, a_panel, b_panel, b_stride, C, ldc, m, n, accumulate): C[:m, :n]
-    (+)= the MR x NR product of an MR x kc panel of A (k-major: MR values per
+    """tile(kc, a_panel, b_panel, b_stride, C, ldc, m, n, flags, row_bias, col_bias,
+    added): C[:m, :n] = (added[:m, :n] +) the MR x NR product of an MR x kc panel of A (k-major: MR values per
     k) and a kc x NR panel of B (NR values per k, rows b_stride apart: NR when
     packed, B's own row length when read in place), accumulated in registers.
     `rows` <= MR of the panel's rows are computed (a tile for the last rows
     of A, or a small batch: no work on rows that do not exist)."""
     vec = ir.VectorType(F32, t.lanes)
-    fnty = ir.FunctionType(ir.VoidType(), [I64, PTR, PTR, I64, PTR, I64, I64, I64, I32, PTR, PTR])
+    fnty = ir.FunctionType(ir.VoidType(), [I64, PTR, PTR, I64, PTR, I64, I64, I64, I32, PTR, PTR, PTR])
     fn = ir.Function(module, fnty, f"ncc_sgemm_tile_{t.tag}" + ("" if rows == t.mr else f"_rows{rows}"))
     fn.linkage = "internal"
-    kc, ap, bp, b_stride, cp, ldc, m, n, acc_flag, row_bias, col_bias = fn.args
+    # added: where the values accumulated into are read (C itself, or the residual), rows ldc apart
+    kc, ap, bp, b_stride, cp, ldc, m, n, acc_flag, row_bias, col_bias, added = fn.args
     for a in (ap, bp, cp):
         a.add_attribute("noalias")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -215,12 +217,13 @@ def _micro_kernel(module: ir.Module, t: Tile, rows: int) -> ir.Function:
     col = [b.load(_at(b, col_bias, _c(v * t.lanes)), typ=vec, align=4) for v in range(t.nr_vectors)]
     for r in range(rows):
         row = _at(b, cp, b.mul(_c(r), ldc))
+        src = _at(b, added, b.mul(_c(r), ldc))
         rb = b.load(_at(b, row_bias, _c(r)), typ=F32)
         rb = b.shuffle_vector(b.insert_element(ir.Constant(vec, ir.Undefined), rb, I32(0)),
                               ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(I32, t.lanes), [0] * t.lanes))
         for v in range(t.nr_vectors):
             p = _at(b, row, _c(v * t.lanes))
-            old = b.load(p, typ=vec, align=4)
+            old = b.load(_at(b, src, _c(v * t.lanes)), typ=vec, align=4)
             val = b.select(adding, b.fadd(old, accs[r][v]), accs[r][v])
             val = b.fadd(b.fadd(val, rb), col[v])
             val = b.select(relu, b.call(vmax, [val, zero_v]), val)
@@ -238,12 +241,13 @@ def _micro_kernel(module: ir.Module, t: Tile, rows: int) -> ir.Function:
             _store_vector(b, accs[r][v], _at(b, buf, _c(r * t.nr + v * t.lanes)))
     with _loop(b, _c(0), m, 1, "er") as r:
         row = _at(b, cp, b.mul(r, ldc))
+        added_row = _at(b, added, b.mul(r, ldc))
         src = _at(b, buf, b.mul(r, _c(t.nr)))
         rb = b.load(_at(b, row_bias, r), typ=F32)
         with _loop(b, _c(0), n, 1, "ec") as j:
             dst = _at(b, row, j)
             val = b.load(_at(b, src, j), typ=F32)
-            old = b.load(dst, typ=F32)
+            old = b.load(_at(b, added_row, j), typ=F32)
             val = b.fadd(b.fadd(b.select(adding, b.fadd(old, val), val), rb), b.load(_at(b, col_bias, j), typ=F32))
             negative = b.fcmp_ordered("<", val, ir.Constant(F32, 0.0))  # NaN stays NaN
             val = b.select(b.and_(b.or_(relu, relu6), negative), ir.Constant(F32, 0.0), val)
@@ -360,11 +364,12 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
     pack_a, pack_b, pack_bt = _pack_a(module, t), _pack_b(module, t), _pack_a(module, t, t.nr, "bt")
     fn = ir.Function(module, SERIAL, f"ncc_sgemm_serial_{t.tag}")
     fn.linkage = "internal"
-    M, N, K, A, rs, cs, B, ldb, C, ldc, flags, ws, bias = fn.args
+    M, N, K, A, rs, cs, B, ldb, C, ldc, flags, ws, bias, residual = fn.args
     for a in (A, B, C, ws):
         a.add_attribute("noalias")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     accumulate = b.and_(flags, I32(ACCUMULATE))
+    with_residual = b.icmp_signed("!=", b.and_(flags, I32(RESIDUAL)), I32(0))
     zeros = _zeros(module)
     row_bias = b.icmp_signed("!=", b.and_(flags, I32(BIAS_ROWS)), I32(0))
     col_bias = b.icmp_signed("!=", b.and_(flags, I32(BIAS_COLS)), I32(0))
@@ -394,9 +399,11 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
         nc = _min(b, b.sub(N, jc), _c(t.nc))
         with _loop(b, _c(0), K, depth, "pc") as pc:
             kc = _min(b, b.sub(K, pc), depth)
-            # the first K block writes C (or adds, if asked); the others add; the
-            # last applies the epilogue (bias, relu)
-            adding = b.select(b.icmp_signed("==", pc, _c(0)), accumulate, I32(ACCUMULATE))
+            # the first K block writes C (or adds to C, if asked, or to the residual);
+            # the others add to C; the last applies the epilogue (bias, relu)
+            first = b.icmp_signed("==", pc, _c(0))
+            from_residual = b.and_(first, with_residual)
+            adding = b.select(first, b.select(with_residual, I32(ACCUMULATE), accumulate), I32(ACCUMULATE))
             last = b.icmp_signed(">=", b.add(pc, kc), K)
             tile_flags = b.or_(adding, b.select(last, b.and_(flags, I32(ACTIVATIONS)), I32(0)))
             bsrc = _at(b, B, b.add(b.mul(pc, ldb), jc))
@@ -426,16 +433,31 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
                     stride = b.select(prepacked, _c(PANEL), b.select(own, _c(t.nr), ldb))
                     with _loop(b, _c(0), mc, t.mr, "ir") as ir_:
                         m = _min(b, b.sub(mc, ir_), _c(t.mr))
-                        c = _at(b, C, b.add(b.mul(b.add(ic, ir_), ldc), col))
+                        at = b.add(b.mul(b.add(ic, ir_), ldc), col)
+                        c = _at(b, C, at)
                         rb = b.select(b.and_(last, row_bias), _at(b, bias, b.add(ic, ir_)), zeros)
                         cb = b.select(b.and_(last, col_bias), _at(b, bias, col), zeros)
-                        args = [kc, _at(b, apack, b.mul(ir_, kc)), bpanel, stride, c, ldc, m, n, tile_flags, rb, cb]
+                        added = b.select(from_residual, _at(b, residual, at), c)
+                        args = [kc, _at(b, apack, b.mul(ir_, kc)), bpanel, stride, c, ldc, m, n, tile_flags, rb, cb,
+                                added]
                         call_tile(b, tiles, m, args)
-    # K = 0: C = 0 (or unchanged when accumulating), as a product over nothing
-    with b.if_then(b.and_(b.icmp_signed("==", K, _c(0)), b.icmp_signed("==", accumulate, I32(0)))):
+    # K = 0: a product over nothing, 0, and the epilogue (what C or the residual adds, bias, relu)
+    with b.if_then(b.icmp_signed("==", K, _c(0))):
+        zero = ir.Constant(F32, 0.0)
         with _loop(b, _c(0), M, 1, "zi") as i:
             with _loop(b, _c(0), N, 1, "zj") as j:
-                b.store(ir.Constant(F32, 0.0), _at(b, C, b.add(b.mul(i, ldc), j)))
+                at = b.add(b.mul(i, ldc), j)
+                v = b.select(b.icmp_signed("!=", accumulate, I32(0)), b.load(_at(b, C, at), typ=F32), zero)
+                v = b.fadd(v, b.select(with_residual, b.load(_at(b, b.select(with_residual, residual, C), at), typ=F32),
+                                       zero))
+                for given, index in ((row_bias, i), (col_bias, j)):  # the zeros' first element where none
+                    term = b.load(_at(b, b.select(given, bias, zeros), b.select(given, index, _c(0))), typ=F32)
+                    v = b.fadd(v, term)
+                acts = b.and_(flags, I32(ACTIVATIONS))
+                v = b.select(b.and_(b.icmp_signed("!=", acts, I32(0)), b.fcmp_ordered("<", v, zero)), zero, v)
+                six = ir.Constant(F32, 6.0)
+                relu6 = b.icmp_signed("!=", b.and_(flags, I32(RELU6)), I32(0))
+                b.store(b.select(b.and_(relu6, b.fcmp_ordered(">", v, six)), six, v), _at(b, C, at))
     b.ret_void()
     return fn
 
@@ -481,13 +503,14 @@ def define_gemm(module: ir.Module, t: Tile) -> ir.Function:
     serial = _serial_gemm(module, t)
     fn = function_to_define(module, SYMBOL, SIGNATURE)
     args = list(fn.args)
-    M, N, K, A, rs, cs, B, ldb, C, ldc, flags, ws, threads, bias = args
+    M, N, K, A, rs, cs, B, ldb, C, ldc, flags, ws, threads, bias, residual = args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     panels = b.sdiv(b.add(N, _c(NR_MAX - 1)), _c(NR_MAX))
     team = _min(b, threads, panels)
     # a product too small to pay for waking the team runs alone
     team = b.select(b.icmp_signed("<", b.mul(b.mul(M, N), K), _c(TEAM_MIN_WORK)), _c(1), team)
-    openmp.alone_or_on_team(b, serial, args[:12] + [bias], _team_body(module, serial), args[:12] + [bias], team)
+    openmp.alone_or_on_team(b, serial, args[:12] + [bias, residual], _team_body(module, serial),
+                            args[:12] + [bias, residual], team)
     b.ret_void()
     return fn
 
@@ -498,8 +521,8 @@ def _team_body(module: ir.Module, serial: ir.Function) -> ir.Function:
     fn = ir.Function(module, openmp.BODY, serial.name + openmp.TEAM_SUFFIX)
     fn.linkage = "internal"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    M, N, K, A, rs, cs, B, ldb, C, ldc, flags32, ws, bias = openmp.from_words(
-        b, fn.args[0], [a.type for a in serial.args[:12]] + [PTR])
+    M, N, K, A, rs, cs, B, ldb, C, ldc, flags32, ws, bias, residual = openmp.from_words(
+        b, fn.args[0], [a.type for a in serial.args[:12]] + [PTR, PTR])
     tid, n0, n1 = openmp.thread_columns(b, N, NR_MAX)
     n = b.sub(n1, n0)
     with b.if_then(b.icmp_signed(">", n, _c(0))):
@@ -511,18 +534,18 @@ def _team_body(module: ir.Module, serial: ir.Function) -> ir.Function:
         col_bias = b.icmp_signed("!=", b.and_(flags32, I32(BIAS_COLS)), I32(0))
         bias_at = b.select(col_bias, _at(b, bias, n0), _at(b, bias, _c(0)))  # rows: the same
         b.call(serial, [M, n, K, A, rs, cs, _at(b, B, b_off), ldb, _at(b, C, n0), ldc,
-                        flags32, own, bias_at])
+                        flags32, own, bias_at, _at(b, residual, n0)])
     b.ret_void()
     return fn
 
 
 def callable_gemm(address: int):
     """ncc_sgemm at `address` as a ctypes function (tests and benchmarks call it
-    directly): (M, N, K, A, rs, cs, B, ldb, C, ldc, flags, workspace, threads, bias)."""
+    directly): (M, N, K, A, rs, cs, B, ldb, C, ldc, flags, workspace, threads, bias, residual)."""
     import ctypes
 
     P, I = ctypes.c_void_p, ctypes.c_int64
-    return ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P, I, P)(address)
+    return ctypes.CFUNCTYPE(None, I, I, I, P, I, I, P, I, P, I, ctypes.c_int32, P, I, P, P)(address)
 
 
 def gemm_module(tile: Tile, triple: str = "", data_layout: str = "") -> ir.Module:

@@ -244,7 +244,7 @@ class _Interpreter:
         return arena[offset:offset + nbytes].view(dt).reshape(shape)
 
 
-def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, flags, workspace, threads, bias) -> None:
+def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, flags, workspace, threads, bias, residual) -> None:
     """ncc_sgemm's meaning (passes/lowering/gemm.py), in float64 numpy (one thread: the same result)."""
     i, j, kk = np.arange(m)[:, None], np.arange(n)[None, :], np.arange(k)
     if flags & gemm.PACKED_B:  # panels [ceil(n / PANEL), k, PANEL]
@@ -259,6 +259,10 @@ def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, flags, workspace, threads, bias) 
     product = a[i * rs + kk[None, :] * cs].astype(np.float64) @ b[b_at]
     at = i * ldc + j
     value = (c[at] + product) if flags & gemm.ACCUMULATE else product
+    if flags & gemm.RESIDUAL:
+        if at.size and at.max() >= residual.size:
+            raise KernelError(f"{gemm.SYMBOL}: the residual reaches past its buffer of {residual.size} elements")
+        value = value + residual[at]
     if flags & gemm.BIAS_ROWS:
         value = value + bias[:m].reshape(m, 1)
     if flags & gemm.BIAS_COLS:

@@ -114,6 +114,8 @@ def _follow(v: SSAValue, axis: int, kept: np.ndarray, length: int, plan: Plan) -
             if group == 1:
                 _weight(op.operands[1], 1, plan, kept, length)
             elif group == length and shape_of(op.operands[1].type)[:2] == (length, 1):  # depthwise
+                if isinstance(op, nn.FusedConvOp) and op.residual is not None:
+                    raise Blocked(f"{op.name} adds a residual connection's channels (prune before fuse)")
                 _weight(op.operands[1], 0, plan, kept, length)
                 if isinstance(op, nn.FusedConvOp) and op.bias is not None:
                     _weight(op.bias, 0, plan, kept, length)
@@ -247,6 +249,8 @@ def prune_channels(module: ModuleOp, opts: PruneOptions) -> list[LayerReport]:
             for weight in (w, mask):
                 if weight is not None:
                     plan.slice(weight, w_axis, kept)
+            if isinstance(op, nn.FusedConvOp | nn.FusedMatmulOp) and op.residual is not None:
+                raise Blocked(f"{op.name} adds a residual connection's channels (prune before fuse)")
             if isinstance(op, nn.FusedConvOp | nn.FusedMatmulOp) and op.bias is not None:
                 _weight(op.bias, len(shape_of(op.bias.type)) - 1 if isinstance(op, nn.FusedMatmulOp) else 0,
                         plan, kept, length)

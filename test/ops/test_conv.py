@@ -353,6 +353,17 @@ def test_fused_conv_vjp(act):
     _fused_conv(100 + len(act), act)
 
 
+@pytest.mark.parametrize("act", ["identity", "relu"])
+def test_fused_conv_with_a_residual_vjp(act):
+    rng = np.random.default_rng(3)
+    x, w, b = autodiff_conv_tests.rand(rng, (2, 3, 6, 5)), autodiff_conv_tests.rand(rng, (4, 3, 3, 3)), \
+        autodiff_conv_tests.rand(rng, (4,))
+    r = autodiff_conv_tests.rand(rng, (2, 4, 6, 5))
+    check_rule(lambda x, w, b, r: nn.FusedConvOp(x, w, b, act, pads=[1, 1, 1, 1], residual=r), [x, w, b, r],
+               torch_fn=torch and (lambda x, w, b, r: (lambda y: torch.relu(y) if act == "relu" else y)(
+                   torch.nn.functional.conv2d(x, w, b, padding=1) + r)))
+
+
 @pytest.mark.parametrize("seed", autodiff_conv_tests.FAST)
 def test_conv_transpose_vjp(seed):
     _conv_transpose(seed)
@@ -537,7 +548,7 @@ GEMM_CONVS = [  # x shape (batch dynamic), w shape, params
 
 
 @pytest.mark.parametrize("case", GEMM_CONVS, ids=str)
-@pytest.mark.parametrize("fused", [None, "relu", "relu6"])  # relu and relu6 in the GEMM's tile
+@pytest.mark.parametrize("fused", [None, "relu", "relu6", "residual"])  # relu, relu6, a residual: in the GEMM's tile
 @pytest.mark.parametrize("batch", [1, 3])
 def test_lowered_large_conv_is_a_gemm_per_image(case, fused, batch):
     from ncc.passes.lowering import gemm
@@ -548,16 +559,22 @@ def test_lowered_large_conv_is_a_gemm_per_image(case, fused, batch):
     w = nn.WeightOp("w", rng.standard_normal(ws).astype(np.float32) * 0.2)
     bias = nn.WeightOp("b", rng.standard_normal(ws[0]).astype(np.float32))
 
-    def make(e, x):
+    out = nn.shape_of(nn.ConvOp(*dialect_tests.values(T((1, *xs)), T(ws)), **kw).result.type)[1:]
+
+    def make(e, x, *r):
         wv = e(nn.WeightRefOp(w))
         if fused:
-            return e(nn.FusedConvOp(x, wv, e(nn.WeightRefOp(bias)), fused, **kw))
+            act = "relu" if fused == "residual" else fused
+            return e(nn.FusedConvOp(x, wv, e(nn.WeightRefOp(bias)), act, **kw, residual=r[0] if r else None))
         return e(nn.ConvOp(x, wv, **kw))
-    module = loop_tests.build([loop_tests.T(DYN, *xs)], make, [w, bias] if fused else [w])
+    module = loop_tests.build([loop_tests.T(DYN, *xs)] + ([loop_tests.T(DYN, *out)] if fused == "residual" else []),
+                              make, [w, bias] if fused else [w])
     conv_op = next(op for op in module.walk() if isinstance(op, (nn.ConvOp, nn.FusedConvOp)))
     assert conv_lowering.gemm_shape(conv_op) is not None
-    lowered = loop_tests.check(module, [rng.standard_normal((batch, *xs)).astype(np.float32)],
-                               rtol=1e-4, atol=1e-4)
+    inputs = [rng.standard_normal((batch, *xs)).astype(np.float32)]
+    if fused == "residual":
+        inputs.append(rng.standard_normal((batch, *out)).astype(np.float32))
+    lowered = loop_tests.check(module, inputs, rtol=1e-4, atol=1e-4)
     assert any(op.name == "func.call" and op.callee.string_value() == gemm.SYMBOL for op in lowered.walk())
 
 
@@ -710,17 +727,21 @@ PACKED_CONVS = [  # x shape (batch dynamic), w shape, params: more channels than
 ]
 
 
-def _conv_module(xs, ws, kw, activation="relu", seed=0):
+def _conv_module(xs, ws, kw, activation="relu", seed=0, residual=False):
+    """A conv (activation None) or fused_conv of x (batch dynamic), with a
+    residual (a second input) if asked."""
     rng = np.random.default_rng(seed)
     w = nn.WeightOp("w", rng.standard_normal(ws).astype(np.float32) * 0.2)
     bias = nn.WeightOp("b", rng.standard_normal(ws[0]).astype(np.float32))
+    out = nn.shape_of(nn.ConvOp(*dialect_tests.values(T((1, *xs)), T(ws)), **kw).result.type)[1:]
 
-    def make(e, x):
+    def make(e, x, *r):
         wv = e(nn.WeightRefOp(w))
         if activation is None:
             return e(nn.ConvOp(x, wv, **kw))
-        return e(nn.FusedConvOp(x, wv, e(nn.WeightRefOp(bias)), activation, **kw))
-    return loop_tests.build([loop_tests.T(DYN, *xs)], make, [w] if activation is None else [w, bias])
+        return e(nn.FusedConvOp(x, wv, e(nn.WeightRefOp(bias)), activation, **kw, residual=r[0] if r else None))
+    return loop_tests.build([loop_tests.T(DYN, *xs)] + ([loop_tests.T(DYN, *out)] if residual else []), make,
+                            [w] if activation is None else [w, bias])
 
 
 def test_packed_conv_shape_rule_reference_and_errors():
@@ -784,6 +805,31 @@ def test_packed_conv_runs_natively_and_interpreted(case, activation):
     loop_tests.check(packed, [x], rtol=1e-4, atol=1e-4)  # the loops and the GEMM, interpreted and native
 
 
+@pytest.mark.parametrize("case, activation", list(zip(PACKED_CONVS[:3], ["relu", "tanh", "identity"])), ids=str)
+def test_packed_conv_with_a_residual(case, activation):
+    """A residual (a ResNet block's end, at 7 x 7): added, with the bias and the
+    activation, as out^T is transposed back; natively and interpreted; exported."""
+    xs, ws, kw = case
+    module = _conv_module(xs, ws, kw, activation, seed=len(xs), residual=True)
+    packed = ncc.parse_module(ncc.print_module(module))
+    ncc.run_passes(packed, "pack-weights")
+    export_tests.check(packed, [export_tests.randn(2, *xs), export_tests.randn(2, ws[0], *_out_of(module))],
+                       tol=1e-4)
+    ncc.run_passes(packed, "fold-weights")
+    op = next(op for op in packed.walk() if isinstance(op, nn.PackedConvOp))
+    assert op.residual is not None
+    rng = np.random.default_rng(1)
+    for batch in (1, 3):
+        loop_tests.check(packed, [rng.standard_normal((batch, *xs)).astype(np.float32),
+                                  rng.standard_normal((batch, ws[0], *_out_of(module))).astype(np.float32)],
+                         rtol=1e-4, atol=1e-4)
+
+
+def _out_of(module) -> tuple:
+    """The spatial output shape of the module's convolution."""
+    return nn.shape_of(next(op for op in module.walk() if op.name.endswith("_conv")).result.type)[2:]
+
+
 def test_packed_conv_exports_to_onnx():
     module = _conv_module(*PACKED_CONVS[0])
     ncc.run_passes(module, "pack-weights")
@@ -823,3 +869,17 @@ def test_depthwise_conv_runs_natively_and_interpreted(case):
     assert conv_lowering.conv_scratch_bytes(conv_op, 1) > 0, "the depthwise lowering's padded plane"
     for batch in (1, 3):
         loop_tests.check(module, [3 * rng.standard_normal((batch, *xs)).astype(np.float32)], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("case", [DEPTHWISE[0], DEPTHWISE[3]], ids=str)
+def test_depthwise_and_direct_conv_with_a_residual(case):
+    """MobileNetV2's block end has its residual after a 1x1 conv; a depthwise
+    (and a small, direct) convolution takes one in a pass over its planes."""
+    xs, kw, act = case
+    c = xs[0]
+    rng = np.random.default_rng(c)
+    for ws, group in (((c, 1, 3, 3), c), ((4, c, 3, 3), 1)):
+        module = _conv_module(xs, ws, {**kw, "group": group}, act, seed=c, residual=True)
+        r = (1, ws[0], *_out_of(module))
+        loop_tests.check(module, [rng.standard_normal((1, *xs)).astype(np.float32),
+                                  rng.standard_normal(r).astype(np.float32)], rtol=1e-4, atol=1e-4)

@@ -331,7 +331,7 @@ def test_llama_rms_norm_exported_by_pytorch_runs_as_one_op():
     np.testing.assert_allclose(ncc.compile(m, cache=False)(x.numpy()), want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("lit", ["gelu", "layer-norm", "rms-norm", "softmax", "attention", "elementwise", "identity-cse", "transpose"])
+@pytest.mark.parametrize("lit", ["gelu", "layer-norm", "rms-norm", "softmax", "attention", "elementwise", "identity-cse", "transpose", "residual"])
 def test_every_lit_case_computes_after_fuse_what_it_computed_before(lit):
     """The recognition and fusion lit files, function by function: the module
     before fuse in the reference against native code of the fused module."""

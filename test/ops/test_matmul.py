@@ -146,6 +146,25 @@ def test_lowered_matmul_property(m, k, n, batch, seed):
     loop_tests.check(mod, [a, b])
 
 
+@pytest.mark.parametrize("act", ["relu", "gelu"])
+def test_lowered_fused_matmul_with_a_residual(act):
+    """The loops' epilogue (a small product), the residual after the bias."""
+    w = nn.WeightOp("w", loop_tests.randn(4, 5))
+    m = loop_tests.build([loop_tests.T(3, 4), loop_tests.T(3, 5), loop_tests.T(5)],
+                         lambda e, x, r, b: e(nn.FusedMatmulOp(x, e(nn.WeightRefOp(w)), b, act, residual=r)), [w])
+    loop_tests.check(m, [loop_tests.randn(3, 4), loop_tests.randn(3, 5), loop_tests.randn(5)])
+    export_tests.check(m, [loop_tests.randn(3, 4), loop_tests.randn(3, 5), loop_tests.randn(5)], tol=1e-5)
+
+
+def test_fused_ops_check_their_residual():
+    x, w, b, r, short = dialect_tests.values(T((3, 4)), T((4, 5)), T((5,)), T((3, 5)), T((3, 4)))
+    with pytest.raises(VerifyException, match=r"the residual must have the result's type tensor<3x5xf32>"):
+        nn.FusedMatmulOp(x, w, b, residual=short)
+    with pytest.raises(ValueError, match="a residual comes with a bias"):
+        nn.FusedMatmulOp(x, w, residual=r)
+    assert nn.FusedMatmulOp(x, w, b, residual=r).residual is r and nn.FusedMatmulOp(x, w, b).residual is None
+
+
 @pytest.mark.parametrize("act", ["identity", "relu", "tanh", "sigmoid", "softplus"])
 @pytest.mark.parametrize("bias_shape", [None, (5,), (1, 5), (3, 5)])
 def test_lowered_fused_matmul(act, bias_shape):
@@ -185,6 +204,13 @@ def test_matmul_transpose_b_vjp(sa):
 @pytest.mark.parametrize("act", ["identity", "relu", "tanh", "sigmoid", "silu", "gaussian"])
 def test_fused_matmul_vjp(act):
     check_rule(lambda x, w, b: nn.FusedMatmulOp(x, w, b, activation=act), [rand(3, 4), rand(4, 5), rand(5)])
+
+
+@pytest.mark.parametrize("act", ["identity", "tanh"])
+def test_fused_matmul_with_a_residual_vjp(act):
+    check_rule(lambda x, w, b, r: nn.FusedMatmulOp(x, w, b, activation=act, residual=r),
+               [rand(2, 3, 4), rand(4, 5), rand(5), rand(2, 3, 5)],
+               torch_fn=torch and (lambda x, w, b, r: (torch.tanh if act == "tanh" else (lambda v: v))(x @ w + b + r)))
 
 
 
@@ -305,16 +331,18 @@ def _gemm_caller(variant):
     lib = engine.compile_llvm_ir(str(gemm.gemm_module(gemm.VARIANTS[variant], tm.triple, str(tm.target_data))))
     fn = gemm.callable_gemm(lib.address(gemm.SYMBOL))
 
-    def call(a, b, c, accumulate=0, transposed=False, prepacked=False, epilogue=0, bias=None, b_transposed=False):
+    def call(a, b, c, accumulate=0, transposed=False, prepacked=False, epilogue=0, bias=None, b_transposed=False,
+             residual=None):
         m, k = (a.shape[1], a.shape[0]) if transposed else a.shape
         rs, cs = (1, m) if transposed else (k, 1)
         n = b.shape[1]
         ws = aligned_empty((gemm.workspace_floats(m, n, k),), np.dtype(np.float32))
         bb = pack_panels(b) if prepacked else np.ascontiguousarray(b.T) if b_transposed else b
         flags = (gemm.ACCUMULATE if accumulate else 0) | (gemm.PACKED_B if prepacked else 0) | epilogue \
-            | (gemm.TRANSPOSED_B if b_transposed else 0)
+            | (gemm.TRANSPOSED_B if b_transposed else 0) | (gemm.RESIDUAL if residual is not None else 0)
         fn(m, n, k, a.ctypes.data, rs, cs, bb.ctypes.data, k if b_transposed else n, c.ctypes.data, n, flags,
-           ws.ctypes.data, 1, None if bias is None else bias.ctypes.data)
+           ws.ctypes.data, 1, None if bias is None else bias.ctypes.data,
+           None if residual is None else residual.ctypes.data)
     return lib, call
 
 
@@ -355,6 +383,16 @@ def test_gemm_variant_matches_numpy(variant):
                 shaped = bias.reshape(1, n) if flag == gemm.BIAS_COLS else bias.reshape(m, 1)
                 np.testing.assert_allclose(c, f(want + shaped), rtol=tol, atol=tol,
                                            err_msg=f"{variant} epilogue {flag} {act}")
+                r = rng.standard_normal((m, n)).astype(np.float32)  # and a residual connection
+                c = np.full((m, n), 7.0, np.float32)
+                call(a, b, c, epilogue=flag | act, bias=bias, residual=r)
+                np.testing.assert_allclose(c, f(want + shaped + r), rtol=tol, atol=tol,
+                                           err_msg=f"{variant} epilogue {flag} {act} residual")
+        if m and n:  # a residual without the rest of the epilogue, over any K (0: the residual alone)
+            r = rng.standard_normal((m, n)).astype(np.float32)
+            c = np.full((m, n), 7.0, np.float32)
+            call(a, b, c, residual=r)
+            np.testing.assert_allclose(c, want + r, rtol=tol, atol=tol, err_msg=f"{variant} residual")
 
 
 def test_gemm_tile_comes_from_the_cpu_features():
@@ -366,7 +404,7 @@ def test_gemm_tile_comes_from_the_cpu_features():
         assert t.mr * t.nr_vectors + t.nr_vectors + 1 <= (32 if t.lanes == 16 else 16)
 
 
-@pytest.mark.parametrize("kind", ["matmul", "fused", "transpose_a", "transpose_b", "small"])
+@pytest.mark.parametrize("kind", ["matmul", "fused", "residual", "transpose_a", "transpose_b", "small"])
 @pytest.mark.parametrize("batch", [1, 7, 64])
 def test_lowered_large_products_call_the_gemm(kind, batch):
     rng = np.random.default_rng(batch)
@@ -377,6 +415,11 @@ def test_lowered_large_products_call_the_gemm(kind, batch):
                                   lambda e, x, dy: e(nn.MatmulTransposeAOp(x, dy)))
         inputs = [rng.standard_normal((batch, 96)).astype(np.float32),
                   rng.standard_normal((batch, 80)).astype(np.float32)]
+    elif kind == "residual":  # relu(x @ w + b + r), all in the tile
+        module = loop_tests.build([loop_tests.T(DYN, 3, 96), loop_tests.T(DYN, 3, 80)], lambda e, x, r: e(
+            nn.FusedMatmulOp(x, e(nn.WeightRefOp(w)), e(nn.WeightRefOp(bias)), "relu", residual=r)), [w, bias])
+        inputs = [rng.standard_normal((batch, 3, 96)).astype(np.float32),
+                  rng.standard_normal((batch, 3, 80)).astype(np.float32)]
     else:
         ws = [w, bias] if kind == "fused" else [w]
         small = nn.WeightOp("w", rng.standard_normal((96, 8)).astype(np.float32))
@@ -420,13 +463,15 @@ def test_gemm_threads_give_identical_results(serial):
         a = rng.standard_normal((m, k), dtype=np.float32)
         b = rng.standard_normal((k, n), dtype=np.float32)
         outs, panels, bt = [], pack_panels(b), np.ascontiguousarray(b.T)
+        r = rng.standard_normal((m, n), dtype=np.float32)
         for threads in (1, 2, 3, 8):
             for bb, ldb, flags in ((b, n, 0), (panels, n, gemm.PACKED_B), (bt, k, gemm.TRANSPOSED_B)):
                 c = np.full((m, n), 7.0, np.float32)
                 ws = aligned_empty((threads * gemm.workspace_floats(m, n, k),), np.dtype(np.float32))
-                fn(m, n, k, a.ctypes.data, k, 1, bb.ctypes.data, ldb, c.ctypes.data, n, flags, ws.ctypes.data, threads, None)
+                fn(m, n, k, a.ctypes.data, k, 1, bb.ctypes.data, ldb, c.ctypes.data, n, flags | gemm.RESIDUAL,
+                   ws.ctypes.data, threads, None, r.ctypes.data)
                 outs.append(c)
-        np.testing.assert_allclose(outs[0], a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(outs[0], a.astype(np.float64) @ b + r, rtol=1e-4, atol=1e-4)
         for c in outs[1:]:
             np.testing.assert_array_equal(c, outs[0])
 

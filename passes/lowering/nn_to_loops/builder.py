@@ -313,10 +313,12 @@ def element_count(b: Builder, dims: Sequence[int]) -> SSAValue | int:
 
 
 def epilogue(b: Builder, op, bias: Buf | None, bias_index: list[SSAValue],
-              value: SSAValue) -> SSAValue:
-    """act(value + bias) of a fused op."""
+              value: SSAValue, residual: SSAValue | None = None) -> SSAValue:
+    """act(value + bias [+ residual]) of a fused op (the residual's value given)."""
     if bias is not None:
         value = b(arith.AddfOp, value, b.load(bias, bias_index))
+    if residual is not None:
+        value = b(arith.AddfOp, value, residual)
     return UNARY_EMIT[op.params.activation](b, value)
 
 

@@ -107,7 +107,7 @@ def conv_scratch_bytes(op: Operation, threads: int) -> int:
 
 def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     x, w = ins[0], ins[1]
-    bias = ins[2] if len(ins) > 2 else None
+    bias, residual = (*ins[2:], None, None)[:2]
     p = op.params
     m, n, k = gemm_shape(op)
     kernel = kernel_of(op)
@@ -121,8 +121,10 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     col = None if direct else view(b, b.scratch.ref, 0, col_shape)
     outt = view(b, b.scratch.ref, col_floats, (n, m)) if transposed else None
     fused = isinstance(op, (nn.FusedConvOp, nn.PackedConvOp))
-    if fused:
-        flags, in_tile = epilogue_flags(op, bias, gemm.BIAS_COLS if transposed else gemm.BIAS_ROWS, (m,))
+    if fused and transposed and residual is not None:  # out^T's tile is not the residual's: all in the transpose
+        flags, in_tile = 0, False
+    elif fused:
+        flags, in_tile = epilogue_flags(op, bias, gemm.BIAS_COLS if transposed else gemm.BIAS_ROWS, (m,), residual)
     else:
         flags, in_tile = 0, True
     bias_arg = flat_view(b, bias.ref, b.idx(0), m) if flags & (gemm.BIAS_ROWS | gemm.BIAS_COLS) else None
@@ -139,17 +141,17 @@ def _conv_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             call_gemm(b, [n, m, k, src, 1, n, weight, m, flat_view(b, b.scratch.ref, b.idx(col_floats), m * n), m],
                       flags | gemm.PACKED_B, ws, bias_arg)
         else:
+            image_r = residual and flat_view(b, residual.ref, b.mul_i(ni, m * n), m * n)
             call_gemm(b, [m, n, k, weight, k, 1, src, n, flat_view(b, out.ref, b.mul_i(ni, m * n), m * n), n],
-                      flags, ws, bias_arg)
-        if transposed:  # out[n, m, o] = act(out^T[o, m] (+ bias[m]))
-            _transpose(b, outt, view(b, out.ref, b.mul_i(ni, m * n), (m, n)),
-                       None if in_tile else lambda v, mo: epilogue(b, op, bias, [mo], v))
+                      flags, ws, bias_arg, image_r if flags & gemm.RESIDUAL else None)
+        if transposed:  # out[n, m, o] = act(out^T[o, m] (+ bias[m]) (+ residual[n, m, o]))
+            image_r = residual and view(b, residual.ref, b.mul_i(ni, m * n), (m, n))
+            _transpose(b, outt, view(b, out.ref, b.mul_i(ni, m * n), (m, n)), None if in_tile else
+                       lambda v, mo, o: epilogue(b, op, bias, [mo], v, residual and b.load(image_r, [mo, o])))
         elif not in_tile:
             def fin(mo, _):
                 at = [ni, *mo]
-                v = b.load(out, at)
-                v = b(arith.AddfOp, v, b.load(bias, [mo[0]])) if bias is not None else v
-                b.store(epilogue(b, op, None, [], v), out, at)
+                b.store(epilogue(b, op, bias, [mo[0]], b.load(out, at), residual and b.load(residual, at)), out, at)
             b.nest(out.shape[1:], fin)
 
     b.nest([out.shape[0]], per_image)
@@ -254,14 +256,14 @@ def _outside(b: Builder, win: list[tuple[SSAValue, SSAValue, SSAValue]], sizes: 
 
 
 def _transpose(b: Builder, src: Buf, dst: Buf,
-               f: Callable[[SSAValue, SSAValue], SSAValue] | None = None) -> None:
-    """dst[c, r] = f(src[r, c], c) (or src[r, c]) for a 2-D src of R x C,
+               f: Callable[[SSAValue, SSAValue, SSAValue], SSAValue] | None = None) -> None:
+    """dst[c, r] = f(src[r, c], c, r) (or src[r, c]) for a 2-D src of R x C,
     TRANSPOSE_BLOCK values of r at a time: a vector store into dst's row."""
     rows, cols = src.shape
 
     def put(r: SSAValue, c: SSAValue) -> None:
         v = b.load(src, [r, c])
-        b.store(v if f is None else f(v, c), dst, [c, r])
+        b.store(v if f is None else f(v, c, r), dst, [c, r])
 
     def block(ivs, _):
         for j in range(TRANSPOSE_BLOCK):
@@ -295,8 +297,8 @@ def _lower_depthwise(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     with the taps' weights loaded once per plane and the sum in registers,
     in the reference's order of kernel offsets."""
     x, w = ins[0], ins[1]
-    bias = ins[2] if len(ins) > 2 else None
-    fused = isinstance(op, nn.FusedConvOp)
+    bias, residual = (*ins[2:], None, None)[:2]
+    fused = isinstance(op, nn.FusedConvOp) and residual is None  # with a residual: a pass after
 
     def per_plane(ni: SSAValue, c: SSAValue):
         weights = {(u, v): b.load(w, [c, b.idx(0), b.idx(u), b.idx(v)])
@@ -305,6 +307,8 @@ def _lower_depthwise(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         return (start, lambda acc, u, v, x_: b(arith.AddfOp, acc, b(arith.MulfOp, weights[u, v], x_)),
                 (lambda acc: epilogue(b, op, None, [], acc)) if fused else (lambda acc: acc))
     by_padded_plane(b, x, out, b.scratch, op.params, w.shape[2:], b.const(0.0, x.elt), per_plane)
+    if residual is not None:
+        b.nest(out.shape, lambda o, _: b.store(epilogue(b, op, None, [], b.load(out, o), b.load(residual, o)), out, o))
 
 
 def lower_conv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
@@ -324,7 +328,7 @@ def lower_conv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     if _is_depthwise(op):
         return _lower_depthwise(b, op, out, ins)
     x, w = ins[0], ins[1]
-    bias = ins[2] if len(ins) > 2 else None
+    bias, residual = (*ins[2:], None, None)[:2]
     p = op.params
     m, cg, kernel = w.shape[0], w.shape[1], w.shape[2:]
     per_group = m // p.group
@@ -368,10 +372,11 @@ def lower_conv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                 channels([b.idx(r)])
 
         b.nest(kernel, offset)
-        if fused and op.params.activation != "identity":
+        if fused and (op.params.activation != "identity" or residual is not None):
             for mi in ms:
-                b.nest(out.shape[2:], lambda o, _: b.store(
-                    epilogue(b, op, None, [], b.load(out, [ni, mi, *o])), out, [ni, mi, *o]))
+                b.nest(out.shape[2:], lambda o, _, mi=mi: b.store(epilogue(
+                    b, op, None, [], b.load(out, [ni, mi, *o]), residual and b.load(residual, [ni, mi, *o])),
+                    out, [ni, mi, *o]))
 
     b.nest([out.shape[0], m // mb], planes)
 

@@ -32,7 +32,7 @@ GEMM_MIN_WORK = 4096  # k * n of a product that goes to the GEMM (64 x 64 and up
 GEMM_MIN_ROWS = 4  # fewer rows (a small batch): the loops, which stream w once (no MR-row tile to fill)
 _FLAT = MemRefType(f32, [DYN])
 GEMM_ARGS = [IndexType()] * 3 + [_FLAT, IndexType(), IndexType(), _FLAT, IndexType(), _FLAT,
-                                  IndexType(), i32, _FLAT, IndexType(), _FLAT]
+                                  IndexType(), i32, _FLAT, IndexType(), _FLAT, _FLAT]
 
 
 def gemm_sizes(op: Operation) -> tuple[int, int, int] | None:
@@ -73,14 +73,17 @@ def flat_view(b: Builder, ref: SSAValue, offset: int | SSAValue, size: int | SSA
         ref, [offset], [b.idx(size) if isinstance(size, int) else size], [1], _FLAT))
 
 
-def call_gemm(b: Builder, operands: list, flags: int, workspace: SSAValue, bias: SSAValue | None = None) -> None:
+def call_gemm(b: Builder, operands: list, flags: int, workspace: SSAValue, bias: SSAValue | None = None,
+              residual: SSAValue | None = None) -> None:
     """One call of ncc_sgemm: operands M, N, K, A, a_row_stride, a_col_stride,
     B, ldb, C, ldc (ints become index constants), the flags, the workspace
-    (a flat view) and the epilogue's bias (else the workspace, never read)."""
+    (a flat view) and the epilogue's bias and residual (else the workspace,
+    never read)."""
     b.externals[gemm.SYMBOL] = (list(GEMM_ARGS), [])
     args = [b.idx(v) if isinstance(v, int) else v for v in operands]
     b.emit(func.CallOp(gemm.SYMBOL, [*args, b.const(flags, i32), workspace, b.idx(b.threads),
-                                     workspace if bias is None else bias], []))
+                                     workspace if bias is None else bias,
+                                     workspace if residual is None else residual], []))
 
 
 def _flat(b: Builder, buf: Buf) -> SSAValue:
@@ -100,33 +103,35 @@ def _lower_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         rows = math.prod(d for d in x.shape[:-1] if d != DYN)
         m = b.mul_i(b.batch, rows) if m == DYN else b.idx(m)
         rs, cs, k = b.idx(k), b.idx(1), b.idx(k)
-    bias = ins[2] if len(ins) > 2 else None
+    bias, residual = (*ins[2:], None, None)[:2]
     fused = isinstance(op, (nn.FusedMatmulOp, nn.PackedMatmulOp))
-    flags, in_tile = epilogue_flags(op, bias, gemm.BIAS_COLS, (n,)) if fused else (0, True)
+    flags, in_tile = epilogue_flags(op, bias, gemm.BIAS_COLS, (n,), residual) if fused else (0, True)
     flags |= gemm.PACKED_B if isinstance(op, nn.PackedMatmulOp) else 0
     ldb = n
     if isinstance(op, nn.MatmulTransposeBOp):  # w is [n, k]
         flags, ldb = flags | gemm.TRANSPOSED_B, k
     call_gemm(b, [m, n, k, _flat(b, x), rs, cs, _flat(b, w), ldb, _flat(b, out), n], flags, _flat(b, b.scratch),
-              _flat(b, bias) if flags & gemm.BIAS_COLS else None)
-    if not in_tile:  # bias and activation the tile cannot apply: one pass over the output
+              _flat(b, bias) if flags & gemm.BIAS_COLS else None, _flat(b, residual) if residual else None)
+    if not in_tile:  # bias, residual and activation the tile cannot apply: one pass over the output
         def fin(ivs, _):
             bi = bias and broadcast_map(b, out.shape, bias.shape)(ivs)
-            b.store(epilogue(b, op, bias, bi, b.load(out, ivs)), out, ivs)
+            b.store(epilogue(b, op, bias, bi, b.load(out, ivs), residual and b.load(residual, ivs)), out, ivs)
         b.nest(list(out.shape), fin)
 
 
 IN_TILE = {"identity": 0, "relu": gemm.RELU, "relu6": gemm.RELU6}  # activations the GEMM's tile applies
 
 
-def epilogue_flags(op: Operation, bias: Buf | None, per: int, bias_shape: tuple) -> tuple[int, bool]:
+def epilogue_flags(op: Operation, bias: Buf | None, per: int, bias_shape: tuple,
+                   residual: Buf | None = None) -> tuple[int, bool]:
     """(the GEMM's epilogue flags, whether they do all of the fused op's
-    epilogue): a bias of `bias_shape` (per row or column: `per`) and relu,
-    relu6 or no activation go into the tile; anything else is left to a pass over C."""
+    epilogue): a bias of `bias_shape` (per row or column: `per`), a residual
+    (if given: the caller passes it as C's twin) and relu, relu6 or no
+    activation go into the tile; anything else is left to a pass over C."""
     act = op.params.activation
     if act not in IN_TILE or (bias is not None and tuple(bias.shape) != bias_shape):
-        return 0, act == "identity" and bias is None
-    return (per if bias is not None else 0) | IN_TILE[act], True
+        return 0, act == "identity" and bias is None and residual is None
+    return (per if bias is not None else 0) | (gemm.RESIDUAL if residual is not None else 0) | IN_TILE[act], True
 
 
 def lower_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
@@ -150,7 +155,7 @@ def lower_matmul(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
 def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     x, w = ins[0], ins[1]
-    bias = ins[2] if len(ins) > 2 else None
+    bias, residual = (*ins[2:], None, None)[:2]
     packed = isinstance(op, nn.PackedMatmulOp)  # w is panels [P, K, PANEL]: column j at [j / PANEL, k, j % PANEL]
     rows, cols = len(x.shape) > 1, packed or len(w.shape) > 1
     x2 = (1, *x.shape) if not rows else x.shape
@@ -256,7 +261,7 @@ def _lower_by_loops(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                 for i in irows:
                     o = oidx(i, js[0])
                     bi = bias and broadcast_map(b, out.shape, bias.shape)(o)
-                    b.store(epilogue(b, op, bias, bi, b.load(out, o)), out, o)
+                    b.store(epilogue(b, op, bias, bi, b.load(out, o), residual and b.load(residual, o)), out, o)
             b.nest([n], lambda js, at: fin([b.add_i(js[0], j0)], at))
 
     def batch_body(bt, _):

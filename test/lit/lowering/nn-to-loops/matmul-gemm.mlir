@@ -8,13 +8,14 @@
 // then relu: the fused epilogue is applied in the tile, no pass over the
 // output), a workspace for the packed panels (a scratch buffer of the arena
 // live during the op only), the thread count (option threads: one workspace
-// part per thread) and the bias. A batch of fewer than 4 rows takes the
+// part per thread), the bias and the residual (the workspace where there is
+// none: never read). A batch of fewer than 4 rows takes the
 // matmul's loops instead, chosen at run time (scf.if).
 
 nn.weight @w : tensor<96x80xf32>
 nn.weight @b : tensor<80xf32>
 
-// CHECK:       func.func private @ncc_sgemm(index, index, index, memref<?xf32>, index, index, memref<?xf32>, index, memref<?xf32>, index, i32, memref<?xf32>, index, memref<?xf32>) -> ()
+// CHECK:       func.func private @ncc_sgemm(index, index, index, memref<?xf32>, index, index, memref<?xf32>, index, memref<?xf32>, index, i32, memref<?xf32>, index, memref<?xf32>, memref<?xf32>) -> ()
 // CHECK-LABEL: func.func @dense(%x: memref<?x96xf32>, %out: memref<?x80xf32>, %w: memref<96x80xf32>, %b: memref<80xf32>, %arena: memref<?xi8>)
 // CHECK-SAME:    ncc.arena_bytes = array<i64: 0, 106368>
 // CHECK:         %[[FLAGS:.*]] = arith.constant 24 : i32
@@ -27,7 +28,7 @@ nn.weight @b : tensor<80xf32>
 // CHECK:         %[[C:.*]] = memref.reinterpret_cast %out to offset: [0], sizes: [%{{.*}}], strides: [1] : memref<?x80xf32> to memref<?xf32>
 // CHECK-NEXT:    %[[W:.*]] = memref.reinterpret_cast %[[WS]]
 // CHECK-NEXT:    %[[BIAS:.*]] = memref.reinterpret_cast %b
-// CHECK-NEXT:    func.call @ncc_sgemm(%[[BATCH]], %{{.*}}, %{{.*}}, %[[A]], %{{.*}}, %{{.*}}, %[[B]], %{{.*}}, %[[C]], %{{.*}}, %[[FLAGS]], %[[W]], %{{.*}}, %[[BIAS]])
+// CHECK-NEXT:    func.call @ncc_sgemm(%[[BATCH]], %{{.*}}, %{{.*}}, %[[A]], %{{.*}}, %{{.*}}, %[[B]], %{{.*}}, %[[C]], %{{.*}}, %[[FLAGS]], %[[W]], %{{.*}}, %[[BIAS]], %[[W]])
 // CHECK-NEXT:  } else {
 // TWO:         ncc.arena_bytes = array<i64: 0, 212736>
 // TWO:         memref.view %arena[%{{.*}}][] : memref<?xi8> to memref<53184xf32>
