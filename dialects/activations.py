@@ -98,8 +98,9 @@ def _gelu_derivative(z: Array) -> Array:  # Phi(z) + z phi(z)
     return (0.5 * (1 + ERF(z * SQRT1_2)) + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)).astype(z.dtype)
 
 
-def _gelu_tanh(z: Array) -> Array:
-    return (0.5 * z * (1 + np.tanh(TANH_GELU_SCALE * (z + TANH_GELU_CUBE * z ** 3)))).astype(z.dtype, copy=False)
+def _gelu_tanh(z: Array) -> Array:  # 0.5 z (1 + tanh u) as z / (1 + exp(-2u)), the form emitted
+    with np.errstate(over="ignore"):  # exp(-2u) = inf for z < -10 or so: z / inf = -0
+        return (z / (1 + np.exp(-2 * TANH_GELU_SCALE * (z + TANH_GELU_CUBE * z ** 3)))).astype(z.dtype, copy=False)
 
 
 def _gelu_tanh_derivative(z: Array) -> Array:
@@ -117,13 +118,19 @@ def _vjp_gelu(s: Scalar, z: Any, n: Any, g: Any) -> Any:  # g (Phi(z) + z exp(-z
     return s.mul(g, s.add(cdf, s.mul(z, pdf)))
 
 
-def _tanh_gelu_t(s: Scalar, z: Any) -> Any:  # tanh(sqrt(2 / pi) (z + 0.044715 z^3))
+def _tanh_gelu_u(s: Scalar, z: Any) -> Any:  # sqrt(2 / pi) (z + 0.044715 z^3)
     cube = s.mul(s.mul(z, z), z)
-    return s.tanh(s.mul(s.const(TANH_GELU_SCALE), s.add(z, s.mul(s.const(TANH_GELU_CUBE), cube))))
+    return s.mul(s.const(TANH_GELU_SCALE), s.add(z, s.mul(s.const(TANH_GELU_CUBE), cube)))
+
+
+def _tanh_gelu_t(s: Scalar, z: Any) -> Any:  # tanh(u)
+    return s.tanh(_tanh_gelu_u(s, z))
 
 
 def _emit_gelu_tanh(s: Scalar, z: Any) -> Any:
-    return s.mul(s.mul(s.const(0.5), z), s.add(s.const(1.0), _tanh_gelu_t(s, z)))
+    # 0.5 z (1 + tanh u) = z / (1 + exp(-2u)): one exp and a division, not tanh's
+    # two branches (a polynomial near 0, exp further out) and their select
+    return s.div(z, s.add(s.const(1.0), s.exp(s.mul(s.const(-2.0), _tanh_gelu_u(s, z)))))
 
 
 def _vjp_gelu_tanh(s: Scalar, z: Any, n: Any, g: Any) -> Any:
