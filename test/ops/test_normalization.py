@@ -358,6 +358,29 @@ def test_fold_batch_norm_gives_the_same_function(fused_bias):
     np.testing.assert_allclose(model(x), want, rtol=1e-4, atol=1e-4)
 
 
+def test_fold_batch_norm_after_a_matmul():
+    """BatchNorm1d after a Linear (the lit case, with random parameters): the
+    folded module in the reference and natively, equal to the batch norm's."""
+    from pathlib import Path
+
+    from ncc.passes.fold_batch_norm import fold_batch_norm
+
+    text = (Path(__file__).parents[1] / "lit" / "passes" / "fold-batch-norm" / "matmul-bn.mlir").read_text()
+    module = ncc.parse_module(text)
+    rng = np.random.default_rng(9)
+    for op in module.ops:
+        if isinstance(op, nn.WeightOp):
+            data = rng.standard_normal(nn.shape_of(op.type)).astype(np.float32)
+            op.data = np.abs(data) + 0.5 if op.sym == "var" else data
+    x = rng.standard_normal((5, 16)).astype(np.float32)
+    (want,) = ncc.reference.run(module, [x], function="linear_bn")
+    folded = module.clone()
+    assert fold_batch_norm(folded) == 1  # the 3-D sequence_bn is left alone
+    (got,) = ncc.reference.run(folded, [x], function="linear_bn")
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ncc.compile(module, cache=False, function="linear_bn")(x), want, rtol=1e-4, atol=1e-4)
+
+
 def test_fold_batch_norm_leaves_a_conv_with_another_user():
     from ncc.passes.fold_batch_norm import fold_batch_norm
 
