@@ -99,8 +99,9 @@ defined twice, a count that disagrees with the lines, a ragged or non-square
 matrix or an entry other than 0/1, a row label that disagrees with its
 column's header, a name given twice, a
 self-loop, a cycle (its neurons named, located where one of its edges is
-written), value counts that disagree with the in-indices, an empty net. No
-graph is returned unless the whole input is valid.
+written), value counts that disagree with the in-indices, an empty net, a
+count or index beyond MAX_NEURONS (2^20: checked before anything per neuron
+is allocated). No graph is returned unless the whole input is valid.
 """
 
 from __future__ import annotations
@@ -126,6 +127,10 @@ _letters = re.compile(r"[A-Za-z]+").fullmatch  # a header row of name letters
 _glued = re.compile(r"([A-Za-z]+)([01]+)").fullmatch  # a row label of letters glued to its row
 _rule = re.compile(r"[-+|\s]*-[-+|\s]*").fullmatch
 _CODES = f"{min(activations.BY_CODE):02x}..{max(activations.BY_CODE):02x}"
+# The most neurons a net may have (a count, or an index + 1): checked before
+# anything per neuron is allocated (a neuron-level net is small; a layer of a
+# million neurons is an nn model's job)
+MAX_NEURONS = 1 << 20
 _KNOWN = f"expected a hex code {_CODES} or a name: {', '.join(activations.BY_NAME)}"
 
 Line = tuple[int, str, list[str]]  # line number, text without comment, fields
@@ -173,6 +178,8 @@ class _Source:
         if not _hex(tok):
             self.fail(line, f"expected a hex {what}, got " + (f"'{tok}'" if tok else "nothing"), k, offset)
         i = int(tok, 16)
+        if i >= MAX_NEURONS:
+            self.fail(line, f"{what} {tok} is beyond ncc's limit of {MAX_NEURONS:#x} neurons", k, offset)
         if n is not None and i >= n:
             self.fail(line, f"{what} {tok} is out of range: `N {self.declared}` declares {n} neurons, "
                             f"{self.name(0)}..{self.name(n - 1)}", k, offset)
@@ -198,6 +205,8 @@ class _Source:
         n = int(f[1], 16)
         if n == 0:
             self.fail(line, "empty net: `N 0` declares no neurons", 1)
+        if n > MAX_NEURONS:
+            self.fail(line, f"`N {f[1]}` declares {n} neurons, more than ncc's limit of {MAX_NEURONS:#x}", 1)
         self.width, self.declared = name_width(n), f[1]
         return n
 
@@ -473,7 +482,7 @@ def parse_adjacency(text: str, filename: str = "<input>", *, format: str | None 
     if activation is not None:
         act = _activation(activation)
         if act is None:
-            raise NccError(f"unknown activation '{activation}' ({_KNOWN})")
+            raise NccError(f"option activation={activation}: unknown activation ({_KNOWN})")
     src = _Source(text, filename)
     if not src.lines:
         raise NccError("empty net: the input has no neurons", filename, 1, 1)

@@ -35,6 +35,10 @@ def build_pipeline(*pieces: str) -> list[ModulePass]:
 def apply_pass(p: ModulePass, module: ModuleOp, ctx=None, verify: bool = True) -> None:
     """Run one pass and verify its result (unless `verify=False`); a pass
     failure is an NccError."""
+    nested = next((op for op in module.ops if isinstance(op, ModuleOp)), None)
+    if nested is not None:
+        raise NccError.at_op(nested, "a nested builtin.module: ncc's passes take one module, its functions and "
+                                     "weights at the top level")
     try:
         p.apply(ctx or make_context(), module)
     except DiagnosticException as e:

@@ -75,8 +75,9 @@ def pick_function(found: Mapping[str, Operation], name: str | None, where: str) 
         return next(iter(found.values()))
     if "main" in found:
         return found["main"]
-    raise NccError(f"the module has {len(found)} functions ({', '.join(found) or 'none'}): "
-                   "pass function=NAME")
+    if not found:
+        raise NccError(f"the module has no function {where} (a function of a nested builtin.module is none)")
+    raise NccError(f"the module has {len(found)} functions ({', '.join(found)}): pass function=NAME")
 
 
 def ncc_names(count: int, attrs: Any, prefix: str) -> list[str]:

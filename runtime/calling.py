@@ -16,6 +16,7 @@ the gradient kernels of training, the optimizers' update kernel):
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from collections.abc import Mapping
 from typing import Any, Callable, Sequence
@@ -175,6 +176,7 @@ class ArenaCache:
         if arena is None:
             if len(kept) >= ARENAS_KEPT:
                 kept.pop(next(iter(kept)))
+            check_allocation(self.nbytes(batch), f"the arena of batch {batch}")
             arena = kept[batch] = aligned_empty((self.nbytes(batch),), np.dtype(np.uint8))
         return arena
 
@@ -191,6 +193,29 @@ def function_address(lib: Any, name: str) -> int:
     return int(addr)
 
 
+def memory_bytes() -> int:
+    """The machine's physical memory (what no one buffer may exceed)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 46
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n} bytes" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def check_allocation(nbytes: int, what: str) -> None:
+    """An NccError, before anything is allocated, if `what` needs more than the machine's memory."""
+    if nbytes > memory_bytes():
+        raise NccError(f"{what} needs {human_bytes(nbytes)}, more than this machine's memory "
+                       f"({human_bytes(memory_bytes())})")
+
+
 def check_input(name: str, a: Any, spec: ArgSpec) -> np.ndarray:
     """`a` as an array the kernel may read, or an NccError saying what is wrong."""
     if not isinstance(a, np.ndarray):
@@ -201,6 +226,9 @@ def check_input(name: str, a: Any, spec: ArgSpec) -> np.ndarray:
     a = np.asarray(a)  # a subclass (matrix, memmap) as a plain array
     if a.ndim != len(spec.shape) or any(d >= 0 and d != s for d, s in zip(spec.shape, a.shape)):
         raise NccError(f"input '{name}' has shape {list(a.shape)}, expected {spec.describe()}")
+    if a.dtype != spec.dtype or not (a.flags.c_contiguous and a.flags.aligned):  # copied: a view of zero
+        check_allocation(a.size * spec.dtype.itemsize, f"input '{name}' of shape {list(a.shape)} "
+                         f"as a contiguous {spec.dtype} array")  # strides (broadcast_to) may be huge
     if a.dtype != spec.dtype:
         a = cast_input(name, a, spec.dtype)
     if not (a.flags.c_contiguous and a.flags.aligned):

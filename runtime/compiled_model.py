@@ -292,8 +292,11 @@ class CompiledModel:
         outs = [outs] if len(self._out_specs) == 1 else list(outs)
         if output_names is None:
             return outs
+        if isinstance(output_names, (str, bytes)) or not isinstance(output_names, (list, tuple)):
+            raise NccError(f"run's output_names must be a list of output names ({', '.join(self.output_names)}), "
+                           f"got {type(output_names).__name__}")
         index = {n: k for k, n in enumerate(self.output_names)}
-        bad = [str(n) for n in output_names if n not in index]
+        bad = [repr(n) for n in output_names if not isinstance(n, str) or n not in index]
         if bad:
             raise NccError(f"no output named {', '.join(bad)} (outputs: {', '.join(self.output_names)})")
         return [outs[index[n]] for n in output_names]

@@ -154,7 +154,7 @@ def test_activation_option():
     assert parse_adjacency(SPEC_MATRIX).activation[4] == activations.DEFAULT_ACTIVATION
     with pytest.raises(NccError) as e:
         parse_adjacency(SPEC_MATRIX, activation="swish")
-    assert str(e.value).startswith("error: unknown activation 'swish' (expected a hex code 00..0e")
+    assert str(e.value).startswith("error: option activation=swish: unknown activation (expected a hex code 00..0e")
     with pytest.raises(NccError) as e:
         parse_adjacency(SPEC_MATRIX, format="csv")
     assert str(e.value) == "error: unknown adjacency format 'csv' (expected one of: list, matrix, edges)"

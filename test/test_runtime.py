@@ -267,8 +267,22 @@ def test_wrong_count_names_and_batches(multi):
         multi.run({"a": a, "b": b, "index": i})
     with pytest.raises(NccError, match="run takes a mapping"):
         multi.run([a, b, i])
-    with pytest.raises(NccError, match="no output named 2"):
+    with pytest.raises(NccError, match="no output named '2'"):
         multi.run(GOOD, output_names=["2"])
+    with pytest.raises(NccError, match="no output named 2"):
+        multi.run(GOOD, output_names=[2])
+    for odd in (123, "y", None.__class__):  # not a list of names
+        with pytest.raises(NccError, match="run's output_names must be a list of output names"):
+            multi.run(GOOD, odd)
+
+
+def test_a_huge_zero_stride_view_is_refused_before_it_is_copied(multi):
+    huge = np.broadcast_to(np.float32(1), (2 ** 40, 3))
+    with pytest.raises(NccError, match=r"input 'a' of shape \[1099511627776, 3\] as a contiguous float32 array "
+                                       r"needs 12.0 TiB, more than this machine's memory"):
+        multi(huge, huge, GOOD["idx"])
+    with pytest.raises(NccError, match="needs 12.0 TiB"):
+        multi.run({"a": huge, "b": huge, "idx": GOOD["idx"]})
     xor = ncc.compile(EXAMPLES / "xor_values.txt")
     with pytest.raises(NccError, match="takes 1 input"):
         xor()

@@ -31,6 +31,19 @@ def test_bad_adjacency_is_one_located_line_and_exit_1(path, tmp_path):
     assert proc.stdout == "" and not out.exists()
 
 
+def test_input_that_is_not_utf8_and_a_bad_activation_are_located(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"N 03\n00 02\n01 \xff2\n")
+    proc = run("ncc-translate", "--import-adjacency", bad)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"{bad}:3:4: error: input is not UTF-8 text (byte 0xff at offset 14)"
+    proc = run("ncc-translate", "--import-adjacency", EXAMPLES / "seed_list.txt", "--activation=bogus")
+    assert proc.returncode == 1 and "option activation=bogus: unknown activation" in proc.stderr
+    crlf = tmp_path / "crlf.txt"  # universal newlines, as before
+    crlf.write_bytes((EXAMPLES / "seed_list.txt").read_bytes().replace(b"\n", b"\r\n"))
+    assert run("ncc-translate", "--import-adjacency", crlf).returncode == 0
+
+
 def test_every_bad_input_kind_of_the_spec_has_a_case():
     kinds = {p.stem for p in BAD_ADJACENCY}
     assert {"malformed-index", "unknown-activation", "index-out-of-range", "defined-twice",

@@ -18,12 +18,17 @@ def read_input(path: str | None) -> tuple[str, str]:
     if path in (None, "-"):
         return sys.stdin.read(), "<stdin>"
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read(), path
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise NccError(f"cannot read input file: {e.strerror}", path) from None
+    try:
+        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n"), path  # universal newlines
     except UnicodeDecodeError as e:
-        raise NccError(f"input is not UTF-8 text (byte {e.start})", path) from None
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise NccError(f"input is not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})",
+                       path, line, col) from None
 
 
 def write_output(text: str, path: str | None) -> None:

@@ -19,7 +19,7 @@ from ncc.onnx.importer import UNROLLED_STEPS, Importer, from_onnx
 def _split_heads(b: Importer, x: SSAValue, heads: int) -> SSAValue:
     """(B, S, heads * D) -> (B, heads, S, D)."""
     n, s, hidden = shape_of(x.type)
-    if hidden % heads:
+    if heads < 1 or hidden % heads:
         raise b.error(f"the hidden size of {x.type} is not a multiple of {heads} heads")
     x = b.build(nn.ReshapeOp, x, [-1 if n == DYN else n, s, heads, hidden // heads])
     return b.build(nn.TransposeOp, x, [0, 2, 1, 3])
@@ -107,6 +107,8 @@ def _kv_for_q_heads(b: Importer, t: SSAValue, hq: int) -> SSAValue:
     hkv = shape_of(t.type)[1]
     if hkv == hq:
         return t
+    if hkv < 1 or hq % hkv:
+        raise b.error(f"the query's {hq} heads must be a multiple of the key and value heads, got {hkv}")
     idx = b.emit(nn.ConstantOp(np.arange(hq, dtype=np.int64) // (hq // hkv)))
     return b.build(nn.GatherOp, t, idx, 1)
 
@@ -146,8 +148,8 @@ def _attention(b, a):
         v = b.build(nn.ConcatOp, [b.v(5), v], 2)
     n, hq, q_len, head = shape_of(q.type)
     hkv, kv_len = shape_of(k.type)[1:3]
-    if DYN in (hq, q_len, head, hkv, kv_len, past) or hq % hkv:
-        raise b.error(f"needs static sizes but the batch and q heads a multiple of kv heads, "
+    if DYN in (hq, q_len, head, hkv, kv_len, past) or hkv < 1 or head < 1 or hq % hkv:
+        raise b.error(f"needs static, nonzero sizes but the batch and q heads a multiple of kv heads, "
                       f"got Q {q.type} and K {k.type}")
     kx, vx = _kv_for_q_heads(b, k, hq), _kv_for_q_heads(b, v, hq)
     scale = a.get("scale", 1 / math.sqrt(head))
@@ -285,7 +287,7 @@ def _flex_attention(b, a):
     if any(len(shape_of(t.type)) != 4 for t in (q, k, v)):
         raise b.error(f"Q, K and V must be 4-D, got {q.type}, {k.type}, {v.type}")
     hq, head, hkv = shape_of(q.type)[1], shape_of(q.type)[3], shape_of(k.type)[1]
-    if DYN in (hq, head, hkv) or hq % hkv:
+    if DYN in (hq, head, hkv) or hkv < 1 or hq % hkv:
         raise b.error(f"the q heads must be a multiple of the kv heads, got {q.type} and {k.type}")
     scale = a.get("scale", 1 / math.sqrt(head))
     scores = b.build(nn.MatmulOp, b.binary("mul", q, b.scalar(scale, q)),

@@ -5,6 +5,8 @@ nn.weight where they are used; the exporter writes Constant nodes back).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ncc.dialects import nn
@@ -37,6 +39,9 @@ def _constant_of_shape(b, a):
     shape = b.ints(0)
     if min(shape, default=0) < 0:
         raise b.error(f"shape {shape} has a negative dimension")
+    if value.size == 0:
+        raise b.error("the value attribute is an empty tensor (it must hold one element)")
+    b.check_size(shape, value.dtype, "the output")
     b.consts[b.node.output[0]] = np.full(shape, value[0], dtype=value.dtype)
 
 
@@ -54,5 +59,11 @@ def _eye_like(b, a):
 @from_onnx("Range")
 def _range(b, a):
     # Its inputs' values give its length: constant inputs were folded already.
-    start, limit, delta = (b.static(i).reshape(()) for i in range(3))
+    values = [b.static(i) for i in range(3)]
+    if any(v.size != 1 for v in values):
+        raise b.error(f"start, limit and delta must be scalars, got shapes {[list(v.shape) for v in values]}")
+    start, limit, delta = (v.reshape(()) for v in values)
+    if delta == 0 or not all(np.isfinite(float(v)) for v in values):
+        raise b.error(f"start {start}, limit {limit} and delta {delta} must be finite, delta not 0")
+    b.check_size([max(0, math.ceil((float(limit) - float(start)) / float(delta)))], start.dtype, "the output")
     b.consts[b.node.output[0]] = np.arange(start, limit, delta, dtype=start.dtype)

@@ -178,6 +178,8 @@ def _gather_nd(b, a):
                       "or have dynamic sizes")
     itype = nn.numpy_dtype(idx.type.element_type)
     dims = ds[bd:bd + k]
+    for d in dims:  # each indexed axis gets a lookup of 2 d entries
+        b.check_size([2 * d], itype, "an index lookup")
     strides = [math.prod(dims[j + 1:]) for j in range(k)]
     lin = None
     for j, (d, st) in enumerate(zip(dims, strides)):

@@ -32,6 +32,7 @@ comes from graph inputs, the NccError's `needs_constant` lists those inputs
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -213,14 +214,26 @@ class Importer:
     def error(self, message: str) -> NccError:
         if self.node is not None:
             n = self.node
-            message = f"node '{n.name or n.output[0]}' ({n.op_type}): {message}"
+            message = f"node '{n.name or (n.output[0] if n.output else n.op_type)}' ({n.op_type}): {message}"
         return NccError(message, self.where)
 
     # -- values -----------------------------------------------------------
 
     def emit(self, op: Operation) -> SSAValue:
+        for r in op.results:
+            if isinstance(r.type, TensorType):
+                self.check_size(shape_of(r.type), nn.numpy_dtype(r.type.element_type), f"{op.name}'s result")
         self.ops.append(op)
         return op.results[0]
+
+    def check_size(self, shape: Sequence[int], dtype: Any, what: str) -> None:
+        """An error naming the node (or `what`) if a tensor of `shape` would exceed
+        MAX_TENSOR_BYTES: checked before it is allocated or computed."""
+        nbytes = nn.tensor_bytes(shape, np.dtype(dtype).itemsize)
+        if nbytes > nn.MAX_TENSOR_BYTES:
+            message = (f"{what} of shape {list(shape)} would take {nbytes} bytes, more than ncc's limit of "
+                       f"{nn.MAX_TENSOR_BYTES} (16 GiB)")
+            raise self.error(message) if self.node is not None else NccError(message, self.where)
 
     def build(self, cls: Callable[..., Operation], *args: Any, **kw: Any) -> SSAValue:
         """Build an nn op; a shape-rule failure is a diagnostic at the node. An
@@ -318,6 +331,12 @@ class Importer:
         self.values[name] = self.emit(nn.WeightRefOp(self.weights[name]))
         return self.values[name]
 
+    def axis(self, axis: int, rank: int, what: str = "axis") -> int:
+        """`axis` in [-rank, rank) as a non-negative axis; else an error naming the node."""
+        if not isinstance(axis, int) or not -rank <= axis < rank:
+            raise self.error(f"{what} {axis} is out of range for rank {rank}")
+        return axis % rank
+
     def has(self, i: int) -> bool:
         return i < len(self.node.input) and self.node.input[i] != ""
 
@@ -413,20 +432,30 @@ class Importer:
         """Node `n` folded (constants only) or imported by its FROM_ONNX rule;
         `within` names the subgraph it belongs to, for the error of an op ncc
         does not import (the main graph is checked for those up front)."""
-        import onnx
-
         self.node = n
-        key = op_key(n)
-        if self.foldable(n) and self.fold(n, required=key not in FROM_ONNX):
-            return
-        if key not in FROM_ONNX:
-            raise self.error(f"ncc does not import {key} (in the {within} subgraph)")
-        outs = FROM_ONNX[key](self, {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute})
+        try:
+            outs = self._import_node(n, within)
+        except NccError:
+            raise
+        except MemoryError as e:  # a constant the node computes at import does not fit
+            raise self.error(f"its constants need more memory than this machine has ({e})") from None
+        except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError, AttributeError, OverflowError) as e:
+            # the last line, not the mechanism: what a rule did not foresee is still located
+            raise self.error(f"internal error ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+                             "please report it with the model") from e
         if outs is None:  # a constant: its value is in self.consts
             return
         for name, val in zip(n.output, outs if isinstance(outs, (list, tuple)) else [outs]):
             if name:
                 self.values[name] = val
+
+    def _import_node(self, n: Any, within: str | None) -> Any:
+        key = op_key(n)
+        if self.foldable(n) and self.fold(n, required=key not in FROM_ONNX):
+            return None
+        if key not in FROM_ONNX:
+            raise self.error(f"ncc does not import {key} (in the {within} subgraph)")
+        return FROM_ONNX[key](self, Attributes(self, n))
 
     def subgraph(self, g: Any, inputs: Sequence[SSAValue | np.ndarray], what: str) -> list[SSAValue]:
         """The outputs of a graph attribute on `inputs` (values, or arrays known at
@@ -592,7 +621,10 @@ class Importer:
 
         g = self.graph
         for t in g.initializer:
-            element_dtype(t.data_type, f"initializer '{t.name}'", self.where)
+            dtype = element_dtype(t.data_type, f"initializer '{t.name}'", self.where)
+            if min(t.dims, default=0) < 0:
+                raise NccError(f"initializer '{t.name}' has a negative dimension: {list(t.dims)}", self.where)
+            self.check_size(list(t.dims), dtype, f"initializer '{t.name}'")
             self.from_initializers.add(t.name)
             try:
                 self.consts[t.name] = numpy_helper.to_array(t)
@@ -617,6 +649,7 @@ class Importer:
                     sym = d.dim_param or "unknown"
                     raise NccError(f"graph input '{inp.name}': dimension {k} is symbolic ('{sym}'); "
                                    "only the first (batch) dimension may be", self.where)
+            self.check_size(dims, dtype, f"graph input '{inp.name}'")
             arg_types.append(TensorType(nn.element_type_of(dtype), dims))
             arg_names.append(inp.name)
 
@@ -751,6 +784,72 @@ def from_onnx(*names: str) -> Callable[[ImportRule], ImportRule]:
 
 
 def str_attr(a: dict, key: str, default: str) -> str:
-    """A string attribute (onnx gives bytes)."""
+    """A string attribute (Attributes gives it decoded)."""
     v = a.get(key, default)
     return v.decode() if isinstance(v, bytes) else v
+
+
+# Attribute types of the ops of other domains ncc imports (onnx has no schema for them)
+CONTRIB_ATTRIBUTES: dict[str, dict[str, str]] = {
+    "com.microsoft.QGemm": {"alpha": "FLOAT", "transA": "INT", "transB": "INT"},
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _schema_attributes(op_type: str, domain: str, opset: int) -> tuple[dict[str, str], frozenset[str]] | None:
+    """(attribute name -> type name, required names) of the op's schema at the
+    opset, or None when onnx defines none (another domain: CONTRIB_ATTRIBUTES)."""
+    import onnx
+
+    key = op_type if domain in ("", "ai.onnx") else f"{domain}.{op_type}"
+    if key in CONTRIB_ATTRIBUTES:
+        return CONTRIB_ATTRIBUTES[key], frozenset()
+    try:
+        schema = onnx.defs.get_schema(op_type, opset, domain)
+    except onnx.defs.SchemaError:
+        return None
+    names = onnx.AttributeProto.AttributeType.Name
+    return ({n: names(a.type) for n, a in schema.attributes.items()},
+            frozenset(n for n, a in schema.attributes.items() if a.required))
+
+
+class Attributes(dict):
+    """A node's attributes as Python values (strings decoded, as UTF-8), each
+    checked against the op's schema at the model's opset: an attribute of
+    another type, one the op does not define, or a required one missing is an
+    error naming the node and the attribute, and so is reading one that is
+    absent (a[key]); a.get(key, default) gives the default."""
+
+    def __init__(self, importer: "Importer", n: Any):
+        import onnx
+
+        super().__init__()
+        self.importer = importer
+        spec = _schema_attributes(n.op_type, n.domain, importer.opset)
+        types, required = spec if spec is not None else ({}, frozenset())
+        names = onnx.AttributeProto.AttributeType.Name
+        for a in n.attribute:
+            if a.ref_attr_name:
+                raise importer.error(f"attribute '{a.name}' refers to a function's attribute "
+                                     f"'{a.ref_attr_name}': ncc imports no function bodies")
+            given = names(a.type) if a.type in onnx.AttributeProto.AttributeType.values() else str(a.type)
+            if spec is not None and a.name not in types:
+                raise importer.error(f"unknown attribute '{a.name}' (the op has: {', '.join(sorted(types)) or 'none'})")
+            if spec is not None and given != types[a.name]:
+                raise importer.error(f"attribute '{a.name}' must be {types[a.name]}, got {given}")
+            value = onnx.helper.get_attribute_value(a)
+            try:
+                if isinstance(value, bytes):
+                    value = value.decode()
+                elif isinstance(value, list) and value and isinstance(value[0], bytes):
+                    value = [v.decode() for v in value]
+            except UnicodeDecodeError:
+                raise importer.error(f"attribute '{a.name}' is not UTF-8 text") from None
+            self[a.name] = value
+        missing = sorted(required - self.keys())
+        if missing:
+            raise importer.error(f"missing required attribute{'s' if len(missing) > 1 else ''} "
+                                 + ", ".join(f"'{m}'" for m in missing))
+
+    def __missing__(self, key: str):
+        raise self.importer.error(f"missing attribute '{key}'")

@@ -50,7 +50,9 @@ def _reshape(b, a):
     else:
         target = b.ints(1)
     shape = shape_of(x.type)
-    if not a.get("allowzero", 0):
+    if not a.get("allowzero", 0):  # a 0 copies the input's dimension at that index
+        if any(d == 0 and i >= len(shape) for i, d in enumerate(target)):
+            raise b.error(f"shape {target} copies dimension {len(shape)} (a 0) of the rank-{len(shape)} input")
         target = [shape[i] if d == 0 else d for i, d in enumerate(target)]
     return b.reshape_to(x, target)
 
@@ -151,15 +153,20 @@ def _expand(b, a):
 def _split(b, a):
     x = b.v(0)
     shape = shape_of(x.type)
-    axis = a.get("axis", 0) % len(shape)
+    axis = b.axis(a.get("axis", 0), len(shape))
     n_out = len(b.node.output)
     sizes = list(a["split"]) if "split" in a else (b.ints(1) if b.opset >= 13 and b.has(1) else None)
     if sizes is None:
         if shape[axis] == DYN:
             raise b.error(f"cannot split the dynamic axis {axis} of {x.type}")
         n = a.get("num_outputs", n_out)
+        if n != n_out:
+            raise b.error(f"num_outputs is {n} but the node has {n_out} outputs")
         step = -(-shape[axis] // n)
-        sizes = [min(step, shape[axis] - k * step) for k in range(n)]
+        sizes = [max(0, min(step, shape[axis] - k * step)) for k in range(n)]
+    if len(sizes) != n_out or min(sizes, default=0) < 0 or (shape[axis] != DYN and sum(sizes) != shape[axis]):
+        raise b.error(f"split sizes {sizes} must be {n_out} (one per output), >= 0, summing to the "
+                      f"axis's {shape[axis]}")
     outs, start = [], 0
     for size in sizes:
         outs.append(b.build(nn.SliceOp, x, [start], [start + size], [axis]))

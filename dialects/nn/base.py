@@ -60,6 +60,17 @@ def element_type_of(dtype: np.dtype | type) -> Attribute:
     raise ValueError(f"unsupported dtype {dt} (supported: f16, f32, f64, i64, i32, i8, ui8, bool)")
 
 
+# The largest tensor ncc takes, in bytes (a dynamic batch counted as 1): sizes
+# are checked against it where they enter -- an ONNX model's inputs,
+# initializers and values, the loop level's buffers -- before anything is allocated
+MAX_TENSOR_BYTES = 1 << 34  # 16 GiB
+
+
+def tensor_bytes(shape: Sequence[int], itemsize: int) -> int:
+    """Bytes of a tensor of `shape` (a dynamic dimension counted as 1)."""
+    return math.prod(1 if d == DYN else d for d in shape) * itemsize
+
+
 def shape_of(t: Attribute) -> Shape:
     return t.get_shape()  # type: ignore[attr-defined]
 
@@ -163,6 +174,8 @@ def _element_texts(a: np.ndarray) -> list[str]:
 def format_literal(a: np.ndarray) -> str:
     """The text inside `dense<...>`: a splat when all elements are bit-identical."""
     a = np.asarray(a)
+    if a.size > 1 and not any(a.strides):  # one value broadcast (a parsed splat): never expanded
+        return _element_texts(a.reshape(-1)[:1])[0]
     if a.size > 1:
         ubits = a.reshape(-1).view(f"u{a.dtype.itemsize}") if a.dtype != np.bool_ else a.reshape(-1)
         if (ubits == ubits[0]).all():

@@ -75,6 +75,8 @@ def _check_type(op: Operation, t: Attribute, what: str) -> None:
                        + ", ".join(map(str, SUPPORTED_ELEMENTS)))
     if DYN in nn.shape_of(t)[1:]:
         raise fail(op, f"{what} has type {t}: only dimension 0 (the batch) may be dynamic")
+    if nn.tensor_bytes(nn.shape_of(t), nn.numpy_dtype(t.element_type).itemsize) > nn.MAX_TENSOR_BYTES:
+        raise fail(op, f"{what} has type {t}: more than {nn.MAX_TENSOR_BYTES} bytes (a sample), ncc's limit")
 
 
 # ---------------------------------------------------------------------------
