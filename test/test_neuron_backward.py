@@ -325,6 +325,7 @@ def test_derivative_table_matches_activations():
 # Large nets: chunks
 
 
+@pytest.mark.slow  # test_chunked_native_equals_one_chunk covers the chunks in the default run
 def test_large_random_dag_chunked_native():
     """Several hundred edges: chunks of the default size (phases outlined),
     skip connections, outputs feeding neurons, shared symbols, biases, an index

@@ -592,7 +592,8 @@ def test_default_cache_directory_is_the_environment_variable(cache_dir):
 
 # Layers mode on a random sparse DAG makes a kernel of ~1,000 small loops that
 # LLVM takes a minute to optimise at 300 neurons: 60 keeps the test short.
-@pytest.mark.parametrize("mode, neurons", [("auto", 300), ("neuron", 300), ("layers", 60)])
+@pytest.mark.parametrize("mode, neurons", [pytest.param("auto", 300, marks=pytest.mark.slow), ("neuron", 300),
+                                           pytest.param("layers", 60, marks=pytest.mark.slow)])
 def test_random_net_of_hundreds_of_neurons(mode, neurons):
     """A random DAG (skip connections, biases, shared weights) end to end through
     ncc.compile, against the reference, at several batch sizes."""
@@ -609,7 +610,7 @@ def test_random_net_of_hundreds_of_neurons(mode, neurons):
         np.testing.assert_allclose(model(x), ncc.reference.run(module, [x])[0], rtol=2e-4, atol=2e-5)
 
 
-@pytest.mark.parametrize("mode", ["neuron", "layers"])
+@pytest.mark.parametrize("mode", ["neuron", pytest.param("layers", marks=pytest.mark.slow)])
 def test_neuron_params_have_equation_names_in_either_lowering(mode):
     """params are named as in the equations (w0004, b04) whichever lowering runs;
     setting them (shared symbols included: every copy) changes the next call as

@@ -249,6 +249,8 @@ def _linear_attention(b, a):
     if steps > UNROLLED_STEPS:
         raise b.error(f"{steps} tokens: the recurrence is unrolled, at most {UNROLLED_STEPS}")
     dk, dv, g = shapes[0][2] // hq, shapes[2][2] // hkv, hq // hkv
+    if dk < 1 or dv < 1 or shapes[0][2] % hq or shapes[2][2] % hkv:
+        raise b.error(f"the hidden sizes of {q.type} and {v.type} must be nonzero multiples of the heads")
     lead = -1 if n == DYN else n
 
     def token(x: SSAValue, i: int, dims: list[int]) -> SSAValue:
@@ -287,8 +289,8 @@ def _flex_attention(b, a):
     if any(len(shape_of(t.type)) != 4 for t in (q, k, v)):
         raise b.error(f"Q, K and V must be 4-D, got {q.type}, {k.type}, {v.type}")
     hq, head, hkv = shape_of(q.type)[1], shape_of(q.type)[3], shape_of(k.type)[1]
-    if DYN in (hq, head, hkv) or hkv < 1 or hq % hkv:
-        raise b.error(f"the q heads must be a multiple of the kv heads, got {q.type} and {k.type}")
+    if DYN in (hq, head, hkv) or hkv < 1 or head < 1 or hq % hkv:
+        raise b.error(f"the q heads must be a multiple of the kv heads, a head nonzero, got {q.type} and {k.type}")
     scale = a.get("scale", 1 / math.sqrt(head))
     scores = b.build(nn.MatmulOp, b.binary("mul", q, b.scalar(scale, q)),
                      b.build(nn.TransposeOp, _kv_for_q_heads(b, k, hq), [0, 1, 3, 2]))

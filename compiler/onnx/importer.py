@@ -101,6 +101,7 @@ def _check_model(model: Any, where: str) -> None:
     demands a shape on every graph output, which onnxruntime does not.)"""
     import onnx
 
+    _check_axis_attributes(model.graph, where)
     ctx = onnx.checker.C.CheckerContext()
     ctx.ir_version = model.ir_version or onnx.IR_VERSION
     ctx.opset_imports = {o.domain: o.version for o in model.opset_import}
@@ -118,6 +119,29 @@ def _check_model(model: Any, where: str) -> None:
                 continue
             raise NccError(f"node '{n.name or (n.output[0] if n.output else n.op_type)}' ({n.op_type}) "
                            f"fails onnx's checker: {first}", where) from None
+
+
+AXIS_ATTRIBUTES = ("axis", "axes", "perm", "batch_dims", "num_outputs", "blocksize", "group")
+INT32 = range(-(1 << 31), 1 << 31)
+
+
+def _check_axis_attributes(graph: Any, where: str) -> None:
+    """Axes, permutations and counts within int32, in every node (subgraphs
+    too): onnx's shape inference reads them as C++ ints and crashes the
+    process on one beyond (LayerNormalization's axis 2^31: a segfault)."""
+    import onnx
+
+    for n in graph.node:
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                _check_axis_attributes(a.g, where)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    _check_axis_attributes(g, where)
+            elif a.name in AXIS_ATTRIBUTES and any(v not in INT32 for v in ([a.i] if a.type == a.INT else a.ints)):
+                name = n.name or (n.output[0] if n.output else n.op_type)
+                raise NccError(f"node '{name}' ({n.op_type}): attribute '{a.name}' is out of range "
+                               f"({a.i if a.type == a.INT else list(a.ints)})", where)
 
 
 def _opset(model: Any, where: str) -> int:

@@ -100,6 +100,9 @@ REGRESSIONS = {
     "onnx-split-num-outputs": ("onnx", _model([helper.make_node("Split", ["x"], ["a", "b"], axis=0, num_outputs=2 ** 62)],
                                               [("x", [6])], ("a", "b")),
                                "num_outputs is 4611686018427387904 but the node has 2 outputs"),
+    "onnx-axis-beyond-int32": ("onnx", _model([helper.make_node("LayerNormalization", ["x", "w"], ["y"], axis=2 ** 31)],
+                                              [("x", [2, 5]), ("w", [5])]),  # onnx's shape inference segfaulted
+                               "(LayerNormalization): attribute 'axis' is out of range (2147483648)"),
     "onnx-huge-input": ("onnx", _model([helper.make_node("Relu", ["x"], ["y"])], [("x", [2, 2 ** 31, 2 ** 20])]),
                         "graph input 'x' of shape [2, 2147483648, 1048576] would take"),
     "onnx-huge-initializer": ("onnx", _model([helper.make_node("Add", ["x", "w"], ["y"])], [("x", [3])], inits=[
