@@ -62,16 +62,22 @@ class LayerNormOp(NNOp):
 
     @classmethod
     def infer(cls, types, p):
-        x = types[0]
-        need_float(x, "input")
-        same_element(types)
-        shape = shape_of(x)
-        norm = shape[normalize_axis(p.axis, len(shape)):]
-        need_shape(types[1], norm, "scale (the normalized shape)")
-        need_shape(types[2], norm, "bias (the normalized shape)")
-        if p.epsilon < 0:
-            raise VerifyException(f"epsilon must be >= 0, got {p.epsilon}")
-        return x
+        return _normalized(types, p, ("scale", "bias"))
+
+
+def _normalized(types, p, params: tuple[str, ...]) -> TensorType:
+    """The input's type, once `params` (the operands after it) are checked to
+    have the normalized shape [axis, rank) and epsilon to be >= 0."""
+    x = types[0]
+    need_float(x, "input")
+    same_element(types)
+    shape = shape_of(x)
+    norm = shape[normalize_axis(p.axis, len(shape)):]
+    for t, name in zip(types[1:], params):
+        need_shape(t, norm, f"{name} (the normalized shape)")
+    if p.epsilon < 0:
+        raise VerifyException(f"epsilon must be >= 0, got {p.epsilon}")
+    return x
 
 
 @nn_op
@@ -89,14 +95,7 @@ class RMSNormOp(NNOp):
 
     @classmethod
     def infer(cls, types, p):
-        x = types[0]
-        need_float(x, "input")
-        same_element(types)
-        shape = shape_of(x)
-        need_shape(types[1], shape[normalize_axis(p.axis, len(shape)):], "scale (the normalized shape)")
-        if p.epsilon < 0:
-            raise VerifyException(f"epsilon must be >= 0, got {p.epsilon}")
-        return x
+        return _normalized(types, p, ("scale",))
 
 
 def batch_norm_reference(x, scale, bias, mean, var, eps) -> np.ndarray:

@@ -87,6 +87,8 @@ REGRESSIONS = {
                                   "<fuzz>:2:30: error: Integer value 18446744073709551616 is out of range"),
     "mlir-use-before-def": ("mlir", LIT.replace("%0 = nn.relu %x", "%0 = nn.relu %1").replace(
         "  func.return", "  %1 = nn.neg %x : tensor<2xf32>\n  func.return"), "of nn.relu is used before it is defined"),
+    "mlir-empty-function": ("mlir", "nn.weight @w : tensor<2xf32>\nfunc.func @f(%x: tensor<2xf32>) -> tensor<2xf32> {\n}\n",
+                            "<fuzz>:2:1: error: pass 'lower-to-loops' failed: func.func: the function does not end with func.return"),
     "mlir-first-token": ("mlir", "\x00" + LIT, "<fuzz>:1:1: error:"),  # the lexer's error in the parser's constructor
     # ONNX: attributes (wrong type, not UTF-8, unknown, missing), sizes that cannot exist, a Split
     # whose num_outputs disagrees with its outputs (onnx's shape inference aborted the process)

@@ -127,9 +127,9 @@ class FunctionLowering:
     def analyse(self) -> tuple[list, memory_plan.Plan]:
         fn = self.fn
         ops = list(fn.body.block.ops)
-        ret = ops[-1]
-        if not isinstance(ret, func.ReturnOp):
+        if not ops or not isinstance(ops[-1], func.ReturnOp):
             raise fail(fn, "the function does not end with func.return")
+        ret = ops[-1]
         for i, (a, t) in enumerate(zip(fn.body.block.args, fn.function_type.inputs.data)):
             _check_type(fn, t, f"argument {i}")
             self.storage[a] = ("input", i)
