@@ -99,9 +99,12 @@ REGRESSIONS = {
     "onnx-attribute-not-utf8": ("onnx", _model([_string_attribute(helper.make_node("Pad", ["x", "p"], ["y"]), "mode",
                                                                   b"\xff\xfe")], [("x", [2, 3]), ("p", [4])]),
                                 "attribute 'mode' is not UTF-8 text"),
-    "onnx-split-num-outputs": ("onnx", _model([helper.make_node("Split", ["x"], ["a", "b"], axis=0, num_outputs=2 ** 62)],
+    "onnx-split-num-outputs": ("onnx", _model([helper.make_node("Split", ["x"], ["a", "b"], axis=0, num_outputs=4)],
                                               [("x", [6])], ("a", "b")),
-                               "num_outputs is 4611686018427387904 but the node has 2 outputs"),
+                               "num_outputs is 4 but the node has 2 outputs"),
+    "onnx-split-num-outputs-beyond-int32": ("onnx", _model([helper.make_node(
+        "Split", ["x"], ["a", "b"], axis=0, num_outputs=2 ** 62)], [("x", [6])], ("a", "b")),
+        "(Split): attribute 'num_outputs' is out of range (4611686018427387904)"),
     "onnx-axis-beyond-int32": ("onnx", _model([helper.make_node("LayerNormalization", ["x", "w"], ["y"], axis=2 ** 31)],
                                               [("x", [2, 5]), ("w", [5])]),  # onnx's shape inference segfaulted
                                "(LayerNormalization): attribute 'axis' is out of range (2147483648)"),
