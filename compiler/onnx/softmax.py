@@ -60,6 +60,7 @@ def _hardmax(b, a):
 
 def _hardmax_last(b: Importer, x: SSAValue) -> SSAValue:
     n = shape_of(x.type)[-1]
+    b.check_size([n, n], nn.numpy_dtype(x.type.element_type), "the one-hot rows (an identity matrix)")
     idx = b.build(nn.ARG_REDUCE_OPS["argmax"], x, -1)
     eye = b.emit(nn.ConstantOp(np.eye(n, dtype=nn.numpy_dtype(x.type.element_type))))
     return b.build(nn.GatherOp, eye, idx, 0)
