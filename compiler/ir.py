@@ -11,7 +11,6 @@ import io
 import re
 
 from xdsl.context import Context
-from xdsl.utils.exceptions import VerifyException
 from xdsl.dialects.arith import Arith
 from xdsl.dialects.builtin import Builtin
 from xdsl.dialects.cf import Cf
@@ -25,7 +24,7 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.traits import SymbolTable
-from xdsl.utils.exceptions import DiagnosticException, ParseError
+from xdsl.utils.exceptions import ParseError
 
 from ncc.diagnostics import NccError
 from ncc.dialects import nn
@@ -148,9 +147,12 @@ def parse_module(text: str, filename: str = "<stdin>", ctx: Context | None = Non
         raise parse_error(e, filename, line_offset) from None
     except RecursionError:  # Python's stack bounds the parser's recursion: report where it gave up
         raise NccError("nesting too deep to parse", filename, *(parser.location() if parser else (1, 1))) from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, VerifyException) as e:
-        # what an attribute or type constructor refuses while the parser builds it
-        # (an integer out of range for its type, say): an error where the parser is
+    except NccError:
+        raise
+    except Exception as e:  # noqa: BLE001 -- xDSL's parser raises more than ParseError
+        # what an attribute, type or op constructor refuses while the parser builds it
+        # (an integer out of range for its type, a load without an index per
+        # dimension): an error where the parser is
         raise NccError(_first_line(str(e)), filename, *(parser.location(str(e)) if parser else (1, 1))) from None
     if verify:
         verify_module(module, filename)
@@ -217,7 +219,7 @@ def verify_module(module: Operation, filename: str | None = None) -> None:
     for op in module.walk(region_first=True):
         try:
             op.verify(verify_nested_ops=False)
-        except DiagnosticException as e:
+        except Exception as e:  # noqa: BLE001 -- a dialect's verifier may raise a plain Exception (memref.load)
             err = NccError.at_op(getattr(e, "op", op), _first_line(str(e)))
             if err.file is None:  # an op without a source line, e.g. the implicit module
                 err.file = filename

@@ -314,7 +314,7 @@ def native(module: ModuleOp):
     return run
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", [0, *(pytest.param(s, marks=pytest.mark.slow) for s in (1, 2))])
 def test_native_random_dags(seed):
     """Hundreds of neurons (several chunks, values through the tile); batch sizes
     below and above the vector width and the 64-row tile."""

@@ -193,6 +193,7 @@ def test_ncc_opt_quantize_with_a_calibration_file(tmp_path):
     assert bad.returncode != 0 and "static quantization needs calibration=<file.npz>" in bad.stderr
 
 
+@pytest.mark.slow  # trains and quantizes two models (about 15 s)
 def test_digits_quantized_lose_at_most_one_point():
     """examples/quantize_digits.py: the trained MLP and CNN, int8, within a point of float32."""
     datasets = pytest.importorskip("sklearn.datasets")
@@ -208,13 +209,13 @@ def test_digits_quantized_lose_at_most_one_point():
         assert report.quantized == len(report.decisions) > 0
 
 
-def test_ncc_run_names_the_int8_kernel_it_chose(tmp_path):
+def test_ncc_run_names_the_int8_kernel_it_chose(tmp_path, capsys):
     from ncc.runtime.engine import qgemm_variant
+    from ncc.tools import ncc_run
 
     module = ncc.import_onnx(_cnn())
     ncc.quantize(module, _batches((3, 6, 6)))
     ncc.export_onnx(module, tmp_path / "q.onnx")
-    run = subprocess.run([sys.executable, "-m", "ncc.tools.ncc_run", str(tmp_path / "q.onnx"), "--batch", "2",
-                          "--no-cache"], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert f"kernels: ncc_qgemm {qgemm_variant().tag}" in run.stdout
+    # the tool's main in this process: the int8 GEMM library other tests compiled is reused
+    assert ncc_run.main([str(tmp_path / "q.onnx"), "--batch", "2", "--no-cache"]) == 0
+    assert f"kernels: ncc_qgemm {qgemm_variant().tag}" in capsys.readouterr().out
