@@ -402,7 +402,10 @@ LIGHT = sorted(glob.glob(os.path.join(os.path.dirname(onnx.__file__),
                                       "backend/test/data/light/light_*.onnx")))
 
 
-@pytest.mark.parametrize("path", LIGHT, ids=[os.path.basename(p)[6:-5] for p in LIGHT])
+# The large fully connected ones (alexnet, vgg19, zfnet512: hundreds of MB of weights) are slow
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if any(
+    big in p for big in ("alexnet", "vgg19", "zfnet512")) else p for p in LIGHT],
+    ids=[os.path.basename(p)[6:-5] for p in LIGHT])
 def test_light_models_import_and_match(path):
     m = onnx.load(path)
     module = import_onnx(path)

@@ -20,9 +20,14 @@ def _scan(b, a):
         raise b.error("Scan of opset 8 (with a batch axis and sequence_lens) is not supported")
     body, m = a["body"], a["num_scan_inputs"]
     ins = [b.v(i) for i in range(len(b.node.input))]
+    if not 0 < m <= len(ins):
+        raise b.error(f"num_scan_inputs is {m}, but the node has {len(ins)} inputs")
     n_state = len(ins) - m
     states, scans = ins[:n_state], ins[n_state:]
     k = len(body.output) - n_state
+    if k < 0 or len(body.input) != n_state + m:
+        raise b.error(f"the body takes {len(body.input)} inputs and gives {len(body.output)} outputs; "
+                      f"{n_state} states and {m} scan inputs need {n_state + m} and at least {n_state}")
     in_axes = [ax % len(shape_of(x.type)) for ax, x in zip(a.get("scan_input_axes", [0] * m), scans)]
     in_rev = a.get("scan_input_directions", [0] * m)
     out_axes, out_rev = a.get("scan_output_axes", [0] * k), a.get("scan_output_directions", [0] * k)
