@@ -32,13 +32,19 @@ def build_pipeline(*pieces: str) -> list[ModulePass]:
     return passes
 
 
+def check_flat(module: ModuleOp) -> None:
+    """ncc's passes and compile take one module, its functions and weights at
+    the top level: a nested builtin.module is an error at it."""
+    nested = next((op for op in module.ops if isinstance(op, ModuleOp)), None)
+    if nested is not None:
+        raise NccError.at_op(nested, "a nested builtin.module: ncc takes one module, its functions and "
+                                     "weights at the top level")
+
+
 def apply_pass(p: ModulePass, module: ModuleOp, ctx=None, verify: bool = True) -> None:
     """Run one pass and verify its result (unless `verify=False`); a pass
     failure is an NccError."""
-    nested = next((op for op in module.ops if isinstance(op, ModuleOp)), None)
-    if nested is not None:
-        raise NccError.at_op(nested, "a nested builtin.module: ncc's passes take one module, its functions and "
-                                     "weights at the top level")
+    check_flat(module)
     try:
         p.apply(ctx or make_context(), module)
     except DiagnosticException as e:

@@ -45,7 +45,7 @@ from ncc.passes.fold_weights import fold_weights
 from ncc.passes.layerize import param_places
 from ncc.passes.lowering.abi import ARG_ROLES, ArgRole, KernelABI
 from ncc.passes.lowering.neuron_to_loops import choose_neuron_lowering
-from ncc.pipeline import run_passes
+from ncc.pipeline import check_flat, run_passes
 from ncc.reference import pick_function
 from ncc.runtime.calling import ArgSpec
 from ncc.runtime.compiled_model import CompiledModel
@@ -99,6 +99,7 @@ def _compile(source: Any, fuse: bool, neuron_mode: str, cache: Any, function: st
     start = time.perf_counter()
     with clock("import"):
         module = load_source(source, name, constants)
+        check_flat(module)
         places = layered_param_places(module, neuron_mode)
         unlowered = _unlowered_functions(module)
         kept = module.clone() if unlowered else None  # what training differentiates

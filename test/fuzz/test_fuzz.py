@@ -100,6 +100,8 @@ REGRESSIONS = {
                             "<fuzz>:2:1: error: pass 'lower-to-loops' failed: func.func: the function does not end with func.return"),
     "mlir-verifier-exception": ("mlir", "func.func @f(%x: memref<f32>, %i: index) {\n  %0 = memref.load %x[%i] : "
                                 "memref<f32>\n  func.return\n}\n", "<fuzz>:2:3: error: expected an index for each dimension"),
+    "mlir-nested-module": ("mlir", "builtin.module {\nbuiltin.module {\n" + LIT + "}\n}\n",
+                           "<fuzz>:2:1: error: a nested builtin.module: ncc takes one module"),
     "mlir-first-token": ("mlir", "\x00" + LIT, "<fuzz>:1:1: error:"),  # the lexer's error in the parser's constructor
     # ONNX: attributes (wrong type, not UTF-8, unknown, missing), sizes that cannot exist, a Split
     # whose num_outputs disagrees with its outputs (onnx's shape inference aborted the process)
