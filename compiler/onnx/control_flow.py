@@ -35,6 +35,8 @@ def _scan(b, a):
     if len(lengths) != 1 or DYN in lengths:
         raise b.error(f"the scan inputs must have one static length, got {sorted(lengths)}")
     steps = lengths.pop()
+    if steps < 1:
+        raise b.error("the scan inputs have length 0: Scan's outputs would have no element type to stack")
     if steps > UNROLLED_STEPS:
         raise b.error(f"{steps} steps: Scan is unrolled, at most {UNROLLED_STEPS}")
     per_step: list[list[SSAValue]] = [[] for _ in range(k)]

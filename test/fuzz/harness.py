@@ -11,7 +11,7 @@ Targets (`TARGETS`), each with the seeds it mutates and what it runs:
 
     adjacency  examples/*.txt, mutated as text     ncc.import_adjacency_text, layerize, lower-to-loops
     mlir       test/lit/**/*.mlir, mutated as text ncc.parse_module, its passes, printing
-    onnx       onnx's node test models, mutated    ncc.import_onnx, fuse, lower-to-loops
+    onnx       onnx's test models, mutated         ncc.import_onnx, fuse, lower-to-loops
                as protobufs (attribute types and
                values, shapes, element types, ...)
     runtime    two compiled models, called with    CompiledModel.__call__ and .run
@@ -106,7 +106,8 @@ class Target:
 
     name = ""
 
-    def seeds(self) -> list[Any]:
+    def seeds(self, quick: bool = False) -> list[Any]:
+        """The valid inputs mutated (`quick`: a smaller set, fast to gather)."""
         raise NotImplementedError
 
     def mutate(self, rng: random.Random, seed: Any) -> Any:
@@ -120,7 +121,7 @@ class Target:
 class Adjacency(Target):
     name = "adjacency"
 
-    def seeds(self) -> list[str]:
+    def seeds(self, quick=False) -> list[str]:
         return [p.read_text() for p in sorted((ROOT / "examples").glob("*.txt"))]
 
     def mutate(self, rng, seed):
@@ -137,7 +138,7 @@ class Adjacency(Target):
 class Mlir(Target):
     name = "mlir"
 
-    def seeds(self) -> list[str]:
+    def seeds(self, quick=False) -> list[str]:
         texts = []
         for p in sorted((ROOT / "test" / "lit").rglob("*.mlir")):
             text = "\n".join(line for line in p.read_text().splitlines() if not line.lstrip().startswith("//"))
@@ -175,24 +176,31 @@ def _odd_attribute(rng: random.Random, name: str):
 
 
 class Onnx(Target):
-    """onnx's node test models (those the conformance suite lists as passing),
-    mutated: an attribute of another type or value, removed or added; an input
+    """The small models onnx ships as files (simple, pytorch-operator,
+    pytorch-converted) and its node test models (those the conformance suite
+    lists as passing), mutated: an attribute of another type or value, removed or added; an input
     or initializer dimension made huge, zero or symbolic; an element type
     changed; an input dropped; the opset or the domain changed; an
     initializer's data pointing at a missing external file."""
 
     name = "onnx"
 
-    def seeds(self) -> list[bytes]:
+    def seeds(self, quick=False) -> list[bytes]:
         import warnings
 
-        from onnx.backend.test.case.node import collect_testcases
+        import onnx
 
-        listed = set((ROOT / "test" / "conformance" / "passing.txt").read_text().split())
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cases = collect_testcases(None)  # generated in memory by the installed onnx (a few seconds)
-        models = [c.model.SerializeToString() for c in sorted(cases, key=lambda c: c.name) if c.name in listed]
+        data = Path(onnx.__file__).parent / "backend" / "test" / "data"
+        models = [p.read_bytes() for kind in ("simple", "pytorch-operator", "pytorch-converted")
+                  for p in sorted((data / kind).glob("test_*/model.onnx"))]
+        if not quick:  # onnx's node test cases, generated in memory (about 5 s)
+            from onnx.backend.test.case.node import collect_testcases
+
+            listed = set((ROOT / "test" / "conformance" / "passing.txt").read_text().split())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                cases = collect_testcases(None)
+            models += [c.model.SerializeToString() for c in sorted(cases, key=lambda c: c.name) if c.name in listed]
         return [m for m in models if len(m) < 20000]
 
     def mutate(self, rng, seed):
@@ -259,7 +267,7 @@ class Runtime(Target):
 
     name = "runtime"
 
-    def seeds(self) -> list[int]:
+    def seeds(self, quick=False) -> list[int]:
         return [0]
 
     def mutate(self, rng, seed):
@@ -410,14 +418,14 @@ class Campaign:
 
 
 def run_campaign(targets: list[str], per_target: int, seed: int = 0, timeout: float = 10.0,
-                 progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """`per_target` mutated inputs for each target, from `seed`."""
+                 progress: Callable[[Outcome], None] | None = None, quick: bool = False) -> list[Outcome]:
+    """`per_target` mutated inputs for each target, from `seed` (`quick`: from the smaller seed sets)."""
     campaign = Campaign(timeout)
     outcomes: list[Outcome] = []
     try:
         for name in targets:
             target = TARGETS[name]()
-            seeds = target.seeds()
+            seeds = target.seeds(quick)
             rng = random.Random(f"{seed}:{name}")
             for _ in range(per_target):
                 payload = target.mutate(rng, rng.choice(seeds))
