@@ -232,8 +232,7 @@ def _linear_attention(b, a):
     #   S += k_t^T v_t                  o_t = scale * q_t S (GQA: each group of
     # q heads as the rows of one matmul with its kv head's state)
     q, k, v = b.v(0), b.v(1), b.v(2)
-    rule = a.get("update_rule", b"gated_delta")
-    rule = rule.decode() if isinstance(rule, bytes) else rule
+    rule = a.get("update_rule", "gated_delta")
     if rule not in ("linear", "gated", "delta", "gated_delta"):
         raise b.error(f"unknown update_rule '{rule}' (known: linear, gated, delta, gated_delta)")
     gated, delta = rule in ("gated", "gated_delta"), rule in ("delta", "gated_delta")

@@ -80,8 +80,7 @@ def _causal_conv_with_state(b, a):
         raise b.error(f"the input must be (batch, channels, length) and the weight (channels, 1, k), "
                       f"with static sizes but the batch: got {x.type} and {w.type}")
     c, k = shape[1], wshape[2]
-    act = a.get("activation", b"none")
-    act = act.decode() if isinstance(act, bytes) else act
+    act = a.get("activation", "none")
     if act not in ("none", "silu", "swish"):
         raise b.error(f"unknown activation '{act}' (known: none, silu, swish)")
     if b.has(3):

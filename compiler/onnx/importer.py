@@ -809,8 +809,7 @@ def from_onnx(*names: str) -> Callable[[ImportRule], ImportRule]:
 
 def str_attr(a: dict, key: str, default: str) -> str:
     """A string attribute (Attributes gives it decoded)."""
-    v = a.get(key, default)
-    return v.decode() if isinstance(v, bytes) else v
+    return a.get(key, default)
 
 
 # Attribute types of the ops of other domains ncc imports (onnx has no schema for them)

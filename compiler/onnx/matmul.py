@@ -139,7 +139,7 @@ def _einsum(b, a):
     # diagonals and labels of one operand only are summed first; then the
     # operands are contracted pairwise, left to right, by batched matmuls;
     # last, the labels not in the output are summed and the rest permuted
-    eq = a["equation"].decode() if isinstance(a["equation"], bytes) else a["equation"]
+    eq = a["equation"]
     xs = [b.v(i) for i in range(len(b.node.input))]
     labels, out = _einsum_labels(b, eq, [len(shape_of(x.type)) for x in xs])
     ops = [_einsum_diagonals(b, x, ls) for x, ls in zip(xs, labels)]

@@ -45,7 +45,7 @@ RNN_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}  # gate order: RNN i, GRU z r h, LST
 def _rnn_activations(b: Importer, a: dict, kind: str, dirs: int) -> list[list[Callable]]:
     """Each direction's activation functions; activation_alpha/beta are taken
     in order by the functions that have such a parameter."""
-    names = [n.decode() if isinstance(n, bytes) else n for n in a.get("activations", [])]
+    names = list(a.get("activations", []))
     per = len(RNN_DEFAULTS[kind])
     names = names or RNN_DEFAULTS[kind] * dirs
     if len(names) != per * dirs:
@@ -67,8 +67,7 @@ def _recurrent(kind: str) -> ImportRule:
     def f(b, a):
         x, w, r = b.v(0), b.v(1), b.v(2)
         layout = a.get("layout", 0)
-        direction = a.get("direction", b"forward")
-        direction = direction.decode() if isinstance(direction, bytes) else direction
+        direction = a.get("direction", "forward")
         if direction not in ("forward", "reverse", "bidirectional"):
             raise b.error(f"unknown direction '{direction}' (known: forward, reverse, bidirectional)")
         dirs, gates, hid = 2 if direction == "bidirectional" else 1, RNN_GATES[kind], a.get("hidden_size")

@@ -83,8 +83,7 @@ def _slice(b, a):
 @from_onnx("Pad")
 def _pad(b, a):
     x = b.v(0)
-    mode = a.get("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = a.get("mode", "constant")
     rank = len(shape_of(x.type))
     if b.opset < 11:
         pads, value = list(a.get("pads", a.get("paddings", []))), a.get("value", 0.0)

@@ -67,8 +67,7 @@ def _hardmax_last(b: Importer, x: SSAValue) -> SSAValue:
 
 
 def _reduction(b: Importer, a: dict) -> str:
-    r = a.get("reduction", b"mean")
-    r = r.decode() if isinstance(r, bytes) else r
+    r = a.get("reduction", "mean")
     if r not in ("none", "sum", "mean"):
         raise b.error(f"unknown reduction '{r}' (known: none, sum, mean)")
     return r
