@@ -7,6 +7,7 @@
     print(ncc.prune(module, sparsity=0.9))        # prune weights in place; the table of what went
     print(ncc.quantize(module, batches))          # int8 QDQ in place (calibrated); the table of what is int8
     print(ncc.fuse_stats(module))                 # what fuse would fuse: patterns, loop nests, arena bytes
+    print(ncc.stats("model.onnx"))                 # parameters, MACs, FLOPs, memory (ncc-stats)
     module = ncc.import_onnx("model.onnx")         # nn dialect (a path, bytes or ModelProto)
     ncc.export_onnx(module, "net.onnx")            # an ONNX model (any nn module)
     y, = ncc.reference.run(module, [x])           # numpy reference semantics
@@ -33,6 +34,7 @@ from ncc import optim
 from ncc.runtime.build import compile
 from ncc.runtime.compiled_model import CompiledModel
 from ncc.runtime.optim import train
+from ncc.stats_report import StatsReport, stats
 
 
 def prune(target, **options):
@@ -74,5 +76,5 @@ def fuse_stats(module):
 
 __all__ = [
     "CompiledModel", "NccError", "compile", "emit_equations", "export_onnx", "import_adjacency",
-    "fuse_stats", "import_adjacency_text", "import_onnx", "make_context", "optim", "parse_adjacency", "parse_module", "print_module", "prune", "quantize", "reference", "run_passes", "train", "verify_module",
+    "fuse_stats", "import_adjacency_text", "stats", "StatsReport", "import_onnx", "make_context", "optim", "parse_adjacency", "parse_module", "print_module", "prune", "quantize", "reference", "run_passes", "train", "verify_module",
 ]

@@ -51,6 +51,19 @@ def run(module_or_op: Operation, inputs: Inputs, *, function: str | None = None,
         return _Interpreter(weights, params).call(target, bind_inputs(target, inputs))
 
 
+def run_values(module: Operation, inputs: Inputs, *, function: str | None = None) -> dict[SSAValue, np.ndarray]:
+    """Every value the function `function` computes on `inputs` (its arguments
+    included), by SSA value: what a profile feeds each op it times alone."""
+    target = select_function(module, function)
+    if isinstance(target, NetOp):
+        raise NccError("run_values takes an nn function, not a neuron net (layerize it first)")
+    interpreter = _Interpreter(_weights_of(target), {})
+    interpreter.record, interpreter.recorded = {}, target
+    with np.errstate(all="ignore"):
+        interpreter.call(target, bind_inputs(target, inputs))
+    return interpreter.record
+
+
 # ---------------------------------------------------------------------------
 # Choosing what to run, binding inputs
 
@@ -201,6 +214,8 @@ class _Interpreter:
         self.weights, self.params = weights, params
 
     batch: int | None = None  # the run-time batch: dimension 0 of the first input where it is `?`
+    record: dict[SSAValue, np.ndarray] | None = None  # run_values: the values of function `recorded`
+    recorded: func.FuncOp | None = None
 
     def call(self, f: func.FuncOp, args: list[np.ndarray]) -> list[np.ndarray]:
         env: dict[SSAValue, np.ndarray] = dict(zip(f.body.block.args, args))
@@ -209,6 +224,8 @@ class _Interpreter:
                                if isinstance(t, TensorType) and shape_of(t)[:1] == (DYN,)), None)
         for op in f.body.block.ops:
             if isinstance(op, func.ReturnOp):
+                if self.record is not None and f is self.recorded:
+                    self.record.update(env)
                 return [env[v] for v in op.arguments]
             if isinstance(op, func.CallOp):
                 callee = self._callee(op)

@@ -370,6 +370,15 @@ class CompiledModel:
     def input_dtypes(self) -> list[np.dtype]:
         return [s.dtype for s in self._in_specs]
 
+    def example_input(self, index: int, batch: int = 1, rng: np.random.Generator | None = None) -> np.ndarray:
+        """A generated value of input `index` with `batch` rows: a standard
+        normal sample for a float input (from `rng`, default seed 0), zeros
+        for an integer one (indices that are always in range)."""
+        rng = np.random.default_rng(0) if rng is None else rng
+        dims = [batch if d == "batch" else d for d in self.input_shapes[index]]
+        dtype = self.input_dtypes[index]
+        return rng.standard_normal(dims).astype(dtype) if dtype.kind == "f" else np.zeros(dims, dtype)
+
     @property
     def llvm_ir(self) -> str:
         """The optimised LLVM IR (empty when the code came from the cache)."""

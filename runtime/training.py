@@ -73,6 +73,7 @@ from ncc.diagnostics import NccError
 from ncc.dialects import nn
 from ncc.dialects.neuron import NetOp
 from ncc.passes.autodiff import differentiate
+from ncc.passes.autodiff.core import weight_kinds
 from ncc.passes.layerize import param_places
 from ncc.passes.lowering.straight_line import params_symbol
 from ncc.passes.prune.nn import MASK_OF
@@ -173,6 +174,18 @@ class MemoryPlan:
     def __str__(self) -> str:
         width = max(map(len, self.FIELDS))
         return "\n".join(f"{k.ljust(width)}  {getattr(self, k)}" for k in self.FIELDS)
+
+
+def saved_bytes(m: ModuleOp, fn: func.FuncOp, frozen: Iterable[str] = ()) -> Bytes:
+    """The bytes of the activations the backward of `fn` reads (the saved:<k>
+    results of differentiate(mode="split"); `m` is changed)."""
+    fwd, _ = _differentiate(m, fn, mode="split", cotangents="args", frozen=frozen, inputs=True)
+    ret = fwd.body.block.last_op
+    total = Bytes()
+    for v, name in zip(ret.arguments, result_names(fwd, "")):
+        if name.startswith("saved:") and not isinstance(v, BlockArgument):
+            total = total + _value_bytes(v.type)
+    return total
 
 
 def _value_bytes(t: Any) -> Bytes:
@@ -355,15 +368,7 @@ class Training:
 
     def saved_bytes(self) -> Bytes:
         m, fn = self.nn_copy()
-        fwd, _ = _differentiate(m, fn, mode="split", cotangents="args",
-                                frozen=self.engine_frozen(frozenset()), inputs=True)
-        ret = fwd.body.block.last_op
-        total = Bytes()
-        for v, name in zip(ret.arguments, result_names(fwd, "")):
-            if name.startswith("saved:") and not isinstance(v.owner, func.FuncOp) \
-                    and not isinstance(v, BlockArgument):
-                total = total + _value_bytes(v.type)
-        return total
+        return saved_bytes(m, fn, self.engine_frozen(frozenset()))
 
     # -- export
 
@@ -384,18 +389,11 @@ class NNTraining(Training):
 
     def __init__(self, *args: Any):
         super().__init__(*args)
-        source_weights = {op.sym: op for op in self.source.ops if isinstance(op, nn.WeightOp)}
-        for op in self.source_function().walk():
-            if isinstance(op, nn.BatchNormOp):
-                for v in (op.mean, op.var):
-                    if isinstance(v.owner, nn.WeightRefOp):
-                        self.non_trainable[v.owner.sym] = "batch-norm statistics"
+        kinds = weight_kinds(self.source)
         for name, buf in self.model.weight_buffers.items():
-            w = source_weights.get(name)
-            if w is None or nn.CONSTANT_MARK in w.attributes:
-                self.non_trainable[name] = "constant"
-            elif buf.dtype.kind != "f":
-                self.non_trainable[name] = f"{buf.dtype} (not a float)"
+            kind = kinds.get(name, "constant")  # a weight the compile folded from others
+            if kind != "trainable":
+                self.non_trainable[name] = f"{buf.dtype} (not a float)" if buf.dtype.kind != "f" else kind
 
     def nn_copy(self) -> tuple[ModuleOp, func.FuncOp]:
         """A fresh copy of the module and its function, whose arguments and

@@ -327,7 +327,8 @@ def test_wrong_types_and_shapes():
         "(supported: FLOAT, DOUBLE, FLOAT16, INT64, INT32, INT8, UINT8, BOOL)")
     m = model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", "C"]})
     assert diag(m) == ("g: error: graph input 'x': dimension 1 is symbolic ('C'); "
-                       "only the first (batch) dimension may be")
+                       "only the first (batch) dimension may be (give it a size: ncc.onnx.with_dims, "
+                       "ncc-stats --dim C=N)")
     m = model([helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")], {"a": [2, 3], "b": [4, 5]})
     assert diag(m) == ("g: error: node 'mm' (MatMul): contraction dimensions differ: "
                        "[2, 3] @ [4, 5] (3 vs 4)")

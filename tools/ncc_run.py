@@ -4,6 +4,7 @@
     ncc-run model.mlir --inputs in.npz -o out.npz          from an .npz (keys: input names)
     ncc-run examples/seed_list.txt --batch 1000 --seed 1   seeded random inputs
     ncc-run model.mlir --batch 64 --bench 1000             timing statistics
+    ncc-run model.onnx --profile                            time per op
 
 MODEL is what `ncc.compile` takes from a path: .mlir, .onnx or an adjacency
 file. A line of the summary names the library kernels the model
@@ -13,8 +14,9 @@ seeded standard normal, integer inputs (indices) as zeros, with `--batch` rows
 (default: the batch of the given inputs, else 1). The summary lists each output
 (shape, dtype, min/max/mean, first values); `-o` writes them to an .npz keyed by
 output name. `--bench N` times N calls (after a warm-up) and prints min, median,
-mean and p90 per call and the throughput in rows per second. Errors are one
-line on stderr and exit code 1.
+mean and p90 per call and the throughput in rows per second. `--profile` times
+every op alone (runtime/profile.py): a table of time per op and the parallel
+fraction. Errors are one line on stderr and exit code 1.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import numpy as np
 
 import ncc
 from ncc.diagnostics import NccError
+from ncc.runtime.build import load_source
+from ncc.runtime.profile import profile
 from ncc.tools.common import run_tool
 
 
@@ -43,6 +47,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of generated inputs (default 0)")
     p.add_argument("-o", "--output", metavar="FILE.npz", help="write the outputs to an .npz")
     p.add_argument("--bench", type=int, default=0, metavar="N", help="time N calls")
+    p.add_argument("--profile", action="store_true",
+                   help="time every op alone on the same inputs (its own kernel, compiled like the model's): "
+                        "time per op, its share, GFLOP/s, whether ncc splits it over threads, and the "
+                        "parallel fraction of Amdahl's law (ncc-stats uses it)")
     p.add_argument("--neuron-mode", choices=("auto", "neuron", "layers"), default="auto",
                    help="neuron nets: direct neuron code, layers, or chosen by size (default)")
     p.add_argument("--no-fuse", action="store_true", help="do not run the fuse pass")
@@ -104,12 +112,11 @@ def gather_inputs(model, args: argparse.Namespace) -> tuple[list[np.ndarray], li
         raise NccError(f"--batch must be >= 0, got {batch}")
     rng = np.random.default_rng(args.seed)
     inputs, notes = [], []
-    for name, shape, dtype in zip(model.input_names, model.input_shapes, model.input_dtypes):
+    for index, name in enumerate(model.input_names):
         if name in given:
             inputs.append(given[name])
             continue
-        dims = [batch if d == "batch" else d for d in shape]
-        a = rng.standard_normal(dims).astype(dtype) if dtype.kind == "f" else np.zeros(dims, dtype)
+        a = model.example_input(index, batch, rng)
         inputs.append(a)
         notes.append(f"input '{name}': generated {list(a.shape)} {a.dtype} (seed {args.seed})")
     return inputs, notes
@@ -172,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
             lines.append(f"wrote {len(outs)} output(s) to {args.output}")
         if args.bench:
             lines.append(bench(model, inputs, args.bench))
+        if args.profile:
+            source = load_source(args.model, args.name)
+            lines.append(str(profile(source, inputs, function=args.function, threads=info["threads"],
+                                     fuse=not args.no_fuse, cache=not args.no_cache)))
         print("\n".join(lines))
         return 0
 

@@ -8,6 +8,7 @@
     ncc-translate net.mlir --emit-llvm                        LLVM IR (O3, for this host)
     ncc-translate net.mlir --emit-llvm --target-cpu=haswell   LLVM IR for a named CPU
     ncc-translate net.mlir --export-onnx -o net.onnx          an ONNX model (binary: -o is required)
+    ncc-translate --import-onnx m.onnx --emit-dot -o m.dot    the graph as Graphviz DOT (-o m.svg: rendered)
 
 One `--import-*` flag picks how the input is read (default: MLIR text) and one
 `--emit-*` flag what is written (default: MLIR text).
@@ -23,6 +24,7 @@ from xdsl.dialects.builtin import ModuleOp
 from ncc.diagnostics import NccError
 from ncc.adjacency import import_adjacency_text
 from ncc.dialects import activations
+from ncc.dot import emit_dot, render_svg
 from ncc.equations import emit_equations
 from ncc.ir import parse_module, print_module
 from ncc.onnx import export_onnx, import_onnx
@@ -68,6 +70,10 @@ def make_parser() -> argparse.ArgumentParser:
                      help="with --emit-llvm: optimise for this CPU, by LLVM's name (haswell, "
                      "skylake-avx512, znver3, x86-64-v3, ...) with its own features, as llc's "
                      "-mcpu; default: host (this machine's CPU and features)")
+    dst.add_argument("--emit-dot", action="store_true",
+                     help="write the model's graph as Graphviz DOT: a node per op (shape, parameters, "
+                     "FLOPs at batch 1) or per neuron, an edge per value or synapse; -o FILE.svg renders "
+                     "it with Graphviz's dot")
     dst.add_argument("--export-onnx", action="store_true",
                      help="write an nn (or neuron) module as a binary ONNX model to -o FILE")
     dst.add_argument("--elide-weights-if-larger", type=int, metavar="N", default=None,
@@ -101,6 +107,8 @@ def emit_output(module: ModuleOp, args: argparse.Namespace) -> str:
         raise NccError("--target-cpu applies only with --emit-llvm")
     if args.emit_equations:
         return emit_equations(module, args.emit_equations)
+    if args.emit_dot:
+        return emit_dot(module)
     return print_module(module, elide_weights_if_larger=args.elide_weights_if_larger)
 
 
@@ -114,7 +122,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise NccError("--export-onnx writes a binary model: give the file with -o FILE")
             export_onnx(import_input(args), args.output)
             return 0
-        write_output(emit_output(import_input(args), args), args.output)
+        text = emit_output(import_input(args), args)
+        if args.emit_dot and args.output.lower().endswith(".svg"):
+            render_svg(text, args.output)
+        else:
+            write_output(text, args.output)
         return 0
 
     return run_tool(body)

@@ -11,7 +11,7 @@ rather than has (attention, recurrent, control_flow, signal) import only.
 """
 
 from ncc.onnx.exporter import DEFAULT_OPSET, TO_ONNX, export_onnx
-from ncc.onnx.importer import FROM_ONNX, Importer, import_model, import_onnx, load_model
+from ncc.onnx.importer import FROM_ONNX, Importer, import_model, import_onnx, load_model, with_dims
 
 # Each family registers its rules when imported.
 from ncc.onnx import (  # noqa: F401,E402
@@ -19,4 +19,4 @@ from ncc.onnx import (  # noqa: F401,E402
     pool, quant, recurrent, reduce, resize, shape, signal, softmax, sparse)
 
 __all__ = ["DEFAULT_OPSET", "FROM_ONNX", "Importer", "TO_ONNX", "export_onnx", "import_model",
-           "import_onnx", "load_model"]
+           "import_onnx", "load_model", "with_dims"]

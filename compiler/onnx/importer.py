@@ -36,7 +36,7 @@ import functools
 import math
 import os
 import re
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from xdsl.dialects import func
@@ -672,7 +672,8 @@ class Importer:
                 else:
                     sym = d.dim_param or "unknown"
                     raise NccError(f"graph input '{inp.name}': dimension {k} is symbolic ('{sym}'); "
-                                   "only the first (batch) dimension may be", self.where)
+                                   "only the first (batch) dimension may be (give it a size: ncc.onnx.with_dims, "
+                                   f"ncc-stats --dim {sym}=N)", self.where)
             self.check_size(dims, dtype, f"graph input '{inp.name}'")
             arg_types.append(TensorType(nn.element_type_of(dtype), dims))
             arg_names.append(inp.name)
@@ -719,6 +720,27 @@ def load_model(source: Any) -> tuple[Any, str]:
     """(ModelProto, name used in diagnostics) from a ModelProto, a path or bytes,
     for importing one model several times (`import_model`)."""
     return _load(source)
+
+
+def with_dims(model: Any, dims: Mapping[str, int], where: str) -> Any:
+    """A copy of `model` whose graph inputs have the symbolic dimensions named
+    in `dims` (dim_param -> size) fixed: the sizes ncc's static shapes need
+    for a model exported with a dynamic sequence length, say."""
+    copy = type(model)()
+    copy.CopyFrom(model)
+    named = {d.dim_param for i in copy.graph.input for d in i.type.tensor_type.shape.dim if d.dim_param}
+    unknown = sorted(set(dims) - named)
+    if unknown:
+        raise NccError(f"no graph input has a dimension named {', '.join(map(repr, unknown))} "
+                       f"(symbolic dimensions: {', '.join(sorted(named)) or 'none'})", where)
+    for name, size in dims.items():
+        if not isinstance(size, int) or size < 1:
+            raise NccError(f"dimension '{name}' must be a positive integer, got {size!r}", where)
+    for i in copy.graph.input:
+        for d in i.type.tensor_type.shape.dim:
+            if d.dim_param in dims:
+                d.dim_value = dims[d.dim_param]
+    return copy
 
 
 def import_model(model: Any, where: str, constants: Any = None) -> ModuleOp:

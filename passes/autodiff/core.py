@@ -42,6 +42,22 @@ def result_names(fn: func.FuncOp) -> list[str]:
     return _names(fn.res_attrs, len(fn.function_type.outputs.data), str)
 
 
+def weight_kinds(module: ModuleOp) -> dict[str, str]:
+    """Each nn.weight's kind: "trainable" (a parameter training updates), or why
+    not: "batch-norm statistics" (a running mean or variance), "constant" (an
+    ncc.constant: folded from the code), "<type> (not a float)"."""
+    stats = {v.owner.sym for op in module.walk() if isinstance(op, nn.BatchNormOp)
+             for v in (op.mean, op.var) if isinstance(v.owner, nn.WeightRefOp)}
+    trainable = {op.sym for op in trainable_weights(module)}
+    kinds = {}
+    for op in module.ops:
+        if isinstance(op, nn.WeightOp):
+            kinds[op.sym] = ("constant" if nn.CONSTANT_MARK in op.attributes else
+                             f"{op.type.element_type} (not a float)" if op.sym not in trainable else
+                             "batch-norm statistics" if op.sym in stats else "trainable")
+    return kinds
+
+
 def trainable_weights(module: ModuleOp) -> list[nn.WeightOp]:
     """The weights autodiff differentiates by default: float, not folded constants."""
     return [op for op in module.ops if isinstance(op, nn.WeightOp) and nn.CONSTANT_MARK not in op.attributes

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ncc.diagnostics import NccError
+from ncc.text import text_table
 
 FROZEN_MARK = "ncc.frozen"  # on an nn.weight: never pruned
 
@@ -131,6 +132,4 @@ class PruneReport:
         size, nz0, nz1, m0, m1 = self.totals()
         rows.append(("total", "", f"{size:,}", f"{nz0:,}", f"{nz1:,}", pct(nz1, size), f"{2 * m0:,}",
                      f"{2 * m1:,}"))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-        return "\n".join("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in
-                                   enumerate(zip(row, widths))) + "  " + row[-1] for row in rows)
+        return text_table(rows, right=range(3, len(rows[0]) - 1))

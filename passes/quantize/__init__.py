@@ -46,6 +46,7 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from xdsl.transforms.dead_code_elimination import region_dce
 
 from ncc.diagnostics import NccError
+from ncc.text import text_table
 from ncc.dialects import activations, nn
 from ncc.dialects.nn import shape_of
 from ncc.passes.pack_weights import weight_only
@@ -128,10 +129,8 @@ class QuantizeReport:
             fmt = (lambda r: "" if r is None else f"[{r[0]:.4g}, {r[1]:.4g}]")
             rows.append((d.op, d.weight, "yes" if d.quantized else "no", fmt(d.input_range),
                          fmt(d.output_range) if d.quantized else d.why))
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        lines = [f"quantize ({self.mode}, {self.method}): {self.quantized} of {len(self.decisions)} ops int8"]
-        lines += ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        return "\n".join(lines)
+        return f"quantize ({self.mode}, {self.method}): {self.quantized} of {len(self.decisions)} ops int8\n" \
+            + text_table(rows, indent="  ")
 
 
 # ---------------------------------------------------------------------------

@@ -21,6 +21,6 @@ if filecheck is None:
     lit_config.fatal("filecheck not found: pip install -e '.[test]'")
 config.substitutions.append(("FileCheck", filecheck))
 config.substitutions.append(("%python", sys.executable))
-for tool in ("ncc-opt", "ncc-translate"):
+for tool in ("ncc-opt", "ncc-translate", "ncc-stats"):
     if shutil.which(tool, path=config.environment["PATH"]) is None:
         lit_config.fatal(f"{tool} not found: install ncc with pip install -e '.[test]'")
