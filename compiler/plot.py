@@ -21,6 +21,7 @@ def need_matplotlib() -> Any:
         raise NccError("--plot needs matplotlib, an optional extra: pip install 'ncc[plot]' "
                        "(or pip install matplotlib)") from None
     matplotlib.use("Agg")  # files only, no screen
+    matplotlib.rcParams["svg.hashsalt"] = "ncc"  # the same SVG for the same report
     import matplotlib.pyplot as plt
     return plt
 
@@ -37,7 +38,7 @@ def plot_report(report: Any, path: str) -> None:
     left.plot(counts, counts, ":", color="gray", label="linear")
     if f is not None:
         n = np.unique(np.geomspace(1, report.processors, 200).round().astype(int))
-        left.plot(n, [amdahl(f, int(k)) for k in n], color="C0", label=f"Amdahl, f = {f:.4f}")
+        left.plot(n, [amdahl(f, int(k)) for k in n], color="C0", label=f"Amdahl, f = {f:.6g}")
         left.plot(counts, [amdahl(f, k) for k in counts], "o", color="C0")
         if f < 1:
             left.axhline(1 / (1 - f), color="C0", linestyle="--", linewidth=0.8,
@@ -52,7 +53,7 @@ def plot_report(report: Any, path: str) -> None:
     left.grid(True, which="both", alpha=0.3)
 
     law = report.law or ScalingLaw()
-    params = float(report.count.trainable or report.count.params or 1)
+    params = float(report.law_params or report.count.trainable or report.count.params or 1)
     tokens = report.tokens
     ns = np.geomspace(max(1e3, params / 1e3), max(params * 1e3, 1e9), 200)
     if tokens:

@@ -55,6 +55,7 @@ class StatsReport:
     processors: int = 64
     step_seconds: float | None = None
     law: ScalingLaw | None = None
+    law_params: float | None = None  # the law's N (default: the trainable parameters)
     tokens: float | None = None
     budget: float | None = None
     per_op: bool = False
@@ -73,7 +74,7 @@ class StatsReport:
     def scaling(self) -> dict[str, float] | None:
         if self.law is None:
             return None
-        n = float(self.count.trainable or self.count.params)
+        n = float(self.law_params or self.count.trainable or self.count.params)
         out: dict[str, float] = {"parameters": n}
         if self.tokens:
             out |= {"tokens": self.tokens, "loss": self.law.loss(n, self.tokens),
@@ -163,7 +164,7 @@ class StatsReport:
                 rows.append((str(n), f"{s:.2f}") + ((f"{r:.4g}",) if r is not None else ()))
             step = f"; one step (forward + backward, batch {c.batch}) {self.step_seconds * 1e3:.3f} ms on one " \
                    "processor" if self.step_seconds else ""
-            lines += ["", f"Amdahl: f = {self.parallel_fraction:.4f} ({self.fraction_source}){step}",
+            lines += ["", f"Amdahl: f = {self.parallel_fraction:.6g} ({self.fraction_source}){step}",
                       text_table(rows, {0, 1, 2})]
         scaling = self.scaling()
         if scaling is not None:
@@ -200,15 +201,18 @@ class StatsReport:
 def stats(source: Any, *, batch: int = 1, function: str | None = None, fuse: bool = True, per_op: bool = False,
           memory: bool = True, training_memory: bool = True, profile: bool = False, inputs: Any = None,
           threads: int = 1, parallel_fraction: float | None = None, processors: int = 64,
-          step_seconds: float | None = None, law: ScalingLaw | None = None, tokens: float | None = None,
+          step_seconds: float | None = None, law: ScalingLaw | None = None, law_params: float | None = None,
+          tokens: float | None = None,
           budget: float | None = None, name: str = "net", cache: Any = True, seed: int = 0) -> StatsReport:
     """The report of `source` (a path, text or module, as ncc.compile takes):
     counts at `batch`; the memory plan (`memory`, its training part with
-    `training_memory`); with `profile`, a native profile (time per op on
-    `threads` threads, on `inputs` or ones generated from `seed`) giving the parallel
-    fraction and a training step's time; Amdahl's speed-ups up to
+    `training_memory`); with `profile`, a native profile on one thread (time
+    per op, on `inputs` or ones generated from `seed`) giving the parallel
+    fraction (with `threads` > 1: from the whole model's speed-up on that
+    many threads) and a training step's time; Amdahl's speed-ups up to
     `processors` when a parallel fraction is given or measured; the scaling
-    law when `law`, `tokens` or `budget` is given."""
+    law when `law`, `law_params` (its N; default the trainable parameters),
+    `tokens` or `budget` is given."""
     from ncc.passes.stats import count
     from ncc.runtime.build import compile as compile_model, load_source
     from ncc.runtime.profile import planned_memory, profile as profile_ops, time_call
@@ -228,17 +232,27 @@ def stats(source: Any, *, batch: int = 1, function: str | None = None, fuse: boo
         except NccError as e:
             report.notes.append(f"memory not planned: {e.message}")
     if profile:
-        model = compile_model(module, fuse=fuse, function=function, threads=threads, cache=cache)
+        model = compile_model(module, fuse=fuse, function=function, threads=1, cache=cache)
         rng = np.random.default_rng(seed)
         feeds = inputs if inputs is not None else [model.example_input(i, batch, rng) for i in
                                                    range(len(model.input_names))]
-        report.profile = profile_ops(module, feeds, function=function, threads=threads, fuse=fuse, cache=cache)
+        report.profile = profile_ops(module, feeds, function=function, threads=1, fuse=fuse, cache=cache)
         whole = time_call(lambda: model(*feeds), 0.2)
-        report.notes.append(f"the whole model, one call: {whole * 1e3:.3f} ms (the ops timed alone: "
-                            f"{report.profile.seconds * 1e3:.3f} ms)")
+        report.notes.append(f"the whole model, one call on one thread: {whole * 1e3:.3f} ms (the ops timed "
+                            f"alone: {report.profile.seconds * 1e3:.3f} ms)")
+        measured = report.profile.parallel_fraction, "measured: the share of the profile's time in ops ncc " \
+            "splits over threads, an upper bound: a split op's own serial parts count as parallel"
+        if threads > 1:  # Karp and Flatt's inversion of Amdahl's law from the speed-up measured on the host
+            team = compile_model(module, fuse=fuse, function=function, threads=threads, cache=cache)
+            on_team = time_call(lambda: team(*feeds), 0.2)
+            speedup = whole / on_team
+            f = min(1.0, max(0.0, (1 - 1 / speedup) / (1 - 1 / threads)))
+            report.notes.append(f"on {threads} threads: {on_team * 1e3:.3f} ms, a speed-up of {speedup:.2f}; "
+                                f"the ops ncc splits take {report.profile.parallel_fraction:.6g} of the time")
+            measured = f, f"measured: the whole model's speed-up on {threads} threads, {speedup:.2f}, solved " \
+                "for f (Karp-Flatt)"
         if parallel_fraction is None:
-            report.parallel_fraction, report.fraction_source = report.profile.parallel_fraction, \
-                f"measured: the share of the profile's time in ops split over threads"
+            report.parallel_fraction, report.fraction_source = measured
         if step_seconds is None:
             try:
                 outs = model(*feeds)
@@ -248,6 +262,7 @@ def stats(source: Any, *, batch: int = 1, function: str | None = None, fuse: boo
                 report.step_seconds = time_call(lambda: model.vjp(named, ones), 0.2)
             except NccError as e:
                 report.notes.append(f"no training step measured: {e.message}")
-    if law is not None or tokens is not None or budget is not None:
+    if law is not None or tokens is not None or budget is not None or law_params is not None:
         report.law, report.tokens, report.budget = law or ScalingLaw(), tokens, budget
+        report.law_params = law_params
     return report

@@ -146,7 +146,7 @@ class Profile:
         lines = [text_table(rows, right={0, 4, 5, 6})]
         lines.append(f"total {self.seconds * 1e3:.3f} ms over {len(self.ops)} ops (each timed alone), batch "
                      f"{self.batch}, {self.threads} thread{'s' if self.threads > 1 else ''}; parallel fraction "
-                     f"f = {self.parallel_fraction:.4f}")
+                     f"f = {self.parallel_fraction:.6g}")
         return "\n".join(lines)
 
 

@@ -180,7 +180,8 @@ def test_tool_text_json_and_errors(tmp_path, capsys):
     assert report["macs"] == 36 and report["memory"]["forward_arena"] > 0
     for argv, message in [(["--parallel-fraction", "2"], r"in \[0, 1\]"), (["--processors", "0"], "at least 1"),
                           (["--dim", "s=4"], "not .onnx"), (["--law", "Q=1"], "unknown constant Q"),
-                          (["--plot", "x.pdf"], ".svg or .png"), (["--batch", "0"], "at least 1")]:
+                          (["--plot", "x.pdf"], ".svg or .png"), (["--batch", "0"], "at least 1"),
+                          (["--params", "-5"], "--params must be positive")]:
         code, _, err = stats_tool(path, *argv, capsys=capsys)
         assert code == 1 and len(err.strip().splitlines()) == 1 and re.search(message, err)
 
@@ -219,6 +220,12 @@ def test_stats_profile_gives_f_and_a_training_step(capsys):
     assert "measured: the share of the profile's time" in text and "compute-optimal for C = 1e+15" in text
     n, d = ScalingLaw().optimal(1e15)
     assert r.to_dict()["scaling_law"]["optimal_parameters"] == n
+
+
+def test_stats_fraction_from_the_speedup_on_threads():
+    r = ncc.stats(MLP, batch=64, profile=True, threads=2, memory=False)
+    assert "(Karp-Flatt)" in r.fraction_source and 0.0 <= r.parallel_fraction <= 1.0
+    assert any(n.startswith("on 2 threads:") for n in r.notes)
 
 
 def test_ncc_run_profile(tmp_path, capsys):

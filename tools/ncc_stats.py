@@ -55,11 +55,14 @@ def make_parser() -> argparse.ArgumentParser:
                         help="one training step's time on one processor (default: measured by --profile); "
                              "gives the throughput in samples/s")
     amdahl.add_argument("--threads", type=int, default=1, metavar="N",
-                        help="threads of the profile's kernels (default 1)")
+                        help="with --profile and N > 1: also time the whole model on N threads and take f "
+                             "from its speed-up (Karp-Flatt) rather than from which ops split (default 1)")
     amdahl.add_argument("--seed", type=int, default=0, help="seed of the profile's generated inputs")
     law = p.add_argument_group("scaling law: L(N, D) = E + A / N^alpha + B / D^beta, C = 6 N D")
     law.add_argument("--tokens", type=float, default=None, metavar="D",
                      help="training tokens D: the loss at the model's parameter count N")
+    law.add_argument("--params", type=float, default=None, metavar="N",
+                     help="the law's parameter count N (default: the model's trainable parameters)")
     law.add_argument("--budget", type=float, default=None, metavar="C",
                      help="a compute budget in FLOPs: the compute-optimal N and D")
     law.add_argument("--law", default=None, metavar="K=V,...",
@@ -115,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         args = make_parser().parse_args(argv)
         if args.threads < 1:
             raise NccError(f"--threads must be >= 1, got {args.threads}")
-        if args.step_time is not None and args.step_time <= 0:
-            raise NccError(f"--step-time must be positive, got {args.step_time}")
+        for option in ("step_time", "params", "tokens", "budget"):
+            value = getattr(args, option)
+            if value is not None and not value > 0:
+                raise NccError(f"--{option.replace('_', '-')} must be positive, got {value}")
         if args.plot and not args.plot.lower().endswith((".svg", ".png")):
             raise NccError("--plot writes an .svg or .png file", args.plot)
         if args.plot:
@@ -127,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                            training_memory=not args.no_training_memory, profile=args.profile,
                            threads=args.threads, parallel_fraction=args.parallel_fraction,
                            processors=args.processors, step_seconds=args.step_time, law=scaling_law(args.law),
-                           tokens=args.tokens, budget=args.budget, name=args.name, cache=not args.no_cache,
-                           seed=args.seed)
+                           law_params=args.params, tokens=args.tokens, budget=args.budget, name=args.name,
+                           cache=not args.no_cache, seed=args.seed)
         report.model = args.model
         if args.plot:
             from ncc.plot import plot_report
