@@ -53,8 +53,8 @@ def plot_report(report: Any, path: str) -> None:
     left.grid(True, which="both", alpha=0.3)
 
     law = report.law or ScalingLaw()
-    params = float(report.law_params or report.count.trainable or report.count.params or 1)
-    tokens = report.tokens
+    params = float(report.law_params[0] if report.law_params else report.count.trainable or report.count.params or 1)
+    tokens = report.tokens[0] if report.tokens else None
     ns = np.geomspace(max(1e3, params / 1e3), max(params * 1e3, 1e9), 200)
     if tokens:
         right.plot(ns, [law.loss(k, tokens) for k in ns], color="C1", label=f"D = {tokens:.3g} tokens")

@@ -89,7 +89,7 @@ def pick_function(found: Mapping[str, Operation], name: str | None, where: str) 
     if "main" in found:
         return found["main"]
     if not found:
-        raise NccError(f"the module has no function {where} (a function of a nested builtin.module is none)")
+        raise NccError(f"no function {where} (a function of a nested builtin.module does not count)")
     raise NccError(f"the module has {len(found)} functions ({', '.join(found)}): pass function=NAME")
 
 

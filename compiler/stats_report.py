@@ -5,17 +5,19 @@ laws of ncc.laws, as an aligned text table (`str`) or plain numbers
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from ncc.diagnostics import NccError
 from ncc.text import text_table
 from ncc.laws import ScalingLaw, amdahl, processor_counts
-from ncc.passes.stats import ModelCount
-from ncc.runtime.profile import Profile
+from ncc.passes.stats import ModelCount, count
+from ncc.runtime.build import compile as compile_model, load_source
+from ncc.runtime.profile import Profile, planned_memory, profile as profile_ops, time_call
 from ncc.runtime.training import MemoryPlan
 
 
@@ -55,8 +57,8 @@ class StatsReport:
     processors: int = 64
     step_seconds: float | None = None
     law: ScalingLaw | None = None
-    law_params: float | None = None  # the law's N (default: the trainable parameters)
-    tokens: float | None = None
+    law_params: tuple[float, ...] | None = None  # the law's N, one or a family (default: the trainable parameters)
+    tokens: tuple[float, ...] | None = None  # D, one or several
     budget: float | None = None
     per_op: bool = False
     notes: list[str] = field(default_factory=list)
@@ -71,15 +73,19 @@ class StatsReport:
         return [(n, s, rate * s if rate else None) for n in processor_counts(self.processors)
                 for s in [amdahl(self.parallel_fraction, n)]]
 
-    def scaling(self) -> dict[str, float] | None:
+    def scaling(self) -> dict[str, Any] | None:
+        """The law at each (N, D) of the family (`law_params` x `tokens`; N
+        defaults to the model's trainable parameters), and the compute-optimal
+        N and D for the budget (default: the first point's compute)."""
         if self.law is None:
             return None
-        n = float(self.law_params or self.count.trainable or self.count.params)
-        out: dict[str, float] = {"parameters": n}
-        if self.tokens:
-            out |= {"tokens": self.tokens, "loss": self.law.loss(n, self.tokens),
-                    "compute_flops": self.law.compute(n, self.tokens)}
-        budget = self.budget or out.get("compute_flops")
+        ns = self.law_params or (float(self.count.trainable or self.count.params),)
+        out: dict[str, Any] = {"parameters": ns[0]}
+        out["grid"] = [{"parameters": n, "tokens": d, "compute_flops": self.law.compute(n, d),
+                        "loss": self.law.loss(n, d)} for n in ns for d in self.tokens or ()]
+        if len(out["grid"]) == 1:
+            out |= out["grid"][0]
+        budget = self.budget or (out["grid"][0]["compute_flops"] if out["grid"] else None)
         if budget:
             n_opt, d_opt = self.law.optimal(budget)
             out |= {"budget_flops": budget, "optimal_parameters": n_opt, "optimal_tokens": d_opt,
@@ -171,14 +177,20 @@ class StatsReport:
             law = self.law
             lines += ["", f"scaling law: L(N, D) = {law.E} + {law.A} / N^{law.alpha} + {law.B} / D^{law.beta}, "
                           "C = 6 N D", f"  N = {_si(scaling['parameters'], 'parameters')}"]
-            if "loss" in scaling:
+            if len(scaling["grid"]) == 1:
                 lines.append(f"  D = {_si(scaling['tokens'], 'tokens')}: L = {scaling['loss']:.4f}, "
                              f"C = {scaling['compute_flops']:.4g} FLOPs")
+            elif scaling["grid"]:
+                rows = [("N", "D", "C (FLOPs)", "L(N, D)")] + [
+                    (_si(g["parameters"], "params"), _si(g["tokens"], "tokens"), f"{g['compute_flops']:.4g}",
+                     f"{g['loss']:.4f}") for g in scaling["grid"]]
+                lines[-1] = "  the family:"
+                lines.append(text_table(rows, {0, 1, 2, 3}, indent="  "))
             if "budget_flops" in scaling:
                 lines.append(f"  compute-optimal for C = {scaling['budget_flops']:.4g} FLOPs: "
                              f"N = {_si(scaling['optimal_parameters'], 'parameters')}, "
                              f"D = {_si(scaling['optimal_tokens'], 'tokens')}, L = {scaling['optimal_loss']:.4f}")
-            if "loss" not in scaling and "budget_flops" not in scaling:
+            if not scaling["grid"] and "budget_flops" not in scaling:
                 lines.append("  (give --tokens D or --budget C for the loss and the compute-optimal size)")
         lines += self.notes
         return "\n".join(lines) + "\n"
@@ -198,11 +210,20 @@ class StatsReport:
         return text_table(rows, {1, 2, 3, 4, 5})
 
 
+def _values(given: Sequence[float] | float | None, what: str) -> tuple[float, ...] | None:
+    if given is None:
+        return None
+    values = tuple(float(v) for v in (given if isinstance(given, (list, tuple)) else (given,)))
+    if not values or not all(v > 0 for v in values):
+        raise NccError(f"the scaling law's {what} must be positive numbers, got {list(values)}")
+    return values
+
+
 def stats(source: Any, *, batch: int = 1, function: str | None = None, fuse: bool = True, per_op: bool = False,
           memory: bool = True, training_memory: bool = True, profile: bool = False, inputs: Any = None,
           threads: int = 1, parallel_fraction: float | None = None, processors: int = 64,
-          step_seconds: float | None = None, law: ScalingLaw | None = None, law_params: float | None = None,
-          tokens: float | None = None,
+          step_seconds: float | None = None, law: ScalingLaw | None = None,
+          law_params: Sequence[float] | float | None = None, tokens: Sequence[float] | float | None = None,
           budget: float | None = None, name: str = "net", cache: Any = True, seed: int = 0) -> StatsReport:
     """The report of `source` (a path, text or module, as ncc.compile takes):
     counts at `batch`; the memory plan (`memory`, its training part with
@@ -211,16 +232,25 @@ def stats(source: Any, *, batch: int = 1, function: str | None = None, fuse: boo
     fraction (with `threads` > 1: from the whole model's speed-up on that
     many threads) and a training step's time; Amdahl's speed-ups up to
     `processors` when a parallel fraction is given or measured; the scaling
-    law when `law`, `law_params` (its N; default the trainable parameters),
-    `tokens` or `budget` is given."""
-    from ncc.passes.stats import count
-    from ncc.runtime.build import compile as compile_model, load_source
-    from ncc.runtime.profile import planned_memory, profile as profile_ops, time_call
-
+    law when `law`, `law_params` (its N, one or a family; default the
+    trainable parameters), `tokens` (D, one or several) or `budget` is given."""
     if parallel_fraction is not None and not 0.0 <= parallel_fraction <= 1.0:
         raise NccError(f"the parallel fraction must be in [0, 1], got {parallel_fraction}")
     processor_counts(processors)  # checks it
     module = load_source(source, name=name)
+    try:
+        return _report(module, source, batch, function, fuse, per_op, memory, training_memory, profile, inputs,
+                       threads, parallel_fraction, processors, step_seconds, law, law_params, tokens, budget,
+                       cache, seed)
+    except NccError as e:  # what the model holds is an error of its file
+        if e.file is None and isinstance(source, (str, os.PathLike)) and "\n" not in str(source):
+            raise NccError(e.message, os.fspath(source)) from None
+        raise
+
+
+def _report(module, source, batch, function, fuse, per_op, memory, training_memory, profile, inputs, threads,
+            parallel_fraction, processors, step_seconds, law, law_params, tokens, budget, cache, seed
+            ) -> StatsReport:
     report = StatsReport(source if isinstance(source, str) and "\n" not in source else "<module>",
                          count(module, function, batch), processors=processors, per_op=per_op,
                          parallel_fraction=parallel_fraction, fraction_source="given" if parallel_fraction
@@ -263,6 +293,8 @@ def stats(source: Any, *, batch: int = 1, function: str | None = None, fuse: boo
             except NccError as e:
                 report.notes.append(f"no training step measured: {e.message}")
     if law is not None or tokens is not None or budget is not None or law_params is not None:
-        report.law, report.tokens, report.budget = law or ScalingLaw(), tokens, budget
-        report.law_params = law_params
+        report.law, report.budget = law or ScalingLaw(), budget
+        report.law_params, report.tokens = _values(law_params, "parameters"), _values(tokens, "tokens")
+        if budget is not None and not budget > 0:
+            raise NccError(f"the compute budget must be positive, got {budget}")
     return report

@@ -186,6 +186,23 @@ def test_tool_text_json_and_errors(tmp_path, capsys):
         assert code == 1 and len(err.strip().splitlines()) == 1 and re.search(message, err)
 
 
+def test_tool_scaling_law_over_a_family(tmp_path, capsys):
+    path = tmp_path / "mlp.mlir"
+    path.write_text(MLP)
+    code, out, _ = stats_tool(path, "--no-memory", "--json", "--params", "1e8,1e9", "--tokens", "2e10,2e11,2e12",
+                              capsys=capsys)
+    grid = json.loads(out)["scaling_law"]["grid"]
+    law = ScalingLaw()
+    assert code == 0 and [(g["parameters"], g["tokens"]) for g in grid] == [
+        (n, d) for n in (1e8, 1e9) for d in (2e10, 2e11, 2e12)]
+    assert all(g["loss"] == law.loss(g["parameters"], g["tokens"]) and g["compute_flops"] == 6 * g["parameters"]
+               * g["tokens"] for g in grid)
+    code, out, _ = stats_tool(path, "--no-memory", "--params", "1e8,1e9", "--tokens", "2e10", capsys=capsys)
+    assert re.search(r"^ +100M params +20G tokens +1\.2e\+19 +3\.0005$", out, re.M)
+    code, _, err = stats_tool(path, "--params", "1e8,-1", capsys=capsys)
+    assert code == 1 and "--params must be positive, got 1e8,-1" in err
+
+
 def test_tool_plot_writes_an_svg(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     path = tmp_path / "mlp.mlir"
@@ -255,6 +272,19 @@ def test_emit_dot_renders_with_graphviz_or_says_why(tmp_path, capsys, monkeypatc
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert ncc_translate.main([str(path), "--emit-dot", "-o", str(tmp_path / "h.svg")]) == 1
     assert "needs Graphviz's `dot`" in capsys.readouterr().err and not (tmp_path / "h.svg").exists()
+
+
+def test_bad_models_are_located_errors(tmp_path, capsys):
+    (tmp_path / "empty.mlir").write_text("builtin.module {}\n")
+    (tmp_path / "bad.mlir").write_text("func.func @main(%x: tensor<2xf32>) -> tensor<2xf32> {\n"
+                                       "  %y = nn.relu %q : tensor<2xf32>\n  func.return %y : tensor<2xf32>\n}\n")
+    (tmp_path / "bad.onnx").write_bytes(b"garbage")
+    for name, message in [("empty.mlir", "empty.mlir: error: no function in the module"),
+                          ("bad.mlir", "bad.mlir:5:1: error: values used but not defined: [%q]"),
+                          ("bad.onnx", "bad.onnx: error: not a valid ONNX model"),
+                          ("missing.onnx", "missing.onnx: error: cannot read the ONNX file")]:
+        code, _, err = stats_tool(tmp_path / name, capsys=capsys)
+        assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_light_resnet50_macs():

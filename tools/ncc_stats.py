@@ -7,6 +7,7 @@ extrapolate it: Amdahl's speed-up and a scaling law.
     ncc-stats model.onnx --profile --processors 8 time per op, Amdahl from it
     ncc-stats model.onnx --parallel-fraction 0.9755 --step-time 0.25
     ncc-stats model.onnx --tokens 2e10 --plot report.svg
+    ncc-stats model.onnx --params 1e8,1e9,1e10 --tokens 2e10,2e11   the scaling law over a family
 
 MODEL is what `ncc.compile` takes from a path: .mlir, .onnx or an adjacency
 file. Conventions (one MAC = 2 FLOPs, what each op counts) are in the
@@ -59,10 +60,11 @@ def make_parser() -> argparse.ArgumentParser:
                              "from its speed-up (Karp-Flatt) rather than from which ops split (default 1)")
     amdahl.add_argument("--seed", type=int, default=0, help="seed of the profile's generated inputs")
     law = p.add_argument_group("scaling law: L(N, D) = E + A / N^alpha + B / D^beta, C = 6 N D")
-    law.add_argument("--tokens", type=float, default=None, metavar="D",
-                     help="training tokens D: the loss at the model's parameter count N")
-    law.add_argument("--params", type=float, default=None, metavar="N",
-                     help="the law's parameter count N (default: the model's trainable parameters)")
+    law.add_argument("--tokens", default=None, metavar="D[,D...]",
+                     help="training tokens D: the loss at N (several: a table over the family)")
+    law.add_argument("--params", default=None, metavar="N[,N...]",
+                     help="the law's parameter count N (default: the model's trainable parameters); several "
+                          "make a model family: the loss at every N and D")
     law.add_argument("--budget", type=float, default=None, metavar="C",
                      help="a compute budget in FLOPs: the compute-optimal N and D")
     law.add_argument("--law", default=None, metavar="K=V,...",
@@ -118,10 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         args = make_parser().parse_args(argv)
         if args.threads < 1:
             raise NccError(f"--threads must be >= 1, got {args.threads}")
-        for option in ("step_time", "params", "tokens", "budget"):
+        for option in ("step_time", "budget"):
             value = getattr(args, option)
             if value is not None and not value > 0:
                 raise NccError(f"--{option.replace('_', '-')} must be positive, got {value}")
+        family = {option: None if getattr(args, option) is None else
+                  [_number(v, f"--{option}") for v in getattr(args, option).split(",")]
+                  for option in ("params", "tokens")}
+        for option, values in family.items():
+            if values is not None and not all(v > 0 for v in values):
+                raise NccError(f"--{option} must be positive, got {getattr(args, option)}")
         if args.plot and not args.plot.lower().endswith((".svg", ".png")):
             raise NccError("--plot writes an .svg or .png file", args.plot)
         if args.plot:
@@ -132,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                            training_memory=not args.no_training_memory, profile=args.profile,
                            threads=args.threads, parallel_fraction=args.parallel_fraction,
                            processors=args.processors, step_seconds=args.step_time, law=scaling_law(args.law),
-                           law_params=args.params, tokens=args.tokens, budget=args.budget, name=args.name,
+                           law_params=family["params"], tokens=family["tokens"], budget=args.budget, name=args.name,
                            cache=not args.no_cache, seed=args.seed)
         report.model = args.model
         if args.plot:
