@@ -15,6 +15,8 @@ import numpy as np
 from ncc.diagnostics import NccError
 from ncc.text import text_table
 from ncc.laws import ScalingLaw, amdahl, processor_counts
+from ncc.dialects.neuron import NetOp
+from ncc.passes.lowering.neuron_to_loops import choose_neuron_lowering
 from ncc.passes.stats import ModelCount, count
 from ncc.runtime.build import compile as compile_model, load_source
 from ncc.runtime.profile import Profile, planned_memory, profile as profile_ops, time_call
@@ -259,6 +261,10 @@ def _report(module, source, batch, function, fuse, per_op, memory, training_memo
         try:
             report.memory, why = planned_memory(module, function, fuse=fuse, training=training_memory)
             report.memory_note = why
+            if why is None and any(isinstance(op, NetOp) and choose_neuron_lowering(op, "auto") == "neuron"
+                                   for op in module.ops):
+                report.notes.append("training memory: the net's layers form; lowered straight (as here), its "
+                                    "backward kernel recomputes values in registers and saves none")
         except NccError as e:
             report.notes.append(f"memory not planned: {e.message}")
     if profile:
