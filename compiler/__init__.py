@@ -8,6 +8,7 @@
     print(ncc.quantize(module, batches))          # int8 QDQ in place (calibrated); the table of what is int8
     print(ncc.fuse_stats(module))                 # what fuse would fuse: patterns, loop nests, arena bytes
     print(ncc.stats("model.onnx"))                 # parameters, MACs, FLOPs, memory (ncc-stats)
+    ncc.emit_c("model.onnx", "net").write("out")   # out/net.c, out/net.h: portable C99
     module = ncc.import_onnx("model.onnx")         # nn dialect (a path, bytes or ModelProto)
     ncc.export_onnx(module, "net.onnx")            # an ONNX model (any nn module)
     y, = ncc.reference.run(module, [x])           # numpy reference semantics
@@ -35,6 +36,7 @@ from ncc.runtime.build import compile
 from ncc.runtime.compiled_model import CompiledModel
 from ncc.runtime.optim import train
 from ncc.stats_report import StatsReport, stats
+from ncc.c_source import CSource, emit_c
 
 
 def prune(target, **options):
@@ -76,5 +78,5 @@ def fuse_stats(module):
 
 __all__ = [
     "CompiledModel", "NccError", "compile", "emit_equations", "export_onnx", "import_adjacency",
-    "fuse_stats", "import_adjacency_text", "stats", "StatsReport", "import_onnx", "make_context", "optim", "parse_adjacency", "parse_module", "print_module", "prune", "quantize", "reference", "run_passes", "train", "verify_module",
+    "fuse_stats", "import_adjacency_text", "stats", "StatsReport", "emit_c", "CSource", "import_onnx", "make_context", "optim", "parse_adjacency", "parse_module", "print_module", "prune", "quantize", "reference", "run_passes", "train", "verify_module",
 ]

@@ -370,6 +370,11 @@ class CompiledModel:
     def input_dtypes(self) -> list[np.dtype]:
         return [s.dtype for s in self._in_specs]
 
+    def kernel_weights(self) -> dict[str, np.ndarray]:
+        """The buffers the forward kernel reads, by weight symbol: parameters,
+        constants and derived weights (a transposed or packed one), as now set."""
+        return {role.name: buf for role, buf in zip(self.abi.roles, self.kernel.template) if role.kind == "weight"}
+
     def example_input(self, index: int, batch: int = 1, rng: np.random.Generator | None = None) -> np.ndarray:
         """A generated value of input `index` with `batch` rows: a standard
         normal sample for a float input (from `rng`, default seed 0), zeros

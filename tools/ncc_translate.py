@@ -9,6 +9,7 @@
     ncc-translate net.mlir --emit-llvm --target-cpu=haswell   LLVM IR for a named CPU
     ncc-translate net.mlir --export-onnx -o net.onnx          an ONNX model (binary: -o is required)
     ncc-translate --import-onnx m.onnx --emit-dot -o m.dot    the graph as Graphviz DOT (-o m.svg: rendered)
+    ncc-translate net.mlir --emit-c -o out/net.c              C99: out/net.c and out/net.h
 
 One `--import-*` flag picks how the input is read (default: MLIR text) and one
 `--emit-*` flag what is written (default: MLIR text).
@@ -17,6 +18,7 @@ One `--import-*` flag picks how the input is read (default: MLIR text) and one
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from xdsl.dialects.builtin import ModuleOp
@@ -24,6 +26,7 @@ from xdsl.dialects.builtin import ModuleOp
 from ncc.diagnostics import NccError
 from ncc.adjacency import import_adjacency_text
 from ncc.dialects import activations
+from ncc.c_source import emit_c
 from ncc.dot import emit_dot, render_svg
 from ncc.equations import emit_equations
 from ncc.ir import parse_module, print_module
@@ -70,6 +73,9 @@ def make_parser() -> argparse.ArgumentParser:
                      help="with --emit-llvm: optimise for this CPU, by LLVM's name (haswell, "
                      "skylake-avx512, znver3, x86-64-v3, ...) with its own features, as llc's "
                      "-mcpu; default: host (this machine's CPU and features)")
+    dst.add_argument("--emit-c", action="store_true",
+                     help="write the model as portable C99 for any C compiler: -o DIR/NAME.c writes NAME.c "
+                     "(the kernel, its weights embedded) and NAME.h (NAME_forward, NAME_workspace_size)")
     dst.add_argument("--emit-dot", action="store_true",
                      help="write the model's graph as Graphviz DOT: a node per op (shape, parameters, "
                      "FLOPs at batch 1) or per neuron, an edge per value or synapse; -o FILE.svg renders "
@@ -121,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.output == "-":
                 raise NccError("--export-onnx writes a binary model: give the file with -o FILE")
             export_onnx(import_input(args), args.output)
+            return 0
+        if args.emit_c:
+            if args.output == "-" or not args.output.endswith(".c"):
+                raise NccError("--emit-c writes NAME.c and NAME.h: give the C file with -o DIR/NAME.c")
+            directory, base = os.path.split(args.output)
+            emit_c(import_input(args), base[:-2]).write(directory or ".")
             return 0
         text = emit_output(import_input(args), args)
         if args.emit_dot and args.output.lower().endswith(".svg"):

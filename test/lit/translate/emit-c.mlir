@@ -1,0 +1,36 @@
+// RUN: rm -rf %t && mkdir -p %t
+// RUN: ncc-translate %s --emit-c -o %t/tiny.c
+// RUN: FileCheck %s --input-file=%t/tiny.c
+// RUN: FileCheck %s --input-file=%t/tiny.h --check-prefix=HEADER
+// --emit-c prints the loop level as C99: the weights as static arrays, one
+// kernel whose arguments are named after the model's (in_x, out_y, w_w),
+// loops over the batch, and the entry points the header declares.
+
+// HEADER:      input x: float [batch, 3]
+// HEADER-NEXT: output y: float [batch, 2]
+// HEADER:      size_t tiny_workspace_size(int64_t batch);
+// HEADER-NEXT: int tiny_forward(const float *x, float *y, int64_t batch, void *workspace);
+
+// CHECK:      #include "tiny.h"
+// CHECK:      #include <math.h>
+// CHECK:      /* @w: [3, 2] */
+// CHECK-NEXT: static const float tiny_w_w[6] = {
+// CHECK-NEXT:     0.5f, -1.0f, 0.25f, 2.0f, 1.5f, 0.0f
+// CHECK-NEXT: };
+// CHECK:      static void tiny_kernel(const float *restrict in_x, float *restrict out_y, const float *restrict w_w, int64_t batch) {
+// CHECK:          for (int64_t [[I:i[0-9]+]] = 0; [[I]] < [[ROWS:v[0-9]+]]; [[I]] += 1) {
+// CHECK:                  const float [[W:v[0-9]+]] = w_w[{{i[0-9]+}} * 2 + {{i[0-9]+}}];
+// CHECK:              const float {{v[0-9]+}} = ncc_maximum_f({{v[0-9]+}}, 0.0f);
+// CHECK:      int tiny_forward(const float *x, float *y, int64_t batch, void *workspace) {
+// CHECK-NEXT:     if (batch < 0) return 1;
+// CHECK-NEXT:     if (workspace == NULL && tiny_workspace_size(batch) > 0) return 2;
+// CHECK-NEXT:     tiny_kernel(x, y, tiny_w_w, batch);
+// CHECK-NEXT:     return 0;
+
+nn.weight @w : tensor<3x2xf32> = dense<[[0.5, -1.0], [0.25, 2.0], [1.5, 0.0]]>
+func.func @main(%x: tensor<?x3xf32> {ncc.name = "x"}) -> (tensor<?x2xf32> {ncc.name = "y"}) {
+  %w = nn.weight_ref @w : tensor<3x2xf32>
+  %h = nn.matmul %x, %w : tensor<?x3xf32>, tensor<3x2xf32> -> tensor<?x2xf32>
+  %y = nn.relu %h : tensor<?x2xf32>
+  func.return %y : tensor<?x2xf32>
+}

@@ -1,0 +1,139 @@
+"""ncc-translate --emit-c: the emitted C compiles warning-free with the
+system's C compiler (cc -std=c99 -O2 -Wall -Wextra -Werror) and computes
+what the JIT computes; skipped where there is no C compiler."""
+
+import ctypes
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import onnx
+import pytest
+
+import ncc
+from ncc.c_source import emit_c
+
+CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc, gcc or clang) on the PATH")
+LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+
+
+class Library:
+    """The emitted C of a model built as a shared library, called like the JIT's model."""
+
+    def __init__(self, source, tmp_path, name="model"):
+        self.c = emit_c(source, name)
+        self.header, path = self.c.write(tmp_path)
+        so = tmp_path / f"lib{name}.so"
+        done = subprocess.run([CC, *CFLAGS, "-shared", "-fPIC", "-o", str(so), path, "-lm"],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        self.lib = ctypes.CDLL(str(so))
+        self.size = getattr(self.lib, f"{name}_workspace_size")
+        self.size.restype, self.size.argtypes = ctypes.c_size_t, [ctypes.c_int64]
+        self.forward = getattr(self.lib, f"{name}_forward")
+        self.forward.restype = ctypes.c_int
+
+    def __call__(self, like, batch, *inputs):
+        """The outputs (arrays shaped as `like`'s) of `batch` rows of `inputs`."""
+        outs = [np.zeros_like(a) for a in like]
+        workspace = np.zeros(self.size(batch) + 64, np.uint8)
+        args = [np.ascontiguousarray(a).ctypes.data for a in inputs] + [o.ctypes.data for o in outs]
+        self.forward.argtypes = [ctypes.c_void_p] * len(args) + [ctypes.c_int64, ctypes.c_void_p]
+        assert self.forward(*args, batch, workspace.ctypes.data) == 0
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def check(source, tmp_path, inputs, rtol=1e-5, atol=1e-5):
+    model = ncc.compile(source, threads=1)
+    lib = Library(source, tmp_path)
+    want = model(*inputs)
+    want = want if isinstance(want, tuple) else (want,)
+    batch = inputs[0].shape[0] if model.input_shapes[0][:1] == ["batch"] else 1
+    got = lib(want, batch, *inputs)
+    for g, w in zip(got if isinstance(got, tuple) else (got,), want):
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
+    return lib
+
+
+def test_mlp_with_the_gemm(tmp_path):
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.standard_normal((64, 128)).astype(np.float32), rng.standard_normal((128, 10)).astype(np.float32)
+    text = f"""
+nn.weight @w1 : tensor<64x128xf32> = dense<{ncc.dialects.nn.format_literal(w1)}>
+nn.weight @b1 : tensor<128xf32> = dense<0.1>
+nn.weight @w2 : tensor<128x10xf32> = dense<{ncc.dialects.nn.format_literal(w2)}>
+func.func @main(%x: tensor<?x64xf32>) -> tensor<?x10xf32> {{
+  %w1 = nn.weight_ref @w1 : tensor<64x128xf32>
+  %b1 = nn.weight_ref @b1 : tensor<128xf32>
+  %h = nn.matmul %x, %w1 : tensor<?x64xf32>, tensor<64x128xf32> -> tensor<?x128xf32>
+  %hb = nn.add %h, %b1 : tensor<?x128xf32>, tensor<128xf32> -> tensor<?x128xf32>
+  %a = nn.relu %hb : tensor<?x128xf32>
+  %w2 = nn.weight_ref @w2 : tensor<128x10xf32>
+  %o = nn.matmul %a, %w2 : tensor<?x128xf32>, tensor<128x10xf32> -> tensor<?x10xf32>
+  %p = nn.softmax %o : tensor<?x10xf32>
+  func.return %p : tensor<?x10xf32>
+}}
+"""
+    lib = check(text, tmp_path, [rng.standard_normal((33, 64)).astype(np.float32)])
+    assert "ncc_sgemm(" in lib.c.source and "int model_forward(const float *x, float *p, int64_t batch, " \
+        "void *workspace);" in lib.c.header
+
+
+@pytest.mark.parametrize("net", ["seed_list.txt", "ncp19.txt"])
+def test_seed_nets(tmp_path, net):
+    path = os.path.join("examples", net)
+    model = ncc.compile(path, threads=1)
+    x = np.random.default_rng(1).standard_normal((17, *[d for d in model.input_shapes[0][1:]])).astype(np.float32)
+    check(path, tmp_path, [x])
+
+
+def test_light_squeezenet(tmp_path):
+    x = np.random.default_rng(2).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    check(os.path.join(LIGHT, "light_squeezenet.onnx"), tmp_path, [x], rtol=1e-4, atol=1e-6)
+
+
+def test_transformer_block(tmp_path):
+    torch = pytest.importorskip("torch")
+    import io
+    import warnings
+
+    class Block(torch.nn.Module):
+        """Pre-LayerNorm self-attention (4 heads, causal) and an erf-Gelu MLP."""
+
+        def __init__(self, d=32, heads=4):
+            super().__init__()
+            self.heads, self.ln1, self.ln2 = heads, torch.nn.LayerNorm(d), torch.nn.LayerNorm(d)
+            self.qkv, self.out = torch.nn.Linear(d, 3 * d), torch.nn.Linear(d, d)
+            self.mlp = torch.nn.Sequential(torch.nn.Linear(d, 4 * d), torch.nn.GELU(), torch.nn.Linear(4 * d, d))
+
+        def forward(self, x):
+            b, s, d = x.shape
+            q, k, v = self.qkv(self.ln1(x)).reshape(b, s, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+            scores = (q @ k.transpose(-2, -1) / (d // self.heads) ** 0.5).masked_fill(
+                torch.ones(s, s, dtype=torch.bool).triu(1), float("-inf"))
+            x = x + self.out((scores.softmax(-1) @ v).transpose(1, 2).reshape(b, s, d))
+            return x + self.mlp(self.ln2(x))
+
+    torch.manual_seed(0)
+    layer = Block().eval()
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(layer, (torch.zeros(1, 8, 32),), f, dynamo=False, opset_version=17)
+    x = np.random.default_rng(3).standard_normal((1, 8, 32)).astype(np.float32)
+    check(onnx.load_from_string(f.getvalue()), tmp_path, [x], rtol=1e-4, atol=1e-5)
+
+
+def test_refusals_are_errors(tmp_path):
+    text = """
+func.func @main(%x: tensor<?x4xf32>) -> tensor<?x4xf32> {
+  %y = nn.relu %x : tensor<?x4xf32>
+  func.return %y : tensor<?x4xf32>
+}
+"""
+    c = emit_c(text, "relu")
+    assert c.name == "relu" and "int relu_forward(const float *x, float *y, int64_t batch, void *workspace);" \
+        in c.header
