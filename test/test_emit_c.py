@@ -137,3 +137,12 @@ func.func @main(%x: tensor<?x4xf32>) -> tensor<?x4xf32> {
     c = emit_c(text, "relu")
     assert c.name == "relu" and "int relu_forward(const float *x, float *y, int64_t batch, void *workspace);" \
         in c.header
+
+
+def test_the_xor_example_prints_the_jits_numbers():
+    import sys
+
+    done = subprocess.run([sys.executable, "examples/c_xor.py"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the C program:\n0 0 -> 0\n0 1 -> 1\n1 0 -> 1\n1 1 -> 0\n" in done.stdout
+    assert done.stdout.rstrip().endswith("the same numbers")
