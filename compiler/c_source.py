@@ -3,7 +3,7 @@ the entry points and sizes, and a .c file in plain C99 that needs only
 <math.h> and allocates nothing.
 
 The model is lowered as `ncc.compile` lowers it for one thread (the loop
-level, passes/lowering/loops_to_c.py prints it) and its weights -- those the
+level; passes/lowering/loops_to_c.py prints it) and its weights -- those the
 kernel reads, derived ones included (a transposed or packed weight) -- are
 `static const` arrays, with the values `ncc.compile` gives them. The ABI, for
 a model NAME with inputs x1..xn and outputs y1..ym in its signature's order:
@@ -11,9 +11,22 @@ a model NAME with inputs x1..xn and outputs y1..ym in its signature's order:
     size_t NAME_workspace_size(int64_t batch);   /* bytes of scratch for `batch` rows */
     int NAME_forward(const T *x1, ..., T *y1, ..., int64_t batch, void *workspace);
 
-Arrays are row-major, dimension 0 is the batch where the model's is dynamic;
-`workspace` holds NAME_workspace_size(batch) bytes, aligned to at least 8
-(64 is best for vector loads). NAME_forward returns 0, or 1 for a negative
+With `training=True` the C trains without Python: the parameters are
+writable arrays the header declares (`NAME_w_<weight>`, read as they are:
+nothing packed or folded from them), and beside the forward:
+
+    size_t NAME_vjp_workspace_size(int64_t batch);
+    int NAME_vjp(const T *x1, ..., const T *cotangent_y1, ..., T *y1, ..., T *grad_<param>, ...,
+                 T *grad_x1, ..., int64_t batch, void *workspace);
+    int NAME_sgd_step(const T *grad_<param>, ..., double lr, double weight_decay);
+
+NAME_vjp is ncc's vjp kernel (`model.vjp`): the outputs and the gradients of
+sum(cotangent * output); NAME_sgd_step updates every parameter in place,
+p -= lr * (grad + weight_decay * p), as ncc.optim.SGD (its update kernel).
+
+Arrays are row-major, dimension 0 the batch where the model's is dynamic;
+`workspace` holds the size function's bytes, aligned to at least 8 (64 is
+best for vector loads). The entry points return 0, or 1 for a negative
 batch, 2 for a missing workspace.
 """
 
@@ -24,12 +37,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import MemRefType
+from xdsl.dialects import func
+from xdsl.dialects.builtin import MemRefType, ModuleOp
 
 from ncc.diagnostics import NccError
 from ncc.passes.lowering.abi import KernelABI
 from ncc.passes.lowering.loops_to_c import HELPERS, c_identifier, c_type, emit_kernel
 from ncc.runtime.build import compile as compile_model, load_source, lower_to_loops, select_kernel
+from ncc.runtime.optim import SGD, update_kernel_module
+from ncc.runtime.training import NeuronTraining, NNTraining, training_of
 
 
 @dataclass(frozen=True)
@@ -67,76 +83,160 @@ def _array(values: np.ndarray) -> str:
     return "{\n    " + ",\n    ".join(lines) + "\n}"
 
 
+def _kernel_of(module: ModuleOp, name: str) -> func.FuncOp:
+    return next(op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == name)
+
+
+class _Writer:
+    """The parts of the files, kernel by kernel: weights once, helpers once."""
+
+    def __init__(self, name: str, values: dict[str, np.ndarray], params: list[str]):
+        self.name, self.values, self.params = name, values, params
+        self.helpers: set[str] = set()
+        self.arrays: dict[str, str] = {}  # symbol -> its definition
+        self.functions: list[str] = []
+        self.declarations: list[str] = []
+        self.doc: list[str] = []
+
+    def array(self, sym: str, t: MemRefType) -> str:
+        ident = f"{self.name}_w_{c_identifier(sym)}"
+        if sym not in self.arrays:
+            data = self.values.get(sym)
+            if data is None:
+                raise NccError(f"emit-c: weight @{sym} has no value (set it on the model first)")
+            data = np.asarray(data)
+            ctype = c_type(t.element_type)
+            if sym in self.params:  # trained in place: declared in the header
+                self.arrays[sym] = f"/* @{sym}: {list(data.shape)} */\n{ctype} {ident}[{max(data.size, 1)}] = " \
+                                   f"{_array(data)};"
+                self.declarations.append(f"extern {ctype} {ident}[{max(data.size, 1)}];  /* @{sym}, a parameter */")
+            else:
+                self.arrays[sym] = f"/* @{sym}: {list(data.shape)} */\nstatic const {ctype} {ident}" \
+                                   f"[{max(data.size, 1)}] = {_array(data)};"
+        return ident
+
+    def kernel(self, fn: func.FuncOp, entry: str, what: str, bound: dict[str, str] | None = None,
+               public: dict[str, str] | None = None, tail: tuple[tuple[str, str], ...] = (),
+               before: str = "") -> None:
+        """The kernel `fn` and its entry point `entry`: arguments in the
+        kernel's order (inputs, then outputs; `public` renames them), then
+        `tail` (C type, name) pairs, or batch and workspace; `bound` gives the
+        C expression of an argument the entry point does not take (a
+        parameter array the kernel updates, a local)."""
+        abi = KernelABI.of(fn)
+        bound, public = bound or {}, public or {}
+        writable = {r.name for r in abi.roles if r.kind == "weight" and r.name in bound}
+        body, helpers = emit_kernel(fn, f"{entry}_kernel", writable)
+        self.helpers |= helpers
+        types = fn.function_type.inputs.data
+        params, call = [], []
+        for role, t in zip(abi.roles, types):
+            ctype = c_type(t.element_type)
+            if role.name in bound:
+                call.append(bound[role.name])
+            elif role.kind == "weight":
+                call.append(self.array(role.name, t))
+            elif role.kind == "arena":
+                call.append("workspace")
+            else:
+                shown = public.get(role.name, role.name)
+                ident = c_identifier(shown)
+                params.append(f"{'const ' if role.kind == 'input' else ''}{ctype} *{ident}")
+                dims = ", ".join("batch" if d < 0 else str(d) for d in t.get_shape())
+                self.doc.append(f" *   {entry}: {role.kind} {shown}: {ctype} [{dims}]")
+                call.append(ident)
+        self.functions.append(body)
+        if tail:
+            signature = ", ".join(params + [f"{ctype} {n}" for ctype, n in tail])
+            checks = ""
+        else:
+            size = f"{entry}_workspace_size" if what != "forward" else f"{self.name}_workspace_size"
+            self.declarations.append(f"size_t {size}(int64_t batch);")
+            self.functions.append(
+                f"size_t {size}(int64_t batch) {{\n    return (size_t)(INT64_C({abi.arena_per_batch}) * "
+                f"(batch < 0 ? 0 : batch) + INT64_C({abi.arena_constant}));\n}}")
+            signature = ", ".join(params + ["int64_t batch", "void *workspace"])
+            checks = (f"    if (batch < 0) return 1;\n    if (workspace == NULL && {size}(batch) > 0) return 2;\n")
+            call.append("batch")
+        if tail:
+            call.append("0")  # the batch: an update kernel has none
+        self.declarations.append(f"int {entry}({signature});")
+        self.functions.append(f"int {entry}({signature}) {{\n{checks}{before}    {entry}_kernel({', '.join(call)});"
+                              f"\n    return 0;\n}}")
+
+    def files(self) -> CSource:
+        name, guard = self.name, f"{self.name.upper()}_H"
+        header = "\n".join([
+            f"/* {name}.h: a model compiled to C by ncc (ncc-translate --emit-c).",
+            " *",
+            " * Arrays are row-major, in each entry point's order, dimension 0 the batch where",
+            " * it is dynamic:",
+            *self.doc,
+            " * `workspace` holds the matching *_workspace_size(batch) bytes of scratch, aligned to",
+            " * 8 at least (64 is best). Entry points return 0; 1 for a negative batch, 2 for a",
+            " * missing workspace. */",
+            f"#ifndef {guard}", f"#define {guard}", "", "#include <stddef.h>", "#include <stdint.h>", "",
+            "#ifdef __cplusplus", 'extern "C" {', "#endif", "", *self.declarations, "",
+            "#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */", ""])
+        source = "\n".join([
+            f"/* {name}.c: a model compiled to C by ncc (ncc-translate --emit-c); see {name}.h. */",
+            f'#include "{name}.h"', "", "#include <math.h>", "#include <stdint.h>", "",
+            *[HELPERS[h] + "\n" for h in sorted(self.helpers)],
+            *[a + "\n" for a in self.arrays.values()],
+            *[f + "\n" for f in self.functions]])
+        return CSource(name, header, source)
+
+
 def emit_c(source: Any, name: str | None = None, *, function: str | None = None, fuse: bool = True,
-           net_name: str = "net") -> CSource:
+           net_name: str = "net", training: bool = False) -> CSource:
     """The C files of `source` (a path, text or module, as ncc.compile takes);
-    `name` prefixes every symbol (default: the file's name, else the function's)."""
+    `name` prefixes every symbol (default: the file's name, else the
+    function's); `training` adds the vjp and an SGD step (module docstring)."""
     module = load_source(source, name=net_name)
     model = compile_model(module, fuse=fuse, function=function, threads=1, cache=True)
-    lowered = module.clone()
-    lower_to_loops(lowered, fuse=fuse, threads=1)
-    kernel = select_kernel(lowered, function)
     if name is None:
         name = os.path.splitext(os.path.basename(source))[0] if isinstance(source, (str, os.PathLike)) and \
-            "\n" not in str(source) else kernel.sym_name.data
+            "\n" not in str(source) else model.abi.name
     name = c_identifier(name)
-    abi = KernelABI.of(kernel)
-    if [str(r) for r in abi.roles] != [str(r) for r in model.abi.roles]:
-        raise NccError("emit-c: the lowering differs from the compiled model's (arguments "
-                       f"{[str(r) for r in abi.roles]} vs {[str(r) for r in model.abi.roles]})")
-    body, helpers = emit_kernel(kernel, f"{name}_kernel")
-    kernel_weights = model.kernel_weights()
-    types = kernel.function_type.inputs.data
+    if not training:
+        lowered = module.clone()
+        lower_to_loops(lowered, fuse=fuse, threads=1)
+        kernel = select_kernel(lowered, function)
+        if [str(r) for r in KernelABI.of(kernel).roles] != [str(r) for r in model.abi.roles]:
+            raise NccError("emit-c: the lowering differs from the compiled model's")
+        writer = _Writer(name, model.kernel_weights(), [])
+        writer.kernel(kernel, f"{name}_forward", "forward")
+        return writer.files()
 
-    weights, args, params, doc = [], [], [], []
-    for k, (role, t) in enumerate(zip(abi.roles, types)):
-        ctype = c_type(t.element_type) if isinstance(t, MemRefType) else c_type(t)
-        dims = ", ".join("batch" if d < 0 else str(d) for d in t.get_shape()) if isinstance(t, MemRefType) else ""
-        if role.kind == "weight":
-            data = kernel_weights.get(role.name)
-            if data is None:
-                raise NccError(f"emit-c: weight @{role.name} has no value (set it on the model first)")
-            symbol = f"{name}_w_{c_identifier(role.name)}"
-            weights.append(f"/* @{role.name}: {list(data.shape)} */\nstatic const {ctype} {symbol}"
-                           f"[{max(data.size, 1)}] = {_array(np.asarray(data))};")
-            args.append(symbol)
-        elif role.kind == "arena":
-            args.append("workspace")
-        else:
-            pname = c_identifier(role.name)
-            const = "const " if role.kind == "input" else ""
-            params.append((role.kind, f"{const}{ctype} *{pname}"))
-            doc.append(f" *   {role.kind} {role.name}: {ctype} [{dims}]")
-            args.append(pname)
-    signature = ", ".join([p for kind, p in params if kind == "input"] + [p for kind, p in params if kind == "output"]
-                          + ["int64_t batch", "void *workspace"])
-    per_batch, constant = abi.arena_per_batch, abi.arena_constant
+    t = training_of(model)
+    if not isinstance(t, (NNTraining, NeuronTraining)):
+        raise NccError("emit-c: training in C covers nn modules and neuron nets lowered straight; this net "
+                       "is lowered as layers (compile it with neuron_mode='neuron')")
+    forward, forward_name = t.forward_loops()
+    vjp, vjp_name = t.vjp_loops(frozenset())
+    params = [t.flat_symbol] if isinstance(t, NeuronTraining) else list(t.trainable)
+    values = dict(model.weight_buffers)
+    for m in (forward, vjp):  # constants the lowering made (tables) hold their data in the module
+        values.update((op.sym, op.data) for op in m.ops if op.name == "nn.weight" and op.data is not None
+                      and op.sym not in values)
+    writer = _Writer(name, values, params)
+    forward_fn, vjp_fn = _kernel_of(forward, forward_name), _kernel_of(vjp, vjp_name)
+    writer.kernel(forward_fn, f"{name}_forward", "forward")
+    writer.kernel(vjp_fn, f"{name}_vjp", "vjp")
+    buffers = [(np.asarray(values[p]).dtype, np.asarray(values[p]).size) for p in params]
+    update, abi = update_kernel_module(SGD(model, lr=1.0), buffers)
+    arrays = {f"param{k}": writer.array(p, MemRefType(_elt(values[p]), [np.asarray(values[p]).size]))
+              for k, p in enumerate(params)}
+    # SGD's hyperparameters (ncc.optim.SGD.HYPER) without momentum: lr, weight decay, 0, 1, 0
+    writer.kernel(_kernel_of(update, abi.name), f"{name}_sgd_step", "update",
+                  bound={**arrays, "hyperparameters": "hyperparameters"},
+                  public={f"grad{k}": f"grad:{p}" for k, p in enumerate(params)},
+                  tail=(("double", "lr"), ("double", "weight_decay")),
+                  before="    const double hyperparameters[5] = {lr, weight_decay, 0.0, 1.0, 0.0};\n")
+    return writer.files()
 
-    guard = f"{name.upper()}_H"
-    header = "\n".join([
-        f"/* {name}.h: a model compiled to C by ncc (ncc-translate --emit-c).",
-        " *",
-        f" * {name}_forward computes the model on `batch` rows: arrays are row-major, in the",
-        " * model's signature order, dimension 0 the batch where it is dynamic:",
-        *doc,
-        f" * `workspace` holds {name}_workspace_size(batch) bytes of scratch, aligned to 8 at least",
-        " * (64 is best). Returns 0; 1 for a negative batch, 2 for a missing workspace. */",
-        f"#ifndef {guard}", f"#define {guard}", "", "#include <stddef.h>", "#include <stdint.h>", "",
-        "#ifdef __cplusplus", 'extern "C" {', "#endif", "",
-        f"size_t {name}_workspace_size(int64_t batch);",
-        f"int {name}_forward({signature});", "",
-        "#ifdef __cplusplus", "}", "#endif", "", f"#endif /* {guard} */", ""])
-    source_text = "\n".join([
-        f"/* {name}.c: a model compiled to C by ncc (ncc-translate --emit-c); see {name}.h. */",
-        f'#include "{name}.h"', "", "#include <math.h>", "#include <stdint.h>", "",
-        *[HELPERS[h] + "\n" for h in sorted(helpers)],
-        *[w + "\n" for w in weights],
-        body, "",
-        f"size_t {name}_workspace_size(int64_t batch) {{",
-        f"    return (size_t)(INT64_C({per_batch}) * (batch < 0 ? 0 : batch) + INT64_C({constant}));", "}", "",
-        f"int {name}_forward({signature}) {{",
-        "    if (batch < 0) return 1;",
-        f"    if (workspace == NULL && {name}_workspace_size(batch) > 0) return 2;",
-        f"    {name}_kernel({', '.join(args + ['batch'])});",
-        "    return 0;", "}", ""])
-    return CSource(name, header, source_text)
+
+def _elt(values: Any):
+    from ncc.dialects.nn import element_type_of
+
+    return element_type_of(np.asarray(values).dtype)

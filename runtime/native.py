@@ -113,14 +113,14 @@ def native_library(module: ModuleOp, abi: KernelABI, cache: Any, info: dict, clo
 
 def compile_kernel(module: ModuleOp, name: str, cache: Any, buffer_of: Callable[[str], Any],
                    pipeline: str | None = "fuse,lower-to-loops") -> BoundKernel:
-    """Function `name` of `module` (the others are dropped, in place) lowered
+    """Function `name` of `module` (the other functions with bodies are dropped, in place) lowered
     by `pipeline` (None: it is loop code already) to a native kernel whose
     weights are the buffers `buffer_of(symbol)` gives, or, for a weight the
     lowering made (None), the module's own data."""
     info: dict[str, Any] = {"seconds": {}}
     clock = Clock(info["seconds"])
-    for op in list(module.ops):
-        if isinstance(op, func.FuncOp) and op.sym_name.data != name:
+    for op in list(module.ops):  # the other kernels; declarations (the GEMM's) stay
+        if isinstance(op, func.FuncOp) and op.sym_name.data != name and op.body.blocks:
             op.detach()
             op.erase()
     if pipeline:

@@ -306,14 +306,26 @@ class Training:
                 self._kernels[key] = k
             return k
 
+    def forward_loops(self) -> tuple[ModuleOp, str]:
+        """The forward at loop level as training sees it (the parameters read
+        as they are, not packed or folded) and its kernel's name: what
+        ncc.emit_c(training=True) prints beside the vjp."""
+        m, fn = self.nn_copy()
+        return _only(m, fn.sym_name.data, f"fuse,lower-to-loops{{threads={self.threads}}}")
+
+    def vjp_loops(self, frozen: frozenset[str], inputs: bool = True) -> tuple[ModuleOp, str]:
+        """The vjp kernel at loop level and its name: (outputs, gradients) from
+        (inputs, output cotangents)."""
+        m, fn = self.nn_copy()
+        (vjp,) = _differentiate(m, fn, mode="combined", cotangents="args",
+                                frozen=self.engine_frozen(frozen), inputs=inputs)
+        return _only(m, vjp.sym_name.data, f"fuse,lower-to-loops{{threads={self.threads}}}")
+
     def vjp_kernel(self, frozen: frozenset[str], inputs: bool = True) -> BoundKernel:
         """The kernel of (outputs, gradients) from (inputs, output cotangents)."""
         def build() -> BoundKernel:
-            m, fn = self.nn_copy()
-            (vjp,) = _differentiate(m, fn, mode="combined", cotangents="args",
-                                    frozen=self.engine_frozen(frozen), inputs=inputs)
-            return compile_kernel(m, vjp.sym_name.data, self.cache, self.buffer_of,
-                                  f"fuse,lower-to-loops{{threads={self.threads}}}")
+            m, name = self.vjp_loops(frozen, inputs)
+            return compile_kernel(m, name, self.cache, self.buffer_of, pipeline=None)
 
         return self.kernel(("vjp", frozen, inputs), build)
 
@@ -492,19 +504,23 @@ class NeuronTraining(Training):
         super().__init__(*args)
         self.flat_symbol = params_symbol(self.function)
 
-    def vjp_kernel(self, frozen: frozenset[str], inputs: bool = True) -> BoundKernel:
-        return self.kernel(("neuron-vjp",), self._build_vjp)
+    def forward_loops(self) -> tuple[ModuleOp, str]:
+        m = self.source.clone()
+        return _only(m, self.function, "neuron-to-loops{mode=neuron}")
 
-    def _build_vjp(self) -> BoundKernel:
+    def vjp_loops(self, frozen: frozenset[str], inputs: bool = True) -> tuple[ModuleOp, str]:
         m = self.source.clone()
         try:
-            run_passes(m, "neuron-to-loops{mode=neuron vjp=true}")
+            return _only(m, f"{self.function}_vjp", "neuron-to-loops{mode=neuron vjp=true}")
         except NccError as e:
             if "vjp" in str(e):
                 raise NccError("this ncc has no neuron-level backward kernel: compile the net with "
                                "neuron_mode='layers' to train it") from None
             raise
-        return compile_kernel(m, f"{self.function}_vjp", self.cache, self.buffer_of, pipeline=None)
+
+    def vjp_kernel(self, frozen: frozenset[str], inputs: bool = True) -> BoundKernel:
+        return self.kernel(("neuron-vjp",), lambda: compile_kernel(*self.vjp_loops(frozen), self.cache,
+                                                                   self.buffer_of, pipeline=None))
 
     def loss_and_grads(self, feeds: dict, targets: np.ndarray, loss: str, output: str,
                        frozen: frozenset[str], wrt: str) -> tuple[float, Gradients]:
@@ -628,6 +644,23 @@ class _LayerGather:
         for sym, (d, s) in self.by_sym.items():
             buffers[sym].reshape(-1)[d] = values[s]
 
+
+
+def _only(m: ModuleOp, name: str, pipeline: str) -> tuple[ModuleOp, str]:
+    """`m` lowered by `pipeline` with function `name` kept alone (and `name`):
+    the other functions with bodies are dropped before the pipeline, and
+    after it (it may make `name` from a neuron net beside the net's forward);
+    the declarations it adds (the GEMM's) stay."""
+    def drop_others() -> None:
+        for op in list(m.ops):
+            if isinstance(op, func.FuncOp) and op.sym_name.data != name and op.body.blocks:
+                op.detach()
+                op.erase()
+
+    drop_others()
+    run_passes(m, pipeline)
+    drop_others()
+    return m, name
 
 
 def _function(m: ModuleOp, name: str) -> func.FuncOp:

@@ -146,3 +146,99 @@ def test_the_xor_example_prints_the_jits_numbers():
     assert done.returncode == 0, done.stdout + done.stderr
     assert "the C program:\n0 0 -> 0\n0 1 -> 1\n1 0 -> 1\n1 1 -> 0\n" in done.stdout
     assert done.stdout.rstrip().endswith("the same numbers")
+
+
+CNN = """
+nn.weight @conv_w : tensor<4x1x3x3xf32> = dense<[[[[0.5, -0.25, 0.1], [0.3, 0.2, -0.4], [0.05, 0.6, -0.1]]],
+  [[[-0.3, 0.2, 0.4], [0.1, -0.5, 0.2], [0.3, 0.1, 0.0]]], [[[0.2, 0.2, -0.2], [0.4, 0.1, 0.3], [-0.6, 0.2, 0.1]]],
+  [[[0.1, -0.1, 0.5], [-0.2, 0.3, 0.2], [0.4, -0.3, 0.2]]]]>
+nn.weight @fc_w : tensor<16x10xf32>
+nn.weight @fc_b : tensor<10xf32>
+func.func @main(%x: tensor<?x1x4x4xf32>) -> tensor<?x10xf32> {
+  %w = nn.weight_ref @conv_w : tensor<4x1x3x3xf32>
+  %c = nn.conv %x, %w pads [1, 1, 1, 1] : tensor<?x1x4x4xf32>, tensor<4x1x3x3xf32> -> tensor<?x4x4x4xf32>
+  %r = nn.tanh %c : tensor<?x4x4x4xf32>
+  %p = nn.max_pool %r kernel [2, 2] strides [2, 2] : tensor<?x4x4x4xf32> -> tensor<?x4x2x2xf32>
+  %f = nn.reshape %p : tensor<?x4x2x2xf32> -> tensor<?x16xf32>
+  %fw = nn.weight_ref @fc_w : tensor<16x10xf32>
+  %fb = nn.weight_ref @fc_b : tensor<10xf32>
+  %y = nn.matmul %f, %fw : tensor<?x16xf32>, tensor<16x10xf32> -> tensor<?x10xf32>
+  %z = nn.add %y, %fb : tensor<?x10xf32>, tensor<10xf32> -> tensor<?x10xf32>
+  %s = nn.softmax %z : tensor<?x10xf32>
+  func.return %s : tensor<?x10xf32>
+}
+"""
+
+
+def test_training_kernels_in_c_match_the_jit(tmp_path):
+    rng = np.random.default_rng(4)
+    model = ncc.compile(CNN, threads=1)
+    params = {"fc_w": rng.standard_normal((16, 10)).astype(np.float32) * 0.3,
+              "fc_b": rng.standard_normal(10).astype(np.float32) * 0.1}
+    for name, value in params.items():
+        model.params[name] = value
+    module = ncc.parse_module(CNN)
+    for op in module.ops:  # the same values in the module the C is made from
+        if op.name == "nn.weight" and op.sym in params:
+            op.data = params[op.sym]
+    c = emit_c(module, "net", training=True)
+    _, path = c.write(tmp_path)
+    so = tmp_path / "libnet.so"
+    done = subprocess.run([CC, *CFLAGS, "-shared", "-fPIC", "-o", str(so), path, "-lm"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lib = ctypes.CDLL(str(so))
+    batch = 6
+    x = rng.standard_normal((batch, 1, 4, 4)).astype(np.float32)
+    dy = rng.standard_normal((batch, 10)).astype(np.float32)
+    P, I64 = ctypes.c_void_p, ctypes.c_int64
+    lib.net_vjp_workspace_size.restype, lib.net_vjp_workspace_size.argtypes = ctypes.c_size_t, [I64]
+    ws = np.zeros(lib.net_vjp_workspace_size(batch) + 64, np.uint8)
+    y, gx = np.zeros((batch, 10), np.float32), np.zeros_like(x)
+    grads = {"conv_w": np.zeros((4, 1, 3, 3), np.float32), "fc_w": np.zeros((16, 10), np.float32),
+             "fc_b": np.zeros(10, np.float32)}
+    lib.net_vjp.argtypes = [P] * 7 + [I64, P]
+    assert lib.net_vjp(x.ctypes.data, dy.ctypes.data, y.ctypes.data, *[g.ctypes.data for g in grads.values()],
+                       gx.ctypes.data, batch, ws.ctypes.data) == 0
+    want = model.vjp({"x": x}, {"s": dy})
+    np.testing.assert_allclose(y, model(x), rtol=1e-5, atol=1e-6)
+    for name, g in grads.items():
+        np.testing.assert_allclose(g, want[name], rtol=1e-4, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(gx, want["x"], rtol=1e-4, atol=1e-6)
+    # one SGD step in C: p -= lr * (g + weight_decay * p), as ncc.optim.SGD
+    before = {n: np.ctypeslib.as_array((ctypes.c_float * g.size).in_dll(lib, f"net_w_{n}")).copy()
+              for n, g in grads.items()}
+    lib.net_sgd_step.argtypes = [P] * 3 + [ctypes.c_double, ctypes.c_double]
+    assert lib.net_sgd_step(*[g.ctypes.data for g in grads.values()], 0.1, 0.01) == 0
+    ncc.optim.SGD(model, lr=0.1, weight_decay=0.01).step(want)
+    for n in grads:
+        after = np.ctypeslib.as_array((ctypes.c_float * grads[n].size).in_dll(lib, f"net_w_{n}"))
+        np.testing.assert_allclose(after, before[n] - 0.1 * (grads[n].reshape(-1) + 0.01 * before[n]), rtol=1e-6,
+                                   atol=1e-7)
+        np.testing.assert_allclose(after, model.params[n].reshape(-1), rtol=1e-5, atol=1e-6)
+
+
+def test_a_neuron_nets_vjp_in_c(tmp_path):
+    model = ncc.compile("examples/ncp19.txt", threads=1)
+    c = emit_c("examples/ncp19.txt", "ncp", training=True)
+    _, path = c.write(tmp_path)
+    so = tmp_path / "libncp.so"
+    done = subprocess.run([CC, *CFLAGS, "-shared", "-fPIC", "-o", str(so), path, "-lm"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lib = ctypes.CDLL(str(so))
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((9, 5)).astype(np.float32)
+    dy = rng.standard_normal((9, 4)).astype(np.float32)
+    flat = np.zeros(model.training.vjp_kernel(frozenset()).template[
+        [r.kind for r in model.training.vjp_kernel(frozenset()).abi.roles].index("weight")].size, np.float32)
+    y, gx = np.zeros((9, 4), np.float32), np.zeros_like(x)
+    P, I64 = ctypes.c_void_p, ctypes.c_int64
+    lib.ncp_vjp_workspace_size.restype, lib.ncp_vjp_workspace_size.argtypes = ctypes.c_size_t, [I64]
+    ws = np.zeros(lib.ncp_vjp_workspace_size(9) + 64, np.uint8)
+    lib.ncp_vjp.argtypes = [P] * 5 + [I64, P]
+    assert lib.ncp_vjp(x.ctypes.data, dy.ctypes.data, y.ctypes.data, flat.ctypes.data, gx.ctypes.data, 9,
+                       ws.ctypes.data) == 0
+    want = model.vjp({"x": x}, {"y": dy})
+    np.testing.assert_allclose(y, model(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gx, want["x"], rtol=1e-4, atol=1e-6)
+    names = model.abi.param_names
+    np.testing.assert_allclose(flat[:len(names)], [want[n] for n in names], rtol=1e-4, atol=1e-6)

@@ -427,6 +427,15 @@ def _reinterpret_cast(E: FunctionEmitter, op: memref.ReinterpretCastOp) -> None:
     E.mems[op.result] = Mem(name, shape, source.const)
 
 
+def _alloca(E: FunctionEmitter, op: memref.AllocaOp) -> None:
+    """A stack array (a variable-length one for a dynamic dimension): scratch of one call."""
+    t, name = op.memref.type, E.fresh("m")
+    shape = [E.v(op.dynamic_sizes[0]) if d < 0 else str(d) for d in t.get_shape()]
+    count = " * ".join(shape) or "1"
+    E.line(f"{c_type(t.element_type)} {name}[{count}];")
+    E.mems[op.memref] = Mem(name, shape)
+
+
 def _call(E: FunctionEmitter, op: func.CallOp) -> None:
     name = op.callee.string_value()
     if name in LIBRARY_WITHOUT_C:
@@ -452,7 +461,8 @@ def _return(E: FunctionEmitter, op: func.ReturnOp) -> None:
 
 STATEMENTS: dict[type, Callable[[FunctionEmitter, Operation], None]] = {
     scf.ForOp: _for, scf.IfOp: _if, memref.LoadOp: _load, memref.StoreOp: _store, memref.DimOp: _dim,
-    memref.ViewOp: _view, memref.ReinterpretCastOp: _reinterpret_cast, func.CallOp: _call, func.ReturnOp: _return,
+    memref.ViewOp: _view, memref.ReinterpretCastOp: _reinterpret_cast, memref.AllocaOp: _alloca,
+    func.CallOp: _call, func.ReturnOp: _return,
 }
 
 
@@ -468,10 +478,13 @@ def argument_name(role) -> str:
     return "arena" if prefix is None else prefix + c_identifier(role.name)
 
 
-def emit_kernel(fn: func.FuncOp, name: str) -> tuple[str, set[str]]:
-    """The C function `name` of a loop-level kernel, and the helpers it needs."""
+def emit_kernel(fn: func.FuncOp, name: str, writable: set[str] = frozenset()) -> tuple[str, set[str]]:
+    """The C function `name` of a loop-level kernel, and the helpers it needs;
+    its inputs and weights are const pointers, except the `writable` weights
+    (the parameters an update kernel changes)."""
     abi = KernelABI.of(fn)
-    const_args = {k for k, r in enumerate(abi.roles) if r.kind in ("input", "weight")}
+    const_args = {k for k, r in enumerate(abi.roles) if r.kind == "input" or (r.kind == "weight"
+                                                                              and r.name not in writable)}
     E = FunctionEmitter(fn, const_args, [argument_name(r) for r in abi.roles])
     head = E.signature(name)
     try:
