@@ -3,7 +3,8 @@ the entry points and sizes, and a .c file in plain C99 that needs only
 <math.h> and allocates nothing.
 
 The model is lowered as `ncc.compile` lowers it for one thread (the loop
-level; passes/lowering/loops_to_c.py prints it) and its weights -- those the
+level, with expand-math's arithmetic for f32 exp, tanh, erf, ... as the JIT
+has it; passes/lowering/loops_to_c.py prints it) and its weights -- those the
 kernel reads, derived ones included (a transposed or packed weight) -- are
 `static const` arrays, with the values `ncc.compile` gives them. The ABI, for
 a model NAME with inputs x1..xn and outputs y1..ym in its signature's order:
@@ -42,6 +43,7 @@ from xdsl.dialects.builtin import MemRefType, ModuleOp
 
 from ncc.diagnostics import NccError
 from ncc.passes.lowering.abi import KernelABI
+from ncc.pipeline import run_passes
 from ncc.passes.lowering.loops_to_c import HELPERS, c_identifier, c_type, emit_kernel
 from ncc.runtime.build import compile as compile_model, load_source, lower_to_loops, select_kernel
 from ncc.runtime.optim import SGD, update_kernel_module
@@ -126,6 +128,7 @@ class _Writer:
         abi = KernelABI.of(fn)
         bound, public = bound or {}, public or {}
         writable = {r.name for r in abi.roles if r.kind == "weight" and r.name in bound}
+        run_passes(fn.parent_op(), "expand-math")  # f32 exp, tanh, erf... as arithmetic: loops stay vectorizable
         body, helpers = emit_kernel(fn, f"{entry}_kernel", writable)
         self.helpers |= helpers
         types = fn.function_type.inputs.data

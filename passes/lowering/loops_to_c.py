@@ -14,7 +14,8 @@ carried values are variables assigned at the end of its body.
 
 The library kernels loop-level code calls have C definitions here too:
 `ncc_sgemm` (passes/lowering/gemm.py's contract: flags, a prepacked or
-transposed B, bias, residual, relu in the epilogue) as loops over rows of C.
+transposed B, bias, residual, relu in the epilogue), register-blocked in
+plain C.
 The sparse and int8 kernels have none yet: a module that calls them is
 refused, naming the kernel.
 """
@@ -144,6 +145,17 @@ def _fp_to_int(E: "FunctionEmitter", op: Operation) -> str:
     return f"({c_type(t)})ncc_fp_to_int((double){E.v(op.operands[0])}, {lo}.0, {hi}.0)"
 
 
+def _bitcast(E: "FunctionEmitter", op: Operation) -> str:
+    """f32 <-> i32 bits (expand-math's exponent tricks), through a union."""
+    src, dst = op.operands[0].type, op.result.type
+    E.helpers.add("ncc_bits")
+    if src == f32 and isinstance(dst, IntegerType) and dst.width.data == 32:
+        return f"ncc_bits_of_f32({E.v(op.operands[0])})"
+    if dst == f32 and isinstance(src, IntegerType) and src.width.data == 32:
+        return f"ncc_f32_from_bits({E.v(op.operands[0])})"
+    raise ValueError(f"arith.bitcast from {src} to {dst} has no C form")
+
+
 def _constant(E: "FunctionEmitter", op: arith.ConstantOp) -> str:
     value, t = op.value, op.result.type
     if isinstance(value, FloatAttr):
@@ -185,6 +197,7 @@ C_RULES: dict[type, Callable] = {
     math.Atan2Op: _call1("atan2"), math.ErfOp: _call1("erf"), math.Log1pOp: _call1("log1p"),
     math.ExpM1Op: _call1("expm1"), math.CbrtOp: _call1("cbrt"), math.AsinhOp: _call1("asinh"),
     math.AcoshOp: _call1("acosh"), math.AtanhOp: _call1("atanh"),
+    arith.BitcastOp: lambda E, op: _bitcast(E, op),
     math.RsqrtOp: lambda E, op: f"({float_literal(1.0, op.result.type)} / "
                                 f"sqrt{'f' if op.result.type == f32 else ''}({E.v(op.operand)}))",
 }
@@ -209,38 +222,85 @@ static inline double ncc_minimum_d(double a, double b) {
     "ncc_fp_to_int": """static inline double ncc_fp_to_int(double x, double lo, double hi) {
     return x != x ? 0.0 : x < lo ? lo : x > hi ? hi : x;
 }""",
-    gemm.SYMBOL: f"""/* C (+)= A @ B, then + bias, + residual, relu: passes/lowering/gemm.py's contract, as plain loops. */
+    gemm.SYMBOL: f"""/* C (+)= A @ B, then + bias, + residual, relu: passes/lowering/gemm.py's contract.
+   Register-blocked as BLIS is, in portable C: an MR x NR tile of C accumulates
+   in a local array, which the compiler keeps in vector registers, while k
+   streams NR columns of a row of B and MR values of A (6 x 32 with 32 vector
+   registers, AVX-512; 6 x 16 otherwise); edges and B^T take the plain loops. */
+#if defined(__AVX512F__)
+#define NCC_NR 32
+#else
+#define NCC_NR 16
+#endif
+#define NCC_MR 6
+static void ncc_sgemm_tile(int64_t K, const float *restrict a0, int64_t a_row_stride, int64_t a_col_stride,
+                           const float *restrict b0, int64_t bk, float *restrict out) {{
+    float acc[NCC_MR][NCC_NR];
+    for (int r = 0; r < NCC_MR; ++r)
+        for (int j = 0; j < NCC_NR; ++j) acc[r][j] = 0.0f;
+    for (int64_t k = 0; k < K; ++k) {{
+        const float *restrict b = b0 + k * bk;
+        for (int r = 0; r < NCC_MR; ++r) {{
+            const float a = a0[r * a_row_stride + k * a_col_stride];
+            for (int j = 0; j < NCC_NR; ++j) acc[r][j] += a * b[j];
+        }}
+    }}
+    for (int r = 0; r < NCC_MR; ++r)
+        for (int j = 0; j < NCC_NR; ++j) out[r * NCC_NR + j] = acc[r][j];
+}}
+
 static void {gemm.SYMBOL}(int64_t M, int64_t N, int64_t K, const float *A, int64_t a_row_stride,
                        int64_t a_col_stride, const float *B, int64_t ldb, float *C, int64_t ldc, int32_t flags,
                        void *workspace, int64_t threads, const float *bias, const float *residual) {{
     (void)workspace;
     (void)threads;
-    for (int64_t i = 0; i < M; ++i) {{
-        float *restrict c = C + i * ldc;
-        if (!(flags & {gemm.ACCUMULATE}))
-            for (int64_t j = 0; j < N; ++j) c[j] = 0.0f;
-        for (int64_t k = 0; k < K; ++k) {{
-            const float a = A[i * a_row_stride + k * a_col_stride];
-            if (flags & {gemm.TRANSPOSED_B})
-                for (int64_t j = 0; j < N; ++j) c[j] += a * B[j * ldb + k];
-            else if (flags & {gemm.PACKED_B})
-                for (int64_t j = 0; j < N; ++j) c[j] += a * B[(j / {gemm.NR_MAX}) * K * {gemm.NR_MAX} + k * {gemm.NR_MAX} + j % {gemm.NR_MAX}];
-            else {{
-                const float *restrict b = B + k * ldb;
-                for (int64_t j = 0; j < N; ++j) c[j] += a * b[j];
+    const int64_t bk = (flags & {gemm.PACKED_B}) ? {gemm.NR_MAX} : ldb;  /* B's row k of the tile: b0 + k * bk */
+    for (int64_t i0 = 0; i0 < M; i0 += NCC_MR) {{
+        const int64_t mr = M - i0 < NCC_MR ? M - i0 : NCC_MR;
+        const float *a0 = A + i0 * a_row_stride;
+        for (int64_t j0 = 0; j0 < N; j0 += NCC_NR) {{
+            const int64_t nr = N - j0 < NCC_NR ? N - j0 : NCC_NR;
+            const float *b0 = (flags & {gemm.PACKED_B})
+                ? B + (j0 / {gemm.NR_MAX}) * K * {gemm.NR_MAX} + j0 % {gemm.NR_MAX} : B + j0;
+            float acc[NCC_MR * NCC_NR];
+            if (mr == NCC_MR && nr == NCC_NR && !(flags & {gemm.TRANSPOSED_B})) {{
+                ncc_sgemm_tile(K, a0, a_row_stride, a_col_stride, b0, bk, acc);
+            }} else {{
+                for (int64_t r = 0; r < mr; ++r)
+                    for (int64_t j = 0; j < nr; ++j) {{
+                        float sum = 0.0f;
+                        for (int64_t k = 0; k < K; ++k)
+                            sum += a0[r * a_row_stride + k * a_col_stride]
+                                * ((flags & {gemm.TRANSPOSED_B}) ? B[(j0 + j) * ldb + k] : b0[k * bk + j]);
+                        acc[r * NCC_NR + j] = sum;
+                    }}
             }}
-        }}
-        for (int64_t j = 0; j < N; ++j) {{
-            float v = c[j];
-            if (flags & {gemm.BIAS_ROWS}) v += bias[i];
-            if (flags & {gemm.BIAS_COLS}) v += bias[j];
-            if (flags & {gemm.RESIDUAL}) v += residual[i * ldc + j];
-            if (flags & {gemm.ACTIVATIONS}) v = v > 0.0f ? v : 0.0f;
-            if (flags & {gemm.RELU6}) v = v < 6.0f ? v : 6.0f;
-            c[j] = v;
+            for (int64_t r = 0; r < mr; ++r) {{
+                float *c = C + (i0 + r) * ldc + j0;
+                for (int64_t j = 0; j < nr; ++j) {{
+                    float v = acc[r * NCC_NR + j];
+                    if (flags & {gemm.ACCUMULATE}) v += c[j];
+                    if (flags & {gemm.BIAS_ROWS}) v += bias[i0 + r];
+                    if (flags & {gemm.BIAS_COLS}) v += bias[j0 + j];
+                    if (flags & {gemm.RESIDUAL}) v += residual[(i0 + r) * ldc + j0 + j];
+                    if (flags & {gemm.ACTIVATIONS}) v = v > 0.0f ? v : 0.0f;
+                    if (flags & {gemm.RELU6}) v = v < 6.0f ? v : 6.0f;
+                    c[j] = v;
+                }}
+            }}
         }}
     }}
 }}""",
+    "ncc_bits": """static inline float ncc_f32_from_bits(int32_t x) {
+    union { int32_t i; float f; } u;
+    u.i = x;
+    return u.f;
+}
+static inline int32_t ncc_bits_of_f32(float x) {
+    union { float f; int32_t i; } u;
+    u.f = x;
+    return u.i;
+}""",
 }
 LIBRARY_WITHOUT_C = {"ncc_spmm": "the sparse kernel of pruned matmuls", "ncc_qgemm": "the int8 GEMM"}
 
@@ -412,7 +472,7 @@ def _dim(E: FunctionEmitter, op: memref.DimOp) -> None:
 def _view(E: FunctionEmitter, op: memref.ViewOp) -> None:
     t, name = op.result.type, E.fresh("m")
     shape = [E.v(op.sizes[0]) if d < 0 else str(d) for d in t.get_shape()]
-    E.line(f"{c_type(t.element_type)} *restrict {name} = ({c_type(t.element_type)} *)((char *){E.mems[op.source].ptr}"
+    E.line(f"{c_type(t.element_type)} *{name} = ({c_type(t.element_type)} *)((char *){E.mems[op.source].ptr}"
            f" + {E.v(op.byte_shift)});")
     E.mems[op.result] = Mem(name, shape)
 
@@ -422,7 +482,7 @@ def _reinterpret_cast(E: FunctionEmitter, op: memref.ReinterpretCastOp) -> None:
     offset = E.v(op.offsets[0]) if op.offsets else str(op.static_offsets.get_values()[0])
     shape = [E.v(op.sizes[0]) if d < 0 else str(d) for d in t.get_shape()]
     qual = "const " if source.const else ""
-    E.line(f"{qual}{c_type(t.element_type)} *restrict {name} = ({qual}{c_type(t.element_type)} *){source.ptr} + "
+    E.line(f"{qual}{c_type(t.element_type)} *{name} = ({qual}{c_type(t.element_type)} *){source.ptr} + "
            f"{offset};")
     E.mems[op.result] = Mem(name, shape, source.const)
 
