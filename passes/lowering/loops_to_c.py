@@ -340,6 +340,7 @@ class FunctionEmitter:
     mems: dict[SSAValue, Mem] = field(default_factory=dict)
     depth: int = 1
     counter: int = 0
+    tile_of: dict[SSAValue, tuple[str, str]] = field(default_factory=dict)  # lane tiles (_lanes)
 
     def fresh(self, prefix: str = "v") -> str:
         self.counter += 1
@@ -390,7 +391,86 @@ class FunctionEmitter:
         handler(self, op)
 
 
+LANES = 16  # rows of a batch loop computed side by side (_lane_tiles)
+
+
+def _constant_index(v: SSAValue) -> int | None:
+    owner = v.owner
+    return owner.value.value.data if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr) \
+        else None
+
+
+def _lane_tiles(E: FunctionEmitter, op: scf.ForOp) -> list[SSAValue] | None:
+    """The [batch, W] argument arrays a straight-line loop over the batch (a
+    neuron kernel) reads or writes only at [row, constant], or None. GCC does
+    not vectorize a loop whose loads are W floats apart for most W (LLVM,
+    the JIT, does); in tiles of LANES rows, transposed, the rows are adjacent."""
+    iv = op.body.block.args[0]
+    if op.iter_args or _constant_index(op.lb) != 0 or _constant_index(op.step) != 1 or \
+            E.names.get(op.ub) != "batch":
+        return None
+    tiles: dict[SSAValue, None] = {}
+    for inner in op.body.block.ops:
+        if inner.regions or isinstance(inner, func.CallOp):
+            return None
+        if isinstance(inner, (memref.LoadOp, memref.StoreOp)):
+            mem, indices = inner.memref, list(inner.indices)
+            if iv not in indices:
+                continue
+            t = mem.type
+            if not (mem in E.fn.body.block.args and len(indices) == 2 and indices[0] is iv
+                    and _constant_index(indices[1]) is not None and t.get_shape()[0] < 0
+                    and t.element_type in (f32, f64)):
+                return None
+            tiles[mem] = None
+    return list(tiles) or None
+
+
+def _lanes(E: FunctionEmitter, op: scf.ForOp, tiles: list[SSAValue]) -> None:
+    """The batch loop in tiles of LANES rows: each array's tile transposed in,
+    the body once per lane (a loop the compiler vectorizes), the outputs' tiles back."""
+    row, lane, count = E.fresh("i"), E.fresh("l"), E.fresh("n")
+    E.line(f"for (int64_t {row} = 0; {row} < batch; {row} += {LANES}) {{")
+    E.depth += 1
+    E.line(f"const int64_t {count} = batch - {row} < {LANES} ? batch - {row} : {LANES};")
+    written = {inner.memref for inner in op.body.block.ops if isinstance(inner, memref.StoreOp)}
+    saved = dict(E.mems)
+    for mem in tiles:
+        width, ctype, tile = mem.type.get_shape()[1], c_type(mem.type.element_type), E.fresh("t")
+        source = E.mems[mem]
+        E.line(f"{ctype} {tile}[{width}][{LANES}];")
+        if mem in written:
+            E.line(f"for (int64_t c = 0; c < {width}; ++c) for (int64_t l = 0; l < {LANES}; ++l) "
+                   f"{tile}[c][l] = 0;")
+        else:
+            E.line(f"for (int64_t c = 0; c < {width}; ++c) for (int64_t l = 0; l < {LANES}; ++l) "
+                   f"{tile}[c][l] = l < {count} ? {source.ptr}[({row} + l) * {width} + c] : 0;")
+        E.mems[mem] = Mem(f"{tile}", ["1", str(width)], source.const)  # unused: loads and stores use tile_of
+        E.tile_of[mem] = (tile, lane)
+    E.line(f"for (int64_t {lane} = 0; {lane} < {LANES}; ++{lane}) {{")
+    E.depth += 1
+    E.names[op.body.block.args[0]] = f"({row} + {lane})"
+    for inner in op.body.block.ops:
+        if not isinstance(inner, scf.YieldOp):
+            E.op(inner)
+    E.depth -= 1
+    E.line("}")
+    for mem in tiles:
+        tile, _ = E.tile_of.pop(mem)
+        if mem in written:
+            width = mem.type.get_shape()[1]
+            E.line(f"for (int64_t l = 0; l < {count}; ++l) for (int64_t c = 0; c < {width}; ++c) "
+                   f"{saved[mem].ptr}[({row} + l) * {width} + c] = {tile}[c][l];")
+    E.mems.clear()
+    E.mems.update(saved)
+    E.depth -= 1
+    E.line("}")
+
+
 def _for(E: FunctionEmitter, op: scf.ForOp) -> None:
+    tiles = _lane_tiles(E, op)
+    if tiles is not None:
+        return _lanes(E, op, tiles)
     carried = []
     for init, res in zip(op.iter_args, op.results):
         name = E.fresh("r")
@@ -451,15 +531,22 @@ def _if(E: FunctionEmitter, op: scf.IfOp) -> None:
         E.names[res] = name
 
 
+def _element(E: FunctionEmitter, mem: SSAValue, indices) -> str:
+    if mem in E.tile_of:  # a lane tile: [column][lane]
+        tile, lane = E.tile_of[mem]
+        return f"{tile}[{_constant_index(indices[1])}][{lane}]"
+    return E.mems[mem].address([E.v(i) for i in indices])
+
+
 def _load(E: FunctionEmitter, op: memref.LoadOp) -> None:
     name = E.fresh()
-    value = E.mems[op.memref].address([E.v(i) for i in op.indices])
+    value = _element(E, op.memref, list(op.indices))
     E.line(f"const {c_type(op.res.type)} {name} = {'(' + value + ' != 0)' if op.res.type == i1 else value};")
     E.names[op.res] = name
 
 
 def _store(E: FunctionEmitter, op: memref.StoreOp) -> None:
-    E.line(f"{E.mems[op.memref].address([E.v(i) for i in op.indices])} = {E.v(op.value)};")
+    E.line(f"{_element(E, op.memref, list(op.indices))} = {E.v(op.value)};")
 
 
 def _dim(E: FunctionEmitter, op: memref.DimOp) -> None:
