@@ -638,7 +638,8 @@ def emit_kernel(fn: func.FuncOp, name: str, writable: set[str] = frozenset()) ->
         body = E.body()
     except (ValueError, KeyError) as e:
         raise NccError(f"emit-c: @{fn.sym_name.data}: {e}") from None
-    lines = [head + " {", "    (void)batch;", *without_unused(body), "}"]
+    unused = [f"    (void){p.rsplit(' ', 1)[-1]};" for p in head[head.index("(") + 1:-1].split(", ")]
+    lines = [head + " {", *unused, *without_unused(body), "}"]  # (void): a kernel need not read every argument
     return "\n".join(lines), E.helpers
 
 
