@@ -4,7 +4,8 @@
 // RUN: FileCheck %s --input-file=%t/tiny.h --check-prefix=HEADER
 // --emit-c prints the loop level as C99: the weights as static arrays, one
 // kernel whose arguments are named after the model's (in_x, out_y, w_w),
-// loops over the batch, and the entry points the header declares.
+// loops over the batch (four rows at a time, then the rest, as the loop
+// level has them), and the entry points the header declares.
 
 // HEADER:      input x: float [batch, 3]
 // HEADER-NEXT: output y: float [batch, 2]
@@ -17,14 +18,16 @@
 // CHECK-NEXT: static const float tiny_w_w[6] = {
 // CHECK-NEXT:     0.5f, -1.0f, 0.25f, 2.0f, 1.5f, 0.0f
 // CHECK-NEXT: };
-// CHECK:      static void tiny_kernel(const float *restrict in_x, float *restrict out_y, const float *restrict w_w, int64_t batch) {
-// CHECK:          for (int64_t [[I:i[0-9]+]] = 0; [[I]] < [[ROWS:v[0-9]+]]; [[I]] += 1) {
+// CHECK:      static void tiny_forward_kernel(const float *restrict in_x, float *restrict out_y, const float *restrict w_w, int64_t batch) {
+// CHECK-NEXT:     (void)in_x;
+// CHECK:          const int64_t [[ROWS:v[0-9]+]] = (int64_t)((uint64_t)batch / (uint64_t)4);
+// CHECK:          for (int64_t [[I:i[0-9]+]] = 0; [[I]] < [[ROWS]]; [[I]] += 1) {
 // CHECK:                  const float [[W:v[0-9]+]] = w_w[{{i[0-9]+}} * 2 + {{i[0-9]+}}];
 // CHECK:              const float {{v[0-9]+}} = ncc_maximum_f({{v[0-9]+}}, 0.0f);
 // CHECK:      int tiny_forward(const float *x, float *y, int64_t batch, void *workspace) {
 // CHECK-NEXT:     if (batch < 0) return 1;
 // CHECK-NEXT:     if (workspace == NULL && tiny_workspace_size(batch) > 0) return 2;
-// CHECK-NEXT:     tiny_kernel(x, y, tiny_w_w, batch);
+// CHECK-NEXT:     tiny_forward_kernel(x, y, tiny_w_w, batch);
 // CHECK-NEXT:     return 0;
 
 nn.weight @w : tensor<3x2xf32> = dense<[[0.5, -1.0], [0.25, 2.0], [1.5, 0.0]]>
