@@ -482,29 +482,30 @@ def _for(E: FunctionEmitter, op: scf.ForOp) -> None:
     E.names[op.body.block.args[0]] = iv
     for arg, name in zip(op.body.block.args[1:], carried):
         E.names[arg] = name
-    for inner in op.body.block.ops:
-        if isinstance(inner, scf.YieldOp):
-            _assign(E, carried, [E.v(x) for x in inner.operands], [x.type for x in inner.operands])
-        else:
-            E.op(inner)
+    _body(E, op.body.block, carried)
     E.depth -= 1
     E.line("}")
     for res, name in zip(op.results, carried):
         E.names[res] = name
 
 
-def _assign(E: FunctionEmitter, targets: list[str], values: list[str], types: list) -> None:
-    """targets = values at once (a loop's carried values may swap)."""
-    pairs = [(t, v) for t, v in zip(targets, values) if t != v]
-    if len(pairs) > 1:
-        temps = []
-        for (t, v), ty in zip(pairs, types):
-            tmp = E.fresh("t")
-            E.line(f"const {c_type(ty)} {tmp} = {v};")
-            temps.append((t, tmp))
-        pairs = temps
-    for t, v in pairs:
-        E.line(f"{t} = {v};")
+def _body(E: FunctionEmitter, block: Block, targets: list[str]) -> None:
+    """A region's ops; its scf.yield assigns the `targets` (all at once: a
+    loop's carried values may swap)."""
+    for inner in block.ops:
+        if not isinstance(inner, scf.YieldOp):
+            E.op(inner)
+            continue
+        pairs = [(t, E.v(x), x.type) for t, x in zip(targets, inner.operands) if t != E.v(x)]
+        if len(pairs) > 1:
+            temps = []
+            for t, v, ty in pairs:
+                tmp = E.fresh("t")
+                E.line(f"const {c_type(ty)} {tmp} = {v};")
+                temps.append((t, tmp, ty))
+            pairs = temps
+        for t, v, _ in pairs:
+            E.line(f"{t} = {v};")
 
 
 def _if(E: FunctionEmitter, op: scf.IfOp) -> None:
@@ -520,11 +521,7 @@ def _if(E: FunctionEmitter, op: scf.IfOp) -> None:
                 break
             E.line("} else {")
         E.depth += 1
-        for inner in region.block.ops:
-            if isinstance(inner, scf.YieldOp):
-                _assign(E, results, [E.v(x) for x in inner.operands], [x.type for x in inner.operands])
-            else:
-                E.op(inner)
+        _body(E, region.block, results)
         E.depth -= 1
     E.line("}")
     for res, name in zip(op.results, results):
