@@ -56,7 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func, scf
-from xdsl.dialects.builtin import Float32Type, ModuleOp, TensorType
+from xdsl.dialects.builtin import FileLineColLoc, Float32Type, ModuleOp, TensorType
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.transforms.common_subexpression_elimination import cse
@@ -756,9 +756,30 @@ class _Counted(RewritePattern):
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         done = rewriter.has_done_action
+        block, where = op.parent_block(), op.location
+        before, after = _neighbours(op, "prev_op"), _neighbours(op, "next_op")
         self.pattern.match_and_rewrite(op, rewriter)
         if rewriter.has_done_action and not done:
             self.counts[type(self.pattern).__name__] += 1
+            if block is None or not isinstance(where, FileLineColLoc):
+                return
+            # the new ops (between the nearest neighbours still there) keep the location of the op they replace
+            first = next((o for o in before if o.parent_block() is block), None)
+            stop = next((o for o in after if o.parent_block() is block), None)
+            made = first.next_op if first is not None else block.first_op
+            while made is not None and made is not stop:
+                if not isinstance(made.location, FileLineColLoc):
+                    made.location = where
+                made = made.next_op
+
+
+def _neighbours(op: Operation, direction: str, count: int = 16) -> list[Operation]:
+    """Up to `count` ops before (prev_op) or after (next_op) `op`, nearest first."""
+    found, o = [], getattr(op, direction)
+    while o is not None and len(found) < count:
+        found.append(o)
+        o = getattr(o, direction)
+    return found
 
 
 # Three walks: formulas are recognized whole before fusion merges their ops into

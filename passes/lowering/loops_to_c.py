@@ -30,8 +30,8 @@ from typing import Callable
 
 import numpy as np
 from xdsl.dialects import arith, func, math, memref, scf
-from xdsl.dialects.builtin import (FloatAttr, IndexType, IntegerAttr, IntegerType, MemRefType, f32,
-                                   f64, i1)
+from xdsl.dialects.builtin import (FileLineColLoc, FloatAttr, IndexType, IntegerAttr, IntegerType, MemRefType,
+                                   NameLoc, f32, f64, i1)
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
 from ncc.diagnostics import NccError
@@ -371,7 +371,15 @@ class FunctionEmitter:
         return self.lines
 
     def block(self, block: Block) -> None:
+        shown = None
         for op in block.ops:
+            loc = op.location
+            if isinstance(loc, NameLoc) and loc != shown:  # the nn op this code computes (nn_to_loops sets it)
+                shown = loc
+                where = loc.location
+                at = f" ({where.filename.data}:{where.line.data}:{where.column.data})" \
+                    if isinstance(where, FileLineColLoc) else ""
+                self.line(f"/* {loc.desc.data.replace('*/', '* /')}{at} */")
             self.op(op)
 
     def op(self, op: Operation) -> None:

@@ -11,7 +11,8 @@ from typing import Callable
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects import func, math, memref
-from xdsl.dialects.builtin import MemRefType, ModuleOp, TensorType, UnitAttr, f32, i8
+from xdsl.dialects.builtin import (FileLineColLoc, MemRefType, ModuleOp, NameLoc, NoneAttr, StringAttr, TensorType,
+                                   UnitAttr, f32, i8)
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
@@ -264,7 +265,13 @@ class FunctionLowering:
                 floats = self.scratch[op] // 4
                 off = b.idx(plan.offsets[("scratch", op)][1])
                 b.scratch = Buf(b.emit(memref.ViewOp(arena, off, [], MemRefType(f32, [floats]))), (floats,), f32)
+            last = b.block.last_op
             LOWER[type(op)](b, op, bufs[v], [bufs[o] for o in op.operands] + tables)
+            where = source_location(op)
+            made = last.next_op if last is not None else b.block.first_op
+            while made is not None:  # the kernel's code of `op` says where it came from (emit-c's comments)
+                made.location = where
+                made = made.next_op
         for i, v in enumerate(ret.arguments):
             if self.storage.get(v) != ("output", i):
                 dst = buf(v, outs[i])
@@ -276,6 +283,15 @@ class FunctionLowering:
 
     def _output_names(self, n: int) -> list[str]:
         return result_names(self.fn, "")
+
+
+def source_location(op: Operation) -> NameLoc:
+    """What an nn op is, for the code it lowers to: `nn.conv @w -> 1x64x112x112`,
+    with the op's own location (file:line:col of the .mlir it was parsed from) inside."""
+    weights = " ".join(f"@{o.owner.sym}" for o in op.operands if isinstance(o.owner, nn.WeightRefOp))
+    shape = nn.fmt_shape(nn.shape_of(op.results[0].type)) if op.results else ""
+    text = " ".join(t for t in (op.name, weights, f"-> {shape}" if shape else "") if t)
+    return NameLoc(StringAttr(text), op.location if isinstance(op.location, FileLineColLoc) else NoneAttr())
 
 
 def is_nn_function(op: Operation) -> bool:

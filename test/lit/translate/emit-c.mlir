@@ -3,7 +3,8 @@
 // RUN: FileCheck %s --input-file=%t/tiny.c
 // RUN: FileCheck %s --input-file=%t/tiny.h --check-prefix=HEADER
 // --emit-c prints the loop level as C99: the weights as static arrays, one
-// kernel whose arguments are named after the model's (in_x, out_y, w_w),
+// kernel whose arguments are named after the model's (in_x, out_y, w_w), a
+// comment before the code of each nn op (after fuse: matmul + relu is one),
 // loops over the batch (four rows at a time, then the rest, as the loop
 // level has them), and the entry points the header declares.
 
@@ -20,7 +21,8 @@
 // CHECK-NEXT: };
 // CHECK:      static void tiny_forward_kernel(const float *restrict in_x, float *restrict out_y, const float *restrict w_w, int64_t batch) {
 // CHECK-NEXT:     (void)in_x;
-// CHECK:          const int64_t [[ROWS:v[0-9]+]] = (int64_t)((uint64_t)batch / (uint64_t)4);
+// CHECK:          /* nn.fused_matmul @w -> [?, 2] ({{.*}}emit-c.mlir:{{[0-9]+}}:3) */
+// CHECK-NEXT:     const int64_t [[ROWS:v[0-9]+]] = (int64_t)((uint64_t)batch / (uint64_t)4);
 // CHECK:          for (int64_t [[I:i[0-9]+]] = 0; [[I]] < [[ROWS]]; [[I]] += 1) {
 // CHECK:                  const float [[W:v[0-9]+]] = w_w[{{i[0-9]+}} * 2 + {{i[0-9]+}}];
 // CHECK:              const float {{v[0-9]+}} = ncc_maximum_f({{v[0-9]+}}, 0.0f);
