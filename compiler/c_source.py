@@ -12,6 +12,11 @@ a model NAME with inputs x1..xn and outputs y1..ym in its signature's order:
     size_t NAME_workspace_size(int64_t batch);   /* bytes of scratch for `batch` rows */
     int NAME_forward(const T *x1, ..., T *y1, ..., int64_t batch, void *workspace);
 
+With `weights="params"` the parameters are not in the .c: NAME_forward's first
+argument is a `const NAME_params *` whose members (one pointer per weight,
+named after it, in the header) the caller fills; they are read as they are
+(nothing packed or folded from them), so new values need no new C.
+
 With `training=True` the C trains without Python: the parameters are
 writable arrays the header declares (`NAME_w_<weight>`, read as they are:
 nothing packed or folded from them), and beside the forward:
@@ -119,15 +124,15 @@ class _Writer:
 
     def kernel(self, fn: func.FuncOp, entry: str, what: str, bound: dict[str, str] | None = None,
                public: dict[str, str] | None = None, tail: tuple[tuple[str, str], ...] = (),
-               before: str = "") -> None:
+               before: str = "", writable: frozenset[str] = frozenset(), lead: tuple[str, ...] = ()) -> None:
         """The kernel `fn` and its entry point `entry`: arguments in the
         kernel's order (inputs, then outputs; `public` renames them), then
-        `tail` (C type, name) pairs, or batch and workspace; `bound` gives the
-        C expression of an argument the entry point does not take (a
-        parameter array the kernel updates, a local)."""
+        `tail` (C type, name) pairs, or batch and workspace, after the `lead`
+        ones; `bound` gives the C expression of an argument the entry point
+        does not take (a parameter array, a local); the kernel may write the
+        `writable` weights."""
         abi = KernelABI.of(fn)
         bound, public = bound or {}, public or {}
-        writable = {r.name for r in abi.roles if r.kind == "weight" and r.name in bound}
         run_passes(fn.parent_op(), "expand-math")  # f32 exp, tanh, erf... as arithmetic: loops stay vectorizable
         body, helpers = emit_kernel(fn, f"{entry}_kernel", writable)
         self.helpers |= helpers
@@ -150,7 +155,7 @@ class _Writer:
                 call.append(ident)
         self.functions.append(body)
         if tail:
-            signature = ", ".join(params + [f"{ctype} {n}" for ctype, n in tail])
+            signature = ", ".join([*lead, *params] + [f"{ctype} {n}" for ctype, n in tail])
             checks = ""
         else:
             size = f"{entry}_workspace_size" if what != "forward" else f"{self.name}_workspace_size"
@@ -158,7 +163,7 @@ class _Writer:
             self.functions.append(
                 f"size_t {size}(int64_t batch) {{\n    return (size_t)(INT64_C({abi.arena_per_batch}) * "
                 f"(batch < 0 ? 0 : batch) + INT64_C({abi.arena_constant}));\n}}")
-            signature = ", ".join(params + ["int64_t batch", "void *workspace"])
+            signature = ", ".join([*lead, *params] + ["int64_t batch", "void *workspace"])
             checks = (f"    if (batch < 0) return 1;\n    if (workspace == NULL && {size}(batch) > 0) return 2;\n")
             call.append("batch")
         if tail:
@@ -190,17 +195,27 @@ class _Writer:
         return CSource(name, header, source)
 
 
+WEIGHTS = ("embed", "params")
+
+
 def emit_c(source: Any, name: str | None = None, *, function: str | None = None, fuse: bool = True,
-           net_name: str = "net", training: bool = False) -> CSource:
+           net_name: str = "net", training: bool = False, weights: str = "embed") -> CSource:
     """The C files of `source` (a path, text or module, as ncc.compile takes);
     `name` prefixes every symbol (default: the file's name, else the
-    function's); `training` adds the vjp and an SGD step (module docstring)."""
+    function's); `training` adds the vjp and an SGD step; `weights="params"`
+    takes the parameters from a struct the caller fills (module docstring)."""
+    if weights not in WEIGHTS:
+        raise NccError(f"weights must be one of {', '.join(WEIGHTS)}, got '{weights}'")
+    if training and weights != "embed":
+        raise NccError("training in C keeps the parameters in the .c (weights='embed'): the update writes them")
     module = load_source(source, name=net_name)
     model = compile_model(module, fuse=fuse, function=function, threads=1, cache=True)
     if name is None:
         name = os.path.splitext(os.path.basename(source))[0] if isinstance(source, (str, os.PathLike)) and \
             "\n" not in str(source) else model.abi.name
     name = c_identifier(name)
+    if weights == "params":
+        return _with_params(model, name)
     if not training:
         lowered = module.clone()
         lower_to_loops(lowered, fuse=fuse, threads=1)
@@ -211,10 +226,7 @@ def emit_c(source: Any, name: str | None = None, *, function: str | None = None,
         writer.kernel(kernel, f"{name}_forward", "forward")
         return writer.files()
 
-    t = training_of(model)
-    if not isinstance(t, (NNTraining, NeuronTraining)):
-        raise NccError("emit-c: training in C covers nn modules and neuron nets lowered straight; this net "
-                       "is lowered as layers (compile it with neuron_mode='neuron')")
+    t = _training(model)
     forward, forward_name = t.forward_loops()
     vjp, vjp_name = t.vjp_loops(frozenset())
     params = [t.flat_symbol] if isinstance(t, NeuronTraining) else list(t.trainable)
@@ -232,10 +244,40 @@ def emit_c(source: Any, name: str | None = None, *, function: str | None = None,
               for k, p in enumerate(params)}
     # SGD's hyperparameters (ncc.optim.SGD.HYPER) without momentum: lr, weight decay, 0, 1, 0
     writer.kernel(_kernel_of(update, abi.name), f"{name}_sgd_step", "update",
-                  bound={**arrays, "hyperparameters": "hyperparameters"},
+                  bound={**arrays, "hyperparameters": "hyperparameters"}, writable=frozenset(arrays),
                   public={f"grad{k}": f"grad:{p}" for k, p in enumerate(params)},
                   tail=(("double", "lr"), ("double", "weight_decay")),
                   before="    const double hyperparameters[5] = {lr, weight_decay, 0.0, 1.0, 0.0};\n")
+    return writer.files()
+
+
+def _training(model: Any) -> Any:
+    t = training_of(model)
+    if not isinstance(t, (NNTraining, NeuronTraining)):
+        raise NccError("emit-c: training and weights='params' cover nn modules and neuron nets lowered "
+                       "straight; this net is lowered as layers (compile it with neuron_mode='neuron')")
+    return t
+
+
+def _with_params(model: Any, name: str) -> CSource:
+    """The forward reading its parameters from `const NAME_params *params`,
+    one pointer per parameter (as the model names it), as training sees them:
+    nothing packed or folded from them; constants stay in the .c."""
+    t = _training(model)
+    forward, forward_name = t.forward_loops()
+    fn = _kernel_of(forward, forward_name)
+    own = {op.sym: op.data for op in forward.ops if op.name == "nn.weight" and op.data is not None}
+    values = {**own, **{s: b for s, b in model.weight_buffers.items() if s not in own}}
+    params = [r.name for r in KernelABI.of(fn).roles if r.kind == "weight" and r.name in model.weight_buffers]
+    writer = _Writer(name, values, [])
+    fields = []
+    for sym in params:
+        t_ = next(ty for r, ty in zip(KernelABI.of(fn).roles, fn.function_type.inputs.data) if r.name == sym)
+        fields.append(f"    const {c_type(t_.element_type)} *{c_identifier(sym)};  /* @{sym} "
+                      f"{list(np.asarray(values[sym]).shape)} */")
+    writer.declarations.append("typedef struct {\n" + "\n".join(fields) + f"\n}} {name}_params;")
+    writer.kernel(fn, f"{name}_forward", "forward", bound={s: f"params->{c_identifier(s)}" for s in params},
+                  lead=(f"const {name}_params *params",))
     return writer.files()
 
 

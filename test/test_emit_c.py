@@ -296,3 +296,45 @@ def test_op_families_in_c(case, tmp_path):
 @pytest.mark.parametrize("case", [c for k, c in enumerate(NODE_CASES) if k % 4], ids=lambda c: c.op)
 def test_op_families_in_c_all(case, tmp_path):
     _c_against_the_jit(case, tmp_path)
+
+
+def test_weights_from_a_params_struct(tmp_path):
+    rng = np.random.default_rng(6)
+    params = {"fc_w": rng.standard_normal((16, 10)).astype(np.float32), "fc_b": rng.standard_normal(10).astype(
+        np.float32)}
+    model = ncc.compile(CNN, threads=1)
+    for k, v in params.items():
+        model.params[k] = v
+    module = ncc.parse_module(CNN)
+    for op in module.ops:
+        if op.name == "nn.weight" and op.sym in params:
+            op.data = params[op.sym]
+    c = emit_c(module, "net", weights="params")
+    assert "} net_params;" in c.header and "static const float net_w_fc_w" not in c.source
+    _, path = c.write(tmp_path)
+    so = tmp_path / "libnet.so"
+    done = subprocess.run([CC, *CFLAGS, "-shared", "-fPIC", "-o", str(so), path, "-lm"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lib = ctypes.CDLL(str(so))
+
+    class Params(ctypes.Structure):
+        _fields_ = [(n, ctypes.c_void_p) for n in ("conv_w", "fc_w", "fc_b")]
+
+    conv_w = np.asarray(model.weight_buffers["conv_w"], np.float32)
+    arrays = {"conv_w": conv_w, **params}
+    p = Params(*[arrays[n].ctypes.data for n in ("conv_w", "fc_w", "fc_b")])
+    x = rng.standard_normal((5, 1, 4, 4)).astype(np.float32)
+    y = np.zeros((5, 10), np.float32)
+    lib.net_workspace_size.restype, lib.net_workspace_size.argtypes = ctypes.c_size_t, [ctypes.c_int64]
+    ws = np.zeros(lib.net_workspace_size(5) + 64, np.uint8)
+    lib.net_forward.argtypes = [ctypes.POINTER(Params), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                ctypes.c_void_p]
+    assert lib.net_forward(ctypes.byref(p), x.ctypes.data, y.ctypes.data, 5, ws.ctypes.data) == 0
+    np.testing.assert_allclose(y, model(x), rtol=1e-5, atol=1e-6)
+    arrays["fc_b"] = arrays["fc_b"] + 1.0  # new values, the same C
+    p.fc_b = arrays["fc_b"].ctypes.data
+    model.params["fc_b"] = arrays["fc_b"]
+    assert lib.net_forward(ctypes.byref(p), x.ctypes.data, y.ctypes.data, 5, ws.ctypes.data) == 0
+    np.testing.assert_allclose(y, model(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ncc.NccError, match="weights must be one of embed, params"):
+        emit_c(module, "net", weights="heap")

@@ -76,6 +76,10 @@ def make_parser() -> argparse.ArgumentParser:
     dst.add_argument("--emit-c", action="store_true",
                      help="write the model as portable C99 for any C compiler: -o DIR/NAME.c writes NAME.c "
                      "(the kernel, its weights embedded) and NAME.h (NAME_forward, NAME_workspace_size)")
+    dst.add_argument("--weights", choices=("embed", "params"), default="embed",
+                     help="with --emit-c: the weights as static arrays in NAME.c (embed, the default) or "
+                     "read from a NAME_params struct of pointers the caller fills, NAME_forward's first argument "
+                     "(params)")
     dst.add_argument("--training", action="store_true",
                      help="with --emit-c: also NAME_vjp (the gradients) and NAME_sgd_step, the parameters "
                      "writable arrays the header declares, so that a program can train without Python")
@@ -135,10 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.output == "-" or not args.output.endswith(".c"):
                 raise NccError("--emit-c writes NAME.c and NAME.h: give the C file with -o DIR/NAME.c")
             directory, base = os.path.split(args.output)
-            emit_c(import_input(args), base[:-2], training=args.training).write(directory or ".")
+            emit_c(import_input(args), base[:-2], training=args.training, weights=args.weights
+                   ).write(directory or ".")
             return 0
-        if args.training:
-            raise NccError("--training applies only with --emit-c")
+        if args.training or args.weights != "embed":
+            raise NccError("--training and --weights apply only with --emit-c")
         text = emit_output(import_input(args), args)
         if args.emit_dot and args.output.lower().endswith(".svg"):
             render_svg(text, args.output)
