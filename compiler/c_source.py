@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 from xdsl.dialects import func
@@ -199,16 +199,18 @@ WEIGHTS = ("embed", "params")
 
 
 def emit_c(source: Any, name: str | None = None, *, function: str | None = None, fuse: bool = True,
-           net_name: str = "net", training: bool = False, weights: str = "embed") -> CSource:
+           net_name: str = "net", training: bool = False, weights: str = "embed",
+           constants: Mapping[str, Any] | None = None) -> CSource:
     """The C files of `source` (a path, text or module, as ncc.compile takes);
     `name` prefixes every symbol (default: the file's name, else the
     function's); `training` adds the vjp and an SGD step; `weights="params"`
-    takes the parameters from a struct the caller fills (module docstring)."""
+    takes the parameters from a struct the caller fills (module docstring);
+    `constants` (ONNX models) gives graph inputs as constants, as ncc.compile's."""
     if weights not in WEIGHTS:
         raise NccError(f"weights must be one of {', '.join(WEIGHTS)}, got '{weights}'")
     if training and weights != "embed":
         raise NccError("training in C keeps the parameters in the .c (weights='embed'): the update writes them")
-    module = load_source(source, name=net_name)
+    module = load_source(source, name=net_name, constants=constants)
     model = compile_model(module, fuse=fuse, function=function, threads=1, cache=True)
     if name is None:
         name = os.path.splitext(os.path.basename(source))[0] if isinstance(source, (str, os.PathLike)) and \
