@@ -263,16 +263,23 @@ static void {gemm.SYMBOL}(int64_t M, int64_t N, int64_t K, const float *A, int64
             const float *b0 = (flags & {gemm.PACKED_B})
                 ? B + (j0 / {gemm.NR_MAX}) * K * {gemm.NR_MAX} + j0 % {gemm.NR_MAX} : B + j0;
             float acc[NCC_MR * NCC_NR];
-            if (mr == NCC_MR && nr == NCC_NR && !(flags & {gemm.TRANSPOSED_B})) {{
+            /* a prepacked B's panels are zero-padded to whole panels: its last columns take the tile too */
+            const int whole = nr == NCC_NR || (flags & {gemm.PACKED_B});
+            if (mr == NCC_MR && whole && !(flags & {gemm.TRANSPOSED_B})) {{
                 ncc_sgemm_tile(K, a0, a_row_stride, a_col_stride, b0, bk, acc);
-            }} else {{
+            }} else {{  /* an edge, or B^T: rows of the tile along k, each a loop over its columns */
                 for (int64_t r = 0; r < mr; ++r)
-                    for (int64_t j = 0; j < nr; ++j) {{
-                        float sum = 0.0f;
-                        for (int64_t k = 0; k < K; ++k)
-                            sum += a0[r * a_row_stride + k * a_col_stride]
-                                * ((flags & {gemm.TRANSPOSED_B}) ? B[(j0 + j) * ldb + k] : b0[k * bk + j]);
-                        acc[r * NCC_NR + j] = sum;
+                    for (int64_t j = 0; j < nr; ++j) acc[r * NCC_NR + j] = 0.0f;
+                for (int64_t k = 0; k < K; ++k)
+                    for (int64_t r = 0; r < mr; ++r) {{
+                        const float a = a0[r * a_row_stride + k * a_col_stride];
+                        float *restrict row = acc + r * NCC_NR;
+                        if (flags & {gemm.TRANSPOSED_B})
+                            for (int64_t j = 0; j < nr; ++j) row[j] += a * B[(j0 + j) * ldb + k];
+                        else {{
+                            const float *restrict b = b0 + k * bk;
+                            for (int64_t j = 0; j < nr; ++j) row[j] += a * b[j];
+                        }}
                     }}
             }}
             for (int64_t r = 0; r < mr; ++r) {{
