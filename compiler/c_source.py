@@ -25,10 +25,14 @@ nothing packed or folded from them), and beside the forward:
     int NAME_vjp(const T *x1, ..., const T *cotangent_y1, ..., T *y1, ..., T *grad_<param>, ...,
                  T *grad_x1, ..., int64_t batch, void *workspace);
     int NAME_sgd_step(const T *grad_<param>, ..., double lr, double weight_decay);
+    int NAME_adam_step(const T *grad_<param>, ..., double lr, double beta1, double beta2, double eps,
+                       double weight_decay, int decoupled, int64_t step);
 
 NAME_vjp is ncc's vjp kernel (`model.vjp`): the outputs and the gradients of
 sum(cotangent * output); NAME_sgd_step updates every parameter in place,
-p -= lr * (grad + weight_decay * p), as ncc.optim.SGD (its update kernel).
+p -= lr * (grad + weight_decay * p), as ncc.optim.SGD (its update kernel);
+NAME_adam_step is ncc.optim.Adam's update (AdamW's with `decoupled`) at step
+`step` (1, 2, ...; it returns 1 for a step below 1), its moments kept in the .c.
 
 Arrays are row-major, dimension 0 the batch where the model's is dynamic;
 `workspace` holds the size function's bytes, aligned to at least 8 (64 is
@@ -51,7 +55,7 @@ from ncc.passes.lowering.abi import KernelABI
 from ncc.pipeline import run_passes
 from ncc.passes.lowering.loops_to_c import HELPERS, c_identifier, c_type, emit_kernel
 from ncc.runtime.build import compile as compile_model, load_source, lower_to_loops, select_kernel
-from ncc.runtime.optim import SGD, update_kernel_module
+from ncc.runtime.optim import SGD, Adam, update_kernel_module
 from ncc.runtime.training import NeuronTraining, NNTraining, training_of
 
 
@@ -120,6 +124,12 @@ class _Writer:
             else:
                 self.arrays[sym] = f"/* @{sym}: {list(data.shape)} */\nstatic const {ctype} {ident}" \
                                    f"[{max(data.size, 1)}] = {_array(data)};"
+        return ident
+
+    def state(self, sym: str, size: int) -> str:
+        """A zero-initialized float array the update kernels keep between calls (Adam's moments)."""
+        ident = f"{self.name}_{c_identifier(sym)}"
+        self.arrays.setdefault(sym, f"static float {ident}[{max(size, 1)}];  /* zeros: an optimizer's state */")
         return ident
 
     def kernel(self, fn: func.FuncOp, entry: str, what: str, bound: dict[str, str] | None = None,
@@ -244,12 +254,25 @@ def emit_c(source: Any, name: str | None = None, *, function: str | None = None,
     update, abi = update_kernel_module(SGD(model, lr=1.0), buffers)
     arrays = {f"param{k}": writer.array(p, MemRefType(_elt(values[p]), [np.asarray(values[p]).size]))
               for k, p in enumerate(params)}
+    grads = {f"grad{k}": f"grad:{p}" for k, p in enumerate(params)}
     # SGD's hyperparameters (ncc.optim.SGD.HYPER) without momentum: lr, weight decay, 0, 1, 0
     writer.kernel(_kernel_of(update, abi.name), f"{name}_sgd_step", "update",
-                  bound={**arrays, "hyperparameters": "hyperparameters"}, writable=frozenset(arrays),
-                  public={f"grad{k}": f"grad:{p}" for k, p in enumerate(params)},
+                  bound={**arrays, "hyperparameters": "hyperparameters"}, writable=frozenset(arrays), public=grads,
                   tail=(("double", "lr"), ("double", "weight_decay")),
                   before="    const double hyperparameters[5] = {lr, weight_decay, 0.0, 1.0, 0.0};\n")
+    # Adam (AdamW with `decoupled`), its moments kept in the .c: ncc.optim.Adam.hyperparameters(step)
+    update, abi = update_kernel_module(Adam(model, lr=1.0), buffers)
+    moments = {f"state{k}_{m}": writer.state(f"adam_{c_identifier(p)}_{'mv'[m]}", size)
+               for k, (p, (_, size)) in enumerate(zip(params, buffers)) for m in range(2)}
+    writer.kernel(_kernel_of(update, abi.name), f"{name}_adam_step", "update",
+                  bound={**arrays, **moments, "hyperparameters": "hyperparameters"},
+                  writable=frozenset(arrays) | frozenset(moments), public=grads,
+                  tail=(("double", "lr"), ("double", "beta1"), ("double", "beta2"), ("double", "eps"),
+                        ("double", "weight_decay"), ("int", "decoupled"), ("int64_t", "step")),
+                  before="    if (step < 1) return 1;\n"
+                         "    const double hyperparameters[8] = {lr / (1.0 - pow(beta1, (double)step)), 1.0 - beta1,"
+                         " beta2, 1.0 - beta2, sqrt(1.0 - pow(beta2, (double)step)), eps,"
+                         " decoupled ? 0.0 : weight_decay, decoupled ? 1.0 - lr * weight_decay : 1.0};\n")
     return writer.files()
 
 

@@ -216,6 +216,17 @@ def test_training_kernels_in_c_match_the_jit(tmp_path):
         np.testing.assert_allclose(after, before[n] - 0.1 * (grads[n].reshape(-1) + 0.01 * before[n]), rtol=1e-6,
                                    atol=1e-7)
         np.testing.assert_allclose(after, model.params[n].reshape(-1), rtol=1e-5, atol=1e-6)
+    # two Adam steps in C against ncc.optim.Adam's on the same parameters and gradients
+    adam = ncc.optim.Adam(model, lr=0.01, weight_decay=0.001)
+    lib.net_adam_step.argtypes = [P] * 3 + [ctypes.c_double] * 5 + [ctypes.c_int, I64]
+    for step in (1, 2):
+        assert lib.net_adam_step(*[g.ctypes.data for g in grads.values()], 0.01, 0.9, 0.999, 1e-8, 0.001, 0,
+                                 step) == 0
+        adam.step(want)
+    for n in grads:
+        after = np.ctypeslib.as_array((ctypes.c_float * grads[n].size).in_dll(lib, f"net_w_{n}"))
+        np.testing.assert_allclose(after, model.params[n].reshape(-1), rtol=1e-5, atol=1e-6, err_msg=n)
+    assert lib.net_adam_step(*[g.ctypes.data for g in grads.values()], 0.01, 0.9, 0.999, 1e-8, 0.0, 0, 0) == 1
 
 
 def test_a_neuron_nets_vjp_in_c(tmp_path):

@@ -81,7 +81,7 @@ def make_parser() -> argparse.ArgumentParser:
                      "read from a NAME_params struct of pointers the caller fills, NAME_forward's first argument "
                      "(params)")
     dst.add_argument("--training", action="store_true",
-                     help="with --emit-c: also NAME_vjp (the gradients) and NAME_sgd_step, the parameters "
+                     help="with --emit-c: also NAME_vjp (the gradients), NAME_sgd_step and NAME_adam_step, the parameters "
                      "writable arrays the header declares, so that a program can train without Python")
     dst.add_argument("--emit-dot", action="store_true",
                      help="write the model's graph as Graphviz DOT: a node per op (shape, parameters, "
