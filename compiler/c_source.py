@@ -51,6 +51,7 @@ from xdsl.dialects import func
 from xdsl.dialects.builtin import MemRefType, ModuleOp
 
 from ncc.diagnostics import NccError
+from ncc.dialects.nn import element_type_of
 from ncc.passes.lowering.abi import KernelABI
 from ncc.pipeline import run_passes
 from ncc.passes.lowering.loops_to_c import HELPERS, c_identifier, c_type, emit_kernel
@@ -242,10 +243,7 @@ def emit_c(source: Any, name: str | None = None, *, function: str | None = None,
     forward, forward_name = t.forward_loops()
     vjp, vjp_name = t.vjp_loops(frozenset())
     params = [t.flat_symbol] if isinstance(t, NeuronTraining) else list(t.trainable)
-    values = dict(model.weight_buffers)
-    for m in (forward, vjp):  # constants the lowering made (tables) hold their data in the module
-        values.update((op.sym, op.data) for op in m.ops if op.name == "nn.weight" and op.data is not None
-                      and op.sym not in values)
+    values = _weight_values(model, forward, vjp)
     writer = _Writer(name, values, params)
     forward_fn, vjp_fn = _kernel_of(forward, forward_name), _kernel_of(vjp, vjp_name)
     writer.kernel(forward_fn, f"{name}_forward", "forward")
@@ -291,8 +289,7 @@ def _with_params(model: Any, name: str) -> CSource:
     t = _training(model)
     forward, forward_name = t.forward_loops()
     fn = _kernel_of(forward, forward_name)
-    own = {op.sym: op.data for op in forward.ops if op.name == "nn.weight" and op.data is not None}
-    values = {**own, **{s: b for s, b in model.weight_buffers.items() if s not in own}}
+    values = _weight_values(model, forward)
     params = [r.name for r in KernelABI.of(fn).roles if r.kind == "weight" and r.name in model.weight_buffers]
     writer = _Writer(name, values, [])
     fields = []
@@ -306,7 +303,15 @@ def _with_params(model: Any, name: str) -> CSource:
     return writer.files()
 
 
-def _elt(values: Any):
-    from ncc.dialects.nn import element_type_of
+def _weight_values(model: Any, *lowered: ModuleOp) -> dict[str, Any]:
+    """The data of every weight the `lowered` kernels read: the model's
+    buffers, and the constants a lowering made (its tables), from the module."""
+    values = dict(model.weight_buffers)
+    for m in lowered:
+        values.update((op.sym, op.data) for op in m.ops if op.name == "nn.weight" and op.data is not None
+                      and op.sym not in values)
+    return values
 
+
+def _elt(values: Any):
     return element_type_of(np.asarray(values).dtype)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
 
 from ncc.diagnostics import NccError
-from ncc.text import text_table
+from ncc.text import human_bytes, text_table
 from ncc.laws import ScalingLaw, amdahl, processor_counts
 from ncc.dialects.neuron import NetOp
 from ncc.passes.lowering.neuron_to_loops import choose_neuron_lowering
@@ -34,13 +35,6 @@ def _si(x: float, unit: str) -> str:
             v = f"{x / size:.4g}"
             return f"{v} {prefix}{unit}" if unit.isupper() else f"{v}{prefix} {unit}"
     raise AssertionError
-
-
-def _bytes(n: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{n} B"
 
 
 @dataclass
@@ -147,7 +141,7 @@ class StatsReport:
             totals.append(("synapses", _n(c.synapses), "one multiply-add each"))
         if c.constants:
             totals.append(("constant elements", _n(c.constants), "nn.constant tensors (not parameters)"))
-        totals += [("weight bytes", _n(c.weight_bytes), _bytes(c.weight_bytes)),
+        totals += [("weight bytes", _n(c.weight_bytes), human_bytes(c.weight_bytes)),
                    ("MACs", _n(c.macs), _si(c.macs, "MAC") + " (multiply-accumulates of the contractions)"),
                    ("FLOPs", _n(c.flops), _si(c.flops, "FLOP") + " (a MAC is 2; see the README's table)"),
                    ("bytes moved", _n(c.bytes), "operands read + results written, per op"),
@@ -156,7 +150,7 @@ class StatsReport:
         if self.memory is not None:
             m = self.memory.at(c.batch)
             planned = ("weights", "trainable", "forward_arena") if self.memory_note else MemoryPlan.FIELDS
-            rows = [("memory", "bytes", "")] + [(k.replace("_", " "), _n(m[k]), _bytes(m[k])) for k in planned]
+            rows = [("memory", "bytes", "")] + [(k.replace("_", " "), _n(m[k]), human_bytes(m[k])) for k in planned]
             if not self.memory_note:
                 rows.append(("training total", _n(self.memory.training_bytes(c.batch)),
                              "weights + gradients + vjp arena (optimizer state not included)"))
@@ -240,67 +234,66 @@ def stats(source: Any, *, batch: int = 1, function: str | None = None, fuse: boo
         raise NccError(f"the parallel fraction must be in [0, 1], got {parallel_fraction}")
     processor_counts(processors)  # checks it
     module = load_source(source, name=name)
+    with _at_file(source):  # what the model holds is an error of its file
+        report = StatsReport(source if isinstance(source, str) and "\n" not in source else "<module>",
+                             count(module, function, batch), processors=processors, per_op=per_op,
+                             parallel_fraction=parallel_fraction, fraction_source="given" if parallel_fraction
+                             is not None else "", step_seconds=step_seconds)
+        if memory:
+            try:
+                report.memory, why = planned_memory(module, function, fuse=fuse, training=training_memory)
+                report.memory_note = why
+                if why is None and any(isinstance(op, NetOp) and choose_neuron_lowering(op, "auto") == "neuron"
+                                       for op in module.ops):
+                    report.notes.append("training memory: the net's layers form; lowered straight (as here), its "
+                                        "backward kernel recomputes values in registers and saves none")
+            except NccError as e:
+                report.notes.append(f"memory not planned: {e.message}")
+        if profile:
+            model = compile_model(module, fuse=fuse, function=function, threads=1, cache=cache)
+            rng = np.random.default_rng(seed)
+            feeds = inputs if inputs is not None else [model.example_input(i, batch, rng) for i in
+                                                       range(len(model.input_names))]
+            report.profile = profile_ops(module, feeds, function=function, threads=1, fuse=fuse, cache=cache)
+            whole = time_call(lambda: model(*feeds), 0.2)
+            report.notes.append(f"the whole model, one call on one thread: {whole * 1e3:.3f} ms (the ops timed "
+                                f"alone: {report.profile.seconds * 1e3:.3f} ms)")
+            measured = report.profile.parallel_fraction, "measured: the share of the profile's time in ops ncc " \
+                "splits over threads, an upper bound: a split op's own serial parts count as parallel"
+            if threads > 1:  # Karp and Flatt's inversion of Amdahl's law from the speed-up measured on the host
+                team = compile_model(module, fuse=fuse, function=function, threads=threads, cache=cache)
+                on_team = time_call(lambda: team(*feeds), 0.2)
+                speedup = whole / on_team
+                f = min(1.0, max(0.0, (1 - 1 / speedup) / (1 - 1 / threads)))
+                report.notes.append(f"on {threads} threads: {on_team * 1e3:.3f} ms, a speed-up of {speedup:.2f}; "
+                                    f"the ops ncc splits take {report.profile.parallel_fraction:.6g} of the time")
+                measured = f, f"measured: the whole model's speed-up on {threads} threads, {speedup:.2f}, solved " \
+                    "for f (Karp-Flatt)"
+            if parallel_fraction is None:
+                report.parallel_fraction, report.fraction_source = measured
+            if step_seconds is None:
+                try:
+                    outs = model(*feeds)
+                    outs = outs if isinstance(outs, tuple) else (outs,)
+                    ones = {n: np.ones_like(o) for n, o in zip(model.output_names, outs)}
+                    named = dict(zip(model.input_names, feeds))
+                    report.step_seconds = time_call(lambda: model.vjp(named, ones), 0.2)
+                except NccError as e:
+                    report.notes.append(f"no training step measured: {e.message}")
+        if law is not None or tokens is not None or budget is not None or law_params is not None:
+            report.law, report.budget = law or ScalingLaw(), budget
+            report.law_params, report.tokens = _values(law_params, "parameters"), _values(tokens, "tokens")
+            if budget is not None and not budget > 0:
+                raise NccError(f"the compute budget must be positive, got {budget}")
+        return report
+
+
+@contextmanager
+def _at_file(source: Any):
+    """An error of what the model holds, not located, is located at its file."""
     try:
-        return _report(module, source, batch, function, fuse, per_op, memory, training_memory, profile, inputs,
-                       threads, parallel_fraction, processors, step_seconds, law, law_params, tokens, budget,
-                       cache, seed)
-    except NccError as e:  # what the model holds is an error of its file
+        yield
+    except NccError as e:
         if e.file is None and isinstance(source, (str, os.PathLike)) and "\n" not in str(source):
             raise NccError(e.message, os.fspath(source)) from None
         raise
-
-
-def _report(module, source, batch, function, fuse, per_op, memory, training_memory, profile, inputs, threads,
-            parallel_fraction, processors, step_seconds, law, law_params, tokens, budget, cache, seed
-            ) -> StatsReport:
-    report = StatsReport(source if isinstance(source, str) and "\n" not in source else "<module>",
-                         count(module, function, batch), processors=processors, per_op=per_op,
-                         parallel_fraction=parallel_fraction, fraction_source="given" if parallel_fraction
-                         is not None else "", step_seconds=step_seconds)
-    if memory:
-        try:
-            report.memory, why = planned_memory(module, function, fuse=fuse, training=training_memory)
-            report.memory_note = why
-            if why is None and any(isinstance(op, NetOp) and choose_neuron_lowering(op, "auto") == "neuron"
-                                   for op in module.ops):
-                report.notes.append("training memory: the net's layers form; lowered straight (as here), its "
-                                    "backward kernel recomputes values in registers and saves none")
-        except NccError as e:
-            report.notes.append(f"memory not planned: {e.message}")
-    if profile:
-        model = compile_model(module, fuse=fuse, function=function, threads=1, cache=cache)
-        rng = np.random.default_rng(seed)
-        feeds = inputs if inputs is not None else [model.example_input(i, batch, rng) for i in
-                                                   range(len(model.input_names))]
-        report.profile = profile_ops(module, feeds, function=function, threads=1, fuse=fuse, cache=cache)
-        whole = time_call(lambda: model(*feeds), 0.2)
-        report.notes.append(f"the whole model, one call on one thread: {whole * 1e3:.3f} ms (the ops timed "
-                            f"alone: {report.profile.seconds * 1e3:.3f} ms)")
-        measured = report.profile.parallel_fraction, "measured: the share of the profile's time in ops ncc " \
-            "splits over threads, an upper bound: a split op's own serial parts count as parallel"
-        if threads > 1:  # Karp and Flatt's inversion of Amdahl's law from the speed-up measured on the host
-            team = compile_model(module, fuse=fuse, function=function, threads=threads, cache=cache)
-            on_team = time_call(lambda: team(*feeds), 0.2)
-            speedup = whole / on_team
-            f = min(1.0, max(0.0, (1 - 1 / speedup) / (1 - 1 / threads)))
-            report.notes.append(f"on {threads} threads: {on_team * 1e3:.3f} ms, a speed-up of {speedup:.2f}; "
-                                f"the ops ncc splits take {report.profile.parallel_fraction:.6g} of the time")
-            measured = f, f"measured: the whole model's speed-up on {threads} threads, {speedup:.2f}, solved " \
-                "for f (Karp-Flatt)"
-        if parallel_fraction is None:
-            report.parallel_fraction, report.fraction_source = measured
-        if step_seconds is None:
-            try:
-                outs = model(*feeds)
-                outs = outs if isinstance(outs, tuple) else (outs,)
-                ones = {n: np.ones_like(o) for n, o in zip(model.output_names, outs)}
-                named = dict(zip(model.input_names, feeds))
-                report.step_seconds = time_call(lambda: model.vjp(named, ones), 0.2)
-            except NccError as e:
-                report.notes.append(f"no training step measured: {e.message}")
-    if law is not None or tokens is not None or budget is not None or law_params is not None:
-        report.law, report.budget = law or ScalingLaw(), budget
-        report.law_params, report.tokens = _values(law_params, "parameters"), _values(tokens, "tokens")
-        if budget is not None and not budget > 0:
-            raise NccError(f"the compute budget must be positive, got {budget}")
-    return report

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable
 
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ModuleOp, TensorType
@@ -46,6 +46,7 @@ from ncc.dialects import nn
 from ncc.dialects.neuron import NetOp, NeuronGraph
 from ncc.dialects.nn import DYN
 from ncc.passes.autodiff.core import weight_kinds
+from ncc.reference import select_function  # the reference's rule for which function runs
 
 MAC_FLOPS = 2
 
@@ -270,8 +271,6 @@ def _function_ops(module: ModuleOp, fn: func.FuncOp, seen: set[str]) -> list[Ope
 def count(module: ModuleOp, function: str | None = None, batch: int = 1) -> ModelCount:
     """Parameters, MACs, FLOPs and bytes of `module`'s function (or neuron net)
     `function` (the only one, else `main`), with every `?` dimension `batch`."""
-    from ncc.reference import select_function  # the reference's rule for which function runs
-
     if batch < 1:
         raise NccError(f"the batch must be at least 1, got {batch}")
     target = select_function(module, function)

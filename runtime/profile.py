@@ -20,7 +20,6 @@ their share of the time.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -78,10 +77,10 @@ def planned_memory(module: ModuleOp, function: str | None = None, *, fuse: bool 
     name = fn.sym_name.data
     weights = [op for op in m.ops if isinstance(op, nn.WeightOp)]
     kinds = weight_kinds(m)
-    total = Bytes(0, sum(math.prod(nn.shape_of(w.type)) * nn.numpy_dtype(w.type.element_type).itemsize
-                         for w in weights))
-    trainable = Bytes(0, sum(math.prod(nn.shape_of(w.type)) * nn.numpy_dtype(w.type.element_type).itemsize
-                             for w in weights if kinds[w.sym] == "trainable"))
+    sizes = {w.sym: nn.tensor_bytes(nn.shape_of(w.type), nn.numpy_dtype(w.type.element_type).itemsize)
+             for w in weights}
+    total = Bytes(0, sum(sizes.values()))
+    trainable = Bytes(0, sum(n for sym, n in sizes.items() if kinds[sym] == "trainable"))
     lowered = m.clone()
     lower_to_loops(lowered, fuse=fuse)
     forward = _arena(lowered, name)

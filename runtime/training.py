@@ -74,6 +74,7 @@ from ncc.dialects import nn
 from ncc.dialects.neuron import NetOp
 from ncc.passes.autodiff import differentiate
 from ncc.passes.autodiff.core import weight_kinds
+from ncc.text import human_bytes
 from ncc.passes.layerize import param_places
 from ncc.passes.lowering.straight_line import params_symbol
 from ncc.passes.prune.nn import MASK_OF
@@ -121,15 +122,10 @@ class Bytes:
 
     def __str__(self) -> str:
         if not self.per_row:
-            return _fmt(self.constant)
-        return f"{_fmt(self.per_row)}/row + {_fmt(self.constant)}"
+            return human_bytes(self.constant)
+        return f"{human_bytes(self.per_row)}/row + {human_bytes(self.constant)}"
 
 
-def _fmt(n: int) -> str:
-    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{n} B"
 
 
 @dataclass(frozen=True)

@@ -220,7 +220,7 @@ def _producer_axis(t: Target) -> tuple[Operation, int] | None:
 def prune_channels(module: ModuleOp, opts: PruneOptions) -> list[LayerReport]:
     """Remove channels layer by layer (in the module's weight order); one report
     row per weight a product reads."""
-    before = {name: (t.weight.data.size, sum(macs_of(r, t.weight.data.size) for r in t.reads), t.weight.data.shape,
+    before = {name: (t.weight.data.size, sum(macs_of(r) for r in t.reads), t.weight.data.shape,
                      reads_description(t.reads)) for name, t in find_targets(module).items()}
     if not before:
         raise NccError("prune: no matmul or convolution of the module reads a weight with values")
@@ -260,7 +260,7 @@ def prune_channels(module: ModuleOp, opts: PruneOptions) -> list[LayerReport]:
             continue
         _apply(module, plan)
         notes[name] = f"channels {length} -> {len(kept)}"
-    after = {name: (t.weight.data.size, sum(macs_of(r, t.weight.data.size) for r in t.reads))
+    after = {name: (t.weight.data.size, sum(macs_of(r) for r in t.reads))
              for name, t in find_targets(module).items()}
     rows = []
     for name, (size, macs, shape, reads) in before.items():

@@ -16,7 +16,6 @@ followed through the transposes.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +26,8 @@ from xdsl.rewriter import InsertPoint, Rewriter
 
 from ncc.diagnostics import NccError
 from ncc.dialects import nn
-from ncc.dialects.nn import CONSTANT_MARK, DYN, shape_of
+from ncc.dialects.nn import CONSTANT_MARK, shape_of
+from ncc.passes.stats import MACS
 from ncc.passes.prune.common import FROZEN_MARK, LayerReport, PruneOptions, magnitude_keep
 
 MASK_OF = "ncc.mask_of"  # on a mask weight: the symbol of the weight it masks
@@ -123,18 +123,10 @@ def find_targets(module: ModuleOp) -> dict[str, Target]:
     return dict(sorted(found.items(), key=lambda kv: list(weights).index(kv[0])))
 
 
-def macs_of(read: Read, weight_size: int) -> int:
+def macs_of(read: Read) -> int:
     """Multiply-adds per sample (a dynamic dimension counts as 1) of the
-    product `read.op`, all of whose operands' entries are used."""
-    op = read.op
-    out = [1 if d == DYN else d for d in shape_of(op.results[0].type)]
-    if isinstance(op, (nn.ConvOp, nn.FusedConvOp)):
-        return math.prod(out[1:]) * math.prod(shape_of(op.operands[1].type)[1:])
-    if isinstance(op, nn.SparseMatmulOp):
-        return math.prod(out[:-1]) * weight_size
-    lhs = shape_of(op.operands[0].type)
-    depth = lhs[-2] if isinstance(op, nn.MatmulTransposeAOp) else lhs[-1]
-    return math.prod(out) * depth
+    product `read.op` (passes/stats.py's count)."""
+    return MACS[type(read.op)](read.op, 1)
 
 
 def reads_description(reads: list[Read]) -> str:
@@ -232,7 +224,7 @@ def prune_weights(module: ModuleOp, opts: PruneOptions, require_some: bool = Tru
             _apply_mask(module, t, keeps[name])
         after = int(np.count_nonzero(t.weight.data * (t.mask.data if t.mask is not None else 1)))
         size = t.weight.data.size
-        macs = sum(macs_of(r, size) for r in t.reads)
+        macs = sum(macs_of(r) for r in t.reads)
         rows.append(LayerReport(name, reads_description(t.reads), tuple(t.weight.data.shape), before, after,
                                 macs * before // max(size, 1), macs * after // max(size, 1), notes.get(name, "")))
     return rows
