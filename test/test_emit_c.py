@@ -355,3 +355,98 @@ def test_weights_from_a_params_struct(tmp_path):
     np.testing.assert_allclose(y, model(x), rtol=1e-5, atol=1e-6)
     with pytest.raises(ncc.NccError, match="weights must be one of embed, params"):
         emit_c(module, "net", weights="heap")
+
+
+# ---------------------------------------------------------------------------
+# The C GEMM's register tiles: the preprocessor picks 6 x 32 with AVX-512,
+# 6 x 16 otherwise; each variant this host can run is built and checked
+
+def _host_variants():
+    import llvmlite.binding as llvm
+
+    features = {k for k, v in llvm.get_host_cpu_features().items() if v}
+    variants = [("portable", [])]
+    if {"avx2", "fma"} <= features:
+        variants.append(("avx2", ["-mavx2", "-mfma"]))
+    if "avx512f" in features:
+        variants.append(("avx512", ["-mavx512f", "-mavx2", "-mfma"]))
+    return variants
+
+
+@pytest.mark.parametrize("variant,flags", _host_variants(), ids=[v for v, _ in _host_variants()])
+def test_gemm_tiles_of_every_variant_the_host_runs(tmp_path, variant, flags):
+    rng = np.random.default_rng(7)
+    # 37 x 64 @ 64 x 70: edges in both directions of either tile; B a weight (prepacked), then an input
+    w = rng.standard_normal((64, 70)).astype(np.float32)
+    text = f"""
+nn.weight @w : tensor<64x70xf32> = dense<{ncc.dialects.nn.format_literal(w)}>
+func.func @main(%x: tensor<?x64xf32>) -> tensor<?x70xf32> {{
+  %w = nn.weight_ref @w : tensor<64x70xf32>
+  %y = nn.matmul %x, %w : tensor<?x64xf32>, tensor<64x70xf32> -> tensor<?x70xf32>
+  func.return %y : tensor<?x70xf32>
+}}
+"""
+    model = ncc.compile(text, threads=1)
+    c = emit_c(text, "g")
+    assert "ncc_sgemm(" in c.source.split("static void g_forward_kernel", 1)[1]  # the product is the GEMM's
+    _, path = c.write(tmp_path)
+    so = tmp_path / "libg.so"
+    done = subprocess.run([CC, *CFLAGS, *flags, "-shared", "-fPIC", "-o", str(so), path, "-lm"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    macro = subprocess.run([CC, *flags, "-dM", "-E", "-x", "c", "/dev/null"], capture_output=True, text=True).stdout
+    assert ("__AVX512F__" in macro) == (variant == "avx512")  # the tile the preprocessor will pick
+    lib = ctypes.CDLL(str(so))
+    lib.g_workspace_size.restype, lib.g_workspace_size.argtypes = ctypes.c_size_t, [ctypes.c_int64]
+    lib.g_forward.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+    for batch in (1, 37, 64):
+        x = rng.standard_normal((batch, 64)).astype(np.float32)
+        y = np.zeros((batch, 70), np.float32)
+        ws = np.zeros(lib.g_workspace_size(batch) + 64, np.uint8)
+        assert lib.g_forward(x.ctypes.data, y.ctypes.data, batch, ws.ctypes.data) == 0
+        np.testing.assert_allclose(y, model(x), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(y, x @ w, rtol=1e-4, atol=1e-4)
+    # B an input (not a weight): read in place, row-major
+    plain = """
+func.func @main(%x: tensor<37x64xf32>, %b: tensor<64x70xf32>) -> tensor<37x70xf32> {
+  %y = nn.matmul %x, %b : tensor<37x64xf32>, tensor<64x70xf32> -> tensor<37x70xf32>
+  func.return %y : tensor<37x70xf32>
+}
+"""
+    c = emit_c(plain, "h")
+    assert "ncc_sgemm(" in c.source.split("static void h_forward_kernel", 1)[1]
+    _, path = c.write(tmp_path)
+    done = subprocess.run([CC, *CFLAGS, *flags, "-shared", "-fPIC", "-o", str(tmp_path / "libh.so"), path, "-lm"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lib = ctypes.CDLL(str(tmp_path / "libh.so"))
+    lib.h_forward.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64, ctypes.c_void_p]
+    lib.h_workspace_size.restype, lib.h_workspace_size.argtypes = ctypes.c_size_t, [ctypes.c_int64]
+    x, b = rng.standard_normal((37, 64)).astype(np.float32), rng.standard_normal((64, 70)).astype(np.float32)
+    y = np.zeros((37, 70), np.float32)
+    ws = np.zeros(lib.h_workspace_size(1) + 64, np.uint8)
+    assert lib.h_forward(x.ctypes.data, b.ctypes.data, y.ctypes.data, 1, ws.ctypes.data) == 0
+    np.testing.assert_allclose(y, x @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_translate_emit_c_options(tmp_path, capsys):
+    from ncc.tools import ncc_translate
+
+    src = tmp_path / "cnn.mlir"
+    src.write_text(CNN.replace("nn.weight @fc_w : tensor<16x10xf32>\n", "nn.weight @fc_w : tensor<16x10xf32> = dense<0.1>\n")
+                   .replace("nn.weight @fc_b : tensor<10xf32>\n", "nn.weight @fc_b : tensor<10xf32> = dense<0.0>\n"))
+    assert ncc_translate.main([str(src), "--emit-c", "--training", "-o", str(tmp_path / "t.c")]) == 0
+    header = (tmp_path / "t.h").read_text()
+    assert "int t_vjp(" in header and "int t_sgd_step(" in header and "int t_adam_step(" in header
+    assert "extern float t_w_fc_w[160];" in header
+    assert ncc_translate.main([str(src), "--emit-c", "--weights=params", "-o", str(tmp_path / "p.c")]) == 0
+    assert "} p_params;" in (tmp_path / "p.h").read_text()
+    capsys.readouterr()
+    for argv, message in [(["--emit-c"], "give the C file with -o DIR/NAME.c"),
+                          (["--emit-c", "-o", str(tmp_path / "x.txt")], "give the C file with -o DIR/NAME.c"),
+                          (["--training"], "apply only with --emit-c"),
+                          (["--emit-c", "--training", "--weights=params", "-o", str(tmp_path / "q.c")],
+                           "training in C keeps the parameters in the .c")]:
+        assert ncc_translate.main([str(src), *argv]) == 1
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
