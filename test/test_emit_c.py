@@ -128,6 +128,48 @@ def test_transformer_block(tmp_path):
     check(onnx.load_from_string(f.getvalue()), tmp_path, [x], rtol=1e-4, atol=1e-5)
 
 
+# maximumf / minimumf of x and each constant (either operand order), and of two values
+MINMAX_PAIRS = [(op, c, first) for op in ("maximumf", "minimumf") for c in ("-0.0", "0.0", "2.5")
+                for first in (True, False)] + [("maximumf", None, True), ("minimumf", None, True)]
+
+
+def test_min_and_max_keep_nan_and_the_sign_of_zero(tmp_path):
+    """IEEE maximum/minimum (llvm.maximum's): NaN in, NaN out; max(-0, +0) = +0.
+    Against a constant the C is one comparison (what vectorizes well); its
+    results must equal the JIT's bit for bit on NaN, +-0, +-inf."""
+    n = len(MINMAX_PAIRS)
+    body = []
+    for k, (op, c, first) in enumerate(MINMAX_PAIRS):
+        other = f"%c{k}" if c else "%w"
+        if c:
+            body.append(f"%c{k} = arith.constant {c} : f32")
+        a, b = ("%v", other) if first else (other, "%v")
+        body += [f"%r{k} = arith.{op} {a}, {b} : f32", f"%j{k} = arith.constant {k} : index",
+                 f"memref.store %r{k}, %y[%i, %j{k}] : memref<?x{n}xf32>"]
+    text = f"""
+func.func @minmax(%x: memref<?xf32>, %y: memref<?x{n}xf32>)
+    attributes {{ncc.arg_roles = ["input:x", "output:y"], ncc.arena_bytes = array<i64: 0, 0>}} {{
+  %zero = arith.constant 0 : index
+  %one = arith.constant 1 : index
+  %n = memref.dim %x, %zero : memref<?xf32>
+  scf.for %i = %zero to %n step %one {{
+    %v = memref.load %x[%i] : memref<?xf32>
+    %w = arith.negf %v : f32
+    {chr(10).join(body)}
+  }}
+  func.return
+}}
+"""
+    x = np.array([np.nan, -0.0, 0.0, 2.5, -2.5, -3, 7, np.inf, -np.inf, 1e-45], np.float32)
+    want = ncc.compile(text, threads=1)(x)
+    source = emit_c(text, "minmax").source
+    assert source.count("ncc_maximum_f(") == 2 and source.count("ncc_minimum_f(") == 2  # helpers + 1 call each
+    got = Library(text, tmp_path, "minmax")((want,), len(x), x)
+    np.testing.assert_array_equal(got, want)  # NaN where NaN
+    numbers = ~np.isnan(want)  # a NaN's sign is not specified
+    np.testing.assert_array_equal(np.signbit(got)[numbers], np.signbit(want)[numbers])
+
+
 def test_refusals_are_errors(tmp_path):
     text = """
 func.func @main(%x: tensor<?x4xf32>) -> tensor<?x4xf32> {

@@ -97,12 +97,30 @@ def _minmax(symbol: str) -> Callable:
 
 
 def _nan_minmax(name: str) -> Callable:
-    """arith.maximumf / minimumf: NaN if either is NaN (fmaxf would return the other)."""
+    """arith.maximumf / minimumf: NaN if either is NaN (fmaxf would return the other).
+    Against a constant (a clamp, relu) one comparison that is false for NaN
+    does it, and the C compiler vectorizes it as a plain max/min instead of
+    splitting the code after it into paths (the general helper's branches)."""
     def rule(E: "FunctionEmitter", op: Operation) -> str:
+        for x, c in ((op.lhs, op.rhs), (op.rhs, op.lhs)):
+            value = _float_constant(c)
+            if value is not None and value == value:
+                # on a tie c is the answer, unless c is the zero the other sign wins over (-0 for max, +0 for min)
+                largest = name == "ncc_maximum"
+                strict = value == 0 and (pymath.copysign(1.0, value) < 0) == largest
+                sign = ("<" if largest else ">") + ("" if strict else "=")
+                return f"({E.v(x)} {sign} {E.v(c)} ? {E.v(c)} : {E.v(x)})"
         E.helpers.add(name)
         suffix = "f" if op.result.type == f32 else "d"
         return f"{name}_{suffix}({E.v(op.lhs)}, {E.v(op.rhs)})"
     return rule
+
+
+def _float_constant(value: SSAValue) -> float | None:
+    op = value.owner
+    if isinstance(op, arith.ConstantOp) and isinstance(op.value, FloatAttr):
+        return op.value.value.data
+    return None
 
 
 CMPI = {"eq": "==", "ne": "!=", "slt": "<", "sle": "<=", "sgt": ">", "sge": ">=",

@@ -6,7 +6,8 @@
 // kernel whose arguments are named after the model's (in_x, out_y, w_w), a
 // comment before the code of each nn op (after fuse: matmul + relu is one),
 // loops over the batch (four rows at a time, then the rest, as the loop
-// level has them), and the entry points the header declares.
+// level has them), relu as one comparison that keeps NaN (max(x, 0) against a
+// constant), and the entry points the header declares.
 
 // HEADER:      input x: float [batch, 3]
 // HEADER-NEXT: output y: float [batch, 2]
@@ -25,7 +26,7 @@
 // CHECK-NEXT:     const int64_t [[ROWS:v[0-9]+]] = (int64_t)((uint64_t)batch / (uint64_t)4);
 // CHECK:          for (int64_t [[I:i[0-9]+]] = 0; [[I]] < [[ROWS]]; [[I]] += 1) {
 // CHECK:                  const float [[W:v[0-9]+]] = w_w[{{i[0-9]+}} * 2 + {{i[0-9]+}}];
-// CHECK:              const float {{v[0-9]+}} = ncc_maximum_f({{v[0-9]+}}, 0.0f);
+// CHECK:              const float {{v[0-9]+}} = ([[Z:v[0-9]+]] <= 0.0f ? 0.0f : [[Z]]);
 // CHECK:      int tiny_forward(const float *x, float *y, int64_t batch, void *workspace) {
 // CHECK-NEXT:     if (batch < 0) return 1;
 // CHECK-NEXT:     if (workspace == NULL && tiny_workspace_size(batch) > 0) return 2;
