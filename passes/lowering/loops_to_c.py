@@ -12,12 +12,9 @@ one C statement, through the table `C_RULES`; anything else is an error naming
 the op. Loops are plain `for` loops the C compiler can vectorize; a loop's
 carried values are variables assigned at the end of its body.
 
-The library kernels loop-level code calls have C definitions here too:
-`ncc_sgemm` (passes/lowering/gemm.py's contract: flags, a prepacked or
-transposed B, bias, residual, relu in the epilogue), register-blocked in
-plain C.
-The sparse and int8 kernels have none yet: a module that calls them is
-refused, naming the kernel.
+The library kernels loop-level code calls (the GEMM, the int8 GEMM, the
+sparse product) have C definitions in passes/lowering/c_library.py; a call
+of any other function is refused, naming it.
 """
 
 from __future__ import annotations
@@ -35,7 +32,7 @@ from xdsl.dialects.builtin import (FileLineColLoc, FloatAttr, IndexType, Integer
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 
 from ncc.diagnostics import NccError
-from ncc.passes.lowering import gemm
+from ncc.passes.lowering.c_library import LIBRARY
 from ncc.passes.lowering.abi import KernelABI
 
 
@@ -240,82 +237,6 @@ static inline double ncc_minimum_d(double a, double b) {
     "ncc_fp_to_int": """static inline double ncc_fp_to_int(double x, double lo, double hi) {
     return x != x ? 0.0 : x < lo ? lo : x > hi ? hi : x;
 }""",
-    gemm.SYMBOL: f"""/* C (+)= A @ B, then + bias, + residual, relu: passes/lowering/gemm.py's contract.
-   Register-blocked as BLIS is, in portable C: an MR x NR tile of C accumulates
-   in a local array, which the compiler keeps in vector registers, while k
-   streams NR columns of a row of B and MR values of A (6 x 32 with 32 vector
-   registers, AVX-512; 6 x 16 otherwise); edges and B^T take the plain loops. */
-#if defined(__AVX512F__)
-#define NCC_NR 32
-#else
-#define NCC_NR 16
-#endif
-#define NCC_MR 6
-static void ncc_sgemm_tile(int64_t K, const float *restrict a0, int64_t a_row_stride, int64_t a_col_stride,
-                           const float *restrict b0, int64_t bk, float *restrict out) {{
-    float acc[NCC_MR][NCC_NR];
-    for (int r = 0; r < NCC_MR; ++r)
-        for (int j = 0; j < NCC_NR; ++j) acc[r][j] = 0.0f;
-    for (int64_t k = 0; k < K; ++k) {{
-        const float *restrict b = b0 + k * bk;
-        for (int r = 0; r < NCC_MR; ++r) {{
-            const float a = a0[r * a_row_stride + k * a_col_stride];
-            for (int j = 0; j < NCC_NR; ++j) acc[r][j] += a * b[j];
-        }}
-    }}
-    for (int r = 0; r < NCC_MR; ++r)
-        for (int j = 0; j < NCC_NR; ++j) out[r * NCC_NR + j] = acc[r][j];
-}}
-
-static void {gemm.SYMBOL}(int64_t M, int64_t N, int64_t K, const float *A, int64_t a_row_stride,
-                       int64_t a_col_stride, const float *B, int64_t ldb, float *C, int64_t ldc, int32_t flags,
-                       void *workspace, int64_t threads, const float *bias, const float *residual) {{
-    (void)workspace;
-    (void)threads;
-    const int64_t bk = (flags & {gemm.PACKED_B}) ? {gemm.NR_MAX} : ldb;  /* B's row k of the tile: b0 + k * bk */
-    for (int64_t i0 = 0; i0 < M; i0 += NCC_MR) {{
-        const int64_t mr = M - i0 < NCC_MR ? M - i0 : NCC_MR;
-        const float *a0 = A + i0 * a_row_stride;
-        for (int64_t j0 = 0; j0 < N; j0 += NCC_NR) {{
-            const int64_t nr = N - j0 < NCC_NR ? N - j0 : NCC_NR;
-            const float *b0 = (flags & {gemm.PACKED_B})
-                ? B + (j0 / {gemm.NR_MAX}) * K * {gemm.NR_MAX} + j0 % {gemm.NR_MAX} : B + j0;
-            float acc[NCC_MR * NCC_NR];
-            /* a prepacked B's panels are zero-padded to whole panels: its last columns take the tile too */
-            const int whole = nr == NCC_NR || (flags & {gemm.PACKED_B});
-            if (mr == NCC_MR && whole && !(flags & {gemm.TRANSPOSED_B})) {{
-                ncc_sgemm_tile(K, a0, a_row_stride, a_col_stride, b0, bk, acc);
-            }} else {{  /* an edge, or B^T: rows of the tile along k, each a loop over its columns */
-                for (int64_t r = 0; r < mr; ++r)
-                    for (int64_t j = 0; j < nr; ++j) acc[r * NCC_NR + j] = 0.0f;
-                for (int64_t k = 0; k < K; ++k)
-                    for (int64_t r = 0; r < mr; ++r) {{
-                        const float a = a0[r * a_row_stride + k * a_col_stride];
-                        float *restrict row = acc + r * NCC_NR;
-                        if (flags & {gemm.TRANSPOSED_B})
-                            for (int64_t j = 0; j < nr; ++j) row[j] += a * B[(j0 + j) * ldb + k];
-                        else {{
-                            const float *restrict b = b0 + k * bk;
-                            for (int64_t j = 0; j < nr; ++j) row[j] += a * b[j];
-                        }}
-                    }}
-            }}
-            for (int64_t r = 0; r < mr; ++r) {{
-                float *c = C + (i0 + r) * ldc + j0;
-                for (int64_t j = 0; j < nr; ++j) {{
-                    float v = acc[r * NCC_NR + j];
-                    if (flags & {gemm.ACCUMULATE}) v += c[j];
-                    if (flags & {gemm.BIAS_ROWS}) v += bias[i0 + r];
-                    if (flags & {gemm.BIAS_COLS}) v += bias[j0 + j];
-                    if (flags & {gemm.RESIDUAL}) v += residual[(i0 + r) * ldc + j0 + j];
-                    if (flags & {gemm.ACTIVATIONS}) v = v > 0.0f ? v : 0.0f;
-                    if (flags & {gemm.RELU6}) v = v < 6.0f ? v : 6.0f;
-                    c[j] = v;
-                }}
-            }}
-        }}
-    }}
-}}""",
     "ncc_bits": """static inline float ncc_f32_from_bits(int32_t x) {
     union { int32_t i; float f; } u;
     u.i = x;
@@ -327,7 +248,7 @@ static inline int32_t ncc_bits_of_f32(float x) {
     return u.i;
 }""",
 }
-LIBRARY_WITHOUT_C = {"ncc_spmm": "the sparse kernel of pruned matmuls", "ncc_qgemm": "the int8 GEMM"}
+HELPERS.update(LIBRARY)
 
 
 # ---------------------------------------------------------------------------
@@ -615,13 +536,12 @@ def _alloca(E: FunctionEmitter, op: memref.AllocaOp) -> None:
 
 def _call(E: FunctionEmitter, op: func.CallOp) -> None:
     name = op.callee.string_value()
-    if name in LIBRARY_WITHOUT_C:
-        raise NccError.at_op(op, f"emit-c: {LIBRARY_WITHOUT_C[name]} ({name}) has no C form yet")
+    if name not in HELPERS:
+        raise NccError.at_op(op, f"emit-c: no C form for the function @{name}")
     args = []
     for a in op.arguments:
         args.append(E.mems[a].ptr if a in E.mems else E.v(a))
-    if name in HELPERS:
-        E.helpers.add(name)
+    E.helpers.add(name)
     call = f"{name}({', '.join(args)})"
     if op.results:
         res = E.fresh("k")  # kept even when unread: a call may have effects
@@ -673,13 +593,14 @@ def emit_kernel(fn: func.FuncOp, name: str, writable: set[str] = frozenset()) ->
     return "\n".join(lines), E.helpers
 
 
-DECLARED = re.compile(r"^\s*const [\w ]+? (v\d+) = ")
-VALUE = re.compile(r"\bv\d+\b")
+DECLARED = re.compile(r"^\s*(?:const [\w ]+? (v\d+)|(?:const )?\w+ \*(m\d+)) = ")
+VALUE = re.compile(r"\b[vm]\d+\b")
 
 
 def without_unused(lines: list[str]) -> list[str]:
-    """The lines without the declarations of values nothing reads (values are
-    pure: arithmetic, math and loads; a call's result is named k<n>)."""
+    """The lines without the declarations of values and views nothing reads
+    (values are pure: arithmetic, math and loads; a view is a pointer; a
+    call's result is named k<n>)."""
     uses = Counter(t for line in lines for t in VALUE.findall(line))
     alive = [True] * len(lines)
     changed = True
@@ -687,7 +608,7 @@ def without_unused(lines: list[str]) -> list[str]:
         changed = False
         for k, line in enumerate(lines):
             m = alive[k] and DECLARED.match(line)
-            if m and uses[m.group(1)] == 1:
+            if m and uses[m.group(1) or m.group(2)] == 1:
                 alive[k], changed = False, True
                 uses.subtract(VALUE.findall(line))
     return [line for line, keep in zip(lines, alive) if keep]
