@@ -24,15 +24,18 @@ nothing packed or folded from them), and beside the forward:
     size_t NAME_vjp_workspace_size(int64_t batch);
     int NAME_vjp(const T *x1, ..., const T *cotangent_y1, ..., T *y1, ..., T *grad_<param>, ...,
                  T *grad_x1, ..., int64_t batch, void *workspace);
-    int NAME_sgd_step(const T *grad_<param>, ..., double lr, double weight_decay);
+    int NAME_sgd_step(const T *grad_<param>, ..., double lr, double momentum, double dampening,
+                      double weight_decay, int nesterov, int64_t step);
     int NAME_adam_step(const T *grad_<param>, ..., double lr, double beta1, double beta2, double eps,
                        double weight_decay, int decoupled, int64_t step);
 
 NAME_vjp is ncc's vjp kernel (`model.vjp`): the outputs and the gradients of
-sum(cotangent * output); NAME_sgd_step updates every parameter in place,
-p -= lr * (grad + weight_decay * p), as ncc.optim.SGD (its update kernel);
+sum(cotangent * output); NAME_sgd_step updates every parameter in place as
+ncc.optim.SGD (torch.optim.SGD) does at step `step` (1, 2, ...: the momentum
+buffer starts as step 1's update), its momentum buffers kept in the .c;
 NAME_adam_step is ncc.optim.Adam's update (AdamW's with `decoupled`) at step
-`step` (1, 2, ...; it returns 1 for a step below 1), its moments kept in the .c.
+`step`, its moments kept in the .c. Both return 1 for a step below 1 (and
+SGD for nesterov without momentum or with dampening), as ncc.optim refuses.
 
 Arrays are row-major, dimension 0 the batch where the model's is dynamic;
 `workspace` holds the size function's bytes, aligned to at least 8 (64 is
@@ -135,13 +138,15 @@ class _Writer:
 
     def kernel(self, fn: func.FuncOp, entry: str, what: str, bound: dict[str, str] | None = None,
                public: dict[str, str] | None = None, tail: tuple[tuple[str, str], ...] = (),
-               before: str = "", writable: frozenset[str] = frozenset(), lead: tuple[str, ...] = ()) -> None:
+               before: str = "", writable: frozenset[str] = frozenset(), lead: tuple[str, ...] = (),
+               exported: bool = True) -> None:
         """The kernel `fn` and its entry point `entry`: arguments in the
         kernel's order (inputs, then outputs; `public` renames them), then
         `tail` (C type, name) pairs, or batch and workspace, after the `lead`
         ones; `bound` gives the C expression of an argument the entry point
         does not take (a parameter array, a local); the kernel may write the
-        `writable` weights."""
+        `writable` weights; an entry point not `exported` is static, for
+        another entry point to call."""
         abi = KernelABI.of(fn)
         bound, public = bound or {}, public or {}
         run_passes(fn.parent_op(), "expand-math")  # f32 exp, tanh, erf... as arithmetic: loops stay vectorizable
@@ -162,7 +167,8 @@ class _Writer:
                 ident = c_identifier(shown)
                 params.append(f"{'const ' if role.kind == 'input' else ''}{ctype} *{ident}")
                 dims = ", ".join("batch" if d < 0 else str(d) for d in t.get_shape())
-                self.doc.append(f" *   {entry}: {role.kind} {shown}: {ctype} [{dims}]")
+                if exported:
+                    self.doc.append(f" *   {entry}: {role.kind} {shown}: {ctype} [{dims}]")
                 call.append(ident)
         self.functions.append(body)
         if tail:
@@ -179,9 +185,10 @@ class _Writer:
             call.append("batch")
         if tail:
             call.append("0")  # the batch: an update kernel has none
-        self.declarations.append(f"int {entry}({signature});")
-        self.functions.append(f"int {entry}({signature}) {{\n{checks}{before}    {entry}_kernel({', '.join(call)});"
-                              f"\n    return 0;\n}}")
+        if exported:
+            self.declarations.append(f"int {entry}({signature});")
+        self.functions.append(f"{'' if exported else 'static '}int {entry}({signature}) {{\n{checks}{before}    "
+                              f"{entry}_kernel({', '.join(call)});\n    return 0;\n}}")
 
     def files(self) -> CSource:
         name, guard = self.name, f"{self.name.upper()}_H"
@@ -253,11 +260,25 @@ def emit_c(source: Any, name: str | None = None, *, function: str | None = None,
     arrays = {f"param{k}": writer.array(p, MemRefType(_elt(values[p]), [np.asarray(values[p]).size]))
               for k, p in enumerate(params)}
     grads = {f"grad{k}": f"grad:{p}" for k, p in enumerate(params)}
-    # SGD's hyperparameters (ncc.optim.SGD.HYPER) without momentum: lr, weight decay, 0, 1, 0
-    writer.kernel(_kernel_of(update, abi.name), f"{name}_sgd_step", "update",
-                  bound={**arrays, "hyperparameters": "hyperparameters"}, writable=frozenset(arrays), public=grads,
-                  tail=(("double", "lr"), ("double", "weight_decay")),
-                  before="    const double hyperparameters[5] = {lr, weight_decay, 0.0, 1.0, 0.0};\n")
+    # SGD (torch.optim.SGD's momentum, dampening, nesterov), its momentum buffers kept in the .c: the
+    # hyperparameters of ncc.optim.SGD.hyperparameters(step); no momentum: every step is a first step
+    momenta = {f"state{k}_0": writer.state(f"sgd_{c_identifier(p)}_momentum", size)
+               for k, (p, (_, size)) in enumerate(zip(params, buffers))}
+    sgd_tail = (("double", "lr"), ("double", "momentum"), ("double", "dampening"), ("double", "weight_decay"),
+                ("int", "nesterov"), ("int64_t", "step"))
+    sgd_before = ("    if (step < 1 || (nesterov && (momentum <= 0.0 || dampening != 0.0))) return 1;\n"
+                  "    const int first = step == 1 || momentum == 0.0;\n"
+                  "    const double hyperparameters[5] = {lr, weight_decay, first ? 0.0 : momentum,"
+                  " first ? 1.0 : 1.0 - dampening, momentum};\n")
+    forwarded = ", ".join([c_identifier(g) for g in grads.values()] + [n for _, n in sgd_tail])
+    for nesterov in (True, False):
+        update, abi = update_kernel_module(SGD(model, lr=1.0, momentum=0.5, nesterov=nesterov), buffers)
+        writer.kernel(_kernel_of(update, abi.name), f"{name}_sgd_{'nesterov_' if nesterov else ''}step", "update",
+                      bound={**arrays, **momenta, "hyperparameters": "hyperparameters"},
+                      writable=frozenset(arrays) | frozenset(momenta), public=grads, tail=sgd_tail,
+                      before=sgd_before if nesterov else
+                      f"    if (nesterov) return {name}_sgd_nesterov_step({forwarded});\n{sgd_before}",
+                      exported=not nesterov)
     # Adam (AdamW with `decoupled`), its moments kept in the .c: ncc.optim.Adam.hyperparameters(step)
     update, abi = update_kernel_module(Adam(model, lr=1.0), buffers)
     moments = {f"state{k}_{m}": writer.state(f"adam_{c_identifier(p)}_{'mv'[m]}", size)

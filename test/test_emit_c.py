@@ -308,14 +308,27 @@ def test_training_kernels_in_c_match_the_jit(tmp_path):
     # one SGD step in C: p -= lr * (g + weight_decay * p), as ncc.optim.SGD
     before = {n: np.ctypeslib.as_array((ctypes.c_float * g.size).in_dll(lib, f"net_w_{n}")).copy()
               for n, g in grads.items()}
-    lib.net_sgd_step.argtypes = [P] * 3 + [ctypes.c_double, ctypes.c_double]
-    assert lib.net_sgd_step(*[g.ctypes.data for g in grads.values()], 0.1, 0.01) == 0
+    lib.net_sgd_step.argtypes = [P] * 3 + [ctypes.c_double] * 4 + [ctypes.c_int, I64]
+    g_args = [g.ctypes.data for g in grads.values()]
+    assert lib.net_sgd_step(*g_args, 0.1, 0.0, 0.0, 0.01, 0, 1) == 0
     ncc.optim.SGD(model, lr=0.1, weight_decay=0.01).step(want)
     for n in grads:
         after = np.ctypeslib.as_array((ctypes.c_float * grads[n].size).in_dll(lib, f"net_w_{n}"))
         np.testing.assert_allclose(after, before[n] - 0.1 * (grads[n].reshape(-1) + 0.01 * before[n]), rtol=1e-6,
                                    atol=1e-7)
         np.testing.assert_allclose(after, model.params[n].reshape(-1), rtol=1e-5, atol=1e-6)
+    # momentum with dampening over three steps, then nesterov over two, as ncc.optim.SGD's (buffers restart at step 1)
+    for options, steps in ((dict(momentum=0.9, dampening=0.1), 3), (dict(momentum=0.8, nesterov=True), 2)):
+        sgd = ncc.optim.SGD(model, lr=0.05, weight_decay=0.01, **options)
+        for step in range(1, steps + 1):
+            assert lib.net_sgd_step(*g_args, 0.05, options["momentum"], options.get("dampening", 0.0), 0.01,
+                                    int(options.get("nesterov", False)), step) == 0
+            sgd.step(want)
+        for n in grads:
+            after = np.ctypeslib.as_array((ctypes.c_float * grads[n].size).in_dll(lib, f"net_w_{n}"))
+            np.testing.assert_allclose(after, model.params[n].reshape(-1), rtol=1e-5, atol=1e-6, err_msg=f"{n} {options}")
+    assert lib.net_sgd_step(*g_args, 0.05, 0.9, 0.1, 0.0, 1, 2) == 1  # nesterov with dampening: refused
+    assert lib.net_sgd_step(*g_args, 0.05, 0.9, 0.0, 0.0, 0, 0) == 1  # steps count from 1
     # two Adam steps in C against ncc.optim.Adam's on the same parameters and gradients
     adam = ncc.optim.Adam(model, lr=0.01, weight_decay=0.001)
     lib.net_adam_step.argtypes = [P] * 3 + [ctypes.c_double] * 5 + [ctypes.c_int, I64]
@@ -546,3 +559,27 @@ def test_translate_emit_c_options(tmp_path, capsys):
         assert ncc_translate.main([str(src), *argv]) == 1
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_translate_emit_c_with_a_constant_input(tmp_path, capsys):
+    """An ONNX graph input ncc needs at import time (Reshape's shape) comes
+    from --constant NAME=FILE.npy; without it, the error says so."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from ncc.tools import ncc_translate
+
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4]),
+                               helper.make_tensor_value_info("shape", TensorProto.INT64, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = tmp_path / "reshape.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+    out = ["--import-onnx", str(model), "--emit-c", "-o", str(tmp_path / "r.c")]
+    assert ncc_translate.main(out) == 1
+    assert "--constant shape=FILE.npy" in capsys.readouterr().err
+    np.save(tmp_path / "shape.npy", np.array([6, 4], np.int64))
+    assert ncc_translate.main([*out, "--constant", f"shape={tmp_path / 'shape.npy'}"]) == 0
+    assert "int r_forward(const float *x, float *y, int64_t batch, void *workspace);" in (tmp_path / "r.h").read_text()
+    assert ncc_translate.main([str(model), "--constant", f"shape={tmp_path / 'shape.npy'}"]) == 1
+    assert "--constant applies only with --import-onnx" in capsys.readouterr().err

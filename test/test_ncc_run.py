@@ -89,6 +89,7 @@ def test_bench_prints_statistics():
     ([XOR, "--input", "x=WRONG"], r"error: input 'x' has shape \[3\], expected \[batch, 2\] float32"),
     ([XOR, "--batch", "-2"], r"error: --batch must be >= 0"),
     ([XOR, "--threads", "0"], r"error: threads must be an integer >= 1, got 0"),
+    ([XOR, "--constant", "x=EX"], r"error: --constant applies to ONNX models only"),
     ([EXAMPLES / "xor.py"], r"xor.py:\d+:\d+: error: "),
 ])
 def test_errors_are_one_line_and_exit_1(tmp_path, args, message):
@@ -130,3 +131,30 @@ def test_threads_option_is_reported_and_changes_no_result(tmp_path):
         assert f"threads: {threads})" in proc.stdout
         outs.append(np.load(out)["y"])
     np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def _reshape_model(path):
+    """A Reshape whose shape is a graph input: ncc needs its value at import time."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4]),
+                               helper.make_tensor_value_info("shape", TensorProto.INT64, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_constant_inputs_of_an_onnx_model(tmp_path):
+    model = tmp_path / "reshape.onnx"
+    _reshape_model(model)
+    proc = run(model)
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1
+    assert "graph input 'shape'" in proc.stderr and "(on the command line: --constant shape=FILE.npy)" in proc.stderr
+    np.save(tmp_path / "shape.npy", np.array([4, 6], np.int64))
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    np.save(tmp_path / "x.npy", x)
+    proc = run(model, "--constant", f"shape={tmp_path / 'shape.npy'}", "--input", f"x={tmp_path / 'x.npy'}",
+               "-o", tmp_path / "y.npz")
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npz")["y"], x.reshape(4, 6))

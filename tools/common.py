@@ -1,12 +1,16 @@
-"""What ncc's command-line tools share: reading input, writing output, and
-turning every user-caused failure into one diagnostic line and exit code 1."""
+"""What ncc's command-line tools share: reading input, writing output, arrays
+from .npy files, and turning every user-caused failure into one diagnostic
+line and exit code 1."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
+
+import numpy as np
 
 from ncc.diagnostics import NccError
 
@@ -63,8 +67,54 @@ def split_input(text: str, split: bool) -> Iterator[Chunk]:
     yield Chunk(text[pos:], line)
 
 
+def load_array(path: str) -> Any:
+    """A .npy array or an .npz archive, without pickles."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise NccError(f"cannot load array file: {e.strerror}", path) from None
+    # numpy would try anything else as a pickle (refused): name the real problem.
+    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
+        raise NccError("not a .npy or .npz file", path)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise NccError(f"cannot load array file: {e}", path) from None
+
+
+def named_arrays(items: list[str], flag: str) -> dict[str, np.ndarray]:
+    """NAME=FILE.npy items of a repeatable option, loaded."""
+    arrays: dict[str, np.ndarray] = {}
+    for item in items:
+        name, eq, path = item.partition("=")
+        if not eq or not name or not path:
+            raise NccError(f"{flag} takes NAME=FILE.npy, got '{item}'")
+        arr = load_array(path)
+        if not isinstance(arr, np.ndarray):
+            raise NccError(f"{flag} takes a .npy file", path)
+        arrays[name] = arr
+    return arrays
+
+
+CONSTANT_FLAG = "--constant"
+
+
+def add_constant_option(p: argparse.ArgumentParser | Any) -> None:
+    p.add_argument(CONSTANT_FLAG, action="append", default=[], metavar="NAME=FILE.npy",
+                   help="an ONNX model's graph input fixed at import time, from a .npy file (repeatable): "
+                   "an input ncc needs as a constant (a shape, an axis); the error names them")
+
+
+def constants_of(args: argparse.Namespace) -> dict[str, np.ndarray] | None:
+    return named_arrays(args.constant, CONSTANT_FLAG) or None
+
+
 def report(err: NccError) -> None:
-    print(str(err), file=sys.stderr)
+    text = str(err)
+    if err.needs_constant:  # the importer says how in Python; say how here
+        text += f" (on the command line: {CONSTANT_FLAG} {err.needs_constant[0]}=FILE.npy)"
+    print(text, file=sys.stderr)
 
 
 def run_tool(body: Callable[[], int]) -> int:

@@ -5,6 +5,7 @@
     ncc-run examples/seed_list.txt --batch 1000 --seed 1   seeded random inputs
     ncc-run model.mlir --batch 64 --bench 1000             timing statistics
     ncc-run model.onnx --profile                            time per op
+    ncc-run model.onnx --constant shape=shape.npy           a graph input fixed at import time
 
 MODEL is what `ncc.compile` takes from a path: .mlir, .onnx or an adjacency
 file. A line of the summary names the library kernels the model
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
 
 import numpy as np
 
@@ -32,7 +32,7 @@ import ncc
 from ncc.diagnostics import NccError
 from ncc.runtime.build import load_source
 from ncc.runtime.profile import profile
-from ncc.tools.common import run_tool
+from ncc.tools.common import add_constant_option, constants_of, load_array, named_arrays, run_tool
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -61,29 +61,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the compile cache")
     p.add_argument("--function", default=None, help="the function to run when there are several")
     p.add_argument("--name", default="net", help="name of a net read from an adjacency file")
+    add_constant_option(p)
     return p
-
-
-def _load(path: str) -> Any:
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(6)
-    except OSError as e:
-        raise NccError(f"cannot load array file: {e.strerror}", path) from None
-    # numpy would try anything else as a pickle (refused): name the real problem.
-    if magic != b"\x93NUMPY" and not magic.startswith(b"PK"):
-        raise NccError("not a .npy or .npz file", path)
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise NccError(f"cannot load array file: {e}", path) from None
 
 
 def gather_inputs(model, args: argparse.Namespace) -> tuple[list[np.ndarray], list[str]]:
     """The model's inputs in order, and a note for each generated one."""
     given: dict[str, np.ndarray] = {}
     if args.inputs:
-        with _load(args.inputs) as npz:
+        with load_array(args.inputs) as npz:
             if not hasattr(npz, "files"):
                 raise NccError("--inputs takes an .npz archive", args.inputs)
             keys = list(npz.files)
@@ -91,14 +77,7 @@ def gather_inputs(model, args: argparse.Namespace) -> tuple[list[np.ndarray], li
             if keys == positional and not set(keys) & set(model.input_names):
                 keys = list(model.input_names[:len(keys)])  # np.savez(path, *arrays)
             given.update((k, npz[f]) for k, f in zip(keys, npz.files))
-    for item in args.input:
-        name, eq, path = item.partition("=")
-        if not eq or not name or not path:
-            raise NccError(f"--input takes NAME=FILE.npy, got '{item}'")
-        arr = _load(path)
-        if not isinstance(arr, np.ndarray):
-            raise NccError("--input takes a .npy file (use --inputs for an .npz)", path)
-        given[name] = arr
+    given.update(named_arrays(args.input, "--input"))
     unknown = sorted(set(given) - set(model.input_names))
     if unknown:
         raise NccError(f"the model has no input {', '.join(unknown)} "
@@ -157,9 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         args = make_parser().parse_args(argv)
         if args.bench < 0:
             raise NccError(f"--bench must be >= 0, got {args.bench}")
+        if args.constant and not args.model.endswith(".onnx"):
+            raise NccError("--constant applies to ONNX models only (a .onnx file)")
         model = ncc.compile(args.model, fuse=not args.no_fuse, neuron_mode=args.neuron_mode,
                             cache=not args.no_cache, function=args.function, name=args.name,
-                            threads=args.threads)
+                            threads=args.threads, constants=constants_of(args))
         info = model.compile_info
         lines = [f"model: {model!r}",
                  f"compiled in {info['seconds']['total']:.3f} s (cache: {info.get('cache')}"

@@ -32,7 +32,7 @@ from ncc.equations import emit_equations
 from ncc.ir import parse_module, print_module
 from ncc.onnx import export_onnx, import_onnx
 from ncc.runtime.engine import llvm_ir_text
-from ncc.tools.common import read_input, run_tool, write_output
+from ncc.tools.common import add_constant_option, constants_of, read_input, run_tool, write_output
 
 EQUATION_DIRECTIONS = ("forward", "backward", "table")
 
@@ -58,6 +58,7 @@ def make_parser() -> argparse.ArgumentParser:
                      f"edge list carry none (default {activations.DEFAULT_ACTIVATION}); for a list "
                      "it replaces the written codes")
     src.add_argument("--name", default="net", help="symbol name of the imported net (default: net)")
+    add_constant_option(src)
     dst = p.add_argument_group("output translations (default: MLIR text)")
     dst.add_argument("--emit-equations", choices=EQUATION_DIRECTIONS, default=None,
                      metavar="{forward,backward,table}",
@@ -102,7 +103,10 @@ def normalize_argv(argv: list[str]) -> list[str]:
 
 def import_input(args: argparse.Namespace) -> ModuleOp:
     if args.import_onnx:  # binary: read as bytes, not text
-        return import_onnx(sys.stdin.buffer.read() if args.input == "-" else args.input)
+        return import_onnx(sys.stdin.buffer.read() if args.input == "-" else args.input,
+                           constants=constants_of(args))
+    if args.constant:
+        raise NccError("--constant applies only with --import-onnx")
     text, filename = read_input(args.input)
     if args.import_adjacency:
         return import_adjacency_text(text, filename, name=args.name, format=args.format,
