@@ -342,20 +342,30 @@ def test_training_kernels_in_c_match_the_jit(tmp_path):
     assert lib.net_adam_step(*[g.ctypes.data for g in grads.values()], 0.01, 0.9, 0.999, 1e-8, 0.0, 0, 0) == 1
 
 
-def test_a_neuron_nets_vjp_in_c(tmp_path):
-    model = ncc.compile("examples/ncp19.txt", threads=1)
-    c = emit_c("examples/ncp19.txt", "ncp", training=True)
+def _built(c, tmp_path):
     _, path = c.write(tmp_path)
-    so = tmp_path / "libncp.so"
+    so = tmp_path / f"lib{c.name}.so"
     done = subprocess.run([CC, *CFLAGS, "-shared", "-fPIC", "-o", str(so), path, "-lm"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    lib = ctypes.CDLL(str(so))
+    return ctypes.CDLL(str(so))
+
+
+@pytest.mark.parametrize("mode", ["neuron", "layers"])
+def test_a_neuron_nets_training_in_c(mode, tmp_path):
+    """ncp19 lowered straight (one flat parameter buffer) or as layers (the
+    flat parameters copied into layer weights, a shared one's gradients
+    summed): the vjp's gradient per equation parameter, in the header's
+    order, SGD and Adam steps as ncc.optim's, and NAME_load_params."""
+    model = ncc.compile("examples/ncp19.txt", threads=1, neuron_mode=mode)
+    assert model.compile_info["neuron_mode"] == mode
+    c = emit_c("examples/ncp19.txt", "ncp", training=True, neuron_mode=mode)
+    names = list(model.params)
+    assert " ".join(names[:3]) in c.header and ("int ncp_load_params(void);" in c.header) == (mode == "layers")
+    lib = _built(c, tmp_path)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((9, 5)).astype(np.float32)
     dy = rng.standard_normal((9, 4)).astype(np.float32)
-    flat = np.zeros(model.training.vjp_kernel(frozenset()).template[
-        [r.kind for r in model.training.vjp_kernel(frozenset()).abi.roles].index("weight")].size, np.float32)
-    y, gx = np.zeros((9, 4), np.float32), np.zeros_like(x)
+    flat, y, gx = np.zeros(len(names), np.float32), np.zeros((9, 4), np.float32), np.zeros_like(x)
     P, I64 = ctypes.c_void_p, ctypes.c_int64
     lib.ncp_vjp_workspace_size.restype, lib.ncp_vjp_workspace_size.argtypes = ctypes.c_size_t, [I64]
     ws = np.zeros(lib.ncp_vjp_workspace_size(9) + 64, np.uint8)
@@ -365,8 +375,50 @@ def test_a_neuron_nets_vjp_in_c(tmp_path):
     want = model.vjp({"x": x}, {"y": dy})
     np.testing.assert_allclose(y, model(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(gx, want["x"], rtol=1e-4, atol=1e-6)
-    names = model.abi.param_names
-    np.testing.assert_allclose(flat[:len(names)], [want[n] for n in names], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(flat, [want[n] for n in names], rtol=1e-4, atol=1e-6)
+    # an SGD step with momentum, then Adam, on the flat parameters: the forward sees them
+    params = np.ctypeslib.as_array((ctypes.c_float * len(names)).in_dll(lib, "ncp_w_net_params"))
+    lib.ncp_sgd_step.argtypes = [P] + [ctypes.c_double] * 4 + [ctypes.c_int, I64]
+    lib.ncp_adam_step.argtypes = [P] + [ctypes.c_double] * 5 + [ctypes.c_int, I64]
+    assert lib.ncp_sgd_step(flat.ctypes.data, 0.1, 0.9, 0.0, 0.01, 0, 1) == 0
+    ncc.optim.SGD(model, lr=0.1, momentum=0.9, weight_decay=0.01).step(want)
+    assert lib.ncp_adam_step(flat.ctypes.data, 0.01, 0.9, 0.999, 1e-8, 0.0, 1, 1) == 0
+    ncc.optim.AdamW(model, lr=0.01, weight_decay=0.0).step(want)
+    np.testing.assert_allclose(params, [model.params[n] for n in names], rtol=1e-5, atol=1e-6)
+    lib.ncp_forward.argtypes = [P, P, I64, P]
+    fws = np.zeros(1 << 16, np.uint8)
+    assert lib.ncp_forward(x.ctypes.data, y.ctypes.data, 9, fws.ctypes.data) == 0
+    np.testing.assert_allclose(y, model(x), rtol=1e-5, atol=1e-6)
+    if mode == "layers":  # parameters written by the caller reach the layers through ncp_load_params
+        params[:] = 0.05
+        assert lib.ncp_load_params() == 0
+        assert lib.ncp_forward(x.ctypes.data, y.ctypes.data, 9, fws.ctypes.data) == 0
+        for n in names:
+            model.params[n] = 0.05
+        np.testing.assert_allclose(y, model(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["neuron", "layers"])
+def test_a_neuron_nets_params_struct(mode, tmp_path):
+    model = ncc.compile("examples/ncp19.txt", threads=1, neuron_mode=mode)
+    names = list(model.params)
+    lib = _built(emit_c("examples/ncp19.txt", "ncp", weights="params", neuron_mode=mode), tmp_path)
+
+    class Params(ctypes.Structure):
+        _fields_ = [("net_params", ctypes.c_void_p)]
+
+    values = np.random.default_rng(8).standard_normal(len(names)).astype(np.float32) * 0.5
+    for n, v in zip(names, values):
+        model.params[n] = v
+    x = np.random.default_rng(9).standard_normal((21, 5)).astype(np.float32)
+    y = np.zeros((21, 4), np.float32)
+    lib.ncp_workspace_size.restype, lib.ncp_workspace_size.argtypes = ctypes.c_size_t, [ctypes.c_int64]
+    ws = np.zeros(lib.ncp_workspace_size(21) + 64, np.uint8)
+    lib.ncp_forward.argtypes = [ctypes.POINTER(Params), ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                ctypes.c_void_p]
+    assert lib.ncp_forward(ctypes.byref(Params(values.ctypes.data)), x.ctypes.data, y.ctypes.data, 21,
+                           ws.ctypes.data) == 0
+    np.testing.assert_allclose(y, model(x), rtol=1e-5, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------
@@ -554,6 +606,7 @@ def test_translate_emit_c_options(tmp_path, capsys):
     for argv, message in [(["--emit-c"], "give the C file with -o DIR/NAME.c"),
                           (["--emit-c", "-o", str(tmp_path / "x.txt")], "give the C file with -o DIR/NAME.c"),
                           (["--training"], "apply only with --emit-c"),
+                          (["--neuron-mode=layers"], "apply only with --emit-c"),
                           (["--emit-c", "--training", "--weights=params", "-o", str(tmp_path / "q.c")],
                            "training in C keeps the parameters in the .c")]:
         assert ncc_translate.main([str(src), *argv]) == 1

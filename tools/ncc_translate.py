@@ -31,6 +31,7 @@ from ncc.dot import emit_dot, render_svg
 from ncc.equations import emit_equations
 from ncc.ir import parse_module, print_module
 from ncc.onnx import export_onnx, import_onnx
+from ncc.runtime.build import NEURON_MODES
 from ncc.runtime.engine import llvm_ir_text
 from ncc.tools.common import add_constant_option, constants_of, read_input, run_tool, write_output
 
@@ -81,6 +82,9 @@ def make_parser() -> argparse.ArgumentParser:
                      help="with --emit-c: the weights as static arrays in NAME.c (embed, the default) or "
                      "read from a NAME_params struct of pointers the caller fills, NAME_forward's first argument "
                      "(params)")
+    dst.add_argument("--neuron-mode", choices=NEURON_MODES, default=None,
+                     help="with --emit-c: a neuron net's lowering: neuron (straight-line code per neuron), "
+                     "layers (dense layers), or auto: chosen by size and density, as ncc.compile (default)")
     dst.add_argument("--training", action="store_true",
                      help="with --emit-c: also NAME_vjp (the gradients), NAME_sgd_step and NAME_adam_step, the parameters "
                      "writable arrays the header declares, so that a program can train without Python")
@@ -143,11 +147,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.output == "-" or not args.output.endswith(".c"):
                 raise NccError("--emit-c writes NAME.c and NAME.h: give the C file with -o DIR/NAME.c")
             directory, base = os.path.split(args.output)
-            emit_c(import_input(args), base[:-2], training=args.training, weights=args.weights
-                   ).write(directory or ".")
+            emit_c(import_input(args), base[:-2], training=args.training, weights=args.weights,
+                   neuron_mode=args.neuron_mode or "auto").write(directory or ".")
             return 0
-        if args.training or args.weights != "embed":
-            raise NccError("--training and --weights apply only with --emit-c")
+        if args.training or args.weights != "embed" or args.neuron_mode:
+            raise NccError("--training, --weights and --neuron-mode apply only with --emit-c")
         text = emit_output(import_input(args), args)
         if args.emit_dot and args.output.lower().endswith(".svg"):
             render_svg(text, args.output)
