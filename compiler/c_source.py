@@ -39,7 +39,8 @@ NAME_adam_step is ncc.optim.Adam's update (AdamW's with `decoupled`) at step
 SGD for nesterov without momentum or with dampening), as ncc.optim refuses.
 A neuron net lowered as layers keeps its layer weights in the .c too, copied
 from the parameters by `int NAME_load_params(void)`, which the steps call
-(and a caller who writes the parameters). With `weights="params"` a neuron
+(and a caller who writes the parameters). A model without trainable
+parameters (its weights int8) has the vjp and no steps. With `weights="params"` a neuron
 net's struct holds its flat parameters; as layers, the entry point copies
 them into its workspace at each call.
 
@@ -371,6 +372,8 @@ def _with_training(model: Any, name: str) -> CSource:
         if isinstance(t, NeuronTraining):
             _param_order(writer, writer.array(t.flat_symbol), model.abi.param_names)
         writer.kernel(vjp_fn, f"{name}_vjp", "vjp")
+    if not params:  # nothing trains (an int8 model's weights): the vjp gives the inputs' gradients
+        return writer.files()
     buffers = [(np.asarray(values[p]).dtype, np.asarray(values[p]).size) for p in params]
     arrays = {f"param{k}": writer.array(p, MemRefType(_elt(values[p]), [np.asarray(values[p]).size]))
               for k, p in enumerate(params)}

@@ -230,6 +230,19 @@ def test_quantized_nets_in_c(kind, activations, tmp_path):
         ncc.quantize(module, batches, activation_type=activations)
     # the same integers: outputs differ by float rounding of the dequantization at most
     _c_matches_the_jit(module, shape, tmp_path, "ncc_qgemm")
+    if (kind, activations) == ("mlp", "int8"):  # no trainable parameter: the vjp alone, the inputs' gradient
+        c = emit_c(module.clone(), "t", training=True)
+        assert "t_sgd_step" not in c.header
+        lib = _built(c, tmp_path)
+        x, dy = rng.standard_normal((3, *shape)).astype(np.float32), rng.standard_normal((3, 5)).astype(np.float32)
+        y, gx = np.zeros((3, 5), np.float32), np.zeros_like(x)
+        P, I64 = ctypes.c_void_p, ctypes.c_int64
+        lib.t_vjp_workspace_size.restype, lib.t_vjp_workspace_size.argtypes = ctypes.c_size_t, [I64]
+        ws = np.zeros(lib.t_vjp_workspace_size(3) + 64, np.uint8)
+        lib.t_vjp.argtypes = [P] * 4 + [I64, P]
+        assert lib.t_vjp(x.ctypes.data, dy.ctypes.data, y.ctypes.data, gx.ctypes.data, 3, ws.ctypes.data) == 0
+        model = ncc.compile(module.clone(), threads=1, cache=False)
+        np.testing.assert_allclose(gx, model.vjp({"x": x}, {"y": dy})["x"], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
@@ -396,6 +409,38 @@ def test_a_neuron_nets_training_in_c(mode, tmp_path):
         for n in names:
             model.params[n] = 0.05
         np.testing.assert_allclose(y, model(x), rtol=1e-5, atol=1e-6)
+
+
+def test_a_pruned_net_trains_in_c_and_its_pruned_weights_stay_zero(tmp_path):
+    proto, _ = _net("mlp")
+    module = ncc.import_onnx(proto)
+    ncc.prune(module, sparsity=0.6)
+    model = ncc.compile(module.clone(), threads=1, cache=False)
+    lib = _built(emit_c(module.clone(), "p", training=True), tmp_path)
+    rng = np.random.default_rng(12)
+    x, dy = rng.standard_normal((6, 23)).astype(np.float32), rng.standard_normal((6, 5)).astype(np.float32)
+    shapes = {"W1": (40, 23), "B1": (40,), "W2": (40, 5)}
+    pruned = {n: np.asarray(model.params[n]) == 0 for n in ("W1", "W2")}
+    grads = {n: np.zeros(s, np.float32) for n, s in shapes.items()}
+    y, gx = np.zeros((6, 5), np.float32), np.zeros_like(x)
+    P, I64 = ctypes.c_void_p, ctypes.c_int64
+    lib.p_vjp_workspace_size.restype, lib.p_vjp_workspace_size.argtypes = ctypes.c_size_t, [I64]
+    ws = np.zeros(lib.p_vjp_workspace_size(6) + 64, np.uint8)
+    lib.p_vjp.argtypes = [P] * 7 + [I64, P]
+    lib.p_sgd_step.argtypes = [P] * 3 + [ctypes.c_double] * 4 + [ctypes.c_int, I64]
+    sgd = ncc.optim.SGD(model, lr=0.05, momentum=0.9, weight_decay=0.01)
+    for step in (1, 2, 3):
+        assert lib.p_vjp(x.ctypes.data, dy.ctypes.data, y.ctypes.data, *[g.ctypes.data for g in grads.values()],
+                         gx.ctypes.data, 6, ws.ctypes.data) == 0
+        want = model.vjp({"x": x}, {"y": dy})
+        for n, g in grads.items():
+            np.testing.assert_allclose(g, want[n], rtol=1e-4, atol=1e-5, err_msg=n)
+        assert lib.p_sgd_step(*[g.ctypes.data for g in grads.values()], 0.05, 0.9, 0.0, 0.01, 0, step) == 0
+        sgd.step(want)
+    for n, zero in pruned.items():
+        after = np.ctypeslib.as_array((ctypes.c_float * zero.size).in_dll(lib, f"p_w_{n}")).reshape(zero.shape)
+        assert (after[zero] == 0).all() and (after[~zero] != 0).all()
+        np.testing.assert_allclose(after, model.params[n], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["neuron", "layers"])
