@@ -3,7 +3,9 @@
     python benchmarks/bench_emit_c.py [--cflags "-O3 -march=native"] [--quick]
 
 For each model -- the ncp19 neuron net (batch 10,000), the MLP 784-512-512-10
-(batch 64) and light_squeezenet (batch 1) -- the C files are built with the
+(batch 64) and light_squeezenet (batch 1), and beside the goal the MLP
+quantized to int8 and pruned to 90 % (the C of the int8 and sparse library
+kernels) -- the C files are built with the
 system's cc into a shared library and called through ctypes; the JIT is
 `ncc.compile(..., threads=1)`. Outputs are compared first; times are medians
 of blocks of calls (benchmarks/timing.py), back to back. The goal (issue 18):
@@ -23,8 +25,10 @@ import tempfile
 
 import numpy as np
 import onnx
+from xdsl.dialects.builtin import ModuleOp
 
 import ncc
+from ncc.passes.lowering.loops_to_c import c_identifier
 from ncc.runtime.engine import host_summary
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -82,17 +86,24 @@ def main() -> int:
     # light_squeezenet's weights are constants: its values grow to ~1e10 on a standard normal image, where
     # an FMA's rounding (-march=native contracts a * b + c, the edge columns round otherwise) decides
     # its softmax; an image of 1e-3 keeps the comparison about the kernels (cases: name, model, shape, scale)
+    mlp = mlp_text(rng)
+    quantized, pruned = ncc.parse_module(mlp), ncc.parse_module(mlp)
+    ncc.quantize(quantized, [{"x": rng.standard_normal((64, 784)).astype(np.float32)} for _ in range(2)])
+    ncc.prune(pruned, sparsity=0.9)
     cases = [("ncp19", os.path.join(HERE, "..", "examples", "ncp19.txt"), (10_000, 5), 1.0),
-             ("mlp", mlp_text(rng), (64, 784), 1.0), ("squeezenet", light, (1, 3, 224, 224), 1e-3)]
+             ("mlp", mlp, (64, 784), 1.0), ("squeezenet", light, (1, 3, 224, 224), 1e-3),
+             ("mlp int8", quantized, (64, 784), 1.0), ("mlp 90% pruned", pruned, (64, 784), 1.0)]
+    in_goal = {"ncp19", "mlp", "squeezenet"}
     seconds = 0.3 if args.quick else 1.0
     work = tempfile.mkdtemp()
-    print(f"{'model':12} {'batch':>6} {'JIT':>12} {'C':>12} {'C / JIT':>8}")
+    print(f"{'model':15} {'batch':>6} {'JIT':>12} {'C':>12} {'C / JIT':>8}")
     worst = 0.0
     for name, source, shape, scale in cases:
-        model = ncc.compile(source, threads=1)
+        model = ncc.compile(source.clone() if isinstance(source, ModuleOp) else source, threads=1)
         x = (rng.standard_normal(shape) * scale).astype(np.float32)
         want = model(x)
-        _, size, forward = build(source, name, cc, shlex.split(args.cflags), work)
+        _, size, forward = build(source.clone() if isinstance(source, ModuleOp) else source, c_identifier(name),
+                                 cc, shlex.split(args.cflags), work)
         y = np.zeros_like(want)
         ws = np.zeros(size(shape[0]) + 64, np.uint8)
         addresses = (x.ctypes.data, y.ctypes.data, shape[0], ws.ctypes.data)
@@ -100,9 +111,12 @@ def main() -> int:
         np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
         t_jit = per_call(lambda: model(x), seconds)
         t_c = per_call(lambda: forward(*addresses), seconds)
-        worst = max(worst, t_c / t_jit)
-        print(f"{name:12} {shape[0]:>6} {t_jit * 1e3:>9.3f} ms {t_c * 1e3:>9.3f} ms {t_c / t_jit:>7.2f}x")
-    print(f"goal: the C within {GOAL}x of the JIT: worst {worst:.2f}x ({'met' if worst <= GOAL else 'NOT met'})")
+        if name in in_goal:
+            worst = max(worst, t_c / t_jit)
+        print(f"{name:15} {shape[0]:>6} {t_jit * 1e3:>9.3f} ms {t_c * 1e3:>9.3f} ms {t_c / t_jit:>7.2f}x"
+              + ("" if name in in_goal else "  (library kernel in portable C, not in the goal)"))
+    print(f"goal: the C within {GOAL}x of the JIT on {', '.join(sorted(in_goal))}: worst {worst:.2f}x "
+          f"({'met' if worst <= GOAL else 'NOT met'})")
     return 0
 
 
