@@ -17,13 +17,31 @@ from ncc.passes.lowering.c_library import LIBRARY
 
 CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+# the instruction sets a C compiler may vectorize the kernels for: name -> (host features needed, flags)
+C_VARIANTS = {
+    "c": (set(), []),
+    "c-avx2": ({"avx2", "fma"}, ["-mavx2", "-mfma"]),
+    "c-avx512": ({"avx512f", "avx512bw"}, ["-mavx512f", "-mavx512bw", "-mavx2", "-mfma"]),
+    "c-avx512vnni": ({"avx512f", "avx512bw", "avx512vnni"},
+                     ["-mavx512f", "-mavx512bw", "-mavx512vnni", "-mavx2", "-mfma"]),
+}
 
 
-def c_kernel(symbol: str) -> tuple[ctypes.CDLL, int]:
-    """The library holding `symbol`'s C definition (keep it alive) and the
-    address of an exported function that calls it; skips without a C compiler."""
+def host_features() -> set[str]:
+    import llvmlite.binding as llvm
+
+    return {k for k, v in llvm.get_host_cpu_features().items() if v}
+
+
+def c_kernel(symbol: str, variant: str = "c") -> tuple[ctypes.CDLL, int]:
+    """The library holding `symbol`'s C definition built for `variant` (keep
+    it alive) and the address of an exported function that calls it; skips
+    without a C compiler or where the host lacks the variant's instructions."""
     if CC is None:
         pytest.skip("no C compiler (cc, gcc or clang) on the PATH")
+    needs, flags = C_VARIANTS[variant]
+    if needs - host_features():
+        pytest.skip(f"this host lacks {', '.join(sorted(needs - host_features()))}: {variant} cannot run here")
     text = LIBRARY[symbol]
     params = re.search(rf"static void {symbol}\((.*?)\) {{", text, re.S).group(1)
     names = [p.split()[-1].lstrip("*") for p in params.split(",")]
@@ -33,7 +51,8 @@ def c_kernel(symbol: str) -> tuple[ctypes.CDLL, int]:
         path, so = os.path.join(work, "kernel.c"), os.path.join(work, "kernel.so")
         with open(path, "w") as f:
             f.write(source)
-        done = subprocess.run([CC, *CFLAGS, "-shared", "-fPIC", "-o", so, path, "-lm"], capture_output=True, text=True)
+        done = subprocess.run([CC, *CFLAGS, *flags, "-shared", "-fPIC", "-o", so, path, "-lm"], capture_output=True,
+                              text=True)
         assert done.returncode == 0, done.stderr
         lib = ctypes.CDLL(so)
     return lib, ctypes.cast(getattr(lib, f"exported_{symbol}"), ctypes.c_void_p).value

@@ -19,7 +19,7 @@ import test_lower_to_loops as loop_tests
 import test_nn_dialect as dialect_tests
 import test_onnx_export as export_tests
 from onnx_models import onnx_model
-from c_kernels import c_kernel
+from c_kernels import C_VARIANTS, c_kernel
 
 rng = np.random.default_rng(7)
 U8, I8 = nn.ui8, nn.i8
@@ -445,8 +445,8 @@ def _qgemm_caller(variant, team_min_work=None):
     from ncc.passes.lowering import qgemm
     from ncc.runtime import engine
 
-    if variant == "c":  # the emitted C's definition (one thread whatever it is given)
-        lib, address = c_kernel(qgemm.SYMBOL)
+    if variant in C_VARIANTS:  # the emitted C's definition (one thread whatever it is given)
+        lib, address = c_kernel(qgemm.SYMBOL, variant)
         fn = qgemm.callable_qgemm(address)
     else:
         missing = qgemm.REQUIRES[variant] - engine.host_features()
@@ -485,7 +485,7 @@ def _qgemm_caller(variant, team_min_work=None):
     return lib, call
 
 
-@pytest.mark.parametrize("variant", ["vnni512", "vnni256", "madd512", "madd256", "madd128", "c"])
+@pytest.mark.parametrize("variant", ["vnni512", "vnni256", "madd512", "madd256", "madd128", *C_VARIANTS])
 def test_qgemm_variant_matches_numpy(variant):
     """Every signedness and zero-point form; M, N, K around MR, NR, MC and
     the quad; strided rows; B and A packed ahead (nn.qpack's and
@@ -514,7 +514,7 @@ def test_qgemm_variant_matches_numpy(variant):
         np.testing.assert_array_equal(team_call(a, w, a_zero, b_zero, flags | qgemm.PACKED_A, threads=2), want)
 
 
-@pytest.mark.parametrize("variant", ["vnni512", "vnni256", "madd512", "madd256", "madd128", "c"])
+@pytest.mark.parametrize("variant", ["vnni512", "vnni256", "madd512", "madd256", "madd128", *C_VARIANTS])
 def test_qgemm_requantizes_in_the_tile(variant):
     """REQUANTIZE: the tile stored as int8 or uint8, bias and scale by row
     (BY_ROW) or by column, relu or not: the bits of nn.requantize's reference

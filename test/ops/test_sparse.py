@@ -136,14 +136,14 @@ from ncc.passes.lowering import gemm, spmm  # noqa: E402
 from ncc.runtime import engine  # noqa: E402
 from ncc.runtime.calling import aligned_empty  # noqa: E402
 from onnx_models import onnx_model  # noqa: E402
-from c_kernels import c_kernel  # noqa: E402
+from c_kernels import C_VARIANTS, c_kernel  # noqa: E402
 
 rng = np.random.default_rng(7)
 
 
 def _spmm_caller(variant, team_min_work=None):
-    if variant == "c":  # the emitted C's definition (one thread whatever it is given)
-        lib, address = c_kernel(spmm.SYMBOL)
+    if variant in C_VARIANTS:  # the emitted C's definition (one thread whatever it is given)
+        lib, address = c_kernel(spmm.SYMBOL, variant)
         fn = spmm.callable_spmm(address)
     else:
         missing = spmm.REQUIRES[variant] - engine.host_features()
@@ -190,7 +190,7 @@ def _spmm_caller(variant, team_min_work=None):
     return lib, call
 
 
-@pytest.mark.parametrize("variant", [*sorted(spmm.VARIANTS), "c"])
+@pytest.mark.parametrize("variant", [*sorted(spmm.VARIANTS), *C_VARIANTS])
 def test_spmm_variant_matches_numpy(variant):
     """Rows below and above FEATURE_MIN_ROWS (the slice and the column forms),
     around FEATURE_ROWS; K and N around BLOCK and SLICE; empty columns; the
