@@ -40,14 +40,14 @@ SGD for nesterov without momentum or with dampening), as ncc.optim refuses.
 A neuron net lowered as layers keeps its layer weights in the .c too, copied
 from the parameters by `int NAME_load_params(void)`, which the steps call
 (and a caller who writes the parameters). A model without trainable
-parameters (its weights int8) has the vjp and no steps. With `weights="params"` a neuron
-net's struct holds its flat parameters; as layers, the entry point copies
-them into its workspace at each call.
+parameters (its weights int8) has the vjp and no steps. With
+`weights="params"` a neuron net's struct holds its flat parameters; as
+layers, the entry point copies them into its workspace at each call.
 
 Arrays are row-major, dimension 0 the batch where the model's is dynamic;
 `workspace` holds the size function's bytes, aligned to at least 8 (64 is
-best for vector loads). The entry points return 0, or 1 for a negative
-batch, 2 for a missing workspace.
+best for vector loads). The entry points return 0, or 1 for an argument out
+of range (a negative batch, a step below 1, ...), 2 for a missing workspace.
 """
 
 from __future__ import annotations
@@ -229,7 +229,8 @@ class _Writer:
             " * it is dynamic:",
             *self.doc,
             " * `workspace` holds the matching *_workspace_size(batch) bytes of scratch, aligned to",
-            " * 8 at least (64 is best). Entry points return 0; 1 for a negative batch, 2 for a",
+            " * 8 at least (64 is best). Entry points return 0; 1 for an argument out of range (a",
+            " * negative batch, an optimizer step below 1, nesterov without momentum), 2 for a",
             " * missing workspace. */",
             f"#ifndef {guard}", f"#define {guard}", "", "#include <stddef.h>", "#include <stdint.h>", "",
             "#ifdef __cplusplus", 'extern "C" {', "#endif", "", *self.declarations, "",
