@@ -125,7 +125,18 @@ def test_transformer_block(tmp_path):
         warnings.simplefilter("ignore")
         torch.onnx.export(layer, (torch.zeros(1, 8, 32),), f, dynamo=False, opset_version=17)
     x = np.random.default_rng(3).standard_normal((1, 8, 32)).astype(np.float32)
-    check(onnx.load_from_string(f.getvalue()), tmp_path, [x], rtol=1e-4, atol=1e-5)
+    proto = onnx.load_from_string(f.getvalue())
+    check(proto, tmp_path, [x], rtol=1e-4, atol=1e-5)
+    # backward: every parameter's gradient and the input's, against model.vjp
+    model = ncc.compile(proto, threads=1)
+    out = model.output_names[0]
+    dy = np.random.default_rng(4).standard_normal((1, 8, 32)).astype(np.float32)
+    got = vjp_in_c(emit_c(proto, "block", training=True), tmp_path, {model.input_names[0]: x}, {out: dy})
+    want = model.vjp({model.input_names[0]: x}, {out: dy})
+    grads = [k for k in got if k.startswith("grad:")]
+    assert len(grads) == len(model.params) + 1
+    for k in grads:
+        np.testing.assert_allclose(got[k], want[k[5:]], rtol=1e-3, atol=1e-5, err_msg=k)
 
 
 # maximumf / minimumf of x and each constant (either operand order), and of two values
@@ -363,6 +374,38 @@ def _built(c, tmp_path):
     return ctypes.CDLL(str(so))
 
 
+C_DTYPES = {"float": np.float32, "double": np.float64, "int64_t": np.int64, "int32_t": np.int32,
+            "int16_t": np.int16, "int8_t": np.int8, "uint8_t": np.uint8, "unsigned char": np.bool_}
+
+
+def vjp_in_c(c, tmp_path, feeds, cotangents, batch=1):
+    """NAME_vjp of the emitted C called on `feeds` (by input name) and
+    `cotangents` (by output name), its arguments in the order the header
+    documents; returns its outputs by name (`y`, `grad:x`, `grad:<param>`)."""
+    lib = _built(c, tmp_path)
+    entry = f" *   {c.name}_vjp: "
+    args, outs = [], {}
+    for line in c.header.splitlines():
+        if not line.startswith(entry):
+            continue
+        kind, _, rest = line[len(entry):].partition(" ")
+        shown, spec = rest.rsplit(": ", 1)
+        ctype, dims = spec[:-1].split(" [")
+        shape = [batch if d == "batch" else int(d) for d in dims.split(", ") if d]
+        if kind == "input":
+            array = np.ascontiguousarray(feeds[shown] if shown in feeds else cotangents[shown.split(":", 1)[1]])
+        else:
+            array = outs[shown] = np.zeros(shape, C_DTYPES[ctype])
+        args.append(array)
+    size = getattr(lib, f"{c.name}_vjp_workspace_size")
+    size.restype, size.argtypes = ctypes.c_size_t, [ctypes.c_int64]
+    ws = np.zeros(size(batch) + 64, np.uint8)
+    vjp = getattr(lib, f"{c.name}_vjp")
+    vjp.argtypes = [ctypes.c_void_p] * len(args) + [ctypes.c_int64, ctypes.c_void_p]
+    assert vjp(*[a.ctypes.data for a in args], batch, ws.ctypes.data) == 0
+    return outs
+
+
 @pytest.mark.parametrize("mode", ["neuron", "layers"])
 def test_a_neuron_nets_training_in_c(mode, tmp_path):
     """ncp19 lowered straight (one flat parameter buffer) or as layers (the
@@ -508,6 +551,41 @@ def _c_against_the_jit(case, tmp_path):
     got = lib(want, batch, *inputs)
     for g, w in zip(got if isinstance(got, tuple) else (got,), want):
         np.testing.assert_allclose(g, w, rtol=max(case.rtol, 1e-5), atol=max(case.atol, 1e-6))
+
+
+def _c_vjp_against_the_jit(case, tmp_path):
+    """The op's vjp in C (its inputs' gradients: a node case has no
+    parameters) against model.vjp, for the ops ncc differentiates."""
+    model_proto, sets = case.load()
+    given = dict(zip([i.name for i in model_proto.graph.input], sets[0][0]))
+    constants = {}
+    while True:
+        try:
+            model = ncc.compile(model_proto, threads=1, cache=False, constants=constants or None)
+            break
+        except ncc.NccError as e:
+            if not e.needs_constant or set(e.needs_constant) <= set(constants):
+                raise
+            constants.update((n, given[n]) for n in e.needs_constant)
+    feeds = {n: given[n] for n in model.input_names}
+    if not any(a.dtype.kind == "f" for a in feeds.values()):
+        pytest.skip("no float input to differentiate")
+    outs = model.run(feeds)
+    rng = np.random.default_rng(0)
+    cotangents = {n: rng.standard_normal(o.shape).astype(o.dtype) if o.dtype.kind == "f" else np.zeros_like(o)
+                  for n, o in zip(model.output_names, outs)}  # an integer output's cotangent changes nothing
+    try:
+        want = model.vjp(feeds, cotangents)
+    except ncc.NccError as e:
+        pytest.skip(f"ncc does not differentiate it: {e}")
+    batch = next(iter(feeds.values())).shape[0] if model.input_shapes[0][:1] == ["batch"] else 1
+    got = vjp_in_c(emit_c(model_proto, "node", training=True, constants=constants or None), tmp_path, feeds,
+                   cotangents, batch)
+    grads = [k for k in got if k.startswith("grad:")]
+    assert grads
+    for k in grads:
+        np.testing.assert_allclose(got[k], want[k[5:]], rtol=max(case.rtol, 1e-4), atol=max(case.atol, 1e-5),
+                                   err_msg=k)
 
 
 @pytest.mark.parametrize("case", NODE_CASES[::4], ids=lambda c: c.op)
@@ -675,3 +753,14 @@ def test_translate_emit_c_with_a_constant_input(tmp_path, capsys):
     assert "int r_forward(const float *x, float *y, int64_t batch, void *workspace);" in (tmp_path / "r.h").read_text()
     assert ncc_translate.main([str(model), "--constant", f"shape={tmp_path / 'shape.npy'}"]) == 1
     assert "--constant applies only with --import-onnx" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", NODE_CASES[1::4], ids=lambda c: c.op)
+def test_op_families_vjp_in_c(case, tmp_path):
+    _c_vjp_against_the_jit(case, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [c for k, c in enumerate(NODE_CASES) if k % 4 != 1], ids=lambda c: c.op)
+def test_op_families_vjp_in_c_all(case, tmp_path):
+    _c_vjp_against_the_jit(case, tmp_path)

@@ -74,6 +74,10 @@ def unsigned(t: Attribute) -> str:
 def _binary(symbol: str, as_unsigned: bool = False) -> Callable:
     def rule(E: "FunctionEmitter", op: Operation) -> str:
         a, b = E.v(op.lhs), E.v(op.rhs)
+        if symbol in "/%" and _is_zero(op.rhs):
+            # an integer division by a constant 0 sits in a loop that never runs (a zero-size
+            # dimension); LLVM leaves its value undefined, C compilers refuse to compile it
+            return f"({c_type(op.result.type)})0"
         if as_unsigned:
             t = unsigned(op.result.type)
             return f"({c_type(op.result.type)})(({t}){a} {symbol} ({t}){b})"
@@ -111,6 +115,11 @@ def _nan_minmax(name: str) -> Callable:
         suffix = "f" if op.result.type == f32 else "d"
         return f"{name}_{suffix}({E.v(op.lhs)}, {E.v(op.rhs)})"
     return rule
+
+
+def _is_zero(value: SSAValue) -> bool:
+    op = value.owner
+    return isinstance(op, arith.ConstantOp) and isinstance(op.value, IntegerAttr) and op.value.value.data == 0
 
 
 def _float_constant(value: SSAValue) -> float | None:
