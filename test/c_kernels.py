@@ -1,6 +1,7 @@
-"""The library kernels' C definitions (passes/lowering/c_library.py) built
-alone with the system's C compiler, so the kernel tests run them next to the
-native variants, on the same cases."""
+"""The library kernels' variants, for the kernel tests: the native ones
+(passes/lowering/qgemm.py, spmm.py per instruction set) and their C
+definitions (passes/lowering/c_library.py) built alone with the system's C
+compiler, run on the same cases."""
 
 from __future__ import annotations
 
@@ -56,3 +57,28 @@ def c_kernel(symbol: str, variant: str = "c") -> tuple[ctypes.CDLL, int]:
         assert done.returncode == 0, done.stderr
         lib = ctypes.CDLL(so)
     return lib, ctypes.cast(getattr(lib, f"exported_{symbol}"), ctypes.c_void_p).value
+
+
+def kernel_variant(kernel, variant: str, team_min_work: int | None = None):
+    """(library, ctypes function) of `kernel` (the module passes/lowering/qgemm
+    or spmm) as `variant`: one of its native variants (team_min_work=0: a team
+    of threads for any size) or of C_VARIANTS; skips what the host cannot run."""
+    from ncc.runtime import engine
+
+    name = kernel.__name__.rsplit(".", 1)[1]
+    as_function = getattr(kernel, f"callable_{name}")
+    if variant in C_VARIANTS:  # the emitted C's definition (one thread whatever it is given)
+        lib, address = c_kernel(kernel.SYMBOL, variant)
+        return lib, as_function(address)
+    missing = kernel.REQUIRES[variant] - engine.host_features()
+    if missing:
+        pytest.skip(f"this host lacks {', '.join(sorted(missing))}: the {variant} {name} kernel cannot run here")
+    tm = engine.target_machine()
+    saved = kernel.TEAM_MIN_WORK
+    kernel.TEAM_MIN_WORK = saved if team_min_work is None else team_min_work
+    try:
+        module = getattr(kernel, f"{name}_module")(kernel.VARIANTS[variant], tm.triple, str(tm.target_data))
+        lib = engine.compile_llvm_ir(str(module))
+    finally:
+        kernel.TEAM_MIN_WORK = saved
+    return lib, as_function(lib.address(kernel.SYMBOL))

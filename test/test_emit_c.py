@@ -529,22 +529,28 @@ def _node_cases():
 NODE_CASES = _node_cases()
 
 
-def _c_against_the_jit(case, tmp_path):
+def _compiled_case(case):
+    """A node case's model compiled, its given inputs, and the graph inputs
+    the import needs as constants (a shape, an axis), as ncc.backend gives them."""
     model_proto, sets = case.load()
     given = dict(zip([i.name for i in model_proto.graph.input], sets[0][0]))
     constants = {}
-    while True:  # graph inputs the import needs as constants (a shape, an axis), as ncc.backend gives them
+    while True:
         try:
             model = ncc.compile(model_proto, threads=1, cache=False, constants=constants or None)
-            break
+            return model_proto, model, given, constants or None
         except ncc.NccError as e:
             if not e.needs_constant or set(e.needs_constant) <= set(constants):
                 raise
             constants.update((n, given[n]) for n in e.needs_constant)
+
+
+def _c_against_the_jit(case, tmp_path):
+    model_proto, model, given, constants = _compiled_case(case)
     inputs = [given[n] for n in model.input_names]
     if any(a.dtype.kind not in "fiub" for a in inputs):
         pytest.skip("inputs ctypes does not pass")
-    lib = Library(model_proto, tmp_path, "node", constants=constants or None)
+    lib = Library(model_proto, tmp_path, "node", constants=constants)
     want = model(*inputs)
     want = want if isinstance(want, tuple) else (want,)
     batch = inputs[0].shape[0] if model.input_shapes and model.input_shapes[0][:1] == ["batch"] else 1
@@ -556,17 +562,7 @@ def _c_against_the_jit(case, tmp_path):
 def _c_vjp_against_the_jit(case, tmp_path):
     """The op's vjp in C (its inputs' gradients: a node case has no
     parameters) against model.vjp, for the ops ncc differentiates."""
-    model_proto, sets = case.load()
-    given = dict(zip([i.name for i in model_proto.graph.input], sets[0][0]))
-    constants = {}
-    while True:
-        try:
-            model = ncc.compile(model_proto, threads=1, cache=False, constants=constants or None)
-            break
-        except ncc.NccError as e:
-            if not e.needs_constant or set(e.needs_constant) <= set(constants):
-                raise
-            constants.update((n, given[n]) for n in e.needs_constant)
+    model_proto, model, given, constants = _compiled_case(case)
     feeds = {n: given[n] for n in model.input_names}
     if not any(a.dtype.kind == "f" for a in feeds.values()):
         pytest.skip("no float input to differentiate")
@@ -579,7 +575,7 @@ def _c_vjp_against_the_jit(case, tmp_path):
     except ncc.NccError as e:
         pytest.skip(f"ncc does not differentiate it: {e}")
     batch = next(iter(feeds.values())).shape[0] if model.input_shapes[0][:1] == ["batch"] else 1
-    got = vjp_in_c(emit_c(model_proto, "node", training=True, constants=constants or None), tmp_path, feeds,
+    got = vjp_in_c(emit_c(model_proto, "node", training=True, constants=constants), tmp_path, feeds,
                    cotangents, batch)
     grads = [k for k in got if k.startswith("grad:")]
     assert grads

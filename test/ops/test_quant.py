@@ -19,7 +19,7 @@ import test_lower_to_loops as loop_tests
 import test_nn_dialect as dialect_tests
 import test_onnx_export as export_tests
 from onnx_models import onnx_model
-from c_kernels import C_VARIANTS, c_kernel
+from c_kernels import C_VARIANTS, kernel_variant
 
 rng = np.random.default_rng(7)
 U8, I8 = nn.ui8, nn.i8
@@ -443,24 +443,8 @@ def test_quantize_static_model_runs_on_integers(tmp_path, activation_type):
 
 def _qgemm_caller(variant, team_min_work=None):
     from ncc.passes.lowering import qgemm
-    from ncc.runtime import engine
 
-    if variant in C_VARIANTS:  # the emitted C's definition (one thread whatever it is given)
-        lib, address = c_kernel(qgemm.SYMBOL, variant)
-        fn = qgemm.callable_qgemm(address)
-    else:
-        missing = qgemm.REQUIRES[variant] - engine.host_features()
-        if missing:
-            pytest.skip(f"this host lacks {', '.join(sorted(missing))}: the {variant} int8 kernel cannot run here")
-        tm = engine.target_machine()
-        saved = qgemm.TEAM_MIN_WORK
-        qgemm.TEAM_MIN_WORK = saved if team_min_work is None else team_min_work  # 0: a team for any size
-        try:
-            lib = engine.compile_llvm_ir(str(qgemm.qgemm_module(qgemm.VARIANTS[variant], tm.triple,
-                                                                str(tm.target_data))))
-        finally:
-            qgemm.TEAM_MIN_WORK = saved
-        fn = qgemm.callable_qgemm(lib.address(qgemm.SYMBOL))
+    lib, fn = kernel_variant(qgemm, variant, team_min_work)
 
     def call(a, w, a_zero, b_zero, flags, threads=1, lda=None, ldc=None, epilogue=None):
         """C as i32, or with epilogue=(bias, scale, c_zero) and flags REQUANTIZE, int8/uint8."""

@@ -133,31 +133,15 @@ from xdsl.dialects.builtin import i8, i32  # noqa: E402
 
 from ncc.passes import pack_weights  # noqa: E402
 from ncc.passes.lowering import gemm, spmm  # noqa: E402
-from ncc.runtime import engine  # noqa: E402
 from ncc.runtime.calling import aligned_empty  # noqa: E402
 from onnx_models import onnx_model  # noqa: E402
-from c_kernels import C_VARIANTS, c_kernel  # noqa: E402
+from c_kernels import C_VARIANTS, kernel_variant  # noqa: E402
 
 rng = np.random.default_rng(7)
 
 
 def _spmm_caller(variant, team_min_work=None):
-    if variant in C_VARIANTS:  # the emitted C's definition (one thread whatever it is given)
-        lib, address = c_kernel(spmm.SYMBOL, variant)
-        fn = spmm.callable_spmm(address)
-    else:
-        missing = spmm.REQUIRES[variant] - engine.host_features()
-        if missing:
-            pytest.skip(f"this host lacks {', '.join(sorted(missing))}: the {variant} sparse kernel cannot run here")
-        tm = engine.target_machine()
-        saved = spmm.TEAM_MIN_WORK
-        spmm.TEAM_MIN_WORK = saved if team_min_work is None else team_min_work  # 0: a team for any size
-        try:
-            lib = engine.compile_llvm_ir(str(spmm.spmm_module(spmm.VARIANTS[variant], tm.triple,
-                                                              str(tm.target_data))))
-        finally:
-            spmm.TEAM_MIN_WORK = saved
-        fn = spmm.callable_spmm(lib.address(spmm.SYMBOL))
+    lib, fn = kernel_variant(spmm, variant, team_min_work)
 
     def call(x, w, flags=0, bias=None, ldx=None, ldy=None, threads=1):
         rows, k = x.shape
