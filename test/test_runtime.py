@@ -577,6 +577,24 @@ def test_kernels_link_against_one_gemm_which_the_cache_keeps(tmp_path):
     assert len(list(cache.glob("*.ncc"))) == 3  # the lowering's, the kernel's and the GEMM's
 
 
+def test_the_library_fingerprint_is_cheap_and_follows_the_variants(monkeypatch):
+    """The cache keys' digest of the kernel library names the variants, the
+    target and the sources that generate it, without building the library."""
+    from ncc.runtime import engine
+
+    def built(*_):
+        raise AssertionError("the fingerprint built the kernel library")
+    monkeypatch.setattr(engine, "kernel_library_module", built)
+    engine.library_fingerprint.cache_clear()
+    try:
+        prints = {cpu: engine.library_fingerprint(cpu) for cpu in ("znver3", "skylake-avx512", "x86-64")}
+        assert len(set(prints.values())) == 3  # other tiles, other kernels
+        engine.library_fingerprint.cache_clear()
+        assert engine.library_fingerprint("znver3") == prints["znver3"]
+    finally:
+        engine.library_fingerprint.cache_clear()
+
+
 def test_unwritable_cache_only_costs_time(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
