@@ -7,11 +7,13 @@
 For each model (onnx/backend/test/data/light/light_<name>.onnx, batch 1):
   compile   ncc: .onnx -> native code, cold (no cache), with its stages
             (import, lower-to-loops, lower-to-llvm, llvm); then the same compile
-            from the on-disk cache; onnxruntime: creating the session;
-  latency   one inference at batch 1, median over blocks of calls: ncc with
-            one thread against onnxruntime with one intra-op thread, and
-            both with one thread per core; ratios printed (> 1: ncc is faster),
-            and ncc's own speed-up from its threads.
+            from the on-disk cache (the fastest of three); onnxruntime:
+            creating the session;
+  latency   one inference at batch 1, median over blocks of calls, the
+            fastest of three rounds of the four runs: ncc with one thread
+            against onnxruntime with one intra-op thread, and both with one
+            thread per core; ratios printed (> 1: ncc is faster), and ncc's
+            own speed-up from its threads.
 Outputs are checked against onnxruntime's before anything is timed.
 
 Goals (checked here, never in tests): light_resnet50 compiles from .onnx to
@@ -33,7 +35,7 @@ import onnx
 import onnxruntime as ort
 
 import ncc
-from timing import per_call  # benchmarks/timing.py
+from timing import best_of_rounds  # benchmarks/timing.py
 from ncc.runtime.engine import host_summary
 
 LIGHT = ["resnet50", "squeezenet", "inception_v1", "inception_v2", "densenet121", "shufflenet",
@@ -64,9 +66,11 @@ def bench(name: str, repeat: int, cores: int) -> dict:
     stages = model.compile_info["seconds"]
     with tempfile.TemporaryDirectory() as d:
         ncc.compile(path, cache=d, threads=1)
-        t0 = time.perf_counter()
-        ncc.compile(path, cache=d, threads=1)
-        cached = time.perf_counter() - t0
+        cached = float("inf")
+        for _ in range(3):  # the fastest of three: a neighbour's burst slows one
+            t0 = time.perf_counter()
+            ncc.compile(path, cache=d, threads=1)
+            cached = min(cached, time.perf_counter() - t0)
     threaded = ncc.compile(path, threads=cores)
     t0 = time.perf_counter()
     sess = ort_session(path, 1)
@@ -82,12 +86,10 @@ def bench(name: str, repeat: int, cores: int) -> dict:
 
     feeds = {inp.name: x}
     ncc_feeds = {model.input_names[0]: x}
+    times = best_of_rounds([lambda: model.run(ncc_feeds), lambda: sess.run(None, feeds),
+                            lambda: threaded.run(ncc_feeds), lambda: sess_n.run(None, feeds)], 3, 0.2, 5)
     return {"name": name, "compile": min(cold), "stages": stages, "cached": cached,
-            "ort_session": session_s,
-            "ncc": per_call(lambda: model.run(ncc_feeds), 0.2, 5),
-            "ort": per_call(lambda: sess.run(None, feeds), 0.2, 5),
-            "ncc_n": per_call(lambda: threaded.run(ncc_feeds), 0.2, 5),
-            "ort_n": per_call(lambda: sess_n.run(None, feeds), 0.2, 5)}
+            "ort_session": session_s, **dict(zip(("ncc", "ort", "ncc_n", "ort_n"), times))}
 
 
 def main() -> None:
