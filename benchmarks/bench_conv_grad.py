@@ -35,7 +35,7 @@ except ImportError:  # PyTorch is optional here
     torch = None
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_light_models import per_call  # noqa: E402
+from timing import per_call  # noqa: E402
 
 # ResNet-18's convolutions: input channels, output channels, input size, kernel, stride, padding
 LAYERS = [(3, 64, 224, 7, 2, 3), (64, 64, 56, 3, 1, 1), (64, 128, 56, 3, 2, 1), (128, 128, 28, 3, 1, 1),

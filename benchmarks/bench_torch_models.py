@@ -46,7 +46,8 @@ except ImportError:  # PyTorch is optional here
     torch = None
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_light_models import ort_session, per_call  # noqa: E402
+from bench_light_models import ort_session  # noqa: E402
+from timing import best_of_rounds, per_call  # noqa: E402
 
 VJP_GOAL = {"mobilenet_v2": 15.0}
 
@@ -137,12 +138,13 @@ def bench(name: str, cores: int, vjp: bool) -> dict:
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
     r = {"name": name, "compile": compile_s}
     torch.set_num_threads(1)
-    with torch.no_grad():
-        r["torch"] = per_call(lambda: module(x))
-    r["ncc"] = per_call(lambda: model(xn))
-    r["ort"] = per_call(lambda: sess.run(None, {"x": xn}))
-    r["ncc_n"] = per_call(lambda: threaded(xn))
-    r["ort_n"] = per_call(lambda: sess_n.run(None, {"x": xn}))
+
+    def torch_call():
+        with torch.no_grad():
+            module(x)
+    r.update(zip(("torch", "ncc", "ort", "ncc_n", "ort_n"), best_of_rounds(
+        [torch_call, lambda: model(xn), lambda: sess.run(None, {"x": xn}), lambda: threaded(xn),
+         lambda: sess_n.run(None, {"x": xn})])))
     if vjp:
         t0 = time.perf_counter()
         model.vjp(xn, np.ones_like(want))
