@@ -18,7 +18,8 @@ the MLP, with one per core ('ncc-N'); numpy's BLAS is limited to one thread
 (set below, before numpy loads); onnxruntime runs with one intra-op thread
 (the fair comparison, which the goals use) and with its default (all cores),
 reported side by side. Times are the median over repeated blocks of
-calls (each block at least ~50 ms), per call, from Python, as a user calls it.
+calls (each block at least ~50 ms), per call, from Python, as a user calls
+it; each implementation's fastest of three rounds.
 
 Goals (issue 3; checked and printed here, never in tests): the tiny net's
 per-call latency <= 1/5 of onnxruntime's; its batch-10,000 throughput >= 3x
@@ -226,6 +227,17 @@ def per_call(f, x, min_block: float = 0.05, blocks: int = 7) -> float:
     return statistics.median(samples)
 
 
+def best_per_call(impls: dict, x, min_block: float, rounds: int = 3) -> dict[str, float]:
+    """per_call of each implementation, one after another, in `rounds` rounds;
+    each one's fastest round (a neighbour's burst on a shared host slows a
+    round, not the figure)."""
+    best = {k: float("inf") for k in impls}
+    for _ in range(rounds):
+        for k, f in impls.items():
+            best[k] = min(best[k], per_call(f, x, min_block))
+    return best
+
+
 def fmt_time(s: float) -> str:
     return f"{s * 1e6:9.2f} us" if s < 1e-3 else f"{s * 1e3:9.3f} ms"
 
@@ -285,8 +297,8 @@ def main() -> int:
         assert err < 1e-4, f"{name} disagrees with the reference: {err}"
     print(f"\n(a) tiny sparse net {NCP.name}: {g.size} neurons, {n_syn} synapses, "
           f"lowered as '{model.compile_info['neuron_mode']}'; all agree with ncc.reference")
-    lat = {k: per_call(f, x[:1], block) for k, f in impls.items()}
-    thr = {k: 10_000 / per_call(f, x, block) for k, f in impls.items()}
+    lat = best_per_call(impls, x[:1], block)
+    thr = {k: 10_000 / t for k, t in best_per_call(impls, x, block).items()}
     table("per-call latency, batch 1 (lower is better; ratio = other / ncc)",
           [("tiny, batch 1", lat)], "time")
     table("throughput, batch 10,000 (higher is better; ratio = ncc / other)",
@@ -311,7 +323,7 @@ def main() -> int:
     print(f"\n(b) MLP {'-'.join(map(str, sizes))} (relu, relu, logits); all agree")
     rows_t, rows_r = [], []
     for batch in (1, 64, 1024):
-        t = {k: per_call(f, xb[:batch], block) for k, f in m_impls.items()}
+        t = best_per_call(m_impls, xb[:batch], block)
         rows_t.append((f"mlp, batch {batch}", t))
         rows_r.append((f"mlp, batch {batch}", {k: batch / v for k, v in t.items()}))
     table("per-call time (lower is better; ratio = other / ncc)", rows_t, "time")
