@@ -593,6 +593,7 @@ GEMM_WEIGHT_GRADS = [  # x shape (batch dynamic), w shape, params; the variant e
     ((4, 300), (8, 4, 5), dict(pads=[2, 2], strides=[1])),  # 1-D
     ((4, 6, 6, 6), (8, 4, 3, 3, 3), dict(pads=[1, 1, 1, 1, 1, 1])),  # 3-D
     ((3, 80, 80), (8, 3, 7, 7), dict(strides=[2, 2], pads=[3, 3, 3, 3])),  # a stem: col' by chunks of rows
+    ((3, 48, 48), (64, 3, 7, 7), dict(strides=[2, 2], pads=[3, 3, 3, 3])),  # ... 64 channels: dw'^T
     ((2, 35, 33), (5, 2, 3, 3), dict(pads=[1, 0, 2, 1])),  # chunks with uneven padding, a partial last chunk
 ]
 
@@ -601,7 +602,7 @@ def _weight_grad_params():
     """Every case at batch 1 and 7; the stem's 7 images (30 s in the loop interpreter) only with -m slow."""
     for batch in (1, 7):
         for case in GEMM_WEIGHT_GRADS:
-            stem = case[1][2:] == (7, 7)
+            stem = case[1][2:] == (7, 7)  # the stems' 7 images
             yield pytest.param(case, batch, id=f"{batch}-{case}", marks=[pytest.mark.slow] if stem and batch > 1 else [])
 
 
@@ -632,9 +633,10 @@ def test_the_weight_grad_cases_cover_every_variant():
         seen |= {("channel-major" if conv_lowering._channel_major(op) else "kernel-major"),
                  "images per product" if stage else "one image", "dw'" if acc else "dw",
                  "image is col'" if not staging else "staged",
-                 "chunks" if conv_lowering.weight_grad_chunk_rows(op) else "whole"}
+                 "chunks" if conv_lowering.weight_grad_chunk_rows(op) else "whole",
+                 "dw'^T" if conv_lowering._weight_grad_swapped(op) else "dw' or dw"}
     assert seen == {"channel-major", "kernel-major", "images per product", "one image", "dw'", "dw",
-                    "image is col'", "staged", "chunks", "whole"}
+                    "image is col'", "staged", "chunks", "whole", "dw'^T", "dw' or dw"}
 
 
 GEMM_CONV_TRANSPOSES = [  # x shape (batch dynamic), w shape, params

@@ -643,6 +643,16 @@ def weight_grad_chunk_rows(op: Operation) -> int | None:
     return rows if rows < positions[0] else None
 
 
+def _weight_grad_swapped(op: Operation) -> bool:
+    """Whether conv_weight_grad's GEMM runs as dw'^T (kernel*C x M) += col'^T @
+    dy^T, its rows dw's columns: for a stem (chunked, few columns: ResNet's 3
+    x 7 x 7 = 147 against 64 channels), whose columns fill the GEMM's tiles
+    badly (147 = 4 x 32 + 19) where its channels fill them exactly."""
+    m, cols, _ = weight_grad_gemm_shape(op)
+    return weight_grad_chunk_rows(op) is not None and cols < 4 * m and m % 32 == 0 \
+        and pymath.prod(op.params.kernel) > 1
+
+
 def _weight_grad_parts(op: Operation) -> tuple[int, int, int, int]:
     """Floats of the scratch before the GEMM's workspace: the image's staging
     (channel-major: im2col's matrix; else the channels-last image, none for a
@@ -675,13 +685,13 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     at_col, at_stage, at_acc = staging, staging + col_floats, staging + col_floats + stage_floats
     used = at_acc + acc_floats
     stage = view(b, b.scratch.ref, at_stage, (m, g * depth))
-    acc = view(b, b.scratch.ref, at_acc, (m, *kernel, c)) if acc_floats else out
+    chunk = weight_grad_chunk_rows(op)
+    swapped = _weight_grad_swapped(op)  # dw'^T = col'^T @ dy^T: the GEMM's rows are dw's columns
+    acc = view(b, b.scratch.ref, at_acc, (cols, m) if swapped else (m, *kernel, c)) if acc_floats else out
     ws = flat_view(b, b.scratch.ref, b.idx(used), b.scratch.shape[0] - used)
     zero = b.const(0, f32)
     b.nest(list(acc.shape), lambda ivs, _: b.store(zero, acc, ivs))
     batch = b.size(x.shape[0])
-
-    chunk = weight_grad_chunk_rows(op)
 
     def runs(slot: SSAValue, r0: SSAValue | None = None, r1: SSAValue | None = None) -> None:
         """col'[o, k, :] = the channels-last image (staged) at o * s + k * d - p, or
@@ -758,9 +768,14 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                 runs(b.idx(at_col), r0, r1)
                 a = flat_view(b, dy.ref, b.add_i(b.mul_i(first, m * depth), b.mul_i(r0, inner)),
                               b(arith.SubiOp, b.idx(m * depth), b.mul_i(r0, inner)))
-                call_gemm(b, [m, cols, b.mul_i(b(arith.SubiOp, r1, r0), inner), a, depth, 1,
-                              flat_view(b, b.scratch.ref, b.idx(at_col), chunk * inner * cols), cols,
-                              flat_view(b, acc.ref, b.idx(0), m * cols), cols], gemm.ACCUMULATE, ws)
+                rows = b.mul_i(b(arith.SubiOp, r1, r0), inner)
+                col = flat_view(b, b.scratch.ref, b.idx(at_col), chunk * inner * cols)
+                into = flat_view(b, acc.ref, b.idx(0), m * cols)
+                if swapped:
+                    call_gemm(b, [cols, m, rows, col, 1, cols, a, depth, into, m],
+                              gemm.ACCUMULATE | gemm.TRANSPOSED_B, ws)
+                else:
+                    call_gemm(b, [m, cols, rows, a, depth, 1, col, cols, into, cols], gemm.ACCUMULATE, ws)
             b.nest([-(-positions[0] // chunk)], part)
             return
         a = flat_view(b, b.scratch.ref, b.idx(at_stage), m * g * depth) if g > 1 else \
@@ -770,7 +785,12 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                       flat_view(b, acc.ref, b.idx(0), m * cols), cols], gemm.ACCUMULATE, ws)
 
     _image_groups(b, batch, g, product)
-    if acc_floats:  # dw[m, c, k] = dw'[m, k, c]
+    if swapped:  # dw[m, c, k] = dw'^T[(k, c), m]
+        kn = pymath.prod(kernel)
+        flat_out = view(b, out.ref, 0, (m, c, kn))
+        b.nest([kn, c, m], lambda v, _: b.store(b.load(acc, [b.add_i(b.mul_i(v[0], c), v[1]), v[2]]), flat_out,
+                                                [v[2], v[1], v[0]]))
+    elif acc_floats:  # dw[m, c, k] = dw'[m, k, c]
         kn = pymath.prod(kernel)
         b.nest([m], lambda ms, _: _transpose(b, view(b, acc.ref, b.mul_i(ms[0], cols), (kn, c)),
                                              view(b, out.ref, b.mul_i(ms[0], cols), (c, kn))))
