@@ -12,7 +12,8 @@ the 7x7 stem), the two kernels of its backward at batch `--batch`:
 Each ncc kernel is a one-op module compiled with threads=1; PyTorch runs with
 `torch.set_num_threads(1)`. Results are compared (relative to the largest
 gradient) before anything is timed; times are medians over blocks of calls,
-ncc's and PyTorch's measured back to back per layer. GFLOP/s counts one
+ncc's and PyTorch's measured back to back per layer, each one's fastest of
+three rounds. GFLOP/s counts one
 multiply-add as 2 FLOPs. The last lines give the totals over the layers and
 the goal of issue 12: the weight gradient at least as fast as PyTorch's.
 Skipped cleanly (exit 0, a message) when PyTorch is not installed.
@@ -35,7 +36,7 @@ except ImportError:  # PyTorch is optional here
     torch = None
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from timing import per_call  # noqa: E402
+from timing import best_of_rounds  # noqa: E402
 
 # ResNet-18's convolutions: input channels, output channels, input size, kernel, stride, padding
 LAYERS = [(3, 64, 224, 7, 2, 3), (64, 64, 56, 3, 1, 1), (64, 128, 56, 3, 2, 1), (128, 128, 28, 3, 1, 1),
@@ -76,9 +77,9 @@ def bench(layer, batch: int, block: float) -> dict:
         err = np.abs(got - want).max() / np.abs(want).max()
         if err > 1e-4:
             raise SystemExit(f"layer {layer}: ncc differs from PyTorch by {err:.1e} (relative to the largest)")
-    return {"flop": 2 * batch * m * c * k * k * out * out,
-            "ncc_w": per_call(lambda: weight_grad(x, dy), block), "torch_w": per_call(torch_weight, block),
-            "ncc_x": per_call(lambda: input_grad(dy, w), block), "torch_x": per_call(torch_input, block)}
+    times = best_of_rounds([lambda: weight_grad(x, dy), torch_weight, lambda: input_grad(dy, w), torch_input], 3,
+                           block, 5)
+    return {"flop": 2 * batch * m * c * k * k * out * out, **dict(zip(("ncc_w", "torch_w", "ncc_x", "torch_x"), times))}
 
 
 def main() -> int:
