@@ -199,6 +199,17 @@ def element_dtype(elem: int, what: str, where: str) -> np.dtype:
     return np.dtype(_ELEMENT[elem])
 
 
+def _declares_dims_beyond_int32(graph: Any) -> bool:
+    """Whether a declared tensor has a dimension of 2^31 or more: onnx's shape
+    inference then works per element of it (an Expand whose shape input had
+    2^31 entries gave no answer in 10 s), so the importer's own rules decide
+    alone, and its size checks refuse what cannot exist."""
+    infos = [*graph.input, *graph.output, *graph.value_info]
+    dims = [d.dim_value for v in infos for d in v.type.tensor_type.shape.dim]
+    dims += [d for t in graph.initializer for d in t.dims]
+    return any(d >= 2 ** 31 for d in dims)
+
+
 class Importer:
     """Walks the graph once, keeping each ONNX value as an SSA value or, for
     initializers and Constant outputs, as a numpy array (made an nn.weight on use)."""
@@ -212,7 +223,8 @@ class Importer:
         self.opset = _opset(model, where)
         _check_model(model, where)
         try:  # fills value_info; the importer's own shape rules decide the types
-            model = onnx.shape_inference.infer_shapes(model)
+            if not _declares_dims_beyond_int32(model.graph):
+                model = onnx.shape_inference.infer_shapes(model)
         except Exception:  # noqa: BLE001 -- inference is optional here
             pass
         self.graph = model.graph

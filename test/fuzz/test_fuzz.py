@@ -49,6 +49,15 @@ def _model(nodes, inputs, outputs=("y",), opset=18, inits=()):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString()
 
 
+def _expand_of_a_long_shape():
+    """Expand to a shape given as an int64 graph input of 2^31 entries (onnx's shape inference did not answer)."""
+    graph = helper.make_graph([helper.make_node("Expand", ["x", "shape"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 1]),
+                               helper.make_tensor_value_info("shape", TensorProto.INT64, [2 ** 31])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 3, 3])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)], ir_version=4).SerializeToString()
+
+
 def _string_attribute(node, name, raw: bytes):
     a = helper.make_attribute(name, "x")
     a.s = raw
@@ -133,6 +142,7 @@ REGRESSIONS = {
     "onnx-huge-constant-of-shape": ("onnx", _model([helper.make_node(
         "ConstantOfShape", ["s"], ["y"])], [], inits=[helper.make_tensor("s", TensorProto.INT64, [2], [2 ** 31, 2 ** 20])]),
         "the output of shape [2147483648, 1048576] would take"),
+    "onnx-expand-to-2-31-dims": ("onnx", _expand_of_a_long_shape(), "input 1 ('shape') must be a constant"),
     "onnx-gqa-zero-heads": ("onnx", _model([helper.make_node("Attention", ["q", "k", "v"], ["y"])],
                                            [("q", [1, 2, 4, 8]), ("k", [1, 0, 4, 8]), ("v", [1, 0, 4, 8])], opset=23),
                             "q heads a multiple of kv heads"),
