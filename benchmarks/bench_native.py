@@ -34,7 +34,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -48,6 +47,9 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 import ncc  # noqa: E402
 from ncc.runtime.engine import host_summary  # noqa: E402
 from ncc.dialects import activations, nn  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from timing import best_of_rounds  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 NCP = ROOT / "examples" / "ncp19.txt"
@@ -206,36 +208,10 @@ def mlp_module(layers) -> "ncc.ModuleOp":
 # Timing
 
 
-def per_call(f, x, min_block: float = 0.05, blocks: int = 7) -> float:
-    """Median seconds per call over `blocks` blocks of calls."""
-    f(x)
-    n, t = 1, 0.0
-    while True:  # calibrate a block to about min_block seconds
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f(x)
-        t = time.perf_counter() - t0
-        if t >= min_block:
-            break
-        n *= max(2, int(min_block / max(t, 1e-9)))
-    samples = []
-    for _ in range(blocks):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            f(x)
-        samples.append((time.perf_counter() - t0) / n)
-    return statistics.median(samples)
-
-
-def best_per_call(impls: dict, x, min_block: float, rounds: int = 3) -> dict[str, float]:
-    """per_call of each implementation, one after another, in `rounds` rounds;
-    each one's fastest round (a neighbour's burst on a shared host slows a
-    round, not the figure)."""
-    best = {k: float("inf") for k in impls}
-    for _ in range(rounds):
-        for k, f in impls.items():
-            best[k] = min(best[k], per_call(f, x, min_block))
-    return best
+def best_per_call(impls: dict, x, min_block: float) -> dict[str, float]:
+    """per_call of each implementation on `x`, the fastest of three rounds (timing.best_of_rounds)."""
+    times = best_of_rounds([lambda f=f: f(x) for f in impls.values()], 3, min_block, 7)
+    return dict(zip(impls, times))
 
 
 def fmt_time(s: float) -> str:

@@ -4,7 +4,6 @@ what the JIT computes; skipped where there is no C compiler."""
 
 import ctypes
 import os
-import shutil
 import subprocess
 
 import numpy as np
@@ -14,10 +13,19 @@ import pytest
 import ncc
 from ncc.c_source import emit_c
 
-CC = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+from c_kernels import CC, CFLAGS
+
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc, gcc or clang) on the PATH")
 LIGHT = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
-CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+
+
+def _built(c, tmp_path):
+    """The C files of `c` written into tmp_path and built into a shared library, loaded."""
+    _, path = c.write(tmp_path)
+    so = tmp_path / f"lib{c.name}.so"
+    done = subprocess.run([CC, *CFLAGS, "-shared", "-fPIC", "-o", str(so), path, "-lm"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return ctypes.CDLL(str(so))
 
 
 class Library:
@@ -25,12 +33,7 @@ class Library:
 
     def __init__(self, source, tmp_path, name="model", constants=None):
         self.c = emit_c(source, name, constants=constants)
-        self.header, path = self.c.write(tmp_path)
-        so = tmp_path / f"lib{name}.so"
-        done = subprocess.run([CC, *CFLAGS, "-shared", "-fPIC", "-o", str(so), path, "-lm"],
-                              capture_output=True, text=True)
-        assert done.returncode == 0, done.stderr
-        self.lib = ctypes.CDLL(str(so))
+        self.lib = _built(self.c, tmp_path)
         self.size = getattr(self.lib, f"{name}_workspace_size")
         self.size.restype, self.size.argtypes = ctypes.c_size_t, [ctypes.c_int64]
         self.forward = getattr(self.lib, f"{name}_forward")
@@ -307,11 +310,7 @@ def test_training_kernels_in_c_match_the_jit(tmp_path):
         if op.name == "nn.weight" and op.sym in params:
             op.data = params[op.sym]
     c = emit_c(module, "net", training=True)
-    _, path = c.write(tmp_path)
-    so = tmp_path / "libnet.so"
-    done = subprocess.run([CC, *CFLAGS, "-shared", "-fPIC", "-o", str(so), path, "-lm"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    lib = ctypes.CDLL(str(so))
+    lib = _built(c, tmp_path)
     batch = 6
     x = rng.standard_normal((batch, 1, 4, 4)).astype(np.float32)
     dy = rng.standard_normal((batch, 10)).astype(np.float32)
@@ -364,14 +363,6 @@ def test_training_kernels_in_c_match_the_jit(tmp_path):
         after = np.ctypeslib.as_array((ctypes.c_float * grads[n].size).in_dll(lib, f"net_w_{n}"))
         np.testing.assert_allclose(after, model.params[n].reshape(-1), rtol=1e-5, atol=1e-6, err_msg=n)
     assert lib.net_adam_step(*[g.ctypes.data for g in grads.values()], 0.01, 0.9, 0.999, 1e-8, 0.0, 0, 0) == 1
-
-
-def _built(c, tmp_path):
-    _, path = c.write(tmp_path)
-    so = tmp_path / f"lib{c.name}.so"
-    done = subprocess.run([CC, *CFLAGS, "-shared", "-fPIC", "-o", str(so), path, "-lm"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return ctypes.CDLL(str(so))
 
 
 C_DTYPES = {"float": np.float32, "double": np.float64, "int64_t": np.int64, "int32_t": np.int32,
@@ -608,11 +599,7 @@ def test_weights_from_a_params_struct(tmp_path):
             op.data = params[op.sym]
     c = emit_c(module, "net", weights="params")
     assert "} net_params;" in c.header and "static const float net_w_fc_w" not in c.source
-    _, path = c.write(tmp_path)
-    so = tmp_path / "libnet.so"
-    done = subprocess.run([CC, *CFLAGS, "-shared", "-fPIC", "-o", str(so), path, "-lm"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    lib = ctypes.CDLL(str(so))
+    lib = _built(c, tmp_path)
 
     class Params(ctypes.Structure):
         _fields_ = [(n, ctypes.c_void_p) for n in ("conv_w", "fc_w", "fc_b")]

@@ -114,13 +114,8 @@ static inline int32_t ncc_qa(const int8_t *A, int64_t lda, int64_t q, int32_t fl
     const int32_t u = ((const uint8_t *)A)[i * lda + k];
     return (flags & {qgemm.A_SIGNED}) ? (u ^ 0x80) - 128 : u;
 }}
-static inline int32_t ncc_qb(const int8_t *B, int64_t ldb, int64_t q, int32_t flags, int64_t k, int64_t j) {{
-    if (flags & {qgemm.PACKED_B}) {{  /* nn.qpack: panels of 32 columns, bytes made signed (uint8 ^ 0x80) */
-        const int32_t *panel = (const int32_t *)(const void *)B + (j / 32) * (q * 32 + 32);
-        const int32_t s = ncc_qbyte((uint32_t)panel[(k / 4) * 32 + j % 32], k);
-        return (flags & {qgemm.B_UNSIGNED}) ? (s ^ 0x80) : (s ^ 0x80) - 128;
-    }}
-    const int32_t u = ((const uint8_t *)B)[k * ldb + j];
+static inline int32_t ncc_qb(const int8_t *B, int64_t ldb, int32_t flags, int64_t k, int64_t j) {{
+    const int32_t u = ((const uint8_t *)B)[k * ldb + j];  /* B as it is (a packed B: the panel loop below) */
     return (flags & {qgemm.B_UNSIGNED}) ? u : (u ^ 0x80) - 128;
 }}
 static void {qgemm.SYMBOL}(int64_t M, int64_t N, int64_t K, const int8_t *A, int64_t lda, const int8_t *B,
@@ -149,7 +144,7 @@ static void {qgemm.SYMBOL}(int64_t M, int64_t N, int64_t K, const int8_t *A, int
                 if (j >= nr)
                     for (int64_t k = 0; k < K; ++k) column[k] = 0;
                 else if (!(flags & {qgemm.PACKED_B}))
-                    for (int64_t k = 0; k < K; ++k) column[k] = (int16_t)(ncc_qb(B, ldb, q, flags, k, j0 + j) - zero);
+                    for (int64_t k = 0; k < K; ++k) column[k] = (int16_t)(ncc_qb(B, ldb, flags, k, j0 + j) - zero);
             }}
             if (flags & {qgemm.PACKED_B}) {{  /* the panel's words in order: a column's four bytes of K each */
                 const int32_t *words = (const int32_t *)(const void *)B + (j0 / 32) * (q * 32 + 32);
