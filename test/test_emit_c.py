@@ -702,6 +702,10 @@ def test_translate_emit_c_options(tmp_path, capsys):
     assert "extern float t_w_fc_w[160];" in header
     assert ncc_translate.main([str(src), "--emit-c", "--weights=params", "-o", str(tmp_path / "p.c")]) == 0
     assert "} p_params;" in (tmp_path / "p.h").read_text()
+    for mode, layers in (("layers", True), ("neuron", False)):  # a neuron net's lowering, as ncc.compile's
+        assert ncc_translate.main(["--import-adjacency", "examples/ncp19.txt", "--emit-c", "--training",
+                                   f"--neuron-mode={mode}", "-o", str(tmp_path / f"n_{mode}.c")]) == 0
+        assert ("load_params(void);" in (tmp_path / f"n_{mode}.h").read_text()) == layers
     capsys.readouterr()
     for argv, message in [(["--emit-c"], "give the C file with -o DIR/NAME.c"),
                           (["--emit-c", "-o", str(tmp_path / "x.txt")], "give the C file with -o DIR/NAME.c"),
