@@ -307,6 +307,8 @@ def _pack_a(module: ir.Module, t: Tile, mr: int | None = None, name: str = "a") 
     mc, kc, src, rs, cs, out = fn.args
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     column = ir.VectorType(F32, mr)
+    prefetch = module.globals.get("llvm.prefetch.p0") or ir.Function(
+        module, ir.FunctionType(ir.VoidType(), [PTR, I32, I32, I32]), "llvm.prefetch.p0")
     lanes = ir.VectorType(F32, t.lanes)
     chunks = -(-mr // t.lanes)  # blocks of `lanes` rows the MR rows span: 1 or 2 (SSE's 6 of 4, any NR)
     assert chunks <= 2, t
@@ -338,6 +340,12 @@ def _pack_a(module: ir.Module, t: Tile, mr: int | None = None, name: str = "a") 
                         zero = ir.Constant(lanes, None)
                         with _loop(b, _c(0), blocks, t.lanes, "kb") as k0:
                             loaded = [b.load(_at(b, p, k0), typ=lanes, align=4) for p in starts]
+                            # the next K block of these rows into L2 (the next block's or the next call's
+                            # pack): MR rows far apart are more streams than the hardware prefetcher
+                            # follows (conv_weight_grad's dy rows: its stem 25.3 -> 23.0 ms on znver4)
+                            ahead = b.add(k0, kc)
+                            for p in starts:
+                                b.call(prefetch, [_at(b, p, ahead), I32(0), I32(2), I32(1)])
                             loaded += [zero] * (chunks * t.lanes - mr)
                             parts = [_transpose_block(b, loaded[j * t.lanes:(j + 1) * t.lanes])
                                      for j in range(chunks)]

@@ -15,7 +15,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
 from ncc.passes.lowering import gemm
-from ncc.passes.lowering.nn_to_loops.builder import (Buf, Builder, by_padded_plane, epilogue, padded_plane_floats,
+from ncc.passes.lowering.nn_to_loops.builder import (Buf, Builder, by_padded_plane, epilogue, if_else, padded_plane_floats,
                                                       ranges, row_major_strides, view, window_range)
 from ncc.passes.lowering.nn_to_loops.matmul import GEMM_MIN_WORK, call_gemm, epilogue_flags, flat_view
 
@@ -270,8 +270,11 @@ def _transpose(b: Builder, src: Buf, dst: Buf,
             put(b.add_i(b.mul_i(ivs[0], TRANSPOSE_BLOCK), j), ivs[1])
     full, rest = divmod(rows, TRANSPOSE_BLOCK)
     b.nest([full, cols], block)
+    def last_rows(ivs, _):  # unrolled: LLVM interleaves their loads into dst's rows (no gather)
+        for j in range(rest):
+            put(b.idx(rows - rest + j), ivs[0])
     if rest:
-        b.nest([cols, rest], lambda ivs, _: put(b.add_i(ivs[1], rows - rest), ivs[0]))
+        b.nest([cols], last_rows)
 
 
 # ---------------------------------------------------------------------------
@@ -731,10 +734,15 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                     lo = b(arith.MinSIOp, b.idx(run), b(arith.MaxSIOp, b.idx(0), b(arith.SubiOp, b.idx(0), base)))
                     hi = b(arith.MaxSIOp, lo, b(arith.MinSIOp, b.idx(run), b(arith.SubiOp, b.idx(width), base)))
                     here = [*o, ws[0]]
-                    ranges(b, [b.idx(0)], [lo], lambda j: b.store(zero, col, at(here, j[0])))
-                    ranges(b, [lo], [hi], lambda j: b.store(b.load(xt, [*pos, b.add_i(base, j[0])]), col,
-                                                            at(here, j[0])))
-                    ranges(b, [hi], [b.idx(run)], lambda j: b.store(zero, col, at(here, j[0])))
+                    copy = lambda j: b.store(b.load(xt, [*pos, b.add_i(base, j[0])]), col, at(here, j[0]))  # noqa: E731
+
+                    def cut() -> None:  # the run leaves the image: zeros before lo and from hi
+                        ranges(b, [b.idx(0)], [lo], lambda j: b.store(zero, col, at(here, j[0])))
+                        ranges(b, [lo], [hi], copy)
+                        ranges(b, [hi], [b.idx(run)], lambda j: b.store(zero, col, at(here, j[0])))
+                    # inside the image (most runs): a copy of a static length, which LLVM vectorizes
+                    if_else(b, b(arith.AndIOp, b.cmpi("eq", lo, b.idx(0)), b.cmpi("eq", hi, b.idx(run))),
+                            lambda: b.nest([run], lambda j, _: copy(j)), cut)
                 b.nest([positions[-1]], point)
             ranges(b, [v[1] for v in win], [v[2] for v in win], row)
         b.nest([*kernel[:-1], kernel[-1] // taps], offset)
