@@ -20,7 +20,8 @@ Configurations: `tiny` (hidden 128, 4 heads, 2 layers, sequence 32) for
 gpt2 and bert; `base` (hidden 768, 12 heads, 2 layers, sequence 128).
 ncc runs with one thread, onnxruntime with one intra-op thread (and all its
 graph optimisations: its Attention, LayerNorm, Gelu, SkipLayerNorm fusions).
-Outputs are compared before anything is timed. With --stats, what fusion
+Outputs are compared before anything is timed; a time is each runtime's
+fastest of three rounds of blocks of calls (benchmarks/timing.py). With --stats, what fusion
 changed in each model: patterns applied, loop nests and arena bytes before
 and after (ncc-opt --fuse-stats prints the same for a .mlir).
 
@@ -41,7 +42,7 @@ import onnx
 import onnxruntime as ort
 
 import ncc
-from timing import per_call  # benchmarks/timing.py
+from timing import best_of_rounds  # benchmarks/timing.py
 from ncc.runtime.engine import host_summary
 
 try:
@@ -218,7 +219,7 @@ def bench(name: str, config: str, stats: bool) -> dict:
     np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(theirs, want, rtol=1e-3, atol=1e-3)
     r = {"name": name if name == "vit" else f"{name}-{config}", "config": config,
-         "ncc": per_call(lambda: model.run(feeds)), "ort": per_call(lambda: sess.run(None, feeds)),
+         **dict(zip(("ncc", "ort"), best_of_rounds([lambda: model.run(feeds), lambda: sess.run(None, feeds)]))),
          "ops": len(proto.graph.node)}
     if stats:
         r["stats"] = ncc.fuse_stats(ncc.import_onnx(proto))

@@ -33,6 +33,11 @@ Then:
   * FuseElementwise: an elementwise op (or fused chain) and an elementwise
                      producer (or chain) -> one nn.fused_elementwise; constants
                      of one element move into its body
+Then, products side by side:
+  * CombineParallelMatmul: matmuls of one input by weights (each with its bias
+                     or none, the same activation) -> one matmul by the weights
+                     concatenated (weight-only: fold-weights computes it once),
+                     a slice of its columns per product (attention's q, k, v)
 Last, the products fusion left alone:
   * FoldTranspose:   matmul(transpose(a), b) -> matmul_transpose_a(a, b),
                      matmul(x, transpose(w)) -> matmul_transpose_b(x, w) (and
@@ -59,6 +64,7 @@ from xdsl.dialects import func, scf
 from xdsl.dialects.builtin import FileLineColLoc, Float32Type, ModuleOp, TensorType
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint
 from xdsl.transforms.common_subexpression_elimination import cse
 from xdsl.utils.exceptions import PassFailedException
 from xdsl.pattern_rewriter import (
@@ -70,6 +76,7 @@ from xdsl.pattern_rewriter import (
 
 from ncc.dialects import activations, nn
 from ncc.passes.fold_weights import FoldWeightsPass
+from ncc.passes.pack_weights import weight_only
 from ncc.passes.lowering.nn_to_loops import LowerToLoopsPass, is_nn_function
 
 # The nn ops that apply an activation of the table, and its name.
@@ -247,6 +254,79 @@ class FoldTranspose(RewritePattern):
             if not transpose.results[0].uses:
                 rewriter.erase(transpose)
             return
+
+
+# ---------------------------------------------------------------------------
+# Products of one input by several weights -> one product by the weights side by side
+
+
+def _parallel_key(op: Operation) -> tuple | None:
+    """What a product must share with its siblings to be computed with them as
+    one: its kind, activation, whether it has a bias, its weight's depth
+    (None: not a product of an f32 input by a 2-D weight, or with a residual)."""
+    if type(op) not in (nn.MatmulOp, nn.FusedMatmulOp) or op.results[0].type.element_type != nn.f32:
+        return None
+    fused = isinstance(op, nn.FusedMatmulOp)
+    w, bias = op.operands[1], op.bias if fused else None
+    if fused and op.residual is not None or len(_shape(w)) != 2 or not weight_only(w) \
+            or bias is not None and not weight_only(bias):
+        return None
+    return type(op), op.params.activation if fused else None, bias is not None, _shape(w)[0]
+
+
+def _hoist(v: SSAValue, before: Operation) -> None:
+    """Move the ops computing weight-only `v` (weights, literals, ops on them) above `before`."""
+    owner, block = v.owner, before.parent_block()
+    if not isinstance(owner, Operation) or owner.parent_block() is not block:
+        return
+    ops = list(block.ops)
+    if ops.index(owner) < ops.index(before):
+        return
+    for operand in owner.operands:
+        _hoist(operand, before)
+    owner.detach()
+    block.insert_op_before(owner, before)
+
+
+class CombineParallelMatmul(RewritePattern):
+    """Products of one input by weights, each with its bias or none and the
+    same activation -> one product by the weights side by side, then a slice
+    of its columns per product (TVM's CombineParallelDense): attention's q, k
+    and v projections as one GEMM of 3 N columns, not three narrow ones. The
+    weights' and biases' concatenation is weight-only: fold-weights computes
+    it once (again when a parameter is set)."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        key = _parallel_key(op)
+        if key is None:
+            return
+        x, block = op.operands[0], op.parent_block()
+        siblings = list(dict.fromkeys(u.operation for u in x.uses if u.index == 0 and u.operation.parent_block()
+                                      is block and _parallel_key(u.operation) == key))
+        if len(siblings) < 2:
+            return
+        order = {o: i for i, o in enumerate(block.ops)}
+        siblings.sort(key=order.__getitem__)
+        first = siblings[0]
+        for s in siblings:
+            for v in s.operands[1:]:
+                _hoist(v, first)
+        _, activation, has_bias, _ = key
+        weight = nn.ConcatOp([s.operands[1] for s in siblings], axis=1)
+        new: list[Operation] = [weight]
+        if has_bias:
+            new.append(nn.ConcatOp([s.bias for s in siblings], axis=0))
+        product = nn.FusedMatmulOp(x, weight, new[1] if has_bias else None, activation) \
+            if key[0] is nn.FusedMatmulOp else nn.MatmulOp(x, weight)
+        new.append(product)
+        last, start, pieces = len(_shape(product.results[0])) - 1, 0, []
+        for s in siblings:
+            width = _shape(s.operands[1])[1]
+            pieces.append(nn.SliceOp(product, [start], [start + width], axes=[last]))
+            start += width
+        rewriter.insert_op([*new, *pieces], InsertPoint.before(first))
+        for s, piece in zip(siblings, pieces):
+            rewriter.replace_op(s, [], [piece.results[0]])
 
 
 # ---------------------------------------------------------------------------
@@ -782,22 +862,24 @@ def _neighbours(op: Operation, direction: str, count: int = 16) -> list[Operatio
     return found
 
 
-# Three walks: formulas are recognized whole before fusion merges their ops into
-# chains; transposes are folded into the products fusion left alone.
+# Four walks: formulas are recognized whole before fusion merges their ops into
+# chains; products are combined once each has its bias and activation;
+# transposes are folded into the products fusion left alone.
 RECOGNIZE = (RemoveIdentity, RecognizeActivation, RecognizeLayerNorm, RecognizeRMSNorm, RecognizeSoftmax,
              RecognizeAttention)
 PATTERNS = (FuseClip, FuseBias, FuseResidual, FuseActivation, FuseElementwise)
+COMBINE = (CombineParallelMatmul,)
 FOLD = (FoldTranspose,)
 
 
 def fuse(module: ModuleOp) -> dict[str, int]:
     """Common subexpressions once (xDSL's CSE: nn ops are pure), then the recognition
     and the fusion patterns, in place; rewrites per pattern (CSE: ops removed)."""
-    counts: Counter = Counter({p.__name__: 0 for p in (*RECOGNIZE, *PATTERNS, *FOLD)})
+    counts: Counter = Counter({p.__name__: 0 for p in (*RECOGNIZE, *PATTERNS, *COMBINE, *FOLD)})
     ops = sum(1 for _ in module.walk())
     cse(module)
     counts["CSE"] = ops - sum(1 for _ in module.walk())
-    for patterns in (RECOGNIZE, PATTERNS, FOLD):
+    for patterns in (RECOGNIZE, PATTERNS, COMBINE, FOLD):
         PatternRewriteWalker(GreedyRewritePatternApplier([_Counted(p(), counts) for p in patterns])
                              ).rewrite_module(module)
     return dict(counts)
@@ -815,8 +897,8 @@ def fuse_stats(module: ModuleOp) -> FuseStats:
 class FusePass(ModulePass):
     """Fuse matmul/conv with a following bias add and activation into one op (a clip to [0, 6] is relu6;
     the formulas of Gelu, LayerNorm, RMSNorm and softmax are their nn ops), attention's matmul, scale, mask,
-    softmax and matmul into one nn.attention, and chains of elementwise ops into one
-    nn.fused_elementwise (one loop nest).
+    softmax and matmul into one nn.attention, chains of elementwise ops into one
+    nn.fused_elementwise (one loop nest), and products of one input by several weights into one.
 
     Option stats: print what fused to stderr (ncc-opt --fuse-stats): rewrites
     per pattern, nn ops, loop nests and arena bytes before and after."""

@@ -331,7 +331,8 @@ def test_llama_rms_norm_exported_by_pytorch_runs_as_one_op():
     np.testing.assert_allclose(ncc.compile(m, cache=False)(x.numpy()), want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("lit", ["gelu", "layer-norm", "rms-norm", "softmax", "attention", "elementwise", "identity-cse", "transpose", "residual"])
+@pytest.mark.parametrize("lit", ["gelu", "layer-norm", "rms-norm", "softmax", "attention", "elementwise", "identity-cse", "transpose", "residual",
+                                 "parallel-matmul"])
 def test_every_lit_case_computes_after_fuse_what_it_computed_before(lit):
     """The recognition and fusion lit files, function by function: the module
     before fuse in the reference against native code of the fused module."""
@@ -352,3 +353,31 @@ def test_every_lit_case_computes_after_fuse_what_it_computed_before(lit):
         got = model.run(dict(zip(model.input_names, args)))
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=2e-5, atol=2e-6, err_msg=f"{lit}: @{name}")
+
+
+def test_parallel_products_train_and_follow_their_parameters():
+    """q, k and v computed as one product (CombineParallelMatmul): the
+    gradients of every projection's weight and bias and of the input against
+    the reference interpreter's vjp of the separate products; setting one
+    projection's weight recomputes the concatenated copy the kernel reads."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "lit" / "passes" / "fuse" / "parallel-matmul.mlir").read_text()
+    module = parse_module(text)
+    model = ncc.compile(module.clone(), cache=False, function="qkv")
+    x = RNG.standard_normal((2, 5, 4)).astype(np.float32)
+    cot = {n: RNG.standard_normal((2, 5, 8)).astype(np.float32) for n in model.output_names}
+    got = model.vjp({"x": x}, cot)
+    separate = module.clone()
+    differentiate(separate, "qkv", mode="combined")
+    want = reference.run(separate, [x, *cot.values()], function="qkv_vjp")[len(cot):]
+    names = [n for n in got if n in ("wq", "wk", "wv", "bq", "bk", "bv", "x")]
+    assert len(names) == 7 and len(want) == len(got)  # the reference's gradients in the same order
+    for name, w in zip(got, want):
+        if name in names:
+            np.testing.assert_allclose(got[name], w, rtol=1e-5, atol=1e-5, err_msg=name)
+    wk = RNG.standard_normal((4, 8)).astype(np.float32)
+    model.params["wk"] = wk
+    q, k, v = model(x)
+    np.testing.assert_allclose(k, x @ wk - 1.0, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(q, x @ np.full((4, 8), 0.5, np.float32) + 0.125, rtol=1e-5, atol=1e-5)
