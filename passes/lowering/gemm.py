@@ -73,6 +73,7 @@ ACCUMULATE, PACKED_B, BIAS_ROWS, BIAS_COLS, RELU, RELU6, TRANSPOSED_B, RESIDUAL 
 ACTIVATIONS = RELU | RELU6
 IN_PLACE_ROWS = 256  # at most this many rows of A: B is read in place, not packed
 ALIASING_LDB = 1024  # ... unless its rows are a multiple of this many floats (4 KiB) apart
+PREFETCH_ROWS_APART = 1024  # a row-major A's packing prefetches its next K block when rows are this far apart
 
 
 @dataclass(frozen=True)
@@ -338,14 +339,12 @@ def _pack_a(module: ir.Module, t: Tile, mr: int | None = None, name: str = "a") 
                         starts = [_at(b, src, b.mul(b.add(i0, _c(r)), rs)) for r in range(mr)]
                         blocks = b.mul(b.sdiv(kc, _c(t.lanes)), _c(t.lanes))
                         zero = ir.Constant(lanes, None)
-                        with _loop(b, _c(0), blocks, t.lanes, "kb") as k0:
+                        def transposed(k0: ir.Value, prefetching: bool) -> None:
                             loaded = [b.load(_at(b, p, k0), typ=lanes, align=4) for p in starts]
-                            # the next K block of these rows into L2 (the next block's or the next call's
-                            # pack): MR rows far apart are more streams than the hardware prefetcher
-                            # follows (conv_weight_grad's dy rows: its stem 25.3 -> 23.0 ms on znver4)
-                            ahead = b.add(k0, kc)
-                            for p in starts:
-                                b.call(prefetch, [_at(b, p, ahead), I32(0), I32(2), I32(1)])
+                            if prefetching:
+                                ahead = b.add(k0, kc)
+                                for p in starts:
+                                    b.call(prefetch, [_at(b, p, ahead), I32(0), I32(2), I32(1)])
                             loaded += [zero] * (chunks * t.lanes - mr)
                             parts = [_transpose_block(b, loaded[j * t.lanes:(j + 1) * t.lanes])
                                      for j in range(chunks)]
@@ -354,6 +353,16 @@ def _pack_a(module: ir.Module, t: Tile, mr: int | None = None, name: str = "a") 
                                     parts[0][kk], parts[1][kk], _mask(list(range(2 * t.lanes))))
                                 col = b.shuffle_vector(col, col, _mask(list(range(mr))))
                                 _store_vector(b, col, _at(b, panel, b.mul(b.add(k0, _c(kk)), _c(mr))))
+                        # rows PREFETCH_ROWS_APART floats apart or more: the next K block of these rows
+                        # into L2 (the next block's or the next call's pack): MR rows pages apart are more
+                        # streams than the hardware prefetcher follows (conv_weight_grad's dy rows: its
+                        # stem 25.3 -> 23.0 ms on znver4); nearer rows (a transformer's activations) need
+                        # none, and the prefetches would cost 2-3 % of its small products
+                        with b.if_else(b.icmp_signed(">=", rs, _c(PREFETCH_ROWS_APART))) as (far, near):
+                            with far, _loop(b, _c(0), blocks, t.lanes, "kbf") as k0:
+                                transposed(k0, True)
+                            with near, _loop(b, _c(0), blocks, t.lanes, "kb") as k0:
+                                transposed(k0, False)
                         by_rows(i0, rows, panel, blocks)
                     with other:
                         by_rows(i0, rows, panel, _c(0))
