@@ -587,6 +587,8 @@ GEMM_WEIGHT_GRADS = [  # x shape (batch dynamic), w shape, params; the variant e
     ((16, 13, 13), (20, 16, 3, 3), dict(strides=[2, 2], pads=[1, 0, 1, 1])),  # kernel-major, many images
     ((32, 7, 7), (64, 32, 3, 3), dict(pads=[1, 1, 1, 1])),  # channel-major: fewer positions than channels
     ((32, 13, 13), (64, 32, 3, 3), dict(strides=[2, 2], pads=[1, 1, 1, 1])),  # ... strided: by phase
+    ((8, 12, 12), (160, 8, 3, 3), dict(pads=[1, 1, 1, 1])),  # channel-major, one image: col'^T read transposed
+    ((8, 24, 23), (160, 8, 3, 3), dict(strides=[2, 2], pads=[1, 1, 1, 1])),  # ... strided
     ((32, 12, 12), (24, 32, 1, 1), {}),  # 1x1, stride 1: the channels-last image is col'
     ((32, 24, 24), (24, 32, 1, 1), dict(strides=[2, 2])),  # 1x1 kernel, stride 2
     ((6, 14, 14), (8, 6, 3, 3), dict(dilations=[2, 2], pads=[2, 2, 2, 2])),
@@ -635,8 +637,10 @@ def test_the_weight_grad_cases_cover_every_variant():
                  "image is col'" if not staging else "staged",
                  "chunks" if conv_lowering.weight_grad_chunk_rows(op) else "whole",
                  "dw'^T" if conv_lowering._weight_grad_swapped(op) else "dw' or dw"}
+        if conv_lowering._channel_major(op):
+            seen.add("col'^T" if conv_lowering.images_per_product(op) == 1 else "col'")
     assert seen == {"channel-major", "kernel-major", "images per product", "one image", "dw'", "dw",
-                    "image is col'", "staged", "chunks", "whole", "dw'^T", "dw' or dw"}
+                    "image is col'", "staged", "chunks", "whole", "dw'^T", "dw' or dw", "col'^T", "col'"}
 
 
 GEMM_CONV_TRANSPOSES = [  # x shape (batch dynamic), w shape, params
