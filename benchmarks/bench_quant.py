@@ -21,8 +21,8 @@ of the same vector width, on the MLP's first layer with both weights packed
 ahead: the int8-over-float32 ratio an AVX2 host's kernels give, measured here.
 
 Every run is on `--threads` threads (ncc's OpenMP team, onnxruntime's intra-op
-pool), outputs compared before anything is timed; a time is the median of
-blocks of calls, per call, from Python. The host line names the CPU, its
+pool), outputs compared before anything is timed; a time is each one's fastest
+of three rounds of blocks of calls (benchmarks/timing.py), per call, from Python. The host line names the CPU, its
 vector width and which int8 kernel ncc chose.
 
 Goals (issue 14; checked here, never in tests): the int8 MLP at batch 64 >= 2x
@@ -43,7 +43,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 import ncc
-from timing import per_call  # benchmarks/timing.py
+from timing import best_of_rounds  # benchmarks/timing.py
 from ncc.runtime.engine import host_summary, qgemm_variant
 
 rng = np.random.default_rng(0)
@@ -113,8 +113,8 @@ def bench_mlp(threads: int) -> None:
     for batch in (64, 1):
         x = rng.standard_normal((batch, 784)).astype(np.float32)
         diff = float(np.abs(int8(x) - ort_int8.run(None, {"x": x})[0]).max())
-        t = [per_call(lambda: fp32(x)), per_call(lambda: int8(x)),
-             per_call(lambda: ort_int8.run(None, {"x": x})), per_call(lambda: ort_fp32.run(None, {"x": x}))]
+        t = best_of_rounds([lambda: fp32(x), lambda: int8(x), lambda: ort_int8.run(None, {"x": x}),
+                            lambda: ort_fp32.run(None, {"x": x})])
         print(f"{batch:>5}  " + "  ".join(f"{v * 1e3:8.3f}m" for v in t)
               + f"  {t[0] / t[1]:7.2f}x  {t[2] / t[1]:10.2f}x  {diff:13.3g}")
 
@@ -147,7 +147,7 @@ def bench_cnn(threads: int) -> None:
             for batch in (1, 16):
                 x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
                 diff = float(np.abs(ours(x) - theirs.run(None, {"x": x})[0]).max()) / step
-                t = [per_call(lambda: ours(x)), per_call(lambda: theirs.run(None, {"x": x}))]
+                t = best_of_rounds([lambda: ours(x), lambda: theirs.run(None, {"x": x})])
                 print(f"{act:>11} {batch:>5}  " + "  ".join(f"{v * 1e3:8.3f}m" for v in t)
                       + f"  {t[1] / t[0]:9.2f}x  {diff:16.3g}")
 
@@ -196,7 +196,7 @@ def bench_kernels() -> None:
         run8()
         runf()
         assert np.array_equal(c8, a8.astype(np.int64) @ w8.astype(np.int64))
-        t8, tf = per_call(run8), per_call(runf)
+        t8, tf = best_of_rounds([run8, runf])
         macs = m * n * k / 1e9
         print(f"{name:>12}  {macs / t8:7.0f}  {tile.tag:>12}  {macs / tf:7.0f}  {tf / t8:7.2f}x")
         del qlib, flib

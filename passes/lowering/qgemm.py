@@ -28,7 +28,8 @@ unchanged. Packing makes the sums of a's rows and b's columns, and the tile
 is stored as sum(a b) - a_zero colsum_b - b_zero (rowsum_a - K a_zero).
 
 The last rows of A take the tile of the fewest rows that holds them (1, 2,
-4, 8 or MR), as gemm.py's do. Loops around the micro-kernel: MC rows of A
+4, 8 or MR), as gemm.py's do; a prepacked A's last rows, read in place, take
+tiles of exactly 8, 4, 2 and 1 rows (a larger tile would read past A). Loops around the micro-kernel: MC rows of A
 packed at a time (the workspace
 does not grow with M), then per NR-column panel of B its K x NR bytes packed
 and the tiles of those rows. With threads > 1 and at least TEAM_MIN_WORK
@@ -187,10 +188,10 @@ def _constant_lanes(module: ir.Module, name: str, t: ir.Type, value) -> ir.Value
 def _pack_a(module: ir.Module, v: Variant) -> ir.Function:
     """pack_a(A, lda, rows, K, flip, Ap, sums): `rows` (<= MC) rows of A as
     panels of MR rows, [panel][quad][row][word] (vnni: the quad's four bytes
-    as one word; madd: two words of zero-extended int16 pairs), rows past
-    `rows` zero; sums[r] = the row's sum of bytes. flip: 0x80 to turn int8 into
-    the kernel's unsigned bytes, else 0. A row's whole quads are loaded as
-    words, its last partial quad byte by byte."""
+    as one word; madd: two words of zero-extended int16 pairs), the rows past
+    `rows` that the last rows' tile reads zero; sums[r] = the row's sum of
+    bytes. flip: 0x80 to turn int8 into the kernel's unsigned bytes, else 0.
+    A row's whole quads are loaded as words, its last partial quad byte by byte."""
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [PTR, I64, I64, I64, I8, PTR, PTR]),
                      f"{SYMBOL}_pack_a_{v.tag}")
     fn.linkage = "internal"
@@ -199,7 +200,14 @@ def _pack_a(module: ir.Module, v: Variant) -> ir.Function:
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     q = b.sdiv(b.add(k, const(3)), const(4))
     flip32 = b.mul(b.zext(flip, I32), I32(0x01010101))
-    padded = b.mul(b.sdiv(b.add(rows, const(v.mr - 1)), const(v.mr)), const(v.mr))
+    # rows past `rows` are zeros up to the tile that computes the last ones (the fewest of 1, 2, 4, 8
+    # or MR rows, which is all it reads): a row vector of K = 8192 pads 1 row, not 13 x 2048 words
+    whole = b.mul(b.sdiv(rows, const(v.mr)), const(v.mr))
+    rest = b.sub(rows, whole)
+    tail = const(v.mr)
+    for r in sorted((r for r in (1, 2, 4, 8) if r < v.mr), reverse=True):
+        tail = b.select(b.icmp_signed("<=", rest, const(r)), const(r), tail)
+    padded = b.add(whole, b.select(b.icmp_signed("==", rest, const(0)), const(0), tail))
 
     def words_of(w: ir.Value) -> list[ir.Value]:
         if v.dot == "vnni":
@@ -488,9 +496,10 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
     high = b.fsub(b.select(c_unsigned, ir.Constant(F32, 255.0), ir.Constant(F32, 127.0)), c_zero_f)
     with counted_loop(b, const(0), m, MC, "mc") as i0:
         rows = minimum(b, b.sub(m, i0), const(MC))
-        # rows [0, full) read in place (a prepacked A's whole panels, VNNI), the rest packed here
-        full = b.mul(b.sdiv(rows, const(v.mr)), const(v.mr)) if v.dot == "vnni" else const(0)
-        full = b.select(packed_a, full, const(0))
+        # rows [0, full) read in place (a prepacked A, VNNI: its whole panels of MR rows, then its
+        # last rows as tiles of exactly 8, 4, 2 and 1 rows), the rest packed here
+        whole = b.mul(b.sdiv(rows, const(v.mr)), const(v.mr))
+        full = b.select(packed_a, rows, const(0)) if v.dot == "vnni" else const(0)
         first = b.add(i0, full)
         src = b.select(packed_a, _word_at(b, a, b.mul(first, row_words)), _byte_at(b, a, b.mul(first, lda)))
         b.call(pack_a, [src, b.select(packed_a, b.mul(row_words, const(4)), lda), b.sub(rows, full),
@@ -511,8 +520,9 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
                 given = b.load(_word_at(b, b_zeros, b.select(per_column, j, const(0))), typ=I32)
                 zb = b.select(per_column, given, b_zero)
                 b.store(b.sub(zb, shift), _word_at(b, b_zeros_panel, cz))
-            with counted_loop(b, const(0), rows, v.mr, "mr") as ir_:
-                direct = b.icmp_signed("<", ir_, full)
+
+            def tile_at(ir_: ir.Value, tile_rows: ir.Value, direct: ir.Value) -> None:
+                """The tile of rows ir_ .. ir_ + tile_rows (read in place if direct, else packed)."""
                 in_place = _word_at(b, a, b.mul(b.add(i0, ir_), row_words))
                 packed_rows = b.sub(ir_, full)
                 a_panel = b.select(direct, in_place, _word_at(b, ap, b.mul(b.mul(b.sdiv(packed_rows, const(v.mr)), q),
@@ -520,7 +530,6 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
                 sums = b.select(direct, _word_at(b, in_place, q), _word_at(b, a_sums, packed_rows))
                 row = b.add(i0, ir_)
                 dst = _byte_at(b, c, b.mul(b.add(b.mul(row, ldc), jp), c_bytes))
-                tile_rows = minimum(b, b.sub(rows, ir_), const(v.mr))
                 epilogue = [requant, b.select(by_row, _word_at(b, bias, row), zeros),
                             b.select(by_column, _word_at(b, bias, jp), zeros),
                             b.select(by_row, _word_at(b, scale, row), ones),
@@ -530,6 +539,18 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
                                                 dst, ldc, tile_rows, cols, az, sums,
                                                 b.select(direct, row_words, const(1)), b_zeros_panel, b_panel_sums,
                                                 *epilogue])
+
+            with counted_loop(b, const(0), whole, v.mr, "mr") as ir_:
+                tile_at(ir_, const(v.mr), b.icmp_signed("<", ir_, full))
+            rest = b.sub(rows, whole)
+            direct_rest = b.icmp_signed(">", full, whole)
+            with b.if_else(direct_rest) as (exact, packed_rest):
+                with exact:  # exact tiles: a larger one would read rows past A's end
+                    for piece in sorted((r for r in tiles if r < v.mr), reverse=True):
+                        with b.if_then(b.icmp_signed("!=", b.and_(rest, const(piece)), const(0))):
+                            tile_at(b.add(whole, b.and_(rest, const(-2 * piece))), const(piece), direct_rest)
+                with packed_rest, b.if_then(b.icmp_signed(">", rest, const(0))):
+                    tile_at(whole, rest, direct_rest)
     b.ret_void()
     return fn
 

@@ -479,7 +479,7 @@ def test_qgemm_variant_matches_numpy(variant):
     lib, call = _qgemm_caller(variant)  # each library lives as long as its caller is used
     team_lib, team_call = _qgemm_caller(variant, team_min_work=0)
     shapes = [(1, 1, 1), (1, 37, 19), (5, 16, 3), (14, 33, 4), (15, 32, 5), (64, 65, 129), (169, 17, 30),
-              (3, 100, 784)]
+              (3, 100, 784), (13, 20, 9), (7, 33, 40), (26, 31, 17)]  # last rows of 8 + 4 + 1, 4 + 2 + 1, 8 + 4
     for case, (m, n, k) in enumerate(shapes):
         a_signed, b_unsigned, per_column = case % 2 == 1, case % 3 == 1, case % 4 >= 2
         a = rng.integers(-128, 128, (m, k)).astype(np.int8) if a_signed else rng.integers(0, 256, (m, k)).astype(np.uint8)
