@@ -76,7 +76,7 @@ from xdsl.pattern_rewriter import (
 
 from ncc.dialects import activations, nn
 from ncc.passes.fold_weights import FoldWeightsPass
-from ncc.passes.pack_weights import weight_only
+from ncc.passes.pack_weights import sparsity_pattern, weight_only
 from ncc.passes.lowering.nn_to_loops import LowerToLoopsPass, is_nn_function
 
 # The nn ops that apply an activation of the table, and its name.
@@ -262,8 +262,10 @@ class FoldTranspose(RewritePattern):
 
 def _parallel_key(op: Operation) -> tuple | None:
     """What a product must share with its siblings to be computed with them as
-    one: its kind, activation, whether it has a bias, its weight's depth
-    (None: not a product of an f32 input by a 2-D weight, or with a residual)."""
+    one: its kind, activation, whether it has a bias, its weight's depth,
+    whether the weight is pruned (pruned ones together keep the sparse
+    kernel: pack-weights reads the mask through the concatenation) (None: not
+    a product of an f32 input by a 2-D weight, or with a residual)."""
     if type(op) not in (nn.MatmulOp, nn.FusedMatmulOp) or op.results[0].type.element_type != nn.f32:
         return None
     fused = isinstance(op, nn.FusedMatmulOp)
@@ -271,7 +273,8 @@ def _parallel_key(op: Operation) -> tuple | None:
     if fused and op.residual is not None or len(_shape(w)) != 2 or not weight_only(w) \
             or bias is not None and not weight_only(bias):
         return None
-    return type(op), op.params.activation if fused else None, bias is not None, _shape(w)[0]
+    return (type(op), op.params.activation if fused else None, bias is not None, _shape(w)[0],
+            sparsity_pattern(w) is not None)
 
 
 def _hoist(v: SSAValue, before: Operation) -> None:
@@ -311,7 +314,7 @@ class CombineParallelMatmul(RewritePattern):
         for s in siblings:
             for v in s.operands[1:]:
                 _hoist(v, first)
-        _, activation, has_bias, _ = key
+        _, activation, has_bias, _, _ = key
         weight = nn.ConcatOp([s.operands[1] for s in siblings], axis=1)
         new: list[Operation] = [weight]
         if has_bias:
@@ -324,9 +327,9 @@ class CombineParallelMatmul(RewritePattern):
             width = _shape(s.operands[1])[1]
             pieces.append(nn.SliceOp(product, [start], [start + width], axes=[last]))
             start += width
-        rewriter.insert_op([*new, *pieces], InsertPoint.before(first))
+        rewriter.insert([*new, *pieces], InsertPoint.before(first))
         for s, piece in zip(siblings, pieces):
-            rewriter.replace_op(s, [], [piece.results[0]])
+            rewriter.replace(s, [], [piece.results[0]])
 
 
 # ---------------------------------------------------------------------------

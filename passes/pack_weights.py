@@ -147,8 +147,8 @@ def _pack_matmul(op: Operation) -> list[Operation]:
 
 def sparsity_pattern(v: SSAValue) -> np.ndarray | None:
     """Where a matmul's weight operand can be nonzero, if it is a masked weight
-    (reached through transposes and reshapes): the operand computed with the
-    mask and ones for every other weight; else None."""
+    (reached through transposes, reshapes and concatenations): the operand
+    computed with the mask and ones for every other weight; else None."""
     masked = False
 
     def pattern(v: SSAValue) -> np.ndarray | None:
@@ -160,7 +160,7 @@ def sparsity_pattern(v: SSAValue) -> np.ndarray | None:
                 masked = True
                 return (w.data != 0).astype(np.float32)
             return np.ones(shape_of(v.type), np.float32)
-        if not isinstance(op, (nn.TransposeOp, nn.ReshapeOp, nn.BINARY_OPS["mul"])):
+        if not isinstance(op, (nn.TransposeOp, nn.ReshapeOp, nn.ConcatOp, nn.BINARY_OPS["mul"])):
             return None
         args = [pattern(o) for o in op.operands]
         return None if any(a is None for a in args) else EVAL[type(op)](op, *args)

@@ -381,3 +381,32 @@ def test_parallel_products_train_and_follow_their_parameters():
     q, k, v = model(x)
     np.testing.assert_allclose(k, x @ wk - 1.0, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(q, x @ np.full((4, 8), 0.5, np.float32) + 0.125, rtol=1e-5, atol=1e-5)
+
+
+def test_pruned_parallel_products_stay_on_the_sparse_kernel():
+    """q, k and v pruned (90 %), then fused: one product whose concatenated
+    weight pack-weights still sees as masked (nn.packed_sparse_matmul), with
+    the pruned module's results; a pruned product and a dense one of the same
+    input are not combined (the dense one would make the pair dense)."""
+    from pathlib import Path
+
+    from ncc.passes.prune import prune
+
+    text = (Path(__file__).parents[1] / "lit" / "passes" / "fuse" / "parallel-matmul.mlir").read_text()
+    pruned = parse_module(text)
+    run_passes(pruned, "prune{sparsity=0.9}")
+    module = pruned.clone()
+    run_passes(module, "fuse,pack-weights")
+    qkv = next(op for op in module.ops if op.name == "func.func" and op.sym_name.data == "qkv")
+    assert [op.name for op in qkv.walk() if op.name.startswith("nn.packed")] == ["nn.packed_sparse_matmul"]
+    x = RNG.standard_normal((2, 5, 4)).astype(np.float32)
+    model = ncc.compile(pruned.clone(), cache=False, function="qkv")
+    for got, want in zip(model(x), reference.run(pruned, [x], function="qkv")):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    mixed = parse_module(text)
+    prune(mixed, sparsity=0.9, frozen=("wk",))
+    run_passes(mixed, "fuse,pack-weights")
+    qkv = next(op for op in mixed.ops if op.name == "func.func" and op.sym_name.data == "qkv")
+    assert [len(op.operands) for op in qkv.walk() if op.name == "nn.concat"] == [2, 2]  # q and v's weights, biases
+    assert [op.name for op in qkv.walk() if op.name.startswith("nn.packed")] == ["nn.packed_sparse_matmul"]
+    assert any(op.name == "nn.fused_matmul" for op in qkv.walk())  # k's, dense
