@@ -314,14 +314,11 @@ class CombineParallelMatmul(RewritePattern):
         for s in siblings:
             for v in s.operands[1:]:
                 _hoist(v, first)
-        _, activation, has_bias, _, _ = key
+        kind, activation, has_bias, _, _ = key
         weight = nn.ConcatOp([s.operands[1] for s in siblings], axis=1)
-        new: list[Operation] = [weight]
-        if has_bias:
-            new.append(nn.ConcatOp([s.bias for s in siblings], axis=0))
-        product = nn.FusedMatmulOp(x, weight, new[1] if has_bias else None, activation) \
-            if key[0] is nn.FusedMatmulOp else nn.MatmulOp(x, weight)
-        new.append(product)
+        bias = nn.ConcatOp([s.bias for s in siblings], axis=0) if has_bias else None
+        product = nn.FusedMatmulOp(x, weight, bias, activation) if kind is nn.FusedMatmulOp else nn.MatmulOp(x, weight)
+        new = [weight, *([bias] if bias is not None else []), product]
         last, start, pieces = len(_shape(product.results[0])) - 1, 0, []
         for s in siblings:
             width = _shape(s.operands[1])[1]

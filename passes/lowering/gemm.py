@@ -339,6 +339,7 @@ def _pack_a(module: ir.Module, t: Tile, mr: int | None = None, name: str = "a") 
                         starts = [_at(b, src, b.mul(b.add(i0, _c(r)), rs)) for r in range(mr)]
                         blocks = b.mul(b.sdiv(kc, _c(t.lanes)), _c(t.lanes))
                         zero = ir.Constant(lanes, None)
+
                         def transposed(k0: ir.Value, prefetching: bool) -> None:
                             loaded = [b.load(_at(b, p, k0), typ=lanes, align=4) for p in starts]
                             if prefetching:
@@ -376,8 +377,7 @@ def _pack_a(module: ir.Module, t: Tile, mr: int | None = None, name: str = "a") 
 
 def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
     """The GEMM on one thread: the GotoBLAS loops around the micro-kernel."""
-    rows = sorted({r for r in (1, 2, 4, 8) if r < t.mr} | {t.mr})
-    tiles = {r: _micro_kernel(module, t, r) for r in rows}
+    tiles = {r: _micro_kernel(module, t, r) for r in tile_heights(t.mr)}
     pack_a, pack_b, pack_bt = _pack_a(module, t), _pack_b(module, t), _pack_a(module, t, t.nr, "bt")
     fn = ir.Function(module, SERIAL, f"ncc_sgemm_serial_{t.tag}")
     fn.linkage = "internal"
@@ -488,6 +488,12 @@ def _zeros(module: ir.Module) -> ir.Value:
         g.linkage, g.global_constant, g.align = "internal", True, 64
         g.initializer = ir.Constant(arr, None)
     return g.gep([ir.Constant(I32, 0), ir.Constant(I32, 0)])  # &zeros[0], a float pointer as _at's
+
+
+def tile_heights(mr: int) -> list[int]:
+    """The rows of the tiles a GEMM with MR-row tiles defines: MR, and 1, 2, 4
+    and 8 for the last rows of A (no work on rows that do not exist)."""
+    return sorted({r for r in (1, 2, 4, 8) if r < mr} | {mr})
 
 
 def call_tile(b: ir.IRBuilder, tiles: dict[int, ir.Function], m: ir.Value, args: list) -> None:

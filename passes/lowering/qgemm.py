@@ -29,9 +29,9 @@ is stored as sum(a b) - a_zero colsum_b - b_zero (rowsum_a - K a_zero).
 
 The last rows of A take the tile of the fewest rows that holds them (1, 2,
 4, 8 or MR), as gemm.py's do; a prepacked A's last rows, read in place, take
-tiles of exactly 8, 4, 2 and 1 rows (a larger tile would read past A). Loops around the micro-kernel: MC rows of A
-packed at a time (the workspace
-does not grow with M), then per NR-column panel of B its K x NR bytes packed
+tiles of exactly 8, 4, 2 and 1 rows (a larger tile would read past A). Loops
+around the micro-kernel: MC rows of A packed at a time (the workspace does
+not grow with M), then per NR-column panel of B its K x NR bytes packed
 and the tiles of those rows. With threads > 1 and at least TEAM_MIN_WORK
 multiply-adds, the column panels are split over an OpenMP team (each thread
 its own workspace part); every element is computed by the same operations:
@@ -69,7 +69,7 @@ from llvmlite import ir
 from ncc.dialects.nn.quant import QPANEL, ROUNDING_MAGIC, ROUNDING_MAGIC_BITS, quads
 
 from ncc.passes.lowering import openmp
-from ncc.passes.lowering.gemm import AVX2_CPUS, AVX512_CPUS, call_tile
+from ncc.passes.lowering.gemm import AVX2_CPUS, AVX512_CPUS, call_tile, tile_heights
 from ncc.passes.lowering.llvmlite_ir import F32, I32, I64, PTR, carried_loop, const, counted_loop, function_to_define
 from ncc.passes.lowering.llvmlite_ir import kernel_module, lane_mask, minimum, splat
 
@@ -205,7 +205,7 @@ def _pack_a(module: ir.Module, v: Variant) -> ir.Function:
     whole = b.mul(b.sdiv(rows, const(v.mr)), const(v.mr))
     rest = b.sub(rows, whole)
     tail = const(v.mr)
-    for r in sorted((r for r in (1, 2, 4, 8) if r < v.mr), reverse=True):
+    for r in reversed(tile_heights(v.mr)[:-1]):
         tail = b.select(b.icmp_signed("<=", rest, const(r)), const(r), tail)
     padded = b.add(whole, b.select(b.icmp_signed("==", rest, const(0)), const(0), tail))
 
@@ -463,7 +463,7 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
     """serial(M, N, K, A, lda, B, ldb, C, ldc, a_zero, b_zero, b_zeros, flags, ws, bias, scale, c_zero, j0, j1):
     the columns j0 <= j < j1 (whole panels but the last) on one thread."""
     pack_a, pack_b = _pack_a(module, v), _pack_b(module, v)
-    tiles = {r: _micro_kernel(module, v, r) for r in sorted({r for r in (1, 2, 4, 8) if r < v.mr} | {v.mr})}
+    tiles = {r: _micro_kernel(module, v, r) for r in tile_heights(v.mr)}
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [*SERIAL_ARGS, I64, I64]), f"{SYMBOL}_serial_{v.tag}")
     fn.linkage = "internal"
     m, n, k, a, lda, bm, ldb, c, ldc, a_zero, b_zero, b_zeros, flags, ws, bias, scale, c_zero, j0, j1 = fn.args
@@ -543,14 +543,13 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
             with counted_loop(b, const(0), whole, v.mr, "mr") as ir_:
                 tile_at(ir_, const(v.mr), b.icmp_signed("<", ir_, full))
             rest = b.sub(rows, whole)
-            direct_rest = b.icmp_signed(">", full, whole)
-            with b.if_else(direct_rest) as (exact, packed_rest):
-                with exact:  # exact tiles: a larger one would read rows past A's end
-                    for piece in sorted((r for r in tiles if r < v.mr), reverse=True):
+            with b.if_else(b.icmp_signed(">", full, whole)) as (exact, packed_rest):
+                with exact:  # exact tiles, the largest first: a larger one would read rows past A's end
+                    for piece in reversed(tile_heights(v.mr)[:-1]):
                         with b.if_then(b.icmp_signed("!=", b.and_(rest, const(piece)), const(0))):
-                            tile_at(b.add(whole, b.and_(rest, const(-2 * piece))), const(piece), direct_rest)
+                            tile_at(b.add(whole, b.and_(rest, const(-2 * piece))), const(piece), I1(1))
                 with packed_rest, b.if_then(b.icmp_signed(">", rest, const(0))):
-                    tile_at(whole, rest, direct_rest)
+                    tile_at(whole, rest, I1(0))
     b.ret_void()
     return fn
 

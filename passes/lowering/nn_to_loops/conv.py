@@ -15,8 +15,9 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
 from ncc.passes.lowering import gemm
-from ncc.passes.lowering.nn_to_loops.builder import (Buf, Builder, by_padded_plane, epilogue, if_else, padded_plane_floats,
-                                                      ranges, row_major_strides, view, window_range)
+from ncc.passes.lowering.nn_to_loops.builder import (Buf, Builder, by_padded_plane, epilogue, if_else,
+                                                      padded_plane_floats, ranges, row_major_strides, view,
+                                                      window_range)
 from ncc.passes.lowering.nn_to_loops.matmul import GEMM_MIN_WORK, call_gemm, epilogue_flags, flat_view
 
 
@@ -270,6 +271,7 @@ def _transpose(b: Builder, src: Buf, dst: Buf,
             put(b.add_i(b.mul_i(ivs[0], TRANSPOSE_BLOCK), j), ivs[1])
     full, rest = divmod(rows, TRANSPOSE_BLOCK)
     b.nest([full, cols], block)
+
     def last_rows(ivs, _):  # unrolled: LLVM interleaves their loads into dst's rows (no gather)
         for j in range(rest):
             put(b.idx(rows - rest + j), ivs[0])
@@ -663,8 +665,9 @@ def _weight_grad_parts(op: Operation) -> tuple[int, int, int, int]:
     of stride 1, whose channels-last image is col'), col' of images_per_product
     images (channel-major with one image: im2col's matrix, which the GEMM reads
     as col'^T, packing it, instead of a transpose per image: ResNet-18's 256
-    channels at 14 x 14, 19.9-22.8 -> 18.3-18.9 ms on znver4), their dy rows side by side (for more than one
-    image), and dw' (kernel-major with a kernel larger than 1x1)."""
+    channels at 14 x 14, 19.9-22.8 -> 18.3-18.9 ms on znver4), their dy rows
+    side by side (for more than one image), and dw' (kernel-major with a
+    kernel larger than 1x1)."""
     m, cols, depth = weight_grad_gemm_shape(op)
     g = images_per_product(op)
     x = nn.shape_of(op.operands[0].type)
@@ -687,6 +690,7 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     spatial, positions = x.shape[2:], dy.shape[2:]
     image = pymath.prod(spatial)
     channel_major, direct, g = _channel_major(op), _reads_the_image(op), images_per_product(op)
+    col_transposed = channel_major and g == 1  # the GEMM reads im2col's matrix as col'^T
     staging, col_floats, stage_floats, acc_floats = _weight_grad_parts(op)
     at_col, at_stage, at_acc = staging, staging + col_floats, staging + col_floats + stage_floats
     used = at_acc + acc_floats
@@ -737,7 +741,8 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                     lo = b(arith.MinSIOp, b.idx(run), b(arith.MaxSIOp, b.idx(0), b(arith.SubiOp, b.idx(0), base)))
                     hi = b(arith.MaxSIOp, lo, b(arith.MinSIOp, b.idx(run), b(arith.SubiOp, b.idx(width), base)))
                     here = [*o, ws[0]]
-                    copy = lambda j: b.store(b.load(xt, [*pos, b.add_i(base, j[0])]), col, at(here, j[0]))  # noqa: E731
+                    def copy(j) -> None:
+                        b.store(b.load(xt, [*pos, b.add_i(base, j[0])]), col, at(here, j[0]))
 
                     def cut() -> None:  # the run leaves the image: zeros before lo and from hi
                         ranges(b, [b.idx(0)], [lo], lambda j: b.store(zero, col, at(here, j[0])))
@@ -755,7 +760,7 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         channels-last image only), and its dy rows into the stage."""
         ni = b.add_i(first, j)
         slot = b.add_i(b.mul_i(j, depth * cols), at_col)
-        if channel_major and g == 1:  # im2col's matrix is col'^T: the GEMM reads it transposed (packing it)
+        if col_transposed:  # im2col's matrix is col'^T: the GEMM reads it transposed (packing it)
             im2col(b, p, x, ni, view(b, b.scratch.ref, slot, (c, *kernel, *positions)), 0)
         elif channel_major:  # col' = im2col's matrix (c, k rows) transposed, images side by side
             im2col(b, p, x, ni, view(b, b.scratch.ref, 0, (c, *kernel, *positions)), _floats(depth * cols))
@@ -794,10 +799,9 @@ def _weight_grad_by_gemm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         a = flat_view(b, b.scratch.ref, b.idx(at_stage), m * g * depth) if g > 1 else \
             flat_view(b, dy.ref, b.mul_i(first, m * depth), m * depth)
         col = flat_view(b, b.scratch.ref, b.idx(at_col), g * depth * cols)
-        transposed = channel_major and g == 1
-        call_gemm(b, [m, cols, b.mul_i(count, depth), a, g * depth, 1, col, depth if transposed else cols,
+        call_gemm(b, [m, cols, b.mul_i(count, depth), a, g * depth, 1, col, depth if col_transposed else cols,
                       flat_view(b, acc.ref, b.idx(0), m * cols), cols],
-                  gemm.ACCUMULATE | (gemm.TRANSPOSED_B if transposed else 0), ws)
+                  gemm.ACCUMULATE | (gemm.TRANSPOSED_B if col_transposed else 0), ws)
 
     _image_groups(b, batch, g, product)
     if swapped:  # dw[m, c, k] = dw'^T[(k, c), m]
