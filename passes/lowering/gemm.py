@@ -297,9 +297,9 @@ def _pack_a(module: ir.Module, t: Tile, mr: int | None = None, name: str = "a") 
     k * cs]) as MR-tall panels, each k-major (MR values per k; rows past mc are
     zeros). A whole panel, transposed A (rs = 1): one vector load and store
     per k; row-major A (cs = 1): per `lanes` values of k, one vector from each
-    of the MR rows (zeros up to a multiple of lanes), transposed in registers
-    into the columns, MR values of each stored; else (and the last k) one row
-    at a time. With mr = NR, the packing of a transposed B (its rows are C's
+    of the MR rows (zeros up to a multiple of lanes, and for the rows past mc),
+    transposed in registers into the columns, MR values of each stored; else
+    (and the last k) one row at a time. With mr = NR, the packing of a transposed B (its rows are C's
     columns): the B panels pack_b makes."""
     mr = mr or t.mr
     fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [I64, I64, PTR, I64, I64, PTR]),
@@ -334,14 +334,19 @@ def _pack_a(module: ir.Module, t: Tile, mr: int | None = None, name: str = "a") 
                     v = b.load(_at(b, top, b.mul(k, cs)), typ=column, align=4)
                     _store_vector(b, v, _at(b, panel, b.mul(k, _c(mr))))
             with otherwise:
-                with b.if_else(b.and_(full, b.icmp_signed("==", cs, _c(1)))) as (rowwise, other):
+                with b.if_else(b.icmp_signed("==", cs, _c(1))) as (rowwise, other):
                     with rowwise:  # row-major A: lanes x lanes blocks transposed in registers
-                        starts = [_at(b, src, b.mul(b.add(i0, _c(r)), rs)) for r in range(mr)]
+                        inside = [b.icmp_signed("<", _c(r), rows) for r in range(mr)]
+                        starts = [_at(b, src, b.mul(b.add(i0, b.select(inside[r], _c(r), _c(0))), rs))
+                                  for r in range(mr)]
                         blocks = b.mul(b.sdiv(kc, _c(t.lanes)), _c(t.lanes))
                         zero = ir.Constant(lanes, None)
 
-                        def transposed(k0: ir.Value, prefetching: bool) -> None:
+                        def transposed(k0: ir.Value, prefetching: bool, partial: bool = False) -> None:
                             loaded = [b.load(_at(b, p, k0), typ=lanes, align=4) for p in starts]
+                            if partial:  # the last rows' panel: rows past mc are zeros (row 0 read in their place)
+                                loaded = [v if r == 0 else b.select(inside[r], v, ir.Constant(lanes, [0.0] * t.lanes))
+                                          for r, v in enumerate(loaded)]
                             if prefetching:
                                 ahead = b.add(k0, kc)
                                 for p in starts:
@@ -359,11 +364,15 @@ def _pack_a(module: ir.Module, t: Tile, mr: int | None = None, name: str = "a") 
                         # streams than the hardware prefetcher follows (conv_weight_grad's dy rows: its
                         # stem 25.3 -> 23.0 ms on znver4); nearer rows (a transformer's activations) need
                         # none, and the prefetches would cost 2-3 % of its small products
-                        with b.if_else(b.icmp_signed(">=", rs, _c(PREFETCH_ROWS_APART))) as (far, near):
-                            with far, _loop(b, _c(0), blocks, t.lanes, "kbf") as k0:
-                                transposed(k0, True)
-                            with near, _loop(b, _c(0), blocks, t.lanes, "kb") as k0:
-                                transposed(k0, False)
+                        with b.if_else(full) as (whole_panel, last_rows):
+                            with whole_panel:
+                                with b.if_else(b.icmp_signed(">=", rs, _c(PREFETCH_ROWS_APART))) as (far, near):
+                                    with far, _loop(b, _c(0), blocks, t.lanes, "kbf") as k0:
+                                        transposed(k0, True)
+                                    with near, _loop(b, _c(0), blocks, t.lanes, "kb") as k0:
+                                        transposed(k0, False)
+                            with last_rows, _loop(b, _c(0), blocks, t.lanes, "kbp") as k0:
+                                transposed(k0, False, True)
                         by_rows(i0, rows, panel, blocks)
                     with other:
                         by_rows(i0, rows, panel, _c(0))
