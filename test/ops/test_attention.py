@@ -11,6 +11,7 @@ import ncc
 from ncc.onnx import import_onnx
 
 import test_onnx_decompositions as decomposition_tests
+from ncc.passes.lowering.nn_to_loops.matmul import GEMM_MIN_WORK
 
 # ---------------------------------------------------------------------------
 # ONNX ops nn composes, against onnxruntime (test_onnx_decompositions.py)
@@ -273,27 +274,52 @@ def _numpy_attention(q, kt, v, bias, scale):
     return (p / p.sum(-1, keepdims=True)) @ v.astype(np.float64)
 
 
-ATTENTION_SHAPES = [  # lead, Sq, Sk, D, Dv, bias: edge sizes 1, primes, past ROW_BLOCK and K_UNROLL
+ATTENTION_SHAPES = [  # lead, Sq, Sk, D, Dv, bias: edge sizes 1, primes, past ROW_BLOCK, K_UNROLL and the
+    # GEMM's tile (MR rows: 14, 6), two blocks of QUERY_BLOCK query rows (131)
     ((2, 3), 5, 7, 8, 8, (5, 7)), ((1,), 1, 1, 1, 1, None), ((2,), 13, 11, 9, 3, (2, 1, 11)),
     ((1, 2), 4, 33, 16, 17, None), ((3,), 6, 2, 5, 4, (1, 6, 1)), ((1, 1), 9, 40, 64, 64, (9, 40)),
+    ((2,), 131, 70, 64, 65, (131, 70)), ((1, 2), 29, 97, 67, 64, (2, 29, 97)), ((1,), 30, 128, 32, 32, None),
 ]
 
 
+@pytest.mark.parametrize("elt", ["f32", "f64"])  # f32: the GEMM's calls (Sk x D, Sk x Dv >= 4096) or loops
 @pytest.mark.parametrize("lead, sq, sk, d, dv, bias", ATTENTION_SHAPES)
-def test_attention_op_natively_against_numpy(lead, sq, sk, d, dv, bias):
+def test_attention_op_natively_against_numpy(lead, sq, sk, d, dv, bias, elt):
     from ncc import reference
 
     rng = np.random.default_rng(sq * 100 + sk)
-    m = _attention_module((None, *lead[1:]), sq, sk, d, dv, bias)
-    args = [rng.standard_normal(s).astype(np.float32) for s in ((*lead, sq, d), (*lead, d, sk), (*lead, sk, dv))]
+    dtype, tol = (np.float32, 1e-4) if elt == "f32" else (np.float64, 1e-12)  # f32 scores of up to 67 terms
+    m = _attention_module((None, *lead[1:]), sq, sk, d, dv, bias, elt=elt)
+    args = [rng.standard_normal(s).astype(dtype) for s in ((*lead, sq, d), (*lead, d, sk), (*lead, sk, dv))]
     if bias is not None:
-        args.append((rng.standard_normal(bias) * 3).astype(np.float32))
+        args.append((rng.standard_normal(bias) * 3).astype(dtype))
     want = _numpy_attention(*args[:3], args[3] if bias is not None else None, 0.25)
-    np.testing.assert_allclose(reference.run(m, args)[0], want, rtol=1e-5, atol=1e-6)
-    one = ncc.compile(m.clone(), cache=False, threads=1)(*args)
-    np.testing.assert_allclose(one, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(reference.run(m, args)[0], want, rtol=tol, atol=tol / 10)
+    f = ncc.compile(m.clone(), cache=False, threads=1)
+    assert ("@ncc_sgemm(" in f.llvm_ir) == (elt == "f32" and sk * min(d, dv) >= GEMM_MIN_WORK)
+    one = f(*args)
+    np.testing.assert_allclose(one, want, rtol=tol, atol=tol / 10)
     two = ncc.compile(m.clone(), cache=False, threads=2)(*args)
     np.testing.assert_array_equal(two, one)  # the same operations whatever the threads
+
+
+def test_attention_rows_of_the_batch():
+    """q of run-time rows (2-D, the batch its rows) by the GEMM: one block of QUERY_BLOCK rows, a part of
+    one, several."""
+    from ncc.ir import parse_module
+
+    m = parse_module("""func.func @main(%q: tensor<?x64xf32>, %kt: tensor<64x80xf32>, %v: tensor<80x70xf32>)
+    -> tensor<?x70xf32> {
+  %o = nn.attention %q, %kt, %v scale 0.125 : tensor<?x64xf32>, tensor<64x80xf32>, tensor<80x70xf32> -> tensor<?x70xf32>
+  func.return %o : tensor<?x70xf32>
+}""")
+    rng = np.random.default_rng(5)
+    kt, v = rng.standard_normal((64, 80)).astype(np.float32), rng.standard_normal((80, 70)).astype(np.float32)
+    f = ncc.compile(m, cache=False, threads=1)
+    assert "@ncc_sgemm(" in f.llvm_ir
+    for rows in (1, 128, 300):
+        q = rng.standard_normal((rows, 64)).astype(np.float32)
+        np.testing.assert_allclose(f(q, kt, v), _numpy_attention(q, kt, v, None, 0.125), rtol=1e-5, atol=1e-6)
 
 
 def test_attention_decomposed_differentiated_and_exported():

@@ -1,14 +1,29 @@
-"""Lowering of the attention family: nn.attention ROW_BLOCK query rows at a time
-(each value of kt and v loaded once for the block), their scores in a scratch
-of ROW_BLOCK rows of Sk floats (never the score matrix); per row:
+"""Lowering of the attention family: nn.attention, a block of query rows at a
+time, their scores in a scratch of rows of Sk floats (never the score matrix).
+
+A float32 attention whose products are the size matmul's lowering gives the
+GEMM (Sk x D and Sk x Dv of at least GEMM_MIN_WORK) is two calls of the
+register-blocked GEMM per block of QUERY_BLOCK query rows (passes/lowering/gemm.py, as matmul's lowering calls
+it; q, kt and v read where they are), a pass over each row of scores between
+them, one after:
+
+    S    = q[i0:i0 + n] @ kt                    ncc_sgemm, S: n x Sk in the scratch
+    S[i] = S[i] * scale + bias[i];  m = max S[i];  S[i] = exp(S[i] - m);  l[i] = sum S[i]
+    o[i0:i0 + n] = S @ v                        ncc_sgemm
+    o[i] = o[i] / l[i]
+
+Other types and smaller products take loops (a call's overhead is more than
+they cost), ROW_BLOCK query rows at a time (each value of kt and
+v loaded once for the block); per row:
 
     s[j]  = sum_d q[i, d] kt[d, j]            d outer (K_UNROLL at a time), j inner: vectorizes
     s[j]  = s[j] * scale + bias[i, j];  m = max_j s[j]
     s[j]  = exp(s[j] - m);  l = sum_j s[j]    (lanes_reduce)
     o[i]  = sum_j s[j] v[j] / l               j outer (K_UNROLL at a time), the row of v inner
 
-Blocks of rows are independent: each writes the scratch it reads
-(parallelize-loops gives each thread its own)."""
+Blocks of rows are independent: each writes the scratch it reads (the
+loops: parallelize-loops gives each thread its own; the GEMM calls run in
+order, each on the kernel's threads when it is large enough)."""
 
 from __future__ import annotations
 
@@ -16,22 +31,107 @@ import math as pymath
 from typing import Callable
 
 from xdsl.dialects import arith, math
-from xdsl.dialects.builtin import UnitAttr
-from xdsl.ir import Operation
+from xdsl.dialects.builtin import UnitAttr, f32
+from xdsl.ir import Operation, SSAValue
 
 from ncc.dialects import nn
+from ncc.dialects.nn import DYN
+from ncc.passes.lowering import gemm
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, blocks, broadcast_map, lanes_reduce, view
-from ncc.passes.lowering.nn_to_loops.matmul import K_UNROLL, ROW_BLOCK
+from ncc.passes.lowering.nn_to_loops.matmul import GEMM_MIN_WORK, K_UNROLL, ROW_BLOCK, call_gemm, flat_view
 from ncc.passes.lowering.parallelize_loops import SCRATCH_PER_ITERATION
+
+QUERY_BLOCK = 128  # query rows per pair of GEMM calls: their scores, QUERY_BLOCK x Sk floats, stay in L2
+
+
+def _sizes(op: Operation) -> tuple[int, int, int, int, int]:
+    """(query rows per block, Sq, Sk, D, Dv)."""
+    *_, sq, d = nn.shape_of(op.query.type)
+    sk, dv = nn.shape_of(op.keys_t.type)[-1], nn.shape_of(op.result.type)[-1]
+    return (QUERY_BLOCK if sq == DYN else min(sq, QUERY_BLOCK)), sq, sk, d, dv
+
+
+def by_gemm(op: Operation) -> bool:
+    """f32 products the size matmul gives the GEMM (Sk x D and Sk x Dv of at least GEMM_MIN_WORK)."""
+    _, _, sk, d, dv = _sizes(op)
+    return op.result.type.element_type == f32 and sk * min(d, dv) >= GEMM_MIN_WORK
+
+
+def _gemm_layout(op: Operation) -> tuple[int, int]:
+    """(offset, floats) of the GEMM's workspace in the scratch: after a block's scores and row sums."""
+    qb, _, sk, d, dv = _sizes(op)
+    start = -(-(qb * sk + qb) // 16) * 16  # 64-byte aligned
+    return start, max(gemm.workspace_floats(qb, sk, d), gemm.workspace_floats(qb, dv, sk))
 
 
 def attention_scratch_bytes(op: Operation, threads: int) -> int:
-    """ROW_BLOCK rows of scores (f32 or f64)."""
+    """By the GEMM: a block's scores and row sums, the GEMM's workspace (one
+    part per thread); else ROW_BLOCK rows of scores (f32 or f64)."""
+    if by_gemm(op):
+        start, floats = _gemm_layout(op)
+        return 4 * (start + threads * floats)
     return 8 * ROW_BLOCK * op.keys_t.type.get_shape()[-1]
+
+
+def _flat_index(b: Builder, shape, ivs) -> SSAValue:
+    """The row-major element offset of index `ivs` (a prefix: the rest 0) in a buffer of `shape`."""
+    total = b.idx(0)
+    for i, iv in enumerate(ivs):
+        total = b.add_i(total, b.mul_i(iv, pymath.prod(shape[i + 1:])))
+    return total
+
+
+def _lower_by_gemm(b: Builder, op, out: Buf, q: Buf, kt: Buf, v: Buf, bias: Buf | None) -> None:
+    qb, sq, sk, d, dv = _sizes(op)
+    lead = out.shape[:-2]
+    scores = view(b, b.scratch.ref, 0, (qb, sk))
+    sums = view(b, b.scratch.ref, qb * sk, (qb,))
+    start, floats = _gemm_layout(op)
+    workspace = flat_view(b, b.scratch.ref, start, floats * b.threads)
+    scale = b.const(op.params.scale, f32)
+    bias_at = broadcast_map(b, (*lead, sq, sk), bias.shape) if bias is not None else None
+    rows_in_all = b.size(sq)
+
+    def block(at, i0):
+        n = b(arith.MinSIOp, b.idx(qb), b(arith.SubiOp, rows_in_all, i0))
+        q_rows = flat_view(b, q.ref, _flat_index(b, q.shape, [*at, i0]), b.mul_i(n, d))
+        call_gemm(b, [n, sk, d, q_rows, d, 1, flat_view(b, kt.ref, _flat_index(b, kt.shape, at), d * sk), sk,
+                      flat_view(b, scores.ref, 0, qb * sk), sk], 0, workspace)
+
+        def softmax_row(rv, _):
+            r, i = rv[0], b.add_i(i0, rv[0])
+
+            def scaled(j, c):
+                x = b(arith.MulfOp, b.load(scores, [r, j[0]]), scale)
+                if bias_at is not None:
+                    x = b(arith.AddfOp, x, b.load(bias, bias_at([*at, i, j[0]])))
+                b.store(x, scores, [r, j[0]])
+                return [b(arith.MaximumfOp, c[0], x)]
+
+            mx, = b.nest([sk], scaled, [b.const(-pymath.inf, f32)])
+
+            b.nest([sk], lambda j, _: b.store(b(math.ExpOp, b(arith.SubfOp, b.load(scores, [r, j[0]]), mx)),
+                                              scores, [r, j[0]]))
+            b.store(lanes_reduce(b, "add", sk, lambda j: b.load(scores, [r, j]), b.const(0.0, f32)), sums, [r])
+
+        b.nest([n], softmax_row)
+        o_at = _flat_index(b, out.shape, [*at, i0])
+        call_gemm(b, [n, dv, sk, flat_view(b, scores.ref, 0, qb * sk), sk, 1,
+                      flat_view(b, v.ref, _flat_index(b, v.shape, at), sk * dv), dv,
+                      flat_view(b, out.ref, o_at, b.mul_i(n, dv)), dv], 0, workspace)
+        b.nest([n, dv], lambda re, _: b.store(
+            b(arith.DivfOp, b.load(out, [*at, b.add_i(i0, re[0]), re[1]]), b.load(sums, [re[0]])),
+            out, [*at, b.add_i(i0, re[0]), re[1]]))
+
+    count = b(arith.DivUIOp, b.add_i(rows_in_all, qb - 1), b.idx(qb))
+    b.nest([*lead, count], lambda ivs, _: block(ivs[:-1], b.mul_i(ivs[-1], qb)))
 
 
 def lower_attention(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     q, kt, v = ins[:3]
+    if by_gemm(op):
+        _lower_by_gemm(b, op, out, q, kt, v, ins[3] if len(ins) > 3 else None)
+        return
     bias = ins[3] if len(ins) > 3 else None
     lead, sq, dv = out.shape[:-2], out.shape[-2], out.shape[-1]
     depth, keys = q.shape[-1], kt.shape[-1]
