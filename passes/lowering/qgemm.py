@@ -45,8 +45,12 @@ flags: A_SIGNED (A holds int8), B_UNSIGNED (B holds uint8), B_ZERO_COLUMNS
 (b_zeros[j], N i32 values, instead of b_zero), PACKED_B (B is packed once,
 ahead: nn.qpack's layout, nn.pack_quads, ldb unused), PACKED_A (A is packed
 once, ahead: nn.qpack_rows's layout, nn.pack_rows, lda unused; the VNNI
-variants read its whole panels of MR rows in place). The workspace, 64-byte
-aligned, holds `threads * workspace_bytes(K)` bytes.
+variants read its whole panels of MR rows in place), A_IN_PLACE (the VNNI
+variants read A's rows where they are, not packing them: A uint8, lda a
+multiple of 4, each row readable up to 4 ceil(K / 4) bytes, and B int8 with
+zero point 0, since its rows' sums are not made -- a channels-last
+convolution's image rows; the others pack A as without it). The workspace,
+64-byte aligned, holds `threads * workspace_bytes(K)` bytes.
 
 REQUANTIZE: the tile is requantized before it is stored (QLinearConv's and
 QLinearMatMul's output, nn.requantize's arithmetic, onnxruntime's bits): C
@@ -79,7 +83,7 @@ SIGNATURE = ir.FunctionType(ir.VoidType(), [I64, I64, I64, PTR, I64, PTR, I64, P
 THREADS = 14  # the argument the serial code does not take
 SERIAL_ARGS = SIGNATURE.args[:THREADS] + SIGNATURE.args[THREADS + 1:]
 A_SIGNED, B_UNSIGNED, B_ZERO_COLUMNS, PACKED_B, PACKED_A = 1, 2, 4, 8, 16
-REQUANTIZE, BY_ROW, C_UNSIGNED, RELU = 32, 64, 128, 256
+REQUANTIZE, BY_ROW, C_UNSIGNED, RELU, A_IN_PLACE = 32, 64, 128, 256, 512
 NR_MAX = QPANEL  # the widest panel of any variant: a prepacked B's panel (nn.qpack's layout)
 MC = 168  # rows of A packed at a time (a multiple of every MR)
 TEAM_MIN_WORK = 1 << 21  # multiply-adds below which threads > 1 still runs one thread
@@ -483,7 +487,11 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
     b_sums = _word_at(b, bp, b.mul(q, const(NR_MAX)))
     b_zeros_panel = _word_at(b, b_sums, const(NR_MAX))
     packed_a = b.icmp_signed("!=", b.and_(flags, I32(PACKED_A)), I32(0))
-    row_words = b.add(q, const(1))  # a prepacked A's row: its quads, then its sum
+    # A read where it is (VNNI): a prepacked A (its rows: quads, then the row's sum) or A_IN_PLACE's rows
+    # (lda bytes apart, no sums: B's zero point is 0, the row sums' weight)
+    rows_in_place = b.icmp_signed("!=", b.and_(flags, I32(A_IN_PLACE)), I32(0)) if v.dot == "vnni" else I1(0)
+    direct_a = b.or_(packed_a, rows_in_place)
+    row_words = b.select(rows_in_place, b.sdiv(lda, const(4)), b.add(q, const(1)))
     requant = b.icmp_signed("!=", b.and_(flags, I32(REQUANTIZE)), I32(0))
     by_row = b.and_(requant, b.icmp_signed("!=", b.and_(flags, I32(BY_ROW)), I32(0)))
     by_column = b.and_(requant, b.not_(by_row))
@@ -499,7 +507,7 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
         # rows [0, full) read in place (a prepacked A, VNNI: its whole panels of MR rows, then its
         # last rows as tiles of exactly 8, 4, 2 and 1 rows), the rest packed here
         whole = b.mul(b.sdiv(rows, const(v.mr)), const(v.mr))
-        full = b.select(packed_a, rows, const(0)) if v.dot == "vnni" else const(0)
+        full = b.select(direct_a, rows, const(0)) if v.dot == "vnni" else const(0)
         first = b.add(i0, full)
         src = b.select(packed_a, _word_at(b, a, b.mul(first, row_words)), _byte_at(b, a, b.mul(first, lda)))
         b.call(pack_a, [src, b.select(packed_a, b.mul(row_words, const(4)), lda), b.sub(rows, full),
@@ -527,7 +535,8 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
                 packed_rows = b.sub(ir_, full)
                 a_panel = b.select(direct, in_place, _word_at(b, ap, b.mul(b.mul(b.sdiv(packed_rows, const(v.mr)), q),
                                                                           const(v.mr * v.words))))
-                sums = b.select(direct, _word_at(b, in_place, q), _word_at(b, a_sums, packed_rows))
+                sums = b.select(direct, b.select(rows_in_place, zeros, _word_at(b, in_place, q)),
+                                _word_at(b, a_sums, packed_rows))
                 row = b.add(i0, ir_)
                 dst = _byte_at(b, c, b.mul(b.add(b.mul(row, ldc), jp), c_bytes))
                 epilogue = [requant, b.select(by_row, _word_at(b, bias, row), zeros),
@@ -537,7 +546,8 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
                 call_tile(b, tiles, tile_rows, [a_panel, b.select(direct, const(1), const(v.mr * v.words)),
                                                 b.select(direct, row_words, const(v.words)), b_panel, stride, q, k,
                                                 dst, ldc, tile_rows, cols, az, sums,
-                                                b.select(direct, row_words, const(1)), b_zeros_panel, b_panel_sums,
+                                                b.select(direct, b.select(rows_in_place, const(0), row_words),
+                                                         const(1)), b_zeros_panel, b_panel_sums,
                                                 *epilogue])
 
             with counted_loop(b, const(0), whole, v.mr, "mr") as ir_:

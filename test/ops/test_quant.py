@@ -446,8 +446,8 @@ def _qgemm_caller(variant, team_min_work=None):
 
     lib, fn = kernel_variant(qgemm, variant, team_min_work)
 
-    def call(a, w, a_zero, b_zero, flags, threads=1, lda=None, ldc=None, epilogue=None):
-        """C as i32, or with epilogue=(bias, scale, c_zero) and flags REQUANTIZE, int8/uint8."""
+    def call(a, w, a_zero, b_zero, flags, threads=1, lda=None, ldc=None, epilogue=None, ws=None):
+        """C as i32, or with epilogue=(bias, scale, c_zero) and flags REQUANTIZE, int8/uint8 (ws: the workspace)."""
         (m, k), n = a.shape, w.shape[1]
         if flags & qgemm.PACKED_B:  # B as nn.qpack makes it
             w = nn.pack_quads(w)
@@ -459,7 +459,7 @@ def _qgemm_caller(variant, team_min_work=None):
             a_rows[:, :k] = a
         c = np.full((m, ldc), 7, np.uint8 if flags & qgemm.C_UNSIGNED else np.int8 if epilogue else np.int32)
         zeros = np.asarray(b_zero, np.int32).reshape(-1)
-        ws = np.zeros(threads * qgemm.workspace_bytes(k) + 64, np.uint8)
+        ws = np.zeros(threads * qgemm.workspace_bytes(k) + 64, np.uint8) if ws is None else ws
         at = ws.ctypes.data + (-ws.ctypes.data) % 64
         bias, scale, c_zero = epilogue or (np.zeros(1, np.int32), np.ones(1, np.float32), 0)
         fn(m, n, k, a_rows.ctypes.data, lda, w.ctypes.data, n, c.ctypes.data, ldc, int(a_zero), int(zeros[0]),
@@ -473,7 +473,8 @@ def _qgemm_caller(variant, team_min_work=None):
 def test_qgemm_variant_matches_numpy(variant):
     """Every signedness and zero-point form; M, N, K around MR, NR, MC and
     the quad; strided rows; B and A packed ahead (nn.qpack's and
-    nn.qpack_rows's layouts); a team of 3 gives the same integers."""
+    nn.qpack_rows's layouts); uint8 A read in place (A_IN_PLACE); a team of
+    3 gives the same integers."""
     from ncc.passes.lowering import qgemm
 
     lib, call = _qgemm_caller(variant)  # each library lives as long as its caller is used
@@ -496,6 +497,19 @@ def test_qgemm_variant_matches_numpy(variant):
         np.testing.assert_array_equal(call(a, w, a_zero, b_zero, flags | qgemm.PACKED_B), want)
         np.testing.assert_array_equal(call(a, w, a_zero, b_zero, flags | qgemm.PACKED_A | qgemm.PACKED_B), want)
         np.testing.assert_array_equal(team_call(a, w, a_zero, b_zero, flags | qgemm.PACKED_A, threads=2), want)
+        if not a_signed:  # A_IN_PLACE: uint8 rows read where they are (lda a multiple of 4), int8 B of zero point 0
+            signed_w = w.astype(np.int8) if not b_unsigned else (w ^ np.uint8(0x80)).view(np.int8)
+            want0 = (a.astype(np.int64) - a_zero) @ signed_w.astype(np.int64)
+            lda = 4 * nn.quads(k) + 4 * (case % 2)
+            for f in (qgemm.A_IN_PLACE, qgemm.A_IN_PLACE | qgemm.PACKED_B):
+                ws = np.full(qgemm.workspace_bytes(k) + 64, 0xAB, np.uint8)
+                np.testing.assert_array_equal(call(a, signed_w, a_zero, [0], f, lda=lda, ldc=n + 1, ws=ws), want0,
+                                              err_msg=f"{variant} {m}x{n}x{k} in place")
+                if variant.startswith("vnni"):  # nothing of A packed: its part of the workspace untouched
+                    start = (-ws.ctypes.data) % 64
+                    assert (ws[start:start + 4 * nn.quads(k) * qgemm.MC] == 0xAB).all()
+            np.testing.assert_array_equal(team_call(a, signed_w, a_zero, [0], qgemm.A_IN_PLACE, threads=3, lda=lda),
+                                          want0)
 
 
 @pytest.mark.parametrize("variant", ["vnni512", "vnni256", "madd512", "madd256", "madd128", *C_VARIANTS])
