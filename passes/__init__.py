@@ -16,6 +16,7 @@ PASS_TABLE: dict[str, str] = {
     "fold-qdq": "ncc.passes.fold_qdq:FoldQdqPass",
     "fold-weights": "ncc.passes.fold_weights:FoldWeightsPass",
     "pack-weights": "ncc.passes.pack_weights:PackWeightsPass",
+    "channels-last": "ncc.passes.channels_last:ChannelsLastPass",
     "prune": "ncc.passes.prune:PrunePass",
     "quantize": "ncc.passes.quantize:QuantizePass",
     "autodiff": "ncc.passes.autodiff:AutodiffPass",

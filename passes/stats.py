@@ -80,7 +80,10 @@ def _conv_macs(op: Operation, batch: int) -> int:
 
 
 def _packed_conv_macs(op: Operation, batch: int) -> int:
-    return _elements(op.results[0], batch) * op.params.channels * math.prod(op.params.kernel)
+    """output elements x (C / group) x kernel, of the weight the packed operand holds."""
+    if hasattr(op, "weight_type"):  # the int8 convolutions
+        return _elements(op.results[0], batch) * math.prod(nn.shape_of(op.weight_type())[1:])
+    return _elements(op.results[0], batch) * _shape(op.operands[0])[1] * math.prod(op.params.kernel)
 
 
 def _transpose_macs(op: Operation, batch: int) -> int:
@@ -118,6 +121,7 @@ MACS: dict[type, Callable[[Operation, int], int]] = {
     nn.QmatmulOp: _matmul_macs(_last()), nn.PackedQmatmulOp: _matmul_macs(_last()),
     nn.ConvOp: _conv_macs, nn.FusedConvOp: _conv_macs, nn.QconvOp: _conv_macs,
     nn.PackedConvOp: _packed_conv_macs, nn.PackedQconvOp: _packed_conv_macs,
+    nn.PackedQconvNhwcOp: _packed_conv_macs,
     nn.ConvTransposeOp: _transpose_macs, nn.ConvWeightGradOp: _weight_grad_macs,
     nn.AttentionOp: _attention_macs,
     nn.SparseMatmulOp: _sparse_macs, nn.PackedSparseMatmulOp: _sparse_macs, nn.PackedSparseConvOp: _sparse_macs,

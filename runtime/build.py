@@ -316,7 +316,8 @@ def lower_to_loops(module: ModuleOp, *, fuse: bool = True, neuron_mode: str = "a
         run_passes(module, "fold-qdq")  # a QDQ model's contractions on the integers
         if fuse:  # batch norms into their convolutions first (inference), then conv + bias + activation
             run_passes(module, "fold-batch-norm,fuse")
-        run_passes(module, "pack-weights")  # the GEMMs' weights as panels: packed once, below
+        run_passes(module, "pack-weights,channels-last")  # the GEMMs' weights as panels: packed once, below;
+        # int8 convolutions on channels-last images (their rows the int8 GEMM's A, read in place)
         recipes = fold_weights(module, compute=False)  # the model computes their data
         run_passes(module, f"lower-to-loops{{threads={threads}}}")
     for net in nets:  # a net's I/O is `x` and `y` however it was lowered

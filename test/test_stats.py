@@ -90,6 +90,28 @@ func.func @main(%x: tensor<?x2x4x4xf32>) -> tensor<?x2x4x4xf32> {
     assert c.flops == 2 * 3 * 2 * 16
 
 
+def test_packed_convolutions_count_what_they_compute():
+    """A conv that pack-weights turns into nn.packed_conv and an int8 one channels-last turns into
+    nn.packed_qconv_nhwc: the same MACs as before, each output element times C x kernel."""
+    m = ncc.parse_module("""nn.weight @w : tensor<256x128x3x3xf32>
+nn.weight @q : tensor<16x8x3x3xi8>
+func.func @main(%x: tensor<?x128x7x7xf32>, %a: tensor<?x8x6x6xi8>)
+    -> (tensor<?x256x7x7xf32>, tensor<?x16x6x6xi32>) {
+  %w = nn.weight_ref @w : tensor<256x128x3x3xf32>
+  %y = nn.conv %x, %w pads [1, 1, 1, 1] : tensor<?x128x7x7xf32>, tensor<256x128x3x3xf32> -> tensor<?x256x7x7xf32>
+  %q = nn.weight_ref @q : tensor<16x8x3x3xi8>
+  %z = nn.constant dense<0> : tensor<i8>
+  %c = nn.qconv %a, %q, %z, %z pads [1, 1, 1, 1] : tensor<?x8x6x6xi8>, tensor<16x8x3x3xi8>, tensor<i8>, tensor<i8>
+    -> tensor<?x16x6x6xi32>
+  func.return %y, %c : tensor<?x256x7x7xf32>, tensor<?x16x6x6xi32>
+}""")
+    want = 2 * (256 * 49 * 128 * 9 + 16 * 36 * 8 * 9)
+    assert count(m, batch=2).macs == want
+    ncc.run_passes(m, "pack-weights,channels-last")
+    assert {op.name for op in m.walk()} >= {"nn.packed_conv", "nn.packed_qconv_nhwc"}
+    assert count(m, batch=2).macs == want
+
+
 def test_neuron_net_counts_synapses():
     m = ncc.import_adjacency("examples/seed_list.txt")
     c = count(m, batch=10)

@@ -19,7 +19,9 @@ epilogue: three more operands (bias, scale, zero point) and an activation,
     nn.packed_qconv %x, %rows, %xz, %wz, %bias, %scale, %yz ...  -> i8 | ui8
         y = requantize(qconv(...) + bias[c], scale, yz)
 
-which the int8 GEMM applies in its tile (QLinearConv, QLinearMatMul in one op)."""
+which the int8 GEMM applies in its tile (QLinearConv, QLinearMatMul in one op).
+nn.packed_qconv_nhwc is its channels-last form (weights of zero point 0):
+the image's rows are the GEMM's A, read in place; `channels-last` makes it."""
 
 from __future__ import annotations
 
@@ -459,6 +461,64 @@ class PackedQconvOp(NNOp):
         return check_epilogue(TensorType(i32, conv_shape(x, w, p)), epilogue, p.activation, 1)
 
 
+@nn_op
+class PackedQconvNhwcOp(NNOp):
+    """An int8 convolution of a channels-last image by a weight of zero point
+    0 (symmetric, as quantize_static makes them), group 1: x [N, spatial...,
+    C] -> [N, out spatial..., M]; `panels` the [kernel..., C, M] weight as a
+    [prod(kernel) C, M] matrix prepacked by nn.qpack (the int8 GEMM's B).
+    The image's rows are the GEMM's A, read where they are: no per-call
+    packing (onnxruntime's NHWC QLinearConv). `channels-last` makes it from
+    nn.packed_qconv; the epilogue is packed_qconv's, along the last axis."""
+
+    name = "nn.packed_qconv_nhwc"
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("kernel", "ints"), Param("channels", "int"), *CONV_PARAMS,
+                                           Param("activation", "str", "identity"))
+    input = operand_def(TensorType)
+    panels = operand_def(TensorType)
+    input_zero = operand_def(TensorType)
+    epilogue = var_operand_def(TensorType)  # none, or bias [M] (i32), scale, zero point: check_epilogue
+
+    def __init__(self, x: SSAValue | Operation, panels: SSAValue | Operation, x_zero: SSAValue | Operation,
+                 kernel: Sequence[int], channels: int, *, strides: Sequence[int] | None = None,
+                 pads: Sequence[int] | None = None, dilations: Sequence[int] | None = None,
+                 group: int | None = None, epilogue: Sequence[SSAValue | Operation] = (),
+                 activation: str = "identity"):
+        self._build([x, panels, x_zero, list(epilogue)], kernel=kernel, channels=channels, strides=strides,
+                    pads=pads, dilations=dilations, group=group, activation=activation)
+
+    def weight_type(self) -> TensorType:
+        """The [M, C, kernel...] weight (NCHW's layout) the panels hold."""
+        return TensorType(i8, [self.params.channels, shape_of(self.input.type)[-1], *self.params.kernel])
+
+    @classmethod
+    def infer(cls, types, p):
+        x, panels, xz, *epilogue = types
+        _need_quantized(x, "input")
+        if xz.element_type != x.element_type:
+            raise VerifyException(f"the input zero point {xz} must have the input's element type")
+        need_rank(xz, 0, "the input zero point (one per tensor)")
+        if p.group != 1:
+            raise VerifyException(f"a channels-last int8 convolution has group 1, got {p.group}")
+        need_rank(x, len(p.kernel) + 2, f"input (N, {len(p.kernel)} spatial dimensions, C)")
+        n, *spatial, c = shape_of(x)
+        if c == DYN:
+            raise VerifyException(f"the input's channels must be static, got {x}")
+        want = TensorType(i32, QpackOp.packed_shape(math.prod(p.kernel) * c, p.channels))
+        if panels != want:
+            raise VerifyException(f"panels must be {want} (nn.qpack of the {math.prod(p.kernel) * c} x "
+                                  f"{p.channels} weight), got {panels}")
+        w = TensorType(i8, [p.channels, c, *p.kernel])
+        n_, m, *out = conv_shape(TensorType(x.element_type, [n, c, *spatial]), w, p)
+        return check_epilogue(TensorType(i32, [n, *out, m]), epilogue, p.activation, -1)
+
+
+def nhwc_weight(w: np.ndarray) -> np.ndarray:
+    """An [M, C, kernel...] weight as nn.packed_qconv_nhwc's [prod(kernel) C, M] matrix (before nn.qpack)."""
+    rank = w.ndim
+    return np.ascontiguousarray(w.transpose(*range(2, rank), 1, 0)).reshape(-1, w.shape[0])
+
+
 def _rows_weight(x: Sequence[int], rows: Sequence[int], p) -> TensorType:
     c = x[1] if len(x) > 1 else DYN
     return TensorType(i8, [rows[0], c // p.group if c != DYN and p.group else DYN, *p.kernel])
@@ -523,9 +583,19 @@ def _packed_qconv(op, x, rows, xz, wz, *epilogue):
     return _epilogue(op, _qconv(op, x, w, xz, wz), 1, *epilogue)
 
 
+def _packed_qconv_nhwc(op, x, panels, xz, *epilogue):
+    p = op.params
+    m, c, *kernel = shape_of(op.weight_type())
+    w = unpack_quads(panels, math.prod(kernel) * c, m, False).reshape(*kernel, c, m)
+    w = w.transpose(w.ndim - 1, w.ndim - 2, *range(w.ndim - 2))  # [M, C, kernel...]
+    acc = conv_reference(np.moveaxis(x.astype(np.int64) - xz.astype(np.int64), -1, 1), w.astype(np.int64),
+                         p.strides, p.pads, p.dilations, 1).astype(np.int32)
+    return _epilogue(op, np.ascontiguousarray(np.moveaxis(acc, 1, -1)), -1, *epilogue)
+
+
 REFERENCE: dict[type, Callable[..., np.ndarray]] = {
     QuantizeOp: _quantize, DequantizeOp: _dequantize, QmatmulOp: _qmatmul, QconvOp: _qconv,
     RequantizeOp: _requantize, QpackOp: lambda op, w: pack_quads(w), PackedQmatmulOp: _packed_qmatmul,
-    QpackRowsOp: lambda op, w: pack_rows(w), PackedQconvOp: _packed_qconv,
+    QpackRowsOp: lambda op, w: pack_rows(w), PackedQconvOp: _packed_qconv, PackedQconvNhwcOp: _packed_qconv_nhwc,
 }
 

@@ -4,6 +4,8 @@ test file named in its title. onnxruntime is the independent reference."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -85,6 +87,28 @@ def test_packed_epilogue_shapes_and_errors():
             ([b6, s6, zi], "gelu", r"activation must be one of identity, relu")]:
         with pytest.raises(VerifyException, match=message):
             nn.PackedQconvOp(img, rows, zu, zi, **conv, epilogue=epilogue, activation=activation)
+
+
+def test_packed_qconv_nhwc_shapes_and_errors():
+    """The channels-last int8 convolution: [N, spatial..., C] -> [N, out..., M], its weight as nn.qpack's
+    panels of the [kernel x C, M] matrix, the epilogue along the last axis; errors name what is wrong."""
+    img, zu, zi, b6, s6 = dialect_tests.values(T((None, 7, 5, 4), U8), T((), U8), T((), I8), T((6,), i32), T((6,)))
+    panels, = dialect_tests.values(T(tuple(nn.QpackOp.packed_shape(36, 6)), i32))
+    conv = dict(kernel=[3, 3], channels=6)
+    assert nn.PackedQconvNhwcOp(img, panels, zu, **conv, pads=[1, 1, 1, 1]).result.type == T((None, 7, 5, 6), i32)
+    y = nn.PackedQconvNhwcOp(img, panels, zu, **conv, strides=[2, 1], epilogue=[b6, s6, zi], activation="relu")
+    assert y.result.type == T((None, 3, 3, 6), I8)
+    assert nn.PackedQconvNhwcOp(img, panels, zu, **conv).weight_type() == T((6, 4, 3, 3), I8)
+    wrong, three_d = dialect_tests.values(T(tuple(nn.QpackOp.packed_shape(40, 6)), i32), T((None, 7, 5), U8))
+    for make, message in [
+            (lambda: nn.PackedQconvNhwcOp(img, wrong, zu, **conv),
+             r"panels must be tensor<1x320xi32> \(nn.qpack of the 36"),
+            (lambda: nn.PackedQconvNhwcOp(img, panels, zu, **conv, group=2), r"has group 1, got 2"),
+            (lambda: nn.PackedQconvNhwcOp(img, panels, zi, **conv), r"input zero point .* the input's element type"),
+            (lambda: nn.PackedQconvNhwcOp(three_d, panels, zu, **conv), r"input \(N, 2 spatial dimensions, C\)"),
+            (lambda: nn.PackedQconvNhwcOp(img, panels, zu, **conv, epilogue=[b6, s6]), r"expected 3 operands")]:
+        with pytest.raises(VerifyException, match=message):
+            make()
 
 
 def test_dialect_per_axis_sizes_and_zero_points():
@@ -287,6 +311,77 @@ def test_lowering_of_the_packed_epilogue():
     loop_tests.check(module, [x, a])
     y, z = ncc.reference.run(module, [x, a])
     assert y.dtype == np.uint8 and z.dtype == np.int8 and len(np.unique(y)) > 10 and len(np.unique(z)) > 10
+
+
+@pytest.mark.parametrize("signed, shape, m, kernel, strides, pads, epilogue", [
+    (True, (2, 8, 8, 3), 5, [3, 3], [1, 1], [1, 1, 1, 1], False),  # K = 27: rows padded to whole quads
+    (False, (1, 9, 7, 16), 33, [3, 3], [2, 2], [1, 0, 1, 1], True),  # strided, uneven padding, 33 channels
+    (True, (3, 6, 6, 32), 64, [1, 1], [1, 1], [0, 0, 0, 0], True),  # 1x1: the image's rows themselves
+    (False, (1, 5, 11, 8), 16, [2, 3], [1, 2], [0, 2, 1, 0], False),  # past MR rows, a rectangular kernel
+])
+def test_lowering_of_the_channels_last_qconv(signed, shape, m, kernel, strides, pads, epilogue):
+    """packed_qconv_nhwc, interpreted and native (the image's rows read in place by the int8 GEMM),
+    against its reference, which is qconv's on the transposed image and weight."""
+    dtype = np.int8 if signed else np.uint8
+    c = shape[-1]
+    w = rng.integers(-128, 128, (m, c, *kernel)).astype(np.int8)
+    x_zero = dtype(rng.integers(-20, 20) if signed else rng.integers(100, 150))
+
+    def make(e, x):
+        k = lambda v: e(nn.ConstantOp(np.asarray(v)))
+        tail = [k(rng.integers(-3000, 3000, m).astype(np.int32)), k(rng.uniform(0.5, 2, m).astype(np.float32) / 4000),
+                k(np.int8(3))] if epilogue else []
+        return e(nn.PackedQconvNhwcOp(x, k(nn.pack_quads(nn.nhwc_weight(w))), k(x_zero), kernel, m, strides=strides,
+                                      pads=pads, epilogue=tail, activation="relu" if epilogue else "identity"))
+
+    module = loop_tests.build([T((None, *shape[1:]), I8 if signed else U8)], make)
+    x = (rng.integers(-128, 128, shape) if signed else rng.integers(0, 256, shape)).astype(dtype)
+    loop_tests.check(module, [x])
+    got, = ncc.reference.run(module, [x])
+    acc = nn.quant._qconv(SimpleNamespace(params=SimpleNamespace(strides=strides, pads=pads, dilations=[1, 1],
+                                                                 group=1)),
+                          np.moveaxis(x, -1, 1), w, x_zero, np.int8(0))
+    if not epilogue:
+        np.testing.assert_array_equal(got, np.moveaxis(acc, 1, -1))
+    assert len(np.unique(got)) > 10
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8])
+def test_channels_last_pass_keeps_the_results(dtype):
+    """channels-last on a chain conv, relu, padded max pool, conv (stride 2), flatten -- and a conv it
+    leaves (weight zero point 1), two transposes that do not undo each other: one transpose in and one
+    out of the chain, the same bits as the module without it, natively on 1 and 2 threads."""
+    elt = I8 if dtype == np.int8 else U8
+    lo, hi = (-128, 128) if dtype == np.int8 else (0, 256)
+    w1 = rng.integers(-128, 128, (8, 3, 3, 3)).astype(np.int8)
+    w2 = rng.integers(-128, 128, (16, 8, 3, 3)).astype(np.int8)
+
+    def make(e, x):
+        k = lambda v: e(nn.ConstantOp(np.asarray(v)))
+        zx, zw = k(dtype(lo + 100)), k(np.int8(0))
+        acc = e(nn.QconvOp(x, k(w1), zx, zw, pads=[1, 1, 1, 1]))
+        y = e(nn.RequantizeOp(e(nn.BINARY_OPS["add"](acc, k(rng.integers(-900, 900, (8, 1, 1)).astype(np.int32)))),
+                              k(rng.uniform(1, 2, 8).astype(np.float32) / 3000), zx, axis=1, activation="relu"))
+        pooled = e(nn.MaxPoolOp(y, [3, 3], strides=[2, 2], pads=[1, 0, 1, 1]))
+        acc2 = e(nn.QconvOp(pooled, k(w2), zx, zw, strides=[2, 1], pads=[0, 1, 1, 1]))
+        kept = e(nn.QconvOp(x, k(w1), zx, k(np.int8(1))))
+        twice = e(nn.TransposeOp(e(nn.TransposeOp(x, [0, 2, 3, 1])), [0, 2, 3, 1]))  # not undone: kept
+        return e(nn.ReshapeOp(acc2, [-1, 16 * 2 * 5])), kept, twice
+
+    module = loop_tests.build([T((None, 3, 9, 10), elt)], make)
+    passed = module.clone()
+    ncc.run_passes(passed, "pack-weights,channels-last")
+    names = [op.name for op in passed.walk()]
+    assert names.count("nn.packed_qconv_nhwc") == 2 and names.count("nn.packed_qconv") == 1
+    from ncc.passes.pack_weights import weight_only
+    assert sum(isinstance(op, nn.TransposeOp) and not weight_only(op.input) for op in passed.walk()) == 4
+    x = rng.integers(lo, hi, (3, 3, 9, 10)).astype(dtype)
+    want = ncc.reference.run(module, [x])
+    for got in (ncc.reference.run(passed, [x]), ncc.compile(module.clone(), cache=False, threads=1)(x),
+                ncc.compile(module.clone(), cache=False, threads=2)(x)):
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    assert len(np.unique(want[0])) > 10
 
 
 # ---------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 elementwise loops (onnxruntime's roundings: an f32 quotient or product,
 clamped to the target range, rounded half to even); qmatmul with a 2-D rhs
 as one call of the int8 GEMM (passes/lowering/qgemm.py), other qmatmuls
-and qconv as loops accumulating in i32."""
+and qconv as loops accumulating in i32; packed_qconv_nhwc as the image's
+rows (in place of im2col's columns) times the prepacked weight."""
 
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ def _view(b: Builder, ref: SSAValue, offset: int | SSAValue, size: int, elt) -> 
 
 def _epilogue_length(op: Operation) -> int:
     """Channels (conv) or columns (matmul) of a packed op's requantize epilogue; 0 without one."""
-    if not isinstance(op, (nn.PackedQmatmulOp, nn.PackedQconvOp)) or not op.epilogue:
+    if not isinstance(op, (nn.PackedQmatmulOp, nn.PackedQconvOp, nn.PackedQconvNhwcOp)) or not op.epilogue:
         return 0
     return nn.shape_of(op.result.type)[1 if isinstance(op, nn.PackedQconvOp) else -1]
 
@@ -306,12 +307,85 @@ def lower_qconv(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     b.nest(out.shape, body)
 
 
+def _nhwc_rows(op: Operation) -> tuple[int, int, int]:
+    """(output positions, K = kernel x C, bytes of a row of the image's matrix: K up to whole quads)."""
+    k = pymath.prod(nn.shape_of(op.weight_type())[1:])
+    return pymath.prod(nn.shape_of(op.result.type)[1:-1]), k, 4 * qgemm.quads(k)
+
+
+def qconv_nhwc_scratch_bytes(op: Operation, threads: int) -> int:
+    """One image's matrix of rows (bytes), then ncc_qgemm's workspace, one part per thread."""
+    positions, k, row = _nhwc_rows(op)
+    return -(-positions * row // 64) * 64 + threads * qgemm.workspace_bytes(k) + _tail_bytes(op, 0)
+
+
+def lower_qconv_nhwc(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
+    """Per image: its matrix of rows, row o = the input's channels at each
+    kernel offset of output position o (k..., c: a run of C bytes each; the
+    input's zero point outside the image; int8 made the GEMM's uint8 by xor
+    0x80, its zero point + 128), then one ncc_qgemm reading those rows in
+    place (A_IN_PLACE) by the prepacked weight (PACKED_B): the result is
+    channels-last, bias and scale by column."""
+    x, panels, xz, *epilogue = ins
+    p = op.params
+    positions, k, row = _nhwc_rows(op)
+    m, nd, spatial, outs = p.channels, len(p.kernel), x.shape[1:-1], out.shape[1:-1]
+    c = x.shape[-1]
+    rows_bytes = -(-positions * row // 64) * 64
+    rows = Buf(_view(b, b.scratch.ref, 0, positions * row, x.elt), (positions * row,), x.elt)
+    tail = b.scratch.shape[0] * 4 - _tail_bytes(op, 0)
+    workspace = _view(b, b.scratch.ref, rows_bytes, tail - rows_bytes, i8)
+    (bias, scale, c_zero), epilogue_flags = _epilogue(b, op, epilogue, tail // 4)
+    signed = x.elt == nn.i8
+    flip = b.const(-128, i8)
+    b.externals[qgemm.SYMBOL] = (list(QGEMM_ARGS), [])
+
+    def as_byte(v: SSAValue) -> SSAValue:  # the GEMM's unsigned byte (int8 + 128: its bits xor 0x80)
+        return b(arith.XOrIOp, v, flip) if signed else v
+
+    def one(ivs, _):
+        ni = ivs[0]
+        fill = as_byte(b.load(xz, []))
+
+        def offset(ov, _):
+            o, kk = ov[:nd], ov[nd:]
+            pos, valid = window(b, spatial, o, kk, p.strides, p.pads, p.dilations)
+            r = b.idx(0)
+            for d in range(nd):
+                r = b.add_i(b.mul_i(r, outs[d]), o[d])
+            start = b.idx(0)
+            for d in range(nd):
+                start = b.add_i(b.mul_i(start, p.kernel[d]), kk[d])
+            start = b.add_i(b.mul_i(r, row), b.mul_i(start, c))
+
+            def channel(cv, _):
+                v = as_byte(b.load(x, [ni, *pos, cv[0]]))
+                b.store(b.select(valid, v, fill) if valid is not None else v, rows, [b.add_i(start, cv[0])])
+            b.nest([c], channel)
+        b.nest([*outs, *p.kernel], offset)
+        if row > k:  # the bytes up to the last whole quad: read, times the packed weight's zero rows
+            b.nest([positions, row - k], lambda pr, _: b.store(
+                fill, rows, [b.add_i(b.add_i(b.mul_i(pr[0], row), k), pr[1])]))
+        a_zero = widen(b, b.load(xz, []))
+        if signed:
+            a_zero = b(arith.AddiOp, a_zero, b.const(128, i32))
+        b.emit(func.CallOp(qgemm.SYMBOL, [
+            b.idx(positions), b.idx(m), b.idx(k), _view(b, rows.ref, 0, positions * row, i8), b.idx(row),
+            _bytes(b, panels, i8), b.idx(m),
+            _out_bytes(b, out, b.mul_i(ni, positions * m), positions * m), b.idx(m), a_zero, b.const(0, i32),
+            _view(b, b.scratch.ref, 0, 1, i32),
+            b.const(qgemm.A_IN_PLACE | qgemm.PACKED_B | epilogue_flags, i32), workspace, b.idx(b.threads),
+            bias, scale, c_zero], []))
+    b.nest([out.shape[0]], one)
+
+
 SCRATCH: dict[type, Callable[[Operation, int], int]] = {nn.QmatmulOp: qgemm_scratch_bytes,
                                                         nn.PackedQmatmulOp: qgemm_scratch_bytes,
                                                         nn.QconvOp: qconv_scratch_bytes,
-                                                        nn.PackedQconvOp: qconv_scratch_bytes}
+                                                        nn.PackedQconvOp: qconv_scratch_bytes,
+                                                        nn.PackedQconvNhwcOp: qconv_nhwc_scratch_bytes}
 LOWER: dict[type, Callable[[Builder, Operation, Buf, list[Buf]], None]] = {
     nn.QuantizeOp: lower_quantize, nn.DequantizeOp: lower_dequantize, nn.RequantizeOp: lower_requantize,
     nn.QmatmulOp: lower_qmatmul, nn.PackedQmatmulOp: lower_qmatmul, nn.QconvOp: lower_qconv,
-    nn.PackedQconvOp: lower_qconv,
+    nn.PackedQconvOp: lower_qconv, nn.PackedQconvNhwcOp: lower_qconv_nhwc,
 }
