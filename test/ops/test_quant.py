@@ -4,8 +4,6 @@ test file named in its title. onnxruntime is the independent reference."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -16,6 +14,7 @@ from xdsl.utils.exceptions import VerifyException
 import ncc
 from ncc.dialects import nn
 from ncc.dialects.nn import tensor_type
+from ncc.dialects.nn.conv import conv_reference
 
 import test_lower_to_loops as loop_tests
 import test_nn_dialect as dialect_tests
@@ -313,13 +312,15 @@ def test_lowering_of_the_packed_epilogue():
     assert y.dtype == np.uint8 and z.dtype == np.int8 and len(np.unique(y)) > 10 and len(np.unique(z)) > 10
 
 
-@pytest.mark.parametrize("signed, shape, m, kernel, strides, pads, epilogue", [
-    (True, (2, 8, 8, 3), 5, [3, 3], [1, 1], [1, 1, 1, 1], False),  # K = 27: rows padded to whole quads
-    (False, (1, 9, 7, 16), 33, [3, 3], [2, 2], [1, 0, 1, 1], True),  # strided, uneven padding, 33 channels
-    (True, (3, 6, 6, 32), 64, [1, 1], [1, 1], [0, 0, 0, 0], True),  # 1x1: the image's rows themselves
-    (False, (1, 5, 11, 8), 16, [2, 3], [1, 2], [0, 2, 1, 0], False),  # past MR rows, a rectangular kernel
+@pytest.mark.parametrize("signed, shape, m, kernel, strides, pads, dilations, epilogue", [
+    (True, (2, 8, 8, 3), 5, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1], False),  # K = 27: rows padded to whole quads
+    (False, (1, 9, 7, 16), 33, [3, 3], [2, 2], [1, 0, 1, 1], [1, 1], True),  # strided, uneven padding, 33 channels
+    (True, (3, 6, 6, 32), 64, [1, 1], [1, 1], [0, 0, 0, 0], [1, 1], True),  # 1x1: the image's rows themselves
+    (False, (1, 5, 11, 8), 16, [2, 3], [1, 2], [0, 2, 1, 0], [1, 1], False),  # past MR rows, rectangular kernel
+    (True, (2, 9, 10, 4), 7, [2, 3], [1, 1], [1, 2, 0, 1], [2, 3], True),  # dilated: taps apart in a row
+    (False, (2, 19, 6), 9, [5], [2], [2, 1], [1], False),  # 1-D
 ])
-def test_lowering_of_the_channels_last_qconv(signed, shape, m, kernel, strides, pads, epilogue):
+def test_lowering_of_the_channels_last_qconv(signed, shape, m, kernel, strides, pads, dilations, epilogue):
     """packed_qconv_nhwc, interpreted and native (the image's rows read in place by the int8 GEMM),
     against its reference, which is qconv's on the transposed image and weight."""
     dtype = np.int8 if signed else np.uint8
@@ -332,15 +333,15 @@ def test_lowering_of_the_channels_last_qconv(signed, shape, m, kernel, strides, 
         tail = [k(rng.integers(-3000, 3000, m).astype(np.int32)), k(rng.uniform(0.5, 2, m).astype(np.float32) / 4000),
                 k(np.int8(3))] if epilogue else []
         return e(nn.PackedQconvNhwcOp(x, k(nn.pack_quads(nn.nhwc_weight(w))), k(x_zero), kernel, m, strides=strides,
-                                      pads=pads, epilogue=tail, activation="relu" if epilogue else "identity"))
+                                      pads=pads, dilations=dilations, epilogue=tail,
+                                      activation="relu" if epilogue else "identity"))
 
     module = loop_tests.build([T((None, *shape[1:]), I8 if signed else U8)], make)
     x = (rng.integers(-128, 128, shape) if signed else rng.integers(0, 256, shape)).astype(dtype)
     loop_tests.check(module, [x])
     got, = ncc.reference.run(module, [x])
-    acc = nn.quant._qconv(SimpleNamespace(params=SimpleNamespace(strides=strides, pads=pads, dilations=[1, 1],
-                                                                 group=1)),
-                          np.moveaxis(x, -1, 1), w, x_zero, np.int8(0))
+    acc = conv_reference(np.moveaxis(x, -1, 1).astype(np.int64) - int(x_zero), w.astype(np.int64), strides, pads,
+                         dilations, 1)
     if not epilogue:
         np.testing.assert_array_equal(got, np.moveaxis(acc, 1, -1))
     assert len(np.unique(got)) > 10

@@ -20,7 +20,7 @@ from ncc.dialects.nn import DYN
 from ncc.dialects.nn.quant import ROUNDING_MAGIC, ROUNDING_MAGIC_BITS
 from ncc.passes.lowering import qgemm
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, Index, broadcast_map, identity_map, map_nest
-from ncc.passes.lowering.nn_to_loops.builder import row_major_strides, window
+from ncc.passes.lowering.nn_to_loops.builder import row_major_strides, view, window
 from ncc.passes.lowering.nn_to_loops.conv import im2col, phase_floats
 
 
@@ -313,28 +313,39 @@ def _nhwc_rows(op: Operation) -> tuple[int, int, int]:
     return pymath.prod(nn.shape_of(op.result.type)[1:-1]), k, 4 * qgemm.quads(k)
 
 
+def _padded_image(op: Operation) -> tuple[int, ...]:
+    """The shape of one image with its padding ([spatial + pads..., C]; () without padding)."""
+    p = op.params
+    *spatial, c = nn.shape_of(op.input.type)[1:]
+    nd = len(spatial)
+    return tuple(s + p.pads[d] + p.pads[d + nd] for d, s in enumerate(spatial)) + (c,) if any(p.pads) else ()
+
+
 def qconv_nhwc_scratch_bytes(op: Operation, threads: int) -> int:
-    """One image's matrix of rows (bytes), then ncc_qgemm's workspace, one part per thread."""
+    """One image's matrix of rows and its padded copy (bytes), then ncc_qgemm's workspace, one part per thread."""
     positions, k, row = _nhwc_rows(op)
-    return -(-positions * row // 64) * 64 + threads * qgemm.workspace_bytes(k) + _tail_bytes(op, 0)
+    images = -(-(positions * row + pymath.prod(_padded_image(op) or (0,))) // 64) * 64
+    return images + threads * qgemm.workspace_bytes(k) + _tail_bytes(op, 0)
 
 
 def lower_qconv_nhwc(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
-    """Per image: its matrix of rows, row o = the input's channels at each
-    kernel offset of output position o (k..., c: a run of C bytes each; the
-    input's zero point outside the image; int8 made the GEMM's uint8 by xor
-    0x80, its zero point + 128), then one ncc_qgemm reading those rows in
-    place (A_IN_PLACE) by the prepacked weight (PACKED_B): the result is
-    channels-last, bias and scale by column."""
+    """Per image: its matrix of rows -- row o = the input's channels at each
+    kernel offset of output position o (k..., c), from a copy of the image
+    with its padding (the input's zero point) if it has any, a static run of
+    kernel[-1] x C bytes per offset of the other axes (at dilation 1) --
+    with int8 made the GEMM's uint8 by xor 0x80 (its zero point + 128), then
+    one ncc_qgemm reading those rows in place (A_IN_PLACE) by the prepacked
+    weight (PACKED_B): the result is channels-last, bias and scale by column."""
     x, panels, xz, *epilogue = ins
     p = op.params
     positions, k, row = _nhwc_rows(op)
     m, nd, spatial, outs = p.channels, len(p.kernel), x.shape[1:-1], out.shape[1:-1]
     c = x.shape[-1]
-    rows_bytes = -(-positions * row // 64) * 64
     rows = Buf(_view(b, b.scratch.ref, 0, positions * row, x.elt), (positions * row,), x.elt)
+    padded = _padded_image(op)
+    images = -(-(positions * row + pymath.prod(padded or (0,))) // 64) * 64
     tail = b.scratch.shape[0] * 4 - _tail_bytes(op, 0)
-    workspace = _view(b, b.scratch.ref, rows_bytes, tail - rows_bytes, i8)
+    workspace = _view(b, b.scratch.ref, images, tail - images, i8)
     (bias, scale, c_zero), epilogue_flags = _epilogue(b, op, epilogue, tail // 4)
     signed = x.elt == nn.i8
     flip = b.const(-128, i8)
@@ -346,23 +357,42 @@ def lower_qconv_nhwc(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     def one(ivs, _):
         ni = ivs[0]
         fill = as_byte(b.load(xz, []))
+        image = view(b, x.ref, b.mul_i(ni, pymath.prod(spatial) * c), (*spatial, c), x.elt)
+        if padded:  # the zero point everywhere, then the image inside: every window reads in bounds
+            frame = view(b, b.scratch.ref, positions * row, padded, x.elt)
+            b.nest(list(padded), lambda at, _: b.store(fill, frame, at))
+            b.nest([*spatial, c], lambda at, _: b.store(as_byte(b.load(image, at)), frame, [
+                *(b.add_i(at[d], p.pads[d]) for d in range(nd)), at[nd]]))
+            source, bytes_of = frame, (lambda v: v)
+        else:
+            source, bytes_of = image, as_byte
 
         def offset(ov, _):
             o, kk = ov[:nd], ov[nd:]
-            pos, valid = window(b, spatial, o, kk, p.strides, p.pads, p.dilations)
             r = b.idx(0)
             for d in range(nd):
                 r = b.add_i(b.mul_i(r, outs[d]), o[d])
-            start = b.idx(0)
-            for d in range(nd):
-                start = b.add_i(b.mul_i(start, p.kernel[d]), kk[d])
-            start = b.add_i(b.mul_i(r, row), b.mul_i(start, c))
+            tap = b.idx(0)
+            for d in range(nd - 1):
+                tap = b.add_i(b.mul_i(tap, p.kernel[d]), kk[d])
+            lead = [b.add_i(b.mul_i(o[d], p.strides[d]), b.mul_i(kk[d], p.dilations[d])) for d in range(nd - 1)]
+            start = b.add_i(b.mul_i(r, row), b.mul_i(tap, p.kernel[-1] * c))
+            first = b.mul_i(o[-1], p.strides[-1])  # the last axis' first tap, in the (padded) image
 
-            def channel(cv, _):
-                v = as_byte(b.load(x, [ni, *pos, cv[0]]))
-                b.store(b.select(valid, v, fill) if valid is not None else v, rows, [b.add_i(start, cv[0])])
-            b.nest([c], channel)
-        b.nest([*outs, *p.kernel], offset)
+            if p.dilations[-1] != 1:  # tap t of the last axis, channel ch: C bytes a tap
+                b.nest([p.kernel[-1], c], lambda tc, _: b.store(
+                    bytes_of(b.load(source, [*lead, b.add_i(first, b.mul_i(tc[0], p.dilations[-1])), tc[1]])),
+                    rows, [b.add_i(start, b.add_i(b.mul_i(tc[0], c), tc[1]))]))
+                return
+            # the taps' channels side by side in the (padded) image: one run of kernel[-1] x C bytes
+            flat = view(b, source.ref, b.idx(0), (pymath.prod(source.shape),), x.elt)
+            base = b.idx(0)
+            for d, coord in enumerate([*lead, first]):
+                base = b.add_i(b.mul_i(base, source.shape[d]), coord)
+            base = b.mul_i(base, c)
+            b.nest([p.kernel[-1] * c], lambda e, _: b.store(bytes_of(b.load(flat, [b.add_i(base, e[0])])), rows,
+                                                            [b.add_i(start, e[0])]))
+        b.nest([*outs, *p.kernel[:-1]], offset)
         if row > k:  # the bytes up to the last whole quad: read, times the packed weight's zero rows
             b.nest([positions, row - k], lambda pr, _: b.store(
                 fill, rows, [b.add_i(b.add_i(b.mul_i(pr[0], row), k), pr[1])]))
