@@ -34,8 +34,9 @@ around the micro-kernel: MC rows of A packed at a time (the workspace does
 not grow with M), then per NR-column panel of B its K x NR bytes packed
 and the tiles of those rows. With threads > 1 and at least TEAM_MIN_WORK
 multiply-adds, the column panels are split over an OpenMP team (each thread
-its own workspace part); every element is computed by the same operations:
-the results are the same for any thread count.
+its own workspace part) -- or, with A_IN_PLACE and PACKED_B (nothing packed
+per call), runs of whole MR-row tiles; every element is computed by the same
+operations: the results are the same for any thread count.
 
     void ncc_qgemm(i64 M, i64 N, i64 K, ptr A, i64 lda, ptr B, i64 ldb, ptr C, i64 ldc,
                    i32 a_zero, i32 b_zero, ptr b_zeros, i32 flags, ptr workspace, i64 threads,
@@ -565,17 +566,44 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
 
 
 def _team_body(module: ir.Module, serial: ir.Function, v: Variant) -> ir.Function:
-    """void body(i64 *words): thread t computes its run of whole column panels in its own workspace part."""
+    """void body(i64 *words): thread t computes its run of whole column panels in its own workspace part;
+    with A_IN_PLACE (nothing of A or B packed per call: a channels-last convolution's few column
+    panels, its many rows), its run of whole MR-row tiles, all columns."""
     fn = ir.Function(module, openmp.BODY, serial.name + openmp.TEAM_SUFFIX)
     fn.linkage = "internal"
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     args = openmp.from_words(b, fn.args[0], SERIAL_ARGS)
-    k, n, ws = args[2], args[1], args[13]
-    tid, j0, j1 = openmp.thread_columns(b, n, v.nr)
-    with b.if_then(b.icmp_signed("<", j0, j1)):
-        b.call(serial, [*args[:13], _byte_at(b, ws, b.mul(tid, _workspace_bytes(b, k))), *args[14:], j0, j1])
+    m, n, k, a, lda, c, ldc, flags, ws, bias, scale = (args[i] for i in (0, 1, 2, 3, 4, 7, 8, 12, 13, 14, 15))
+    own = _byte_at(b, ws, b.mul(_thread(b), _workspace_bytes(b, k)))
+    with b.if_else(_by_rows(b, flags)) as (rows, columns):
+        with rows:
+            _, i0, i1 = openmp.thread_columns(b, m, v.mr)
+            with b.if_then(b.icmp_signed("<", i0, i1)):
+                requant = b.icmp_signed("!=", b.and_(flags, I32(REQUANTIZE)), I32(0))
+                by_row = b.and_(requant, b.icmp_signed("!=", b.and_(flags, I32(BY_ROW)), I32(0)))
+                c_bytes = b.select(requant, const(1), const(4))
+                shifted = list(args)
+                shifted[0], shifted[3] = b.sub(i1, i0), _byte_at(b, a, b.mul(i0, lda))
+                shifted[7] = _byte_at(b, c, b.mul(b.mul(i0, ldc), c_bytes))
+                shifted[14] = b.select(by_row, _word_at(b, bias, i0), bias)
+                shifted[15] = b.select(by_row, _word_at(b, scale, i0), scale)
+                b.call(serial, [*shifted[:13], own, *shifted[14:], const(0), n])
+        with columns:
+            _, j0, j1 = openmp.thread_columns(b, n, v.nr)
+            with b.if_then(b.icmp_signed("<", j0, j1)):
+                b.call(serial, [*args[:13], own, *args[14:], j0, j1])
     b.ret_void()
     return fn
+
+
+def _thread(b: ir.IRBuilder) -> ir.Value:
+    return openmp.thread_and_team(b)[0]
+
+
+def _by_rows(b: ir.IRBuilder, flags: ir.Value) -> ir.Value:
+    """A team splits the rows (A_IN_PLACE with PACKED_B: nothing packed per call), else the column panels."""
+    both = I32(A_IN_PLACE | PACKED_B)
+    return b.icmp_signed("==", b.and_(flags, both), both)
 
 
 def define_qgemm(module: ir.Module, v: Variant) -> ir.Function:
@@ -586,7 +614,9 @@ def define_qgemm(module: ir.Module, v: Variant) -> ir.Function:
     m, n, k, threads = args[0], args[1], args[2], args[THREADS]
     serial_args = args[:THREADS] + args[THREADS + 1:]
     b = ir.IRBuilder(fn.append_basic_block("entry"))
-    team = minimum(b, threads, b.sdiv(b.add(n, const(v.nr - 1)), const(v.nr)))
+    panels = b.select(_by_rows(b, args[12]), b.sdiv(b.add(m, const(v.mr - 1)), const(v.mr)),
+                      b.sdiv(b.add(n, const(v.nr - 1)), const(v.nr)))
+    team = minimum(b, threads, panels)
     team = b.select(b.icmp_signed("<", b.mul(b.mul(m, n), k), const(TEAM_MIN_WORK)), const(1), team)
     openmp.alone_or_on_team(b, serial, [*serial_args, const(0), n], _team_body(module, serial, v), serial_args, team)
     b.ret_void()

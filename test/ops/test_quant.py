@@ -604,8 +604,8 @@ def test_qgemm_variant_matches_numpy(variant):
                 if variant.startswith("vnni"):  # nothing of A packed: its part of the workspace untouched
                     start = (-ws.ctypes.data) % 64
                     assert (ws[start:start + 4 * nn.quads(k) * qgemm.MC] == 0xAB).all()
-            np.testing.assert_array_equal(team_call(a, signed_w, a_zero, [0], qgemm.A_IN_PLACE, threads=3, lda=lda),
-                                          want0)
+            for f in (qgemm.A_IN_PLACE, qgemm.A_IN_PLACE | qgemm.PACKED_B):  # a team: columns, or rows split
+                np.testing.assert_array_equal(team_call(a, signed_w, a_zero, [0], f, threads=3, lda=lda), want0)
 
 
 @pytest.mark.parametrize("variant", ["vnni512", "vnni256", "madd512", "madd256", "madd128", *C_VARIANTS])
@@ -638,6 +638,11 @@ def test_qgemm_requantizes_in_the_tile(variant):
             np.testing.assert_array_equal(got, want, err_msg=f"{variant} {m}x{n}x{k} flags {f}")
         np.testing.assert_array_equal(team_call(a, w, 0, [0], flags, threads=3, epilogue=(bias, scale, c_zero)),
                                       want)
+        # the same rows as uint8 read in place (zero point 128), a team splitting them
+        in_place = (flags & ~qgemm.A_SIGNED) | qgemm.A_IN_PLACE | qgemm.PACKED_B
+        a_u = a.view(np.uint8) ^ np.uint8(0x80)
+        np.testing.assert_array_equal(team_call(a_u, w, 128, [0], in_place, threads=3, lda=4 * nn.quads(k),
+                                                ldc=n + 3, epilogue=(bias, scale, c_zero)), want)
         assert len(np.unique(want)) > 10 or m * n < 4, "the case exercises the rounding"
 
 
