@@ -274,11 +274,12 @@ def _numpy_attention(q, kt, v, bias, scale):
     return (p / p.sum(-1, keepdims=True)) @ v.astype(np.float64)
 
 
-ATTENTION_SHAPES = [  # lead, Sq, Sk, D, Dv, bias: edge sizes 1, primes, past ROW_BLOCK, K_UNROLL and the
+ATTENTION_SHAPES = [  # lead, Sq, Sk, D, Dv, bias: edge sizes 1, primes, past ROW_BLOCK, K_UNROLL, KEY_BLOCK and the
     # GEMM's tile (MR rows: 14, 6), two blocks of QUERY_BLOCK query rows (131)
     ((2, 3), 5, 7, 8, 8, (5, 7)), ((1,), 1, 1, 1, 1, None), ((2,), 13, 11, 9, 3, (2, 1, 11)),
     ((1, 2), 4, 33, 16, 17, None), ((3,), 6, 2, 5, 4, (1, 6, 1)), ((1, 1), 9, 40, 64, 64, (9, 40)),
     ((2,), 131, 70, 64, 65, (131, 70)), ((1, 2), 29, 97, 67, 64, (2, 29, 97)), ((1,), 30, 128, 32, 32, None),
+    ((2,), 11, 32, 8, 16, (2, 11, 32)), ((1,), 9, 16, 5, 7, None),  # the loops' register blocks of 16 keys, values
 ]
 
 

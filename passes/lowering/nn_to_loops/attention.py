@@ -3,9 +3,9 @@ time, their scores in a scratch of rows of Sk floats (never the score matrix).
 
 A float32 attention whose products are the size matmul's lowering gives the
 GEMM (Sk x D and Sk x Dv of at least GEMM_MIN_WORK) is two calls of the
-register-blocked GEMM per block of QUERY_BLOCK query rows (passes/lowering/gemm.py, as matmul's lowering calls
-it; q, kt and v read where they are), a pass over each row of scores between
-them, one after:
+register-blocked GEMM per block of QUERY_BLOCK query rows
+(passes/lowering/gemm.py, as matmul's lowering calls it; q, kt and v read
+where they are), a pass over each row of scores between them, one after:
 
     S    = q[i0:i0 + n] @ kt                    ncc_sgemm, S: n x Sk in the scratch
     S[i] = S[i] * scale + bias[i];  m = max S[i];  S[i] = exp(S[i] - m);  l[i] = sum S[i]
@@ -13,13 +13,18 @@ them, one after:
     o[i] = o[i] / l[i]
 
 Other types and smaller products take loops (a call's overhead is more than
-they cost), ROW_BLOCK query rows at a time (each value of kt and
-v loaded once for the block); per row:
+they cost), ROW_BLOCK query rows at a time (each value of kt and v loaded
+once for the block); per row:
 
-    s[j]  = sum_d q[i, d] kt[d, j]            d outer (K_UNROLL at a time), j inner: vectorizes
+    s[j]  = sum_d q[i, d] kt[d, j]            KEY_BLOCK keys of the block's rows in registers over all d
     s[j]  = s[j] * scale + bias[i, j];  m = max_j s[j]
     s[j]  = exp(s[j] - m);  l = sum_j s[j]    (lanes_reduce)
-    o[i]  = sum_j s[j] v[j] / l               j outer (K_UNROLL at a time), the row of v inner
+    o[i]  = sum_j s[j] v[j] / l               KEY_BLOCK columns of o in registers over all j
+
+(a vector of KEY_BLOCK sums per row, which LLVM's SLP vectorizer makes of
+the scalar sums: broadcast-FMAs, no score stored between the terms; where
+Sk or Dv is not a multiple of KEY_BLOCK, K_UNROLL terms per load and store
+of the score or output element).
 
 Blocks of rows are independent: each writes the scratch it reads (the
 loops: parallelize-loops gives each thread its own; the GEMM calls run in
@@ -38,9 +43,11 @@ from ncc.dialects import nn
 from ncc.dialects.nn import DYN
 from ncc.passes.lowering import gemm
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, blocks, broadcast_map, lanes_reduce, view
-from ncc.passes.lowering.nn_to_loops.matmul import GEMM_MIN_WORK, K_UNROLL, ROW_BLOCK, call_gemm, flat_view
+from ncc.passes.lowering.nn_to_loops.matmul import GEMM_MIN_WORK, K_UNROLL, call_gemm, flat_view
 from ncc.passes.lowering.parallelize_loops import SCRATCH_PER_ITERATION
 
+ROW_BLOCK = 8  # the loops: query rows at a time (each value of kt and v loaded once for them)
+KEY_BLOCK = 16  # the loops: scores of this many keys (a vector) per row summed in registers over the depth
 QUERY_BLOCK = 128  # query rows per pair of GEMM calls: their scores, QUERY_BLOCK x Sk floats, stay in L2
 
 
@@ -160,7 +167,26 @@ def lower_attention(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
             b.nest([keys], key)
 
-        blocks(b, depth, K_UNROLL, depth_block)
+        def scores_block(jv, _):  # KEY_BLOCK keys of `count` rows summed in registers over all of depth
+            js = [b.add_i(b.mul_i(jv[0], KEY_BLOCK), u) for u in range(KEY_BLOCK)]
+
+            def step(dv, acc):
+                ks = [b.load(kt, [*at, dv[0], j]) for j in js]
+                out = []
+                for r, i in enumerate(rows):
+                    qd = b.load(q, [*at, i, dv[0]])
+                    out += [b(arith.AddfOp, acc[r * KEY_BLOCK + u], b(arith.MulfOp, qd, k)) for u, k in enumerate(ks)]
+                return out
+
+            accs = b.nest([depth], step, [zero] * (count * KEY_BLOCK))
+            for r in range(count):
+                for u, j in enumerate(js):
+                    b.store(accs[r * KEY_BLOCK + u], s, [b.idx(r), j])
+
+        if keys % KEY_BLOCK == 0:
+            b.nest([keys // KEY_BLOCK], scores_block)
+        else:
+            blocks(b, depth, K_UNROLL, depth_block)
         totals = []
         for r, i in enumerate(rows):
             ri = b.idx(r)
@@ -176,6 +202,25 @@ def lower_attention(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             b.nest([keys], lambda j, _, ri=ri, mx=mx: b.store(
                 b(math.ExpOp, b(arith.SubfOp, b.load(s, [ri, j[0]]), mx)), s, [ri, j[0]]))
             totals.append(lanes_reduce(b, "add", keys, lambda j, ri=ri: b.load(s, [ri, j]), zero))
+        def values_block(ev, _):  # KEY_BLOCK output columns of `count` rows summed in registers over the keys
+            es = [b.add_i(b.mul_i(ev[0], KEY_BLOCK), u) for u in range(KEY_BLOCK)]
+
+            def step(jv, acc):
+                vs = [b.load(v, [*at, jv[0], e]) for e in es]
+                out_ = []
+                for r in range(count):
+                    p = b.load(s, [b.idx(r), jv[0]])
+                    out_ += [b(arith.AddfOp, acc[r * KEY_BLOCK + u], b(arith.MulfOp, p, x)) for u, x in enumerate(vs)]
+                return out_
+
+            accs = b.nest([keys], step, [zero] * (count * KEY_BLOCK))
+            for r, (i, total) in enumerate(zip(rows, totals)):
+                for u, e in enumerate(es):
+                    b.store(b(arith.DivfOp, accs[r * KEY_BLOCK + u], total), out, [*at, i, e])
+
+        if dv % KEY_BLOCK == 0:
+            b.nest([dv // KEY_BLOCK], values_block)
+            return
         for i in rows:
             b.nest([dv], lambda e, _, i=i: b.store(zero, out, [*at, i, e[0]]))
 
