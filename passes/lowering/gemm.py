@@ -9,7 +9,10 @@ packed panels: per k, NR/lanes vector loads of B, MR broadcasts of A and
 MR * NR/lanes fused multiply-adds. Around it, the loops of the GotoBLAS
 algorithm block C for the caches: NC columns of B (packed once per KC x NC
 block, in NR-wide panels, kept in L2/L3), MC rows of A (packed into MR-tall
-panels, kept in L2), KC deep (a panel pair fits L1).
+panels, kept in L2), KC deep (a panel pair fits L1). A row-major A of at most
+IN_PLACE_A_ROWS rows, not 4 KiB apart (a transformer's activations, a small batch), is not
+packed: the tiles broadcast from its rows where they are, the last rows as
+tiles of exactly 8, 4, 2 and 1 rows.
 
 `Tile.for_features` picks the tile from the CPU's features, never from one
 machine: AVX-512 (32 vector registers) 14 x 32, AVX/AVX2 (16 registers)
@@ -72,6 +75,7 @@ NR_MAX, MR_MAX = 32, 14  # the largest tile of any variant (every NR divides NR_
 ACCUMULATE, PACKED_B, BIAS_ROWS, BIAS_COLS, RELU, RELU6, TRANSPOSED_B, RESIDUAL = 1, 2, 4, 8, 16, 32, 64, 128
 ACTIVATIONS = RELU | RELU6
 IN_PLACE_ROWS = 256  # at most this many rows of A: B is read in place, not packed
+IN_PLACE_A_ROWS = 64  # at most this many rows of a row-major A: A is read in place, not packed
 ALIASING_LDB = 1024  # ... unless its rows are a multiple of this many floats (4 KiB) apart
 PREFETCH_ROWS_APART = 1024  # a row-major A's packing prefetches its next K block when rows are this far apart
 
@@ -149,19 +153,22 @@ def workspace_floats(m: int, n: int, k: int) -> int:
 # The micro-kernel
 
 
-def _micro_kernel(module: ir.Module, t: Tile, rows: int) -> ir.Function:
+def _micro_kernel(module: ir.Module, t: Tile, rows: int, direct: bool = False) -> ir.Function:
     """tile(kc, a_panel, b_panel, b_stride, C, ldc, m, n, flags, row_bias, col_bias,
-    added): C[:m, :n] = (added[:m, :n] +) the MR x NR product of an MR x kc panel of A (k-major: MR values per
-    k) and a kc x NR panel of B (NR values per k, rows b_stride apart: NR when
-    packed, B's own row length when read in place), accumulated in registers.
-    `rows` <= MR of the panel's rows are computed (a tile for the last rows
+    added[, lda]): C[:m, :n] = (added[:m, :n] +) the MR x NR product of an MR x kc panel of A (k-major: MR values per
+    k; `direct`: A's rows where they are, lda apart, exactly `rows` of them read) and a kc x NR panel of B
+    (NR values per k, rows b_stride apart: NR when packed, B's own row length when read in place),
+    accumulated in registers. `rows` <= MR of the panel's rows are computed (a tile for the last rows
     of A, or a small batch: no work on rows that do not exist)."""
     vec = ir.VectorType(F32, t.lanes)
-    fnty = ir.FunctionType(ir.VoidType(), [I64, PTR, PTR, I64, PTR, I64, I64, I64, I32, PTR, PTR, PTR])
-    fn = ir.Function(module, fnty, f"ncc_sgemm_tile_{t.tag}" + ("" if rows == t.mr else f"_rows{rows}"))
+    fnty = ir.FunctionType(ir.VoidType(), [I64, PTR, PTR, I64, PTR, I64, I64, I64, I32, PTR, PTR, PTR]
+                           + ([I64] if direct else []))
+    fn = ir.Function(module, fnty, f"ncc_sgemm_tile_{t.tag}" + ("" if rows == t.mr else f"_rows{rows}")
+                     + ("_direct" if direct else ""))
     fn.linkage = "internal"
     # added: where the values accumulated into are read (C itself, or the residual), rows ldc apart
-    kc, ap, bp, b_stride, cp, ldc, m, n, acc_flag, row_bias, col_bias, added = fn.args
+    kc, ap, bp, b_stride, cp, ldc, m, n, acc_flag, row_bias, col_bias, added = fn.args[:12]
+    lda = fn.args[12] if direct else None
     for a in (ap, bp, cp):
         a.add_attribute("noalias")
     b = ir.IRBuilder(fn.append_basic_block("entry"))
@@ -186,10 +193,10 @@ def _micro_kernel(module: ir.Module, t: Tile, rows: int) -> ir.Function:
     b.position_at_end(body)
     bk = _at(b, bp, b.mul(k, b_stride))
     bv = [b.load(_at(b, bk, _c(v * t.lanes)), typ=vec, align=4) for v in range(t.nr_vectors)]
-    ak = _at(b, ap, b.mul(k, _c(t.mr)))
+    ak = _at(b, ap, k if direct else b.mul(k, _c(t.mr)))
     new = []
     for r in range(rows):
-        a = b.load(_at(b, ak, _c(r)), typ=F32, align=4)
+        a = b.load(_at(b, ak, b.mul(_c(r), lda) if direct else _c(r)), typ=F32, align=4)
         splat = b.shuffle_vector(b.insert_element(ir.Constant(vec, ir.Undefined), a, I32(0)),
                                  ir.Constant(vec, ir.Undefined), ir.Constant(ir.VectorType(I32, t.lanes), [0] * t.lanes))
         new.append([b.call(fma, [splat, bv[v], accs[r][v]]) for v in range(t.nr_vectors)])
@@ -387,6 +394,7 @@ def _pack_a(module: ir.Module, t: Tile, mr: int | None = None, name: str = "a") 
 def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
     """The GEMM on one thread: the GotoBLAS loops around the micro-kernel."""
     tiles = {r: _micro_kernel(module, t, r) for r in tile_heights(t.mr)}
+    direct_tiles = {r: _micro_kernel(module, t, r, direct=True) for r in tile_heights(t.mr)}
     pack_a, pack_b, pack_bt = _pack_a(module, t), _pack_b(module, t), _pack_a(module, t, t.nr, "bt")
     fn = ir.Function(module, SERIAL, f"ncc_sgemm_serial_{t.tag}")
     fn.linkage = "internal"
@@ -415,6 +423,11 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
     # time where this holds, 1.05-1.4x with rows 4 KiB apart.) Or B is
     # packed already.
     few = b.icmp_signed("<=", M, _c(IN_PLACE_ROWS))
+    # A few rows of a row-major A, not 4 KiB apart: read where they are by the tiles (the broadcasts load
+    # from MR rows as well as from a packed panel; packing 32 x 128 floats into 14-float columns cost a
+    # transformer's small products more than the tiles save)
+    direct_a = b.and_(b.and_(b.icmp_signed("<=", M, _c(IN_PLACE_A_ROWS)), b.icmp_signed("==", cs, _c(1))),
+                      b.icmp_signed("!=", b.srem(rs, _c(ALIASING_LDB)), _c(0)))
     aliasing = b.icmp_signed("==", b.srem(ldb, _c(ALIASING_LDB)), _c(0))
     in_place = b.and_(b.and_(few, b.not_(aliasing)), b.not_(b.or_(prepacked, transposed)))
     # K in blocks of equal depth, at most KC (576 = 288 + 288, not 256 + 256 + 64: every
@@ -447,7 +460,8 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
                             b.call(pack_b, [kc, nc, bsrc, ldb, bpack])
             with _loop(b, _c(0), M, t.mc, "ic") as ic:
                 mc = _min(b, b.sub(M, ic), _c(t.mc))
-                b.call(pack_a, [mc, kc, _at(b, A, b.add(b.mul(ic, rs), b.mul(pc, cs))), rs, cs, apack])
+                with b.if_then(b.not_(direct_a)):
+                    b.call(pack_a, [mc, kc, _at(b, A, b.add(b.mul(ic, rs), b.mul(pc, cs))), rs, cs, apack])
                 with _loop(b, _c(0), nc, t.nr, "jr") as jr:
                     n = _min(b, b.sub(nc, jr), _c(t.nr))
                     # prepacked: panel (jc + jr) / PANEL of K x PANEL, from row pc, column (jc + jr) % PANEL
@@ -457,8 +471,8 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
                     own = b.or_(b.not_(in_place), b.icmp_signed("<", n, _c(t.nr)))
                     bpanel = b.select(prepacked, given, b.select(own, _at(b, bpack, b.mul(jr, kc)), _at(b, bsrc, jr)))
                     stride = b.select(prepacked, _c(PANEL), b.select(own, _c(t.nr), ldb))
-                    with _loop(b, _c(0), mc, t.mr, "ir") as ir_:
-                        m = _min(b, b.sub(mc, ir_), _c(t.mr))
+                    def tile_at(ir_: ir.Value, m: ir.Value, rows: int | None = None) -> None:
+                        """The tile of rows ir_ .. ir_ + m of this block (`rows`: A read in place, exactly)."""
                         at = b.add(b.mul(b.add(ic, ir_), ldc), col)
                         c = _at(b, C, at)
                         rb = b.select(b.and_(last, row_bias), _at(b, bias, b.add(ic, ir_)), zeros)
@@ -466,7 +480,23 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
                         added = b.select(from_residual, _at(b, residual, at), c)
                         args = [kc, _at(b, apack, b.mul(ir_, kc)), bpanel, stride, c, ldc, m, n, tile_flags, rb, cb,
                                 added]
-                        call_tile(b, tiles, m, args)
+                        if rows is None:
+                            call_tile(b, tiles, m, args)
+                        else:
+                            args[1] = _at(b, A, b.add(b.mul(b.add(ic, ir_), rs), pc))
+                            b.call(direct_tiles[rows], [*args, rs])
+
+                    whole = b.mul(b.sdiv(mc, _c(t.mr)), _c(t.mr))
+                    with b.if_else(direct_a) as (in_place_a, packed_a):
+                        with in_place_a:  # whole tiles, then the last rows as exact tiles (8, 4, 2, 1 rows)
+                            with _loop(b, _c(0), whole, t.mr, "ird") as ir_:
+                                tile_at(ir_, _c(t.mr), t.mr)
+                            rest = b.sub(mc, whole)
+                            for piece in reversed(tile_heights(t.mr)[:-1]):
+                                with b.if_then(b.icmp_signed("!=", b.and_(rest, _c(piece)), _c(0))):
+                                    tile_at(b.add(whole, b.and_(rest, _c(-2 * piece))), _c(piece), piece)
+                        with packed_a, _loop(b, _c(0), mc, t.mr, "ir") as ir_:
+                            tile_at(ir_, _min(b, b.sub(mc, ir_), _c(t.mr)))
     # K = 0: a product over nothing, 0, and the epilogue (what C or the residual adds, bias, relu)
     with b.if_then(b.icmp_signed("==", K, _c(0))):
         zero = ir.Constant(F32, 0.0)

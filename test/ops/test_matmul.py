@@ -317,8 +317,9 @@ from ncc.runtime.calling import aligned_empty  # noqa: E402
 
 GEMM_SHAPES = [(1, 1, 1), (3, 5, 7), (14, 32, 256), (15, 33, 257), (13, 17, 1), (29, 70, 513),
                (64, 100, 784), (1, 512, 300), (170, 31, 9), (5, 4100, 3), (0, 5, 3), (4, 0, 3), (4, 5, 0),
-               # B packed, not read in place: many rows of A; rows of B 4 KiB apart
-               (300, 70, 300), (20, 1024, 40)]
+               # B packed, not read in place: many rows of A; rows of B 4 KiB apart; A packed: rows 4 KiB apart
+               # (the others of at most 64 rows read A in place, their last rows as tiles of 8, 4, 2, 1)
+               (300, 70, 300), (20, 1024, 40), (6, 40, 1024)]
 
 
 def _gemm_caller(variant):
