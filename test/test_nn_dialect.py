@@ -230,6 +230,8 @@ func.func @main(%x: tensor<?x3xf32>, %img: tensor<1x3x8x8xf32>, %k: tensor<4x3x3
   %qkr = nn.reshape %qk : tensor<2x2x1x1xi8> -> tensor<2x2xi8>
   %qrows = nn.qpack_rows %qkr : tensor<2x2xi8> -> tensor<2x2xi32>
   %qpc = nn.packed_qconv %qi, %qrows, %qz, %wz kernel [1, 1] weight_signed : tensor<?x2x1x1xui8>, tensor<2x2xi32>, tensor<ui8>, tensor<i8> -> tensor<?x2x1x1xi32>
+  %qin = nn.reshape %qx : tensor<?x2xui8> -> tensor<?x1x1x2xui8>
+  %qpn = nn.packed_qconv_nhwc %qin, %qp, %qz kernel [1, 1] channels 2 : tensor<?x1x1x2xui8>, tensor<1x64xi32>, tensor<ui8> -> tensor<?x1x1x2xi32>
   %qsum = nn.add %qd, %qpd : tensor<?x2xf32>
   %fe = nn.fused_elementwise %qsum, %b : tensor<?x2xf32>, tensor<2xf32> -> tensor<?x2xf32> {
   ^bb0(%fe0: tensor<f32>, %fe1: tensor<f32>):
