@@ -88,6 +88,24 @@ def _flat_index(b: Builder, shape, ivs) -> SSAValue:
     return total
 
 
+def _softmax_row(b: Builder, op, s: Buf, r: SSAValue, bias: Buf | None, bias_index) -> SSAValue:
+    """Row r of scores s in place: s * scale + bias (bias_index(j): the bias's index of key j), then
+    exp(s - max); returns the row's sum (lanes_reduce)."""
+    keys, elt = s.shape[1], s.elt
+    scale = b.const(op.params.scale, elt)
+
+    def scaled(j, c):
+        x = b(arith.MulfOp, b.load(s, [r, j[0]]), scale)
+        if bias is not None:
+            x = b(arith.AddfOp, x, b.load(bias, bias_index(j[0])))
+        b.store(x, s, [r, j[0]])
+        return [b(arith.MaximumfOp, c[0], x)]
+
+    mx, = b.nest([keys], scaled, [b.const(-pymath.inf, elt)])
+    b.nest([keys], lambda j, _: b.store(b(math.ExpOp, b(arith.SubfOp, b.load(s, [r, j[0]]), mx)), s, [r, j[0]]))
+    return lanes_reduce(b, "add", keys, lambda j: b.load(s, [r, j]), b.const(0.0, elt))
+
+
 def _lower_by_gemm(b: Builder, op, out: Buf, q: Buf, kt: Buf, v: Buf, bias: Buf | None) -> None:
     qb, sq, sk, d, dv = _sizes(op)
     lead = out.shape[:-2]
@@ -95,7 +113,6 @@ def _lower_by_gemm(b: Builder, op, out: Buf, q: Buf, kt: Buf, v: Buf, bias: Buf 
     sums = view(b, b.scratch.ref, qb * sk, (qb,))
     start, floats = _gemm_layout(op)
     workspace = flat_view(b, b.scratch.ref, start, floats * b.threads)
-    scale = b.const(op.params.scale, f32)
     bias_at = broadcast_map(b, (*lead, sq, sk), bias.shape) if bias is not None else None
     rows_in_all = b.size(sq)
 
@@ -106,20 +123,8 @@ def _lower_by_gemm(b: Builder, op, out: Buf, q: Buf, kt: Buf, v: Buf, bias: Buf 
                       flat_view(b, scores.ref, 0, qb * sk), sk], 0, workspace)
 
         def softmax_row(rv, _):
-            r, i = rv[0], b.add_i(i0, rv[0])
-
-            def scaled(j, c):
-                x = b(arith.MulfOp, b.load(scores, [r, j[0]]), scale)
-                if bias_at is not None:
-                    x = b(arith.AddfOp, x, b.load(bias, bias_at([*at, i, j[0]])))
-                b.store(x, scores, [r, j[0]])
-                return [b(arith.MaximumfOp, c[0], x)]
-
-            mx, = b.nest([sk], scaled, [b.const(-pymath.inf, f32)])
-
-            b.nest([sk], lambda j, _: b.store(b(math.ExpOp, b(arith.SubfOp, b.load(scores, [r, j[0]]), mx)),
-                                              scores, [r, j[0]]))
-            b.store(lanes_reduce(b, "add", sk, lambda j: b.load(scores, [r, j]), b.const(0.0, f32)), sums, [r])
+            i = b.add_i(i0, rv[0])
+            b.store(_softmax_row(b, op, scores, rv[0], bias, lambda j: bias_at([*at, i, j])), sums, [rv[0]])
 
         b.nest([n], softmax_row)
         o_at = _flat_index(b, out.shape, [*at, i0])
@@ -144,7 +149,7 @@ def lower_attention(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     depth, keys = q.shape[-1], kt.shape[-1]
     elt = out.elt
     s = view(b, b.scratch.ref, 0, (ROW_BLOCK, keys), elt)
-    zero, scale = b.const(0.0, elt), b.const(op.params.scale, elt)
+    zero = b.const(0.0, elt)
     bias_at = broadcast_map(b, (*lead, sq, keys), bias.shape) if bias is not None else None
     marked: list = []
 
@@ -187,21 +192,9 @@ def lower_attention(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
             b.nest([keys // KEY_BLOCK], scores_block)
         else:
             blocks(b, depth, K_UNROLL, depth_block)
-        totals = []
-        for r, i in enumerate(rows):
-            ri = b.idx(r)
+        totals = [_softmax_row(b, op, s, b.idx(r), bias, lambda j, i=i: bias_at([*at, i, j]))
+                  for r, i in enumerate(rows)]
 
-            def scaled(j, c, i=i, ri=ri):
-                x = b(arith.MulfOp, b.load(s, [ri, j[0]]), scale)
-                if bias_at is not None:
-                    x = b(arith.AddfOp, x, b.load(bias, bias_at([*at, i, j[0]])))
-                b.store(x, s, [ri, j[0]])
-                return [b(arith.MaximumfOp, c[0], x)]
-
-            mx, = b.nest([keys], scaled, [b.const(-pymath.inf, elt)])
-            b.nest([keys], lambda j, _, ri=ri, mx=mx: b.store(
-                b(math.ExpOp, b(arith.SubfOp, b.load(s, [ri, j[0]]), mx)), s, [ri, j[0]]))
-            totals.append(lanes_reduce(b, "add", keys, lambda j, ri=ri: b.load(s, [ri, j]), zero))
         def values_block(ev, _):  # KEY_BLOCK output columns of `count` rows summed in registers over the keys
             es = [b.add_i(b.mul_i(ev[0], KEY_BLOCK), u) for u in range(KEY_BLOCK)]
 
