@@ -9,10 +9,10 @@ packed panels: per k, NR/lanes vector loads of B, MR broadcasts of A and
 MR * NR/lanes fused multiply-adds. Around it, the loops of the GotoBLAS
 algorithm block C for the caches: NC columns of B (packed once per KC x NC
 block, in NR-wide panels, kept in L2/L3), MC rows of A (packed into MR-tall
-panels, kept in L2), KC deep (a panel pair fits L1). A row-major A of at most
-IN_PLACE_A_ROWS rows, not 4 KiB apart (a transformer's activations, a small batch), is not
-packed: the tiles broadcast from its rows where they are, the last rows as
-tiles of exactly 8, 4, 2 and 1 rows.
+panels, kept in L2), KC deep (a panel pair fits L1). A row-major A of at
+most IN_PLACE_A_ROWS rows, not 4 KiB apart (a transformer's activations, a
+small batch), is not packed: the tiles broadcast from its rows where they
+are, the last rows as tiles of exactly 8, 4, 2 and 1 rows.
 
 `Tile.for_features` picks the tile from the CPU's features, never from one
 machine: AVX-512 (32 vector registers) 14 x 32, AVX/AVX2 (16 registers)
@@ -352,8 +352,8 @@ def _pack_a(module: ir.Module, t: Tile, mr: int | None = None, name: str = "a") 
                         def transposed(k0: ir.Value, prefetching: bool, partial: bool = False) -> None:
                             loaded = [b.load(_at(b, p, k0), typ=lanes, align=4) for p in starts]
                             if partial:  # the last rows' panel: rows past mc are zeros (row 0 read in their place)
-                                loaded = [v if r == 0 else b.select(inside[r], v, ir.Constant(lanes, [0.0] * t.lanes))
-                                          for r, v in enumerate(loaded)]
+                                nothing = ir.Constant(lanes, [0.0] * t.lanes)
+                                loaded = [v if r == 0 else b.select(inside[r], v, nothing) for r, v in enumerate(loaded)]
                             if prefetching:
                                 ahead = b.add(k0, kc)
                                 for p in starts:
@@ -491,10 +491,7 @@ def _serial_gemm(module: ir.Module, t: Tile) -> ir.Function:
                         with in_place_a:  # whole tiles, then the last rows as exact tiles (8, 4, 2, 1 rows)
                             with _loop(b, _c(0), whole, t.mr, "ird") as ir_:
                                 tile_at(ir_, _c(t.mr), t.mr)
-                            rest = b.sub(mc, whole)
-                            for piece in reversed(tile_heights(t.mr)[:-1]):
-                                with b.if_then(b.icmp_signed("!=", b.and_(rest, _c(piece)), _c(0))):
-                                    tile_at(b.add(whole, b.and_(rest, _c(-2 * piece))), _c(piece), piece)
+                            exact_tiles(b, whole, b.sub(mc, whole), t.mr, lambda at, h: tile_at(at, _c(h), h))
                         with packed_a, _loop(b, _c(0), mc, t.mr, "ir") as ir_:
                             tile_at(ir_, _min(b, b.sub(mc, ir_), _c(t.mr)))
     # K = 0: a product over nothing, 0, and the epilogue (what C or the residual adds, bias, relu)
@@ -533,6 +530,14 @@ def tile_heights(mr: int) -> list[int]:
     """The rows of the tiles a GEMM with MR-row tiles defines: MR, and 1, 2, 4
     and 8 for the last rows of A (no work on rows that do not exist)."""
     return sorted({r for r in (1, 2, 4, 8) if r < mr} | {mr})
+
+
+def exact_tiles(b: ir.IRBuilder, whole: ir.Value, rest: ir.Value, mr: int, tile) -> None:
+    """tile(first row, height) for the `rest` (< mr) rows after `whole` as tiles of exactly 8, 4, 2 and 1
+    rows, the largest first: a tile read in place must not read rows past the operand's end."""
+    for piece in reversed(tile_heights(mr)[:-1]):
+        with b.if_then(b.icmp_signed("!=", b.and_(rest, _c(piece)), _c(0))):
+            tile(b.add(whole, b.and_(rest, _c(-2 * piece))), piece)
 
 
 def call_tile(b: ir.IRBuilder, tiles: dict[int, ir.Function], m: ir.Value, args: list) -> None:

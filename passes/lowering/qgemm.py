@@ -74,7 +74,7 @@ from llvmlite import ir
 from ncc.dialects.nn.quant import QPANEL, ROUNDING_MAGIC, ROUNDING_MAGIC_BITS, quads
 
 from ncc.passes.lowering import openmp
-from ncc.passes.lowering.gemm import AVX2_CPUS, AVX512_CPUS, call_tile, tile_heights
+from ncc.passes.lowering.gemm import AVX2_CPUS, AVX512_CPUS, call_tile, exact_tiles, tile_heights
 from ncc.passes.lowering.llvmlite_ir import F32, I32, I64, PTR, carried_loop, const, counted_loop, function_to_define
 from ncc.passes.lowering.llvmlite_ir import kernel_module, lane_mask, minimum, splat
 
@@ -556,9 +556,7 @@ def _serial(module: ir.Module, v: Variant) -> ir.Function:
             rest = b.sub(rows, whole)
             with b.if_else(b.icmp_signed(">", full, whole)) as (exact, packed_rest):
                 with exact:  # exact tiles, the largest first: a larger one would read rows past A's end
-                    for piece in reversed(tile_heights(v.mr)[:-1]):
-                        with b.if_then(b.icmp_signed("!=", b.and_(rest, const(piece)), const(0))):
-                            tile_at(b.add(whole, b.and_(rest, const(-2 * piece))), const(piece), I1(1))
+                    exact_tiles(b, whole, rest, v.mr, lambda at, h: tile_at(at, const(h), I1(1)))
                 with packed_rest, b.if_then(b.icmp_signed(">", rest, const(0))):
                     tile_at(whole, rest, I1(0))
     b.ret_void()
@@ -574,7 +572,7 @@ def _team_body(module: ir.Module, serial: ir.Function, v: Variant) -> ir.Functio
     b = ir.IRBuilder(fn.append_basic_block("entry"))
     args = openmp.from_words(b, fn.args[0], SERIAL_ARGS)
     m, n, k, a, lda, c, ldc, flags, ws, bias, scale = (args[i] for i in (0, 1, 2, 3, 4, 7, 8, 12, 13, 14, 15))
-    own = _byte_at(b, ws, b.mul(_thread(b), _workspace_bytes(b, k)))
+    own = _byte_at(b, ws, b.mul(openmp.thread_and_team(b)[0], _workspace_bytes(b, k)))
     with b.if_else(_by_rows(b, flags)) as (rows, columns):
         with rows:
             _, i0, i1 = openmp.thread_columns(b, m, v.mr)
@@ -594,10 +592,6 @@ def _team_body(module: ir.Module, serial: ir.Function, v: Variant) -> ir.Functio
                 b.call(serial, [*args[:13], own, *args[14:], j0, j1])
     b.ret_void()
     return fn
-
-
-def _thread(b: ir.IRBuilder) -> ir.Value:
-    return openmp.thread_and_team(b)[0]
 
 
 def _by_rows(b: ir.IRBuilder, flags: ir.Value) -> ir.Value:

@@ -42,7 +42,8 @@ from xdsl.ir import Operation, SSAValue
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
 from ncc.passes.lowering import gemm
-from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, blocks, broadcast_map, lanes_reduce, view
+from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, blocks, broadcast_map, lanes_reduce, linear_index
+from ncc.passes.lowering.nn_to_loops.builder import view
 from ncc.passes.lowering.nn_to_loops.matmul import GEMM_MIN_WORK, K_UNROLL, call_gemm, flat_view
 from ncc.passes.lowering.parallelize_loops import SCRATCH_PER_ITERATION
 
@@ -58,7 +59,7 @@ def _sizes(op: Operation) -> tuple[int, int, int, int, int]:
     return (QUERY_BLOCK if sq == DYN else min(sq, QUERY_BLOCK)), sq, sk, d, dv
 
 
-def by_gemm(op: Operation) -> bool:
+def _by_gemm(op: Operation) -> bool:
     """f32 products the size matmul gives the GEMM (Sk x D and Sk x Dv of at least GEMM_MIN_WORK)."""
     _, _, sk, d, dv = _sizes(op)
     return op.result.type.element_type == f32 and sk * min(d, dv) >= GEMM_MIN_WORK
@@ -74,18 +75,23 @@ def _gemm_layout(op: Operation) -> tuple[int, int]:
 def attention_scratch_bytes(op: Operation, threads: int) -> int:
     """By the GEMM: a block's scores and row sums, the GEMM's workspace (one
     part per thread); else ROW_BLOCK rows of scores (f32 or f64)."""
-    if by_gemm(op):
+    if _by_gemm(op):
         start, floats = _gemm_layout(op)
         return 4 * (start + threads * floats)
     return 8 * ROW_BLOCK * op.keys_t.type.get_shape()[-1]
 
 
-def _flat_index(b: Builder, shape, ivs) -> SSAValue:
-    """The row-major element offset of index `ivs` (a prefix: the rest 0) in a buffer of `shape`."""
-    total = b.idx(0)
-    for i, iv in enumerate(ivs):
-        total = b.add_i(total, b.mul_i(iv, pymath.prod(shape[i + 1:])))
-    return total
+def _register_sums(b: Builder, count: int, length: int, zero: SSAValue, left, right) -> list[list[SSAValue]]:
+    """sums[r][u] = sum over t < length of left(r, t) * right(t)[u], for `count` rows and the
+    KEY_BLOCK values right gives: scalars carried through one loop, which LLVM's SLP vectorizer
+    makes a vector per row (broadcast-FMAs), nothing stored between the terms."""
+    def step(tv, acc):
+        across, down = right(tv[0]), [left(r, tv[0]) for r in range(count)]
+        return [b(arith.AddfOp, acc[r * KEY_BLOCK + u], b(arith.MulfOp, a, x))
+                for r, a in enumerate(down) for u, x in enumerate(across)]
+
+    flat = b.nest([length], step, [zero] * (count * KEY_BLOCK))
+    return [flat[r * KEY_BLOCK:(r + 1) * KEY_BLOCK] for r in range(count)]
 
 
 def _softmax_row(b: Builder, op, s: Buf, r: SSAValue, bias: Buf | None, bias_index) -> SSAValue:
@@ -118,8 +124,8 @@ def _lower_by_gemm(b: Builder, op, out: Buf, q: Buf, kt: Buf, v: Buf, bias: Buf 
 
     def block(at, i0):
         n = b(arith.MinSIOp, b.idx(qb), b(arith.SubiOp, rows_in_all, i0))
-        q_rows = flat_view(b, q.ref, _flat_index(b, q.shape, [*at, i0]), b.mul_i(n, d))
-        call_gemm(b, [n, sk, d, q_rows, d, 1, flat_view(b, kt.ref, _flat_index(b, kt.shape, at), d * sk), sk,
+        q_rows = flat_view(b, q.ref, linear_index(b, q.shape, [*at, i0]), b.mul_i(n, d))
+        call_gemm(b, [n, sk, d, q_rows, d, 1, flat_view(b, kt.ref, linear_index(b, kt.shape, at), d * sk), sk,
                       flat_view(b, scores.ref, 0, qb * sk), sk], 0, workspace)
 
         def softmax_row(rv, _):
@@ -127,9 +133,9 @@ def _lower_by_gemm(b: Builder, op, out: Buf, q: Buf, kt: Buf, v: Buf, bias: Buf 
             b.store(_softmax_row(b, op, scores, rv[0], bias, lambda j: bias_at([*at, i, j])), sums, [rv[0]])
 
         b.nest([n], softmax_row)
-        o_at = _flat_index(b, out.shape, [*at, i0])
+        o_at = linear_index(b, out.shape, [*at, i0])
         call_gemm(b, [n, dv, sk, flat_view(b, scores.ref, 0, qb * sk), sk, 1,
-                      flat_view(b, v.ref, _flat_index(b, v.shape, at), sk * dv), dv,
+                      flat_view(b, v.ref, linear_index(b, v.shape, at), sk * dv), dv,
                       flat_view(b, out.ref, o_at, b.mul_i(n, dv)), dv], 0, workspace)
         b.nest([n, dv], lambda re, _: b.store(
             b(arith.DivfOp, b.load(out, [*at, b.add_i(i0, re[0]), re[1]]), b.load(sums, [re[0]])),
@@ -141,7 +147,7 @@ def _lower_by_gemm(b: Builder, op, out: Buf, q: Buf, kt: Buf, v: Buf, bias: Buf 
 
 def lower_attention(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     q, kt, v = ins[:3]
-    if by_gemm(op):
+    if _by_gemm(op):
         _lower_by_gemm(b, op, out, q, kt, v, ins[3] if len(ins) > 3 else None)
         return
     bias = ins[3] if len(ins) > 3 else None
@@ -174,19 +180,11 @@ def lower_attention(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
         def scores_block(jv, _):  # KEY_BLOCK keys of `count` rows summed in registers over all of depth
             js = [b.add_i(b.mul_i(jv[0], KEY_BLOCK), u) for u in range(KEY_BLOCK)]
-
-            def step(dv, acc):
-                ks = [b.load(kt, [*at, dv[0], j]) for j in js]
-                out = []
-                for r, i in enumerate(rows):
-                    qd = b.load(q, [*at, i, dv[0]])
-                    out += [b(arith.AddfOp, acc[r * KEY_BLOCK + u], b(arith.MulfOp, qd, k)) for u, k in enumerate(ks)]
-                return out
-
-            accs = b.nest([depth], step, [zero] * (count * KEY_BLOCK))
+            sums = _register_sums(b, count, depth, zero, lambda r, d: b.load(q, [*at, rows[r], d]),
+                                  lambda d: [b.load(kt, [*at, d, j]) for j in js])
             for r in range(count):
                 for u, j in enumerate(js):
-                    b.store(accs[r * KEY_BLOCK + u], s, [b.idx(r), j])
+                    b.store(sums[r][u], s, [b.idx(r), j])
 
         if keys % KEY_BLOCK == 0:
             b.nest([keys // KEY_BLOCK], scores_block)
@@ -197,19 +195,11 @@ def lower_attention(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
         def values_block(ev, _):  # KEY_BLOCK output columns of `count` rows summed in registers over the keys
             es = [b.add_i(b.mul_i(ev[0], KEY_BLOCK), u) for u in range(KEY_BLOCK)]
-
-            def step(jv, acc):
-                vs = [b.load(v, [*at, jv[0], e]) for e in es]
-                out_ = []
-                for r in range(count):
-                    p = b.load(s, [b.idx(r), jv[0]])
-                    out_ += [b(arith.AddfOp, acc[r * KEY_BLOCK + u], b(arith.MulfOp, p, x)) for u, x in enumerate(vs)]
-                return out_
-
-            accs = b.nest([keys], step, [zero] * (count * KEY_BLOCK))
+            sums = _register_sums(b, count, keys, zero, lambda r, j: b.load(s, [b.idx(r), j]),
+                                  lambda j: [b.load(v, [*at, j, e]) for e in es])
             for r, (i, total) in enumerate(zip(rows, totals)):
                 for u, e in enumerate(es):
-                    b.store(b(arith.DivfOp, accs[r * KEY_BLOCK + u], total), out, [*at, i, e])
+                    b.store(b(arith.DivfOp, sums[r][u], total), out, [*at, i, e])
 
         if dv % KEY_BLOCK == 0:
             b.nest([dv // KEY_BLOCK], values_block)

@@ -428,6 +428,15 @@ def row_major_strides(shape: Sequence[int]) -> list[int]:
     return [pymath.prod(shape[i + 1:]) for i in range(len(shape))]
 
 
+def linear_index(b: Builder, shape: Sequence[int], ivs: Sequence[SSAValue]) -> SSAValue:
+    """The row-major element offset of index `ivs` in a buffer of `shape` (ivs a prefix of the
+    dimensions: the rest are 0)."""
+    total = b.idx(0)
+    for d, iv in enumerate(ivs):
+        total = b.add_i(b.mul_i(total, shape[d]), iv) if d else iv
+    return b.mul_i(total, pymath.prod(shape[len(ivs):]))
+
+
 def ranges(b: Builder, lo: Sequence[SSAValue], hi: Sequence[SSAValue],
            body: Callable[[list[SSAValue]], None]) -> None:
     """Loops lo[d] <= iv[d] < hi[d] nested in order (none run if hi <= lo)."""

@@ -20,7 +20,7 @@ from ncc.dialects.nn import DYN
 from ncc.dialects.nn.quant import ROUNDING_MAGIC, ROUNDING_MAGIC_BITS
 from ncc.passes.lowering import qgemm
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, Index, broadcast_map, identity_map, map_nest
-from ncc.passes.lowering.nn_to_loops.builder import row_major_strides, view, window
+from ncc.passes.lowering.nn_to_loops.builder import linear_index, row_major_strides, view, window
 from ncc.passes.lowering.nn_to_loops.conv import im2col, phase_floats
 
 
@@ -321,11 +321,15 @@ def _padded_image(op: Operation) -> tuple[int, ...]:
     return tuple(s + p.pads[d] + p.pads[d + nd] for d, s in enumerate(spatial)) + (c,) if any(p.pads) else ()
 
 
+def _images_bytes(op: Operation) -> int:
+    """One image's matrix of rows and its padded copy, in bytes up to 64 (the GEMM's workspace after them)."""
+    positions, _, row = _nhwc_rows(op)
+    return -(-(positions * row + pymath.prod(_padded_image(op) or (0,))) // 64) * 64
+
+
 def qconv_nhwc_scratch_bytes(op: Operation, threads: int) -> int:
     """One image's matrix of rows and its padded copy (bytes), then ncc_qgemm's workspace, one part per thread."""
-    positions, k, row = _nhwc_rows(op)
-    images = -(-(positions * row + pymath.prod(_padded_image(op) or (0,))) // 64) * 64
-    return images + threads * qgemm.workspace_bytes(k) + _tail_bytes(op, 0)
+    return _images_bytes(op) + threads * qgemm.workspace_bytes(_nhwc_rows(op)[1]) + _tail_bytes(op, 0)
 
 
 def lower_qconv_nhwc(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
@@ -342,8 +346,7 @@ def lower_qconv_nhwc(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     m, nd, spatial, outs = p.channels, len(p.kernel), x.shape[1:-1], out.shape[1:-1]
     c = x.shape[-1]
     rows = Buf(_view(b, b.scratch.ref, 0, positions * row, x.elt), (positions * row,), x.elt)
-    padded = _padded_image(op)
-    images = -(-(positions * row + pymath.prod(padded or (0,))) // 64) * 64
+    padded, images = _padded_image(op), _images_bytes(op)
     tail = b.scratch.shape[0] * 4 - _tail_bytes(op, 0)
     workspace = _view(b, b.scratch.ref, images, tail - images, i8)
     (bias, scale, c_zero), epilogue_flags = _epilogue(b, op, epilogue, tail // 4)
@@ -369,14 +372,9 @@ def lower_qconv_nhwc(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
         def offset(ov, _):
             o, kk = ov[:nd], ov[nd:]
-            r = b.idx(0)
-            for d in range(nd):
-                r = b.add_i(b.mul_i(r, outs[d]), o[d])
-            tap = b.idx(0)
-            for d in range(nd - 1):
-                tap = b.add_i(b.mul_i(tap, p.kernel[d]), kk[d])
             lead = [b.add_i(b.mul_i(o[d], p.strides[d]), b.mul_i(kk[d], p.dilations[d])) for d in range(nd - 1)]
-            start = b.add_i(b.mul_i(r, row), b.mul_i(tap, p.kernel[-1] * c))
+            # row o of the matrix, from the first byte of kernel row kk (its taps' C bytes each)
+            start = b.add_i(linear_index(b, (*outs, row), o), linear_index(b, (*p.kernel, c), kk))
             first = b.mul_i(o[-1], p.strides[-1])  # the last axis' first tap, in the (padded) image
 
             if p.dilations[-1] != 1:  # tap t of the last axis, channel ch: C bytes a tap
@@ -386,10 +384,7 @@ def lower_qconv_nhwc(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                 return
             # the taps' channels side by side in the (padded) image: one run of kernel[-1] x C bytes
             flat = view(b, source.ref, b.idx(0), (pymath.prod(source.shape),), x.elt)
-            base = b.idx(0)
-            for d, coord in enumerate([*lead, first]):
-                base = b.add_i(b.mul_i(base, source.shape[d]), coord)
-            base = b.mul_i(base, c)
+            base = linear_index(b, source.shape, [*lead, first])
             b.nest([p.kernel[-1] * c], lambda e, _: b.store(bytes_of(b.load(flat, [b.add_i(base, e[0])])), rows,
                                                             [b.add_i(start, e[0])]))
         b.nest([*outs, *p.kernel[:-1]], offset)
