@@ -98,6 +98,32 @@ def test_lowered_softmax(op, axis):
     loop_tests.check(m, [x])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lowered_softmax_masked_and_special_rows(dtype):
+    """Rows of 40 (past the lanes of the max and the sum): masked entries (a bias of the type's
+    lowest, -1e9, -inf) are exactly 0; an exp under EXP_FLUSH of the row's max is 0 too (no
+    subnormal result), one just above it is not; a NaN makes its row NaN; a row of -inf is NaN."""
+    from ncc.passes.lowering.nn_to_loops.softmax import EXP_FLUSH
+
+    cut = EXP_FLUSH[np.finfo(dtype).bits]
+    x = loop_tests.randn(5, 40, dtype=dtype)
+    x[0, 3:30] = np.finfo(dtype).min
+    x[1, ::2] = -1e9
+    x[1, 1] = -np.inf
+    x[2, :] = [0.0, cut - 0.5, cut + 0.5] + [-2000.0] * 37
+    x[3, 17] = np.nan
+    x[4, :] = -np.inf
+    m = loop_tests.build([loop_tests.T(5, 40, elt=nn.element_type_of(dtype))], lambda e, a: e(nn.SoftmaxOp(a, -1)))
+    (got,) = loop_tests.native(m, [x], "lower-to-loops")
+    with np.errstate(invalid="ignore"):
+        want = np.exp(x - x.max(-1, keepdims=True))
+        want = want / want.sum(-1, keepdims=True)
+    np.testing.assert_allclose(got[:2], want[:2], rtol=1e-6, atol=0)
+    assert np.all(got[0, 3:30] == 0) and np.all(got[1, ::2] == 0) and got[1, 1] == 0
+    assert got[2, 0] == 1 and got[2, 1] == 0 and 0 < got[2, 2] < 1e-36
+    assert np.isnan(got[3]).all() and np.isnan(got[4]).all()
+
+
 
 # ---------------------------------------------------------------------------
 # Autodiff: VJP rules against finite differences and PyTorch (test_autodiff.py)

@@ -363,40 +363,54 @@ def window_range(b: Builder, k: SSAValue, size_in: int, size_out: int, stride: i
 LANES = 16  # partial results of a float sum along a row: one AVX-512 vector, two AVX2
 
 
-def lanes_reduce(b: Builder, combine: str, n: int | SSAValue, term: Callable[[SSAValue], SSAValue],
-                 start: SSAValue) -> SSAValue:
-    """combine(start, term(0), ..., term(n - 1)), `start` the identity of `combine`.
-    A static row of at least 2 x LANES terms carries LANES partial results
-    (partial l takes the terms l, l + LANES, ...) combined pairwise at the end,
-    not one chain of n dependent additions: LLVM may not reorder a float chain
-    (it does reorder max, min and integers), and the order written here is the
-    same on every host and for any thread count. Sums are rounded in that
-    order, as numpy's pairwise sums are in theirs."""
-    if not isinstance(n, int) or n < 2 * LANES:
-        return b.nest([n], lambda js, c: [b.binary(combine, c[0], term(js[0]))], [start])[0]
-    parts = b.nest([n // LANES], lambda js, acc: [
-        b.binary(combine, acc[lane], term(b.add_i(b.mul_i(js[0], LANES), lane))) for lane in range(LANES)],
+def lanes_reduce(b: Builder, combine: str | Callable[[SSAValue, SSAValue], SSAValue], n: int | SSAValue,
+                 term: Callable[[SSAValue], SSAValue], start: SSAValue) -> SSAValue:
+    """combine(start, term(0), ..., term(n - 1)), `start` the identity of `combine`
+    (an nn binary op's name, or a function of two scalars); n an int or an index value.
+    A row of at least 2 x LANES terms, or of a run-time length, carries LANES partial
+    results (partial l takes the terms l, l + LANES, ...; a run-time length's last
+    n % LANES terms go to partial 0) combined pairwise at the end, not one chain of n
+    dependent additions: LLVM may not reorder a float chain (it does reorder max, min
+    and integers), and the order written here is the same on every host and for any
+    thread count. Sums are rounded in that order, as numpy's pairwise sums are in theirs."""
+    if isinstance(combine, str):
+        name = combine
+        combine = lambda u, v: b.binary(name, u, v)  # noqa: E731
+    static = isinstance(n, int) and n != DYN
+    if static and n < 2 * LANES:
+        return b.nest([n], lambda js, c: [combine(c[0], term(js[0]))], [start])[0]
+    total = b.size(n)
+    groups = n // LANES if static else b(arith.DivUIOp, total, b.idx(LANES))
+    parts = b.nest([groups], lambda js, acc: [
+        combine(acc[lane], term(b.add_i(b.mul_i(js[0], LANES), lane))) for lane in range(LANES)],
         [start] * LANES)
-    first = n - n % LANES
-    parts = [b.binary(combine, v, term(b.idx(first + lane))) if lane < n % LANES else v
-             for lane, v in enumerate(parts)]
+    if static:
+        first = n - n % LANES
+        parts = [combine(v, term(b.idx(first + lane))) if lane < n % LANES else v
+                 for lane, v in enumerate(parts)]
+    else:
+        first = b.mul_i(groups, LANES)
+        parts[0], = b.nest([b(arith.SubiOp, total, first)], lambda js, acc: [combine(acc[0], term(b.add_i(first, js[0])))],
+                           [parts[0]])
     while len(parts) > 1:
-        parts = [b.binary(combine, u, v) for u, v in zip(parts[::2], parts[1::2])]
+        parts = [combine(u, v) for u, v in zip(parts[::2], parts[1::2])]
     return parts[0]
 
 
 def blocks(b: Builder, n: int | SSAValue, size: int,
             body: Callable[[SSAValue, int], None]) -> None:
     """body(start, count) over [0, n) in blocks of `size`, then the rest one at
-    a time (count 1); n may be the run-time batch (DYN)."""
-    if size == 1 or (n != DYN and n < size):
+    a time (count 1); n may be the run-time batch (DYN) or an index value."""
+    static = isinstance(n, int) and n != DYN
+    if size == 1 or (static and n < size):
         b.nest([n], lambda ivs, _: body(ivs[0], 1))
         return
-    if n == DYN:
-        full = b(arith.DivUIOp, b.batch, b.idx(size))
+    if not static:
+        total = b.size(n)
+        full = b(arith.DivUIOp, total, b.idx(size))
         done = b.mul_i(full, size)
         b.nest([full], lambda ivs, _: body(b.mul_i(ivs[0], size), size))
-        b.nest([b(arith.SubiOp, b.batch, done)], lambda ivs, _: body(b.add_i(ivs[0], done), 1))
+        b.nest([b(arith.SubiOp, total, done)], lambda ivs, _: body(b.add_i(ivs[0], done), 1))
         return
     b.nest([n // size], lambda ivs, _: body(b.mul_i(ivs[0], size), size))
     if n % size:
