@@ -87,6 +87,20 @@ def test_lowered_rms_norm(axis):
     loop_tests.check(m, [loop_tests.randn(*shape), loop_tests.randn(*norm)], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("op", [nn.LayerNormOp, nn.RMSNormOp])
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_lowered_norm_in_groups_of_rows(op, batch):
+    """Rows normalized ROW_GROUP at a time: 7, 14 or 21 rows of 40 (groups and the rows left,
+    the batch's rows run-time)."""
+    from ncc.passes.lowering.nn_to_loops.normalization import ROW_GROUP
+
+    assert (7 * batch) % ROW_GROUP
+    params = [loop_tests.T(40)] * (2 if op is nn.LayerNormOp else 1)
+    m = loop_tests.build([loop_tests.T(DYN, 7, 40), *params], lambda e, x, *p: e(op(x, *p, axis=-1, epsilon=1e-5)))
+    loop_tests.check(m, [loop_tests.randn(batch, 7, 40, scale=3), *(loop_tests.randn(40) for _ in params)],
+                     rtol=1e-4, atol=1e-5)
+
+
 def test_lowered_rms_norm_over_the_batch():
     m = loop_tests.build([loop_tests.T(DYN, 3), loop_tests.T(DYN, 3)], lambda e, x, s: e(nn.RMSNormOp(x, s, 0)))
     loop_tests.check(m, [loop_tests.randn(4, 3), loop_tests.randn(4, 3)], rtol=1e-4, atol=1e-5)
