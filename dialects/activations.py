@@ -100,7 +100,9 @@ def _gelu_derivative(z: Array) -> Array:  # Phi(z) + z phi(z)
 
 def _gelu_tanh(z: Array) -> Array:  # 0.5 z (1 + tanh u) as z / (1 + exp(-2u)), the form emitted
     with np.errstate(over="ignore"):  # exp(-2u) = inf for z < -10 or so: z / inf = -0
-        return (z / (1 + np.exp(-2 * TANH_GELU_SCALE * (z + TANH_GELU_CUBE * z ** 3)))).astype(z.dtype, copy=False)
+        c = z.dtype.type
+        minus_2u = z * (c(-2 * TANH_GELU_SCALE) + c(-2 * TANH_GELU_SCALE * TANH_GELU_CUBE) * (z * z))
+        return (z / (1 + np.exp(minus_2u))).astype(z.dtype, copy=False)
 
 
 def _gelu_tanh_derivative(z: Array) -> Array:
@@ -129,8 +131,11 @@ def _tanh_gelu_t(s: Scalar, z: Any) -> Any:  # tanh(u)
 
 def _emit_gelu_tanh(s: Scalar, z: Any) -> Any:
     # 0.5 z (1 + tanh u) = z / (1 + exp(-2u)): one exp and a division, not tanh's
-    # two branches (a polynomial near 0, exp further out) and their select
-    return s.div(z, s.add(s.const(1.0), s.exp(s.mul(s.const(-2.0), _tanh_gelu_u(s, z)))))
+    # two branches (a polynomial near 0, exp further out) and their select; -2u as
+    # z (a + b z^2), three operations
+    minus_2u = s.mul(z, s.add(s.const(-2 * TANH_GELU_SCALE),
+                              s.mul(s.const(-2 * TANH_GELU_SCALE * TANH_GELU_CUBE), s.mul(z, z))))
+    return s.div(z, s.add(s.const(1.0), s.exp(minus_2u)))
 
 
 def _vjp_gelu_tanh(s: Scalar, z: Any, n: Any, g: Any) -> Any:
