@@ -28,6 +28,7 @@ import functools
 import os
 import threading
 from types import SimpleNamespace
+from typing import Callable
 
 import llvmlite
 import llvmlite.binding as llvm
@@ -37,9 +38,10 @@ from xdsl.dialects.builtin import ModuleOp
 
 from ncc.diagnostics import NccError
 from ncc.dialects.neuron import NetOp
-from ncc.passes.lowering import gemm, openmp, qgemm, spmm
-from ncc.passes.lowering.parallelize_loops import PARALLEL, PARALLEL_LOOP
+from ncc.passes.lowering import gemm, openmp, qgemm, spmm, transpose
 from ncc.passes.lowering.abi import ARG_ROLES
+from ncc.passes.lowering.llvmlite_ir import kernel_module
+from ncc.passes.lowering.parallelize_loops import PARALLEL, PARALLEL_LOOP
 from ncc.pipeline import run_passes
 
 _LOCK = threading.RLock()
@@ -129,12 +131,16 @@ def gemm_tile(cpu: str | None = None) -> gemm.Tile:
     return gemm.tile_for_cpu(cpu)
 
 
+def _vector_features(cpu: str | None) -> set[str]:
+    """The host's features, or a named CPU's vector ISA as the one feature that names it."""
+    if cpu is None or cpu == "host":
+        return host_features()
+    return {"avx512f"} if cpu in gemm.AVX512_CPUS else {"avx2"} if cpu in gemm.AVX2_CPUS else set()
+
+
 def spmm_variant(cpu: str | None = None) -> spmm.Variant:
     """The sparse kernel's variant for code compiled for the host, or for a named CPU."""
-    if cpu is None or cpu == "host":
-        return spmm.Variant.for_features(host_features())
-    return spmm.Variant.for_features({"avx512f"} if cpu in gemm.AVX512_CPUS else
-                                     {"avx2"} if cpu in gemm.AVX2_CPUS else set())
+    return spmm.Variant.for_features(_vector_features(cpu))
 
 
 def qgemm_variant(cpu: str | None = None) -> qgemm.Variant:
@@ -144,12 +150,30 @@ def qgemm_variant(cpu: str | None = None) -> qgemm.Variant:
     return qgemm.variant_for_cpu(cpu)
 
 
+def transpose_lanes(cpu: str | None = None) -> int:
+    """The transpose kernel's block (vector lanes) for code compiled for the host, or for a named CPU."""
+    return transpose.lanes_for_features(_vector_features(cpu))
+
+
+# The library kernels loop-level code calls, by symbol: (define(module, variant), the variant for
+# the host or a named CPU, the variant's name)
+LIBRARY_KERNELS: dict[str, tuple[Callable, Callable, Callable]] = {
+    gemm.SYMBOL: (gemm.define_gemm, gemm_tile, lambda v: v.tag),
+    spmm.SYMBOL: (spmm.define_spmm, spmm_variant, lambda v: v.tag),
+    qgemm.SYMBOL: (qgemm.define_qgemm, qgemm_variant, lambda v: v.tag),
+    transpose.SYMBOL: (transpose.define_transpose, transpose_lanes, lambda lanes: f"{lanes}x{lanes}"),
+}
+
+
+def names_a_kernel(code: bytes) -> bool:
+    """Whether object code calls a kernel of the library."""
+    return any(symbol.encode() in code for symbol in LIBRARY_KERNELS)
+
+
 def kernels_called(obj: bytes) -> dict[str, str]:
     """The library kernels that native code calls, and the variant each runs
     on this host: {"ncc_qgemm": "vnni512", ...}."""
-    variants = {gemm.SYMBOL: lambda: gemm_tile().tag, spmm.SYMBOL: lambda: spmm_variant().tag,
-                qgemm.SYMBOL: lambda: qgemm_variant().tag}
-    return {sym: tag() for sym, tag in variants.items() if sym.encode() in obj}
+    return {sym: tag(variant()) for sym, (_, variant, tag) in LIBRARY_KERNELS.items() if sym.encode() in obj}
 
 
 # The packages whose sources generate the kernel library (passes/lowering: the kernels and
@@ -169,8 +193,8 @@ def library_fingerprint(cpu: str | None = None) -> str:
     from pathlib import Path
 
     tm = target_machine(cpu)
-    h = hashlib.sha256(f"{gemm_tile(cpu).tag} {spmm_variant(cpu).tag} {qgemm_variant(cpu).tag} {tm.triple} "
-                       f"{tm.target_data} openmp: {openmp_runtime() is not None}".encode())
+    variants = " ".join(tag(variant(cpu)) for _, variant, tag in LIBRARY_KERNELS.values())
+    h = hashlib.sha256(f"{variants} {tm.triple} {tm.target_data} openmp: {openmp_runtime() is not None}".encode())
     root = Path(__file__).resolve().parent.parent
     for package in LIBRARY_SOURCES:
         for path in sorted((root / package).glob("*.py")):
@@ -207,15 +231,10 @@ def to_llvmlite(module: ModuleOp, cpu: str | None = None, gemm_inside: bool = Tr
             team, step, min_trips = (a.value.data for a in op.attributes[PARALLEL])
             openmp.define_launcher(ir_module, op.sym_name.data, op.attributes[PARALLEL_LOOP].data, team, step,
                                    min_trips)
-    sgemm = ir_module.globals.get(gemm.SYMBOL)
-    if gemm_inside and sgemm is not None and sgemm.is_declaration:
-        gemm.define_gemm(ir_module, gemm_tile(cpu))
-    sparse = ir_module.globals.get(spmm.SYMBOL)
-    if gemm_inside and sparse is not None and sparse.is_declaration:
-        spmm.define_spmm(ir_module, spmm_variant(cpu))
-    integer = ir_module.globals.get(qgemm.SYMBOL)
-    if gemm_inside and integer is not None and integer.is_declaration:
-        qgemm.define_qgemm(ir_module, qgemm_variant(cpu))
+    for symbol, (define, variant, _) in LIBRARY_KERNELS.items() if gemm_inside else ():
+        declared = ir_module.globals.get(symbol)
+        if declared is not None and declared.is_declaration:
+            define(ir_module, variant(cpu))
     if openmp_runtime() is None:
         openmp.serial_openmp(ir_module)
     return ir_module
@@ -258,17 +277,14 @@ _GEMM_LIBRARY: "NativeLibrary | None" = None
 
 def kernel_library_module(cpu: str | None = None):
     """The llvmlite module of the kernels native code links against, for the
-    host or a named CPU: `ncc_sgemm`, `ncc_spmm` and `ncc_qgemm` for its vector ISA."""
+    host or a named CPU: each of LIBRARY_KERNELS for its vector ISA."""
     tm = target_machine(cpu)
-    module = gemm.gemm_module(gemm_tile(cpu), tm.triple, str(tm.target_data))
-    spmm.define_spmm(module, spmm_variant(cpu))
-    qgemm.define_qgemm(module, qgemm_variant(cpu))
-    return module
+    return kernel_module("ncc_kernels", tm.triple, str(tm.target_data), lambda module: [
+        define(module, variant(cpu)) for define, variant, _ in LIBRARY_KERNELS.values()])
 
 
 def gemm_object() -> bytes:
-    """Object code of the host's kernel library (`ncc_sgemm`, `ncc_spmm`, `ncc_qgemm`
-    for its vector ISA, and the serial stand-in for OpenMP where libgomp is
+    """Object code of the host's kernel library (LIBRARY_KERNELS for its vector ISA, and the serial stand-in for OpenMP where libgomp is
     missing)."""
     with _LOCK:
         _initialize()
@@ -291,9 +307,8 @@ def load_gemm(obj: bytes | None = None) -> "NativeLibrary":
     with _LOCK:
         if _GEMM_LIBRARY is None:
             lib = NativeLibrary.from_object(obj or gemm_object(), link=False)
-            llvm.add_symbol(gemm.SYMBOL, lib.address(gemm.SYMBOL))
-            llvm.add_symbol(spmm.SYMBOL, lib.address(spmm.SYMBOL))
-            llvm.add_symbol(qgemm.SYMBOL, lib.address(qgemm.SYMBOL))
+            for symbol in LIBRARY_KERNELS:
+                llvm.add_symbol(symbol, lib.address(symbol))
             _GEMM_LIBRARY = lib
         return _GEMM_LIBRARY
 
@@ -328,7 +343,7 @@ class NativeLibrary:
         code that names a kernel of the library first gets the process's copy (`load_gemm`)."""
         with _LOCK:
             _initialize()
-            if link and any(sym.encode() in obj for sym in (gemm.SYMBOL, spmm.SYMBOL, qgemm.SYMBOL)):
+            if link and names_a_kernel(obj):
                 load_gemm()
             engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), new_target_machine())
             engine.add_object_file(llvm.ObjectFileRef.from_data(bytes(obj)))

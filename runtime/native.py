@@ -53,12 +53,11 @@ def open_cache(cache: Any) -> CompileCache | None:
 
 
 def link_gemm(store: CompileCache | None, code: bytes | None = None) -> None:
-    """Load the process's kernel library (engine.load_gemm: the GEMM and the
-    sparse kernel) before code that calls it (object `code` that names either,
-    or code about to be compiled): from the compile cache when it holds it,
+    """Load the process's kernel library (engine.load_gemm: LIBRARY_KERNELS)
+    before code that calls it (object `code` that names one, or code about to
+    be compiled): from the compile cache when it holds it,
     else compiled (and stored)."""
-    if engine.gemm_loaded() or (code is not None and not any(
-            symbol.encode() in code for symbol in (gemm.SYMBOL, spmm.SYMBOL))):
+    if engine.gemm_loaded() or (code is not None and not engine.names_a_kernel(code)):
         return
     key = store and store.key(gemm.SYMBOL, {"library": engine.library_fingerprint()})
     entry = store.load(key) if store else None

@@ -1,5 +1,5 @@
 """The library kernels' variants, for the kernel tests: the native ones
-(passes/lowering/qgemm.py, spmm.py per instruction set) and their C
+(passes/lowering/qgemm.py, spmm.py, transpose.py per instruction set) and their C
 definitions (passes/lowering/c_library.py) built alone with the system's C
 compiler, run on the same cases."""
 
@@ -60,8 +60,8 @@ def c_kernel(symbol: str, variant: str = "c") -> tuple[ctypes.CDLL, int]:
 
 
 def kernel_variant(kernel, variant: str, team_min_work: int | None = None):
-    """(library, ctypes function) of `kernel` (the module passes/lowering/qgemm
-    or spmm) as `variant`: one of its native variants (team_min_work=0: a team
+    """(library, ctypes function) of `kernel` (the module passes/lowering/qgemm,
+    spmm or transpose) as `variant`: one of its native variants (team_min_work=0: a team
     of threads for any size) or of C_VARIANTS; skips what the host cannot run."""
     from ncc.runtime import engine
 
@@ -74,11 +74,13 @@ def kernel_variant(kernel, variant: str, team_min_work: int | None = None):
     if missing:
         pytest.skip(f"this host lacks {', '.join(sorted(missing))}: the {variant} {name} kernel cannot run here")
     tm = engine.target_machine()
-    saved = kernel.TEAM_MIN_WORK
-    kernel.TEAM_MIN_WORK = saved if team_min_work is None else team_min_work
+    saved = getattr(kernel, "TEAM_MIN_WORK", None)  # a kernel without threads has none
+    if team_min_work is not None:
+        kernel.TEAM_MIN_WORK = team_min_work
     try:
         module = getattr(kernel, f"{name}_module")(kernel.VARIANTS[variant], tm.triple, str(tm.target_data))
         lib = engine.compile_llvm_ir(str(module))
     finally:
-        kernel.TEAM_MIN_WORK = saved
+        if team_min_work is not None:
+            kernel.TEAM_MIN_WORK = saved
     return lib, as_function(lib.address(kernel.SYMBOL))

@@ -10,10 +10,11 @@ the native kernel is given, never more.
                 columns of B unpacked into the workspace minus their zero points
     ncc_spmm    the column form, FEATURE_ROWS rows at a time transposed into
                 the workspace, each output column summed four nonzeros a pass
+    ncc_transpose32  element by element
 """
 
 from ncc.dialects.nn.sparse import COLUMN_BLOCK
-from ncc.passes.lowering import gemm, qgemm, spmm
+from ncc.passes.lowering import gemm, qgemm, spmm, transpose
 
 assert qgemm.NR_MAX == 32, "ncc_qgemm's C reads a prepacked B in panels of 32 columns"
 
@@ -250,4 +251,12 @@ static void {spmm.SYMBOL}(int64_t rows, int64_t K, int64_t N, const float *X, in
     }}
 }}"""
 
-LIBRARY = {gemm.SYMBOL: SGEMM, qgemm.SYMBOL: QGEMM, spmm.SYMBOL: SPMM}
+TRANSPOSE = """/* dst[j * ldd + i] = src[i * lds + j]: passes/lowering/transpose.py's contract (32-bit values). */
+static void ncc_transpose32(int64_t rows, int64_t cols, const float *restrict src, int64_t lds,
+                            float *restrict dst, int64_t ldd) {
+    for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < cols; ++j)
+            dst[j * ldd + i] = src[i * lds + j];
+}"""
+
+LIBRARY = {gemm.SYMBOL: SGEMM, qgemm.SYMBOL: QGEMM, spmm.SYMBOL: SPMM, transpose.SYMBOL: TRANSPOSE}

@@ -1,4 +1,4 @@
-"""Small llvmlite IR builders that the hand-written kernels (gemm.py, spmm.py, qgemm.py) share."""
+"""Small llvmlite IR builders that the hand-written kernels (gemm.py, spmm.py, qgemm.py, transpose.py) share."""
 
 from __future__ import annotations
 

@@ -24,20 +24,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from xdsl.dialects import arith, func, math, memref, scf
-from xdsl.dialects.builtin import (
-    FloatAttr,
-    IndexType,
-    IntegerAttr,
-    IntegerType,
-    MemRefType,
-    ModuleOp,
-)
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, IntegerType, MemRefType, ModuleOp
 from xdsl.ir import Block, Operation, SSAValue
 
 from ncc.dialects import nn
-from ncc.dialects.nn.sparse import entry_columns
-from ncc.passes.lowering import gemm, qgemm, spmm
 from ncc.dialects.nn.quant import unpack_quads, unpack_rows
+from ncc.dialects.nn.sparse import entry_columns
+from ncc.passes.lowering import gemm, qgemm, spmm, transpose
 from ncc.passes.lowering.abi import KernelABI
 
 
@@ -214,14 +207,8 @@ class _Interpreter:
             return (src[offset:offset + size].reshape(shape),)
         if isinstance(op, func.CallOp) and op.callee.string_value() in LIBM:
             return (_float(LIBM[op.callee.string_value()])(*vals),)
-        if isinstance(op, func.CallOp) and op.callee.string_value() == gemm.SYMBOL:
-            _sgemm(*vals)
-            return ()
-        if isinstance(op, func.CallOp) and op.callee.string_value() == spmm.SYMBOL:
-            _spmm(*vals)
-            return ()
-        if isinstance(op, func.CallOp) and op.callee.string_value() == qgemm.SYMBOL:
-            _qgemm(*vals)
+        if isinstance(op, func.CallOp) and op.callee.string_value() in KERNELS:
+            KERNELS[op.callee.string_value()](*vals)
             return ()
         raise KernelError(f"the loop interpreter cannot run '{op.name}'")
 
@@ -270,6 +257,15 @@ def _sgemm(m, n, k, a, rs, cs, b, ldb, c, ldc, flags, workspace, threads, bias, 
     if flags & (gemm.RELU | gemm.RELU6):
         value = np.maximum(value, 0)
     c[at] = np.minimum(value, 6) if flags & gemm.RELU6 else value
+
+
+def _transpose(rows, cols, src, lds, dst, ldd) -> None:
+    """ncc_transpose32's meaning (passes/lowering/transpose.py): dst[j * ldd + i] = src[i * lds + j]."""
+    i, j = np.arange(rows)[:, None], np.arange(cols)[None, :]
+    for name, buf, idx in (("src", src, i * lds + j), ("dst", dst, j * ldd + i)):
+        if idx.size and idx.max() >= buf.size:
+            raise KernelError(f"{transpose.SYMBOL}: {name} reaches past its buffer of {buf.size} elements")
+    dst[j * ldd + i] = src[i * lds + j]
 
 
 def _qgemm(m, n, k, a, lda, bm, ldb, c, ldc, a_zero, b_zero, b_zeros, flags, workspace, threads, bias, scale,
@@ -394,3 +390,7 @@ def run_kernel(module: ModuleOp, inputs: Sequence[Any] | Mapping[str, Any], *,
     with np.errstate(over="ignore"):  # integer arithmetic wraps, as in native code
         _Interpreter().run_block(fn.body.block, args)
     return outputs
+
+
+# The library kernels loop-level code calls, by symbol: their meaning in numpy.
+KERNELS = {gemm.SYMBOL: _sgemm, spmm.SYMBOL: _spmm, qgemm.SYMBOL: _qgemm, transpose.SYMBOL: _transpose}

@@ -22,8 +22,10 @@ from ncc.dialects.nn import DYN
 from ncc.dialects.nn import tensor_type as T
 from ncc.ir import parse_module
 from ncc.onnx import import_onnx
+from ncc.passes.lowering import transpose
 
 import test_autodiff_rules as autodiff_rule_tests
+from c_kernels import C_VARIANTS, kernel_variant
 import test_lower_to_loops as loop_tests
 import test_nn_dialect as dialect_tests
 import test_onnx_decompositions as decomposition_tests
@@ -284,6 +286,38 @@ def test_lowered_reshape_of_an_intermediate_is_a_view():
 @pytest.mark.parametrize("perm", list(itertools.permutations(range(3))))
 def test_lowered_transpose(perm, shape):
     loop_tests.check(loop_tests.build([loop_tests.T(*shape)], lambda e, x: e(nn.TransposeOp(x, perm))), [loop_tests.randn(*shape)])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int64, np.int32])
+def test_lowered_transpose_of_other_types_in_tiles(dtype):
+    """f32 slabs are ncc_transpose32 calls; other types loop over square tiles."""
+    shape = (3, 35, 19)
+    m = loop_tests.build([loop_tests.T(*shape, elt=nn.element_type_of(dtype))], lambda e, x: e(nn.TransposeOp(x, [2, 0, 1])))
+    lowered = loop_tests.check(m, [(loop_tests.randn(*shape) * 100).astype(dtype)])
+    assert "ncc_transpose32" not in ncc.print_module(lowered)
+
+
+@pytest.mark.parametrize("variant", [*sorted(transpose.VARIANTS), *C_VARIANTS])
+def test_transpose_kernel_variant_moves_every_bit(variant):
+    """ncc_transpose32 as each variant (blocks of 16, 8, 4 lanes; the emitted C): whole blocks, the
+    rows and columns past them, strided rows on both sides (the padding untouched), any 32-bit pattern."""
+    lib, fn = kernel_variant(transpose, variant)
+    rng = np.random.default_rng(11)
+    for rows, cols in [(1, 1), (4, 4), (8, 8), (16, 16), (17, 33), (40, 5), (3, 100), (32, 48), (0, 7)]:
+        for pad_src, pad_dst in [(0, 0), (3, 5)]:
+            lds, ldd = cols + pad_src, rows + pad_dst
+            src = rng.integers(0, 2 ** 32, rows * lds, dtype=np.uint32)  # NaNs with payloads among them
+            dst = np.full(cols * ldd, 0xDEADBEEF, np.uint32)
+            want = dst.copy().reshape(cols, ldd)
+            want[:, :rows] = src.reshape(rows, lds)[:, :cols].T
+            fn(rows, cols, src.ctypes.data, lds, dst.ctypes.data, ldd)
+            np.testing.assert_array_equal(dst.reshape(cols, ldd), want, err_msg=f"{variant} {rows}x{cols} +{pad_src}/{pad_dst}")
+
+
+def test_lowered_transpose_calls_the_kernel_per_slab():
+    lowered = loop_tests.check(loop_tests.build([loop_tests.T(DYN, 5, 3, 7)], lambda e, x: e(nn.TransposeOp(x, [0, 3, 1, 2]))),
+                               [loop_tests.randn(2, 5, 3, 7)])
+    assert ncc.print_module(lowered).count("func.call @ncc_transpose32") == 1
 
 
 @pytest.mark.parametrize("shape", [(3, 5), (33, 18)])

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Callable
 
-from xdsl.dialects import arith
-from xdsl.ir import Operation
+from xdsl.dialects import arith, func
+from xdsl.dialects.builtin import IndexType, MemRefType, f32
+from xdsl.ir import Operation, SSAValue
 
 from ncc.dialects import nn
 from ncc.dialects.nn import DYN
+from ncc.passes.lowering import transpose
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, blocks, broadcast_map, identity_map, map_nest
 from ncc.passes.lowering.nn_to_loops.builder import row_major_strides
+from ncc.passes.lowering.nn_to_loops.matmul import flat_view
 
 
 def lower_reshape(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
@@ -38,14 +41,17 @@ def lower_broadcast(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
              lambda v: v)
 
 
-TRANSPOSE_TILE = 16  # floats: one 64-byte cache line
+TRANSPOSE_TILE = 16  # elements of a tile's side: one 64-byte cache line of floats
+TRANSPOSE_ARGS = [IndexType(), IndexType(), MemRefType(f32, [DYN]), IndexType(), MemRefType(f32, [DYN]), IndexType()]
 
 
 def lower_transpose(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     """out[ivs] = x[ivs permuted]. Where the input's last axis moves (reads along
-    out's last axis are strided), the two axes go in TRANSPOSE_TILE square
-    tiles: a tile reads TRANSPOSE_TILE lines of the input and writes as many of
-    the output, each whole, instead of one line per element read."""
+    out's last axis are strided), each 2-D slab of the two axes is a matrix
+    transposed: by a call of ncc_transpose32 (passes/lowering/transpose.py:
+    blocks transposed in registers) for f32, else in TRANSPOSE_TILE square
+    tiles, each reading TRANSPOSE_TILE lines of the input and writing as many
+    of the output, each whole, instead of one line per element read."""
     perm = list(op.params.perm)
 
     def src(ivs):
@@ -60,6 +66,9 @@ def lower_transpose(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         return
     q = perm.index(last)  # out's axis along which the input is contiguous
     outer = [i for i in range(len(perm)) if i not in (q, last)]
+    if out.elt == f32:
+        _transpose_slabs(b, ins[0], out, perm, q, outer)
+        return
 
     def tiles(ovs, _):
         def tile(q0, cq):
@@ -75,6 +84,30 @@ def lower_transpose(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         blocks(b, out.shape[q], TRANSPOSE_TILE, tile)
 
     b.nest([out.shape[i] for i in outer], tiles)
+
+
+def _transpose_slabs(b: Builder, x: Buf, out: Buf, perm: list[int], q: int, outer: list[int]) -> None:
+    """One ncc_transpose32 per index of the `outer` axes: the slab of x's axes
+    perm[-1] (rows) and its last (columns) into out's last and q."""
+    last = len(perm) - 1
+    x_strides, out_strides = row_major_strides(x.shape), row_major_strides(out.shape)
+    rows, cols = b.size(x.shape[perm[last]]), b.size(x.shape[last])
+    lds, ldd = x_strides[perm[last]], out_strides[q]
+    b.externals[transpose.SYMBOL] = (list(TRANSPOSE_ARGS), [])
+
+    def extent(n: SSAValue, stride: int, width: SSAValue) -> SSAValue:  # (n - 1) * stride + width, 0 if n is 0
+        return b(arith.MaxSIOp, b.idx(0), b(arith.AddiOp, b.mul_i(b(arith.SubiOp, n, b.idx(1)), stride), width))
+
+    def slab(ivs, _):
+        at_x, at_out = b.idx(0), b.idx(0)
+        for axis, iv in zip(outer, ivs):
+            at_x = b.add_i(at_x, b.mul_i(iv, x_strides[perm[axis]]))
+            at_out = b.add_i(at_out, b.mul_i(iv, out_strides[axis]))
+        b.emit(func.CallOp(transpose.SYMBOL, [rows, cols, flat_view(b, x.ref, at_x, extent(rows, lds, cols)),
+                                              b.idx(lds), flat_view(b, out.ref, at_out, extent(cols, ldd, rows)),
+                                              b.idx(ldd)], []))
+
+    b.nest([out.shape[i] for i in outer], slab)
 
 
 def lower_concat(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
