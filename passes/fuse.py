@@ -622,6 +622,22 @@ def _single_use_owner(v: SSAValue, cls: type | tuple[type, ...]) -> Operation | 
     return v.owner if isinstance(v.owner, cls) and v.has_one_use() else None
 
 
+# A bias at most this masks its score: exp(score + MASKED - max) is 0 in float32 for any score
+# under 9,000 (older exports write -1e4, newer float32's lowest).
+MASKED = -1e4
+
+
+def _is_causal(bias: SSAValue | None, sq: int, sk: int) -> bool:
+    """bias is a constant [1..., Sq, Sk], 0 where key j <= query i, at most MASKED where j > i."""
+    if bias is None or not isinstance(bias.owner, nn.ConstantOp) or nn.DYN in (sq, sk):
+        return False
+    data = np.asarray(bias.owner.data)
+    if data.shape[-2:] != (sq, sk) or any(d != 1 for d in data.shape[:-2]):
+        return False
+    data, keep = data.reshape(sq, sk), np.tri(sq, sk, dtype=bool)
+    return bool(np.all(data[keep] == 0) and np.all(data[~keep] <= MASKED))
+
+
 class RecognizeAttention(RewritePattern):
     """Scaled dot-product attention, as exporters write it -> nn.attention:
 
@@ -630,7 +646,9 @@ class RecognizeAttention(RewritePattern):
     the softmax over the last axis, c a one-element constant, the boolean
     mask and its fill constants (the mask becomes the additive bias
     where(mask, 0, fill): the same scores after the softmax), q, kt and v of one
-    rank with equal leading dimensions, every inner value used once."""
+    rank with equal leading dimensions, every inner value used once. A constant
+    bias that is 0 up to the diagonal and at most MASKED after it (GPT-2's mask)
+    becomes `causal`: the lowering skips what it masks."""
 
     def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
         if not isinstance(op, nn.MatmulOp) or not isinstance(op.result.type.element_type, Float32Type):
@@ -680,7 +698,11 @@ class RecognizeAttention(RewritePattern):
             return
         if bias is not None and bias.type.element_type != q.type.element_type:
             return
-        new.append(nn.AttentionOp(q, kt, v, bias, scale=float(np.float32(scale))))
+        causal = _is_causal(bias, _shape(op.result)[-2], _shape(kt)[-1])
+        if causal and new:  # the bias made of the select's mask: not needed
+            new = []
+        new.append(nn.AttentionOp(q, kt, v, None if causal else bias, scale=float(np.float32(scale)),
+                                  causal=causal))
         rewriter.replace(op, new)
         for dead in chain:
             rewriter.erase(dead)

@@ -8,7 +8,9 @@
 q is [..., Sq, D]; kt the keys transposed, [..., D, Sk], as the scores' matmul
 reads them (what exporters write: Transpose then MatMul); v [..., Sk, Dv]; the
 leading dimensions (batch, heads) equal; bias (optional) broadcasts to the
-scores [..., Sq, Sk]: an additive mask. The result is [..., Sq, Dv]. `fuse`
+scores [..., Sq, Sk]: an additive mask. `causal` masks the keys after each
+query (key j of query row i only if j <= i, PyTorch's is_causal): the
+lowering then computes no score it masks. The result is [..., Sq, Dv]. `fuse`
 makes it from the matmul, scale, mask, softmax, matmul chain
 (RecognizeAttention); lowered, it computes one query row at a time and never
 writes the score matrix. `decomposed` gives the chain back (autodiff and ONNX
@@ -25,7 +27,7 @@ from xdsl.ir import Operation, SSAValue
 from xdsl.irdl import operand_def, opt_operand_def
 from xdsl.utils.exceptions import VerifyException
 
-from ncc.dialects.nn.base import NNOp, Param, broadcast_shapes, dims_compatible, fmt_shape, need_float, nn_op
+from ncc.dialects.nn.base import DYN, NNOp, Param, broadcast_shapes, dims_compatible, fmt_shape, need_float, nn_op
 from ncc.dialects.nn.base import numpy_dtype, same_element, shape_of
 from ncc.dialects.nn.constants import ConstantOp
 from ncc.dialects.nn.elementwise import AddOp, MulOp
@@ -38,15 +40,15 @@ class AttentionOp(NNOp):
     """softmax(q @ kt * scale + bias) @ v: see the module's docstring."""
 
     name = "nn.attention"
-    PARAMS: ClassVar[tuple[Param, ...]] = (Param("scale", "float", 1.0),)
+    PARAMS: ClassVar[tuple[Param, ...]] = (Param("scale", "float", 1.0), Param("causal", "flag", False))
     query = operand_def(TensorType)
     keys_t = operand_def(TensorType)
     values = operand_def(TensorType)
     bias = opt_operand_def(TensorType)
 
     def __init__(self, q: SSAValue | Operation, kt: SSAValue | Operation, v: SSAValue | Operation,
-                 bias: SSAValue | Operation | None = None, scale: float = 1.0):
-        self._build([q, kt, v, [bias] if bias is not None else []], scale=scale)
+                 bias: SSAValue | Operation | None = None, scale: float = 1.0, causal: bool = False):
+        self._build([q, kt, v, [bias] if bias is not None else []], scale=scale, causal=causal)
 
     @classmethod
     def infer(cls, types, p):
@@ -67,6 +69,8 @@ class AttentionOp(NNOp):
         if not dims_compatible(sv[-2], sk[-1]):
             raise VerifyException(f"the values must have one row per key ({sk[-1]}), got {v}")
         scores = (*lead, sq[-2], sk[-1])
+        if p.causal and DYN in scores[-2:]:
+            raise VerifyException(f"causal attention needs static query and key lengths, got scores {fmt_shape(scores)}")
         if len(types) > 3:
             try:
                 full = broadcast_shapes(scores, shape_of(types[3]))
@@ -78,10 +82,18 @@ class AttentionOp(NNOp):
         return TensorType(elt, [*lead, sq[-2], sv[-1]])
 
 
+def causal_mask(sq: int, sk: int, dtype) -> np.ndarray:
+    """The additive bias of `causal`: 0 where key j <= query i, the type's lowest value after
+    (as Hugging Face's models write it: exp of it, less the row's max, is 0)."""
+    return np.where(np.tri(sq, sk, dtype=bool), 0, np.finfo(dtype).min).astype(dtype)
+
+
 def attention_reference(op: AttentionOp, q, kt, v, bias=None) -> np.ndarray:
     scores = np.matmul(q, kt) * q.dtype.type(op.params.scale)
     if bias is not None:
         scores = scores + bias
+    if op.params.causal:
+        scores = scores + causal_mask(*scores.shape[-2:], scores.dtype)
     return np.matmul(softmax_reference(scores, -1), v)
 
 
@@ -94,7 +106,11 @@ def decomposed(op: AttentionOp) -> tuple[list[Operation], SSAValue]:
     scaled = MulOp(scores, scale)
     new: list[Operation] = [scores, scale, scaled]
     if op.bias is not None:
-        new.append(AddOp(scaled, op.bias))
+        new.append(AddOp(new[-1], op.bias))
+    if op.params.causal:
+        sq, sk = shape_of(scaled.result.type)[-2:]
+        mask = ConstantOp(causal_mask(sq, sk, numpy_dtype(elt)), TensorType(elt, [sq, sk]))
+        new += [mask, AddOp(new[-1], mask)]
     new.append(SoftmaxOp(new[-1], -1))
     new.append(MatmulOp(new[-1], op.values))
     return new, new[-1].results[0]

@@ -248,7 +248,7 @@ def test_import_flex_attention_subgraph_diagnostic():
 # time, no score matrix), its decomposition for autodiff and export
 
 
-def _attention_module(lead, sq, sk, d, dv, bias_shape=None, scale=0.25, elt="f32"):
+def _attention_module(lead, sq, sk, d, dv, bias_shape=None, scale=0.25, elt="f32", causal=False):
     from ncc.ir import parse_module
 
     def t(*s):
@@ -262,14 +262,16 @@ def _attention_module(lead, sq, sk, d, dv, bias_shape=None, scale=0.25, elt="f32
         operands += ", %b"
     out = t(*lead, sq, dv)
     return parse_module(f"func.func @main({', '.join(args)}) -> {out} {{\n"
-                        f"  %o = nn.attention {operands} scale {scale} : {', '.join(types)} -> {out}\n"
+                        f"  %o = nn.attention {operands} scale {scale}{' causal' * causal} : {', '.join(types)} -> {out}\n"
                         f"  func.return %o : {out}\n}}")
 
 
-def _numpy_attention(q, kt, v, bias, scale):
+def _numpy_attention(q, kt, v, bias, scale, causal=False):
     s = q.astype(np.float64) @ kt.astype(np.float64) * scale
     if bias is not None:
         s = s + bias
+    if causal:  # key j of query i only if j <= i
+        s = np.where(np.tri(*s.shape[-2:], dtype=bool), s, -np.inf)
     p = np.exp(s - s.max(-1, keepdims=True))
     return (p / p.sum(-1, keepdims=True)) @ v.astype(np.float64)
 
@@ -304,6 +306,40 @@ def test_attention_op_natively_against_numpy(lead, sq, sk, d, dv, bias, elt):
     np.testing.assert_array_equal(two, one)  # the same operations whatever the threads
 
 
+CAUSAL_SHAPES = [  # lead, Sq, Sk, D, Dv, bias: the loops (keys a multiple of KEY_BLOCK or not, values too; blocks of
+    # ROW_BLOCK rows and the last rows one at a time), the GEMM (blocks of QUERY_BLOCK rows); more queries than keys
+    ((1, 4), 32, 32, 32, 32, None), ((2,), 13, 11, 9, 3, (2, 1, 11)), ((1, 2), 40, 48, 16, 16, None),
+    ((1,), 1, 1, 1, 1, None), ((2,), 131, 70, 64, 65, None), ((1,), 30, 128, 32, 32, (30, 128)),
+]
+
+
+@pytest.mark.parametrize("elt", ["f32", "f64"])
+@pytest.mark.parametrize("lead, sq, sk, d, dv, bias", CAUSAL_SHAPES)
+def test_causal_attention_natively_against_numpy(lead, sq, sk, d, dv, bias, elt):
+    """`causal`: each block of query rows multiplies only the keys its last query sees
+    and masks the rest of each row; against numpy's masked softmax on 1 and 2 threads."""
+    from ncc import reference
+
+    rng = np.random.default_rng(sq * 7 + sk)
+    dtype, tol = (np.float32, 1e-4) if elt == "f32" else (np.float64, 1e-12)
+    m = _attention_module(lead, sq, sk, d, dv, bias, elt=elt, causal=True)
+    args = [rng.standard_normal(s).astype(dtype) for s in ((*lead, sq, d), (*lead, d, sk), (*lead, sk, dv))]
+    if bias is not None:
+        args.append((rng.standard_normal(bias) * 3).astype(dtype))
+    want = _numpy_attention(*args[:3], args[3] if bias is not None else None, 0.25, causal=True)
+    np.testing.assert_allclose(reference.run(m, args)[0], want, rtol=tol, atol=tol / 10)
+    f = ncc.compile(m.clone(), cache=False, threads=1)
+    assert ("@ncc_sgemm(" in f.llvm_ir) == (elt == "f32" and sk * min(d, dv) >= GEMM_MIN_WORK)
+    one = f(*args)
+    np.testing.assert_allclose(one, want, rtol=tol, atol=tol / 10)
+    np.testing.assert_array_equal(ncc.compile(m.clone(), cache=False, threads=2)(*args), one)
+
+
+def test_causal_attention_needs_static_lengths():
+    with pytest.raises(ncc.NccError, match=r"causal attention needs static query and key lengths, got scores \[\?, 5\]"):
+        _attention_module((), None, 5, 4, 4, causal=True)
+
+
 def test_attention_rows_of_the_batch():
     """q of run-time rows (2-D, the batch its rows) by the GEMM: one block of QUERY_BLOCK rows, a part of
     one, several."""
@@ -323,10 +359,11 @@ def test_attention_rows_of_the_batch():
         np.testing.assert_allclose(f(q, kt, v), _numpy_attention(q, kt, v, None, 0.125), rtol=1e-5, atol=1e-6)
 
 
-def test_attention_decomposed_differentiated_and_exported():
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_decomposed_differentiated_and_exported(causal):
     """Autodiff and ONNX export take nn.attention as its matmul, scale, bias,
-    softmax and matmul: gradients against finite differences, onnxruntime's
-    output against the reference."""
+    (causal mask,) softmax and matmul: gradients against finite differences,
+    onnxruntime's output against the reference."""
     import onnxruntime as ort
 
     from ncc import reference
@@ -334,7 +371,7 @@ def test_attention_decomposed_differentiated_and_exported():
     from vjp_check import finite_differences
 
     rng = np.random.default_rng(3)
-    m64 = _attention_module((2,), 3, 4, 5, 2, (3, 4), elt="f64")
+    m64 = _attention_module((2,), 3, 4, 5, 2, (3, 4), elt="f64", causal=causal)
     args = [rng.standard_normal(s) for s in ((2, 3, 5), (2, 5, 4), (2, 4, 2), (3, 4))]
     g = rng.standard_normal((2, 3, 2))
     want = finite_differences(m64, args, g, [0, 1, 2, 3])
@@ -343,7 +380,7 @@ def test_attention_decomposed_differentiated_and_exported():
     got = reference.run(d, [*args, g], function="main_vjp")[1:]
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-    m = _attention_module((2,), 3, 4, 5, 2, (3, 4))
+    m = _attention_module((2,), 3, 4, 5, 2, (3, 4), causal=causal)
     args32 = [a.astype(np.float32) for a in args]
     proto = ncc.export_onnx(m)
     assert {"MatMul", "Softmax"} <= {n.op_type for n in proto.graph.node}

@@ -32,10 +32,11 @@ order, each on the kernel's threads when it is large enough)."""
 
 from __future__ import annotations
 
-import math as pymath
 from typing import Callable
 
-from xdsl.dialects import arith, math
+import math as pymath
+
+from xdsl.dialects import arith
 from xdsl.dialects.builtin import UnitAttr, f32
 from xdsl.ir import Operation, SSAValue
 
@@ -44,12 +45,13 @@ from ncc.dialects.nn import DYN
 from ncc.passes.lowering import gemm
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, blocks, broadcast_map, lanes_reduce, linear_index
 from ncc.passes.lowering.nn_to_loops.builder import view
+from ncc.passes.lowering.nn_to_loops.softmax import row_max, shifted_exp
 from ncc.passes.lowering.nn_to_loops.matmul import GEMM_MIN_WORK, K_UNROLL, call_gemm, flat_view
 from ncc.passes.lowering.parallelize_loops import SCRATCH_PER_ITERATION
 
 ROW_BLOCK = 8  # the loops: query rows at a time (each value of kt and v loaded once for them)
 KEY_BLOCK = 16  # the loops: scores of this many keys (a vector) per row summed in registers over the depth
-QUERY_BLOCK = 128  # query rows per pair of GEMM calls: their scores, QUERY_BLOCK x Sk floats, stay in L2
+QUERY_BLOCK = 32  # query rows per pair of GEMM calls: their scores, QUERY_BLOCK x Sk floats, stay in L1 or L2
 
 
 def _sizes(op: Operation) -> tuple[int, int, int, int, int]:
@@ -94,22 +96,42 @@ def _register_sums(b: Builder, count: int, length: int, zero: SSAValue, left, ri
     return [flat[r * KEY_BLOCK:(r + 1) * KEY_BLOCK] for r in range(count)]
 
 
-def _softmax_row(b: Builder, op, s: Buf, r: SSAValue, bias: Buf | None, bias_index) -> SSAValue:
-    """Row r of scores s in place: s * scale + bias (bias_index(j): the bias's index of key j), then
-    exp(s - max); returns the row's sum (lanes_reduce)."""
-    keys, elt = s.shape[1], s.elt
+def _softmax_rows(b: Builder, op, s: Buf, rows: list[SSAValue], queries: list[SSAValue], keys: int | SSAValue,
+                  bias_of, step: int = 1) -> list[SSAValue]:
+    """Rows of scores s (the first `keys` of each, a multiple of `step`) in place: s * scale + bias
+    (bias_of(i, j): the bias of key j for query i, the row's entry of `queries`), -inf after the
+    query if causal, then exp(s - max); returns each row's sum (lanes_reduce). Step by step over
+    all the rows, not row after row: a row's steps are one chain of dependent latencies (max, exp,
+    sum), the rows' are independent and overlap. A run-time `keys` goes `step` keys at a time (a
+    loop of whole vectors, no remainder to handle)."""
+    elt = s.elt
     scale = b.const(op.params.scale, elt)
 
-    def scaled(j, c):
-        x = b(arith.MulfOp, b.load(s, [r, j[0]]), scale)
-        if bias is not None:
-            x = b(arith.AddfOp, x, b.load(bias, bias_index(j[0])))
-        b.store(x, s, [r, j[0]])
-        return [b(arith.MaximumfOp, c[0], x)]
+    def each_key(body):
+        if isinstance(keys, int) or step == 1:
+            b.nest([keys], lambda j, _: body(j[0]))
+        else:
+            b.nest([b(arith.DivUIOp, keys, b.idx(step)), step], lambda j, _: body(b.add_i(b.mul_i(j[0], step), j[1])))
 
-    mx, = b.nest([keys], scaled, [b.const(-pymath.inf, elt)])
-    b.nest([keys], lambda j, _: b.store(b(math.ExpOp, b(arith.SubfOp, b.load(s, [r, j[0]]), mx)), s, [r, j[0]]))
-    return lanes_reduce(b, "add", keys, lambda j: b.load(s, [r, j]), b.const(0.0, elt))
+    for r, i in zip(rows, queries):
+        def scaled(j, r=r, i=i):
+            x = b(arith.MulfOp, b.load(s, [r, j]), scale)
+            if bias_of is not None:
+                x = b(arith.AddfOp, x, bias_of(i, j))
+            if op.params.causal:
+                x = b.select(b.cmpi("ugt", j, i), b.const(-pymath.inf, elt), x)
+            b.store(x, s, [r, j])
+
+        each_key(scaled)
+    maxima = [row_max(b, keys, lambda j, r=r: b.load(s, [r, j]), elt) for r in rows]
+    for r, mx in zip(rows, maxima):
+        each_key(lambda j, r=r, mx=mx: b.store(shifted_exp(b, b(arith.SubfOp, b.load(s, [r, j]), mx)), s, [r, j]))
+    return [lanes_reduce(b, "add", keys, lambda j, r=r: b.load(s, [r, j]), b.const(0.0, elt)) for r in rows]
+
+
+def _keys_needed(b: Builder, op, keys: int, i0: SSAValue, count: int | SSAValue) -> int | SSAValue:
+    """Keys the query rows [i0, i0 + count) attend to: all, or min(keys, i0 + count) if causal."""
+    return b(arith.MinSIOp, b.idx(keys), b.add_i(i0, count)) if op.params.causal else keys
 
 
 def _lower_by_gemm(b: Builder, op, out: Buf, q: Buf, kt: Buf, v: Buf, bias: Buf | None) -> None:
@@ -124,17 +146,15 @@ def _lower_by_gemm(b: Builder, op, out: Buf, q: Buf, kt: Buf, v: Buf, bias: Buf 
 
     def block(at, i0):
         n = b(arith.MinSIOp, b.idx(qb), b(arith.SubiOp, rows_in_all, i0))
+        keys = _keys_needed(b, op, sk, i0, n)
         q_rows = flat_view(b, q.ref, linear_index(b, q.shape, [*at, i0]), b.mul_i(n, d))
-        call_gemm(b, [n, sk, d, q_rows, d, 1, flat_view(b, kt.ref, linear_index(b, kt.shape, at), d * sk), sk,
+        call_gemm(b, [n, keys, d, q_rows, d, 1, flat_view(b, kt.ref, linear_index(b, kt.shape, at), d * sk), sk,
                       flat_view(b, scores.ref, 0, qb * sk), sk], 0, workspace)
-
-        def softmax_row(rv, _):
-            i = b.add_i(i0, rv[0])
-            b.store(_softmax_row(b, op, scores, rv[0], bias, lambda j: bias_at([*at, i, j])), sums, [rv[0]])
-
-        b.nest([n], softmax_row)
+        bias_of = (lambda i, j: b.load(bias, bias_at([*at, i, j]))) if bias is not None else None
+        b.nest([n], lambda rv, _: b.store(
+            _softmax_rows(b, op, scores, [rv[0]], [b.add_i(i0, rv[0])], keys, bias_of)[0], sums, [rv[0]]))
         o_at = linear_index(b, out.shape, [*at, i0])
-        call_gemm(b, [n, dv, sk, flat_view(b, scores.ref, 0, qb * sk), sk, 1,
+        call_gemm(b, [n, dv, keys, flat_view(b, scores.ref, 0, qb * sk), sk, 1,
                       flat_view(b, v.ref, linear_index(b, v.shape, at), sk * dv), dv,
                       flat_view(b, out.ref, o_at, b.mul_i(n, dv)), dv], 0, workspace)
         b.nest([n, dv], lambda re, _: b.store(
@@ -162,7 +182,7 @@ def lower_attention(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     def row_block(at, i0, count):  # `count` query rows: each value of kt and v loaded once for all
         marked.append(b.block)
         rows = [b.add_i(i0, r) for r in range(count)]
-        b.nest([count, keys], lambda rj, _: b.store(zero, s, rj))
+        needed = _keys_needed(b, op, keys, i0, count)
 
         def depth_block(d0, n):  # K_UNROLL products per load and store of a score
             ds = [b.add_i(d0, u) for u in range(n)]
@@ -176,7 +196,7 @@ def lower_attention(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                         total = b(arith.AddfOp, total, b(arith.MulfOp, qd, k))
                     b.store(total, s, [b.idx(r), j[0]])
 
-            b.nest([keys], key)
+            b.nest([needed], key)
 
         def scores_block(jv, _):  # KEY_BLOCK keys of `count` rows summed in registers over all of depth
             js = [b.add_i(b.mul_i(jv[0], KEY_BLOCK), u) for u in range(KEY_BLOCK)]
@@ -186,16 +206,22 @@ def lower_attention(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
                 for u, j in enumerate(js):
                     b.store(sums[r][u], s, [b.idx(r), j])
 
+        scored, step = needed, 1  # the keys with scores: causal, whole blocks of them (masked past each query)
         if keys % KEY_BLOCK == 0:
-            b.nest([keys // KEY_BLOCK], scores_block)
+            key_blocks = keys // KEY_BLOCK if isinstance(needed, int) else \
+                b(arith.DivUIOp, b.add_i(needed, KEY_BLOCK - 1), b.idx(KEY_BLOCK))
+            b.nest([key_blocks], scores_block)
+            if not isinstance(needed, int):
+                scored, step = b.mul_i(key_blocks, KEY_BLOCK), KEY_BLOCK
         else:
+            b.nest([count, needed], lambda rj, _: b.store(zero, s, rj))
             blocks(b, depth, K_UNROLL, depth_block)
-        totals = [_softmax_row(b, op, s, b.idx(r), bias, lambda j, i=i: bias_at([*at, i, j]))
-                  for r, i in enumerate(rows)]
+        bias_of = (lambda i, j: b.load(bias, bias_at([*at, i, j]))) if bias is not None else None
+        totals = _softmax_rows(b, op, s, [b.idx(r) for r in range(count)], rows, scored, bias_of, step)
 
         def values_block(ev, _):  # KEY_BLOCK output columns of `count` rows summed in registers over the keys
             es = [b.add_i(b.mul_i(ev[0], KEY_BLOCK), u) for u in range(KEY_BLOCK)]
-            sums = _register_sums(b, count, keys, zero, lambda r, j: b.load(s, [b.idx(r), j]),
+            sums = _register_sums(b, count, needed, zero, lambda r, j: b.load(s, [b.idx(r), j]),
                                   lambda j: [b.load(v, [*at, j, e]) for e in es])
             for r, (i, total) in enumerate(zip(rows, totals)):
                 for u, e in enumerate(es):
@@ -221,7 +247,7 @@ def lower_attention(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
 
             b.nest([dv], column)
 
-        blocks(b, keys, K_UNROLL, key_block)
+        blocks(b, needed, K_UNROLL, key_block)
         for i, total in zip(rows, totals):
             b.nest([dv], lambda e, _, i=i, total=total: b.store(
                 b(arith.DivfOp, b.load(out, [*at, i, e[0]]), total), out, [*at, i, e[0]]))

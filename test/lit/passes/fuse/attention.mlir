@@ -3,12 +3,13 @@
 // a constant), the mask (an additive bias, or a select of a constant boolean
 // mask and a fill constant, which becomes the bias where(mask, 0, fill)), the
 // softmax over the keys and the product with the values become one
-// nn.attention. A softmax whose result is used again stays.
+// nn.attention (`causal` for a constant mask of the keys after each query).
+// A softmax whose result is used again stays.
 
-// GPT-2's causal attention: scaled by 1 / sqrt(32), masked by a select.
+// GPT-2's causal attention: scaled by 1 / sqrt(32), masked by a select. The
+// mask keeps the keys up to the query's: `causal`, no bias.
 // CHECK-LABEL: func.func @causal(
-// CHECK-NEXT:    %[[B:.*]] = nn.constant dense<{{\[\[}}0.0, -3.4028235e+38, -3.4028235e+38], [0.0, 0.0, -3.4028235e+38], [0.0, 0.0, 0.0]]> : tensor<3x3xf32>
-// CHECK-NEXT:    %[[O:.*]] = nn.attention %q, %kt, %v, %[[B]] scale 0.1767766922712326 : tensor<1x2x3x32xf32>, tensor<1x2x32x3xf32>, tensor<1x2x3x32xf32>, tensor<3x3xf32> -> tensor<1x2x3x32xf32>
+// CHECK-NEXT:    %[[O:.*]] = nn.attention %q, %kt, %v scale 0.1767766922712326 causal : tensor<1x2x3x32xf32>, tensor<1x2x32x3xf32>, tensor<1x2x3x32xf32> -> tensor<1x2x3x32xf32>
 // CHECK-NEXT:    func.return %[[O]]
 func.func @causal(%q: tensor<1x2x3x32xf32>, %kt: tensor<1x2x32x3xf32>, %v: tensor<1x2x3x32xf32>) -> tensor<1x2x3x32xf32> {
   %s = nn.matmul %q, %kt : tensor<1x2x3x32xf32>, tensor<1x2x32x3xf32> -> tensor<1x2x3x3xf32>
@@ -20,6 +21,32 @@ func.func @causal(%q: tensor<1x2x3x32xf32>, %kt: tensor<1x2x32x3xf32>, %v: tenso
   %2 = nn.softmax %1 : tensor<1x2x3x3xf32>
   %3 = nn.matmul %2, %v : tensor<1x2x3x3xf32>, tensor<1x2x3x32xf32> -> tensor<1x2x3x32xf32>
   func.return %3 : tensor<1x2x3x32xf32>
+}
+
+// Older exports: the causal mask an additive constant of -10000 (at most
+// MASKED: its exp is 0 as float32's lowest's is), one query more than keys.
+// CHECK-LABEL: func.func @causal_bias(
+// CHECK-NEXT:    %[[O:.*]] = nn.attention %q, %kt, %v causal : tensor<2x4x8xf32>, tensor<2x8x3xf32>, tensor<2x3x8xf32> -> tensor<2x4x8xf32>
+// CHECK-NEXT:    func.return %[[O]]
+func.func @causal_bias(%q: tensor<2x4x8xf32>, %kt: tensor<2x8x3xf32>, %v: tensor<2x3x8xf32>) -> tensor<2x4x8xf32> {
+  %s = nn.matmul %q, %kt : tensor<2x4x8xf32>, tensor<2x8x3xf32> -> tensor<2x4x3xf32>
+  %mask = nn.constant dense<[[[0.0, -10000.0, -10000.0], [0.0, 0.0, -10000.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]> : tensor<1x4x3xf32>
+  %0 = nn.add %s, %mask : tensor<2x4x3xf32>, tensor<1x4x3xf32> -> tensor<2x4x3xf32>
+  %1 = nn.softmax %0 : tensor<2x4x3xf32>
+  %2 = nn.matmul %1, %v : tensor<2x4x3xf32>, tensor<2x3x8xf32> -> tensor<2x4x8xf32>
+  func.return %2 : tensor<2x4x8xf32>
+}
+
+// A constant bias that masks less (-100 is not at most MASKED) stays a bias.
+// CHECK-LABEL: func.func @soft_bias(
+// CHECK:         nn.attention %q, %kt, %v, %{{.*}} : tensor<2x2x8xf32>, tensor<2x8x2xf32>, tensor<2x2x8xf32>, tensor<2x2xf32> -> tensor<2x2x8xf32>
+func.func @soft_bias(%q: tensor<2x2x8xf32>, %kt: tensor<2x8x2xf32>, %v: tensor<2x2x8xf32>) -> tensor<2x2x8xf32> {
+  %s = nn.matmul %q, %kt : tensor<2x2x8xf32>, tensor<2x8x2xf32> -> tensor<2x2x2xf32>
+  %mask = nn.constant dense<[[0.0, -100.0], [0.0, 0.0]]> : tensor<2x2xf32>
+  %0 = nn.add %s, %mask : tensor<2x2x2xf32>, tensor<2x2xf32> -> tensor<2x2x2xf32>
+  %1 = nn.softmax %0 : tensor<2x2x2xf32>
+  %2 = nn.matmul %1, %v : tensor<2x2x2xf32>, tensor<2x2x8xf32> -> tensor<2x2x8xf32>
+  func.return %2 : tensor<2x2x8xf32>
 }
 
 // BERT's: the padding mask an additive bias computed at run time, the bias first.
