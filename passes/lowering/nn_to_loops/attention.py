@@ -26,6 +26,12 @@ the scalar sums: broadcast-FMAs, no score stored between the terms; where
 Sk or Dv is not a multiple of KEY_BLOCK, K_UNROLL terms per load and store
 of the score or output element).
 
+Causal attention (key j of query i only if j <= i) takes the same steps
+over the keys its block's last query sees, min(Sk, i0 + n): the GEMMs' N
+and K, the loops' blocks of keys (whole blocks of KEY_BLOCK, the scores
+past each row's query -inf before the softmax); a block of the first rows
+multiplies a fraction of the keys.
+
 Blocks of rows are independent: each writes the scratch it reads (the
 loops: parallelize-loops gives each thread its own; the GEMM calls run in
 order, each on the kernel's threads when it is large enough)."""
