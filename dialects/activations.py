@@ -135,7 +135,7 @@ def _emit_gelu_tanh(s: Scalar, z: Any) -> Any:
     # z (a + b z^2), three operations
     minus_2u = s.mul(z, s.add(s.const(-2 * TANH_GELU_SCALE),
                               s.mul(s.const(-2 * TANH_GELU_SCALE * TANH_GELU_CUBE), s.mul(z, z))))
-    return s.div(z, s.add(s.const(1.0), s.exp(minus_2u)))
+    return s.div(z, _one_plus_exp(s, minus_2u))
 
 
 def _vjp_gelu_tanh(s: Scalar, z: Any, n: Any, g: Any) -> Any:
@@ -146,9 +146,15 @@ def _vjp_gelu_tanh(s: Scalar, z: Any, n: Any, g: Any) -> Any:
 
 
 # IR forms shared by several rows
+def _one_plus_exp(s: Scalar, a: Any) -> Any:
+    """1 + exp(a): the Scalar's own `one_plus_exp` if it has one (loop code's exp may give any
+    value under 2^-125 there: the sum is the same), else the sum."""
+    own = getattr(s, "one_plus_exp", None)
+    return own(a) if own is not None else s.add(s.const(1.0), s.exp(a))
+
+
 def _emit_sigmoid(s: Scalar, z: Any) -> Any:  # 1 / (1 + exp(-z)): exp overflowing to inf gives 0
-    one = s.const(1.0)
-    return s.div(one, s.add(one, s.exp(s.neg(z))))
+    return s.div(s.const(1.0), _one_plus_exp(s, s.neg(z)))
 
 
 def emit_sign(s: Scalar, z: Any) -> Any:  # 1, -1, or z itself for zeros and NaN (numpy's sign)

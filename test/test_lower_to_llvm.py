@@ -213,6 +213,25 @@ def test_expanded_math_accuracy_in_ulps(op):
     np.testing.assert_array_equal(y[special], exact[special].astype(np.float32))
 
 
+def test_expanded_approximate_exp():
+    """math.exp fastmath<afn> (the exp in 1 + exp(x): sigmoid, the tanh Gelu): exp's 1 ulp from
+    2^-125 to 2^127 with one scale, exp(-86.5) below (never a subnormal result), inf from 88.38."""
+    text = UNARY.format(OP="exp", T="f32").replace("math.exp %v : f32", "math.exp %v fastmath<afn> : f32")
+    module = lowered(text)
+    lib = engine.compile_module(module)
+    x = _inputs()
+    y = np.empty_like(x)
+    lib.kernel("k", 2)(x.ctypes.data, y.ctypes.data, x.size)
+    with np.errstate(all="ignore"):
+        exact = np.exp(x.astype(np.float64))
+    normal = (x >= -86.5) & (x < 88.37)
+    assert ulp_error(y[normal], exact[normal]).max() <= MAX_ULPS["exp"]
+    low = x < -86.5
+    assert np.all(y[low] == np.float32(np.exp(np.float64(np.float32(-86.5)))))
+    assert np.all(np.isinf(y[(x >= 88.38) & ~np.isnan(x)])) and np.isnan(y[np.isnan(x)]).all()
+    assert not np.any((y != 0) & (np.abs(y) < np.finfo(np.float32).tiny))  # no subnormal result
+
+
 def test_expanded_math_vectorizes():
     text = UNARY.format(OP="tanh", T="f32")
     ir = engine.optimized_llvm_ir(lowered(text))

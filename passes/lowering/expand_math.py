@@ -138,18 +138,33 @@ MAGIC = 12582912.0  # 1.5 * 2^23: adding it rounds |t| < 2^22 to an integer in t
 LN2_HI, LN2_LO = 0.693359375, -2.12194440e-4  # ln 2 = LN2_HI + LN2_LO (Cody-Waite)
 
 
-def exp(em: Emitter, x: V) -> V:
-    x = em.clamp(x, -104.0, 89.0)  # exp beyond is 0 / inf in f32
+def _exp_reduced(em: Emitter, x: V) -> tuple[V, V]:
+    """(p, n) with exp(x) = p * 2^n: n = round(x / ln 2), p = exp(r) of the rest r (Cody-Waite) by
+    its polynomial."""
     k = x * 1.44269504088896341 + MAGIC
     nf = k - MAGIC
     n = em.bits(k).isub(em.bits(em.lift(MAGIC, f32)))
     r = x - nf * LN2_HI - nf * LN2_LO
     p = em.horner(r, [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2,
                       1.6666665459e-1, 5.0000001201e-1]) * (r * r) + r + 1.0
+    return p, n
+
+
+def exp(em: Emitter, x: V) -> V:
+    p, n = _exp_reduced(em, em.clamp(x, -104.0, 89.0))  # exp beyond is 0 / inf in f32
     # 2^n for n in [-150, 128] as 2^n1 * 2^n2, both normal numbers
     n1 = n.shrs(1)
     n2 = n.isub(n1)
     return p * em.from_bits(n1.iadd(127).shl(23)) * em.from_bits(n2.iadd(127).shl(23))
+
+
+def exp_approximate(em: Emitter, x: V) -> V:
+    """exp(x) of a math.exp marked `afn` (what 1 + exp(x) needs: sigmoid, the tanh Gelu): as
+    exact as `exp` from 2^-125 to 2^127, with one scale 2^n instead of two; x under -86.5 gives
+    exp(-86.5) (2.7e-38: 1 + it is 1 all the same, and no result is subnormal), x from 88.38 on
+    inf (instead of up to 3.4e38 until 88.72). Four operations fewer per element."""
+    p, n = _exp_reduced(em, em.clamp(x, -86.5, 89.0))  # n in [-125, 128]: 2^n normal, or inf at 128
+    return p * em.from_bits(n.iadd(127).shl(23))
 
 
 def log(em: Emitter, x: V) -> V:
@@ -223,6 +238,8 @@ class ExpandMath(RewritePattern):
         expand = EXPANSIONS.get(type(op))
         if expand is None or op.results[0].type != f32:
             return
+        if isinstance(op, math.ExpOp) and op.fastmath is not None and "afn" in op.fastmath.data:
+            expand = exp_approximate
         em = Emitter(rewriter, op, self.constants)
         rewriter.replace(op, [], [expand(em, V(em, op.operands[0])).value])
 

@@ -37,6 +37,11 @@ class ArithScalar:
     def neg(self, a): return self._un(arith.NegfOp, a)  # noqa: E704
     def abs(self, a): return self._un(math.AbsFOp, a)  # noqa: E704
     def exp(self, a): return self._un(math.ExpOp, a)  # noqa: E704
+
+    def one_plus_exp(self, a: SSAValue) -> SSAValue:
+        """1 + exp(a) with exp's `afn` form (expand_math.exp_approximate): the sum is the same."""
+        return self.add(self.const(1.0), self.emit(math.ExpOp(a, arith.FastMathFlagsAttr(["afn"]))))
+
     def expm1(self, a): return self._un(math.ExpM1Op, a)  # noqa: E704
     def log1p(self, a): return self._un(math.Log1pOp, a)  # noqa: E704
     def tanh(self, a): return self._un(math.TanhOp, a)  # noqa: E704
