@@ -20,16 +20,18 @@ def row_max(b: Builder, n: int | SSAValue, term: Callable[[SSAValue], SSAValue],
     return lanes_reduce(b, lambda u, v: b.select(b.cmpf("ogt", u, v), u, v), n, term, b.const(-pymath.inf, elt))
 
 
-# exp(d) of a row's d = x - max below this (under 2e-38 in f32, 3e-308 in f64) is taken as 0: a
+# exp(d) of a row's d = x - max below this (under 2.7e-38 in f32, 3e-308 in f64) is taken as 0: a
 # subnormal result costs dozens of times a normal one on some hosts (Zen 4), and masked scores
 # (a bias of -1e9 or float32's lowest) would all be subnormal or zero.
-EXP_FLUSH = {32: -86.98, 64: -708.0}
+EXP_FLUSH = {32: -86.5, 64: -708.0}
 
 
 def shifted_exp(b: Builder, d: SSAValue) -> SSAValue:
-    """exp(d) for d = x - max <= 0, 0 below EXP_FLUSH (no subnormal results); NaN stays NaN."""
+    """exp(d) for d = x - max <= 0, 0 below EXP_FLUSH (no subnormal results); NaN stays NaN. The
+    f32 exp is the `afn` form (passes/lowering/expand_math.py: one scale, nothing subnormal; from
+    EXP_FLUSH down, its value there, which the select replaces)."""
     cut = b.const(EXP_FLUSH[d.type.bitwidth], d.type)
-    e = b(math.ExpOp, b(arith.MaximumfOp, d, cut))
+    e = b(math.ExpOp, b(arith.MaximumfOp, d, cut), arith.FastMathFlagsAttr(["afn"]))
     return b.select(b.cmpf("olt", d, cut), b.const(0.0, d.type), e)
 
 
