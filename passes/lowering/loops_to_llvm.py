@@ -321,7 +321,8 @@ def _float_binary(L: _FuncLowering, op):
             return L.intrinsic("llvm.fmuladd", [a, b, c], t)
     flags = _flags(op)
     return L.emit(_FLOAT_BINARY[type(op)](L.v(op.lhs), L.v(op.rhs),
-                                          llvm.FastMathAttr(flags) if flags else None))
+                                          llvm.FastMathAttr([llvm.FastMathFlag(f) for f in sorted(flags)])
+                                          if flags else None))
 
 
 def _cmpi(L: _FuncLowering, op: arith.CmpiOp):

@@ -360,19 +360,24 @@ def window_range(b: Builder, k: SSAValue, size_in: int, size_out: int, stride: i
     return t, lo, hi
 
 
-LANES = 16  # partial results of a float sum along a row: one AVX-512 vector, two AVX2
+LANES = 16  # partial results of a row's max or integer sum: one AVX-512 vector, two AVX2
 
 
 def lanes_reduce(b: Builder, combine: str | Callable[[SSAValue, SSAValue], SSAValue], n: int | SSAValue,
                  term: Callable[[SSAValue], SSAValue], start: SSAValue) -> SSAValue:
     """combine(start, term(0), ..., term(n - 1)), `start` the identity of `combine`
     (an nn binary op's name, or a function of two scalars); n an int or an index value.
-    A row of at least 2 x LANES terms, or of a run-time length, carries LANES partial
-    results (partial l takes the terms l, l + LANES, ...; a run-time length's last
-    n % LANES terms go to partial 0) combined pairwise at the end, not one chain of n
-    dependent additions: LLVM may not reorder a float chain (it does reorder max, min
-    and integers), and the order written here is the same on every host and for any
-    thread count. Sums are rounded in that order, as numpy's pairwise sums are in theirs."""
+    A float sum is one chain of additions marked `reassoc`: LLVM's loop vectorizer
+    sums it in vectors of the host's width, several partial sums interleaved, combined
+    at the end (the order of the additions LLVM's for the host, the same for any
+    thread count; LLVM's SLP vectorizer had made LANES scalar partials two-lane
+    vectors). Any other combination over a row of at least 2 x LANES terms, or of a
+    run-time length, carries LANES partial results (partial l takes the terms l,
+    l + LANES, ...; a run-time length's last n % LANES terms go to partial 0)
+    combined pairwise at the end, not one chain of n dependent steps."""
+    if combine == "add" and isinstance(start.type, nn.FLOAT_TYPES):
+        reassoc = arith.FastMathFlagsAttr(["reassoc"])
+        return b.nest([n], lambda js, c: [b(arith.AddfOp, c[0], term(js[0]), reassoc)], [start])[0]
     if isinstance(combine, str):
         name = combine
         combine = lambda u, v: b.binary(name, u, v)  # noqa: E731
