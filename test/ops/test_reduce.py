@@ -199,11 +199,26 @@ def test_lowered_reductions(name, axes, keepdims):
 @pytest.mark.parametrize("shape, axes", [((DYN, 3, 37), [-1]), ((DYN, 3, 37), [1, 2]), ((DYN, 64), [1]),
                                          ((DYN, 2, 40), [0, 2])])
 def test_lowered_reductions_of_long_rows(name, shape, axes):
-    """Rows of at least 2 x LANES elements (and a remainder): float sums and
-    products carried in LANES partial results; other axes as before."""
+    """Rows of at least 2 x LANES elements (and a remainder): float sums one chain LLVM
+    vectorizes, products carried in LANES partial results; other axes as before."""
     m = loop_tests.build([loop_tests.T(*shape)], lambda e, x: e(nn.REDUCE_OPS[name](x, axes, False)))
     x = loop_tests.rng.uniform(0.9, 1.1, (3, *shape[1:])) * loop_tests.rng.choice([-1, 1], (3, *shape[1:]))
     loop_tests.check(m, [x], rtol=1e-5)
+
+
+@pytest.mark.parametrize("cpu, lanes", [("znver4", 16), ("skylake-avx512", 8), ("haswell", 8), ("x86-64", 4)])
+def test_float_row_sum_is_vectorized_at_the_targets_width(cpu, lanes):
+    """A float sum (lanes_reduce) is one reassoc chain: LLVM sums it in vectors of the named CPU's
+    preferred width (Skylake-X prefers 256-bit vectors), no narrower."""
+    import re
+
+    from ncc.pipeline import run_passes
+    from ncc.runtime import engine
+
+    m = loop_tests.build([loop_tests.T(32, 128)], lambda e, x: e(nn.REDUCE_OPS["reduce_sum"](x, [1], False)))
+    run_passes(m, "lower-to-loops,lower-to-llvm")
+    widths = {int(w) for w in re.findall(r"fadd reassoc <(\d+) x float>", engine.optimized_llvm_ir(m, cpu))}
+    assert widths == {lanes}
 
 
 def test_lowered_reduction_integers():
