@@ -284,8 +284,8 @@ def kernel_library_module(cpu: str | None = None):
 
 
 def gemm_object() -> bytes:
-    """Object code of the host's kernel library (LIBRARY_KERNELS for its vector ISA, and the serial stand-in for OpenMP where libgomp is
-    missing)."""
+    """Object code of the host's kernel library (LIBRARY_KERNELS for its vector
+    ISA, and the serial stand-in for OpenMP where libgomp is missing)."""
     with _LOCK:
         _initialize()
         tm = target_machine()

@@ -70,7 +70,8 @@ class AttentionOp(NNOp):
             raise VerifyException(f"the values must have one row per key ({sk[-1]}), got {v}")
         scores = (*lead, sq[-2], sk[-1])
         if p.causal and DYN in scores[-2:]:
-            raise VerifyException(f"causal attention needs static query and key lengths, got scores {fmt_shape(scores)}")
+            raise VerifyException("causal attention needs static query and key lengths, got scores "
+                                  f"{fmt_shape(scores)}")
         if len(types) > 3:
             try:
                 full = broadcast_shapes(scores, shape_of(types[3]))

@@ -23,6 +23,7 @@ from ncc.dialects.nn import tensor_type as T
 from ncc.ir import parse_module
 from ncc.onnx import import_onnx
 from ncc.passes.lowering import transpose
+from ncc.runtime import engine
 
 import test_autodiff_rules as autodiff_rule_tests
 from c_kernels import C_VARIANTS, kernel_variant
@@ -318,6 +319,9 @@ def test_lowered_transpose_calls_the_kernel_per_slab():
     lowered = loop_tests.check(loop_tests.build([loop_tests.T(DYN, 5, 3, 7)], lambda e, x: e(nn.TransposeOp(x, [0, 3, 1, 2]))),
                                [loop_tests.randn(2, 5, 3, 7)])
     assert ncc.print_module(lowered).count("func.call @ncc_transpose32") == 1
+    model = ncc.compile(loop_tests.build([loop_tests.T(4, 9)], lambda e, x: e(nn.TransposeOp(x, [1, 0]))), cache=False)
+    lanes = transpose.lanes_for_features(engine.host_features())  # 16, 8 or 4: the host's vector
+    assert model.compile_info["kernels"] == {"ncc_transpose32": f"{lanes}x{lanes}"}  # what ncc-run prints
 
 
 @pytest.mark.parametrize("shape", [(3, 5), (33, 18)])

@@ -38,9 +38,8 @@ order, each on the kernel's threads when it is large enough)."""
 
 from __future__ import annotations
 
-from typing import Callable
-
 import math as pymath
+from typing import Callable
 
 from xdsl.dialects import arith
 from xdsl.dialects.builtin import UnitAttr, f32
@@ -51,8 +50,8 @@ from ncc.dialects.nn import DYN
 from ncc.passes.lowering import gemm
 from ncc.passes.lowering.nn_to_loops.builder import Buf, Builder, blocks, broadcast_map, lanes_reduce, linear_index
 from ncc.passes.lowering.nn_to_loops.builder import view
-from ncc.passes.lowering.nn_to_loops.softmax import row_max, shifted_exp
 from ncc.passes.lowering.nn_to_loops.matmul import GEMM_MIN_WORK, K_UNROLL, call_gemm, flat_view
+from ncc.passes.lowering.nn_to_loops.softmax import row_max, shifted_exp
 from ncc.passes.lowering.parallelize_loops import SCRATCH_PER_ITERATION
 
 ROW_BLOCK = 8  # the loops: query rows at a time (each value of kt and v loaded once for them)
@@ -135,6 +134,15 @@ def _softmax_rows(b: Builder, op, s: Buf, rows: list[SSAValue], queries: list[SS
     return [lanes_reduce(b, "add", keys, lambda j, r=r: b.load(s, [r, j]), b.const(0.0, elt)) for r in rows]
 
 
+def _bias_reader(b: Builder, bias: Buf | None, scores: tuple) -> Callable | None:
+    """at -> bias_of(i, j), the bias of key j for query i of the heads `at` (the leading indices),
+    for a bias broadcast to the scores [..., Sq, Sk]; None without a bias."""
+    if bias is None:
+        return None
+    index = broadcast_map(b, scores, bias.shape)
+    return lambda at: lambda i, j: b.load(bias, index([*at, i, j]))
+
+
 def _keys_needed(b: Builder, op, keys: int, i0: SSAValue, count: int | SSAValue) -> int | SSAValue:
     """Keys the query rows [i0, i0 + count) attend to: all, or min(keys, i0 + count) if causal."""
     return b(arith.MinSIOp, b.idx(keys), b.add_i(i0, count)) if op.params.causal else keys
@@ -147,7 +155,7 @@ def _lower_by_gemm(b: Builder, op, out: Buf, q: Buf, kt: Buf, v: Buf, bias: Buf 
     sums = view(b, b.scratch.ref, qb * sk, (qb,))
     start, floats = _gemm_layout(op)
     workspace = flat_view(b, b.scratch.ref, start, floats * b.threads)
-    bias_at = broadcast_map(b, (*lead, sq, sk), bias.shape) if bias is not None else None
+    bias_reader = _bias_reader(b, bias, (*lead, sq, sk))
     rows_in_all = b.size(sq)
 
     def block(at, i0):
@@ -156,7 +164,7 @@ def _lower_by_gemm(b: Builder, op, out: Buf, q: Buf, kt: Buf, v: Buf, bias: Buf 
         q_rows = flat_view(b, q.ref, linear_index(b, q.shape, [*at, i0]), b.mul_i(n, d))
         call_gemm(b, [n, keys, d, q_rows, d, 1, flat_view(b, kt.ref, linear_index(b, kt.shape, at), d * sk), sk,
                       flat_view(b, scores.ref, 0, qb * sk), sk], 0, workspace)
-        bias_of = (lambda i, j: b.load(bias, bias_at([*at, i, j]))) if bias is not None else None
+        bias_of = bias_reader(at) if bias_reader else None
         b.nest([n], lambda rv, _: b.store(
             _softmax_rows(b, op, scores, [rv[0]], [b.add_i(i0, rv[0])], keys, bias_of)[0], sums, [rv[0]]))
         o_at = linear_index(b, out.shape, [*at, i0])
@@ -182,7 +190,7 @@ def lower_attention(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     elt = out.elt
     s = view(b, b.scratch.ref, 0, (ROW_BLOCK, keys), elt)
     zero = b.const(0.0, elt)
-    bias_at = broadcast_map(b, (*lead, sq, keys), bias.shape) if bias is not None else None
+    bias_reader = _bias_reader(b, bias, (*lead, sq, keys))
     marked: list = []
 
     def row_block(at, i0, count):  # `count` query rows: each value of kt and v loaded once for all
@@ -222,7 +230,7 @@ def lower_attention(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
         else:
             b.nest([count, needed], lambda rj, _: b.store(zero, s, rj))
             blocks(b, depth, K_UNROLL, depth_block)
-        bias_of = (lambda i, j: b.load(bias, bias_at([*at, i, j]))) if bias is not None else None
+        bias_of = bias_reader(at) if bias_reader else None
         totals = _softmax_rows(b, op, s, [b.idx(r) for r in range(count)], rows, scored, bias_of, step)
 
         def values_block(ev, _):  # KEY_BLOCK output columns of `count` rows summed in registers over the keys

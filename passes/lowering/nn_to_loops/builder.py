@@ -395,8 +395,8 @@ def lanes_reduce(b: Builder, combine: str | Callable[[SSAValue, SSAValue], SSAVa
                  for lane, v in enumerate(parts)]
     else:
         first = b.mul_i(groups, LANES)
-        parts[0], = b.nest([b(arith.SubiOp, total, first)], lambda js, acc: [combine(acc[0], term(b.add_i(first, js[0])))],
-                           [parts[0]])
+        parts[0], = b.nest([b(arith.SubiOp, total, first)],
+                           lambda js, acc: [combine(acc[0], term(b.add_i(first, js[0])))], [parts[0]])
     while len(parts) > 1:
         parts = [combine(u, v) for u, v in zip(parts[::2], parts[1::2])]
     return parts[0]

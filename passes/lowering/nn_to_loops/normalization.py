@@ -47,7 +47,11 @@ def lower_layer_norm(b: Builder, op, out: Buf, ins: list[Buf]) -> None:
     def statistics(totals: Callable[[Callable], list[SSAValue]], n: SSAValue) -> tuple[list, list]:
         """(means, 1 / sqrt(var + eps)) of rows whose sums of term(value) `totals` gives."""
         means = [b(arith.DivfOp, t, n) for t in totals(lambda v, r: v)] if centered else None
-        squares = totals(lambda v, r: (lambda d: b(arith.MulfOp, d, d))(b(arith.SubfOp, v, means[r]) if centered else v))
+        def square(v, r):
+            d = b(arith.SubfOp, v, means[r]) if centered else v
+            return b(arith.MulfOp, d, d)
+
+        squares = totals(square)
         rstd = [b(arith.DivfOp, one, b(math.SqrtOp, b(arith.AddfOp, b(arith.DivfOp, t, n), eps))) for t in squares]
         return means, rstd
 
